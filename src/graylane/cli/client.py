@@ -1,0 +1,64 @@
+"""The CLI's HTTP client to the control plane API, turning API errors back into GraylaneErrors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.settings import server_address
+
+_BY_STATUS: dict[int, type[GraylaneError]] = {404: NotFound, 409: Conflict, 422: ValidationError}
+
+
+class ApiClient:
+    def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
+        import os
+
+        self.base_url = base_url or server_address().url
+        token = token or os.environ.get("GRAYLANE_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, trust_env=False)
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.ConnectError:
+            raise GraylaneError(f"cannot reach the Graylane control plane at {self.base_url}",
+                                hint="start it with `graylane up`, or set GRAYLANE_SERVER") from None
+        if resp.status_code >= 400:
+            raise error_from_response(resp)
+        if not resp.content:
+            return None
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.text
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.request("DELETE", path, **kw)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def error_from_response(resp: httpx.Response) -> GraylaneError:
+    """API errors are `{"error": {"message", "where", "hint"}}` (see graylane.server.app)."""
+    try:
+        err = resp.json().get("error") or {}
+    except ValueError:
+        err = {"message": resp.text.strip() or resp.reason_phrase}
+    cls = _BY_STATUS.get(resp.status_code, GraylaneError)
+    return cls(str(err.get("message") or resp.reason_phrase), where=err.get("where"), hint=err.get("hint"))

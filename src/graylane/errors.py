@@ -1,0 +1,40 @@
+"""User-facing errors: one clear line saying what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+
+class GraylaneError(Exception):
+    """An error caused by input or state the user can fix; the CLI prints it as one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, where={self.where!r}, hint={self.hint!r})"
+
+
+class ValidationError(GraylaneError):
+    """Input does not match a schema or an admission rule."""
+
+
+class NotFound(GraylaneError):
+    """A named object does not exist."""
+
+    exit_code = 2
+
+
+class Conflict(GraylaneError):
+    """An update was made against a stale resourceVersion, or an object already exists."""
+
+    exit_code = 3

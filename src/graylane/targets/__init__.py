@@ -1,0 +1,1 @@
+"""Targets: where resources become real (the local mesh, or a Kubernetes cluster)."""

@@ -1,0 +1,60 @@
+"""The Target protocol: the only way pipelines and the API reach the world.
+
+`local` is the embedded mesh (store + runtime + data plane); `kubernetes` drives a real cluster.
+Actors are strings recorded in history: `user:NAME` or `pipeline:EXECUTION_ID/STAGE_ID`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from graylane.resources.document import Document, ResourceKey
+
+PatchType = Literal["strategic", "merge", "json"]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply did to one resource."""
+
+    key: ResourceKey
+    action: Literal["created", "configured", "unchanged"]
+    resource_version: str = ""
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrafficSample:
+    """One Istio-style request counter, as Prometheus would hold it (labels per §3.2 of istio.md)."""
+
+    labels: dict[str, str]
+    requests: float
+    errors: float = 0.0
+
+
+@runtime_checkable
+class Target(Protocol):
+    account: str
+
+    async def apply(self, docs: Sequence[Document], *, actor: str,
+                    namespace_override: str | None = None, dry_run: bool = False) -> list[Applied]:
+        """Validate every document, then apply all of them (all or nothing where the target allows)."""
+        ...
+
+    async def delete(self, keys: Sequence[ResourceKey], *, actor: str, cascade: bool = True,
+                     grace_period_seconds: int | None = None) -> list[ResourceKey]:
+        """Delete; returns the keys that existed. Missing ones are not an error."""
+        ...
+
+    async def get(self, key: ResourceKey) -> dict[str, Any] | None: ...
+
+    async def list(self, kind: str, namespace: str | None = None,
+                   group: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def patch(self, key: ResourceKey, patch: Any, patch_type: PatchType, *, actor: str) -> dict[str, Any]: ...
+
+    async def wait_ready(self, keys: Sequence[ResourceKey], *, timeout: float) -> None:
+        """Wait until Deployments are rolled out and the mesh serves the config; raise GraylaneError."""
+        ...
