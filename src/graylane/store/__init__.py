@@ -1,1 +1,6 @@
-"""Durable state (placeholder until the Foundation store lands)."""
+"""Durable state: resources with versions and full revision history (SQLite or PostgreSQL)."""
+
+from graylane.resources.document import ResourceKey
+from graylane.store.store import Action, ApplyResult, Revision, Store, StoredResource
+
+__all__ = ["Action", "ApplyResult", "ResourceKey", "Revision", "Store", "StoredResource"]

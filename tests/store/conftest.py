@@ -1,0 +1,91 @@
+"""Store fixtures: one contract suite over SQLite (a file in the test's state folder) and PostgreSQL.
+
+PostgreSQL runs when `GRAYLANE_TEST_POSTGRES_URL` is set; each test gets a fresh schema (dropped
+after) through `search_path`. With `GRAYLANE_REQUIRE_POSTGRES=1` a missing URL fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from graylane.store import Store
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("GRAYLANE_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("GRAYLANE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("GRAYLANE_REQUIRE_POSTGRES=1 but GRAYLANE_TEST_POSTGRES_URL is unset")
+        pytest.skip("GRAYLANE_TEST_POSTGRES_URL is unset (no PostgreSQL for this run)")
+    return url
+
+
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose connections live in a fresh schema of the test database."""
+    base = postgres_url()
+    assert base is not None
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+class Clock:
+    """A hand-moved clock for timestamps."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_schema_url"))
+
+
+@pytest.fixture
+def open_store(store_url: str, clock: Clock) -> Iterator[Callable[[], Store]]:
+    """Opens stores on the test's database (several = several processes' worth of engines)."""
+    opened: list[Store] = []
+
+    def _open() -> Store:
+        s = Store.open(store_url, clock=clock)
+        opened.append(s)
+        return s
+
+    yield _open
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[[], Store]) -> Store:
+    return open_store()
