@@ -1,9 +1,143 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`graylane graph`, `graylane traces`, `graylane trace ID`: the mesh topology and traces in the terminal."""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from graylane.cli.client import ApiClient
+from graylane.mesh.telemetry.traces import waterfall
+
+_HEALTH_STYLE = {"Healthy": "green", "Degraded": "yellow", "Failure": "red", "NA": "dim"}
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.0f}ms" if v >= 10 else f"{v:.1f}ms")
+
+
+def render_graph(graph: dict[str, Any]) -> Group:
+    """A tree from each entry node (gateways, unknown callers, nodes nobody calls) along its edges."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    out_edges: dict[str, list[dict[str, Any]]] = {}
+    has_in: set[str] = set()
+    for e in graph["edges"]:
+        out_edges.setdefault(e["source"], []).append(e)
+        has_in.add(e["target"])
+    title = Text.assemble(("mesh ", "bold"), (graph.get("namespace") or "all namespaces", "cyan"),
+                          f"  {graph['graphType']}  window {graph['window']:.0f}s  ",
+                          (graph.get("health", "NA"), _HEALTH_STYLE.get(graph.get("health", "NA"), "")))
+    trees: list[Any] = [title]
+
+    def label(node: dict[str, Any]) -> Text:
+        style = _HEALTH_STYLE.get(node["health"], "")
+        kind = {"gateway": "⛩ ", "service": "△ ", "unknown": "? "}.get(node["nodeType"], "● ")
+        return Text.assemble((kind, style), (node["label"], "bold"), (f"  {node['namespace']}", "dim"))
+
+    def grow(tree: Tree, node_id: str, seen: set[str]) -> None:
+        for e in sorted(out_edges.get(node_id, []), key=lambda e: (e["service"], e["target"])):
+            target = nodes.get(e["target"], {"label": e["target"], "health": "NA", "nodeType": "app",
+                                             "namespace": ""})
+            dist = f" {e['distribution']:.0f}%" if e["distribution"] < 99.95 else ""
+            errs = f" 5xx {e['errorRate5xx']:.1f}%" if e["errorRate5xx"] else ""
+            text = Text.assemble(("→ ", _HEALTH_STYLE.get(e["health"], "")), (target["label"], "bold"),
+                                 (f" [{e['service']}]", "dim"), f"  {e['rps']:.2f} rps{dist}",
+                                 f"  p95 {_fmt_ms(e['p95'])}", (errs, "red"))
+            child = tree.add(text)
+            if e["target"] not in seen:
+                grow(child, e["target"], seen | {e["target"]})
+
+    entries = [n for n in graph["nodes"] if n["id"] not in has_in and not n["idle"]]
+    for node in entries:
+        tree = Tree(label(node))
+        grow(tree, node["id"], {node["id"]})
+        trees.append(tree)
+    idle = [n for n in graph["nodes"] if n["idle"]]
+    if idle:
+        trees.append(Text("idle: " + ", ".join(n["label"] for n in idle), style="dim"))
+    if len(trees) == 1:
+        trees.append(Text("no traffic in the window", style="dim"))
+    return Group(*trees)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    @app.command("graph")
+    def graph_cmd(
+        namespace: str = typer.Option(None, "-n", "--namespace", help="Only this namespace."),
+        window: str = typer.Option("1m", "--window", help="Trailing window, e.g. 30s, 1m, 10m."),
+        graph_type: str = typer.Option("versionedApp", "--type", help="versionedApp, app, workload or service."),
+        hide_idle: bool = typer.Option(False, "--hide-idle", help="Hide deployed workloads without traffic."),
+        watch: bool = typer.Option(False, "--watch", "-w", help="Redraw every 2 seconds."),
+        output: str = typer.Option("tree", "-o", "--output", help="tree or json."),
+    ) -> None:
+        """The mesh topology: who calls whom, requests/s, traffic split, p95 latency, health."""
+        client = ApiClient()
+        params = {"window": window, "type": graph_type, "idle": str(not hide_idle).lower()}
+        if namespace:
+            params["namespace"] = namespace
+        if output == "json":
+            typer.echo(json.dumps(client.get("/api/v1/graph", params=params), indent=2))
+            return
+        console = Console()
+        if not watch:
+            console.print(render_graph(client.get("/api/v1/graph", params=params)))
+            return
+        with Live(console=console, refresh_per_second=2) as live:
+            while True:
+                live.update(render_graph(client.get("/api/v1/graph", params=params)))
+                time.sleep(2)
+
+    @app.command("traces")
+    def traces_cmd(
+        service: str = typer.Option(None, "--service", "-s", help="Traces touching this service."),
+        min_duration: str = typer.Option(None, "--min-duration", help="e.g. 100ms"),
+        limit: int = typer.Option(20, "--limit"),
+        output: str = typer.Option("table", "-o", "--output", help="table or json."),
+    ) -> None:
+        """Recent traces, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if service:
+            params["service"] = service
+        if min_duration:
+            params["minDuration"] = min_duration
+        data = ApiClient().get("/api/v1/traces", params=params)["traces"]
+        if output == "json":
+            typer.echo(json.dumps(data, indent=2))
+            return
+        table = Table("TRACE ID", "ROOT", "SPANS", "DURATION", "ERRORS", "SERVICES", box=None)
+        for t in data:
+            table.add_row(t["traceId"], f"{t['rootService']} {t['rootName']}", str(t["spanCount"]),
+                          _fmt_ms(t["durationUs"] / 1000), str(t["errors"]), ", ".join(t["services"]))
+        Console().print(table)
+
+    @app.command("trace")
+    def trace_cmd(trace_id: str, output: str = typer.Option("waterfall", "-o", "--output",
+                                                            help="waterfall or json.")) -> None:
+        """One trace as a waterfall: each span's service, operation and timing."""
+        data = ApiClient().get(f"/api/v1/traces/{trace_id}")
+        if output == "json":
+            typer.echo(json.dumps(data, indent=2))
+            return
+        Console().print(render_waterfall(data["spans"]))
+
+
+def render_waterfall(spans: list[dict[str, Any]], width: int = 40) -> Table:
+    rows = waterfall(spans)
+    start = min(s["startUs"] for s in spans)
+    total = max(s["startUs"] + s["durationUs"] for s in spans) - start or 1
+    table = Table("SPAN", "KIND", "CODE", "DURATION", "TIMELINE", box=None)
+    for depth, s in rows:
+        offset = int(width * (s["startUs"] - start) / total)
+        length = max(1, int(width * s["durationUs"] / total))
+        bar = " " * offset + "█" * min(length, width - offset)
+        code = str(s["tags"].get("http.status_code", ""))
+        table.add_row("  " * depth + f"{s['service']} {s['name']}", s["kind"], code,
+                      _fmt_ms(s["durationUs"] / 1000), Text(bar, style="red" if code[:1] == "5" else "cyan"))
+    return table

@@ -14,7 +14,8 @@ from graylane import __version__
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
 from graylane.server.context import ControlPlane
 
-# Each module exposes `router` (an APIRouter mounted at /api/v1 unless it sets `prefix` itself).
+# Each module exposes `router` (an APIRouter mounted at /api/v1 unless it sets `prefix` itself),
+# and optionally `root_router` for paths outside /api/v1 (e.g. /metrics).
 API_MODULES = (
     "graylane.server.api.resources",
     "graylane.server.api.mesh",
@@ -84,6 +85,8 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
         mod = _optional(name)
         if mod is not None:
             app.include_router(mod.router, prefix=getattr(mod, "prefix", "/api/v1"))
+            if hasattr(mod, "root_router"):  # endpoints outside /api/v1, e.g. /metrics
+                app.include_router(mod.root_router)
     ui = _optional(UI_MODULE)
     if ui is not None:
         ui.mount(app)

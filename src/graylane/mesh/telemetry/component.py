@@ -1,0 +1,154 @@
+"""The control plane's telemetry loop: scrape the data plane, keep series and spans, serve graph and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+import httpx
+
+from graylane.mesh.telemetry.metrics import ControlPlaneMetrics, route_weights
+from graylane.mesh.telemetry.recorder import Recorder
+from graylane.mesh.telemetry.series import parse_text
+from graylane.mesh.telemetry.topology import GraphOptions, Workload, build_graph
+from graylane.mesh.telemetry.traces import TraceStore
+
+log = logging.getLogger("graylane.telemetry")
+
+REQUESTS = "istio_requests_total"
+DURATION_BUCKETS = "istio_request_duration_milliseconds_bucket"
+KEPT = (REQUESTS, DURATION_BUCKETS)
+
+
+def _admin_urls(cp: Any) -> list[str]:
+    """Where the data plane's admin port is: the mesh control component knows; env overrides."""
+    env = os.environ.get("GRAYLANE_DATAPLANE_ADMIN")
+    if env:
+        return [u if u.startswith("http") else f"http://{u}" for u in env.split(",") if u]
+    mesh = cp.components.get("mesh")
+    for attr in ("admin_urls", "admin_url"):
+        value = getattr(mesh, attr, None)
+        if callable(value):
+            value = value()
+        if value:
+            return list(value) if isinstance(value, list | tuple) else [str(value)]
+    return []
+
+
+class Telemetry:
+    def __init__(self, cp: Any, interval: float | None = None) -> None:
+        self.cp = cp
+        self.interval = interval or float(os.environ.get("GRAYLANE_SCRAPE_INTERVAL", "1.0"))
+        self.recorder = Recorder()
+        self.traces = TraceStore(cp.store.engine) if getattr(cp, "store", None) is not None else None
+        self.metrics = ControlPlaneMetrics()
+        self.metrics.add_source(self._route_weight_metrics)
+        self.last_text = ""  # the data plane's own exposition, relayed on /metrics
+        self._span_seq: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._http = httpx.AsyncClient(timeout=2.0, trust_env=False)
+        self._otlp = None
+        with contextlib.suppress(Exception):
+            from graylane.mesh.telemetry.otlp import exporter_from_env
+
+            self._otlp = exporter_from_env()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> Telemetry:
+        self._task = asyncio.create_task(self._loop(), name="graylane-telemetry")
+        return self
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._http.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.scrape_once()
+            except Exception as exc:  # keep scraping; the data plane may be restarting
+                log.debug("telemetry scrape failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    # -- scraping ----------------------------------------------------------------------------
+    async def scrape_once(self) -> None:
+        urls = _admin_urls(self.cp)
+        texts = []
+        for url in urls:
+            with contextlib.suppress(httpx.HTTPError):
+                resp = await self._http.get(f"{url}/stats/prometheus")
+                if resp.status_code == 200:
+                    texts.append(resp.text)
+            await self._pull_spans(url)
+        if not urls:
+            return
+        text = "\n".join(texts)
+        self.last_text = text
+        series = await asyncio.to_thread(parse_text, text, KEPT)
+        self.recorder.add(series, time.time())
+
+    async def _pull_spans(self, url: str) -> None:
+        if self.traces is None:
+            return
+        since = self._span_seq.get(url, 0)
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            resp = await self._http.get(f"{url}/spans", params={"since": since})
+            if resp.status_code != 200:
+                return
+            body = resp.json()
+            spans = body.get("spans", []) if isinstance(body, dict) else body
+            if isinstance(body, dict) and "next" in body:
+                self._span_seq[url] = int(body["next"])
+            elif spans:
+                self._span_seq[url] = max(int(s.get("seq", since)) for s in spans) + 1
+            if spans:
+                await asyncio.to_thread(self.traces.add, spans)
+                if self._otlp is not None:
+                    from graylane.mesh.telemetry.otlp import export
+                    from graylane.mesh.telemetry.traces import normalise
+
+                    norm = [n for n in (normalise(s) for s in spans) if n]
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(export, self._otlp, norm)
+
+    # -- views -------------------------------------------------------------------------------
+    def deployed_workloads(self, namespace: str | None = None) -> list[Workload]:
+        out = []
+        store = getattr(self.cp, "store", None)
+        if store is None:
+            return out
+        for res in store.list(kind="Deployment", namespace=namespace):
+            body = res.body
+            labels = ((body.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+            md = body.get("metadata") or {}
+            out.append(Workload(md.get("namespace", "default"), md.get("name", ""),
+                                labels.get("app", md.get("name", "")), labels.get("version", "unknown")))
+        return out
+
+    def graph(self, opts: GraphOptions) -> dict[str, Any]:
+        requests, covered = self.recorder.increase(REQUESTS, opts.window)
+        buckets, _ = self.recorder.increase(DURATION_BUCKETS, opts.window)
+        return build_graph(requests, buckets, covered, opts, self.deployed_workloads(opts.namespace))
+
+    def metrics_text(self) -> str:
+        own = self.metrics.render()
+        return (self.last_text.rstrip("\n") + "\n" + own) if self.last_text else own
+
+    def _route_weight_metrics(self) -> list[Any]:
+        store = getattr(self.cp, "store", None)
+        if store is None:
+            return []
+        return [route_weights(r.body for r in store.list(kind="VirtualService"))]
+
+
+async def start(cp: Any) -> Telemetry:
+    telemetry = Telemetry(cp)
+    cp.components["telemetry"] = telemetry
+    return await telemetry.start()

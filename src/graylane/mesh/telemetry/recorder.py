@@ -1,0 +1,70 @@
+"""Counters scraped over time, and Prometheus-like `increase`/`rate` over a trailing window."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import deque
+
+from graylane.mesh.telemetry.series import Labels, Series
+
+
+class Recorder:
+    """Keeps timestamped scrapes for `retention` seconds.
+
+    `increase(name, window)` compares the newest scrape with the last one taken at or before the
+    window's start (or the oldest one, while the recorder is younger than the window). A series that
+    did not exist at that baseline counts from zero; a counter that went down was reset (a restarted
+    data plane) and counts from zero again, as Prometheus treats resets.
+    """
+
+    def __init__(self, retention: float = 900.0) -> None:
+        self.retention = retention
+        self._times: deque[float] = deque()
+        self._scrapes: deque[Series] = deque()
+
+    def add(self, series: Series, at: float | None = None) -> None:
+        now = time.time() if at is None else at
+        self._times.append(now)
+        self._scrapes.append(series)
+        while self._times and self._times[0] < now - self.retention:
+            self._times.popleft()
+            self._scrapes.popleft()
+
+    @property
+    def latest(self) -> Series:
+        return self._scrapes[-1] if self._scrapes else {}
+
+    @property
+    def latest_time(self) -> float | None:
+        return self._times[-1] if self._times else None
+
+    def _baseline(self, window: float, now: float) -> int:
+        times = list(self._times)
+        i = bisect.bisect_right(times, now - window) - 1
+        return max(i, 0)
+
+    def increase(self, name: str, window: float, now: float | None = None) -> tuple[dict[Labels, float], float]:
+        """Per-series increase of counter `name` over the window, and the seconds actually covered."""
+        if not self._scrapes:
+            return {}, 0.0
+        now = self._times[-1] if now is None else now
+        base_i = self._baseline(window, now)
+        base, last = self._scrapes[base_i].get(name, {}), self._scrapes[-1].get(name, {})
+        covered = self._times[-1] - self._times[base_i]
+        if base_i == 0 and self._times[0] > now - window:
+            # Younger than the window: the first scrape's counts happened inside it too, but we do not
+            # know when; count them only if the data plane started within the window (no baseline).
+            covered = max(covered, 0.0)
+        out: dict[Labels, float] = {}
+        for labels, value in last.items():
+            before = base.get(labels, 0.0)
+            delta = value - before if value >= before else value
+            if delta > 0:
+                out[labels] = delta
+        return out, covered
+
+    def rate(self, name: str, window: float, now: float | None = None) -> dict[Labels, float]:
+        inc, covered = self.increase(name, window, now)
+        span = covered if covered > 0 else window
+        return {labels: v / span for labels, v in inc.items()}
