@@ -8,6 +8,19 @@ from typing import Any, NamedTuple
 
 FieldPath = tuple[str | int, ...]
 
+
+def format_path(path: FieldPath) -> str:
+    """`("spec", "http", 0, "route")` -> `spec.http[0].route`; odd keys are quoted: `labels["a.b/c"]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part and all(c.isalnum() or c in "-_" for c in str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f'["{part}"]'
+    return out
+
 # Istio kinds are served under these API groups; every version has the same schema.
 ISTIO_NETWORKING = "networking.istio.io"
 GRAYLANE_GROUP = "graylane.io"

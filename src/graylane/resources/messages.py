@@ -1,0 +1,106 @@
+"""The catalog of finding codes: istioctl's (pkg/config/analysis/msg/messages.yaml) and Graylane's own.
+
+Codes are never reused. Templates use Go's verbs as istioctl does; `render` formats %q like Go.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from graylane.resources.document import Document, FieldPath
+from graylane.resources.finding import Finding, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class MessageType:
+    code: str
+    name: str
+    severity: Severity
+    template: str
+
+    def render(self, *args: Any) -> str:
+        return _go_format(self.template, args)
+
+    def at(self, doc: Document | None, path: FieldPath, *args: Any, detail: str | None = None) -> Finding:
+        return Finding(self.severity, self.code, self.render(*args), doc, tuple(path), detail)
+
+
+def go_quote(value: Any) -> str:
+    """Go's %q for strings: double quotes with JSON-like escapes."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def go_float(value: float) -> str:
+    """Go's %v for a float64: shortest form, no trailing .0 (150 -> "150", 1e-05 -> "1e-05")."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _go_format(template: str, args: tuple[Any, ...]) -> str:
+    out, i, n = [], 0, 0
+    while i < len(template):
+        c = template[i]
+        if c == "%" and i + 1 < len(template):
+            verb = template[i + 1]
+            if verb == "%":
+                out.append("%")
+            else:
+                arg = args[n]
+                n += 1
+                if verb == "q":
+                    out.append(go_quote(arg))
+                elif verb == "f":
+                    out.append(f"{float(arg):f}")
+                elif verb == "v" and isinstance(arg, float):
+                    out.append(go_float(arg))
+                else:
+                    out.append(str(arg))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+REFERENCED_RESOURCE_NOT_FOUND = MessageType("IST0101", "ReferencedResourceNotFound", E, "Referenced %s not found: %q")
+SCHEMA_VALIDATION_ERROR = MessageType("IST0106", "SchemaValidationError", E, "Schema validation error: %v")
+CONFLICTING_MESH_GATEWAY_VS_HOSTS = MessageType(
+    "IST0109", "ConflictingMeshGatewayVirtualServiceHosts", E,
+    "The VirtualServices %s associated with mesh gateway define the same host %s which can lead to undefined "
+    "behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.")
+VS_DESTINATION_PORT_SELECTOR_REQUIRED = MessageType(
+    "IST0112", "VirtualServiceDestinationPortSelectorRequired", E,
+    "This VirtualService routes to a service %q that exposes multiple ports %s. Specifying a port in the "
+    "destination is required to disambiguate.")
+VS_UNREACHABLE_RULE = MessageType("IST0130", "VirtualServiceUnreachableRule", W,
+                                  "VirtualService rule %v not used (%s).")
+VS_INEFFECTIVE_MATCH = MessageType(
+    "IST0131", "VirtualServiceIneffectiveMatch", INFO,
+    "VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).")
+SCHEMA_WARNING = MessageType("IST0133", "SchemaWarning", W, "Schema validation warning: %v")
+DR_SUBSET_SELECTS_NO_PODS = MessageType(
+    "IST0173", "DestinationRuleSubsetNotSelectPods", E,
+    "The Subset %s defined in the DestinationRule does not select any pods. Which may lead to 503 UH "
+    "(NoHealthyUpstream).")
+UNKNOWN_DR_HOST = MessageType(
+    "IST0174", "UnknownDestinationRuleHost", W,
+    "The host %s defined in the DestinationRule does not match any services in the mesh.")
+
+# Graylane's own codes.
+KIND_NOT_ACTED_ON_LOCALLY = MessageType(
+    "GL0001", "KindNotActedOnLocally", W,
+    "the local target does not act on this kind (%s); a Kubernetes target applies it as it is")
+WEIGHTS_NOT_100 = MessageType(
+    "GL0002", "RouteWeightsNotHundred", W,
+    "route weights sum to %v, not 100: Istio 1.15+ sends each destination weight/sum of the traffic, "
+    "Istio 1.14 and older reject this")
+
+CATALOG: tuple[MessageType, ...] = (
+    REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
+    VS_DESTINATION_PORT_SELECTOR_REQUIRED, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH, SCHEMA_WARNING,
+    DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
+)

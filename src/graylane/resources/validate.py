@@ -1,0 +1,90 @@
+"""Validate documents: schema and admission errors (what a cluster rejects) and analyzer findings.
+
+`check_apply` is the gate the store calls before writing anything; `validate` is what
+`graylane validate` prints. Every finding names its resource, file:line and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from graylane.errors import ValidationError
+from graylane.resources.admission import admission_findings
+from graylane.resources.analyzers import analyze_set
+from graylane.resources.document import Document, Source, format_path
+from graylane.resources.finding import STORE_SOURCE, Finding, Severity
+from graylane.resources.kinds import kind_info
+from graylane.resources.messages import KIND_NOT_ACTED_ON_LOCALLY
+from graylane.resources.model import schema_problems
+
+
+def _schema_findings(doc: Document) -> list[Finding]:
+    return [Finding(Severity.ERROR, None, f"{format_path(path)}: {message}", doc, tuple(path), message)
+            for path, message in schema_problems(doc)]
+
+
+def _findings_by_doc(docs: Iterable[Document]) -> list[tuple[Document, list[Finding], list[Finding]]]:
+    """For each document: its schema errors, and (only when the schema holds) its admission findings."""
+    out = []
+    for doc in docs:
+        schema = _schema_findings(doc)
+        out.append((doc, schema, [] if schema else admission_findings(doc)))
+    return out
+
+
+def admission_errors(docs: Iterable[Document]) -> list[Finding]:
+    """Every error a cluster would refuse the documents for: schema, apiVersion, Istio admission."""
+    errors: list[Finding] = []
+    for _, schema, admission in _findings_by_doc(docs):
+        errors += schema
+        errors += [f for f in admission if f.severity is Severity.ERROR]
+    return errors
+
+
+def _context_documents(context: Iterable[dict[str, Any]] | None) -> list[Document]:
+    return [Document(body, Source(STORE_SOURCE, 1, i)) for i, body in enumerate(context or [])
+            if isinstance(body, dict)]
+
+
+def analyze(docs: Iterable[Document], context: list[dict[str, Any]] | None = None) -> list[Finding]:
+    """Cross-resource analyzers (istioctl codes), validation warnings and kinds the local target ignores.
+
+    `context` holds resource bodies already in the store; input documents win over them for the same key.
+    """
+    docs = list(docs)
+    findings: list[Finding] = []
+    valid: list[Document] = []
+    for doc, schema, admission in _findings_by_doc(docs):
+        info = kind_info(doc.group, doc.kind)
+        if (info is None or not info.acted_on_locally) and doc.kind:
+            findings.append(KIND_NOT_ACTED_ON_LOCALLY.at(doc, (), doc.api_version or "no apiVersion"))
+        if not schema:
+            valid.append(doc)
+            findings += [f for f in admission if f.severity is not Severity.ERROR]
+    findings += analyze_set(valid, _context_documents(context))
+    return findings
+
+
+def _sort_key(finding: Finding) -> tuple[str, int, int, str]:
+    doc = finding.doc
+    if doc is None:
+        return ("", 0, 0, finding.message)
+    return (doc.source.file, doc.source.index, doc.line_of(finding.path), finding.message)
+
+
+def validate(docs: Iterable[Document], context: list[dict[str, Any]] | None = None) -> list[Finding]:
+    """All findings (admission errors first by position, then analyzers), sorted by file, document and line."""
+    docs = list(docs)
+    return sorted(admission_errors(docs) + analyze(docs, context), key=_sort_key)
+
+
+def check_apply(docs: Iterable[Document]) -> None:
+    """Refuse a batch with any admission error: raises ValidationError listing each one with file:line."""
+    errors = sorted(admission_errors(docs), key=_sort_key)
+    if not errors:
+        return
+    lines = [f"{e.plain()} ({e.resource})" if e.resource else e.plain() for e in errors]
+    noun = "error" if len(errors) == 1 else "errors"
+    raise ValidationError(f"{len(errors)} validation {noun}, nothing was applied:\n  " + "\n  ".join(lines),
+                          hint="fix the fields named above; `graylane validate -f FILE` checks files offline")
