@@ -1,0 +1,371 @@
+"""Mesh control (our istiod): compile the store's resources + runtime endpoints into snapshots, push them.
+
+Every store commit or endpoint change compiles a whole versioned snapshot
+(`graylane.mesh.config.compile_snapshot`) and `PUT`s it to the data plane's admin port; the data
+plane ACKs (2xx) or NACKs (the reason, keeping its previous snapshot). `wait_acked(revision)` waits
+until a snapshot holding that store revision is ACKed. A restarted data plane gets the snapshot again.
+Knows nothing of processes: endpoints come from an `EndpointSource` (the local runtime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from graylane.errors import GraylaneError
+from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
+
+log = logging.getLogger(__name__)
+
+DATAPLANE_FILE = "dataplane.json"  # written by `graylane up`: {"admin_port", "pid", ...}
+MESH_OPTIONS_FILE = "mesh-options.json"  # written by `graylane up --gateway-port/--gateway-bind`
+
+
+class EndpointSource(Protocol):
+    seq: int
+
+    def endpoints(self) -> list[Endpoint]: ...
+
+    def sidecars(self) -> list[Sidecar]: ...
+
+    def on_change(self, callback: Callable[[], None]) -> None: ...
+
+    def set_publication_gate(self, gate: Callable[[int], bool]) -> None: ...
+
+    def poke(self) -> None: ...
+
+
+Compiler = Callable[[list[dict[str, Any]], list[Endpoint], list[Sidecar], MeshOptions, int], dict[str, Any]]
+
+
+def load_compiler() -> Compiler | None:
+    """The data plane area's `compile_snapshot`, or None until it is installed."""
+    try:
+        from graylane.mesh.config import compile_snapshot
+    except ImportError:
+        return None
+    return compile_snapshot  # type: ignore[no-any-return]
+
+
+def read_dataplane(state: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state / DATAPLANE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("admin_port") else None
+
+
+def read_options(state: Path) -> MeshOptions:
+    """Mesh options saved by `graylane up` (gateway bind address and port map), else defaults."""
+    try:
+        raw = json.loads((state / MESH_OPTIONS_FILE).read_text())
+    except (OSError, ValueError):
+        return MeshOptions()
+    kw: dict[str, Any] = {k: v for k, v in raw.items() if k in MeshOptions.__dataclass_fields__}
+    if "gateway_port_map" in kw:
+        kw["gateway_port_map"] = {int(k): int(v) for k, v in kw["gateway_port_map"].items()}
+    return MeshOptions(**kw)
+
+
+def save_options(state: Path, options: MeshOptions) -> None:
+    data = asdict(options)
+    data["gateway_port_map"] = {str(k): v for k, v in options.gateway_port_map.items()}
+    (state / MESH_OPTIONS_FILE).write_text(json.dumps(data, indent=2))
+
+
+def gateway_urls(resources: Sequence[Mapping[str, Any]], options: MeshOptions) -> list[dict[str, Any]]:
+    """Where each Gateway server is reachable on this host (`graylane get gw`).
+
+    >>> gw = {"kind": "Gateway", "metadata": {"name": "g"}, "spec": {"servers": [{"port": {"number": 80}}]}}
+    >>> gateway_urls([gw], MeshOptions())[0]["url"]
+    'http://127.0.0.1:8080/'
+    """
+    out = []
+    host = options.gateway_bind if options.gateway_bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    for body in resources:
+        if body.get("kind") != "Gateway":
+            continue
+        md = body.get("metadata") or {}
+        for server in (body.get("spec") or {}).get("servers") or []:
+            port = server.get("port") or {}
+            number = int(port.get("number", 0))
+            host_port = options.gateway_port_map.get(number, number)
+            protocol = str(port.get("protocol") or "HTTP").upper()
+            scheme = "https" if protocol in ("HTTPS", "TLS") else "http"
+            out.append({"namespace": md.get("namespace") or "default", "name": md.get("name"),
+                        "port": number, "hostPort": host_port, "bind": options.gateway_bind,
+                        "protocol": protocol, "hosts": server.get("hosts") or [],
+                        "url": f"{scheme}://{host}:{host_port}/"})
+    return out
+
+
+@dataclass
+class PushRecord:
+    version: int
+    revision: int
+    endpoint_seq: int
+    pushed_at: float  # time.time()
+    acked: bool = False
+    nack: str = ""
+    duration_ms: float = 0.0
+
+
+@dataclass
+class MeshStatus:
+    dataplane: str = ""  # admin URL
+    connected: bool = False
+    last: PushRecord | None = None
+    acked_version: int = 0
+    acked_revision: int = -1
+    acked_seq: int = -1
+    error: str = ""
+    pushes: int = 0
+    history: deque[PushRecord] = field(default_factory=lambda: deque(maxlen=50))
+
+
+class MeshControl:
+    """Compiles and pushes snapshots; tracks ACKs; gates runtime rollouts on publication."""
+
+    def __init__(self, store: Any, endpoints: EndpointSource | None, state: Path, *,
+                 compiler: Compiler | None = None, admin_url: Callable[[], str | None] | None = None,
+                 options: Callable[[], MeshOptions] | None = None, resync_s: float = 1.0,
+                 publish: Callable[..., None] | None = None) -> None:
+        self.store = store
+        self.source = endpoints
+        self.state = state
+        self.compiler = compiler
+        self._admin_url = admin_url or self._admin_from_state
+        self._options = options or (lambda: read_options(state))
+        self.resync_s = resync_s
+        self._publish = publish
+        self.status = MeshStatus()
+        self._dirty = asyncio.Event()
+        self._acked = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changes: deque[tuple[int, float]] = deque(maxlen=1000)  # (store revision, monotonic) as seen
+        self._version = 0
+        self._dataplane_identity: Any = None
+        self._http = httpx.AsyncClient(trust_env=False, timeout=10.0)
+
+    def _admin_from_state(self) -> str | None:
+        data = read_dataplane(self.state)
+        if data is None:
+            return None
+        return f"http://{data.get('admin_host') or '127.0.0.1'}:{data['admin_port']}"
+
+    # === lifecycle ===
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        with contextlib.suppress(AttributeError):
+            self.store.subscribe(self._on_store_change)
+        if self.source is not None:
+            self.source.on_change(self._dirty.set)
+            self.source.set_publication_gate(self.is_published)
+        self._dirty.set()
+        self._task = asyncio.create_task(self._run(), name="graylane-mesh-control")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._http.aclose()
+
+    def _on_store_change(self, keys: Sequence[Any] = ()) -> None:
+        with contextlib.suppress(Exception):
+            self._changes.append((int(self.store.revision()), time.monotonic()))
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._dirty.set)
+
+    # === what the runtime and the API ask ===
+
+    def is_published(self, seq: int) -> bool:
+        """True once the data plane ACKed endpoints as of `seq`, or when no data plane ACKs at all
+        (so a control plane without a data plane still rolls out)."""
+        if not self.status.connected or (self.status.last is not None and self.status.last.nack):
+            return True
+        return self.status.acked_seq >= seq
+
+    async def wait_acked(self, revision: int, timeout: float) -> float:
+        """Wait until a snapshot containing store `revision` is ACKed; returns propagation seconds."""
+        started = time.monotonic()
+        seen = next((t for rev, t in self._changes if rev >= revision), started)
+        deadline = started + timeout
+        self._dirty.set()
+        async with self._acked:
+            while self.status.acked_revision < revision:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GraylaneError(self._not_acked_message(revision, timeout),
+                                        hint="check `graylane status` and the data plane log")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._acked.wait(), remaining)
+        return max(0.0, self._acked_mono - min(seen, started))
+
+    def _not_acked_message(self, revision: int, timeout: float) -> str:
+        if self.compiler is None:
+            return "the mesh compiler (graylane.mesh.config) is not installed"
+        if not self.status.dataplane:
+            return "no data plane is running (start it with `graylane up`)"
+        if self.status.last is not None and self.status.last.nack:
+            return f"the data plane rejected snapshot {self.status.last.version}: {self.status.last.nack}"
+        return f"store revision {revision} not ACKed by the data plane within {timeout:g}s ({self.status.error})"
+
+    def describe(self) -> dict[str, Any]:
+        st = self.status
+        return {
+            "dataplane": st.dataplane, "connected": st.connected, "ackedVersion": st.acked_version,
+            "ackedRevision": st.acked_revision, "storeRevision": self._store_revision(), "error": st.error,
+            "pushes": st.pushes, "compiler": self.compiler is not None,
+            "last": asdict(st.last) if st.last else None,
+            "history": [asdict(p) for p in list(st.history)[-10:]],
+        }
+
+    def _store_revision(self) -> int:
+        try:
+            return int(self.store.revision())
+        except Exception:  # the store is another area's; report rather than fail the status page
+            log.warning("cannot read store revision", exc_info=True)
+            return -1
+
+    # === the push loop ===
+
+    _acked_mono: float = 0.0
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.resync_s)
+            changed = self._dirty.is_set()
+            self._dirty.clear()
+            try:
+                url = self._admin_url()
+                identity = (url, (read_dataplane(self.state) or {}).get("pid"))
+                if url != self.status.dataplane or identity != self._dataplane_identity:
+                    self.status.dataplane, self.status.connected = url or "", False
+                    self._dataplane_identity = identity
+                    changed = True
+                if url is None:
+                    self.status.error = "no data plane registered"
+                    continue
+                # Resync check: a data plane that restarted (empty) gets the snapshot again.
+                if (not changed and self.status.connected and not self.status.error
+                        and await self._dataplane_lost_config(url)):
+                    changed = True
+                if changed or not self.status.connected or self.status.error:
+                    await self._push(url)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mesh push failed; retrying")
+                self.status.error = "internal error (see the control plane log)"
+                await asyncio.sleep(0.5)
+
+    async def _dataplane_lost_config(self, url: str) -> bool:
+        try:
+            resp = await self._http.get(f"{url}/ready", timeout=2.0)
+        except httpx.HTTPError:
+            self.status.connected = False
+            return True
+        if resp.status_code >= 500:
+            return True
+        version = _version_in(resp)
+        return version is not None and version != self.status.acked_version
+
+    async def _push(self, url: str) -> None:
+        if self.compiler is None:
+            self.status.error = "mesh compiler not installed"
+            return
+        revision = int(self.store.revision())
+        resources = await asyncio.to_thread(self._bodies)
+        seq = self.source.seq if self.source is not None else 0
+        endpoints = self.source.endpoints() if self.source is not None else []
+        sidecars = self.source.sidecars() if self.source is not None else []
+        self._version = max(self._version + 1, int(time.time() * 1000))
+        options = self._options()
+        try:
+            snapshot = self.compiler(resources, endpoints, sidecars, options, self._version)
+        except GraylaneError as exc:
+            self.status.error = f"compile failed: {exc}"
+            log.warning("mesh snapshot not compiled: %s", exc)
+            return
+        record = PushRecord(self._version, revision, seq, time.time())
+        t0 = time.monotonic()
+        try:
+            resp = await self._http.put(f"{url}/config", content=json.dumps(snapshot, default=_jsonable),
+                                        headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            self.status.connected = False
+            self.status.error = f"data plane unreachable at {url}: {exc.__class__.__name__}"
+            await asyncio.sleep(0.2)
+            self._dirty.set()
+            return
+        record.duration_ms = (time.monotonic() - t0) * 1000
+        self.status.connected = True
+        self.status.pushes += 1
+        self.status.last = record
+        self.status.history.append(record)
+        if resp.status_code < 300:
+            record.acked = True
+            self.status.error = ""
+            self._acked_mono = time.monotonic()
+            async with self._acked:
+                self.status.acked_version = record.version
+                self.status.acked_revision = max(self.status.acked_revision, revision)
+                self.status.acked_seq = max(self.status.acked_seq, seq)
+                self._acked.notify_all()
+            if self.source is not None:
+                self.source.poke()
+        else:
+            record.nack = _reason(resp)
+            self.status.error = f"NACK: {record.nack}"
+            log.warning("data plane NACKed snapshot %s: %s", record.version, record.nack)
+            async with self._acked:
+                self._acked.notify_all()
+        if self._publish:
+            self._publish("mesh", version=record.version, revision=revision, acked=record.acked, nack=record.nack)
+
+    def _bodies(self) -> list[dict[str, Any]]:
+        return [dict(item.body) for item in self.store.list()]
+
+
+def _reason(resp: httpx.Response) -> str:
+    with contextlib.suppress(ValueError):
+        data = resp.json()
+        if isinstance(data, dict):
+            err = data.get("error")
+            if isinstance(err, dict):
+                return str(err.get("message") or err)
+            for key in ("error", "reason", "message", "detail"):
+                if data.get(key):
+                    return str(data[key])
+    return resp.text.strip()[:500] or f"HTTP {resp.status_code}"
+
+
+def _version_in(resp: httpx.Response) -> int | None:
+    with contextlib.suppress(ValueError):
+        data = resp.json()
+        if isinstance(data, dict) and isinstance(data.get("version"), int):
+            return int(data["version"])
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

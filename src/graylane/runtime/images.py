@@ -1,0 +1,155 @@
+"""Resolve a container image to what runs locally: applied LocalImages, built-ins, or `image: local`.
+
+Knows resource bodies (dicts); knows nothing of processes or the store. An applied `LocalImage`
+(`graylane.io/v1alpha1`) always wins over a built-in entry; among applied ones the most specific
+pattern wins (an exact name first, then the pattern with the most literal characters).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LOCAL_IMAGE = "local"
+SOURCE_DIR_ANNOTATION = "graylane.io/source-dir"
+_WILDCARDS = "*?["
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image pattern and the local command that stands in for it."""
+
+    pattern: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    working_dir: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    origin: str = "built-in"  # "LocalImage ns/name" or "built-in"
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """Exact names first, then the most literal characters (`a/b-v*:*` beats `a/*`)."""
+        literal = sum(1 for c in self.pattern if c not in _WILDCARDS)
+        return (0 if any(c in self.pattern for c in _WILDCARDS) else 1, literal)
+
+    def matches(self, image: str) -> bool:
+        return image == self.pattern or fnmatch.fnmatchcase(image, self.pattern)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a container runs: argv base, its folder and image-level environment."""
+
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    working_dir: str | None
+    env: tuple[tuple[str, str], ...] = ()
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class ImageNotRunnable:
+    """The reason a container cannot run here (becomes a Deployment condition)."""
+
+    image: str
+    reason: str = "ImageNotRunnableLocally"
+    message: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            object.__setattr__(self, "message",
+                               f'no LocalImage matches "{self.image}"; add one with graylane apply')
+
+
+def _env_pairs(raw: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(raw, Mapping):
+        return tuple((str(k), str(v)) for k, v in raw.items())
+    pairs: list[tuple[str, str]] = []
+    for item in raw or []:
+        if isinstance(item, Mapping) and "name" in item:
+            pairs.append((str(item["name"]), str(item.get("value", ""))))
+    return tuple(pairs)
+
+
+def _strs(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return (raw,)
+    return tuple(str(x) for x in raw)
+
+
+def entry_from_spec(spec: Mapping[str, Any], *, origin: str = "built-in", base_dir: str | None = None) -> ImageEntry:
+    """A LocalImage `spec` (image, command, args, workingDir, env) as an entry; relative dirs use base_dir."""
+    working_dir = spec.get("workingDir")
+    if working_dir and base_dir and not Path(str(working_dir)).is_absolute():
+        working_dir = str((Path(base_dir) / str(working_dir)).resolve())
+    elif not working_dir and base_dir:
+        working_dir = base_dir
+    return ImageEntry(pattern=str(spec.get("image") or ""), command=_strs(spec.get("command")),
+                      args=_strs(spec.get("args")), working_dir=str(working_dir) if working_dir else None,
+                      env=_env_pairs(spec.get("env")), origin=origin)
+
+
+def applied_entries(local_images: Iterable[Mapping[str, Any]]) -> list[ImageEntry]:
+    """Entries from stored LocalImage bodies, most specific first."""
+    entries = []
+    for body in local_images:
+        md = body.get("metadata") or {}
+        base = (md.get("annotations") or {}).get(SOURCE_DIR_ANNOTATION)
+        origin = f"LocalImage {md.get('namespace') or 'default'}/{md.get('name')}"
+        entry = entry_from_spec(body.get("spec") or {}, origin=origin, base_dir=base)
+        if entry.pattern:
+            entries.append(entry)
+    return sorted(entries, key=lambda e: e.specificity, reverse=True)
+
+
+def builtin_entries() -> list[ImageEntry]:
+    """Graylane's shipped images (Bookinfo adds its own); absent modules are simply skipped."""
+    try:
+        from graylane.demos.bookinfo.images import BUILTIN_IMAGES  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    except Exception:  # a broken demo module must not stop every workload
+        log.warning("cannot load built-in images from graylane.demos.bookinfo.images", exc_info=True)
+        return []
+    entries = [entry_from_spec(spec) for spec in BUILTIN_IMAGES]
+    return sorted((e for e in entries if e.pattern), key=lambda e: e.specificity, reverse=True)
+
+
+def _python(argv: tuple[str, ...]) -> tuple[str, ...]:
+    # `python` in a LocalImage means the interpreter Graylane runs on, so `-m graylane...` works.
+    if argv and argv[0] in ("python", "python3"):
+        return (sys.executable, *argv[1:])
+    return argv
+
+
+def resolve(container: Mapping[str, Any], applied: list[ImageEntry],
+            builtins: list[ImageEntry] | None = None) -> Resolved | ImageNotRunnable:
+    """What `container` runs, Kubernetes-style: container command/args override the image's.
+
+    >>> resolve({"image": "local", "command": ["python", "app.py"]}, []).command[1]
+    'app.py'
+    """
+    image = str(container.get("image") or "")
+    own_command = _strs(container.get("command"))
+    own_args = _strs(container.get("args"))
+    own_dir = container.get("workingDir")
+    if image == LOCAL_IMAGE:
+        if not own_command and not own_args:
+            return ImageNotRunnable(image, message='container with image "local" needs a command')
+        return Resolved(_python(own_command), own_args, own_dir, origin="image: local")
+    for entry in [*applied, *(builtin_entries() if builtins is None else builtins)]:
+        if entry.matches(image):
+            # Kubernetes: command replaces ENTRYPOINT (and drops CMD); args replace CMD.
+            command = own_command or entry.command
+            args = own_args if (own_args or own_command) else entry.args
+            return Resolved(_python(command), args, own_dir or entry.working_dir, entry.env, entry.origin)
+    return ImageNotRunnable(image)

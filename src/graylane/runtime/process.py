@@ -1,0 +1,203 @@
+"""Replica processes: start in their own session, identify by pid + start time, stop with grace.
+
+A control plane that restarts re-adopts a process when its recorded pid still runs with the same
+kernel start time (so a recycled pid is never mistaken for our replica). Knows nothing of Deployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_MAX_BYTES = 10 * 1024 * 1024
+
+
+def start_ticks(pid: int) -> int | None:
+    """The kernel's start time of `pid` in clock ticks (field 22 of /proc/PID/stat), None if gone or a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class PodRecord:
+    """What survives a control-plane restart, one JSON file per pod in the state folder."""
+
+    namespace: str
+    name: str
+    deployment: str
+    template_hash: str
+    labels: dict[str, str]
+    port: int
+    sidecar_port: int
+    container_port: int
+    service_account: str = "default"
+    pid: int = 0
+    ticks: int = 0
+    created: float = field(default_factory=time.time)
+    started: float = 0.0
+    restarts: int = 0
+    crashes: int = 0
+    last_exit: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class RecordStore:
+    """`<state>/runtime/pods/<namespace>__<pod>.json`, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "runtime" / "pods"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, namespace: str, name: str) -> Path:
+        return self.root / f"{namespace}__{name}.json"
+
+    def save(self, rec: PodRecord) -> None:
+        path = self._path(rec.namespace, rec.name)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(rec), sort_keys=True))
+        os.replace(tmp, path)
+
+    def remove(self, rec: PodRecord) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(rec.namespace, rec.name).unlink()
+
+    def load_all(self) -> list[PodRecord]:
+        out = []
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                out.append(PodRecord(**json.loads(path.read_text())))
+            except (ValueError, TypeError, OSError):
+                path.unlink(missing_ok=True)
+        return out
+
+
+def log_path(state: Path, namespace: str, pod: str, *, previous: bool = False) -> Path:
+    folder = state / "logs" / "pods" / namespace
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (f"{pod}.previous.log" if previous else f"{pod}.log")
+
+
+def rotate_if_large(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Copy-truncate: the process keeps its O_APPEND descriptor, older lines move to `.1`."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return
+    except FileNotFoundError:
+        return
+    shutil.copyfile(path, path.with_suffix(".log.1"))
+    with open(path, "r+b") as fh:
+        fh.truncate(0)
+
+
+class Process:
+    """One running container process (our child, or an adopted orphan)."""
+
+    def __init__(self, pid: int, ticks: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.ticks = ticks
+        self._popen = popen
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None, log: Path) -> Process:
+        """Start in a new session so it outlives the control plane; stdout+stderr append to `log`."""
+        with open(log, "ab") as out:
+            out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} starting: "
+                      f"{' '.join(argv)}\n".encode())
+            out.flush()
+            popen = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return cls(popen.pid, start_ticks(popen.pid) or 0, popen)
+
+    @classmethod
+    def adopt(cls, pid: int, ticks: int) -> Process | None:
+        """The recorded process if it still runs as the same process, else None."""
+        if pid <= 0 or start_ticks(pid) != ticks:
+            return None
+        return cls(pid, ticks)
+
+    def exit_status(self) -> int | None:
+        """None while running; the exit code (negative signal number) once it exited."""
+        if self._popen is not None:
+            return self._popen.poll()
+        return None if start_ticks(self.pid) == self.ticks else -1
+
+    @property
+    def running(self) -> bool:
+        return self.exit_status() is None
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, sig)
+
+    async def stop(self, grace_s: float) -> int | None:
+        """SIGTERM, wait up to `grace_s`, then SIGKILL (the whole process group)."""
+        if not self.running:
+            return self.exit_status()
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.running:
+            self.signal(signal.SIGKILL)
+            while self.running:
+                await asyncio.sleep(0.02)
+        # Tidy any grandchildren left in the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        return self.exit_status()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return ""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return "exited"
+    return f"exited with code {code}"
+
+
+def stop_recorded(state: Path, grace_s: float = 5.0) -> list[str]:
+    """Stop every recorded replica (used by `graylane down` when no control plane runs)."""
+    records = RecordStore(state)
+    stopped = []
+    procs: list[tuple[PodRecord, Process]] = []
+    for rec in records.load_all():
+        proc = Process.adopt(rec.pid, rec.ticks)
+        if proc is not None:
+            proc.signal(signal.SIGTERM)
+            procs.append((rec, proc))
+        records.remove(rec)
+        stopped.append(rec.key)
+    deadline = time.monotonic() + grace_s
+    while any(p.running for _, p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _, proc in procs:
+        if proc.running:
+            proc.signal(signal.SIGKILL)
+    return stopped
+
+
+def _as_dict(rec: PodRecord) -> dict[str, Any]:
+    return asdict(rec)

@@ -1,0 +1,597 @@
+"""The local kubelet + Deployment controller: keeps replica processes matching the store.
+
+One asyncio task reconciles (store changes wake it; a short tick supervises processes); one task
+per replica runs its probes. Pods are recorded in the state folder and re-adopted on restart.
+Endpoint changes are announced to listeners (mesh control), whose ACKs gate rollouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from graylane.errors import GraylaneError, NotFound
+from graylane.mesh.state import Endpoint, Sidecar
+from graylane.runtime.backoff import BackoffPolicy
+from graylane.runtime.env import PodIdentity
+from graylane.runtime.launch import (
+    LaunchProblem,
+    LaunchSpec,
+    Resources,
+    build_launch,
+    container_port,
+    grace_period_s,
+    index_resources,
+    main_container,
+    pod_name,
+    template_hash,
+)
+from graylane.runtime.plan import ActionKind, ObservedPod, desired_from, plan
+from graylane.runtime.probes import ProbeSpec, ProbeTracker, run_probe
+from graylane.runtime.process import PodRecord, Process, RecordStore, describe_exit, log_path, rotate_if_large
+
+log = logging.getLogger(__name__)
+
+WATCHED_KINDS = ("Deployment", "LocalImage", "ConfigMap", "Secret", "Service")
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    CRASH_LOOP = "CrashLoopBackOff"
+    TERMINATING = "Terminating"
+    FAILED = "Error"
+
+
+def free_port(taken: Iterable[int] = ()) -> int:
+    busy = set(taken)
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in busy:
+            return port
+
+
+@dataclass
+class Replica:
+    rec: PodRecord
+    proc: Process | None = None
+    phase: Phase = Phase.PENDING
+    ready: bool = False
+    reason: str = "ContainerCreating"
+    ready_seq: int = 0
+    next_start: float = 0.0
+    started_mono: float = 0.0
+    terminating: bool = False
+    probe_task: asyncio.Task[None] | None = None
+    stop_task: asyncio.Task[None] | None = None
+    launch: LaunchSpec | None = None
+    adopted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(log, {"namespace": self.rec.namespace, "name": self.rec.deployment,
+                                           "replica": self.rec.name, "pid": self.rec.pid})
+
+
+class Runtime:
+    """Deployments -> replica processes; exposes endpoints, sidecars, pod and Deployment status."""
+
+    def __init__(self, store: Any, state: Path, *, backoff: BackoffPolicy | None = None, tick_s: float = 0.2,
+                 base_env: Mapping[str, str] | None = None) -> None:
+        self.store = store
+        self.state = state
+        self.backoff = backoff or BackoffPolicy()
+        self.tick_s = tick_s
+        self.base_env = dict(base_env if base_env is not None else os.environ)
+        for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            self.base_env.pop(var, None)
+        self.records = RecordStore(state)
+        self.replicas: dict[str, Replica] = {}
+        self.res = Resources()
+        self.problems: dict[tuple[str, str], LaunchProblem] = {}
+        self.observed: dict[tuple[str, str], str] = {}
+        self.first_seen: dict[tuple[str, str], float] = {}
+        self.progress_at: dict[tuple[str, str], float] = {}
+        self.seq = 0  # bumps on every endpoint or sidecar change
+        self._listeners: list[Callable[[], None]] = []
+        self._published: Callable[[int], bool] = lambda seq: True
+        self._wake = asyncio.Event()
+        self._dirty = True
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed = asyncio.Condition()
+
+    # === lifecycle ===
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        with contextlib.suppress(AttributeError):
+            self.store.subscribe(self._on_store_change)
+        await self._adopt()
+        await self._reload()
+        self._task = asyncio.create_task(self._run(), name="graylane-runtime")
+
+    async def stop(self) -> None:
+        """Stop reconciling; replica processes keep running (they are re-adopted on next start)."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for r in self.replicas.values():
+            for t in (r.probe_task,):
+                if t:
+                    t.cancel()
+        stops = [r.stop_task for r in self.replicas.values() if r.stop_task]
+        if stops:
+            await asyncio.gather(*stops, return_exceptions=True)
+
+    async def shutdown_workloads(self) -> list[str]:
+        """Stop every replica (graylane down)."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for r in list(self.replicas.values()):
+            self._terminate(r, wait_for_mesh=False)
+        tasks = [r.stop_task for r in self.replicas.values() if r.stop_task]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return sorted(self.replicas)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (in the loop) whenever endpoints or sidecars change."""
+        self._listeners.append(callback)
+
+    def set_publication_gate(self, gate: Callable[[int], bool]) -> None:
+        """`gate(seq)` is True once the data plane serves endpoints as of `seq` (mesh control sets it)."""
+        self._published = gate
+
+    def poke(self) -> None:
+        """Re-evaluate now (mesh control calls this after an ACK)."""
+        self._wake.set()
+
+    def _on_store_change(self, keys: Sequence[Any] = ()) -> None:
+        kinds = {getattr(k, "kind", None) for k in keys}
+        if keys and not kinds & set(WATCHED_KINDS):
+            return
+        self._dirty = True
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _bump(self) -> None:
+        self.seq += 1
+        for cb in self._listeners:
+            try:
+                cb()
+            except Exception:  # a listener bug must not stop the kubelet
+                log.exception("endpoint listener failed")
+
+    # === the loop ===
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            self._wake.clear()
+            try:
+                if self._dirty:
+                    await self._reload()
+                self._supervise()
+                self._reconcile()
+            except Exception:
+                log.exception("runtime reconcile failed; retrying")
+                await asyncio.sleep(1)
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _reload(self) -> None:
+        self._dirty = False
+        stored = await asyncio.to_thread(self._list_store)
+        self.res = index_resources(stored)
+
+    def _list_store(self) -> dict[str, list[Any]]:
+        return {kind: list(self.store.list(kind=kind)) for kind in WATCHED_KINDS}
+
+    async def _adopt(self) -> None:
+        """Re-adopt recorded replicas still running as the same processes (no restart)."""
+        probes = []
+        for rec in self.records.load_all():
+            r = Replica(rec=rec, adopted=True)
+            r.proc = Process.adopt(rec.pid, rec.ticks)
+            if r.proc is None:
+                r.reason = "ContainerExited"  # died while the control plane was away: restart it
+                r.phase = Phase.FAILED
+                rec.last_exit = "exited while the control plane was down"
+            else:
+                r.phase = Phase.RUNNING
+                r.started_mono = time.monotonic() - max(0.0, time.time() - rec.started)
+                probes.append(r)
+            self.replicas[rec.key] = r
+        # One probe round first, so the first snapshot after a restart keeps serving them.
+        await self.res_reload_quiet()
+        results = await asyncio.gather(*(self._probe_once(r) for r in probes))
+        for r, ok in zip(probes, results, strict=True):
+            if ok:
+                r.ready, r.reason = True, ""
+            log.info("re-adopted %s (pid %s, %s)", r.rec.key, r.rec.pid, "ready" if ok else "not ready")
+            template = self._template(r)
+            launch = (build_launch(template, self._identity(r.rec, template), self.res, self.base_env)
+                      if template else None)
+            if isinstance(launch, LaunchSpec):
+                r.launch = launch
+                r.probe_task = asyncio.create_task(self._probe_loop(r, launch, adopted=True))
+        if self.replicas:
+            self._bump()
+            for r in probes:
+                r.ready_seq = self.seq
+
+    async def res_reload_quiet(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._reload()
+
+    async def _probe_once(self, r: Replica) -> bool:
+        template = self._template(r)
+        if template is None:
+            return False
+        container = main_container(template)
+        spec = ProbeSpec.from_k8s(container.get("readinessProbe"), default_action={"tcpSocket": {}})
+        result = await run_probe(spec, container, r.rec.port)
+        return result.ok
+
+    def _template(self, r: Replica) -> Mapping[str, Any] | None:
+        body = self.res.deployments.get((r.rec.namespace, r.rec.deployment))
+        if body is None:
+            return None
+        template = (body.get("spec") or {}).get("template") or {}
+        return template if template_hash(template) == r.rec.template_hash else None
+
+    # === supervision (kubelet) ===
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for r in list(self.replicas.values()):
+            if r.terminating:
+                continue
+            if r.proc is not None and not r.proc.running:
+                self._on_exit(r, r.proc.exit_status())
+            if r.proc is None and r.phase in (Phase.FAILED, Phase.CRASH_LOOP) and now >= r.next_start:
+                self._start_process(r, restart=True)
+            if r.proc is not None:
+                rotate_if_large(log_path(self.state, r.rec.namespace, r.rec.name))
+
+    def _on_exit(self, r: Replica, code: int | None) -> None:
+        ran_s = time.monotonic() - r.started_mono
+        r.rec.crashes = self.backoff.next_crash_count(r.rec.crashes, ran_s)
+        r.rec.last_exit = describe_exit(code) or "exited"
+        delay = self.backoff.delay_s(r.rec.crashes)
+        r.proc = None
+        if r.probe_task:
+            r.probe_task.cancel()
+            r.probe_task = None
+        r.next_start = time.monotonic() + delay
+        r.phase = Phase.CRASH_LOOP if delay > 0 else Phase.FAILED
+        r.reason = (f"back-off {delay:g}s restarting failed container ({r.rec.last_exit})" if delay
+                    else r.rec.last_exit)
+        r.logger().warning("container %s; restart in %gs", r.rec.last_exit, delay)
+        r.ready = False
+        self.records.save(r.rec)
+        self._bump()
+
+    def _start_process(self, r: Replica, *, restart: bool) -> None:
+        body = self.res.deployments.get((r.rec.namespace, r.rec.deployment))
+        template = self._template(r)
+        if body is None or template is None:
+            return  # outdated or orphaned: the controller will remove it
+        launch = build_launch(template, self._identity(r.rec, template), self.res, self.base_env)
+        if isinstance(launch, LaunchProblem):
+            self.problems[(r.rec.namespace, r.rec.deployment)] = launch
+            r.phase, r.reason = Phase.FAILED, f"{launch.reason}: {launch.message}"
+            r.next_start = time.monotonic() + 2.0
+            return
+        self.problems.pop((r.rec.namespace, r.rec.deployment), None)
+        current = log_path(self.state, r.rec.namespace, r.rec.name)
+        if restart and current.exists():
+            os.replace(current, log_path(self.state, r.rec.namespace, r.rec.name, previous=True))
+        try:
+            r.proc = Process.spawn(launch.argv, env=launch.env, cwd=launch.cwd, log=current)
+        except OSError as exc:
+            problem = LaunchProblem("CreateContainerError", f"cannot start {launch.argv[0]}: {exc.strerror}")
+            self.problems[(r.rec.namespace, r.rec.deployment)] = problem
+            r.phase, r.reason = Phase.FAILED, f"{problem.reason}: {problem.message}"
+            r.next_start = time.monotonic() + self.backoff.initial_s
+            return
+        if restart:
+            r.rec.restarts += 1
+        r.launch = launch
+        r.rec.pid, r.rec.ticks, r.rec.started = r.proc.pid, r.proc.ticks, time.time()
+        r.started_mono = time.monotonic()
+        r.phase, r.ready, r.reason = Phase.RUNNING, False, "ContainersNotReady"
+        self.records.save(r.rec)
+        r.logger().info("started pid %s: %s", r.proc.pid, " ".join(launch.argv))
+        r.probe_task = asyncio.create_task(self._probe_loop(r, launch))
+        self._bump()
+
+    def _identity(self, rec: PodRecord, template: Mapping[str, Any]) -> PodIdentity:
+        md = template.get("metadata") or {}
+        return PodIdentity(namespace=rec.namespace, name=rec.name, labels=rec.labels,
+                           annotations=dict(md.get("annotations") or {}), port=rec.port,
+                           sidecar_port=rec.sidecar_port, service_account=rec.service_account)
+
+    async def _probe_loop(self, r: Replica, launch: LaunchSpec, *, adopted: bool = False) -> None:
+        container = launch.container
+        explicit = container.get("readinessProbe")
+        readiness = ProbeTracker(ProbeSpec.from_k8s(explicit, default_action={"tcpSocket": {}}), healthy=r.ready)
+        liveness_raw = container.get("livenessProbe")
+        liveness = ProbeTracker(ProbeSpec.from_k8s(liveness_raw), healthy=True) if liveness_raw else None
+        started = time.monotonic() - (3600.0 if adopted else 0.0)
+        due_ready = started + readiness.spec.initial_delay_s
+        due_live = started + (liveness.spec.initial_delay_s if liveness else 0)
+        try:
+            while r.proc is not None and not r.terminating:
+                now = time.monotonic()
+                if now >= due_ready and (explicit or not r.ready):
+                    result = await run_probe(readiness.spec, container, r.rec.port, launch.env, launch.cwd)
+                    due_ready = time.monotonic() + readiness.spec.period_s
+                    if readiness.record(result) and not r.terminating and r.proc is not None:
+                        r.ready = readiness.healthy
+                        r.reason = "" if r.ready else f"Readiness probe failed: {readiness.reason}"
+                        r.logger().info("%s", "ready" if r.ready else r.reason)
+                        self._bump()
+                        r.ready_seq = self.seq
+                        self._wake.set()
+                    elif not result.ok and not r.ready:
+                        r.reason = f"Readiness probe failed: {result.reason}" if explicit else "ContainersNotReady"
+                if liveness is not None and now >= due_live:
+                    result = await run_probe(liveness.spec, container, r.rec.port, launch.env, launch.cwd)
+                    due_live = time.monotonic() + liveness.spec.period_s
+                    liveness.record(result)
+                    if not liveness.healthy and r.proc is not None:
+                        r.logger().warning("Liveness probe failed: %s; restarting", liveness.reason)
+                        await r.proc.stop(grace_period_s(self._template(r) or {}))
+                        return
+                waits = [due_ready] if (explicit or not r.ready) else []
+                if liveness is not None:
+                    waits.append(due_live)
+                delay = max(0.02, min(waits) - time.monotonic()) if waits else 1.0
+                await asyncio.sleep(min(delay, 1.0))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            r.logger().exception("probe loop failed")
+
+    # === the Deployment controller ===
+
+    def _reconcile(self) -> None:
+        now = time.monotonic()
+        by_deploy: dict[tuple[str, str], list[Replica]] = {}
+        for r in self.replicas.values():
+            by_deploy.setdefault((r.rec.namespace, r.rec.deployment), []).append(r)
+        for key, body in self.res.deployments.items():
+            self.first_seen.setdefault(key, now)
+            spec = body.get("spec") or {}
+            template = spec.get("template") or {}
+            hash_ = template_hash(template)
+            desired = desired_from(spec, hash_)
+            live = [r for r in by_deploy.get(key, []) if not r.terminating]
+            observed = [ObservedPod(r.rec.name, r.rec.template_hash, self._available(r), r.rec.created)
+                        for r in live]
+            before = self.observed.get(key)
+            for action in plan(desired, observed):
+                if action.kind is ActionKind.CREATE:
+                    if not self._create(key, template, hash_):
+                        break
+                else:
+                    r = self.replicas.get(f"{key[0]}/{action.pod}")
+                    if r is not None:
+                        self._terminate(r)
+            self.observed[key] = self.res.versions.get(key, "")
+            if before != self.observed[key]:
+                self.progress_at[key] = now
+        for key, replicas in by_deploy.items():
+            if key not in self.res.deployments:
+                self.problems.pop(key, None)
+                for r in replicas:
+                    if not r.terminating:
+                        self._terminate(r)
+        for key in list(self.observed):
+            if key not in self.res.deployments:
+                self.observed.pop(key, None)
+                self.first_seen.pop(key, None)
+
+    def _available(self, r: Replica) -> bool:
+        return r.ready and r.proc is not None and self._published(r.ready_seq)
+
+    def _create(self, key: tuple[str, str], template: Mapping[str, Any], hash_: str) -> bool:
+        container = main_container(template)
+        launch = build_launch(template, PodIdentity(key[0], "check", {}, {}, 0, 0), self.res, self.base_env)
+        if isinstance(launch, LaunchProblem):
+            if key not in self.problems:
+                log.warning("Deployment %s/%s: %s: %s", key[0], key[1], launch.reason, launch.message)
+            self.problems[key] = launch
+            return False
+        self.problems.pop(key, None)
+        md = template.get("metadata") or {}
+        taken = {p for r in self.replicas.values() for p in (r.rec.port, r.rec.sidecar_port)}
+        port = free_port(taken)
+        sidecar = free_port(taken | {port})
+        labels = {**{str(k): str(v) for k, v in (md.get("labels") or {}).items()}, "pod-template-hash": hash_}
+        spec = template.get("spec") or {}
+        rec = PodRecord(namespace=key[0], name=pod_name(key[1], hash_), deployment=key[1], template_hash=hash_,
+                        labels=labels, port=port, sidecar_port=sidecar, container_port=container_port(container),
+                        service_account=str(spec.get("serviceAccountName") or "default"))
+        r = Replica(rec=rec)
+        self.replicas[rec.key] = r
+        self._start_process(r, restart=False)
+        return True
+
+    def _terminate(self, r: Replica, *, wait_for_mesh: bool = True) -> None:
+        if r.terminating:
+            return
+        r.terminating, r.ready, r.phase, r.reason = True, False, Phase.TERMINATING, "Terminating"
+        self._bump()
+        seq = self.seq
+        template = self._template(r) or {}
+        grace = grace_period_s(template) if template else 30.0
+        r.stop_task = asyncio.create_task(self._stop(r, seq, grace, wait_for_mesh))
+
+    async def _stop(self, r: Replica, seq: int, grace_s: float, wait_for_mesh: bool) -> None:
+        # Leave the endpoints first (the data plane ACKs a snapshot without us), then SIGTERM.
+        deadline = time.monotonic() + 5.0
+        while wait_for_mesh and not self._published(seq) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if r.probe_task:
+            r.probe_task.cancel()
+        if r.proc is not None:
+            code = await r.proc.stop(grace_s)
+            r.logger().info("stopped (%s)", describe_exit(code))
+        self.records.remove(r.rec)
+        self.replicas.pop(r.rec.key, None)
+        self._bump()
+        self._wake.set()
+
+    # === what others read ===
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels), host="127.0.0.1",
+                         port=r.rec.port, container_port=r.rec.container_port, ready=r.ready,
+                         workload=r.rec.deployment, service_account=r.rec.service_account)
+                for r in self.replicas.values() if not r.terminating and r.proc is not None]
+
+    def sidecars(self) -> list[Sidecar]:
+        return [Sidecar(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels),
+                        port=r.rec.sidecar_port, workload=r.rec.deployment, service_account=r.rec.service_account)
+                for r in self.replicas.values()]
+
+    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        now = time.time()
+        out = []
+        for r in sorted(self.replicas.values(), key=lambda r: (r.rec.namespace, r.rec.name)):
+            if namespace and r.rec.namespace != namespace:
+                continue
+            out.append({
+                "namespace": r.rec.namespace, "name": r.rec.name, "deployment": r.rec.deployment,
+                "ready": "1/1" if r.ready else "0/1", "isReady": r.ready, "status": r.phase.value,
+                "reason": r.reason, "restarts": r.rec.restarts, "age_s": round(now - r.rec.created, 1),
+                "port": r.rec.port, "containerPort": r.rec.container_port, "sidecarPort": r.rec.sidecar_port,
+                "pid": r.rec.pid if r.proc is not None else None, "ip": "127.0.0.1",
+                "templateHash": r.rec.template_hash, "labels": dict(r.rec.labels), "lastExit": r.rec.last_exit,
+                "adopted": r.adopted,
+            })
+        return out
+
+    def deployment_status(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """Kubernetes-shaped `status` for a Deployment (None if the runtime does not know it)."""
+        key = (namespace, name)
+        body = self.res.deployments.get(key)
+        if body is None:
+            return None
+        spec = body.get("spec") or {}
+        hash_ = template_hash(spec.get("template") or {})
+        live = [r for r in self.replicas.values()
+                if (r.rec.namespace, r.rec.deployment) == key and not r.terminating]
+        updated = [r for r in live if r.rec.template_hash == hash_]
+        ready = [r for r in live if r.ready]
+        available = [r for r in live if self._available(r)]
+        want = int(spec.get("replicas", 1))
+        desired = desired_from(spec, hash_)
+        min_available = max(0, want - desired.max_unavailable)
+        complete = (len(updated) == want and len(live) == want and len(available) >= want
+                    and self.observed.get(key) == self.res.versions.get(key))
+        now_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        conditions = [{
+            "type": "Available", "status": "True" if len(available) >= min_available else "False",
+            "reason": "MinimumReplicasAvailable" if len(available) >= min_available else "MinimumReplicasUnavailable",
+            "message": ("Deployment has minimum availability." if len(available) >= min_available
+                        else "Deployment does not have minimum availability."),
+            "lastUpdateTime": now_iso,
+        }]
+        deadline = float(spec.get("progressDeadlineSeconds", 600))
+        stalled = (not complete and time.monotonic() - self.progress_at.get(key, time.monotonic()) > deadline)
+        problem = self.problems.get(key)
+        if complete:
+            progressing = ("True", "NewReplicaSetAvailable",
+                           f'ReplicaSet "{name}-{hash_}" has successfully progressed.')
+        elif stalled:
+            progressing = ("False", "ProgressDeadlineExceeded",
+                           f'ReplicaSet "{name}-{hash_}" has timed out progressing.')
+        else:
+            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}-{hash_}" is progressing.')
+        conditions.append({"type": "Progressing", "status": progressing[0], "reason": progressing[1],
+                           "message": progressing[2], "lastUpdateTime": now_iso})
+        if problem is not None:
+            conditions.append({"type": "ReplicaFailure", "status": "True", "reason": problem.reason,
+                               "message": problem.message, "lastUpdateTime": now_iso})
+        return {
+            "observedGeneration": _int_or(self.observed.get(key)),
+            "replicas": len(live), "updatedReplicas": len(updated), "readyReplicas": len(ready),
+            "availableReplicas": len(available), "unavailableReplicas": max(0, want - len(available)),
+            "conditions": conditions, "complete": complete,
+        }
+
+    def deployments(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for (ns, name) in sorted(self.res.deployments):
+            if namespace and ns != namespace:
+                continue
+            out.append({"namespace": ns, "name": name, "spec_replicas":
+                        int((self.res.deployments[(ns, name)].get("spec") or {}).get("replicas", 1)),
+                        "status": self.deployment_status(ns, name)})
+        return out
+
+    async def wait_ready(self, keys: Sequence[Any], timeout: float,
+                         progress: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """Wait until every Deployment among `keys` is rolled out (kubectl rollout status)."""
+        deadline = time.monotonic() + timeout
+        targets = [(str(k.namespace or "default"), str(k.name)) for k in keys if getattr(k, "kind", "") == "Deployment"]
+        for ns, name in targets:
+            while True:
+                stored = await asyncio.to_thread(self._stored_version, ns, name)
+                if stored is None:
+                    raise NotFound(f"Deployment {ns}/{name} not found")
+                status = self.deployment_status(ns, name) if self.observed.get((ns, name)) == stored else None
+                if status is not None:
+                    if progress:
+                        progress(f"{ns}/{name}", status)
+                    if status["complete"]:
+                        break
+                    problem = self.problems.get((ns, name))
+                    if problem is not None and problem.reason == "ImageNotRunnableLocally":
+                        raise GraylaneError(f"Deployment {ns}/{name}: {problem.reason}: {problem.message}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    detail = (f"{status['updatedReplicas']} of {status.get('replicas')} updated, "
+                              f"{status['availableReplicas']} available") if status else "not reconciled yet"
+                    raise GraylaneError(f"Deployment {ns}/{name} not rolled out after {timeout:g}s ({detail})",
+                                        hint=f"graylane get pods; graylane logs deploy/{name}")
+                self._dirty = True if status is None else self._dirty
+                self._wake.set()
+                async with self._changed:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
+    def _stored_version(self, namespace: str, name: str) -> str | None:
+        from graylane.resources.document import ResourceKey
+
+        item = self.store.get(ResourceKey("apps", "Deployment", namespace, name))
+        if item is None:
+            return None
+        return str(getattr(item, "generation", None) or getattr(item, "resource_version", "") or "")
+
+
+def _int_or(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
