@@ -1,0 +1,249 @@
+"""Java/SpEL value semantics over Python values: type names, toString, equality, ordering, arithmetic.
+
+Values are JSON-shaped (None, bool, int, float, str, list, dict/Mapping) plus a few Java-like
+objects (dates, UUID). Integers are unbounded but capped in size; they do not wrap at 32 bits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from graylane.expressions.errors import EvaluationError, LimitExceeded
+
+MAX_INT_BITS = 4096
+
+
+class Instant:
+    """java.time.Instant: a UTC point in time."""
+
+    __slots__ = ("moment",)
+
+    def __init__(self, moment: dt.datetime) -> None:
+        self.moment = moment.astimezone(dt.UTC)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Instant) and other.moment == self.moment
+
+    def __hash__(self) -> int:
+        return hash(self.moment)
+
+    def to_epoch_ms(self) -> int:
+        return int(self.moment.timestamp() * 1000)
+
+    def __str__(self) -> str:
+        text = self.moment.replace(tzinfo=None).isoformat()
+        return text + "Z"
+
+
+class NotEvaluable:
+    """`#doNotEval(x)`: a value that templating must return untouched."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def type_name(value: Any) -> str:
+    """The Java type a user would recognise in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "Boolean"
+    if isinstance(value, int):
+        return "Integer" if -(2**31) <= value < 2**31 else "Long"
+    if isinstance(value, float):
+        return "Double"
+    if isinstance(value, str):
+        return "String"
+    if isinstance(value, list):
+        return "List"
+    if isinstance(value, Mapping):
+        return getattr(value, "java_type", "Map")
+    if isinstance(value, dt.datetime):
+        return "LocalDateTime"
+    if isinstance(value, dt.date):
+        return "LocalDate"
+    if isinstance(value, Instant):
+        return "Instant"
+    if isinstance(value, uuid.UUID):
+        return "UUID"
+    if isinstance(value, NotEvaluable):
+        return "NotEvaluableExpression"
+    return "Object"
+
+
+def _float_text(value: float) -> str:
+    """Double.toString: plain for 1e-3 <= |x| < 1e7, else computerized scientific (1.5E10)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        text = repr(value)
+        return text if "." in text else text + ".0"
+    sign, digits, exp = Decimal(repr(value)).as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    exponent = len(digits) - 1 + int(exp)
+    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{exponent}"
+
+
+def to_string(value: Any) -> str:
+    """`String.valueOf(value)` as Java prints it: true, 1.0, [a, b], {k=v}, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(to_string(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{to_string(k)}={to_string(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date | uuid.UUID | Instant):
+        return str(value)
+    if isinstance(value, NotEvaluable):
+        return to_string(value.value)
+    return type_name(value)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def java_equals(left: Any, right: Any) -> bool:
+    """SpEL `==`: numbers by value (1 == 1.0), otherwise Java equals (true != 1, "1" != 1)."""
+    if is_number(left) and is_number(right):
+        return bool(left == right)
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(java_equals(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(java_equals(left[k], right[k]) for k in left)
+    if type_name(left) != type_name(right) and not (is_number(left) or is_number(right)):
+        return False
+    return bool(left == right)
+
+
+def compare(left: Any, right: Any, *, position: int | None = None) -> int:
+    """SpEL's StandardTypeComparator: numbers, strings, booleans, dates; null sorts first."""
+    if left is None or right is None:
+        return 0 if left is right else (-1 if left is None else 1)
+    if is_number(left) and is_number(right):
+        return (left > right) - (left < right)
+    for kind in (str, bool, dt.datetime, dt.date):
+        if isinstance(left, kind) and isinstance(right, kind) and (
+            kind is not dt.date or not (isinstance(left, dt.datetime) or isinstance(right, dt.datetime))
+        ):
+            return (left > right) - (left < right)
+    if isinstance(left, Instant) and isinstance(right, Instant):
+        return (left.moment > right.moment) - (left.moment < right.moment)
+    raise EvaluationError(f"cannot compare {type_name(left)} {_short(left)} with {type_name(right)} {_short(right)}",
+                          position=position)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else to_string(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def as_boolean(value: Any, what: str, *, position: int | None = None) -> bool:
+    """SpEL's conversion to boolean: Boolean, or the strings "true"/"false"; anything else fails."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise EvaluationError(f"{what} must be a boolean, but it is {type_name(value)} {_short(value)}",
+                          position=position)
+
+
+def check_int(value: int, *, position: int | None = None) -> int:
+    if value.bit_length() > MAX_INT_BITS:
+        raise LimitExceeded(f"the number grows past {MAX_INT_BITS} bits", position=position)
+    return value
+
+
+def _java_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _java_mod(a: int, b: int) -> int:
+    return a - b * _java_div(a, b)
+
+
+def arithmetic(op: str, left: Any, right: Any, *, position: int | None, max_string: int) -> Any:
+    """`+ - * / %` with Java rules: int/int truncates toward zero, `%` takes the dividend's sign."""
+    if op == "+" and (isinstance(left, str) or isinstance(right, str)):
+        text = to_string(left) + to_string(right)
+        if len(text) > max_string:
+            raise LimitExceeded(f"the string grows past {max_string} characters", position=position)
+        return text
+    if op == "*" and isinstance(left, str) and isinstance(right, int) and not isinstance(right, bool):
+        if len(left) * max(right, 0) > max_string:
+            raise LimitExceeded(f"the string grows past {max_string} characters", position=position)
+        return left * max(right, 0)
+    if not (is_number(left) and is_number(right)):
+        raise EvaluationError(
+            f"operator {op!r} is not defined for {type_name(left)} {_short(left)} and "
+            f"{type_name(right)} {_short(right)}", position=position)
+    if isinstance(left, int) and isinstance(right, int):
+        if op == "+":
+            return check_int(left + right, position=position)
+        if op == "-":
+            return check_int(left - right, position=position)
+        if op == "*":
+            return check_int(left * right, position=position)
+        if right == 0:
+            raise EvaluationError("division by zero (/ by zero)", position=position)
+        return _java_div(left, right) if op == "/" else _java_mod(left, right)
+    a, b = float(left), float(right)
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        if b == 0:
+            return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
+        return a / b
+    if b == 0:
+        return math.nan
+    return math.fmod(a, b)
+
+
+def power(base: Any, exponent: Any, *, position: int | None) -> Any:
+    """`^`: int^int stays an integer (BigInteger.pow); otherwise Math.pow."""
+    if not (is_number(base) and is_number(exponent)):
+        raise EvaluationError(f"operator '^' is not defined for {type_name(base)} and {type_name(exponent)}",
+                              position=position)
+    if isinstance(base, int) and isinstance(exponent, int):
+        if exponent < 0:
+            raise EvaluationError("negative exponent for an integer power (use a decimal base, e.g. 2.0^-1)",
+                                  position=position)
+        if abs(base) > 1 and exponent * max(abs(base), 2).bit_length() > MAX_INT_BITS:
+            raise LimitExceeded(f"the number grows past {MAX_INT_BITS} bits", position=position)
+        return base**exponent
+    try:
+        return math.pow(float(base), float(exponent))
+    except (OverflowError, ValueError):
+        return math.inf if float(base) > 0 else math.nan
+
+
+def negate(value: Any, *, position: int | None) -> Any:
+    if not is_number(value):
+        raise EvaluationError(f"cannot negate {type_name(value)} {_short(value)}", position=position)
+    return -value
