@@ -1,9 +1,428 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`graylane up|down|status|logs|rollout|pods`: the local control plane, data plane and workloads."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graylane.cli.client import ApiClient
+from graylane.errors import GraylaneError, NotFound, ValidationError
+from graylane.mesh.control import read_options, save_options
+from graylane.mesh.state import MeshOptions
+from graylane.runtime import daemons
+from graylane.runtime.process import RecordStore, log_path, stop_recorded
+from graylane.settings import server_address, state_dir
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEFAULT_ADMIN_PORT = 15000  # Envoy's admin port
+
+
+def _parse_port_map(values: list[str]) -> dict[int, int]:
+    mapping: dict[int, int] = {}
+    for raw in values:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:=|:)\s*(\d+)\s*", raw)
+        if not m:
+            raise ValidationError(f"--gateway-port {raw!r} is not PORT=HOSTPORT", hint="e.g. --gateway-port 80=8080")
+        mapping[int(m.group(1))] = int(m.group(2))
+    return mapping
+
+
+def _wait(progress: Progress, task: Any, check: Any, timeout_s: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            progress.update(task, description=f"[green]✓[/] {what}", completed=1)
+            return
+        time.sleep(0.1)
+    raise GraylaneError(f"{what} did not become healthy within {timeout_s:g}s", hint=f"see {log}")
+
+
+def up(foreground: bool, host: str | None, port: int | None, admin_port: int | None, gateway_ports: list[str],
+       gateway_bind: str | None, timeout: float) -> None:
+    state = state_dir()
+    addr = server_address()
+    host, port = host or addr.host, port or addr.port
+    options = read_options(state)
+    if gateway_ports or gateway_bind:
+        mapping = {**options.gateway_port_map, **_parse_port_map(gateway_ports)}
+        options = MeshOptions(**{**options.__dict__, "gateway_port_map": mapping,
+                                 "gateway_bind": gateway_bind or options.gateway_bind})
+    save_options(state, options)
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=False) as progress:
+        dp = daemons.data_plane(state)
+        task = progress.add_task("data plane", total=1)
+        if dp is not None and dp.running:
+            progress.update(task, description=f"[green]✓[/] data plane already running (pid {dp.pid})", completed=1)
+        else:
+            wanted = admin_port or DEFAULT_ADMIN_PORT
+            if not daemons.port_is_free(wanted):
+                if admin_port:
+                    raise GraylaneError(f"admin port {admin_port} is in use", hint="pick another with --admin-port")
+                wanted = daemons.free_port()
+            proc = daemons.start_data_plane(state, wanted)
+            progress.update(task, description=f"starting data plane (pid {proc.pid}, admin :{wanted})")
+            admin = f"http://127.0.0.1:{wanted}"
+
+            def dp_ready() -> bool:
+                if proc.poll() is not None:
+                    raise GraylaneError(f"the data plane exited with code {proc.returncode}",
+                                        hint=f"see {state / 'logs' / 'dataplane.log'}")
+                return daemons.probe_http(f"{admin}/ready") is not None
+
+            _wait(progress, task, dp_ready, timeout, f"data plane (pid {proc.pid}, admin {admin})",
+                  state / "logs" / "dataplane.log")
+
+        if foreground:
+            progress.stop()
+            _serve_foreground(state, host, port)
+            return
+
+        cp = daemons.control_plane(state)
+        task = progress.add_task("control plane", total=1)
+        url = f"http://{host}:{port}"
+        if cp is not None and cp.running and daemons.probe_http(f"{cp.url}/healthz") == 200:
+            progress.update(task, description=f"[green]✓[/] control plane already running (pid {cp.pid})",
+                            completed=1)
+            url = cp.url
+        else:
+            if not daemons.port_is_free(port, host):
+                raise GraylaneError(f"port {port} on {host} is in use", hint="pick another with --port")
+            proc = daemons.start_control_plane(state, host, port)
+            progress.update(task, description=f"starting control plane (pid {proc.pid}, {url})")
+
+            def cp_ready() -> bool:
+                if proc.poll() is not None:
+                    raise GraylaneError(f"the control plane exited with code {proc.returncode}",
+                                        hint=f"see {state / 'logs' / 'server.log'}")
+                return daemons.probe_http(f"{url}/healthz") == 200
+
+            _wait(progress, task, cp_ready, timeout, f"control plane (pid {proc.pid}, {url})",
+                  state / "logs" / "server.log")
+        task = progress.add_task("mesh config pushed", total=1)
+        client = ApiClient(url, timeout=5)
+
+        def pushed() -> bool:
+            try:
+                st = client.get("/api/v1/mesh/status")
+            except GraylaneError:
+                return False
+            return bool(st.get("connected") and st.get("ackedVersion"))
+
+        try:
+            _wait(progress, task, pushed, min(timeout, 15), "mesh config pushed and ACKed",
+                  state / "logs" / "server.log")
+        except GraylaneError as exc:
+            progress.update(task, description=f"[yellow]![/] {escape(exc.message)}")
+    _print_status(state)
+
+
+def _serve_foreground(state: Path, host: str, port: int) -> None:
+    import uvicorn
+
+    from graylane.server.app import create_app
+
+    os.environ["GRAYLANE_SERVER"] = f"{host}:{port}"
+    (state / daemons.SERVER_FILE).write_text(json.dumps({
+        "pid": os.getpid(), "ticks": _own_ticks(), "started": time.time(), "url": f"http://{host}:{port}",
+        "host": host, "port": port, "foreground": True}))
+    err.print(f"control plane in the foreground on http://{host}:{port} (Ctrl-C stops it; workloads keep running)")
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        (state / daemons.SERVER_FILE).unlink(missing_ok=True)
+
+
+def _own_ticks() -> int:
+    from graylane.runtime.process import start_ticks
+
+    return start_ticks(os.getpid()) or 0
+
+
+def down(keep_workloads: bool) -> None:
+    state = state_dir()
+    cp = daemons.control_plane(state)
+    stopped: list[str] = []
+    with err.status("stopping..."):
+        if cp is not None and cp.running and not keep_workloads:
+            try:
+                resp = ApiClient(cp.url, timeout=60).post("/api/v1/runtime/shutdown")
+                stopped += [f"pod {p}" for p in resp.get("stopped", [])]
+            except GraylaneError as exc:
+                err.print(f"[yellow]warning:[/] could not ask the control plane to stop workloads: {exc}")
+        if cp is not None and daemons.stop_daemon(state, cp):
+            stopped.append(f"control plane (pid {cp.pid})")
+        if not keep_workloads:
+            stopped += [f"pod {k}" for k in stop_recorded(state)]
+        dp = daemons.data_plane(state)
+        if dp is not None and daemons.stop_daemon(state, dp):
+            stopped.append(f"data plane (pid {dp.pid})")
+    if not stopped:
+        out.print("nothing was running")
+    for line in stopped:
+        out.print(f"stopped {escape(line)}")
+
+
+def _print_status(state: Path) -> None:
+    table = Table(box=None, pad_edge=False)
+    for col in ("COMPONENT", "PID", "STATUS", "UPTIME", "ADDRESS"):
+        table.add_column(col)
+    cp = daemons.control_plane(state)
+    dp = daemons.data_plane(state)
+    mesh: dict[str, Any] = {}
+    gateways: list[dict[str, Any]] = []
+    pods: list[dict[str, Any]] | None = None
+    if cp is not None and cp.running:
+        client = ApiClient(cp.url, timeout=3)
+        healthy = daemons.probe_http(f"{cp.url}/healthz") == 200
+        try:
+            mesh = client.get("/api/v1/mesh/status")
+            gateways = client.get("/api/v1/mesh/gateways").get("items", [])
+            pods = client.get("/api/v1/pods").get("items", [])
+        except GraylaneError:
+            pass
+        table.add_row("control plane", str(cp.pid), "running" if healthy else "starting",
+                      daemons.human_duration(cp.uptime_s), cp.url)
+    else:
+        table.add_row("control plane", "-", "[red]stopped[/]", "-", "-")
+    if dp is not None and dp.running:
+        ready = daemons.probe_http(f"{dp.url}/ready")
+        version = f", snapshot {mesh.get('ackedVersion')}" if mesh.get("ackedVersion") else ""
+        table.add_row("data plane", str(dp.pid), ("running" if ready is not None else "not answering") + version,
+                      daemons.human_duration(dp.uptime_s), f"admin {dp.url}")
+    else:
+        table.add_row("data plane", "-", "[red]stopped[/]", "-", "-")
+    if pods is None:
+        records = RecordStore(state).load_all()
+        table.add_row("workloads", "-", f"{len(records)} recorded replicas", "-", "-")
+    else:
+        ready_count = sum(1 for p in pods if p.get("isReady"))
+        table.add_row("workloads", "-", f"{ready_count}/{len(pods)} replicas ready", "-", "-")
+    for gw in gateways:
+        table.add_row(f"gateway {gw['namespace']}/{gw['name']}", "-", f"listener :{gw['port']}", "-", gw["url"])
+    out.print(table)
+    if mesh.get("error"):
+        err.print(f"[yellow]mesh:[/] {escape(str(mesh['error']))}")
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    if "/" in target:
+        kind, name = target.split("/", 1)
+        kind = kind.lower()
+        if kind in ("deploy", "deployment", "deployments", "deployment.apps"):
+            return "deploy", name
+        if kind in ("pod", "pods", "po"):
+            return "pod", name
+        raise ValidationError(f"unsupported target {target!r}", hint="use deploy/NAME or pod/NAME")
+    return "pod", target
+
+
+def _pods_of(state: Path, namespace: str, kind: str, name: str) -> list[str]:
+    records = [r for r in RecordStore(state).load_all() if r.namespace == namespace]
+    if kind == "pod":
+        return [name]
+    live = sorted((r for r in records if r.deployment == name), key=lambda r: r.created)
+    if live:
+        return [r.name for r in live]
+    folder = state / "logs" / "pods" / namespace
+    found = sorted(p.name.removesuffix(".log") for p in folder.glob(f"{name}-*.log")
+                   if not p.name.endswith(".previous.log"))
+    if not found:
+        raise NotFound(f"no pods found for deployment {namespace}/{name}", hint="graylane pods")
+    return found
+
+
+def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | None, all_pods: bool) -> None:
+    state = state_dir()
+    kind, name = _split_target(target)
+    pods = _pods_of(state, namespace, kind, name)
+    if not all_pods:
+        pods = pods[:1]
+    files = [(p, log_path(state, namespace, p, previous=previous)) for p in pods]
+    prefix = len(files) > 1
+    for pod, path in files:
+        if not path.exists():
+            what = "previous terminated container" if previous else "log"
+            raise NotFound(f"pod {namespace}/{pod} has no {what}", hint="graylane pods")
+        lines = path.read_text(errors="replace").splitlines()
+        if tail is not None:
+            lines = lines[-tail:] if tail else []
+        for line in lines:
+            out.print(f"[{pod}] {escape(line)}" if prefix else escape(line), markup=prefix)
+    if follow and not previous:
+        _follow(files, prefix)
+
+
+def _follow(files: list[tuple[str, Path]], prefix: bool) -> None:
+    positions = {p: (path.stat().st_size if path.exists() else 0) for p, path in files}
+    while True:
+        for pod, path in files:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size < positions[pod]:  # rotated (copy-truncate) or restarted
+                positions[pod] = 0
+            if size > positions[pod]:
+                with open(path, "rb") as fh:
+                    fh.seek(positions[pod])
+                    chunk = fh.read()
+                positions[pod] += len(chunk)
+                for line in chunk.decode(errors="replace").splitlines():
+                    out.print(f"[{pod}] {escape(line)}" if prefix else escape(line), markup=prefix)
+        time.sleep(0.2)
+
+
+def rollout_status(target: str, namespace: str, timeout: float) -> None:
+    kind, name = _split_target(target)
+    if kind != "deploy":
+        raise ValidationError(f"rollout status needs deploy/NAME, not {target!r}")
+    client = ApiClient()
+    deadline = time.monotonic() + timeout
+    last = ""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(f'Waiting for deployment "{name}" rollout to finish', total=None)
+        while True:
+            status = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")["status"]
+            want = status.get("replicas", 0)
+            for cond in status.get("conditions", []):
+                if cond["type"] == "ReplicaFailure" and cond["reason"] == "ImageNotRunnableLocally":
+                    raise GraylaneError(f"deployment {namespace}/{name}: {cond['reason']}: {cond['message']}")
+                if cond["type"] == "Progressing" and cond["status"] == "False":
+                    raise GraylaneError(f'deployment "{name}" exceeded its progress deadline')
+            if status.get("complete"):
+                break
+            msg = _rollout_message(name, status)
+            if msg != last:
+                progress.update(task, description=msg, total=max(want, 1),
+                                completed=status.get("updatedReplicas", 0))
+                last = msg
+            if time.monotonic() > deadline:
+                raise GraylaneError(f'deployment "{name}" not rolled out after {timeout:g}s: {msg}',
+                                    hint=f"graylane pods; graylane logs deploy/{name}")
+            time.sleep(0.3)
+    out.print(f'deployment "{name}" successfully rolled out')
+
+
+def _rollout_message(name: str, status: dict[str, Any]) -> str:
+    # kubectl's wording (kubectl/pkg/polymorphichelpers/rollout_status.go).
+    updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    if updated < replicas:
+        return (f'Waiting for deployment "{name}" rollout to finish: {replicas - updated} old replicas are '
+                "pending termination...")
+    if available < updated:
+        return (f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas '
+                "are available...")
+    return f'Waiting for deployment "{name}" rollout to finish: {updated} updated replicas...'
+
+
+def pods(namespace: str | None, all_namespaces: bool, output: str | None, selector: str | None) -> None:
+    client = ApiClient()
+    ns = None if all_namespaces else (namespace or "default")
+    items = client.get("/api/v1/pods", params={"namespace": ns} if ns else {})["items"]
+    if selector:
+        want = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
+        items = [p for p in items if all(p["labels"].get(k) == v for k, v in want.items())]
+    if output == "json":
+        out.print_json(json.dumps({"items": items}))
+        return
+    if not items:
+        err.print(f"No resources found in {ns} namespace." if ns else "No resources found.")
+        return
+    print_pods(items, all_namespaces, wide=output == "wide")
+
+
+def print_pods(items: list[dict[str, Any]], all_namespaces: bool = False, wide: bool = False) -> None:
+    table = Table(box=None, pad_edge=False)
+    cols = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "PORT"]
+    if wide:
+        cols += ["PID", "SIDECAR", "REASON"]
+    for c in cols:
+        table.add_column(c)
+    for p in items:
+        row = ([p["namespace"]] if all_namespaces else []) + [
+            p["name"], p["ready"], p["status"], str(p["restarts"]), daemons.human_duration(p["age_s"]),
+            str(p["port"])]
+        if wide:
+            row += [str(p.get("pid") or "-"), str(p.get("sidecarPort")), p.get("reason") or ""]
+        table.add_row(*[escape(str(c)) for c in row])
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add up, down, status, logs, rollout and pods to the root app."""
+
+    @app.command("up")
+    def up_cmd(
+        foreground: bool = typer.Option(False, "--foreground", help="Run the control plane in this terminal."),
+        host: str | None = typer.Option(None, "--host", help="Control plane bind address (default 127.0.0.1)."),
+        port: int | None = typer.Option(None, "--port", help="Control plane port (default 7380)."),
+        admin_port: int | None = typer.Option(None, "--admin-port", help="Data plane admin port (default 15000)."),
+        gateway_port: list[str] = typer.Option([], "--gateway-port",
+                                               help="Gateway port mapping PORT=HOSTPORT, e.g. 80=8080 (repeatable)."),
+        gateway_bind: str | None = typer.Option(None, "--gateway-bind", help="Address gateway listeners bind."),
+        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each part to be healthy."),
+    ) -> None:
+        """Start the control plane and the data plane in the background (workloads are re-adopted)."""
+        up(foreground, host, port, admin_port, gateway_port, gateway_bind, timeout)
+
+    @app.command("down")
+    def down_cmd(
+        keep_workloads: bool = typer.Option(False, "--keep-workloads", help="Leave replica processes running."),
+    ) -> None:
+        """Stop the control plane, the data plane and every workload replica."""
+        down(keep_workloads)
+
+    @app.command("status")
+    def status_cmd() -> None:
+        """Show the control plane, data plane, workloads and gateway URLs."""
+        _print_status(state_dir())
+
+    @app.command("logs")
+    def logs_cmd(
+        target: str = typer.Argument(..., help="deploy/NAME or a pod name."),
+        namespace: str = typer.Option("default", "-n", "--namespace"),
+        follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
+        previous: bool = typer.Option(False, "-p", "--previous", help="The previous (crashed) container's log."),
+        tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
+        all_pods: bool = typer.Option(False, "--all-pods", help="Every pod of the deployment, prefixed."),
+    ) -> None:
+        """Print a workload's logs (kept in the state folder, rotated)."""
+        logs(target, namespace, follow, previous, tail, all_pods)
+
+    rollout = typer.Typer(help="Manage rollouts.", no_args_is_help=True)
+
+    @rollout.command("status")
+    def rollout_status_cmd(
+        target: str = typer.Argument(..., help="deploy/NAME"),
+        namespace: str = typer.Option("default", "-n", "--namespace"),
+        timeout: float = typer.Option(300.0, "--timeout"),
+    ) -> None:
+        """Wait until a Deployment is rolled out, showing progress."""
+        rollout_status(target, namespace, timeout)
+
+    app.add_typer(rollout, name="rollout")
+
+    @app.command("pods")
+    def pods_cmd(
+        namespace: str | None = typer.Option(None, "-n", "--namespace"),
+        all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces"),
+        output: str | None = typer.Option(None, "-o", "--output", help="wide | json"),
+        selector: str | None = typer.Option(None, "-l", "--selector"),
+    ) -> None:
+        """List workload replicas (like `kubectl get pods`)."""
+        pods(namespace, all_namespaces, output, selector)

@@ -158,6 +158,9 @@ class MeshControl:
         self._dataplane_identity: Any = None
         self._http = httpx.AsyncClient(trust_env=False, timeout=10.0)
 
+    def options(self) -> MeshOptions:
+        return self._options()
+
     def _admin_from_state(self) -> str | None:
         data = read_dataplane(self.state)
         if data is None:

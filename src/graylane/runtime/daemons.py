@@ -1,0 +1,153 @@
+"""The background processes `graylane up` starts: control plane and data plane, with pid files and logs.
+
+Each daemon is recorded in `<state>/<name>.json` (pid, kernel start time, address), so `status`
+and `down` find it again and a recycled pid is never mistaken for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from graylane.mesh.control import DATAPLANE_FILE
+from graylane.runtime.process import start_ticks
+
+SERVER_FILE = "server.json"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str  # "control-plane" | "data-plane"
+    file: str
+    pid: int
+    ticks: int
+    started: float
+    url: str  # API URL or admin URL
+    info: dict[str, Any]
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0 and start_ticks(self.pid) == self.ticks
+
+    @property
+    def uptime_s(self) -> float:
+        return max(0.0, time.time() - self.started)
+
+
+def read_daemon(state: Path, file: str, name: str) -> Daemon | None:
+    try:
+        data = json.loads((state / file).read_text())
+    except (OSError, ValueError):
+        return None
+    return Daemon(name=name, file=file, pid=int(data.get("pid", 0)), ticks=int(data.get("ticks", 0)),
+                  started=float(data.get("started", 0)), url=str(data.get("url", "")), info=data)
+
+
+def control_plane(state: Path) -> Daemon | None:
+    return read_daemon(state, SERVER_FILE, "control-plane")
+
+
+def data_plane(state: Path) -> Daemon | None:
+    return read_daemon(state, DATAPLANE_FILE, "data-plane")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n".encode())
+        out.flush()
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+
+
+def _record(state: Path, file: str, proc: subprocess.Popen[bytes], **info: Any) -> None:
+    data = {"pid": proc.pid, "ticks": start_ticks(proc.pid) or 0, "started": time.time(), **info}
+    tmp = state / (file + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, state / file)
+
+
+def graylane_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "graylane.cli.main", *args]
+
+
+def start_data_plane(state: Path, admin_port: int) -> subprocess.Popen[bytes]:
+    proc = _spawn(graylane_argv("proxy", "--admin-port", str(admin_port)), state / "logs" / "dataplane.log")
+    _record(state, DATAPLANE_FILE, proc, admin_port=admin_port, admin_host="127.0.0.1",
+            url=f"http://127.0.0.1:{admin_port}")
+    return proc
+
+
+def start_control_plane(state: Path, host: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["GRAYLANE_SERVER"] = f"{host}:{port}"
+    env["GRAYLANE_STATE"] = str(state)
+    proc = _spawn(graylane_argv("server", "--host", host, "--port", str(port)), state / "logs" / "server.log", env)
+    _record(state, SERVER_FILE, proc, url=f"http://{host}:{port}", host=host, port=port)
+    return proc
+
+
+def probe_http(url: str, timeout_s: float = 1.0) -> int | None:
+    """Status code of GET `url`, or None when nothing answers."""
+    try:
+        return httpx.get(url, timeout=timeout_s, trust_env=False).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def stop_daemon(state: Path, daemon: Daemon, grace_s: float = 10.0) -> bool:
+    """SIGTERM, wait, SIGKILL; removes the record. True if a process was stopped."""
+    stopped = False
+    if daemon.running:
+        stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while daemon.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if daemon.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon.pid, signal.SIGKILL)
+            while daemon.running:
+                time.sleep(0.02)
+    with contextlib.suppress(FileNotFoundError):
+        (state / daemon.file).unlink()
+    return stopped
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's AGE style: 45s, 3m12s, 2h5m, 4d3h."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60}s" if s < 600 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60}m" if s < 36000 else f"{s // 3600}h"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
