@@ -1,0 +1,234 @@
+"""The web console: server-rendered pages (Jinja2 + htmx) that are clients of the same REST API.
+
+Pages call `/api/v1/...` in-process (an ASGI transport, carrying the caller's credentials), so the
+console can never do what the API would refuse. Live parts (topology, execution stages) refresh from
+the API and from SSE in `static/console.js`. Third-party JS (cytoscape, dagre, htmx) is served from
+`node_modules/` (installed by `npm ci`) under `/vendor/`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import yaml
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from graylane.server.auth import CSRF_COOKIE, TOKEN_COOKIE, AuthMiddleware, User, user_for_token
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+VENDOR_FILES = {
+    "htmx.min.js": "htmx.org/dist/htmx.min.js",
+    "cytoscape.min.js": "cytoscape/dist/cytoscape.min.js",
+    "dagre.min.js": "dagre/dist/dagre.min.js",
+    "cytoscape-dagre.js": "cytoscape-dagre/cytoscape-dagre.js",
+}
+SECRET_KINDS = {"Secret"}
+
+templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
+
+
+def node_modules() -> Path | None:
+    """`$GRAYLANE_NODE_MODULES`, else the nearest `node_modules/` above the package (the repo checkout)."""
+    env = os.environ.get("GRAYLANE_NODE_MODULES")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "node_modules").is_dir():
+            return parent / "node_modules"
+    return None
+
+
+def _user(request: Request) -> User:
+    return request.scope.get("state", {}).get("user") or User("anonymous", "viewer")
+
+
+async def api(request: Request, method: str, path: str, **kw: Any) -> httpx.Response:
+    """Call our own API in-process with the caller's identity."""
+    headers = dict(kw.pop("headers", {}) or {})
+    token = request.cookies.get(TOKEN_COOKIE)
+    auth = request.headers.get("authorization")
+    if auth:
+        headers["authorization"] = auth
+    elif token:
+        headers["authorization"] = f"Bearer {token}"
+    transport = httpx.ASGITransport(app=request.app, client=("127.0.0.1", 0))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        return await client.request(method, path, headers=headers, timeout=60, **kw)
+
+
+async def api_json(request: Request, path: str, default: Any = None, **kw: Any) -> Any:
+    resp = await api(request, "GET", path, **kw)
+    if resp.status_code != 200:
+        return default
+    return resp.json()
+
+
+def error_text(resp: httpx.Response) -> str:
+    try:
+        err = resp.json().get("error") or {}
+    except ValueError:
+        return resp.text
+    text = str(err.get("message", resp.text))
+    if err.get("where"):
+        text = f"{err['where']}: {text}"
+    if err.get("hint"):
+        text += f" ({err['hint']})"
+    return text
+
+
+def render(request: Request, template: str, active: str, **ctx: Any) -> HTMLResponse:
+    csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(request, template, {"active": active, "user": _user(request),
+                                                          "csrf_token": csrf, **ctx})
+    if CSRF_COOKIE not in request.cookies:
+        response.set_cookie(CSRF_COOKIE, csrf, samesite="strict", httponly=False)
+    return response
+
+
+def redact(body: dict[str, Any]) -> dict[str, Any]:
+    """Secrets are never rendered: values replaced, keys kept."""
+    if body.get("kind") not in SECRET_KINDS:
+        return body
+    out = dict(body)
+    for field in ("data", "stringData"):
+        if isinstance(out.get(field), dict):
+            out[field] = {k: "<redacted>" for k in out[field]}
+    return out
+
+
+def to_yaml(body: Any) -> str:
+    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def mount(app: FastAPI) -> None:
+    app.add_middleware(AuthMiddleware, engine_getter=lambda: app.state.cp.store.engine)
+    app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
+    templates.env.filters["yaml"] = to_yaml
+    templates.env.filters["urlquote"] = lambda s: quote(str(s), safe="")
+
+    @app.get("/vendor/{name}", include_in_schema=False)
+    async def vendor(name: str) -> Response:
+        rel = VENDOR_FILES.get(name)
+        root = node_modules()
+        if rel is None or root is None or not (root / rel).is_file():
+            return Response(f"/* {name} missing: run `npm ci` */", media_type="application/javascript",
+                            status_code=404)
+        return Response((root / rel).read_bytes(), media_type="application/javascript",
+                        headers={"cache-control": "max-age=3600"})
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request, next: str = "/") -> HTMLResponse:
+        return render(request, "login.html", "", next=next, error=None)
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request, token: str = Form(...), next: str = Form("/"),
+                    csrf_token: str = Form("")) -> Response:
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if cookie and not secrets.compare_digest(cookie, csrf_token):
+            return render(request, "login.html", "", next=next, error="The form expired; sign in again.")
+        user = user_for_token(app.state.cp.store.engine, token.strip())
+        if user is None:
+            return render(request, "login.html", "", next=next, error="That token is not valid.")
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict")
+        return response
+
+    @app.get("/logout", include_in_schema=False)
+    async def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(TOKEN_COOKIE)
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def overview(request: Request) -> HTMLResponse:
+        graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"})
+        executions = await _executions(request)
+        running = [e for e in executions if e.get("status") in ("RUNNING", "PAUSED", "SUSPENDED", "NOT_STARTED")]
+        waiting = [(e, s) for e in running for s in e.get("stages", [])
+                   if s.get("type") == "manualJudgment" and s.get("status") == "RUNNING"]
+        return render(request, "overview.html", "Overview", graph=graph, running=running, waiting=waiting,
+                      recent=executions[:10])
+
+    @app.get("/topology", response_class=HTMLResponse, include_in_schema=False)
+    async def topology(request: Request, namespace: str = "", window: str = "1m") -> HTMLResponse:
+        return render(request, "topology.html", "Topology", namespace=namespace, window=window)
+
+    @app.get("/resources", response_class=HTMLResponse, include_in_schema=False)
+    async def resources(request: Request, kind: str = "", namespace: str = "") -> HTMLResponse:
+        params = {"namespace": namespace} if namespace else {}
+        if kind:
+            data = await api_json(request, f"/api/v1/resources/{quote(kind)}", {"items": []}, params=params)
+        else:
+            data = await api_json(request, "/api/v1/resources", {"items": []}, params=params)
+        items = data.get("items", [])
+        kinds = sorted({i.get("kind", "") for i in (await api_json(request, "/api/v1/resources", {"items": []}))
+                        .get("items", [])})
+        return render(request, "resources.html", "Resources", items=items, kind=kind, kinds=kinds,
+                      namespace=namespace)
+
+    @app.get("/resources/{kind}/{namespace}/{name}", response_class=HTMLResponse, include_in_schema=False)
+    async def resource(request: Request, kind: str, namespace: str, name: str, diff: int | None = None) -> Response:
+        params = {"namespace": namespace}
+        body = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}", None, params=params)
+        hist = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}/history", {"items": []},
+                              params=params)
+        diff_text = None
+        if diff is not None:
+            d = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}/history/{diff}/diff",
+                               {}, params=params)
+            diff_text = d.get("diff") if kind not in SECRET_KINDS else "(secret contents are not shown)"
+        return render(request, "resource.html", "Resources", body=redact(body) if body else None, kind=kind,
+                      namespace=namespace, name=name, history=hist.get("items", []), diff=diff, diff_text=diff_text)
+
+    @app.post("/ui/apply", response_class=HTMLResponse, include_in_schema=False)
+    async def ui_apply(request: Request, manifest: str = Form(...), dry_run: str = Form("")) -> HTMLResponse:
+        params = {"dryRun": "true"} if dry_run else {}
+        resp = await api(request, "POST", "/api/v1/apply", params=params,
+                         json={"files": [{"name": "console", "text": manifest}]})
+        if resp.status_code != 200:
+            return render(request, "fragments/apply_result.html", "", error=error_text(resp), results=[])
+        data = resp.json()
+        return render(request, "fragments/apply_result.html", "", error=None, results=data.get("results", []),
+                      dry_run=data.get("dryRun"), warnings=data.get("warnings", []))
+
+    @app.get("/traces", response_class=HTMLResponse, include_in_schema=False)
+    async def traces(request: Request, service: str = "", minDuration: str = "") -> HTMLResponse:
+        params: dict[str, Any] = {"limit": 50}
+        if service:
+            params["service"] = service
+        if minDuration:
+            params["minDuration"] = minDuration
+        data = await api_json(request, "/api/v1/traces", {"traces": []}, params=params)
+        return render(request, "traces.html", "Traces", traces=data["traces"], service=service,
+                      minDuration=minDuration)
+
+    @app.get("/traces/{trace_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def trace(request: Request, trace_id: str) -> HTMLResponse:
+        from graylane.mesh.telemetry.traces import waterfall
+
+        data = await api_json(request, f"/api/v1/traces/{quote(trace_id)}", {"spans": []})
+        spans = data["spans"]
+        rows = waterfall(spans) if spans else []
+        start = min((s["startUs"] for s in spans), default=0)
+        total = max((s["startUs"] + s["durationUs"] for s in spans), default=1) - start or 1
+        return render(request, "trace.html", "Traces", trace_id=trace_id, rows=rows, start=start, total=total)
+
+    from graylane.server import ui_pipelines
+
+    ui_pipelines.mount(app)
+
+
+async def _executions(request: Request) -> list[dict[str, Any]]:
+    data = await api_json(request, "/api/v1/executions", [], params={"limit": 50})
+    if isinstance(data, dict):
+        data = data.get("items") or data.get("executions") or []
+    return list(data)
