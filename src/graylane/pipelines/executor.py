@@ -1,0 +1,822 @@
+"""The scheduler: drives executions through the stage DAG and is the only writer of execution state.
+
+One driver (an asyncio task) per active execution applies commands (judge, cancel, pause, restart), starts
+stages whose upstream is complete, runs tasks, maps failures (orca failureStatus) and completes the
+execution. Every transition is committed before events are published or outside effects start, so a
+control plane killed at any point resumes from the store: RUNNING tasks run again (tasks are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.events import EventBus
+from graylane.pipelines import evaluation
+from graylane.pipelines.execution import STRUCTURAL_KEYS, Execution, Stage, Task, new_execution
+from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
+from graylane.pipelines.services import TaskServices
+from graylane.pipelines.stages import definition
+from graylane.pipelines.status import ExecutionStatus as S
+from graylane.pipelines.tasks import StageView, TaskResult
+from graylane.pipelines.tasks import Task as TaskImpl
+from graylane.pipelines.window import TimeWindowTask
+
+log = logging.getLogger(__name__)
+
+SUPERSEDED = ("This execution was queued but then canceled because a newer queued execution superceded it. "
+              "This pipeline is configured to automatically cancel waiting executions.")
+
+
+@dataclass
+class _Tx:
+    """Changes made by one step: flushed in one transaction, then events published."""
+
+    stages: dict[str, Stage] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    header: bool = False
+
+    def touch(self, stage: Stage) -> None:
+        self.stages[stage.id] = stage
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.stages or self.audit or self.header)
+
+
+@dataclass
+class _Inflight:
+    attempt: int
+    task_index: int
+    job: asyncio.Task[TaskResult]
+    view: StageView
+
+
+class _Driver:
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        self.wake = asyncio.Event()
+        self.commands: deque[tuple[Callable[[Execution, _Tx], Any], asyncio.Future[Any]]] = deque()
+        self.inflight: dict[str, _Inflight] = {}
+        self.due: dict[str, int] = {}  # stage id -> ms when its current task runs next
+        self.job: asyncio.Task[None] | None = None
+        self.exe: Execution | None = None
+
+
+class Executor:
+    """Start it with `await executor.start()`; every public method is safe to call from API handlers."""
+
+    def __init__(self, engine: Any, *, bus: EventBus | None = None, services: TaskServices | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.repo = ExecutionRepository(engine, clock=self.now_ms)
+        self.pipelines = PipelineRepository(engine, clock=self.now_ms)
+        self.bus = bus or EventBus()
+        self.services = services or TaskServices()
+        self.services.executor = self
+        self._drivers: dict[str, _Driver] = {}
+        self._stopping = False
+        self.completion_hooks: list[Callable[[Execution], Any]] = []
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Resume every execution the store says is still active (after a restart or a SIGKILL)."""
+        for execution_id in self.repo.active_ids():
+            self._ensure_driver(execution_id)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        jobs = [d.job for d in self._drivers.values() if d.job is not None]
+        for d in self._drivers.values():
+            for inf in d.inflight.values():
+                inf.job.cancel()
+            if d.job is not None:
+                d.job.cancel()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        self._drivers.clear()
+
+    def _ensure_driver(self, execution_id: str) -> _Driver:
+        d = self._drivers.get(execution_id)
+        if d is None or d.job is None or d.job.done():
+            d = _Driver(execution_id)
+            self._drivers[execution_id] = d
+            d.job = asyncio.get_running_loop().create_task(self._drive(d), name=f"execution {execution_id}")
+        return d
+
+    def wake(self, execution_id: str) -> None:
+        d = self._drivers.get(execution_id)
+        if d is not None:
+            d.wake.set()
+
+    async def _submit(self, execution_id: str, fn: Callable[[Execution, _Tx], Any]) -> Any:
+        if not self.repo.exists(execution_id):
+            raise NotFound(f"no execution {execution_id!r}", hint="`graylane execution list` shows recent executions")
+        d = self._ensure_driver(execution_id)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        d.commands.append((fn, fut))
+        d.wake.set()
+        return await fut
+
+    # ---------------------------------------------------------------- public operations
+
+    async def start_execution(self, config: dict[str, Any], trigger: dict[str, Any], *, user: str,
+                              execution_id: str | None = None) -> Execution:
+        """Create a NOT_STARTED execution from a pipeline config and hand it to a driver."""
+        if config.get("disabled"):
+            raise Conflict(f"pipeline {config.get('application')}/{config.get('name')} is disabled and cannot be "
+                           "started")
+        now = self.now_ms()
+        trigger = {"type": "manual", "user": user, "parameters": {}, "artifacts": [], **trigger}
+        exe = new_execution(config, trigger, now, execution_id)
+        exe.authentication = {"user": user, "allowedAccounts": []}
+        self.repo.insert(exe)
+        self.repo.store(exe, audit=[audit_entry(user, "start", now, trigger=trigger.get("type"),
+                                                parameters=trigger.get("parameters") or {})])
+        self._publish({"kind": "execution", "executionId": exe.id, "status": str(exe.status),
+                       "pipelineConfigId": exe.pipeline_config_id, "name": exe.name})
+        self._ensure_driver(exe.id)
+        return exe
+
+    def get(self, execution_id: str) -> Execution:
+        d = self._drivers.get(execution_id)
+        if d is not None and d.exe is not None:
+            return d.exe
+        return self.repo.load(execution_id)
+
+    async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
+                           roles: list[str] | None = None) -> dict[str, Any]:
+        """PATCH a stage: judgment (judgmentStatus/judgmentInput/customParams), skipRemainingWait, manualSkip."""
+        allowed = {"judgmentStatus", "judgmentInput", "customParams", "skipRemainingWait", "manualSkip"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValidationError(f"cannot update stage field(s) {', '.join(unknown)}",
+                                  hint=f"updatable: {', '.join(sorted(allowed))}")
+
+        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
+            stage = _find_stage(exe, stage_ref)
+            if stage.status not in (S.RUNNING, S.PAUSED):
+                raise Conflict(f"stage {stage.name!r} is {stage.status}, not running",
+                               where=f"execution {exe.id}")
+            updates: dict[str, Any] = {}
+            action = "update"
+            if "judgmentStatus" in body or "customParams" in body or "judgmentInput" in body:
+                if stage.type != "manualJudgment":
+                    raise ValidationError(f"stage {stage.name!r} is a {stage.type} stage, not a manualJudgment")
+                from graylane.pipelines.stages.manual_judgment import validate_judgment
+
+                updates = validate_judgment(stage.context, body, user=user, roles=roles or [])
+                action = "judgment"
+            if body.get("skipRemainingWait") is not None:
+                if stage.type != "wait":
+                    raise ValidationError(f"stage {stage.name!r} is not a wait stage; only waits can be skipped")
+                updates["skipRemainingWait"] = bool(body["skipRemainingWait"])
+                action = "skipWait"
+            if body.get("manualSkip") is not None:
+                if not definition(stage.type).can_manually_skip:
+                    raise ValidationError("Cannot manually skip stage.", where=f"stage {stage.name!r}")
+                updates["manualSkip"] = bool(body["manualSkip"])
+                action = "skip"
+            now = self.now_ms()
+            stage.context.update(updates)
+            stage.last_modified = {"user": user, "allowedAccounts": [], "lastModifiedTime": now}
+            if action == "judgment":
+                stage.context["lastModifiedBy"] = user
+            tx.touch(stage)
+            tx.audit.append(audit_entry(user, action, now, stage.id, stage=stage.name,
+                                        **{k: v for k, v in body.items()}))
+            tx.events.append(self._stage_event(exe, stage, "context"))
+            self._drivers[exe.id].due.pop(stage.id, None)  # run the waiting task now, not after its backoff
+            return stage.to_json()
+
+        return dict(await self._submit(execution_id, apply))
+
+    async def cancel(self, execution_id: str, *, user: str, reason: str | None = None) -> dict[str, Any]:
+        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
+            if exe.status.is_complete:
+                raise Conflict(f"execution {exe.id} is already {exe.status}")
+            now = self.now_ms()
+            exe.canceled, exe.canceled_by, exe.cancellation_reason = True, user, reason
+            tx.header = True
+            tx.audit.append(audit_entry(user, "cancel", now, reason=reason))
+            if exe.status in (S.NOT_STARTED, S.BUFFERED):
+                self._finish(exe, S.CANCELED, tx)
+            return exe.header_json()
+
+        return dict(await self._submit(execution_id, apply))
+
+    async def pause(self, execution_id: str, *, user: str) -> dict[str, Any]:
+        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
+            if exe.status != S.RUNNING:
+                raise Conflict(f"execution {exe.id} is {exe.status}; only a RUNNING execution can be paused")
+            now = self.now_ms()
+            exe.status = S.PAUSED
+            exe.paused = {"pausedBy": user, "pauseTime": now, "resumedBy": None, "resumeTime": None,
+                          "pausedMs": (exe.paused or {}).get("pausedMs", 0)}
+            for st in exe.stages:
+                if st.status == S.RUNNING:
+                    st.status, st.pause_time = S.PAUSED, now
+                    for t in st.tasks:
+                        if t.status == S.RUNNING:
+                            t.status = S.PAUSED
+                    tx.touch(st)
+                    tx.events.append(self._stage_event(exe, st))
+            tx.header = True
+            tx.audit.append(audit_entry(user, "pause", now))
+            tx.events.append(self._exec_event(exe))
+            return exe.header_json()
+
+        return dict(await self._submit(execution_id, apply))
+
+    async def resume(self, execution_id: str, *, user: str) -> dict[str, Any]:
+        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
+            if exe.status != S.PAUSED:
+                raise Conflict(f"execution {exe.id} is {exe.status}; only a PAUSED execution can be resumed")
+            now = self.now_ms()
+            paused = dict(exe.paused or {})
+            paused.update(resumedBy=user, resumeTime=now,
+                          pausedMs=paused.get("pausedMs", 0) + now - int(paused.get("pauseTime") or now))
+            exe.paused, exe.status = paused, S.RUNNING
+            for st in exe.stages:
+                if st.status == S.PAUSED:
+                    st.status = S.RUNNING
+                    st.paused_ms += now - (st.pause_time or now)
+                    st.pause_time = None
+                    for t in st.tasks:
+                        if t.status == S.PAUSED:
+                            t.status = S.RUNNING
+                    tx.touch(st)
+                    tx.events.append(self._stage_event(exe, st))
+            tx.header = True
+            tx.audit.append(audit_entry(user, "resume", now))
+            tx.events.append(self._exec_event(exe))
+            return exe.header_json()
+
+        return dict(await self._submit(execution_id, apply))
+
+    async def restart_stage(self, execution_id: str, stage_ref: str, *, user: str) -> dict[str, Any]:
+        """Reset a complete (or NOT_STARTED) stage and everything downstream; expressions evaluate afresh."""
+
+        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
+            stage = _find_stage(exe, stage_ref)
+            if not (stage.status.is_complete or stage.status == S.NOT_STARTED):
+                raise Conflict(f"stage {stage.name!r} is {stage.status}; only a complete stage can be restarted")
+            now = self.now_ms()
+            previous = stage.context.get("exception")
+            for st in [stage, *exe.downstream_closure(stage)]:
+                st.status, st.context, st.outputs, st.tasks = S.NOT_STARTED, {}, {}, []
+                st.start_time = st.end_time = st.pause_time = None
+                st.paused_ms, st.last_modified = 0, None
+                st.attempt += 1
+                self._drivers[exe.id].due.pop(st.id, None)
+                tx.touch(st)
+                tx.events.append(self._stage_event(exe, st))
+            stage.context["restartDetails"] = {"restartedBy": user, "restartTime": now,
+                                               "previousException": previous}
+            if exe.status.is_complete:
+                exe.status, exe.end_time = S.RUNNING, None
+                exe.canceled, exe.canceled_by, exe.cancellation_reason = False, None, None
+                tx.events.append(self._exec_event(exe))
+            tx.header = True
+            tx.audit.append(audit_entry(user, "restart", now, stage.id, stage=stage.name))
+            return stage.to_json()
+
+        return dict(await self._submit(execution_id, apply))
+
+    async def wait_until_complete(self, execution_id: str, timeout: float = 30.0) -> Execution:
+        """Wait for the execution to finish (for tests and `execution wait`)."""
+        async with self.bus.subscribe() as q:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                exe = self.get(execution_id)
+                if exe.status.is_complete:
+                    return exe
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise TimeoutError(f"execution {execution_id} still {exe.status} after {timeout}s")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(q.get(), timeout=min(left, 0.5))
+
+    async def wait_for_stage(self, execution_id: str, stage_ref: str, statuses: set[S],
+                             timeout: float = 30.0) -> Stage:
+        async with self.bus.subscribe() as q:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                exe = self.get(execution_id)
+                st = _find_stage(exe, stage_ref)
+                if st.status in statuses:
+                    return st
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise TimeoutError(f"stage {stage_ref!r} still {st.status} after {timeout}s")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(q.get(), timeout=min(left, 0.5))
+
+    # ---------------------------------------------------------------- the driver
+
+    async def _drive(self, d: _Driver) -> None:
+        try:
+            d.exe = self.repo.load(d.execution_id)
+            while not self._stopping:
+                d.wake.clear()
+                exe = d.exe
+                await self._run_commands(d, exe)
+                tx = _Tx()
+                launch = await self._step(d, exe, tx)
+                self._flush(exe, tx)
+                for stage, index, task_impl, view in launch:
+                    self._launch(d, stage, index, task_impl, view)
+                if exe.status.is_complete and not d.inflight and not d.commands:
+                    await self._on_complete(exe)
+                    break
+                if exe.status == S.BUFFERED and not d.inflight and not d.commands:
+                    break  # woken again by _start_waiting when a slot frees
+                delay = self._next_delay(d, exe)
+                if delay > 0 and not d.commands:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(d.wake.wait(), timeout=delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("execution %s: scheduler failed; it resumes on the next start", d.execution_id)
+        finally:
+            while d.commands:
+                _, fut = d.commands.popleft()
+                if not fut.done():
+                    fut.set_exception(GraylaneError("the execution's scheduler stopped; try again"))
+            if self._drivers.get(d.execution_id) is d:
+                del self._drivers[d.execution_id]
+
+    async def _run_commands(self, d: _Driver, exe: Execution) -> None:
+        while d.commands:
+            fn, fut = d.commands.popleft()
+            tx = _Tx()
+            snapshot = copy.deepcopy(exe) if not fut.cancelled() else None
+            try:
+                result = fn(exe, tx)
+            except GraylaneError as exc:
+                if snapshot is not None:
+                    _restore(exe, snapshot)
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            except Exception as exc:
+                log.exception("execution %s: command failed", exe.id)
+                if snapshot is not None:
+                    _restore(exe, snapshot)
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            self._flush(exe, tx)
+            if not fut.done():
+                fut.set_result(result)
+
+    def _next_delay(self, d: _Driver, exe: Execution) -> float:
+        if d.commands:
+            return 0
+        if exe.status != S.RUNNING:
+            return 3600.0
+        now = self.now_ms()
+        dues = [d.due.get(st.id, now) for st in exe.stages
+                if st.status == S.RUNNING and st.id not in d.inflight]
+        deadlines = [self._timeout_deadline(exe, st) for st in exe.stages if st.status == S.RUNNING]
+        candidates = dues + [x for x in deadlines if x is not None]
+        if not candidates:
+            return 3600.0
+        return max(0.0, (min(candidates) - now) / 1000.0)
+
+    async def _step(self, d: _Driver, exe: Execution, tx: _Tx) -> list[tuple[Stage, int, TaskImpl, StageView]]:
+        """Advance as far as possible without waiting on the outside; returns tasks to launch after commit."""
+        launch: list[tuple[Stage, int, TaskImpl, StageView]] = []
+        if exe.status in (S.NOT_STARTED, S.BUFFERED):
+            if exe.canceled:
+                self._finish(exe, S.CANCELED, tx)
+                return launch
+            if not self._try_start(exe, tx):
+                return launch
+        if exe.status in (S.RUNNING, S.PAUSED) and exe.canceled:
+            await self._cancel_running(d, exe, tx, S.CANCELED)
+            self._finish(exe, S.CANCELED, tx)
+            return launch
+        if exe.status != S.RUNNING:
+            return launch
+        self._collect_inflight(d, exe, tx)
+        progressed = True
+        while progressed and exe.status == S.RUNNING:
+            progressed = False
+            for stage in exe.stages:
+                if exe.status != S.RUNNING:
+                    break
+                if stage.status == S.NOT_STARTED and self._is_startable(exe, stage):
+                    self._start_stage(exe, stage, tx)
+                    progressed = True
+                if stage.status == S.RUNNING and stage.id not in d.inflight and \
+                        await self._advance_stage(d, exe, stage, tx, launch):
+                    progressed = True
+            if exe.status == S.RUNNING and not progressed:
+                status = self._completion_status(d, exe)
+                if status is not None:
+                    self._finish(exe, status, tx)
+        if exe.status.is_complete and exe.status != S.SUCCEEDED:
+            await self._cancel_running(d, exe, tx, S.CANCELED)
+        return launch
+
+    # ---- execution level
+
+    def _try_start(self, exe: Execution, tx: _Tx) -> bool:
+        """NOT_STARTED/BUFFERED -> RUNNING unless limitConcurrent / maxConcurrentExecutions says wait (orca
+        shouldQueue). Commits at once so two drivers never both take the slot."""
+        running = self.repo.count_by_status(exe.pipeline_config_id, (S.RUNNING, S.PAUSED), exclude=exe.id)
+        limit = 1 if exe.limit_concurrent else exe.max_concurrent_executions
+        if exe.pipeline_config_id and limit and len(running) >= limit:
+            if exe.status != S.BUFFERED:
+                exe.status = S.BUFFERED
+                tx.header = True
+                tx.events.append(self._exec_event(exe))
+                self._flush(exe, tx)
+            return False
+        if exe.status == S.BUFFERED and exe.pipeline_config_id:
+            queued = self.repo.count_by_status(exe.pipeline_config_id, (S.BUFFERED,))
+            chosen = queued[0][0] if exe.keep_waiting_pipelines else queued[-1][0]
+            if queued and chosen != exe.id:
+                return False
+        exe.status, exe.start_time = S.RUNNING, self.now_ms()
+        tx.header = True
+        tx.events.append(self._exec_event(exe))
+        self._flush(exe, tx)
+        if not exe.stages:
+            self._finish(exe, S.TERMINAL, tx)
+        return exe.status == S.RUNNING
+
+    def _finish(self, exe: Execution, status: S, tx: _Tx) -> None:
+        exe.status, exe.end_time = status, self.now_ms()
+        tx.header = True
+        tx.events.append(self._exec_event(exe))
+
+    def _completion_status(self, d: _Driver, exe: Execution) -> S | None:
+        """orca CompleteExecutionHandler, once nothing runs and nothing can start."""
+        if d.inflight:
+            return None
+        if any(st.status in (S.RUNNING, S.PAUSED) for st in exe.stages):
+            return None
+        if any(st.status == S.NOT_STARTED and self._is_startable(exe, st) for st in exe.stages):
+            return None
+        statuses = [st.status for st in exe.stages]
+        if S.TERMINAL in statuses:
+            return S.TERMINAL
+        if S.CANCELED in statuses:
+            return S.CANCELED
+        if any(st.status == S.STOPPED and st.complete_other_branches_then_fail for st in exe.stages):
+            return S.TERMINAL
+        return S.SUCCEEDED
+
+    async def _cancel_running(self, d: _Driver, exe: Execution, tx: _Tx, status: S) -> None:
+        now = self.now_ms()
+        for st in exe.stages:
+            if st.status in (S.RUNNING, S.PAUSED):
+                inf = d.inflight.pop(st.id, None)
+                if inf is not None:
+                    inf.job.cancel()
+                for t in st.tasks:
+                    if not t.status.is_complete:
+                        t.status, t.end_time = status, now
+                st.status, st.end_time = status, now
+                tx.touch(st)
+                tx.events.append(self._stage_event(exe, st))
+                impls = self._task_impls(st)
+                current = next((i for i, t in enumerate(st.tasks) if t.status == status), None)
+                if current is not None and current < len(impls):
+                    try:
+                        await impls[current].on_cancel(self._view(exe, st))
+                    except Exception:
+                        log.warning("execution %s stage %s: on_cancel failed", exe.id, st.name, exc_info=True)
+
+    # ---- stage level
+
+    def _is_startable(self, exe: Execution, stage: Stage) -> bool:
+        return all(up.status.lets_downstream_run for up in exe.upstream(stage))
+
+    def _start_stage(self, exe: Execution, stage: Stage, tx: _Tx) -> None:
+        """orca StartStageHandler: evaluate the original config, check stageEnabled, plan tasks."""
+        now = self.now_ms()
+        stage.start_time = now
+        tx.touch(stage)
+        carried = {k: stage.context[k] for k in ("restartDetails",) if k in stage.context}
+        config_ctx = {k: v for k, v in stage.config.items() if k not in STRUCTURAL_KEYS}
+        try:
+            defn = definition(stage.type)
+            keep = defn.unevaluated_keys(stage.config) & set(config_ctx)
+            to_eval = {k: v for k, v in config_ctx.items() if k not in keep}
+            exec_json = exe.to_json()
+            for sj in exec_json["stages"]:
+                if sj["id"] == stage.id:
+                    sj["context"] = dict(config_ctx)
+            ev = evaluation.evaluate_templated(to_eval, exec_json, stage.id, self._user(exe))
+            context = {**(ev.value if isinstance(ev.value, dict) else to_eval),
+                       **{k: config_ctx[k] for k in keep}, **carried}
+            if ev.summary:
+                context["expressionEvaluationSummary"] = ev.summary
+            stage.context = context
+        except GraylaneError as exc:
+            stage.context = {**config_ctx, **carried}
+            self._fail_stage(exe, stage, tx, f"stage {stage.name!r} could not be planned: {exc}")
+            return
+        enabled, reason = self._stage_enabled(exe, stage)
+        if not enabled:
+            stage.context["stageEnabledResult"] = reason
+            stage.status, stage.end_time = S.SKIPPED, now
+            tx.events.append(self._stage_event(exe, stage))
+            return
+        if ev.failed and context.get("failOnFailedExpressions"):
+            self._fail_stage(exe, stage, tx,
+                             "Failure evaluating expressions: " + "; ".join(_summary_errors(ev.summary)))
+            return
+        impls = self._task_impls(stage)
+        stage.tasks = [Task(id=str(i + 1), name=impl.name, implementing_class=type(impl).__name__,
+                            stage_start=i == 0, stage_end=i == len(impls) - 1) for i, impl in enumerate(impls)]
+        stage.status = S.RUNNING
+        tx.events.append(self._stage_event(exe, stage))
+        if not stage.tasks:
+            self._complete_stage(exe, stage, S.SUCCEEDED, tx)
+
+    def _stage_enabled(self, exe: Execution, stage: Stage) -> tuple[bool, str]:
+        """orca OptionalStageSupport: only `expression`; blank runs; invalid result skips with the reason."""
+        se = stage.context.get("stageEnabled")
+        if not isinstance(se, dict):
+            return True, ""
+        expr = se.get("expression")
+        if expr is None or (isinstance(expr, str) and not expr.strip()):
+            return True, ""
+        value: Any = expr
+        if isinstance(expr, str):
+            text = expr.strip()
+            if text.lower() in ("true", "false"):
+                value = text.lower() == "true"
+            else:
+                if text.startswith("${") and text.endswith("}"):
+                    text = text[2:-1]
+                try:
+                    value = evaluation.evaluate_expression(text, exe.to_json(), stage.id, self._user(exe))
+                except GraylaneError as exc:
+                    return False, f"Conditional Expression '{expr}' could not be evaluated: {exc}; stage skipped"
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"
+        if isinstance(value, bool):
+            return value, "" if value else f"Conditional Expression '{expr}' evaluated to false; stage skipped"
+        return False, f"Conditional Expression '{expr}' gave {value!r}, not true/false; stage skipped"
+
+    def _task_impls(self, stage: Stage) -> list[TaskImpl]:
+        impls = definition(stage.type).tasks(stage.context)
+        if stage.context.get("restrictExecutionDuringTimeWindow"):
+            impls = [TimeWindowTask(), *impls]
+        return impls
+
+    def _timeout_deadline(self, exe: Execution, stage: Stage) -> int | None:
+        task = stage.current_task()
+        if task is None or stage.start_time is None:
+            return None
+        override = stage.context.get("stageTimeoutMs")
+        with contextlib.suppress(TypeError, ValueError):
+            if override is not None:
+                return stage.start_time + stage.paused_ms + int(override)
+        impls = self._task_impls(stage)
+        idx = stage.tasks.index(task)
+        limit = impls[idx].timeout_ms if idx < len(impls) else None
+        if limit is None or task.start_time is None:
+            return None
+        return task.start_time + stage.paused_ms + limit
+
+    async def _advance_stage(self, d: _Driver, exe: Execution, stage: Stage, tx: _Tx,
+                             launch: list[tuple[Stage, int, TaskImpl, StageView]]) -> bool:
+        """Run or schedule the stage's current task; True if anything changed."""
+        task = stage.current_task()
+        if task is None:
+            self._complete_stage(exe, stage, S.SUCCEEDED, tx)
+            return True
+        now = self.now_ms()
+        idx = stage.tasks.index(task)
+        impls = self._task_impls(stage)
+        if idx >= len(impls):
+            self._fail_stage(exe, stage, tx, f"stage {stage.name!r} has no task #{idx + 1} any more")
+            return True
+        impl = impls[idx]
+        changed = False
+        if task.status == S.NOT_STARTED:
+            task.status, task.start_time = S.RUNNING, now
+            tx.touch(stage)
+            changed = True
+        deadline = self._timeout_deadline(exe, stage)
+        if deadline is not None and now >= deadline:
+            limit_ms = deadline - (task.start_time or now) - stage.paused_ms
+            self._task_result(exe, stage, task, TaskResult.terminal(
+                f"{type(impl).__name__} of stage {stage.name} timed out after {_duration(limit_ms)}"), tx)
+            return True
+        if stage.context.get("manualSkip"):
+            self._task_result(exe, stage, task, TaskResult(S.SKIPPED), tx)
+            return True
+        if d.due.get(stage.id, 0) > now:
+            return changed
+        view = self._view(exe, stage)
+        if not impl.inline:
+            launch.append((stage, idx, impl, view))
+            d.inflight[stage.id] = _Inflight(stage.attempt, idx, asyncio.get_running_loop().create_future(), view)
+            return changed
+        result = await self._call(exe, stage, impl, view)
+        return self._task_result(exe, stage, task, result, tx) or changed
+
+    async def _call(self, exe: Execution, stage: Stage, impl: TaskImpl, view: StageView) -> TaskResult:
+        try:
+            return await impl.run(view)
+        except asyncio.CancelledError:
+            raise
+        except GraylaneError as exc:
+            log.warning("execution %s stage %s: %s failed: %s", exe.id, stage.name, impl.name, exc)
+            return TaskResult.terminal(str(exc))
+        except Exception as exc:
+            log.exception("execution %s stage %s: %s raised", exe.id, stage.name, impl.name)
+            return TaskResult.terminal(f"{impl.name} failed unexpectedly: {type(exc).__name__}: {exc}")
+
+    def _launch(self, d: _Driver, stage: Stage, index: int, impl: TaskImpl, view: StageView) -> None:
+        exe = d.exe
+        assert exe is not None
+        job = asyncio.get_running_loop().create_task(self._call(exe, stage, impl, view))
+        d.inflight[stage.id] = _Inflight(stage.attempt, index, job, view)
+        job.add_done_callback(lambda _j: d.wake.set())
+
+    def _collect_inflight(self, d: _Driver, exe: Execution, tx: _Tx) -> None:
+        for stage_id, inf in list(d.inflight.items()):
+            if not inf.job.done():
+                continue
+            del d.inflight[stage_id]
+            if inf.job.cancelled():
+                continue
+            stage = next((s for s in exe.stages if s.id == stage_id), None)
+            if stage is None or stage.attempt != inf.attempt or stage.status != S.RUNNING:
+                continue
+            task = stage.current_task()
+            if task is None or stage.tasks.index(task) != inf.task_index:
+                continue
+            self._task_result(exe, stage, task, inf.job.result(), tx)
+
+    def _task_result(self, exe: Execution, stage: Stage, task: Task, result: TaskResult, tx: _Tx) -> bool:
+        """Apply what a task returned (orca RunTaskHandler + CompleteTaskHandler)."""
+        d = self._drivers[exe.id]
+        now = self.now_ms()
+        changed = bool(result.context or result.outputs)
+        stage.context.update(result.context)
+        stage.outputs.update(result.outputs)
+        if result.context or result.outputs:
+            tx.touch(stage)
+        if result.status == S.RUNNING:
+            d.due[stage.id] = now + int(1000 * (result.retry_after_s if result.retry_after_s is not None
+                                                else 1.0))
+            if changed:
+                tx.events.append(self._stage_event(exe, stage, "context"))
+            return changed
+        d.due.pop(stage.id, None)
+        tx.touch(stage)
+        if result.status == S.SUCCEEDED:
+            task.status, task.end_time = S.SUCCEEDED, now
+            tx.events.append({"kind": "task", "executionId": exe.id, "stageId": stage.id, "taskId": task.id,
+                              "name": task.name, "status": str(task.status)})
+            if stage.current_task() is None:
+                self._complete_stage(exe, stage, S.SUCCEEDED, tx)
+            return True
+        if result.status in (S.TERMINAL, S.CANCELED):
+            status = stage.failure_status if result.status == S.TERMINAL else S.CANCELED
+            task.status, task.end_time = status, now
+            if result.error:
+                task.exception = {"details": {"error": result.error, "errors": [result.error]}}
+                stage.context["exception"] = {"details": {"error": result.error, "errors": [result.error]},
+                                              "taskName": task.name}
+            self._complete_stage(exe, stage, status, tx)
+            return True
+        task.status, task.end_time = result.status, now  # SKIPPED, STOPPED, FAILED_CONTINUE
+        self._complete_stage(exe, stage, result.status, tx)
+        return True
+
+    def _fail_stage(self, exe: Execution, stage: Stage, tx: _Tx, error: str) -> None:
+        stage.context["exception"] = {"details": {"error": error, "errors": [error]}}
+        self._complete_stage(exe, stage, stage.failure_status, tx)
+
+    def _complete_stage(self, exe: Execution, stage: Stage, status: S, tx: _Tx) -> None:
+        """orca CompleteStageHandler; a TERMINAL stage halts the whole execution at once."""
+        if status == S.SUCCEEDED and stage.context.get("failOnFailedExpressions") and \
+                _summary_errors(stage.context.get("expressionEvaluationSummary") or {}):
+            status = S.TERMINAL
+        stage.status, stage.end_time = status, self.now_ms()
+        tx.touch(stage)
+        tx.events.append(self._stage_event(exe, stage))
+        if status == S.TERMINAL:
+            self._finish(exe, S.TERMINAL, tx)
+        elif status == S.CANCELED:
+            self._finish(exe, S.CANCELED, tx)
+
+    # ---- completion
+
+    async def _on_complete(self, exe: Execution) -> None:
+        if exe.pipeline_config_id:
+            self._start_waiting(exe)
+        parent = (exe.trigger.get("parentExecution") or {}).get("id") if isinstance(exe.trigger, dict) else None
+        if parent:
+            self.wake(parent)
+        for hook in self.completion_hooks:
+            try:
+                res = hook(exe)
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:
+                log.exception("execution %s: completion hook failed", exe.id)
+
+    def _start_waiting(self, exe: Execution) -> None:
+        """orca StartWaitingExecutions: newest queued starts; older ones are canceled unless keepWaitingPipelines."""
+        queued = self.repo.count_by_status(exe.pipeline_config_id, (S.BUFFERED,))
+        if not queued:
+            return
+        if exe.keep_waiting_pipelines:
+            self._ensure_driver(queued[0][0]).wake.set()
+            return
+        for execution_id, _, _ in queued[:-1]:
+            asyncio.get_running_loop().create_task(self._supersede(execution_id))
+        self._ensure_driver(queued[-1][0]).wake.set()
+
+    async def _supersede(self, execution_id: str) -> None:
+        with contextlib.suppress(GraylaneError):
+            await self.cancel(execution_id, user="system", reason=SUPERSEDED)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _flush(self, exe: Execution, tx: _Tx) -> None:
+        if not tx.dirty and not tx.events:
+            return
+        if tx.dirty:
+            self.repo.store(exe, tx.stages.values(), tx.audit)
+        events, tx.events = tx.events, []
+        tx.stages, tx.audit, tx.header = {}, [], False
+        for event in events:
+            self._publish(event)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        self.bus.publish("execution", **event)
+
+    def _exec_event(self, exe: Execution) -> dict[str, Any]:
+        return {"kind": "execution", "executionId": exe.id, "status": str(exe.status),
+                "pipelineConfigId": exe.pipeline_config_id, "name": exe.name, "time": self.now_ms()}
+
+    def _stage_event(self, exe: Execution, stage: Stage, kind: str = "stage") -> dict[str, Any]:
+        return {"kind": kind, "executionId": exe.id, "stageId": stage.id, "refId": stage.ref_id,
+                "name": stage.name, "type": stage.type, "status": str(stage.status), "time": self.now_ms()}
+
+    def _user(self, exe: Execution) -> str:
+        return str((exe.authentication or {}).get("user") or exe.trigger.get("user") or "anonymous")
+
+    def _view(self, exe: Execution, stage: Stage) -> StageView:
+        return StageView(execution_id=exe.id, stage_id=stage.id, ref_id=stage.ref_id, name=stage.name,
+                         type=stage.type, context=copy.deepcopy(stage.context), outputs=dict(stage.outputs),
+                         start_time=stage.start_time or self.now_ms(), now_ms=self.now_ms(),
+                         paused_ms=stage.paused_ms, execution=exe.to_json(), user=self._user(exe),
+                         services=self.services)
+
+
+def _find_stage(exe: Execution, ref: str) -> Stage:
+    stage = exe.stage(ref)
+    if stage is None:
+        names = ", ".join(repr(s.name) for s in exe.stages)
+        raise NotFound(f"execution {exe.id} has no stage {ref!r}", hint=f"stages: {names}")
+    return stage
+
+
+def _restore(exe: Execution, snapshot: Execution) -> None:
+    exe.__dict__.update(snapshot.__dict__)
+
+
+def _summary_errors(summary: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for expr, entries in (summary or {}).items():
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("level", "ERROR") == "ERROR":
+                out.append(str(entry.get("description") or expr))
+    return out
+
+
+def _duration(ms: int) -> str:
+    seconds = max(0, ms) / 1000
+    if seconds < 120:
+        return f"{seconds:g}s"
+    if seconds < 7200:
+        return f"{seconds / 60:g}m"
+    return f"{seconds / 3600:g}h"

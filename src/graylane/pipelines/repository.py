@@ -1,0 +1,304 @@
+"""Durable pipeline state over the store's engine: configs with versions, executions, stages, audit.
+
+The only module in `pipelines/` that speaks SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from graylane.errors import NotFound, ValidationError
+from graylane.pipelines import model
+from graylane.pipelines.execution import Execution, Stage
+from graylane.pipelines.status import ACTIVE, ExecutionStatus
+from graylane.pipelines.tables import (
+    pipeline_audit,
+    pipeline_config_versions,
+    pipeline_configs,
+    pipeline_executions,
+    pipeline_stages,
+    pipeline_trigger_state,
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    id: str
+    application: str
+    name: str
+    version: int
+    action: str  # created | configured | unchanged
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    version: int
+    actor: str
+    time: int
+    deleted: bool
+    body: dict[str, Any]
+
+
+class PipelineRepository:
+    """Pipeline configs, each save a new version (history, diff, restore)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], int] = _now_ms) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def save(self, body: dict[str, Any], *, actor: str, where: str = "<api>") -> SaveResult:
+        norm = model.validate(body, where=where)
+        with self.engine.begin() as conn:
+            row = None
+            if norm.get("id"):
+                row = conn.execute(sa.select(pipeline_configs).where(pipeline_configs.c.id == norm["id"])).first()
+            if row is None:
+                row = conn.execute(sa.select(pipeline_configs).where(
+                    pipeline_configs.c.application == norm["application"],
+                    pipeline_configs.c.name == norm["name"])).first()
+            if row is not None:
+                norm["id"] = row.id
+                clash = conn.execute(sa.select(pipeline_configs.c.id).where(
+                    pipeline_configs.c.application == norm["application"], pipeline_configs.c.name == norm["name"],
+                    pipeline_configs.c.id != row.id)).first()
+                if clash:
+                    raise ValidationError(f"pipeline {norm['application']}/{norm['name']} already exists "
+                                          f"with another id ({clash.id})", where=where)
+                old = json.loads(row.body)
+                if model.canonical(_strip_meta(old)) == model.canonical(_strip_meta(norm)):
+                    return SaveResult(row.id, row.application, row.name, row.version, "unchanged")
+                version = row.version + 1
+                norm.update(_meta(version, actor, self.clock()))
+                conn.execute(pipeline_configs.update().where(pipeline_configs.c.id == row.id).values(
+                    application=norm["application"], name=norm["name"], version=version, body=_dumps(norm),
+                    updated_at=self.clock(), updated_by=actor))
+                action = "configured"
+            else:
+                norm.setdefault("id", str(uuid.uuid4()))
+                last = conn.execute(sa.select(sa.func.max(pipeline_config_versions.c.version)).where(
+                    pipeline_config_versions.c.config_id == norm["id"])).scalar()
+                version = (last or 0) + 1
+                norm.update(_meta(version, actor, self.clock()))
+                conn.execute(pipeline_configs.insert().values(
+                    id=norm["id"], application=norm["application"], name=norm["name"], version=version,
+                    body=_dumps(norm), updated_at=self.clock(), updated_by=actor))
+                action = "created"
+            conn.execute(pipeline_config_versions.insert().values(
+                config_id=norm["id"], version=version, body=_dumps(norm), actor=actor, time=self.clock(),
+                deleted=False))
+        return SaveResult(norm["id"], norm["application"], norm["name"], version, action)
+
+    def get(self, ref: str, application: str | None = None) -> dict[str, Any]:
+        """By id, `application/name`, or a name unique across applications."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(pipeline_configs).where(pipeline_configs.c.id == ref)).first()
+            if row is None:
+                app, _, name = ref.rpartition("/")
+                app = application or app
+                q = sa.select(pipeline_configs).where(pipeline_configs.c.name == name)
+                if app:
+                    q = q.where(pipeline_configs.c.application == app)
+                rows = conn.execute(q).all()
+                if len(rows) > 1:
+                    raise ValidationError(f"pipeline name {name!r} exists in several applications "
+                                          f"({', '.join(r.application for r in rows)})",
+                                          hint="write it as APPLICATION/NAME")
+                row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no pipeline {ref!r}", hint="`graylane pipeline list` shows the imported pipelines")
+        return json.loads(row.body)
+
+    def list(self, application: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(pipeline_configs).order_by(pipeline_configs.c.application, pipeline_configs.c.name)
+        if application:
+            q = q.where(pipeline_configs.c.application == application)
+        with self.engine.connect() as conn:
+            return [json.loads(r.body) for r in conn.execute(q)]
+
+    def delete(self, ref: str, *, actor: str) -> dict[str, Any]:
+        body = self.get(ref)
+        with self.engine.begin() as conn:
+            version = body.get("_version", 0) + 1
+            conn.execute(pipeline_configs.delete().where(pipeline_configs.c.id == body["id"]))
+            conn.execute(pipeline_config_versions.insert().values(
+                config_id=body["id"], version=version, body=_dumps(body), actor=actor, time=self.clock(),
+                deleted=True))
+        return body
+
+    def history(self, ref: str) -> list[ConfigVersion]:
+        config_id = self._resolve_id(ref)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(pipeline_config_versions).where(
+                pipeline_config_versions.c.config_id == config_id).order_by(pipeline_config_versions.c.version))
+            return [ConfigVersion(r.version, r.actor, r.time, bool(r.deleted), json.loads(r.body)) for r in rows]
+
+    def version(self, ref: str, version: int) -> dict[str, Any]:
+        for v in self.history(ref):
+            if v.version == version:
+                return v.body
+        raise NotFound(f"pipeline {ref!r} has no version {version}")
+
+    def diff(self, ref: str, a: int, b: int | None = None) -> str:
+        hist = self.history(ref)
+        b = b if b is not None else hist[-1].version
+        return model.config_diff(_strip_meta(self.version(ref, a)), _strip_meta(self.version(ref, b)),
+                                 f"version {a}", f"version {b}")
+
+    def restore(self, ref: str, version: int, *, actor: str) -> SaveResult:
+        body = _strip_meta(self.version(ref, version))
+        return self.save(body, actor=actor, where=f"{ref}@{version}")
+
+    def _resolve_id(self, ref: str) -> str:
+        try:
+            return str(self.get(ref)["id"])
+        except NotFound:
+            with self.engine.connect() as conn:  # deleted pipelines keep their history
+                row = conn.execute(sa.select(pipeline_config_versions.c.config_id).where(
+                    pipeline_config_versions.c.config_id == ref)).first()
+            if row is None:
+                raise
+            return str(row.config_id)
+
+
+_META_KEYS = ("_version", "updateTs", "lastModifiedBy")
+
+
+def _meta(version: int, actor: str, now: int) -> dict[str, Any]:
+    return {"_version": version, "updateTs": str(now), "lastModifiedBy": actor.removeprefix("user:")}
+
+
+def _strip_meta(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in _META_KEYS}
+
+
+def export_config(body: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline JSON a user keeps in git: bookkeeping fields removed."""
+    return _strip_meta(body)
+
+
+class ExecutionRepository:
+    """Executions and their stages; every write is one transaction."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], int] = _now_ms) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def insert(self, exe: Execution) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(pipeline_executions.insert().values(**self._exec_row(exe)))
+            if exe.stages:
+                conn.execute(pipeline_stages.insert(), [self._stage_row(exe.id, s) for s in exe.stages])
+
+    def store(self, exe: Execution, stages: Iterable[Stage] = (), audit: Iterable[dict[str, Any]] = ()) -> None:
+        """Write the execution header and the given stages (and audit entries) in one transaction."""
+        with self.engine.begin() as conn:
+            row = self._exec_row(exe)
+            conn.execute(pipeline_executions.update().where(pipeline_executions.c.id == exe.id).values(**row))
+            for st in stages:
+                sr = self._stage_row(exe.id, st)
+                conn.execute(pipeline_stages.update().where(pipeline_stages.c.id == st.id).values(
+                    status=sr["status"], body=sr["body"]))
+            for entry in audit:
+                conn.execute(pipeline_audit.insert().values(execution_id=exe.id, **entry))
+
+    def load(self, execution_id: str) -> Execution:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(pipeline_executions.c.body).where(
+                pipeline_executions.c.id == execution_id)).first()
+            if row is None:
+                raise NotFound(f"no execution {execution_id!r}",
+                               hint="`graylane execution list` shows recent executions")
+            stage_rows = conn.execute(sa.select(pipeline_stages.c.body).where(
+                pipeline_stages.c.execution_id == execution_id).order_by(pipeline_stages.c.seq)).all()
+        stages = [Stage.from_json(json.loads(r.body)) for r in stage_rows]
+        return Execution.from_json(json.loads(row.body), stages)
+
+    def exists(self, execution_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(pipeline_executions.c.id).where(
+                pipeline_executions.c.id == execution_id)).first() is not None
+
+    def list(self, *, pipeline_config_id: str | None = None, application: str | None = None,
+             statuses: Iterable[ExecutionStatus] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Execution headers (no stages), newest first."""
+        q = sa.select(pipeline_executions.c.body).order_by(pipeline_executions.c.build_time.desc(),
+                                                            pipeline_executions.c.id.desc())
+        if pipeline_config_id:
+            q = q.where(pipeline_executions.c.pipeline_config_id == pipeline_config_id)
+        if application:
+            q = q.where(pipeline_executions.c.application == application)
+        if statuses is not None:
+            q = q.where(pipeline_executions.c.status.in_([str(s) for s in statuses]))
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [json.loads(r.body) for r in conn.execute(q)]
+
+    def active_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(pipeline_executions.c.id).where(
+                pipeline_executions.c.status.in_([str(s) for s in ACTIVE])).order_by(
+                pipeline_executions.c.build_time))
+            return [r.id for r in rows]
+
+    def count_by_status(self, pipeline_config_id: str, statuses: Iterable[ExecutionStatus],
+                        exclude: str | None = None) -> list[tuple[str, int, str]]:
+        """(id, build_time, status) of this config's executions in `statuses`, oldest first."""
+        q = sa.select(pipeline_executions.c.id, pipeline_executions.c.build_time, pipeline_executions.c.status).where(
+            pipeline_executions.c.pipeline_config_id == pipeline_config_id,
+            pipeline_executions.c.status.in_([str(s) for s in statuses])).order_by(
+            pipeline_executions.c.build_time, pipeline_executions.c.id)
+        with self.engine.connect() as conn:
+            return [(r.id, r.build_time, r.status) for r in conn.execute(q) if r.id != exclude]
+
+    def audit(self, execution_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(pipeline_audit).where(
+                pipeline_audit.c.execution_id == execution_id).order_by(pipeline_audit.c.id))
+            return [{"time": r.time, "user": r.user, "action": r.action, "stageId": r.stage_id,
+                     "details": json.loads(r.details)} for r in rows]
+
+    def trigger_last_fired(self, key: str) -> int | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(pipeline_trigger_state.c.last_fired).where(
+                pipeline_trigger_state.c.key == key)).first()
+            return int(row.last_fired) if row else None
+
+    def set_trigger_fired(self, key: str, when: int) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(pipeline_trigger_state.update().where(
+                pipeline_trigger_state.c.key == key).values(last_fired=when)).rowcount
+            if not updated:
+                conn.execute(pipeline_trigger_state.insert().values(key=key, last_fired=when))
+
+    @staticmethod
+    def _exec_row(exe: Execution) -> dict[str, Any]:
+        return {"id": exe.id, "pipeline_config_id": exe.pipeline_config_id, "application": exe.application,
+                "name": exe.name, "status": str(exe.status), "build_time": exe.build_time,
+                "start_time": exe.start_time, "end_time": exe.end_time, "body": _dumps(exe.header_json())}
+
+    @staticmethod
+    def _stage_row(execution_id: str, st: Stage) -> dict[str, Any]:
+        return {"id": st.id, "execution_id": execution_id, "seq": st.seq, "ref_id": st.ref_id,
+                "status": str(st.status), "body": _dumps(st.to_json(with_config=True))}
+
+
+def audit_entry(user: str, action: str, now: int, stage_id: str | None = None,
+                **details: Any) -> dict[str, Any]:
+    return {"time": now, "user": user, "action": action, "stage_id": stage_id, "details": _dumps(details)}

@@ -1,0 +1,69 @@
+"""The pipelines' SQLAlchemy Core tables (created by migration 0002_pipelines; mirrored here for queries)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+pipeline_configs = sa.Table(
+    "pipeline_configs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("application", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=False),
+    sa.UniqueConstraint("application", "name", name="uq_pipeline_configs_app_name"),
+)
+
+pipeline_config_versions = sa.Table(
+    "pipeline_config_versions", metadata,
+    sa.Column("config_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("time", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+pipeline_executions = sa.Table(
+    "pipeline_executions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("pipeline_config_id", sa.String(64), nullable=False, index=True),
+    sa.Column("application", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("build_time", sa.BigInteger, nullable=False),
+    sa.Column("start_time", sa.BigInteger),
+    sa.Column("end_time", sa.BigInteger),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+pipeline_stages = sa.Table(
+    "pipeline_stages", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("execution_id", sa.String(64), nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("ref_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+pipeline_audit = sa.Table(
+    "pipeline_audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(64), nullable=False, index=True),
+    sa.Column("time", sa.BigInteger, nullable=False),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("stage_id", sa.String(64)),
+    sa.Column("details", sa.Text, nullable=False),
+)
+
+pipeline_trigger_state = sa.Table(
+    "pipeline_trigger_state", metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("last_fired", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,89 @@
+"""What a stage's task sees (StageView) and returns (TaskResult); tasks never write execution state.
+
+The scheduler runs a task, then commits the result. RUNNING means "call me again after `retry_after_s`".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from graylane.pipelines.status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from graylane.pipelines.services import TaskServices
+
+
+@dataclass
+class TaskResult:
+    status: ExecutionStatus
+    context: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    retry_after_s: float | None = None
+    error: str | None = None  # a readable reason for TERMINAL: what, which stage, limits
+
+    @classmethod
+    def succeeded(cls, context: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None) -> TaskResult:
+        return cls(ExecutionStatus.SUCCEEDED, context or {}, outputs or {})
+
+    @classmethod
+    def running(cls, retry_after_s: float, context: dict[str, Any] | None = None,
+                outputs: dict[str, Any] | None = None) -> TaskResult:
+        return cls(ExecutionStatus.RUNNING, context or {}, outputs or {}, retry_after_s=retry_after_s)
+
+    @classmethod
+    def terminal(cls, error: str, context: dict[str, Any] | None = None) -> TaskResult:
+        return cls(ExecutionStatus.TERMINAL, context or {}, {}, error=error)
+
+
+@dataclass(frozen=True)
+class StageView:
+    """A read-only snapshot of the stage a task runs for, with the execution JSON around it."""
+
+    execution_id: str
+    stage_id: str
+    ref_id: str
+    name: str
+    type: str
+    context: dict[str, Any]
+    outputs: dict[str, Any]
+    start_time: int
+    now_ms: int
+    paused_ms: int
+    execution: dict[str, Any]
+    user: str
+    services: TaskServices
+
+    @property
+    def actor(self) -> str:
+        return f"pipeline:{self.execution_id}/{self.stage_id}"
+
+
+class Task:
+    """One step of a stage (orca Task). Subclasses set `name` and implement `run`."""
+
+    name: ClassVar[str] = "task"
+    # Quick tasks with no outside effects run inside the scheduler step; others run concurrently.
+    inline: ClassVar[bool] = False
+    timeout_ms: ClassVar[int | None] = None
+    backoff_s: ClassVar[float] = 1.0
+
+    async def run(self, stage: StageView) -> TaskResult:
+        raise NotImplementedError
+
+    async def on_cancel(self, stage: StageView) -> None:
+        """Undo or stop outside work when the execution is canceled (default: nothing)."""
+
+
+class StageDefinition:
+    """A stage type: its tasks, which config keys are not evaluated at stage start, skip rules."""
+
+    type: ClassVar[str] = ""
+    can_manually_skip: ClassVar[bool] = False
+
+    def tasks(self, context: dict[str, Any]) -> list[Task]:
+        raise NotImplementedError
+
+    def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
+        """Config keys left as written at stage start (a task evaluates them itself, or never)."""
+        return set()
