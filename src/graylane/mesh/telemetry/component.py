@@ -36,7 +36,14 @@ def _admin_urls(cp: Any) -> list[str]:
             value = value()
         if value:
             return list(value) if isinstance(value, list | tuple) else [str(value)]
-    return []
+    # `graylane up` records the data plane's admin port in the state folder.
+    from graylane.mesh.control import read_dataplane
+    from graylane.settings import state_dir
+
+    data = read_dataplane(state_dir())
+    if data is None:
+        return []
+    return [f"http://{data.get('admin_host') or '127.0.0.1'}:{data['admin_port']}"]
 
 
 class Telemetry:
