@@ -1,9 +1,487 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""kubectl-like resource commands over the API: apply, delete, get, describe, history; and `server`.
+
+Every command parses its arguments, calls the control plane through `ApiClient`, and prints.
+`apply --wait` calls each function in `APPLY_WAITERS` (default: the mesh ACK endpoint); other
+areas may append their own waiter (signature: `(client, apply_response, timeout_s) -> None`).
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from graylane.cli.client import ApiClient
+from graylane.errors import NotFound, ValidationError
+from graylane.resources.load import load_text
+from graylane.settings import current_user, server_address
+
+_SUFFIXES = {".yaml", ".yml", ".json"}
+OUTPUTS = ("yaml", "json", "wide", "name")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ApplyWaiter = Callable[[ApiClient, dict[str, Any], float], None]
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+
+def _client() -> ApiClient:
+    return ApiClient()
+
+
+def _headers() -> dict[str, str]:
+    return {"X-Graylane-User": current_user()}
+
+
+def read_files(paths: list[str]) -> list[tuple[str, str]]:
+    """(name, text) for each file under `paths` (folders recursive and sorted; `-` is stdin)."""
+    files: list[tuple[str, str]] = []
+    for raw in paths:
+        if raw == "-":
+            files.append(("-", sys.stdin.read()))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES)
+            files.extend((str(p), p.read_text(encoding="utf-8")) for p in found)
+        elif path.is_file():
+            files.append((str(path), path.read_text(encoding="utf-8")))
+        else:
+            raise ValidationError("no such file or folder", where=str(path), hint="check the -f path")
+    count = sum(len(load_text(text, name)) for name, text in files)  # YAML errors with file:line, early
+    if count == 0:
+        raise ValidationError("no objects passed", where=", ".join(paths), hint="check the -f paths")
+    return files
+
+
+def ref(item: dict[str, Any]) -> str:
+    """kubectl's `kind.group/name` (core kinds: `kind/name`)."""
+    kind = str(item.get("kind", "")).lower()
+    group = item.get("group")
+    if group is None:
+        api_version = str(item.get("apiVersion", ""))
+        group = api_version.split("/", 1)[0] if "/" in api_version else ""
+        name = item.get("metadata", {}).get("name", "")
+    else:
+        name = item.get("name", "")
+    return f"{kind}.{group}/{name}" if group else f"{kind}/{name}"
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's AGE (k8s.io/apimachinery duration.HumanDuration)."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m" if s % 60 == 0 else f"{m}m{s % 60}s"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 8:
+        return f"{h}h" if m % 60 == 0 else f"{h}h{m % 60}m"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if h < 24 * 8:
+        return f"{d}d" if h % 24 == 0 else f"{d}d{h % 24}h"
+    if h < 24 * 365 * 2:
+        return f"{d}d"
+    y = d // 365
+    if h < 24 * 365 * 8:
+        return f"{y}y" if d % 365 == 0 else f"{y}y{d % 365}d"
+    return f"{y}y"
+
+
+def _age(timestamp: str | None, now: datetime | None = None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    return human_duration(((now or datetime.now(UTC)) - then).total_seconds())
+
+
+def table_lines(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Plain columns, three spaces apart, as kubectl prints them."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    return ["   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows]]
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    for line in table_lines(headers, rows):
+        out.print(escape(line))
+
+
+def print_diff(diff: str) -> None:
+    for line in diff.splitlines():
+        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
+                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
+        out.print(Text(line, style=style))
+
+
+def _dump(data: Any, fmt: str) -> None:
+    if fmt == "json":
+        out.print(escape(json.dumps(data, indent=2)))
+    else:
+        out.print(escape(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()))
+
+
+# -- columns for `get` -------------------------------------------------------------------------
+
+def _dig(body: dict[str, Any], *path: str, default: Any = None) -> Any:
+    cur: Any = body
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return default
+        cur = cur[p]
+    return cur
+
+
+def _json_list(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")) if value else ""
+
+
+def _ports(body: dict[str, Any]) -> str:
+    ports = _dig(body, "spec", "ports", default=[]) or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports if isinstance(p, dict)) or "<none>"
+
+
+def _selector(sel: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sel.items()) if isinstance(sel, dict) and sel else "<none>"
+
+
+def _containers(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in _dig(body, "spec", "template", "spec", "containers", default=[]) or [] if isinstance(c, dict)]
+
+
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+
+_COLUMNS: dict[str, list[Column]] = {
+    "Deployment": [
+        ("READY", lambda b: f"{_dig(b, 'status', 'readyReplicas', default=0)}/"
+                            f"{_dig(b, 'spec', 'replicas', default=1)}"),
+        ("UP-TO-DATE", lambda b: str(_dig(b, "status", "updatedReplicas", default=0))),
+        ("AVAILABLE", lambda b: str(_dig(b, "status", "availableReplicas", default=0))),
+    ],
+    "Service": [
+        ("TYPE", lambda b: str(_dig(b, "spec", "type", default="ClusterIP"))),
+        ("CLUSTER-IP", lambda b: str(_dig(b, "spec", "clusterIP", default="<none>"))),
+        ("EXTERNAL-IP", lambda b: "<none>"),
+        ("PORT(S)", _ports),
+    ],
+    "VirtualService": [
+        ("GATEWAYS", lambda b: _json_list(_dig(b, "spec", "gateways"))),
+        ("HOSTS", lambda b: _json_list(_dig(b, "spec", "hosts"))),
+    ],
+    "DestinationRule": [("HOST", lambda b: str(_dig(b, "spec", "host", default="")))],
+    "ServiceEntry": [
+        ("HOSTS", lambda b: _json_list(_dig(b, "spec", "hosts"))),
+        ("LOCATION", lambda b: str(_dig(b, "spec", "location", default=""))),
+        ("RESOLUTION", lambda b: str(_dig(b, "spec", "resolution", default=""))),
+    ],
+    "ConfigMap": [("DATA", lambda b: str(len(b.get("data") or {}) + len(b.get("binaryData") or {})))],
+    "Secret": [("TYPE", lambda b: str(b.get("type", "Opaque"))),
+               ("DATA", lambda b: str(len(b.get("data") or {}) + len(b.get("stringData") or {})))],
+    "Namespace": [("STATUS", lambda b: str(_dig(b, "status", "phase", default="Active")))],
+}
+_WIDE: dict[str, list[Column]] = {
+    "Deployment": [
+        ("CONTAINERS", lambda b: ",".join(str(c.get("name", "")) for c in _containers(b))),
+        ("IMAGES", lambda b: ",".join(str(c.get("image", "")) for c in _containers(b))),
+        ("SELECTOR", lambda b: _selector(_dig(b, "spec", "selector", "matchLabels"))),
+    ],
+    "Service": [("SELECTOR", lambda b: _selector(_dig(b, "spec", "selector")))],
+    "DestinationRule": [("SUBSETS", lambda b: ",".join(str(s.get("name", "")) for s in
+                                                       _dig(b, "spec", "subsets", default=[]) or []))],
+}
+
+
+def _matches(body: dict[str, Any], selector: str | None) -> bool:
+    """Equality label selectors: `app=web,version!=v1`, or `app` for "has label"."""
+    if not selector:
+        return True
+    labels = _dig(body, "metadata", "labels", default={}) or {}
+    for term in filter(None, (s.strip() for s in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def render_get(items: list[dict[str, Any]], output: str | None, all_namespaces: bool, single: bool) -> None:
+    if output in ("yaml", "json"):
+        data = items[0] if single else {"apiVersion": "v1", "kind": "List", "items": items}
+        _dump(data, output)
+        return
+    if output == "name":
+        for item in items:
+            out.print(escape(ref(item)))
+        return
+    kinds = {str(i.get("kind")) for i in items}
+    kind = kinds.pop() if len(kinds) == 1 else ""
+    cols = _COLUMNS.get(kind, [])
+    # kubectl puts the wide columns after AGE; kinds without any show their generation.
+    wide = (_WIDE.get(kind) or [("GENERATION", lambda b: str(_dig(b, "metadata", "generation", default="")))]
+            if output == "wide" else [])
+    headers = ((["NAMESPACE"] if all_namespaces else []) + ["NAME"] + [c[0] for c in cols] + ["AGE"]
+               + [c[0] for c in wide])
+    now = datetime.now(UTC)
+    rows = []
+    for item in items:
+        md = item.get("metadata", {})
+        name = str(md.get("name", "")) if kind else ref(item)
+        row = ([str(md.get("namespace", ""))] if all_namespaces else []) + [name]
+        row += [fn(item) for _, fn in cols] + [_age(md.get("creationTimestamp"), now)] + [fn(item) for _, fn in wide]
+        rows.append(row)
+    print_table(headers, rows)
+
+
+# -- waiting after apply -----------------------------------------------------------------------
+
+def wait_for_mesh(client: ApiClient, response: dict[str, Any], timeout: float) -> None:
+    """`GET /api/v1/mesh/ack?revision=N&timeout=S`: returns once the data plane serves revision N."""
+    try:
+        client.get("/api/v1/mesh/ack", params={"revision": response["revision"], "timeout": timeout},
+                   timeout=timeout + 10)
+    except NotFound as exc:
+        if exc.message != "Not Found":  # the endpoint exists and said something specific
+            raise
+        err.print("note: this control plane has no mesh ACK endpoint; not waiting")
+
+
+APPLY_WAITERS: list[ApplyWaiter] = [wait_for_mesh]
+
+
+# -- commands ----------------------------------------------------------------------------------
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add apply, delete, get, describe, history and server to the root app."""
+
+    @app.command("apply")
+    def apply_cmd(
+        filenames: list[str] = typer.Option(..., "-f", "--filename", help="Files, folders (recursive) or - for stdin."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change, as a diff; change nothing."),
+        namespace: str | None = typer.Option(None, "-n", "--namespace", help="Namespace for documents without one."),
+        wait: bool = typer.Option(False, "--wait", help="Wait until the mesh serves the change."),
+        timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait with --wait."),
+    ) -> None:
+        """Create or update resources from files (all or nothing)."""
+        files = read_files(filenames)
+        client = _client()
+        params: dict[str, str] = {}
+        if dry_run:
+            params["dryRun"] = "All"
+        if namespace:
+            params["namespace"] = namespace
+        count = sum(len(load_text(t, n)) for n, t in files)
+        with err.status(f"applying {count} object{'s' if count != 1 else ''}..."):
+            resp = client.post("/api/v1/apply", params=params, headers=_headers(),
+                               json={"files": [{"name": n, "text": t} for n, t in files]})
+        for warning in resp.get("warnings", []):
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
+        for r in resp["results"]:
+            out.print(escape(f"{ref(r)} {r['action']}" + (" (dry run)" if dry_run else "")))
+            if dry_run and r.get("diff"):
+                print_diff(r["diff"])
+        if wait and not dry_run:
+            with err.status(f"waiting for revision {resp['revision']}..."):
+                for waiter in APPLY_WAITERS:
+                    waiter(client, resp, timeout)
+
+    @app.command("delete")
+    def delete_cmd(
+        args: list[str] = typer.Argument(None, metavar="[KIND NAME...]"),
+        filenames: list[str] = typer.Option(None, "-f", "--filename", help="Delete the objects in these files."),
+        namespace: str | None = typer.Option(None, "-n", "--namespace"),
+        ignore_not_found: bool = typer.Option(False, "--ignore-not-found"),
+    ) -> None:
+        """Delete resources named in files, or by kind and name."""
+        client = _client()
+        params = {"namespace": namespace} if namespace else {}
+        if filenames:
+            if args:
+                raise ValidationError("give either -f or KIND NAME, not both")
+            files = read_files(filenames)
+            resp = client.post("/api/v1/delete", params=params, headers=_headers(),
+                               json={"files": [{"name": n, "text": t} for n, t in files]})
+            missing = resp["notFound"]
+        else:
+            if not args or len(args) < 2:
+                raise ValidationError("delete needs -f PATHS, or KIND and NAME",
+                                      hint="e.g. graylane delete vs reviews -n default")
+            missing, deleted = [], []
+            for name in args[1:]:
+                try:
+                    r = client.delete(f"/api/v1/resources/{args[0]}/{name}", params=params, headers=_headers())
+                    deleted.extend(r["deleted"])
+                except NotFound:
+                    missing.append({"kind": args[0], "group": "", "name": name})
+            resp = {"deleted": deleted}
+        for k in resp["deleted"]:
+            out.print(escape(f'{ref(k).rsplit("/", 1)[0]} "{k["name"]}" deleted'))
+        if missing and not ignore_not_found:
+            names = ", ".join(f'{ref(k).rsplit("/", 1)[0]} "{k["name"]}"' for k in missing)
+            raise NotFound(f"{names} not found", hint="add --ignore-not-found to skip missing objects")
+
+    @app.command("get")
+    def get_cmd(
+        kind: str = typer.Argument(..., help="Kind: vs, dr, gw, deploy, svc, se, cm, ... or all."),
+        names: list[str] = typer.Argument(None, help="Names (default: all of that kind)."),
+        namespace: str | None = typer.Option(None, "-n", "--namespace"),
+        all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces"),
+        output: str | None = typer.Option(None, "-o", "--output", help="yaml | json | wide | name"),
+        selector: str | None = typer.Option(None, "-l", "--selector", help="Label selector, e.g. app=web"),
+    ) -> None:
+        """Show resources as a table (or YAML/JSON)."""
+        if output is not None and output not in OUTPUTS:
+            raise ValidationError(f"unknown output format {output!r}", hint=f"use one of: {', '.join(OUTPUTS)}")
+        client = _client()
+        ns = None if all_namespaces else (namespace or "default")
+        if names:
+            items = [client.get(f"/api/v1/resources/{kind}/{n}", params={"namespace": ns or "default"})
+                     for n in names]
+            render_get(items, output, all_namespaces, single=len(items) == 1)
+            return
+        path = "/api/v1/resources" if kind == "all" else f"/api/v1/resources/{kind}"
+        resp = client.get(path, params={"namespace": ns} if ns else {})
+        items = [i for i in resp["items"] if _matches(i, selector)]
+        if kind != "all" and items and items[0].get("metadata", {}).get("namespace") is None:
+            all_namespaces = False  # cluster-scoped kinds have no NAMESPACE column
+        if not items and output not in ("yaml", "json"):
+            err.print(f"No resources found in {ns} namespace." if ns else "No resources found.")
+            return
+        render_get(items, output, all_namespaces, single=False)
+
+    @app.command("describe")
+    def describe_cmd(
+        kind: str = typer.Argument(...),
+        name: str = typer.Argument(...),
+        namespace: str | None = typer.Option(None, "-n", "--namespace"),
+    ) -> None:
+        """Show one resource in detail, with its recent history."""
+        client = _client()
+        params = {"namespace": namespace or "default"}
+        body = client.get(f"/api/v1/resources/{kind}/{name}", params=params)
+        hist = client.get(f"/api/v1/resources/{kind}/{name}/history", params=params)["items"]
+        md = body.get("metadata", {})
+
+        def mapping(title: str, value: Any) -> None:
+            if not value:
+                out.print(escape(f"{title + ':':<14}<none>"))
+                return
+            for i, (k, v) in enumerate(value.items()):
+                out.print(escape(f"{(title + ':') if i == 0 else '':<14}{k}={v}"))
+
+        out.print(escape(f"{'Name:':<14}{md.get('name', '')}"))
+        if md.get("namespace"):
+            out.print(escape(f"{'Namespace:':<14}{md['namespace']}"))
+        mapping("Labels", md.get("labels"))
+        mapping("Annotations", md.get("annotations"))
+        out.print(escape(f"{'API Version:':<14}{body.get('apiVersion', '')}"))
+        out.print(escape(f"{'Kind:':<14}{body.get('kind', '')}"))
+        out.print("Metadata:")
+        for label, field in (("Creation Timestamp", "creationTimestamp"), ("Generation", "generation"),
+                             ("Resource Version", "resourceVersion"), ("UID", "uid")):
+            out.print(escape(f"  {label + ':':<21}{md.get(field, '')}"))
+        now = datetime.now(UTC)
+        for section in [k for k in body if k not in ("apiVersion", "kind", "metadata")]:
+            out.print(escape(f"{section[:1].upper() + section[1:]}:"))
+            text = yaml.safe_dump(body[section], sort_keys=False, default_flow_style=False).rstrip()
+            for line in text.splitlines():
+                out.print(escape(f"  {line}"))
+        out.print("History:")
+        rows = [[str(h["revision"]), _action(h), h["actor"], _age(h["time"], now)] for h in hist[-5:]]
+        for line in table_lines(["REVISION", "ACTION", "ACTOR", "AGE"], rows):
+            out.print(escape(f"  {line}"))
+        out.print("Events:       <none>")
+
+    @app.command("history")
+    def history_cmd(
+        kind: str = typer.Argument(...),
+        name: str = typer.Argument(...),
+        namespace: str | None = typer.Option(None, "-n", "--namespace"),
+        diff: int | None = typer.Option(None, "--diff", help="Show what revision REV changed."),
+        against: str | None = typer.Option(None, "--against", help="With --diff: compare to revision N or 'current'."),
+        show: int | None = typer.Option(None, "--revision", help="Print revision REV as YAML."),
+        restore: int | None = typer.Option(None, "--restore", help="Make the object as it was at revision REV."),
+        output: str | None = typer.Option(None, "-o", "--output", help="yaml | json"),
+    ) -> None:
+        """List the revisions of a resource (who changed it, when); diff or restore one."""
+        client = _client()
+        params: dict[str, Any] = {"namespace": namespace or "default"}
+        base = f"/api/v1/resources/{kind}/{name}"
+        if restore is not None:
+            resp = client.post(f"{base}/restore", params={**params, "revision": restore}, headers=_headers())
+            r = resp["result"]
+            out.print(escape(f"{ref(r)} restored to revision {restore} ({r['action']})"))
+            return
+        if diff is not None:
+            if against:
+                params["against"] = against
+            text = client.get(f"{base}/history/{diff}/diff", params=params)["diff"]
+            if text:
+                print_diff(text)
+            else:
+                err.print("no differences")
+            return
+        if show is not None:
+            rev = client.get(f"{base}/history/{show}", params=params)
+            _dump(rev["body"], output if output in ("yaml", "json") else "yaml")
+            return
+        items = client.get(f"{base}/history", params=params)["items"]
+        if output in ("yaml", "json"):
+            _dump(items, output)
+            return
+        now = datetime.now(UTC)
+        print_table(["REVISION", "ACTION", "ACTOR", "AGE", "GENERATION", "RESOURCE-VERSION"],
+                    [[str(h["revision"]), _action(h), h["actor"], _age(h["time"], now), str(h["generation"]),
+                      h["resourceVersion"]] for h in items])
+
+    @app.command("server")
+    def server_cmd(
+        host: str = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+        port: int = typer.Option(None, "--port", help="Port (default 7380, or $GRAYLANE_SERVER's)."),
+        components: bool = typer.Option(True, "--components/--no-components",
+                                        help="Start background parts (runtime, executor, telemetry)."),
+        log_level: str = typer.Option("info", "--log-level"),
+    ) -> None:
+        """Run the control plane (API, UI, background parts) in the foreground."""
+        import uvicorn
+
+        from graylane.server.app import create_app
+
+        addr = server_address()
+        uvicorn.run(create_app(start_components=components), host=host or addr.host, port=port or addr.port,
+                    log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def _action(h: dict[str, Any]) -> str:
+    return f"restored (from {h['restoredFrom']})" if h.get("restoredFrom") else str(h["action"])
+

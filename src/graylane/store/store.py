@@ -211,6 +211,13 @@ class Store:
         with self._reading() as conn:
             return [self._stored(r) for r in conn.execute(q)]
 
+    def kinds(self) -> list[tuple[str, str]]:
+        """The distinct (API group, kind) pairs stored now."""
+        q = sa.select(t.resources.c.api_group, t.resources.c.kind).distinct().order_by(
+            t.resources.c.api_group, t.resources.c.kind)
+        with self._reading() as conn:
+            return [(r.api_group, r.kind) for r in conn.execute(q)]
+
     def history(self, key: ResourceKey) -> list[Revision]:
         """Every revision of `key`, oldest first, across deletions and re-creations."""
         q = sa.select(t.history).where(_one_key(t.history, key)).order_by(t.history.c.revision)

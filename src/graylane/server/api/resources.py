@@ -1,0 +1,341 @@
+"""Resources API: apply, delete, get, list, history, diff and restore over the store.
+
+POST   /api/v1/apply?dryRun=true&namespace=NS   body: YAML/JSON text (multi-document), a JSON list of
+                                                documents, or {"files": [{"name", "text"}]} so errors
+                                                name the user's file:line; -> {"results": [...]}
+POST   /api/v1/delete                           same bodies; deletes those objects -> {"deleted", "notFound"}
+GET    /api/v1/resources?namespace=NS           every object (namespace absent: all namespaces)
+GET    /api/v1/resources/{kind}?namespace=NS&group=G   -> {"kind", "group", "items": [bodies]}
+GET    /api/v1/resources/{kind}/{name}?namespace=NS    -> the body (namespace default: "default")
+DELETE /api/v1/resources/{kind}/{name}?namespace=NS    -> 404 when missing
+GET    /api/v1/resources/{kind}/{name}/history          -> {"items": [{revision, actor, time, action, ...}]}
+GET    /api/v1/resources/{kind}/{name}/history/{rev}    -> that revision with its body
+GET    /api/v1/resources/{kind}/{name}/history/{rev}/diff?against=N|current  (default: the revision before)
+POST   /api/v1/resources/{kind}/{name}/restore?revision=N
+GET    /api/v1/revision                                 -> {"revision": N} (the store's change counter)
+
+`kind` is anything kubectl accepts: `vs`, `virtualservice`, `VirtualServices`,
+`virtualservices.networking.istio.io`; kinds Graylane does not model match the stored kinds by name.
+The actor recorded in history is `request.state.actor` when an auth layer set it, else
+`user:<X-Graylane-User header>`. Route functions parse, call the store, and shape JSON; no SQL here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from graylane.errors import NotFound, ValidationError
+from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey, Source
+from graylane.resources.load import load_text
+from graylane.store import ApplyResult, Revision, Store, StoredResource
+from graylane.store.bodies import unified_diff
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["resources"])
+
+# Used only while graylane.resources.kinds cannot be imported: (group, Kind, short names...).
+_FALLBACK_KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("", "Namespace", ("ns",)), ("", "ServiceAccount", ("sa",)), ("", "ConfigMap", ("cm",)),
+    ("", "Secret", ()), ("", "Service", ("svc",)), ("apps", "Deployment", ("deploy",)),
+    ("networking.istio.io", "Gateway", ("gw",)), ("networking.istio.io", "VirtualService", ("vs",)),
+    ("networking.istio.io", "DestinationRule", ("dr",)), ("networking.istio.io", "ServiceEntry", ("se",)),
+    ("networking.istio.io", "EnvoyFilter", ("ef",)),
+)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _store(request: Request) -> Store:
+    return request.app.state.cp.store  # type: ignore[no-any-return]
+
+
+def _actor(request: Request) -> str:
+    actor = getattr(request.state, "actor", None)
+    if isinstance(actor, str) and actor:
+        return actor
+    user = request.headers.get("x-graylane-user", "").strip()
+    return f"user:{user or 'anonymous'}"
+
+
+def _kinds_module() -> Any | None:
+    try:
+        return importlib.import_module("graylane.resources.kinds")
+    except ImportError:
+        log.warning("graylane.resources.kinds is not importable; using the built-in kind names", exc_info=True)
+        return None
+
+
+def _plural(kind: str) -> str:
+    low = kind.lower()
+    return low[:-1] + "ies" if low.endswith("y") else low + ("es" if low.endswith("s") else "s")
+
+
+def resolve_kind(store: Store, name: str, group: str | None = None) -> tuple[str, str]:
+    """What a user typed -> (API group, Kind); unknown names match the kinds already stored."""
+    text = name.strip()
+    kinds = _kinds_module()
+    if kinds is not None:
+        try:
+            info = kinds.resolve_kind(text)
+        except ValidationError:
+            info = None
+        if info is not None and (group is None or info.group == group):
+            return str(info.group), str(info.kind)
+    else:
+        low = text.lower()
+        for g, kind, shorts in _FALLBACK_KINDS:
+            names = {kind.lower(), _plural(kind), *shorts}
+            if (low in names or low in {f"{n}.{g}" for n in names if g}) and group in (None, g):
+                return g, kind
+    low = text.lower()
+    candidates = []
+    for g, kind in store.kinds():
+        names = {kind.lower(), _plural(kind)}
+        if (low in names or (g and low in {f"{n}.{g}" for n in names})) and group in (None, g):
+            candidates.append((g, kind))
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        groups = ", ".join(f"{_plural(k)}.{g}" if g else _plural(k) for g, k in candidates)
+        raise ValidationError(f"kind {name!r} is served by several API groups", hint=f"use one of: {groups}")
+    hint = "known kinds: " + ", ".join(kinds.known_kind_names()) if kinds is not None else None
+    raise NotFound(f"the server doesn't have a resource type {name!r}", hint=hint)
+
+
+def _key(store: Store, kind: str, name: str, namespace: str | None, group: str | None) -> ResourceKey:
+    g, k = resolve_kind(store, kind, group)
+    ns = "" if k in CLUSTER_SCOPED_KINDS or _cluster_scoped(g, k) else (namespace or "default")
+    return ResourceKey(g, k, ns, name)
+
+
+def _cluster_scoped(group: str, kind: str) -> bool:
+    kinds = _kinds_module()
+    info = kinds.kind_info(group, kind) if kinds is not None else None
+    return info is not None and not info.namespaced
+
+
+def _documents(raw: bytes, content_type: str) -> list[Document]:
+    """Parse an apply/delete body (see the module docstring) into documents with sources."""
+    text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise ValidationError("the request has no documents", hint="send YAML or JSON documents")
+    if "json" in content_type:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"invalid JSON: {exc.msg}", where=f"<request>:{exc.lineno}") from None
+        if isinstance(data, dict) and isinstance(data.get("files"), list):
+            docs: list[Document] = []
+            for i, f in enumerate(data["files"]):
+                if not isinstance(f, dict) or not isinstance(f.get("text"), str):
+                    raise ValidationError(f"files[{i}] must be {{name, text}}", where="<request>")
+                docs.extend(load_text(f["text"], str(f.get("name") or f"<file {i + 1}>")))
+            return docs
+        if isinstance(data, dict) and isinstance(data.get("documents"), list):
+            data = data["documents"]
+        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+            data = data["items"]
+        items = data if isinstance(data, list) else [data]
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ValidationError("a document must be a mapping with apiVersion and kind",
+                                      where=f"document {i + 1}")
+            out.append(Document(body=item, source=Source("<api>", 1, i)))
+        return out
+    return load_text(text, "<request>")
+
+
+def _override_namespace(docs: list[Document], namespace: str | None) -> list[Document]:
+    """kubectl's `-n`: fills in a missing namespace, and refuses a document naming another one."""
+    if not namespace:
+        return docs
+    out = []
+    for doc in docs:
+        given = doc.metadata.get("namespace")
+        if given and given != namespace and doc.kind not in CLUSTER_SCOPED_KINDS:
+            raise ValidationError(f"the namespace of {doc.key} ({given!r}) does not match the namespace "
+                                  f"{namespace!r}", where=doc.where(("metadata", "namespace")),
+                                  hint=f"pass --namespace={given} or drop metadata.namespace")
+        out.append(doc.with_namespace(namespace))
+    return out
+
+
+def _warnings(docs: list[Document]) -> list[str]:
+    kinds = _kinds_module()
+    if kinds is None:
+        return []
+    out = []
+    for doc in docs:
+        info = kinds.kind_info(doc.group, doc.kind)
+        if info is None or not info.acted_on_locally:
+            out.append(f"{doc.where()}: {doc.kind} ({doc.api_version}) is stored, but the local target does "
+                       "not act on it (a Kubernetes target applies it as it is)")
+    return list(dict.fromkeys(out))
+
+
+def key_json(key: ResourceKey) -> dict[str, str]:
+    return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
+
+
+def result_json(res: ApplyResult) -> dict[str, Any]:
+    return {**key_json(res.key), "apiVersion": res.body.get("apiVersion", ""), "action": str(res.action),
+            "resourceVersion": res.resource_version, "generation": res.generation, "diff": res.diff}
+
+
+def revision_json(rev: Revision, with_body: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        **key_json(rev.key), "revision": rev.revision, "actor": rev.actor,
+        "time": rev.time.isoformat().replace("+00:00", "Z"), "action": str(rev.action), "deleted": rev.deleted,
+        "resourceVersion": rev.resource_version, "generation": rev.generation, "uid": rev.uid,
+        "restoredFrom": rev.restored_from}
+    if with_body:
+        out["body"] = rev.body
+    return out
+
+
+def _bodies(items: list[StoredResource]) -> list[dict[str, Any]]:
+    return [r.body for r in items]
+
+
+def _publish(request: Request, keys: list[ResourceKey], revision: int) -> None:
+    bus = getattr(request.app.state.cp, "bus", None)
+    if bus is not None and keys:
+        bus.publish("resource", keys=[key_json(k) for k in keys], revision=revision)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+@router.post("/apply")
+async def apply(request: Request, dryRun: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    dry_run = (dryRun or "").lower() in ("true", "all", "1", "server")
+    docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", "")),
+                               namespace)
+    store = _store(request)
+    actor = _actor(request)
+    results = await run_in_threadpool(store.apply, docs, actor, dry_run)
+    revision = await run_in_threadpool(store.revision)
+    if not dry_run:
+        _publish(request, [r.key for r in results if r.action != "unchanged"], revision)
+    return {"dryRun": dry_run, "revision": revision, "results": [result_json(r) for r in results],
+            "warnings": _warnings(docs)}
+
+
+@router.post("/delete")
+async def delete_documents(request: Request, namespace: str | None = None) -> dict[str, Any]:
+    docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", "")),
+                               namespace)
+    keys = list(dict.fromkeys(d.key for d in docs))
+    store = _store(request)
+    deleted = await run_in_threadpool(store.delete, keys, _actor(request))
+    revision = await run_in_threadpool(store.revision)
+    _publish(request, deleted, revision)
+    gone = set(deleted)
+    return {"revision": revision, "deleted": [key_json(k) for k in deleted],
+            "notFound": [key_json(k) for k in keys if k not in gone]}
+
+
+@router.get("/revision")
+def revision(request: Request) -> dict[str, int]:
+    return {"revision": _store(request).revision()}
+
+
+@router.get("/resources")
+def list_all(request: Request, namespace: str | None = None) -> dict[str, Any]:
+    return {"items": _bodies(_store(request).list(namespace=namespace or None))}
+
+
+@router.get("/resources/{kind}")
+def list_kind(request: Request, kind: str, namespace: str | None = None, group: str | None = None) -> dict[str, Any]:
+    store = _store(request)
+    g, k = resolve_kind(store, kind, group)
+    items = store.list(kind=k, group=g, namespace=namespace or None)
+    return {"group": g, "kind": k, "items": _bodies(items)}
+
+
+@router.get("/resources/{kind}/{name}")
+def get_one(request: Request, kind: str, name: str, namespace: str | None = None,
+            group: str | None = None) -> dict[str, Any]:
+    store = _store(request)
+    key = _key(store, kind, name, namespace, group)
+    got = store.get(key)
+    if got is None:
+        raise NotFound(f"{key} not found", hint=f"list them with `graylane get {key.kind.lower()} -A`")
+    return got.body
+
+
+@router.delete("/resources/{kind}/{name}")
+async def delete_one(request: Request, kind: str, name: str, namespace: str | None = None,
+                     group: str | None = None) -> dict[str, Any]:
+    store = _store(request)
+    key = await run_in_threadpool(_key, store, kind, name, namespace, group)
+    deleted = await run_in_threadpool(store.delete, [key], _actor(request))
+    if not deleted:
+        raise NotFound(f"{key} not found")
+    revision = await run_in_threadpool(store.revision)
+    _publish(request, deleted, revision)
+    return {"revision": revision, "deleted": [key_json(k) for k in deleted], "notFound": []}
+
+
+@router.get("/resources/{kind}/{name}/history")
+def history(request: Request, kind: str, name: str, namespace: str | None = None,
+            group: str | None = None) -> dict[str, Any]:
+    store = _store(request)
+    key = _key(store, kind, name, namespace, group)
+    revisions = store.history(key)
+    if not revisions:
+        raise NotFound(f"{key} has no history", hint="check the kind, name and namespace")
+    return {**key_json(key), "items": [revision_json(r) for r in revisions]}
+
+
+@router.get("/resources/{kind}/{name}/history/{rev}")
+def history_revision(request: Request, kind: str, name: str, rev: int, namespace: str | None = None,
+                     group: str | None = None) -> dict[str, Any]:
+    store = _store(request)
+    return revision_json(store.revision_of(_key(store, kind, name, namespace, group), rev), with_body=True)
+
+
+@router.get("/resources/{kind}/{name}/history/{rev}/diff")
+def history_diff(request: Request, kind: str, name: str, rev: int, namespace: str | None = None,
+                 group: str | None = None, against: str | None = Query(None)) -> dict[str, Any]:
+    """The change revision `rev` made (against the one before), or `rev` against `current` / revision N."""
+    store = _store(request)
+    key = _key(store, kind, name, namespace, group)
+    new = store.revision_of(key, rev)
+    new_body = None if new.deleted else new.body
+    if against == "current":
+        live = store.get(key)
+        old_body, old_label = new_body, f"revision-{rev}"
+        new_body, new_label = (live.body if live else None), "current"
+    else:
+        if against is None:
+            earlier = [r for r in store.history(key) if r.revision < rev]
+            base = earlier[-1] if earlier else None
+        else:
+            try:
+                base = store.revision_of(key, int(against))
+            except ValueError:
+                raise ValidationError(f"against: {against!r} is not a revision number or 'current'") from None
+        old_body = None if base is None or base.deleted else base.body
+        old_label = f"revision-{base.revision}" if base else "none"
+        new_label = f"revision-{rev}"
+    return {**key_json(key), "revision": rev, "against": against,
+            "diff": unified_diff(old_body, new_body, key, old_label, new_label)}
+
+
+@router.post("/resources/{kind}/{name}/restore")
+async def restore(request: Request, kind: str, name: str, revision: int, namespace: str | None = None,
+                  group: str | None = None) -> dict[str, Any]:
+    store = _store(request)
+    key = await run_in_threadpool(_key, store, kind, name, namespace, group)
+    res = await run_in_threadpool(store.restore, key, revision, _actor(request))
+    current = await run_in_threadpool(store.revision)
+    if res.action != "unchanged":
+        _publish(request, [key], current)
+    return {"revision": current, "restoredFrom": revision, "result": result_json(res)}
