@@ -54,6 +54,8 @@ class Telemetry:
         self.traces = TraceStore(cp.store.engine) if getattr(cp, "store", None) is not None else None
         self.metrics = ControlPlaneMetrics()
         self.metrics.add_source(self._route_weight_metrics)
+        self.metrics.add_source(self._pipeline_metrics)
+        self.metrics.add_source(self._mesh_metrics)
         self.last_text = ""  # the data plane's own exposition, relayed on /metrics
         self._span_seq: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -147,6 +149,17 @@ class Telemetry:
     def metrics_text(self) -> str:
         own = self.metrics.render()
         return (self.last_text.rstrip("\n") + "\n" + own) if self.last_text else own
+
+    def _pipeline_metrics(self) -> Any:
+        from graylane.mesh.telemetry.pipeline_metrics import pipeline_metrics
+
+        return list(pipeline_metrics(self.cp.store.engine))
+
+    def _mesh_metrics(self) -> Any:
+        """The mesh control's own series (config push latency histogram), when it offers them."""
+        mesh = self.cp.components.get("mesh")
+        collect = getattr(mesh, "collect_metrics", None)
+        return list(collect()) if callable(collect) else []
 
     def _route_weight_metrics(self) -> list[Any]:
         store = getattr(self.cp, "store", None)
