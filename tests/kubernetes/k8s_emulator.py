@@ -227,6 +227,14 @@ class ApiServer(kmock.KubernetesEmulator):
             return await self._delete(request)
         if request.action == enums.action.CREATE:
             return await self._create(request)
+        if request.resource == kmock.resource("", "v1", "namespaces"):  # kmock cannot parse these paths
+            if request.name:
+                found = self.object("v1/namespaces", None, request.name)
+                if found is None:
+                    raise status(404, "NotFound", f'namespaces "{request.name}" not found')
+                return respond(found)
+            items = [o.raw for (r, _, _), o in self.objects.items() if r == request.resource and not o.deleted]
+            return respond({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items})
         return await super()._handle(request)
 
     def _fix_namespace_paths(self, request: rendering.Request) -> rendering.Request:
