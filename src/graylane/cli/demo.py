@@ -1,9 +1,102 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`graylane demo bookinfo`: start the mesh if needed, set up the article's repository and pipelines, run the
+baseline, and say what to do next."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from graylane.errors import GraylaneError
+from graylane.settings import server_address, state_dir
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_STYLE = {"SUCCEEDED": "green", "RUNNING": "cyan", "TERMINAL": "red", "STOPPED": "yellow", "CANCELED": "yellow",
+          "SKIPPED": "dim", "NOT_STARTED": "dim", "FAILED_CONTINUE": "yellow", "PAUSED": "magenta"}
+
+
+def _control_plane_url() -> str | None:
+    """The running control plane's URL, or None when it is not running (or not answering)."""
+    from graylane.runtime import daemons
+
+    cp = daemons.control_plane(state_dir())
+    if cp is not None and cp.running and daemons.probe_http(f"{cp.url}/healthz") == 200:
+        return cp.url
+    url = server_address().url
+    return url if daemons.probe_http(f"{url}/healthz") == 200 else None
+
+
+def ensure_mesh(timeout: float) -> str:
+    url = _control_plane_url()
+    if url is not None:
+        err.print(f"[green]✓[/] the local mesh is running ({url})")
+        return url
+    from graylane.cli import lifecycle
+
+    err.print("starting the local mesh (graylane up) ...")
+    lifecycle.up(False, None, None, None, [], None, timeout)
+    url = _control_plane_url()
+    if url is None:
+        raise GraylaneError("the local mesh did not start", hint=f"see {state_dir() / 'logs'}")
+    return url
+
+
+def _stage_table(execution: dict[str, Any]) -> Table:
+    table = Table(title=f"{execution.get('name', 'pipeline')} — {execution.get('status', '')}", box=None,
+                  title_justify="left")
+    table.add_column("STAGE")
+    table.add_column("TYPE")
+    table.add_column("STATUS")
+    for stage in execution.get("stages") or []:
+        status = str(stage.get("status") or "NOT_STARTED")
+        style = _STYLE.get(status, "white")
+        table.add_row(escape(str(stage.get("name") or stage.get("refId"))), escape(str(stage.get("type", ""))),
+                      f"[{style}]{status}[/]")
+    return table
+
+
+def demo_bookinfo(repo: Path | None, timeout: float, no_up: bool) -> None:
+    from graylane.cli.client import ApiClient
+    from graylane.demos.bookinfo import demo
+
+    url = _control_plane_url() if no_up else ensure_mesh(min(timeout, 120))
+    if url is None:
+        raise GraylaneError("the local mesh is not running", hint="start it with `graylane up`")
+    repo = (repo or state_dir() / "demo" / "bookinfo").resolve()
+    client = ApiClient(url)
+    with Live(Table(), console=err, refresh_per_second=8, transient=False) as live:
+        result = demo.run_demo(client, repo, lambda execution: live.update(_stage_table(execution)), timeout)
+    out.print(f"[green]✓[/] baseline deployed (execution {result.baseline_execution})")
+    out.print(f"  demo repository: {result.repository} (branch {demo.BRANCH}, commit {result.commit[:12]})")
+    if result.productpage_url:
+        out.print(f"  productpage:     [bold]{result.productpage_url}[/]")
+    else:
+        out.print("  productpage:     [yellow]no gateway listener found[/] (see `graylane status`)")
+    out.print(f"  console:         {result.console_url}")
+    out.print("\nNext, the canary release of reviews v2 (as in the article):")
+    for line in result.next_commands:
+        out.print(f"  {escape(line)}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add `graylane demo bookinfo` to the root app."""
+    demo_app = typer.Typer(help="Ready-made demos.", no_args_is_help=True)
+
+    @demo_app.command("bookinfo")
+    def bookinfo_cmd(
+        repo: Path | None = typer.Option(None, "--repo", help="Where to create the demo git repository "
+                                                             "(default: <state>/demo/bookinfo)."),
+        timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the baseline pipeline."),
+        no_up: bool = typer.Option(False, "--no-up", help="Do not start the mesh; fail if it is not running."),
+    ) -> None:
+        """Deploy Istio's Bookinfo baseline with the article's pipeline and print what to do next."""
+        demo_bookinfo(repo, timeout, no_up)
+
+    app.add_typer(demo_app, name="demo")
