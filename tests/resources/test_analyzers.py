@@ -1,0 +1,270 @@
+"""Every analyzer code: an input that triggers it and one that does not (istioctl templates)."""
+
+from __future__ import annotations
+
+import pytest
+
+from graylane.resources.load import load_text
+from graylane.resources.validate import analyze
+
+BASE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1}
+spec:
+  selector: {matchLabels: {app: reviews, version: v1}}
+  template:
+    metadata: {labels: {app: reviews, version: v1}}
+    spec: {containers: [{name: reviews, image: reviews:v1}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+"""
+
+
+def vs(spec: str, name: str = "reviews") -> str:
+    return f"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+
+
+ROUTE_V1 = "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n"
+
+# (id, expected line start + message, input that triggers it, input that does not)
+CASES = [
+    (
+        "IST0101-host",
+        'Error [IST0101] (VirtualService default/reviews in.yaml:39) Referenced host not found: "ratings"',
+        vs("  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings}\n"),
+        vs(ROUTE_V1),
+    ),
+    (
+        "IST0101-subset",
+        "Error [IST0101] (VirtualService default/reviews in.yaml:39) "
+        'Referenced host+subset in destinationrule not found: "reviews+v4"',
+        vs(ROUTE_V1.replace("subset: v1", "subset: v4")),
+        vs(ROUTE_V1),
+    ),
+    (
+        "IST0101-mirror-host",
+        "Error [IST0101] (VirtualService default/reviews in.yaml:40) "
+        'Referenced mirror host not found: "reviews-shadow"',
+        vs(ROUTE_V1 + "    mirror: {host: reviews-shadow}\n"),
+        vs(ROUTE_V1 + "    mirror: {host: reviews}\n"),
+    ),
+    (
+        "IST0101-mirror-subset",
+        "Error [IST0101] (VirtualService default/reviews in.yaml:40) "
+        'Referenced mirror+subset in destinationrule not found: "reviews+v9"',
+        vs(ROUTE_V1 + "    mirror: {host: reviews, subset: v9}\n"),
+        vs(ROUTE_V1 + "    mirror: {host: reviews, subset: v1}\n"),
+    ),
+    (
+        "IST0101-gateway",
+        "Error [IST0101] (VirtualService default/reviews in.yaml:36) "
+        'Referenced gateway not found: "istio-system/ingress"',
+        vs("  gateways: [istio-system/ingress]\n" + ROUTE_V1),
+        vs("  gateways: [bookinfo-gateway, default/bookinfo-gateway, mesh]\n" + ROUTE_V1),
+    ),
+    (
+        "IST0101-port",
+        'Error [IST0101] (VirtualService default/reviews in.yaml:39) Referenced host:port not found: "reviews:9090"',
+        vs(ROUTE_V1.replace("subset: v1", "subset: v1, port: {number: 9090}")),
+        vs(ROUTE_V1.replace("subset: v1", "subset: v1, port: {number: 9080}")),
+    ),
+    (
+        "IST0109",
+        "Error [IST0109] (VirtualService default/reviews in.yaml:36) The VirtualServices "
+        "default/reviews,default/reviews-canary associated with mesh gateway define the same host "
+        "reviews.default.svc.cluster.local which can lead to undefined behavior.",
+        vs(ROUTE_V1) + vs(ROUTE_V1, name="reviews-canary"),
+        vs(ROUTE_V1) + vs("  gateways: [bookinfo-gateway]\n" + ROUTE_V1, name="reviews-canary"),
+    ),
+    (
+        "IST0112",
+        "Error [IST0112] (VirtualService default/reviews in.yaml:46) This VirtualService routes to a service "
+        '"reviews" that exposes multiple ports [9080 9090].',
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  selector: {app: reviews}\n"
+        "  ports: [{name: http, port: 9080}, {name: grpc, port: 9090}]\n" + vs(ROUTE_V1),
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  selector: {app: reviews}\n"
+        "  ports: [{name: http, port: 9080}, {name: grpc, port: 9090}]\n"
+        + vs(ROUTE_V1.replace("subset: v1", "subset: v1, port: {number: 9080}")),
+    ),
+    (
+        "IST0130-catch-all",
+        "Warning [IST0130] (VirtualService default/reviews in.yaml:40) "
+        "VirtualService rule #1 not used (only the last rule can have no matches).",
+        vs(ROUTE_V1 + "  - route:\n    - destination: {host: reviews}\n"),
+        vs(ROUTE_V1.replace("  - route:", "  - match: [{uri: {prefix: /a}}]\n    route:")),
+    ),
+    (
+        "IST0130-after-catch-all",
+        "Warning [IST0130] (VirtualService default/reviews in.yaml:40) "
+        'VirtualService rule "late" not used (route without matches defined before).',
+        vs(
+            ROUTE_V1 + "  - name: late\n    match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: reviews}}]\n"
+        ),
+        vs(
+            ROUTE_V1.replace(
+                "  http:\n",
+                "  http:\n  - name: late\n    match: [{uri: {prefix: /a}}]\n"
+                "    route: [{destination: {host: reviews}}]\n",
+            )
+        ),
+    ),
+    (
+        "IST0130-all-matches-used",
+        "Warning [IST0130] (VirtualService default/reviews in.yaml:40) "
+        "VirtualService rule #1 not used (all matches used by prior rules).",
+        vs(
+            "  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n"
+            "    route: [{destination: {host: reviews}}]\n  - match: [{headers: {end-user: {exact: jason}}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+        ),
+        vs(
+            "  hosts: [reviews]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n"
+            "    route: [{destination: {host: reviews}}]\n  - match: [{headers: {end-user: {exact: mary}}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+        ),
+    ),
+    (
+        "IST0131",
+        'Info [IST0131] (VirtualService default/reviews in.yaml:40) VirtualService rule #1 match "again" is '
+        "not used (duplicate/overlapping match in rule #0).",
+        vs(
+            "  hosts: [reviews]\n  http:\n  - match: [{uri: {exact: /a}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+            "  - match: [{name: again, uri: {exact: /a}}, {uri: {exact: /b}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+        ),
+        vs(
+            "  hosts: [reviews]\n  http:\n  - match: [{uri: {exact: /a}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+            "  - match: [{name: again, uri: {prefix: /a}}, {uri: {exact: /b}}]\n"
+            "    route: [{destination: {host: reviews}}]\n"
+        ),
+    ),
+    (
+        "IST0173",
+        "Error [IST0173] (DestinationRule default/reviews-v2 in.yaml:38) The Subset v2 defined in the "
+        "DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-v2}\nspec:\n"
+        "  host: reviews\n  subsets:\n  - {name: v2, labels: {version: v2}}\n",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews-v2}\nspec:\n"
+        "  host: reviews\n  subsets:\n  - {name: v2, labels: {version: v1}}\n",
+    ),
+    (
+        "IST0174",
+        "Warning [IST0174] (DestinationRule default/ratings in.yaml:36) The host ratings defined in the "
+        "DestinationRule does not match any services in the mesh.",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n"
+        "  host: ratings\n",
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ratings}\nspec:\n"
+        "  hosts: [ratings.default.svc.cluster.local]\n  ports: [{number: 9080, name: http}]\n  resolution: DNS\n"
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n"
+        "  host: ratings\n",
+    ),
+    (
+        "GL0001",
+        "Warning [GL0001] (HorizontalPodAutoscaler default/reviews in.yaml:32) the local target does not act "
+        "on this kind (autoscaling/v2)",
+        "---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: reviews}\n",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: reviews}\ndata: {a: b}\n",
+    ),
+    (
+        "GL0002",
+        "Warning [GL0002] (VirtualService default/reviews in.yaml:38) route weights sum to 70, not 100",
+        vs(
+            "  hosts: [reviews]\n  http:\n  - route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n"
+            "    - {destination: {host: reviews, subset: v1}, weight: 20}\n"
+        ),
+        vs(
+            "  hosts: [reviews]\n  http:\n  - route:\n    - {destination: {host: reviews, subset: v1}, weight: 80}\n"
+            "    - {destination: {host: reviews, subset: v1}, weight: 20}\n"
+        ),
+    ),
+]
+
+
+def _lines(extra: str) -> list[str]:
+    return [str(f) for f in analyze(load_text(BASE + extra, "in.yaml"))]
+
+
+def test_base_is_clean():
+    assert _lines("") == []
+
+
+@pytest.mark.parametrize(("expected", "bad", "good"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_analyzer(expected: str, bad: str, good: str):
+    code = expected.split("[", 1)[1].split("]", 1)[0]
+    assert any(line.startswith(expected) for line in _lines(bad)), _lines(bad)
+    assert not any(f"[{code}]" in line for line in _lines(good)), _lines(good)
+
+
+DR_V2 = {
+    "apiVersion": "networking.istio.io/v1",
+    "kind": "DestinationRule",
+    "metadata": {"name": "reviews"},
+    "spec": {
+        "host": "reviews",
+        "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}],
+    },
+}
+DEPLOY_V2 = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "reviews-v2"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "reviews", "version": "v2"}},
+        "template": {
+            "metadata": {"labels": {"app": "reviews", "version": "v2"}},
+            "spec": {"containers": [{"name": "r", "image": "r:2"}]},
+        },
+    },
+}
+
+
+def test_context_from_the_store_answers_references():
+    route_v2 = vs(ROUTE_V1.replace("subset: v1", "subset: v2"))
+    docs = load_text(route_v2, "vs.yaml")
+    alone = [str(f) for f in analyze(docs)]
+    assert any('Referenced host not found: "reviews"' in line for line in alone)
+    [base_svc, _, _, _] = load_text(BASE)
+    context = [base_svc.body, DR_V2, DEPLOY_V2]
+    assert [str(f) for f in analyze(docs, context=context)] == []
+
+
+def test_input_wins_over_context_for_the_same_key():
+    docs = load_text(BASE + vs(ROUTE_V1.replace("subset: v1", "subset: v2")), "in.yaml")
+    # The store still has a DestinationRule with v2, but the input replaces it with one that has only v1.
+    lines = [str(f) for f in analyze(docs, context=[DR_V2, DEPLOY_V2])]
+    assert any('"reviews+v2"' in line for line in lines)
+
+
+def test_subset_backed_only_by_zero_replicas_selects_no_pods():
+    scaled_down = BASE.replace(
+        "metadata: {name: reviews-v1}\nspec:\n", "metadata: {name: reviews-v1}\nspec:\n  replicas: 0\n"
+    )
+    assert any("[IST0173]" in str(f) for f in analyze(load_text(scaled_down, "in.yaml")))
+
+
+def test_findings_are_never_reported_on_context_documents():
+    context = [DR_V2]  # its v2 subset selects no pods, but it is not part of the input
+    assert not any(f.code == "IST0173" for f in analyze(load_text(BASE, "in.yaml"), context=context))
