@@ -181,3 +181,42 @@ def get_target(account: str, cp: Any = None, *, namespace: str | None = None) ->
     if key not in cache:
         cache[key] = kubernetes_target(acc, namespace=namespace)
     return cache[key]
+
+
+LIVE_KINDS: tuple[tuple[str, str], ...] = (
+    ("", "Service"), ("apps", "Deployment"), ("networking.istio.io", "DestinationRule"),
+    ("networking.istio.io", "Gateway"), ("networking.istio.io", "VirtualService"),
+)
+
+
+async def alive_context(account: str, namespace: str | None = None, cp: Any = None) -> list[dict[str, Any]]:
+    """What the cluster of `account` holds that manifests refer to: Services, Deployments, DestinationRules,
+    Gateways, VirtualServices (every namespace unless `namespace`). Istio kinds are skipped when Istio is absent.
+    """
+    acc = get_account(account or LOCAL)
+    if acc.type == "local":
+        from graylane.store import Store
+
+        store = cp.store if cp is not None else Store.open()
+        out = []
+        for group, kind in LIVE_KINDS:
+            out += [dict(r.body) for r in store.list(kind=kind, namespace=namespace, group=group)]
+        return out
+    target = kubernetes_target(acc)
+    try:
+        istio = await target.istio_installed()
+        out = []
+        for group, kind in LIVE_KINDS:
+            if group == "networking.istio.io" and not istio:
+                continue
+            out += await target.list(kind, namespace or "*", group=group)
+        return out
+    finally:
+        await target.close()
+
+
+def live_context(account: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Synchronous `alive_context` for the CLI (`graylane validate --account NAME`)."""
+    import asyncio
+
+    return asyncio.run(alive_context(account, namespace))

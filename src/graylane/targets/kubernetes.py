@@ -77,28 +77,28 @@ def _order_rank(kind: str) -> int:
         return APPLY_ORDER.index("Job")  # unknown kinds: after workloads, before routing
 
 
-def order_for_apply(docs: Sequence[Document]) -> list[Document]:
-    """Make-before-break order; uses the resources area's ordering when it exists."""
+# Kinds the API server needs before anything else of the batch can be admitted.
+_PREREQUISITES = ("CustomResourceDefinition", "Namespace")
+
+
+def _rank(kind: str) -> tuple[int, int]:
+    """Make-before-break rank: the resources area's order (the same as the local target), else our own table."""
     try:
-        from graylane.resources import order as shared_order  # type: ignore[attr-defined]
-    except ImportError:
-        shared_order = None
-    fn = getattr(shared_order, "order_for_apply", None) if shared_order else None
-    if callable(fn):
-        return list(fn(docs))
-    return sorted(docs, key=lambda d: _order_rank(d.kind))
+        from graylane.resources.order import apply_rank
+    except ImportError:  # pragma: no cover - the resources area always ships it
+        apply_rank = _order_rank
+    first = _PREREQUISITES.index(kind) if kind in _PREREQUISITES else len(_PREREQUISITES)
+    return first, apply_rank(kind)
+
+
+def order_for_apply(docs: Sequence[Document]) -> list[Document]:
+    """What is referenced before what references it (Services, Deployments, DestinationRules, then routes)."""
+    return sorted(docs, key=lambda d: _rank(d.kind))
 
 
 def order_for_delete(keys: Sequence[ResourceKey]) -> list[ResourceKey]:
     """Break routes before what they point at: the reverse of the apply order."""
-    try:
-        from graylane.resources import order as shared_order  # type: ignore[attr-defined]
-    except ImportError:
-        shared_order = None
-    fn = getattr(shared_order, "order_for_delete", None) if shared_order else None
-    if callable(fn):
-        return list(fn(keys))
-    return sorted(keys, key=lambda k: -_order_rank(k.kind))
+    return sorted(keys, key=lambda k: tuple(-x for x in _rank(k.kind)))
 
 
 @dataclass(frozen=True)
@@ -449,6 +449,12 @@ class KubernetesTarget:
         force = self.force_conflicts if force is None else force
         for doc in docs:
             self._check(doc)
+        try:
+            from graylane.resources.validate import check_apply
+        except ImportError:  # pragma: no cover
+            check_apply = None
+        if check_apply is not None:
+            check_apply(docs)  # schema + Istio admission rules, with file:line, before the cluster sees anything
         ordered = order_for_apply(docs)
         plans: list[tuple[Document, ApiResource, dict[str, Any]]] = []
         for doc in ordered:
