@@ -16,8 +16,9 @@ GET    /api/v1/revision                                 -> {"revision": N} (the 
 
 `kind` is anything kubectl accepts: `vs`, `virtualservice`, `VirtualServices`,
 `virtualservices.networking.istio.io`; kinds Graylane does not model match the stored kinds by name.
-The actor recorded in history is `request.state.actor` when an auth layer set it, else
-`user:<X-Graylane-User header>`. Route functions parse, call the store, and shape JSON; no SQL here.
+The actor recorded in history is the token's user (graylane.server.auth); on trusted loopback it
+is `user:<X-Graylane-User header>` when the CLI sends one, else the auth layer's local user.
+Route functions parse, call the store, and shape JSON; no SQL here.
 """
 
 from __future__ import annotations
@@ -56,11 +57,15 @@ def _store(request: Request) -> Store:
 
 
 def _actor(request: Request) -> str:
+    """Who to record in history: a token's user; else (trusted loopback) the CLI's X-Graylane-User."""
     actor = getattr(request.state, "actor", None)
-    if isinstance(actor, str) and actor:
+    user = getattr(request.state, "user", None)
+    if isinstance(actor, str) and actor and getattr(user, "token", False):
         return actor
-    user = request.headers.get("x-graylane-user", "").strip()
-    return f"user:{user or 'anonymous'}"
+    claimed = request.headers.get("x-graylane-user", "").strip()
+    if claimed:
+        return f"user:{claimed}"
+    return actor if isinstance(actor, str) and actor else "user:anonymous"
 
 
 def _kinds_module() -> Any | None:

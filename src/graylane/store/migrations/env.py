@@ -5,7 +5,7 @@ there is no alembic.ini and no offline mode.
 
 Adding tables for another area: add ONE file in `versions/` named `NNNN_<area>.py` with
 `revision = "NNNN_<area>"` and `down_revision` set to the newest existing revision, keeping the
-chain linear: 0001_resources (store) <- 0002_pipelines <- 0003_auth <- 0004_traces.
+chain linear: 0001_resources (store) <- 0002_pipelines <- 0003_traces <- 0004_auth <- ...
 Write the DDL with `op.create_table(...)` inside the file (never import live table objects: a
 shipped revision must stay as it was), and never edit a shipped revision; add a new one instead.
 Every `Store.open()` upgrades to head, so a new revision is applied on the next start.

@@ -1,0 +1,28 @@
+"""Server fixtures: the real app over a real SQLite store, through an in-process HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from graylane.server.app import create_app
+from graylane.server.context import ControlPlane
+from graylane.store import Store
+
+
+@pytest.fixture
+def api_store(state_dir: Path) -> Iterator[Store]:
+    store = Store.open()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def api(api_store: Store) -> Iterator[TestClient]:
+    app = create_app(ControlPlane(store=api_store), start_components=False)
+    # The API trusts loopback callers (graylane.server.auth); the server address is loopback here.
+    with TestClient(app, base_url="http://127.0.0.1:7380") as client:
+        yield client
