@@ -744,6 +744,7 @@ class RouteTable:
         options = snapshot.get("options") or {}
         self.domain_suffix = options.get("domain_suffix", "cluster.local")
         self.use_random = options.get("load_balancing") == "random"
+        self.trace_sampling = float(options.get("trace_sampling", 1.0))
         self.services: dict[str, Service] = {
             fqdn: Service(fqdn, s["name"], s["namespace"], tuple(p["port"] for p in s.get("ports", ())),
                           bool(s.get("external")))

@@ -1,0 +1,139 @@
+"""The data plane's admin port: PUT /config (ACK/NACK), /ready, /config_dump, /stats/prometheus, /clusters, /spans.
+
+A deliberately tiny HTTP/1.1 server (one request per connection) so the admin path shares nothing with the
+proxy's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import httptools
+
+from graylane.mesh.proxy.listener import status_line
+
+if TYPE_CHECKING:
+    from graylane.mesh.proxy.server import ProxyServer
+
+log = logging.getLogger(__name__)
+MAX_BODY = 256 * 1024 * 1024
+
+
+class AdminProtocol(asyncio.Protocol):
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.body: list[bytes] = []
+        self.size = 0
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._send(400, {"error": "malformed request"})
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > MAX_BODY:
+            self._send(413, {"error": "body too large"})
+        else:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        method = self.parser.get_method().decode()
+        asyncio.get_running_loop().create_task(self._dispatch(method, self.url.decode("latin-1"), b"".join(self.body)))
+
+    async def _dispatch(self, method: str, url: str, body: bytes) -> None:
+        srv = self.server
+        parts = urlsplit(url)
+        path, query = parts.path, parse_qs(parts.query)
+        try:
+            if path == "/config" and method in ("PUT", "POST"):
+                try:
+                    snapshot = json.loads(body)
+                except ValueError as exc:
+                    self._send(400, {"nack": None, "reason": f"snapshot is not JSON: {exc}"})
+                    return
+                version = snapshot.get("version") if isinstance(snapshot, dict) else None
+                if not isinstance(snapshot, dict):
+                    self._send(400, {"nack": None, "reason": "snapshot must be a JSON object"})
+                    return
+                ok, reason = await srv.apply(snapshot)
+                self._send(200, {"ack": version}) if ok else self._send(400, {"nack": version, "reason": reason})
+            elif method != "GET":
+                self._send(405, {"error": f"{method} not allowed on {path}"})
+            elif path == "/ready":
+                self._send(200, {"ready": True, "version": srv.table.version, "acked": srv.acked,
+                                 "last_nack": srv.last_nack or None})
+            elif path == "/config_dump":
+                self._send(200, {"version": srv.table.version, "snapshot": srv.table.snapshot})
+            elif path == "/stats/prometheus":
+                self._send_text(200, srv.stats.render(), "text/plain; version=0.0.4")
+            elif path == "/clusters":
+                self._send(200, srv.clusters_view())
+            elif path == "/listeners":
+                self._send(200, {"version": srv.table.version, "listeners": srv.listeners_view()})
+            elif path == "/spans":
+                since = int((query.get("since") or ["0"])[0] or 0)
+                self._send(200, srv.spans.since(since))
+            elif path == "/access_log":
+                entries = list(srv.access_log or ())
+                self._send(200, {"enabled": srv.access_log is not None, "entries": entries[-1000:]})
+            else:
+                self._send(404, {"error": f"no admin endpoint {path}"})
+        except Exception as exc:  # boundary: report, keep the admin port alive
+            log.exception("admin request %s %s failed", method, path)
+            self._send(500, {"error": str(exc)})
+
+    def _send(self, status: int, payload: Any) -> None:
+        self._send_text(status, json.dumps(payload, separators=(",", ":")), "application/json")
+
+    def _send_text(self, status: int, text: str, ctype: str) -> None:
+        self.done = True
+        if self.transport is None or self.transport.is_closing():
+            return
+        data = text.encode()
+        self.transport.write(status_line(status) + f"content-type: {ctype}\r\ncontent-length: {len(data)}\r\n"
+                             "connection: close\r\n\r\n".encode() + data)
+        self.transport.close()
+
+
+async def serve_admin(server: ProxyServer, host: str, port: int) -> asyncio.AbstractServer:
+    return await server.loop.create_server(lambda: AdminProtocol(server), host, port, reuse_address=True)
+
+
+async def run(admin_host: str, admin_port: int, state_dir: str | None = None, ready_file: str | None = None) -> None:
+    """Run the data plane until SIGTERM/SIGINT."""
+    import signal
+
+    from graylane.mesh.proxy.server import ProxyServer
+
+    server = ProxyServer(state_dir=state_dir)
+    await server.restore()
+    admin = await serve_admin(server, admin_host, admin_port)
+    log.info("data plane admin on %s:%s", admin_host, admin_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    admin.close()
+    await server.close()

@@ -1,0 +1,63 @@
+"""Typed data-plane failures, each mapped once to Envoy's status, body and response flag."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+_RESET = "upstream connect error or disconnect/reset before headers. reset reason: "
+
+
+class ProxyError(Exception):
+    """A local reply: `status`, Envoy's `flag` and Envoy's wording in `body`."""
+
+    status: ClassVar[int] = 503
+    flag: ClassVar[str] = ""
+    body: ClassVar[str] = ""
+
+
+class UpstreamConnectFailure(ProxyError):
+    status, flag, body = 503, "UF", _RESET + "connection failure"
+
+
+class UpstreamReset(ProxyError):
+    status, flag, body = 503, "UC", _RESET + "connection termination"
+
+
+class UpstreamOverflow(ProxyError):
+    status, flag, body = 503, "UO", _RESET + "overflow"
+
+
+class UpstreamTimeout(ProxyError):
+    status, flag, body = 504, "UT", "upstream request timeout"
+
+
+class PerTryTimeout(UpstreamTimeout):
+    """One attempt's perTryTimeout expired (retried when retryOn allows, else 504 UT)."""
+
+
+class NoHealthyUpstream(ProxyError):
+    status, flag, body = 503, "UH", "no healthy upstream"
+
+
+class NoRoute(ProxyError):
+    status, flag, body = 404, "NR", ""
+
+
+class ClusterNotFound(ProxyError):
+    status, flag, body = 503, "NC", ""
+
+
+class RateLimited(ProxyError):
+    status, flag, body = 429, "RL", "local_rate_limited"
+
+
+class BadRequest(ProxyError):
+    status, flag, body = 400, "DPE", "Bad Request"
+
+
+class UriTooLong(BadRequest):
+    status, body = 414, "URI Too Long"
+
+
+class HeadersTooLarge(BadRequest):
+    status, body = 431, "Request Header Fields Too Large"

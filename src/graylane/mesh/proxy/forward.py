@@ -1,0 +1,565 @@
+"""One request through the layers linkerd keeps: route -> faults -> balance -> retry -> timeout -> connect.
+
+Failures are typed (`errors.py`) and turned into a response, a flag and telemetry in one place, `_local_reply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from graylane.mesh.proxy import outlier
+from graylane.mesh.proxy.errors import (
+    BadRequest,
+    PerTryTimeout,
+    ProxyError,
+    RateLimited,
+    UpstreamConnectFailure,
+    UpstreamReset,
+    UpstreamTimeout,
+)
+from graylane.mesh.proxy.listener import DownstreamProtocol, Request, status_line
+from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
+from graylane.mesh.proxy.tracing import TraceContext, new_id
+from graylane.mesh.routing import (
+    Cluster,
+    Destination,
+    EndpointState,
+    Listener,
+    Outcome,
+    RequestView,
+    RetryPolicy,
+    RouteDecision,
+    Rule,
+    redirect_location,
+    rewritten_path,
+    split_host_port,
+)
+
+if TYPE_CHECKING:
+    from graylane.mesh.proxy.server import ProxyServer
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("graylane.access")
+
+HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                        "upgrade", "proxy-authorization", "content-length", "host",
+                        "x-envoy-upstream-rq-timeout-ms"))
+RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
+                          b"upgrade"))
+REPLAY_LIMIT = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
+
+
+class Ctx:
+    """Per-request facts for telemetry, spans and the access log."""
+
+    __slots__ = ("listener", "start", "decision", "status", "flags", "endpoint", "request_bytes", "response_bytes",
+                 "trace", "client_span", "server_span", "service", "upstream_start", "rid", "authority", "path",
+                 "method", "attempts")
+
+    def __init__(self, listener: Listener, start: float, req: Request) -> None:
+        self.listener = listener
+        self.start = start
+        self.decision: RouteDecision | None = None
+        self.status = 0
+        self.flags: list[str] = []
+        self.endpoint: EndpointState | None = None
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.trace: TraceContext | None = None
+        self.client_span = ""
+        self.server_span = ""
+        self.service = ""
+        self.upstream_start = 0.0
+        self.rid = ""
+        self.authority = ""
+        self.path = ""
+        self.method = req.method
+        self.attempts = 0
+
+
+class Forwarder:
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.rng = random.Random()
+
+    # ------------------------------------------------------------------------------------------- entry
+    async def handle(self, proto: DownstreamProtocol, req: Request) -> bool:
+        """Serve one request; returns whether the downstream connection may be kept alive."""
+        server = self.server
+        table = server.table
+        listener = proto.listener
+        ctx = Ctx(listener, req.start, req)
+        target = req.target
+        if target.startswith("/"):
+            scheme, authority, path = "http", req.hmap.get("host", ""), target
+        elif target.startswith(("http://", "https://")):
+            scheme, _, rest = target.partition("://")
+            slash = rest.find("/")
+            authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+        else:
+            return await self._local_reply(proto, req, ctx, BadRequest("unsupported request target"))
+        if not authority:
+            return await self._local_reply(proto, req, ctx, BadRequest("missing Host header"))
+        ctx.authority, ctx.path = authority, path
+        port = listener.server_port if listener.kind == "gateway" else split_host_port(authority, 80)[1]
+        hmap = req.hmap
+        rid = hmap.get("x-request-id")
+        if not rid:
+            rid = str(uuid.uuid4())
+            hmap["x-request-id"] = rid
+        ctx.rid = rid
+        ctx.trace = TraceContext.extract(hmap, table.trace_sampling, self.rng)
+        ctx.client_span = new_id()
+        view = RequestView(req.method, path, authority, hmap, scheme, port, proto.peer[0])
+        now = self.loop.time()
+
+        bucket = server.listener_bucket(listener)
+        if bucket is not None and bucket.is_limited(now, self.rng):
+            return await self._local_reply(proto, req, ctx, RateLimited(), extra=bucket.headers)
+
+        decision = table.route(view, listener, self.rng, now)
+        ctx.decision = decision
+        ctx.service = decision.host
+        rule = decision.rule
+        if decision.delay_s:
+            ctx.flags.append("DI")
+            await asyncio.sleep(decision.delay_s)
+        outcome = decision.outcome
+        if outcome is not Outcome.ROUTED:
+            return await self._decision_reply(proto, req, ctx, decision, view)
+        # CORS preflight (Envoy's cors filter answers it locally when the origin is allowed).
+        cors = rule.cors if rule is not None else None
+        origin = hmap.get("origin")
+        if cors is not None and origin and req.method == "OPTIONS" and "access-control-request-method" in hmap:
+            if cors.is_allowed(origin):
+                extra = self._cors_headers(cors, origin, preflight=True)
+                return await self._respond(proto, req, ctx, 200, b"", extra)
+            if not cors.forward_unmatched:
+                return await self._respond(proto, req, ctx, 200, b"", [])
+        assert decision.destination is not None and decision.cluster is not None and decision.endpoint is not None
+        return await self._forward(proto, req, ctx, decision, view, rule)
+
+    # ------------------------------------------------------------------------------------------- local replies
+    async def _decision_reply(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
+                              view: RequestView) -> bool:
+        rule = d.rule
+        if d.outcome is Outcome.FAULT_ABORT:
+            ctx.flags.append("FI")
+            return await self._respond(proto, req, ctx, d.abort_status, b"fault filter abort",
+                                       [("content-type", "text/plain")])
+        if d.outcome is Outcome.REDIRECT and rule is not None:
+            match = rule.matches[d.match_index] if d.match_index is not None else None
+            return await self._respond(proto, req, ctx, d.status, b"",
+                                       [("location", redirect_location(rule, match, view))])
+        if d.outcome is Outcome.DIRECT_RESPONSE and rule is not None:
+            body = (rule.direct_response or {}).get("body") or {}
+            data = body.get("string", "").encode() if "string" in body else _b64(body.get("bytes", ""))
+            extra = list(rule.headers_response.set) + list(rule.headers_response.add)
+            return await self._respond(proto, req, ctx, d.status, data, [("content-type", "text/plain"), *extra])
+        from graylane.mesh.proxy.errors import ClusterNotFound, NoHealthyUpstream, NoRoute
+
+        err = {Outcome.NO_ROUTE: NoRoute, Outcome.CLUSTER_NOT_FOUND: ClusterNotFound,
+               Outcome.NO_HEALTHY_UPSTREAM: NoHealthyUpstream}[d.outcome](d.detail)
+        return await self._local_reply(proto, req, ctx, err)
+
+    async def _local_reply(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, err: ProxyError,
+                           extra: list[tuple[str, str]] | None = None) -> bool:
+        if err.flag:
+            ctx.flags.append(err.flag)
+        headers = [("content-type", "text/plain")] if err.body else []
+        if extra:
+            headers += extra
+        return await self._respond(proto, req, ctx, err.status, err.body.encode(), headers)
+
+    async def _respond(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, status: int, body: bytes,
+                       headers: list[tuple[str, str]]) -> bool:
+        keep = req.keep_alive and req.body.done
+        head = [status_line(status)]
+        for k, v in headers:
+            head.append(f"{k}: {v}\r\n".encode("latin-1"))
+        head.append(b"content-length: %d\r\n" % len(body))
+        if not keep:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        proto.write(b"".join(head) + (b"" if req.method == "HEAD" else body))
+        ctx.status = status
+        ctx.response_bytes = len(body)
+        ctx.request_bytes = req.body.received
+        self._report(ctx)
+        return keep
+
+    # ------------------------------------------------------------------------------------------- forwarding
+    async def _forward(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
+                       view: RequestView, rule: Rule | None) -> bool:
+        server = self.server
+        dest = d.destination
+        cluster = d.cluster
+        ep = d.endpoint
+        assert dest is not None and cluster is not None and ep is not None
+        # Request body: small bodies are read whole so retries and mirrors can replay them.
+        body: bytes | None = b""
+        if req.has_body:
+            if req.content_length is not None and req.content_length <= REPLAY_LIMIT:
+                parts = []
+                while (chunk := await req.body.read()) is not None:
+                    parts.append(chunk)
+                body = b"".join(parts)
+            else:
+                body = None  # streamed
+        match = rule.matches[d.match_index] if rule is not None and d.match_index is not None else None
+        path = rewritten_path(rule, match, view.path) if rule is not None and rule.rewrite else view.path
+        authority = str(rule.rewrite["authority"]) if rule is not None and rule.rewrite and \
+            rule.rewrite.get("authority") else view.authority
+        base_headers = [(k, v) for k, v in req.headers if k not in HOP_BY_HOP and k != "x-request-id"]
+        base_headers.append(("x-request-id", ctx.rid))
+        if "x-forwarded-proto" not in req.hmap:
+            base_headers.append(("x-forwarded-proto", view.scheme))
+        if rule is not None:
+            base_headers = rule.headers_request.apply(base_headers)
+        base_headers = dest.headers_request.apply(base_headers)
+        policy: RetryPolicy = rule.retries if rule is not None else RetryPolicy.load(None)
+        timeout_s = rule.timeout_s if rule is not None else None
+        override = req.hmap.get("x-envoy-upstream-rq-timeout-ms")
+        if override and override.isdigit():
+            timeout_s = int(override) / 1000 or None
+        deadline = self.loop.time() + timeout_s if timeout_s else None
+        if rule is not None and rule.mirrors and body is not None:
+            for m in rule.mirrors:
+                if m.percent >= 100 or self.rng.random() * 100 < m.percent:
+                    self.loop.create_task(self._mirror(m.host, m.subset, m.port, view, req.method, path, authority,
+                                                       base_headers, body))
+        # Inbound local rate limit, as the destination's sidecar would apply it.
+        tried: list[EndpointState] = []
+        retries_left = policy.attempts
+        attempt = 0
+        while True:
+            attempt += 1
+            ctx.attempts = attempt
+            tried.append(ep)
+            ctx.endpoint = ep
+            bucket = server.inbound_bucket(ep)
+            if bucket is not None and bucket.is_limited(self.loop.time(), self.rng):
+                return await self._local_reply(proto, req, ctx, RateLimited(), extra=bucket.headers)
+            ctx.server_span = new_id()
+            headers = ctx.trace.inject(base_headers, ctx.server_span, ctx.client_span) if ctx.trace else base_headers
+            if attempt > 1:
+                headers = [*headers, ("x-envoy-attempt-count", str(attempt))]
+            head = _request_head(req.method, path, authority, headers, req, body)
+            per_try = policy.per_try_timeout_s
+            limit = None
+            if deadline is not None:
+                limit = deadline - self.loop.time()
+            if per_try is not None and (limit is None or per_try < limit):
+                limit, is_per_try = per_try, True
+            else:
+                is_per_try = False
+            ep.active += 1
+            ctx.upstream_start = self.loop.time()
+            conn: UpstreamConnection | None = None
+            try:
+                try:
+                    async with asyncio.timeout(limit):
+                        conn, ex, sender = await self._attempt(cluster, ep, head, body, req)
+                except TimeoutError:
+                    if conn is not None:
+                        conn.abort()
+                    raise (PerTryTimeout if is_per_try else UpstreamTimeout)(f"{cluster.name}") from None
+            except ProxyError as err:
+                ep.active -= 1
+                status = 504 if isinstance(err, UpstreamTimeout) else 503
+                if not isinstance(err, (UpstreamTimeout,)) or isinstance(err, PerTryTimeout):
+                    outlier.record(cluster, ep, status, self.loop.time())
+                retriable = (isinstance(err, UpstreamConnectFailure) and policy.retries_connect_failure()) or (
+                    isinstance(err, UpstreamReset) and policy.retries_reset() and body is not None) or (
+                    isinstance(err, PerTryTimeout) and policy.retries_timeout() and body is not None)
+                if isinstance(err, UpstreamTimeout) and not isinstance(err, PerTryTimeout):
+                    retriable = False
+                if retriable and retries_left > 0 and self._take_retry(cluster):
+                    retries_left -= 1
+                    nxt = await self._next_endpoint(cluster, view, tried, attempt, deadline)
+                    cluster.counters.retries -= 1
+                    if nxt is not None:
+                        ep = nxt
+                        continue
+                if attempt > 1:
+                    ctx.flags.append("URX")
+                return await self._local_reply(proto, req, ctx, err)
+            # Response headers are in: retry on status, or stream the response back.
+            status = ex.status
+            outlier.record(cluster, ep, status, self.loop.time())
+            if policy.retries_status(status) and retries_left > 0 and body is not None and self._take_retry(cluster):
+                retries_left -= 1
+                conn.abort()
+                ep.active -= 1
+                nxt = await self._next_endpoint(cluster, view, tried, attempt, deadline)
+                cluster.counters.retries -= 1
+                if nxt is not None:
+                    ep = nxt
+                    continue
+                return await self._local_reply(proto, req, ctx, UpstreamReset("retry target vanished"))
+            if attempt > 1 and policy.retries_status(status):
+                ctx.flags.append("URX")
+            try:
+                return await self._stream_response(proto, req, ctx, d, rule, conn, ex, sender, cluster)
+            finally:
+                ep.active -= 1
+
+    def _take_retry(self, cluster: Cluster) -> bool:
+        if cluster.counters.retries >= cluster.policy.pool.max_retries:
+            return False
+        cluster.counters.retries += 1
+        return True
+
+    async def _next_endpoint(self, cluster: Cluster, view: RequestView, tried: list[EndpointState], attempt: int,
+                             deadline: float | None) -> EndpointState | None:
+        # Envoy backoff: random in [0, base * 2^(n-1)], base 25 ms; retry another host (previous_hosts predicate).
+        backoff = self.rng.random() * 0.025 * (2 ** (attempt - 1))
+        if deadline is not None:
+            backoff = max(0.0, min(backoff, deadline - self.loop.time() - 0.001))
+        await asyncio.sleep(backoff)
+        ep, _ = cluster.pick(view, self.rng, self.loop.time(), exclude=lambda e: e in tried)
+        return ep
+
+    async def _attempt(self, cluster: Cluster, ep: EndpointState, head: bytes, body: bytes | None,
+                       req: Request) -> tuple[UpstreamConnection, Exchange, asyncio.Task[None] | None]:
+        pools = self.server.pools
+        for _ in range(2):
+            conn, reused = await pools.acquire(cluster, ep)
+            ex = conn.start(no_body=req.method == "HEAD")
+            sender = None
+            if body is not None:
+                conn.write(head + body)
+            else:
+                conn.write(head)
+                sender = self.loop.create_task(_send_body(conn, req))
+            try:
+                await ex.headers_done
+            except UpstreamReset:
+                conn.abort()
+                if reused and body is not None and ex.status == 0:
+                    continue  # a stale keep-alive connection: try once on a fresh one
+                if sender is not None:
+                    sender.cancel()
+                raise
+            except BaseException:
+                conn.abort()
+                if sender is not None:
+                    sender.cancel()
+                raise
+            return conn, ex, sender
+        raise UpstreamReset("upstream closed the connection")
+
+    async def _stream_response(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
+                               rule: Rule | None, conn: UpstreamConnection, ex: Exchange,
+                               sender: asyncio.Task[None] | None, cluster: Cluster) -> bool:
+        dest: Destination | None = d.destination
+        status = ex.status
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in ex.headers
+                   if k.lower() not in RESPONSE_HOP]
+        has_length = any(k == "content-length" for k, _ in headers)
+        if dest is not None:
+            headers = dest.headers_response.apply(headers)
+        if rule is not None:
+            headers = rule.headers_response.apply(headers)
+            origin = req.hmap.get("origin")
+            if rule.cors is not None and origin and rule.cors.is_allowed(origin):
+                headers += self._cors_headers(rule.cors, origin, preflight=False)
+        if d.set_cookie and cluster.policy.lb.hash_cookie:
+            c = cluster.policy.lb.hash_cookie
+            cookie = f"{c.get('name')}=\"{d.set_cookie}\"; Max-Age={int(c.get('ttl_s', 0))}"
+            if c.get("path"):
+                cookie += f"; Path={c['path']}"
+            headers.append(("set-cookie", cookie + "; HttpOnly"))
+        no_body = req.method == "HEAD" or status in (204, 304) or status < 200
+        keep = req.keep_alive
+        chunked = False
+        if not no_body and not has_length:
+            if req.version == "1.1":
+                chunked = True
+                headers.append(("transfer-encoding", "chunked"))
+            else:
+                keep = False
+        head = [status_line(status)]
+        head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers]
+        if not keep:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        proto.write(b"".join(head))
+        ctx.status = status
+        transport = conn.transport
+
+        def sink(chunk: bytes) -> None:
+            if chunked:
+                proto.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                proto.write(chunk)
+            if proto.writing_paused and transport not in proto.on_resume:
+                transport.pause_reading()
+                proto.on_resume.append(transport)
+
+        ex.attach(sink)
+        try:
+            await ex.complete
+        except ProxyError:
+            # The upstream went away mid-body: the client sees a truncated response and a closed connection.
+            ctx.flags.append("UC")
+            ctx.response_bytes = ex.response_bytes
+            conn.abort()
+            self._report(ctx)
+            return False
+        if chunked:
+            proto.write(b"0\r\n\r\n")
+        ctx.response_bytes = ex.response_bytes
+        ctx.request_bytes = req.body.received
+        sent_all = sender is None or sender.done()
+        if sender is not None and not sender.done():
+            sender.cancel()
+        self.server.pools.release(conn, cluster, ex.keep_alive and sent_all and not ex.no_body or
+                                  (ex.keep_alive and sent_all and status in (204, 304)))
+        self._report(ctx)
+        return keep and req.body.done
+
+    async def _mirror(self, host: str, subset: str, port: int | None, view: RequestView, method: str, path: str,
+                      authority: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Fire-and-forget shadow copy (Istio's current default keeps the Host unchanged)."""
+        table = self.server.table
+        name, cluster = table.cluster_for(host, subset, port, view.port)
+        if cluster is None:
+            return
+        ep, _ = cluster.pick(view, self.rng, self.loop.time())
+        if ep is None:
+            return
+        fake = Request()
+        fake.method = method
+        fake.content_length = len(body)
+        head = _request_head(method, path, authority, headers, fake, body)
+        try:
+            async with asyncio.timeout(30):
+                conn, ex, _ = await self._attempt(cluster, ep, head, body, fake)
+                ex.attach(lambda _chunk: None)
+                await ex.complete
+            self.server.pools.release(conn, cluster, ex.keep_alive)
+            self.server.stats.bump("graylane_proxy_mirror_requests_total")
+        except (ProxyError, TimeoutError, OSError):
+            self.server.stats.bump("graylane_proxy_mirror_failures_total")
+
+    @staticmethod
+    def _cors_headers(cors: Any, origin: str, preflight: bool) -> list[tuple[str, str]]:
+        out = [("access-control-allow-origin", origin)]
+        if cors.allow_credentials:
+            out.append(("access-control-allow-credentials", "true"))
+        if preflight:
+            if cors.allow_methods:
+                out.append(("access-control-allow-methods", cors.allow_methods))
+            if cors.allow_headers:
+                out.append(("access-control-allow-headers", cors.allow_headers))
+            if cors.max_age:
+                out.append(("access-control-max-age", cors.max_age))
+        elif cors.expose_headers:
+            out.append(("access-control-expose-headers", cors.expose_headers))
+        return out
+
+    # ------------------------------------------------------------------------------------------- telemetry
+    def _report(self, ctx: Ctx) -> None:
+        server = self.server
+        table = server.table
+        now = self.loop.time()
+        duration_ms = (now - ctx.start) * 1000
+        src = ctx.listener.source
+        flags = ",".join(ctx.flags) if ctx.flags else "-"
+        code = str(ctx.status)
+        svc = table.services.get(ctx.service)
+        svc_name = svc.name if svc else (ctx.service or "unknown")
+        svc_ns = svc.namespace if svc else "unknown"
+        ep = ctx.endpoint
+        if ep is not None:
+            dw, dns, dapp = ep.workload or "unknown", ep.namespace or "unknown", ep.labels.get("app", "unknown")
+            dver = ep.labels.get("version", "unknown")
+        else:
+            dw = dns = dapp = dver = "unknown"
+        # Principals are SPIFFE ids only under mTLS, which the local mesh does not do: Istio reports "unknown".
+        dprin = src_prin = "unknown"
+        dsvc = ctx.service or "unknown"
+        common_src = (src.workload, src.namespace, src_prin, src.app, src.version, src.app,
+                      src.labels.get("version", "latest") or "latest", "Kubernetes")
+        common_dst = (dw, dns, dprin, dapp, dver, dsvc, svc_name, svc_ns, dapp, dver if ep else "latest", "Kubernetes",
+                      "http", flags)
+        req_bytes = ctx.request_bytes
+        server.stats.record(("source", *common_src, *common_dst, "unknown", code, "-"), duration_ms, req_bytes,
+                            ctx.response_bytes)
+        reached = ep is not None and ctx.upstream_start and not (set(ctx.flags) & {"UF", "UT", "UO", "UC", "NC",
+                                                                                   "UH", "NR"})
+        if reached or (ep is not None and "RL" in ctx.flags):
+            up_ms = (now - (ctx.upstream_start or ctx.start)) * 1000
+            server.stats.record(("destination", *common_src, *common_dst, "none", code, "-"), up_ms, req_bytes,
+                                ctx.response_bytes)
+        trace = ctx.trace
+        if trace is not None and trace.sampled:
+            start_us = int((time.time() - (now - ctx.start)) * 1_000_000)
+            op = f"{dsvc}:{ctx.decision.cluster.port if ctx.decision and ctx.decision.cluster else 80}/*"
+            tags = {"http.method": ctx.method, "http.url": f"http://{ctx.authority}{ctx.path}",
+                    "http.status_code": code, "response_flags": flags, "guid:x-request-id": ctx.rid,
+                    "upstream_cluster": ctx.decision.cluster_name if ctx.decision else "",
+                    "istio.canonical_service": src.app, "istio.namespace": src.namespace,
+                    "node_id": f"{ctx.listener.kind}~{src.pod}.{src.namespace}", "component": "proxy"}
+            if ctx.status >= 500 or ctx.status == 0:
+                tags["error"] = "true"
+            server.spans.add({"traceId": trace.trace_id, "spanId": ctx.client_span, "parentSpanId": trace.parent_id,
+                              "name": op, "kind": "client", "service": f"{src.app}.{src.namespace}",
+                              "startUs": start_us, "durationUs": int(duration_ms * 1000), "tags": tags})
+            if reached and ep is not None:
+                up_start = int((time.time() - (now - ctx.upstream_start)) * 1_000_000)
+                stags = {**tags, "istio.canonical_service": dapp, "istio.namespace": dns,
+                         "node_id": f"sidecar~{ep.pod}.{dns}", "peer.address": ep.address}
+                server.spans.add({"traceId": trace.trace_id, "spanId": ctx.server_span,
+                                  "parentSpanId": ctx.client_span, "name": op, "kind": "server",
+                                  "service": f"{dapp}.{dns}", "startUs": up_start,
+                                  "durationUs": int((now - ctx.upstream_start) * 1_000_000), "tags": stags})
+        if server.access_log is not None:
+            entry = {"start": time.time() - (now - ctx.start), "method": ctx.method, "authority": ctx.authority,
+                     "path": ctx.path, "status": ctx.status, "flags": flags, "duration_ms": round(duration_ms, 3),
+                     "upstream_host": ep.address if ep else "-", "upstream_cluster":
+                     ctx.decision.cluster_name if ctx.decision else "-", "request_id": ctx.rid,
+                     "listener": ctx.listener.name, "bytes_sent": ctx.response_bytes}
+            server.access_log.append(entry)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info('"%s %s" %s %s %s %s', ctx.method, ctx.path, ctx.status, flags,
+                                entry["upstream_cluster"], entry["upstream_host"])
+
+
+async def _send_body(conn: UpstreamConnection, req: Request) -> None:
+    """Stream a large or chunked request body upstream (re-chunked when the client sent chunks)."""
+    while (chunk := await req.body.read()) is not None:
+        if conn.closed:
+            return
+        conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if req.chunked else chunk)
+        await conn.drain()
+    if req.chunked:
+        conn.write(b"0\r\n\r\n")
+
+
+def _request_head(method: str, path: str, authority: str, headers: list[tuple[str, str]], req: Request,
+                  body: bytes | None) -> bytes:
+    parts = [f"{method} {path} HTTP/1.1\r\nhost: {authority}\r\n"]
+    parts += [f"{k}: {v}\r\n" for k, v in headers]
+    if body is not None:
+        if body or req.content_length is not None or method in ("POST", "PUT", "PATCH"):
+            parts.append(f"content-length: {len(body)}\r\n")
+    elif req.chunked:
+        parts.append("transfer-encoding: chunked\r\n")
+    else:
+        parts.append(f"content-length: {req.content_length}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text) if text else b""

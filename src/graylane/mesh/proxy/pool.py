@@ -1,0 +1,311 @@
+"""Keep-alive upstream HTTP/1.1 connections per endpoint, with the cluster's circuit-breaker limits.
+
+`UpstreamConnection` is an asyncio Protocol parsing responses with httptools; no `await` in callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+import httptools
+
+from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamReset
+from graylane.mesh.routing import Cluster, EndpointState
+
+
+class Exchange:
+    """One request/response on an upstream connection. Body chunks go to `sink` once attached, else are held."""
+
+    __slots__ = ("status", "headers", "headers_done", "complete", "keep_alive", "sink", "held", "on_complete",
+                 "response_bytes", "error", "has_length", "no_body")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, no_body: bool) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_done: asyncio.Future[None] = loop.create_future()
+        self.complete: asyncio.Future[None] = loop.create_future()
+        self.keep_alive = True
+        self.sink: Callable[[bytes], None] | None = None
+        self.held: list[bytes] = []
+        self.response_bytes = 0
+        self.error: BaseException | None = None
+        self.has_length = False
+        self.no_body = no_body
+
+    def attach(self, sink: Callable[[bytes], None]) -> None:
+        self.sink = sink
+        for chunk in self.held:
+            sink(chunk)
+        self.held.clear()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    # -- connection state
+    transport: asyncio.Transport
+    # -- request state
+    exchange: Exchange | None
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange = None
+        self.closed = False
+        self.requests = 0
+        self.paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.idle_handle: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:  # unsolicited bytes on an idle connection: it cannot be reused
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamReset(f"bad upstream response: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex = self.exchange
+        if ex is not None and not ex.complete.done():
+            if ex.headers_done.done() and not ex.has_length and not ex.no_body:
+                ex.keep_alive = False
+                self._finish(ex)  # close-delimited body ends here
+            else:
+                self._fail(UpstreamReset("upstream closed the connection"))
+        self.pool.forget(self)
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if self.paused and not self.closed:
+            self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.exchange is not None
+        self.exchange.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.exchange
+        assert ex is not None
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # interim response (100 Continue): drop it
+            ex.headers = []
+            return
+        ex.status = status
+        ex.keep_alive = self.parser.should_keep_alive()
+        for name, _ in ex.headers:
+            lname = name.lower()
+            if lname in (b"content-length", b"transfer-encoding"):
+                ex.has_length = True
+        if status in (204, 304):
+            ex.no_body = True
+        if not ex.headers_done.done():
+            ex.headers_done.set_result(None)
+        if ex.no_body:
+            # HEAD responses carry a length but no body; httptools cannot be told, so never reuse.
+            ex.keep_alive = ex.keep_alive and status in (204, 304)
+            self._finish(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is None or ex.complete.done():
+            return
+        ex.response_bytes += len(body)
+        if ex.sink is not None:
+            ex.sink(body)
+        else:
+            ex.held.append(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.exchange
+        if ex is None or ex.status == 0:  # end of an interim response
+            return
+        self._finish(ex)
+
+    # -- internals
+    def _finish(self, ex: Exchange) -> None:
+        if not ex.complete.done():
+            ex.complete.set_result(None)
+
+    def _fail(self, err: BaseException) -> None:
+        ex = self.exchange
+        if ex is None:
+            return
+        ex.error = err
+        for fut in (ex.headers_done, ex.complete):
+            if not fut.done():
+                fut.set_exception(err)
+                fut.exception()  # mark retrieved: the waiter may have given up already
+
+    def start(self, no_body: bool) -> Exchange:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.exchange = Exchange(self.loop, no_body)
+        self.requests += 1
+        return self.exchange
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+class EndpointPool:
+    """Idle keep-alive connections to one endpoint, counting towards its cluster's maxConnections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, address: str, host: str, port: int) -> None:
+        self.loop = loop
+        self.address = address
+        self.host = host
+        self.port = port
+        self.idle: deque[UpstreamConnection] = deque()
+        self.open: set[UpstreamConnection] = set()
+        self.owners: dict[UpstreamConnection, Cluster] = {}
+        self.on_release: Callable[[], None] | None = None
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        if conn in self.open:
+            self.open.discard(conn)
+            cluster = self.owners.pop(conn, None)
+            if cluster is not None:
+                cluster.counters.connections -= 1
+        with_idle = conn in self.idle
+        if with_idle:
+            self.idle.remove(conn)
+        if self.on_release is not None:
+            self.on_release()
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+class Pools:
+    """All endpoint pools plus per-cluster pending queues (http1MaxPendingRequests)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pools: dict[str, EndpointPool] = {}
+        self.waiters: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def pool(self, ep: EndpointState) -> EndpointPool:
+        p = self.pools.get(ep.address)
+        if p is None:
+            p = self.pools[ep.address] = EndpointPool(self.loop, ep.address, ep.host, ep.port)
+            p.on_release = self._wake_all
+        return p
+
+    def _wake_all(self) -> None:
+        for q in self.waiters.values():
+            while q:
+                fut = q.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    break
+
+    async def acquire(self, cluster: Cluster, ep: EndpointState) -> tuple[UpstreamConnection, bool]:
+        """A connection to `ep` (reused when idle), honouring maxConnections / pending limits: (conn, reused)."""
+        pool = self.pool(ep)
+        limits = cluster.policy.pool
+        counters = cluster.counters
+        while True:
+            while pool.idle:
+                conn = pool.idle.pop()
+                if not conn.closed:
+                    return conn, True
+            if counters.connections < limits.max_connections:
+                break
+            # At maxConnections: free an idle connection of another endpoint, or wait as a pending request.
+            if self._evict_idle(cluster):
+                continue
+            if counters.pending >= limits.max_pending:
+                raise UpstreamOverflow(f"cluster {cluster.name} overflow")
+            fut: asyncio.Future[None] = self.loop.create_future()
+            self.waiters.setdefault(cluster.name, deque()).append(fut)
+            counters.pending += 1
+            try:
+                await fut
+            finally:
+                counters.pending -= 1
+        counters.connections += 1
+        conn = UpstreamConnection(pool)
+        pool.open.add(conn)
+        pool.owners[conn] = cluster
+        try:
+            await asyncio.wait_for(self.loop.create_connection(lambda: conn, ep.host, ep.port),
+                                   limits.connect_timeout_s)
+        except (TimeoutError, OSError) as exc:
+            pool.forget(conn)
+            raise UpstreamConnectFailure(f"connect to {ep.address}: {exc}") from None
+        except BaseException:
+            pool.forget(conn)
+            raise
+        return conn, False
+
+    def _evict_idle(self, cluster: Cluster) -> bool:
+        for ep in cluster.endpoints:
+            p = self.pools.get(ep.address)
+            if p is not None and p.idle:
+                p.idle.popleft().close()
+                return True
+        return False
+
+    def release(self, conn: UpstreamConnection, cluster: Cluster, reusable: bool) -> None:
+        pool = conn.pool
+        conn.exchange = None
+        limit = cluster.policy.pool.max_requests_per_connection
+        if not reusable or conn.closed or (limit and conn.requests >= limit):
+            conn.close()
+            return
+        pool.idle.append(conn)
+        idle_s = cluster.policy.pool.idle_timeout_s
+        if idle_s:
+            conn.idle_handle = self.loop.call_later(idle_s, conn.close)
+        waiters = self.waiters.get(cluster.name)
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+
+    def retain_only(self, addresses: set[str]) -> None:
+        for addr in list(self.pools):
+            if addr not in addresses:
+                p = self.pools.pop(addr)
+                p.close_idle()
+
+    def close_all(self) -> None:
+        for p in self.pools.values():
+            p.close_idle()
+            for c in list(p.open):
+                c.close()

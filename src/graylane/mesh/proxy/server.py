@@ -1,0 +1,190 @@
+"""The data-plane process: listeners from the current snapshot, upstream pools, stats, spans, snapshot swaps.
+
+Imports `mesh.routing` and `mesh.proxy` only; never the store or the server. Keeps serving the last snapshot it
+ACKed when the control plane goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from graylane.errors import GraylaneError
+from graylane.mesh.proxy.forward import Forwarder
+from graylane.mesh.proxy.listener import DownstreamProtocol
+from graylane.mesh.proxy.pool import Pools
+from graylane.mesh.proxy.ratelimit import TokenBucket
+from graylane.mesh.proxy.stats import Stats
+from graylane.mesh.proxy.tracing import SpanRing
+from graylane.mesh.routing import EndpointState, Listener, RouteTable
+
+log = logging.getLogger(__name__)
+SNAPSHOT_FILE = "proxy-snapshot.json"
+
+
+class ProxyServer:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, idle_timeout_s: float = 300.0,
+                 header_timeout_s: float = 10.0, state_dir: str | Path | None = None) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.idle_timeout_s = idle_timeout_s
+        self.header_timeout_s = header_timeout_s
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.table = RouteTable({"version": 0})
+        self.acked = False
+        self.stats = Stats()
+        self.spans = SpanRing()
+        self.pools = Pools(self.loop)
+        self.forwarder = Forwarder(self)
+        self.connections: set[DownstreamProtocol] = set()
+        self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
+        self.listeners_by_addr: dict[tuple[str, int], Listener] = {}
+        self.draining_addrs: set[tuple[str, int]] = set()
+        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.inbound: dict[str, tuple[str, TokenBucket] | None] = {}
+        self.access_log: deque[dict[str, Any]] | None = None
+        self.lock = asyncio.Lock()
+        self.last_nack: str = ""
+
+    # -- lookups used per request ----------------------------------------------------------------------
+    def listener_at(self, key: tuple[str, int]) -> Listener | None:
+        return self.listeners_by_addr.get(key)
+
+    def draining(self, key: tuple[str, int]) -> bool:
+        return key in self.draining_addrs
+
+    def listener_bucket(self, listener: Listener) -> TokenBucket | None:
+        spec = listener.rate_limit
+        if not spec:
+            return None
+        key = (listener.name, json.dumps(spec, sort_keys=True))
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(spec, self.loop.time())
+        return bucket
+
+    def inbound_bucket(self, ep: EndpointState) -> TokenBucket | None:
+        if not self.table.inbound_rate_limits:
+            return None
+        hit = self.inbound.get(ep.address, ())
+        if hit == ():
+            hit = None
+            for rl in self.table.inbound_rate_limits:
+                if rl["namespace"] in (ep.namespace, "istio-system") and all(
+                        ep.labels.get(k) == v for k, v in rl["selector"].items()):
+                    hit = (ep.address, TokenBucket(rl, self.loop.time()))  # one bucket per pod, as per sidecar
+                    break
+            self.inbound[ep.address] = hit
+        return hit[1] if hit else None
+
+    # -- snapshots -------------------------------------------------------------------------------------
+    async def apply(self, snapshot: dict[str, Any]) -> tuple[bool, str]:
+        """Swap to `snapshot` (ACK) or keep the current one and say why (NACK)."""
+        async with self.lock:
+            try:
+                table = RouteTable(snapshot, previous=self.table)
+            except GraylaneError as exc:
+                return self._nack(str(exc))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                return self._nack(f"malformed snapshot: {type(exc).__name__}: {exc}")
+            wanted = {lst.address: lst for lst in table.listeners.values()}
+            opened: dict[tuple[str, int], asyncio.AbstractServer] = {}
+            for addr in wanted:
+                if addr in self.servers:
+                    continue
+                try:
+                    opened[addr] = await self.loop.create_server(
+                        lambda a=addr: DownstreamProtocol(self, a), addr[0], addr[1], reuse_address=True,
+                        backlog=2048)
+                except OSError as exc:
+                    for srv in opened.values():
+                        srv.close()
+                    return self._nack(f"listener {wanted[addr].name} cannot bind {addr[0]}:{addr[1]}: {exc}")
+            # Commit: new requests see the new table; in-flight ones finish on the objects they hold.
+            self.table = table
+            self.listeners_by_addr = wanted
+            self.servers.update(opened)
+            self.draining_addrs -= set(wanted)
+            self.inbound = {}
+            self.buckets = {k: v for k, v in self.buckets.items() if k[0] in table.listeners}
+            for addr in [a for a in self.servers if a not in wanted]:
+                self.servers.pop(addr).close()
+                self.draining_addrs.add(addr)
+                for conn in list(self.connections):
+                    if conn.listener_key == addr and not conn.busy:
+                        conn.close()
+            self.pools.retain_only({ep.address for c in table.clusters.values() for ep in c.endpoints})
+            self.access_log = deque(maxlen=10_000) if table.snapshot.get("options", {}).get("access_log") else None
+            self.acked = True
+            self.last_nack = ""
+            self.stats.bump("graylane_proxy_config_ack_total")
+            if self.state_dir is not None:
+                self.loop.run_in_executor(None, self._persist, snapshot)
+            return True, ""
+
+    def _nack(self, reason: str) -> tuple[bool, str]:
+        self.last_nack = reason
+        self.stats.bump("graylane_proxy_config_nack_total")
+        log.warning("snapshot rejected: %s", reason)
+        return False, reason
+
+    def _persist(self, snapshot: dict[str, Any]) -> None:
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_dir / (SNAPSHOT_FILE + ".tmp")
+        tmp.write_text(json.dumps(snapshot), encoding="utf-8")
+        os.replace(tmp, self.state_dir / SNAPSHOT_FILE)
+
+    async def restore(self) -> None:
+        """Serve the last ACKed snapshot from the state folder until the control plane pushes again."""
+        if self.state_dir is None:
+            return
+        path = self.state_dir / SNAPSHOT_FILE
+        if path.is_file():
+            try:
+                snapshot = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable %s: %s", path, exc)
+                return
+            ok, reason = await self.apply(snapshot)
+            log.info("restored snapshot version %s from %s: %s", snapshot.get("version"), path, ok or reason)
+
+    # -- views for the admin port ----------------------------------------------------------------------
+    def clusters_view(self) -> dict[str, Any]:
+        now = self.loop.time()
+        out = []
+        for c in self.table.clusters.values():
+            out.append({
+                "name": c.name, "service": c.service, "port": c.port, "subset": c.subset,
+                "lb": c.policy.lb.simple, "connections": c.counters.connections, "pending": c.counters.pending,
+                "endpoints": [{"address": ep.address, "pod": ep.pod, "namespace": ep.namespace,
+                               "labels": ep.labels, "ready": ep.ready, "healthy": ep.is_healthy(now),
+                               "ejected": ep.ejected_until > now, "times_ejected": ep.times_ejected,
+                               "ejected_for_s": round(max(0.0, ep.ejected_until - now), 3), "active": ep.active}
+                              for ep in c.endpoints]})
+        return {"version": self.table.version, "clusters": out}
+
+    def listeners_view(self) -> list[dict[str, Any]]:
+        return [{"name": lst.name, "kind": lst.kind, "address": f"{lst.bind}:{lst.port}",
+                 "source": {"namespace": lst.source.namespace, "pod": lst.source.pod,
+                            "workload": lst.source.workload}} for lst in self.table.listeners.values()]
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def close(self) -> None:
+        for srv in self.servers.values():
+            srv.close()
+        self.servers.clear()
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        for _ in range(50):  # let in-flight requests finish (up to 5 s)
+            if not self.connections:
+                break
+            await asyncio.sleep(0.1)
+        for conn in list(self.connections):
+            conn.close()
+        self.pools.close_all()

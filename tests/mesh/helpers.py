@@ -1,0 +1,210 @@
+"""Data-plane test helpers: real upstream HTTP/1.1 servers, a proxy driven through its admin port, resource builders."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httptools
+import httpx
+
+from graylane.mesh.config import compile_snapshot
+from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """Answers JSON describing the request. Paths: /status/N, /delay/S, /chunks/N, /close, /echo."""
+
+    def __init__(self, app: Upstream) -> None:
+        self.app = app
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.app.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url, self.headers, self.body = b"", {}, bytearray()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        keep = self.parser.should_keep_alive()
+        asyncio.get_running_loop().create_task(self.respond(method, self.url.decode(), dict(self.headers),
+                                                            bytes(self.body), keep))
+
+    async def respond(self, method: str, url: str, headers: dict[str, str], body: bytes, keep: bool) -> None:
+        app = self.app
+        app.requests.append({"method": method, "url": url, "headers": headers, "body_len": len(body)})
+        parts = urlsplit(url)
+        path = parts.path
+        status = app.status
+        extra = ""
+        if path.startswith("/status/"):
+            status = int(path.split("/")[2])
+        if path.startswith("/delay/"):
+            await asyncio.sleep(float(path.split("/")[2]))
+        if path == "/close":
+            self.transport.close()
+            return
+        if path.startswith("/chunks/"):
+            n = int(path.split("/")[2])
+            self.transport.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-upstream: %s\r\n\r\n"
+                                 % app.name.encode())
+            for i in range(n):
+                chunk = b"x" * 1024
+                self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                if i % 64 == 0:
+                    await asyncio.sleep(0)
+            self.transport.write(b"0\r\n\r\n")
+            return
+        if path == "/echo":
+            payload = body
+        else:
+            payload = json.dumps({"name": app.name, "method": method, "path": path, "query": parse_qs(parts.query),
+                                  "headers": headers, "body_len": len(body)}).encode()
+        if status == 204:
+            payload = b""
+        head = (f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-upstream: {app.name}\r\n{extra}"
+                f"content-length: {len(payload)}\r\n" + ("" if keep else "connection: close\r\n") + "\r\n")
+        self.transport.write(head.encode() + (b"" if method == "HEAD" else payload))
+        if not keep:
+            self.transport.close()
+
+
+class Upstream:
+    def __init__(self, name: str, status: int = 200) -> None:
+        self.name = name
+        self.status = status
+        self.requests: list[dict[str, Any]] = []
+        self.connections = 0
+        self.port = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.get_running_loop().create_server(lambda: UpstreamProtocol(self), "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+
+class LoopThread:
+    """A uvloop event loop in a background thread, for running proxy and upstreams under sync tests."""
+
+    def __init__(self) -> None:
+        import uvloop
+
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@contextmanager
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    try:
+        yield lt
+    finally:
+        lt.stop()
+
+
+def svc(name: str, port: int = 9080, ns: str = "default", target: Any = None, app: str | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"app": app or name}, "ports": [{"port": port, "name": "http",
+                                                                  "targetPort": target or 9080}]}}
+
+
+def dr(host: str, subsets: list[str], ns: str = "default", policy: dict | None = None,
+       subset_policies: dict | None = None) -> dict:
+    spec: dict[str, Any] = {"host": host, "subsets": [
+        {"name": s, "labels": {"version": s}, **({"trafficPolicy": subset_policies[s]}
+                                                  if subset_policies and s in subset_policies else {})}
+        for s in subsets]}
+    if policy:
+        spec["trafficPolicy"] = policy
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": host.split(".")[0], "namespace": ns}, "spec": spec}
+
+
+def vs(name: str, hosts: list[str], http: list[dict], ns: str = "default", gateways: list[str] | None = None) -> dict:
+    spec: dict[str, Any] = {"hosts": hosts, "http": http}
+    if gateways:
+        spec["gateways"] = gateways
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+class Mesh:
+    """Drives a real ProxyServer in a background uvloop thread through its admin port."""
+
+    def __init__(self, lt: Any, admin_port: int, server: Any) -> None:
+        self.lt = lt
+        self.admin = f"http://127.0.0.1:{admin_port}"
+        self.server = server
+        self.version = itertools.count(1)
+        self.upstreams: dict[str, Any] = {}
+
+    def upstream(self, name: str, status: int = 200) -> Any:
+        up = Upstream(name, status)
+        self.lt.run(up.start())
+        self.upstreams[name] = up
+        return up
+
+    def endpoint(self, up: Any, app: str, version: str = "v1", ns: str = "default", ready: bool = True) -> Endpoint:
+        return Endpoint(ns, f"{app}-{version}-{up.name}", {"app": app, "version": version}, "127.0.0.1", up.port,
+                        9080, ready, f"{app}-{version}", f"bookinfo-{app}")
+
+    def push(self, resources: list[dict], endpoints: list[Endpoint], sidecars: list[Sidecar],
+             options: MeshOptions | None = None) -> dict:
+        snap = compile_snapshot(resources, endpoints, sidecars, options or MeshOptions(), next(self.version))
+        return self.put(snap)
+
+    def put(self, snap: dict) -> dict:
+        r = httpx.put(f"{self.admin}/config", json=snap, timeout=10)
+        body = r.json()
+        assert r.status_code == 200, body
+        return body
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.admin}{path}", timeout=10)
+
+
+def sidecar(port: int, app: str = "productpage", version: str = "v1", ns: str = "default", **labels: str) -> Sidecar:
+    return Sidecar(ns, f"{app}-{version}-0", {"app": app, "version": version, **labels}, port, f"{app}-{version}",
+                   f"bookinfo-{app}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
