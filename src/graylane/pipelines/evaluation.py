@@ -72,18 +72,29 @@ def evaluate_for_execution(execution: dict[str, Any], expression: str, stage_id:
     mod = _module()
     if mod is None or not hasattr(mod, "evaluate_for_execution"):
         raise ExpressionsUnavailable("the expressions package is not installed")
-    return mod.evaluate_for_execution(execution, expression, stage_id=stage_id)
+    return mod.evaluate_for_execution(execution, expression, stage_id, user=user)
+
+
+def _syntax_checker() -> Any | None:
+    if _module() is None:
+        return None
+    try:
+        from graylane.expressions.parser import parse
+        from graylane.expressions.template import split_template
+    except ImportError:
+        return None
+
+    def check(text: str) -> None:
+        for part in split_template(text):
+            if part.is_expression:
+                parse(part.text)
+
+    return check
 
 
 def syntax_errors(value: Any) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, message) for every string in `value` whose `${...}` does not parse."""
-    mod = _module()
-    checker = None
-    if mod is not None:
-        for name in ("template_syntax_errors", "check_template", "parse_template"):
-            checker = getattr(mod, name, None)
-            if checker is not None:
-                break
+    checker = _syntax_checker()
     if checker is None:
         return []
     out: list[tuple[tuple[str | int, ...], str]] = []

@@ -789,7 +789,7 @@ class Executor:
                          type=stage.type, context=copy.deepcopy(stage.context), outputs=dict(stage.outputs),
                          start_time=stage.start_time or self.now_ms(), now_ms=self.now_ms(),
                          paused_ms=stage.paused_ms, execution=exe.to_json(), user=self._user(exe),
-                         services=self.services)
+                         services=self.services, attempt=stage.attempt)
 
 
 def _find_stage(exe: Execution, ref: str) -> Stage:

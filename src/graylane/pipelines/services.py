@@ -12,15 +12,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class TaskServices:
-    get_target: Callable[[str | None], Awaitable[Any]] | None = None
+    get_target: Callable[[str | None, str | None], Awaitable[Any]] | None = None
     store: Any = None  # graylane.store.Store (read-only use: history for undoRollout)
     executor: Executor | None = None
     artifacts: Any = None  # graylane.pipelines.artifacts.ArtifactResolver
     extra: dict[str, Any] = field(default_factory=dict)
 
-    async def target(self, account: str | None) -> Any:
+    async def target(self, account: str | None, namespace: str | None = None) -> Any:
         if self.get_target is None:
             from graylane.errors import GraylaneError
 
             raise GraylaneError("no deployment targets are configured in this control plane")
-        return await self.get_target(account)
+        return await self.get_target(account, namespace)

@@ -6,55 +6,42 @@ import importlib
 import inspect
 from typing import Any
 
-from graylane.errors import NotFound
-
 DEFAULT_ACCOUNT = "local"
 
 
 class TargetRegistry:
-    """Resolve accounts to Targets for the stages; one LocalTarget per control plane, built on first use."""
+    """Resolve a stage's `account` (+ namespaceOverride) to a Target; cached per account and namespace."""
 
     def __init__(self, cp: Any) -> None:
         self.cp = cp
-        self._local: Any = None
+        self._cache: dict[tuple[str, str | None], Any] = {}
 
-    def local(self) -> Any:
-        if self._local is None:
-            from graylane.targets.local import LocalTarget
-
-            self._local = LocalTarget(self.cp.store, runtime=self.cp.component("runtime"),
-                                      mesh=self.cp.component("mesh"))
-        return self._local
-
-    async def get(self, account: str | None) -> Any:
+    async def get(self, account: str | None, namespace: str | None = None) -> Any:
         name = account or DEFAULT_ACCOUNT
-        if name == DEFAULT_ACCOUNT:
-            return self.local()
+        key = (name, namespace if name != DEFAULT_ACCOUNT else None)
+        if key not in self._cache:
+            self._cache[key] = await self._build(name, namespace)
+        return self._cache[key]
+
+    async def _build(self, name: str, namespace: str | None) -> Any:
         try:
             accounts = importlib.import_module("graylane.targets.accounts")
         except ModuleNotFoundError:
             accounts = None
-        if accounts is not None:
-            for fn_name in ("get_target", "target_for", "resolve"):
-                fn = getattr(accounts, fn_name, None)
-                if fn is None:
-                    continue
-                target = fn(self.cp, name) if len(inspect.signature(fn).parameters) >= 2 else fn(name)
-                if inspect.isawaitable(target):
-                    target = await target
-                if target is not None:
-                    return target
-        raise NotFound(f"no account {name!r}", hint="use account `local`, or add one with `graylane account add`")
+        if accounts is not None and hasattr(accounts, "get_target"):
+            target = accounts.get_target(name, self.cp, namespace=namespace)
+            return await target if inspect.isawaitable(target) else target
+        from graylane.targets.local import LocalTarget
+
+        return LocalTarget(self.cp.store, runtime=self.cp.component("runtime"), mesh=self.cp.component("mesh"))
 
 
 def targets_for(cp: Any) -> TargetRegistry:
-    reg = cp.settings.get("pipelines.targets") if hasattr(cp, "settings") else None
+    reg = cp.settings.get("pipelines.targets")
     if reg is None:
-        reg = TargetRegistry(cp)
-        if hasattr(cp, "settings"):
-            cp.settings["pipelines.targets"] = reg
+        reg = cp.settings["pipelines.targets"] = TargetRegistry(cp)
     return reg
 
 
-async def get_target(cp: Any, account: str | None) -> Any:
-    return await targets_for(cp).get(account)
+async def get_target(cp: Any, account: str | None, namespace: str | None = None) -> Any:
+    return await targets_for(cp).get(account, namespace)

@@ -53,6 +53,7 @@ class StageView:
     execution: dict[str, Any]
     user: str
     services: TaskServices
+    attempt: int = 0
 
     @property
     def actor(self) -> str:

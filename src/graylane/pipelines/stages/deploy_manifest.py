@@ -1,0 +1,99 @@
+"""`deployManifest`: validate every document, apply them make-before-break, wait until ready and ACKed.
+
+Idempotent on resume: the apply task's result (what was applied) is committed before the wait starts, and
+re-applying identical documents is `unchanged` in the store, so a crash never applies twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graylane.errors import GraylaneError
+from graylane.pipelines import evaluation, manifests
+from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
+from graylane.resources.document import Document, ResourceKey
+
+DEFAULT_READY_TIMEOUT_S = 600.0
+
+
+def _order(docs: list[Document]) -> list[Document]:
+    try:
+        from graylane.resources.order import apply_order
+    except ImportError:
+        return docs
+    return apply_order(docs)
+
+
+async def _manifest_docs(stage: StageView) -> list[Document]:
+    ctx = stage.context
+    where = f"stage {stage.name!r}"
+    if str(ctx.get("source") or "text") == "artifact":
+        from graylane.pipelines.artifacts import bound_artifact, fetch_text
+
+        artifact = bound_artifact(stage.execution, ctx.get("manifestArtifactId"), ctx.get("manifestArtifact"))
+        if artifact is None:
+            raise GraylaneError("No manifest artifact was specified.", where=where,
+                                hint=f"manifestArtifactId {ctx.get('manifestArtifactId')!r} is not bound in this "
+                                     "execution")
+        text = await fetch_text(artifact, stage.services)
+        docs = manifests.documents_from(text, f"{where} artifact {artifact.get('reference') or artifact.get('name')}")
+        if not ctx.get("skipExpressionEvaluation"):
+            bodies = [d.body for d in docs]
+            res = evaluation.evaluate_templated(bodies, stage.execution, stage.stage_id, stage.user)
+            if res.failed and ctx.get("failOnFailedExpressions"):
+                raise GraylaneError("Failure evaluating manifest expressions: " + "; ".join(
+                    str(e.get("description")) for es in res.summary.values() for e in es if isinstance(e, dict)),
+                    where=where)
+            docs = [Document(body=b, source=d.source) for b, d in zip(res.value, docs, strict=True)]
+        return docs
+    raw = ctx.get("manifests")
+    if raw is None:
+        raw = ctx.get("manifest")  # CODING's docs show a singular `manifest`
+    return manifests.documents_from(raw, where)
+
+
+class DeployManifestTask(Task):
+    name = "deployManifest"
+
+    async def run(self, stage: StageView) -> TaskResult:
+        docs = _order(await _manifest_docs(stage))
+        ns = stage.context.get("namespaceOverride") or None
+        target = await stage.services.target(stage.context.get("account"), ns)
+        applied = await target.apply(docs, actor=stage.actor, namespace_override=ns)
+        keys = [a.key for a in applied]
+        outputs = {
+            "manifests": [a.body or d.body for a, d in zip(applied, docs, strict=False)],
+            "outputs.manifestNamesByNamespace": manifests.names_by_namespace(keys),
+            "outputs.boundArtifacts": [], "outputs.createdArtifacts": [],
+        }
+        record = [{"key": list(a.key), "action": str(getattr(a.action, "value", a.action)),
+                   "resourceVersion": a.resource_version} for a in applied]
+        return TaskResult.succeeded({"deploy.applied": record}, outputs)
+
+
+class WaitForManifestToStabilizeTask(Task):
+    name = "waitForManifestToStabilize"
+
+    async def run(self, stage: StageView) -> TaskResult:
+        record = stage.context.get("deploy.applied") or []
+        keys = [ResourceKey(*r["key"]) for r in record]
+        target = await stage.services.target(stage.context.get("account"), stage.context.get("namespaceOverride"))
+        timeout = DEFAULT_READY_TIMEOUT_S
+        if stage.context.get("stageTimeoutMs"):
+            timeout = max(1.0, int(stage.context["stageTimeoutMs"]) / 1000 -
+                          (stage.now_ms - stage.start_time - stage.paused_ms) / 1000)
+        await target.wait_ready(keys, timeout=timeout)
+        return TaskResult.succeeded()
+
+
+class DeployManifestStage(StageDefinition):
+    type = "deployManifest"
+
+    def tasks(self, context: dict[str, Any]) -> list[Task]:
+        return [DeployManifestTask(), WaitForManifestToStabilizeTask()]
+
+    def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
+        return {"manifests", "manifest"} if config.get("skipExpressionEvaluation") else set()
+
+
+DEFINITION = DeployManifestStage()

@@ -1,0 +1,291 @@
+"""Triggers: manual starts (parameters checked), webhooks (constraints, HMAC), pipeline completion, cron.
+
+Each builds Spinnaker's trigger map (type, user, parameters, artifacts, resolvedExpectedArtifacts) and
+hands it to the executor; none of them writes execution state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from graylane.errors import GraylaneError, ValidationError
+from graylane.pipelines import artifacts, params
+from graylane.pipelines.status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from graylane.pipelines.execution import Execution
+    from graylane.pipelines.executor import Executor
+
+log = logging.getLogger(__name__)
+
+
+class SignatureMismatch(GraylaneError):
+    """A webhook's HMAC signature is missing or wrong (the API answers 403)."""
+
+
+def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Executor | None = None) -> dict[str, Any]:
+    """Fill parameter defaults, enforce required/options, bind expected artifacts."""
+    out = dict(trigger)
+    where = f"pipeline {config.get('application')}/{config.get('name')} parameters"
+    out["parameters"] = params.resolve(config.get("parameterConfig") or [], trigger.get("parameters") or {}, where)
+    received = list(trigger.get("artifacts") or [])
+    expected = list(config.get("expectedArtifacts") or [])
+    wanted = set(trigger.get("expectedArtifactIds") or [e.get("id") for e in expected])
+    expected = [e for e in expected if e.get("id") in wanted]
+    prior: list[dict[str, Any]] = []
+    if executor is not None and any(e.get("usePriorArtifact") for e in expected) and config.get("id"):
+        for head in executor.repo.list(pipeline_config_id=config["id"], statuses=[ExecutionStatus.SUCCEEDED],
+                                       limit=1):
+            prior = (head.get("trigger") or {}).get("resolvedExpectedArtifacts") or []
+    out["artifacts"] = received
+    out["resolvedExpectedArtifacts"] = artifacts.bind_expected(expected, received, prior) if expected else []
+    return out
+
+
+async def start_manual(executor: Executor, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
+                       artifacts_in: list[dict[str, Any]] | None = None, application: str | None = None) -> Execution:
+    config = executor.pipelines.get(ref, application=application)
+    trigger = build_trigger(config, {"type": "manual", "user": user, "parameters": parameters or {},
+                                     "artifacts": artifacts_in or []}, executor)
+    return await executor.start_execution(config, trigger, user=user)
+
+
+# ------------------------------------------------------------------ webhooks
+
+def _payload_value(payload: Any, dotted: str) -> Any:
+    node = payload
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _constraints_hold(constraints: dict[str, Any], payload: Any) -> bool:
+    for key, pattern in (constraints or {}).items():
+        value = _payload_value(payload, key)
+        if value is None:
+            return False
+        try:
+            if re.fullmatch(str(pattern), str(value)) is None:
+                return False
+        except re.error:
+            if str(pattern) != str(value):
+                return False
+    return True
+
+
+def _secret_of(trig: dict[str, Any]) -> str | None:
+    if trig.get("secretEnv"):
+        return os.environ.get(str(trig["secretEnv"])) or None
+    return trig.get("secret") or None
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """GitHub-style `X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`."""
+    if not header:
+        return False
+    algo, _, given = header.partition("=")
+    digest = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}.get(algo.strip().lower())
+    if digest is None:
+        return False
+    expected = hmac.new(secret.encode(), body, digest).hexdigest()
+    return hmac.compare_digest(expected, given.strip())
+
+
+async def handle_webhook(executor: Executor, source: str, payload: Any, raw_body: bytes,
+                         signature: str | None, user: str = "webhook") -> list[dict[str, Any]]:
+    """Start every pipeline whose enabled webhook trigger has this `source` and whose constraints hold."""
+    started: list[dict[str, Any]] = []
+    refused: list[str] = []
+    if not isinstance(payload, dict):
+        payload = {"body": payload}
+    for config in executor.pipelines.list():
+        if config.get("disabled"):
+            continue
+        for trig in config.get("triggers") or []:
+            if trig.get("type") != "webhook" or trig.get("enabled", True) is False or trig.get("source") != source:
+                continue
+            if not _constraints_hold(trig.get("payloadConstraints") or {}, payload):
+                continue
+            secret = _secret_of(trig)
+            if secret and not signature_ok(secret, raw_body, signature):
+                refused.append(f"{config['application']}/{config['name']}")
+                continue
+            trigger = {"type": "webhook", "source": source, "user": trig.get("runAsUser") or user,
+                       "payload": payload, "parameters": payload.get("parameters") or {},
+                       "artifacts": payload.get("artifacts") or [],
+                       "expectedArtifactIds": trig.get("expectedArtifactIds")
+                       or [e.get("id") for e in config.get("expectedArtifacts") or []]}
+            try:
+                full = build_trigger(config, trigger, executor)
+                exe = await executor.start_execution(config, full, user=trigger["user"])
+                started.append({"pipeline": config["name"], "application": config["application"],
+                                "executionId": exe.id})
+            except GraylaneError as exc:
+                started.append({"pipeline": config["name"], "application": config["application"],
+                                "error": str(exc)})
+    if refused and not started:
+        raise SignatureMismatch(f"webhook signature does not match for {', '.join(refused)}",
+                                hint="sign the raw body with the trigger's secret: X-Hub-Signature-256: sha256=<hex>")
+    return started
+
+
+# ------------------------------------------------------------------ pipeline triggers
+
+_STATUS_WORDS = {"successful": {"SUCCEEDED"}, "failed": {"TERMINAL", "STOPPED"}, "canceled": {"CANCELED"}}
+
+
+async def on_execution_complete(executor: Executor, exe: Execution) -> None:
+    """Start pipelines whose `pipeline` trigger watches this one (status ∈ successful/failed/canceled)."""
+    for config in executor.pipelines.list():
+        if config.get("disabled"):
+            continue
+        for trig in config.get("triggers") or []:
+            if trig.get("type") != "pipeline" or trig.get("enabled", True) is False:
+                continue
+            if trig.get("pipeline") not in (exe.pipeline_config_id, exe.name):
+                continue
+            wanted = set().union(*(_STATUS_WORDS.get(s, set()) for s in trig.get("status") or ["successful"]))
+            if str(exe.status) not in wanted:
+                continue
+            trigger = {"type": "pipeline", "user": trig.get("runAsUser") or "pipeline-trigger",
+                       "parentExecution": {"id": exe.id, "name": exe.name, "application": exe.application,
+                                           "status": str(exe.status)},
+                       "parameters": dict((exe.trigger or {}).get("parameters") or {})}
+            try:
+                full = build_trigger(config, trigger, executor)
+                await executor.start_execution(config, full, user=trigger["user"])
+            except GraylaneError as exc:
+                log.warning("pipeline trigger of %s/%s did not start: %s", config["application"], config["name"], exc)
+
+
+# ------------------------------------------------------------------ cron
+
+def _field(spec: str, lo: int, hi: int, names: dict[str, int] | None = None) -> set[int]:
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip().upper()
+        for name, num in (names or {}).items():
+            part = part.replace(name, str(num))
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            step = int(step_text)
+        if part in ("*", "?", ""):
+            start, end = lo, hi
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            start, end = int(a), int(b)
+        else:
+            start = int(part)
+            end = hi if step > 1 else start
+        if start < lo or end > hi:
+            raise ValidationError(f"cron field {spec!r} is outside {lo}..{hi}")
+        out.update(range(start, end + 1, step))
+    return out
+
+
+_DOW = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+_MON = {m: i + 1 for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
+                                        "NOV", "DEC"))}
+
+
+class Cron:
+    """Unix 5-field or Quartz 6/7-field (seconds first, as Spinnaker writes them) cron expressions."""
+
+    def __init__(self, expression: str) -> None:
+        parts = expression.split()
+        if len(parts) == 5:
+            parts = ["0", *parts]
+            quartz = False
+        elif len(parts) in (6, 7):
+            parts = parts[:6]
+            quartz = True
+        else:
+            raise ValidationError(f"cron expression {expression!r} needs 5 (unix) or 6-7 (quartz) fields")
+        self.seconds = _field(parts[0], 0, 59)
+        self.minutes = _field(parts[1], 0, 59)
+        self.hours = _field(parts[2], 0, 23)
+        self.days = _field(parts[3], 1, 31)
+        self.months = _field(parts[4], 1, 12, _MON)
+        if quartz:  # quartz: 1=SUN..7=SAT
+            self.weekdays = {(d - 1) % 7 for d in _field(parts[5], 1, 7, {k: v + 1 for k, v in _DOW.items()})}
+        else:
+            self.weekdays = {d % 7 for d in _field(parts[5], 0, 7, _DOW)}
+        self.any_day = parts[3] in ("*", "?")
+        self.any_weekday = parts[5] in ("*", "?")
+
+    def matches(self, t: datetime) -> bool:
+        if t.second not in self.seconds or t.minute not in self.minutes or t.hour not in self.hours:
+            return False
+        if t.month not in self.months:
+            return False
+        dom = t.day in self.days
+        dow = (t.isoweekday() % 7) in self.weekdays
+        if self.any_day and self.any_weekday:
+            return True
+        if self.any_day:
+            return dow
+        if self.any_weekday:
+            return dom
+        return dom or dow
+
+    def fired_between(self, after: datetime, until: datetime) -> bool:
+        """Whether a fire time lies in (after, until] (checked per second, at most one day back)."""
+        t = max(after, until - timedelta(days=1)).replace(microsecond=0) + timedelta(seconds=1)
+        while t <= until:
+            if self.matches(t):
+                return True
+            t += timedelta(seconds=1)
+        return False
+
+
+async def cron_loop(executor: Executor, interval_s: float = 5.0) -> None:
+    """Fire cron triggers; the last fire time per trigger is stored, so a restart neither skips nor repeats."""
+    while True:
+        with contextlib.suppress(Exception):
+            await fire_due_crons(executor)
+        await asyncio.sleep(interval_s)
+
+
+async def fire_due_crons(executor: Executor) -> list[str]:
+    now_ms = executor.now_ms()
+    now = datetime.fromtimestamp(now_ms / 1000)
+    started: list[str] = []
+    for config in executor.pipelines.list():
+        if config.get("disabled"):
+            continue
+        for i, trig in enumerate(config.get("triggers") or []):
+            if trig.get("type") != "cron" or trig.get("enabled", True) is False:
+                continue
+            key = f"cron:{config['id']}:{trig.get('id') or i}"
+            last = executor.repo.trigger_last_fired(key)
+            if last is None:
+                executor.repo.set_trigger_fired(key, now_ms)  # start counting from when we first saw it
+                continue
+            try:
+                cron = Cron(str(trig.get("cronExpression")))
+            except (ValidationError, ValueError) as exc:
+                log.warning("cron trigger %s: %s", key, exc)
+                continue
+            if cron.fired_between(datetime.fromtimestamp(last / 1000), now):
+                executor.repo.set_trigger_fired(key, now_ms)
+                trigger = {"type": "cron", "user": trig.get("runAsUser") or "cron",
+                           "cronExpression": trig.get("cronExpression"), "parameters": {}}
+                try:
+                    full = build_trigger(config, trigger, executor)
+                    exe = await executor.start_execution(config, full, user=trigger["user"])
+                    started.append(exe.id)
+                except GraylaneError as exc:
+                    log.warning("cron trigger of %s/%s did not start: %s", config["application"], config["name"],
+                                exc)
+    return started
