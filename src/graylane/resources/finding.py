@@ -15,8 +15,9 @@ class Severity(enum.StrEnum):
     INFO = "Info"
 
 
-# Files of documents that came from the store rather than from the user's input.
+# Files of documents that came from the store rather than from the user's input, and of API bodies.
 STORE_SOURCE = "<store>"
+API_SOURCE = "<api>"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Finding:
     def where(self) -> str | None:
         if self.doc is None or self.doc.source.file == STORE_SOURCE:
             return None
+        if self.doc.source.file == API_SOURCE:  # a body posted to the API: no file, say which document
+            return f"document {self.doc.source.index + 1}"
         return self.doc.where(self.path)
 
     @property
@@ -61,10 +64,8 @@ class Finding:
             key = self.doc.key
             out["resource"] = {"group": key.group, "kind": key.kind, "namespace": key.namespace or None,
                                "name": key.name}
-            where = self.where
-            if where is not None:
-                file, _, line = where.rpartition(":")
-                out["file"], out["line"] = file, int(line)
+            if self.doc.source.file not in (STORE_SOURCE, API_SOURCE):
+                out["file"], out["line"] = self.doc.source.file, self.doc.line_of(self.path)
         if self.detail is not None:
             out["detail"] = self.detail
         return out
