@@ -99,12 +99,20 @@ def is_loopback(host: str | None) -> bool:
 
 
 def bind_host(scope: Scope) -> str | None:
-    """The address the server listens on: `GRAYLANE_BIND_HOST` (set by `graylane server`), else the socket's."""
+    """The address the server listens on: `GRAYLANE_BIND_HOST` (set by `graylane server --host`), else the
+    connection's local address when it is an IP; in-process transports (tests, the console's own API
+    calls) have a host name there and count as loopback."""
     env = os.environ.get("GRAYLANE_BIND_HOST")
     if env:
         return env
     server = scope.get("server")
-    return server[0] if server else None
+    if not server:
+        return None
+    try:
+        ipaddress.ip_address(str(server[0]).strip("[]"))
+    except ValueError:
+        return None
+    return str(server[0])
 
 
 _APPROVER_PATHS = re.compile(r"^/(api/v1|ui)/(executions(/|$)|pipelines/[^/]+/(start|run|executions)$)")
