@@ -126,3 +126,18 @@ def test_go_duration_syntax():
     assert parse_duration("1h2m3.5s") == Decimal("3723.5")
     assert validate_duration("500us") == "duration must be greater than 1ms"
     assert validate_duration("5 s") is not None
+
+
+def test_a_file_that_is_not_a_resource_gets_one_clear_error():
+    [finding] = validate(load_text('{"application": "bookinfo", "stages": []}', "pipeline.json"))
+    assert str(finding) == "Error (pipeline.json:1) not a Kubernetes resource: apiVersion and kind are missing"
+
+
+def test_api_bodies_are_named_by_position():
+    from graylane.resources.document import Document, Source
+
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews"}, "spec": {"ports": [{"port": 0}]}}
+    with pytest.raises(ValidationError) as exc:
+        check_apply([Document(body, Source("<api>", 1, 1))])
+    assert "document 2: spec.ports[0].port: must be between 1 and 65535, inclusive (Service default/reviews)" in str(
+        exc.value)

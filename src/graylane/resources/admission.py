@@ -78,8 +78,8 @@ class _Checks:
         if self.istio:
             self.findings.append(SCHEMA_VALIDATION_ERROR.at(self.doc, path, message, detail=message))
         else:
-            self.findings.append(Finding(Severity.ERROR, None, f"{format_path(path)}: {message}", self.doc,
-                                         tuple(path), message))
+            text = ": ".join(p for p in (format_path(path), message) if p)
+            self.findings.append(Finding(Severity.ERROR, None, text, self.doc, tuple(path), message))
 
     def warn(self, path: FieldPath, message: str) -> None:
         self.findings.append(SCHEMA_WARNING.at(self.doc, path, message, detail=message))

@@ -41,14 +41,16 @@ class Finding:
 
     @property
     def resource(self) -> str | None:
-        return str(self.doc.key) if self.doc is not None else None
+        if self.doc is None or not self.doc.kind:
+            return None
+        return str(self.doc.key)
 
     def __str__(self) -> str:
         head = f"{self.severity}"
         if self.code:
             head += f" [{self.code}]"
-        if self.doc is not None:
-            origin = " ".join(p for p in (self.resource, self.where) if p)
+        origin = " ".join(p for p in (self.resource, self.where) if p)
+        if origin:
             head += f" ({origin})"
         return f"{head} {self.message}"
 

@@ -47,6 +47,8 @@ def _describe(error: Any) -> str:
 
 def _envelope_problems(doc: Document) -> list[tuple[FieldPath, str]]:
     problems: list[tuple[FieldPath, str]] = []
+    if "apiVersion" not in doc.body and "kind" not in doc.body:
+        return [((), "not a Kubernetes resource: apiVersion and kind are missing")]
     for key in ("apiVersion", "kind"):
         value = doc.body.get(key)
         if not isinstance(value, str) or not value:

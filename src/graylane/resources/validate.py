@@ -20,7 +20,8 @@ from graylane.resources.model import schema_problems
 
 
 def _schema_findings(doc: Document) -> list[Finding]:
-    return [Finding(Severity.ERROR, None, f"{format_path(path)}: {message}", doc, tuple(path), message)
+    return [Finding(Severity.ERROR, None, ": ".join(p for p in (format_path(path), message) if p), doc,
+                    tuple(path), message)
             for path, message in schema_problems(doc)]
 
 
