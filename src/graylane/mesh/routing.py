@@ -428,36 +428,49 @@ def host_matches(pattern: str, host: str) -> bool:
 
 
 class WeightedPicker:
-    """Smooth weighted round-robin (nginx): exact per cycle of sum(weights), every prefix within one request.
+    """Deterministic weighted pick: exact per cycle of sum(weights), and every prefix within one request.
 
-    With the mesh option `random`, picks like Envoy's weighted_clusters (random per request).
+    Each destination's k-th pick is a Pfair subtask released at floor((k-1)*T/w) and due at ceil(k*T/w); picking
+    the eligible subtask with the earliest deadline keeps the lag strictly inside (-1, 1) (Baruah et al., Pfair
+    scheduling), i.e. an exact 1% canary. With the mesh option `random`, picks like Envoy's weighted_clusters.
     """
 
-    __slots__ = ("weights", "total", "current", "use_random")
+    __slots__ = ("weights", "total", "counts", "slot", "use_random")
 
     def __init__(self, weights: list[int], use_random: bool = False) -> None:
         self.weights = weights
         self.total = sum(weights)
-        self.current = [0] * len(weights)
+        self.counts = [0] * len(weights)
+        self.slot = 0
         self.use_random = use_random
 
     def pick(self, rng: random.Random) -> int:
         n = len(self.weights)
         if n == 1:
             return 0
+        total = self.total
         if self.use_random:
-            x = rng.random() * self.total
+            x = rng.random() * total
             for i, w in enumerate(self.weights):
                 x -= w
                 if x < 0:
                     return i
             return n - 1
-        cur, best = self.current, 0
-        for i in range(n):
-            cur[i] += self.weights[i]
-            if cur[i] > cur[best]:
-                best = i
-        cur[best] -= self.total
+        t, counts, best, best_deadline = self.slot, self.counts, -1, 0
+        for i, w in enumerate(self.weights):
+            c = counts[i]
+            if w == 0 or c >= w or (c * total) // w > t:
+                continue
+            deadline = -(-(c + 1) * total // w)
+            if best < 0 or deadline < best_deadline or (deadline == best_deadline and w > self.weights[best]):
+                best, best_deadline = i, deadline
+        if best < 0:  # cannot happen with exact arithmetic; stay safe
+            best = max(range(n), key=lambda i: (t + 1) * self.weights[i] - counts[i] * total)
+        counts[best] += 1
+        self.slot = t + 1
+        if self.slot >= total:
+            self.slot = 0
+            self.counts = [0] * n
         return best
 
 
