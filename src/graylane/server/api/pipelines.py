@@ -1,0 +1,246 @@
+"""Pipelines API: configs (CRUD, import/export, history), executions (start, judge, cancel...), SSE, webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sse_starlette.sse import EventSourceResponse
+
+from graylane.errors import GraylaneError, ValidationError
+from graylane.pipelines import evaluation
+from graylane.pipelines.component import executor_of
+from graylane.pipelines.executor import Executor
+from graylane.pipelines.repository import export_config
+from graylane.pipelines.status import ExecutionStatus
+from graylane.pipelines.triggers import SignatureMismatch, handle_webhook, start_manual
+
+router = APIRouter(tags=["pipelines"])
+
+_ROLE_ORDER = ("viewer", "approver", "admin")
+
+
+def _executor(request: Request) -> Executor:
+    return executor_of(request.app.state.cp)
+
+
+def _who(request: Request) -> tuple[str, list[str]]:
+    """(user name, roles): a token's user; else, on trusted loopback, X-Graylane-User / X-Graylane-Roles."""
+    user = getattr(request.state, "user", None)
+    if user is not None and getattr(user, "token", False):
+        role = getattr(user, "role", "viewer")
+        roles = list(_ROLE_ORDER[: _ROLE_ORDER.index(role) + 1]) if role in _ROLE_ORDER else [role]
+        return str(user.name), roles
+    name = request.headers.get("x-graylane-user", "").strip() or (getattr(user, "name", None) or "anonymous")
+    roles = [r.strip() for r in request.headers.get("x-graylane-roles", "").split(",") if r.strip()]
+    if user is not None:
+        role = getattr(user, "role", None)
+        if role in _ROLE_ORDER:
+            roles += list(_ROLE_ORDER[: _ROLE_ORDER.index(role) + 1])
+    return str(name), roles
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError(f"request body is not JSON: {exc}", where="<api>") from None
+
+
+# ------------------------------------------------------------------ pipeline configs
+
+@router.get("/pipelines")
+def list_pipelines(request: Request, application: str | None = None) -> list[dict[str, Any]]:
+    return _executor(request).pipelines.list(application)
+
+
+@router.post("/pipelines")
+async def save_pipelines(request: Request) -> dict[str, Any]:
+    """Import one pipeline or a list (each validated; all checked before any is saved)."""
+    body = await _json(request)
+    user, _ = _who(request)
+    items = body if isinstance(body, list) else [body]
+    from graylane.pipelines import model
+
+    for i, item in enumerate(items):
+        model.validate(item, where=f"<api>[{i}]" if isinstance(body, list) else "<api>")
+    repo = _executor(request).pipelines
+    results = [repo.save(item, actor=f"user:{user}") for item in items]
+    return {"results": [r.__dict__ for r in results]}
+
+
+@router.get("/pipelines/{ref}")
+def get_pipeline(request: Request, ref: str, application: str | None = None) -> dict[str, Any]:
+    return _executor(request).pipelines.get(ref, application)
+
+
+@router.get("/pipelines/{ref}/export")
+def export_pipeline(request: Request, ref: str, application: str | None = None) -> dict[str, Any]:
+    return export_config(_executor(request).pipelines.get(ref, application))
+
+
+@router.delete("/pipelines/{ref}")
+def delete_pipeline(request: Request, ref: str) -> dict[str, Any]:
+    user, _ = _who(request)
+    body = _executor(request).pipelines.delete(ref, actor=f"user:{user}")
+    return {"deleted": {"id": body["id"], "application": body["application"], "name": body["name"]}}
+
+
+@router.get("/pipelines/{ref}/history")
+def pipeline_history(request: Request, ref: str) -> list[dict[str, Any]]:
+    return [{"version": v.version, "actor": v.actor, "time": v.time, "deleted": v.deleted}
+            for v in _executor(request).pipelines.history(ref)]
+
+
+@router.get("/pipelines/{ref}/history/{version}")
+def pipeline_version(request: Request, ref: str, version: int) -> dict[str, Any]:
+    return export_config(_executor(request).pipelines.version(ref, version))
+
+
+@router.get("/pipelines/{ref}/diff", response_class=PlainTextResponse)
+def pipeline_diff(request: Request, ref: str, a: int, b: int | None = None) -> str:
+    return _executor(request).pipelines.diff(ref, a, b)
+
+
+@router.post("/pipelines/{ref}/restore/{version}")
+def restore_pipeline(request: Request, ref: str, version: int) -> dict[str, Any]:
+    user, _ = _who(request)
+    return _executor(request).pipelines.restore(ref, version, actor=f"user:{user}").__dict__
+
+
+@router.post("/pipelines/{ref}/start")
+async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
+    """Manual trigger: `{"parameters": {...}, "artifacts": [...], "application": "..."}` -> the execution id."""
+    body = await _json(request)
+    user, _ = _who(request)
+    exe = await start_manual(_executor(request), ref, user=user, parameters=body.get("parameters") or {},
+                             artifacts_in=body.get("artifacts") or [], application=body.get("application"))
+    return {"id": exe.id, "ref": f"/api/v1/executions/{exe.id}", "status": str(exe.status)}
+
+
+# ------------------------------------------------------------------ executions
+
+@router.get("/executions")
+def list_executions(request: Request, pipeline: str | None = None, application: str | None = None,
+                    status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    ex = _executor(request)
+    config_id = ex.pipelines.get(pipeline, application)["id"] if pipeline else None
+    statuses = [ExecutionStatus(s.strip().upper()) for s in status.split(",")] if status else None
+    return ex.repo.list(pipeline_config_id=config_id, application=application, statuses=statuses, limit=limit)
+
+
+@router.get("/executions/{execution_id}")
+def get_execution(request: Request, execution_id: str) -> dict[str, Any]:
+    ex = _executor(request)
+    out = ex.get(execution_id).to_json()
+    out["audit"] = ex.repo.audit(execution_id)
+    return out
+
+
+@router.patch("/executions/{execution_id}/stages/{stage_id}")
+async def update_stage(request: Request, execution_id: str, stage_id: str) -> dict[str, Any]:
+    """`{judgmentStatus, judgmentInput, customParams}`, `{skipRemainingWait: true}` or `{manualSkip: true}`."""
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    user, roles = _who(request)
+    return await _executor(request).update_stage(execution_id, stage_id, body, user=user, roles=roles)
+
+
+@router.api_route("/executions/{execution_id}/cancel", methods=["PUT", "POST"])
+async def cancel_execution(request: Request, execution_id: str, reason: str | None = None) -> dict[str, Any]:
+    body = await _json(request)
+    user, _ = _who(request)
+    reason = reason or (body.get("reason") if isinstance(body, dict) else None)
+    return await _executor(request).cancel(execution_id, user=user, reason=reason)
+
+
+@router.api_route("/executions/{execution_id}/pause", methods=["PUT", "POST"])
+async def pause_execution(request: Request, execution_id: str) -> dict[str, Any]:
+    user, _ = _who(request)
+    return await _executor(request).pause(execution_id, user=user)
+
+
+@router.api_route("/executions/{execution_id}/resume", methods=["PUT", "POST"])
+async def resume_execution(request: Request, execution_id: str) -> dict[str, Any]:
+    user, _ = _who(request)
+    return await _executor(request).resume(execution_id, user=user)
+
+
+@router.api_route("/executions/{execution_id}/stages/{stage_id}/restart", methods=["PUT", "POST"])
+async def restart_stage(request: Request, execution_id: str, stage_id: str) -> dict[str, Any]:
+    user, _ = _who(request)
+    return await _executor(request).restart_stage(execution_id, stage_id, user=user)
+
+
+@router.post("/executions/{execution_id}/evaluate")
+async def evaluate(request: Request, execution_id: str) -> dict[str, Any]:
+    """`{"expression": "...", "stage": "name or id"}` -> `{result, summary, failed}` against the stored execution."""
+    body = await _json(request)
+    expression = body.get("expression") if isinstance(body, dict) else None
+    if not isinstance(expression, str) or not expression:
+        raise ValidationError("`expression` is required")
+    user, _ = _who(request)
+    exe = _executor(request).get(execution_id).to_json()
+    return dict(evaluation.evaluate_for_execution(exe, expression, body.get("stage"), user))
+
+
+async def _events(request: Request, execution_id: str | None) -> AsyncIterator[dict[str, Any]]:
+    ex = _executor(request)
+    async with ex.bus.subscribe() as q:
+        if execution_id is not None:
+            yield {"event": "snapshot", "data": json.dumps(ex.get(execution_id).to_json(), default=str)}
+        while True:
+            if await request.is_disconnected():
+                return
+            try:
+                event = await asyncio.wait_for(q.get(), timeout=15.0)
+            except TimeoutError:
+                yield {"event": "ping", "data": "{}"}
+                continue
+            if event.topic != "execution":
+                continue
+            if execution_id is not None and event.data.get("executionId") != execution_id:
+                continue
+            yield {"event": str(event.data.get("kind", "execution")), "data": json.dumps(event.data, default=str)}
+
+
+@router.get("/executions/{execution_id}/events")
+async def execution_events(request: Request, execution_id: str) -> EventSourceResponse:
+    _executor(request).get(execution_id)  # 404 before streaming
+    return EventSourceResponse(_events(request, execution_id))
+
+
+@router.get("/events/executions")
+async def all_execution_events(request: Request) -> EventSourceResponse:
+    return EventSourceResponse(_events(request, None))
+
+
+# ------------------------------------------------------------------ webhooks
+
+@router.post("/webhooks/webhook/{source}")
+async def webhook(request: Request, source: str) -> JSONResponse:
+    """Start pipelines whose webhook trigger has this source: body `{parameters, artifacts, ...}`."""
+    raw = await request.body()
+    payload: Any = {}
+    if raw:
+        with contextlib.suppress(ValueError):
+            payload = json.loads(raw)
+    signature = request.headers.get("x-hub-signature-256") or request.headers.get("x-graylane-signature")
+    try:
+        started = await handle_webhook(_executor(request), source, payload, raw, signature)
+    except SignatureMismatch as exc:
+        return JSONResponse({"error": {"message": exc.message, "where": exc.where, "hint": exc.hint}},
+                            status_code=403)
+    except GraylaneError:
+        raise
+    return JSONResponse({"eventProcessed": True, "source": source, "executions": started},
+                        status_code=202 if started else 200)
