@@ -141,8 +141,8 @@ class _Walk:
                     continue
                 child = f"{path}.{key}" if path else str(key)
                 new_key = self.string(key, child) if isinstance(key, str) and has_expression(key) else key
-                if not isinstance(new_key, str | int | float | bool) and new_key is not None:
-                    new_key = to_string(new_key)
+                if isinstance(key, str) and not isinstance(new_key, str):
+                    new_key = to_string(new_key)  # an evaluated key is always text, as in kork
                 out[new_key] = self.value(item, child)
             return out
         if isinstance(value, list):
