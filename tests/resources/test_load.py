@@ -55,3 +55,8 @@ def test_stdin_and_missing_path():
     assert load_paths(["-"], stdin_text=TWO_DOCS)[0].source.file == "-"
     with pytest.raises(ValidationError, match="no such file"):
         load_paths(["/nonexistent/x.yaml"])
+
+
+def test_timestamps_stay_strings_as_in_kubernetes():
+    [doc] = load_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata:\n  when: 2024-01-02\n")
+    assert doc.body["data"]["when"] == "2024-01-02"

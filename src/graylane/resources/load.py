@@ -46,6 +46,9 @@ _scalar_loader = yaml.SafeLoader("")
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
+    # Kubernetes converts YAML to JSON, where a timestamp is a string (`when: 2024-01-02` stays "2024-01-02").
+    if node.tag == "tag:yaml.org,2002:timestamp":
+        return node.value
     return _scalar_loader.construct_object(node, deep=True)
 
 
