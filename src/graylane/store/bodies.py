@@ -51,10 +51,13 @@ def with_server_metadata(body: dict[str, Any], *, uid: str, resource_version: in
     return out
 
 
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter is ~20x faster
+
+
 def to_yaml(body: dict[str, Any] | None) -> str:
     if not body:
         return ""
-    return yaml.safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def unified_diff(before: dict[str, Any] | None, after: dict[str, Any] | None, key: ResourceKey,
