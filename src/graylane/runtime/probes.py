@@ -39,7 +39,7 @@ class ProbeSpec:
         action = {k: raw[k] for k in ("httpGet", "tcpSocket", "exec", "grpc") if k in raw} or dict(default_action or {})
         return cls(action=action,
                    initial_delay_s=float(raw.get("initialDelaySeconds", 0)),
-                   period_s=float(raw.get("periodSeconds", 10 if raw else 0.5)),
+                   period_s=float(raw.get("periodSeconds", 10 if raw else 0.2)),
                    timeout_s=float(raw.get("timeoutSeconds", 1)),
                    success_threshold=int(raw.get("successThreshold", 1)),
                    failure_threshold=int(raw.get("failureThreshold", 3)))

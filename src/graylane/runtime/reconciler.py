@@ -79,9 +79,18 @@ class Replica:
     adopted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        return logging.LoggerAdapter(log, {"namespace": self.rec.namespace, "name": self.rec.deployment,
-                                           "replica": self.rec.name, "pid": self.rec.pid})
+    def logger(self) -> ReplicaLogger:
+        return ReplicaLogger(log, {"namespace": self.rec.namespace, "deployment": self.rec.deployment,
+                                   "replica": self.rec.name, "pid": self.rec.pid})
+
+
+class ReplicaLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Puts `namespace/replica (pid N)` in front of every line and the fields in `extra`."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
+        return f"{extra.get('namespace')}/{extra.get('replica')} (pid {extra.get('pid')}): {msg}", kwargs
 
 
 class Runtime:
@@ -111,6 +120,8 @@ class Runtime:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Condition()
+        self._loaded_revision = -1
+        self.reconciled_revision = -1  # store revision the controller has acted on
 
     # === lifecycle ===
 
@@ -190,6 +201,7 @@ class Runtime:
                     await self._reload()
                 self._supervise()
                 self._reconcile()
+                self.reconciled_revision = self._loaded_revision
             except Exception:
                 log.exception("runtime reconcile failed; retrying")
                 await asyncio.sleep(1)
@@ -198,11 +210,13 @@ class Runtime:
 
     async def _reload(self) -> None:
         self._dirty = False
-        stored = await asyncio.to_thread(self._list_store)
+        revision, stored = await asyncio.to_thread(self._list_store)
         self.res = index_resources(stored)
+        self._loaded_revision = revision
 
-    def _list_store(self) -> dict[str, list[Any]]:
-        return {kind: list(self.store.list(kind=kind)) for kind in WATCHED_KINDS}
+    def _list_store(self) -> tuple[int, dict[str, list[Any]]]:
+        revision = int(self.store.revision())  # read first: the listing holds at least this revision
+        return revision, {kind: list(self.store.list(kind=kind)) for kind in WATCHED_KINDS}
 
     async def _adopt(self) -> None:
         """Re-adopt recorded replicas still running as the same processes (no restart)."""
@@ -554,6 +568,7 @@ class Runtime:
                          progress: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         """Wait until every Deployment among `keys` is rolled out (kubectl rollout status)."""
         deadline = time.monotonic() + timeout
+        asked_at = await asyncio.to_thread(self.store.revision)
         targets = [(str(k.namespace or "default"), str(k.name)) for k in keys if getattr(k, "kind", "") == "Deployment"]
         for ns, name in targets:
             while True:
@@ -567,7 +582,8 @@ class Runtime:
                     if status["complete"]:
                         break
                     problem = self.problems.get((ns, name))
-                    if problem is not None and problem.reason == "ImageNotRunnableLocally":
+                    if (problem is not None and problem.reason == "ImageNotRunnableLocally"
+                            and self.reconciled_revision >= asked_at):
                         raise GraylaneError(f"Deployment {ns}/{name}: {problem.reason}: {problem.message}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
