@@ -1006,7 +1006,10 @@ def redirect_location(rule: Rule, match: Match | None, req: RequestView) -> str:
         path = str(r["uri"])
     elif r.get("prefixRewrite") is not None and match is not None and match.uri is not None:
         path = str(r["prefixRewrite"]) + path[len(match.uri.value):]
-    new_port: int | None = port or None
+    # Envoy: a host_redirect drops the request's port unless a port (or derivePort) says otherwise.
+    new_port: int | None = None if r.get("authority") else (port or None)
+    if r.get("derivePort") == "FROM_REQUEST_PORT":
+        new_port = port or None
     if r.get("port"):
         new_port = int(r["port"])
     elif r.get("derivePort") == "FROM_PROTOCOL_DEFAULT":

@@ -51,6 +51,10 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "t
                         "x-envoy-upstream-rq-timeout-ms"))
 RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                           b"upgrade"))
+# Envoy prints response flags in its enum order (ResponseFlagUtils).
+FLAG_ORDER = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
+                                           "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "DT", "UPE",
+                                           "NC"))}
 REPLAY_LIMIT = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
 
 
@@ -472,7 +476,7 @@ class Forwarder:
         now = self.loop.time()
         duration_ms = (now - ctx.start) * 1000
         src = ctx.listener.source
-        flags = ",".join(ctx.flags) if ctx.flags else "-"
+        flags = ",".join(sorted(set(ctx.flags), key=lambda f: FLAG_ORDER.get(f, 99))) if ctx.flags else "-"
         code = str(ctx.status)
         svc = table.services.get(ctx.service)
         svc_name = svc.name if svc else (ctx.service or "unknown")
