@@ -1,9 +1,398 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`graylane pipeline ...`, `graylane execution ...` and `graylane judge`: pipelines over the control plane API."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from graylane.cli.client import ApiClient
+from graylane.errors import GraylaneError, ValidationError
+from graylane.settings import current_user
+
+EXIT_OK = 0
+EXIT_NOT_SUCCEEDED = 1
+EXIT_TIMEOUT = 4
+COMPLETE = {"SUCCEEDED", "FAILED_CONTINUE", "TERMINAL", "CANCELED", "STOPPED", "SKIPPED"}
+_COLOURS = {"SUCCEEDED": "green", "RUNNING": "cyan", "TERMINAL": "red", "CANCELED": "magenta", "STOPPED": "yellow",
+            "FAILED_CONTINUE": "yellow", "SKIPPED": "dim", "NOT_STARTED": "dim", "PAUSED": "blue",
+            "BUFFERED": "blue"}
+_SUFFIXES = {".json", ".yaml", ".yml"}
+
+out = Console(highlight=False, soft_wrap=True)
+
+pipeline_app = typer.Typer(help="Import, list, show, export and run pipelines (Spinnaker JSON).", no_args_is_help=True)
+execution_app = typer.Typer(help="Follow and control pipeline executions.", no_args_is_help=True)
+
+
+def _client() -> ApiClient:
+    return ApiClient()
+
+
+def _h() -> dict[str, str]:
+    return {"X-Graylane-User": current_user()}
+
+
+def _status(text: str) -> Text:
+    return Text(text, style=_COLOURS.get(text, ""))
+
+
+def _duration(start: int | None, end: int | None) -> str:
+    if not start:
+        return ""
+    seconds = ((end or int(time.time() * 1000)) - start) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def _when(ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
+
+
+def _kv(pairs: list[str], flag: str) -> dict[str, str]:
+    outd: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"{flag} {pair!r}: expected NAME=VALUE")
+        outd[key] = value
+    return outd
+
+
+# ------------------------------------------------------------------ pipeline files
+
+def _pipeline_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in _SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise GraylaneError(f"no such file or folder: {raw}")
+    if not files:
+        raise GraylaneError(f"no .json/.yaml pipeline files under {', '.join(paths)}")
+    return files
+
+
+def load_pipeline_file(path: Path) -> list[dict[str, Any]]:
+    """Pipelines in a file (one object, a list, or several YAML documents), validated with file:line errors."""
+    from graylane.pipelines import model
+    from graylane.resources.load import load_text
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            model.validate(item, where=str(path))
+        return items
+    docs = load_text(text, file=str(path))
+    items = []
+    for doc in docs:
+        model.validate(doc.body, where=str(path), line_of=lambda p, d=doc: d.line_of(tuple(p)))
+        items.append(doc.body)
+    return items
+
+
+@pipeline_app.command("import")
+def import_(paths: list[str] = typer.Argument(..., help="pipeline JSON/YAML files or folders")) -> None:
+    """Validate and save pipelines (a new version when they changed)."""
+    items: list[tuple[Path, dict[str, Any]]] = []
+    for f in _pipeline_files(paths):
+        items += [(f, body) for body in load_pipeline_file(f)]
+    client = _client()
+    res = client.post("/api/v1/pipelines", json=[b for _, b in items], headers=_h())["results"]
+    for (f, _), r in zip(items, res, strict=True):
+        out.print(f"pipeline {escape(r['application'])}/{escape(r['name'])} {r['action']} "
+                  f"(version {r['version']}, from {escape(str(f))})")
+
+
+@pipeline_app.command("list")
+def list_(application: str = typer.Option(None, "--application", "-a"),
+          output: str = typer.Option("table", "-o", "--output", help="table|json")) -> None:
+    """Imported pipelines with their stage counts, triggers and versions."""
+    rows = _client().get("/api/v1/pipelines", params={"application": application} if application else None)
+    if output == "json":
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("APPLICATION", "NAME", "STAGES", "TRIGGERS", "VERSION", "UPDATED BY", box=None)
+    for p in rows:
+        table.add_row(p["application"], p["name"], str(len(p.get("stages") or [])),
+                      ",".join(t.get("type", "?") for t in p.get("triggers") or []) or "-",
+                      str(p.get("_version", "")), str(p.get("lastModifiedBy", "")))
+    out.print(table)
+
+
+@pipeline_app.command("show")
+def show(name: str, output: str = typer.Option("table", "-o", "--output", help="table|json|yaml")) -> None:
+    """The pipeline's stages in graph order, with what each waits for."""
+    body = _client().get(f"/api/v1/pipelines/{name}")
+    if output in ("json", "yaml"):
+        _dump(body, output)
+        return
+    from graylane.pipelines.model import stage_graph_order
+
+    out.print(f"[bold]{escape(body['application'])}/{escape(body['name'])}[/] id {body['id']} "
+              f"version {body.get('_version', '?')}")
+    params = ", ".join(f"{p['name']}{'*' if p.get('required') else ''}"
+                       + (f"={p['default']}" if p.get("default") not in (None, "") else "")
+                       for p in body.get("parameterConfig") or [])
+    if params:
+        out.print(f"parameters: {escape(params)}")
+    table = Table("REF", "STAGE", "TYPE", "AFTER", "CONDITION", box=None)
+    for st in stage_graph_order(body.get("stages") or []):
+        cond = (st.get("stageEnabled") or {}).get("expression") or ""
+        table.add_row(str(st["refId"]), st.get("name") or "", st["type"],
+                      ",".join(st.get("requisiteStageRefIds") or []) or "-", escape(str(cond)))
+    out.print(table)
+
+
+def _dump(data: Any, output: str) -> None:
+    if output == "yaml":
+        out.print(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), end="")
+    else:
+        out.print_json(json.dumps(data, ensure_ascii=False))
+
+
+@pipeline_app.command("export")
+def export(name: str, output: str = typer.Option("json", "-o", "--output", help="json|yaml"),
+           version: int = typer.Option(None, "--version", help="an earlier version")) -> None:
+    """The pipeline JSON to keep in git (export then import gives the same pipeline)."""
+    path = f"/api/v1/pipelines/{name}/history/{version}" if version else f"/api/v1/pipelines/{name}/export"
+    body = _client().get(path)
+    if output == "yaml":
+        _dump(body, "yaml")
+    else:
+        sys.stdout.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+
+
+@pipeline_app.command("history")
+def history(name: str, diff: tuple[int, int] = typer.Option((0, 0), "--diff", help="A B: diff two versions"),
+            restore: int = typer.Option(None, "--restore", help="save version N again as the newest")) -> None:
+    """Versions of a pipeline (who saved them, when); diff two or restore one."""
+    client = _client()
+    if restore:
+        r = client.post(f"/api/v1/pipelines/{name}/restore/{restore}", headers=_h())
+        out.print(f"pipeline {escape(r['application'])}/{escape(r['name'])} {r['action']} (version {r['version']})")
+        return
+    if diff != (0, 0):
+        out.print(client.get(f"/api/v1/pipelines/{name}/diff", params={"a": diff[0], "b": diff[1]}), end="")
+        return
+    table = Table("VERSION", "TIME", "ACTOR", "", box=None)
+    for v in client.get(f"/api/v1/pipelines/{name}/history"):
+        table.add_row(str(v["version"]), _when(v["time"]), v["actor"], "deleted" if v["deleted"] else "")
+    out.print(table)
+
+
+@pipeline_app.command("delete")
+def delete(name: str) -> None:
+    """Delete a pipeline config (its history stays)."""
+    r = _client().delete(f"/api/v1/pipelines/{name}", headers=_h())["deleted"]
+    out.print(f"pipeline {escape(r['application'])}/{escape(r['name'])} deleted")
+
+
+@pipeline_app.command("run")
+def run(name: str, param: list[str] = typer.Option([], "-p", "--param", help="NAME=VALUE (repeatable)"),
+        artifact: list[str] = typer.Option([], "--artifact", help="artifact JSON (repeatable)"),
+        watch: bool = typer.Option(False, "--watch", "-w", help="follow the stages live until it finishes")) -> None:
+    """Start a pipeline (manual trigger); prints the execution id."""
+    arts = []
+    for raw in artifact:
+        try:
+            arts.append(json.loads(raw))
+        except ValueError as exc:
+            raise ValidationError(f"--artifact {raw!r} is not JSON: {exc}") from None
+    client = _client()
+    r = client.post(f"/api/v1/pipelines/{name}/start", json={"parameters": _kv(param, "-p"), "artifacts": arts},
+                    headers=_h())
+    out.print(f"execution {r['id']} started")
+    if watch:
+        exe = _watch(client, r["id"])
+        raise typer.Exit(EXIT_OK if exe["status"] == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
+
+
+# ------------------------------------------------------------------ executions
+
+def stage_table(exe: dict[str, Any]) -> Table:
+    table = Table("REF", "STAGE", "TYPE", "STATUS", "DURATION", "NOTE", box=None)
+    for st in exe.get("stages") or []:
+        ctx = st.get("context") or {}
+        note = ""
+        if (ctx.get("exception") or {}).get("details"):
+            note = str(ctx["exception"]["details"].get("error", ""))
+        elif st["type"] == "manualJudgment" and st["status"] == "RUNNING":
+            note = "waiting for judgment: graylane judge " + exe["id"] + f" --stage '{st['name']}' --continue"
+        elif ctx.get("judgmentStatus"):
+            note = f"{ctx['judgmentStatus']} by {ctx.get('lastModifiedBy', '?')}"
+            if ctx.get("judgmentInput"):
+                note += f": {ctx['judgmentInput']}"
+            if ctx.get("customParams"):
+                note += " " + " ".join(f"{k}={v}" for k, v in ctx["customParams"].items())
+        elif ctx.get("stageEnabledResult"):
+            note = str(ctx["stageEnabledResult"])
+        table.add_row(str(st["refId"]), escape(st["name"]), st["type"], _status(st["status"]),
+                      _duration(st.get("startTime"), st.get("endTime")), escape(note))
+    return table
+
+
+def _header(exe: dict[str, Any]) -> Text:
+    text = Text.assemble((f"{exe['application']}/{exe['name']} ", "bold"), f"{exe['id']} ", _status(exe["status"]),
+                         f"  {_duration(exe.get('startTime') or exe.get('buildTime'), exe.get('endTime'))}")
+    return text
+
+
+def _watch(client: ApiClient, execution_id: str) -> dict[str, Any]:
+    exe = client.get(f"/api/v1/executions/{execution_id}")
+    with Live(Group(_header(exe), stage_table(exe)), console=out, refresh_per_second=4) as live:
+        while exe["status"] not in COMPLETE:
+            time.sleep(0.5)
+            exe = client.get(f"/api/v1/executions/{execution_id}")
+            live.update(Group(_header(exe), stage_table(exe)))
+    return exe
+
+
+@execution_app.command("list")
+def execution_list(pipeline: str = typer.Option(None, "--pipeline", "-p"),
+                   application: str = typer.Option(None, "--application", "-a"),
+                   status: str = typer.Option(None, "--status", help="e.g. RUNNING,PAUSED"),
+                   limit: int = typer.Option(20, "--limit"),
+                   output: str = typer.Option("table", "-o", "--output", help="table|json")) -> None:
+    params = {k: v for k, v in {"pipeline": pipeline, "application": application, "status": status,
+                                "limit": limit}.items() if v}
+    rows = _client().get("/api/v1/executions", params=params)
+    if output == "json":
+        out.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("ID", "PIPELINE", "STATUS", "TRIGGER", "STARTED", "DURATION", box=None)
+    for e in rows:
+        trig = e.get("trigger") or {}
+        table.add_row(e["id"], f"{e['application']}/{e['name']}", _status(e["status"]),
+                      f"{trig.get('type', '')} by {trig.get('user', '?')}", _when(e.get("startTime") or e["buildTime"]),
+                      _duration(e.get("startTime"), e.get("endTime")))
+    out.print(table)
+
+
+@execution_app.command("show")
+def execution_show(execution_id: str, output: str = typer.Option("table", "-o", "--output",
+                                                                  help="table|json|yaml")) -> None:
+    """Stages with statuses and durations, then the audit trail (who started, judged, canceled, restarted)."""
+    exe = _client().get(f"/api/v1/executions/{execution_id}")
+    if output in ("json", "yaml"):
+        _dump(exe, output)
+        return
+    out.print(_header(exe))
+    params = (exe.get("trigger") or {}).get("parameters") or {}
+    if params:
+        out.print("parameters: " + escape(", ".join(f"{k}={v}" for k, v in params.items())))
+    if exe.get("canceled"):
+        out.print(f"canceled by {exe.get('canceledBy')}: {escape(str(exe.get('cancellationReason') or ''))}")
+    out.print(stage_table(exe))
+    audit = Table("TIME", "USER", "ACTION", "DETAILS", box=None, title="audit", title_justify="left")
+    names = {s["id"]: s["name"] for s in exe.get("stages") or []}
+    for a in exe.get("audit") or []:
+        details = dict(a.get("details") or {})
+        details.pop("stage", None)
+        where = f"stage {names.get(a.get('stageId'), a.get('stageId'))} " if a.get("stageId") else ""
+        audit.add_row(_when(a["time"]), a["user"], a["action"],
+                      escape(where + " ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in details.items()
+                                              if v not in (None, {}, []))))
+    out.print(audit)
+
+
+@execution_app.command("cancel")
+def execution_cancel(execution_id: str, reason: str = typer.Option(None, "--reason")) -> None:
+    _client().put(f"/api/v1/executions/{execution_id}/cancel", json={"reason": reason}, headers=_h())
+    out.print(f"execution {execution_id} canceled")
+
+
+@execution_app.command("pause")
+def execution_pause(execution_id: str) -> None:
+    _client().put(f"/api/v1/executions/{execution_id}/pause", headers=_h())
+    out.print(f"execution {execution_id} paused")
+
+
+@execution_app.command("resume")
+def execution_resume(execution_id: str) -> None:
+    _client().put(f"/api/v1/executions/{execution_id}/resume", headers=_h())
+    out.print(f"execution {execution_id} resumed")
+
+
+@execution_app.command("restart")
+def execution_restart(execution_id: str,
+                      stage: str = typer.Option(..., "--stage", "-s", help="stage name or id")) -> None:
+    """Restart a stage and everything after it; its expressions are evaluated afresh."""
+    st = _client().put(f"/api/v1/executions/{execution_id}/stages/{stage}/restart", headers=_h())
+    out.print(f"stage {escape(st['name'])} of {execution_id} restarted")
+
+
+@execution_app.command("skip-wait")
+def execution_skip_wait(execution_id: str, stage: str = typer.Option(..., "--stage", "-s")) -> None:
+    _client().patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json={"skipRemainingWait": True},
+                    headers=_h())
+    out.print(f"wait {escape(stage)} of {execution_id} skipped")
+
+
+@execution_app.command("wait")
+def execution_wait(execution_id: str, timeout: float = typer.Option(3600.0, "--timeout", help="seconds")) -> None:
+    """Block until the execution finishes; exit 0 only if it SUCCEEDED (a CI gate)."""
+    client = _client()
+    deadline = time.monotonic() + timeout
+    while True:
+        exe = client.get(f"/api/v1/executions/{execution_id}")
+        if exe["status"] in COMPLETE:
+            break
+        if time.monotonic() > deadline:
+            out.print(f"execution {execution_id} still {exe['status']} after {timeout:g}s")
+            raise typer.Exit(EXIT_TIMEOUT)
+        time.sleep(0.5)
+    out.print(f"execution {execution_id} {exe['status']}")
+    raise typer.Exit(EXIT_OK if exe["status"] == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
+
+
+def judge(execution_id: str = typer.Argument(..., help="execution id"),
+          stage: str = typer.Option(..., "--stage", "-s", help="the manual judgment's name (or id)"),
+          cont: bool = typer.Option(False, "--continue", help="approve: continue the pipeline"),
+          stop: bool = typer.Option(False, "--stop", help="reject: stop here"),
+          option: str = typer.Option(None, "--input", "-i", help="one of the stage's judgmentInputs"),
+          custom: list[str] = typer.Option([], "-P", "--param",
+                                           help="custom parameter NAME=VALUE (repeatable)")) -> None:
+    """Answer a manual judgment, e.g. `graylane judge EXEC --stage 设置灰度比例 --continue -P canary_ratio=50`."""
+    if cont == stop and not custom and option is None:
+        raise ValidationError("say --continue or --stop (and --input / -P as the stage asks)")
+    if cont and stop:
+        raise ValidationError("--continue and --stop exclude each other")
+    body: dict[str, Any] = {}
+    if cont or stop:
+        body["judgmentStatus"] = "continue" if cont else "stop"
+    if option is not None:
+        body["judgmentInput"] = option
+    if custom:
+        body["customParams"] = _kv(custom, "-P")
+    st = _client().patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json=body, headers=_h())
+    verdict = body.get("judgmentStatus", "updated")
+    out.print(f"judgment {escape(st['name'])}: {verdict}" + (f" ({escape(option)})" if option else ""))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add `pipeline`, `execution` and `judge`."""
+    app.add_typer(pipeline_app, name="pipeline")
+    app.add_typer(execution_app, name="execution")
+    app.command("judge")(judge)
