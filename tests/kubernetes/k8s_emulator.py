@@ -26,11 +26,11 @@ MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSONPATCH = "application/json-patch+json"
 
+# Istio serves every networking kind at v1alpha3, v1beta1 and v1 (one stored object, any version).
+ISTIO_VERSIONS = ("v1alpha3", "v1beta1", "v1")
 ISTIO_RESOURCES = {
-    "networking.istio.io/v1/virtualservices": ("VirtualService", True),
-    "networking.istio.io/v1/destinationrules": ("DestinationRule", True),
-    "networking.istio.io/v1/gateways": ("Gateway", True),
-    "networking.istio.io/v1/serviceentries": ("ServiceEntry", True),
+    "virtualservices": "VirtualService", "destinationrules": "DestinationRule",
+    "gateways": "Gateway", "serviceentries": "ServiceEntry",
 }
 _NS_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 Path = tuple[str, ...]
@@ -191,9 +191,10 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # ---- cluster set-up helpers for tests ----------------------------------------------------
     def install_istio(self) -> None:
-        for key, (kind, namespaced) in ISTIO_RESOURCES.items():
-            self.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced,
-                                                     verbs={"get", "list", "watch", "create", "patch", "delete"})
+        for version in ISTIO_VERSIONS:
+            for plural, kind in ISTIO_RESOURCES.items():
+                self.resources[f"networking.istio.io/{version}/{plural}"] = kmock.ResourceInfo(
+                    kind=kind, namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"})
 
     def add_namespace(self, name: str) -> None:
         self.objects["v1/namespaces", None, name] = self._stamp({"apiVersion": "v1", "kind": "Namespace",
@@ -221,21 +222,36 @@ class ApiServer(kmock.KubernetesEmulator):
         res = request.resource
         if res not in self.resources:
             raise status(404, "NotFound", "the server could not find the requested resource")
+        if res.group == "networking.istio.io" and res.version != "v1":  # one storage version for all
+            request = attrs.evolve(request, resource=kmock.resource(res.group, "v1", res.plural))
         if request.action == enums.action.UPDATE and request.subresource is None:
             return await self._patch(request)
         if request.action == enums.action.DELETE:
             return await self._delete(request)
         if request.action == enums.action.CREATE:
             return await self._create(request)
-        if request.resource == kmock.resource("", "v1", "namespaces"):  # kmock cannot parse these paths
-            if request.name:
-                found = self.object("v1/namespaces", None, request.name)
-                if found is None:
-                    raise status(404, "NotFound", f'namespaces "{request.name}" not found')
-                return respond(found)
-            items = [o.raw for (r, _, _), o in self.objects.items() if r == request.resource and not o.deleted]
-            return respond({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": items})
-        return await super()._handle(request)
+        if request.action == enums.action.FETCH and request.subresource is None:
+            return self._fetch(request)
+        if request.action == enums.action.LIST:
+            return self._list(request)
+        return await super()._handle(request)  # watches
+
+    def _fetch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        namespace = request.namespace if self._info(request.resource).namespaced else None
+        key = (request.resource, namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            res = request.resource
+            raise status(404, "NotFound", f'{res.plural}{"." + res.group if res.group else ""} "{request.name}" '
+                                          "not found", {"name": request.name, "kind": res.plural})
+        return respond(self.objects[key].raw)
+
+    def _list(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        items = [copy.deepcopy(o.raw) for (r, ns, _), o in self.objects.items()
+                 if r == request.resource and not o.deleted and (request.namespace is None or ns == request.namespace)]
+        items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+        kind = self._info(request.resource).kind or "Object"
+        return respond({"apiVersion": "v1", "kind": f"{kind}List", "metadata": {"resourceVersion": str(self._rv)},
+                        "items": items})
 
     def _fix_namespace_paths(self, request: rendering.Request) -> rendering.Request:
         m = _NS_PATH.match(request.url.path)
