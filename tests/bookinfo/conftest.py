@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,7 +49,7 @@ class Service:
                 self.proc.wait()
 
 
-def start_service(name: str, log_dir: Path, env: dict[str, str] | None = None) -> Service:
+def _spawn(name: str, log_dir: Path, env: dict[str, str] | None) -> Service:
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
     full_env.update({"PORT": str(port), "LOG_LEVEL": "warning", "ACCESS_LOG": "false"})
@@ -58,20 +58,31 @@ def start_service(name: str, log_dir: Path, env: dict[str, str] | None = None) -
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", f"graylane.demos.bookinfo.services.{name}"],
                                 env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    svc = Service(name, port, proc, log)
-    deadline = time.monotonic() + 15
+    return Service(name, port, proc, log)
+
+
+def _wait_healthy(svc: Service, deadline: float) -> None:
     while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited: {log.read_text()}")
+        if svc.proc.poll() is not None:
+            raise RuntimeError(f"{svc.name} exited: {svc.log.read_text()}")
         try:
             if httpx.get(f"{svc.url}/health", timeout=1, trust_env=False).status_code == 200:
-                return svc
+                return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             svc.stop()
-            raise RuntimeError(f"{name} did not become healthy: {log.read_text()}")
+            raise RuntimeError(f"{svc.name} did not become healthy: {svc.log.read_text()}")
         time.sleep(0.05)
+
+
+def start_services(specs: dict[str, tuple[str, dict[str, str]]], log_dir: Path) -> dict[str, Service]:
+    """Start several services at once (key -> (service name, env)) and wait until all answer /health."""
+    started = {key: _spawn(name, log_dir, env) for key, (name, env) in specs.items()}
+    deadline = time.monotonic() + 30
+    for svc in started.values():
+        _wait_healthy(svc, deadline)
+    return started
 
 
 @dataclass
@@ -153,29 +164,60 @@ class MeshProxy:
             self._server.server_close()
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Service]]:
+class Launcher:
+    """Starts Bookinfo service subprocesses and stops them all at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Service] = []
+
+    def __call__(self, name: str, **env: str) -> Service:
+        return self.many({name: (name, env)})[name]
+
+    def many(self, specs: dict[str, tuple[str, dict[str, str]]]) -> dict[str, Service]:
+        svcs = start_services(specs, self.log_dir)
+        self.started.extend(svcs.values())
+        return svcs
+
+    def stop_all(self) -> None:
+        for svc in self.started:
+            svc.stop()
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
     """Start a Bookinfo service subprocess: `services("reviews", ENABLE_RATINGS="true")`; all stopped at the end."""
-    log_dir = tmp_path_factory.mktemp("bookinfo-logs")
-    started: list[Service] = []
-
-    def start(name: str, **env: str) -> Service:
-        svc = start_service(name, log_dir, env)
-        started.append(svc)
-        return svc
-
-    yield start
-    for svc in started:
-        svc.stop()
+    launcher = Launcher(tmp_path_factory.mktemp("bookinfo-logs"))
+    yield launcher
+    launcher.stop_all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mesh() -> Iterator[MeshProxy]:
-    """One recording proxy per module; tests call `mesh.reset()` and set `mesh.routes` as they need."""
+    """One recording proxy for the session; tests call `mesh.reset()` and set `mesh.routes` as they need."""
     proxy = MeshProxy()
     proxy.start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def bookinfo(services: Launcher, mesh: MeshProxy) -> dict[str, Service]:
+    """All six Bookinfo workloads with HTTP_PROXY pointing at the recording mesh (details, ratings, reviews-v1..3,
+    productpage); the mesh routes details and ratings to theirs."""
+    proxied = {"HTTP_PROXY": mesh.url, "http_proxy": mesh.url, "NO_PROXY": "localhost,127.0.0.1"}
+    svcs = services.many({
+        "details": ("details", proxied),
+        "ratings": ("ratings", proxied),
+        "reviews-v1": ("reviews", {"POD_NAME": "reviews-v1-7d9f8c-abcde", **proxied}),
+        "reviews-v2": ("reviews", {"ENABLE_RATINGS": "true", "STAR_COLOR": "black", "POD_NAME": "reviews-v2-a",
+                                   **proxied}),
+        "reviews-v3": ("reviews", {"ENABLE_RATINGS": "true", "STAR_COLOR": "red", "POD_NAME": "reviews-v3-a",
+                                   "CLUSTER_NAME": "east", **proxied}),
+        "productpage": ("productpage", proxied),
+    })
+    mesh.routes.update({"details": svcs["details"].port, "ratings": svcs["ratings"].port})
+    return svcs
 
 
 @pytest.fixture
