@@ -17,7 +17,7 @@ def mesh() -> Iterator[Mesh]:
 
     with loop_thread() as lt:
         async def start() -> tuple[Any, int]:
-            server = ProxyServer(idle_timeout_s=5.0, header_timeout_s=1.0)
+            server = ProxyServer(idle_timeout_s=2.0, header_timeout_s=1.0)
             admin = await serve_admin(server, "127.0.0.1", 0)
             return server, admin.sockets[0].getsockname()[1]
 

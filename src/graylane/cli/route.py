@@ -47,6 +47,10 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
                                 str((tmpl.get("spec") or {}).get("serviceAccountName") or "default")))
     snapshot = compile_snapshot(resources, endpoints, sidecars, MeshOptions(gateway_port_map={}), 1)
     table = RouteTable(snapshot)
+    for cluster in table.clusters.values():
+        if cluster.subset and not cluster.endpoints:
+            notes.append(f"subset {cluster.subset} of {cluster.service}: no Deployment in the input matches it; "
+                         "requests routed there get 503 UH")
     if source:
         listener = next(iter(lst for lst in table.listeners.values() if lst.kind == "sidecar"))
     else:

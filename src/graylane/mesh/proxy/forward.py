@@ -274,6 +274,9 @@ class Forwarder:
                     if conn is not None:
                         conn.abort()
                     raise (PerTryTimeout if is_per_try else UpstreamTimeout)(f"{cluster.name}") from None
+            except asyncio.CancelledError:
+                ep.active -= 1
+                raise
             except ProxyError as err:
                 ep.active -= 1
                 status = 504 if isinstance(err, UpstreamTimeout) else 503
@@ -410,6 +413,9 @@ class Forwarder:
         ex.attach(sink)
         try:
             await ex.complete
+        except asyncio.CancelledError:
+            conn.abort()
+            raise
         except ProxyError:
             # The upstream went away mid-body: the client sees a truncated response and a closed connection.
             ctx.flags.append("UC")

@@ -131,6 +131,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         self._disarm()
+        if self.task is not None and self.busy:
+            self.task.cancel()  # the client is gone: stop waiting on the upstream (Envoy's DC)
         if self.parsing is not None:
             self.parsing.body._wake()
         for req in self.pipeline:
