@@ -38,6 +38,9 @@ class ExpressionOptions:
     pipeline_lookup: PipelineLookup | None = None
 
 
+DEFAULT_OPTIONS = ExpressionOptions()
+
+
 class StageRef(Mapping[str, Any]):
     """A stage as `#stage(...)` returns it: its JSON fields plus `hasSucceeded` / `hasFailed`."""
 
@@ -90,14 +93,22 @@ class RootContext(Mapping[str, Any]):
     """`#root`: precomputed values, then the stage's context, then ancestor outputs (nearest first)."""
 
     java_type = "StageContext"
-    __slots__ = ("precomputed", "stage_context", "ancestors", "fallback")
+    __slots__ = ("precomputed", "stage_context", "_ancestors", "_find_ancestors", "fallback")
 
     def __init__(self, precomputed: dict[str, Any], stage_context: Mapping[str, Any],
-                 ancestors: list[Mapping[str, Any]], fallback: Mapping[str, Any]) -> None:
+                 ancestors: Callable[[], list[Mapping[str, Any]]], fallback: Mapping[str, Any]) -> None:
         self.precomputed = precomputed
         self.stage_context = stage_context
-        self.ancestors = ancestors
+        self._ancestors: list[Mapping[str, Any]] | None = None
+        self._find_ancestors = ancestors
         self.fallback = fallback
+
+    @property
+    def ancestors(self) -> list[Mapping[str, Any]]:
+        """The current stage and its ancestors, nearest first (computed on the first miss)."""
+        if self._ancestors is None:
+            self._ancestors = self._find_ancestors()
+        return self._ancestors
 
     def __getitem__(self, key: str) -> Any:
         if key in self.precomputed:
@@ -176,15 +187,18 @@ class EvaluationContext:
     execution: dict[str, Any]
     stage_id: str | None = None
     user: str | None = None
-    options: ExpressionOptions = field(default_factory=ExpressionOptions)
+    options: ExpressionOptions = field(default_factory=lambda: DEFAULT_OPTIONS)
     variables: dict[str, Any] = field(default_factory=dict)  # extra `#name` variables (e.g. evaluateVariables)
 
     def __post_init__(self) -> None:
         self._root: RootContext | None = None
+        self._stages: list[Mapping[str, Any]] | None = None
 
     @property
     def stages(self) -> list[Mapping[str, Any]]:
-        return _as_stages(self.execution)
+        if self._stages is None:
+            self._stages = _as_stages(self.execution)
+        return self._stages
 
     @property
     def current_stage(self) -> Mapping[str, Any] | None:
@@ -224,7 +238,8 @@ class EvaluationContext:
         stage = self.current_stage
         if stage is None:
             # no stage: like orca's /pipelines/{id}/evaluateExpression, the execution itself is the root
-            return RootContext(precomputed, {}, [], self.execution)
+            return RootContext(precomputed, {}, list, self.execution)
         context = stage.get("context")
+        stages = self.stages
         return RootContext(precomputed, context if isinstance(context, Mapping) else {},
-                           ancestors_of(self.stages, stage), {})
+                           lambda: ancestors_of(stages, stage), {})

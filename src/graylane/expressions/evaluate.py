@@ -54,22 +54,36 @@ def _short_keys(keys: Any, limit: int = 12) -> str:
     return ", ".join(names) or "none"
 
 
+def _functions() -> dict[str, Any]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        from graylane.expressions.functions import REGISTRY  # functions imports this module's types
+
+        _REGISTRY = REGISTRY
+    return _REGISTRY
+
+
+_REGISTRY: dict[str, Any] | None = None
+
+
 class Evaluator:
     """Evaluates one AST; create one per expression (it holds the step count and notes)."""
 
     def __init__(self, ctx: EvaluationContext) -> None:
-        from graylane.expressions.functions import REGISTRY  # functions import this module's types
-
         self.ctx = ctx
         self.options = ctx.options
         self.root = ctx.root
-        self.functions = REGISTRY
+        self.functions = _functions()
         self.steps = 0
         self.this_stack: list[Any] = [self.root]
         self.notes: list[Note] = []
 
     # -- entry ------------------------------------------------------------------------------------
     def run(self, node: n.Node) -> Any:
+        """Evaluate `node` from a fresh step count and note list (an Evaluator is reusable)."""
+        self.steps = 0
+        self.notes = []
+        self.this_stack = [self.root]
         try:
             return self.eval(node)
         except ExpressionError as exc:
@@ -331,6 +345,11 @@ _DISPATCH: dict[type, Callable[[Evaluator, Any], Any]] = {
 
 def to_plain(value: Any, *, max_size: int, position: int | None = None) -> Any:
     """The JSON-shaped result: wrappers unwrapped, dates and UUIDs as text; raises past `max_size`."""
+    kind = type(value)
+    if kind is int or kind is bool or kind is float or value is None:
+        return value
+    if kind is str and len(value) + 2 <= max_size:
+        return value
     budget = [max_size]
 
     def spend(amount: int) -> None:

@@ -36,7 +36,7 @@ def quote(value: Any) -> str:
     return to_string(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """One helper invocation: the evaluator (context, options), the name used and the position."""
 

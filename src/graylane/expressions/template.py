@@ -86,6 +86,21 @@ def has_expression(value: str) -> bool:
     return "${" in value
 
 
+def render_path(at: Any) -> str:
+    """`(((None-ish, "spec"), "http"), 0)` -> "spec.http[0]"."""
+    segments: list[Any] = []
+    while isinstance(at, tuple):
+        at, segment = at
+        segments.append(segment)
+    text = ""
+    for segment in reversed(segments):
+        if isinstance(segment, int) and not isinstance(segment, bool):
+            text += f"[{segment}]"
+        else:
+            text += f".{segment}" if text else str(segment)
+    return text
+
+
 @dataclass
 class Templated:
     """The evaluated value, the summary (empty when nothing failed) and whether any expression failed."""
@@ -104,6 +119,7 @@ class _Walk:
         self.summary: dict[str, list[dict[str, Any]]] = {}
         self.failed = False
         self.timestamp = int(ctx.options.clock().timestamp() * 1000)
+        self.evaluator = Evaluator(ctx)
 
     # -- summary ----------------------------------------------------------------------------------
     def add(self, key: str, level: str, description: str, exception_type: str, path: str,
@@ -116,12 +132,14 @@ class _Walk:
         if level == "ERROR":
             self.failed = True
 
-    def add_error(self, expression: str, exc: ExpressionError, path: str) -> None:
+    def add_error(self, expression: str, exc: ExpressionError, at: Any) -> None:
+        path = render_path(at)
         exc.located(expression)
         self.add(expression, "ERROR", f"Failed to evaluate [{path or expression}] {exc.describe()}",
                  exc.exception_type, path, exc.position)
 
-    def add_not_found(self, expression: str, notes: list[Note], path: str) -> None:
+    def add_not_found(self, expression: str, notes: list[Note], at: Any) -> None:
+        path = render_path(at)
         why = "; ".join(dict.fromkeys(note.message for note in notes))
         description = f"Failed to evaluate [{path or expression}] {expression.strip()} not found"
         if why:
@@ -130,34 +148,38 @@ class _Walk:
                  notes[0].position if notes else None)
 
     # -- walking ----------------------------------------------------------------------------------
-    def value(self, value: Any, path: str) -> Any:
-        if isinstance(value, str):
-            return self.string(value, path) if has_expression(value) else value
-        if isinstance(value, Mapping):
+    # Paths are built lazily as (parent, segment) pairs: most values never need theirs rendered.
+    def value(self, value: Any, path: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self.string(value, path) if "${" in value else value
+        if kind is dict or (kind is not list and isinstance(value, Mapping)):
             out: dict[Any, Any] = {}
             for key, item in value.items():
                 if key == SUMMARY_KEY:
                     out[key] = item
                     continue
-                child = f"{path}.{key}" if path else str(key)
-                new_key = self.string(key, child) if isinstance(key, str) and has_expression(key) else key
-                if isinstance(key, str) and not isinstance(new_key, str):
-                    new_key = to_string(new_key)  # an evaluated key is always text, as in kork
-                out[new_key] = self.value(item, child)
+                child = (path, key)
+                if type(key) is str and "${" in key:
+                    new_key = self.string(key, child)
+                    if not isinstance(new_key, str):
+                        new_key = to_string(new_key)  # an evaluated key is always text, as in kork
+                    key = new_key
+                out[key] = self.value(item, child)
             return out
-        if isinstance(value, list):
-            return [self.value(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if kind is list:
+            return [self.value(item, (path, i)) for i, item in enumerate(value)]
         return value
 
     def evaluate(self, expression: str) -> tuple[Any, list[Note]]:
         node = parse(expression) if self.use_cache else parse_uncached(expression)
-        evaluator = Evaluator(self.ctx)
+        evaluator = self.evaluator
         raw = evaluator.run(node)
         if isinstance(raw, NotEvaluable):
             return raw, evaluator.notes
         return to_plain(raw, max_size=self.ctx.options.max_result_size, position=node.pos), evaluator.notes
 
-    def string(self, text: str, path: str) -> Any:
+    def string(self, text: str, path: Any) -> Any:
         try:
             parts = split_template(text) if self.use_cache else split_template.__wrapped__(text)
         except ExpressionError as exc:
@@ -203,7 +225,7 @@ def evaluate_templated(value: Any, ctx: EvaluationContext, *, use_cache: bool = 
     {'weight': 60, 'name': 'v2'}
     """
     walk = _Walk(ctx, use_cache)
-    result = walk.value(value, "")
+    result = walk.value(value, None)
     return Templated(result, walk.summary, walk.failed)
 
 
