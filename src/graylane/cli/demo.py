@@ -73,6 +73,7 @@ def demo_bookinfo(repo: Path | None, timeout: float, no_up: bool) -> None:
     client = ApiClient(url)
     with Live(Table(), console=err, refresh_per_second=8, transient=False) as live:
         result = demo.run_demo(client, repo, lambda execution: live.update(_stage_table(execution)), timeout)
+    err.print()
     out.print(f"[green]✓[/] baseline deployed (execution {result.baseline_execution})")
     out.print(f"  demo repository: {result.repository} (branch {demo.BRANCH}, commit {result.commit[:12]})")
     if result.productpage_url:

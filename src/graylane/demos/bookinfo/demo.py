@@ -104,16 +104,33 @@ class PipelineApi:
 
     client: Any  # graylane.cli.client.ApiClient
 
-    def save(self, pipeline: dict[str, Any]) -> dict[str, Any]:
-        return self.client.post("/api/v1/pipelines", json=pipeline)
+    def save(self, pipelines: list[dict[str, Any]]) -> dict[str, Any]:
+        """Import (create or update) pipelines; all are validated before any is saved."""
+        return self.client.post("/api/v1/pipelines", json=pipelines)
 
-    def start(self, name: str, parameters: dict[str, str] | None = None) -> str:
-        resp = self.client.post(f"/api/v1/pipelines/{APPLICATION}/{name}/start",
-                                json={"parameters": parameters or {}, "type": "manual"})
-        return str(resp.get("id") or resp.get("executionId") or resp.get("ref", "").rsplit("/", 1)[-1])
+    def start(self, name: str, parameters: dict[str, str] | None = None,
+              artifacts: list[dict[str, Any]] | None = None) -> str:
+        """Manual trigger; returns the execution id."""
+        resp = self.client.post(f"/api/v1/pipelines/{name}/start",
+                                json={"parameters": parameters or {}, "artifacts": artifacts or [],
+                                      "application": APPLICATION})
+        return str(resp["id"])
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         return self.client.get(f"/api/v1/executions/{execution_id}")
+
+    def judge(self, execution_id: str, stage_name: str, status: str = "continue", judgment_input: str | None = None,
+              custom_params: dict[str, str] | None = None) -> dict[str, Any]:
+        """Approve (`continue`) or reject (`stop`) a waiting manual judgment stage, by its name."""
+        stages = [s for s in self.execution(execution_id).get("stages") or [] if s.get("name") == stage_name]
+        if not stages:
+            raise GraylaneError(f"execution {execution_id} has no stage named {stage_name!r}")
+        body: dict[str, Any] = {"judgmentStatus": status}
+        if judgment_input is not None:
+            body["judgmentInput"] = judgment_input
+        if custom_params:
+            body["customParams"] = custom_params
+        return self.client.patch(f"/api/v1/executions/{execution_id}/stages/{stages[0]['id']}", json=body)
 
 
 def _stage_line(stage: dict[str, Any]) -> str:
@@ -174,8 +191,7 @@ def run_demo(client: Any, repo: Path, on_update: Callable[[dict[str, Any]], None
     """Everything after the mesh is up: repository, pipelines, baseline run."""
     commit = prepare_repository(repo)
     api = PipelineApi(client)
-    for name in (BASELINE, CANARY):
-        api.save(load_pipeline(name, repo))
+    api.save([load_pipeline(name, repo) for name in (BASELINE, CANARY)])
     execution_id = api.start(BASELINE)
     execution = watch_execution(api, execution_id, on_update, timeout_s)
     if execution.get("status") != "SUCCEEDED":
