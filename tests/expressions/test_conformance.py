@@ -318,6 +318,7 @@ HELPERS = [
     E("#doNotEval('${x}')", "${x}", id="doNotEval"),
     E("#toJson(#doNotEval('${x}'))", '"${x}"', id="toJson-doNotEval"),
     E("{'v1','v2'}.contains(parameters.base_version)", True, id="list-of-parameters"),
+    E("♯stageExists('全量发布')", True, id="music-sharp-as-in-coding-docs"),
 ]
 
 VALUE_CASES = (LITERALS + ARITHMETIC + COMPARISONS + LOGIC + CONDITIONALS + ROOT_AND_PROPERTIES + COLLECTIONS
@@ -410,6 +411,8 @@ ERROR_CASES = [
     E("a == b == c", "unexpected '=='", id="syntax-comparison-not-associative"),
     E("   ", "the expression is empty", id="syntax-empty"),
     E("#root()", "#root is not a function", id="root-not-function"),
+    E("#judgment（'是否全量发布'）", "'（' is full-width punctuation; write '(' instead", id="full-width-parenthesis"),
+    E("#judgment(‘是否全量发布’)", "'‘' is full-width punctuation; write \"'\" instead", id="full-width-quote"),
 ]
 
 

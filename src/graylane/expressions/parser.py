@@ -172,7 +172,7 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
     def paren(self, c: list[Any]) -> n.Node:
         return c[1]
 
-    def var(self, c: list[Any]) -> n.Node:
+    def var(self, c: list[Any]) -> n.Node:  # the first character is "#" (or its lookalike "♯")
         return n.Var(_pos(c[0]), c[0].value[1:])
 
     def func(self, c: list[Any]) -> n.Node:
@@ -226,10 +226,21 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(names)
 
 
+# Punctuation an input method slips in (Chinese IMEs type these by default), and what was meant.
+_LOOKALIKES = {
+    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\uff08": "(", "\uff09": ")",
+    "\uff3b": "[", "\uff3d": "]", "\uff5b": "{", "\uff5d": "}", "\uff0c": ",", "\uff1a": ":",
+    "\uff1d": "=", "\uff01": "!", "\uff03": "#", "\u3000": " ", "\uff0e": ".", "\uff1f": "?",
+}
+
+
 def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionSyntaxError:
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        return ExpressionSyntaxError(f"unexpected character {ch!r}", position=exc.pos_in_stream, expression=text)
+        meant = _LOOKALIKES.get(ch)
+        hint = f"{ch!r} is full-width punctuation; write {meant!r} instead" if meant else None
+        return ExpressionSyntaxError(f"unexpected character {ch!r}", position=exc.pos_in_stream, expression=text,
+                                     hint=hint)
     if isinstance(exc, UnexpectedEOF):
         return ExpressionSyntaxError(f"the expression ends too early; expected {_describe_expected(exc.expected)}",
                                      position=len(text), expression=text)
