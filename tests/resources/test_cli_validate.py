@@ -122,3 +122,9 @@ def test_real_subprocess(folder: Path):
     assert proc.returncode == 1, proc.stderr
     assert 'Referenced host+subset in destinationrule not found: "reviews+v4"' in proc.stdout
     assert proc.stderr == ""
+
+
+def test_no_input_is_unreadable_input():
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 3
+    assert "no input" in result.output

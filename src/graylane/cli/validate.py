@@ -68,7 +68,7 @@ def _store_context(account: str | None) -> list[dict[str, Any]] | None:
 
 
 def validate(
-    files: list[str] = typer.Option(..., "-f", "--filename", help="Files or folders (recursive); '-' reads stdin."),
+    files: list[str] = typer.Option(None, "-f", "--filename", help="Files or folders (recursive); '-' reads stdin."),
     output: str = typer.Option("text", "-o", "--output", help="text or json."),
     fail_on_warnings: bool = typer.Option(False, "--fail-on-warnings", help="Exit 2 when there are warnings."),
 ) -> None:
@@ -76,6 +76,9 @@ def validate(
         raise GraylaneError(f"unknown output format {output!r}", hint="use -o text or -o json")
     console = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not files:
+        err.print("[bold red]error:[/] no input (pass -f FILE, -f FOLDER or -f - for stdin)")
+        raise typer.Exit(EXIT_UNREADABLE)
     try:
         docs = load_paths(files)
     except GraylaneError as exc:
