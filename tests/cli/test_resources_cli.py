@@ -172,3 +172,12 @@ def test_human_duration_matches_kubectl() -> None:
              3600 * 30: "30h", 86400 * 3: "3d", 86400 * 3 + 3600 * 4: "3d4h", 86400 * 30: "30d",
              86400 * 365 * 3: "3y"}
     assert {s: human_duration(s) for s in cases} == cases
+
+
+def test_apply_wait_without_a_mesh_says_so_after_applying(cli: Callable[..., object],
+                                                          write: Callable[[str, str], Path]) -> None:
+    path = write("vs.yaml", bundle("ns7", VS))
+    res = cli("apply", "-f", str(path), "--wait", "--timeout", "5")
+    assert res.returncode == 1  # type: ignore[attr-defined]
+    assert res.stdout.strip() == "virtualservice.networking.istio.io/reviews created"  # type: ignore
+    assert "mesh control is not running" in one_error_line(res.stderr)  # type: ignore[attr-defined]

@@ -301,3 +301,14 @@ def test_yaml_dates_are_stored_as_strings(store: Store) -> None:
     assert store.apply(load_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata:\n  when: 2024-01-02\n")
                        )[0].action == Action.UNCHANGED
     assert store.get(key("d")).body["data"]["when"] == "2024-01-02"  # type: ignore[union-attr]
+
+
+def test_fifth_document_failing_istio_admission_writes_nothing(store: Store) -> None:
+    good = [f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ok{i}}}\n" for i in range(4)]
+    bad = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n"
+           "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      weight: -5\n")
+    with pytest.raises(ValidationError) as err:
+        store.apply(load_text("---\n".join([*good, bad]), "routes.yaml"))
+    assert "routes.yaml:" in str(err.value)
+    assert store.list() == []
+    assert history_rows(store) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -265,8 +266,24 @@ def render_get(items: list[dict[str, Any]], output: str | None, all_namespaces: 
 
 # -- waiting after apply -----------------------------------------------------------------------
 
+def wait_for_rollouts(client: ApiClient, response: dict[str, Any], timeout: float) -> None:
+    """Every Deployment the apply changed rolls out (as `graylane rollout status deploy/NAME`)."""
+    changed = [r for r in response["results"] if r["kind"] == "Deployment" and r["action"] != "unchanged"]
+    if not changed:
+        return
+    try:
+        from graylane.cli.lifecycle import rollout_status
+    except ImportError:
+        err.print("note: this Graylane has no rollout status; not waiting for Deployments")
+        return
+    deadline = time.monotonic() + timeout
+    for r in changed:
+        rollout_status(f"deploy/{r['name']}", r["namespace"], max(1.0, deadline - time.monotonic()))
+
+
 def wait_for_mesh(client: ApiClient, response: dict[str, Any], timeout: float) -> None:
     """`GET /api/v1/mesh/ack?revision=N&timeout=S`: returns once the data plane serves revision N."""
+    timeout = min(max(timeout, 1.0), 600.0)  # the endpoint's bounds
     try:
         client.get("/api/v1/mesh/ack", params={"revision": response["revision"], "timeout": timeout},
                    timeout=timeout + 10)
@@ -274,9 +291,12 @@ def wait_for_mesh(client: ApiClient, response: dict[str, Any], timeout: float) -
         if exc.message != "Not Found":  # the endpoint exists and said something specific
             raise
         err.print("note: this control plane has no mesh ACK endpoint; not waiting")
+        return
+    out.print(escape(f"revision {response['revision']} is served by the mesh"))
 
 
-APPLY_WAITERS: list[ApplyWaiter] = [wait_for_mesh]
+# Run in order by `apply --wait`: workloads first (new endpoints), then the routes that use them.
+APPLY_WAITERS: list[ApplyWaiter] = [wait_for_rollouts, wait_for_mesh]
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -289,7 +309,8 @@ def register(app: typer.Typer) -> None:
         filenames: list[str] = typer.Option(..., "-f", "--filename", help="Files, folders (recursive) or - for stdin."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change, as a diff; change nothing."),
         namespace: str | None = typer.Option(None, "-n", "--namespace", help="Namespace for documents without one."),
-        wait: bool = typer.Option(False, "--wait", help="Wait until the mesh serves the change."),
+        wait: bool = typer.Option(False, "--wait", help="Wait for changed Deployments to roll out and the mesh "
+                                  "to serve this revision."),
         timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait with --wait."),
     ) -> None:
         """Create or update resources from files (all or nothing)."""
@@ -311,9 +332,9 @@ def register(app: typer.Typer) -> None:
             if dry_run and r.get("diff"):
                 print_diff(r["diff"])
         if wait and not dry_run:
-            with err.status(f"waiting for revision {resp['revision']}..."):
-                for waiter in APPLY_WAITERS:
-                    waiter(client, resp, timeout)
+            deadline = time.monotonic() + timeout
+            for waiter in APPLY_WAITERS:
+                waiter(client, resp, max(1.0, deadline - time.monotonic()))
 
     @app.command("delete")
     def delete_cmd(
