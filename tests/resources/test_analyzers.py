@@ -45,6 +45,10 @@ def vs(spec: str, name: str = "reviews") -> str:
     return f"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n{spec}"
 
 
+SHOP_GATEWAY = (
+    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: shop-gateway}\nspec:\n"
+    '  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*/shop.example.com"]}]\n'
+)
 ROUTE_V1 = "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n"
 
 # (id, expected line start + message, input that triggers it, input that does not)
@@ -160,6 +164,14 @@ CASES = [
             "  - match: [{name: again, uri: {prefix: /a}}, {uri: {exact: /b}}]\n"
             "    route: [{destination: {host: reviews}}]\n"
         ),
+    ),
+    (
+        "IST0132",
+        "Warning [IST0132] (VirtualService default/reviews in.yaml:42) one or more host [reviews] defined in "
+        "VirtualService default/reviews not found in Gateway default/shop-gateway.",
+        SHOP_GATEWAY + vs("  gateways: [shop-gateway]\n" + ROUTE_V1),
+        SHOP_GATEWAY
+        + vs("  gateways: [shop-gateway]\n" + ROUTE_V1.replace("hosts: [reviews]", "hosts: [shop.example.com]")),
     ),
     (
         "IST0173",

@@ -26,7 +26,7 @@ HELP = (
     "Check resource files offline: schema, Istio admission rules, and cross-resource analyzers.\n\n"
     "Reports unknown fields and wrong types (with file:line and field path); what Istio's admission webhook "
     "would reject (weights, durations, RE2 regexes, retryOn, redirects, subsets, ...); istioctl analyze findings "
-    "(IST0101 missing host, subset, gateway or port; IST0109; IST0112; IST0130; IST0131; IST0173; IST0174); "
+    "(IST0101 missing host, subset, gateway or port; IST0109; IST0112; IST0130; IST0131; IST0132; IST0173; IST0174); "
     "GL0001 (a kind the local target ignores) and GL0002 (weights not summing to 100).\n\n"
     f"Exit codes: {EXIT_CLEAN} clean or warnings only; {EXIT_ERRORS} errors found; {EXIT_WARNINGS} warnings found "
     f"with --fail-on-warnings; {EXIT_UNREADABLE} unreadable input (missing path, invalid YAML/JSON)."

@@ -23,6 +23,7 @@ from graylane.resources.messages import (
     REFERENCED_RESOURCE_NOT_FOUND,
     UNKNOWN_DR_HOST,
     VS_DESTINATION_PORT_SELECTOR_REQUIRED,
+    VS_HOST_NOT_FOUND_IN_GATEWAY,
     VS_INEFFECTIVE_MATCH,
     VS_UNREACHABLE_RULE,
     WEIGHTS_NOT_100,
@@ -62,7 +63,7 @@ class _Index:
     services: dict[str, Document] = field(default_factory=dict)  # fqdn -> Service
     entry_hosts: list[str] = field(default_factory=list)  # ServiceEntry hosts, fqdn
     rules: list[tuple[str, Document]] = field(default_factory=list)  # (fqdn host, DestinationRule)
-    gateways: set[str] = field(default_factory=set)  # "ns/name"
+    gateways: dict[str, Document] = field(default_factory=dict)  # "ns/name" -> Gateway
     deployments: list[Document] = field(default_factory=list)
     virtual_services: list[Document] = field(default_factory=list)
 
@@ -80,7 +81,7 @@ class _Index:
             elif group == ISTIO and kind == "DestinationRule" and isinstance(doc.spec.get("host"), str):
                 index.rules.append((to_fqdn(doc.spec["host"], ns), doc))
             elif group == ISTIO and kind == "Gateway":
-                index.gateways.add(f"{ns}/{doc.name}")
+                index.gateways[f"{ns}/{doc.name}"] = doc
             elif group == ISTIO and kind == "VirtualService":
                 index.virtual_services.append(doc)
         return index
@@ -156,10 +157,32 @@ def _check_gateways(vs: Document, index: _Index) -> list[Finding]:
             if isinstance(match, dict):
                 refs += [(("spec", "http", i, "match", j, "gateways", k), g)
                          for k, g in enumerate(match.get("gateways") or [])]
+    hosts = [h for h in vs.spec.get("hosts") or [] if isinstance(h, str)]
     for path, name in refs:
-        if isinstance(name, str) and name != "mesh" and _gateway_key(name, vs.namespace) not in index.gateways:
+        if not isinstance(name, str) or name == "mesh":
+            continue
+        key = _gateway_key(name, vs.namespace)
+        gateway = index.gateways.get(key)
+        if gateway is None:
             findings.append(REFERENCED_RESOURCE_NOT_FOUND.at(vs, path, "gateway", name))
+        elif path[1] == "gateways" and hosts and not _hosts_in_gateway(gateway, hosts, vs.namespace):
+            findings.append(VS_HOST_NOT_FOUND_IN_GATEWAY.at(
+                vs, path, "[" + " ".join(hosts) + "]", f"{vs.namespace}/{vs.name}", key))
     return findings
+
+
+def _hosts_in_gateway(gateway: Document, hosts: list[str], vs_namespace: str) -> bool:
+    """A VirtualService binds to a Gateway server when one of its hosts overlaps a server host it may use."""
+    for server in gateway.spec.get("servers") or []:
+        for entry in (server.get("hosts") or []) if isinstance(server, dict) else []:
+            ns, _, dns = str(entry).rpartition("/")
+            if ns == ".":
+                ns = gateway.namespace
+            if ns not in ("", "*", vs_namespace):
+                continue
+            if any(hosts_overlap(dns, h) for h in hosts):
+                return True
+    return False
 
 
 def _applies_to_mesh(vs: Document) -> bool:

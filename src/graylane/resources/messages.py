@@ -81,6 +81,9 @@ VS_UNREACHABLE_RULE = MessageType("IST0130", "VirtualServiceUnreachableRule", W,
 VS_INEFFECTIVE_MATCH = MessageType(
     "IST0131", "VirtualServiceIneffectiveMatch", INFO,
     "VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).")
+VS_HOST_NOT_FOUND_IN_GATEWAY = MessageType(
+    "IST0132", "VirtualServiceHostNotFoundInGateway", W,
+    "one or more host %v defined in VirtualService %s not found in Gateway %s.")
 SCHEMA_WARNING = MessageType("IST0133", "SchemaWarning", W, "Schema validation warning: %v")
 DR_SUBSET_SELECTS_NO_PODS = MessageType(
     "IST0173", "DestinationRuleSubsetNotSelectPods", E,
@@ -101,6 +104,7 @@ WEIGHTS_NOT_100 = MessageType(
 
 CATALOG: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
-    VS_DESTINATION_PORT_SELECTOR_REQUIRED, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH, SCHEMA_WARNING,
+    VS_DESTINATION_PORT_SELECTOR_REQUIRED, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH, VS_HOST_NOT_FOUND_IN_GATEWAY,
+    SCHEMA_WARNING,
     DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
 )
