@@ -177,7 +177,8 @@ def _content(body: dict[str, Any]) -> dict[str, Any]:
 class ApiServer(kmock.KubernetesEmulator):
     """The emulated cluster. `tokens` maps bearer tokens to allowed verbs (None = all); empty = no auth."""
 
-    tokens: dict[str, set[str] | None] = attrs.field(factory=dict)
+    tokens: dict[str, Any] = attrs.field(factory=dict)  # token -> None | {verbs} | {(group, plural): {verbs}}
+    used: set[tuple[str, str, str]] = attrs.field(factory=set)  # (group, plural, verb) granted so far
     rollouts: dict[str, str] = attrs.field(factory=dict)  # deployment name -> healthy | stuck | manual
     rollout_step: float = 0.05
     deletions: list[dict[str, Any]] = attrs.field(factory=list)
@@ -264,20 +265,26 @@ class ApiServer(kmock.KubernetesEmulator):
         return attrs.evolve(request, resource=kmock.resource("", "v1", "namespaces"), namespace=None, name=name,
                             action=action)
 
-    def _authorize(self, request: rendering.Request) -> None:
+    def _authorize(self, request: rendering.Request, verb: str | None = None) -> None:
+        """Bearer-token authentication (401) and RBAC-like authorization per resource and verb (403)."""
         if not self.tokens:
             return
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
         if token is None or token not in self.tokens:
             raise status(401, "Unauthorized", "Unauthorized")
-        allowed = self.tokens[token]
-        verb = {enums.action.FETCH: "get", enums.action.LIST: "list", enums.action.WATCH: "watch",
-                enums.action.CREATE: "create", enums.action.UPDATE: "patch",
-                enums.action.DELETE: "delete"}.get(request.action)  # type: ignore[arg-type]
-        if allowed is None or verb is None or request.resource is None or verb in allowed:
-            return
+        verb = verb or {enums.action.FETCH: "get", enums.action.LIST: "list", enums.action.WATCH: "watch",
+                        enums.action.CREATE: "create", enums.action.UPDATE: "patch",
+                        enums.action.DELETE: "delete"}.get(request.action)  # type: ignore[arg-type]
         res = request.resource
+        if verb is None or res is None or res.plural is None:
+            return  # discovery: allowed to every authenticated user (system:discovery)
+        allowed = self.tokens[token]
+        if isinstance(allowed, dict):
+            allowed = allowed.get((res.group or "", res.plural), set())
+        if allowed is None or verb in allowed:
+            self.used.add((res.group or "", str(res.plural), verb))
+            return
         name = f"{res.plural}.{res.group}" if res.group else str(res.plural)
         where = f' in the namespace "{request.namespace}"' if request.namespace else " at the cluster scope"
         raise status(403, "Forbidden",
@@ -344,6 +351,8 @@ class ApiServer(kmock.KubernetesEmulator):
         manager = request.params.get("fieldManager", "unknown")
         owners = copy.deepcopy(self._owners.get(key, {}))
         data = request.data
+        if ctype == APPLY and old is None:
+            self._authorize(request, "create")  # server-side apply that creates needs `create` too
         if ctype == APPLY:
             new = self._apply(old, data, manager, owners, force=request.params.get("force") == "true",
                               request=request)

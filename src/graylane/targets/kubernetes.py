@@ -26,6 +26,8 @@ from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, Resource
 from graylane.targets.base import Applied, PatchType
 
 FIELD_MANAGER = "graylane"
+# Graylane's own kinds (LocalImage: image -> local command) only steer the local target; a cluster runs images.
+LOCAL_ONLY_GROUP = "graylane.io"
 
 # API groups that only exist once Istio is installed (its CRDs).
 ISTIO_GROUPS = frozenset({"networking.istio.io", "security.istio.io", "telemetry.istio.io",
@@ -458,9 +460,16 @@ class KubernetesTarget:
         ordered = order_for_apply(docs)
         plans: list[tuple[Document, ApiResource, dict[str, Any]]] = []
         for doc in ordered:
+            if doc.group == LOCAL_ONLY_GROUP:
+                plural = doc.kind.lower() + "s"
+                plans.append((doc, ApiResource(doc.group, doc.version, doc.kind, plural, True, type(None)),
+                              copy.deepcopy(doc.body)))
+                continue
             res = await self.resource(doc.group, doc.kind, doc.version, where=doc.where())
             plans.append((doc, res, self._placed(doc, namespace_override, res)))
         new_namespaces = {p[2]["metadata"]["name"] for p in plans if p[0].kind == "Namespace"}
+        local_only = [p for p in plans if p[1].group == LOCAL_ONLY_GROUP]
+        plans = [p for p in plans if p[1].group != LOCAL_ONLY_GROUP]
         # Preflight: dry-run every document; a namespace created by this batch may not exist yet.
         for doc, res, body in plans:
             ns = body["metadata"].get("namespace")
@@ -471,9 +480,11 @@ class KubernetesTarget:
                     continue
                 raise self._translate(exc, verb="apply", what=self._what(res, body), group=res.group,
                                       where=doc.where()) from exc
-        if dry_run:
-            return [await self._apply_one(doc, res, body, force=force, dry_run=True) for doc, res, body in plans]
-        return [await self._apply_one(doc, res, body, force=force, dry_run=False) for doc, res, body in plans]
+        done = {id(doc): await self._apply_one(doc, res, body, force=force, dry_run=dry_run)
+                for doc, res, body in plans}
+        for doc, _, body in local_only:  # LocalImage & co. mean nothing to a cluster: the real image runs
+            done[id(doc)] = Applied(key=doc.key, action="unchanged", body=body)
+        return [done[id(doc)] for doc in ordered]
 
     @staticmethod
     def _what(res: ApiResource, body: dict[str, Any]) -> str:
@@ -501,11 +512,8 @@ class KubernetesTarget:
         rv = str((after.get("metadata") or {}).get("resourceVersion") or "")
         if before is None:
             action = "created"
-        elif dry_run:
+        else:  # what we own changed? (status and server bookkeeping move on their own)
             action = "unchanged" if _comparable(before) == _comparable(after) else "configured"
-        else:
-            before_rv = str((before.get("metadata") or {}).get("resourceVersion") or "")
-            action = "unchanged" if before_rv and before_rv == rv else "configured"
         return Applied(key=key, action=action, resource_version=rv, body=after)  # type: ignore[arg-type]
 
     async def delete(self, keys: Sequence[ResourceKey], *, actor: str, cascade: bool = True,
