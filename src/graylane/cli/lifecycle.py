@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from graylane.runtime import daemons
 from graylane.runtime.process import RecordStore, log_path, stop_recorded
 from graylane.settings import server_address, state_dir
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_ADMIN_PORT = 15000  # Envoy's admin port
@@ -200,8 +201,10 @@ def _print_status(state: Path) -> None:
         table.add_row("control plane", "-", "[red]stopped[/]", "-", "-")
     if dp is not None and dp.running:
         ready = daemons.probe_http(f"{dp.url}/ready")
-        version = f", snapshot {mesh.get('ackedVersion')}" if mesh.get("ackedVersion") else ""
-        table.add_row("data plane", str(dp.pid), ("running" if ready is not None else "not answering") + version,
+        listeners = _listeners(dp.url)
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(listeners.items()))
+        detail = f" ({summary} listeners)" if summary else ""
+        table.add_row("data plane", str(dp.pid), ("running" if ready is not None else "not answering") + detail,
                       daemons.human_duration(dp.uptime_s), f"admin {dp.url}")
     else:
         table.add_row("data plane", "-", "[red]stopped[/]", "-", "-")
@@ -216,6 +219,19 @@ def _print_status(state: Path) -> None:
     out.print(table)
     if mesh.get("error"):
         err.print(f"[yellow]mesh:[/] {escape(str(mesh['error']))}")
+
+
+def _listeners(admin_url: str) -> dict[str, int]:
+    import httpx
+
+    try:
+        data = httpx.get(f"{admin_url}/listeners", timeout=2, trust_env=False).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    counts: dict[str, int] = {}
+    for lst in data.get("listeners") or []:
+        counts[str(lst.get("kind", "other"))] = counts.get(str(lst.get("kind", "other")), 0) + 1
+    return counts
 
 
 def _split_target(target: str) -> tuple[str, str]:
@@ -293,7 +309,8 @@ def rollout_status(target: str, namespace: str, timeout: float) -> None:
     client = ApiClient()
     deadline = time.monotonic() + timeout
     last = ""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
         task = progress.add_task(f'Waiting for deployment "{name}" rollout to finish', total=None)
         while True:
             status = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")["status"]

@@ -64,6 +64,8 @@ def data_plane(state: Path) -> Daemon | None:
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
+        # As the servers themselves do: a killed server's TIME_WAIT sockets must not block a restart.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -98,7 +100,10 @@ def graylane_argv(*args: str) -> list[str]:
 
 
 def start_data_plane(state: Path, admin_port: int) -> subprocess.Popen[bytes]:
-    proc = _spawn(graylane_argv("proxy", "--admin-port", str(admin_port)), state / "logs" / "dataplane.log")
+    keep = state / "dataplane"
+    keep.mkdir(parents=True, exist_ok=True)
+    proc = _spawn(graylane_argv("proxy", "--admin-port", str(admin_port), "--state-dir", str(keep)),
+                  state / "logs" / "dataplane.log")
     _record(state, DATAPLANE_FILE, proc, admin_port=admin_port, admin_host="127.0.0.1",
             url=f"http://127.0.0.1:{admin_port}")
     return proc

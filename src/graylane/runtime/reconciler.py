@@ -154,11 +154,12 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        names = sorted(self.replicas)
         for r in list(self.replicas.values()):
             self._terminate(r, wait_for_mesh=False)
         tasks = [r.stop_task for r in self.replicas.values() if r.stop_task]
         await asyncio.gather(*tasks, return_exceptions=True)
-        return sorted(self.replicas)
+        return names
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call `callback()` (in the loop) whenever endpoints or sidecars change."""
