@@ -84,6 +84,21 @@ def local_image(**spec: Any) -> dict[str, Any]:
     return {"apiVersion": "graylane.io/v1alpha1", "kind": "LocalImage", "metadata": {"name": "reviews"}, "spec": spec}
 
 
+def ef(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "ef"},
+        "spec": spec,
+    }
+
+
+def containers(*items: dict[str, Any]) -> dict[str, Any]:
+    body = deploy({"app": "r"}, {"app": "r"})
+    body["spec"]["template"]["spec"]["containers"] = list(items)
+    return body
+
+
 SERVER = {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
 SUBSET = {"name": "v1", "labels": {"version": "v1"}}
 
@@ -483,3 +498,411 @@ def test_weights_rules_hold_for_any_split(weights: list[int]) -> None:
     if not negative and sum(weights) > 0:
         gl0002 = [f for f in analyze([Document(body)]) if f.code == "GL0002"]
         assert bool(gl0002) == (sum(weights) != 100)
+
+
+EF_PATCH = {"applyTo": "HTTP_FILTER", "patch": {"operation": "INSERT_BEFORE", "value": {"name": "x"}}}
+PROBE_OK = {"httpGet": {"path": "/health", "port": 9080}}
+
+# The less common admission messages: same shape as CASES.
+MORE_CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
+    ("invalid-host", "invalid host re_views!", vs(hosts=["re_views!"], http=[{"route": [DEST]}]), http()),
+    (
+        "one-of-string-match",
+        "only one of exact, prefix, regex may be set (found exact, prefix)",
+        http(match=[{"uri": {"exact": "/a", "prefix": "/a"}}]),
+        http(match=[{"uri": {"exact": "/a"}}]),
+    ),
+    (
+        "header-name",
+        "header name end user is not a valid header name",
+        http(match=[{"headers": {"end user": {"exact": "jason"}}}]),
+        http(match=[{"headers": {"end-user": {"exact": "jason"}}}]),
+    ),
+    (
+        "header-null",
+        "must be an object (got None)",
+        http(match=[{"headers": {"end-user": None}}]),
+        http(match=[{"headers": {"end-user": {}}}]),
+    ),
+    (
+        "source-namespace",
+        "sourceNamespace match Shop is invalid",
+        http(match=[{"sourceNamespace": "Shop"}]),
+        http(match=[{"sourceNamespace": "shop"}]),
+    ),
+    (
+        "match-port",
+        "port number 70000 must be in the range 1..65535",
+        http(match=[{"port": 70000}]),
+        http(match=[{"port": 9080}]),
+    ),
+    (
+        "gateway-namespace",
+        'invalid value for namespace: "Istio_System"',
+        vs(gateways=["Istio_System/gw"], http=[{"route": [DEST]}]),
+        vs(gateways=["istio-system/gw"], http=[{"route": [DEST]}]),
+    ),
+    (
+        "gateway-empty-parts",
+        "config namespace and gateway name cannot be empty",
+        vs(gateways=["/gw"], http=[{"route": [DEST]}]),
+        vs(gateways=["ns/gw"], http=[{"route": [DEST]}]),
+    ),
+    (
+        "rewrite-empty",
+        "rewrite must specify at least one of URI, UriRegexRewrite, or authority",
+        http(rewrite={}),
+        http(rewrite={"authority": "reviews.internal"}),
+    ),
+    (
+        "regex-rewrite-fields",
+        "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+        http(rewrite={"uriRegexRewrite": {"match": "^/a"}}),
+        http(rewrite={"uriRegexRewrite": {"match": "^/a", "rewrite": "/b"}}),
+    ),
+    (
+        "redirect-scheme",
+        'invalid redirect scheme, must be "http" or "https"',
+        http(route=[], redirect={"uri": "/x", "scheme": "ftp"}),
+        http(route=[], redirect={"uri": "/x", "scheme": "https"}),
+    ),
+    (
+        "redirect-port-and-derive",
+        "only one of port or derivePort may be set",
+        http(route=[], redirect={"port": 8443, "derivePort": "FROM_REQUEST_PORT"}),
+        http(route=[], redirect={"port": 8443}),
+    ),
+    (
+        "direct-body-size",
+        "large direct_responses may impact control plane performance, must be less than 1MB",
+        http(route=[], directResponse={"status": 200, "body": {"string": "x" * (1024 * 1024 + 1)}}),
+        http(route=[], directResponse={"status": 200, "body": {"string": "x" * 1024}}),
+    ),
+    (
+        "mirror-percent",
+        "mirror_percent must have a max value of 100 (it has 101)",
+        http(mirror={"host": "reviews"}, mirrorPercent=101),
+        http(mirror={"host": "reviews"}, mirrorPercent=100),
+    ),
+    (
+        "mirror-percentage-min",
+        "mirror_percentage must have a min value of 0 (it has -1.000000)",
+        http(mirror={"host": "reviews"}, mirrorPercentage={"value": -1}),
+        http(mirror={"host": "reviews"}, mirrorPercentage={"value": 0}),
+    ),
+    (
+        "delay-percent",
+        "percentage 101 is not in range 0..100",
+        http(fault={"delay": {"fixedDelay": "1s", "percent": 101}}),
+        http(fault={"delay": {"fixedDelay": "1s", "percent": 100}}),
+    ),
+    (
+        "http2-abort",
+        "HTTP/2 abort fault injection not supported yet",
+        http(fault={"abort": {"http2Error": "CANCEL"}}),
+        http(fault={"abort": {"grpcStatus": "UNAVAILABLE"}}),
+    ),
+    (
+        "cors-origin",
+        "'' is not a valid match type for CORS allow origins",
+        http(corsPolicy={"allowOrigins": [{"exact": ""}]}),
+        http(corsPolicy={"allowOrigins": [{"exact": "https://a.b"}]}),
+    ),
+    (
+        "cors-regex",
+        '"corsPolicy.allowOrigins": error parsing regexp',
+        http(corsPolicy={"allowOrigins": [{"regex": "(?!x)"}]}),
+        http(corsPolicy={"allowOrigins": [{"regex": "https://.*"}]}),
+    ),
+    (
+        "cors-max-age",
+        "max_age duration is accurate only to seconds precision",
+        http(corsPolicy={"maxAge": "1.5s"}),
+        http(corsPolicy={"maxAge": "24h"}),
+    ),
+    (
+        "tls-match",
+        "TLS route must have at least one match condition",
+        vs(tls=[{"route": [DEST]}]),
+        vs(tls=[{"match": [{"sniHosts": ["reviews"]}], "route": [DEST]}]),
+    ),
+    (
+        "tls-route",
+        "TLS route is required",
+        vs(tls=[{"match": [{"sniHosts": ["reviews"]}]}]),
+        vs(tls=[{"match": [{"sniHosts": ["reviews"]}], "route": [DEST]}]),
+    ),
+    (
+        "root-redirect",
+        "root HTTP route main must not specify redirect",
+        http(name="main", route=None, delegate={"name": "d"}, redirect={"uri": "/x"}),
+        http(name="main", route=None, delegate={"name": "d"}),
+    ),
+    ("dr-host", "invalid host *: must be a DNS name", dr(host="*"), dr(host="*.example.com")),
+    (
+        "dr-lb-oneof",
+        "only one of simple or consistentHash may be set",
+        dr(trafficPolicy={"loadBalancer": {"simple": "RANDOM", "consistentHash": {"useSourceIp": True}}}),
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"useSourceIp": True}}}),
+    ),
+    (
+        "dr-hash-key",
+        "only one hash key may be set (found httpHeaderName, useSourceIp)",
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user", "useSourceIp": True}}}),
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}),
+    ),
+    (
+        "dr-ring-and-maglev",
+        "only one of ringHash or maglev may be set",
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"useSourceIp": True, "ringHash": {}, "maglev": {}}}}),
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"useSourceIp": True, "maglev": {}}}}),
+    ),
+    (
+        "dr-maglev-prime",
+        "table size must be a prime number",
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"useSourceIp": True, "maglev": {"tableSize": 65536}}}}),
+        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"useSourceIp": True, "maglev": {"tableSize": 65537}}}}),
+    ),
+    (
+        "dr-port-level-port",
+        "portTrafficPolicy must have valid port",
+        dr(trafficPolicy={"portLevelSettings": [{"loadBalancer": {"simple": "RANDOM"}}]}),
+        dr(trafficPolicy={"portLevelSettings": [{"port": {"number": 9080}, "loadBalancer": {"simple": "RANDOM"}}]}),
+    ),
+    (
+        "dr-port-level-empty",
+        "port traffic policy must have at least one field",
+        dr(trafficPolicy={"portLevelSettings": [{"port": {"number": 9080}}]}),
+        dr(trafficPolicy={"portLevelSettings": [{"port": {"number": 9080}, "tls": {"mode": "DISABLE"}}]}),
+    ),
+    (
+        "dr-local-origin",
+        "consecutive local origin failures is only relevant when split external local origin errors",
+        dr(trafficPolicy={"outlierDetection": {"consecutiveLocalOriginFailures": 3}}),
+        dr(
+            trafficPolicy={
+                "outlierDetection": {"consecutiveLocalOriginFailures": 3, "splitExternalLocalOriginErrors": True}
+            }
+        ),
+    ),
+    (
+        "dr-connect-timeout",
+        "only durations to ms precision are supported",
+        dr(trafficPolicy={"connectionPool": {"tcp": {"connectTimeout": "10.0001s"}}}),
+        dr(trafficPolicy={"connectionPool": {"tcp": {"connectTimeout": "10s"}}}),
+    ),
+    (
+        "dr-idle-timeout-syntax",
+        "invalid duration '1 hour'",
+        dr(trafficPolicy={"connectionPool": {"http": {"idleTimeout": "1 hour"}}}),
+        dr(trafficPolicy={"connectionPool": {"http": {"idleTimeout": "0s"}}}),
+    ),
+    (
+        "gw-protocol",
+        'invalid protocol "HTTP3"',
+        gw([{**SERVER, "port": {"number": 80, "name": "http", "protocol": "HTTP3"}}]),
+        gw([SERVER]),
+    ),
+    (
+        "gw-port-name",
+        "port name must be set",
+        gw([{**SERVER, "port": {"number": 80, "protocol": "HTTP"}}]),
+        gw([SERVER]),
+    ),
+    (
+        "gw-host-namespace",
+        'invalid namespace value "Bad_NS" in host "Bad_NS/shop.example.com"',
+        gw([{**SERVER, "hosts": ["Bad_NS/shop.example.com"]}]),
+        gw([{**SERVER, "hosts": ["shop/shop.example.com"]}]),
+    ),
+    ("se-star", "invalid host *", se(hosts=["*"]), se(hosts=["*.example.com"])),
+    (
+        "se-port-name",
+        'service entry port name "http" already defined',
+        se(hosts=["a.example.com"], ports=[{"number": 80, "name": "http"}, {"number": 81, "name": "http"}]),
+        se(hosts=["a.example.com"], ports=[{"number": 80, "name": "http"}, {"number": 81, "name": "http-alt"}]),
+    ),
+    (
+        "se-port-name-format",
+        "invalid port name: HTTP",
+        se(hosts=["a.example.com"], ports=[{"number": 80, "name": "HTTP"}]),
+        se(hosts=["a.example.com"], ports=[{"number": 80, "name": "http"}]),
+    ),
+    (
+        "se-none-endpoints",
+        "no endpoints should be provided for resolution type none",
+        se(hosts=["a.example.com"], resolution="NONE", endpoints=[{"address": "10.0.0.1"}]),
+        se(hosts=["a.example.com"], resolution="STATIC", endpoints=[{"address": "10.0.0.1"}]),
+    ),
+    (
+        "se-selector-and-endpoints",
+        "only one of WorkloadSelector or Endpoints is allowed in Service Entry",
+        se(
+            hosts=["a.example.com"],
+            resolution="STATIC",
+            workloadSelector={"labels": {"app": "a"}},
+            endpoints=[{"address": "10.0.0.1"}],
+        ),
+        se(hosts=["a.example.com"], resolution="STATIC", workloadSelector={"labels": {"app": "a"}}),
+    ),
+    (
+        "se-endpoint-address",
+        "address is required",
+        se(hosts=["a.example.com"], resolution="STATIC", endpoints=[{"labels": {"a": "b"}}]),
+        se(hosts=["a.example.com"], resolution="STATIC", endpoints=[{"address": "10.0.0.1"}]),
+    ),
+    (
+        "se-endpoint-port",
+        "endpoint port 8080 is not defined by the service entry",
+        se(
+            hosts=["a.example.com"],
+            resolution="STATIC",
+            ports=[{"number": 80, "name": "http"}],
+            endpoints=[{"address": "10.0.0.1", "ports": {"web": 8080}}],
+        ),
+        se(
+            hosts=["a.example.com"],
+            resolution="STATIC",
+            ports=[{"number": 80, "name": "http"}],
+            endpoints=[{"address": "10.0.0.1", "ports": {"http": 8080}}],
+        ),
+    ),
+    (
+        "ef-apply-to",
+        "Envoy filter: missing applyTo",
+        ef(configPatches=[{"patch": EF_PATCH["patch"]}]),
+        ef(configPatches=[EF_PATCH]),
+    ),
+    (
+        "ef-patch",
+        "Envoy filter: missing patch",
+        ef(configPatches=[{"applyTo": "HTTP_FILTER"}]),
+        ef(configPatches=[EF_PATCH]),
+    ),
+    (
+        "ef-operation",
+        "Envoy filter: missing patch operation",
+        ef(configPatches=[{"applyTo": "HTTP_FILTER", "patch": {"value": {}}}]),
+        ef(configPatches=[EF_PATCH]),
+    ),
+    (
+        "ef-selector-and-refs",
+        "only one of targetRefs or workloadSelector can be set",
+        ef(
+            workloadSelector={"labels": {"app": "a"}},
+            targetRefs=[{"kind": "Service", "name": "a"}],
+            configPatches=[EF_PATCH],
+        ),
+        ef(targetRefs=[{"kind": "Service", "name": "a"}], configPatches=[EF_PATCH]),
+    ),
+    (
+        "deployment-empty-selector",
+        "empty selector is invalid for deployment",
+        deploy({}, {"app": "r"}),
+        deploy({"app": "r"}, {"app": "r"}),
+    ),
+    (
+        "deployment-containers",
+        "at least one container",
+        {
+            **deploy({"app": "r"}, {"app": "r"}),
+            "spec": {
+                "selector": {"matchLabels": {"app": "r"}},
+                "template": {"metadata": {"labels": {"app": "r"}}, "spec": {"containers": []}},
+            },
+        },
+        deploy({"app": "r"}, {"app": "r"}),
+    ),
+    (
+        "deployment-container-names",
+        'Duplicate value: "app"',
+        containers({"name": "app", "image": "a"}, {"name": "app", "image": "b"}),
+        containers({"name": "app", "image": "a"}, {"name": "sidecar", "image": "b"}),
+    ),
+    (
+        "deployment-container-port",
+        "must be between 1 and 65535, inclusive",
+        containers({"name": "app", "ports": [{"containerPort": 0}]}),
+        containers({"name": "app", "ports": [{"containerPort": 9080}]}),
+    ),
+    (
+        "deployment-probe-handler",
+        "must specify exactly one handler type",
+        containers({"name": "app", "readinessProbe": {"periodSeconds": 2}}),
+        containers({"name": "app", "readinessProbe": PROBE_OK}),
+    ),
+    (
+        "service-name",
+        "a DNS-1035 label must consist of lower case alphanumeric characters",
+        svc([{"port": 9080}], name="9reviews"),
+        svc([{"port": 9080}], name="reviews9"),
+    ),
+    (
+        "service-duplicate-port-name",
+        'Duplicate value: "http"',
+        svc([{"port": 9080, "name": "http"}, {"port": 9090, "name": "http"}]),
+        svc([{"port": 9080, "name": "http"}, {"port": 9090, "name": "http-2"}]),
+    ),
+    (
+        "local-image-image",
+        "must not be empty: a glob pattern",
+        local_image(image="", command=["x"]),
+        local_image(image="reviews*", command=["x"]),
+    ),
+    (
+        "local-image-env",
+        'invalid environment variable name "1PORT"',
+        local_image(image="r*", command=["x"], env={"1PORT": "9080"}),
+        local_image(image="r*", command=["x"], env={"PORT": "9080"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "bad", "good"), [pytest.param(*c[1:], id=c[0]) for c in MORE_CASES])
+def test_more_admission_messages(message: str, bad: dict[str, Any], good: dict[str, Any]) -> None:
+    assert any(message in m for m in _messages(bad)), _messages(bad)
+    assert not any(message in m for m in _messages(good)), _messages(good)
+
+
+@pytest.mark.parametrize(
+    ("message", "bad", "good"),
+    [
+        pytest.param(
+            'using legacy gatewayName format "gw.istio-system"; prefer the <namespace>/<name> format: '
+            '"istio-system/gw"',
+            vs(gateways=["gw.istio-system"], http=[{"route": [DEST]}]),
+            vs(gateways=["istio-system/gw"], http=[{"route": [DEST]}]),
+            id="legacy-gateway-name",
+        ),
+        pytest.param(
+            'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead',
+            http(mirror={"host": "reviews"}, mirrorPercent=5),
+            http(mirror={"host": "reviews"}, mirrorPercentage={"value": 5}),
+            id="mirror-percent-deprecated",
+        ),
+        pytest.param(
+            "outlier detection consecutive errors is deprecated",
+            dr(trafficPolicy={"outlierDetection": {"consecutiveErrors": 5}}),
+            dr(trafficPolicy={"outlierDetection": {"consecutive5xxErrors": 5}}),
+            id="consecutive-errors",
+        ),
+        pytest.param(
+            "large direct_responses may impact control plane performance",
+            http(route=[], directResponse={"status": 200, "body": {"string": "x" * (100 * 1024 + 1)}}),
+            http(route=[], directResponse={"status": 200, "body": {"string": "x"}}),
+            id="direct-body-warning",
+        ),
+        pytest.param(
+            "tls settings are only used by HTTPS/TLS servers",
+            gw([{**SERVER, "tls": {"mode": "SIMPLE"}}]),
+            gw([{**SERVER, "tls": {"httpsRedirect": True}}]),
+            id="plain-server-tls",
+        ),
+    ],
+)
+def test_validation_warnings(message: str, bad: dict[str, Any], good: dict[str, Any]) -> None:
+    def warnings(body: dict[str, Any]) -> list[str]:
+        return [f.message for f in analyze([Document(copy.deepcopy(body))]) if f.code == "IST0133"]
+
+    assert any(message in w for w in warnings(bad)), warnings(bad)
+    assert not any(message in w for w in warnings(good)), warnings(good)

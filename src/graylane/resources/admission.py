@@ -323,9 +323,6 @@ def _matches(c: _Checks, path: FieldPath, matches: Any) -> None:
                 _string_match(c, (*mp, field), match[field], field, prefix_required=True)
         for field, where in (("headers", "headers"), ("withoutHeaders", "headers"), ("queryParams", "queryParams")):
             for name, sm in _map(match.get(field)).items():
-                if sm is None:
-                    c.error((*mp, field, name), f"header match {name} cannot be null")
-                    continue
                 if field != "queryParams" and not _HTTP_TOKEN.match(str(name)):
                     c.error((*mp, field, name), f"header name {name} is not a valid header name")
                 _string_match(c, (*mp, field, name), sm, where, prefix_required=False)
