@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from graylane.mesh.proxy import outlier
@@ -115,7 +115,8 @@ class Forwarder:
         hmap = req.hmap
         rid = hmap.get("x-request-id")
         if not rid:
-            rid = str(uuid.uuid4())
+            h = os.urandom(16).hex()
+            rid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
             hmap["x-request-id"] = rid
         ctx.rid = rid
         ctx.trace = TraceContext.extract(hmap, table.trace_sampling, self.rng)
@@ -397,9 +398,15 @@ class Forwarder:
         if not keep:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
-        proto.write(b"".join(head))
         ctx.status = status
         transport = conn.transport
+        whole = ex.complete.done() and ex.error is None and not chunked
+        if whole:
+            # The whole response is already here (the common small-JSON case): one write, one syscall.
+            proto.write(b"".join(head) + b"".join(ex.held))
+            ex.held.clear()
+        else:
+            proto.write(b"".join(head))
 
         def sink(chunk: bytes) -> None:
             if chunked:
@@ -410,7 +417,8 @@ class Forwarder:
                 transport.pause_reading()
                 proto.on_resume.append(transport)
 
-        ex.attach(sink)
+        if not whole:
+            ex.attach(sink)
         try:
             await ex.complete
         except asyncio.CancelledError:

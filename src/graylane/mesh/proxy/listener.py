@@ -114,7 +114,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.on_resume: list[asyncio.Transport] = []  # upstream transports paused on our behalf
         self.pipeline: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = float("inf")  # idle/header timeout, checked by the server's sweeper
         self.peer = ("127.0.0.1", 0)
         # -- request state (the request being parsed)
         self.parsing: Request | None = None
@@ -282,18 +282,15 @@ class DownstreamProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- timers --------------------------------------------------------------------------------------
+    # A deadline per connection and one sweeper per server: cheaper than a timer handle per request.
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        if seconds > 0:
-            self.timer = self.loop.call_later(seconds, self._timeout)
+        self.deadline = self.loop.time() + seconds if seconds > 0 else float("inf")
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = float("inf")
 
-    def _timeout(self) -> None:
-        self.timer = None
+    def timeout(self) -> None:
+        self.deadline = float("inf")
         if not self.busy:
             self.server.stats.bump("graylane_proxy_downstream_cx_idle_timeout_total")
             if self.parsing is not None and not self.pipeline:

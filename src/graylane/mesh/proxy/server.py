@@ -49,6 +49,16 @@ class ProxyServer:
         self.access_log: deque[dict[str, Any]] | None = None
         self.lock = asyncio.Lock()
         self.last_nack: str = ""
+        self.sweeper: asyncio.Task[None] | None = None
+
+    async def _sweep(self) -> None:
+        """Close connections whose idle or header deadline passed (one task instead of a timer per request)."""
+        period = max(0.05, min(1.0, self.header_timeout_s / 4, self.idle_timeout_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            for conn in [c for c in self.connections if c.deadline <= now]:
+                conn.timeout()
 
     # -- lookups used per request ----------------------------------------------------------------------
     def listener_at(self, key: tuple[str, int]) -> Listener | None:
@@ -104,6 +114,8 @@ class ProxyServer:
                     for srv in opened.values():
                         srv.close()
                     return self._nack(f"listener {wanted[addr].name} cannot bind {addr[0]}:{addr[1]}: {exc}")
+            if self.sweeper is None:
+                self.sweeper = self.loop.create_task(self._sweep())
             # Commit: new requests see the new table; in-flight ones finish on the objects they hold.
             self.table = table
             self.listeners_by_addr = wanted
@@ -175,6 +187,8 @@ class ProxyServer:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         for srv in self.servers.values():
             srv.close()
         self.servers.clear()

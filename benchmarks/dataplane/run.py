@@ -1,0 +1,187 @@
+"""Data-plane benchmark: direct vs nginx reverse proxy vs the Graylane proxy; prints one table, asserts nothing.
+
+Usage: .venv/bin/python benchmarks/dataplane/run.py [--seconds 10] [--rate 1000]
+Layout on this 2-core machine: the subject (nginx proxy or Graylane) on CPU 0; wrk, the latency client and the
+upstream nginx on CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Nginx, Proxy, big_mesh_snapshot, canary_snapshot, free_port, wait_port, wrk  # noqa: E402
+
+
+async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int = 16) -> list[float]:
+    """Open-loop client: one request every 1/rate s over keep-alive connections; latency from the scheduled time."""
+    import uvloop  # noqa: F401
+
+    request = f"GET /reviews/0 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    idle: asyncio.Queue = asyncio.Queue()
+    for _ in range(conns):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    lat: list[float] = []
+    clock = time.perf_counter  # uvloop's loop.time() has millisecond resolution
+
+    async def one(due: float) -> None:
+        r, w = await idle.get()
+        w.write(request)
+        head = await r.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await r.readexactly(length)
+        lat.append((clock() - due) * 1000)
+        idle.put_nowait((r, w))
+
+    start = clock() + 0.05
+    n = int(rate * seconds)
+    tasks = []
+    for i in range(n):
+        due = start + i / rate
+        delay = due - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    return lat[int(len(lat) * 0.1):]  # drop warm-up
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100))]
+
+
+def latency(port: int, host: str, rate: int, seconds: float) -> list[float]:
+    import uvloop
+
+    os.sched_setaffinity(0, {1})
+    return uvloop.run(fixed_rate(port, host, rate, seconds))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--services", type=int, default=100)
+    args = ap.parse_args()
+
+    up1, up2, nginx_proxy, sidecar = free_port(), free_port(), free_port(), free_port()
+    upstream = Nginx([up1, up2], cpu="1")
+    reverse = _reverse_only(up1, nginx_proxy)
+    proxy = Proxy(cpu="0")
+    rows = []
+    try:
+        status, body, _ = proxy.put(canary_snapshot([up1, up2], sidecar, 1))
+        assert status == 200, body
+        wait_port(sidecar)
+        host = "reviews:9080"
+        targets = [("direct (nginx upstream)", up1, "localhost"), ("nginx reverse proxy", nginx_proxy, "localhost"),
+                   ("graylane proxy (90/10 + header match)", sidecar, host)]
+        pids = {nginx_proxy: _worker_pid(reverse), sidecar: proxy.proc.pid}
+        for name, port, h in targets:
+            wrk(f"http://127.0.0.1:{port}/reviews/0", 2, headers={"Host": h})  # warm up
+            pid = pids.get(port)
+            c0 = cpu_seconds(pid) if pid else 0.0
+            res = wrk(f"http://127.0.0.1:{port}/reviews/0", args.seconds, headers={"Host": h})
+            if pid:
+                res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
+            lat = latency(port, h, args.rate, min(args.seconds, 10))
+            rows.append((name, res, lat))
+        rss = proxy.rss_mb()
+        # snapshot push -> ACK for a mesh of N services (first push opens N listeners; then weight flips)
+        status, body, first = proxy.put(big_mesh_snapshot(args.services, 100))
+        assert status == 200, body
+        acks = []
+        for i in range(50):
+            snap = big_mesh_snapshot(args.services, 101 + i, flip=i % 2 * 5 + 1, flip_service=i % args.services)
+            status, body, took = proxy.put(snap)
+            assert status == 200, body
+            acks.append(took * 1000)
+        rss_after = proxy.rss_mb()
+    finally:
+        proxy.stop()
+        reverse.stop()
+        upstream.stop()
+
+    direct = rows[0][2]
+    print(f"\nGraylane data plane benchmark — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}; Python "
+          f"{platform.python_version()}; nginx 1 worker; wrk -t1 -c50 -d{args.seconds}s; latency at "
+          f"{args.rate} req/s (open loop, 16 keep-alive connections); load average {os.getloadavg()[0]:.1f}")
+    print("layout: subject on CPU 0; wrk, latency client and upstream nginx on CPU 1")
+    print(f"load: wrk -t1 -c50 -d{args.seconds}s --latency -H 'Host: reviews:9080' http://127.0.0.1:PORT/reviews/0\n")
+    hdr = (f"{'path':<40} {'req/s':>9} {'cpu us/rq':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+           f"{'+p50':>7} {'+p90':>7} {'+p99':>7}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name, res, lat in rows:
+        added = [pct(lat, p) - pct(direct, p) for p in (50, 90, 99)]
+        cpu = f"{res['cpu_us']:.0f}" if res.get("cpu_us") else "-"
+        print(f"{name:<40} {res['rps']:>9.0f} {cpu:>9} {pct(lat, 50):>8.3f} {pct(lat, 90):>8.3f} "
+              f"{pct(lat, 99):>8.3f} {added[0]:>7.3f} {added[1]:>7.3f} {added[2]:>7.3f}")
+    ratio = rows[2][1]["rps"] / rows[1][1]["rps"]
+    g = rows[2][2]
+    p90, p99 = pct(g, 90) - pct(direct, 90), pct(g, 99) - pct(direct, 99)
+    print()
+    print(f"throughput graylane / nginx proxy : {ratio:.2f}x   (target >= 0.6x)")
+    print(f"added latency p90 / p99 vs direct : {p90:.3f} / {p99:.3f} ms   (target <= 0.3 / 1 ms; "
+          "Istio 1.20 publishes 0.228 / 0.298 ms for two Envoy hops)")
+    print(f"proxy RSS                         : {rss:.1f} MB after load, {rss_after:.1f} MB with "
+          f"{args.services} services   (target <= 60 MB)")
+    print(f"snapshot push -> ACK, {args.services} services + {args.services} listeners: first {first * 1000:.1f} ms; "
+          f"one canary step each: p50 {statistics.median(acks):.1f} ms, p99 {pct(acks, 99):.1f} ms over "
+          f"{len(acks)}   (target p99 <= 20 ms)")
+    print("errors: " + "; ".join(f"{n}: non-2xx {r['non2xx']}, socket {r['socket_errors']}" for n, r, _ in rows))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _reverse_only(upstream_port: int, proxy_port: int) -> Nginx:
+    """nginx as a reverse proxy only (its own 'upstream' server block is an unused dummy port)."""
+    n = Nginx.__new__(Nginx)
+    import subprocess
+    import tempfile
+
+    from harness import wait_port as _wait
+
+    n.dir = Path(tempfile.mkdtemp(prefix="gl-nginx-rp-"))
+    (n.dir / "nginx.conf").write_text(f"""
+worker_processes 1; daemon off; pid {n.dir}/nginx.pid; error_log {n.dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{ client_body_temp_path {n.dir}; proxy_temp_path {n.dir}; fastcgi_temp_path {n.dir};
+  uwsgi_temp_path {n.dir}; scgi_temp_path {n.dir};
+  upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{proxy_port}; access_log off; keepalive_requests 1000000;
+    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+""")
+    n.proc = subprocess.Popen(["taskset", "-c", "0", "nginx", "-p", str(n.dir), "-c", str(n.dir / "nginx.conf")],
+                              stderr=subprocess.DEVNULL)
+    _wait(proxy_port)
+    return n
+
+
+def _worker_pid(n: Nginx) -> int | None:
+    """nginx's single worker (the one doing the proxying)."""
+    try:
+        out = Path(f"/proc/{n.proc.pid}/task/{n.proc.pid}/children").read_text().split()
+        return int(out[0]) if out else None
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    main()
