@@ -362,13 +362,14 @@ class ApiServer(kmock.KubernetesEmulator):
                              {"name": request.name, "kind": request.resource.plural})
             if ctype == MERGE:
                 new = merge(old, data)
-            elif ctype == STRATEGIC:
+            elif ctype == STRATEGIC and request.resource.group in ("", "apps"):
                 new = merge(old, data, strategic=True)
             elif ctype == JSONPATCH:
                 new = json_patch(old, data)
             else:
-                raise status(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: "
-                                                          f"accepted media types include: {APPLY}, {MERGE}")
+                raise status(415, "UnsupportedMediaType",
+                             "the body of the request was in an unknown format - "
+                             f"accepted media types include: {JSONPATCH}, {MERGE}, {APPLY}")
             changed = {p: v for p, v in leaf_paths(_content(new)).items()
                        if get_path(_content(old), p) != v}
             for m in owners:

@@ -212,6 +212,12 @@ async def test_patch_strategic_merge_json(cluster: Any) -> None:
                         "application/json-patch+json"]
         with pytest.raises(ValidationError):
             await t.patch(DEPLOY, {"spec": {}}, "json", actor="user:alice")
+        # custom resources take no strategic merge patch: sent as a merge patch
+        await t.apply([virtual_service()], actor="user:alice")
+        vs_key = ResourceKey("networking.istio.io", "VirtualService", "bookinfo", "reviews")
+        body = await t.patch(vs_key, {"metadata": {"labels": {"canary": "true"}}}, "strategic", actor="user:alice")
+        assert body["metadata"]["labels"] == {"canary": "true"}
+        assert patches(cluster.api)[-1].headers["Content-Type"] == "application/merge-patch+json"
         with pytest.raises(ValidationError):
             await t.patch(DEPLOY, [{"op": "test", "path": "/spec/replicas", "value": 1}], "json", actor="user:alice")
         with pytest.raises(NotFound):
@@ -245,6 +251,10 @@ async def test_list(cluster: Any) -> None:
         assert names == ["reviews-v1", "reviews-v2"]
         assert await t.list("Deployment", "default") == []
         assert len(await t.list("VirtualService", "*", group="networking.istio.io")) == 1
+        await t.apply([service(namespace=None)], actor="user:alice")
+        assert sorted(s["metadata"]["namespace"] for s in await t.list("Service")) == ["default"]
+        await t.apply([service()], actor="user:alice")
+        assert sorted(s["metadata"]["namespace"] for s in await t.list("Service")) == ["bookinfo", "default"]
 
 
 async def test_wait_ready_like_rollout_status(cluster: Any) -> None:

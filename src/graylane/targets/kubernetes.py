@@ -67,6 +67,11 @@ APPLY_ORDER = ("CustomResourceDefinition", "Namespace", "ServiceAccount", "Clust
                "ServiceEntry", "DestinationRule", "Gateway", "Sidecar", "PeerAuthentication",
                "AuthorizationPolicy", "VirtualService")
 
+# Groups the API server itself serves (strategic merge patch works there; custom resources only take
+# merge/json patches, so a strategic patch of an Istio object is sent as a merge patch, as kubectl users do).
+BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy", "networking.k8s.io",
+                            "rbac.authorization.k8s.io", "storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "scheduling.k8s.io"})
+
 # Fields the API server owns: never part of "did the object change" comparisons.
 _SERVER_META = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp",
                 "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -543,13 +548,13 @@ class KubernetesTarget:
             raise self._translate(exc, verb="get", what=str(key), group=key.group) from exc
 
     async def list(self, kind: str, namespace: str | None = None, group: str | None = None) -> list[dict[str, Any]]:
-        """List one kind; namespace None = the account's namespace, '*' = all namespaces."""
+        """List one kind in `namespace`; None (or '*') lists every namespace, like the store does."""
         if group is None:
             group = next((g for (g, k) in KNOWN_KINDS if k == kind), "")
         res = await self.resource(group, kind)
         ns = None
         if res.namespaced:
-            ns = namespace or self.namespace
+            ns = namespace if namespace and namespace != "*" else "*"
         try:
             return [dict(o.to_dict()) async for o in self.client().list(res.cls, namespace=ns)]
         except Exception as exc:
@@ -565,6 +570,8 @@ class KubernetesTarget:
             raise ValidationError(f"a {patch_type} patch is a map")
         res = await self._resource_for_key(key)
         ns = (key.namespace or self.namespace) if res.namespaced else None
+        if patch_type == "strategic" and res.group not in BUILTIN_GROUPS:
+            patch_type = "merge"  # custom resources have no strategic merge schema
         try:
             obj = await self.client().patch(res.cls, key.name, patch, namespace=ns, patch_type=types[patch_type],
                                             field_manager=FIELD_MANAGER)
