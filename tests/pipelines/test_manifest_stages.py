@@ -1,0 +1,162 @@
+"""deploy/patch/scale/delete/undoRollout stages through LocalTarget over a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("graylane.targets.local", reason="graylane.targets.local has not landed yet")
+
+from graylane.pipelines.executor import Executor  # noqa: E402
+from graylane.pipelines.services import TaskServices  # noqa: E402
+from graylane.pipelines.status import ExecutionStatus as S  # noqa: E402
+from graylane.pipelines.triggers import build_trigger  # noqa: E402
+from graylane.resources.document import ResourceKey  # noqa: E402
+from graylane.store import Store  # noqa: E402
+from graylane.targets.local import LocalTarget  # noqa: E402
+
+DR = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+      "metadata": {"name": "reviews", "namespace": "default"},
+      "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                              {"name": "v2", "labels": {"version": "v2"}}]}}
+RATIO = '#toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])'
+VS = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+      "metadata": {"name": "reviews", "namespace": "default"},
+      "spec": {"hosts": ["reviews"], "http": [{"route": [
+          {"destination": {"host": "reviews", "subset": "${parameters.base_version}"},
+           "weight": "${100 - " + RATIO + "}"},
+          {"destination": {"host": "reviews", "subset": "${parameters.canary_version}"}, "weight": "${" + RATIO + "}"},
+      ]}]}}
+DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "reviews-v2", "namespace": "default"},
+          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v2"}},
+                   "template": {"metadata": {"labels": {"app": "reviews", "version": "v2"}},
+                                "spec": {"containers": [{"name": "reviews", "image": "reviews:v2"}]}}}}
+
+
+def stage(ref: str, stype: str, name: str, requires: tuple[str, ...] = (), **fields: Any) -> dict:
+    return {"refId": ref, "type": stype, "name": name, "requisiteStageRefIds": list(requires), **fields}
+
+
+def run(tmp_path: Path, scenario: Any) -> Any:
+    async def go() -> Any:
+        store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+        target = LocalTarget(store)
+
+        async def get_target(account: str | None, namespace: str | None = None) -> Any:
+            assert account in (None, "local")
+            return target
+
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        await ex.start()
+        try:
+            return await scenario(ex, store)
+        finally:
+            await ex.stop()
+            store.close()
+
+    return asyncio.run(go())
+
+
+async def _start(ex: Executor, body: dict, **trigger: Any) -> str:
+    config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+    full = build_trigger(config, {"type": "manual", "user": "t", **trigger}, ex)
+    return (await ex.start_execution(config, full, user="t")).id
+
+
+def test_article_canary_weights_from_judgment_custom_params(tmp_path: Path) -> None:
+    body = {"application": "bookinfo", "name": "reviews-canary",
+            "parameterConfig": [{"name": "base_version", "default": "v1"}, {"name": "canary_version", "default": "v2"}],
+            "stages": [
+                stage("1", "deployManifest", "deploy canary", source="text", manifests=[DEPLOY, DR]),
+                stage("2", "manualJudgment", "设置灰度比例", ("1",), customParamConfig=[
+                    {"name": "canary_ratio", "type": "int", "min": 0, "max": 100, "required": True}]),
+                stage("3", "deployManifest", "灰度比例生效", ("2",), manifest=VS),  # CODING's singular `manifest`
+            ]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        eid = await _start(ex, body)
+        await ex.wait_for_stage(eid, "设置灰度比例", {S.RUNNING})
+        await ex.update_stage(eid, "设置灰度比例",
+                              {"judgmentStatus": "continue", "customParams": {"canary_ratio": "1"}}, user="a")
+        exe = await ex.wait_until_complete(eid)
+        assert exe.status == S.SUCCEEDED, [s.context.get("exception") for s in exe.stages]
+        vs = store.get(ResourceKey("networking.istio.io", "VirtualService", "default", "reviews"))
+        route = vs.body["spec"]["http"][0]["route"]
+        assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("v1", 99), ("v2", 1)]
+        first = exe.stage("deploy canary")
+        assert first.outputs["outputs.manifestNamesByNamespace"] == {
+            "default": ["deployment reviews-v2", "destinationrule reviews"]}
+        hist = store.history(vs.key)
+        assert [h.actor for h in hist] == [f"pipeline:{eid}/{exe.stage('灰度比例生效').id}"]
+
+    run(tmp_path, scenario)
+
+
+def test_deploy_validates_every_document_first_and_applies_nothing_on_error(tmp_path: Path) -> None:
+    bad = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+           "metadata": {"name": "broken", "namespace": "default"},
+           "spec": {"hosts": ["reviews"],
+                    "http": [{"route": [{"destination": {"host": "reviews"}}], "timeout": "abc"}]}}
+    body = {"application": "app", "name": "bad", "stages": [
+        stage("1", "deployManifest", "deploy", manifests=[DR, bad])]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        exe = await ex.wait_until_complete(await _start(ex, body))
+        assert exe.status == S.TERMINAL
+        assert "invalid duration 'abc'" in exe.stage("deploy").context["exception"]["details"]["error"]
+        assert store.get(ResourceKey("networking.istio.io", "DestinationRule", "default", "reviews")) is None
+
+    run(tmp_path, scenario)
+
+
+def test_failed_manifest_expressions_fail_the_stage_when_asked(tmp_path: Path) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"x": "${#stage('nope')}"}}
+    env = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "env"}, "data": {"x": "${ENV}"}}
+    body = {"application": "app", "name": "expr", "stages": [
+        stage("1", "deployManifest", "strict", manifests=[cm], failOnFailedExpressions=True, failPipeline=False),
+        stage("2", "deployManifest", "raw", manifests=[env], skipExpressionEvaluation=True)]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        exe = await ex.wait_until_complete(await _start(ex, body))
+        assert exe.stage("strict").status == S.STOPPED
+        assert "nope" in exe.stage("strict").context["exception"]["details"]["error"]
+        assert store.get(ResourceKey("", "ConfigMap", "default", "c")) is None
+        raw = store.get(ResourceKey("", "ConfigMap", "default", "env"))
+        assert raw.body["data"] == {"x": "${ENV}"}  # left for the app, as skipExpressionEvaluation promises
+
+    run(tmp_path, scenario)
+
+
+def test_artifact_manifest_patch_scale_undo_and_delete(tmp_path: Path) -> None:
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-config}\ndata: {version: '${parameters.v}'}\n"
+    body = {"application": "app", "name": "ops", "parameterConfig": [{"name": "v", "default": "1"}],
+            "expectedArtifacts": [{"id": "cfg", "matchArtifact": {"type": "embedded/base64", "name": "cfg"}}],
+            "stages": [
+                stage("1", "deployManifest", "from artifact", source="artifact", manifestArtifactId="cfg"),
+                stage("2", "deployManifest", "deployment", ("1",), manifests=[DEPLOY]),
+                stage("3", "patchManifest", "patch", ("2",), manifestName="configmap app-config", location="default",
+                      patchBody=[{"data": {"patched": "yes"}}], options={"mergeStrategy": "strategic"}),
+                stage("4", "scaleManifest", "scale", ("3",), manifestName="deployment reviews-v2", replicas=3),
+                stage("5", "undoRolloutManifest", "undo", ("4",), manifestName="deployment reviews-v2",
+                      numRevisionsBack=1),
+                stage("6", "deleteManifest", "delete", ("5",), manifestName="configmap app-config",
+                      location="default")]}
+    art = {"type": "embedded/base64", "name": "cfg", "reference": base64.b64encode(text.encode()).decode()}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        exe = await ex.wait_until_complete(await _start(ex, body, parameters={"v": "7"}, artifacts=[art]))
+        assert exe.status == S.SUCCEEDED, [(s.name, s.context.get("exception")) for s in exe.stages]
+        key = ResourceKey("", "ConfigMap", "default", "app-config")
+        versions = [h.body.get("data") for h in store.history(key) if not h.deleted]
+        assert versions == [{"version": "7"}, {"version": "7", "patched": "yes"}]
+        assert store.get(key) is None  # deleted last
+        dep = store.get(ResourceKey("apps", "Deployment", "default", "reviews-v2"))
+        assert dep.body["spec"]["replicas"] == 1  # scaled to 3, then rolled back one revision
+        replicas = [h.body["spec"]["replicas"] for h in store.history(dep.key)]
+        assert replicas == [1, 3, 1]
+
+    run(tmp_path, scenario)
