@@ -153,8 +153,16 @@ def mount(app: FastAPI) -> None:
         graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"})
         executions = await _executions(request)
         running = [e for e in executions if e.get("status") in ("RUNNING", "PAUSED", "SUSPENDED", "NOT_STARTED")]
-        waiting = [(e, s) for e in running for s in e.get("stages", [])
-                   if s.get("type") == "manualJudgment" and s.get("status") == "RUNNING"]
+        waiting = []
+        for header in running[:20]:  # the list API gives headers; stages come with each execution
+            exe = await api_json(request, f"/api/v1/executions/{quote(header['id'])}", {}) or {}
+            user = _user(request)
+            for s in exe.get("stages", []):
+                if s.get("type") != "manualJudgment" or s.get("status") != "RUNNING":
+                    continue
+                roles = (s.get("context") or {}).get("requiredJudgmentRoles") or []
+                if not roles or user.role in roles or user.role == "admin":
+                    waiting.append((exe, s))
         return render(request, "overview.html", "Overview", graph=graph, running=running, waiting=waiting,
                       recent=executions[:10])
 

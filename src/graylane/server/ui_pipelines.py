@@ -1,9 +1,212 @@
-"""Console pages for pipelines and executions (filled in once the pipeline API lands)."""
+"""Console pages for pipelines (list, import, export, start form) and executions (stage graph, stage
+details, manual judgments, cancel/pause/resume/restart). Every action goes through the REST API."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+
+from graylane.server.ui import api, api_json, error_text, render
+
+STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
+
+
+def duration(start: Any, end: Any) -> str:
+    if not isinstance(start, int | float) or start <= 0:
+        return ""
+    stop = end if isinstance(end, int | float) and end > 0 else time.time() * 1000
+    secs = max(0.0, (stop - start) / 1000)
+    if secs < 60:
+        return f"{secs:.1f}s"
+    return f"{int(secs // 60)}m{int(secs % 60):02d}s"
+
+
+def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
+    """What the stage panel shows: context without runtime noise, manifests, expression summary, messages."""
+    ctx = dict(stage.get("context") or {})
+    outputs = dict(stage.get("outputs") or {})
+    manifests = outputs.get("manifests") or ctx.get("manifests") or ([ctx["manifest"]] if ctx.get("manifest") else [])
+    summary = ctx.get("expressionEvaluationSummary") or {}
+    messages = []
+    for key in ("exception", "failureMessage", "skipReason", "stageEnabledReason", "reason"):
+        if ctx.get(key):
+            messages.append(f"{key}: {ctx[key] if isinstance(ctx[key], str) else json.dumps(ctx[key])}")
+    for task in stage.get("tasks") or []:
+        if isinstance(task, dict) and task.get("status") not in (None, "SUCCEEDED", "NOT_STARTED"):
+            messages.append(f"task {task.get('name')}: {task.get('status')}")
+    hidden = {"manifests", "manifest", "expressionEvaluationSummary"}
+    return {
+        "context_yaml": yaml.safe_dump({k: v for k, v in ctx.items() if k not in hidden}, sort_keys=False,
+                                       allow_unicode=True) if ctx else "",
+        "outputs_yaml": yaml.safe_dump({k: v for k, v in outputs.items() if k != "manifests"}, sort_keys=False,
+                                       allow_unicode=True) if outputs else "",
+        "manifests_yaml": yaml.safe_dump_all(manifests, sort_keys=False, allow_unicode=True) if manifests else "",
+        "summary": summary, "messages": messages,
+        "duration": duration(stage.get("startTime"), stage.get("endTime")),
+    }
+
+
+def judgment_fields(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The custom parameters as form fields with HTML constraints (type, bounds, required, options)."""
+    out = []
+    ctx = stage.get("context") or {}
+    current = ctx.get("customParams") or {}
+    for d in ctx.get("customParamConfig") or []:
+        if not isinstance(d, dict) or not d.get("name"):
+            continue
+        kind = str(d.get("type") or "string")
+        options = [str(o.get("value") if isinstance(o, dict) else o) for o in d.get("options") or []]
+        out.append({"name": d["name"], "label": d.get("label") or d["name"], "description": d.get("description", ""),
+                    "type": "enum" if options else kind, "min": d.get("min"), "max": d.get("max"),
+                    "required": bool(d.get("required")), "options": options,
+                    "value": current.get(d["name"], d.get("default", "")) or ""})
+    return out
+
+
+def judgment_options(stage: dict[str, Any]) -> list[str]:
+    return [str(o.get("value") if isinstance(o, dict) else o)
+            for o in (stage.get("context") or {}).get("judgmentInputs") or []]
+
+
+def graph_elements(execution: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cytoscape elements for the stage DAG (top-level stages, edges from requisiteStageRefIds)."""
+    stages = [s for s in execution.get("stages", []) if not s.get("parentStageId")]
+    by_ref = {str(s.get("refId")): s for s in stages}
+    els: list[dict[str, Any]] = []
+    for s in stages:
+        els.append({"group": "nodes", "data": {"id": s["id"], "label": s.get("name") or s.get("type"),
+                                               "status": s.get("status"), "duration": duration(
+                                                   s.get("startTime"), s.get("endTime"))}})
+        for req in s.get("requisiteStageRefIds") or []:
+            parent = by_ref.get(str(req))
+            if parent:
+                els.append({"group": "edges", "data": {"id": f"{parent['id']}-{s['id']}", "source": parent["id"],
+                                                       "target": s["id"]}})
+    return els
+
+
+async def _execution(request: Request, execution_id: str) -> dict[str, Any] | None:
+    return await api_json(request, f"/api/v1/executions/{quote(execution_id)}", None)
+
+
+def _fragment(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    return render(request, template, "", **ctx)
 
 
 def mount(app: FastAPI) -> None:
-    """Add the pipeline and execution pages."""
+
+    @app.get("/pipelines", response_class=HTMLResponse, include_in_schema=False)
+    async def pipelines(request: Request) -> HTMLResponse:
+        items = await api_json(request, "/api/v1/pipelines", [])
+        return render(request, "pipelines.html", "Pipelines", pipelines=items)
+
+    @app.post("/ui/pipelines/import", response_class=HTMLResponse, include_in_schema=False)
+    async def import_pipeline(request: Request) -> HTMLResponse:
+        form = await request.form()
+        text = str(form.get("pipeline") or "")
+        upload = form.get("file")
+        if upload is not None and hasattr(upload, "read"):
+            data = await upload.read()  # type: ignore[union-attr]
+            if data:
+                text = data.decode("utf-8", "replace")
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            return _fragment(request, "fragments/message.html", error=f"not JSON: {exc}", ok=None)
+        resp = await api(request, "POST", "/api/v1/pipelines", json=body)
+        if resp.status_code != 200:
+            return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
+        saved = resp.json().get("results", [])
+        names = ", ".join(str(r.get("name")) for r in saved)
+        response = _fragment(request, "fragments/message.html", error=None, ok=f"Imported {names}.")
+        response.headers["HX-Refresh"] = "true"
+        return response
+
+    @app.get("/pipelines/{ref}/start", response_class=HTMLResponse, include_in_schema=False)
+    async def start_form(request: Request, ref: str) -> HTMLResponse:
+        pipeline = await api_json(request, f"/api/v1/pipelines/{quote(ref)}", None)
+        return render(request, "pipeline_start.html", "Pipelines", pipeline=pipeline, ref=ref)
+
+    @app.post("/ui/pipelines/{ref}/start", include_in_schema=False)
+    async def start(request: Request, ref: str) -> Response:
+        form = await request.form()
+        parameters = {k[2:]: str(v) for k, v in form.items() if k.startswith("p_") and str(v) != ""}
+        resp = await api(request, "POST", f"/api/v1/pipelines/{quote(ref)}/start", json={"parameters": parameters})
+        if resp.status_code != 200:
+            return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
+        execution_id = resp.json()["id"]
+        response = Response(status_code=204)
+        response.headers["HX-Redirect"] = f"/executions/{execution_id}"
+        return response
+
+    @app.get("/executions", response_class=HTMLResponse, include_in_schema=False)
+    async def executions(request: Request) -> HTMLResponse:
+        items = await api_json(request, "/api/v1/executions", [], params={"limit": 100})
+        for e in items:
+            e["_duration"] = duration(e.get("startTime"), e.get("endTime"))
+        return render(request, "executions.html", "Executions", executions=items)
+
+    @app.get("/executions/{execution_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def execution(request: Request, execution_id: str) -> HTMLResponse:
+        exe = await _execution(request, execution_id)
+        return render(request, "execution.html", "Executions", exe=exe, **_exe_ctx(exe))
+
+    @app.get("/ui/executions/{execution_id}/panel", response_class=HTMLResponse, include_in_schema=False)
+    async def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
+        exe = await _execution(request, execution_id)
+        return _fragment(request, "fragments/execution_panel.html", exe=exe, **_exe_ctx(exe))
+
+    @app.get("/ui/executions/{execution_id}/graph", include_in_schema=False)
+    async def execution_graph(request: Request, execution_id: str) -> Response:
+        exe = await _execution(request, execution_id)
+        els = graph_elements(exe) if exe else []
+        return Response(json.dumps({"status": exe.get("status") if exe else None, "elements": els}),
+                        media_type="application/json")
+
+    @app.post("/ui/executions/{execution_id}/stages/{stage_id}/judge", response_class=HTMLResponse,
+              include_in_schema=False)
+    async def judge(request: Request, execution_id: str, stage_id: str) -> HTMLResponse:
+        form = await request.form()
+        body: dict[str, Any] = {"judgmentStatus": str(form.get("judgmentStatus") or "continue")}
+        if form.get("judgmentInput"):
+            body["judgmentInput"] = str(form["judgmentInput"])
+        custom = {k[3:]: str(v) for k, v in form.items() if k.startswith("cp_")}
+        if custom:
+            body["customParams"] = custom
+        resp = await api(request, "PATCH", f"/api/v1/executions/{quote(execution_id)}/stages/{quote(stage_id)}",
+                         json=body)
+        if resp.status_code != 200:
+            return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
+        verb = "Continued" if body["judgmentStatus"] == "continue" else "Stopped"
+        return _fragment(request, "fragments/message.html", error=None, ok=f"{verb}. The pipeline moves on.")
+
+    @app.post("/ui/executions/{execution_id}/{action}", response_class=HTMLResponse, include_in_schema=False)
+    async def execution_action(request: Request, execution_id: str, action: str) -> HTMLResponse:
+        form = await request.form()
+        if action == "restart":
+            path = f"/api/v1/executions/{quote(execution_id)}/stages/{quote(str(form.get('stage')))}/restart"
+        elif action in ("cancel", "pause", "resume"):
+            path = f"/api/v1/executions/{quote(execution_id)}/{action}"
+        else:
+            return _fragment(request, "fragments/message.html", error=f"unknown action {action!r}", ok=None)
+        payload = {"reason": str(form.get("reason"))} if form.get("reason") else {}
+        resp = await api(request, "POST", path, json=payload)
+        if resp.status_code != 200:
+            return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
+        return _fragment(request, "fragments/message.html", error=None, ok=f"{action.capitalize()} requested.")
+
+
+def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
+    if not exe:
+        return {"stages": [], "views": {}, "fields": {}, "options": {}, "graph": []}
+    stages = exe.get("stages", [])
+    return {"stages": stages, "views": {s["id"]: stage_view(s) for s in stages},
+            "fields": {s["id"]: judgment_fields(s) for s in stages if s.get("type") == "manualJudgment"},
+            "options": {s["id"]: judgment_options(s) for s in stages if s.get("type") == "manualJudgment"},
+            "graph": graph_elements(exe), "exe_duration": duration(exe.get("startTime"), exe.get("endTime"))}

@@ -126,5 +126,75 @@
     window.graylaneCy = cy;
   }
 
-  window.Graylane = { topology, getJSON, esc, csrf, STATUS, sparkline, fmtMs };
+  /* Judgment forms: check custom parameters in the browser first; bad input is refused with a message
+     and nothing is sent. The server validates again. */
+  function checkJudgment(form, submitter) {
+    if (submitter && submitter.name === "judgmentStatus" && submitter.value === "stop") return null;
+    for (const input of form.querySelectorAll("input[name^='cp_'], select[name^='cp_']")) {
+      const label = (form.querySelector(`label[for='${input.id}']`) || {}).textContent || input.name;
+      const name = label.split("*")[0].trim();
+      const v = input.value.trim();
+      if (!v) { if (input.required) return [input, `${name}: a value is required`]; continue; }
+      if (input.type === "number") {
+        const n = Number(v);
+        if (!Number.isFinite(n)) return [input, `${name}: "${v}" is not a number`];
+        if (input.step === "1" && !Number.isInteger(n)) return [input, `${name}: "${v}" is not a whole number`];
+        if (input.min !== "" && n < Number(input.min)) return [input, `${name}: ${v} is below the minimum ${input.min}`];
+        if (input.max !== "" && n > Number(input.max)) return [input, `${name}: ${v} is above the maximum ${input.max}`];
+      }
+    }
+    return null;
+  }
+  document.addEventListener("htmx:beforeRequest", (evt) => {
+    const form = evt.target.closest && evt.target.closest("form.judgment");
+    if (!form) return;
+    const problem = checkJudgment(form, evt.detail.requestConfig && evt.detail.requestConfig.submitter);
+    if (problem) {
+      evt.preventDefault();
+      const [input, message] = problem;
+      const out = document.getElementById(input.getAttribute("aria-describedby")) || form.nextElementSibling;
+      out.innerHTML = `<p class="error" role="alert">${esc(message)} — nothing was sent.</p>`;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  });
+
+  function execution(id, elements) {
+    const box = document.getElementById("stages");
+    let cy = null;
+    const label = (d) => d.duration ? `${d.label}\n${d.status} · ${d.duration}` : `${d.label}\n${d.status}`;
+    const paint = (els) => els.map((x) => x.group === "nodes" ? { ...x, data: { ...x.data, text: label(x.data), color: STATUS[x.data.status] || "#dfe3ea" } } : x);
+    if (typeof cytoscape !== "undefined" && box) {
+      if (typeof cytoscapeDagre !== "undefined") cytoscape.use(cytoscapeDagre);
+      cy = cytoscape({ container: box, elements: paint(elements), userZoomingEnabled: false,
+        style: [
+          { selector: "node", style: { shape: "round-rectangle", width: 170, height: 46, "background-color": "data(color)",
+            label: "data(text)", "text-wrap": "wrap", "text-valign": "center", "font-size": 11, color: "#111" } },
+          { selector: "edge", style: { width: 2, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#b8bfcc", "target-arrow-color": "#b8bfcc" } },
+        ] });
+      cy.layout({ name: typeof cytoscapeDagre !== "undefined" ? "dagre" : "breadthfirst", rankDir: "LR", nodeSep: 20, rankSep: 50 }).run();
+      cy.on("tap", "node", (evt) => { const el = document.getElementById("stage-" + evt.target.id()); if (el) el.scrollIntoView({ behavior: "smooth" }); });
+    }
+    let signature = elements.filter((x) => x.group === "nodes").map((x) => x.data.status).join(",");
+    async function update() {
+      let data;
+      try { data = await getJSON(`/ui/executions/${encodeURIComponent(id)}/graph`); } catch (e) { return; }
+      const badge = document.getElementById("exe-status");
+      if (badge && data.status) { badge.textContent = data.status; badge.className = "badge s-" + data.status; }
+      const els = paint(data.elements);
+      if (cy) for (const x of els) if (x.group === "nodes") cy.getElementById(x.data.id).data(x.data);
+      const sig = data.elements.filter((x) => x.group === "nodes").map((x) => x.data.status).join(",");
+      if (sig !== signature) { signature = sig; document.body.dispatchEvent(new Event("graylane:refresh")); }
+    }
+    if (window.EventSource) {
+      const es = new EventSource(`/api/v1/executions/${encodeURIComponent(id)}/events`);
+      es.onmessage = update;
+      for (const kind of ["stage", "context", "execution", "task", "snapshot"]) es.addEventListener(kind, update);
+      es.addEventListener("error", () => {});
+    }
+    setInterval(update, 3000);
+    for (const t of document.querySelectorAll("time.ts")) { const ms = Number(t.dataset.ms); if (ms) t.textContent = new Date(ms).toLocaleString(); }
+  }
+
+  window.Graylane = { topology, execution, getJSON, esc, csrf, STATUS, sparkline, fmtMs };
 })();

@@ -1,0 +1,92 @@
+"""Pipeline and execution pages through the real app and executor (the browser flow is test_console_flow.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from graylane.server.app import create_app
+from graylane.server.context import ControlPlane
+from graylane.store import Store
+
+PIPELINE = {
+    "application": "shop", "name": "gate",
+    "parameterConfig": [{"name": "canary_version", "label": "Canary", "default": "v2", "required": True}],
+    "stages": [
+        {"refId": "1", "type": "manualJudgment", "name": "设置灰度比例", "instructions": "Type the ratio",
+         "customParamConfig": [{"name": "canary_ratio", "label": "Canary ratio", "type": "int", "min": 0,
+                                "max": 100, "required": True}]},
+        {"refId": "2", "requisiteStageRefIds": ["1"], "type": "evaluateVariables", "name": "compute",
+         "variables": [{"key": "weight",
+                        "value": "${100 - #toInt(#stage('设置灰度比例')['context']['customParams']['canary_ratio'])}"}]},
+    ],
+}
+
+
+@pytest.fixture
+def console(state_dir, monkeypatch):
+    monkeypatch.setenv("GRAYLANE_BIND_HOST", "127.0.0.1")
+    store = Store.open()
+    with TestClient(create_app(ControlPlane(store=store))) as c:
+        c.get("/")
+        c.headers["X-CSRF-Token"] = c.cookies["graylane_csrf"]
+        yield c
+    store.close()
+
+
+def wait_for(c, execution_id, predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exe = c.get(f"/api/v1/executions/{execution_id}").json()
+        if predicate(exe):
+            return exe
+        time.sleep(0.1)
+    raise AssertionError(f"execution never reached the state; last: {exe['status']}")
+
+
+def stage(exe, name):
+    return next(s for s in exe["stages"] if s["name"] == name)
+
+
+def test_import_shows_validation_errors_inline_and_saves_nothing(console):
+    bad = {**PIPELINE, "stages": [{"refId": "1", "type": "noSuchStage", "name": "x"}]}
+    r = console.post("/ui/pipelines/import", data={"pipeline": json.dumps(bad)})
+    assert 'role="alert"' in r.text and "noSuchStage" in r.text
+    assert console.post("/ui/pipelines/import", data={"pipeline": "{not json"}).text.count("not JSON") == 1
+    assert console.get("/api/v1/pipelines").json() == []
+
+
+def test_start_judge_and_see_the_result_through_the_console(console):
+    r = console.post("/ui/pipelines/import", data={"pipeline": json.dumps(PIPELINE)})
+    assert "Imported gate." in r.text
+    listing = console.get("/pipelines").text
+    assert "gate" in listing and "canary_version" in listing
+    form = console.get(f"/pipelines/{console.get('/api/v1/pipelines').json()[0]['id']}/start").text
+    assert 'name="p_canary_version"' in form and 'value="v2"' in form and "required" in form
+    pid = console.get("/api/v1/pipelines").json()[0]["id"]
+    started = console.post(f"/ui/pipelines/{pid}/start", data={"p_canary_version": "v3"})
+    assert started.status_code == 204
+    execution_id = started.headers["HX-Redirect"].rsplit("/", 1)[-1]
+    exe = wait_for(console, execution_id, lambda e: stage(e, "设置灰度比例")["status"] == "RUNNING")
+    page = console.get(f"/executions/{execution_id}").text
+    assert "Type the ratio" in page and 'type="number"' in page and 'max="100"' in page
+    assert "<label for=\"cp-" in page  # labelled input
+    assert "设置灰度比例" in console.get("/").text  # the overview lists the judgment waiting
+    sid = stage(exe, "设置灰度比例")["id"]
+    refused = console.post(f"/ui/executions/{execution_id}/stages/{sid}/judge",
+                           data={"judgmentStatus": "continue", "cp_canary_ratio": "150"})
+    assert 'role="alert"' in refused.text and "150" in refused.text
+    assert stage(console.get(f"/api/v1/executions/{execution_id}").json(), "设置灰度比例")["status"] == "RUNNING"
+    ok = console.post(f"/ui/executions/{execution_id}/stages/{sid}/judge",
+                      data={"judgmentStatus": "continue", "cp_canary_ratio": "30"})
+    assert "Continued" in ok.text
+    exe = wait_for(console, execution_id, lambda e: e["status"] == "SUCCEEDED")
+    assert stage(exe, "compute")["outputs"]["weight"] == 70
+    panel = console.get(f"/ui/executions/{execution_id}/panel").text
+    assert "Judged <strong>continue</strong>" in panel and "canary_ratio=30" in panel
+    graph = console.get(f"/ui/executions/{execution_id}/graph").json()
+    assert graph["status"] == "SUCCEEDED" and len([e for e in graph["elements"] if e["group"] == "edges"]) == 1
+    assert "SUCCEEDED" in console.get("/executions").text
