@@ -70,7 +70,8 @@ APPLY_ORDER = ("CustomResourceDefinition", "Namespace", "ServiceAccount", "Clust
 # Groups the API server itself serves (strategic merge patch works there; custom resources only take
 # merge/json patches, so a strategic patch of an Istio object is sent as a merge patch, as kubectl users do).
 BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy", "networking.k8s.io",
-                            "rbac.authorization.k8s.io", "storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "scheduling.k8s.io"})
+                            "rbac.authorization.k8s.io", "storage.k8s.io", "coordination.k8s.io",
+                            "discovery.k8s.io", "scheduling.k8s.io"})
 
 # Fields the API server owns: never part of "did the object change" comparisons.
 _SERVER_META = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp",
