@@ -282,3 +282,120 @@ def test_limit_concurrent_buffers_and_newest_waiting_wins(engine: sa.Engine) -> 
             await ex.stop()
 
     asyncio.run(go())
+
+
+def test_max_concurrent_executions_buffers_beyond_the_limit(engine: sa.Engine) -> None:
+    async def go() -> None:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            body = pipeline(stage("1", "manualJudgment", "gate"), name="two-at-a-time", limitConcurrent=False,
+                            maxConcurrentExecutions=2, keepWaitingPipelines=True)
+            config = repo.get(repo.save(body, actor="user:t").id)
+            runs = [await ex.start_execution(config, {}, user="t") for _ in range(3)]
+            await ex.wait_for_stage(runs[0].id, "gate", {S.RUNNING})
+            await ex.wait_for_stage(runs[1].id, "gate", {S.RUNNING})
+            for _ in range(100):
+                if ex.get(runs[2].id).status == S.BUFFERED:
+                    break
+                await asyncio.sleep(0.02)
+            assert ex.get(runs[2].id).status == S.BUFFERED
+            await ex.update_stage(runs[0].id, "gate", {"judgmentStatus": "continue"}, user="t")
+            await ex.wait_for_stage(runs[2].id, "gate", {S.RUNNING})  # kept waiting, then started
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())
+
+
+def test_required_judgment_roles_refuse_other_users(engine: sa.Engine) -> None:
+    async def go() -> None:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            body = pipeline(stage("1", "manualJudgment", "gate", requiredJudgmentRoles=["release-managers"]))
+            config = repo.get(repo.save(body, actor="user:t").id)
+            exe = await ex.start_execution(config, {}, user="t")
+            await ex.wait_for_stage(exe.id, "gate", {S.RUNNING})
+            from graylane.errors import GraylaneError
+
+            with pytest.raises(GraylaneError, match="requires one of the roles release-managers"):
+                await ex.update_stage(exe.id, "gate", {"judgmentStatus": "continue"}, user="eve", roles=["viewer"])
+            assert ex.get(exe.id).stage("gate").status == S.RUNNING
+            await ex.update_stage(exe.id, "gate", {"judgmentStatus": "continue"}, user="rm",
+                                  roles=["release-managers"])
+            assert (await ex.wait_until_complete(exe.id)).status == S.SUCCEEDED
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())
+
+
+def test_execution_window_holds_the_stage_until_it_opens(engine: sa.Engine) -> None:
+    from datetime import datetime, timedelta
+
+    tomorrow = (datetime.now() + timedelta(days=1)).isoweekday() % 7 + 1  # java.util.Calendar numbering
+
+    async def go() -> None:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            body = pipeline(quick("1", restrictExecutionDuringTimeWindow=True,
+                                  restrictedExecutionWindow={"days": [tomorrow]}))
+            config = repo.get(repo.save(body, actor="user:t").id)
+            exe = await ex.start_execution(config, {}, user="t")
+            st = await ex.wait_for_stage(exe.id, "wait 1", {S.RUNNING})
+            for _ in range(100):
+                st = ex.get(exe.id).stage("wait 1")
+                if "executionWindowOpensAt" in st.context:
+                    break
+                await asyncio.sleep(0.02)
+            assert st.tasks[0].name == "suspendExecutionDuringTimeWindow" and st.tasks[0].status == S.RUNNING
+            assert st.context["executionWindowOpensAt"].startswith(
+                (datetime.now() + timedelta(days=1)).strftime("%Y-%m-%d"))
+            await ex.cancel(exe.id, user="t")
+            assert (await ex.wait_until_complete(exe.id)).status == S.CANCELED
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())
+
+
+def test_pipeline_trigger_and_cron_trigger_start_executions(engine: sa.Engine) -> None:
+    from graylane.pipelines.triggers import fire_due_crons, on_execution_complete
+
+    now = [1_800_000_000.0]
+
+    async def go() -> None:
+        ex = Executor(engine, clock=lambda: now[0])
+        ex.completion_hooks.append(lambda e: on_execution_complete(ex, e))
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            upstream = repo.get(repo.save(pipeline(quick("1"), name="upstream"), actor="user:t").id)
+            repo.save(pipeline(quick("1"), name="downstream", triggers=[
+                {"type": "pipeline", "pipeline": upstream["id"], "status": ["successful"], "enabled": True}]),
+                actor="user:t")
+            repo.save(pipeline(quick("1"), name="nightly", triggers=[
+                {"type": "cron", "cronExpression": "0 0 * * * ?", "enabled": True}]), actor="user:t")
+            first = await ex.start_execution(upstream, {}, user="t")
+            await ex.wait_until_complete(first.id)
+            for _ in range(200):
+                down = ex.repo.list(pipeline_config_id=repo.get("downstream")["id"])
+                if down:
+                    break
+                await asyncio.sleep(0.02)
+            assert down and down[0]["trigger"]["type"] == "pipeline"
+            assert down[0]["trigger"]["parentExecution"]["id"] == first.id
+            assert await fire_due_crons(ex) == []  # first sight: remember the time, do not fire
+            now[0] = (now[0] // 3600 + 1) * 3600 + 5  # 5s past the next full hour: "0 0 * * * ?" is due
+            started = await fire_due_crons(ex)
+            assert len(started) == 1 and ex.get(started[0]).trigger["type"] == "cron"
+            assert await fire_due_crons(ex) == []  # fired once, not again
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())

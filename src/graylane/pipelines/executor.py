@@ -153,9 +153,7 @@ class Executor:
         return exe
 
     def get(self, execution_id: str) -> Execution:
-        d = self._drivers.get(execution_id)
-        if d is not None and d.exe is not None:
-            return d.exe
+        """The execution as committed (never the driver's in-flight state: nothing is reported before commit)."""
         return self.repo.load(execution_id)
 
     async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
@@ -585,20 +583,26 @@ class Executor:
             impls = [TimeWindowTask(), *impls]
         return impls
 
-    def _timeout_deadline(self, exe: Execution, stage: Stage) -> int | None:
+    def _timeout(self, exe: Execution, stage: Stage) -> tuple[int, int] | None:
+        """(deadline ms, limit ms) of the running task: stageTimeoutMs from stage start, else the task's own
+        timeout from task start; paused time does not count (orca RunTaskHandler.checkForTimeout)."""
         task = stage.current_task()
         if task is None or stage.start_time is None:
             return None
         override = stage.context.get("stageTimeoutMs")
         with contextlib.suppress(TypeError, ValueError):
             if override is not None:
-                return stage.start_time + stage.paused_ms + int(override)
+                return stage.start_time + stage.paused_ms + int(override), int(override)
         impls = self._task_impls(stage)
         idx = stage.tasks.index(task)
         limit = impls[idx].timeout_ms if idx < len(impls) else None
         if limit is None or task.start_time is None:
             return None
-        return task.start_time + stage.paused_ms + limit
+        return task.start_time + stage.paused_ms + limit, limit
+
+    def _timeout_deadline(self, exe: Execution, stage: Stage) -> int | None:
+        found = self._timeout(exe, stage)
+        return found[0] if found else None
 
     async def _advance_stage(self, d: _Driver, exe: Execution, stage: Stage, tx: _Tx,
                              launch: list[tuple[Stage, int, TaskImpl, StageView]]) -> bool:
@@ -619,9 +623,9 @@ class Executor:
             task.status, task.start_time = S.RUNNING, now
             tx.touch(stage)
             changed = True
-        deadline = self._timeout_deadline(exe, stage)
-        if deadline is not None and now >= deadline:
-            limit_ms = deadline - (task.start_time or now) - stage.paused_ms
+        timeout = self._timeout(exe, stage)
+        if timeout is not None and now >= timeout[0]:
+            limit_ms = timeout[1]
             self._task_result(exe, stage, task, TaskResult.terminal(
                 f"{type(impl).__name__} of stage {stage.name} timed out after {_duration(limit_ms)}"), tx)
             return True
