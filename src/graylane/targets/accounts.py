@@ -167,7 +167,11 @@ def get_target(account: str, cp: Any = None, *, namespace: str | None = None) ->
     name = account or LOCAL
     acc = get_account(name)
     if acc.type == "local":
-        from graylane.targets.local import LocalTarget  # written by the local-target area
+        try:
+            from graylane.targets.local import LocalTarget  # the local-target area's
+        except ImportError as exc:
+            raise GraylaneError("the local mesh target is not available in this installation",
+                                hint="deploy to a Kubernetes account, or install the full Graylane") from exc
 
         if cp is None:
             from graylane.store import Store
