@@ -159,8 +159,10 @@ async def test_missing_istio_crds_stop_the_whole_batch(bare_cluster: Any) -> Non
         assert "istioctl install" in str(err.value)
         assert err.value.where == "virtual-service-reviews-80-20.yaml:1"
         assert bare_cluster.api.object("apps/v1/deployments", "default", "reviews-v2") is None  # nothing applied
+        vs_key = ResourceKey("networking.istio.io", "VirtualService", "default", "reviews")
         with pytest.raises(NotFound, match="istioctl install"):
-            await t.get(ResourceKey("networking.istio.io", "VirtualService", "default", "reviews"))
+            await t.get(vs_key)
+        assert await t.delete([vs_key], actor="user:alice") == []  # nothing of that kind can exist
         assert not await t.istio_installed()
         info = await t.check()
         assert info["istio"] is False and info["version"].startswith("v1.")

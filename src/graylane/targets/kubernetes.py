@@ -528,7 +528,12 @@ class KubernetesTarget:
         existed: list[ResourceKey] = []
         policy = CascadeType.BACKGROUND if cascade else CascadeType.ORPHAN
         for key in order_for_delete(keys):
-            res = await self._resource_for_key(key)
+            if key.group == LOCAL_ONLY_GROUP:
+                continue
+            try:
+                res = await self._resource_for_key(key)
+            except NotFound:
+                continue  # the cluster does not serve the kind (e.g. Istio not installed): nothing to delete
             ns = (key.namespace or self.namespace) if res.namespaced else None
             try:
                 await self.client().delete(res.cls, key.name, namespace=ns, grace_period=grace_period_seconds,
