@@ -181,3 +181,29 @@ def test_apply_wait_without_a_mesh_says_so_after_applying(cli: Callable[..., obj
     assert res.returncode == 1  # type: ignore[attr-defined]
     assert res.stdout.strip() == "virtualservice.networking.istio.io/reviews created"  # type: ignore
     assert "mesh control is not running" in one_error_line(res.stderr)  # type: ignore[attr-defined]
+
+
+DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: ns8}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: web:1}]
+"""
+
+
+def test_deployments_and_pods_without_a_runtime(cli: Callable[..., object],
+                                                write: Callable[[str, str], Path]) -> None:
+    cli("apply", "-f", str(write("deploy.yaml", DEPLOY)))
+    table = cli("get", "deploy", "-n", "ns8", "-o", "wide").stdout.splitlines()  # type: ignore[attr-defined]
+    assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES",
+                                "SELECTOR"]
+    assert table[1].split()[:4] == ["web", "0/2", "0", "0"] and table[1].split()[-2:] == ["web:1", "app=web"]
+    pods = cli("get", "pods", "-n", "ns8")
+    assert pods.returncode == 1  # type: ignore[attr-defined]
+    assert "runtime" in one_error_line(pods.stderr)  # type: ignore[attr-defined]

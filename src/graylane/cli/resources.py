@@ -8,6 +8,7 @@ areas may append their own waiter (signature: `(client, apply_response, timeout_
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from graylane.cli.client import ApiClient
-from graylane.errors import NotFound, ValidationError
+from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.resources.load import load_text
 from graylane.settings import current_user, server_address
 
@@ -264,6 +265,61 @@ def render_get(items: list[dict[str, Any]], output: str | None, all_namespaces: 
     print_table(headers, rows)
 
 
+# -- what the runtime reports (Deployment status, pods) -----------------------------------------
+
+_POD_NAMES = ("po", "pod", "pods")
+
+
+def with_live_status(client: ApiClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Deployments get the runtime's Kubernetes-shaped status (the store holds only the spec)."""
+    if not any(i.get("kind") == "Deployment" for i in items):
+        return items
+    try:
+        live = client.get("/api/v1/deployments/status")["items"]
+    except GraylaneError:  # no runtime in this control plane: show what the store has
+        return items
+    by_key = {(x.get("namespace"), x.get("name")): x.get("status") for x in live}
+    out_items = []
+    for item in items:
+        md = item.get("metadata", {})
+        status = by_key.get((md.get("namespace"), md.get("name"))) if item.get("kind") == "Deployment" else None
+        out_items.append({**item, "status": status} if status else item)
+    return out_items
+
+
+def get_pods(client: ApiClient, names: list[str], namespace: str | None, output: str | None,
+             selector: str | None) -> None:
+    """`get pods`: the runtime's replica processes, in kubectl's columns."""
+    pods = client.get("/api/v1/pods", params={"namespace": namespace} if namespace else {})["items"]
+    pods = [p for p in pods if (not names or p["name"] in names)
+            and _matches({"metadata": {"labels": p.get("labels") or {}}}, selector)]
+    if names and not pods:
+        raise NotFound(f'pods "{names[0]}" not found', hint="graylane get pods -A")
+    if output in ("yaml", "json"):
+        _dump(pods[0] if len(names) == 1 else {"kind": "List", "items": pods}, output)
+        return
+    if output == "name":
+        for p in pods:
+            out.print(escape(f"pod/{p['name']}"))
+        return
+    if not pods:
+        err.print(f"No resources found in {namespace} namespace." if namespace else "No resources found.")
+        return
+    headers = (["NAMESPACE"] if namespace is None else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    if output == "wide":
+        headers += ["IP", "PORT", "SIDECAR", "PID"]
+    rows = []
+    for p in pods:
+        row = ([p["namespace"]] if namespace is None else []) + [
+            p["name"], str(p.get("ready", "")), str(p.get("status", "")),
+            str(p.get("restarts", 0)), human_duration(float(p.get("age_s") or 0))]
+        if output == "wide":
+            row += [str(p.get("ip", "")), str(p.get("port", "")), str(p.get("sidecarPort", "")),
+                    str(p.get("pid") or "<none>")]
+        rows.append(row)
+    print_table(headers, rows)
+
+
 # -- waiting after apply -----------------------------------------------------------------------
 
 def wait_for_rollouts(client: ApiClient, response: dict[str, Any], timeout: float) -> None:
@@ -385,14 +441,17 @@ def register(app: typer.Typer) -> None:
             raise ValidationError(f"unknown output format {output!r}", hint=f"use one of: {', '.join(OUTPUTS)}")
         client = _client()
         ns = None if all_namespaces else (namespace or "default")
+        if kind.lower() in _POD_NAMES:
+            get_pods(client, names or [], ns, output, selector)
+            return
         if names:
             items = [client.get(f"/api/v1/resources/{kind}/{n}", params={"namespace": ns or "default"})
                      for n in names]
-            render_get(items, output, all_namespaces, single=len(items) == 1)
+            render_get(with_live_status(client, items), output, all_namespaces, single=len(items) == 1)
             return
         path = "/api/v1/resources" if kind == "all" else f"/api/v1/resources/{kind}"
         resp = client.get(path, params={"namespace": ns} if ns else {})
-        items = [i for i in resp["items"] if _matches(i, selector)]
+        items = with_live_status(client, [i for i in resp["items"] if _matches(i, selector)])
         if kind != "all" and items and items[0].get("metadata", {}).get("namespace") is None:
             all_namespaces = False  # cluster-scoped kinds have no NAMESPACE column
         if not items and output not in ("yaml", "json"):
@@ -499,8 +558,13 @@ def register(app: typer.Typer) -> None:
         from graylane.server.app import create_app
 
         addr = server_address()
-        uvicorn.run(create_app(start_components=components), host=host or addr.host, port=port or addr.port,
-                    log_level=log_level, timeout_graceful_shutdown=5)
+        host, port = host or addr.host, port or addr.port
+        # The process's own address, for components that call the API, and for graylane.server.auth,
+        # which trusts callers without a token only when the server listens on loopback.
+        os.environ["GRAYLANE_SERVER"] = f"{host}:{port}"
+        os.environ["GRAYLANE_BIND_HOST"] = host
+        uvicorn.run(create_app(start_components=components), host=host, port=port, log_level=log_level,
+                    timeout_graceful_shutdown=5)
 
 
 def _action(h: dict[str, Any]) -> str:
