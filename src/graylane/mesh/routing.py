@@ -650,7 +650,10 @@ class Cluster:
         if lb.simple == "RANDOM":
             return eps[rng.randrange(len(eps))], None
         # LEAST_REQUEST with equal weights: Envoy's power of two choices.
-        a, b = rng.sample(eps, 2)
+        n = len(eps)
+        i = rng.randrange(n)
+        j = rng.randrange(n - 1)
+        a, b = eps[i], eps[j + (j >= i)]
         return (a if a.active <= b.active else b), None
 
 
@@ -763,7 +766,16 @@ class RouteTable:
                           bool(s.get("external")))
             for fqdn, s in (snapshot.get("services") or {}).items()}
         self.virtual_services: list[VirtualService] = []
+        # Unchanged parts of the previous snapshot are reused as they are (dict equality is cheap, compiling isn't).
+        old_vs_raw = previous.vs_raw if previous else {}
+        self.vs_raw: dict[tuple[str, str], tuple[Mapping[str, Any], VirtualService]] = {}
         for i, vs in enumerate(snapshot.get("virtual_services") or ()):
+            key = (vs.get("namespace"), vs.get("name"))
+            hit = old_vs_raw.get(key)
+            if hit is not None and hit[0] == vs:
+                self.virtual_services.append(hit[1])
+                self.vs_raw[key] = hit
+                continue
             where = f"VirtualService {vs.get('namespace')}/{vs.get('name')}"
             try:
                 rules = tuple(Rule.load(j, r) for j, r in enumerate(vs.get("http") or ()))
@@ -771,14 +783,21 @@ class RouteTable:
                 raise ValidationError(f"{where}: {exc.message}") from None
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValidationError(f"{where}: malformed rule ({exc!r}) in snapshot item {i}") from None
-            self.virtual_services.append(VirtualService(vs["name"], vs["namespace"], tuple(vs.get("hosts") or ()),
-                                                        tuple(vs.get("gateways") or ("mesh",)),
-                                                        tuple(vs.get("export_to") or ()), rules))
+            obj = VirtualService(vs["name"], vs["namespace"], tuple(vs.get("hosts") or ()),
+                                 tuple(vs.get("gateways") or ("mesh",)), tuple(vs.get("export_to") or ()), rules)
+            self.virtual_services.append(obj)
+            self.vs_raw[key] = (vs, obj)
         self.subsets: dict[str, set[str]] = {h: set(s) for h, s in (snapshot.get("subsets") or {}).items()}
         old_clusters = previous.clusters if previous else {}
+        old_cluster_raw = previous.cluster_raw if previous else {}
+        self.cluster_raw: dict[str, Mapping[str, Any]] = {}
         self.clusters: dict[str, Cluster] = {}
         for name, c in (snapshot.get("clusters") or {}).items():
             old = old_clusters.get(name)
+            self.cluster_raw[name] = c
+            if old is not None and old_cluster_raw.get(name) == c:
+                self.clusters[name] = old
+                continue
             old_eps = {ep.address: ep for ep in old.endpoints} if old else {}
             eps = []
             for e in c.get("endpoints") or ():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -91,6 +90,7 @@ class Forwarder:
         self.server = server
         self.loop = server.loop
         self.rng = random.Random()
+        self.labels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------------------------------------- entry
     async def handle(self, proto: DownstreamProtocol, req: Request) -> bool:
@@ -115,7 +115,7 @@ class Forwarder:
         hmap = req.hmap
         rid = hmap.get("x-request-id")
         if not rid:
-            h = os.urandom(16).hex()
+            h = new_id(128)
             rid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
             hmap["x-request-id"] = rid
         ctx.rid = rid
@@ -265,12 +265,15 @@ class Forwarder:
             else:
                 is_per_try = False
             ep.active += 1
-            ctx.upstream_start = self.loop.time()
+            ctx.upstream_start = time.perf_counter()
             conn: UpstreamConnection | None = None
             try:
                 try:
-                    async with asyncio.timeout(limit):
+                    if limit is None:
                         conn, ex, sender = await self._attempt(cluster, ep, head, body, req)
+                    else:
+                        async with asyncio.timeout(limit):
+                            conn, ex, sender = await self._attempt(cluster, ep, head, body, req)
                 except TimeoutError:
                     if conn is not None:
                         conn.abort()
@@ -484,39 +487,51 @@ class Forwarder:
         return out
 
     # ------------------------------------------------------------------------------------------- telemetry
-    def _report(self, ctx: Ctx) -> None:
-        server = self.server
-        table = server.table
-        now = self.loop.time()
-        duration_ms = (now - ctx.start) * 1000
-        src = ctx.listener.source
-        flags = ",".join(sorted(set(ctx.flags), key=lambda f: FLAG_ORDER.get(f, 99))) if ctx.flags else "-"
-        code = str(ctx.status)
-        svc = table.services.get(ctx.service)
+    def _labels(self, ctx: Ctx, src: Any, ep: EndpointState | None, dsvc: str, code: str,
+                flags: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Istio's label values (istio_stats.cc order) for both reporters; cached per distinct combination."""
+        svc = self.server.table.services.get(ctx.service)
         svc_name = svc.name if svc else (ctx.service or "unknown")
         svc_ns = svc.namespace if svc else "unknown"
-        ep = ctx.endpoint
         if ep is not None:
             dw, dns, dapp = ep.workload or "unknown", ep.namespace or "unknown", ep.labels.get("app", "unknown")
             dver = ep.labels.get("version", "unknown")
         else:
             dw = dns = dapp = dver = "unknown"
         # Principals are SPIFFE ids only under mTLS, which the local mesh does not do: Istio reports "unknown".
-        dprin = src_prin = "unknown"
-        dsvc = ctx.service or "unknown"
-        common_src = (src.workload, src.namespace, src_prin, src.app, src.version, src.app,
+        common_src = (src.workload, src.namespace, "unknown", src.app, src.version, src.app,
                       src.labels.get("version", "latest") or "latest", "Kubernetes")
-        common_dst = (dw, dns, dprin, dapp, dver, dsvc, svc_name, svc_ns, dapp, dver if ep else "latest", "Kubernetes",
-                      "http", flags)
+        common_dst = (dw, dns, "unknown", dapp, dver, dsvc, svc_name, svc_ns, dapp, dver if ep else "latest",
+                      "Kubernetes", "http", flags)
+        return (("source", *common_src, *common_dst, "unknown", code, "-"),
+                ("destination", *common_src, *common_dst, "none", code, "-"))
+
+    def _report(self, ctx: Ctx) -> None:
+        server = self.server
+        now = time.perf_counter()
+        duration_ms = (now - ctx.start) * 1000
+        src = ctx.listener.source
+        flags = ",".join(sorted(set(ctx.flags), key=lambda f: FLAG_ORDER.get(f, 99))) if ctx.flags else "-"
+        code = str(ctx.status)
+        ep = ctx.endpoint
+        dsvc = ctx.service or "unknown"
+        key = (id(ctx.listener), dsvc, ep, code, flags)  # cleared on every snapshot swap
+        labels = self.labels.get(key)
+        if labels is None:
+            labels = self._labels(ctx, src, ep, dsvc, code, flags)
+            if len(self.labels) > 50_000:
+                self.labels.clear()
+            self.labels[key] = labels
+        source_labels, destination_labels = labels
         req_bytes = ctx.request_bytes
-        server.stats.record(("source", *common_src, *common_dst, "unknown", code, "-"), duration_ms, req_bytes,
-                            ctx.response_bytes)
+        server.stats.record(source_labels, duration_ms, req_bytes, ctx.response_bytes)
         reached = ep is not None and ctx.upstream_start and not (set(ctx.flags) & {"UF", "UT", "UO", "UC", "NC",
                                                                                    "UH", "NR"})
         if reached or (ep is not None and "RL" in ctx.flags):
             up_ms = (now - (ctx.upstream_start or ctx.start)) * 1000
-            server.stats.record(("destination", *common_src, *common_dst, "none", code, "-"), up_ms, req_bytes,
-                                ctx.response_bytes)
+            server.stats.record(destination_labels, up_ms, req_bytes, ctx.response_bytes)
+        dapp = ep.labels.get("app", "unknown") if ep is not None else "unknown"
+        dns = (ep.namespace or "unknown") if ep is not None else "unknown"
         trace = ctx.trace
         if trace is not None and trace.sampled:
             start_us = int((time.time() - (now - ctx.start)) * 1_000_000)

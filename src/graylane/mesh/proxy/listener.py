@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -168,7 +169,7 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         req = self.parsing = Request()
-        req.start = self.loop.time()
+        req.start = time.perf_counter()  # uvloop's loop.time() only has millisecond resolution
         if not self.busy and not self.pipeline:
             self._arm(self.server.header_timeout_s)
 

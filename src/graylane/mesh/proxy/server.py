@@ -122,6 +122,7 @@ class ProxyServer:
             self.servers.update(opened)
             self.draining_addrs -= set(wanted)
             self.inbound = {}
+            self.forwarder.labels.clear()
             self.buckets = {k: v for k, v in self.buckets.items() if k[0] in table.listeners}
             for addr in [a for a in self.servers if a not in wanted]:
                 self.servers.pop(addr).close()

@@ -39,17 +39,19 @@ class Stats:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, ...], int] = {}
         self.histograms: dict[str, dict[tuple[str, ...], Histogram]] = {name: {} for name in HISTOGRAMS}
+        self.series: dict[tuple[str, ...], tuple[Histogram, Histogram, Histogram]] = {}
         self.counters: dict[str, int] = {}  # proxy-internal counters (graylane_proxy_*)
 
     def record(self, labels: tuple[str, ...], duration_ms: float, request_bytes: int, response_bytes: int) -> None:
+        hs = self.series.get(labels)
+        if hs is None:
+            hs = self.series[labels] = (Histogram(), Histogram(), Histogram())
+            for name, h in zip(HISTOGRAMS, hs, strict=True):
+                self.histograms[name][labels] = h
         self.requests[labels] = self.requests.get(labels, 0) + 1
-        for name, value in (("istio_request_duration_milliseconds", duration_ms),
-                            ("istio_request_bytes", request_bytes), ("istio_response_bytes", response_bytes)):
-            table = self.histograms[name]
-            h = table.get(labels)
-            if h is None:
-                h = table[labels] = Histogram()
-            h.observe(value)
+        hs[0].observe(duration_ms)
+        hs[1].observe(request_bytes)
+        hs[2].observe(response_bytes)
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by

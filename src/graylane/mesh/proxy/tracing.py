@@ -13,8 +13,12 @@ TRACE_HEADERS = ("traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid
                  "x-b3-sampled", "x-b3-flags")
 
 
+_ids = random.Random(os.urandom(16))
+
+
 def new_id(bits: int = 64) -> str:
-    return os.urandom(bits // 8).hex()
+    """A random span/trace id (a seeded PRNG: ids need uniqueness, not secrecy, and urandom is a syscall)."""
+    return format(_ids.getrandbits(bits), "016x" if bits == 64 else "032x")
 
 
 class TraceContext:

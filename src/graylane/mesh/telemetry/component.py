@@ -146,9 +146,24 @@ class Telemetry:
         buckets, _ = self.recorder.increase(DURATION_BUCKETS, opts.window)
         return build_graph(requests, buckets, covered, opts, self.deployed_workloads(opts.namespace))
 
-    def metrics_text(self) -> str:
+    def metrics_text(self, dataplane_text: str | None = None) -> str:
         own = self.metrics.render()
-        return (self.last_text.rstrip("\n") + "\n" + own) if self.last_text else own
+        text = self.last_text if dataplane_text is None else dataplane_text
+        return (text.rstrip("\n") + "\n" + own) if text else own
+
+    async def metrics_text_live(self) -> str:
+        """`/metrics` for a Prometheus scrape: the data plane's counters as of now (not as of our last scrape,
+        which would add up to one scrape interval of jitter to every rate), falling back to the last scrape."""
+        texts = []
+        for url in _admin_urls(self.cp):
+            try:
+                resp = await self._http.get(f"{url}/stats/prometheus", timeout=1.0)
+            except httpx.HTTPError:
+                return self.metrics_text()
+            if resp.status_code != 200:
+                return self.metrics_text()
+            texts.append(resp.text)
+        return self.metrics_text("\n".join(texts))
 
     def _pipeline_metrics(self) -> Any:
         from graylane.mesh.telemetry.pipeline_metrics import pipeline_metrics
