@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -34,9 +37,38 @@ needs_local_target = pytest.mark.skipif(importlib.util.find_spec("graylane.targe
                                         reason="graylane.targets.local has not landed yet")
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    """The pipelines' tables on a real SQLite file (WAL), created from our table definitions."""
+def _postgres_engine() -> Iterator[sa.Engine]:
+    """A fresh schema of the test PostgreSQL, migrated by Store.open (so 0002_pipelines runs for real)."""
+    base = os.environ.get("GRAYLANE_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("GRAYLANE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("GRAYLANE_REQUIRE_POSTGRES=1 but GRAYLANE_TEST_POSTGRES_URL is unset")
+        pytest.skip("GRAYLANE_TEST_POSTGRES_URL is unset (no PostgreSQL for this run)")
+    from graylane.store import Store
+
+    schema = f"p_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    store = Store.open(f"{base}{sep}options={quote(f'-csearch_path={schema}')}")
+    try:
+        yield store.engine
+    finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """The pipelines' tables on a real SQLite file (WAL), or on PostgreSQL when the test URL is set."""
+    if request.param == "postgres":
+        if not getattr(request.module, "RUN_ON_POSTGRES", False):
+            pytest.skip("PostgreSQL runs the executor suite (RUN_ON_POSTGRES) only, to keep this area fast")
+        yield from _postgres_engine()
+        return
     eng = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
 
     @sa.event.listens_for(eng, "connect")

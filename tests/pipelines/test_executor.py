@@ -13,6 +13,8 @@ from graylane.pipelines.executor import Executor
 from graylane.pipelines.repository import PipelineRepository
 from graylane.pipelines.status import ExecutionStatus as S
 
+RUN_ON_POSTGRES = True  # the `engine` fixture also runs these on PostgreSQL when GRAYLANE_TEST_POSTGRES_URL is set
+
 
 def stage(ref: str, stype: str, name: str | None = None, requires: tuple[str, ...] = (), **fields: Any) -> dict:
     return {"refId": ref, "type": stype, "name": name or f"{stype} {ref}", "requisiteStageRefIds": list(requires),
