@@ -125,6 +125,15 @@ def compile_regex(value: str, ignore_case: bool = False) -> re.Pattern[str]:
 
 # ------------------------------------------------------------------------------------------ matches / rules
 
+Miss = tuple[str, tuple[Any, ...]]  # a failed condition: format string and its arguments
+
+
+def why(miss: Miss) -> str:
+    """Render a failed condition for people (only the explainer pays for the formatting)."""
+    fmt, args = miss
+    return fmt.format(*(a.describe() if isinstance(a, StringMatch) else a for a in args))
+
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -172,44 +181,45 @@ class Match:
             gateways=tuple(spec["gateways"]) if spec.get("gateways") else None,
         )
 
-    def mismatch(self, req: RequestView, source: Source, listener_gateways: tuple[str, ...]) -> str | None:
-        """None when every condition holds, else the first reason it does not (used by proxy and explainer)."""
+    def mismatch(self, req: RequestView, source: Source, listener_gateways: tuple[str, ...]) -> Miss | None:
+        """None when every condition holds, else the first failing condition, formatted lazily by `why`."""
         # gateways/sourceLabels/sourceNamespace select which proxies get the route (Istio sourceMatchHTTP).
         if self.gateways is not None:
             allowed = listener_gateways or ("mesh",)
             if not any(g in self.gateways for g in allowed):
-                return f"gateways {list(self.gateways)} do not include {list(allowed)}"
+                return ("gateways {} do not include {}", (list(self.gateways), list(allowed)))
         for key, value in self.source_labels:
             if source.labels.get(key) != value:
-                return f"sourceLabels {key}={value} not on source (has {source.labels.get(key)!r})"
+                return ("sourceLabels {}={} not on source (has {!r})", (key, value, source.labels.get(key)))
         if self.source_namespace is not None and source.namespace != self.source_namespace:
-            return f"sourceNamespace {self.source_namespace!r} != {source.namespace!r}"
+            return ("sourceNamespace {!r} != {!r}", (self.source_namespace, source.namespace))
         if self.port is not None and req.port != self.port:
-            return f"port {self.port} != {req.port}"
-        path, query = split_path(req.path)
+            return ("port {} != {}", (self.port, req.port))
+        path = req.path
         if self.uri is not None:
+            path = split_path(path)[0]
             value = path.lower() if self.ignore_uri_case and self.uri.kind != "regex" else path
             if not self.uri.matches(value):
-                return f"uri {self.uri.describe()} does not match {path!r}"
+                return ("uri {} does not match {!r}", (self.uri, path))
         if self.method is not None and not self.method.matches(req.method):
-            return f"method {self.method.describe()} does not match {req.method!r}"
+            return ("method {} does not match {!r}", (self.method, req.method))
         if self.scheme is not None and not self.scheme.matches(req.scheme):
-            return f"scheme {self.scheme.describe()} does not match {req.scheme!r}"
+            return ("scheme {} does not match {!r}", (self.scheme, req.scheme))
         if self.authority is not None and not self.authority.matches(req.authority):
-            return f"authority {self.authority.describe()} does not match {req.authority!r}"
+            return ("authority {} does not match {!r}", (self.authority, req.authority))
         for name, m in self.headers:
             if not m.matches(req.headers.get(name)):
-                return f"header {name} {m.describe()} does not match {req.headers.get(name)!r}"
+                return ("header {} {} does not match {!r}", (name, m, req.headers.get(name)))
         for name, m in self.without_headers:
             value = req.headers.get(name)
             # Non-presence withoutHeaders treat a missing header as empty (Envoy TreatMissingHeaderAsEmpty).
             if m.matches(value if m.kind == "present" or value is not None else ""):
-                return f"withoutHeaders {name} {m.describe()} matches {value!r}"
+                return ("withoutHeaders {} {} matches {!r}", (name, m, value))
         if self.query_params:
-            params = dict(parse_qsl(query, keep_blank_values=True))
+            params = dict(parse_qsl(split_path(req.path)[1], keep_blank_values=True))
             for name, m in self.query_params:
                 if not m.matches(params.get(name)):
-                    return f"queryParams {name} {m.describe()} does not match {params.get(name)!r}"
+                    return ("queryParams {} {} does not match {!r}", (name, m, params.get(name)))
         return None
 
 
@@ -826,15 +836,21 @@ class RouteTable:
         self.inbound_rate_limits: list[Mapping[str, Any]] = list(snapshot.get("inbound_rate_limits") or ())
         old_pickers = previous.pickers if previous else {}
         self.pickers: dict[tuple[Any, ...], WeightedPicker] = {}
+        # Per rule (by identity; rules live as long as this table): live destinations and their picker.
+        self.rule_live: dict[int, tuple[list[Destination], WeightedPicker | None]] = {}
         for vs in self.virtual_services:
             for rule in vs.rules:
                 live = rule.live_destinations()
+                picker = None
                 if len(live) > 1:
                     key = (vs.key, rule.index, tuple((d.host, d.subset, d.port, d.weight) for d in live))
                     old_p = old_pickers.get(key)
-                    self.pickers[key] = old_p if old_p and old_p.use_random == self.use_random else \
+                    picker = self.pickers[key] = old_p if old_p and old_p.use_random == self.use_random else \
                         WeightedPicker([d.weight for d in live], self.use_random)
+                self.rule_live[id(rule)] = (live, picker)
         self._vhost_cache: dict[tuple[str, str], tuple[str, VirtualService | None]] = {}
+        self._cluster_cache: dict[tuple[int, int], tuple[str, Cluster | None]] = {}
+        self._default_dest: dict[str, Destination] = {}
 
     # -- host resolution -------------------------------------------------------------------------------
 
@@ -899,7 +915,9 @@ class RouteTable:
             if listener.kind == "gateway" or host not in self.services:
                 return RouteDecision(Outcome.NO_ROUTE, host, detail=f"no route for host {host!r}")
             # No VirtualService: default route to the whole Service (all versions), default retry policy.
-            dest = Destination(host, "", None, 100, HeaderOps(), HeaderOps())
+            dest = self._default_dest.get(host)
+            if dest is None:
+                dest = self._default_dest[host] = Destination(host, "", None, 100, HeaderOps(), HeaderOps())
             return self._destination(RouteDecision(Outcome.ROUTED, host), req, dest, rng, now, pick_endpoint)
         gateways = listener.gateways if listener.kind == "gateway" else ()
         decision = RouteDecision(Outcome.NO_ROUTE, host, virtual_service=vs)
@@ -910,12 +928,12 @@ class RouteTable:
                 return self._apply(decision, rule, req, rng, now, pick_endpoint)
             reasons = []
             for mi, m in enumerate(rule.matches):
-                why = m.mismatch(req, listener.source, gateways)
-                if why is None:
+                miss = m.mismatch(req, listener.source, gateways)
+                if miss is None:
                     decision.match_index = mi
                     return self._apply(decision, rule, req, rng, now, pick_endpoint)
                 if explain:
-                    reasons.append(f"match[{mi}]: {why}")
+                    reasons.append(f"match[{mi}]: {why(miss)}")
             if explain:
                 decision.skipped.append((rule.index, "; ".join(reasons)))
         decision.detail = f"no rule of VirtualService {vs.key} matched"
@@ -936,19 +954,18 @@ class RouteTable:
         if rule.direct_response is not None:
             d.outcome = Outcome.DIRECT_RESPONSE
             return d
-        live = rule.live_destinations()
+        entry = self.rule_live.get(id(rule))
+        if entry is None:  # a rule from outside this table
+            live0 = rule.live_destinations()
+            entry = self.rule_live[id(rule)] = (live0, WeightedPicker([x.weight for x in live0], self.use_random)
+                                                if len(live0) > 1 else None)
+        live, picker = entry
         if not live:
             d.outcome, d.detail = Outcome.NO_ROUTE, "route has no destination with weight > 0"
             return d
-        if len(live) == 1:
+        if picker is None:
             dest, share = live[0], 1.0
         else:
-            vs = d.virtual_service
-            assert vs is not None
-            key = (vs.key, rule.index, tuple((x.host, x.subset, x.port, x.weight) for x in live))
-            picker = self.pickers.get(key)
-            if picker is None:
-                picker = self.pickers[key] = WeightedPicker([x.weight for x in live], self.use_random)
             dest = live[picker.pick(rng)]
             share = dest.weight / picker.total
         d.outcome = Outcome.ROUTED
@@ -974,7 +991,11 @@ class RouteTable:
                      pick_endpoint: bool) -> RouteDecision:
         d.destination = dest
         d.host = dest.host
-        name, cluster = self.cluster_for(dest.host, dest.subset, dest.port, req.port)
+        ckey = (id(dest), req.port)
+        hit = self._cluster_cache.get(ckey)
+        if hit is None:
+            hit = self._cluster_cache[ckey] = self.cluster_for(dest.host, dest.subset, dest.port, req.port)
+        name, cluster = hit
         d.cluster_name = name
         if cluster is None:
             d.outcome = Outcome.CLUSTER_NOT_FOUND
