@@ -150,3 +150,23 @@ def test_json_list_of_documents(api: TestClient) -> None:
 def test_yaml_errors_name_the_file_and_line(api: TestClient) -> None:
     resp = api.post("/api/v1/apply", json={"files": [{"name": "x.yaml", "text": "a: [1\n"}]})
     assert resp.status_code == 422 and resp.json()["error"]["where"].startswith("x.yaml:")
+
+
+def test_openapi_lists_the_resource_routes(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/api/v1/apply", "/api/v1/delete", "/api/v1/resources/{kind}/{name}",
+                 "/api/v1/resources/{kind}/{name}/history/{rev}/diff", "/api/v1/resources/{kind}/{name}/restore"):
+        assert path in paths
+    assert api.get("/healthz").json()["status"] == "ok"
+
+
+def test_history_survives_delete_and_restore_recreates(api: TestClient) -> None:
+    apply(api, cm("gone", "one"))
+    api.delete("/api/v1/resources/cm/gone")
+    hist = api.get("/api/v1/resources/cm/gone/history").json()["items"]
+    assert [(h["action"], h["deleted"]) for h in hist] == [("created", False), ("deleted", True)]
+    diff = api.get("/api/v1/resources/cm/gone/history/1/diff", params={"against": "current"}).json()["diff"]
+    assert diff.endswith("-data:\n-  k: one\n")
+    back = api.post("/api/v1/resources/cm/gone/restore", params={"revision": 1}).json()
+    assert back["result"]["action"] == "created"
+    assert api.get("/api/v1/resources/cm/gone").json()["data"] == {"k": "one"}

@@ -201,3 +201,31 @@ def test_apply_takes_plain_documents(store: Store) -> None:
     doc = Document(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain"}})
     [applied] = run(LocalTarget(store).apply([doc], actor="user:a"))
     assert applied.action == "created" and applied.body["metadata"]["resourceVersion"] == applied.resource_version
+
+
+class InterleavingStore:
+    """The real store, with another writer's change landing between the patch's read and its write."""
+
+    def __init__(self, store: Store, key: ResourceKey, change: dict[str, Any]) -> None:
+        self._store, self._key, self._change, self.interleaved = store, key, change, 0
+
+    def get(self, key: ResourceKey) -> Any:
+        got = self._store.get(key)
+        if key == self._key and self.interleaved == 0:
+            self.interleaved += 1
+            body = {k: v for k, v in got.body.items() if k != "metadata"}  # type: ignore[union-attr]
+            body["metadata"] = {"name": key.name, "namespace": key.namespace, "labels": self._change}
+            self._store.apply([body], actor="user:someone-else")
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_patch_retries_when_another_writer_lands_in_between(target: LocalTarget, store: Store) -> None:
+    racing = LocalTarget(InterleavingStore(store, VS_KEY, {"touched": "yes"}))
+    body = run(racing.patch(VS_KEY, {"spec": {"hosts": ["reviews", "reviews.default.svc.cluster.local"]}}, "merge",
+                            actor="user:patcher"))
+    assert body["metadata"]["labels"] == {"touched": "yes"}  # the other writer's change survived
+    assert body["spec"]["hosts"] == ["reviews", "reviews.default.svc.cluster.local"]
+    assert [h.actor for h in store.history(VS_KEY)][-2:] == ["user:someone-else", "user:patcher"]
