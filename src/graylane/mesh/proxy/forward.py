@@ -371,24 +371,40 @@ class Forwarder:
                                sender: asyncio.Task[None] | None, cluster: Cluster) -> bool:
         dest: Destination | None = d.destination
         status = ex.status
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in ex.headers
-                   if k.lower() not in RESPONSE_HOP]
-        has_length = any(k == "content-length" for k, _ in headers)
-        if dest is not None:
-            headers = dest.headers_response.apply(headers)
-        if rule is not None:
-            headers = rule.headers_response.apply(headers)
-            origin = req.hmap.get("origin")
-            if rule.cors is not None and origin and rule.cors.is_allowed(origin):
-                headers += self._cors_headers(rule.cors, origin, preflight=False)
-        if d.set_cookie and cluster.policy.lb.hash_cookie:
-            c = cluster.policy.lb.hash_cookie
-            cookie = f"{c.get('name')}=\"{d.set_cookie}\"; Max-Age={int(c.get('ttl_s', 0))}"
-            if c.get("path"):
-                cookie += f"; Path={c['path']}"
-            headers.append(("set-cookie", cookie + "; HttpOnly"))
+        origin = req.hmap.get("origin")
+        rewrite = (dest is not None and not dest.headers_response.is_empty()) or (rule is not None and (
+            not rule.headers_response.is_empty() or (rule.cors is not None and origin is not None))) or bool(
+            d.set_cookie and cluster.policy.lb.hash_cookie)
         no_body = req.method == "HEAD" or status in (204, 304) or status < 200
         keep = req.keep_alive
+        head = [status_line(status)]
+        if not rewrite:
+            # Fast path: pass the upstream's header bytes through, minus hop-by-hop ones.
+            has_length = False
+            for k, v in ex.headers:
+                lk = k.lower()
+                if lk in RESPONSE_HOP:
+                    continue
+                if lk == b"content-length":
+                    has_length = True
+                head.append(b"%s: %s\r\n" % (k, v))
+            headers: list[tuple[str, str]] = []
+        else:
+            headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in ex.headers
+                       if k.lower() not in RESPONSE_HOP]
+            has_length = any(k == "content-length" for k, _ in headers)
+            if dest is not None:
+                headers = dest.headers_response.apply(headers)
+            if rule is not None:
+                headers = rule.headers_response.apply(headers)
+                if rule.cors is not None and origin and rule.cors.is_allowed(origin):
+                    headers += self._cors_headers(rule.cors, origin, preflight=False)
+            if d.set_cookie and cluster.policy.lb.hash_cookie:
+                c = cluster.policy.lb.hash_cookie
+                cookie = f"{c.get('name')}=\"{d.set_cookie}\"; Max-Age={int(c.get('ttl_s', 0))}"
+                if c.get("path"):
+                    cookie += f"; Path={c['path']}"
+                headers.append(("set-cookie", cookie + "; HttpOnly"))
         chunked = False
         if not no_body and not has_length:
             if req.version == "1.1":
@@ -396,7 +412,6 @@ class Forwarder:
                 headers.append(("transfer-encoding", "chunked"))
             else:
                 keep = False
-        head = [status_line(status)]
         head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers]
         if not keep:
             head.append(b"connection: close\r\n")

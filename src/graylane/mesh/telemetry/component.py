@@ -142,9 +142,10 @@ class Telemetry:
         return out
 
     def graph(self, opts: GraphOptions) -> dict[str, Any]:
-        requests, covered = self.recorder.increase(REQUESTS, opts.window)
-        buckets, _ = self.recorder.increase(DURATION_BUCKETS, opts.window)
-        return build_graph(requests, buckets, covered, opts, self.deployed_workloads(opts.namespace))
+        requests, covered = self.recorder.increase(REQUESTS, opts.window, opts.query_time)
+        buckets, _ = self.recorder.increase(DURATION_BUCKETS, opts.window, opts.query_time)
+        return build_graph(requests, buckets, covered, opts, self.deployed_workloads(opts.namespace),
+                           now=opts.query_time)
 
     def metrics_text(self, dataplane_text: str | None = None) -> str:
         own = self.metrics.render()

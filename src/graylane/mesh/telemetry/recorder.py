@@ -44,18 +44,20 @@ class Recorder:
         i = bisect.bisect_right(times, now - window) - 1
         return max(i, 0)
 
+    def _end(self, now: float) -> int:
+        """The newest scrape taken at or before `now` (a past query time, as Kiali's `queryTime`)."""
+        return max(bisect.bisect_right(list(self._times), now) - 1, 0)
+
     def increase(self, name: str, window: float, now: float | None = None) -> tuple[dict[Labels, float], float]:
-        """Per-series increase of counter `name` over the window, and the seconds actually covered."""
+        """Per-series increase of counter `name` over the window ending at `now` (default: the newest scrape),
+        and the seconds actually covered (between the two scrapes compared)."""
         if not self._scrapes:
             return {}, 0.0
+        end_i = len(self._times) - 1 if now is None else self._end(now)
         now = self._times[-1] if now is None else now
-        base_i = self._baseline(window, now)
-        base, last = self._scrapes[base_i].get(name, {}), self._scrapes[-1].get(name, {})
-        covered = self._times[-1] - self._times[base_i]
-        if base_i == 0 and self._times[0] > now - window:
-            # Younger than the window: the first scrape's counts happened inside it too, but we do not
-            # know when; count them only if the data plane started within the window (no baseline).
-            covered = max(covered, 0.0)
+        base_i = min(self._baseline(window, now), end_i)
+        base, last = self._scrapes[base_i].get(name, {}), self._scrapes[end_i].get(name, {})
+        covered = self._times[end_i] - self._times[base_i]
         out: dict[Labels, float] = {}
         for labels, value in last.items():
             before = base.get(labels, 0.0)

@@ -40,6 +40,7 @@ class GraphOptions:
     window: float = 60.0
     include_idle: bool = True
     inject_service_nodes: bool = False  # Kiali's option: source -> service -> workload
+    query_time: float | None = None  # the window's end (unix seconds); None: the newest scrape
 
 
 @dataclass
