@@ -112,3 +112,47 @@ async def test_baseline_then_canary_on_kubernetes(cluster: Any, state_dir: Path,
         for target in cp.settings.get("kubernetes_targets", {}).values():
             await target.close()
         engine.dispose()
+
+
+async def test_stuck_canary_rollout_fails_the_stage_with_the_reason(cluster: Any, state_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    from graylane.demos.bookinfo.demo import CANARY, load_pipeline, prepare_repository
+    from graylane.pipelines.executor import Executor
+    from graylane.pipelines.repository import PipelineRepository
+    from graylane.pipelines.services import TaskServices
+    from graylane.pipelines.tables import metadata
+    from graylane.pipelines.triggers import start_manual
+
+    cluster.api.rollouts["reviews-v2"] = "stuck"  # e.g. an image that never becomes ready
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    repo = tmp_path / "bookinfo"
+    prepare_repository(repo)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
+    metadata.create_all(engine)
+
+    class ControlPlane:
+        settings: dict[str, Any] = {}
+
+    cp = ControlPlane()
+
+    async def get_target(account: str | None, namespace: str | None) -> Any:
+        return accounts.get_target(account or "local", cp, namespace=namespace)
+
+    ex = Executor(engine, services=TaskServices(get_target=get_target))
+    await ex.start()
+    try:
+        saved = PipelineRepository(engine).save(with_account(load_pipeline(CANARY, repo), "staging"), actor="user:a")
+        exe = await start_manual(ex, saved.id, user="alice", parameters={"base_version": "v1", "canary_version": "v2"})
+        done = await ex.wait_until_complete(exe.id, timeout=60)
+        assert str(done.status) == "TERMINAL"
+        stage = next(s for s in done.to_json()["stages"] if s["refId"] == "1")
+        assert stage["status"] == "TERMINAL"
+        text = json.dumps(stage, ensure_ascii=False)
+        assert "exceeded its progress deadline" in text and 'ReplicaSet \\"reviews-v2-1\\" has timed out' in text
+        assert cluster.api.object("apps/v1/deployments", "default", "reviews-v2") is not None
+        assert cluster.api.object("networking.istio.io/v1/virtualservices", "default", "reviews") is None  # no route
+    finally:
+        await ex.stop()
+        for target in cp.settings.get("kubernetes_targets", {}).values():
+            await target.close()
+        engine.dispose()
