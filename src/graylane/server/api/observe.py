@@ -1,6 +1,7 @@
 """Observability API: the topology graph, traces, and the Prometheus `/metrics` endpoint.
 
 GET /api/v1/graph?namespace=&window=1m&type=versionedApp|app|workload|service&idle=true&injectServiceNodes=false
+    &queryTime=UNIX_SECONDS (the window's end, as Kiali's; default now)
 GET /api/v1/traces?service=&minDuration=100ms&limit=20&lookback=1h
 GET /api/v1/traces/{traceId}
 GET /metrics            (root path: the data plane's Istio series + Graylane's own)
@@ -32,12 +33,12 @@ def _telemetry(request: Request) -> Any:
 @router.get("/graph")
 def graph(request: Request, namespace: str | None = None, window: str = "1m",
           type: str = Query("versionedApp", alias="type"), idle: bool = True,
-          injectServiceNodes: bool = False) -> dict[str, Any]:
+          injectServiceNodes: bool = False, queryTime: float | None = None) -> dict[str, Any]:
     if type not in GRAPH_TYPES:
         raise ValidationError(f"type: unknown graph type {type!r}", hint=f"use one of {', '.join(GRAPH_TYPES)}")
     opts = GraphOptions(namespace=namespace or None, graph_type=type,  # type: ignore[arg-type]
                         window=parse_duration(window, "window"), include_idle=idle,
-                        inject_service_nodes=injectServiceNodes)
+                        inject_service_nodes=injectServiceNodes, query_time=queryTime)
     return _telemetry(request).graph(opts)
 
 
@@ -67,7 +68,7 @@ def trace(request: Request, trace_id: str) -> dict[str, Any]:
 
 
 @root_router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
-def metrics(request: Request) -> PlainTextResponse:
+async def metrics(request: Request) -> PlainTextResponse:
     telemetry = request.app.state.cp.components.get("telemetry")
-    text = telemetry.metrics_text() if telemetry is not None else ""
+    text = await telemetry.metrics_text_live() if telemetry is not None else ""
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
