@@ -312,3 +312,28 @@ def test_fifth_document_failing_istio_admission_writes_nothing(store: Store) -> 
     assert "routes.yaml:" in str(err.value)
     assert store.list() == []
     assert history_rows(store) == 0
+
+
+@pytest.mark.postgres
+def test_open_follows_graylane_database_url(postgres_schema_url: str, state_dir: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAYLANE_DATABASE_URL", postgres_schema_url)
+    store = Store.open()
+    try:
+        assert store.engine.dialect.name == "postgresql"
+        store.apply([cm("pg")])
+        assert store.get(key("pg")) is not None
+        assert not (state_dir / "graylane.db").exists()
+    finally:
+        store.close()
+
+
+def test_open_defaults_to_sqlite_in_wal_mode_in_the_state_folder(state_dir: Any) -> None:
+    store = Store.open()
+    try:
+        store.apply([cm("local")])
+        assert (state_dir / "graylane.db").exists()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+    finally:
+        store.close()

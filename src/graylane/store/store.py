@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import threading
 import uuid
@@ -22,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from graylane.errors import Conflict, NotFound, ValidationError
+from graylane.errors import Conflict, NotFound
 from graylane.resources.document import Document, ResourceKey, Source
 from graylane.settings import database_url
 from graylane.store import tables as t
@@ -435,9 +434,4 @@ class Store:
                         restored_from=row.restored_from)
 
 
-def body_json(body: dict[str, Any]) -> str:
-    """Stable JSON text of a body (for ETags and comparisons outside the store)."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
-
-
-__all__ = ["Action", "ApplyResult", "Revision", "Store", "StoredResource", "ValidationError", "body_json"]
+__all__ = ["Action", "ApplyResult", "Clock", "Revision", "Store", "StoredResource", "Subscriber"]
