@@ -236,16 +236,18 @@ def stage_table(exe: dict[str, Any]) -> Table:
     for st in exe.get("stages") or []:
         ctx = st.get("context") or {}
         note = ""
-        if (ctx.get("exception") or {}).get("details"):
-            note = str(ctx["exception"]["details"].get("error", ""))
-        elif st["type"] == "manualJudgment" and st["status"] == "RUNNING":
-            note = "waiting for judgment: graylane judge " + exe["id"] + f" --stage '{st['name']}' --continue"
-        elif ctx.get("judgmentStatus"):
+        if ctx.get("judgmentStatus"):
             note = f"{ctx['judgmentStatus']} by {ctx.get('lastModifiedBy', '?')}"
             if ctx.get("judgmentInput"):
                 note += f": {ctx['judgmentInput']}"
             if ctx.get("customParams"):
                 note += " " + " ".join(f"{k}={v}" for k, v in ctx["customParams"].items())
+        elif (ctx.get("exception") or {}).get("details"):
+            note = str(ctx["exception"]["details"].get("error", ""))
+        elif st["type"] == "manualJudgment" and st["status"] == "RUNNING":
+            note = "waiting for judgment: graylane judge " + exe["id"] + f" --stage '{st['name']}' --continue"
+        elif st["type"] == "wait" and st["status"] == "RUNNING":
+            note = f"waiting {ctx.get('waitTime')}s (skip: graylane execution skip-wait {exe['id']} -s '{st['name']}')"
         elif ctx.get("stageEnabledResult"):
             note = str(ctx["stageEnabledResult"])
         table.add_row(str(st["refId"]), escape(st["name"]), st["type"], _status(st["status"]),
