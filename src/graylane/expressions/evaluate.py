@@ -16,7 +16,15 @@ from typing import Any
 from graylane.expressions import nodes as n
 from graylane.expressions.context import EvaluationContext
 from graylane.expressions.errors import EvaluationError, ExpressionError, LimitExceeded
-from graylane.expressions.methods import JavaType, MethodEnv, call_method, compile_regex, resolve_type, static_field
+from graylane.expressions.methods import (
+    JavaType,
+    MethodEnv,
+    call_method,
+    compile_regex,
+    has_key,
+    resolve_type,
+    static_field,
+)
 from graylane.expressions.semantics import (
     Instant,
     NotEvaluable,
@@ -207,7 +215,7 @@ class Evaluator:
         if target is None:
             raise EvaluationError(f"cannot index null with [{to_string(key)!r}]", position=pos)
         if isinstance(target, Mapping):
-            if key in target if isinstance(key, str | int | float | bool) or key is None else False:
+            if has_key(target, key):
                 return target[key]
             if not isinstance(key, str) and to_string(key) in target:
                 return target[to_string(key)]

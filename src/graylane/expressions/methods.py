@@ -66,6 +66,7 @@ def _cap(env: MethodEnv, text: str) -> str:
 
 _REGEX_OPTIONS = re2.Options()
 _REGEX_OPTIONS.max_mem = 8 << 20
+_REGEX_OPTIONS.log_errors = False  # a bad user pattern is reported as an EvaluationError, not logged by RE2
 
 
 def compile_regex(pattern: str, env_position: int | None) -> Any:
@@ -73,7 +74,10 @@ def compile_regex(pattern: str, env_position: int | None) -> Any:
     try:
         return _compile_cached(pattern)
     except re2.error as exc:
-        raise EvaluationError(f"invalid regular expression {pattern!r}: {exc}", position=env_position) from None
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", errors="replace")
+        raise EvaluationError(f"invalid regular expression {pattern!r}: {detail}", position=env_position) from None
 
 
 _regex_cache: dict[str, Any] = {}
@@ -216,8 +220,16 @@ LIST_METHODS: Table = {
 }
 
 
+def has_key(m: Mapping[Any, Any], key: Any) -> bool:
+    """`key in m`, where a list or map key (unhashable in Python) is simply absent."""
+    try:
+        return key in m
+    except TypeError:
+        return False
+
+
 def _map_get(m: Mapping[Any, Any], key: Any, default: Any = None) -> Any:
-    if key in m:
+    if has_key(m, key):
         return m[key]
     if not isinstance(key, str) and to_string(key) in m:
         return m[to_string(key)]
@@ -227,7 +239,7 @@ def _map_get(m: Mapping[Any, Any], key: Any, default: Any = None) -> Any:
 MAP_METHODS: Table = {
     "size": (0, 0, lambda env, m: len(m)),
     "isEmpty": (0, 0, lambda env, m: len(m) == 0),
-    "containsKey": (1, 1, lambda env, m, k: k in m),
+    "containsKey": (1, 1, lambda env, m, k: has_key(m, k)),
     "containsValue": (1, 1, lambda env, m, v: any(java_equals(x, v) for x in m.values())),
     "get": (1, 1, lambda env, m, k: _map_get(m, k)),
     "getOrDefault": (2, 2, lambda env, m, k, d: _map_get(m, k, d)),
