@@ -407,3 +407,61 @@ def test_snapshot_swaps_under_load_never_fail_a_request(mesh, reviews):
         stop = True
         results = [f.result() for f in futures]
     assert sum(n for n, _ in results) > 20 and sum(b for _, b in results) == 0
+
+
+def test_expect_100_continue_is_answered_by_the_proxy(mesh, reviews):
+    import socket
+
+    push, port, _ = reviews
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: 5\r\n"
+                  b"expect: 100-continue\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"hello")
+        data = b""
+        while not data.endswith(b"hello"):
+            data += s.recv(4096)
+    assert data.startswith(b"HTTP/1.1 200 ")
+
+
+def test_cookie_affinity_sets_the_cookie_and_sticks(mesh, reviews):
+    push, port, ups = reviews
+    extra = [mesh.endpoint(mesh.upstream(f"v1-{i}"), "reviews", "v1") for i in range(3)]
+    policy = {"loadBalancer": {"consistentHash": {"httpCookie": {"name": "user", "ttl": "3600s", "path": "/"}}}}
+    mesh.push([svc("reviews"), dr("reviews", ["v1"], policy=policy),
+               vs("reviews", ["reviews"], [{"route": [to("v1")]}])], extra, [sidecar(port)])
+    with client(port) as c:
+        first = c.get("http://reviews:9080/")
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith('user="') and "Max-Age=3600" in cookie and "Path=/" in cookie
+        value = cookie.split('"')[1]
+        c.cookies.clear()
+        names = {c.get("http://reviews:9080/", headers={"cookie": f"user={value}"}).json()["name"]
+                 for _ in range(10)}
+    assert names == {first.json()["name"]}
+
+
+def test_max_requests_per_connection_one_disables_upstream_keep_alive(mesh, reviews):
+    push, port, ups = reviews
+    up = mesh.upstream("fresh")
+    policy = {"connectionPool": {"http": {"maxRequestsPerConnection": 1}}}
+    mesh.push([svc("reviews"), dr("reviews", ["v1"], policy=policy),
+               vs("reviews", ["reviews"], [{"route": [to("v1")]}])],
+              [mesh.endpoint(up, "reviews", "v1")], [sidecar(port)])
+    with client(port) as c:
+        for _ in range(5):
+            assert c.get("http://reviews:9080/").status_code == 200
+    assert up.connections == 5
+
+
+def test_mirror_percentage_zero_sends_nothing(mesh, reviews):
+    push, port, ups = reviews
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")], "mirror": {"host": "reviews", "subset": "v3"},
+                                       "mirrorPercentage": {"value": 0}}])])
+    before = len(ups["v3"].requests)
+    with client(port) as c:
+        for _ in range(5):
+            c.get("http://reviews:9080/")
+        c.get("http://reviews:9080/delay/0.1")
+    assert len(ups["v3"].requests) == before

@@ -72,3 +72,23 @@ def test_unknown_source_is_a_clear_error(files):
     r = run("-f", str(files), "--from", "nobody", "http://reviews:9080/")
     assert isinstance(r.exception, NotFound)
     assert "no Deployment 'nobody'" in str(r.exception) and "productpage-v1" in str(r.exception)
+
+
+def test_gateway_entry_explains_with_count(files):
+    docs = list(yaml.safe_load_all(files.read_text()))
+    docs += [{"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+              "metadata": {"name": "bookinfo-gateway", "namespace": "default"},
+              "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+                  {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}},
+             vs("bookinfo", ["*"], [{"match": [{"uri": {"exact": "/productpage"}}],
+                                     "route": [{"destination": {"host": "productpage", "port": {"number": 9080}}}]}],
+                gateways=["bookinfo-gateway"])]
+    files.write_text(yaml.safe_dump_all(docs))
+    r = run("-f", str(files), "--gateway", "bookinfo-gateway", "http://bookinfo.example/productpage",
+            "--count", "10", "-o", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["virtualService"] == "default/bookinfo" and out["from"]["workload"] == "istio-ingressgateway"
+    assert out["split"] == {"outbound|9080||productpage.default.svc.cluster.local": 10}
+    r = run("-f", str(files), "--gateway", "bookinfo-gateway", "http://bookinfo.example/other", "-o", "json")
+    assert json.loads(r.output)["status"] == 404

@@ -262,3 +262,36 @@ def test_consistent_hash_cookie_is_generated_when_ttl_is_set():
 def test_consistent_hash_other_keys_stick(lb):
     t = lb_table(lb)
     assert len({route(t, req(path="/?u=42")).endpoint.pod for _ in range(10)}) == 1
+
+
+def test_trace_context_is_continued_from_b3_multi_single_and_w3c():
+    from graylane.mesh.proxy.tracing import TraceContext
+
+    rng = random.Random(0)
+    multi = TraceContext.extract({"x-b3-traceid": "a" * 16, "x-b3-spanid": "b" * 16, "x-b3-sampled": "1"}, 0, rng)
+    assert (multi.trace_id, multi.parent_id, multi.sampled) == ("0" * 16 + "a" * 16, "b" * 16, True)
+    single = TraceContext.extract({"b3": f"{'c' * 32}-{'d' * 16}-0"}, 100, rng)
+    assert (single.trace_id, single.parent_id, single.sampled) == ("c" * 32, "d" * 16, False)
+    w3c = TraceContext.extract({"traceparent": f"00-{'e' * 32}-{'f' * 16}-01"}, 0, rng)
+    assert (w3c.trace_id, w3c.parent_id, w3c.sampled) == ("e" * 32, "f" * 16, True)
+    fresh = TraceContext.extract({}, 0, rng)
+    assert fresh.parent_id is None and not fresh.sampled and len(fresh.trace_id) == 32
+    out = dict(w3c.inject([("b3", "x"), ("a", "1")], "1" * 16, "2" * 16))
+    assert out["traceparent"] == f"00-{'e' * 32}-{'1' * 16}-01" and out["x-b3-parentspanid"] == "2" * 16
+    assert "b3" not in out and out["a"] == "1"
+
+
+def test_gateway_requests_match_only_gateway_bound_rules():
+    gateway = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+               "metadata": {"name": "gw", "namespace": "default"},
+               "spec": {"servers": [{"port": {"number": 80, "protocol": "HTTP", "name": "http"},
+                                     "hosts": ["bookinfo.example"]}]}}
+    t = table([*BASE, gateway,
+               vs("edge", ["bookinfo.example"], [
+                   {"match": [{"uri": {"prefix": "/mesh-only"}, "gateways": ["mesh"]}], "route": [to("v3")]},
+                   {"route": [to("v2")]}], gateways=["gw", "mesh"])],
+              gateway_port_map={80: 18080})
+    lst = "gateway~18080"
+    assert route(t, req("bookinfo.example", path="/mesh-only"), lst).destination.subset == "v2"
+    assert route(t, req("other.example"), lst).outcome is Outcome.NO_ROUTE
+    assert t.listeners[lst].source.workload == "istio-ingressgateway"

@@ -47,7 +47,7 @@ access_log = logging.getLogger("graylane.access")
 
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authorization", "content-length", "host",
-                        "x-envoy-upstream-rq-timeout-ms"))
+                        "x-envoy-upstream-rq-timeout-ms", "expect"))
 RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                           b"upgrade"))
 # Envoy prints response flags in its enum order (ResponseFlagUtils).
@@ -209,6 +209,9 @@ class Forwarder:
         assert dest is not None and cluster is not None and ep is not None
         # Request body: small bodies are read whole so retries and mirrors can replay them.
         body: bytes | None = b""
+        if req.has_body and not req.body.done and req.hmap.get("expect", "").lower() == "100-continue":
+            # Envoy answers Expect locally (proxy_100_continue off) and does not forward it.
+            proto.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if req.has_body:
             if req.content_length is not None and req.content_length <= REPLAY_LIMIT:
                 parts = []
