@@ -392,6 +392,10 @@ def test_pipeline_trigger_and_cron_trigger_start_executions(engine: sa.Engine) -
                 await asyncio.sleep(0.02)
             assert down and down[0]["trigger"]["type"] == "pipeline"
             assert down[0]["trigger"]["parentExecution"]["id"] == first.id
+            with pytest.raises(Conflict):  # a refused command on a finished run must not re-fire its triggers
+                await ex.cancel(first.id, user="t")
+            await asyncio.sleep(0.1)
+            assert len(ex.repo.list(pipeline_config_id=repo.get("downstream")["id"])) == 1
             assert await fire_due_crons(ex) == []  # first sight: remember the time, do not fire
             now[0] = (now[0] // 3600 + 1) * 3600 + 5  # 5s past the next full hour: "0 0 * * * ?" is due
             started = await fire_due_crons(ex)

@@ -327,30 +327,46 @@ class Executor:
     # ---------------------------------------------------------------- the driver
 
     async def _drive(self, d: _Driver) -> None:
+        """Run the execution until it completes; an unexpected error reloads from the store and retries."""
+        failures = 0
+        saw_incomplete = False
         try:
-            d.exe = self.repo.load(d.execution_id)
             while not self._stopping:
-                d.wake.clear()
-                exe = d.exe
-                await self._run_commands(d, exe)
-                tx = _Tx()
-                launch = await self._step(d, exe, tx)
-                self._flush(exe, tx)
-                for stage, index, task_impl, view in launch:
-                    self._launch(d, stage, index, task_impl, view)
-                if exe.status.is_complete and not d.inflight and not d.commands:
-                    await self._on_complete(exe)
-                    break
-                if exe.status == S.BUFFERED and not d.inflight and not d.commands:
-                    break  # woken again by _start_waiting when a slot frees
-                delay = self._next_delay(d, exe)
-                if delay > 0 and not d.commands:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(d.wake.wait(), timeout=delay)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("execution %s: scheduler failed; it resumes on the next start", d.execution_id)
+                try:
+                    d.exe = self.repo.load(d.execution_id)
+                    while not self._stopping:
+                        d.wake.clear()
+                        exe = d.exe
+                        saw_incomplete = saw_incomplete or not exe.status.is_complete
+                        await self._run_commands(d, exe)
+                        saw_incomplete = saw_incomplete or not exe.status.is_complete
+                        tx = _Tx()
+                        launch = await self._step(d, exe, tx)
+                        self._flush(exe, tx)
+                        for stage, index, task_impl, view in launch:
+                            self._launch(d, stage, index, task_impl, view)
+                        if exe.status.is_complete and not d.inflight and not d.commands:
+                            if saw_incomplete:  # hooks (triggers, parent wake-up) once per completion
+                                await self._on_complete(exe)
+                            return
+                        if exe.status == S.BUFFERED and not d.inflight and not d.commands:
+                            return  # woken again by _start_waiting when a slot frees
+                        delay = self._next_delay(d, exe)
+                        if delay > 0 and not d.commands:
+                            with contextlib.suppress(asyncio.TimeoutError):
+                                await asyncio.wait_for(d.wake.wait(), timeout=delay)
+                        failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    failures += 1
+                    log.exception("execution %s: scheduler step failed (attempt %d); reloading from the store",
+                                  d.execution_id, failures)
+                    for inf in d.inflight.values():
+                        inf.job.cancel()
+                    d.inflight.clear()
+                    d.due.clear()
+                    await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
         finally:
             while d.commands:
                 _, fut = d.commands.popleft()
