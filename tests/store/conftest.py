@@ -28,22 +28,58 @@ def postgres_url() -> str | None:
     return url
 
 
-@pytest.fixture
-def postgres_schema_url() -> Iterator[str]:
-    """A URL whose connections live in a fresh schema of the test database."""
-    base = postgres_url()
-    assert base is not None
+def _create_schema(admin: sa.Engine, base: str) -> tuple[str, str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in base else "?"
+    return schema, f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose connections live in a fresh, empty schema of the test database."""
+    base = postgres_url()
+    assert base is not None
+    admin = sa.create_engine(base)
+    schema, url = _create_schema(admin, base)
     try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+        yield url
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> Iterator[tuple[sa.Engine, str, str]]:
+    """One migrated schema for the session; `postgres_store_url` empties it before each test."""
+    base = postgres_url()
+    assert base is not None
+    admin = sa.create_engine(base)
+    schema, url = _create_schema(admin, base)
+    Store.open(url).close()
+    try:
+        yield admin, schema, url
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_store_url(_postgres_migrated: tuple[sa.Engine, str, str]) -> str:
+    """The session's migrated schema with every table emptied and the revision counter at 0."""
+    admin, schema, url = _postgres_migrated
+    with admin.begin() as conn:
+        tables = [r[0] for r in conn.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'alembic_version'",
+            (schema,))]
+        if tables:
+            conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{schema}"."{t}"' for t in tables)
+                                 + " RESTART IDENTITY CASCADE")
+        conn.exec_driver_sql(f"INSERT INTO \"{schema}\".store_counters (name, value) VALUES ('revision', 0)")
+    return url
 
 
 class Clock:
@@ -68,7 +104,7 @@ def clock() -> Clock:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_schema_url"))
+    return str(request.getfixturevalue("postgres_store_url"))
 
 
 @pytest.fixture
