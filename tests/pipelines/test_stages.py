@@ -148,7 +148,9 @@ class _Hook(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"null")
         type(self).calls.append(("POST", self.path, dict(self.headers), body))
-        if self.path == "/fast-fail":
+        if self.path.startswith("/notify"):
+            self._reply(200, {})
+        elif self.path == "/fast-fail":
             self._reply(504, {"error": "gateway"})
         elif type(self).fail_first > 0:
             type(self).fail_first -= 1
@@ -259,3 +261,42 @@ def test_cron_and_time_window_calendars() -> None:
     assert in_window(window, datetime(2026, 11, 25, 23, 0))  # Wednesday night
     assert not in_window(window, datetime(2026, 11, 25, 12, 0))
     assert not in_window(window, datetime(2026, 11, 29, 23, 0))  # Sunday (calendar day 1)
+
+
+def test_judgment_and_pipeline_notifications_are_posted_after_commit(engine: sa.Engine, hook_server: str) -> None:
+    from graylane.pipelines.notifications import Notifier
+
+    body = {"application": "app", "name": "notify",
+            "notifications": [{"type": "webhook", "address": f"{hook_server}/notify/pipeline", "level": "pipeline",
+                               "when": ["pipeline.starting", "pipeline.complete"],
+                               "message": {"pipeline.complete": {"text": "done"}}},
+                              {"type": "email", "address": "ops@example.com", "when": ["pipeline.complete"]}],
+            "stages": [stage("1", "manualJudgment", "approve", instructions="**check** the dashboards",
+                             notifications=[{"type": "webhook", "address": f"{hook_server}/notify/judge",
+                                             "when": ["manualJudgment", "manualJudgmentContinue"]}])]}
+
+    async def scenario(ex: Executor) -> None:
+        notifier = Notifier(ex)
+        notifier.start()
+        try:
+            eid = await _start(ex, body)
+            await ex.wait_for_stage(eid, "approve", {S.RUNNING})
+            await ex.update_stage(eid, "approve", {"judgmentStatus": "continue"}, user="a")
+            await ex.wait_until_complete(eid)
+            for _ in range(200):
+                if len(notifier.sent) >= 5:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await notifier.stop()
+        posted = [(c[1], c[3]["event"]) for c in _Hook.calls if c[1].startswith("/notify")]
+        assert posted == [("/notify/pipeline", "pipeline.starting"), ("/notify/judge", "manualJudgment"),
+                          ("/notify/judge", "manualJudgmentContinue"), ("/notify/pipeline", "pipeline.complete")]
+        judge = next(c[3] for c in _Hook.calls if c[1] == "/notify/judge")
+        assert judge["stage"]["instructions"] == "**check** the dashboards" and judge["executionId"] == eid
+        done = next(c[3] for c in _Hook.calls if c[3].get("event") == "pipeline.complete")
+        assert done["message"] == "done" and done["status"] == "SUCCEEDED"
+        last = notifier.sent[-1]
+        assert (last["type"], last["sent"]) == ("email", False)
+
+    run(engine, scenario)

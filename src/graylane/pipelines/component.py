@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from graylane.pipelines.executor import Executor
+from graylane.pipelines.notifications import Notifier
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.targets import targets_for
 from graylane.pipelines.triggers import cron_loop, on_execution_complete
@@ -15,9 +16,11 @@ from graylane.pipelines.triggers import cron_loop, on_execution_complete
 class PipelinesComponent:
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
+        self.notifier = Notifier(executor)
         self._cron: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.notifier.start()
         await self.executor.start()
         self._cron = asyncio.get_running_loop().create_task(cron_loop(self.executor), name="pipelines cron")
 
@@ -27,6 +30,7 @@ class PipelinesComponent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cron
         await self.executor.stop()
+        await self.notifier.stop()
 
 
 def build_executor(cp: Any) -> Executor:
