@@ -236,9 +236,19 @@ def test_git_file_artifact_read_with_system_git_and_cached(tmp_path: Path, state
     git("commit", "-q", "-am", "two")
     first = git("rev-parse", "HEAD~1").strip()
 
+    (repo / "deploy" / "cm.yaml").write_text("kind: ConfigMap\nv: working-tree\n")  # not committed
+    plain = tmp_path / "plain"
+    (plain / "deploy").mkdir(parents=True)
+    (plain / "deploy" / "cm.yaml").write_text("v: plain\n")
+
     async def go() -> tuple[str, str, str]:
         head = await artifacts.fetch_text({"type": "git/file", "reference": str(repo), "version": "main",
                                            "name": "deploy/cm.yaml"})
+        sub = await artifacts.fetch_text({"type": "git/file", "reference": str(repo / "deploy"), "version": "main",
+                                          "name": "cm.yaml"})
+        disk = await artifacts.fetch_text({"type": "git/file", "reference": str(repo), "name": "deploy/cm.yaml"})
+        folder = await artifacts.fetch_text({"type": "git/file", "reference": str(plain), "name": "deploy/cm.yaml"})
+        assert (sub, disk, folder) == (head, "kind: ConfigMap\nv: working-tree\n", "v: plain\n")
         old = await artifacts.fetch_text({"type": "git/file", "reference": f"file://{repo}", "version": first,
                                           "name": "deploy/cm.yaml"})
         emb = await artifacts.fetch_text({"type": "embedded/base64", "reference": base64.b64encode(b"x: 1").decode()})

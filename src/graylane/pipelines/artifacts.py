@@ -90,10 +90,26 @@ async def _git(*args: str, cwd: Path | None = None) -> str:
 async def fetch_git_file(reference: str, version: str | None, path: str) -> str:
     """The file at `path` in `reference` at `version`; cached per commit under the state folder."""
     cache = settings.state_dir() / "artifacts" / "git"
-    local = Path(reference)
-    if local.exists():
+    local = None if "://" in reference or reference.startswith("git@") else Path(reference)
+    if local is not None and local.is_dir():
+        try:
+            bare = (await _git("-C", str(local), "rev-parse", "--is-bare-repository")).strip() == "true"
+        except GraylaneError:
+            if version:
+                raise GraylaneError(f"{reference} is not a git repository, so version {version!r} cannot be read",
+                                    hint="drop `version` to read the folder as it is") from None
+            target = local / path.lstrip("/")
+            if not target.is_file():
+                raise GraylaneError(f"git/file artifact: no file {path!r} in {reference}") from None
+            return target.read_text(encoding="utf-8")
+        if not version and not bare:  # a working tree without a version: what is on disk, like `kubectl apply -f`
+            target = local / path.lstrip("/")
+            if target.is_file():
+                return target.read_text(encoding="utf-8")
         repo = local
         git_dir: list[str] = ["-C", str(repo)]
+        if not bare:
+            path = "./" + path.lstrip("/")  # relative to the given folder, which may sit inside a larger repository
     else:
         repo = cache / "repos" / hashlib.sha256(reference.encode()).hexdigest()[:24]
         if not repo.exists():
