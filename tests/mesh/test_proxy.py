@@ -401,7 +401,7 @@ def test_snapshot_swaps_under_load_never_fail_a_request(mesh, reviews):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(load, i) for i in range(4)]
-        for i in range(15):
+        for i in range(10):
             push([vs("reviews", ["reviews"], [{"route": [to("v1", i * 7 % 100), to("v2", 100 - i * 7 % 100)]}])])
             time.sleep(0.03)
         stop = True

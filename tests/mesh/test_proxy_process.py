@@ -1,4 +1,5 @@
-"""`graylane proxy` as its own process: admin contract, snapshot kept across restarts, clean SIGTERM."""
+"""The data plane as its own process (`python -m graylane.mesh.proxy`, what `graylane proxy` runs): admin
+contract, snapshot kept across restarts, clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .helpers import Upstream, free_port, loop_thread, sidecar, svc
 
 
 def start(admin: int, state: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "graylane.cli.main", "proxy", "--admin-port", str(admin),
+    proc = subprocess.Popen([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin),
                              "--state-dir", state], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for _ in range(200):
         try:

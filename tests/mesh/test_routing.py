@@ -199,7 +199,7 @@ header_values = st.sampled_from(["a", "b", "c"])
 @given(rules=st.lists(st.dictionaries(st.sampled_from(["x-1", "x-2"]), header_values, min_size=1, max_size=2),
                       min_size=1, max_size=5),
        headers=st.dictionaries(st.sampled_from(["x-1", "x-2"]), header_values))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_first_matching_rule_wins(rules, headers):
     http = [{"match": [{"headers": {k: {"exact": v} for k, v in r.items()}}],
              "route": [{"destination": {"host": "reviews", "subset": "v1"}}], "name": f"r{i}"}
@@ -211,7 +211,7 @@ def test_first_matching_rule_wins(rules, headers):
 
 
 @given(prefix=st.text("/abAB", max_size=4), path=st.text("/abAB?", max_size=6))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_prefix_and_exact_match_the_path_without_query(prefix, path):
     path = "/" + path
     prefix = "/" + prefix
