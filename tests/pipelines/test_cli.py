@@ -119,3 +119,12 @@ def test_import_run_judge_wait_show_export(api: str, tmp_path: Path) -> None:
     (tmp_path / "again.json").write_text(out)
     code, out = cli("pipeline", "import", str(tmp_path / "again.json"))
     assert "unchanged" in out
+    quick = {"application": "shop", "name": "quick", "stages": [
+        {"refId": "1", "type": "wait", "name": "short", "waitTime": 0.2},
+        {"refId": "2", "type": "wait", "name": "skipped", "requisiteStageRefIds": ["1"], "waitTime": 0,
+         "stageEnabled": {"type": "expression", "expression": "false"}}]}
+    (tmp_path / "quick.json").write_text(json.dumps(quick))
+    assert cli("pipeline", "import", str(tmp_path / "quick.json"))[0] == 0
+    code, out = cli("pipeline", "run", "quick", "--watch")
+    assert code == 0, out
+    assert "SUCCEEDED" in out and "SKIPPED" in out and "evaluated to false" in out
