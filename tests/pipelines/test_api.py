@@ -273,3 +273,30 @@ def test_sse_stream_reports_stage_transitions(tmp_path: Path) -> None:
             store.close()
 
     asyncio.run(go())
+
+
+def test_alertmanager_webhook_starts_a_circuit_breaking_pipeline(tmp_path: Path) -> None:
+    breaker = {
+        "application": "bookinfo", "name": "break-ratings",
+        "triggers": [{"type": "webhook", "source": "alertmanager", "enabled": True,
+                      "payloadConstraints": {"status": "firing", "commonLabels.alertname": "HighErrorRate"}}],
+        "stages": [{"refId": "1", "type": "evaluateVariables", "name": "which",
+                    "variables": [{"key": "service", "value": "${trigger.payload.commonLabels.destination_service}"}]}],
+    }
+    alert = {"receiver": "graylane", "status": "firing", "groupLabels": {"alertname": "HighErrorRate"},
+             "commonLabels": {"alertname": "HighErrorRate", "destination_service": "ratings.default.svc"},
+             "alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate"}}]}
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.post("/api/v1/pipelines", json=breaker)).status_code == 200
+        r = await client.post("/api/v1/webhooks/webhook/alertmanager", json={**alert, "status": "resolved"})
+        assert r.json()["executions"] == []
+        r = await client.post("/api/v1/webhooks/webhook/alertmanager", json=alert)
+        [started] = r.json()["executions"]
+        exe = await _wait_done(client, started["executionId"])
+        assert exe["stages"][0]["outputs"] == {"service": "ratings.default.svc"}
+        renamed = {**breaker, "description": "open the circuit on ratings"}
+        r = await client.put("/api/v1/pipelines/break-ratings", json=renamed)
+        assert r.json()["action"] == "configured" and r.json()["version"] == 2
+
+    run(tmp_path, scenario)

@@ -218,6 +218,34 @@ def test_child_pipeline_runs_with_parameters_and_parent_waits(engine: sa.Engine)
     run(engine, scenario)
 
 
+def test_skippable_child_pipeline_stage_can_be_skipped(engine: sa.Engine) -> None:
+    child = {"application": "app", "name": "slow-child", "stages": [stage("1", "manualJudgment", "hold")]}
+    parent = {"application": "app", "name": "skip-parent", "stages": [
+        stage("1", "pipeline", "run child", pipeline="slow-child", skippable=True),
+        stage("2", "wait", "then", ("1",), waitTime=0),
+        stage("3", "wait", "not skippable", waitTime=60)]}
+
+    async def scenario(ex: Executor) -> None:
+        PipelineRepository(ex.repo.engine).save(child, actor="user:t")
+        eid = await _start(ex, parent)
+        await ex.wait_for_stage(eid, "run child", {S.RUNNING})
+        for _ in range(200):
+            if ex.get(eid).stage("run child").context.get("executionId"):
+                break
+            await asyncio.sleep(0.02)
+        from graylane.errors import ValidationError
+
+        with pytest.raises(ValidationError, match="Cannot manually skip stage"):
+            await ex.update_stage(eid, "not skippable", {"manualSkip": True}, user="t")
+        await ex.update_stage(eid, "run child", {"manualSkip": True}, user="t")
+        await ex.wait_for_stage(eid, "then", {S.SUCCEEDED})
+        assert ex.get(eid).stage("run child").status == S.SKIPPED
+        await ex.cancel(eid, user="t")
+        await ex.wait_until_complete(eid)
+
+    run(engine, scenario)
+
+
 def test_git_file_artifact_read_with_system_git_and_cached(tmp_path: Path, state_dir: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()

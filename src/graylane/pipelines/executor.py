@@ -185,7 +185,7 @@ class Executor:
                 updates["skipRemainingWait"] = bool(body["skipRemainingWait"])
                 action = "skipWait"
             if body.get("manualSkip") is not None:
-                if not definition(stage.type).can_manually_skip:
+                if not definition(stage.type).can_skip(stage.context):
                     raise ValidationError("Cannot manually skip stage.", where=f"stage {stage.name!r}")
                 updates["manualSkip"] = bool(body["manualSkip"])
                 action = "skip"

@@ -88,3 +88,7 @@ class StageDefinition:
     def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
         """Config keys left as written at stage start (a task evaluates them itself, or never)."""
         return set()
+
+    def can_skip(self, context: dict[str, Any]) -> bool:
+        """Whether `PATCH {"manualSkip": true}` may skip a running stage of this type (orca canManuallySkip)."""
+        return self.can_manually_skip

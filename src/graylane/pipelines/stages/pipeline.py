@@ -75,6 +75,9 @@ class MonitorPipelineTask(Task):
 class PipelineStage(StageDefinition):
     type = "pipeline"
 
+    def can_skip(self, context: dict[str, Any]) -> bool:
+        return bool(context.get("skippable"))
+
     def tasks(self, context: dict[str, Any]) -> list[Task]:
         tasks: list[Task] = [StartPipelineTask()]
         if context.get("waitForCompletion", True) is not False:

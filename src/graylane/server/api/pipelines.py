@@ -82,6 +82,18 @@ def get_pipeline(request: Request, ref: str, application: str | None = None) -> 
     return _executor(request).pipelines.get(ref, application)
 
 
+@router.put("/pipelines/{ref}")
+async def update_pipeline(request: Request, ref: str) -> dict[str, Any]:
+    """Save a new version of an existing pipeline (the body may rename it; its id is kept)."""
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be one pipeline object")
+    user, _ = _who(request)
+    repo = _executor(request).pipelines
+    current = repo.get(ref)
+    return repo.save({**body, "id": current["id"]}, actor=f"user:{user}").__dict__
+
+
 @router.get("/pipelines/{ref}/export")
 def export_pipeline(request: Request, ref: str, application: str | None = None) -> dict[str, Any]:
     return export_config(_executor(request).pipelines.get(ref, application))
