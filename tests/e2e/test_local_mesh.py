@@ -62,6 +62,21 @@ class Mesh:
         path.write_text(text)
         return self.cli("apply", "-f", str(path), "--wait").stdout
 
+    def apply_api(self, text: str, name: str) -> list[dict[str, Any]]:
+        """What `graylane apply -f FILE --wait` does, over the API (saves a CLI start per step)."""
+        resp = self.api.post("/api/v1/apply", json={"files": [{"name": name, "text": text}]})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        ack = self.api.get("/api/v1/mesh/ack", params={"revision": body["revision"], "timeout": 30})
+        assert ack.status_code == 200, ack.text
+        return list(body["results"])
+
+    def rollout(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.api.get(f"/api/v1/namespaces/default/deployments/{name}/status").json()["status"]["complete"]:
+            assert time.monotonic() < deadline, f"{name} not rolled out"
+            time.sleep(0.1)
+
     def pods(self) -> list[dict[str, Any]]:
         return list(self.api.get("/api/v1/pods").json()["items"])
 
@@ -84,7 +99,7 @@ class Load:
             while not self._stop.is_set():
                 try:
                     resp = client.get(self.url)
-                    version = resp.json().get("version", "") if resp.status_code == 200 else resp.text[:80]
+                    version = resp.json().get("version", "") if resp.status_code == 200 else resp.text[:200]
                     outcome: tuple[float, int | str, str] = (time.monotonic(), resp.status_code, version)
                 except httpx.HTTPError as exc:
                     outcome = (time.monotonic(), type(exc).__name__, "")
@@ -180,6 +195,9 @@ spec:
   - route:
     - {{destination: {{host: web, subset: v1}}, weight: {v1}}}
     - {{destination: {{host: web, subset: v2}}, weight: {v2}}}
+    # Istio's default retryOn leaves out `reset`, so a request in flight on a SIGKILLed replica would
+    # get 503 UC there too; with it, the retry goes to another host and the client never sees it.
+    retries: {{attempts: 3, retryOn: "connect-failure,refused-stream,reset,retriable-status-codes"}}
 """
 
 
@@ -192,7 +210,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     m.apply(BASE + "---" + deployment("web-v1", "v1", 2) + "---" + deployment("web-v2", "v2", 2)
             + "---" + virtual_service(80, 20), "app.yaml")
     m.cli("rollout", "status", "deploy/web-v1")
-    m.cli("rollout", "status", "deploy/web-v2")
+    m.rollout("web-v2")
     try:
         yield m
     finally:
@@ -203,8 +221,21 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 def test_gateway_splits_1000_requests_exactly_800_200_then_shifts_with_no_failure(mesh: Mesh) -> None:
     status = mesh.cli("status").stdout
     assert mesh.url in status, status
-    with httpx.Client(trust_env=False, timeout=10) as client:
-        versions = Counter(client.get(mesh.url).json()["version"] for _ in range(1000))
+    versions: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def send(n: int) -> None:
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            got = Counter(client.get(mesh.url).json()["version"] for _ in range(n))
+        with lock:
+            versions.update(got)
+
+    # The weighted pick is exact over any window, so concurrency does not change the split.
+    threads = [threading.Thread(target=send, args=(250,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
     assert versions == {"v1": 800, "v2": 200}
 
     with Load(mesh.url) as load:
@@ -220,10 +251,9 @@ def test_gateway_splits_1000_requests_exactly_800_200_then_shifts_with_no_failur
 
 
 def test_killed_replica_restarts_out_of_endpoints_and_no_request_fails(mesh: Mesh) -> None:
-    mesh.apply(virtual_service(0, 100), "all-v2.yaml")
     # A readiness delay keeps the restarted replica visibly not-ready for a while.
-    mesh.apply(deployment("web-v2", "v2", 2, readiness_delay=2), "v2-delay.yaml")
-    mesh.cli("rollout", "status", "deploy/web-v2")
+    mesh.apply_api(virtual_service(0, 100) + "---" + deployment("web-v2", "v2", 2, readiness_delay=2), "v2.yaml")
+    mesh.rollout("web-v2")
     victim = next(p for p in mesh.pods() if p["deployment"] == "web-v2" and p["isReady"])
     with Load(mesh.url) as load:
         load.wait_for(50)
@@ -231,8 +261,9 @@ def test_killed_replica_restarts_out_of_endpoints_and_no_request_fails(mesh: Mes
         seen_not_ready_running = False
         deadline = time.monotonic() + 30
         while True:
-            pod = next(p for p in mesh.pods() if p["name"] == victim["name"])
+            # Endpoints first: a pod seen not-ready afterwards cannot have been a ready endpoint before.
             eps = mesh.api.get("/api/v1/mesh/endpoints").json()["items"]
+            pod = next(p for p in mesh.pods() if p["name"] == victim["name"])
             in_eps_ready = any(e["pod"] == victim["name"] and e["ready"] for e in eps)
             if pod["restarts"] == 1 and pod["pid"] and not pod["isReady"]:
                 assert not in_eps_ready
@@ -248,7 +279,6 @@ def test_killed_replica_restarts_out_of_endpoints_and_no_request_fails(mesh: Mes
 
 
 def test_control_plane_sigkill_keeps_traffic_and_readopts_workloads(mesh: Mesh) -> None:
-    mesh.apply(virtual_service(0, 100), "all-v2-again.yaml")
     before = {p["name"]: (p["pid"], p["restarts"]) for p in mesh.pods()}
     with Load(mesh.url) as load:
         load.wait_for(50)
@@ -265,6 +295,6 @@ def test_control_plane_sigkill_keeps_traffic_and_readopts_workloads(mesh: Mesh) 
     assert after == before  # re-adopted, no healthy replica restarted
     assert all(p["adopted"] for p in mesh.pods())
     # ...and config pushing resumed: a change is ACKed and served.
-    mesh.apply(virtual_service(100, 0), "back-to-v1.yaml")
+    mesh.apply_api(virtual_service(100, 0), "back-to-v1.yaml")
     with httpx.Client(trust_env=False, timeout=10) as client:
         assert {client.get(mesh.url).json()["version"] for _ in range(20)} == {"v1"}
