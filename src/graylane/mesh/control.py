@@ -157,9 +157,36 @@ class MeshControl:
         self._version = 0
         self._dataplane_identity: Any = None
         self._http = httpx.AsyncClient(trust_env=False, timeout=10.0)
+        self._pending_since: float | None = None  # first change not yet in a pushed snapshot
+        self._convergence = Convergence()
 
     def options(self) -> MeshOptions:
         return self._options()
+
+    def admin_url(self) -> str | None:
+        """The data plane's admin URL (telemetry scrapes it)."""
+        return self._admin_url()
+
+    def collect_metrics(self) -> list[Any]:
+        """Istio-named control plane series: push-to-ACK convergence, pushes, the served version."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        conv = self._convergence
+        hist = HistogramMetricFamily("pilot_proxy_convergence_time",
+                                     "Delay in seconds between a config change and the data plane ACKing it.",
+                                     buckets=conv.buckets(), sum_value=conv.total_s)
+        pushes = CounterMetricFamily("pilot_xds_pushes", "Snapshots pushed to the data plane.", labels=["type"])
+        pushes.add_metric(["ack"], conv.acks)
+        pushes.add_metric(["nack"], conv.nacks)
+        pushes.add_metric(["error"], conv.errors)
+        version = GaugeMetricFamily("graylane_mesh_acked_version", "Snapshot version the data plane ACKed last.")
+        version.add_metric([], self.status.acked_version)
+        return [hist, pushes, version]
+
+    def _mark_dirty(self) -> None:
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._dirty.set()
 
     def _admin_from_state(self) -> str | None:
         data = read_dataplane(self.state)
@@ -174,7 +201,7 @@ class MeshControl:
         with contextlib.suppress(AttributeError):
             self.store.subscribe(self._on_store_change)
         if self.source is not None:
-            self.source.on_change(self._dirty.set)
+            self.source.on_change(self._mark_dirty)
             self.source.set_publication_gate(self.is_published)
         self._dirty.set()
         self._task = asyncio.create_task(self._run(), name="graylane-mesh-control")
@@ -191,7 +218,7 @@ class MeshControl:
             self._changes.append((int(self.store.revision()), time.monotonic()))
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._dirty.set)
+                self._loop.call_soon_threadsafe(self._mark_dirty)
 
     # === what the runtime and the API ask ===
 
@@ -292,6 +319,7 @@ class MeshControl:
         if self.compiler is None:
             self.status.error = "mesh compiler not installed"
             return
+        since, self._pending_since = self._pending_since, None
         revision = int(self.store.revision())
         resources = await asyncio.to_thread(self._bodies)
         seq = self.source.seq if self.source is not None else 0
@@ -313,6 +341,8 @@ class MeshControl:
         except httpx.HTTPError as exc:
             self.status.connected = False
             self.status.error = f"data plane unreachable at {url}: {exc.__class__.__name__}"
+            self._convergence.errors += 1
+            self._pending_since = self._pending_since or since
             await asyncio.sleep(0.2)
             self._dirty.set()
             return
@@ -325,6 +355,7 @@ class MeshControl:
             record.acked = True
             self.status.error = ""
             self._acked_mono = time.monotonic()
+            self._convergence.observe(self._acked_mono - (since if since is not None else t0))
             async with self._acked:
                 self.status.acked_version = record.version
                 self.status.acked_revision = max(self.status.acked_revision, revision)
@@ -334,6 +365,7 @@ class MeshControl:
                 self.source.poke()
         else:
             record.nack = _reason(resp)
+            self._convergence.nacks += 1
             self.status.error = f"NACK: {record.nack}"
             log.warning("data plane NACKed snapshot %s: %s", record.version, record.nack)
             async with self._acked:
@@ -343,6 +375,35 @@ class MeshControl:
 
     def _bodies(self) -> list[dict[str, Any]]:
         return [dict(item.body) for item in self.store.list()]
+
+
+@dataclass
+class Convergence:
+    """Change-to-ACK delays as a cumulative histogram (Istio's pilot_proxy_convergence_time buckets)."""
+
+    bounds: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 3, 5, 10, 20, 30)
+    counts: list[int] = field(default_factory=lambda: [0] * 14)
+    total_s: float = 0.0
+    acks: int = 0
+    nacks: int = 0
+    errors: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.acks += 1
+        self.total_s += seconds
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for i, bound in enumerate(self.bounds):
+            running += self.counts[i]
+            out.append((f"{bound:g}", float(running)))
+        out.append(("+Inf", float(self.acks)))
+        return out
 
 
 def _reason(resp: httpx.Response) -> str:

@@ -56,7 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests = 0
         self.paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
-        self.idle_handle: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -158,9 +158,6 @@ class UpstreamConnection(asyncio.Protocol):
                 fut.exception()  # mark retrieved: the waiter may have given up already
 
     def start(self, no_body: bool) -> Exchange:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
         self.exchange = Exchange(self.loop, no_body)
         self.requests += 1
         return self.exchange
@@ -238,11 +235,16 @@ class Pools:
         pool = self.pool(ep)
         limits = cluster.policy.pool
         counters = cluster.counters
+        idle_s = limits.idle_timeout_s
         while True:
             while pool.idle:
                 conn = pool.idle.pop()
-                if not conn.closed:
-                    return conn, True
+                if conn.closed:
+                    continue
+                if idle_s and self.loop.time() - conn.idle_since > idle_s:
+                    conn.close()  # idle too long (checked on reuse: no timer per request)
+                    continue
+                return conn, True
             if counters.connections < limits.max_connections:
                 break
             # At maxConnections: free an idle connection of another endpoint, or wait as a pending request.
@@ -287,10 +289,8 @@ class Pools:
         if not reusable or conn.closed or (limit and conn.requests >= limit):
             conn.close()
             return
+        conn.idle_since = self.loop.time()
         pool.idle.append(conn)
-        idle_s = cluster.policy.pool.idle_timeout_s
-        if idle_s:
-            conn.idle_handle = self.loop.call_later(idle_s, conn.close)
         waiters = self.waiters.get(cluster.name)
         while waiters:
             fut = waiters.popleft()
