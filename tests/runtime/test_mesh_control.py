@@ -162,3 +162,18 @@ async def test_gateway_urls_follow_the_port_map(state_dir: Path) -> None:
     urls = [u["url"] for u in gateway_urls([gw], options)]
     assert urls == ["http://127.0.0.1:18080/", "https://127.0.0.1:9443/"]
     await asyncio.sleep(0)
+
+
+async def test_convergence_metrics_count_acks_and_nacks(store: Store, mesh: Any, admin: AdminServer) -> None:
+    mc, _ = mesh
+    store.apply([SVC], actor="user:test")
+    await mc.wait_acked(store.revision(), timeout=10)
+    admin.nack = "bad snapshot"
+    store.apply([VS], actor="user:test")
+    await eventually(lambda: mc.status.last is not None and mc.status.last.nack, what="NACK")
+    families = {f.name: f for f in mc.collect_metrics()}
+    pushes = {s.labels["type"]: s.value for s in families["pilot_xds_pushes"].samples}
+    assert pushes["ack"] >= 1 and pushes["nack"] >= 1
+    inf = next(s for s in families["pilot_proxy_convergence_time"].samples
+               if s.name.endswith("_bucket") and s.labels["le"] == "+Inf")
+    assert inf.value == pushes["ack"]
