@@ -62,7 +62,8 @@ def test_count_shows_the_exact_split_and_missing_deployments_are_noted(files):
     r = run("-f", str(files), "--from", "productpage-v1", "http://reviews:9080/", "--count", "100", "-o", "json")
     out = json.loads(r.output)
     assert out["split"] == {"outbound|9080|v1|reviews.default.svc.cluster.local": 90,
-                            "503 UH": 10}  # reviews-v3 has no Deployment in the input
+                            # reviews-v3 has no Deployment in the input:
+                            "outbound|9080|v3|reviews.default.svc.cluster.local: 503 UH": 10}
     assert any("subset v3 of reviews.default.svc.cluster.local" in n for n in out["notes"])
     r = run("-f", str(files), "--from", "productpage-v1", "http://reviews:9080/", "--count", "100")
     assert "split of 100 requests" in r.output

@@ -122,7 +122,8 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         split: Counter[str] = Counter()
         for _ in range(count):
             di = fresh.route(req, listener, rng, pick_endpoint=False)
-            key = di.cluster_name if di.outcome is Outcome.ROUTED else f"{di.status} {di.flags or di.outcome.value}"
+            key = di.cluster_name if di.outcome is Outcome.ROUTED else \
+                f"{di.cluster_name + ': ' if di.cluster_name else ''}{di.status} {di.flags or di.outcome.value}"
             split[key] += 1
         out["split"] = dict(split.most_common())
     return out
