@@ -287,7 +287,7 @@ class RetryPolicy:
                                      "refused-stream"})
 
     def retries_reset(self) -> bool:
-        return bool(self.retry_on & {"reset", "5xx"})
+        return bool(self.retry_on & {"reset", "5xx", "gateway-error"})
 
     def retries_timeout(self) -> bool:
         return bool(self.retry_on & {"5xx", "gateway-error"})
