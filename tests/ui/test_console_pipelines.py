@@ -12,6 +12,7 @@ from graylane.server.app import create_app
 from graylane.server.context import ControlPlane
 from graylane.store import Store
 
+WEIGHT = "${100 - #toInt(#stage('设置灰度比例')['context']['customParams']['canary_ratio'])}"
 PIPELINE = {
     "application": "shop", "name": "gate",
     "parameterConfig": [{"name": "canary_version", "label": "Canary", "default": "v2", "required": True}],
@@ -20,8 +21,7 @@ PIPELINE = {
          "customParamConfig": [{"name": "canary_ratio", "label": "Canary ratio", "type": "int", "min": 0,
                                 "max": 100, "required": True}]},
         {"refId": "2", "requisiteStageRefIds": ["1"], "type": "evaluateVariables", "name": "compute",
-         "variables": [{"key": "weight",
-                        "value": "${100 - #toInt(#stage('设置灰度比例')['context']['customParams']['canary_ratio'])}"}]},
+         "variables": [{"key": "weight", "value": WEIGHT}]},
     ],
 }
 

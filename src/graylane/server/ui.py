@@ -8,6 +8,7 @@ the API and from SSE in `static/console.js`. Third-party JS (cytoscape, dagre, h
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -104,6 +105,16 @@ def redact(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def readable_json(value: Any) -> str:
+    """JSON (or a JSON string) shown with its own characters (e.g. CJK stage names), not \\u escapes."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def to_yaml(body: Any) -> str:
     return yaml.safe_dump(body, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
@@ -113,6 +124,7 @@ def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
     templates.env.filters["yaml"] = to_yaml
     templates.env.filters["urlquote"] = lambda s: quote(str(s), safe="")
+    templates.env.filters["readable_json"] = readable_json
 
     @app.get("/vendor/{name}", include_in_schema=False)
     async def vendor(name: str) -> Response:

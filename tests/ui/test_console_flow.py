@@ -1,0 +1,170 @@
+"""The article's release through the web console in a real browser (Playwright driving Debian's chromium).
+
+Start reviews-canary from its form, type 50 at 设置灰度比例 (after a refused 150), watch ~50% on the reviews
+edges in the topology, choose 全量发布, and see reviews-v1 gone. Screenshots go to test-artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(480)]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+article = pytest.importorskip("tests.e2e.test_article")  # shares the article's local-installation driver
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[article.Local]:
+    state = tmp_path_factory.mktemp("console") / "state"
+    state.mkdir()
+    local = article.Local(state)
+    local.cli("up", "--admin-port", str(local.admin_port), "--gateway-port", f"80={local.gateway_port}")
+    try:
+        local.cli("demo", "bookinfo")
+        yield local
+    finally:
+        local.cli("down", check=False)
+        local.api.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Traffic:
+    """Page loads through the gateway in the background, like readers refreshing the page."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop = url, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    client.get(self.url)
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def reviews_split(page) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Traffic distribution on productpage-v1's reviews edges, read from the live cytoscape graph
+    (only once each edge carries at least 10 requests in the window, so the share means something)."""
+    return page.evaluate("""() => {
+        const cy = window.graylaneCy; const out = {};
+        if (!cy) return out;
+        cy.edges().forEach(e => {
+          const d = e.data(), src = cy.getElementById(d.source).data('label');
+          const dst = cy.getElementById(d.target).data('label');
+          if (src === 'productpage-v1' && d.service === 'reviews' && d.requests >= 10) out[dst] = d.distribution;
+        });
+        return out;
+    }""")
+
+
+def test_the_article_release_through_the_console(mesh, browser) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{mesh.server_port}"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+
+    # Start reviews-canary from the form generated from its parameterConfig.
+    page.goto(f"{base}/pipelines")
+    page.get_by_role("row", name="reviews-canary").get_by_role("link", name="Start…").click()
+    assert page.get_by_label("基准版本 (base version)").input_value() == "v1"
+    page.get_by_label("灰度版本 (canary version)").fill("v2")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url("**/executions/*")
+    execution_id = page.url.rsplit("/", 1)[-1]
+
+    # The judgment form appears live (SSE) once the canary is deployed.
+    ratio = page.get_by_label("灰度比例 (%)")
+    ratio.wait_for(timeout=120_000)
+    ratio.fill("150")
+    page.get_by_role("button", name="Continue").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "above the maximum 100" in alert.inner_text() and "nothing was sent" in alert.inner_text()
+    assert mesh.stage(execution_id, "设置灰度比例")["status"] == "RUNNING"
+
+    # Keyboard only: tab to the ratio field, type 50, press Enter.
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement && document.activeElement.name") == "cp_canary_ratio":
+            break
+    else:
+        pytest.fail("the canary ratio field cannot be reached with the keyboard")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("50")
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text="Continued").wait_for()
+    mesh.wait_stage(execution_id, "是否全量发布", "RUNNING")
+    judged = mesh.stage(execution_id, "设置灰度比例")
+    assert judged["context"]["customParams"]["canary_ratio"] == "50"
+    assert judged["context"]["lastModifiedBy"] == "alice" or judged["context"].get("lastModifiedBy")
+
+    # The topology shows productpage-v1 calling both versions, about half each.
+    with Traffic(mesh.productpage):
+        topo = browser.new_page(viewport={"width": 1400, "height": 900})
+        topo.goto(f"{base}/topology?window=1m")
+        topo.select_option("#g-labels", "distribution")
+        deadline = time.monotonic() + 90
+        split: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            split = reviews_split(topo)
+            if {"reviews-v1", "reviews-v2"} <= set(split) and all(40 <= split[v] <= 60 for v in split):
+                topo.screenshot(path=str(ARTIFACTS / "topology-canary-50.png"), full_page=True)
+                break
+            topo.wait_for_timeout(1000)
+        else:
+            topo.screenshot(path=str(ARTIFACTS / "topology-canary-50.png"), full_page=True)
+            print("graph API:", mesh.api.get("/api/v1/graph", params={"window": "1m"}).text[:3000])
+        assert {"reviews-v1", "reviews-v2"} <= set(split), split
+        assert 40 <= split["reviews-v1"] <= 60 and 40 <= split["reviews-v2"] <= 60, split
+
+    # Choose full release; the execution finishes and reviews-v1 is removed.
+    page.goto(f"{base}/executions/{execution_id}")
+    page.get_by_role("button", name="全量发布").click()
+    page.get_by_role("status").filter(has_text="Continued").wait_for()
+    done = mesh.wait_execution(execution_id)
+    assert done["status"] == "SUCCEEDED"
+    page.reload()
+    page.locator("#exe-status", has_text="SUCCEEDED").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "execution-full-release.png"), full_page=True)
+    assert "全量发布" in page.content() and "alice" in page.content()
+
+    page.goto(f"{base}/resources?kind=Deployment")
+    names = page.locator("table.list td a").all_inner_texts()
+    assert "reviews-v2" in names and "reviews-v1" not in names
+    page.screenshot(path=str(ARTIFACTS / "resources-after-release.png"), full_page=True)
