@@ -170,3 +170,10 @@ def test_history_survives_delete_and_restore_recreates(api: TestClient) -> None:
     back = api.post("/api/v1/resources/cm/gone/restore", params={"revision": 1}).json()
     assert back["result"]["action"] == "created"
     assert api.get("/api/v1/resources/cm/gone").json()["data"] == {"k": "one"}
+
+
+def test_diffs_can_be_left_out_of_large_applies(api: TestClient) -> None:
+    with_diff = apply(api, cm("d1")).json()["results"][0]
+    assert with_diff["diff"].startswith("--- live/ConfigMap/default/d1")
+    without = apply(api, cm("d2"), diff="false").json()["results"][0]
+    assert "diff" not in without and without["action"] == "created"

@@ -372,7 +372,7 @@ def register(app: typer.Typer) -> None:
         """Create or update resources from files (all or nothing)."""
         files = read_files(filenames)
         client = _client()
-        params: dict[str, str] = {}
+        params: dict[str, str] = {"diff": "true" if dry_run else "false"}
         if dry_run:
             params["dryRun"] = "All"
         if namespace:

@@ -42,8 +42,8 @@ def spec_part(body: dict[str, Any]) -> dict[str, Any]:
 
 def with_server_metadata(body: dict[str, Any], *, uid: str, resource_version: int, generation: int,
                          created: datetime) -> dict[str, Any]:
-    out = copy.deepcopy(body)
-    md = out.setdefault("metadata", {})
+    out = dict(body)  # shallow: only metadata changes, and nested values are never mutated after this
+    md = out["metadata"] = dict(out.get("metadata") or {})
     md["uid"] = uid
     md["resourceVersion"] = str(resource_version)
     md["generation"] = generation

@@ -26,7 +26,7 @@ from graylane.resources.document import Document, ResourceKey, Source
 from graylane.settings import database_url
 from graylane.store import tables as t
 from graylane.store.admission import as_document, check_documents
-from graylane.store.bodies import spec_part, unified_diff, user_view, with_server_metadata
+from graylane.store.bodies import SERVER_METADATA, spec_part, unified_diff, user_view, with_server_metadata
 from graylane.store.engine import SQLITE_BEGIN, create_store_engine, is_sqlite, migrate
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,15 @@ class ApplyResult:
     action: Action
     resource_version: str
     body: dict[str, Any]
-    diff: str = ""
     generation: int = 0
+    before: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # the live object, if any
+
+    @property
+    def diff(self) -> str:
+        """Unified diff live -> applied (server metadata left out); computed on demand, as it costs."""
+        if self.action == Action.UNCHANGED:
+            return ""
+        return unified_diff(self.before, self.body, self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +96,7 @@ class _Write:
     """A planned change to one object inside an apply."""
 
     key: ResourceKey
-    insert: bool
+    row_id: int | None  # None: a new row
     uid: str
     generation: int
     created: datetime
@@ -329,8 +336,10 @@ class Store:
     def _plan_one(self, plan: _Plan, doc: Document, row: Any, new_rev: int, now: datetime, *,
                   check_versions: bool) -> None:
         key = doc.key
-        desired = _jsonable(user_view(doc.body))
+        desired = _jsonable(doc.body)  # a fresh copy, safe to change
         md = desired["metadata"]
+        for server_field in SERVER_METADATA:
+            md.pop(server_field, None)
         if key.namespace:
             md["namespace"] = key.namespace
         else:
@@ -344,9 +353,8 @@ class Store:
                                hint="remove metadata.resourceVersion to create it")
             uid = str(uuid.uuid4())
             body = with_server_metadata(desired, uid=uid, resource_version=new_rev, generation=1, created=now)
-            plan.writes.append(_Write(key, True, uid, 1, now, body, Action.CREATED))
-            plan.results.append(ApplyResult(key, Action.CREATED, str(new_rev), body,
-                                            unified_diff(None, desired, key), 1))
+            plan.writes.append(_Write(key, None, uid, 1, now, body, Action.CREATED))
+            plan.results.append(ApplyResult(key, Action.CREATED, str(new_rev), body, 1))
             return
         current: dict[str, Any] = row.body
         if check_versions and given_rv not in (None, "") and str(given_rv) != str(row.resource_version):
@@ -361,30 +369,38 @@ class Store:
             desired["status"] = copy.deepcopy(current["status"])
         live = user_view(current)
         if live == desired:
-            plan.results.append(ApplyResult(key, Action.UNCHANGED, str(row.resource_version), current, "",
-                                            int(row.generation)))
+            plan.results.append(ApplyResult(key, Action.UNCHANGED, str(row.resource_version), current,
+                                            int(row.generation), current))
             return
         generation = int(row.generation) + (1 if spec_part(live) != spec_part(desired) else 0)
         body = with_server_metadata(desired, uid=row.uid, resource_version=new_rev, generation=generation,
                                     created=_utc(row.created_at))
-        plan.writes.append(_Write(key, False, row.uid, generation, _utc(row.created_at), body, Action.CONFIGURED))
-        plan.results.append(ApplyResult(key, Action.CONFIGURED, str(new_rev), body,
-                                        unified_diff(live, desired, key), generation))
+        plan.writes.append(_Write(key, int(row.id), row.uid, generation, _utc(row.created_at), body,
+                                  Action.CONFIGURED))
+        plan.results.append(ApplyResult(key, Action.CONFIGURED, str(new_rev), body, generation, current))
 
     def _write(self, conn: Connection, writes: list[_Write], new_rev: int, now: datetime, actor: str,
                restored_from: int | None) -> None:
+        """All rows in three executemany statements (one per table and verb), not one per object."""
         last = self._last_revisions(conn, [w.key for w in writes])
+        inserts, updates, history = [], [], []
         for w in writes:
             cols = dict(uid=w.uid, resource_version=new_rev, generation=w.generation, updated_at=now, body=w.body)
-            if w.insert:
-                conn.execute(sa.insert(t.resources).values(**self._key_columns(w.key), created_at=w.created, **cols))
+            if w.row_id is None:
+                inserts.append({**self._key_columns(w.key), "created_at": w.created, **cols})
             else:
-                conn.execute(sa.update(t.resources).where(_one_key(t.resources, w.key)).values(**cols))
+                updates.append({"b_id": w.row_id, **cols})
             action = Action.RESTORED if restored_from is not None else w.action
-            conn.execute(sa.insert(t.history).values(
-                **self._key_columns(w.key), revision=last.get(w.key, 0) + 1, uid=w.uid, resource_version=new_rev,
-                generation=w.generation, action=action.value, restored_from=restored_from, actor=actor[:255],
-                time=now, deleted=False, body=w.body))
+            history.append({**self._key_columns(w.key), "revision": last.get(w.key, 0) + 1, "uid": w.uid,
+                            "resource_version": new_rev, "generation": w.generation, "action": action.value,
+                            "restored_from": restored_from, "actor": actor[:255], "time": now, "deleted": False,
+                            "body": w.body})
+        if inserts:
+            conn.execute(sa.insert(t.resources), inserts)
+        if updates:
+            # The SET clause comes from the parameter names that match columns (uid, body, ...).
+            conn.execute(sa.update(t.resources).where(t.resources.c.id == sa.bindparam("b_id")), updates)
+        conn.execute(sa.insert(t.history), history)
 
     @staticmethod
     def _key_columns(key: ResourceKey) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Resources API: apply, delete, get, list, history, diff and restore over the store.
 
-POST   /api/v1/apply?dryRun=true&namespace=NS   body: YAML/JSON text (multi-document), a JSON list of
+POST   /api/v1/apply?dryRun=All&namespace=NS&diff=false  body: YAML/JSON text (multi-document), a JSON list of
                                                 documents, or {"files": [{"name", "text"}]} so errors
                                                 name the user's file:line; -> {"results": [...]}
 POST   /api/v1/delete                           same bodies; deletes those objects -> {"deleted", "notFound"}
@@ -189,9 +189,12 @@ def key_json(key: ResourceKey) -> dict[str, str]:
     return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
 
 
-def result_json(res: ApplyResult) -> dict[str, Any]:
-    return {**key_json(res.key), "apiVersion": res.body.get("apiVersion", ""), "action": str(res.action),
-            "resourceVersion": res.resource_version, "generation": res.generation, "diff": res.diff}
+def result_json(res: ApplyResult, with_diff: bool = True) -> dict[str, Any]:
+    out = {**key_json(res.key), "apiVersion": res.body.get("apiVersion", ""), "action": str(res.action),
+           "resourceVersion": res.resource_version, "generation": res.generation}
+    if with_diff:
+        out["diff"] = res.diff
+    return out
 
 
 def revision_json(rev: Revision, with_body: bool = False) -> dict[str, Any]:
@@ -218,8 +221,11 @@ def _publish(request: Request, keys: list[ResourceKey], revision: int) -> None:
 # -- routes ------------------------------------------------------------------------------------
 
 @router.post("/apply")
-async def apply(request: Request, dryRun: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+async def apply(request: Request, dryRun: str | None = None, namespace: str | None = None,
+                diff: bool | None = None) -> dict[str, Any]:
+    """Results carry a unified diff per object unless `diff=false` (diffs of large applies cost time)."""
     dry_run = (dryRun or "").lower() in ("true", "all", "1", "server")
+    with_diff = True if diff is None else diff
     docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", "")),
                                namespace)
     store = _store(request)
@@ -228,8 +234,8 @@ async def apply(request: Request, dryRun: str | None = None, namespace: str | No
     revision = await run_in_threadpool(store.revision)
     if not dry_run:
         _publish(request, [r.key for r in results if r.action != "unchanged"], revision)
-    return {"dryRun": dry_run, "revision": revision, "results": [result_json(r) for r in results],
-            "warnings": _warnings(docs)}
+    shaped = await run_in_threadpool(lambda: [result_json(r, with_diff) for r in results])
+    return {"dryRun": dry_run, "revision": revision, "results": shaped, "warnings": _warnings(docs)}
 
 
 @router.post("/delete")
