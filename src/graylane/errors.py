@@ -38,3 +38,9 @@ class Conflict(GraylaneError):
     """An update was made against a stale resourceVersion, or an object already exists."""
 
     exit_code = 3
+
+
+class Forbidden(GraylaneError):
+    """The caller is known but lacks the role or right for this action."""
+
+    exit_code = 4

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 
-from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
 from graylane.settings import server_address
 
-_BY_STATUS: dict[int, type[GraylaneError]] = {404: NotFound, 409: Conflict, 422: ValidationError}
+_BY_STATUS: dict[int, type[GraylaneError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 422: ValidationError}
 
 
 class ApiClient:

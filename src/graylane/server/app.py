@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from graylane import __version__
-from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
 from graylane.server.context import ControlPlane
 
 # Each module exposes `router` (an APIRouter mounted at /api/v1 unless it sets `prefix` itself),
@@ -31,7 +31,7 @@ COMPONENT_MODULES = (
 )
 UI_MODULE = "graylane.server.ui"
 
-_STATUS: dict[type[GraylaneError], int] = {NotFound: 404, Conflict: 409, ValidationError: 422}
+_STATUS: dict[type[GraylaneError], int] = {NotFound: 404, Conflict: 409, ValidationError: 422, Forbidden: 403}
 
 
 def _optional(module: str) -> Any | None:
