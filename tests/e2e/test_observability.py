@@ -23,13 +23,13 @@ from typing import Any
 import httpx
 import pytest
 from tests.e2e.test_article import page_kind
-from tests.e2e.test_local_mesh import Mesh, free_port
+from tests.e2e.test_local_mesh import Mesh, deployment, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 BOOKINFO = Path(__file__).resolve().parents[2] / "src" / "graylane" / "demos" / "bookinfo"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-WINDOW_S = 20  # the window the graph and PromQL are compared over (steady traffic fills it)
+WINDOW_S = 15  # the window the graph and PromQL are compared over (steady traffic fills it)
 
 
 def reviews_vs(v1: int, v2: int) -> str:
@@ -43,6 +43,48 @@ spec:
   - route:
     - {{destination: {{host: reviews, subset: v1}}, weight: {v1}}}
     - {{destination: {{host: reviews, subset: v2}}, weight: {v2}}}
+"""
+
+
+def web(gateway_port: int, v1: int, v2: int) -> str:
+    """A small fast two-version app (tests/e2e/local_mesh_app.py) behind its own gateway port: enough requests per
+    second on a busy machine for rates to be compared to the percent."""
+    return f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 9080}}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: {{name: web-gateway}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {gateway_port}, name: http, protocol: HTTP}}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: web}}
+spec:
+  host: web
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: web}}
+spec:
+  hosts: ["*"]
+  gateways: [web-gateway]
+  http:
+  - route:
+    - {{destination: {{host: web, subset: v1}}, weight: {v1}}}
+    - {{destination: {{host: web, subset: v2}}, weight: {v2}}}
 """
 
 
@@ -161,8 +203,9 @@ class Prometheus:
 class PacedLoad:
     """Page loads through the gateway at a steady `rps` (so any trailing window sees the same rate)."""
 
-    def __init__(self, url: str, rps: float, threads: int = 2) -> None:
+    def __init__(self, url: str, rps: float, threads: int = 2, kind: Any = None) -> None:
         self.url = url
+        self.kind = kind or (lambda resp: page_kind(resp.text))
         self.interval = threads / rps
         self.kinds: Counter[str] = Counter()
         self.failures: list[str] = []
@@ -178,12 +221,12 @@ class PacedLoad:
                 due += self.interval
                 try:
                     resp = client.get(self.url)
-                    kind = page_kind(resp.text) if resp.status_code == 200 else f"HTTP {resp.status_code}"
+                    kind = self.kind(resp) if resp.status_code == 200 else f"HTTP {resp.status_code}"
                 except httpx.HTTPError as exc:
                     kind = type(exc).__name__
                 with self._lock:
                     self.kinds[kind] += 1
-                    if kind not in ("none", "black"):
+                    if kind not in ("none", "black", "v1", "v2"):
                         self.failures.append(kind)
 
     def __enter__(self) -> PacedLoad:
@@ -208,6 +251,15 @@ class Observed(Mesh):
         self.productpage = f"http://127.0.0.1:{self.gateway_port}/productpage"
         self.http = httpx.Client(trust_env=False, timeout=30)
         self.prometheus: Prometheus | None = None
+        self.web_port = free_port()
+        self.web = f"http://127.0.0.1:{self.web_port}/"
+        self.folder = state.parent
+
+    def prom(self) -> Prometheus:
+        """The test's Prometheus, started on first use (after the traffic whose series it must see from zero)."""
+        if self.prometheus is None:
+            self.prometheus = Prometheus(self.folder / "prometheus", f"127.0.0.1:{self.server_port}")
+        return self.prometheus
 
     def graph(self, window: str = "1m", **params: str) -> dict[str, Any]:
         resp = self.api.get("/api/v1/graph", params={"window": window, **params})
@@ -261,8 +313,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterat
         files = [BOOKINFO / "platform/kube/bookinfo-reviews-v1.yaml",
                  BOOKINFO / "platform/kube/bookinfo-reviews-v2.yaml", BOOKINFO / "networking/bookinfo-gateway.yaml",
                  BOOKINFO / "networking/destination-rule-all.yaml", BOOKINFO / "networking/virtual-service-all-v1.yaml"]
-        m.apply("\n---\n".join(f.read_text() for f in files), "bookinfo.yaml")
-        for name in ("productpage-v1", "details-v1", "reviews-v1", "reviews-v2", "ratings-v1"):
+        docs = [f.read_text() for f in files] + [web(m.web_port, 70, 30), deployment("web-v1", "v1", 1),
+                                                 deployment("web-v2", "v2", 1)]
+        m.apply("\n---\n".join(docs), "bookinfo.yaml")
+        for name in ("productpage-v1", "details-v1", "reviews-v1", "reviews-v2", "ratings-v1", "web-v1", "web-v2"):
             m.rollout(name)
         yield m
     finally:
@@ -276,15 +330,15 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterat
 # ---- tests -------------------------------------------------------------------------------------------------------
 
 def test_reviews_v1_only_has_no_edge_to_ratings(mesh: Observed) -> None:
-    kinds = Counter(mesh.page()[1] for _ in range(20))
-    assert kinds == {"none": 20}
-    mesh.wait_scraped(20)
+    kinds = Counter(mesh.page()[1] for _ in range(10))
+    assert kinds == {"none": 10}
+    mesh.wait_scraped(10)
     nodes, edges = labelled(mesh.graph("1m"))
     assert {("istio-ingressgateway", "productpage-v1"), ("productpage-v1", "details-v1"),
             ("productpage-v1", "reviews-v1")} <= set(edges), sorted(edges)
     assert not [e for e in edges if e[1].startswith("ratings")], sorted(edges)
     assert edges[("productpage-v1", "reviews-v1")]["distribution"] == 100.0
-    assert edges[("productpage-v1", "reviews-v1")]["requests"] == pytest.approx(20, abs=0.01)
+    assert edges[("productpage-v1", "reviews-v1")]["requests"] == pytest.approx(10, abs=0.01)
     # Deployed but without traffic: idle nodes (and hidden on request).
     assert nodes["ratings-v1"]["idle"] and nodes["reviews-v2"]["idle"]
     assert not nodes["reviews-v1"]["idle"] and nodes["reviews-v1"]["health"] == "Healthy"
@@ -298,55 +352,70 @@ def edge_rate(reporter: str, source: str, service: str) -> str:
             f'destination_service_name="{service}"}}[{WINDOW_S}s])) by (destination_version)')
 
 
-def test_canary_50_graph_matches_prometheus(mesh: Observed, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_canary_50_graph_and_prometheus_split(mesh: Observed) -> None:
+    started = time.time()
     mesh.apply_api(reviews_vs(50, 50), "reviews-50.yaml")
     # Both versions' series exist before Prometheus's first scrape, so rate() sees every later request.
     assert Counter(mesh.page()[1] for _ in range(4)) == {"none": 2, "black": 2}
-    mesh.prometheus = prom = Prometheus(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{mesh.server_port}")
+    prom = mesh.prom()
     prom.wait_for('istio_requests_total{reporter="destination",destination_version="v2"}')
     prom.wait_for('graylane_route_weight{virtual_service="reviews",subset="v2"} == 50')
 
-    with PacedLoad(mesh.productpage, rps=12, threads=6) as load:
-        time.sleep(WINDOW_S + 4)
-        # One window for both: [at - 20s, at], `at` a little in the past so both have scraped up to it.
-        at = time.time() - 2.0
-        graph = mesh.graph(f"{WINDOW_S}s", queryTime=f"{at:.3f}")
-        rates = prom.by(edge_rate(graph["reporter"], "productpage-v1", "reviews"), "destination_version", at)
-        ratings = prom.by(edge_rate(graph["reporter"], "reviews-v2", "ratings"), "destination_version", at)
-        split = prom.by('sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews"}'
-                        '[1m])) by (destination_version)', "destination_version")
+    with PacedLoad(mesh.productpage, rps=8, threads=4) as load:
+        time.sleep(10)
     assert load.failures == []
     seen = load.kinds
+    total = sum(seen.values())
+    mesh.wait_scraped(10 + 4 + total)  # phase one, the warm-up and this load
+    time.sleep(1.5)  # one more Prometheus scrape
+    split = prom.by('sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews"}'
+                    '[1m])) by (destination_version)', "destination_version")
+    # Kiali's PromQL returns the split the traffic produced (pages with black stars came from reviews-v2).
+    assert set(split) == {"v1", "v2"}
+    assert split["v2"] / (split["v1"] + split["v2"]) == pytest.approx(seen["black"] / total, abs=0.01), (split, seen)
 
-    # The article's check: productpage-v1 -> reviews-v1 and -> reviews-v2 at ~50 % each, reviews-v2 -> ratings-v1.
-    nodes, edges = labelled(graph)
+    # The article's check over the canary's traffic only (the window starts after phase one):
+    # productpage-v1 -> reviews-v1 and -> reviews-v2 at ~50 % each, reviews-v2 -> ratings-v1.
+    nodes, edges = labelled(mesh.graph(f"{time.time() - started - 1.5:.1f}s"))
     to_v1, to_v2 = edges[("productpage-v1", "reviews-v1")], edges[("productpage-v1", "reviews-v2")]
+    assert to_v1["requests"] + to_v2["requests"] == pytest.approx(4 + total)
+    assert to_v2["distribution"] == pytest.approx(100 * seen["black"] / total, abs=5)
     assert to_v1["distribution"] == pytest.approx(50, abs=5) and to_v2["distribution"] == pytest.approx(50, abs=5)
     assert to_v1["distribution"] + to_v2["distribution"] == pytest.approx(100)
     assert ("reviews-v2", "ratings-v1") in edges and ("reviews-v1", "ratings-v1") not in edges
+    assert edges[("reviews-v2", "ratings-v1")]["requests"] == pytest.approx(to_v2["requests"])
     assert not nodes["ratings-v1"]["idle"]
     for e in (to_v1, to_v2, edges[("reviews-v2", "ratings-v1")]):
         assert e["health"] == "Healthy" and e["errorRate5xx"] == 0
         assert e["p50"] is not None and e["p50"] <= e["p95"] <= e["p99"]
-
-    # Kiali's PromQL returns the split the traffic produced (pages with black stars came from reviews-v2).
-    assert set(split) == {"v1", "v2"}
-    assert split["v2"] / (split["v1"] + split["v2"]) == pytest.approx(seen["black"] / sum(seen.values()), abs=0.03)
-
-    # The graph's edge rates agree with PromQL over the same window of the same steady traffic (within 5 %).
-    got = {"v1": to_v1["rps"], "v2": to_v2["rps"], "ratings": edges[("reviews-v2", "ratings-v1")]["rps"]}
-    want = {"v1": rates["v1"], "v2": rates["v2"], "ratings": ratings["v1"]}
-    print(f"graph rps {got}, PromQL rate {want}, pages {dict(seen)}")
-    for key in got:
-        assert got[key] == pytest.approx(want[key], rel=0.05), (key, got, want, dict(seen))
-
     # Graylane's own series are in Prometheus too.
-    weights = prom.by('graylane_route_weight{virtual_service="reviews"}', "subset")
-    assert weights == {"v1": 50.0, "v2": 50.0}
+    assert prom.by('graylane_route_weight{virtual_service="reviews"}', "subset") == {"v1": 50.0, "v2": 50.0}
 
 
-def find_trace(mesh: Observed, request_id: str, timeout: float = 15) -> dict[str, Any]:
-    """The traces (by id) whose spans carry `request_id`: exactly one is expected."""
+def test_graph_edge_rates_agree_with_promql_on_steady_traffic(mesh: Observed) -> None:
+    with httpx.Client(trust_env=False, timeout=10) as client:  # both versions' series exist before the window
+        assert {client.get(mesh.web).json()["version"] for _ in range(10)} == {"v1", "v2"}
+    prom = mesh.prom()
+    with PacedLoad(mesh.web, rps=20, threads=4, kind=lambda resp: resp.json()["version"]) as load:
+        time.sleep(WINDOW_S + 4)
+        # One window for both, [at - 15s, at], `at` a little in the past so both have scraped up to it.
+        at = time.time() - 2.0
+        graph = mesh.graph(f"{WINDOW_S}s", queryTime=f"{at:.3f}")
+        rates = prom.by(edge_rate(graph["reporter"], "istio-ingressgateway", "web"), "destination_version", at)
+    assert load.failures == []
+    _, edges = labelled(graph)
+    got = {v: edges[("istio-ingressgateway", f"web-{v}")]["rps"] for v in ("v1", "v2")}
+    print(f"graph edge rps {got}, PromQL rate {rates}, responses {dict(load.kinds)}")
+    assert set(rates) == {"v1", "v2"}
+    for v in ("v1", "v2"):
+        assert got[v] == pytest.approx(rates[v], rel=0.05), (v, got, rates)
+    assert got["v2"] / (got["v1"] + got["v2"]) == pytest.approx(0.3, abs=0.02)  # the VirtualService's 70/30
+
+
+def find_trace(mesh: Observed, request_id: str, kind: str, timeout: float = 15) -> dict[str, Any]:
+    """The one trace whose spans carry `request_id`, once all its spans are in (a client and a server span per
+    hop: gateway, details, reviews, and ratings when the page came from reviews-v2)."""
+    want = 8 if kind == "black" else 6
     deadline = time.monotonic() + timeout
     while True:
         listed = mesh.api.get("/api/v1/traces", params={"limit": 50, "lookback": "5m"}).json()["traces"]
@@ -355,7 +424,7 @@ def find_trace(mesh: Observed, request_id: str, timeout: float = 15) -> dict[str
             spans = mesh.api.get(f"/api/v1/traces/{t['traceId']}").json()["spans"]
             if any(s["tags"].get("guid:x-request-id") == request_id for s in spans):
                 found[t["traceId"]] = spans
-        if found and len(next(iter(found.values()))) >= 8:
+        if found and sum(len(v) for v in found.values()) >= want:
             assert len(found) == 1, f"request {request_id} is in {len(found)} traces"
             trace_id, spans = next(iter(found.items()))
             return {"traceId": trace_id, "spans": spans}
@@ -368,7 +437,7 @@ def test_one_page_is_one_trace_with_nested_hops(mesh: Observed) -> None:
         rid, kind = mesh.page()
         if kind == "black":
             break
-    trace = find_trace(mesh, rid)
+    trace = find_trace(mesh, rid, kind)
     spans = trace["spans"]
     by_id = {s["spanId"]: s for s in spans}
     assert all(s["traceId"] == trace["traceId"] for s in spans)
@@ -411,8 +480,8 @@ def test_one_page_is_one_trace_with_nested_hops(mesh: Observed) -> None:
 
 
 def test_traces_api_filters_and_cli_shows_graph_and_waterfall(mesh: Observed) -> None:
-    rid, _ = mesh.page()
-    trace = find_trace(mesh, rid)
+    rid, kind = mesh.page()
+    trace = find_trace(mesh, rid, kind)
     by_service = mesh.api.get("/api/v1/traces", params={"service": "ratings", "limit": 500}).json()["traces"]
     assert by_service and all("ratings.default" in t["services"] for t in by_service)
     slow = mesh.api.get("/api/v1/traces", params={"minDuration": "1h"}).json()["traces"]

@@ -59,6 +59,7 @@ class Telemetry:
         self.last_text = ""  # the data plane's own exposition, relayed on /metrics
         self._span_seq: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._spans_task: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=2.0, trust_env=False)
         self._otlp = None
         with contextlib.suppress(Exception):
@@ -68,40 +69,58 @@ class Telemetry:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Telemetry:
-        self._task = asyncio.create_task(self._loop(), name="graylane-telemetry")
+        self._task = asyncio.create_task(self._loop(self.scrape_once), name="graylane-telemetry")
+        self._spans_task = asyncio.create_task(self._loop(self.pull_spans_once), name="graylane-spans")
         return self
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._spans_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self._http.aclose()
 
-    async def _loop(self) -> None:
+    async def _loop(self, step: Any) -> None:
+        """Run `step` every interval (spans and metrics apart: a slow span export must not delay the
+        metrics scrape, whose timestamps make the rates)."""
         while True:
+            began = time.monotonic()
             try:
-                await self.scrape_once()
+                await step()
             except Exception as exc:  # keep scraping; the data plane may be restarting
-                log.debug("telemetry scrape failed: %s", exc)
-            await asyncio.sleep(self.interval)
+                log.debug("telemetry %s failed: %s", getattr(step, "__name__", step), exc)
+            await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - began)))
 
     # -- scraping ----------------------------------------------------------------------------
-    async def scrape_once(self) -> None:
+    async def scrape_once(self) -> bool:
+        """Scrape every data plane; record the scrape only when all answered (a partial or empty scrape
+        would look like a counter reset and count every request again). The scrape's time is when the
+        data plane answered, not when we got round to parsing it."""
         urls = _admin_urls(self.cp)
-        texts = []
-        for url in urls:
-            with contextlib.suppress(httpx.HTTPError):
-                resp = await self._http.get(f"{url}/stats/prometheus")
-                if resp.status_code == 200:
-                    texts.append(resp.text)
-            await self._pull_spans(url)
         if not urls:
-            return
+            return False
+        texts, stamps = [], []
+        for url in urls:
+            sent = time.time()
+            try:
+                resp = await self._http.get(f"{url}/stats/prometheus")
+            except httpx.HTTPError as exc:
+                log.debug("scrape of %s failed: %s", url, exc)
+                return False
+            if resp.status_code != 200:
+                return False
+            stamps.append((sent + time.time()) / 2)
+            texts.append(resp.text)
         text = "\n".join(texts)
         self.last_text = text
         series = await asyncio.to_thread(parse_text, text, KEPT)
-        self.recorder.add(series, time.time())
+        self.recorder.add(series, sum(stamps) / len(stamps))
+        return True
+
+    async def pull_spans_once(self) -> None:
+        for url in _admin_urls(self.cp):
+            await self._pull_spans(url)
 
     async def _pull_spans(self, url: str) -> None:
         if self.traces is None:
