@@ -62,10 +62,14 @@ async def test_account_cli_round_trip(cluster: Any, state_dir: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_account_check_reports_missing_istio(bare_cluster: Any, state_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from graylane.cli.main import app
+
     accounts.add_account("bare", kubeconfig=bare_cluster.kubeconfig)
-    code, out, err = await cli("account", "check", "bare", state=state_dir)
-    assert code == 0, err
-    assert "Istio NOT installed" in out and "istioctl install" in out
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["account", "check", "bare"])
+    assert result.exit_code == 0, result.output
+    assert "Istio NOT installed" in result.output and "istioctl install" in result.output
 
 
 def test_add_account_validation(state_dir: Path, tmp_path: Path) -> None:

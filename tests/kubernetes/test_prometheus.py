@@ -113,7 +113,7 @@ def _start(root: Path, port: int) -> Iterator[Prom]:
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded 2-core CI machine can be slow to open the TSDB
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
