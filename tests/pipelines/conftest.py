@@ -61,12 +61,19 @@ def _postgres_engine() -> Iterator[sa.Engine]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules that set RUN_ON_POSTGRES = True run their `engine` tests on SQLite and PostgreSQL."""
+    if "engine" in metafunc.fixturenames:
+        backends: list[Any] = ["sqlite"]
+        if getattr(metafunc.module, "RUN_ON_POSTGRES", False):
+            backends.append(pytest.param("postgres", marks=pytest.mark.postgres))
+        metafunc.parametrize("engine", backends, indirect=True)
+
+
+@pytest.fixture
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
     """The pipelines' tables on a real SQLite file (WAL), or on PostgreSQL when the test URL is set."""
-    if request.param == "postgres":
-        if not getattr(request.module, "RUN_ON_POSTGRES", False):
-            pytest.skip("PostgreSQL runs the executor suite (RUN_ON_POSTGRES) only, to keep this area fast")
+    if getattr(request, "param", "sqlite") == "postgres":
         yield from _postgres_engine()
         return
     eng = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
