@@ -207,3 +207,15 @@ def test_deployments_and_pods_without_a_runtime(cli: Callable[..., object],
     pods = cli("get", "pods", "-n", "ns8")
     assert pods.returncode == 1  # type: ignore[attr-defined]
     assert "runtime" in one_error_line(pods.stderr)  # type: ignore[attr-defined]
+
+
+def test_kind_slash_name_arguments(cli: Callable[..., object], write: Callable[[str, str], Path]) -> None:
+    cli("apply", "-f", str(write("both.yaml", bundle("ns9", SVC, DR))))
+    both = cli("get", "svc/reviews", "dr/reviews", "-n", "ns9", "-o", "name")
+    assert both.stdout.splitlines() == ["service/reviews",  # type: ignore[attr-defined]
+                                        "destinationrule.networking.istio.io/reviews"]
+    gone = cli("delete", "svc/reviews", "dr/reviews", "-n", "ns9")
+    assert gone.stdout.splitlines() == ['service "reviews" deleted',  # type: ignore[attr-defined]
+                                        'destinationrule.networking.istio.io "reviews" deleted']
+    unknown = cli("delete", "gizmo/x")
+    assert unknown.returncode == 2 and "resource type 'gizmo'" in one_error_line(unknown.stderr)  # type: ignore

@@ -67,6 +67,23 @@ def read_files(paths: list[str]) -> list[tuple[str, str]]:
     return files
 
 
+def split_targets(args: list[str]) -> list[tuple[str, str]]:
+    """kubectl's object arguments: `KIND NAME...` or `KIND/NAME...` -> [(kind, name)]."""
+    if not args:
+        return []
+    if all("/" in a for a in args):
+        pairs = [tuple(a.split("/", 1)) for a in args]
+        if any(not k or not n for k, n in pairs):
+            raise ValidationError("arguments in KIND/NAME form need both parts", hint="e.g. vs/reviews")
+        return [(k, n) for k, n in pairs]
+    if any("/" in a for a in args):
+        raise ValidationError("there is no need to give a kind with each name when KIND comes first",
+                              hint="use `KIND NAME...` or `KIND/NAME...`, not both")
+    if len(args) < 2:
+        raise ValidationError(f"give a name after the kind {args[0]!r}", hint=f"e.g. {args[0]} NAME")
+    return [(args[0], name) for name in args[1:]]
+
+
 def ref(item: dict[str, Any]) -> str:
     """kubectl's `kind.group/name` (core kinds: `kind/name`)."""
     kind = str(item.get("kind", "")).lower()
@@ -410,16 +427,20 @@ def register(app: typer.Typer) -> None:
                                json={"files": [{"name": n, "text": t} for n, t in files]})
             missing = resp["notFound"]
         else:
-            if not args or len(args) < 2:
-                raise ValidationError("delete needs -f PATHS, or KIND and NAME",
+            targets = split_targets(args or [])
+            if not targets:
+                raise ValidationError("delete needs -f PATHS, KIND NAME..., or KIND/NAME...",
                                       hint="e.g. graylane delete vs reviews -n default")
-            missing, deleted = [], []
-            for name in args[1:]:
+            deleted: list[dict[str, Any]] = []
+            missing = []
+            for kind, name in targets:
                 try:
-                    r = client.delete(f"/api/v1/resources/{args[0]}/{name}", params=params, headers=_headers())
+                    r = client.delete(f"/api/v1/resources/{kind}/{name}", params=params, headers=_headers())
                     deleted.extend(r["deleted"])
-                except NotFound:
-                    missing.append({"kind": args[0], "group": "", "name": name})
+                except NotFound as exc:
+                    if "resource type" in exc.message:  # an unknown kind is an error of its own
+                        raise
+                    missing.append({"kind": kind, "group": "", "name": name})
             resp = {"deleted": deleted}
         for k in resp["deleted"]:
             out.print(escape(f'{ref(k).rsplit("/", 1)[0]} "{k["name"]}" deleted'))
@@ -441,6 +462,12 @@ def register(app: typer.Typer) -> None:
             raise ValidationError(f"unknown output format {output!r}", hint=f"use one of: {', '.join(OUTPUTS)}")
         client = _client()
         ns = None if all_namespaces else (namespace or "default")
+        if "/" in kind:  # kubectl's `get deploy/web svc/web`
+            pairs = split_targets([kind, *(names or [])])
+            items = [client.get(f"/api/v1/resources/{k}/{n}", params={"namespace": ns or "default"})
+                     for k, n in pairs]
+            render_get(with_live_status(client, items), output, False, single=len(items) == 1)
+            return
         if kind.lower() in _POD_NAMES:
             get_pods(client, names or [], ns, output, selector)
             return
