@@ -173,3 +173,20 @@ async def test_accounts_http_api(cluster: Any, state_dir: Path) -> None:
         assert resp.status_code == 400 or "no Prometheus" in resp.text
         assert (await http.delete("/api/v1/accounts/staging")).status_code == 200
         assert (await http.get("/api/v1/accounts/staging")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_local_account_is_the_local_mesh(state_dir: Path) -> None:
+    from graylane.server.context import ControlPlane
+    from graylane.store import Store
+
+    cp = ControlPlane(store=Store.open())
+    target = accounts.get_target("local", cp)
+    assert target.account == "local" and target.store is cp.store
+    assert accounts.get_target("", cp).account == "local"  # a stage without `account`
+    cp.store.apply([Document({"apiVersion": "v1", "kind": "Service",
+                              "metadata": {"name": "reviews", "namespace": "default"},
+                              "spec": {"ports": [{"port": 9080, "name": "http"}], "selector": {"app": "reviews"}}})],
+                   actor="user:alice")
+    live = await accounts.alive_context("local", cp=cp)
+    assert [(d["kind"], d["metadata"]["name"]) for d in live] == [("Service", "reviews")]
