@@ -229,3 +229,13 @@ def test_patch_retries_when_another_writer_lands_in_between(target: LocalTarget,
     assert body["metadata"]["labels"] == {"touched": "yes"}  # the other writer's change survived
     assert body["spec"]["hosts"] == ["reviews", "reviews.default.svc.cluster.local"]
     assert [h.actor for h in store.history(VS_KEY)][-2:] == ["user:someone-else", "user:patcher"]
+
+
+def test_json_patch_can_test_the_resource_version(target: LocalTarget, store: Store) -> None:
+    rv = store.get(VS_KEY).resource_version  # type: ignore[union-attr]
+    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+           {"op": "add", "path": "/metadata/labels", "value": {"canary": "on"}}]
+    body = run(target.patch(VS_KEY, ops, "json", actor="user:a"))
+    assert body["metadata"]["labels"] == {"canary": "on"} and body["metadata"]["resourceVersion"] != rv
+    with pytest.raises(Conflict):
+        run(target.patch(VS_KEY, ops, "json", actor="user:a"))  # the version it tests is gone now

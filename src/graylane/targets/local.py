@@ -237,10 +237,12 @@ class LocalTarget:
             current = self.store.get(key)
             if current is None:
                 raise NotFound(f"{key} not found", where=f"account {self.account}")
-            new = patch_body(user_view(current.body), patch, patch_type, key)
-            pinned = bool(new.get("metadata", {}).get("resourceVersion"))  # the patch set a precondition
-            if not pinned:
-                new.setdefault("metadata", {})["resourceVersion"] = current.resource_version
+            # Patch the full object, so JSON patch paths such as /metadata/resourceVersion resolve.
+            patched = patch_body(copy.deepcopy(current.body), patch, patch_type, key)
+            given = str((patched.get("metadata") or {}).get("resourceVersion") or "")
+            pinned = bool(given) and given != current.resource_version  # the patch carries a precondition
+            new = user_view(patched)
+            new.setdefault("metadata", {})["resourceVersion"] = given if pinned else current.resource_version
             doc = Document(body=new, source=Source(f"<{patch_type} patch of {key}>", 1, 0))
             try:
                 [result] = self.store.apply([doc], actor)
