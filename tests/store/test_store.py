@@ -337,3 +337,12 @@ def test_open_defaults_to_sqlite_in_wal_mode_in_the_state_folder(state_dir: Any)
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
     finally:
         store.close()
+
+
+def test_an_unreachable_database_is_one_clear_error() -> None:
+    from graylane.errors import GraylaneError
+
+    with pytest.raises(GraylaneError) as err:
+        Store.open("postgresql+psycopg://graylane:secret@127.0.0.1:9/nowhere?connect_timeout=2")
+    assert "cannot open the store at postgresql+psycopg://graylane:***@127.0.0.1:9/nowhere" in err.value.message
+    assert "secret" not in str(err.value)

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from graylane.errors import Conflict, NotFound
+from graylane.errors import Conflict, GraylaneError, NotFound
 from graylane.resources.document import Document, ResourceKey, Source
 from graylane.settings import database_url
 from graylane.store import tables as t
@@ -161,8 +161,16 @@ class Store:
     @classmethod
     def open(cls, url: str | None = None, *, clock: Clock | None = None) -> Store:
         """Connect to `url` (default `graylane.settings.database_url()`) and run migrations."""
-        engine = create_store_engine(url or database_url())
-        migrate(engine)
+        url = url or database_url()
+        engine = create_store_engine(url)
+        try:
+            migrate(engine)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise GraylaneError(f"cannot open the store at {shown}: {reason}",
+                                hint="check GRAYLANE_DATABASE_URL and that the database server is running") from None
         return cls(engine, clock=clock)
 
     @property
