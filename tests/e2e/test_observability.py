@@ -418,17 +418,13 @@ def find_trace(mesh: Observed, request_id: str, kind: str, timeout: float = 15) 
     want = 8 if kind == "black" else 6
     deadline = time.monotonic() + timeout
     while True:
-        listed = mesh.api.get("/api/v1/traces", params={"limit": 50, "lookback": "5m"}).json()["traces"]
-        found = {}
-        for t in listed:
-            spans = mesh.api.get(f"/api/v1/traces/{t['traceId']}").json()["spans"]
-            if any(s["tags"].get("guid:x-request-id") == request_id for s in spans):
-                found[t["traceId"]] = spans
-        if found and sum(len(v) for v in found.values()) >= want:
-            assert len(found) == 1, f"request {request_id} is in {len(found)} traces"
-            trace_id, spans = next(iter(found.items()))
-            return {"traceId": trace_id, "spans": spans}
-        assert time.monotonic() < deadline, f"no complete trace for request {request_id}: {found}"
+        listed = mesh.api.get("/api/v1/traces", params={"tag": f"guid:x-request-id={request_id}"}).json()["traces"]
+        if listed and sum(t["spanCount"] for t in listed) >= want:
+            assert len(listed) == 1, f"request {request_id} is in {len(listed)} traces"
+            spans = mesh.api.get(f"/api/v1/traces/{listed[0]['traceId']}").json()["spans"]
+            assert all(s["tags"]["guid:x-request-id"] == request_id for s in spans)
+            return {"traceId": listed[0]["traceId"], "spans": spans}
+        assert time.monotonic() < deadline, f"no complete trace for request {request_id}: {listed}"
         time.sleep(0.3)
 
 
@@ -487,6 +483,7 @@ def test_traces_api_filters_and_cli_shows_graph_and_waterfall(mesh: Observed) ->
     slow = mesh.api.get("/api/v1/traces", params={"minDuration": "1h"}).json()["traces"]
     assert slow == []
     assert mesh.api.get("/api/v1/traces/0123456789abcdef0123456789abcdef").status_code == 404
+    assert mesh.api.get("/api/v1/traces", params={"tag": "no-equals-sign"}).status_code == 422
     bad = mesh.api.get("/api/v1/graph", params={"window": "soon"})
     assert bad.status_code == 422 and "window" in bad.text
 
@@ -494,8 +491,8 @@ def test_traces_api_filters_and_cli_shows_graph_and_waterfall(mesh: Observed) ->
     assert "istio-ingressgateway" in tree and "productpage-v1" in tree and "reviews-v2" in tree
     graph = json.loads(mesh.cli("graph", "-o", "json", "--type", "service").stdout)
     assert {n["label"] for n in graph["nodes"] if n["nodeType"] == "service"} >= {"productpage", "reviews", "ratings"}
-    listed = mesh.cli("traces", "--limit", "50").stdout
-    assert trace["traceId"] in listed
+    listed = mesh.cli("traces", "--tag", f"guid:x-request-id={rid}").stdout
+    assert trace["traceId"] in listed and "productpage" in listed
     waterfall = mesh.cli("trace", trace["traceId"]).stdout
     for service in ("istio-ingressgateway", "productpage", "details", "reviews"):
         assert service in waterfall

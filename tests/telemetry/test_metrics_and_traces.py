@@ -76,6 +76,9 @@ def test_trace_store_groups_filters_and_bounds(tmp_path):
     assert a["traceId"] == "a" * 32 and a["spanCount"] == 3 and a["errors"] == 1 and a["durationUs"] == 50_000
     assert store.traces(min_duration_us=40_000, service="reviews")[0]["rootService"] == "productpage.default"
     assert store.traces(min_duration_us=60_000) == []
+    assert [t["traceId"] for t in store.traces(tags={"http.status_code": "503"})] == ["b" * 32, "a" * 32]
+    assert [t["traceId"] for t in store.traces(tags={"http.status_code": "503"}, service="reviews")] == ["a" * 32]
+    assert store.traces(tags={"http.status_code": "404"}) == []
     tree = waterfall(store.trace("a" * 32))
     assert [(d, s["spanId"][0]) for d, s in tree] == [(0, "1"), (1, "2"), (2, "3")]
     store.add(spans("c" * 32))

@@ -99,10 +99,17 @@ def register(app: typer.Typer) -> None:
         service: str = typer.Option(None, "--service", "-s", help="Traces touching this service."),
         min_duration: str = typer.Option(None, "--min-duration", help="e.g. 100ms"),
         limit: int = typer.Option(20, "--limit"),
+        tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE a span must carry, e.g. "
+                                      "guid:x-request-id=ID or http.status_code=503 (repeatable)."),
+        lookback: str = typer.Option(None, "--lookback", help="Only traces started within, e.g. 15m."),
         output: str = typer.Option("table", "-o", "--output", help="table or json."),
     ) -> None:
         """Recent traces, newest first."""
         params: dict[str, Any] = {"limit": limit}
+        if tag:
+            params["tag"] = tag
+        if lookback:
+            params["lookback"] = lookback
         if service:
             params["service"] = service
         if min_duration:
@@ -111,7 +118,10 @@ def register(app: typer.Typer) -> None:
         if output == "json":
             typer.echo(json.dumps(data, indent=2))
             return
-        table = Table("TRACE ID", "ROOT", "SPANS", "DURATION", "ERRORS", "SERVICES", box=None)
+        table = Table(box=None)
+        table.add_column("TRACE ID", no_wrap=True, min_width=32)  # whole: it is what `graylane trace` takes
+        for col in ("ROOT", "SPANS", "DURATION", "ERRORS", "SERVICES"):
+            table.add_column(col)
         for t in data:
             table.add_row(t["traceId"], f"{t['rootService']} {t['rootName']}", str(t["spanCount"]),
                           _fmt_ms(t["durationUs"] / 1000), str(t["errors"]), ", ".join(t["services"]))

@@ -102,13 +102,19 @@ class TraceStore:
         return [_span(r) for r in rows]
 
     def traces(self, service: str | None = None, min_duration_us: int = 0, limit: int = 20,
-               lookback_s: float | None = None) -> list[dict[str, Any]]:
-        """Newest traces first, each summarised: root span, duration, services, span count, errors."""
+               lookback_s: float | None = None, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Newest traces first, each summarised: root span, duration, services, span count, errors.
+        `tags` keeps traces with a span carrying every given tag value (e.g. `guid:x-request-id`)."""
         q = sa.select(spans_table.c.trace_id, sa.func.min(spans_table.c.start_us).label("first"))
         if service:
             q = q.where(spans_table.c.service.like(f"{service}%"))
         if lookback_s:
             q = q.where(spans_table.c.start_us >= int((time.time() - lookback_s) * 1_000_000))
+        if tags:
+            wanted = self._with_tags(tags, lookback_s)
+            if not wanted:
+                return []
+            q = q.where(spans_table.c.trace_id.in_(wanted))
         q = q.group_by(spans_table.c.trace_id).order_by(sa.desc("first")).limit(max(limit * 5, limit))
         with self.engine.connect() as conn:
             ids = [r.trace_id for r in conn.execute(q)]
@@ -126,6 +132,20 @@ class TraceStore:
             if len(out) >= limit:
                 break
         return out
+
+    def _with_tags(self, tags: dict[str, str], lookback_s: float | None, scan: int = 50_000) -> list[str]:
+        """Trace ids with a span whose tags include all of `tags` (newest `scan` spans; tags are JSON, so the
+        match runs here rather than in SQL, the same on SQLite and PostgreSQL)."""
+        q = sa.select(spans_table.c.trace_id, spans_table.c.tags).order_by(spans_table.c.id.desc()).limit(scan)
+        if lookback_s:
+            q = q.where(spans_table.c.start_us >= int((time.time() - lookback_s) * 1_000_000))
+        found: list[str] = []
+        with self.engine.connect() as conn:
+            for trace_id, raw in conn.execute(q):
+                span_tags = json.loads(raw) if isinstance(raw, str) else (raw or {})
+                if trace_id not in found and all(str(span_tags.get(k)) == v for k, v in tags.items()):
+                    found.append(trace_id)
+        return found
 
 
 def _span(row: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 GET /api/v1/graph?namespace=&window=1m&type=versionedApp|app|workload|service&idle=true&injectServiceNodes=false
     &queryTime=UNIX_SECONDS (the window's end, as Kiali's; default now)
-GET /api/v1/traces?service=&minDuration=100ms&limit=20&lookback=1h
+GET /api/v1/traces?service=&minDuration=100ms&limit=20&lookback=1h&tag=KEY=VALUE (repeatable)
 GET /api/v1/traces/{traceId}
 GET /metrics            (root path: the data plane's Istio series + Graylane's own)
 """
@@ -51,11 +51,18 @@ def _trace_store(request: Request) -> TraceStore:
 
 @router.get("/traces")
 def traces(request: Request, service: str | None = None, minDuration: str | None = None, limit: int = 20,
-           lookback: str | None = None) -> dict[str, Any]:
+           lookback: str | None = None, tag: list[str] = Query(default_factory=list)) -> dict[str, Any]:
     min_us = int(parse_duration(minDuration, "minDuration") * 1_000_000) if minDuration else 0
     look = parse_duration(lookback, "lookback") if lookback else None
+    tags = {}
+    for item in tag:
+        key, sep, value = item.partition("=")  # as Jaeger's search form: keys may hold ':', never '='
+        if not sep or not key:
+            raise ValidationError(f"tag: {item!r} is not KEY=VALUE", hint="e.g. tag=http.status_code=503 or "
+                                  "tag=guid:x-request-id=<id>")
+        tags[key] = value
     data = _trace_store(request).traces(service=service, min_duration_us=min_us, limit=max(1, min(limit, 500)),
-                                        lookback_s=look)
+                                        lookback_s=look, tags=tags or None)
     return {"traces": data}
 
 
