@@ -128,3 +128,21 @@ def test_no_input_is_unreadable_input():
     result = runner.invoke(app, ["validate"])
     assert result.exit_code == 3
     assert "no input" in result.output
+
+
+def test_account_adds_what_is_already_deployed_to_the_analysis(tmp_path: Path, state_dir: Path) -> None:
+    """`--account local` judges references against the store; offline, the same file has a dangling subset."""
+    from graylane.resources.load import load_text
+    from graylane.store import Store
+
+    store = Store.open()
+    store.apply(load_text(GOOD, "deployed.yaml")[:3], actor="user:test")  # Service, Deployment, DestinationRule
+    store.close()
+    vs = tmp_path / "vs.yaml"
+    vs.write_text("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\n"
+                  "spec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n")
+    offline = CliRunner().invoke(app, ["validate", "-f", str(vs), "-o", "json"])
+    assert offline.exit_code == 1 and "IST0101" in offline.output
+    live = CliRunner().invoke(app, ["validate", "-f", str(vs), "-o", "json", "--account", "local"])
+    assert live.exit_code == 0, live.output
+    assert json.loads(live.output)["errors"] == 0

@@ -62,15 +62,22 @@ def _print_text(console: Console, findings: list[Finding], documents: int) -> No
 def _store_context(account: str | None) -> list[dict[str, Any]] | None:
     """Resources already deployed, for analyzers to judge references against. Offline: none.
 
-    The Kubernetes area adds `--account NAME` to read the live cluster's resources here.
+    With `--account NAME`, the live cluster's Services, Deployments, DestinationRules, Gateways and
+    VirtualServices (or, for `local`, the control plane's store) join the analysis.
     """
-    return None
+    if not account:
+        return None
+    from graylane.targets.accounts import live_context
+
+    return live_context(account)
 
 
 def validate(
     files: list[str] = typer.Option(None, "-f", "--filename", help="Files or folders (recursive); '-' reads stdin."),
     output: str = typer.Option("text", "-o", "--output", help="text or json."),
     fail_on_warnings: bool = typer.Option(False, "--fail-on-warnings", help="Exit 2 when there are warnings."),
+    account: str = typer.Option(None, "--account", help="Also check references against this account's live "
+                                                        "resources (e.g. a Kubernetes cluster)."),
 ) -> None:
     if output not in ("text", "json"):
         raise GraylaneError(f"unknown output format {output!r}", hint="use -o text or -o json")
@@ -84,7 +91,7 @@ def validate(
     except GraylaneError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
-    findings = validate_documents(docs, context=_store_context(None))
+    findings = validate_documents(docs, context=_store_context(account))
     counts = _counts(findings)
     if output == "json":
         payload = {"documents": len(docs), **counts, "findings": [f.to_dict() for f in findings]}
