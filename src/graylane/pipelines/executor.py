@@ -15,13 +15,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.errors import Conflict, GraylaneError, NotFound
 from graylane.events import EventBus
-from graylane.pipelines import evaluation
-from graylane.pipelines.execution import STRUCTURAL_KEYS, Execution, Stage, Task, new_execution
+from graylane.pipelines import planning
+from graylane.pipelines.commands import Commands, Tx
+from graylane.pipelines.execution import Execution, Stage, Task, new_execution
 from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.stages import definition
@@ -36,22 +37,6 @@ SUPERSEDED = ("This execution was queued but then canceled because a newer queue
               "This pipeline is configured to automatically cancel waiting executions.")
 
 
-@dataclass
-class _Tx:
-    """Changes made by one step: flushed in one transaction, then events published."""
-
-    stages: dict[str, Stage] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
-    header: bool = False
-
-    def touch(self, stage: Stage) -> None:
-        self.stages[stage.id] = stage
-
-    @property
-    def dirty(self) -> bool:
-        return bool(self.stages or self.audit or self.header)
-
 
 @dataclass
 class _Inflight:
@@ -65,14 +50,14 @@ class _Driver:
     def __init__(self, execution_id: str) -> None:
         self.execution_id = execution_id
         self.wake = asyncio.Event()
-        self.commands: deque[tuple[Callable[[Execution, _Tx], Any], asyncio.Future[Any]]] = deque()
+        self.commands: deque[tuple[Callable[[Execution, Tx], Any], asyncio.Future[Any]]] = deque()
         self.inflight: dict[str, _Inflight] = {}
         self.due: dict[str, int] = {}  # stage id -> ms when its current task runs next
         self.job: asyncio.Task[None] | None = None
         self.exe: Execution | None = None
 
 
-class Executor:
+class Executor(Commands):
     """Start it with `await executor.start()`; every public method is safe to call from API handlers."""
 
     def __init__(self, engine: Any, *, bus: EventBus | None = None, services: TaskServices | None = None,
@@ -123,7 +108,7 @@ class Executor:
         if d is not None:
             d.wake.set()
 
-    async def _submit(self, execution_id: str, fn: Callable[[Execution, _Tx], Any]) -> Any:
+    async def _submit(self, execution_id: str, fn: Callable[[Execution, Tx], Any]) -> Any:
         if not self.repo.exists(execution_id):
             raise NotFound(f"no execution {execution_id!r}", hint="`graylane execution list` shows recent executions")
         d = self._ensure_driver(execution_id)
@@ -156,174 +141,6 @@ class Executor:
         """The execution as committed (never the driver's in-flight state: nothing is reported before commit)."""
         return self.repo.load(execution_id)
 
-    async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
-                           roles: list[str] | None = None) -> dict[str, Any]:
-        """PATCH a stage: judgment (judgmentStatus/judgmentInput/customParams), skipRemainingWait, manualSkip."""
-        allowed = {"judgmentStatus", "judgmentInput", "customParams", "skipRemainingWait", "manualSkip"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise ValidationError(f"cannot update stage field(s) {', '.join(unknown)}",
-                                  hint=f"updatable: {', '.join(sorted(allowed))}")
-
-        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
-            stage = _find_stage(exe, stage_ref)
-            if stage.status not in (S.RUNNING, S.PAUSED):
-                raise Conflict(f"stage {stage.name!r} is {stage.status}, not running",
-                               where=f"execution {exe.id}")
-            updates: dict[str, Any] = {}
-            action = "update"
-            if "judgmentStatus" in body or "customParams" in body or "judgmentInput" in body:
-                if stage.type != "manualJudgment":
-                    raise ValidationError(f"stage {stage.name!r} is a {stage.type} stage, not a manualJudgment")
-                from graylane.pipelines.stages.manual_judgment import validate_judgment
-
-                updates = validate_judgment(stage.context, body, user=user, roles=roles or [])
-                action = "judgment"
-            if body.get("skipRemainingWait") is not None:
-                if stage.type != "wait":
-                    raise ValidationError(f"stage {stage.name!r} is not a wait stage; only waits can be skipped")
-                updates["skipRemainingWait"] = bool(body["skipRemainingWait"])
-                action = "skipWait"
-            if body.get("manualSkip") is not None:
-                if not definition(stage.type).can_skip(stage.context):
-                    raise ValidationError("Cannot manually skip stage.", where=f"stage {stage.name!r}")
-                updates["manualSkip"] = bool(body["manualSkip"])
-                action = "skip"
-            now = self.now_ms()
-            stage.context.update(updates)
-            stage.last_modified = {"user": user, "allowedAccounts": [], "lastModifiedTime": now}
-            if action == "judgment":
-                stage.context["lastModifiedBy"] = user
-            tx.touch(stage)
-            tx.audit.append(audit_entry(user, action, now, stage.id, stage=stage.name,
-                                        **{k: v for k, v in body.items()}))
-            tx.events.append(self._stage_event(exe, stage, "context"))
-            self._drivers[exe.id].due.pop(stage.id, None)  # run the waiting task now, not after its backoff
-            return stage.to_json()
-
-        return dict(await self._submit(execution_id, apply))
-
-    async def cancel(self, execution_id: str, *, user: str, reason: str | None = None) -> dict[str, Any]:
-        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
-            if exe.status.is_complete:
-                raise Conflict(f"execution {exe.id} is already {exe.status}")
-            now = self.now_ms()
-            exe.canceled, exe.canceled_by, exe.cancellation_reason = True, user, reason
-            tx.header = True
-            tx.audit.append(audit_entry(user, "cancel", now, reason=reason))
-            if exe.status in (S.NOT_STARTED, S.BUFFERED):
-                self._finish(exe, S.CANCELED, tx)
-            return exe.header_json()
-
-        return dict(await self._submit(execution_id, apply))
-
-    async def pause(self, execution_id: str, *, user: str) -> dict[str, Any]:
-        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
-            if exe.status != S.RUNNING:
-                raise Conflict(f"execution {exe.id} is {exe.status}; only a RUNNING execution can be paused")
-            now = self.now_ms()
-            exe.status = S.PAUSED
-            exe.paused = {"pausedBy": user, "pauseTime": now, "resumedBy": None, "resumeTime": None,
-                          "pausedMs": (exe.paused or {}).get("pausedMs", 0)}
-            for st in exe.stages:
-                if st.status == S.RUNNING:
-                    st.status, st.pause_time = S.PAUSED, now
-                    for t in st.tasks:
-                        if t.status == S.RUNNING:
-                            t.status = S.PAUSED
-                    tx.touch(st)
-                    tx.events.append(self._stage_event(exe, st))
-            tx.header = True
-            tx.audit.append(audit_entry(user, "pause", now))
-            tx.events.append(self._exec_event(exe))
-            return exe.header_json()
-
-        return dict(await self._submit(execution_id, apply))
-
-    async def resume(self, execution_id: str, *, user: str) -> dict[str, Any]:
-        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
-            if exe.status != S.PAUSED:
-                raise Conflict(f"execution {exe.id} is {exe.status}; only a PAUSED execution can be resumed")
-            now = self.now_ms()
-            paused = dict(exe.paused or {})
-            paused.update(resumedBy=user, resumeTime=now,
-                          pausedMs=paused.get("pausedMs", 0) + now - int(paused.get("pauseTime") or now))
-            exe.paused, exe.status = paused, S.RUNNING
-            for st in exe.stages:
-                if st.status == S.PAUSED:
-                    st.status = S.RUNNING
-                    st.paused_ms += now - (st.pause_time or now)
-                    st.pause_time = None
-                    for t in st.tasks:
-                        if t.status == S.PAUSED:
-                            t.status = S.RUNNING
-                    tx.touch(st)
-                    tx.events.append(self._stage_event(exe, st))
-            tx.header = True
-            tx.audit.append(audit_entry(user, "resume", now))
-            tx.events.append(self._exec_event(exe))
-            return exe.header_json()
-
-        return dict(await self._submit(execution_id, apply))
-
-    async def restart_stage(self, execution_id: str, stage_ref: str, *, user: str) -> dict[str, Any]:
-        """Reset a complete (or NOT_STARTED) stage and everything downstream; expressions evaluate afresh."""
-
-        def apply(exe: Execution, tx: _Tx) -> dict[str, Any]:
-            stage = _find_stage(exe, stage_ref)
-            if not (stage.status.is_complete or stage.status == S.NOT_STARTED):
-                raise Conflict(f"stage {stage.name!r} is {stage.status}; only a complete stage can be restarted")
-            now = self.now_ms()
-            previous = stage.context.get("exception")
-            for st in [stage, *exe.downstream_closure(stage)]:
-                st.status, st.context, st.outputs, st.tasks = S.NOT_STARTED, {}, {}, []
-                st.start_time = st.end_time = st.pause_time = None
-                st.paused_ms, st.last_modified = 0, None
-                st.attempt += 1
-                self._drivers[exe.id].due.pop(st.id, None)
-                tx.touch(st)
-                tx.events.append(self._stage_event(exe, st))
-            stage.context["restartDetails"] = {"restartedBy": user, "restartTime": now,
-                                               "previousException": previous}
-            if exe.status.is_complete:
-                exe.status, exe.end_time = S.RUNNING, None
-                exe.canceled, exe.canceled_by, exe.cancellation_reason = False, None, None
-                tx.events.append(self._exec_event(exe))
-            tx.header = True
-            tx.audit.append(audit_entry(user, "restart", now, stage.id, stage=stage.name))
-            return stage.to_json()
-
-        return dict(await self._submit(execution_id, apply))
-
-    async def wait_until_complete(self, execution_id: str, timeout: float = 30.0) -> Execution:
-        """Wait for the execution to finish (for tests and `execution wait`)."""
-        async with self.bus.subscribe() as q:
-            deadline = asyncio.get_running_loop().time() + timeout
-            while True:
-                exe = self.get(execution_id)
-                if exe.status.is_complete:
-                    return exe
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    raise TimeoutError(f"execution {execution_id} still {exe.status} after {timeout}s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(q.get(), timeout=min(left, 0.5))
-
-    async def wait_for_stage(self, execution_id: str, stage_ref: str, statuses: set[S],
-                             timeout: float = 30.0) -> Stage:
-        async with self.bus.subscribe() as q:
-            deadline = asyncio.get_running_loop().time() + timeout
-            while True:
-                exe = self.get(execution_id)
-                st = _find_stage(exe, stage_ref)
-                if st.status in statuses:
-                    return st
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    raise TimeoutError(f"stage {stage_ref!r} still {st.status} after {timeout}s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(q.get(), timeout=min(left, 0.5))
-
     # ---------------------------------------------------------------- the driver
 
     async def _drive(self, d: _Driver) -> None:
@@ -340,7 +157,7 @@ class Executor:
                         saw_incomplete = saw_incomplete or not exe.status.is_complete
                         await self._run_commands(d, exe)
                         saw_incomplete = saw_incomplete or not exe.status.is_complete
-                        tx = _Tx()
+                        tx = Tx()
                         launch = await self._step(d, exe, tx)
                         self._flush(exe, tx)
                         for stage, index, task_impl, view in launch:
@@ -378,7 +195,7 @@ class Executor:
     async def _run_commands(self, d: _Driver, exe: Execution) -> None:
         while d.commands:
             fn, fut = d.commands.popleft()
-            tx = _Tx()
+            tx = Tx()
             snapshot = copy.deepcopy(exe) if not fut.cancelled() else None
             try:
                 result = fn(exe, tx)
@@ -413,7 +230,7 @@ class Executor:
             return 3600.0
         return max(0.0, (min(candidates) - now) / 1000.0)
 
-    async def _step(self, d: _Driver, exe: Execution, tx: _Tx) -> list[tuple[Stage, int, TaskImpl, StageView]]:
+    async def _step(self, d: _Driver, exe: Execution, tx: Tx) -> list[tuple[Stage, int, TaskImpl, StageView]]:
         """Advance as far as possible without waiting on the outside; returns tasks to launch after commit."""
         launch: list[tuple[Stage, int, TaskImpl, StageView]] = []
         if exe.status in (S.NOT_STARTED, S.BUFFERED):
@@ -451,7 +268,7 @@ class Executor:
 
     # ---- execution level
 
-    def _try_start(self, exe: Execution, tx: _Tx) -> bool:
+    def _try_start(self, exe: Execution, tx: Tx) -> bool:
         """NOT_STARTED/BUFFERED -> RUNNING unless limitConcurrent / maxConcurrentExecutions says wait (orca
         shouldQueue). Commits at once so two drivers never both take the slot."""
         running = self.repo.count_by_status(exe.pipeline_config_id, (S.RUNNING, S.PAUSED), exclude=exe.id)
@@ -476,7 +293,7 @@ class Executor:
             self._finish(exe, S.TERMINAL, tx)
         return exe.status == S.RUNNING
 
-    def _finish(self, exe: Execution, status: S, tx: _Tx) -> None:
+    def _finish(self, exe: Execution, status: S, tx: Tx) -> None:
         exe.status, exe.end_time = status, self.now_ms()
         tx.header = True
         tx.events.append(self._exec_event(exe))
@@ -498,7 +315,7 @@ class Executor:
             return S.TERMINAL
         return S.SUCCEEDED
 
-    async def _cancel_running(self, d: _Driver, exe: Execution, tx: _Tx, status: S) -> None:
+    async def _cancel_running(self, d: _Driver, exe: Execution, tx: Tx, status: S) -> None:
         now = self.now_ms()
         for st in exe.stages:
             if st.status in (S.RUNNING, S.PAUSED):
@@ -524,40 +341,26 @@ class Executor:
     def _is_startable(self, exe: Execution, stage: Stage) -> bool:
         return all(up.status.lets_downstream_run for up in exe.upstream(stage))
 
-    def _start_stage(self, exe: Execution, stage: Stage, tx: _Tx) -> None:
+    def _start_stage(self, exe: Execution, stage: Stage, tx: Tx) -> None:
         """orca StartStageHandler: evaluate the original config, check stageEnabled, plan tasks."""
         now = self.now_ms()
         stage.start_time = now
         tx.touch(stage)
-        carried = {k: stage.context[k] for k in ("restartDetails",) if k in stage.context}
-        config_ctx = {k: v for k, v in stage.config.items() if k not in STRUCTURAL_KEYS}
         try:
-            defn = definition(stage.type)
-            keep = defn.unevaluated_keys(stage.config) & set(config_ctx)
-            to_eval = {k: v for k, v in config_ctx.items() if k not in keep}
-            exec_json = exe.to_json()
-            for sj in exec_json["stages"]:
-                if sj["id"] == stage.id:
-                    sj["context"] = dict(config_ctx)
-            ev = evaluation.evaluate_templated(to_eval, exec_json, stage.id, self._user(exe))
-            context = {**(ev.value if isinstance(ev.value, dict) else to_eval),
-                       **{k: config_ctx[k] for k in keep}, **carried}
-            if ev.summary:
-                context["expressionEvaluationSummary"] = ev.summary
-            stage.context = context
+            planned = planning.evaluate_config(exe, stage, self._user(exe))
         except GraylaneError as exc:
-            stage.context = {**config_ctx, **carried}
+            stage.context = planning.raw_context(stage)
             self._fail_stage(exe, stage, tx, f"stage {stage.name!r} could not be planned: {exc}")
             return
-        enabled, reason = self._stage_enabled(exe, stage)
+        stage.context = planned.context
+        enabled, reason = planning.stage_enabled(exe, stage, self._user(exe))
         if not enabled:
             stage.context["stageEnabledResult"] = reason
             stage.status, stage.end_time = S.SKIPPED, now
             tx.events.append(self._stage_event(exe, stage))
             return
-        if ev.failed and context.get("failOnFailedExpressions"):
-            self._fail_stage(exe, stage, tx,
-                             "Failure evaluating expressions: " + "; ".join(_summary_errors(ev.summary)))
+        if planned.failed_expressions and stage.context.get("failOnFailedExpressions"):
+            self._fail_stage(exe, stage, tx, "Failure evaluating expressions: " + "; ".join(planned.failed_expressions))
             return
         impls = self._task_impls(stage)
         stage.tasks = [Task(id=str(i + 1), name=impl.name, implementing_class=type(impl).__name__,
@@ -566,32 +369,6 @@ class Executor:
         tx.events.append(self._stage_event(exe, stage))
         if not stage.tasks:
             self._complete_stage(exe, stage, S.SUCCEEDED, tx)
-
-    def _stage_enabled(self, exe: Execution, stage: Stage) -> tuple[bool, str]:
-        """orca OptionalStageSupport: only `expression`; blank runs; invalid result skips with the reason."""
-        se = stage.context.get("stageEnabled")
-        if not isinstance(se, dict):
-            return True, ""
-        expr = se.get("expression")
-        if expr is None or (isinstance(expr, str) and not expr.strip()):
-            return True, ""
-        value: Any = expr
-        if isinstance(expr, str):
-            text = expr.strip()
-            if text.lower() in ("true", "false"):
-                value = text.lower() == "true"
-            else:
-                if text.startswith("${") and text.endswith("}"):
-                    text = text[2:-1]
-                try:
-                    value = evaluation.evaluate_expression(text, exe.to_json(), stage.id, self._user(exe))
-                except GraylaneError as exc:
-                    return False, f"Conditional Expression '{expr}' could not be evaluated: {exc}; stage skipped"
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            value = value.strip().lower() == "true"
-        if isinstance(value, bool):
-            return value, "" if value else f"Conditional Expression '{expr}' evaluated to false; stage skipped"
-        return False, f"Conditional Expression '{expr}' gave {value!r}, not true/false; stage skipped"
 
     def _task_impls(self, stage: Stage) -> list[TaskImpl]:
         impls = definition(stage.type).tasks(stage.context)
@@ -620,7 +397,7 @@ class Executor:
         found = self._timeout(exe, stage)
         return found[0] if found else None
 
-    async def _advance_stage(self, d: _Driver, exe: Execution, stage: Stage, tx: _Tx,
+    async def _advance_stage(self, d: _Driver, exe: Execution, stage: Stage, tx: Tx,
                              launch: list[tuple[Stage, int, TaskImpl, StageView]]) -> bool:
         """Run or schedule the stage's current task; True if anything changed."""
         task = stage.current_task()
@@ -677,7 +454,7 @@ class Executor:
         d.inflight[stage.id] = _Inflight(stage.attempt, index, job, view)
         job.add_done_callback(lambda _j: d.wake.set())
 
-    def _collect_inflight(self, d: _Driver, exe: Execution, tx: _Tx) -> None:
+    def _collect_inflight(self, d: _Driver, exe: Execution, tx: Tx) -> None:
         for stage_id, inf in list(d.inflight.items()):
             if not inf.job.done():
                 continue
@@ -692,7 +469,7 @@ class Executor:
                 continue
             self._task_result(exe, stage, task, inf.job.result(), tx)
 
-    def _task_result(self, exe: Execution, stage: Stage, task: Task, result: TaskResult, tx: _Tx) -> bool:
+    def _task_result(self, exe: Execution, stage: Stage, task: Task, result: TaskResult, tx: Tx) -> bool:
         """Apply what a task returned (orca RunTaskHandler + CompleteTaskHandler)."""
         d = self._drivers[exe.id]
         now = self.now_ms()
@@ -729,14 +506,14 @@ class Executor:
         self._complete_stage(exe, stage, result.status, tx)
         return True
 
-    def _fail_stage(self, exe: Execution, stage: Stage, tx: _Tx, error: str) -> None:
+    def _fail_stage(self, exe: Execution, stage: Stage, tx: Tx, error: str) -> None:
         stage.context["exception"] = {"details": {"error": error, "errors": [error]}}
         self._complete_stage(exe, stage, stage.failure_status, tx)
 
-    def _complete_stage(self, exe: Execution, stage: Stage, status: S, tx: _Tx) -> None:
+    def _complete_stage(self, exe: Execution, stage: Stage, status: S, tx: Tx) -> None:
         """orca CompleteStageHandler; a TERMINAL stage halts the whole execution at once."""
         if status == S.SUCCEEDED and stage.context.get("failOnFailedExpressions") and \
-                _summary_errors(stage.context.get("expressionEvaluationSummary") or {}):
+                planning.summary_errors(stage.context.get("expressionEvaluationSummary") or {}):
             status = S.TERMINAL
         stage.status, stage.end_time = status, self.now_ms()
         tx.touch(stage)
@@ -780,7 +557,7 @@ class Executor:
 
     # ---------------------------------------------------------------- helpers
 
-    def _flush(self, exe: Execution, tx: _Tx) -> None:
+    def _flush(self, exe: Execution, tx: Tx) -> None:
         if not tx.dirty and not tx.events:
             return
         if tx.dirty:
@@ -812,25 +589,8 @@ class Executor:
                          services=self.services, attempt=stage.attempt)
 
 
-def _find_stage(exe: Execution, ref: str) -> Stage:
-    stage = exe.stage(ref)
-    if stage is None:
-        names = ", ".join(repr(s.name) for s in exe.stages)
-        raise NotFound(f"execution {exe.id} has no stage {ref!r}", hint=f"stages: {names}")
-    return stage
-
-
 def _restore(exe: Execution, snapshot: Execution) -> None:
     exe.__dict__.update(snapshot.__dict__)
-
-
-def _summary_errors(summary: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for expr, entries in (summary or {}).items():
-        for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, dict) and entry.get("level", "ERROR") == "ERROR":
-                out.append(str(entry.get("description") or expr))
-    return out
 
 
 def _duration(ms: int) -> str:
