@@ -339,7 +339,6 @@ class Store:
         with self._reading() as conn:
             rev = conn.execute(sa.select(t.counters.c.value).where(t.counters.c.name == "revision")).scalar_one()
             yield conn, int(rev)
-            conn.rollback()
 
     def _plan_one(self, plan: _Plan, doc: Document, row: Any, new_rev: int, now: datetime, *,
                   check_versions: bool) -> None:
