@@ -94,3 +94,84 @@ def test_real_command_line(snapshot: Path) -> None:
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: /nonexistent.json: cannot read the execution snapshot: No such file " \
                                      "or directory"
+
+
+def test_execution_option_asks_the_control_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 app: typer.Typer) -> None:
+    """Against a real control plane on loopback: a stored execution, judged with customParams."""
+    pytest.importorskip("graylane.store")
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from graylane.server.app import create_app
+    from graylane.server.context import ControlPlane
+    from graylane.store import Store
+
+    port = __import__("socket").socket()
+    port.bind(("127.0.0.1", 0))
+    address = f"127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    store = Store.open(f"sqlite:///{tmp_path / 'cp.db'}")
+    cp = ControlPlane(store=store)
+    server = uvicorn.Server(uvicorn.Config(create_app(cp, start_components=False), host="127.0.0.1",
+                                           port=int(address.rsplit(":", 1)[1]), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    pipeline = {
+        "application": "bookinfo", "name": "ratio-only",
+        "stages": [
+            {"refId": "1", "type": "manualJudgment", "name": "设置灰度比例", "requisiteStageRefIds": [],
+             "customParamConfig": [{"name": "canary_ratio", "type": "int", "min": 0, "max": 100}]},
+            {"refId": "2", "type": "evaluateVariables", "name": "weights", "requisiteStageRefIds": ["1"],
+             "variables": [{"key": "canary", "value": '${#toInt(#stage("设置灰度比例")["context"]'
+                                                        '["customParams"]["canary_ratio"])}'}]},
+        ],
+    }
+    base = f"http://{address}"
+    try:
+        with httpx.Client(base_url=base, headers={"X-Graylane-User": "alice"}, trust_env=False) as http:
+            deadline = time.monotonic() + 20
+            while not server.started:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.02)
+            assert http.post("/api/v1/pipelines", json=pipeline).status_code == 200
+            eid = http.post("/api/v1/pipelines/ratio-only/start", json={"parameters": {}}).json()["id"]
+
+            def stage_status(name: str) -> str:
+                exe = http.get(f"/api/v1/executions/{eid}").json()
+                return next(s["status"] for s in exe["stages"] if s["name"] == name)
+
+            while stage_status("设置灰度比例") != "RUNNING":
+                assert time.monotonic() < deadline, "the judgment never started"
+                time.sleep(0.02)
+            monkeypatch.setenv("GRAYLANE_SERVER", address)
+            waiting = CliRunner().invoke(app, ["expr", "#judgment('设置灰度比例')", "--execution", eid])
+            assert waiting.exit_code == 1
+            assert 'the manual judgment "设置灰度比例" has no judgmentInput (status RUNNING)' in waiting.output
+            r = http.patch(f"/api/v1/executions/{eid}/stages/设置灰度比例",
+                           json={"judgmentStatus": "continue", "customParams": {"canary_ratio": "1"}})
+            assert r.status_code == 200, r.text
+            while stage_status("weights") != "SUCCEEDED":
+                assert time.monotonic() < deadline, "the weights stage never finished"
+                time.sleep(0.02)
+        weight = CliRunner().invoke(app, ["expr", '100 - #toInt(#stage("设置灰度比例")["context"]["customParams"]'
+                                                  '["canary_ratio"])', "-e", eid])
+        assert weight.exit_code == 0 and weight.output.strip() == "result: 99"
+        own = CliRunner().invoke(app, ["expr", "canary * 10", "-e", eid, "--stage", "weights"])
+        assert own.exit_code == 0 and own.output.strip() == "result: 10"
+        missing = CliRunner().invoke(app, ["expr", "1", "-e", "no-such-execution"])
+        assert isinstance(missing.exception, NotFound)
+        both = CliRunner().invoke(app, ["expr", "1", "-e", eid, "-c", "x.json"])
+        assert "--context and --execution cannot be used together" in str(both.exception)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        comp = cp.components.get("pipelines")
+        if comp is not None:
+            import asyncio
+
+            asyncio.run(comp.executor.stop())
+        store.close()

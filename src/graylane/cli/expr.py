@@ -24,8 +24,9 @@ EXIT_EXPRESSION_FAILED = 1   # it failed (the summary says why); the result is t
 HELP = (
     "Evaluate a pipeline expression (SpEL subset) against an execution snapshot, offline.\n\n"
     "EXPR is a bare expression (`#toInt(parameters.ratio) + 1`) or text with `${...}` parts. "
-    "--context is an execution JSON (Spinnaker's shape; '-' reads stdin); --stage makes that stage "
-    "(name, id or refId) current, so its context keys and its ancestors' outputs join the root.\n\n"
+    "--context is an execution JSON (Spinnaker's shape; '-' reads stdin); --execution ID asks the control "
+    "plane to evaluate against a stored execution instead. --stage makes that stage (name, id or refId) "
+    "current, so its context keys and its ancestors' outputs join the root.\n\n"
     f"Exit codes: {EXIT_OK} evaluated; {EXIT_EXPRESSION_FAILED} the expression failed, or bad input."
 )
 
@@ -52,9 +53,33 @@ def _read_execution(path: str | None) -> dict[str, Any]:
     return data
 
 
+def _evaluate_remote(execution_id: str, expression: str, stage: str | None) -> dict[str, Any]:
+    """`POST /api/v1/executions/{id}/evaluate` on the control plane (same answer shape as offline)."""
+    from urllib.parse import quote
+
+    from graylane.cli.client import ApiClient
+
+    client = ApiClient()
+    try:
+        body: dict[str, Any] = {"expression": expression}
+        if stage is not None:
+            body["stage"] = stage
+        answer = client.post(f"/api/v1/executions/{quote(execution_id, safe='')}/evaluate", json=body)
+    finally:
+        client.close()
+    if not isinstance(answer, dict) or "result" not in answer:
+        raise GraylaneError("the control plane returned an unexpected answer to evaluate",
+                            where=f"execution {execution_id}")
+    answer.setdefault("summary", {})
+    answer.setdefault("failed", False)
+    return answer
+
+
 def expr(
     expression: str = typer.Argument(..., metavar="EXPR", help="A bare expression, or text with ${...} parts."),
     context: str | None = typer.Option(None, "--context", "-c", help="Execution JSON file ('-' for stdin)."),
+    execution_id: str | None = typer.Option(None, "--execution", "-e",
+                                            help="A stored execution's id: evaluate on the control plane."),
     stage: str | None = typer.Option(None, "--stage", "-s", help="Current stage: name, id or refId."),
     user: str | None = typer.Option(None, "--user", help="What #currentUser() returns."),
     output: str = typer.Option("text", "-o", "--output", help="text or json."),
@@ -63,9 +88,14 @@ def expr(
 ) -> None:
     if output not in ("text", "json"):
         raise GraylaneError(f"unknown output format {output!r}", hint="use -o text or -o json")
-    execution = _read_execution(context)
-    options = ExpressionOptions(allow_url_functions=allow_url_functions)
-    answer = evaluate_for_execution(execution, expression, stage, user=user, options=options)
+    if context is not None and execution_id is not None:
+        raise GraylaneError("--context and --execution cannot be used together",
+                            hint="--context evaluates a JSON file offline; --execution asks the control plane")
+    if execution_id is not None:
+        answer = _evaluate_remote(execution_id, expression, stage)
+    else:
+        options = ExpressionOptions(allow_url_functions=allow_url_functions)
+        answer = evaluate_for_execution(_read_execution(context), expression, stage, user=user, options=options)
     console = Console(highlight=False, soft_wrap=True)
     if output == "json":
         console.print_json(json.dumps(answer, ensure_ascii=False))
