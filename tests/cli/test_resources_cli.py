@@ -219,3 +219,16 @@ def test_kind_slash_name_arguments(cli: Callable[..., object], write: Callable[[
                                         'destinationrule.networking.istio.io "reviews" deleted']
     unknown = cli("delete", "gizmo/x")
     assert unknown.returncode == 2 and "resource type 'gizmo'" in one_error_line(unknown.stderr)  # type: ignore
+
+
+def test_diff_exits_one_when_apply_would_change_something(cli: Callable[..., object],
+                                                          write: Callable[[str, str], Path]) -> None:
+    path = write("vs.yaml", bundle("ns10", VS))
+    cli("apply", "-f", str(path))
+    same = cli("diff", "-f", str(path))
+    assert (same.returncode, same.stdout) == (0, "")  # type: ignore[attr-defined]
+    write("vs.yaml", bundle("ns10", VS.replace("weight: 100", "weight: 100, headers: {request: {set: {x: y}}}")))
+    changed = cli("diff", "-f", str(path))
+    assert changed.returncode == 1  # type: ignore[attr-defined]
+    assert changed.stdout.startswith("--- live/VirtualService/ns10/reviews")  # type: ignore[attr-defined]
+    assert "+      headers:" in changed.stdout  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""kubectl-like resource commands over the API: apply, delete, get, describe, history; and `server`.
+"""kubectl-like resource commands over the API: apply, diff, delete, get, describe, history; and `server`.
 
 Every command parses its arguments, calls the control plane through `ApiClient`, and prints.
 `apply --wait` calls each function in `APPLY_WAITERS` (default: the mesh ACK endpoint); other
@@ -29,6 +29,7 @@ from graylane.settings import current_user, server_address
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
 OUTPUTS = ("yaml", "json", "wide", "name")
+DIFF_FOUND = 1  # `graylane diff` exit code when applying would change something (kubectl diff's)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -408,6 +409,22 @@ def register(app: typer.Typer) -> None:
             deadline = time.monotonic() + timeout
             for waiter in APPLY_WAITERS:
                 waiter(client, resp, max(1.0, deadline - time.monotonic()))
+
+    @app.command("diff")
+    def diff_cmd(
+        filenames: list[str] = typer.Option(..., "-f", "--filename", help="Files, folders (recursive) or - for stdin."),
+        namespace: str | None = typer.Option(None, "-n", "--namespace"),
+    ) -> None:
+        """Show what applying these files would change (exit 1 when something would, like kubectl diff)."""
+        files = read_files(filenames)
+        params = {"dryRun": "All", "diff": "true", **({"namespace": namespace} if namespace else {})}
+        resp = _client().post("/api/v1/apply", params=params, headers=_headers(),
+                              json={"files": [{"name": n, "text": t} for n, t in files]})
+        changed = [r for r in resp["results"] if r["action"] != "unchanged"]
+        for r in changed:
+            print_diff(r["diff"])
+        if changed:
+            raise typer.Exit(DIFF_FOUND)
 
     @app.command("delete")
     def delete_cmd(
