@@ -167,6 +167,11 @@ def test_do_not_eval_returns_value_untouched(make_ctx: Any) -> None:
     assert result.value == {"script": "echo ${HOME}"} and not result.failed
 
 
+def test_do_not_eval_inside_a_structure_is_plain_data(make_ctx: Any) -> None:
+    result = evaluate_templated("${{#doNotEval('${A}'), {k: #doNotEval({1})}}}", make_ctx())
+    assert result.value == ["${A}", {"k": [1]}] and not result.failed
+
+
 def test_uncached_and_cached_agree(make_ctx: Any, article_template: str) -> None:
     manifest = yaml.safe_load(article_template)
     assert evaluate_templated(manifest, make_ctx(), use_cache=False).value == \

@@ -389,8 +389,8 @@ def to_plain(value: Any, *, max_size: int, position: int | None = None) -> Any:
             text = to_string(v)
             spend(len(text))
             return text
-        if isinstance(v, NotEvaluable):
-            return v
+        if isinstance(v, NotEvaluable):  # nested: its plain value (only a whole result stays marked)
+            return convert(v.value, depth + 1)
         if isinstance(v, JavaType):
             return f"T({v.name})"
         return to_string(v)
