@@ -204,6 +204,8 @@ def test_deployments_and_pods_without_a_runtime(cli: Callable[..., object],
     assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES",
                                 "SELECTOR"]
     assert table[1].split()[:4] == ["web", "0/2", "0", "0"] and table[1].split()[-2:] == ["web:1", "app=web"]
+    described = cli("describe", "deploy", "web", "-n", "ns8").stdout  # type: ignore[attr-defined]
+    assert "Replicas:     2 desired | 0 updated | 0 total | 0 available | 0 unavailable" in described
     pods = cli("get", "pods", "-n", "ns8")
     assert pods.returncode == 1  # type: ignore[attr-defined]
     assert "runtime" in one_error_line(pods.stderr)  # type: ignore[attr-defined]

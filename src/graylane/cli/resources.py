@@ -512,7 +512,7 @@ def register(app: typer.Typer) -> None:
         """Show one resource in detail, with its recent history."""
         client = _client()
         params = {"namespace": namespace or "default"}
-        body = client.get(f"/api/v1/resources/{kind}/{name}", params=params)
+        body = with_live_status(client, [client.get(f"/api/v1/resources/{kind}/{name}", params=params)])[0]
         hist = client.get(f"/api/v1/resources/{kind}/{name}/history", params=params)["items"]
         md = body.get("metadata", {})
 
@@ -530,6 +530,12 @@ def register(app: typer.Typer) -> None:
         mapping("Annotations", md.get("annotations"))
         out.print(escape(f"{'API Version:':<14}{body.get('apiVersion', '')}"))
         out.print(escape(f"{'Kind:':<14}{body.get('kind', '')}"))
+        if body.get("kind") == "Deployment":
+            st = body.get("status") or {}
+            out.print(escape(f"{'Replicas:':<14}{_dig(body, 'spec', 'replicas', default=1)} desired | "
+                             f"{st.get('updatedReplicas', 0)} updated | {st.get('replicas', 0)} total | "
+                             f"{st.get('availableReplicas', 0)} available | "
+                             f"{st.get('unavailableReplicas', 0)} unavailable"))
         out.print("Metadata:")
         for label, field in (("Creation Timestamp", "creationTimestamp"), ("Generation", "generation"),
                              ("Resource Version", "resourceVersion"), ("UID", "uid")):
