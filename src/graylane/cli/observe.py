@@ -120,11 +120,14 @@ def register(app: typer.Typer) -> None:
             return
         table = Table(box=None)
         table.add_column("TRACE ID", no_wrap=True, min_width=32)  # whole: it is what `graylane trace` takes
-        for col in ("ROOT", "SPANS", "DURATION", "ERRORS", "SERVICES"):
-            table.add_column(col)
+        table.add_column("ROOT", overflow="fold")
+        for col in ("SPANS", "TIME", "ERR"):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("SERVICES", overflow="fold", min_width=14)
         for t in data:
-            table.add_row(t["traceId"], f"{t['rootService']} {t['rootName']}", str(t["spanCount"]),
-                          _fmt_ms(t["durationUs"] / 1000), str(t["errors"]), ", ".join(t["services"]))
+            services = ", ".join(s.split(".")[0] for s in t["services"])
+            table.add_row(t["traceId"], t["rootService"].split(".")[0], str(t["spanCount"]),
+                          _fmt_ms(t["durationUs"] / 1000), str(t["errors"]), services)
         Console().print(table)
 
     @app.command("trace")
@@ -148,6 +151,7 @@ def render_waterfall(spans: list[dict[str, Any]], width: int = 40) -> Table:
         length = max(1, int(width * s["durationUs"] / total))
         bar = " " * offset + "█" * min(length, width - offset)
         code = str(s["tags"].get("http.status_code", ""))
-        table.add_row("  " * depth + f"{s['service']} {s['name']}", s["kind"], code,
+        name = s["name"].replace(".svc.cluster.local", "")
+        table.add_row("  " * depth + f"{s['service'].split('.')[0]} {name}", s["kind"], code,
                       _fmt_ms(s["durationUs"] / 1000), Text(bar, style="red" if code[:1] == "5" else "cyan"))
     return table
