@@ -416,6 +416,10 @@ ERROR_CASES = [
     E("a == b == c", "unexpected '=='", id="syntax-comparison-not-associative"),
     E("   ", "the expression is empty", id="syntax-empty"),
     E("#root()", "#root is not a function", id="root-not-function"),
+    E("waitTime = 5", "unexpected character '=' (use == to compare; assignment is not supported)",
+      id="single-equals"),
+    E("true & false", "use && (or and)", id="single-ampersand"),
+    E("new java.util.Date()", "constructors (new ...) are not supported", id="new-not-supported"),
     E("#judgment（'是否全量发布'）", "'（' is full-width punctuation; write '(' instead", id="full-width-parenthesis"),
     E("#judgment(‘是否全量发布’)", "'‘' is full-width punctuation; write \"'\" instead", id="full-width-quote"),
 ]

@@ -234,11 +234,19 @@ _LOOKALIKES = {
 }
 
 
+_CHAR_HINTS = {
+    "=": "use == to compare; assignment is not supported",
+    "&": "use && (or and)",
+    "|": "use || (or or)",
+    "@": "bean references (@name) are not supported",
+}
+
+
 def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionSyntaxError:
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         meant = _LOOKALIKES.get(ch)
-        hint = f"{ch!r} is full-width punctuation; write {meant!r} instead" if meant else None
+        hint = f"{ch!r} is full-width punctuation; write {meant!r} instead" if meant else _CHAR_HINTS.get(ch)
         return ExpressionSyntaxError(f"unexpected character {ch!r}", position=exc.pos_in_stream, expression=text,
                                      hint=hint)
     if isinstance(exc, UnexpectedEOF):
@@ -250,9 +258,12 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionSyntaxError:
             return ExpressionSyntaxError(
                 f"the expression ends too early; expected {_describe_expected(exc.expected)}",
                 position=len(text), expression=text)
+        hint = None
+        if text[: tok.start_pos or 0].rstrip().lower().endswith("new"):
+            hint = "constructors (new ...) are not supported; use T(Instant).now(), T(LocalDate).now() or T(UUID)"
         return ExpressionSyntaxError(
             f"unexpected {tok.value!r}; expected {_describe_expected(exc.expected)}",
-            position=tok.start_pos, expression=text)
+            position=tok.start_pos, expression=text, hint=hint)
     return ExpressionSyntaxError("not a valid expression", expression=text)
 
 
