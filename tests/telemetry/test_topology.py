@@ -108,6 +108,17 @@ def test_counter_reset_counts_from_zero_and_baseline_excludes_old_traffic():
     assert list(inc.values()) == [40.0] and covered == 60.0
 
 
+def test_query_time_ends_the_window_at_the_last_scrape_before_it():
+    rec = Recorder()
+    lab = labels("source", PP, R1, "reviews", 200)
+    for at, n in ((0.0, 100), (10.0, 200), (20.0, 260), (30.0, 400)):
+        rec.add(parse_text(exposition([(lab, n, 1.0)]), KEPT), at=at)
+    assert rec.increase("istio_requests_total", 10.0, now=21.0) == ({tuple(sorted(lab.items())): 60.0}, 10.0)
+    assert rec.increase("istio_requests_total", 10.0, now=25.0)[0] == {tuple(sorted(lab.items())): 60.0}
+    assert rec.increase("istio_requests_total", 10.0) == ({tuple(sorted(lab.items())): 140.0}, 10.0)
+    assert rec.rate("istio_requests_total", 20.0, now=30.0) == {tuple(sorted(lab.items())): 10.0}
+
+
 def test_histogram_quantile_matches_prometheus_interpolation():
     buckets = [(1, 0), (5, 10), (10, 10), (math.inf, 10)]
     assert histogram_quantile(0.5, buckets) == 3.0
