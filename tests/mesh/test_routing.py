@@ -65,8 +65,19 @@ def test_every_host_form_from_the_same_namespace_reaches_the_service(authority):
 def test_short_name_from_another_namespace_does_not_resolve():
     other = Sidecar("prod", "x-0", {"app": "x"}, 15002, "x")
     t = table([*BASE], sidecars=[other])
-    assert route(t, req("reviews"), "sidecar~prod~x-0").outcome is Outcome.NO_ROUTE
-    assert route(t, req("reviews.default"), "sidecar~prod~x-0").outcome is Outcome.ROUTED
+    d = route(t, req("reviews"), "sidecar~prod~x-0")
+    assert d.cluster_name == "PassthroughCluster" and d.endpoint.address == "reviews:80"  # not the mesh service
+    assert route(t, req("reviews.default"), "sidecar~prod~x-0").cluster_name == \
+        "outbound|9080||reviews.default.svc.cluster.local"
+
+
+def test_unknown_hosts_pass_through_unless_registry_only():
+    t = table(BASE)
+    assert route(t, req("api.example.com:8443")).endpoint.address == "api.example.com:8443"
+    snap = dict(t.snapshot)
+    snap["options"] = {**snap["options"], "outbound_traffic_policy": "REGISTRY_ONLY"}
+    strict = RouteTable(snap)
+    assert route(strict, req("api.example.com")).outcome is Outcome.NO_ROUTE
 
 
 def test_no_virtual_service_routes_to_every_version():

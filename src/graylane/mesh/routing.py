@@ -24,6 +24,7 @@ from graylane.errors import ValidationError
 DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes")
 DEFAULT_RETRY_CODES = (503,)
 RING_SIZE = 1024  # ringHash.minimumRingSize default
+PASSTHROUGH = "PassthroughCluster"
 
 
 class Outcome(enum.StrEnum):
@@ -851,6 +852,9 @@ class RouteTable:
         self._vhost_cache: dict[tuple[str, str], tuple[str, VirtualService | None]] = {}
         self._cluster_cache: dict[tuple[int, int], tuple[str, Cluster | None]] = {}
         self._default_dest: dict[str, Destination] = {}
+        self._passthrough_clusters: dict[tuple[str, int], Cluster] = {}
+        # meshConfig.outboundTrafficPolicy.mode: ALLOW_ANY (Istio's default) or REGISTRY_ONLY.
+        self.allow_any = options.get("outbound_traffic_policy", "ALLOW_ANY") != "REGISTRY_ONLY"
 
     # -- host resolution -------------------------------------------------------------------------------
 
@@ -912,6 +916,8 @@ class RouteTable:
         """First matching http rule of the host's VirtualService, then a weighted destination and endpoint."""
         host, vs = self.resolve(listener, req.authority)
         if vs is None:
+            if listener.kind == "sidecar" and host not in self.services and self.allow_any:
+                return self._passthrough(req, host, pick_endpoint)
             if listener.kind == "gateway" or host not in self.services:
                 return RouteDecision(Outcome.NO_ROUTE, host, detail=f"no route for host {host!r}")
             # No VirtualService: default route to the whole Service (all versions), default retry policy.
@@ -938,6 +944,23 @@ class RouteTable:
                 decision.skipped.append((rule.index, "; ".join(reasons)))
         decision.detail = f"no rule of VirtualService {vs.key} matched"
         return decision
+
+    def _passthrough(self, req: RequestView, host: str, pick_endpoint: bool) -> RouteDecision:
+        """Istio's default outboundTrafficPolicy ALLOW_ANY: a host outside the registry goes where it says."""
+        port = req.port
+        key = (host, port)
+        cluster = self._passthrough_clusters.get(key)
+        if cluster is None:
+            ep = EndpointState(f"{host}:{port}", host, port, "", "", {}, "", "default")
+            cluster = Cluster(PASSTHROUGH, host, port, "", ClusterPolicy(), [ep], ClusterCounters())
+            if len(self._passthrough_clusters) < 10_000:
+                self._passthrough_clusters[key] = cluster
+        dest = Destination(host, "", port, 100, HeaderOps(), HeaderOps())
+        d = RouteDecision(Outcome.ROUTED, host, destination=dest, cluster=cluster, cluster_name=PASSTHROUGH,
+                          detail="outside the mesh registry: PassthroughCluster (outboundTrafficPolicy ALLOW_ANY)")
+        if pick_endpoint:
+            d.endpoint = cluster.endpoints[0]
+        return d
 
     def _apply(self, d: RouteDecision, rule: Rule, req: RequestView, rng: random.Random, now: float,
                pick_endpoint: bool) -> RouteDecision:

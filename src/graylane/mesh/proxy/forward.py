@@ -25,6 +25,7 @@ from graylane.mesh.proxy.listener import DownstreamProtocol, Request, status_lin
 from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
 from graylane.mesh.proxy.tracing import TraceContext, new_id
 from graylane.mesh.routing import (
+    PASSTHROUGH,
     Cluster,
     Destination,
     EndpointState,
@@ -130,7 +131,8 @@ class Forwarder:
 
         decision = table.route(view, listener, self.rng, now)
         ctx.decision = decision
-        ctx.service = decision.host
+        # Istio labels traffic to hosts outside the registry with the PassthroughCluster as its service.
+        ctx.service = decision.host if decision.cluster_name != PASSTHROUGH else PASSTHROUGH
         rule = decision.rule
         if decision.delay_s:
             ctx.flags.append("DI")
