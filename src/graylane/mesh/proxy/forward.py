@@ -346,7 +346,11 @@ class Forwarder:
                        req: Request) -> tuple[UpstreamConnection, Exchange, asyncio.Task[None] | None]:
         pools = self.server.pools
         for _ in range(2):
-            conn, reused = await pools.acquire(cluster, ep)
+            idle = pools.take_idle(ep, cluster.policy.pool.idle_timeout_s)
+            if idle is not None:
+                conn, reused = idle, True
+            else:
+                conn, reused = await pools.acquire(cluster, ep)
             ex = conn.start(no_body=req.method == "HEAD")
             sender = None
             if body is not None:

@@ -115,6 +115,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.on_resume: list[asyncio.Transport] = []  # upstream transports paused on our behalf
         self.pipeline: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # the request loop waiting for the next request
         self.deadline = float("inf")  # idle/header timeout, checked by the server's sweeper
         self.peer = ("127.0.0.1", 0)
         # -- request state (the request being parsed)
@@ -134,6 +135,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self._disarm()
         if self.task is not None and self.busy:
             self.task.cancel()  # the client is gone: stop waiting on the upstream (Envoy's DC)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
         if self.parsing is not None:
             self.parsing.body._wake()
         for req in self.pipeline:
@@ -213,6 +216,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.pipeline.append(req)
         if self.task is None:
             self.task = self.loop.create_task(self._run())
+        elif self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def on_body(self, body: bytes) -> None:
         if self.parsing is not None:
@@ -225,8 +230,15 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- request loop --------------------------------------------------------------------------------
     async def _run(self) -> None:
+        """One task per connection, serving its requests in order and idling between them."""
         try:
-            while self.pipeline and not self.closed:
+            while not self.closed:
+                if not self.pipeline:
+                    self._arm(self.server.idle_timeout_s)
+                    self.waiter = self.loop.create_future()
+                    await self.waiter
+                    self.waiter = None
+                    continue
                 req = self.pipeline[0]
                 self.busy = True
                 # The listener may have been replaced by a newer snapshot: use the current one.
@@ -243,8 +255,6 @@ class DownstreamProtocol(asyncio.Protocol):
         finally:
             self.task = None
             self.busy = False
-            if not self.closed and not self.pipeline:
-                self._arm(self.server.idle_timeout_s)
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:

@@ -230,6 +230,21 @@ class Pools:
                     fut.set_result(None)
                     break
 
+    def take_idle(self, ep: EndpointState, idle_s: float) -> UpstreamConnection | None:
+        """An idle keep-alive connection to `ep`, without awaiting (the common case)."""
+        pool = self.pools.get(ep.address)
+        if pool is None:
+            return None
+        while pool.idle:
+            conn = pool.idle.pop()
+            if conn.closed:
+                continue
+            if idle_s and self.loop.time() - conn.idle_since > idle_s:
+                conn.close()
+                continue
+            return conn
+        return None
+
     async def acquire(self, cluster: Cluster, ep: EndpointState) -> tuple[UpstreamConnection, bool]:
         """A connection to `ep` (reused when idle), honouring maxConnections / pending limits: (conn, reused)."""
         pool = self.pool(ep)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from bisect import bisect_left
 
 # Istio's label set (istio_stats.cc all_tags_), in order.
 LABELS = (
@@ -49,9 +50,11 @@ class Stats:
             for name, h in zip(HISTOGRAMS, hs, strict=True):
                 self.histograms[name][labels] = h
         self.requests[labels] = self.requests.get(labels, 0) + 1
-        hs[0].observe(duration_ms)
-        hs[1].observe(request_bytes)
-        hs[2].observe(response_bytes)
+        # Inlined Histogram.observe: this runs twice per request.
+        for h, value in ((hs[0], duration_ms), (hs[1], request_bytes), (hs[2], response_bytes)):
+            h.counts[bisect_left(BUCKETS, value)] += 1
+            h.sum += value
+            h.count += 1
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by
