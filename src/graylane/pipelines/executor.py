@@ -53,6 +53,7 @@ class _Driver:
         self.commands: deque[tuple[Callable[[Execution, Tx], Any], asyncio.Future[Any]]] = deque()
         self.inflight: dict[str, _Inflight] = {}
         self.due: dict[str, int] = {}  # stage id -> ms when its current task runs next
+        self.answering: list[tuple[asyncio.Future[Any], Any]] = []  # commands applied, awaiting the commit
         self.job: asyncio.Task[None] | None = None
         self.exe: Execution | None = None
 
@@ -109,7 +110,7 @@ class Executor(Commands):
             d.wake.set()
 
     async def _submit(self, execution_id: str, fn: Callable[[Execution, Tx], Any]) -> Any:
-        if not self.repo.exists(execution_id):
+        if execution_id not in self._drivers and not self.repo.exists(execution_id):
             raise NotFound(f"no execution {execution_id!r}", hint="`graylane execution list` shows recent executions")
         d = self._ensure_driver(execution_id)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -155,11 +156,15 @@ class Executor(Commands):
                         d.wake.clear()
                         exe = d.exe
                         saw_incomplete = saw_incomplete or not exe.status.is_complete
-                        await self._run_commands(d, exe)
-                        saw_incomplete = saw_incomplete or not exe.status.is_complete
                         tx = Tx()
+                        d.answering = self._run_commands(d, exe, tx)
+                        saw_incomplete = saw_incomplete or not exe.status.is_complete
                         launch = await self._step(d, exe, tx)
-                        self._flush(exe, tx)
+                        self._flush(exe, tx)  # one commit for the commands and the step they unblocked
+                        for fut, result in d.answering:
+                            if not fut.done():
+                                fut.set_result(result)
+                        d.answering = []
                         for stage, index, task_impl, view in launch:
                             self._launch(d, stage, index, task_impl, view)
                         if exe.status.is_complete and not d.inflight and not d.commands:
@@ -179,6 +184,10 @@ class Executor(Commands):
                     failures += 1
                     log.exception("execution %s: scheduler step failed (attempt %d); reloading from the store",
                                   d.execution_id, failures)
+                    for fut, _ in d.answering:
+                        if not fut.done():
+                            fut.set_exception(GraylaneError("the command was not applied (scheduler error); try again"))
+                    d.answering = []
                     for inf in d.inflight.values():
                         inf.job.cancel()
                     d.inflight.clear()
@@ -192,29 +201,32 @@ class Executor(Commands):
             if self._drivers.get(d.execution_id) is d:
                 del self._drivers[d.execution_id]
 
-    async def _run_commands(self, d: _Driver, exe: Execution) -> None:
+    def _run_commands(self, d: _Driver, exe: Execution, tx: Tx) -> list[tuple[asyncio.Future[Any], Any]]:
+        """Apply queued commands; each one that fails leaves no trace. Callers are answered after the commit."""
+        answered: list[tuple[asyncio.Future[Any], Any]] = []
         while d.commands:
             fn, fut = d.commands.popleft()
-            tx = Tx()
-            snapshot = copy.deepcopy(exe) if not fut.cancelled() else None
+            if fut.done():
+                continue
+            own = Tx()
+            snapshot = copy.deepcopy(exe)
             try:
-                result = fn(exe, tx)
+                result = fn(exe, own)
             except GraylaneError as exc:
-                if snapshot is not None:
-                    _restore(exe, snapshot)
-                if not fut.done():
-                    fut.set_exception(exc)
+                _restore(exe, snapshot)
+                fut.set_exception(exc)
                 continue
             except Exception as exc:
                 log.exception("execution %s: command failed", exe.id)
-                if snapshot is not None:
-                    _restore(exe, snapshot)
-                if not fut.done():
-                    fut.set_exception(exc)
+                _restore(exe, snapshot)
+                fut.set_exception(exc)
                 continue
-            self._flush(exe, tx)
-            if not fut.done():
-                fut.set_result(result)
+            tx.stages.update(own.stages)
+            tx.events += own.events
+            tx.audit += own.audit
+            tx.header = tx.header or own.header
+            answered.append((fut, result))
+        return answered
 
     def _next_delay(self, d: _Driver, exe: Execution) -> float:
         if d.commands:

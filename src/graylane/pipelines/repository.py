@@ -192,6 +192,14 @@ def export_config(body: dict[str, Any]) -> dict[str, Any]:
     return _strip_meta(body)
 
 
+# Prebuilt statements: the scheduler writes on every transition, so skip per-call statement construction.
+_UPDATE_EXECUTION = pipeline_executions.update().where(pipeline_executions.c.id == sa.bindparam("_id")).values(
+    status=sa.bindparam("status"), start_time=sa.bindparam("start_time"), end_time=sa.bindparam("end_time"),
+    body=sa.bindparam("body"))
+_UPDATE_STAGE = pipeline_stages.update().where(pipeline_stages.c.id == sa.bindparam("_id")).values(
+    status=sa.bindparam("status"), body=sa.bindparam("body"))
+
+
 class ExecutionRepository:
     """Executions and their stages; every write is one transaction."""
 
@@ -207,15 +215,17 @@ class ExecutionRepository:
 
     def store(self, exe: Execution, stages: Iterable[Stage] = (), audit: Iterable[dict[str, Any]] = ()) -> None:
         """Write the execution header and the given stages (and audit entries) in one transaction."""
+        row = self._exec_row(exe)
+        stage_rows = [{"_id": st.id, "status": str(st.status), "body": _dumps(st.to_json(with_config=True))}
+                      for st in stages]
+        entries = [{"execution_id": exe.id, **entry} for entry in audit]
         with self.engine.begin() as conn:
-            row = self._exec_row(exe)
-            conn.execute(pipeline_executions.update().where(pipeline_executions.c.id == exe.id).values(**row))
-            for st in stages:
-                sr = self._stage_row(exe.id, st)
-                conn.execute(pipeline_stages.update().where(pipeline_stages.c.id == st.id).values(
-                    status=sr["status"], body=sr["body"]))
-            for entry in audit:
-                conn.execute(pipeline_audit.insert().values(execution_id=exe.id, **entry))
+            conn.execute(_UPDATE_EXECUTION, {"_id": exe.id, "status": row["status"], "start_time": row["start_time"],
+                                             "end_time": row["end_time"], "body": row["body"]})
+            if stage_rows:
+                conn.execute(_UPDATE_STAGE, stage_rows)
+            if entries:
+                conn.execute(pipeline_audit.insert(), entries)
 
     def load(self, execution_id: str) -> Execution:
         with self.engine.connect() as conn:
