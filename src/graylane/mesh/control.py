@@ -157,6 +157,7 @@ class MeshControl:
         self._version = 0
         self._dataplane_identity: Any = None
         self._http = httpx.AsyncClient(trust_env=False, timeout=10.0)
+        self._stopping = False
         self._pending_since: float | None = None  # first change not yet in a pushed snapshot
         self._convergence = Convergence()
 
@@ -207,6 +208,8 @@ class MeshControl:
         self._task = asyncio.create_task(self._run(), name="graylane-mesh-control")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._dirty.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -241,8 +244,9 @@ class MeshControl:
                 if remaining <= 0:
                     raise GraylaneError(self._not_acked_message(revision, timeout),
                                         hint="check `graylane status` and the data plane log")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._acked.wait(), remaining)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._acked.wait()
         return max(0.0, self._acked_mono - min(seen, started))
 
     def _not_acked_message(self, revision: int, timeout: float) -> str:
@@ -276,9 +280,11 @@ class MeshControl:
     _acked_mono: float = 0.0
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self.resync_s)
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wake-up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.resync_s):
+                    await self._dirty.wait()
             changed = self._dirty.is_set()
             self._dirty.clear()
             try:

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,20 @@ class Process:
         if pid <= 0 or start_ticks(pid) != ticks:
             return None
         return cls(pid, ticks)
+
+    def watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[], None]) -> None:
+        """Call `on_exit()` in `loop` as soon as the process exits (a pidfd; no-op where unsupported)."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return
+
+        def fired() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            on_exit()
+
+        loop.add_reader(fd, fired)
 
     def exit_status(self) -> int | None:
         """None while running; the exit code (negative signal number) once it exited."""

@@ -121,6 +121,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Condition()
         self._loaded_revision = -1
+        self._stopping = False
         self.reconciled_revision = -1  # store revision the controller has acted on
 
     # === lifecycle ===
@@ -135,6 +136,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop reconciling; replica processes keep running (they are re-adopted on next start)."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +152,8 @@ class Runtime:
 
     async def shutdown_workloads(self) -> list[str]:
         """Stop every replica (graylane down)."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -193,9 +198,11 @@ class Runtime:
     # === the loop ===
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wake-up.
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if self._dirty:
@@ -231,6 +238,7 @@ class Runtime:
                 rec.last_exit = "exited while the control plane was down"
             else:
                 r.phase = Phase.RUNNING
+                r.proc.watch(asyncio.get_running_loop(), self._wake.set)
                 r.started_mono = time.monotonic() - max(0.0, time.time() - rec.started)
                 probes.append(r)
             self.replicas[rec.key] = r
@@ -329,6 +337,7 @@ class Runtime:
             return
         if restart:
             r.rec.restarts += 1
+        r.proc.watch(asyncio.get_running_loop(), self._wake.set)  # leave the endpoints at once on exit
         r.launch = launch
         r.rec.pid, r.rec.ticks, r.rec.started = r.proc.pid, r.proc.ticks, time.time()
         r.started_mono = time.monotonic()
@@ -595,8 +604,9 @@ class Runtime:
                 self._dirty = True if status is None else self._dirty
                 self._wake.set()
                 async with self._changed:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(remaining, 0.5)):
+                            await self._changed.wait()
 
     def _stored_version(self, namespace: str, name: str) -> str | None:
         from graylane.resources.document import ResourceKey
