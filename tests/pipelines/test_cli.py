@@ -83,6 +83,8 @@ def test_import_run_judge_wait_show_export(api: str, tmp_path: Path) -> None:
     assert code == 0 and "pipeline shop/release created (version 1" in out
     code, out = cli("pipeline", "list")
     assert code == 0 and "release" in out
+    code, out = cli("pipeline", "show", "release")
+    assert code == 0 and "parameters: version*" in out and "是否全量发布" in out and "manualJudgment" in out
     code, out = cli("pipeline", "run", "release")
     assert code != 0
     code, out = cli("pipeline", "run", "release", "-p", "version=1.4")
@@ -113,6 +115,10 @@ def test_import_run_judge_wait_show_export(api: str, tmp_path: Path) -> None:
     assert code == 0
     code, out = cli("execution", "wait", eid, "--timeout", "20")
     assert code == 0 and "SUCCEEDED" in out
+    code, out = cli("execution", "list", "--pipeline", "release")
+    assert code == 0 and eid in out and "manual by carol" in out
+    code, out = cli("pipeline", "history", "release")
+    assert code == 0 and "user:carol" in out
     code, out = cli("pipeline", "export", "release")
     exported = json.loads(out)
     assert exported["stages"][0]["name"] == "是否全量发布" and "_version" not in exported
