@@ -405,3 +405,29 @@ def test_pipeline_trigger_and_cron_trigger_start_executions(engine: sa.Engine) -
             await ex.stop()
 
     asyncio.run(go())
+
+
+def test_restart_after_a_halt_also_reruns_the_branches_it_canceled(engine: sa.Engine) -> None:
+    async def go() -> None:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            body = pipeline(stage("b", "wait", "other branch", waitTime=3600), stage("g", "manualJudgment", "gate"),
+                            quick("after", ("b", "g")), name="halt-restart")
+            config = repo.get(repo.save(body, actor="user:t").id)
+            exe = await ex.start_execution(config, {}, user="t")
+            await ex.wait_for_stage(exe.id, "gate", {S.RUNNING})
+            await ex.update_stage(exe.id, "gate", {"judgmentStatus": "stop"}, user="t")
+            halted = await ex.wait_until_complete(exe.id)
+            assert statuses(halted) == {"b": "CANCELED", "g": "TERMINAL", "after": "NOT_STARTED"}
+            await ex.restart_stage(exe.id, "gate", user="r")
+            await ex.wait_for_stage(exe.id, "other branch", {S.RUNNING})
+            await ex.update_stage(exe.id, "other branch", {"skipRemainingWait": True}, user="r")
+            await ex.update_stage(exe.id, "gate", {"judgmentStatus": "continue"}, user="r")
+            done = await ex.wait_until_complete(exe.id)
+            assert done.status == S.SUCCEEDED and statuses(done)["after"] == "SUCCEEDED"
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())

@@ -182,7 +182,9 @@ class Commands:
         return dict(await self._submit(execution_id, apply))
 
     async def restart_stage(self, execution_id: str, stage_ref: str, *, user: str) -> dict[str, Any]:
-        """Reset a complete (or NOT_STARTED) stage and everything downstream; expressions evaluate afresh."""
+        """Reset a complete (or NOT_STARTED) stage and everything downstream; expressions evaluate afresh.
+
+        After a failure halted the pipeline, the branches it canceled are reset as well."""
 
         def apply(exe: Execution, tx: Tx) -> dict[str, Any]:
             stage = find_stage(exe, stage_ref)
@@ -190,7 +192,14 @@ class Commands:
                 raise Conflict(f"stage {stage.name!r} is {stage.status}; only a complete stage can be restarted")
             now = self.now_ms()
             previous = stage.context.get("exception")
-            for st in [stage, *exe.downstream_closure(stage)]:
+            reset = {st.id: st for st in [stage, *exe.downstream_closure(stage)]}
+            if exe.status == S.TERMINAL and not exe.canceled:
+                # Branches the failure halted (CANCELED, not by a person) run again too, or the restarted
+                # execution could only end CANCELED.
+                for other in exe.stages:
+                    if other.status == S.CANCELED:
+                        reset.update({st.id: st for st in [other, *exe.downstream_closure(other)]})
+            for st in sorted(reset.values(), key=lambda x: x.seq):
                 st.status, st.context, st.outputs, st.tasks = S.NOT_STARTED, {}, {}, []
                 st.start_time = st.end_time = st.pause_time = None
                 st.paused_ms, st.last_modified = 0, None
