@@ -1,6 +1,6 @@
 """What telemetry costs the data plane: throughput (wrk) through one sidecar route with telemetry settings on and off.
 
-Usage: .venv/bin/python benchmarks/telemetry_overhead.py [--seconds 5] [--rounds 3]
+Usage: .venv/bin/python benchmarks/telemetry_overhead.py [--seconds 5] [--rounds 5]
 
 Reuses the data-plane benchmark harness (benchmarks/dataplane/harness.py): upstream nginx, `python -m
 graylane.mesh.proxy` pinned to CPU 0, wrk on CPU 1, the reviews 90/10 + header-match route. Settings are switched
@@ -16,6 +16,7 @@ Configurations alternate round by round and the median is reported, since this m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -29,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "dataplane"))
 
 from harness import ROOT, Nginx, Proxy, free_port, wait_port, wrk  # noqa: E402
+from run import cpu_seconds  # noqa: E402
 
 from graylane.mesh.config import compile_snapshot  # noqa: E402
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar  # noqa: E402
@@ -50,20 +52,23 @@ class Scraper:
     def __init__(self, admin: int, interval: float = 1.0) -> None:
         self.admin, self.interval = admin, interval
         self.since = 0
+        while self._pull():  # skip what earlier configurations left in the ring: count spans made from now on
+            pass
         self.scrapes = self.spans = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        import json
+    def _pull(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/spans?since={self.since}", timeout=5) as r:
+            body = json.loads(r.read())
+        self.since = int(body.get("next", self.since))
+        return len(body.get("spans", []))
 
+    def _run(self) -> None:
         while not self._stop.wait(self.interval):
             with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats/prometheus", timeout=5) as r:
                 r.read()
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/spans?since={self.since}", timeout=5) as r:
-                body = json.loads(r.read())
-            self.since = int(body.get("next", self.since))
-            self.spans += len(body.get("spans", []))
+            self.spans += self._pull()
             self.scrapes += 1
 
     def __enter__(self) -> Scraper:
@@ -96,8 +101,11 @@ def run_no_stats_proxy(admin_port: int) -> None:
 CONFIGS = (
     # name, proxy, trace sampling %, access log, scraper
     ("off: no metrics (patched), no traces, no log", "nostats", 0.0, "", False),
-    ("metrics only (no switch exists), scraped 1/s", "normal", 0.0, "", True),
+    ("metrics only (no switch exists), not scraped", "normal", 0.0, "", False),
+    ("metrics only, scraped 1/s", "normal", 0.0, "", True),
     ("Istio default: metrics + 1% traces, scraped", "normal", 1.0, "", True),
+    ("metrics + 100% traces, scraped", "normal", 100.0, "", True),
+    ("metrics + JSON access log, scraped", "normal", 0.0, "json", True),
     ("demo: metrics + 100% traces + JSON access log", "normal", 100.0, "json", True),
 )
 
@@ -110,7 +118,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=50)
     args = ap.parse_args()
 
@@ -120,6 +128,7 @@ def main() -> None:
     proxies = {"normal": Proxy(cpu="0"), "nostats": NoStatsProxy(cpu="0")}
     resources = canary_resources()
     results: dict[str, list[float]] = {c[0]: [] for c in CONFIGS}
+    cpu_us: dict[str, list[float]] = {c[0]: [] for c in CONFIGS}
     spans_seen: dict[str, int] = {c[0]: 0 for c in CONFIGS}
     version = 1
     try:
@@ -138,11 +147,13 @@ def main() -> None:
                 scraper = Scraper(proxy.admin)
                 if scrape:
                     scraper.__enter__()
+                c0 = cpu_seconds(proxy.proc.pid)
                 try:
                     res = wrk(url, args.seconds, args.connections, headers={"Host": "reviews:9080"})
                 finally:
                     if scrape:
                         scraper.__exit__()
+                cpu_us[cname].append((cpu_seconds(proxy.proc.pid) - c0) / max(1, res["requests"]) * 1e6)
                 assert res["non2xx"] == 0 and res["socket_errors"] == 0, res["raw"]
                 results[cname].append(res["rps"])
                 spans_seen[cname] += scraper.spans
@@ -156,17 +167,20 @@ def main() -> None:
           f"wrk + nginx on CPU 1; wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds "
           f"(median); load average {os.getloadavg()[0]:.1f}")
     base = statistics.median(results[CONFIGS[0][0]])
-    hdr = f"{'configuration':<48} {'req/s (median)':>14} {'rounds':>24} {'vs off':>8} {'spans scraped':>14}"
+    base_cpu = statistics.median(cpu_us[CONFIGS[0][0]])
+    hdr = (f"{'configuration':<48} {'req/s':>7} {'rounds':>30} {'vs off':>7} {'cpu us/rq':>9} {'vs off':>7} "
+           f"{'spans':>7}")
     print(hdr)
     print("-" * len(hdr))
     for cname, *_ in CONFIGS:
-        med = statistics.median(results[cname])
+        med, cpu = statistics.median(results[cname]), statistics.median(cpu_us[cname])
         rounds = " ".join(f"{v:.0f}" for v in results[cname])
-        print(f"{cname:<48} {med:>14.0f} {rounds:>24} {100 * (med / base - 1):>+7.1f}% {spans_seen[cname]:>14}")
-    demo = statistics.median(results[CONFIGS[3][0]])
-    istio = statistics.median(results[CONFIGS[2][0]])
-    print(f"\ntelemetry cost, Istio defaults: {100 * (1 - istio / base):.1f}% of throughput; "
-          f"demo settings (100% traces + access log): {100 * (1 - demo / base):.1f}%   (target < 10%)")
+        print(f"{cname:<48} {med:>7.0f} {rounds:>30} {100 * (med / base - 1):>+6.1f}% {cpu:>9.0f} "
+              f"{100 * (cpu / base_cpu - 1):>+6.1f}% {spans_seen[cname]:>7}")
+    for label, idx in (("Istio defaults", 3), ("demo settings (100% traces + access log)", len(CONFIGS) - 1)):
+        med, cpu = statistics.median(results[CONFIGS[idx][0]]), statistics.median(cpu_us[CONFIGS[idx][0]])
+        print(f"telemetry cost, {label}: {100 * (1 - med / base):.1f}% of throughput, "
+              f"{100 * (cpu / base_cpu - 1):+.1f}% proxy CPU per request   (target < 10% of throughput)")
     print("note: the proxy cannot turn metrics off; the 'off' row patches Stats.record out in its own process.")
 
 

@@ -489,8 +489,9 @@ def test_traces_api_filters_and_cli_shows_graph_and_waterfall(mesh: Observed) ->
 
     tree = mesh.cli("graph", "--window", "5m").stdout
     assert "istio-ingressgateway" in tree and "productpage-v1" in tree and "reviews-v2" in tree
-    graph = json.loads(mesh.cli("graph", "-o", "json", "--type", "service").stdout)
-    assert {n["label"] for n in graph["nodes"] if n["nodeType"] == "service"} >= {"productpage", "reviews", "ratings"}
+    services = mesh.graph("5m", type="service")
+    assert {n["label"] for n in services["nodes"] if n["nodeType"] == "service"} >= {"productpage", "reviews",
+                                                                                     "ratings"}
     listed = mesh.cli("traces", "--tag", f"guid:x-request-id={rid}").stdout
     assert trace["traceId"] in listed and "productpage" in listed
     waterfall = mesh.cli("trace", trace["traceId"]).stdout
