@@ -40,31 +40,31 @@ def check_value(pdef: dict[str, Any], raw: Any, where: str) -> str:
                 raise ValueError
             number = int(text)
         except ValueError:
-            raise ValidationError(f"{label}: {text!r} is not an integer", where=where) from None
+            raise ValidationError(f"{label}: {text!r} is not an integer") from None
         text = str(int(number))
     elif ptype == "float":
         try:
             number = float(text)
         except ValueError:
-            raise ValidationError(f"{label}: {text!r} is not a number", where=where) from None
+            raise ValidationError(f"{label}: {text!r} is not a number") from None
         if not math.isfinite(number):
-            raise ValidationError(f"{label}: {text!r} is not a finite number", where=where)
+            raise ValidationError(f"{label}: {text!r} is not a finite number")
     elif ptype == "bool":
         low = text.lower()
         if low not in _TRUE | _FALSE:
-            raise ValidationError(f"{label}: {text!r} is not true or false", where=where)
+            raise ValidationError(f"{label}: {text!r} is not true or false")
         text = "true" if low in _TRUE else "false"
     if number is not None:
         lo, hi = pdef.get("min"), pdef.get("max")
         if lo is not None and number < float(lo):
             raise ValidationError(f"{label}: {text} is below the minimum {lo}"
-                                  + (f" (allowed {lo}..{hi})" if hi is not None else ""), where=where)
+                                  + (f" (allowed {lo}..{hi})" if hi is not None else ""))
         if hi is not None and number > float(hi):
             raise ValidationError(f"{label}: {text} is above the maximum {hi}"
-                                  + (f" (allowed {lo}..{hi})" if lo is not None else ""), where=where)
+                                  + (f" (allowed {lo}..{hi})" if lo is not None else ""))
     options = _options(pdef)
     if (ptype == "enum" or pdef.get("hasOptions")) and options and text not in options:
-        raise ValidationError(f"{label}: {text!r} is not one of the options {', '.join(options)}", where=where)
+        raise ValidationError(f"{label}: {text!r} is not one of the options {', '.join(options)}")
     return text
 
 
@@ -78,7 +78,7 @@ def resolve(defs: list[dict[str, Any]], supplied: dict[str, Any] | None, where: 
         extra = sorted(set(supplied) - known)
         if extra:
             raise ValidationError(f"{where}: unknown parameter(s) {', '.join(extra)}",
-                                  where=where, hint=f"declared: {', '.join(sorted(known)) or 'none'}")
+                                  hint=f"declared: {', '.join(sorted(known)) or 'none'}")
     for pdef in defs:
         name = pdef["name"]
         value = supplied.get(name)
@@ -88,7 +88,7 @@ def resolve(defs: list[dict[str, Any]], supplied: dict[str, Any] | None, where: 
                 value = default
         if value is None or (isinstance(value, str) and value == ""):
             if pdef.get("required"):
-                raise ValidationError(f"{where}.{name} is required", where=where,
+                raise ValidationError(f"{where}.{name} is required",
                                       hint=pdef.get("description") or pdef.get("label"))
             out[name] = "" if value is None and pdef.get("default") is not None else value
             if out[name] is None:
