@@ -431,3 +431,30 @@ def test_restart_after_a_halt_also_reruns_the_branches_it_canceled(engine: sa.En
             await ex.stop()
 
     asyncio.run(go())
+
+
+def test_disabled_pipelines_refuse_to_start_and_only_finished_runs_can_be_deleted(engine: sa.Engine) -> None:
+    async def go() -> None:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            off = repo.get(repo.save(pipeline(quick("1"), name="off", disabled=True), actor="user:t").id)
+            with pytest.raises(Conflict, match="disabled and cannot be started"):
+                await ex.start_execution(off, {}, user="t")
+            config = repo.get(repo.save(pipeline(stage("1", "manualJudgment", "gate"), name="del"),
+                                        actor="user:t").id)
+            exe = await ex.start_execution(config, {}, user="t")
+            await ex.wait_for_stage(exe.id, "gate", {S.RUNNING})
+            with pytest.raises(Conflict, match="cancel it before deleting"):
+                await ex.delete_execution(exe.id, user="t")
+            await ex.cancel(exe.id, user="t")
+            await ex.wait_until_complete(exe.id)
+            await ex.delete_execution(exe.id, user="t")
+            with pytest.raises(NotFound):
+                ex.get(exe.id)
+            assert ex.repo.audit(exe.id) == []
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())

@@ -20,6 +20,7 @@ from graylane.pipelines.status import ExecutionStatus as S
 
 if TYPE_CHECKING:
     from graylane.events import EventBus
+    from graylane.pipelines.repository import ExecutionRepository
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Commands:
     """Mixed into Executor; relies on its driver plumbing (`_submit`, `_drivers`) and event builders."""
 
     bus: EventBus
+    repo: ExecutionRepository
     _drivers: dict[str, Any]
 
     def now_ms(self) -> int:
@@ -218,6 +220,16 @@ class Commands:
             return stage.to_json()
 
         return dict(await self._submit(execution_id, apply))
+
+    async def delete_execution(self, execution_id: str, *, user: str) -> None:
+        """Delete a finished execution (orca: only when complete)."""
+
+        def apply(exe: Execution, tx: Tx) -> None:
+            if not exe.status.is_complete:
+                raise Conflict(f"execution {exe.id} is {exe.status}; cancel it before deleting it")
+            self.repo.delete(exe.id)
+
+        await self._submit(execution_id, apply)
 
     async def wait_until_complete(self, execution_id: str, timeout: float = 30.0) -> Execution:
         """Wait for the execution to finish (for tests and `execution wait`)."""

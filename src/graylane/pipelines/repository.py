@@ -239,6 +239,13 @@ class ExecutionRepository:
         stages = [Stage.from_json(json.loads(r.body)) for r in stage_rows]
         return Execution.from_json(json.loads(row.body), stages)
 
+    def delete(self, execution_id: str) -> None:
+        """Remove a finished execution with its stages and audit trail."""
+        with self.engine.begin() as conn:
+            conn.execute(pipeline_audit.delete().where(pipeline_audit.c.execution_id == execution_id))
+            conn.execute(pipeline_stages.delete().where(pipeline_stages.c.execution_id == execution_id))
+            conn.execute(pipeline_executions.delete().where(pipeline_executions.c.id == execution_id))
+
     def exists(self, execution_id: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(pipeline_executions.c.id).where(

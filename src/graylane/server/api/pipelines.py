@@ -157,6 +157,13 @@ def get_execution(request: Request, execution_id: str) -> dict[str, Any]:
     return out
 
 
+@router.delete("/executions/{execution_id}")
+async def delete_execution(request: Request, execution_id: str) -> dict[str, Any]:
+    user, _ = _who(request)
+    await _executor(request).delete_execution(execution_id, user=user)
+    return {"deleted": execution_id}
+
+
 @router.patch("/executions/{execution_id}/stages/{stage_id}")
 async def update_stage(request: Request, execution_id: str, stage_id: str) -> dict[str, Any]:
     """`{judgmentStatus, judgmentInput, customParams}`, `{skipRemainingWait: true}` or `{manualSkip: true}`."""
