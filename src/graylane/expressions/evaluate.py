@@ -16,15 +16,7 @@ from typing import Any
 from graylane.expressions import nodes as n
 from graylane.expressions.context import EvaluationContext
 from graylane.expressions.errors import EvaluationError, ExpressionError, LimitExceeded
-from graylane.expressions.methods import (
-    JavaType,
-    MethodEnv,
-    call_method,
-    compile_regex,
-    has_key,
-    resolve_type,
-    static_field,
-)
+from graylane.expressions.methods import MethodEnv, call_method, compile_regex, has_key
 from graylane.expressions.semantics import (
     Instant,
     NotEvaluable,
@@ -37,6 +29,7 @@ from graylane.expressions.semantics import (
     to_string,
     type_name,
 )
+from graylane.expressions.statics import JavaType, call_static, resolve_type, static_field
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +145,13 @@ class Evaluator:
 
     def _call(self, node: n.Call) -> Any:
         args = [self.eval(a) for a in node.args]
-        return call_method(self.this_stack[-1], node.name, args, self.method_env(node.pos))
+        return self.invoke(self.this_stack[-1], node.name, args, node.pos)
+
+    def invoke(self, receiver: Any, name: str, args: list[Any], pos: int) -> Any:
+        env = self.method_env(pos)
+        if isinstance(receiver, JavaType):
+            return call_static(receiver, name, args, env)
+        return call_method(receiver, name, args, env)
 
     def _inline_list(self, node: n.InlineList) -> Any:
         return [self.eval(item) for item in node.items]
@@ -182,7 +181,7 @@ class Evaluator:
             if value is None and op.safe:
                 return None
             args = [self.eval(a) for a in op.args]
-            return call_method(value, op.name, args, self.method_env(op.pos))
+            return self.invoke(value, op.name, args, op.pos)
         if isinstance(op, n.Collection):
             return self.collection(value, op)
         raise EvaluationError(f"unsupported operation {type(op).__name__}", position=op.pos)  # pragma: no cover

@@ -19,8 +19,9 @@ import yaml
 from graylane.expressions import urls
 from graylane.expressions.context import StageRef
 from graylane.expressions.errors import FunctionError, LimitExceeded
-from graylane.expressions.methods import INT_MAX, INT_MIN, parse_java_double
+from graylane.expressions.methods import INT_MAX, INT_MIN
 from graylane.expressions.semantics import NotEvaluable, is_number, to_string, type_name
+from graylane.expressions.statics import parse_java_double
 
 if TYPE_CHECKING:
     from graylane.expressions.evaluate import Evaluator
