@@ -491,8 +491,8 @@ class Executor(Commands):
         if result.context or result.outputs:
             tx.touch(stage)
         if result.status == S.RUNNING:
-            d.due[stage.id] = now + int(1000 * (result.retry_after_s if result.retry_after_s is not None
-                                                else 1.0))
+            retry_s = result.retry_after_s if result.retry_after_s is not None else 1.0
+            d.due[stage.id] = now + max(10, int(1000 * retry_s))  # never a busy loop inside one step
             if changed:
                 tx.events.append(self._stage_event(exe, stage, "context"))
             return changed
