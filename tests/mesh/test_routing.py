@@ -306,3 +306,18 @@ def test_gateway_requests_match_only_gateway_bound_rules():
     assert route(t, req("bookinfo.example", path="/mesh-only"), lst).destination.subset == "v2"
     assert route(t, req("other.example"), lst).outcome is Outcome.NO_ROUTE
     assert t.listeners[lst].source.workload == "istio-ingressgateway"
+
+
+def test_gateway_merges_virtual_services_for_one_host_with_catch_alls_last():
+    gateway = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+               "metadata": {"name": "gw", "namespace": "default"},
+               "spec": {"servers": [{"port": {"number": 80, "protocol": "HTTP", "name": "http"}, "hosts": ["*"]}]}}
+    first = vs("a", ["shop.example"], [{"route": [to("v1")]}], gateways=["gw"])
+    first["metadata"]["creationTimestamp"] = "2024-01-01T00:00:00Z"
+    second = vs("b", ["shop.example"], [{"match": [{"uri": {"prefix": "/new"}}], "route": [to("v2")]}],
+                gateways=["gw"])
+    second["metadata"]["creationTimestamp"] = "2024-02-01T00:00:00Z"
+    t = table([*BASE, gateway, first, second], gateway_port_map={80: 18081})
+    assert route(t, req("shop.example", path="/new/x"), "gateway~18081").destination.subset == "v2"
+    d = route(t, req("shop.example", path="/old"), "gateway~18081")
+    assert d.destination.subset == "v1" and d.virtual_service.name == "a+b"

@@ -13,7 +13,7 @@ import hashlib
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -427,6 +427,19 @@ class VirtualService:
     def is_exported_to(self, namespace: str) -> bool:
         return not self.export_to or "*" in self.export_to or namespace in self.export_to or (
             "." in self.export_to and namespace == self.namespace)
+
+
+def _is_catch_all(rule: Rule) -> bool:
+    """No match, or a match on uri prefix "/" or regex ".*" alone (Istio's catch-all test)."""
+    if not rule.matches:
+        return True
+    for m in rule.matches:
+        only_uri = not (m.headers or m.without_headers or m.query_params or m.method or m.scheme or m.authority
+                        or m.port or m.source_labels or m.source_namespace)
+        if only_uri and (m.uri is None or (m.uri.kind == "prefix" and m.uri.value == "/") or
+                         (m.uri.kind == "regex" and m.uri.value in ("*", ".*"))):
+            return True
+    return False
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -904,10 +917,18 @@ class RouteTable:
     def _gateway_vs(self, listener: Listener, host: str) -> VirtualService | None:
         if not any(host_matches(h, host) for h in listener.server_hosts):
             return None
-        for vs in self.virtual_services:
-            if any(g in vs.gateways for g in listener.gateways) and any(host_matches(h, host) for h in vs.hosts):
-                return vs
-        return None
+        group = [vs for vs in self.virtual_services
+                 if any(g in vs.gateways for g in listener.gateways) and any(host_matches(h, host) for h in vs.hosts)]
+        if len(group) <= 1:
+            return group[0] if group else None
+        # Gateways merge VirtualServices for one host: rules in creation order, catch-all rules moved to the end
+        # (istio.io traffic-management best practices; pilot mergeVirtualServicesIfNeeded).
+        rules = [r for vs in group for r in vs.rules]
+        ordered = [r for r in rules if not _is_catch_all(r)] + [r for r in rules if _is_catch_all(r)]
+        merged = tuple(replace(r, index=i) for i, r in enumerate(ordered))
+        first = group[0]
+        return VirtualService("+".join(vs.name if vs.namespace == first.namespace else vs.key for vs in group),
+                              first.namespace, first.hosts, first.gateways, first.export_to, merged)
 
     # -- routing ---------------------------------------------------------------------------------------
 
