@@ -203,7 +203,7 @@ def test_child_pipeline_runs_with_parameters_and_parent_waits(engine: sa.Engine)
              "stages": [stage("1", "evaluateVariables", "greet",
                               variables=[{"key": "greeting", "value": "hi ${parameters.who}"}])]}
     parent = {"application": "app", "name": "parent", "stages": [
-        stage("1", "pipeline", "run child", pipeline="child", pipelineParameters={"who": "bob"}),
+        stage("1", "pipeline", "run child", pipeline="${#pipelineId('child')}", pipelineParameters={"who": "bob"}),
         stage("2", "evaluateVariables", "use", ("1",), variables=[{"key": "heard", "value": "${greeting}!"}])]}
 
     async def scenario(ex: Executor) -> None:
@@ -211,6 +211,7 @@ def test_child_pipeline_runs_with_parameters_and_parent_waits(engine: sa.Engine)
         exe = await ex.wait_until_complete(await _start(ex, parent), timeout=30)
         assert exe.status == S.SUCCEEDED
         cid = exe.stage("run child").context["executionId"]
+        assert exe.stage("run child").context["pipeline"] == PipelineRepository(ex.repo.engine).get("child")["id"]
         kid = ex.get(cid)
         assert kid.status == S.SUCCEEDED and kid.trigger["parentExecution"]["id"] == exe.id
         assert exe.stage("use").outputs == {"heard": "hi bob!"}

@@ -6,6 +6,7 @@ Until the expressions package is installed, values pass through unevaluated and 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,30 +36,36 @@ class Evaluated:
     failed: bool = False
 
 
-def _context(execution: dict[str, Any], stage_id: str | None, user: str | None) -> Any:
+Lookup = Callable[[str, "str | None"], "str | None"]
+
+
+def _context(execution: dict[str, Any], stage_id: str | None, user: str | None, lookup: Lookup | None = None) -> Any:
     mod = _module()
     assert mod is not None
-    return mod.EvaluationContext(execution=execution, stage_id=stage_id, user=user)
+    if lookup is None:
+        return mod.EvaluationContext(execution=execution, stage_id=stage_id, user=user)
+    return mod.EvaluationContext(execution=execution, stage_id=stage_id, user=user,
+                                 options=mod.ExpressionOptions(pipeline_lookup=lookup))
 
 
 def evaluate_templated(value: Any, execution: dict[str, Any], stage_id: str | None,
-                       user: str | None = None) -> Evaluated:
+                       user: str | None = None, lookup: Lookup | None = None) -> Evaluated:
     """Evaluate every `${...}` in `value` against the execution, as Spinnaker does at stage start."""
     mod = _module()
     if mod is None:
         return Evaluated(value)
-    result = mod.evaluate_templated(value, _context(execution, stage_id, user))
+    result = mod.evaluate_templated(value, _context(execution, stage_id, user, lookup))
     return Evaluated(result.value, dict(getattr(result, "summary", None) or {}), bool(getattr(result, "failed", False)))
 
 
 def evaluate_expression(text: str, execution: dict[str, Any], stage_id: str | None,
-                        user: str | None = None) -> Any:
+                        user: str | None = None, lookup: Lookup | None = None) -> Any:
     """Evaluate one bare expression (no `${}`); raises GraylaneError (ExpressionError) when it fails."""
     mod = _module()
     if mod is None:
         raise ExpressionsUnavailable(f"cannot evaluate {text!r}: the expressions package is not installed")
     try:
-        return mod.evaluate_expression(text, _context(execution, stage_id, user))
+        return mod.evaluate_expression(text, _context(execution, stage_id, user, lookup))
     except GraylaneError:
         raise
     except Exception as exc:  # ExpressionError may not subclass GraylaneError; convert at this seam

@@ -69,12 +69,20 @@ class Executor(Commands):
         self.bus = bus or EventBus()
         self.services = services or TaskServices()
         self.services.executor = self
+        self.services.pipeline_lookup = self.pipeline_lookup
         self._drivers: dict[str, _Driver] = {}
         self._stopping = False
         self.completion_hooks: list[Callable[[Execution], Any]] = []
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def pipeline_lookup(self, name: str, application: str | None) -> str | None:
+        """`#pipelineId(name)` / `#pipelineIdInApplication(name, app)`: a pipeline config id, or None."""
+        try:
+            return str(self.pipelines.get(name, application)["id"])
+        except GraylaneError:
+            return None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -359,13 +367,13 @@ class Executor(Commands):
         stage.start_time = now
         tx.touch(stage)
         try:
-            planned = planning.evaluate_config(exe, stage, self._user(exe))
+            planned = planning.evaluate_config(exe, stage, self._user(exe), self.pipeline_lookup)
         except GraylaneError as exc:
             stage.context = planning.raw_context(stage)
             self._fail_stage(exe, stage, tx, f"stage {stage.name!r} could not be planned: {exc}")
             return
         stage.context = planned.context
-        enabled, reason = planning.stage_enabled(exe, stage, self._user(exe))
+        enabled, reason = planning.stage_enabled(exe, stage, self._user(exe), self.pipeline_lookup)
         if not enabled:
             stage.context["stageEnabledResult"] = reason
             stage.status, stage.end_time = S.SKIPPED, now

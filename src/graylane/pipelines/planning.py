@@ -21,7 +21,7 @@ class Planned:
     failed_expressions: list[str] = field(default_factory=list)
 
 
-def evaluate_config(exe: Execution, stage: Stage, user: str) -> Planned:
+def evaluate_config(exe: Execution, stage: Stage, user: str, lookup: evaluation.Lookup | None = None) -> Planned:
     """The stage's config with every `${...}` evaluated (except keys its type evaluates itself).
 
     Raises GraylaneError when the stage cannot be planned at all.
@@ -34,7 +34,7 @@ def evaluate_config(exe: Execution, stage: Stage, user: str) -> Planned:
     for sj in exec_json["stages"]:
         if sj["id"] == stage.id:
             sj["context"] = dict(config_ctx)  # orca's root: the stage's own (raw) context keys
-    ev = evaluation.evaluate_templated(to_eval, exec_json, stage.id, user)
+    ev = evaluation.evaluate_templated(to_eval, exec_json, stage.id, user, lookup)
     context = {**(ev.value if isinstance(ev.value, dict) else to_eval), **{k: config_ctx[k] for k in keep},
                **carried}
     if ev.summary:
@@ -47,7 +47,8 @@ def raw_context(stage: Stage) -> dict[str, Any]:
     return {**{k: v for k, v in stage.config.items() if k not in STRUCTURAL_KEYS}, **carried}
 
 
-def stage_enabled(exe: Execution, stage: Stage, user: str) -> tuple[bool, str]:
+def stage_enabled(exe: Execution, stage: Stage, user: str,
+                  lookup: evaluation.Lookup | None = None) -> tuple[bool, str]:
     """orca OptionalStageSupport: only `expression`; blank runs; an invalid result skips, with the reason."""
     se = stage.context.get("stageEnabled")
     if not isinstance(se, dict):
@@ -64,7 +65,7 @@ def stage_enabled(exe: Execution, stage: Stage, user: str) -> tuple[bool, str]:
             if text.startswith("${") and text.endswith("}"):
                 text = text[2:-1]
             try:
-                value = evaluation.evaluate_expression(text, exe.to_json(), stage.id, user)
+                value = evaluation.evaluate_expression(text, exe.to_json(), stage.id, user, lookup)
             except GraylaneError as exc:
                 return False, f"Conditional Expression '{expr}' could not be evaluated: {exc}; stage skipped"
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):

@@ -16,6 +16,7 @@ class TaskServices:
     store: Any = None  # graylane.store.Store (read-only use: history for undoRollout)
     executor: Executor | None = None
     artifacts: Any = None  # graylane.pipelines.artifacts.ArtifactResolver
+    pipeline_lookup: Callable[[str, str | None], str | None] | None = None  # for #pipelineId
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def target(self, account: str | None, namespace: str | None = None) -> Any:
