@@ -38,6 +38,7 @@ from graylane.runtime.launch import (
 from graylane.runtime.plan import ActionKind, ObservedPod, desired_from, plan
 from graylane.runtime.probes import ProbeSpec, ProbeTracker, run_probe
 from graylane.runtime.process import PodRecord, Process, RecordStore, describe_exit, log_path, rotate_if_large
+from graylane.runtime.status import PodState, Problem, deployment_status
 
 log = logging.getLogger(__name__)
 
@@ -523,46 +524,15 @@ class Runtime:
             return None
         spec = body.get("spec") or {}
         hash_ = template_hash(spec.get("template") or {})
-        live = [r for r in self.replicas.values()
+        pods = [PodState(r.rec.template_hash, r.ready, self._available(r)) for r in self.replicas.values()
                 if (r.rec.namespace, r.rec.deployment) == key and not r.terminating]
-        updated = [r for r in live if r.rec.template_hash == hash_]
-        ready = [r for r in live if r.ready]
-        available = [r for r in live if self._available(r)]
-        want = int(spec.get("replicas", 1))
-        desired = desired_from(spec, hash_)
-        min_available = max(0, want - desired.max_unavailable)
-        complete = (len(updated) == want and len(live) == want and len(available) >= want
-                    and self.observed.get(key) == self.res.versions.get(key))
-        now_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        conditions = [{
-            "type": "Available", "status": "True" if len(available) >= min_available else "False",
-            "reason": "MinimumReplicasAvailable" if len(available) >= min_available else "MinimumReplicasUnavailable",
-            "message": ("Deployment has minimum availability." if len(available) >= min_available
-                        else "Deployment does not have minimum availability."),
-            "lastUpdateTime": now_iso,
-        }]
+        caught_up = self.observed.get(key) == self.res.versions.get(key)
         deadline = float(spec.get("progressDeadlineSeconds", 600))
-        stalled = (not complete and time.monotonic() - self.progress_at.get(key, time.monotonic()) > deadline)
+        stalled = time.monotonic() - self.progress_at.get(key, time.monotonic()) > deadline
         problem = self.problems.get(key)
-        if complete:
-            progressing = ("True", "NewReplicaSetAvailable",
-                           f'ReplicaSet "{name}-{hash_}" has successfully progressed.')
-        elif stalled:
-            progressing = ("False", "ProgressDeadlineExceeded",
-                           f'ReplicaSet "{name}-{hash_}" has timed out progressing.')
-        else:
-            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}-{hash_}" is progressing.')
-        conditions.append({"type": "Progressing", "status": progressing[0], "reason": progressing[1],
-                           "message": progressing[2], "lastUpdateTime": now_iso})
-        if problem is not None:
-            conditions.append({"type": "ReplicaFailure", "status": "True", "reason": problem.reason,
-                               "message": problem.message, "lastUpdateTime": now_iso})
-        return {
-            "observedGeneration": _int_or(self.observed.get(key)),
-            "replicas": len(live), "updatedReplicas": len(updated), "readyReplicas": len(ready),
-            "availableReplicas": len(available), "unavailableReplicas": max(0, want - len(available)),
-            "conditions": conditions, "complete": complete,
-        }
+        return deployment_status(name, spec, hash_, pods, observed_generation=_int_or(self.observed.get(key)),
+                                 caught_up=caught_up, stalled=stalled,
+                                 problem=Problem(problem.reason, problem.message) if problem else None)
 
     def deployments(self, namespace: str | None = None) -> list[dict[str, Any]]:
         out = []
