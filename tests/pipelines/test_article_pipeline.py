@@ -1,0 +1,82 @@
+"""The article's canary pipeline (the demo's coding-cd-template) through the engine, on the local target."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("graylane.targets.local", reason="graylane.targets.local has not landed yet")
+
+import graylane.demos.bookinfo as bookinfo  # noqa: E402
+from graylane.cli.pipelines import load_pipeline_file  # noqa: E402
+from graylane.pipelines.executor import Executor  # noqa: E402
+from graylane.pipelines.services import TaskServices  # noqa: E402
+from graylane.pipelines.status import ExecutionStatus as S  # noqa: E402
+from graylane.pipelines.triggers import build_trigger  # noqa: E402
+from graylane.resources.document import ResourceKey  # noqa: E402
+from graylane.store import Store  # noqa: E402
+from graylane.targets.local import LocalTarget  # noqa: E402
+
+DEMO = Path(bookinfo.__file__).parent
+TEMPLATE = DEMO / "coding-cd-template"
+
+
+def _artifacts(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each expected git/file artifact, read from the demo folder on disk instead of CODING's repository."""
+    return [{**ea["matchArtifact"], "reference": str(DEMO)} for ea in config.get("expectedArtifacts") or []]
+
+
+@pytest.mark.skipif(not (TEMPLATE / "reviews-canary.json").exists(), reason="the demo pipelines are not there yet")
+@pytest.mark.parametrize(("choice", "expected_weights"), [
+    pytest.param("全量发布", [("v2", 100)], id="promote"),
+    pytest.param("结束发布", [("v1", 70), ("v2", 30)], id="end"),
+])
+def test_reviews_canary_with_ratio_then_promote_or_end(tmp_path: Path, state_dir: Path, choice: str,
+                                                        expected_weights: list[tuple[str, int]]) -> None:
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+        target = LocalTarget(store)
+
+        async def get_target(account: str | None, namespace: str | None = None) -> Any:
+            return target
+
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        await ex.start()
+        try:
+            [baseline] = load_pipeline_file(TEMPLATE / "bookinfo-baseline.json")
+            [canary] = load_pipeline_file(TEMPLATE / "reviews-canary.json")
+            for body in (baseline, canary):
+                config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+                trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {},
+                                                 "artifacts": _artifacts(config)}, ex)
+                exe = await ex.start_execution(config, trigger, user="t")
+                if body is baseline:
+                    done = await ex.wait_until_complete(exe.id, timeout=60)
+                    assert done.status == S.SUCCEEDED, [s.context.get("exception") for s in done.stages]
+            await ex.wait_for_stage(exe.id, "设置灰度比例", {S.RUNNING}, timeout=60)
+            await ex.update_stage(exe.id, "设置灰度比例",
+                                  {"judgmentStatus": "continue", "customParams": {"canary_ratio": "30"}}, user="a")
+            await ex.wait_for_stage(exe.id, "是否全量发布", {S.RUNNING}, timeout=60)
+            vs = store.get(ResourceKey("networking.istio.io", "VirtualService", "default", "reviews"))
+            route = vs.body["spec"]["http"][-1]["route"]
+            assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("v1", 70), ("v2", 30)]
+            await ex.update_stage(exe.id, "是否全量发布", {"judgmentStatus": "continue", "judgmentInput": choice},
+                                  user="a")
+            done = await ex.wait_until_complete(exe.id, timeout=60)
+            assert done.status == S.SUCCEEDED, json.dumps([s.context.get("exception") for s in done.stages])
+            vs = store.get(vs.key)
+            route = vs.body["spec"]["http"][-1]["route"]
+            assert [(r["destination"]["subset"], r.get("weight", 100)) for r in route] == expected_weights
+            v1 = store.get(ResourceKey("apps", "Deployment", "default", "reviews-v1"))
+            assert (v1 is None) == (choice == "全量发布")  # promote deletes the baseline
+            skipped = {s.name for s in done.stages if s.status == S.SKIPPED}
+            assert skipped == ({"结束发布"} if choice == "全量发布" else {"全量发布", "删除基准版本"})
+        finally:
+            await ex.stop()
+            store.close()
+
+    asyncio.run(go())
