@@ -261,10 +261,12 @@ def _header(exe: dict[str, Any]) -> Text:
     return text
 
 
-def _watch(client: ApiClient, execution_id: str) -> dict[str, Any]:
+def _watch(client: ApiClient, execution_id: str, timeout: float | None = None) -> dict[str, Any]:
+    """Redraw the stage table until the execution completes (or `timeout` seconds pass)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     exe = client.get(f"/api/v1/executions/{execution_id}")
     with Live(Group(_header(exe), stage_table(exe)), console=out, refresh_per_second=4) as live:
-        while exe["status"] not in COMPLETE:
+        while exe["status"] not in COMPLETE and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.5)
             exe = client.get(f"/api/v1/executions/{execution_id}")
             live.update(Group(_header(exe), stage_table(exe)))
@@ -294,8 +296,11 @@ def execution_list(pipeline: str = typer.Option(None, "--pipeline", "-p"),
 
 @execution_app.command("show")
 def execution_show(execution_id: str, output: str = typer.Option("table", "-o", "--output",
-                                                                  help="table|json|yaml")) -> None:
+                                                                  help="table|json|yaml"),
+                   watch: bool = typer.Option(False, "--watch", "-w", help="follow live until it finishes")) -> None:
     """Stages with statuses and durations, then the audit trail (who started, judged, canceled, restarted)."""
+    if watch:
+        _watch(_client(), execution_id)
     exe = _client().get(f"/api/v1/executions/{execution_id}")
     if output in ("json", "yaml"):
         _dump(exe, output)
@@ -355,16 +360,10 @@ def execution_skip_wait(execution_id: str, stage: str = typer.Option(..., "--sta
 @execution_app.command("wait")
 def execution_wait(execution_id: str, timeout: float = typer.Option(3600.0, "--timeout", help="seconds")) -> None:
     """Block until the execution finishes; exit 0 only if it SUCCEEDED (a CI gate)."""
-    client = _client()
-    deadline = time.monotonic() + timeout
-    while True:
-        exe = client.get(f"/api/v1/executions/{execution_id}")
-        if exe["status"] in COMPLETE:
-            break
-        if time.monotonic() > deadline:
-            out.print(f"execution {execution_id} still {exe['status']} after {timeout:g}s")
-            raise typer.Exit(EXIT_TIMEOUT)
-        time.sleep(0.5)
+    exe = _watch(_client(), execution_id, timeout)
+    if exe["status"] not in COMPLETE:
+        out.print(f"execution {execution_id} still {exe['status']} after {timeout:g}s")
+        raise typer.Exit(EXIT_TIMEOUT)
     out.print(f"execution {execution_id} {exe['status']}")
     raise typer.Exit(EXIT_OK if exe["status"] == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
 
