@@ -69,7 +69,7 @@ class UpstreamProtocol(asyncio.Protocol):
             status = int(path.split("/")[2])
         if path.startswith("/delay/"):
             await asyncio.sleep(float(path.split("/")[2]))
-        if path == "/close":
+        if path == "/close" or app.reset:
             self.transport.close()
             return
         if path.startswith("/chunks/"):
@@ -102,6 +102,7 @@ class Upstream:
         self.name = name
         self.status = status
         self.requests: list[dict[str, Any]] = []
+        self.reset = False  # close every connection instead of answering
         self.connections = 0
         self.port = 0
         self.server: asyncio.AbstractServer | None = None

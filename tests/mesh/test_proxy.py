@@ -466,3 +466,17 @@ def test_mirror_percentage_zero_sends_nothing(mesh, reviews):
             c.get("http://reviews:9080/")
         c.get("http://reviews:9080/delay/0.1")
     assert len(ups["v3"].requests) == before
+
+
+@pytest.mark.parametrize(("retry_on", "bad_kind", "expected"), [
+    ("reset", "reset", {200}), ("retriable-4xx", 409, {200}), ("retriable-status-codes", "reset", {200, 503}),
+], ids=["reset-retried", "409-retried", "reset-not-retried"])
+def test_retry_on_reset_and_retriable_4xx_move_to_the_healthy_host(mesh, reviews, retry_on, bad_kind, expected):
+    push, port, ups = reviews
+    bad = mesh.upstream(f"bad-{retry_on}", status=409 if bad_kind == 409 else 200)
+    bad.reset = bad_kind == "reset"
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")], "retries": {"attempts": 2, "retryOn": retry_on}}])],
+         endpoints=[mesh.endpoint(bad, "reviews", "v1"), mesh.endpoint(ups["v1"], "reviews", "v1")])
+    with client(port) as c:
+        got = {c.get("http://reviews:9080/").status_code for _ in range(16)}
+    assert got == expected
