@@ -127,7 +127,7 @@ def test_retries_disabled_pass_the_error_through_and_5xx_policy_retries(mesh, re
         {"match": [{"headers": {"x-r": {"exact": "0"}}}], "route": [to("v1")], "retries": {"attempts": 0}},
         {"route": [to("v1")], "retries": {"attempts": 3, "retryOn": "5xx"}}])], endpoints=eps)
     with client(port) as c:
-        off = [c.get("http://reviews:9080/", headers={"x-r": "0"}).status_code for _ in range(10)]
+        off = [c.get("http://reviews:9080/", headers={"x-r": "0"}).status_code for _ in range(24)]
         on = [c.get("http://reviews:9080/").status_code for _ in range(10)]
     assert 500 in off
     assert on == [200] * 10
@@ -177,7 +177,7 @@ def test_mirror_sends_a_copy_and_the_caller_sees_only_the_primary(mesh, reviews)
     before = len(ups["v2"].requests)
     with client(port) as c:
         assert c.post("http://reviews:9080/m", content=b"abc").json()["name"] == "reviews-v1"
-    for _ in range(100):
+    for _ in range(500):
         if len(ups["v2"].requests) > before:
             break
         time.sleep(0.02)
@@ -307,7 +307,7 @@ def test_connection_pool_overflow_is_503_uo(mesh, reviews):
 
     def call(_):
         with client(port) as c:
-            r = c.get("http://reviews:9080/delay/0.5")
+            r = c.get("http://reviews:9080/delay/2")
             return r.status_code, r.text
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
