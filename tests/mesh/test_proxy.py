@@ -480,3 +480,22 @@ def test_retry_on_reset_and_retriable_4xx_move_to_the_healthy_host(mesh, reviews
     with client(port) as c:
         got = {c.get("http://reviews:9080/").status_code for _ in range(16)}
     assert got == expected
+
+
+def test_removing_a_listener_lets_its_in_flight_request_finish(mesh, reviews):
+    push, port, _ = reviews
+    other = free_port()
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])], sidecars=[sidecar(port), sidecar(other, app="x")])
+
+    def slow():
+        with client(other) as c:
+            return c.get("http://reviews:9080/delay/1").status_code
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(slow)
+        time.sleep(0.3)
+        push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])], sidecars=[sidecar(port)])  # drops `other`
+        assert fut.result() == 200
+    with pytest.raises(httpx.ConnectError), client(other) as c:
+        c.get("http://reviews:9080/")
+    assert not [lst for lst in mesh.get("/listeners").json()["listeners"] if lst["address"].endswith(f":{other}")]
