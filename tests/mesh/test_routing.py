@@ -321,3 +321,15 @@ def test_gateway_merges_virtual_services_for_one_host_with_catch_alls_last():
     assert route(t, req("shop.example", path="/new/x"), "gateway~18081").destination.subset == "v2"
     d = route(t, req("shop.example", path="/old"), "gateway~18081")
     assert d.destination.subset == "v1" and d.virtual_service.name == "a+b"
+
+
+def test_delegate_rules_are_spliced_into_the_root_with_matches_anded():
+    root = vs("root", ["reviews"], [
+        {"match": [{"uri": {"prefix": "/api"}}], "delegate": {"name": "api", "namespace": "default"}},
+        {"route": [to("v1")]}])
+    delegate = vs("api", [], [{"match": [{"headers": {"x-beta": {"exact": "1"}}}], "route": [to("v3")]},
+                              {"route": [to("v2")]}])
+    t = table([*BASE, root, delegate])
+    assert route(t, req(path="/api/x", x_beta="1")).destination.subset == "v3"
+    assert route(t, req(path="/api/x")).destination.subset == "v2"
+    assert route(t, req(path="/other", x_beta="1")).destination.subset == "v1"

@@ -188,7 +188,7 @@ def _compile_rule(rule: Mapping[str, Any], ns: str, r: _Resolver, where: str) ->
         if len(dests) > 1 and sum(x["weight"] for x in dests) == 0:
             raise ValidationError("total destination weight = 0", where=f"{where}.route")
         out["route"] = dests
-    elif not rule.get("redirect") and not rule.get("directResponse"):
+    elif not rule.get("redirect") and not rule.get("directResponse") and not rule.get("delegate"):
         raise ValidationError("HTTP route, redirect or direct_response is required", where=where)
     for key in ("redirect", "directResponse", "rewrite", "corsPolicy", "headers"):
         if rule.get(key) is not None:
@@ -247,6 +247,37 @@ def _compile_rule(rule: Mapping[str, Any], ns: str, r: _Resolver, where: str) ->
         mirrors.append(m)
     if mirrors:
         out["mirrors"] = mirrors
+    return out
+
+
+def _compile_or_delegate(rule: Mapping[str, Any], ns: str, r: _Resolver, where: str,
+                         by_key: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A root rule with `delegate` becomes the delegate's rules, each match ANDed with the root's (one level)."""
+    ref = rule.get("delegate")
+    if not ref:
+        return [_compile_rule(rule, ns, r, where)]
+    key = f"{ref.get('namespace') or ns}/{ref.get('name')}"
+    target = by_key.get(key)
+    if target is None:
+        raise ValidationError(f"delegate VirtualService {key} not found", where=f"{where}.delegate")
+    d_name, d_ns = _meta(target)
+    out = []
+    for j, drule in enumerate((target.get("spec") or {}).get("http") or ()):
+        dwhere = _where(target, f"spec.http[{j}]")
+        if drule.get("delegate"):
+            raise ValidationError("delegate HTTP route cannot contain delegate", where=dwhere)
+        merged = []
+        for rm in rule.get("match") or [{}]:
+            for dm in drule.get("match") or [{}]:
+                m = {**rm, **{k: v for k, v in dm.items() if k not in ("headers", "withoutHeaders", "queryParams")}}
+                for k in ("headers", "withoutHeaders", "queryParams"):
+                    if rm.get(k) or dm.get(k):
+                        m[k] = {**(rm.get(k) or {}), **(dm.get(k) or {})}
+                if m:
+                    merged.append(m)
+        compiled = _compile_rule({**drule, "match": merged} if merged else {k: v for k, v in drule.items()
+                                                                            if k != "match"}, d_ns, r, dwhere)
+        out.append(compiled)
     return out
 
 
@@ -443,9 +474,12 @@ def compile_snapshot(resources: list[dict[str, Any]], endpoints: list[Endpoint],
 
     warnings: list[str] = []
     vss = []
+    by_key = {"/".join(reversed(_meta(vs))): vs for vs in by_kind.get("VirtualService", ())}
     for vs in by_kind.get("VirtualService", ()):
         name, ns = _meta(vs)
         spec = vs.get("spec") or {}
+        if not spec.get("hosts") and spec.get("http"):
+            continue  # a delegate: its rules are compiled into the root that references it
         gws = [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"]
         for g in gws:
             if g != "mesh" and g not in gateways:
@@ -454,8 +488,9 @@ def compile_snapshot(resources: list[dict[str, Any]], endpoints: list[Endpoint],
             raise ValidationError("http, tcp or tls must be provided in virtual service", where=_where(vs))
         vss.append({"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
                     "gateways": gws, "export_to": list(spec.get("exportTo") or ()),
-                    "http": [_compile_rule(rule, ns, r, _where(vs, f"spec.http[{i}]"))
-                             for i, rule in enumerate(spec.get("http") or ())]})
+                    "http": [compiled for i, rule in enumerate(spec.get("http") or ())
+                             for compiled in _compile_or_delegate(rule, ns, r, _where(vs, f"spec.http[{i}]"),
+                                                                  by_key)]})
 
     rate_limits: list[dict[str, Any]] = []
     for ef in by_kind.get("EnvoyFilter", ()):
