@@ -39,7 +39,10 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
     server.daemon_threads = True
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if os.environ.get("IGNORE_SIGTERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn app: only SIGKILL stops it
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving {VERSION} on {os.environ['PORT']}", flush=True)
     server.serve_forever()
 

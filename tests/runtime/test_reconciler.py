@@ -189,3 +189,20 @@ async def test_records_are_json_in_the_state_folder(store: Store, runtime: Runti
     assert record["template_hash"] == pod["labels"]["pod-template-hash"]
 
 
+
+
+async def test_delete_sends_sigterm_then_sigkill_after_the_grace_period(store: Store, runtime: Runtime,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    stubborn = deployment(replicas=1, env=[{"name": "IGNORE_SIGTERM", "value": "1"}])
+    stubborn["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
+    polite = deployment(name="polite", replicas=1)
+    store.apply([stubborn, polite], actor="user:test")
+    await runtime.wait_ready([KEY, ResourceKey("apps", "Deployment", "default", "polite")], timeout=20)
+    pids = [p["pid"] for p in runtime.pods()]
+    with caplog.at_level("INFO", logger="graylane.runtime.reconciler"):
+        store.delete([KEY, ResourceKey("apps", "Deployment", "default", "polite")], actor="user:test")
+        await eventually(lambda: not runtime.pods(), what="pods gone")
+    assert not any(alive(pid) for pid in pids)
+    stopped = [r.getMessage() for r in caplog.records if "stopped (" in r.getMessage()]
+    assert any("echo-" in m and "killed by SIGKILL" in m for m in stopped), stopped
+    assert any("polite-" in m and "exited with code 0" in m for m in stopped), stopped

@@ -47,6 +47,7 @@ class PodRecord:
     sidecar_port: int
     container_port: int
     service_account: str = "default"
+    grace_s: float = 30.0  # the pod's terminationGracePeriodSeconds
     pid: int = 0
     ticks: int = 0
     created: float = field(default_factory=time.time)
@@ -159,10 +160,12 @@ class Process:
         return self.exit_status() is None
 
     def signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        """Signal the replica's process group once (it leads its own session), else the process."""
+        try:
             os.killpg(self.pid, sig)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, sig)
 
     async def stop(self, grace_s: float) -> int | None:
         """SIGTERM, wait up to `grace_s`, then SIGKILL (the whole process group)."""

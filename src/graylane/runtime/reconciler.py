@@ -384,7 +384,7 @@ class Runtime:
                     liveness.record(result)
                     if not liveness.healthy and r.proc is not None:
                         r.logger().warning("Liveness probe failed: %s; restarting", liveness.reason)
-                        await r.proc.stop(grace_period_s(self._template(r) or {}))
+                        await r.proc.stop(r.rec.grace_s)
                         return
                 waits = [due_ready] if (explicit or not r.ready) else []
                 if liveness is not None:
@@ -455,7 +455,8 @@ class Runtime:
         spec = template.get("spec") or {}
         rec = PodRecord(namespace=key[0], name=pod_name(key[1], hash_), deployment=key[1], template_hash=hash_,
                         labels=labels, port=port, sidecar_port=sidecar, container_port=container_port(container),
-                        service_account=str(spec.get("serviceAccountName") or "default"))
+                        service_account=str(spec.get("serviceAccountName") or "default"),
+                        grace_s=grace_period_s(template))
         r = Replica(rec=rec)
         self.replicas[rec.key] = r
         self._start_process(r, restart=False)
@@ -467,9 +468,7 @@ class Runtime:
         r.terminating, r.ready, r.phase, r.reason = True, False, Phase.TERMINATING, "Terminating"
         self._bump()
         seq = self.seq
-        template = self._template(r) or {}
-        grace = grace_period_s(template) if template else 30.0
-        r.stop_task = asyncio.create_task(self._stop(r, seq, grace, wait_for_mesh))
+        r.stop_task = asyncio.create_task(self._stop(r, seq, r.rec.grace_s, wait_for_mesh))
 
     async def _stop(self, r: Replica, seq: int, grace_s: float, wait_for_mesh: bool) -> None:
         # Leave the endpoints first (the data plane ACKs a snapshot without us), then SIGTERM.
