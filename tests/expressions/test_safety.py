@@ -27,6 +27,10 @@ TEN = "{1,2,3,4,5,6,7,8,9,10}"
     pytest.param("'ab'.replace('', 'xxxxxxxxxx')", {"max_string_length": 10}, "grows past", id="replace-growth"),
     pytest.param("'x' * 200", {"max_result_size": 100}, "the result is larger than 100", id="result-size"),
     pytest.param("9 ^ 999999", {}, "grows past 4096 bits", id="huge-power"),
+    pytest.param("{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20}.!['x' * 900000].size()", {},
+                 "builds more than 10000000 characters or items in total", id="total-allocation"),
+    pytest.param("{1,2,3,4,5,6,7,8,9,10}.![#toJson(#root.trigger)].size()", {"max_total_size": 3_000},
+                 "builds more than 3000", id="total-allocation-helpers"),
     pytest.param("T(String).join(',', " + TEN + ".![" + TEN + "])", {"max_string_length": 50}, "grows past",
                  id="join-growth"),
 ])

@@ -33,6 +33,7 @@ class ExpressionOptions:
     max_steps: int = 100_000                   # evaluation steps per expression
     max_string_length: int = 1_000_000         # characters in any string built while evaluating
     max_result_size: int = 1_000_000           # rough JSON size of one expression's result
+    max_total_size: int = 10_000_000           # characters/items all strings and lists built may add up to
     allow_unknown_keys: bool = True            # unknown map keys read as null (orca does this at stage time)
     clock: Callable[[], dt.datetime] = _utc_now
     pipeline_lookup: PipelineLookup | None = None

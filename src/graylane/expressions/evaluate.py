@@ -76,6 +76,7 @@ class Evaluator:
         self.root = ctx.root
         self.functions = _functions()
         self.steps = 0
+        self.built = 0  # characters / items of strings and lists produced so far
         self.this_stack: list[Any] = [self.root]
         self.notes: list[Note] = []
 
@@ -83,6 +84,7 @@ class Evaluator:
     def run(self, node: n.Node) -> Any:
         """Evaluate `node` from a fresh step count and note list (an Evaluator is reusable)."""
         self.steps = 0
+        self.built = 0
         self.notes = []
         self.this_stack = [self.root]
         try:
@@ -109,6 +111,18 @@ class Evaluator:
             if exc.position is None:
                 exc.position = node.pos
             raise
+
+    def charge(self, value: Any, pos: int) -> Any:
+        """Count a produced string or list against max_total_size (each may be big; together bounded)."""
+        kind = type(value)
+        if kind is str or kind is list:
+            size = len(value)
+            if size > 256:
+                self.built += size
+                if self.built > self.options.max_total_size:
+                    raise LimitExceeded(f"the expression builds more than {self.options.max_total_size} characters "
+                                        "or items in total", position=pos)
+        return value
 
     def method_env(self, position: int) -> MethodEnv:
         return MethodEnv(position, self.options.max_string_length, self.options.clock)
@@ -141,7 +155,7 @@ class Evaluator:
             known = ", ".join(f"#{name}" for name in sorted(self.functions))
             raise EvaluationError(f"unknown function #{node.name}(); functions: {known}", position=node.pos)
         args = [self.eval(a) for a in node.args]
-        return helper.call(self, node.name, args, node.pos)
+        return self.charge(helper.call(self, node.name, args, node.pos), node.pos)
 
     def _call(self, node: n.Call) -> Any:
         args = [self.eval(a) for a in node.args]
@@ -150,8 +164,8 @@ class Evaluator:
     def invoke(self, receiver: Any, name: str, args: list[Any], pos: int) -> Any:
         env = self.method_env(pos)
         if isinstance(receiver, JavaType):
-            return call_static(receiver, name, args, env)
-        return call_method(receiver, name, args, env)
+            return self.charge(call_static(receiver, name, args, env), pos)
+        return self.charge(call_method(receiver, name, args, env), pos)
 
     def _inline_list(self, node: n.InlineList) -> Any:
         return [self.eval(item) for item in node.items]
@@ -249,7 +263,7 @@ class Evaluator:
         else:
             raise EvaluationError(f"{symbol}...] needs a List or a Map, not {type_name(target)}", position=op.pos)
         if op.kind == "project":
-            return [self.with_this(item, op.body) for item in items]
+            return self.charge([self.with_this(item, op.body) for item in items], op.pos)
         chosen = []
         sequence = reversed(items) if op.kind == "last" else items
         for item in sequence:
@@ -285,8 +299,8 @@ class Evaluator:
     def _arith(self, node: n.Arith) -> Any:
         value = self.eval(node.operands[0])
         for op, pos, operand in zip(node.ops, node.op_pos, node.operands[1:], strict=True):
-            value = arithmetic(op, value, self.eval(operand), position=pos,
-                               max_string=self.options.max_string_length)
+            value = self.charge(arithmetic(op, value, self.eval(operand), position=pos,
+                                           max_string=self.options.max_string_length), pos)
         return value
 
     def _power(self, node: n.Power) -> Any:

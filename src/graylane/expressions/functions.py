@@ -34,7 +34,8 @@ def quote(value: Any) -> str:
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 80 else text[:76] + '..."'
-    return to_string(value)
+    text = to_string(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(slots=True)
