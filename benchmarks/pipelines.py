@@ -68,18 +68,21 @@ async def main(executions: int, stages: int) -> None:
 
     # ---- phase 1: throughput
     transitions = 0
+    stage_transitions = 0
     done = asyncio.Event()
     finished: set[str] = set()
     ids: set[str] = set()
 
     async def count() -> None:
-        nonlocal transitions
+        nonlocal transitions, stage_transitions
         async with ex.bus.subscribe() as q:
             ready.set()
             while True:
                 ev = await q.get()
                 if ev.data.get("kind") in ("execution", "stage", "task"):
                     transitions += 1
+                if ev.data.get("kind") == "stage":
+                    stage_transitions += 1
                 if ev.data.get("kind") == "execution" and ev.data.get("status") == "SUCCEEDED":
                     finished.add(ev.data["executionId"])
                     if len(finished) >= executions and ids <= finished:
@@ -148,7 +151,8 @@ async def main(executions: int, stages: int) -> None:
     print(f"{'executions succeeded':<44}{ok:>12}{executions:>18}")
     print(f"{'committed transitions':<44}{transitions:>12}")
     print(f"{'wall time (s)':<44}{elapsed:>12.2f}")
-    print(f"{'stage/task/execution transitions per second':<44}{transitions / elapsed:>12.0f}{'>= 500':>18}")
+    print(f"{'stage transitions per second':<44}{stage_transitions / elapsed:>12.0f}{'>= 500':>18}")
+    print(f"{'stage+task+execution transitions per second':<44}{transitions / elapsed:>12.0f}")
     print(f"{'judgment PATCH -> next stage RUNNING p50 (ms)':<44}{statistics.median(latencies):>12.1f}")
     print(f"{'judgment PATCH -> next stage RUNNING p99 (ms)':<44}{p99:>12.1f}{'<= 50':>18}")
 

@@ -138,9 +138,8 @@ class Executor(Commands):
         trigger = {"type": "manual", "user": user, "parameters": {}, "artifacts": [], **trigger}
         exe = new_execution(config, trigger, now, execution_id)
         exe.authentication = {"user": user, "allowedAccounts": []}
-        self.repo.insert(exe)
-        self.repo.store(exe, audit=[audit_entry(user, "start", now, trigger=trigger.get("type"),
-                                                parameters=trigger.get("parameters") or {})])
+        self.repo.insert(exe, audit=[audit_entry(user, "start", now, trigger=trigger.get("type"),
+                                                 parameters=trigger.get("parameters") or {})])
         self._publish({"kind": "execution", "executionId": exe.id, "status": str(exe.status),
                        "pipelineConfigId": exe.pipeline_config_id, "name": exe.name})
         self._ensure_driver(exe.id)
@@ -291,9 +290,9 @@ class Executor(Commands):
     def _try_start(self, exe: Execution, tx: Tx) -> bool:
         """NOT_STARTED/BUFFERED -> RUNNING unless limitConcurrent / maxConcurrentExecutions says wait (orca
         shouldQueue). Commits at once so two drivers never both take the slot."""
-        running = self.repo.count_by_status(exe.pipeline_config_id, (S.RUNNING, S.PAUSED), exclude=exe.id)
         limit = 1 if exe.limit_concurrent else exe.max_concurrent_executions
-        if exe.pipeline_config_id and limit and len(running) >= limit:
+        if exe.pipeline_config_id and limit and len(self.repo.count_by_status(
+                exe.pipeline_config_id, (S.RUNNING, S.PAUSED), exclude=exe.id)) >= limit:
             if exe.status != S.BUFFERED:
                 exe.status = S.BUFFERED
                 tx.header = True
@@ -546,7 +545,7 @@ class Executor(Commands):
     # ---- completion
 
     async def _on_complete(self, exe: Execution) -> None:
-        if exe.pipeline_config_id:
+        if exe.pipeline_config_id and (exe.limit_concurrent or exe.max_concurrent_executions):
             self._start_waiting(exe)
         parent = (exe.trigger.get("parentExecution") or {}).get("id") if isinstance(exe.trigger, dict) else None
         if parent:

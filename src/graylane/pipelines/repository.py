@@ -207,11 +207,14 @@ class ExecutionRepository:
         self.engine = engine
         self.clock = clock
 
-    def insert(self, exe: Execution) -> None:
+    def insert(self, exe: Execution, audit: Iterable[dict[str, Any]] = ()) -> None:
+        entries = [{"execution_id": exe.id, **entry} for entry in audit]
         with self.engine.begin() as conn:
             conn.execute(pipeline_executions.insert().values(**self._exec_row(exe)))
             if exe.stages:
                 conn.execute(pipeline_stages.insert(), [self._stage_row(exe.id, s) for s in exe.stages])
+            if entries:
+                conn.execute(pipeline_audit.insert(), entries)
 
     def store(self, exe: Execution, stages: Iterable[Stage] = (), audit: Iterable[dict[str, Any]] = ()) -> None:
         """Write the execution header and the given stages (and audit entries) in one transaction."""
