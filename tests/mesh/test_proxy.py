@@ -307,7 +307,7 @@ def test_connection_pool_overflow_is_503_uo(mesh, reviews):
 
     def call(_):
         with client(port) as c:
-            r = c.get("http://reviews:9080/delay/2")
+            r = c.get("http://reviews:9080/delay/1")
             return r.status_code, r.text
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
