@@ -499,3 +499,15 @@ def test_removing_a_listener_lets_its_in_flight_request_finish(mesh, reviews):
     with pytest.raises(httpx.ConnectError), client(other) as c:
         c.get("http://reviews:9080/")
     assert not [lst for lst in mesh.get("/listeners").json()["listeners"] if lst["address"].endswith(f":{other}")]
+
+
+def test_access_log_records_requests_when_enabled(mesh, reviews):
+    push, port, _ = reviews
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])], options=MeshOptions(access_log="json"))
+    with client(port) as c:
+        c.get("http://reviews:9080/logged", headers={"x-request-id": "rid-42"})
+    entry = next(e for e in mesh.get("/access_log").json()["entries"] if e["request_id"] == "rid-42")
+    assert entry["status"] == 200 and entry["flags"] == "-" and entry["path"] == "/logged"
+    assert entry["upstream_cluster"] == "outbound|9080|v1|reviews.default.svc.cluster.local"
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])])
+    assert mesh.get("/access_log").json()["enabled"] is False
