@@ -104,10 +104,11 @@ class Executor(Commands):
                 await job
         self._drivers.clear()
 
-    def _ensure_driver(self, execution_id: str) -> _Driver:
+    def _ensure_driver(self, execution_id: str, exe: Execution | None = None) -> _Driver:
         d = self._drivers.get(execution_id)
         if d is None or d.job is None or d.job.done():
             d = _Driver(execution_id)
+            d.exe = exe
             self._drivers[execution_id] = d
             d.job = asyncio.get_running_loop().create_task(self._drive(d), name=f"execution {execution_id}")
         return d
@@ -142,7 +143,7 @@ class Executor(Commands):
                                                  parameters=trigger.get("parameters") or {})])
         self._publish({"kind": "execution", "executionId": exe.id, "status": str(exe.status),
                        "pipelineConfigId": exe.pipeline_config_id, "name": exe.name})
-        self._ensure_driver(exe.id)
+        self._ensure_driver(exe.id, copy.deepcopy(exe))
         return exe
 
     def get(self, execution_id: str) -> Execution:
@@ -158,7 +159,8 @@ class Executor(Commands):
         try:
             while not self._stopping:
                 try:
-                    d.exe = self.repo.load(d.execution_id)
+                    if d.exe is None or failures:  # a fresh start hands over its in-memory execution
+                        d.exe = self.repo.load(d.execution_id)
                     while not self._stopping:
                         d.wake.clear()
                         exe = d.exe
@@ -307,7 +309,8 @@ class Executor(Commands):
         exe.status, exe.start_time = S.RUNNING, self.now_ms()
         tx.header = True
         tx.events.append(self._exec_event(exe))
-        self._flush(exe, tx)
+        if limit:
+            self._flush(exe, tx)  # take the concurrency slot now; without a limit the step's commit does
         if not exe.stages:
             self._finish(exe, S.TERMINAL, tx)
         return exe.status == S.RUNNING
