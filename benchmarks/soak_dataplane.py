@@ -33,6 +33,7 @@ def main() -> None:
     def flipper() -> None:
         nonlocal acks, nacks
         version = 2
+        next_at = time.monotonic()
         while not stop.is_set():
             weight = (version * 37) % 101  # 0..100, both extremes included over time
             status, _, t = proxy.put(canary_snapshot([up1, up2], sidecar, version, weight_v1=weight))
@@ -40,7 +41,9 @@ def main() -> None:
             nacks += status != 200
             took.append(t * 1000)
             version += 1
-            stop.wait(args.flip_ms / 1000)
+            # Start-to-start cadence: a push that took longer than the period is followed at once.
+            next_at += args.flip_ms / 1000
+            stop.wait(max(0.0, next_at - time.monotonic()))
 
     try:
         status, body, _ = proxy.put(canary_snapshot([up1, up2], sidecar, 1))
@@ -62,7 +65,8 @@ def main() -> None:
     print(res["raw"].strip())
     print(f"requests {res['requests']}, req/s {res['rps']:.0f}, non-2xx {res['non2xx']}, "
           f"socket errors {res['socket_errors']}")
-    print(f"snapshots: {acks} ACK, {nacks} NACK; push->ACK p50 {statistics.median(took):.1f} ms, "
+    print(f"snapshots: {acks} ACK, {nacks} NACK (one every {60_000 * args.minutes / max(1, acks + nacks):.0f} ms"
+          f" on average); push->ACK p50 {statistics.median(took):.1f} ms, "
           f"max {max(took):.1f} ms; proxy RSS at the end {rss:.1f} MB")
     print("RESULT:", "PASS" if res["non2xx"] == 0 and res["socket_errors"] == 0 and nacks == 0 else "FAIL")
 
