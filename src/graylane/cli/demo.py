@@ -33,7 +33,8 @@ def _control_plane_url() -> str | None:
     return url if daemons.probe_http(f"{url}/healthz") == 200 else None
 
 
-def ensure_mesh(timeout: float) -> str:
+def ensure_mesh(timeout: float, port: int | None = None, admin_port: int | None = None,
+                gateway_ports: list[str] | None = None) -> str:
     url = _control_plane_url()
     if url is not None:
         err.print(f"[green]✓[/] the local mesh is running ({url})")
@@ -41,7 +42,7 @@ def ensure_mesh(timeout: float) -> str:
     from graylane.cli import lifecycle
 
     err.print("starting the local mesh (graylane up) ...")
-    lifecycle.up(False, None, None, None, [], None, timeout)
+    lifecycle.up(False, None, port, admin_port, list(gateway_ports or []), None, timeout)
     url = _control_plane_url()
     if url is None:
         raise GraylaneError("the local mesh did not start", hint=f"see {state_dir() / 'logs'}")
@@ -62,11 +63,12 @@ def _stage_table(execution: dict[str, Any]) -> Table:
     return table
 
 
-def demo_bookinfo(repo: Path | None, timeout: float, no_up: bool) -> None:
+def demo_bookinfo(repo: Path | None, timeout: float, no_up: bool, port: int | None = None,
+                  admin_port: int | None = None, gateway_ports: list[str] | None = None) -> None:
     from graylane.cli.client import ApiClient
     from graylane.demos.bookinfo import demo
 
-    url = _control_plane_url() if no_up else ensure_mesh(min(timeout, 120))
+    url = _control_plane_url() if no_up else ensure_mesh(min(timeout, 120), port, admin_port, gateway_ports)
     if url is None:
         raise GraylaneError("the local mesh is not running", hint="start it with `graylane up`")
     repo = (repo or state_dir() / "demo" / "bookinfo").resolve()
@@ -96,8 +98,15 @@ def register(app: typer.Typer) -> None:
                                                              "(default: <state>/demo/bookinfo)."),
         timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait for the baseline pipeline."),
         no_up: bool = typer.Option(False, "--no-up", help="Do not start the mesh; fail if it is not running."),
+        port: int | None = typer.Option(None, "--port", help="Control plane port if the mesh must be started."),
+        admin_port: int | None = typer.Option(None, "--admin-port", help="Data plane admin port, likewise."),
+        gateway_port: list[str] = typer.Option([], "--gateway-port",
+                                               help="Gateway port mapping PORT=HOSTPORT, e.g. 80=8080, likewise."),
     ) -> None:
-        """Deploy Istio's Bookinfo baseline with the article's pipeline and print what to do next."""
-        demo_bookinfo(repo, timeout, no_up)
+        """Deploy Istio's Bookinfo baseline with the article's pipeline and print what to do next.
+
+        Starts the local mesh first when it is not running (as `graylane up` would, with the options given).
+        """
+        demo_bookinfo(repo, timeout, no_up, port, admin_port, gateway_port)
 
     app.add_typer(demo_app, name="demo")
