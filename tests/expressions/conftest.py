@@ -36,6 +36,8 @@ spec:
         ${#toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])}
 """
 
+_TEMPLATE_DOC = yaml.safe_load(ARTICLE_TEMPLATE)
+
 FIXED_NOW = dt.datetime(2026, 3, 14, 15, 9, 26, tzinfo=dt.UTC)
 
 
@@ -93,7 +95,7 @@ def article_execution(canary_ratio: str | None = "50", full_release: str | None 
                    context={"instructions": "输入灰度比例", "judgmentInputs": [], **judged}),
             _stage("s4", "4", "deployManifest", "灰度比例生效", "RUNNING", ["3"],
                    context={"account": "tke", "source": "text", "waitTime": 30,
-                            "manifests": [yaml.safe_load(ARTICLE_TEMPLATE)]}),
+                            "manifests": [copy.deepcopy(_TEMPLATE_DOC)]}),
             _stage("s4b", "4<1", "wait", "wait for mesh", "NOT_STARTED", [], parent="s4",
                    context={"waitTime": 5}),
             _stage("s5", "5", "manualJudgment", "是否全量发布", "SUCCEEDED" if full else "NOT_STARTED", ["4"],

@@ -89,11 +89,12 @@ def test_real_command_line(snapshot: Path) -> None:
         capture_output=True, text=True, timeout=60, env=env, check=False)
     assert done.returncode == 1
     assert "the manual judgment \"是否全量发布\" has no judgmentInput (status NOT_STARTED)" in done.stdout
-    missing = subprocess.run([sys.executable, "-m", "graylane.cli.main", "expr", "1", "-c", "/nonexistent.json"],
-                             capture_output=True, text=True, timeout=60, env=env, check=False)
-    assert missing.returncode == 1
-    assert missing.stderr.strip() == "error: /nonexistent.json: cannot read the execution snapshot: No such file " \
-                                     "or directory"
+
+
+def test_missing_snapshot_is_one_line(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["expr", "1", "-c", "/nonexistent.json"])
+    assert isinstance(result.exception, GraylaneError)
+    assert str(result.exception) == "/nonexistent.json: cannot read the execution snapshot: No such file or directory"
 
 
 def test_execution_option_asks_the_control_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

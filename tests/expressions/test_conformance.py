@@ -397,8 +397,8 @@ ERROR_CASES = [
     E("#readYaml('a: [')", "not valid YAML", id="readYaml-invalid"),
     E("#fromBase64('@@@')", "not valid base64", id="fromBase64-invalid"),
     E("#toJson('${x}')", "cannot contain an expression", id="toJson-refuses-expression"),
-    E("#toJson(execution)", "#toJson({id=01HEXEC0000000000000000000, type=PIPELINE, application=bookinfo, name=rev...): "
-      "the result for toJson cannot contain", id="long-arguments-are-shortened"),
+    E("#toJson(execution)", "#toJson({id=01HEXEC0000000000000000000, type=PIPELINE, application=bookinfo, "
+      "name=rev...): the result for toJson cannot contain", id="long-arguments-are-shortened"),
     E("#fromUrl('https://example.com/x')", "#fromUrl is disabled", id="fromUrl-off-by-default"),
     E("#jsonFromUrl('https://example.com/x')", "#jsonFromUrl is disabled", id="jsonFromUrl-off-by-default"),
     E("#yamlFromUrl('https://example.com/x')", "#yamlFromUrl is disabled", id="yamlFromUrl-off-by-default"),
