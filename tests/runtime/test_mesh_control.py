@@ -177,3 +177,19 @@ async def test_convergence_metrics_count_acks_and_nacks(store: Store, mesh: Any,
     inf = next(s for s in families["pilot_proxy_convergence_time"].samples
                if s.name.endswith("_bucket") and s.labels["le"] == "+Inf")
     assert inf.value == pushes["ack"]
+
+
+async def test_new_gateway_options_are_pushed_without_a_resource_change(store: Store, mesh: Any, admin: AdminServer,
+                                                                       state_dir: Path) -> None:
+    mc, _ = mesh
+    gw = {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "gw"},
+          "spec": {"selector": {"istio": "ingressgateway"},
+                   "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}
+    store.apply([SVC, gw], actor="user:test")
+    await mc.wait_acked(store.revision(), timeout=10)
+    save_options(state_dir, MeshOptions(gateway_port_map={80: 18181}))
+
+    def gateway_ports() -> set[int]:
+        return {lst["port"] for lst in admin.snapshots[-1]["listeners"] if lst.get("kind") == "gateway"}
+
+    await eventually(lambda: gateway_ports() == {18181}, what="gateway listener moved to 18181")

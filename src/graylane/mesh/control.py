@@ -158,6 +158,7 @@ class MeshControl:
         self._dataplane_identity: Any = None
         self._http = httpx.AsyncClient(trust_env=False, timeout=10.0)
         self._stopping = False
+        self._pushed_options: MeshOptions | None = None
         self._pending_since: float | None = None  # first change not yet in a pushed snapshot
         self._convergence = Convergence()
 
@@ -297,6 +298,8 @@ class MeshControl:
                 if url is None:
                     self.status.error = "no data plane registered"
                     continue
+                if self._options() != self._pushed_options:  # e.g. `graylane up --gateway-port 80=9090`
+                    changed = True
                 # Resync check: a data plane that restarted (empty) gets the snapshot again.
                 if (not changed and self.status.connected and not self.status.error
                         and await self._dataplane_lost_config(url)):
@@ -333,6 +336,7 @@ class MeshControl:
         sidecars = self.source.sidecars() if self.source is not None else []
         self._version = max(self._version + 1, int(time.time() * 1000))
         options = self._options()
+        self._pushed_options = options
         try:
             snapshot = self.compiler(resources, endpoints, sidecars, options, self._version)
         except GraylaneError as exc:
