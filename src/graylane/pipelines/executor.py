@@ -449,7 +449,7 @@ class Executor(Commands):
             return True
         if d.due.get(stage.id, 0) > now:
             return changed
-        view = self._view(exe, stage)
+        view = self._view(exe, stage, detached=not impl.inline)
         if not impl.inline:
             launch.append((stage, idx, impl, view))
             d.inflight[stage.id] = _Inflight(stage.attempt, idx, asyncio.get_running_loop().create_future(), view)
@@ -603,11 +603,19 @@ class Executor(Commands):
     def _user(self, exe: Execution) -> str:
         return str((exe.authentication or {}).get("user") or exe.trigger.get("user") or "anonymous")
 
-    def _view(self, exe: Execution, stage: Stage) -> StageView:
+    def _view(self, exe: Execution, stage: Stage, *, detached: bool = False) -> StageView:
+        """What a task sees. `detached` (tasks that run outside the step) copies everything now; an inline
+        task runs before the driver changes anything, so it reads the live state, built only if it asks."""
+        if detached:
+            snapshot = copy.deepcopy(exe.to_json())
+            execution_json: Callable[[], dict[str, Any]] = lambda: snapshot
+            context = copy.deepcopy(stage.context)
+        else:
+            execution_json, context = exe.to_json, dict(stage.context)
         return StageView(execution_id=exe.id, stage_id=stage.id, ref_id=stage.ref_id, name=stage.name,
-                         type=stage.type, context=copy.deepcopy(stage.context), outputs=dict(stage.outputs),
+                         type=stage.type, context=context, outputs=dict(stage.outputs),
                          start_time=stage.start_time or self.now_ms(), now_ms=self.now_ms(),
-                         paused_ms=stage.paused_ms, execution=exe.to_json(), user=self._user(exe),
+                         paused_ms=stage.paused_ms, execution_json=execution_json, user=self._user(exe),
                          services=self.services, attempt=stage.attempt)
 
 

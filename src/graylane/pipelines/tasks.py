@@ -5,6 +5,8 @@ The scheduler runs a task, then commits the result. RUNNING means "call me again
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,7 +39,7 @@ class TaskResult:
 
 
 @dataclass(frozen=True)
-class StageView:
+class StageView:  # frozen, but cached_property still works: it writes the instance __dict__
     """A read-only snapshot of the stage a task runs for, with the execution JSON around it."""
 
     execution_id: str
@@ -50,10 +52,15 @@ class StageView:
     start_time: int
     now_ms: int
     paused_ms: int
-    execution: dict[str, Any]
+    execution_json: Callable[[], dict[str, Any]]  # built on first use: most quick tasks never read it
     user: str
     services: TaskServices
     attempt: int = 0
+
+    @functools.cached_property
+    def execution(self) -> dict[str, Any]:
+        """The whole execution as Spinnaker JSON (for expressions and upstream lookups)."""
+        return self.execution_json()
 
     @property
     def actor(self) -> str:
