@@ -22,7 +22,7 @@ EXIT_OK = 0                  # the expression evaluated
 EXIT_EXPRESSION_FAILED = 1   # it failed (the summary says why); the result is the raw text
 
 HELP = (
-    "Evaluate a pipeline expression (SpEL subset) against an execution snapshot, offline.\n\n"
+    "Evaluate a pipeline expression (SpEL subset) against an execution snapshot, or a stored execution.\n\n"
     "EXPR is a bare expression (`#toInt(parameters.ratio) + 1`) or text with `${...}` parts. "
     "--context is an execution JSON (Spinnaker's shape; '-' reads stdin); --execution ID asks the control "
     "plane to evaluate against a stored execution instead. --stage makes that stage (name, id or refId) "
@@ -81,7 +81,8 @@ def expr(
     execution_id: str | None = typer.Option(None, "--execution", "-e",
                                             help="A stored execution's id: evaluate on the control plane."),
     stage: str | None = typer.Option(None, "--stage", "-s", help="Current stage: name, id or refId."),
-    user: str | None = typer.Option(None, "--user", help="What #currentUser() returns."),
+    user: str | None = typer.Option(None, "--user",
+                                    help="What #currentUser() returns (offline; the server uses the caller)."),
     output: str = typer.Option("text", "-o", "--output", help="text or json."),
     allow_url_functions: bool = typer.Option(False, "--allow-url-functions",
                                              help="Enable #fromUrl/#jsonFromUrl/#yamlFromUrl (public hosts only)."),
