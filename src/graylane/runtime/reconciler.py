@@ -123,6 +123,8 @@ class Runtime:
         self._changed = asyncio.Condition()
         self._loaded_revision = -1
         self._stopping = False
+        self._change_count = 0  # store changes seen (bumped in the committing thread)
+        self._loaded_count = -1  # ...of which the loaded resources include this many
         self.reconciled_revision = -1  # store revision the controller has acted on
 
     # === lifecycle ===
@@ -184,6 +186,7 @@ class Runtime:
         if keys and not kinds & set(WATCHED_KINDS):
             return
         self._dirty = True
+        self._change_count += 1
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._wake.set)
@@ -219,9 +222,11 @@ class Runtime:
 
     async def _reload(self) -> None:
         self._dirty = False
+        count = self._change_count
         revision, stored = await asyncio.to_thread(self._list_store)
         self.res = index_resources(stored)
         self._loaded_revision = revision
+        self._loaded_count = count
 
     def _list_store(self) -> tuple[int, dict[str, list[Any]]]:
         revision = int(self.store.revision())  # read first: the listing holds at least this revision
@@ -525,7 +530,10 @@ class Runtime:
         hash_ = template_hash(spec.get("template") or {})
         pods = [PodState(r.rec.template_hash, r.ready, self._available(r)) for r in self.replicas.values()
                 if (r.rec.namespace, r.rec.deployment) == key and not r.terminating]
-        caught_up = self.observed.get(key) == self.res.versions.get(key)
+        # A spec the controller has not loaded and acted on yet is not "rolled out" (kubectl checks
+        # observedGeneration for the same reason).
+        caught_up = (self._loaded_count == self._change_count
+                     and self.observed.get(key) == self.res.versions.get(key))
         deadline = float(spec.get("progressDeadlineSeconds", 600))
         stalled = time.monotonic() - self.progress_at.get(key, time.monotonic()) > deadline
         problem = self.problems.get(key)
