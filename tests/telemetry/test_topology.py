@@ -108,6 +108,23 @@ def test_counter_reset_counts_from_zero_and_baseline_excludes_old_traffic():
     assert list(inc.values()) == [40.0] and covered == 60.0
 
 
+@pytest.mark.parametrize(("counts", "expected"), [
+    ([100, 150, 20, 50], 100.0),  # +50 before the restart, then 50 from zero
+    ([100, 5, 120], 120.0),  # restarted and grew past the old value: still a reset (not 120 - 100)
+    ([100, None, 30], 30.0),  # the series vanished with its data plane, then came back
+    ([100, 130, 160], 60.0),
+])
+def test_resets_anywhere_in_the_window_count_as_prometheus_does(counts, expected):
+    rec = Recorder()
+    lab = labels("source", PP, R1, "reviews", 200)
+    other = labels("source", PP, R1, "reviews", 503)
+    for i, n in enumerate(counts):
+        rows = [(other, 7, 1.0)] + ([(lab, n, 1.0)] if n is not None else [])
+        rec.add(parse_text(exposition(rows), KEPT), at=10.0 * i)
+    inc, covered = rec.increase("istio_requests_total", 10.0 * (len(counts) - 1))
+    assert inc == {tuple(sorted(lab.items())): expected} and covered == 10.0 * (len(counts) - 1)
+
+
 def test_query_time_ends_the_window_at_the_last_scrape_before_it():
     rec = Recorder()
     lab = labels("source", PP, R1, "reviews", 200)

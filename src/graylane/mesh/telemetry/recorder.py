@@ -14,22 +14,35 @@ class Recorder:
 
     `increase(name, window)` compares the newest scrape with the last one taken at or before the
     window's start (or the oldest one, while the recorder is younger than the window). A series that
-    did not exist at that baseline counts from zero; a counter that went down was reset (a restarted
-    data plane) and counts from zero again, as Prometheus treats resets.
+    did not exist at that baseline counts from zero. A counter that went down, or vanished, between two
+    scrapes was reset (a restarted data plane): as Prometheus does, the increase up to the reset is kept
+    and counting restarts from zero. Resets are found when a scrape is added (one comparison with the
+    previous scrape), so `increase` only walks the scrapes where one happened.
     """
 
     def __init__(self, retention: float = 900.0) -> None:
         self.retention = retention
         self._times: deque[float] = deque()
         self._scrapes: deque[Series] = deque()
+        self._resets: deque[dict[str, frozenset[Labels]]] = deque()  # per scrape: series reset since the previous
 
     def add(self, series: Series, at: float | None = None) -> None:
         now = time.time() if at is None else at
+        resets: dict[str, frozenset[Labels]] = {}
+        if self._scrapes:
+            previous = self._scrapes[-1]
+            for name, rows in previous.items():
+                current = series.get(name, {})
+                gone = frozenset(lab for lab, value in rows.items() if current.get(lab, 0.0) < value)
+                if gone:
+                    resets[name] = gone
         self._times.append(now)
         self._scrapes.append(series)
+        self._resets.append(resets)
         while self._times and self._times[0] < now - self.retention:
             self._times.popleft()
             self._scrapes.popleft()
+            self._resets.popleft()
 
     @property
     def latest(self) -> Series:
@@ -58,10 +71,19 @@ class Recorder:
         base_i = min(self._baseline(window, now), end_i)
         base, last = self._scrapes[base_i].get(name, {}), self._scrapes[end_i].get(name, {})
         covered = self._times[end_i] - self._times[base_i]
+        # Where a series was reset inside the window: (scrape index, labels), oldest first.
+        reset_at: dict[Labels, list[int]] = {}
+        for i in range(base_i + 1, end_i + 1):
+            for labels in self._resets[i].get(name, ()):
+                reset_at.setdefault(labels, []).append(i)
         out: dict[Labels, float] = {}
-        for labels, value in last.items():
-            before = base.get(labels, 0.0)
-            delta = value - before if value >= before else value
+        for labels in set(last) | set(reset_at):
+            start = base.get(labels, 0.0)
+            delta = 0.0
+            for i in reset_at.get(labels, ()):
+                delta += max(self._scrapes[i - 1].get(name, {}).get(labels, 0.0) - start, 0.0)
+                start = 0.0  # the counter restarted from zero before scrape i
+            delta += max(last.get(labels, 0.0) - start, 0.0)
             if delta > 0:
                 out[labels] = delta
         return out, covered
