@@ -12,12 +12,13 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 NEEDED = {
     "graylane.runtime.daemons": "the local runtime (graylane up)",
@@ -66,7 +67,13 @@ class Local:
         proc = subprocess.run([sys.executable, "-m", "graylane.cli.main", *args], env=self.env, text=True,
                               capture_output=True, timeout=240)
         if check and proc.returncode != 0:
-            raise AssertionError(f"graylane {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            logs = ""
+            for name in ("server.log", "dataplane.log"):
+                log = self.state / "logs" / name
+                if log.exists():
+                    logs += f"\n--- {name} (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(f"graylane {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+                                 + logs)
         return proc
 
     def apply(self, *files: Path) -> None:
@@ -83,14 +90,16 @@ class Local:
                 assert resp.status_code == 302, resp.text
             yield client
 
-    def pages(self, n: int, user: str | None = None) -> Counter[str]:
-        with self.browser(user) as client:
-            kinds: Counter[str] = Counter()
-            for _ in range(n):
-                resp = client.get("/productpage")
-                assert resp.status_code == 200, resp.text[:300]
-                kinds[page_kind(resp.text)] += 1
-            return kinds
+    def pages(self, n: int, user: str | None = None, workers: int = 2) -> Counter[str]:
+        """Load the page n times as `user` (a few tabs at once) and count what each load showed."""
+
+        def load(_: int) -> str:
+            resp = client.get("/productpage")
+            assert resp.status_code == 200, resp.text[:300]
+            return page_kind(resp.text)
+
+        with self.browser(user) as client, ThreadPoolExecutor(workers) as pool:
+            return Counter(pool.map(load, range(n)))
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +152,9 @@ def test_ratings_abort_for_jason(local: Local) -> None:
 def test_traffic_shifting_50_v3(local: Local) -> None:
     local.apply(NET / "virtual-service-all-v1.yaml")  # ratings back to normal (as the task's cleanup does)
     local.apply(NET / "virtual-service-reviews-50-v3.yaml")
-    kinds = local.pages(100)
+    kinds = local.pages(40)
     assert set(kinds) == {"red", "none"}
-    assert 40 <= kinds["red"] <= 60, kinds
+    assert 14 <= kinds["red"] <= 26, kinds  # Istio's task: "about 50 %"
 
 
 def test_reviews_v3_and_jason_v2_v3(local: Local) -> None:
