@@ -308,8 +308,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterat
     m = Observed(state, otlp)
     # The demo's mesh settings: every request traced (Istio's default is 1 %), access log on as JSON.
     (state / "mesh-options.json").write_text(json.dumps({"trace_sampling": 100.0, "access_log": "json"}))
-    m.up()
     try:
+        m.up()
         files = [BOOKINFO / "platform/kube/bookinfo-reviews-v1.yaml",
                  BOOKINFO / "platform/kube/bookinfo-reviews-v2.yaml", BOOKINFO / "networking/bookinfo-gateway.yaml",
                  BOOKINFO / "networking/destination-rule-all.yaml", BOOKINFO / "networking/virtual-service-all-v1.yaml"]
