@@ -149,12 +149,17 @@ def list_executions(request: Request, pipeline: str | None = None, application: 
     return ex.repo.list(pipeline_config_id=config_id, application=application, statuses=statuses, limit=limit)
 
 
+def _json_response(data: Any) -> JSONResponse:
+    """Execution JSON is plain JSON already; skip FastAPI's per-field encoder (it dominates big executions)."""
+    return JSONResponse(data)
+
+
 @router.get("/executions/{execution_id}")
-def get_execution(request: Request, execution_id: str) -> dict[str, Any]:
+def get_execution(request: Request, execution_id: str) -> JSONResponse:
     ex = _executor(request)
     out = ex.get(execution_id).to_json()
     out["audit"] = ex.repo.audit(execution_id)
-    return out
+    return _json_response(out)
 
 
 @router.delete("/executions/{execution_id}")
@@ -165,13 +170,14 @@ async def delete_execution(request: Request, execution_id: str) -> dict[str, Any
 
 
 @router.patch("/executions/{execution_id}/stages/{stage_id}")
-async def update_stage(request: Request, execution_id: str, stage_id: str) -> dict[str, Any]:
+async def update_stage(request: Request, execution_id: str, stage_id: str) -> JSONResponse:
     """`{judgmentStatus, judgmentInput, customParams}`, `{skipRemainingWait: true}` or `{manualSkip: true}`."""
     body = await _json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     user, roles = _who(request)
-    return await _executor(request).update_stage(execution_id, stage_id, body, user=user, roles=roles)
+    return _json_response(await _executor(request).update_stage(execution_id, stage_id, body, user=user,
+                                                                roles=roles))
 
 
 @router.api_route("/executions/{execution_id}/cancel", methods=["PUT", "POST"])
