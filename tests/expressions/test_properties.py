@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from graylane.expressions import evaluate_expression, evaluate_templated
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 INTS = st.integers(-(10**12), 10**12)
 NONZERO = INTS.filter(lambda b: b != 0)
 

@@ -90,7 +90,7 @@ TOKENS = st.sampled_from([
 ])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(TOKENS, max_size=25))
 def test_fuzz_token_soup_only_raises_expression_errors(make_ctx: Any, tokens: list[str]) -> None:
     text = "".join(tokens)
@@ -105,7 +105,7 @@ def test_fuzz_token_soup_only_raises_expression_errors(make_ctx: Any, tokens: li
     assert all(e.get("exceptionType") != "InternalEvaluationError" for v in result.summary.values() for e in v)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=60))
 def test_fuzz_arbitrary_text_only_raises_expression_errors(make_ctx: Any, text: str) -> None:
     try:
@@ -134,7 +134,7 @@ def _expressions() -> st.SearchStrategy[str]:
     return st.recursive(leaves, extend, max_leaves=12)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_expressions())
 def test_fuzz_well_formed_expressions_evaluate_or_raise_expression_error(make_ctx: Any, text: str) -> None:
     parse(text)  # generated text is always syntactically valid
