@@ -209,8 +209,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     m.up()
     m.apply(BASE + "---" + deployment("web-v1", "v1", 2) + "---" + deployment("web-v2", "v2", 2)
             + "---" + virtual_service(80, 20), "app.yaml")
-    m.cli("rollout", "status", "deploy/web-v1")
-    m.rollout("web-v2")
+    # `apply --wait` waited for both rollouts (graylane rollout status) and the mesh ACK; check it did.
+    for name in ("web-v1", "web-v2"):
+        status = m.api.get(f"/api/v1/namespaces/default/deployments/{name}/status").json()["status"]
+        assert status["complete"] and status["availableReplicas"] == 2, status
     try:
         yield m
     finally:
