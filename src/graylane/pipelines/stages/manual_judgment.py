@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from graylane.errors import GraylaneError, ValidationError
+from graylane.errors import Forbidden as _Forbidden
+from graylane.errors import ValidationError
 from graylane.pipelines import params
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 DEFAULT_TIMEOUT_MS = 72 * 3600 * 1000
 
 
-class Forbidden(GraylaneError):
-    """The user lacks a role the judgment requires."""
+class Forbidden(_Forbidden):
+    """The user lacks a role the judgment requires (HTTP 403)."""
 
 
 def validate_judgment(context: dict[str, Any], body: dict[str, Any], *, user: str,

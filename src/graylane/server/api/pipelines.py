@@ -180,7 +180,8 @@ async def update_stage(request: Request, execution_id: str, stage_id: str) -> JS
                                                                 roles=roles))
 
 
-@router.api_route("/executions/{execution_id}/cancel", methods=["PUT", "POST"])
+@router.post("/executions/{execution_id}/cancel")
+@router.put("/executions/{execution_id}/cancel", operation_id="cancel_execution_put", include_in_schema=False)
 async def cancel_execution(request: Request, execution_id: str, reason: str | None = None) -> dict[str, Any]:
     body = await _json(request)
     user, _ = _who(request)
@@ -188,19 +189,23 @@ async def cancel_execution(request: Request, execution_id: str, reason: str | No
     return await _executor(request).cancel(execution_id, user=user, reason=reason)
 
 
-@router.api_route("/executions/{execution_id}/pause", methods=["PUT", "POST"])
+@router.post("/executions/{execution_id}/pause")
+@router.put("/executions/{execution_id}/pause", operation_id="pause_execution_put", include_in_schema=False)
 async def pause_execution(request: Request, execution_id: str) -> dict[str, Any]:
     user, _ = _who(request)
     return await _executor(request).pause(execution_id, user=user)
 
 
-@router.api_route("/executions/{execution_id}/resume", methods=["PUT", "POST"])
+@router.post("/executions/{execution_id}/resume")
+@router.put("/executions/{execution_id}/resume", operation_id="resume_execution_put", include_in_schema=False)
 async def resume_execution(request: Request, execution_id: str) -> dict[str, Any]:
     user, _ = _who(request)
     return await _executor(request).resume(execution_id, user=user)
 
 
-@router.api_route("/executions/{execution_id}/stages/{stage_id}/restart", methods=["PUT", "POST"])
+@router.post("/executions/{execution_id}/stages/{stage_id}/restart")
+@router.put("/executions/{execution_id}/stages/{stage_id}/restart", operation_id="restart_stage_put",
+            include_in_schema=False)
 async def restart_stage(request: Request, execution_id: str, stage_id: str) -> dict[str, Any]:
     user, _ = _who(request)
     return await _executor(request).restart_stage(execution_id, stage_id, user=user)
