@@ -216,3 +216,30 @@ async def test_account_prometheus(prometheus: Prom, state_dir: Path, tmp_path: P
     assert samples
     with pytest.raises(GraylaneError, match="has no Prometheus"):
         for_account("noprom")
+
+
+def test_the_graph_api_serves_a_kubernetes_account_from_its_prometheus(prometheus: Prom, state_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`GET /api/v1/graph?account=NAME` builds the same Kiali-like graph from the cluster's Istio series."""
+    from fastapi.testclient import TestClient
+
+    from graylane.server.app import create_app
+    from graylane.server.context import ControlPlane
+    from graylane.store import Store
+    from graylane.targets.accounts import add_account
+
+    monkeypatch.setenv("GRAYLANE_BIND_HOST", "127.0.0.1")
+    add_account("prod", prometheus=prometheus.url)
+    store = Store.open()
+    client = TestClient(create_app(ControlPlane(store=store), start_components=False))
+    resp = client.get("/api/v1/graph", params={"account": "prod", "namespace": "bookinfo", "window": "1m",
+                                               "queryTime": prometheus.end})
+    assert resp.status_code == 200, resp.text
+    graph = resp.json()
+    assert graph["account"] == "prod"
+    split = {e["target"].rsplit("/", 1)[-1]: e["distribution"] for e in graph["edges"]
+             if e["source"].endswith("productpage-v1") and e["service"] == "reviews"}
+    assert split == {"reviews-v1": pytest.approx(50.0, abs=1.0), "reviews-v2": pytest.approx(50.0, abs=1.0)}
+    missing = client.get("/api/v1/graph", params={"account": "nowhere"})
+    assert missing.status_code >= 400 and "nowhere" in missing.json()["error"]["message"]
+    store.close()

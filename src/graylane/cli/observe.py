@@ -76,10 +76,11 @@ def register(app: typer.Typer) -> None:
         hide_idle: bool = typer.Option(False, "--hide-idle", help="Hide deployed workloads without traffic."),
         watch: bool = typer.Option(False, "--watch", "-w", help="Redraw every 2 seconds."),
         output: str = typer.Option("tree", "-o", "--output", help="tree or json."),
+        account: str = typer.Option("local", "--account", help="A Kubernetes account: its Prometheus feeds the graph."),
     ) -> None:
         """The mesh topology: who calls whom, requests/s, traffic split, p95 latency, health."""
         client = ApiClient()
-        params = {"window": window, "type": graph_type, "idle": str(not hide_idle).lower()}
+        params = {"window": window, "type": graph_type, "idle": str(not hide_idle).lower(), "account": account}
         if namespace:
             params["namespace"] = namespace
         if output == "json":

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.mesh.telemetry.durations import parse_duration
@@ -31,15 +32,24 @@ def _telemetry(request: Request) -> Any:
 
 
 @router.get("/graph")
-def graph(request: Request, namespace: str | None = None, window: str = "1m",
-          type: str = Query("versionedApp", alias="type"), idle: bool = True,
-          injectServiceNodes: bool = False, queryTime: float | None = None) -> dict[str, Any]:
+async def graph(request: Request, namespace: str | None = None, window: str = "1m",
+                type: str = Query("versionedApp", alias="type"), idle: bool = True,
+                injectServiceNodes: bool = False, queryTime: float | None = None,
+                account: str = "local") -> dict[str, Any]:
+    """The topology of the local mesh, or of a Kubernetes account from its Prometheus (same graph builder)."""
     if type not in GRAPH_TYPES:
         raise ValidationError(f"type: unknown graph type {type!r}", hint=f"use one of {', '.join(GRAPH_TYPES)}")
     opts = GraphOptions(namespace=namespace or None, graph_type=type,  # type: ignore[arg-type]
                         window=parse_duration(window, "window"), include_idle=idle,
                         inject_service_nodes=injectServiceNodes, query_time=queryTime)
-    return _telemetry(request).graph(opts)
+    if account and account != "local":
+        from graylane.analysis.prometheus import for_account
+        from graylane.mesh.telemetry.topology import build_graph
+
+        series = await for_account(account).graph_series(namespace or None, window=window, at=queryTime)
+        result = build_graph(series.requests, series.duration_buckets, series.covered, opts, (), now=queryTime)
+        return {**result, "account": account}
+    return await run_in_threadpool(_telemetry(request).graph, opts)
 
 
 def _trace_store(request: Request) -> TraceStore:
