@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,19 @@ class ServerAddress:
 
 
 def server_address() -> ServerAddress:
-    """The control plane's API address: `$GRAYLANE_SERVER` (host:port), default 127.0.0.1:7380."""
+    """The control plane's API address: `$GRAYLANE_SERVER` (host:port), else where `graylane up` started it
+    (recorded in the state folder's server.json), else 127.0.0.1:7380."""
     raw = os.environ.get("GRAYLANE_SERVER", "")
     if raw:
         raw = raw.removeprefix("http://")
         host, _, port = raw.rpartition(":")
         return ServerAddress(host or "127.0.0.1", int(port))
-    return ServerAddress()
+    try:
+        recorded = json.loads((state_dir() / "server.json").read_text())
+        host = str(recorded.get("host") or "127.0.0.1")
+        return ServerAddress("127.0.0.1" if host in ("0.0.0.0", "::") else host, int(recorded["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ServerAddress()
 
 
 def current_user() -> str:

@@ -177,3 +177,23 @@ def test_diffs_can_be_left_out_of_large_applies(api: TestClient) -> None:
     assert with_diff["diff"].startswith("--- live/ConfigMap/default/d1")
     without = apply(api, cm("d2"), diff="false").json()["results"][0]
     assert "diff" not in without and without["action"] == "created"
+
+
+def test_local_images_remember_the_folder_of_their_file(api: TestClient, tmp_path: Any) -> None:
+    """A LocalImage's relative workingDir resolves against the applied file's folder, not the server's."""
+    from graylane.cli.resources import _file_entry
+    from graylane.runtime.images import SOURCE_DIR_ANNOTATION, applied_entries
+
+    path = tmp_path / "apps" / "images.yaml"
+    path.parent.mkdir()
+    path.write_text("apiVersion: graylane.io/v1alpha1\nkind: LocalImage\nmetadata: {name: web}\n"
+                    "spec: {image: 'example.com/web:*', command: [python3, app.py], workingDir: src}\n")
+    entry = _file_entry(str(path), path.read_text())
+    assert entry["dir"] == str(path.parent.resolve())
+    assert "dir" not in _file_entry("-", "")
+    resp = api.post("/api/v1/apply", json={"files": [entry]})
+    assert resp.status_code == 200, resp.text
+    body = api.get("/api/v1/resources/LocalImage/web").json()
+    assert body["metadata"]["annotations"][SOURCE_DIR_ANNOTATION] == str(path.parent.resolve())
+    [image] = applied_entries([body])
+    assert image.working_dir == str(path.parent.resolve() / "src")

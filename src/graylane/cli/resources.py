@@ -211,6 +211,7 @@ _COLUMNS: dict[str, list[Column]] = {
         ("HOSTS", lambda b: _json_list(_dig(b, "spec", "hosts"))),
     ],
     "DestinationRule": [("HOST", lambda b: str(_dig(b, "spec", "host", default="")))],
+    "Gateway": [("URLS", lambda b: ",".join(_dig(b, "status", "urls", default=[]) or []) or "<none>")],
     "ServiceEntry": [
         ("HOSTS", lambda b: _json_list(_dig(b, "spec", "hosts"))),
         ("LOCATION", lambda b: str(_dig(b, "spec", "location", default=""))),
@@ -288,8 +289,37 @@ def render_get(items: list[dict[str, Any]], output: str | None, all_namespaces: 
 _POD_NAMES = ("po", "pod", "pods")
 
 
+def _file_entry(name: str, text: str) -> dict[str, str]:
+    """One file of an apply body; its folder lets LocalImage resolve relative paths (not for stdin)."""
+    entry = {"name": name, "text": text}
+    if name != "-" and Path(name).exists():
+        entry["dir"] = str(Path(name).resolve().parent)
+    return entry
+
+
+def with_gateway_urls(client: ApiClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gateways get `status.urls`: where their servers listen on this host (from the mesh API)."""
+    if not any(i.get("kind") == "Gateway" for i in items):
+        return items
+    try:
+        urls = client.get("/api/v1/mesh/gateways")["items"]
+    except GraylaneError:
+        return items
+    by_key: dict[tuple[Any, Any], list[str]] = {}
+    for u in urls:
+        by_key.setdefault((u.get("namespace"), u.get("name")), []).append(str(u.get("url")))
+    out_items = []
+    for item in items:
+        md = item.get("metadata", {})
+        key = (md.get("namespace") or "default", md.get("name"))
+        found = by_key.get(key) if item.get("kind") == "Gateway" else None
+        out_items.append({**item, "status": {**(item.get("status") or {}), "urls": found}} if found else item)
+    return out_items
+
+
 def with_live_status(client: ApiClient, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Deployments get the runtime's Kubernetes-shaped status (the store holds only the spec)."""
+    """Deployments get the runtime's Kubernetes-shaped status (the store holds only the spec); Gateways their URLs."""
+    items = with_gateway_urls(client, items)
     if not any(i.get("kind") == "Deployment" for i in items):
         return items
     try:
@@ -359,14 +389,16 @@ def wait_for_mesh(client: ApiClient, response: dict[str, Any], timeout: float) -
     """`GET /api/v1/mesh/ack?revision=N&timeout=S`: returns once the data plane serves revision N."""
     timeout = min(max(timeout, 1.0), 600.0)  # the endpoint's bounds
     try:
-        client.get("/api/v1/mesh/ack", params={"revision": response["revision"], "timeout": timeout},
-                   timeout=timeout + 10)
+        ack = client.get("/api/v1/mesh/ack", params={"revision": response["revision"], "timeout": timeout},
+                         timeout=timeout + 10)
     except NotFound as exc:
         if exc.message != "Not Found":  # the endpoint exists and said something specific
             raise
         err.print("note: this control plane has no mesh ACK endpoint; not waiting")
         return
-    out.print(escape(f"revision {response['revision']} is served by the mesh"))
+    took = ack.get("seconds") if isinstance(ack, dict) else None
+    suffix = f" ({took * 1000:.0f} ms after the change was committed)" if isinstance(took, int | float) else ""
+    out.print(escape(f"revision {response['revision']} is served by the mesh{suffix}"))
 
 
 # Run in order by `apply --wait`: workloads first (new endpoints), then the routes that use them.
@@ -398,7 +430,7 @@ def register(app: typer.Typer) -> None:
         count = sum(len(load_text(t, n)) for n, t in files)
         with err.status(f"applying {count} object{'s' if count != 1 else ''}..."):
             resp = client.post("/api/v1/apply", params=params, headers=_headers(),
-                               json={"files": [{"name": n, "text": t} for n, t in files]})
+                               json={"files": [_file_entry(n, t) for n, t in files]})
         for warning in resp.get("warnings", []):
             err.print(f"[yellow]warning:[/] {escape(warning)}")
         for r in resp["results"]:

@@ -102,7 +102,9 @@ def graylane_argv(*args: str) -> list[str]:
 def start_data_plane(state: Path, admin_port: int) -> subprocess.Popen[bytes]:
     keep = state / "dataplane"
     keep.mkdir(parents=True, exist_ok=True)
-    proc = _spawn(graylane_argv("proxy", "--admin-port", str(admin_port), "--state-dir", str(keep)),
+    # The lean entry point: the data plane does not load the CLI (faster start, lower RSS).
+    proc = _spawn([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port),
+                   "--state-dir", str(keep)],
                   state / "logs" / "dataplane.log")
     _record(state, DATAPLANE_FILE, proc, admin_port=admin_port, admin_host="127.0.0.1",
             url=f"http://127.0.0.1:{admin_port}")

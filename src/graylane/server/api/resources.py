@@ -140,7 +140,10 @@ def _documents(raw: bytes, content_type: str) -> list[Document]:
             for i, f in enumerate(data["files"]):
                 if not isinstance(f, dict) or not isinstance(f.get("text"), str):
                     raise ValidationError(f"files[{i}] must be {{name, text}}", where="<request>")
-                docs.extend(load_text(f["text"], str(f.get("name") or f"<file {i + 1}>")))
+                loaded = load_text(f["text"], str(f.get("name") or f"<file {i + 1}>"))
+                if isinstance(f.get("dir"), str) and f["dir"]:
+                    _remember_source_dir(loaded, f["dir"])
+                docs.extend(loaded)
             return docs
         if isinstance(data, dict) and isinstance(data.get("documents"), list):
             data = data["documents"]
@@ -155,6 +158,17 @@ def _documents(raw: bytes, content_type: str) -> list[Document]:
             out.append(Document(body=item, source=Source("<api>", 1, i)))
         return out
     return load_text(text, "<request>")
+
+
+def _remember_source_dir(docs: list[Document], folder: str) -> None:
+    """LocalImage paths (workingDir, command) are relative to the applied file's folder: keep it."""
+    from graylane.runtime.images import SOURCE_DIR_ANNOTATION
+
+    for doc in docs:
+        if doc.kind == "LocalImage":
+            annotations = doc.body.setdefault("metadata", {}).setdefault("annotations", {})
+            if isinstance(annotations, dict):
+                annotations.setdefault(SOURCE_DIR_ANNOTATION, folder)
 
 
 def _override_namespace(docs: list[Document], namespace: str | None) -> list[Document]:
