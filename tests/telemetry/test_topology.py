@@ -150,3 +150,20 @@ def test_histogram_quantile_matches_prometheus_interpolation():
 ])
 def test_kiali_default_health(codes, expected):
     assert health_of(codes) == expected
+
+
+def test_a_young_recorder_counts_from_the_data_plane_start_only_inside_the_window():
+    """Requests between the data plane's start and the first scrape count when that start is in the window."""
+    lab = labels("source", PP, R1, "reviews", 200)
+    rec = Recorder()
+    rec.origin = 95.0  # the data plane started 5 s before the first scrape, which already sees 30 requests
+    rec.add(parse_text(exposition([(lab, 30, 1.0)]), KEPT), at=100.0)
+    rec.add(parse_text(exposition([(lab, 32, 1.0)]), KEPT), at=101.0)
+    inc, covered = rec.increase("istio_requests_total", 60.0)
+    assert list(inc.values()) == [32.0] and covered == pytest.approx(6.0)
+    # A data plane that has run for longer than the window: its old counts are not this window's.
+    old = Recorder()
+    old.origin = 0.0
+    old.add(parse_text(exposition([(lab, 30, 1.0)]), KEPT), at=100.0)
+    old.add(parse_text(exposition([(lab, 32, 1.0)]), KEPT), at=101.0)
+    assert list(old.increase("istio_requests_total", 60.0)[0].values()) == [2.0]

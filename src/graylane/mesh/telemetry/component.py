@@ -46,6 +46,18 @@ def _admin_urls(cp: Any) -> list[str]:
     return [f"http://{data.get('admin_host') or '127.0.0.1'}:{data['admin_port']}"]
 
 
+def _dataplane_started(cp: Any) -> float | None:
+    """When the (single, local) data plane process started, from the state folder; None when unknown."""
+    if os.environ.get("GRAYLANE_DATAPLANE_ADMIN"):
+        return None
+    from graylane.mesh.control import read_dataplane
+    from graylane.settings import state_dir
+
+    data = read_dataplane(state_dir()) or {}
+    started = data.get("started")
+    return float(started) if isinstance(started, int | float) else None
+
+
 class Telemetry:
     def __init__(self, cp: Any, interval: float | None = None) -> None:
         self.cp = cp
@@ -58,6 +70,7 @@ class Telemetry:
         self.metrics.add_source(self._mesh_metrics)
         self.last_text = ""  # the data plane's own exposition, relayed on /metrics
         self._span_seq: dict[str, int] = {}
+        self._scrape_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._spans_task: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=2.0, trust_env=False)
@@ -93,10 +106,22 @@ class Telemetry:
             await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - began)))
 
     # -- scraping ----------------------------------------------------------------------------
+    async def refresh(self, max_age: float = 0.25) -> None:
+        """Scrape now unless the newest scrape is younger than `max_age` s: a graph asked for right after
+        some traffic shows it (Kiali, reading Prometheus, lags by a scrape interval)."""
+        latest = self.recorder.latest_time
+        if latest is None or time.time() - latest > max_age:
+            with contextlib.suppress(Exception):
+                await self.scrape_once()
+
     async def scrape_once(self) -> bool:
         """Scrape every data plane; record the scrape only when all answered (a partial or empty scrape
         would look like a counter reset and count every request again). The scrape's time is when the
         data plane answered, not when we got round to parsing it."""
+        async with self._scrape_lock:  # the loop and on-demand refreshes add scrapes in time order
+            return await self._scrape()
+
+    async def _scrape(self) -> bool:
         urls = _admin_urls(self.cp)
         if not urls:
             return False
@@ -115,6 +140,8 @@ class Telemetry:
         text = "\n".join(texts)
         self.last_text = text
         series = await asyncio.to_thread(parse_text, text, KEPT)
+        if self.recorder.latest_time is None:
+            self.recorder.origin = _dataplane_started(self.cp)
         self.recorder.add(series, sum(stamps) / len(stamps))
         return True
 

@@ -22,6 +22,9 @@ class Recorder:
 
     def __init__(self, retention: float = 900.0) -> None:
         self.retention = retention
+        # When the counters' process started (all counters were zero then): lets a recorder younger than
+        # the window count what happened between that start and its first scrape.
+        self.origin: float | None = None
         self._times: deque[float] = deque()
         self._scrapes: deque[Series] = deque()
         self._resets: deque[dict[str, frozenset[Labels]]] = deque()  # per scrape: series reset since the previous
@@ -71,6 +74,10 @@ class Recorder:
         base_i = min(self._baseline(window, now), end_i)
         base, last = self._scrapes[base_i].get(name, {}), self._scrapes[end_i].get(name, {})
         covered = self._times[end_i] - self._times[base_i]
+        if (base_i == 0 and self.origin is not None and now - window <= self.origin <= self._times[0]
+                and not self._resets[0]):
+            # Younger than the window, and the data plane started inside it: count from zero at its start.
+            base, covered = {}, self._times[end_i] - self.origin
         # Where a series was reset inside the window: (scrape index, labels), oldest first.
         reset_at: dict[Labels, list[int]] = {}
         for i in range(base_i + 1, end_i + 1):

@@ -49,7 +49,10 @@ async def graph(request: Request, namespace: str | None = None, window: str = "1
         series = await for_account(account).graph_series(namespace or None, window=window, at=queryTime)
         result = build_graph(series.requests, series.duration_buckets, series.covered, opts, (), now=queryTime)
         return {**result, "account": account}
-    return await run_in_threadpool(_telemetry(request).graph, opts)
+    telemetry = _telemetry(request)
+    if queryTime is None:
+        await telemetry.refresh()
+    return await run_in_threadpool(telemetry.graph, opts)
 
 
 def _trace_store(request: Request) -> TraceStore:

@@ -6,13 +6,18 @@ import os
 import re
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from graylane.demos.bookinfo.services._common import FORWARD_HEADERS, json_response, pick_headers, serve
+from graylane.demos.bookinfo.services._common import (
+    FORWARD_HEADERS,
+    json_response,
+    outbound_client,
+    pick_headers,
+    serve,
+)
 
 EXTERNAL_ISBN = "0486424618"  # a Comedy of Errors edition with Shakespeare as the single author
 
@@ -50,7 +55,7 @@ async def external_details(product_id: int, headers: dict[str, str]) -> dict[str
     """details v2: the same keys, filled from the Google Books API (HTTP on port 80 with DO_NOT_ENCRYPT=true)."""
     plain = os.environ.get("DO_NOT_ENCRYPT") == "true"
     url = f"{'http' if plain else 'https'}://www.googleapis.com/books/v1/volumes?q=isbn:{EXTERNAL_ISBN}"
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=True) as client:
+    async with outbound_client(5.0, pooled=True) as client:
         resp = await client.get(url, headers=headers)
     book = resp.json()["items"][0]["volumeInfo"]
     return {

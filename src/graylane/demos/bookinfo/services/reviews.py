@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from graylane.demos.bookinfo.services._common import FORWARD_HEADERS, pick_headers, serve, service_url
+from graylane.demos.bookinfo.services._common import FORWARD_HEADERS, outbound_client, pick_headers, serve, service_url
 
 REVIEWS = (
     ("Reviewer1", "An extremely entertaining play by Shakespeare. The slapstick humour is refreshing!"),
@@ -71,7 +71,7 @@ def reviews_json(product_id: str, stars: tuple[int, int]) -> str:
 async def fetch_ratings(product_id: str, headers: dict[str, str]) -> dict[str, Any] | None:
     url = f"{service_url('ratings')}/ratings/{product_id}"
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(ratings_timeout()), trust_env=True) as client:
+        async with outbound_client(ratings_timeout(), pooled=True) as client:
             resp = await client.get(url, headers={**headers, "accept": "application/json"})
     except httpx.HTTPError as exc:
         print(f"Error: unable to contact {url} got exception {exc!r}", file=sys.stderr, flush=True)
