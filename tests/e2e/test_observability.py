@@ -520,4 +520,7 @@ def test_access_log_records_flags_upstream_and_durations(mesh: Observed) -> None
     assert nr["status"] == 404 and nr["flags"] == "NR" and nr["upstream_host"] == "-"
     # ...and one line per request in the data plane's log.
     lines = (mesh.state / "logs" / "dataplane.log").read_text().splitlines()
-    assert any("graylane.access" in line and '"GET /nowhere" 404 NR' in line for line in lines)
+    # The mesh runs with access_log "json": Istio's JSON keys, one object per line.
+    records = [json.loads(line[line.index("{"):]) for line in lines if "graylane.access" in line and "{" in line]
+    assert any(r["path"] == "/nowhere" and r["response_code"] == 404 and r["response_flags"] == "NR"
+               and r["upstream_host"] == "-" and r["request_id"] == "nr-" + rid for r in records)

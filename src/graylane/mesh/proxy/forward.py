@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from graylane.mesh.proxy import outlier
+from graylane.mesh.proxy.accesslog import format_entry
 from graylane.mesh.proxy.errors import (
     BadRequest,
     PerTryTimeout,
@@ -583,11 +584,13 @@ class Forwarder:
                      "path": ctx.path, "status": ctx.status, "flags": flags, "duration_ms": round(duration_ms, 3),
                      "upstream_host": ep.address if ep else "-", "upstream_cluster":
                      ctx.decision.cluster_name if ctx.decision else "-", "request_id": ctx.rid,
-                     "listener": ctx.listener.name, "bytes_sent": ctx.response_bytes}
+                     "listener": ctx.listener.name, "bytes_sent": ctx.response_bytes,
+                     "bytes_received": ctx.request_bytes,
+                     "upstream_service_time": round((now - ctx.upstream_start) * 1000) if ctx.upstream_start else None,
+                     "route_name": (ctx.decision.rule.name or None) if ctx.decision and ctx.decision.rule else None}
             server.access_log.append(entry)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info('"%s %s" %s %s %s %s', ctx.method, ctx.path, ctx.status, flags,
-                                entry["upstream_cluster"], entry["upstream_host"])
+                access_log.info("%s", format_entry(entry, server.access_log_format))
 
 
 async def _send_body(conn: UpstreamConnection, req: Request) -> None:

@@ -47,6 +47,7 @@ class ProxyServer:
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.inbound: dict[str, tuple[str, TokenBucket] | None] = {}
         self.access_log: deque[dict[str, Any]] | None = None
+        self.access_log_format = ""  # "text" (Istio's default TEXT format) or "json"
         self.lock = asyncio.Lock()
         self.last_nack: str = ""
         self.sweeper: asyncio.Task[None] | None = None
@@ -131,7 +132,9 @@ class ProxyServer:
                     if conn.listener_key == addr and not conn.busy:
                         conn.close()
             self.pools.retain_only({ep.address for c in table.clusters.values() for ep in c.endpoints})
-            self.access_log = deque(maxlen=10_000) if table.snapshot.get("options", {}).get("access_log") else None
+            log_format = str(table.snapshot.get("options", {}).get("access_log") or "")
+            self.access_log = deque(maxlen=10_000) if log_format else None
+            self.access_log_format = log_format
             self.acked = True
             self.last_nack = ""
             self.stats.bump("graylane_proxy_config_ack_total")
