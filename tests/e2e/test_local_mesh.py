@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-APP = str(Path(__file__).with_name("local_mesh_app.py"))
+APP = str(Path(__file__).parents[1] / "runtime" / "echo_app.py")  # the runtime tests' versioned echo server
 pytestmark = pytest.mark.timeout(240)
 
 

@@ -47,7 +47,7 @@ spec:
 
 
 def web(gateway_port: int, v1: int, v2: int) -> str:
-    """A small fast two-version app (tests/e2e/local_mesh_app.py) behind its own gateway port: enough requests per
+    """A small fast two-version app (tests/runtime/echo_app.py) behind its own gateway port: enough requests per
     second on a busy machine for rates to be compared to the percent."""
     return f"""
 apiVersion: v1
