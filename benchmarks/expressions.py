@@ -15,36 +15,20 @@ import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+import graylane.demos.bookinfo
 from graylane.expressions import EvaluationContext, evaluate_expression, evaluate_templated
 from graylane.expressions.parser import parse, parse_uncached
 from graylane.expressions.template import split_template
 
-TEMPLATE = """\
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: '${parameters.base_version}'
-      weight: >-
-        ${100 -
-        #toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])}
-    - destination:
-        host: reviews
-        subset: '${parameters.canary_version}'
-      weight: >-
-        ${#toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])}
-"""
+# The article's VirtualService template, verbatim, as Bookinfo ships it (tests/bookinfo checks it against the
+# walkthrough).
+_SHIPPED = Path(graylane.demos.bookinfo.__file__).parent / "coding-cd-template"
+TEMPLATE = (_SHIPPED / "canary-ratio-virtual-service.yaml.tmpl").read_text(encoding="utf-8")
 
 WEIGHT = '100 - #toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])'
 

@@ -5,36 +5,19 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import graylane.demos.bookinfo
 from graylane.expressions import EvaluationContext, ExpressionOptions
 
-# The article's VirtualService template, verbatim (seed-walkthrough.md, stage 灰度比例生效).
-ARTICLE_TEMPLATE = """\
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: '${parameters.base_version}'
-      weight: >-
-        ${100 -
-        #toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])}
-    - destination:
-        host: reviews
-        subset: '${parameters.canary_version}'
-      weight: >-
-        ${#toInt(#stage("设置灰度比例")["context"]["customParams"]["canary_ratio"])}
-"""
+# The article's VirtualService template, verbatim, as Bookinfo ships it (tests/bookinfo checks it against the
+# walkthrough).
+_SHIPPED = Path(graylane.demos.bookinfo.__file__).parent / "coding-cd-template"
+ARTICLE_TEMPLATE = (_SHIPPED / "canary-ratio-virtual-service.yaml.tmpl").read_text(encoding="utf-8")
 
 _TEMPLATE_DOC = yaml.safe_load(ARTICLE_TEMPLATE)
 
