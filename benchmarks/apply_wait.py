@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-APP = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "local_mesh_app.py"
+APP = Path(__file__).resolve().parents[1] / "tests" / "runtime" / "echo_app.py"  # a versioned echo server
 
 BASE = """
 apiVersion: v1
