@@ -7,12 +7,10 @@ edges in the topology, choose 全量发布, and see reviews-v1 gone. Screenshots
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(480)]
@@ -22,6 +20,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 article = pytest.importorskip("tests.e2e.test_article")  # shares the article's local-installation driver
+observability = pytest.importorskip("tests.e2e.test_observability")  # and its paced page loads
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -50,31 +49,6 @@ def browser() -> Iterator[object]:
             yield b
         finally:
             b.close()
-
-
-class Traffic:
-    """Page loads through the gateway in the background, like readers refreshing the page."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.stop = url, threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(trust_env=False, timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    client.get(self.url)
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.02)
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
 
 
 def reviews_split(page) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -135,7 +109,7 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
     assert judged["context"]["lastModifiedBy"] == "alice" or judged["context"].get("lastModifiedBy")
 
     # The topology shows productpage-v1 calling both versions, about half each.
-    with Traffic(mesh.productpage):
+    with observability.PacedLoad(mesh.productpage, rps=20, threads=1):  # readers refreshing the page
         topo = browser.new_page(viewport={"width": 1400, "height": 900})
         topo.goto(f"{base}/topology?window=1m")
         topo.select_option("#g-labels", "distribution")
