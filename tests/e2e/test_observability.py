@@ -9,7 +9,6 @@ small OTLP/HTTP receiver that decodes what the control plane exports. Traffic go
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -22,13 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+from tests import system
 from tests.e2e.test_article import page_kind
 from tests.e2e.test_local_mesh import Mesh, deployment, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 BOOKINFO = Path(__file__).resolve().parents[2] / "src" / "graylane" / "demos" / "bookinfo"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 WINDOW_S = 15  # the window the graph and PromQL are compared over (steady traffic fills it)
 
 
@@ -151,8 +150,9 @@ class Prometheus:
             "  metrics_path: /metrics\n"
             f"  static_configs: [{{targets: ['{target}']}}]\n")
         self.log = open(folder / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
+        prometheus = system.require_program("prometheus", "prometheus")
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", trust_env=False, timeout=10)

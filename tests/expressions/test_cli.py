@@ -100,7 +100,6 @@ def test_missing_snapshot_is_one_line(app: typer.Typer) -> None:
 def test_execution_option_asks_the_control_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  app: typer.Typer) -> None:
     """Against a real control plane on loopback: a stored execution, judged with customParams."""
-    pytest.importorskip("graylane.store")
     import threading
     import time
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests import system
 
 from graylane.targets import accounts
 
-pytestmark = [pytest.mark.asyncio,
-              pytest.mark.skipif(shutil.which("git") is None, reason="the demo's artifacts are git files")]
+pytestmark = [pytest.mark.asyncio]
+
+
+@pytest.fixture(autouse=True)
+def _git() -> None:
+    system.require_program("git", "git")  # the demo's artifacts are git files
 
 
 def with_account(pipeline: dict[str, Any], account: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests import system
 
 from graylane.analysis.prometheus import PrometheusClient, for_account, totals
 from graylane.errors import GraylaneError, ValidationError
@@ -23,8 +23,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-pytestmark = [pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("promtool") is None,
-                                 reason="Debian prometheus/promtool not installed")]
 
 STEP = 15  # seconds between recorded samples, like a default scrape interval
 SPAN = 30 * 60
@@ -96,6 +94,7 @@ class Prom:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
+    system.require_program("prometheus", "prometheus", "promtool")
     yield from _start(tmp_path_factory.mktemp("prom"), free_port())
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,38 +10,14 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from tests import system
 
 from graylane.pipelines.tables import metadata
 
 
-def store_available() -> bool:
-    try:
-        from graylane.store import Store  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def expressions_available() -> bool:
-    from graylane.pipelines import evaluation
-
-    return evaluation.available()
-
-
-needs_expressions = pytest.mark.skipif(not expressions_available(),
-                                       reason="graylane.expressions (issue 4) has not landed yet")
-needs_store = pytest.mark.skipif(not store_available(), reason="graylane.store (issue 2) has not landed yet")
-needs_local_target = pytest.mark.skipif(importlib.util.find_spec("graylane.targets.local") is None,
-                                        reason="graylane.targets.local has not landed yet")
-
-
 def _postgres_engine() -> Iterator[sa.Engine]:
     """A fresh schema of the test PostgreSQL, migrated by Store.open (so 0002_pipelines runs for real)."""
-    base = os.environ.get("GRAYLANE_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("GRAYLANE_REQUIRE_POSTGRES") == "1":
-            pytest.fail("GRAYLANE_REQUIRE_POSTGRES=1 but GRAYLANE_TEST_POSTGRES_URL is unset")
-        pytest.skip("GRAYLANE_TEST_POSTGRES_URL is unset (no PostgreSQL for this run)")
+    base = system.postgres_url()
     from graylane.store import Store
 
     schema = f"p_{uuid.uuid4().hex[:12]}"

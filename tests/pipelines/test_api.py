@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-
-pytest.importorskip("graylane.store", reason="graylane.store (issue 2) has not landed yet")
 
 from graylane.server.app import create_app  # noqa: E402
 from graylane.server.context import ControlPlane  # noqa: E402

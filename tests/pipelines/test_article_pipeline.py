@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("graylane.targets.local", reason="graylane.targets.local has not landed yet")
-
 import graylane.demos.bookinfo as bookinfo  # noqa: E402
 from graylane.cli.pipelines import load_pipeline_file  # noqa: E402
 from graylane.pipelines.executor import Executor  # noqa: E402
@@ -30,7 +28,6 @@ def _artifacts(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**ea["matchArtifact"], "reference": str(DEMO)} for ea in config.get("expectedArtifacts") or []]
 
 
-@pytest.mark.skipif(not (TEMPLATE / "reviews-canary.json").exists(), reason="the demo pipelines are not there yet")
 @pytest.mark.parametrize(("choice", "expected_weights"), [
     pytest.param("全量发布", [("v2", 100)], id="promote"),
     pytest.param("结束发布", [("v1", 70), ("v2", 30)], id="end"),

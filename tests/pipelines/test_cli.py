@@ -13,8 +13,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("graylane.store", reason="graylane.store (issue 2) has not landed yet")
-
 from graylane.cli.main import app  # noqa: E402
 from graylane.server.app import create_app  # noqa: E402
 from graylane.server.context import ControlPlane  # noqa: E402

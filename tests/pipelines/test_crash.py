@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-pytest.importorskip("graylane.store", reason="graylane.store (issue 2) has not landed yet")
-
 HAVE_LOCAL_TARGET = importlib.util.find_spec("graylane.targets.local") is not None
 GRAYLANE = [sys.executable, "-m", "graylane.cli.main"]
 

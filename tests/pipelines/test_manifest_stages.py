@@ -7,10 +7,6 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-pytest.importorskip("graylane.targets.local", reason="graylane.targets.local has not landed yet")
-
 from graylane.pipelines.executor import Executor  # noqa: E402
 from graylane.pipelines.services import TaskServices  # noqa: E402
 from graylane.pipelines.status import ExecutionStatus as S  # noqa: E402

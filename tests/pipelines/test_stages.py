@@ -23,10 +23,6 @@ from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.triggers import Cron, build_trigger
 from graylane.pipelines.window import in_window
 
-pytestmark = pytest.mark.skipif(
-    not __import__("graylane.pipelines.evaluation", fromlist=["x"]).available(),
-    reason="graylane.expressions (issue 4) has not landed yet")
-
 
 def stage(ref: str, stype: str, name: str, requires: tuple[str, ...] = (), **fields: Any) -> dict:
     return {"refId": ref, "type": stype, "name": name, "requisiteStageRefIds": list(requires), **fields}

@@ -6,7 +6,6 @@ after) through `search_path`. With `GRAYLANE_REQUIRE_POSTGRES=1` a missing URL f
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,17 +14,13 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from tests import system
 
 from graylane.store import Store
 
 
-def postgres_url() -> str | None:
-    url = os.environ.get("GRAYLANE_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("GRAYLANE_REQUIRE_POSTGRES") == "1":
-            pytest.fail("GRAYLANE_REQUIRE_POSTGRES=1 but GRAYLANE_TEST_POSTGRES_URL is unset")
-        pytest.skip("GRAYLANE_TEST_POSTGRES_URL is unset (no PostgreSQL for this run)")
-    return url
+def postgres_url() -> str:
+    return system.postgres_url()
 
 
 def _create_schema(admin: sa.Engine, base: str) -> tuple[str, str]:

@@ -6,7 +6,6 @@ edges in the topology, choose 全量发布, and see reviews-v1 gone. Screenshots
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,10 @@ import pytest
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(480)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-article = pytest.importorskip("tests.e2e.test_article")  # shares the article's local-installation driver
-observability = pytest.importorskip("tests.e2e.test_observability")  # and its paced page loads
+from playwright import sync_api  # noqa: E402
+from tests import system  # noqa: E402
+from tests.e2e import test_article as article  # noqa: E402  shares the article's local-installation driver
+from tests.e2e import test_observability as observability  # noqa: E402  and its paced page loads
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -43,8 +40,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[article.Local]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    chromium = system.require_program("chromium", "chromium")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:
