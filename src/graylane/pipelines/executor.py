@@ -37,7 +37,6 @@ SUPERSEDED = ("This execution was queued but then canceled because a newer queue
               "This pipeline is configured to automatically cancel waiting executions.")
 
 
-
 @dataclass
 class _Inflight:
     attempt: int
@@ -270,12 +269,15 @@ class Executor(Commands):
         progressed = True
         while progressed and exe.status == S.RUNNING:
             progressed = False
+            # start every startable stage before running any task: parallel branches start together, as orca's
+            # StartExecution / startNext push a StartStage for each at once
+            for stage in exe.stages:
+                if exe.status == S.RUNNING and stage.status == S.NOT_STARTED and self._is_startable(exe, stage):
+                    self._start_stage(exe, stage, tx)
+                    progressed = True
             for stage in exe.stages:
                 if exe.status != S.RUNNING:
                     break
-                if stage.status == S.NOT_STARTED and self._is_startable(exe, stage):
-                    self._start_stage(exe, stage, tx)
-                    progressed = True
                 if stage.status == S.RUNNING and stage.id not in d.inflight and \
                         await self._advance_stage(d, exe, stage, tx, launch):
                     progressed = True
@@ -515,17 +517,15 @@ class Executor(Commands):
             if stage.current_task() is None:
                 self._complete_stage(exe, stage, S.SUCCEEDED, tx)
             return True
-        if result.status in (S.TERMINAL, S.CANCELED):
-            status = stage.failure_status if result.status == S.TERMINAL else S.CANCELED
-            task.status, task.end_time = status, now
-            if result.error:
-                task.exception = {"details": {"error": result.error, "errors": [result.error]}}
-                stage.context["exception"] = {"details": {"error": result.error, "errors": [result.error]},
-                                              "taskName": task.name}
-            self._complete_stage(exe, stage, status, tx)
-            return True
-        task.status, task.end_time = result.status, now  # SKIPPED, STOPPED, FAILED_CONTINUE
-        self._complete_stage(exe, stage, result.status, tx)
+        if result.error:
+            task.exception = {"details": {"error": result.error, "errors": [result.error]}}
+            stage.context["exception"] = {"details": {"error": result.error, "errors": [result.error]},
+                                          "taskName": task.name}
+        # orca RunTaskHandler: TERMINAL goes through the stage's failureStatus(); SKIPPED, STOPPED and
+        # FAILED_CONTINUE (a task's own verdict, e.g. a precondition's failPipeline: false) are kept as they are.
+        status = stage.failure_status if result.status == S.TERMINAL else result.status
+        task.status, task.end_time = status, now
+        self._complete_stage(exe, stage, status, tx)
         return True
 
     def _fail_stage(self, exe: Execution, stage: Stage, tx: Tx, error: str) -> None:

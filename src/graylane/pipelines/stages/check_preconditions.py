@@ -1,5 +1,12 @@
-"""`checkPreconditions`: each `expression` / `stageStatus` precondition must hold; its own failPipeline decides
-whether a failure halts the pipeline (TERMINAL) or only this branch (STOPPED)."""
+"""`checkPreconditions`: each `expression` / `stageStatus` precondition must hold.
+
+Orca runs every precondition as a synthetic child stage whose context is the stage's context overlaid with the
+precondition's own config (CheckPreconditionsStage.parallelContexts). A failed child ends with its own
+failureStatus(): FAILED_CONTINUE when `continuePipeline`, TERMINAL when the precondition's `failPipeline` (or,
+absent, the stage's) is true or unset, else STOPPED. The parent then takes STOPPED / FAILED_CONTINUE as they are,
+and maps TERMINAL through *its own* options (CompleteStageHandler.determineStatus). So stage failPipeline false +
+precondition failPipeline true halts only this branch (STOPPED), as Spinnaker's recorded executions show.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,22 @@ from typing import Any
 
 from graylane.errors import GraylaneError
 from graylane.pipelines import evaluation
-from graylane.pipelines.status import ExecutionStatus
+from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def child_failure_status(stage_context: dict[str, Any], precondition: dict[str, Any]) -> S:
+    """The status orca's synthetic precondition stage ends with when its check fails (Stage.failureStatus())."""
+    merged = {**stage_context, **precondition}
+    if merged.get("continuePipeline") is True:
+        return S.FAILED_CONTINUE
+    if merged.get("failPipeline") in (None, True):
+        return S.TERMINAL
+    return S.STOPPED
 
 
 class CheckPreconditionsTask(Task):
@@ -24,7 +41,6 @@ class CheckPreconditionsTask(Task):
         for i, pre in enumerate(stage.context.get("preconditions") or []):
             ptype = pre.get("type")
             ctx = pre.get("context") or {}
-            fail_pipeline = pre.get("failPipeline", ctx.get("failPipeline", True))
             if ptype == "expression":
                 expr = ctx.get("expression", "false")
                 if isinstance(expr, bool):
@@ -58,8 +74,11 @@ class CheckPreconditionsTask(Task):
                 return TaskResult.terminal(f"precondition {i}: unsupported type {ptype!r} "
                                            "(expression and stageStatus are supported)")
             if not ok:
-                ctx_update: dict[str, Any] = {"preconditionResults": results, "failPipeline": bool(fail_pipeline)}
-                return TaskResult(ExecutionStatus.TERMINAL, ctx_update,
+                # TERMINAL is mapped by the executor through the stage's own failure options; STOPPED and
+                # FAILED_CONTINUE are final, as a synthetic child's status is for its parent in orca.
+                status = child_failure_status(stage.context, pre if isinstance(pre, dict) else {})
+                results[-1]["status"] = str(status)
+                return TaskResult(status, {"preconditionResults": results},
                                   error=f"precondition {i} of stage {stage.name} failed: {why}")
         return TaskResult.succeeded({"preconditionResults": results})
 

@@ -1,0 +1,160 @@
+"""Failure options as orca combines them, for every stage type: stage, sibling branch, downstream, execution.
+
+Graph of every case: `1` (the stage under test) -> `2` (downstream); `3` a sibling branch still running when
+`1` fails. Orca's rules: RunTaskHandler maps a TERMINAL task through Stage.failureStatus()
+(continuePipeline -> FAILED_CONTINUE, failPipeline null/true -> TERMINAL, else STOPPED); CompleteExecutionHandler
+cancels running branches on TERMINAL, waits for the others on STOPPED and then succeeds, unless a STOPPED stage
+has completeOtherBranchesThenFail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from graylane.pipelines.executor import Executor
+from graylane.pipelines.repository import PipelineRepository
+from graylane.pipelines.stages import STAGE_TYPE_NAMES
+from graylane.pipelines.status import ExecutionStatus as S
+
+RUN_ON_POSTGRES = False
+
+# How each stage type fails on its own, with no outside system (no target is configured in these executors).
+FAILING: dict[str, dict[str, Any]] = {
+    "wait": {"waitTime": "not-a-number"},
+    "checkPreconditions": {"preconditions": [{"type": "expression", "context": {"expression": "false"}}]},
+    "manualJudgment": {"instructions": "stop me"},  # judged `stop` by the test
+    "evaluateVariables": {"variables": [{"key": "x", "value": "${#stage('no such stage')['context']['y']}"}]},
+    "webhook": {"method": "POST"},  # no url
+    "pipeline": {"pipeline": "child-that-fails"},
+    "deployManifest": {"source": "text", "manifests": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}]},
+    "deleteManifest": {"manifestName": "configmap c", "location": "default"},
+    "patchManifest": {"manifestName": "configmap c", "location": "default", "patchBody": {"data": {"a": "c"}}},
+    "scaleManifest": {"manifestName": "deployment d", "location": "default", "replicas": 2},
+    "undoRolloutManifest": {"manifestName": "deployment d", "location": "default"},
+    "runJobManifest": {"source": "text", "manifest": {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "main", "image": "busybox"}]}}}}},
+    "findArtifactFromExecution": {"application": "nowhere", "pipeline": "no-such-pipeline",
+                                  "expectedArtifact": {"id": "a", "matchArtifact": {"type": "docker/image"}},
+                                  "executionOptions": {"successful": True}},
+    "findArtifactsFromResource": {"manifestName": "deployment d", "location": "default"},
+}
+
+OPTIONS = [
+    pytest.param({}, "TERMINAL", "TERMINAL", id="default"),
+    pytest.param({"failPipeline": True, "continuePipeline": False, "completeOtherBranchesThenFail": False},
+                 "TERMINAL", "TERMINAL", id="halt-pipeline"),
+    pytest.param({"failPipeline": False, "continuePipeline": False, "completeOtherBranchesThenFail": False},
+                 "STOPPED", "SUCCEEDED", id="halt-branch"),
+    pytest.param({"failPipeline": False, "continuePipeline": False, "completeOtherBranchesThenFail": True},
+                 "STOPPED", "TERMINAL", id="halt-branch-then-fail"),
+    pytest.param({"failPipeline": False, "continuePipeline": True, "completeOtherBranchesThenFail": False},
+                 "FAILED_CONTINUE", "SUCCEEDED", id="ignore-failure"),
+]
+
+
+def _stage(ref: str, stype: str, name: str, requires: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
+    return {"refId": ref, "type": stype, "name": name, "requisiteStageRefIds": list(requires), **fields}
+
+
+async def _judge_stop_when_waiting(ex: Executor, execution_id: str) -> None:
+    await ex.wait_for_stage(execution_id, "under test", {S.RUNNING}, timeout=10)
+    await ex.update_stage(execution_id, "under test", {"judgmentStatus": "stop"}, user="alice")
+
+
+def _run(engine: sa.Engine, stype: str, options: dict[str, Any],
+         sibling_wait_s: float = 0.4) -> tuple[dict[str, str], str, dict[str, Any]]:
+    body = {"application": "app", "name": "p", "stages": [
+        _stage("1", stype, "under test", **FAILING[stype], **options),
+        _stage("2", "wait", "downstream", ("1",), waitTime=0),
+        _stage("3", "wait", "sibling", waitTime=sibling_wait_s)]}
+
+    async def go() -> tuple[dict[str, str], str, dict[str, Any]]:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            repo.save({"application": "app", "name": "child-that-fails", "stages": [
+                _stage("1", "wait", "bad wait", waitTime="soon")]}, actor="user:test")
+            config = repo.get(repo.save(body, actor="user:test").id)
+            exe = await ex.start_execution(config, {}, user="test")
+            if stype == "manualJudgment":
+                await _judge_stop_when_waiting(ex, exe.id)
+            done = await ex.wait_until_complete(exe.id, timeout=20)
+            under = done.stage("1")
+            assert under is not None
+            return {s.name: str(s.status) for s in done.stages}, str(done.status), under.context
+        finally:
+            await ex.stop()
+
+    return asyncio.run(go())
+
+
+def test_every_stage_type_has_a_failing_case() -> None:
+    assert set(FAILING) == set(STAGE_TYPE_NAMES)
+
+
+@pytest.mark.parametrize("stype", sorted(FAILING))
+@pytest.mark.parametrize(("options", "stage_status", "execution_status"), OPTIONS)
+def test_failure_options_for_every_stage_type(engine: sa.Engine, stype: str, options: dict[str, Any],
+                                              stage_status: str, execution_status: str) -> None:
+    if stype not in STAGE_TYPE_NAMES:
+        pytest.fail(f"{stype} is not a stage type Graylane runs")
+    statuses, execution, context = _run(engine, stype, options)
+    assert statuses["under test"] == stage_status
+    assert execution == execution_status
+    # downstream of a halted stage never runs; of an ignored failure it does
+    assert statuses["downstream"] == ("SUCCEEDED" if stage_status == "FAILED_CONTINUE" else "NOT_STARTED")
+    # halting the pipeline cancels running branches at once; otherwise they complete
+    assert statuses["sibling"] == ("CANCELED" if stage_status == "TERMINAL" else "SUCCEEDED")
+    assert context["exception"]["details"]["error"]  # a readable reason, whatever the options
+
+
+# checkPreconditions: the stage's options and the precondition's own failPipeline (orca's synthetic child
+# stage context = stage context + precondition config; the parent maps a TERMINAL child through its own options).
+PRECONDITION_TABLE = [
+    # (stage options, precondition failPipeline, stage, execution)
+    pytest.param({}, True, "TERMINAL", "TERMINAL", id="stage-default+pre-true"),
+    pytest.param({}, False, "STOPPED", "SUCCEEDED", id="stage-default+pre-false"),
+    pytest.param({}, None, "TERMINAL", "TERMINAL", id="stage-default+pre-unset"),
+    pytest.param({"failPipeline": True}, True, "TERMINAL", "TERMINAL", id="stage-true+pre-true"),
+    pytest.param({"failPipeline": True}, False, "STOPPED", "SUCCEEDED", id="stage-true+pre-false"),
+    pytest.param({"failPipeline": False}, True, "STOPPED", "SUCCEEDED", id="halt-this-branch"),
+    pytest.param({"failPipeline": False}, False, "STOPPED", "SUCCEEDED", id="stage-false+pre-false"),
+    pytest.param({"failPipeline": False}, None, "STOPPED", "SUCCEEDED", id="stage-false+pre-unset"),
+    pytest.param({"failPipeline": False, "completeOtherBranchesThenFail": True}, True, "STOPPED", "TERMINAL",
+                 id="stage-false-then-fail+pre-true"),
+    pytest.param({"failPipeline": True, "completeOtherBranchesThenFail": True}, False, "STOPPED", "TERMINAL",
+                 id="stage-true-then-fail+pre-false"),
+    pytest.param({"failPipeline": False, "continuePipeline": True}, True, "FAILED_CONTINUE", "SUCCEEDED",
+                 id="stage-continue+pre-true"),
+    pytest.param({"failPipeline": False, "continuePipeline": True}, False, "FAILED_CONTINUE", "SUCCEEDED",
+                 id="stage-continue+pre-false"),
+]
+
+
+@pytest.mark.parametrize(("options", "pre_fail", "stage_status", "execution_status"), PRECONDITION_TABLE)
+def test_precondition_fail_pipeline_combines_with_the_stage_options(
+        engine: sa.Engine, options: dict[str, Any], pre_fail: bool | None, stage_status: str,
+        execution_status: str) -> None:
+    pre: dict[str, Any] = {"type": "expression", "context": {"expression": "${ 1 > 2 }"}}
+    if pre_fail is not None:
+        pre["failPipeline"] = pre_fail
+    FAILING["checkPreconditions"] = {"preconditions": [pre]}
+    try:
+        statuses, execution, context = _run(engine, "checkPreconditions", options)
+    finally:
+        FAILING["checkPreconditions"] = {"preconditions": [
+            {"type": "expression", "context": {"expression": "false"}}]}
+    assert statuses["under test"] == stage_status
+    assert execution == execution_status
+    assert statuses["downstream"] == ("SUCCEEDED" if stage_status == "FAILED_CONTINUE" else "NOT_STARTED")
+    assert statuses["sibling"] == ("CANCELED" if stage_status == "TERMINAL" else "SUCCEEDED")
+    assert context["preconditionResults"][0]["passed"] is False
+    assert "precondition 0 of stage under test failed" in context["exception"]["details"]["error"]
