@@ -93,8 +93,9 @@ def load_pipeline_file(path: Path) -> list[dict[str, Any]]:
     """Pipelines in a file (one object, a list, or several YAML documents), validated with file:line errors."""
     from graylane.pipelines import model
     from graylane.resources.load import load_text
+    from graylane.resources.yamlsafe import read_text
 
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix == ".json":
         try:
             data = json.loads(text)

@@ -25,6 +25,7 @@ from rich.text import Text
 from graylane.cli.client import ApiClient
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.resources.load import load_text
+from graylane.resources.yamlsafe import decode_utf8, read_text
 from graylane.settings import current_user, server_address
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
@@ -52,14 +53,14 @@ def read_files(paths: list[str]) -> list[tuple[str, str]]:
     files: list[tuple[str, str]] = []
     for raw in paths:
         if raw == "-":
-            files.append(("-", sys.stdin.read()))
+            files.append(("-", decode_utf8(sys.stdin.buffer.read(), "-")))
             continue
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _SUFFIXES)
-            files.extend((str(p), p.read_text(encoding="utf-8")) for p in found)
+            files.extend((str(p), read_text(p)) for p in found)
         elif path.is_file():
-            files.append((str(path), path.read_text(encoding="utf-8")))
+            files.append((str(path), read_text(path)))
         else:
             raise ValidationError("no such file or folder", where=str(path), hint="check the -f path")
     count = sum(len(load_text(text, name)) for name, text in files)  # YAML errors with file:line, early
