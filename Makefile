@@ -1,28 +1,38 @@
 # Two commands: `make demo` (install, start the local mesh, run the Bookinfo demo) and `make test`.
+# Python packages go into .venv with uv (installed from PyPI into the venv; pip is the fallback).
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+STEP = scripts/step
+# uv when it could be installed, pip otherwise.
+PIP_INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python; \
+              else $(BIN)/pip install -q; fi
 
-.PHONY: demo test install install-test lint
+.PHONY: demo test install install-test lint console-libs
 
 $(BIN)/python:
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	@$(STEP) "virtual environment ($(VENV), uv)" sh -c '$(PY) -m venv $(VENV) && ($(BIN)/pip install -q uv || true)'
 
-install: $(BIN)/python
-	$(BIN)/pip install -q -e .
-	@[ -f package-lock.json ] && npm ci --silent --no-audit --no-fund || true
+console-libs:
+	@if [ -f package-lock.json ] && command -v npm >/dev/null; then \
+	  if [ node_modules/.package-lock.json -nt package-lock.json ]; then echo "  ✓ console libraries (up to date)" >&2; \
+	  else $(STEP) "console libraries (npm ci)" npm ci --no-audit --no-fund; fi; \
+	else echo "  ! npm not found: the console will serve no JavaScript (install Node.js, then make install)" >&2; fi
 
-install-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
-	@[ -f package-lock.json ] && npm ci --silent --no-audit --no-fund || true
+install: $(BIN)/python console-libs
+	@$(STEP) "python packages" sh -c '$(PIP_INSTALL) -e .'
+
+install-test: $(BIN)/python console-libs
+	@$(STEP) "python packages (with test tools)" sh -c "$(PIP_INSTALL) -e '.[test]'"
 
 demo: install
-	$(BIN)/graylane demo bookinfo
+	@$(BIN)/graylane demo bookinfo
 
+# System parts (PostgreSQL, Prometheus, Chromium, git) are installed and started by scripts/test-system.
 test: install-test
-	$(BIN)/ruff check src tests
-	$(BIN)/pytest
+	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
+	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
+	  $(BIN)/pytest
 
 lint:
 	$(BIN)/ruff check src tests
