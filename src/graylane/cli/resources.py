@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from rich.text import Text
 from graylane.cli.client import ApiClient
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.resources.load import load_text
-from graylane.resources.yamlsafe import decode_utf8, read_text
+from graylane.resources.yamlsafe import read_stdin, read_text
 from graylane.settings import current_user, server_address
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
@@ -53,7 +52,7 @@ def read_files(paths: list[str]) -> list[tuple[str, str]]:
     files: list[tuple[str, str]] = []
     for raw in paths:
         if raw == "-":
-            files.append(("-", decode_utf8(sys.stdin.buffer.read(), "-")))
+            files.append(("-", read_stdin()))
             continue
         path = Path(raw)
         if path.is_dir():

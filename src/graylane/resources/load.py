@@ -5,7 +5,6 @@ Parsing goes through `yamlsafe` (alias budget, depth limit, UTF-8 errors with th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def load_paths(paths: Iterable[str | Path], stdin_text: str | None = None) -> li
     docs: list[Document] = []
     for raw in paths:
         if str(raw) == "-":
-            text = stdin_text if stdin_text is not None else yamlsafe.decode_utf8(sys.stdin.buffer.read(), "-")
+            text = stdin_text if stdin_text is not None else yamlsafe.read_stdin()
             docs.extend(load_text(text, "-"))
             continue
         path = Path(raw)

@@ -12,6 +12,7 @@ Bottom layer: imports only `graylane.errors`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,12 @@ def read_text(path: str | Path) -> str:
     except OSError as exc:
         raise ValidationError(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
     return decode_utf8(raw, str(path)).removeprefix("\ufeff")
+
+
+def read_stdin() -> str:
+    """Standard input as text, with the same UTF-8 check as files (a text-only stream is read as is)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return decode_utf8(buffer.read(), "-") if buffer is not None else sys.stdin.read()
 
 
 # -- YAML -------------------------------------------------------------------------------------------
