@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from graylane.errors import NotFound, ValidationError
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey, Source
 from graylane.resources.load import load_text
+from graylane.resources.yamlsafe import decode_utf8
 from graylane.store import ApplyResult, Revision, Store, StoredResource
 from graylane.store.bodies import unified_diff
 
@@ -127,7 +128,7 @@ def _cluster_scoped(group: str, kind: str) -> bool:
 
 def _documents(raw: bytes, content_type: str) -> list[Document]:
     """Parse an apply/delete body (see the module docstring) into documents with sources."""
-    text = raw.decode("utf-8", errors="replace")
+    text = decode_utf8(raw, "<request>")  # bad bytes are refused with their offset, never replaced
     if not text.strip():
         raise ValidationError("the request has no documents", hint="send YAML or JSON documents")
     if "json" in content_type:
