@@ -3,6 +3,9 @@ baseline, and say what to do next."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,22 @@ def ensure_mesh(timeout: float, port: int | None = None, admin_port: int | None 
     return url
 
 
+def launcher() -> str:
+    """How to type `graylane` in a new shell opened here: `graylane` when that is on PATH and is this program,
+    otherwise this program's path (e.g. `.venv/bin/graylane` after `make demo`, with no venv activated)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is None or program.name != "graylane" or not program.exists():
+        return "graylane"
+    program = program.absolute()
+    on_path = shutil.which("graylane")
+    if on_path and Path(on_path).absolute() == program:
+        return "graylane"
+    try:
+        return str(program.relative_to(Path.cwd().absolute()))
+    except ValueError:
+        return str(program)
+
+
 def _stage_table(execution: dict[str, Any]) -> Table:
     table = Table(title=f"{execution.get('name', 'pipeline')} — {execution.get('status', '')}", box=None,
                   title_justify="left")
@@ -68,15 +87,19 @@ def demo_bookinfo(repo: Path | None, timeout: float, no_up: bool, port: int | No
     from graylane.cli.client import ApiClient
     from graylane.demos.bookinfo import demo
 
+    started = time.monotonic()
     url = _control_plane_url() if no_up else ensure_mesh(min(timeout, 120), port, admin_port, gateway_ports)
     if url is None:
         raise GraylaneError("the local mesh is not running", hint="start it with `graylane up`")
     repo = (repo or state_dir() / "demo" / "bookinfo").resolve()
     client = ApiClient(url)
+    err.print(f"  (mesh ready in {time.monotonic() - started:.1f} s)")
+    started = time.monotonic()
     with Live(Table(), console=err, refresh_per_second=8, transient=False) as live:
         result = demo.run_demo(client, repo, lambda execution: live.update(_stage_table(execution)), timeout)
     err.print()
-    out.print(f"[green]✓[/] baseline deployed (execution {result.baseline_execution})")
+    out.print(f"[green]✓[/] baseline deployed in {time.monotonic() - started:.1f} s "
+              f"(execution {result.baseline_execution})")
     out.print(f"  demo repository: {result.repository} (branch {demo.BRANCH}, commit {result.commit[:12]})")
     if result.productpage_url:
         out.print(f"  productpage:     [bold]{result.productpage_url}[/]")
@@ -84,8 +107,13 @@ def demo_bookinfo(repo: Path | None, timeout: float, no_up: bool, port: int | No
         out.print("  productpage:     [yellow]no gateway listener found[/] (see `graylane status`)")
     out.print(f"  console:         {result.console_url}")
     out.print("\nNext, the canary release of reviews v2 (as in the article):")
+    program = launcher()
     for line in result.next_commands:
+        if program != "graylane" and line.startswith("graylane "):
+            line = program + line[len("graylane"):]
         out.print(f"  {escape(line)}")
+    if program != "graylane":
+        out.print(f"  (or `source {Path(program).parent}/activate` once, then type `graylane ...`)")
 
 
 def register(app: typer.Typer) -> None:
