@@ -9,6 +9,7 @@ import pytest
 import yaml
 from graylane_k8s_emulator import kubeconfig_text  # loaded by conftest.py
 
+from graylane.errors import GraylaneError
 from graylane.resources.document import Document, ResourceKey
 from graylane.targets import accounts
 from graylane.targets.kubernetes import KubernetesTarget
@@ -90,7 +91,7 @@ async def test_without_create_the_first_apply_is_refused(cluster: Any, tmp_path:
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(kubeconfig_text(cluster.url, token="no-create"))
     async with KubernetesTarget("x", kubeconfig=kubeconfig) as t:
-        with pytest.raises(Exception, match='cannot create resource "services"'):
+        with pytest.raises(GraylaneError, match="account 'x' may not apply Service default/reviews .*cannot create resource \"services\""):
             await t.apply([WORKLOAD[3].with_namespace("default")], actor="user:alice")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-HAVE_LOCAL_TARGET = importlib.util.find_spec("graylane.targets.local") is not None
 GRAYLANE = [sys.executable, "-m", "graylane.cli.main"]
 
 
@@ -26,22 +24,18 @@ def _configmap(name: str) -> dict[str, Any]:
 
 
 def _pipeline() -> dict[str, Any]:
-    stages: list[dict[str, Any]] = []
-    if HAVE_LOCAL_TARGET:
-        stages.append({"refId": "deploy", "type": "deployManifest", "name": "deploy baseline",
-                       "account": "local", "source": "text", "manifests": [_configmap("baseline")]})
-    stages += [
-        {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 3,
-         "requisiteStageRefIds": ["deploy"] if HAVE_LOCAL_TARGET else []},
+    stages: list[dict[str, Any]] = [
+        {"refId": "deploy", "type": "deployManifest", "name": "deploy baseline",
+         "account": "local", "source": "text", "manifests": [_configmap("baseline")]},
+        {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 3, "requisiteStageRefIds": ["deploy"]},
         {"refId": "judge", "type": "manualJudgment", "name": "设置灰度比例", "requisiteStageRefIds": ["wait"],
          "customParamConfig": [{"name": "canary_ratio", "type": "int", "min": 0, "max": 100, "required": True}]},
         {"refId": "vars", "type": "evaluateVariables", "name": "weights", "requisiteStageRefIds": ["judge"],
          "variables": [{"key": "canary", "value": '${#toInt(#stage("设置灰度比例")["context"]["customParams"]'
                                                   '["canary_ratio"])}'}]},
     ]
-    if HAVE_LOCAL_TARGET:
-        stages.append({"refId": "deploy2", "type": "deployManifest", "name": "deploy canary",
-                       "requisiteStageRefIds": ["vars"], "manifests": [_configmap("canary")]})
+    stages.append({"refId": "deploy2", "type": "deployManifest", "name": "deploy canary",
+                   "requisiteStageRefIds": ["vars"], "manifests": [_configmap("canary")]})
     return {"application": "crash", "name": "crash-test", "parameterConfig": [{"name": "ratio", "default": "10"}],
             "stages": stages}
 
@@ -146,14 +140,13 @@ def test_sigkill_while_running_and_while_judging_completes_with_each_stage_once(
         audit = shown.stdout[shown.stdout.index("audit"):]
         assert "ci" in audit and "judgment" in audit and '"canary_ratio": "50"' in audit
         assert "continue by ci" in shown.stdout
-        if HAVE_LOCAL_TARGET:
-            for name in ("baseline", "canary"):
-                hist = srv.http.get(f"/api/v1/resources/configmaps/{name}/history",
-                                    params={"namespace": "default"}).json()
-                items = hist.get("items", hist) if isinstance(hist, dict) else hist
-                assert len(items) == 1, items  # applied exactly once despite two kills
-                assert items[0]["actor"].startswith(f"pipeline:{eid}/")
-            body = srv.http.get("/api/v1/resources/configmaps/canary", params={"namespace": "default"}).json()
-            assert body["data"] == {"ratio": "25"}  # the manifest's ${parameters.ratio} was evaluated
+        for name in ("baseline", "canary"):
+            hist = srv.http.get(f"/api/v1/resources/configmaps/{name}/history",
+                                params={"namespace": "default"}).json()
+            items = hist.get("items", hist) if isinstance(hist, dict) else hist
+            assert len(items) == 1, items  # applied exactly once despite two kills
+            assert items[0]["actor"].startswith(f"pipeline:{eid}/")
+        body = srv.http.get("/api/v1/resources/configmaps/canary", params={"namespace": "default"}).json()
+        assert body["data"] == {"ratio": "25"}  # the manifest's ${parameters.ratio} was evaluated
     finally:
         srv.down()

@@ -38,12 +38,12 @@ class AdminServer:
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                if outer.nack:
-                    self._send(400, {"error": {"message": outer.nack}})
+                if outer.nack:  # the real proxy's NACK (mesh/proxy/admin.py): the version and the reason
+                    self._send(400, {"nack": int(body["version"]), "reason": outer.nack})
                     return
                 outer.snapshots.append(body)
                 outer.version = int(body["version"])
-                self._send(200, {"version": outer.version})
+                self._send(200, {"ack": outer.version})
 
             def do_GET(self) -> None:  # noqa: N802
                 self._send(200, {"version": outer.version})

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graylane.errors import GraylaneError
 from graylane.resources.document import ResourceKey
 from graylane.runtime.process import log_path, start_ticks
 from graylane.runtime.reconciler import Runtime
@@ -128,7 +129,7 @@ async def test_unknown_image_sets_a_condition_and_breaks_nothing_else(store: Sto
     failure = next(c for c in status["conditions"] if c["type"] == "ReplicaFailure")
     assert failure["reason"] == "ImageNotRunnableLocally"
     assert failure["message"] == 'no LocalImage matches "nginx:1.25"; add one with graylane apply'
-    with pytest.raises(Exception, match="ImageNotRunnableLocally"):
+    with pytest.raises(GraylaneError, match='Deployment default/web: ImageNotRunnableLocally: no LocalImage matches'):
         await runtime.wait_ready([ResourceKey("apps", "Deployment", "default", "web")], timeout=5)
     # Applying a LocalImage for it makes it runnable.
     store.apply([{"apiVersion": "graylane.io/v1alpha1", "kind": "LocalImage", "metadata": {"name": "nginx"},
