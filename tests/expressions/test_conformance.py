@@ -328,15 +328,15 @@ VALUE_CASES = (LITERALS + ARITHMETIC + COMPARISONS + LOGIC + CONDITIONALS + ROOT
                + STRING_METHODS + COLLECTION_METHODS + TYPES + HELPERS)
 
 
-def _same(actual: Any, expected: Any) -> bool:
-    """Equal and of the same JSON type (50 is not 50.0 nor "50"; True is not 1)."""
-    return json.dumps(actual, sort_keys=True, ensure_ascii=False) == json.dumps(expected, sort_keys=True,
-                                                                                  ensure_ascii=False)
+def _as_json(value: Any) -> str:
+    """The value as JSON, so types count: 50 is not 50.0 nor "50"; True is not 1."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(("expression", "expected"), VALUE_CASES)
 def test_expression_value(make_ctx: Any, expression: str, expected: Any) -> None:
-    assert _same(evaluate_expression(expression, make_ctx()), expected)
+    # Compared as JSON text, so pytest shows the diff (value and type) when they differ.
+    assert _as_json(evaluate_expression(expression, make_ctx())) == _as_json(expected), expression
 
 
 ERROR_CASES = [
