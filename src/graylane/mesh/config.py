@@ -1,55 +1,37 @@
 """Compile Services, VirtualServices, DestinationRules, Gateways, ServiceEntries and EnvoyFilters into a snapshot.
 
 The snapshot is plain JSON (what the control plane pushes to the data plane's `PUT /config`); durations are
-pre-parsed to seconds and hosts resolved to FQDNs, so the proxy parses nothing per request. Knows resources;
-knows nothing of sockets, processes or the store.
+pre-parsed to seconds and hosts resolved to FQDNs, so the proxy parses nothing per request. Each resource is
+compiled on its own (`graylane.mesh.isolation`): with `isolate=True` (the control plane) a resource that cannot
+be compiled is left out and listed in `snapshot["rejected"]` while the rest of the mesh is compiled as usual;
+without it (the offline explainer, tests) the first such error is raised. Knows resources; knows nothing of
+sockets, processes or the store.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 from graylane.errors import ValidationError
+from graylane.mesh.config_base import labels_match as _labels_match
+from graylane.mesh.config_base import meta as _meta
+from graylane.mesh.config_base import parse_duration
+from graylane.mesh.config_base import where_of as _where
+from graylane.mesh.envoyfilter import LOCAL_RATELIMIT, LOCAL_RATELIMIT_TYPE, compile_envoy_filter, listener_rate_limit
+from graylane.mesh.isolation import Rejections
+from graylane.mesh.routing import ClusterPolicy, RouteTable, Rule
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
+
+__all__ = ["GATEWAY_SOURCE", "LOCAL_RATELIMIT", "LOCAL_RATELIMIT_TYPE", "compile_envoy_filter", "compile_snapshot",
+           "endpoints_from_deployments", "parse_duration"]
 
 GATEWAY_SOURCE = {"namespace": "istio-system", "pod": "istio-ingressgateway", "workload": "istio-ingressgateway",
                   "service_account": "istio-ingressgateway-service-account",
                   "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}
-LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
-LOCAL_RATELIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any, where: str) -> float:
-    """Protobuf/Go duration to seconds: `10s`, `0.5s`, `100ms`, `1m30s`."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValidationError(f"invalid duration {value!r}", where=where, hint="use e.g. 10s, 0.5s or 100ms")
-    return total
-
-
-def _meta(res: Mapping[str, Any]) -> tuple[str, str]:
-    md = res.get("metadata") or {}
-    return str(md.get("name", "")), str(md.get("namespace") or "default")
-
-
-def _where(res: Mapping[str, Any], path: str = "") -> str:
-    name, ns = _meta(res)
-    return f"{res.get('kind')} {ns}/{name}" + (f": {path}" if path else "")
 
 
 class _Resolver:
@@ -281,87 +263,31 @@ def _compile_or_delegate(rule: Mapping[str, Any], ns: str, r: _Resolver, where: 
     return out
 
 
-# --------------------------------------------------------------------------------------------- envoy filters
-
-
-def _rate_limit_from(value: Mapping[str, Any], where: str) -> dict[str, Any]:
-    if value.get("@type") == "type.googleapis.com/udpa.type.v1.TypedStruct" or "type_url" in value:
-        if value.get("type_url") != LOCAL_RATELIMIT_TYPE:
-            raise ValidationError(f"unsupported typed_config type_url {value.get('type_url')!r}", where=where,
-                                  hint="only local_ratelimit is supported (docs/dataplane.md)")
-        value = value.get("value") or {}
-    elif value.get("@type") not in (None, LOCAL_RATELIMIT_TYPE):
-        raise ValidationError(f"unsupported typed_config @type {value.get('@type')!r}", where=where,
-                              hint="only local_ratelimit is supported (docs/dataplane.md)")
-    out: dict[str, Any] = {}
-    tb = value.get("token_bucket")
-    if tb:
-        if not tb.get("max_tokens"):
-            raise ValidationError("token_bucket.max_tokens is required and > 0", where=where)
-        out["max_tokens"] = int(tb["max_tokens"])
-        out["tokens_per_fill"] = int(tb.get("tokens_per_fill", 1))
-        out["fill_interval_s"] = parse_duration(tb.get("fill_interval", "1s"), f"{where}.token_bucket")
-    for key in ("filter_enabled", "filter_enforced"):
-        if value.get(key):
-            dv = value[key].get("default_value") or {}
-            denom = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}[dv.get("denominator", "HUNDRED")]
-            out[key] = 100.0 * int(dv.get("numerator", 0)) / denom
-    headers = []
-    for h in value.get("response_headers_to_add") or ():
-        hh = h.get("header") or {}
-        headers.append([str(hh.get("key", "")).lower(), str(hh.get("value", ""))])
-    if headers:
-        out["response_headers"] = headers
-    return out
-
-
-def compile_envoy_filter(res: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The accepted EnvoyFilter subset: Envoy's local_ratelimit on HTTP_FILTER (+ optional HTTP_ROUTE config)."""
-    name, ns = _meta(res)
-    spec = res.get("spec") or {}
-    selector = dict((spec.get("workloadSelector") or {}).get("labels") or {})
-    per_context: dict[str, dict[str, Any]] = {}
-    for i, patch in enumerate(spec.get("configPatches") or ()):
-        where = _where(res, f"spec.configPatches[{i}]")
-        apply_to = patch.get("applyTo")
-        context = (patch.get("match") or {}).get("context", "ANY")
-        if context not in ("SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY", "ANY"):
-            raise ValidationError(f"unsupported match.context {context!r}", where=where)
-        value = (patch.get("patch") or {}).get("value") or {}
-        if apply_to == "HTTP_FILTER":
-            if value.get("name") != LOCAL_RATELIMIT:
-                raise ValidationError(f"unsupported HTTP filter {value.get('name')!r}", where=where,
-                                      hint=f"only {LOCAL_RATELIMIT} is supported (docs/dataplane.md)")
-            per_context.setdefault(context, {}).update(_rate_limit_from(value.get("typed_config") or {}, where))
-        elif apply_to == "HTTP_ROUTE":
-            tpfc = value.get("typed_per_filter_config") or {}
-            if set(tpfc) - {LOCAL_RATELIMIT} or not tpfc:
-                raise ValidationError(f"unsupported HTTP_ROUTE patch (filters {sorted(tpfc)})", where=where,
-                                      hint=f"only typed_per_filter_config for {LOCAL_RATELIMIT} is supported")
-            per_context.setdefault(context, {}).update(_rate_limit_from(tpfc[LOCAL_RATELIMIT], where))
-        else:
-            raise ValidationError(f"unsupported applyTo {apply_to!r}", where=where,
-                                  hint="only HTTP_FILTER/HTTP_ROUTE patches for local_ratelimit (docs/dataplane.md)")
-    out = []
-    for context, rl in per_context.items():
-        if "max_tokens" not in rl:
-            raise ValidationError("local_ratelimit needs a token_bucket", where=_where(res, "spec.configPatches"))
-        out.append({"name": f"{ns}/{name}", "namespace": ns, "selector": selector, "context": context,
-                    "filter_enabled": rl.get("filter_enabled", 0.0), "filter_enforced": rl.get("filter_enforced", 0.0),
-                    **{k: v for k, v in rl.items() if k not in ("filter_enabled", "filter_enforced")}})
-    return out
-
-
 # --------------------------------------------------------------------------------------------- snapshot
 
 
-def _labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
 def compile_snapshot(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecars: list[Sidecar],
-                     options: MeshOptions, version: int) -> dict[str, Any]:
-    """Resources + endpoints + sidecars -> the JSON snapshot the data plane serves (raises ValidationError)."""
+                     options: MeshOptions, version: int, *, isolate: bool = False) -> dict[str, Any]:
+    """Resources + endpoints + sidecars -> the JSON snapshot the data plane serves.
+
+    Raises ValidationError for the first resource that cannot be compiled, or with `isolate=True` leaves such
+    resources out and lists them in `snapshot["rejected"]` (kind, namespace, name, resourceVersion, message).
+    """
+    rejections = Rejections(strict=not isolate)
+    for _ in range(len(resources) + 1):
+        try:
+            return _compile(resources, endpoints, sidecars, options, version, rejections)
+        except ValidationError as exc:
+            # The whole-snapshot check named a resource its own compile step let through: leave it out too.
+            culprit = rejections.culprit(exc, resources) if isolate else None
+            if culprit is None:
+                raise
+            rejections.add(culprit, str(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecars: list[Sidecar],
+             options: MeshOptions, version: int, rej: Rejections) -> dict[str, Any]:
     r = _Resolver(options.domain_suffix)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for res in resources:
@@ -372,157 +298,98 @@ def compile_snapshot(resources: list[dict[str, Any]], endpoints: list[Endpoint],
     # Deployments tell us named containerPorts (targetPort by name).
     named_ports: dict[tuple[str, str], dict[str, int]] = {}
     for dep in by_kind.get("Deployment", ()):
-        name, ns = _meta(dep)
-        ports: dict[str, int] = {}
-        for c in (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or ():
-            for p in c.get("ports") or ():
-                if p.get("name"):
-                    ports[str(p["name"])] = int(p["containerPort"])
-        named_ports[(ns, name)] = ports
+        ports = rej.attempt(dep, lambda dep=dep: _named_ports(dep))
+        if ports is not None:
+            named_ports[_meta(dep)[::-1]] = ports
 
     services: dict[str, dict[str, Any]] = {}
     service_eps: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for svc in by_kind.get("Service", ()):
-        name, ns = _meta(svc)
-        spec = svc.get("spec") or {}
-        fqdn = f"{name}.{ns}.svc.{options.domain_suffix}"
-        ports = []
-        selector = spec.get("selector") or {}
-        for p in spec.get("ports") or ():
-            port = int(p["port"])
-            target = p.get("targetPort", port)
-            ports.append({"port": port, "name": p.get("name", ""), "target_port": target})
-            eps = []
-            if selector:
-                for ep in endpoints:
-                    if ep.namespace != ns or not _labels_match(selector, ep.labels):
-                        continue
-                    if isinstance(target, int) or str(target).isdigit():
-                        if ep.container_port != int(target):
-                            continue
-                    else:
-                        known = named_ports.get((ep.namespace, ep.workload), {})
-                        if str(target) in known and known[str(target)] != ep.container_port:
-                            continue
-                    eps.append(_endpoint_json(ep))
-            service_eps[(fqdn, port)] = eps
-        services[fqdn] = {"name": name, "namespace": ns, "ports": ports}
-
+        got = rej.attempt(svc, lambda svc=svc: _service(svc, endpoints, named_ports, options))
+        if got is not None:
+            services.update(got[0])
+            service_eps.update(got[1])
     for se in by_kind.get("ServiceEntry", ()):
-        name, ns = _meta(se)
-        spec = se.get("spec") or {}
-        for host in spec.get("hosts") or ():
-            ports = [{"port": int(p["number"]), "name": p.get("name", ""), "target_port": int(p.get("targetPort")
-                                                                                             or p["number"])}
-                     for p in spec.get("ports") or ()]
-            services[host] = {"name": host, "namespace": ns, "ports": ports, "external": True}
-            for p in ports:
-                eps = []
-                for e in spec.get("endpoints") or ():
-                    eport = int((e.get("ports") or {}).get(p["name"], p["target_port"]))
-                    eps.append({"address": f"{e['address']}:{eport}", "host": e["address"], "port": eport,
-                                "pod": "", "namespace": ns, "labels": dict(e.get("labels") or {}), "workload": "",
-                                "service_account": "default", "ready": True})
-                if not eps and spec.get("resolution", "NONE") in ("DNS", "NONE"):
-                    eps.append({"address": f"{host}:{p['target_port']}", "host": host, "port": p["target_port"],
-                                "pod": "", "namespace": ns, "labels": {}, "workload": "", "service_account": "default",
-                                "ready": True})
-                service_eps[(host, p["port"])] = eps
+        got = rej.attempt(se, lambda se=se: _service_entry(se))
+        if got is not None:
+            services.update(got[0])
+            service_eps.update(got[1])
 
     # DestinationRules: merged per host; first subset definition and first top-level policy win.
     drs: dict[str, dict[str, Any]] = {}
     for dr in by_kind.get("DestinationRule", ()):
-        name, ns = _meta(dr)
-        spec = dr.get("spec") or {}
-        host = r.fqdn(str(spec.get("host", "")), ns)
+        got = rej.attempt(dr, lambda dr=dr: _destination_rule(dr, services, r))
+        if got is None:
+            continue
+        host, policy, subsets = got
         entry = drs.setdefault(host, {"policy": None, "subsets": {}, "names": []})
-        entry["names"].append(f"{ns}/{name}")
-        if entry["policy"] is None and spec.get("trafficPolicy"):
-            entry["policy"] = (spec["trafficPolicy"], _where(dr, "spec.trafficPolicy"))
-        seen = set()
-        for i, sub in enumerate(spec.get("subsets") or ()):
-            sname = sub.get("name")
-            if not sname:
-                raise ValidationError("subset name is required", where=_where(dr, f"spec.subsets[{i}]"))
-            if sname in seen:
-                raise ValidationError(f"duplicate subset names: {sname}", where=_where(dr, "spec.subsets"))
-            seen.add(sname)
-            entry["subsets"].setdefault(sname, (dict(sub.get("labels") or {}), sub.get("trafficPolicy"),
-                                                _where(dr, f"spec.subsets[{i}]")))
+        entry["names"].append("/".join(reversed(_meta(dr))))
+        if entry["policy"] is None and policy is not None:
+            entry["policy"] = policy
+        for sname, sub in subsets.items():
+            entry["subsets"].setdefault(sname, sub)
 
     clusters: dict[str, dict[str, Any]] = {}
     for fqdn, svc in services.items():
         dr = drs.get(fqdn) or {"policy": None, "subsets": {}}
-        top, top_where = dr["policy"] or (None, "")
         for p in svc["ports"]:
             port = p["port"]
             eps = service_eps.get((fqdn, port), [])
-            base = _traffic_policy(top, port, top_where)
+            base = (dr["policy"] or {}).get(port, {})
             clusters[f"outbound|{port}||{fqdn}"] = {"service": fqdn, "port": port, "subset": "", "policy": base,
                                                     "endpoints": eps}
-            for sname, (labels, sub_tp, sub_where) in dr["subsets"].items():
+            for sname, (labels, sub_policies) in dr["subsets"].items():
                 # Subset policies inherit and override the top-level one (Istio DestinationRule docs).
-                policy = {**base, **_traffic_policy(sub_tp, port, sub_where)}
                 clusters[f"outbound|{port}|{sname}|{fqdn}"] = {
-                    "service": fqdn, "port": port, "subset": sname, "policy": policy,
+                    "service": fqdn, "port": port, "subset": sname, "policy": {**base, **sub_policies.get(port, {})},
                     "endpoints": [e for e in eps if _labels_match(labels, e["labels"])]}
 
-    gateways: dict[str, dict[str, Any]] = {}
-    for gw in by_kind.get("Gateway", ()):
-        name, ns = _meta(gw)
-        gateways[f"{ns}/{name}"] = gw
-
     warnings: list[str] = []
+    gateways: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for gw in by_kind.get("Gateway", ()):
+        got_gw = rej.attempt(gw, lambda gw=gw: _gateway_servers(gw, options))
+        if got_gw is not None:
+            gateways["/".join(reversed(_meta(gw)))] = (gw, got_gw[0])
+            warnings += got_gw[1]
+
     vss = []
     by_key = {"/".join(reversed(_meta(vs))): vs for vs in by_kind.get("VirtualService", ())}
     for vs in by_kind.get("VirtualService", ()):
-        name, ns = _meta(vs)
         spec = vs.get("spec") or {}
         if not spec.get("hosts") and spec.get("http"):
             continue  # a delegate: its rules are compiled into the root that references it
-        gws = [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"]
-        for g in gws:
+        compiled = rej.attempt(vs, lambda vs=vs: _virtual_service(vs, r, by_key))
+        if compiled is None:
+            continue
+        for g in compiled["gateways"]:
             if g != "mesh" and g not in gateways:
                 warnings.append(f"{_where(vs)}: gateway {g} not found; rules bound to it are ignored")
-        if not spec.get("http") and not spec.get("tcp") and not spec.get("tls"):
-            raise ValidationError("http, tcp or tls must be provided in virtual service", where=_where(vs))
-        vss.append({"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
-                    "gateways": gws, "export_to": list(spec.get("exportTo") or ()),
-                    "http": [compiled for i, rule in enumerate(spec.get("http") or ())
-                             for compiled in _compile_or_delegate(rule, ns, r, _where(vs, f"spec.http[{i}]"),
-                                                                  by_key)]})
+        vss.append(compiled)
 
     rate_limits: list[dict[str, Any]] = []
     for ef in by_kind.get("EnvoyFilter", ()):
-        rate_limits.extend(compile_envoy_filter(ef))
+        rate_limits.extend(rej.attempt(ef, lambda ef=ef: compile_envoy_filter(ef)) or ())
 
     listeners: list[dict[str, Any]] = []
     for sc in sidecars:
         src = {"namespace": sc.namespace, "pod": sc.pod, "labels": dict(sc.labels),
                "workload": sc.workload or "unknown", "service_account": sc.service_account}
-        rl = _listener_rate_limit(rate_limits, ("SIDECAR_OUTBOUND", "ANY"), sc.namespace, sc.labels)
+        rl = listener_rate_limit(rate_limits, ("SIDECAR_OUTBOUND", "ANY"), sc.namespace, sc.labels)
         listeners.append({"name": f"sidecar~{sc.namespace}~{sc.pod}", "kind": "sidecar", "bind": "127.0.0.1",
                           "port": sc.port, "source": src, "rate_limit": rl})
     by_port: dict[int, dict[str, Any]] = {}
-    for key, gw in gateways.items():
+    for key, (gw, servers) in gateways.items():
         selector = dict(((gw.get("spec") or {}).get("selector")) or {})
-        for i, server in enumerate((gw.get("spec") or {}).get("servers") or ()):
-            port = server.get("port") or {}
-            protocol = str(port.get("protocol", "HTTP")).upper()
-            if protocol not in HTTP_PROTOCOLS:
-                warnings.append(f"{_where(gw, f'spec.servers[{i}]')}: protocol {protocol} is not served locally")
-                continue
-            number = int(port["number"])
-            host_port = int(options.gateway_port_map.get(number, number))
+        for server in servers:
+            host_port = server["host_port"]
             entry = by_port.setdefault(host_port, {
                 "name": f"gateway~{host_port}", "kind": "gateway", "bind": options.gateway_bind, "port": host_port,
-                "server_port": number, "source": GATEWAY_SOURCE, "gateways": [], "server_hosts": [],
-                "rate_limit": _listener_rate_limit(rate_limits, ("GATEWAY", "ANY"), "istio-system",
-                                                   selector or GATEWAY_SOURCE["labels"])})
+                "server_port": server["number"], "source": GATEWAY_SOURCE, "gateways": [], "server_hosts": [],
+                "rate_limit": listener_rate_limit(rate_limits, ("GATEWAY", "ANY"), "istio-system",
+                                                  selector or GATEWAY_SOURCE["labels"])})
             if key not in entry["gateways"]:
                 entry["gateways"].append(key)
-            for h in server.get("hosts") or ("*",):
-                h = str(h).split("/", 1)[1] if "/" in str(h) else str(h)
+            for h in server["hosts"]:
                 if h not in entry["server_hosts"]:
                     entry["server_hosts"].append(h)
     listeners.extend(by_port[p] for p in sorted(by_port))
@@ -538,24 +405,141 @@ def compile_snapshot(resources: list[dict[str, Any]], endpoints: list[Endpoint],
         "listeners": listeners,
         "inbound_rate_limits": [rl for rl in rate_limits if rl["context"] in ("SIDECAR_INBOUND", "ANY")],
         "warnings": warnings,
+        "rejected": rej.to_json(),
     }
-    from graylane.mesh.routing import RouteTable  # validate regexes etc. exactly as the proxy will
-
-    RouteTable(snapshot)
+    RouteTable(snapshot)  # validate regexes etc. exactly as the proxy will
     return snapshot
 
 
-def _listener_rate_limit(rate_limits: Iterable[dict[str, Any]], contexts: tuple[str, ...], namespace: str,
-                         labels: Mapping[str, str]) -> dict[str, Any] | None:
-    for rl in rate_limits:
-        if rl["context"] not in contexts:
+# --------------------------------------------------------------------------------------------- one resource each
+
+
+def _named_ports(dep: Mapping[str, Any]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for c in (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or ():
+        for p in c.get("ports") or ():
+            if p.get("name"):
+                ports[str(p["name"])] = int(p["containerPort"])
+    return ports
+
+
+_Registry = tuple[dict[str, dict[str, Any]], dict[tuple[str, int], list[dict[str, Any]]]]
+
+
+def _service(svc: Mapping[str, Any], endpoints: list[Endpoint], named_ports: dict[tuple[str, str], dict[str, int]],
+             options: MeshOptions) -> _Registry:
+    name, ns = _meta(svc)
+    spec = svc.get("spec") or {}
+    fqdn = f"{name}.{ns}.svc.{options.domain_suffix}"
+    ports = []
+    service_eps: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    selector = spec.get("selector") or {}
+    for p in spec.get("ports") or ():
+        port = int(p["port"])
+        target = p.get("targetPort", port)
+        ports.append({"port": port, "name": p.get("name", ""), "target_port": target})
+        eps = []
+        if selector:
+            for ep in endpoints:
+                if ep.namespace != ns or not _labels_match(selector, ep.labels):
+                    continue
+                if isinstance(target, int) or str(target).isdigit():
+                    if ep.container_port != int(target):
+                        continue
+                else:
+                    known = named_ports.get((ep.namespace, ep.workload), {})
+                    if str(target) in known and known[str(target)] != ep.container_port:
+                        continue
+                eps.append(_endpoint_json(ep))
+        service_eps[(fqdn, port)] = eps
+    return {fqdn: {"name": name, "namespace": ns, "ports": ports}}, service_eps
+
+
+def _service_entry(se: Mapping[str, Any]) -> _Registry:
+    _, ns = _meta(se)
+    spec = se.get("spec") or {}
+    services: dict[str, dict[str, Any]] = {}
+    service_eps: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for host in spec.get("hosts") or ():
+        ports = [{"port": int(p["number"]), "name": p.get("name", ""), "target_port": int(p.get("targetPort")
+                                                                                         or p["number"])}
+                 for p in spec.get("ports") or ()]
+        services[host] = {"name": host, "namespace": ns, "ports": ports, "external": True}
+        for p in ports:
+            eps = []
+            for e in spec.get("endpoints") or ():
+                eport = int((e.get("ports") or {}).get(p["name"], p["target_port"]))
+                eps.append({"address": f"{e['address']}:{eport}", "host": e["address"], "port": eport,
+                            "pod": "", "namespace": ns, "labels": dict(e.get("labels") or {}), "workload": "",
+                            "service_account": "default", "ready": True})
+            if not eps and spec.get("resolution", "NONE") in ("DNS", "NONE"):
+                eps.append({"address": f"{host}:{p['target_port']}", "host": host, "port": p["target_port"],
+                            "pod": "", "namespace": ns, "labels": {}, "workload": "", "service_account": "default",
+                            "ready": True})
+            service_eps[(host, p["port"])] = eps
+    return services, service_eps
+
+
+def _destination_rule(dr: Mapping[str, Any], services: Mapping[str, dict[str, Any]], r: _Resolver) -> tuple[
+        str, dict[int, dict[str, Any]] | None, dict[str, tuple[dict[str, str], dict[int, dict[str, Any]]]]]:
+    """One DR's contribution: its host, its top-level policy and subsets, each compiled for every port of the
+    host's service (portLevelSettings override their level), checked as the proxy will load them."""
+    _, ns = _meta(dr)
+    spec = dr.get("spec") or {}
+    host = r.fqdn(str(spec.get("host", "")), ns)
+    ports = [int(p["port"]) for p in (services.get(host) or {}).get("ports") or ()]
+
+    def per_port(tp: Mapping[str, Any] | None, where: str) -> dict[int, dict[str, Any]]:
+        out = {port: _traffic_policy(tp, port, where) for port in ports}
+        for policy in out.values():
+            ClusterPolicy.load(policy)
+        return out
+
+    top = spec.get("trafficPolicy")
+    policy = per_port(top, _where(dr, "spec.trafficPolicy")) if top else None
+    subsets: dict[str, tuple[dict[str, str], dict[int, dict[str, Any]]]] = {}
+    for i, sub in enumerate(spec.get("subsets") or ()):
+        sname = sub.get("name")
+        if not sname:
+            raise ValidationError("subset name is required", where=_where(dr, f"spec.subsets[{i}]"))
+        if sname in subsets:
+            raise ValidationError(f"duplicate subset names: {sname}", where=_where(dr, "spec.subsets"))
+        subsets[sname] = (dict(sub.get("labels") or {}),
+                          per_port(sub.get("trafficPolicy"), _where(dr, f"spec.subsets[{i}]")))
+    return host, policy, subsets
+
+
+def _gateway_servers(gw: Mapping[str, Any], options: MeshOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    """A Gateway's HTTP servers as listener parts ({number, host_port, hosts}), and warnings for the rest."""
+    servers, warnings = [], []
+    for i, server in enumerate((gw.get("spec") or {}).get("servers") or ()):
+        port = server.get("port") or {}
+        protocol = str(port.get("protocol", "HTTP")).upper()
+        if protocol not in HTTP_PROTOCOLS:
+            warnings.append(f"{_where(gw, f'spec.servers[{i}]')}: protocol {protocol} is not served locally")
             continue
-        # An EnvoyFilter applies in its own namespace, or everywhere from the root namespace istio-system.
-        if rl["namespace"] not in (namespace, "istio-system"):
-            continue
-        if _labels_match(rl["selector"], labels):
-            return rl
-    return None
+        number = int(port["number"])
+        hosts = [str(h).split("/", 1)[1] if "/" in str(h) else str(h) for h in server.get("hosts") or ("*",)]
+        servers.append({"number": number, "host_port": int(options.gateway_port_map.get(number, number)),
+                        "hosts": hosts})
+    return servers, warnings
+
+
+def _virtual_service(vs: Mapping[str, Any], r: _Resolver, by_key: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    name, ns = _meta(vs)
+    spec = vs.get("spec") or {}
+    if not spec.get("http") and not spec.get("tcp") and not spec.get("tls"):
+        raise ValidationError("http, tcp or tls must be provided in virtual service", where=_where(vs))
+    rules = [compiled for i, rule in enumerate(spec.get("http") or ())
+             for compiled in _compile_or_delegate(rule, ns, r, _where(vs, f"spec.http[{i}]"), by_key)]
+    for j, rule in enumerate(rules):  # as the proxy will load them (RE2 regexes, string matches)
+        try:
+            Rule.load(j, rule)
+        except ValidationError as exc:
+            raise ValidationError(f"{_where(vs)}: {exc.message}") from None
+    return {"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
+            "gateways": [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"],
+            "export_to": list(spec.get("exportTo") or ()), "http": rules}
 
 
 def _endpoint_json(ep: Endpoint) -> dict[str, Any]:
