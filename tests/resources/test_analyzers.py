@@ -95,9 +95,9 @@ CASES = [
     ),
     (
         "IST0109",
-        "Error [IST0109] (VirtualService default/reviews in.yaml:36) The VirtualServices "
+        "Error [IST0109] (VirtualService default/reviews in.yaml:34) The VirtualServices "
         "default/reviews,default/reviews-canary associated with mesh gateway define the same host "
-        "reviews.default.svc.cluster.local which can lead to undefined behavior.",
+        "*/reviews.default.svc.cluster.local which can lead to undefined behavior.",
         vs(ROUTE_V1) + vs(ROUTE_V1, name="reviews-canary"),
         vs(ROUTE_V1) + vs("  gateways: [bookinfo-gateway]\n" + ROUTE_V1, name="reviews-canary"),
     ),
@@ -120,7 +120,7 @@ CASES = [
     ),
     (
         "IST0130-after-catch-all",
-        "Warning [IST0130] (VirtualService default/reviews in.yaml:40) "
+        "Warning [IST0130] (VirtualService default/reviews in.yaml:41) "
         'VirtualService rule "late" not used (route without matches defined before).',
         vs(
             ROUTE_V1 + "  - name: late\n    match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: reviews}}]\n"

@@ -30,6 +30,8 @@ class Finding:
     doc: Document | None = None
     path: FieldPath = ()
     detail: str | None = None  # the bare admission message, without the code's template around it
+    # Which istioctl analyzer this finding mirrors (`virtualservice.GatewayAnalyzer`, ...), for conformance checks.
+    analyzer: str | None = None
 
     @property
     def where(self) -> str | None:

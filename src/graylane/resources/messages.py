@@ -23,8 +23,9 @@ class MessageType:
     def render(self, *args: Any) -> str:
         return _go_format(self.template, args)
 
-    def at(self, doc: Document | None, path: FieldPath, *args: Any, detail: str | None = None) -> Finding:
-        return Finding(self.severity, self.code, self.render(*args), doc, tuple(path), detail)
+    def at(self, doc: Document | None, path: FieldPath, *args: Any, detail: str | None = None,
+           analyzer: str | None = None) -> Finding:
+        return Finding(self.severity, self.code, self.render(*args), doc, tuple(path), detail, analyzer)
 
 
 def go_quote(value: Any) -> str:
@@ -84,6 +85,12 @@ VS_INEFFECTIVE_MATCH = MessageType(
 VS_HOST_NOT_FOUND_IN_GATEWAY = MessageType(
     "IST0132", "VirtualServiceHostNotFoundInGateway", W,
     "one or more host %v defined in VirtualService %s not found in Gateway %s.")
+INGRESS_ROUTE_RULES_NOT_AFFECTED = MessageType(
+    "IST0140", "IngressRouteRulesNotAffected", W,
+    "Subset in virtual service %s has no effect on ingress gateway %s requests")
+REFERENCED_INTERNAL_GATEWAY = MessageType(
+    "IST0165", "ReferencedInternalGateway", W,
+    "Gateway reference in VirtualService %s is to an implementation-generated internal Gateway: %s.")
 SCHEMA_WARNING = MessageType("IST0133", "SchemaWarning", W, "Schema validation warning: %v")
 DR_SUBSET_SELECTS_NO_PODS = MessageType(
     "IST0173", "DestinationRuleSubsetNotSelectPods", E,
@@ -105,6 +112,6 @@ WEIGHTS_NOT_100 = MessageType(
 CATALOG: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
     VS_DESTINATION_PORT_SELECTOR_REQUIRED, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH, VS_HOST_NOT_FOUND_IN_GATEWAY,
-    SCHEMA_WARNING,
+    SCHEMA_WARNING, INGRESS_ROUTE_RULES_NOT_AFFECTED, REFERENCED_INTERNAL_GATEWAY,
     DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
 )

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
 from graylane.errors import ValidationError
 from graylane.resources.admission import admission_findings
 from graylane.resources.analyzers import analyze_set
-from graylane.resources.document import Document, Source, format_path
+from graylane.resources.document import ISTIO_NETWORKING, Document, Source, format_path
 from graylane.resources.finding import STORE_SOURCE, Finding, Severity
 from graylane.resources.kinds import kind_info
 from graylane.resources.messages import KIND_NOT_ACTED_ON_LOCALLY
@@ -25,12 +26,18 @@ def _schema_findings(doc: Document) -> list[Finding]:
             for path, message in schema_problems(doc)]
 
 
+def _admission(doc: Document) -> list[Finding]:
+    """Admission findings; those of Istio kinds are what istioctl's schema.ValidationAnalyzer.<Kind> reports."""
+    analyzer = f"schema.ValidationAnalyzer.{doc.kind}" if doc.group == ISTIO_NETWORKING else None
+    return [dataclasses.replace(f, analyzer=analyzer) for f in admission_findings(doc)]
+
+
 def _findings_by_doc(docs: Iterable[Document]) -> list[tuple[Document, list[Finding], list[Finding]]]:
     """For each document: its schema errors, and (only when the schema holds) its admission findings."""
     out = []
     for doc in docs:
         schema = _schema_findings(doc)
-        out.append((doc, schema, [] if schema else admission_findings(doc)))
+        out.append((doc, schema, [] if schema else _admission(doc)))
     return out
 
 
@@ -52,18 +59,21 @@ def analyze(docs: Iterable[Document], context: list[dict[str, Any]] | None = Non
     """Cross-resource analyzers (istioctl codes), validation warnings and kinds the local target ignores.
 
     `context` holds resource bodies already in the store; input documents win over them for the same key.
+    A document that fails the schema check is still analyzed and still counts as a reference target (a
+    Service with a bad port protocol still exists), as istioctl does; only one without a kind or a
+    name, which names nothing, is left out.
     """
     docs = list(docs)
     findings: list[Finding] = []
-    valid: list[Document] = []
-    for doc, schema, admission in _findings_by_doc(docs):
+    targets: list[Document] = []
+    for doc, _schema, admission in _findings_by_doc(docs):
         info = kind_info(doc.group, doc.kind)
         if (info is None or not info.acted_on_locally) and doc.kind:
             findings.append(KIND_NOT_ACTED_ON_LOCALLY.at(doc, (), doc.api_version or "no apiVersion"))
-        if not schema:
-            valid.append(doc)
-            findings += [f for f in admission if f.severity is not Severity.ERROR]
-    findings += analyze_set(valid, _context_documents(context))
+        if doc.kind and doc.name:
+            targets.append(doc)
+        findings += [f for f in admission if f.severity is not Severity.ERROR]
+    findings += analyze_set(targets, _context_documents(context))
     return findings
 
 
@@ -78,6 +88,19 @@ def validate(docs: Iterable[Document], context: list[dict[str, Any]] | None = No
     """All findings (admission errors first by position, then analyzers), sorted by file, document and line."""
     docs = list(docs)
     return sorted(admission_errors(docs) + analyze(docs, context), key=_sort_key)
+
+
+def apply_warnings(docs: Iterable[Document], context: list[dict[str, Any]] | None = None) -> list[str]:
+    """What `graylane apply` prints as `Warning: ...` (as kubectl prints admission warnings) without refusing:
+    analyzer findings and validation warnings of severity Error or Warning, judged with `context` (the store).
+    GL0001 is left to the caller, which words it for the target it applies to."""
+    out = []
+    for f in sorted(analyze(docs, context), key=_sort_key):
+        if f.severity is Severity.INFO or f.code == KIND_NOT_ACTED_ON_LOCALLY.code:
+            continue
+        origin = " ".join(p for p in (f.resource, f.where) if p)
+        out.append(f"[{f.code}] ({origin}) {f.message}" if origin else f"[{f.code}] {f.message}")
+    return list(dict.fromkeys(out))
 
 
 def check_apply(docs: Iterable[Document]) -> None:
