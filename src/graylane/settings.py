@@ -50,3 +50,89 @@ def server_address() -> ServerAddress:
 def current_user() -> str:
     """Who the CLI acts as (recorded in history and audit): `$GRAYLANE_USER`, else the OS user."""
     return os.environ.get("GRAYLANE_USER") or os.environ.get("USER") or "cli"
+
+
+# -- the local operator's token ----------------------------------------------------------------
+
+CLI_TOKEN_FILE = "cli-token"
+
+
+def cli_token_path(state: Path | None = None) -> Path:
+    return (state or state_dir()) / CLI_TOKEN_FILE
+
+
+def read_cli_token(state: Path | None = None) -> str | None:
+    """The token `graylane server` wrote to the state folder, if this user may read it.
+
+    A file that is readable by the group or others (or owned by someone else) is ignored: the token
+    in it may be known to other local users."""
+    path = cli_token_path(state)
+    try:
+        info = path.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None
+        token = path.read_text().strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def ensure_cli_token(state: Path | None = None) -> str:
+    """Reuse the state folder's token when it is private, else write a new one (mode 0600)."""
+    existing = read_cli_token(state)
+    if existing:
+        return existing
+    import secrets
+
+    path = cli_token_path(state)
+    token = "glcli_" + secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{CLI_TOKEN_FILE}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)  # atomic: a CLI never reads a half-written token
+    return token
+
+
+# -- what the HTTP server accepts (docs/security.md lists each with its default) ------------------
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"${name}={raw!r} is not a whole number") from None
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_documents: int = 1000
+    max_document_bytes: int = 1024 * 1024
+    max_json_depth: int = 100
+    max_json_values: int = 1_000_000
+    webhook_window_s: int = 300
+    login_link_ttl_s: int = 300
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def server_limits() -> ServerLimits:
+    """Bounds for requests, from `$GRAYLANE_MAX_BODY_BYTES`, `$GRAYLANE_MAX_DOCUMENTS`,
+    `$GRAYLANE_MAX_DOCUMENT_BYTES`, `$GRAYLANE_MAX_JSON_DEPTH`, `$GRAYLANE_MAX_JSON_VALUES`,
+    `$GRAYLANE_WEBHOOK_WINDOW_S`, `$GRAYLANE_LOGIN_LINK_TTL_S` and `$GRAYLANE_ALLOWED_HOSTS`
+    (comma-separated extra host names, `*` for any)."""
+    d = ServerLimits()
+    hosts = tuple(h.strip().lower() for h in os.environ.get("GRAYLANE_ALLOWED_HOSTS", "").split(",") if h.strip())
+    return ServerLimits(
+        max_body_bytes=_env_int("GRAYLANE_MAX_BODY_BYTES", d.max_body_bytes),
+        max_documents=_env_int("GRAYLANE_MAX_DOCUMENTS", d.max_documents),
+        max_document_bytes=_env_int("GRAYLANE_MAX_DOCUMENT_BYTES", d.max_document_bytes),
+        max_json_depth=_env_int("GRAYLANE_MAX_JSON_DEPTH", d.max_json_depth),
+        max_json_values=_env_int("GRAYLANE_MAX_JSON_VALUES", d.max_json_values),
+        webhook_window_s=_env_int("GRAYLANE_WEBHOOK_WINDOW_S", d.webhook_window_s),
+        login_link_ttl_s=_env_int("GRAYLANE_LOGIN_LINK_TTL_S", d.login_link_ttl_s),
+        allowed_hosts=hosts,
+    )

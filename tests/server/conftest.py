@@ -23,6 +23,7 @@ def api_store(state_dir: Path) -> Iterator[Store]:
 @pytest.fixture
 def api(api_store: Store) -> Iterator[TestClient]:
     app = create_app(ControlPlane(store=api_store), start_components=False)
-    # The API trusts loopback callers (graylane.server.auth); the server address is loopback here.
-    with TestClient(app, base_url="http://127.0.0.1:7380") as client:
+    # As the CLI does: the operator's token from the state folder (graylane.server.auth).
+    with TestClient(app, base_url="http://127.0.0.1:7380",
+                    headers={"Authorization": f"Bearer {app.state.cli_token}"}) as client:
         yield client

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from graylane.resources.load import load_text
+from graylane.settings import read_cli_token
 from graylane.store import Store
 from graylane.store import tables as t
 
@@ -75,8 +76,9 @@ def write_lock_held(db: Path) -> bool:
 
 def test_sigkill_mid_apply_leaves_the_store_before_or_after(server: tuple[Any, str], state_dir: Path) -> None:
     proc, url = server
+    auth = {"authorization": f"Bearer {read_cli_token(state_dir)}"}
     before = httpx.post(f"{url}/api/v1/apply", content="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before}\n",
-                        headers={"content-type": "application/yaml"}, timeout=30)
+                        headers={"content-type": "application/yaml", **auth}, timeout=30)
     assert before.status_code == 200
     db = state_dir / "graylane.db"
     outcome: dict[str, Any] = {}
@@ -84,7 +86,7 @@ def test_sigkill_mid_apply_leaves_the_store_before_or_after(server: tuple[Any, s
     def send() -> None:
         try:
             outcome["response"] = httpx.post(f"{url}/api/v1/apply", content=batch_yaml(),
-                                             headers={"content-type": "application/yaml"}, timeout=120)
+                                             headers={"content-type": "application/yaml", **auth}, timeout=120)
         except httpx.TransportError as exc:  # the server died under us: expected
             outcome["error"] = exc
 

@@ -1,23 +1,26 @@
-"""The CLI's HTTP client to the control plane API, turning API errors back into GraylaneErrors."""
+"""The CLI's HTTP client to the control plane API, turning API errors back into GraylaneErrors.
+
+It authenticates with `$GRAYLANE_TOKEN` when set, else with the token the local control plane wrote
+to the state folder (`$GRAYLANE_STATE/cli-token`), sent only to a loopback address."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
-from graylane.settings import server_address
+from graylane.settings import read_cli_token, server_address
 
 _BY_STATUS: dict[int, type[GraylaneError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 422: ValidationError}
 
 
 class ApiClient:
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
-        import os
-
         self.base_url = base_url or server_address().url
-        token = token or os.environ.get("GRAYLANE_TOKEN")
+        token = token or os.environ.get("GRAYLANE_TOKEN") or (read_cli_token() if _local(self.base_url) else None)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, trust_env=False)
 
@@ -62,3 +65,16 @@ def error_from_response(resp: httpx.Response) -> GraylaneError:
         err = {"message": resp.text.strip() or resp.reason_phrase}
     cls = _BY_STATUS.get(resp.status_code, GraylaneError)
     return cls(str(err.get("message") or resp.reason_phrase), where=err.get("where"), hint=err.get("hint"))
+
+
+def _local(url: str) -> bool:
+    """The state folder's token belongs to the control plane on this machine: never send it elsewhere."""
+    import ipaddress
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

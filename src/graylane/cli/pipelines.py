@@ -222,9 +222,18 @@ def run(name: str, param: list[str] = typer.Option([], "-p", "--param", help="NA
         except ValueError as exc:
             raise ValidationError(f"--artifact {raw!r} is not JSON: {exc}") from None
     client = _client()
-    r = client.post(f"/api/v1/pipelines/{name}/start", json={"parameters": _kv(param, "-p"), "artifacts": arts},
+    given = _kv(param, "-p")
+    r = client.post(f"/api/v1/pipelines/{name}/start", json={"parameters": given, "artifacts": arts},
                     headers=_h())
-    out.print(f"execution {r['id']} started")
+    used = r.get("parameters") or {}
+    shown = ", ".join(f"{k}={v}" + ("" if k in given else " (default)") for k, v in used.items())
+    status = r.get("status") or "NOT_STARTED"
+    if status == "BUFFERED":
+        out.print(f"execution {r['id']} BUFFERED: {escape(r.get('reason') or 'waiting for a running execution')}")
+    else:
+        out.print(f"execution {r['id']} started ({status})")
+    if shown:
+        out.print(f"parameters: {escape(shown)}")
     if watch:
         exe = _watch(client, r["id"])
         raise typer.Exit(EXIT_OK if exe["status"] == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)

@@ -10,11 +10,15 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from graylane.errors import GraylaneError, ValidationError
 from graylane.pipelines import artifacts, params
@@ -53,6 +57,7 @@ def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Exe
 async def start_manual(executor: Executor, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
                        artifacts_in: list[dict[str, Any]] | None = None, application: str | None = None) -> Execution:
     config = executor.pipelines.get(ref, application=application)
+    params.check_declared(config, parameters)
     trigger = build_trigger(config, {"type": "manual", "user": user, "parameters": parameters or {},
                                      "artifacts": artifacts_in or []}, executor)
     return await executor.start_execution(config, trigger, user=user)
@@ -83,29 +88,112 @@ def _constraints_hold(constraints: dict[str, Any], payload: Any) -> bool:
     return True
 
 
-def _secret_of(trig: dict[str, Any]) -> str | None:
+def _secret_of(trig: dict[str, Any]) -> tuple[bool, str | None]:
+    """(whether the trigger demands a signature, its secret). A `secretEnv` naming an unset variable
+    demands one that nothing can match: the trigger refuses every request, never accepts unsigned ones."""
     if trig.get("secretEnv"):
-        return os.environ.get(str(trig["secretEnv"])) or None
-    return trig.get("secret") or None
+        return True, os.environ.get(str(trig["secretEnv"])) or None
+    if trig.get("secret"):
+        return True, str(trig["secret"])
+    return False, None
 
 
-def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    """GitHub-style `X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`."""
+def webhook_warnings(config: dict[str, Any]) -> list[str]:
+    """What an import should say about the pipeline's webhook triggers (an unset `secretEnv`)."""
+    out = []
+    for i, trig in enumerate(config.get("triggers") or []):
+        if isinstance(trig, dict) and trig.get("type") == "webhook" and trig.get("secretEnv") \
+                and not os.environ.get(str(trig["secretEnv"])):
+            out.append(f"pipeline {config.get('application')}/{config.get('name')} triggers[{i}] (webhook source "
+                       f"{trig.get('source')!r}): secretEnv {trig['secretEnv']} is not set in the control plane's "
+                       "environment; the trigger refuses every request until it is")
+    return out
+
+
+def signature_ok(secret: str, body: bytes, header: str | None, timestamp: str | None = None) -> bool:
+    """GitHub-style `sha256=<hex HMAC of the raw body>` (the headers that carry it promise SHA-256, so
+    any other algorithm is refused). With a timestamp the HMAC covers `<timestamp>.<raw body>`."""
     if not header:
         return False
     algo, _, given = header.partition("=")
-    digest = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}.get(algo.strip().lower())
-    if digest is None:
+    if algo.strip().lower() != "sha256":
         return False
-    expected = hmac.new(secret.encode(), body, digest).hexdigest()
-    return hmac.compare_digest(expected, given.strip())
+    signed = f"{timestamp}.".encode() + body if timestamp is not None else body
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given.strip().lower())
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """What the request says about itself: its signature, delivery id and timestamp headers."""
+
+    signature: str | None = None
+    delivery_id: str | None = None
+    timestamp: str | None = None
+
+
+@dataclass
+class WebhookOutcome:
+    executions: list[dict[str, Any]] = field(default_factory=list)
+    duplicate: bool = False
+    dedupe_key: str | None = None
+
+
+_REFUSED = "webhook refused: signature does not match (or is missing)"
+_REFUSED_HINT = ("sign the raw body with the trigger's secret: X-Hub-Signature-256: sha256=<hex HMAC-SHA256>; "
+                 "with X-Graylane-Timestamp, sign `<timestamp>.<raw body>`")
+
+deliveries_metadata = sa.MetaData()
+webhook_deliveries = sa.Table(  # migration 0005_trust
+    "webhook_deliveries", deliveries_metadata,
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("delivery_key", sa.String(256), primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("executions", sa.Text, nullable=False),
+)
+
+
+def _claim(engine: sa.Engine, source: str, key: str) -> bool:
+    """Record the delivery; False when it was recorded before (a replay). The primary key makes two
+    concurrent copies race safely: one insert wins."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(webhook_deliveries.insert().values(source=source[:256], delivery_key=key[:256],
+                                                            received_at=datetime.now(UTC), executions="[]"))
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def _remember(engine: sa.Engine, source: str, key: str, started: list[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        conn.execute(webhook_deliveries.update().where(webhook_deliveries.c.source == source[:256],
+                                                       webhook_deliveries.c.delivery_key == key[:256])
+                     .values(executions=json.dumps(started)))
+
+
+def _timestamp_ok(timestamp: str, window_s: float, now_s: float) -> bool:
+    try:
+        sent = float(timestamp)
+    except ValueError:
+        return False
+    return abs(now_s - sent) <= window_s
 
 
 async def handle_webhook(executor: Executor, source: str, payload: Any, raw_body: bytes,
-                         signature: str | None, user: str = "webhook") -> list[dict[str, Any]]:
-    """Start every pipeline whose enabled webhook trigger has this `source` and whose constraints hold."""
-    started: list[dict[str, Any]] = []
-    refused: list[str] = []
+                         delivery: WebhookDelivery | None = None, user: str = "webhook", *,
+                         window_s: float = 300.0) -> WebhookOutcome:
+    """Start every pipeline whose enabled webhook trigger has this `source` and whose constraints hold.
+
+    A trigger with a secret (`secret`, or `secretEnv` naming a set variable) starts only on a matching
+    signature. A signed request is processed once: its dedupe key is the delivery id
+    (X-GitHub-Delivery, X-Graylane-Delivery or Idempotency-Key) when sent, else the SHA-256 of the raw
+    body; a copy with a key already seen starts nothing. A timestamp, when sent, must be within
+    `window_s` of now. Refusals never name the pipelines (the caller is not authenticated)."""
+    delivery = delivery or WebhookDelivery()
+    accepted: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    refused = False
+    signed = False
     if not isinstance(payload, dict):
         payload = {"body": payload}
     for config in executor.pipelines.list():
@@ -116,27 +204,51 @@ async def handle_webhook(executor: Executor, source: str, payload: Any, raw_body
                 continue
             if not _constraints_hold(trig.get("payloadConstraints") or {}, payload):
                 continue
-            secret = _secret_of(trig)
-            if secret and not signature_ok(secret, raw_body, signature):
-                refused.append(f"{config['application']}/{config['name']}")
-                continue
-            trigger = {"type": "webhook", "source": source, "user": trig.get("runAsUser") or user,
-                       "payload": payload, "parameters": payload.get("parameters") or {},
-                       "artifacts": payload.get("artifacts") or [],
-                       "expectedArtifactIds": trig.get("expectedArtifactIds")
-                       or [e.get("id") for e in config.get("expectedArtifacts") or []]}
-            try:
-                full = build_trigger(config, trigger, executor)
-                exe = await executor.start_execution(config, full, user=trigger["user"])
-                started.append({"pipeline": config["name"], "application": config["application"],
-                                "executionId": exe.id})
-            except GraylaneError as exc:
-                started.append({"pipeline": config["name"], "application": config["application"],
-                                "error": str(exc)})
-    if refused and not started:
-        raise SignatureMismatch(f"webhook signature does not match for {', '.join(refused)}",
-                                hint="sign the raw body with the trigger's secret: X-Hub-Signature-256: sha256=<hex>")
-    return started
+            needs_signature, secret = _secret_of(trig)
+            if needs_signature:
+                if secret is None:
+                    log.warning("webhook %r: pipeline %s/%s refused a request: secretEnv %s is not set",
+                                source, config.get("application"), config.get("name"), trig.get("secretEnv"))
+                    refused = True
+                    continue
+                if not signature_ok(secret, raw_body, delivery.signature, delivery.timestamp):
+                    refused = True
+                    continue
+                signed = True
+            accepted.append((config, trig))
+    if delivery.timestamp is not None and accepted \
+            and not _timestamp_ok(delivery.timestamp, window_s, executor.now_ms() / 1000):
+        raise SignatureMismatch("webhook refused: X-Graylane-Timestamp is outside the accepted window",
+                                hint=f"send the current time in seconds; the window is {window_s:g}s")
+    if refused and not accepted:
+        raise SignatureMismatch(_REFUSED, hint=_REFUSED_HINT)
+    outcome = WebhookOutcome()
+    if delivery.delivery_id:
+        outcome.dedupe_key = f"delivery:{delivery.delivery_id}"
+    elif signed:
+        outcome.dedupe_key = f"sha256:{hashlib.sha256(raw_body).hexdigest()}"
+    engine = executor.repo.engine
+    if accepted and outcome.dedupe_key and not _claim(engine, source, outcome.dedupe_key):
+        log.warning("webhook %r: delivery %s was processed before; nothing started", source, outcome.dedupe_key)
+        outcome.duplicate = True
+        return outcome
+    for config, trig in accepted:
+        trigger = {"type": "webhook", "source": source, "user": trig.get("runAsUser") or user,
+                   "payload": payload, "parameters": payload.get("parameters") or {},
+                   "artifacts": payload.get("artifacts") or [],
+                   "expectedArtifactIds": trig.get("expectedArtifactIds")
+                   or [e.get("id") for e in config.get("expectedArtifacts") or []]}
+        try:
+            full = build_trigger(config, trigger, executor)
+            exe = await executor.start_execution(config, full, user=trigger["user"])
+            outcome.executions.append({"pipeline": config["name"], "application": config["application"],
+                                       "executionId": exe.id})
+        except GraylaneError as exc:
+            outcome.executions.append({"pipeline": config["name"], "application": config["application"],
+                                       "error": str(exc)})
+    if accepted and outcome.dedupe_key:
+        _remember(engine, source, outcome.dedupe_key, outcome.executions)
+    return outcome
 
 
 # ------------------------------------------------------------------ pipeline triggers

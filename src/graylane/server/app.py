@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,13 @@ from fastapi.responses import JSONResponse
 
 from graylane import __version__
 from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
+from graylane.server.auth import AuthMiddleware
 from graylane.server.context import ControlPlane
+from graylane.server.limits import BodyLimitMiddleware, PayloadTooLarge
+from graylane.server.sessions import ConsoleSessions
+from graylane.settings import ensure_cli_token, server_limits
+
+log = logging.getLogger(__name__)
 
 # Each module exposes `router` (an APIRouter mounted at /api/v1 unless it sets `prefix` itself),
 # and optionally `root_router` for paths outside /api/v1 (e.g. /metrics).
@@ -22,6 +29,8 @@ API_MODULES = (
     "graylane.server.api.pipelines",
     "graylane.server.api.observe",
     "graylane.server.api.accounts",
+    "graylane.server.api.login",
+    "graylane.server.api.audit",
 )
 # Modules exposing `async def start(cp: ControlPlane) -> Component | None`, started in this order.
 COMPONENT_MODULES = (
@@ -31,7 +40,8 @@ COMPONENT_MODULES = (
 )
 UI_MODULE = "graylane.server.ui"
 
-_STATUS: dict[type[GraylaneError], int] = {NotFound: 404, Conflict: 409, ValidationError: 422, Forbidden: 403}
+_STATUS: dict[type[GraylaneError], int] = {PayloadTooLarge: 413, NotFound: 404, Conflict: 409, ValidationError: 422,
+                                           Forbidden: 403}
 
 
 def _optional(module: str) -> Any | None:
@@ -45,6 +55,8 @@ def _optional(module: str) -> Any | None:
 
 
 def create_app(cp: ControlPlane | None = None, *, start_components: bool = True) -> FastAPI:
+    """The app for one control plane. Writes the operator's CLI token to the state folder (mode 0600)
+    when it is not there yet; `app.state.cli_token` holds it for in-process callers."""
     if cp is None:
         from graylane.store import Store
 
@@ -70,12 +82,32 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
     app = FastAPI(title="Graylane", version=__version__, lifespan=lifespan,
                   docs_url="/api/docs", redoc_url=None)
     app.state.cp = cp
+    app.state.limits = limits = server_limits()
+    app.state.cli_token = ensure_cli_token()
+    app.state.sessions = ConsoleSessions(code_ttl_s=limits.login_link_ttl_s)
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
+    app.add_middleware(AuthMiddleware, engine_getter=lambda: cp.store.engine, sessions=app.state.sessions,
+                       cli_token=app.state.cli_token, limits=limits)  # outermost: Host check first
 
     @app.exception_handler(GraylaneError)
     async def _user_error(request: Request, exc: GraylaneError) -> JSONResponse:
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
         return JSONResponse({"error": {"message": exc.message, "where": exc.where, "hint": exc.hint}},
                             status_code=status)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        log.warning("%s %s: nesting too deep: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": {"message": "the request is nested too deeply to process", "where": "<request>",
+                                       "hint": f"keep documents under {limits.max_json_depth} levels"}},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": {"message": f"internal error: {type(exc).__name__}", "where": None,
+                                       "hint": "this is a bug in Graylane; the server log has the traceback"}},
+                            status_code=500)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

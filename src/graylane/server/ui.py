@@ -22,7 +22,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from graylane.server.auth import CSRF_COOKIE, TOKEN_COOKIE, AuthMiddleware, User, user_for_token
+from graylane.server.auth import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    TOKEN_COOKIE,
+    User,
+    operator_name,
+    user_for_token,
+)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 VENDOR_FILES = {
@@ -52,14 +60,20 @@ def _user(request: Request) -> User:
 
 
 async def api(request: Request, method: str, path: str, **kw: Any) -> httpx.Response:
-    """Call our own API in-process with the caller's identity."""
+    """Call our own API in-process with the caller's identity (token, or session cookie + its CSRF token)."""
     headers = dict(kw.pop("headers", {}) or {})
-    token = request.cookies.get(TOKEN_COOKIE)
+    state = request.scope.get("state", {})
     auth = request.headers.get("authorization")
     if auth:
         headers["authorization"] = auth
-    elif token:
-        headers["authorization"] = f"Bearer {token}"
+        for name in ("x-graylane-user", "x-graylane-roles"):
+            if request.headers.get(name):
+                headers[name] = request.headers[name]
+    elif request.cookies.get(SESSION_COOKIE) and state.get("credential") == request.cookies[SESSION_COOKIE]:
+        headers["cookie"] = f"{SESSION_COOKIE}={request.cookies[SESSION_COOKIE]}"
+        headers[CSRF_HEADER] = state.get("csrf", "")
+    elif request.cookies.get(TOKEN_COOKIE):
+        headers["authorization"] = f"Bearer {request.cookies[TOKEN_COOKIE]}"
     transport = httpx.ASGITransport(app=request.app, client=("127.0.0.1", 0))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         return await client.request(method, path, headers=headers, timeout=60, **kw)
@@ -86,11 +100,16 @@ def error_text(resp: httpx.Response) -> str:
 
 
 def render(request: Request, template: str, active: str, **ctx: Any) -> HTMLResponse:
-    csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    """A page with the caller's CSRF token: the session's own when signed in, else (the sign-in form)
+    a double-submit cookie."""
+    bound = request.scope.get("state", {}).get("csrf")
+    csrf = bound or request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     response = templates.TemplateResponse(request, template, {"active": active, "user": _user(request),
                                                           "csrf_token": csrf, **ctx})
-    if CSRF_COOKIE not in request.cookies:
-        response.set_cookie(CSRF_COOKIE, csrf, samesite="strict", httponly=False)
+    if not bound and CSRF_COOKIE not in request.cookies:
+        response.set_cookie(CSRF_COOKIE, csrf, samesite="strict", httponly=True)
+    response.headers.setdefault("x-frame-options", "DENY")
+    response.headers.setdefault("content-security-policy", "frame-ancestors 'none'")
     return response
 
 
@@ -120,7 +139,6 @@ def to_yaml(body: Any) -> str:
 
 
 def mount(app: FastAPI) -> None:
-    app.add_middleware(AuthMiddleware, engine_getter=lambda: app.state.cp.store.engine)
     app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
     templates.env.filters["yaml"] = to_yaml
     templates.env.filters["urlquote"] = lambda s: quote(str(s), safe="")
@@ -137,27 +155,45 @@ def mount(app: FastAPI) -> None:
                         headers={"cache-control": "max-age=3600"})
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_page(request: Request, next: str = "/") -> HTMLResponse:
-        return render(request, "login.html", "", next=next, error=None)
+    async def login_page(request: Request, next: str = "/", code: str = "") -> Response:
+        """`/login?code=...` (the one-time link `graylane up` and `graylane status` print) opens a session."""
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        if code:
+            session = app.state.sessions.redeem(code)
+            if session is None:
+                return render(request, "login.html", "", next=target,
+                              error="That sign-in link was used already or has expired; run `graylane status` "
+                                    "for a new one.")
+            response = RedirectResponse(target, status_code=303)  # drops the code from the address bar
+            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+            return response
+        return render(request, "login.html", "", next=target, error=None)
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request, token: str = Form(...), next: str = Form("/"),
                     csrf_token: str = Form("")) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE)
-        if cookie and not secrets.compare_digest(cookie, csrf_token):
+        if not cookie or not secrets.compare_digest(cookie, csrf_token):
             return render(request, "login.html", "", next=next, error="The form expired; sign in again.")
-        user = user_for_token(app.state.cp.store.engine, token.strip())
-        if user is None:
-            return render(request, "login.html", "", next=next, error="That token is not valid.")
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict")
+        token = token.strip()
+        if app.state.cli_token and secrets.compare_digest(token.encode(), app.state.cli_token.encode()):
+            session = app.state.sessions.redeem(app.state.sessions.new_code(operator_name(), "admin"))
+            response.set_cookie(SESSION_COOKIE, session or "", httponly=True, samesite="strict", path="/")
+            return response
+        if user_for_token(app.state.cp.store.engine, token) is None:
+            return render(request, "login.html", "", next=next, error="That token is not valid.")
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
 
     @app.get("/logout", include_in_schema=False)
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        if request.cookies.get(SESSION_COOKIE):
+            app.state.sessions.end(request.cookies[SESSION_COOKIE])
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(TOKEN_COOKIE)
+        response.delete_cookie(SESSION_COOKIE)
         return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,13 +11,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sse_starlette.sse import EventSourceResponse
 
-from graylane.errors import GraylaneError, ValidationError
+from graylane.errors import Conflict, ValidationError
 from graylane.pipelines import evaluation
 from graylane.pipelines.component import executor_of
 from graylane.pipelines.executor import Executor
 from graylane.pipelines.repository import export_config
 from graylane.pipelines.status import ExecutionStatus
-from graylane.pipelines.triggers import SignatureMismatch, handle_webhook, start_manual
+from graylane.pipelines.triggers import (
+    SignatureMismatch,
+    WebhookDelivery,
+    handle_webhook,
+    start_manual,
+    webhook_warnings,
+)
+from graylane.server import audit
+from graylane.server.limits import parse_json
 
 router = APIRouter(tags=["pipelines"])
 
@@ -30,29 +37,23 @@ def _executor(request: Request) -> Executor:
 
 
 def _who(request: Request) -> tuple[str, list[str]]:
-    """(user name, roles): a token's user; else, on trusted loopback, X-Graylane-User / X-Graylane-Roles."""
+    """(user name, roles) of the authenticated caller (graylane.server.auth). The operator's CLI token may
+    add judgment roles with X-Graylane-Roles (e.g. `qa` for requiredJudgmentRoles); nobody else may."""
     user = getattr(request.state, "user", None)
-    if user is not None and getattr(user, "token", False):
-        role = getattr(user, "role", "viewer")
-        roles = list(_ROLE_ORDER[: _ROLE_ORDER.index(role) + 1]) if role in _ROLE_ORDER else [role]
-        return str(user.name), roles
-    name = request.headers.get("x-graylane-user", "").strip() or (getattr(user, "name", None) or "anonymous")
-    roles = [r.strip() for r in request.headers.get("x-graylane-roles", "").split(",") if r.strip()]
-    if user is not None:
-        role = getattr(user, "role", None)
-        if role in _ROLE_ORDER:
-            roles += list(_ROLE_ORDER[: _ROLE_ORDER.index(role) + 1])
-    return str(name), roles
+    if user is None:
+        return "anonymous", []
+    role = getattr(user, "role", "viewer")
+    roles = list(_ROLE_ORDER[: _ROLE_ORDER.index(role) + 1]) if role in _ROLE_ORDER else [role]
+    if getattr(user, "operator", False):
+        roles += [r.strip() for r in request.headers.get("x-graylane-roles", "").split(",") if r.strip()]
+    return str(user.name), roles
 
 
 async def _json(request: Request) -> Any:
     raw = await request.body()
     if not raw:
         return {}
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(f"request body is not JSON: {exc}", where="<api>") from None
+    return parse_json(raw, request.app.state.limits, "<api>")
 
 
 # ------------------------------------------------------------------ pipeline configs
@@ -74,7 +75,8 @@ async def save_pipelines(request: Request) -> dict[str, Any]:
         model.validate(item, where=f"<api>[{i}]" if isinstance(body, list) else "<api>")
     repo = _executor(request).pipelines
     results = [repo.save(item, actor=f"user:{user}") for item in items]
-    return {"results": [r.__dict__ for r in results]}
+    warnings = [w for item in items if isinstance(item, dict) for w in webhook_warnings(item)]
+    return {"results": [r.__dict__ for r in results], "warnings": warnings}
 
 
 @router.get("/pipelines/{ref}")
@@ -91,7 +93,8 @@ async def update_pipeline(request: Request, ref: str) -> dict[str, Any]:
     user, _ = _who(request)
     repo = _executor(request).pipelines
     current = repo.get(ref)
-    return repo.save({**body, "id": current["id"]}, actor=f"user:{user}").__dict__
+    return {**repo.save({**body, "id": current["id"]}, actor=f"user:{user}").__dict__,
+            "warnings": webhook_warnings(body)}
 
 
 @router.get("/pipelines/{ref}/export")
@@ -132,10 +135,13 @@ def restore_pipeline(request: Request, ref: str, version: int) -> dict[str, Any]
 async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
     """Manual trigger: `{"parameters": {...}, "artifacts": [...], "application": "..."}` -> the execution id."""
     body = await _json(request)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object: {parameters, artifacts, application}")
     user, _ = _who(request)
     exe = await start_manual(_executor(request), ref, user=user, parameters=body.get("parameters") or {},
                              artifacts_in=body.get("artifacts") or [], application=body.get("application"))
-    return {"id": exe.id, "ref": f"/api/v1/executions/{exe.id}", "status": str(exe.status)}
+    return {"id": exe.id, "ref": f"/api/v1/executions/{exe.id}", "status": str(exe.status),
+            "reason": _executor(request).buffered_reason(exe), "parameters": exe.trigger.get("parameters") or {}}
 
 
 # ------------------------------------------------------------------ executions
@@ -164,8 +170,18 @@ def get_execution(request: Request, execution_id: str) -> JSONResponse:
 
 @router.delete("/executions/{execution_id}")
 async def delete_execution(request: Request, execution_id: str) -> dict[str, Any]:
+    """Admins only (graylane.server.auth). The execution's own audit goes with it, so the deletion is
+    written to the admin audit log (GET /api/v1/audit) first, with what was deleted."""
     user, _ = _who(request)
-    await _executor(request).delete_execution(execution_id, user=user)
+    ex = _executor(request)
+    exe = ex.get(execution_id)
+    if not exe.status.is_complete:
+        raise Conflict(f"execution {exe.id} is {exe.status}; cancel it before deleting it")
+    audit.record(request.app.state.cp.store.engine, actor=f"user:{user}", action="delete-execution",
+                 subject=execution_id, detail={"application": exe.application, "pipeline": exe.name,
+                                               "status": str(exe.status), "trigger": (exe.trigger or {}).get("type"),
+                                               "audit": ex.repo.audit(execution_id)})
+    await ex.delete_execution(execution_id, user=user)
     return {"deleted": execution_id}
 
 
@@ -258,19 +274,31 @@ async def all_execution_events(request: Request) -> EventSourceResponse:
 
 @router.post("/webhooks/webhook/{source}")
 async def webhook(request: Request, source: str) -> JSONResponse:
-    """Start pipelines whose webhook trigger has this source: body `{parameters, artifacts, ...}`."""
+    """Start pipelines whose webhook trigger has this source: body `{parameters, artifacts, ...}`.
+
+    Unauthenticated by design (the HMAC signature is the credential); refusals name no pipeline.
+    Replays of a processed delivery answer 200 with `duplicate: true` and start nothing."""
     raw = await request.body()
     payload: Any = {}
     if raw:
-        with contextlib.suppress(ValueError):
-            payload = json.loads(raw)
-    signature = request.headers.get("x-hub-signature-256") or request.headers.get("x-graylane-signature")
+        try:
+            payload = parse_json(raw, request.app.state.limits, "<webhook>")
+        except ValidationError as exc:
+            if "nested" in exc.message:
+                raise  # too deep to process; other non-JSON bodies reach the triggers as `{}`
+    headers = request.headers
+    delivery = WebhookDelivery(
+        signature=headers.get("x-hub-signature-256") or headers.get("x-graylane-signature"),
+        delivery_id=(headers.get("x-github-delivery") or headers.get("x-graylane-delivery")
+                     or headers.get("idempotency-key")),
+        timestamp=headers.get("x-graylane-timestamp"))
     try:
-        started = await handle_webhook(_executor(request), source, payload, raw, signature)
+        outcome = await handle_webhook(_executor(request), source, payload, raw, delivery,
+                                       window_s=request.app.state.limits.webhook_window_s)
     except SignatureMismatch as exc:
-        return JSONResponse({"error": {"message": exc.message, "where": exc.where, "hint": exc.hint}},
+        return JSONResponse({"error": {"message": exc.message, "where": None, "hint": exc.hint}},
                             status_code=403)
-    except GraylaneError:
-        raise
-    return JSONResponse({"eventProcessed": True, "source": source, "executions": started},
-                        status_code=202 if started else 200)
+    body: dict[str, Any] = {"eventProcessed": True, "source": source, "executions": outcome.executions}
+    if outcome.duplicate:
+        body.update(eventProcessed=False, duplicate=True, dedupeKey=outcome.dedupe_key)
+    return JSONResponse(body, status_code=202 if outcome.executions else 200)

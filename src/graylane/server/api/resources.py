@@ -16,9 +16,11 @@ GET    /api/v1/revision                                 -> {"revision": N} (the 
 
 `kind` is anything kubectl accepts: `vs`, `virtualservice`, `VirtualServices`,
 `virtualservices.networking.istio.io`; kinds Graylane does not model match the stored kinds by name.
-The actor recorded in history is the token's user (graylane.server.auth); on trusted loopback it
-is `user:<X-Graylane-User header>` when the CLI sends one, else the auth layer's local user.
-Route functions parse, call the store, and shape JSON; no SQL here.
+The actor recorded in history is the token's user (graylane.server.auth); for the operator's CLI
+token it is `user:<X-Graylane-User header>` when the CLI sends one. Secret values (`data`,
+`stringData`, the last-applied annotation) are shown to admins only, in bodies, history and diffs.
+Bodies are bounded (graylane.settings.ServerLimits): document count (422), document size (413),
+nesting depth (422). Route functions parse, call the store, and shape JSON; no SQL here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from graylane.errors import NotFound, ValidationError
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey, Source
 from graylane.resources.load import load_text
 from graylane.resources.yamlsafe import decode_utf8
+from graylane.server.limits import PayloadTooLarge, check_shape, parse_json
+from graylane.settings import ServerLimits
 from graylane.store import ApplyResult, Revision, Store, StoredResource
 from graylane.store.bodies import unified_diff
 
@@ -58,15 +62,37 @@ def _store(request: Request) -> Store:
 
 
 def _actor(request: Request) -> str:
-    """Who to record in history: a token's user; else (trusted loopback) the CLI's X-Graylane-User."""
+    """Who to record in history: the authenticated user (the auth layer sets `actor`)."""
     actor = getattr(request.state, "actor", None)
-    user = getattr(request.state, "user", None)
-    if isinstance(actor, str) and actor and getattr(user, "token", False):
-        return actor
-    claimed = request.headers.get("x-graylane-user", "").strip()
-    if claimed:
-        return f"user:{claimed}"
     return actor if isinstance(actor, str) and actor else "user:anonymous"
+
+
+def _limits(request: Request) -> ServerLimits:
+    return request.app.state.limits  # type: ignore[no-any-return]
+
+
+SECRET_KINDS = {"Secret"}
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def redact(body: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with its values replaced by `<redacted>` (keys kept); other kinds unchanged."""
+    if not isinstance(body, dict) or body.get("kind") not in SECRET_KINDS:
+        return body
+    out = dict(body)
+    for field in ("data", "stringData"):
+        if isinstance(out.get(field), dict):
+            out[field] = {k: "<redacted>" for k in out[field]}
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict) and _LAST_APPLIED in meta["annotations"]:
+        out["metadata"] = {**meta, "annotations": {**meta["annotations"], _LAST_APPLIED: "<redacted>"}}
+    return out
+
+
+def _shown(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """What this caller may see of a body: Secret values for admins only."""
+    user = getattr(request.state, "user", None)
+    return body if user is not None and user.can("admin") else redact(body)
 
 
 def _kinds_module() -> Any | None:
@@ -126,16 +152,13 @@ def _cluster_scoped(group: str, kind: str) -> bool:
     return info is not None and not info.namespaced
 
 
-def _documents(raw: bytes, content_type: str) -> list[Document]:
-    """Parse an apply/delete body (see the module docstring) into documents with sources."""
+def _documents(raw: bytes, content_type: str, limits: ServerLimits) -> list[Document]:
+    """Parse an apply/delete body (see the module docstring) into documents with sources, within limits."""
     text = decode_utf8(raw, "<request>")  # bad bytes are refused with their offset, never replaced
     if not text.strip():
         raise ValidationError("the request has no documents", hint="send YAML or JSON documents")
     if "json" in content_type:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"invalid JSON: {exc.msg}", where=f"<request>:{exc.lineno}") from None
+        data = parse_json(text, limits, "<request>")
         if isinstance(data, dict) and isinstance(data.get("files"), list):
             docs: list[Document] = []
             for i, f in enumerate(data["files"]):
@@ -145,20 +168,42 @@ def _documents(raw: bytes, content_type: str) -> list[Document]:
                 if isinstance(f.get("dir"), str) and f["dir"]:
                     _remember_source_dir(loaded, f["dir"])
                 docs.extend(loaded)
-            return docs
+                _check_count(len(docs), limits)
+            return _checked(docs, limits)
         if isinstance(data, dict) and isinstance(data.get("documents"), list):
             data = data["documents"]
         if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
             data = data["items"]
         items = data if isinstance(data, list) else [data]
+        _check_count(len(items), limits)
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise ValidationError("a document must be a mapping with apiVersion and kind",
                                       where=f"document {i + 1}")
             out.append(Document(body=item, source=Source("<api>", 1, i)))
-        return out
-    return load_text(text, "<request>")
+        return _checked(out, limits)
+    return _checked(load_text(text, "<request>"), limits)
+
+
+def _check_count(n: int, limits: ServerLimits) -> None:
+    if n > limits.max_documents:
+        raise ValidationError(f"the request holds {n} documents; this server accepts at most {limits.max_documents}",
+                              where="<request>",
+                              hint="apply them in smaller batches, or raise GRAYLANE_MAX_DOCUMENTS on the server")
+
+
+def _checked(docs: list[Document], limits: ServerLimits) -> list[Document]:
+    """Count, nesting and size of each document (its compact JSON form, as the store keeps it)."""
+    _check_count(len(docs), limits)
+    for doc in docs:
+        check_shape(doc.body, limits, doc.where())
+        size = len(json.dumps(doc.body, separators=(",", ":"), default=str).encode())
+        if size > limits.max_document_bytes:
+            raise PayloadTooLarge(f"{doc.key} is {size} bytes; this server accepts documents up to "
+                                  f"{limits.max_document_bytes} bytes", where=doc.where(),
+                                  hint="split the data, or raise GRAYLANE_MAX_DOCUMENT_BYTES on the server")
+    return docs
 
 
 def _remember_source_dir(docs: list[Document], folder: str) -> None:
@@ -223,8 +268,8 @@ def revision_json(rev: Revision, with_body: bool = False) -> dict[str, Any]:
     return out
 
 
-def _bodies(items: list[StoredResource]) -> list[dict[str, Any]]:
-    return [r.body for r in items]
+def _bodies(request: Request, items: list[StoredResource]) -> list[dict[str, Any]]:
+    return [_shown(request, r.body) for r in items]
 
 
 def _publish(request: Request, keys: list[ResourceKey], revision: int) -> None:
@@ -241,8 +286,8 @@ async def apply(request: Request, dryRun: str | None = None, namespace: str | No
     """Results carry a unified diff per object unless `diff=false` (diffs of large applies cost time)."""
     dry_run = (dryRun or "").lower() in ("true", "all", "1", "server")
     with_diff = True if diff is None else diff
-    docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", "")),
-                               namespace)
+    docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", ""),
+                                          _limits(request)), namespace)
     store = _store(request)
     actor = _actor(request)
     results = await run_in_threadpool(store.apply, docs, actor, dry_run)
@@ -255,8 +300,8 @@ async def apply(request: Request, dryRun: str | None = None, namespace: str | No
 
 @router.post("/delete")
 async def delete_documents(request: Request, namespace: str | None = None) -> dict[str, Any]:
-    docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", "")),
-                               namespace)
+    docs = _override_namespace(_documents(await request.body(), request.headers.get("content-type", ""),
+                                          _limits(request)), namespace)
     keys = list(dict.fromkeys(d.key for d in docs))
     store = _store(request)
     deleted = await run_in_threadpool(store.delete, keys, _actor(request))
@@ -274,7 +319,7 @@ def revision(request: Request) -> dict[str, int]:
 
 @router.get("/resources")
 def list_all(request: Request, namespace: str | None = None) -> dict[str, Any]:
-    return {"items": _bodies(_store(request).list(namespace=namespace or None))}
+    return {"items": _bodies(request, _store(request).list(namespace=namespace or None))}
 
 
 @router.get("/resources/{kind}")
@@ -282,7 +327,7 @@ def list_kind(request: Request, kind: str, namespace: str | None = None, group: 
     store = _store(request)
     g, k = resolve_kind(store, kind, group)
     items = store.list(kind=k, group=g, namespace=namespace or None)
-    return {"group": g, "kind": k, "items": _bodies(items)}
+    return {"group": g, "kind": k, "items": _bodies(request, items)}
 
 
 @router.get("/resources/{kind}/{name}")
@@ -293,7 +338,7 @@ def get_one(request: Request, kind: str, name: str, namespace: str | None = None
     got = store.get(key)
     if got is None:
         raise NotFound(f"{key} not found", hint=f"list them with `graylane get {key.kind.lower()} -A`")
-    return got.body
+    return _shown(request, got.body)
 
 
 @router.delete("/resources/{kind}/{name}")
@@ -324,7 +369,9 @@ def history(request: Request, kind: str, name: str, namespace: str | None = None
 def history_revision(request: Request, kind: str, name: str, rev: int, namespace: str | None = None,
                      group: str | None = None) -> dict[str, Any]:
     store = _store(request)
-    return revision_json(store.revision_of(_key(store, kind, name, namespace, group), rev), with_body=True)
+    out = revision_json(store.revision_of(_key(store, kind, name, namespace, group), rev), with_body=True)
+    out["body"] = _shown(request, out["body"])
+    return out
 
 
 @router.get("/resources/{kind}/{name}/history/{rev}/diff")
@@ -334,11 +381,11 @@ def history_diff(request: Request, kind: str, name: str, rev: int, namespace: st
     store = _store(request)
     key = _key(store, kind, name, namespace, group)
     new = store.revision_of(key, rev)
-    new_body = None if new.deleted else new.body
+    new_body = None if new.deleted else _shown(request, new.body)
     if against == "current":
         live = store.get(key)
         old_body, old_label = new_body, f"revision-{rev}"
-        new_body, new_label = (live.body if live else None), "current"
+        new_body, new_label = (_shown(request, live.body) if live else None), "current"
     else:
         if against is None:
             earlier = [r for r in store.history(key) if r.revision < rev]
@@ -348,7 +395,7 @@ def history_diff(request: Request, kind: str, name: str, rev: int, namespace: st
                 base = store.revision_of(key, int(against))
             except ValueError:
                 raise ValidationError(f"against: {against!r} is not a revision number or 'current'") from None
-        old_body = None if base is None or base.deleted else base.body
+        old_body = None if base is None or base.deleted else _shown(request, base.body)
         old_label = f"revision-{base.revision}" if base else "none"
         new_label = f"revision-{rev}"
     return {**key_json(key), "revision": rev, "against": against,
