@@ -132,3 +132,83 @@ def test_import_run_judge_wait_show_export(api: str, tmp_path: Path) -> None:
     code, out = cli("pipeline", "run", "quick", "--watch")
     assert code == 0, out
     assert "SUCCEEDED" in out and "SKIPPED" in out and "evaluated to false" in out
+
+
+RATIO_YAML = """\
+application: shop
+name: ratio
+parameterConfig:
+  - {name: base_version, required: true, default: v1}
+  - {name: canary_version, required: true}
+  - {name: region, hasOptions: true, options: [{value: east}, {value: west}], default: east}
+stages:
+  - refId: "1"
+    type: manualJudgment
+    name: 设置灰度比例
+    customParamConfig: [{name: canary_ratio, type: int, min: 0, max: 100, required: true}]
+"""
+
+
+def _wait_running(http: httpx.Client, eid: str) -> None:
+    for _ in range(250):
+        if http.get(f"/api/v1/executions/{eid}").json()["stages"][0]["status"] == "RUNNING":
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"execution {eid} never reached its judgment")
+
+
+def test_run_honours_parameter_config_and_reports_buffered_runs(api: str, tmp_path: Path) -> None:
+    (tmp_path / "ratio.yaml").write_text(RATIO_YAML)
+    assert cli("pipeline", "import", str(tmp_path / "ratio.yaml"))[0] == 0
+    code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3", "-p", "bogus=1")
+    assert code != 0 and "does not declare the parameter(s) bogus" in out
+    assert "declared: base_version, canary_version, region" in out
+    code, out = cli("pipeline", "run", "ratio")
+    assert code != 0 and "canary_version is required" in out
+    code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3", "-p", "region=north")
+    assert code != 0 and "'north' is not one of the options east, west" in out
+    code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3")
+    assert code == 0, out
+    first = out.split()[1]
+    assert f"execution {first} started (RUNNING)" in out
+    assert "parameters: base_version=v1 (default), canary_version=v3, region=east (default)" in out
+    http = httpx.Client(base_url=api, trust_env=False)
+    _wait_running(http, first)
+    code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v2")
+    assert code == 0, out
+    second = out.split()[1]
+    assert f"execution {second} BUFFERED: queued behind {first} (RUNNING): limitConcurrent is true" in out
+    assert http.get(f"/api/v1/executions/{second}").json()["status"] == "BUFFERED"
+    # judgments: inputs and parameters the stage does not declare are refused, and nothing is recorded
+    code, out = cli("judge", first, "--stage", "设置灰度比例", "--continue", "--input", "全量发布",
+                    "-P", "canary_ratio=50")
+    assert code != 0 and "judgmentInput '全量发布': this judgment declares no judgmentInputs" in out
+    code, out = cli("judge", first, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50", "-P", "speed=9")
+    assert code != 0 and "unknown parameter(s) speed" in out and "declared: canary_ratio" in out
+    stage = http.get(f"/api/v1/executions/{first}").json()["stages"][0]
+    assert stage["status"] == "RUNNING" and "judgmentStatus" not in stage["context"]
+    code, out = cli("judge", first, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50")
+    assert code == 0 and "judgment 设置灰度比例: continue" in out
+    code, out = cli("execution", "wait", first, "--timeout", "20")
+    assert code == 0 and "SUCCEEDED" in out
+    _wait_running(http, second)  # the queued run starts once the first ends
+
+
+QUICK_WAIT = {"application": "shop", "name": "waits", "stages": [
+    {"refId": "1", "type": "wait", "name": "long", "waitTime": 30}]}
+
+
+def test_stage_types_refuse_input_they_do_not_take(api: str, tmp_path: Path) -> None:
+    (tmp_path / "w.json").write_text(json.dumps(QUICK_WAIT))
+    assert cli("pipeline", "import", str(tmp_path / "w.json"))[0] == 0
+    code, out = cli("pipeline", "run", "waits")
+    eid = out.split()[1]
+    http = httpx.Client(base_url=api, trust_env=False)
+    _wait_running(http, eid)
+    code, out = cli("judge", eid, "--stage", "long", "--continue")
+    assert code != 0 and "stage 'long' (wait) does not take judgmentStatus" in out
+    assert "a wait stage takes: manualSkip, skipRemainingWait" in out
+    code, out = cli("execution", "skip-wait", eid, "--stage", "long")
+    assert code == 0
+    code, out = cli("execution", "wait", eid, "--timeout", "20")
+    assert code == 0

@@ -4,6 +4,9 @@ Every store commit or endpoint change compiles a whole versioned snapshot
 (`graylane.mesh.config.compile_snapshot`) and `PUT`s it to the data plane's admin port; the data
 plane ACKs (2xx) or NACKs (the reason, keeping its previous snapshot). `wait_acked(revision)` waits
 until a snapshot holding that store revision is ACKed. A restarted data plane gets the snapshot again.
+Resources are compiled one by one: one that cannot be compiled is left out of the snapshot (the rest of the
+mesh still gets every change), gets a `Reconciled=False` status condition in the store and a warning event,
+and makes `wait_acked` for the revision that changed it fail naming it (docs/dataplane.md).
 Knows nothing of processes: endpoints come from an `EndpointSource` (the local runtime).
 """
 
@@ -17,13 +20,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from graylane.errors import GraylaneError
+from graylane.mesh.isolation import Rejection, status_with
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
+from graylane.resources.document import ResourceKey
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +56,12 @@ Compiler = Callable[[list[dict[str, Any]], list[Endpoint], list[Sidecar], MeshOp
 
 
 def load_compiler() -> Compiler | None:
-    """The data plane area's `compile_snapshot`, or None until it is installed."""
+    """The data plane area's `compile_snapshot` compiling per resource (`isolate=True`), or None until installed."""
     try:
         from graylane.mesh.config import compile_snapshot
     except ImportError:
         return None
-    return compile_snapshot  # type: ignore[no-any-return]
+    return partial(compile_snapshot, isolate=True)
 
 
 def read_dataplane(state: Path) -> dict[str, Any] | None:
@@ -118,6 +125,7 @@ class PushRecord:
     acked: bool = False
     nack: str = ""
     duration_ms: float = 0.0
+    rejected: list[Rejection] = field(default_factory=list)  # resources left out of this snapshot
 
 
 @dataclass
@@ -131,6 +139,8 @@ class MeshStatus:
     error: str = ""
     pushes: int = 0
     history: deque[PushRecord] = field(default_factory=lambda: deque(maxlen=50))
+    acked_rejected: list[Rejection] = field(default_factory=list)  # left out of the ACKed snapshot
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))  # warning events, newest last
 
 
 class MeshControl:
@@ -233,8 +243,12 @@ class MeshControl:
             return True
         return self.status.acked_seq >= seq
 
-    async def wait_acked(self, revision: int, timeout: float) -> float:
-        """Wait until a snapshot containing store `revision` is ACKed; returns propagation seconds."""
+    async def wait_acked(self, revision: int, timeout: float, keys: Sequence[ResourceKey] | None = None) -> float:
+        """Wait until a snapshot containing store `revision` is ACKed; returns propagation seconds.
+
+        Raises GraylaneError naming each resource of `keys` (default: those changed at `revision`) that the
+        ACKed snapshot left out because it could not be compiled; the rest of the mesh is served.
+        """
         started = time.monotonic()
         seen = next((t for rev, t in self._changes if rev >= revision), started)
         deadline = started + timeout
@@ -248,7 +262,18 @@ class MeshControl:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await self._acked.wait()
+            left_out = self._left_out(revision, keys)
+        if left_out:
+            raise GraylaneError(_left_out_message(left_out, revision),
+                                hint="fix or delete it; `graylane describe` shows its Reconciled condition")
         return max(0.0, self._acked_mono - min(seen, started))
+
+    def _left_out(self, revision: int, keys: Sequence[ResourceKey] | None) -> list[Rejection]:
+        if keys is not None:
+            wanted = {tuple(k) for k in keys}
+            return [r for r in self.status.acked_rejected
+                    if (r.group, r.kind, r.namespace, r.name) in wanted]
+        return [r for r in self.status.acked_rejected if r.resource_version == str(revision)]
 
     def _not_acked_message(self, revision: int, timeout: float) -> str:
         if self.compiler is None:
@@ -260,13 +285,17 @@ class MeshControl:
         return f"store revision {revision} not ACKed by the data plane within {timeout:g}s ({self.status.error})"
 
     def describe(self) -> dict[str, Any]:
+        """`GET /api/v1/mesh/status`. `error` also names resources left out of the served snapshot."""
         st = self.status
+        rejected = st.last.rejected if st.last is not None else []
+        error = st.error or (_left_out_summary(rejected) if rejected else "")
         return {
             "dataplane": st.dataplane, "connected": st.connected, "ackedVersion": st.acked_version,
-            "ackedRevision": st.acked_revision, "storeRevision": self._store_revision(), "error": st.error,
+            "ackedRevision": st.acked_revision, "storeRevision": self._store_revision(), "error": error,
             "pushes": st.pushes, "compiler": self.compiler is not None,
             "last": asdict(st.last) if st.last else None,
             "history": [asdict(p) for p in list(st.history)[-10:]],
+            "rejected": [r.to_json() for r in rejected], "events": list(st.events),
         }
 
     def _store_revision(self) -> int:
@@ -343,7 +372,8 @@ class MeshControl:
             self.status.error = f"compile failed: {exc}"
             log.warning("mesh snapshot not compiled: %s", exc)
             return
-        record = PushRecord(self._version, revision, seq, time.time())
+        rejected = [Rejection(**{k: v for k, v in r.items() if k != "reason"}) for r in snapshot.get("rejected") or ()]
+        record = PushRecord(self._version, revision, seq, time.time(), rejected=rejected)
         t0 = time.monotonic()
         try:
             resp = await self._http.put(f"{url}/config", content=json.dumps(snapshot, default=_jsonable),
@@ -368,6 +398,7 @@ class MeshControl:
             self._convergence.observe(self._acked_mono - (since if since is not None else t0))
             async with self._acked:
                 self.status.acked_version = record.version
+                self.status.acked_rejected = rejected
                 self.status.acked_revision = max(self.status.acked_revision, revision)
                 self.status.acked_seq = max(self.status.acked_seq, seq)
                 self._acked.notify_all()
@@ -382,9 +413,50 @@ class MeshControl:
                 self._acked.notify_all()
         if self._publish:
             self._publish("mesh", version=record.version, revision=revision, acked=record.acked, nack=record.nack)
+        await self._report(resources, rejected, record.version)
 
     def _bodies(self) -> list[dict[str, Any]]:
         return [dict(item.body) for item in self.store.list()]
+
+    # === what the mesh tells about each resource ===
+
+    _reported: frozenset[tuple[str, str, str, str, str]] = frozenset()
+
+    async def _report(self, resources: list[dict[str, Any]], rejected: list[Rejection], version: int) -> None:
+        """A warning event per newly left-out resource; status conditions written through the store."""
+        now = datetime.now(UTC)
+        reported = frozenset((r.group, r.kind, r.namespace, r.name, r.message) for r in rejected)
+        for r in rejected:
+            if (r.group, r.kind, r.namespace, r.name, r.message) in self._reported:
+                continue
+            log.warning("mesh snapshot %s leaves out %s: %s", version, r.ref, r.message)
+            event = {"type": "Warning", "reason": "CompileError", "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "involvedObject": {"apiGroup": r.group, "kind": r.kind, "namespace": r.namespace,
+                                        "name": r.name, "resourceVersion": r.resource_version},
+                     "message": f"left out of mesh snapshot {version}: {r.message}"}
+            self.status.events.append(event)
+            if self._publish:
+                self._publish("event", **event)
+        self._reported = reported
+        try:
+            await asyncio.to_thread(self._write_statuses, resources, rejected, now)
+        except Exception:  # the store is another area's; a failed status report must not stop pushes
+            log.warning("cannot write mesh status conditions", exc_info=True)
+
+    def _write_statuses(self, resources: list[dict[str, Any]], rejected: list[Rejection], now: datetime) -> None:
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        set_status = getattr(self.store, "set_status", None)
+        if set_status is None:
+            return
+        by_key = {(r.group, r.kind, r.namespace, r.name): r for r in rejected}
+        for body in resources:
+            md = body.get("metadata") or {}
+            group = str(body.get("apiVersion") or "").rpartition("/")[0]
+            kind, name, ns = str(body.get("kind") or ""), str(md.get("name") or ""), str(md.get("namespace") or "")
+            rejection = by_key.get((group, kind, ns or "default", name))
+            new = status_with(body, rejection, stamp)
+            if new is not False:
+                set_status(ResourceKey(group, kind, ns, name), new, resource_version=md.get("resourceVersion"))
 
 
 @dataclass
@@ -443,3 +515,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _left_out_summary(rejected: Sequence[Rejection]) -> str:
+    noun = "resource" if len(rejected) == 1 else "resources"
+    return f"{len(rejected)} {noun} left out of the mesh configuration: " + "; ".join(r.message for r in rejected)
+
+
+def _left_out_message(rejected: Sequence[Rejection], revision: int) -> str:
+    names = ", ".join(r.ref for r in rejected)
+    reasons = "; ".join(r.message for r in rejected)
+    return (f"{names} {'was' if len(rejected) == 1 else 'were'} not applied to the mesh (store revision {revision} "
+            f"is served without {'it' if len(rejected) == 1 else 'them'}): {reasons}")

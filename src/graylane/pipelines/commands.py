@@ -75,34 +75,31 @@ class Commands:
 
     async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
                            roles: list[str] | None = None) -> dict[str, Any]:
-        """PATCH a stage: judgment (judgmentStatus/judgmentInput/customParams), skipRemainingWait, manualSkip."""
-        allowed = {"judgmentStatus", "judgmentInput", "customParams", "skipRemainingWait", "manualSkip"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise ValidationError(f"cannot update stage field(s) {', '.join(unknown)}",
-                                  hint=f"updatable: {', '.join(sorted(allowed))}")
+        """PATCH a running stage; its type's definition validates the body (judgments, skipRemainingWait), and
+        `manualSkip` is allowed where the type says it can be skipped."""
+        if not isinstance(body, dict) or not body:
+            raise ValidationError("the stage update is empty",
+                                  hint="e.g. {\"judgmentStatus\": \"continue\"} or {\"skipRemainingWait\": true}")
 
         def apply(exe: Execution, tx: Tx) -> dict[str, Any]:
             stage = find_stage(exe, stage_ref)
             if stage.status not in (S.RUNNING, S.PAUSED):
                 raise Conflict(f"stage {stage.name!r} is {stage.status}, not running",
                                where=f"execution {exe.id}")
+            stage_def = definition(stage.type)
+            fields = {k: v for k, v in body.items() if k != "manualSkip"}
+            unknown = sorted(set(fields) - stage_def.patch_fields())
+            if unknown:
+                takes = ", ".join(sorted(stage_def.patch_fields() | {"manualSkip"}))
+                raise ValidationError(f"stage {stage.name!r} ({stage.type}) does not take {', '.join(unknown)}",
+                                      hint=f"a {stage.type} stage takes: {takes}")
             updates: dict[str, Any] = {}
             action = "update"
-            if "judgmentStatus" in body or "customParams" in body or "judgmentInput" in body:
-                if stage.type != "manualJudgment":
-                    raise ValidationError(f"stage {stage.name!r} is a {stage.type} stage, not a manualJudgment")
-                from graylane.pipelines.stages.manual_judgment import validate_judgment
-
-                updates = validate_judgment(stage.context, body, user=user, roles=roles or [])
-                action = "judgment"
-            if body.get("skipRemainingWait") is not None:
-                if stage.type != "wait":
-                    raise ValidationError(f"stage {stage.name!r} is not a wait stage; only waits can be skipped")
-                updates["skipRemainingWait"] = bool(body["skipRemainingWait"])
-                action = "skipWait"
+            if fields:
+                updates, action = stage_def.validate_patch(stage.name, stage.context, fields, user=user,
+                                                           roles=roles or [])
             if body.get("manualSkip") is not None:
-                if not definition(stage.type).can_skip(stage.context):
+                if not stage_def.can_skip(stage.context):
                     raise ValidationError("Cannot manually skip stage.", where=f"stage {stage.name!r}")
                 updates["manualSkip"] = bool(body["manualSkip"])
                 action = "skip"

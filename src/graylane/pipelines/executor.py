@@ -20,7 +20,7 @@ from typing import Any
 
 from graylane.errors import Conflict, GraylaneError, NotFound
 from graylane.events import EventBus
-from graylane.pipelines import planning
+from graylane.pipelines import concurrency, planning
 from graylane.pipelines.commands import Commands, Tx
 from graylane.pipelines.execution import Execution, Stage, Task, new_execution
 from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
@@ -55,6 +55,7 @@ class _Driver:
         self.answering: list[tuple[asyncio.Future[Any], Any]] = []  # commands applied, awaiting the commit
         self.job: asyncio.Task[None] | None = None
         self.exe: Execution | None = None
+        self.first_commit = asyncio.Event()  # set once the first step is committed (started or BUFFERED)
 
 
 class Executor(Commands):
@@ -142,8 +143,15 @@ class Executor(Commands):
                                                  parameters=trigger.get("parameters") or {})])
         self._publish({"kind": "execution", "executionId": exe.id, "status": str(exe.status),
                        "pipelineConfigId": exe.pipeline_config_id, "name": exe.name})
-        self._ensure_driver(exe.id, copy.deepcopy(exe))
-        return exe
+        d = self._ensure_driver(exe.id, copy.deepcopy(exe))
+        # answer once the driver decided whether it runs or waits (BUFFERED), so callers report what happened
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(d.first_commit.wait(), timeout=5.0)
+        return self.get(exe.id)
+
+    def buffered_reason(self, exe: Execution) -> str | None:
+        """Why an execution is BUFFERED (which executions hold the slots, and what happens next)."""
+        return concurrency.buffered_reason(self.repo, exe)
 
     def get(self, execution_id: str) -> Execution:
         """The execution as committed (never the driver's in-flight state: nothing is reported before commit)."""
@@ -169,6 +177,7 @@ class Executor(Commands):
                         saw_incomplete = saw_incomplete or not exe.status.is_complete
                         launch = await self._step(d, exe, tx)
                         self._flush(exe, tx)  # one commit for the commands and the step they unblocked
+                        d.first_commit.set()
                         for fut, result in d.answering:
                             if not fut.done():
                                 fut.set_result(result)
@@ -177,7 +186,10 @@ class Executor(Commands):
                             self._launch(d, stage, index, task_impl, view)
                         if exe.status.is_complete and not d.inflight and not d.commands:
                             if saw_incomplete:  # hooks (triggers, parent wake-up) once per completion
+                                saw_incomplete = False
                                 await self._on_complete(exe)
+                                if d.commands:  # sent while the hooks ran: answer them before leaving
+                                    continue
                             return
                         if exe.status == S.BUFFERED and not d.inflight and not d.commands:
                             return  # woken again by _start_waiting when a slot frees
@@ -294,9 +306,8 @@ class Executor(Commands):
     def _try_start(self, exe: Execution, tx: Tx) -> bool:
         """NOT_STARTED/BUFFERED -> RUNNING unless limitConcurrent / maxConcurrentExecutions says wait (orca
         shouldQueue). Commits at once so two drivers never both take the slot."""
-        limit = 1 if exe.limit_concurrent else exe.max_concurrent_executions
-        if exe.pipeline_config_id and limit and len(self.repo.count_by_status(
-                exe.pipeline_config_id, (S.RUNNING, S.PAUSED), exclude=exe.id)) >= limit:
+        limit = concurrency.limit_of(exe)
+        if exe.pipeline_config_id and concurrency.must_wait(self.repo, exe):
             if exe.status != S.BUFFERED:
                 exe.status = S.BUFFERED
                 tx.header = True

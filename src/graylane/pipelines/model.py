@@ -91,7 +91,7 @@ def find_problems(body: Any) -> list[Finding]:
     for key in ("triggers", "parameterConfig", "notifications", "expectedArtifacts"):
         if not isinstance(body.get(key, []), list):
             problems.append(Finding((key,), f"`{key}` must be a list"))
-    for key in ("limitConcurrent", "keepWaitingPipelines"):
+    for key in ("limitConcurrent", "keepWaitingPipelines", "allowUndeclaredParameters"):
         if not isinstance(body.get(key, False), bool):
             problems.append(Finding((key,), f"`{key}` must be true or false"))
     mce = body.get("maxConcurrentExecutions", 0)

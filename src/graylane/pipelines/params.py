@@ -99,3 +99,22 @@ def resolve(defs: list[dict[str, Any]], supplied: dict[str, Any] | None, where: 
         if key not in known:
             out[key] = value
     return out
+
+
+# Graylane's pipeline-level switch (Spinnaker has none: orca passes undeclared parameters through). Off by default,
+# so a typo such as `-p canary_verison=v3` is refused instead of silently running with the default.
+ALLOW_UNDECLARED = "allowUndeclaredParameters"
+
+
+def check_declared(config: dict[str, Any], supplied: dict[str, Any] | None) -> None:
+    """Refuse parameter names the pipeline's parameterConfig does not declare, unless the pipeline allows them."""
+    if config.get(ALLOW_UNDECLARED) is True:
+        return
+    declared = [d["name"] for d in config.get("parameterConfig") or [] if isinstance(d, dict) and d.get("name")]
+    extra = sorted(set(supplied or {}) - set(declared))
+    if extra:
+        raise ValidationError(
+            f"pipeline {config.get('application')}/{config.get('name')} does not declare the parameter(s) "
+            f"{', '.join(extra)}",
+            hint=f"declared: {', '.join(declared) or 'none'}; to accept any name set "
+                 f"\"{ALLOW_UNDECLARED}\": true in the pipeline")

@@ -96,6 +96,18 @@ class StageDefinition:
         """Config keys left as written at stage start (a task evaluates them itself, or never)."""
         return set()
 
+    def patch_fields(self) -> frozenset[str]:
+        """Fields a PATCH of a running stage of this type may carry (besides `manualSkip`)."""
+        return frozenset()
+
+    def validate_patch(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                       roles: list[str]) -> tuple[dict[str, Any], str]:
+        """(context updates, audit action) for a PATCH, or a ValidationError; nothing is written on error."""
+        from graylane.errors import ValidationError
+
+        raise ValidationError(f"stage {name!r} is a {self.type} stage and takes no input "
+                              f"({', '.join(sorted(body))})")
+
     def can_skip(self, context: dict[str, Any]) -> bool:
         """Whether `PATCH {"manualSkip": true}` may skip a running stage of this type (orca canManuallySkip)."""
         return self.can_manually_skip

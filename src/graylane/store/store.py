@@ -301,6 +301,25 @@ class Store:
             self._notify(deleted)
         return deleted
 
+    def set_status(self, key: ResourceKey, status: dict[str, Any] | None, *,
+                   resource_version: str | None = None) -> bool:
+        """Replace `status` (None removes it): what a controller observed, not a change of the object.
+
+        Status-only: `generation`, `resourceVersion` and the global revision stay, no history row is written and
+        subscribers are not called (so reporting status never triggers another reconcile). With
+        `resource_version`, nothing is written when the object changed since (a report about an older spec).
+        Returns whether the status was written.
+        """
+        with self._writing() as (conn, _):
+            row = conn.execute(sa.select(t.resources).where(_one_key(t.resources, key))).first()
+            if row is None or (resource_version is not None and str(row.resource_version) != str(resource_version)):
+                return False
+            body = {k: v for k, v in row.body.items() if k != "status"}
+            if status is not None:
+                body["status"] = _jsonable(status)
+            conn.execute(sa.update(t.resources).where(t.resources.c.id == row.id).values(body=body))
+        return True
+
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(changed_keys)` after each commit in this process; returns an unsubscribe."""
         with self._subscribers_lock:

@@ -253,7 +253,8 @@ class LocalTarget:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def wait_ready(self, keys: Sequence[ResourceKey], *, timeout: float) -> None:
-        """Wait for Deployments to roll out (runtime) and for the data plane to ACK this revision (mesh)."""
+        """Wait for Deployments to roll out (runtime) and for the data plane to ACK this revision (mesh); raise
+        GraylaneError naming any of `keys` the mesh left out because it could not be compiled."""
         deadline = time.monotonic() + timeout
         missing = [k for k in keys if await self.get(k) is None]
         if missing:
@@ -263,7 +264,10 @@ class LocalTarget:
             await _maybe_await(self.runtime.wait_ready(list(keys), max(0.0, deadline - time.monotonic())))
         if self.mesh is not None:
             revision = await asyncio.to_thread(self.store.revision)
-            await _maybe_await(self.mesh.wait_acked(revision, max(0.0, deadline - time.monotonic())))
+            # With the keys, a resource the mesh left out (it cannot be compiled) fails the wait, named.
+            wait = self.mesh.wait_acked
+            named = {"keys": list(keys)} if "keys" in inspect.signature(wait).parameters else {}
+            await _maybe_await(wait(revision, max(0.0, deadline - time.monotonic()), **named))
 
 
 def _canonical_kind(kind: str, group: str | None) -> tuple[str, str | None]:

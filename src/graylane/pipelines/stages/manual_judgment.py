@@ -37,7 +37,10 @@ def validate_judgment(context: dict[str, Any], body: dict[str, Any], *, user: st
     options = [str(o.get("value") if isinstance(o, dict) else o) for o in context.get("judgmentInputs") or []]
     if body.get("judgmentInput") is not None:
         choice = str(body["judgmentInput"])
-        if options and choice not in options:
+        if not options:
+            raise ValidationError(f"judgmentInput {choice!r}: this judgment declares no judgmentInputs",
+                                  hint="answer with judgmentStatus alone (graylane judge ... --continue/--stop)")
+        if choice not in options:
             raise ValidationError(f"judgmentInput {choice!r} is not one of the options: {', '.join(options)}")
         updates["judgmentInput"] = choice
     elif options and status is not None and not context.get("judgmentInput"):
@@ -46,6 +49,9 @@ def validate_judgment(context: dict[str, Any], body: dict[str, Any], *, user: st
     supplied = body.get("customParams")
     if supplied is not None and not isinstance(supplied, dict):
         raise ValidationError("customParams must be an object of name -> value")
+    if supplied and not defs:
+        raise ValidationError(f"customParams: this judgment declares no parameters; refused "
+                              f"{', '.join(sorted(supplied))}", hint="declare them in the stage's customParamConfig")
     if defs or supplied:
         merged = {**(context.get("customParams") or {}), **(supplied or {})}
         if status == "continue" or supplied:
@@ -84,6 +90,13 @@ class ManualJudgmentStage(StageDefinition):
 
     def tasks(self, context: dict[str, Any]) -> list[Task]:
         return [WaitForJudgmentTask()]
+
+    def patch_fields(self) -> frozenset[str]:
+        return frozenset({"judgmentStatus", "judgmentInput", "customParams"})
+
+    def validate_patch(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                       roles: list[str]) -> tuple[dict[str, Any], str]:
+        return validate_judgment(context, body, user=user, roles=roles), "judgment"
 
     def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
         # runtime answers must never be re-read from config; instructions stay as written (Markdown)

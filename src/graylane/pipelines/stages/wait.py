@@ -31,5 +31,12 @@ class WaitStage(StageDefinition):
     def tasks(self, context: dict[str, Any]) -> list[Task]:
         return [WaitTask()]
 
+    def patch_fields(self) -> frozenset[str]:
+        return frozenset({"skipRemainingWait"})
+
+    def validate_patch(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                       roles: list[str]) -> tuple[dict[str, Any], str]:
+        return {"skipRemainingWait": bool(body["skipRemainingWait"])}, "skipWait"
+
 
 DEFINITION = WaitStage()
