@@ -149,6 +149,13 @@ stages:
 """
 
 
+def refused(*args: str) -> str:
+    """The one-line error a refused command shows (main() prints the GraylaneError and its hint)."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code != 0, result.output
+    return str(result.exception)
+
+
 def _wait_running(http: httpx.Client, eid: str) -> None:
     for _ in range(250):
         if http.get(f"/api/v1/executions/{eid}").json()["stages"][0]["status"] == "RUNNING":
@@ -160,13 +167,12 @@ def _wait_running(http: httpx.Client, eid: str) -> None:
 def test_run_honours_parameter_config_and_reports_buffered_runs(api: str, tmp_path: Path) -> None:
     (tmp_path / "ratio.yaml").write_text(RATIO_YAML)
     assert cli("pipeline", "import", str(tmp_path / "ratio.yaml"))[0] == 0
-    code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3", "-p", "bogus=1")
-    assert code != 0 and "does not declare the parameter(s) bogus" in out
+    out = refused("pipeline", "run", "ratio", "-p", "canary_version=v3", "-p", "bogus=1")
+    assert "does not declare the parameter(s) bogus" in out
     assert "declared: base_version, canary_version, region" in out
-    code, out = cli("pipeline", "run", "ratio")
-    assert code != 0 and "canary_version is required" in out
-    code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3", "-p", "region=north")
-    assert code != 0 and "'north' is not one of the options east, west" in out
+    assert "canary_version is required" in refused("pipeline", "run", "ratio")
+    out = refused("pipeline", "run", "ratio", "-p", "canary_version=v3", "-p", "region=north")
+    assert "'north' is not one of the options east, west" in out
     code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3")
     assert code == 0, out
     first = out.split()[1]
@@ -180,11 +186,10 @@ def test_run_honours_parameter_config_and_reports_buffered_runs(api: str, tmp_pa
     assert f"execution {second} BUFFERED: queued behind {first} (RUNNING): limitConcurrent is true" in out
     assert http.get(f"/api/v1/executions/{second}").json()["status"] == "BUFFERED"
     # judgments: inputs and parameters the stage does not declare are refused, and nothing is recorded
-    code, out = cli("judge", first, "--stage", "设置灰度比例", "--continue", "--input", "全量发布",
-                    "-P", "canary_ratio=50")
-    assert code != 0 and "judgmentInput '全量发布': this judgment declares no judgmentInputs" in out
-    code, out = cli("judge", first, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50", "-P", "speed=9")
-    assert code != 0 and "unknown parameter(s) speed" in out and "declared: canary_ratio" in out
+    out = refused("judge", first, "--stage", "设置灰度比例", "--continue", "--input", "全量发布", "-P", "canary_ratio=50")
+    assert "judgmentInput '全量发布': this judgment declares no judgmentInputs" in out
+    out = refused("judge", first, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50", "-P", "speed=9")
+    assert "unknown parameter(s) speed" in out and "declared: canary_ratio" in out
     stage = http.get(f"/api/v1/executions/{first}").json()["stages"][0]
     assert stage["status"] == "RUNNING" and "judgmentStatus" not in stage["context"]
     code, out = cli("judge", first, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50")
@@ -205,8 +210,8 @@ def test_stage_types_refuse_input_they_do_not_take(api: str, tmp_path: Path) -> 
     eid = out.split()[1]
     http = httpx.Client(base_url=api, trust_env=False)
     _wait_running(http, eid)
-    code, out = cli("judge", eid, "--stage", "long", "--continue")
-    assert code != 0 and "stage 'long' (wait) does not take judgmentStatus" in out
+    out = refused("judge", eid, "--stage", "long", "--continue")
+    assert "stage 'long' (wait) does not take judgmentStatus" in out
     assert "a wait stage takes: manualSkip, skipRemainingWait" in out
     code, out = cli("execution", "skip-wait", eid, "--stage", "long")
     assert code == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,9 @@ from playwright import sync_api  # noqa: E402
 from tests import system  # noqa: E402
 from tests.e2e import test_article as article  # noqa: E402  shares the article's local-installation driver
 from tests.e2e import test_observability as observability  # noqa: E402  and its paced page loads
+from tests.ui.signin import login_link  # noqa: E402
+
+from graylane.settings import read_cli_token  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -38,13 +42,28 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[article.Local]:
         local.api.close()
 
 
+class SignedInBrowser:
+    """Each new page is a fresh browser profile signed in as the operator does it: by opening the one-time
+    link `graylane status` prints (asked for here with the CLI token from the state folder)."""
+
+    def __init__(self, browser: Any, mesh: article.Local) -> None:
+        self.browser, self.mesh = browser, mesh
+
+    def new_page(self, **kw: Any) -> Any:
+        page = self.browser.new_context(**kw).new_page()
+        token = read_cli_token(self.mesh.state)
+        assert token, "the control plane wrote no CLI token to the state folder"
+        page.goto(login_link(self.mesh.api, token))
+        return page
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(mesh: article.Local) -> Iterator[object]:
     chromium = system.require_program("chromium", "chromium")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield b
+            yield SignedInBrowser(b, mesh)
         finally:
             b.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.ui.signin import sign_in
 
 from graylane.server.app import create_app
 from graylane.server.auth import create_token
@@ -23,11 +24,15 @@ def store(state_dir):
 
 def client(store, bind: str, monkeypatch) -> TestClient:
     monkeypatch.setenv("GRAYLANE_BIND_HOST", bind)
-    return TestClient(create_app(ControlPlane(store=store), start_components=False))
+    return TestClient(create_app(ControlPlane(store=store), start_components=False),
+                      base_url="http://127.0.0.1:7380")
 
 
-def test_loopback_needs_no_login_and_pages_render(store, monkeypatch):
+def test_pages_render_once_signed_in_with_the_one_time_link(store, monkeypatch):
     c = client(store, "127.0.0.1", monkeypatch)
+    page = c.get("/resources", follow_redirects=False)  # loopback alone is not a login
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    sign_in(c)
     for path, text in [("/", "Mesh health"), ("/topology", "Edge labels"), ("/resources", "Apply YAML"),
                        ("/traces", "No traces yet")]:
         r = c.get(path)
@@ -36,8 +41,7 @@ def test_loopback_needs_no_login_and_pages_render(store, monkeypatch):
 
 def test_apply_from_the_console_with_dry_run_then_history_and_no_secret_values(store, monkeypatch):
     c = client(store, "127.0.0.1", monkeypatch)
-    c.get("/resources")
-    csrf = {"X-CSRF-Token": c.cookies["graylane_csrf"]}
+    csrf = sign_in(c)
     dry = c.post("/ui/apply", data={"manifest": CM, "dry_run": "1"}, headers=csrf)
     assert "Dry run: nothing was changed." in dry.text and "+  canary:" in dry.text
     assert c.get("/api/v1/resources/cm/flags").status_code == 404
@@ -51,20 +55,19 @@ def test_apply_from_the_console_with_dry_run_then_history_and_no_secret_values(s
 
 def test_bad_yaml_in_the_console_changes_nothing_and_says_where(store, monkeypatch):
     c = client(store, "127.0.0.1", monkeypatch)
-    c.get("/")
+    csrf = sign_in(c)
     bad = CM + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"
-    r = c.post("/ui/apply", data={"manifest": bad}, headers={"X-CSRF-Token": c.cookies["graylane_csrf"]})
+    r = c.post("/ui/apply", data={"manifest": bad}, headers=csrf)
     assert "Nothing was applied" in r.text and "console" in r.text
     assert store.list(kind="ConfigMap") == []
 
 
 def test_csrf_token_and_origin_are_checked_for_console_posts(store, monkeypatch):
     c = client(store, "127.0.0.1", monkeypatch)
-    c.get("/")
+    csrf = sign_in(c)
     assert c.post("/ui/apply", data={"manifest": CM}).status_code == 403
     assert c.post("/ui/apply", data={"manifest": CM}, headers={"X-CSRF-Token": "forged"}).status_code == 403
-    evil = c.post("/ui/apply", data={"manifest": CM}, headers={"Origin": "http://evil.example",
-                                                             "X-CSRF-Token": c.cookies["graylane_csrf"]})
+    evil = c.post("/ui/apply", data={"manifest": CM}, headers={"Origin": "http://evil.example", **csrf})
     assert evil.status_code == 403 and store.list(kind="ConfigMap") == []
 
 
@@ -88,7 +91,9 @@ def test_non_loopback_requires_tokens_and_roles(store, monkeypatch):
 def test_console_login_with_a_token_sets_a_session(store, monkeypatch):
     c = client(store, "0.0.0.0", monkeypatch)
     token = create_token(store.engine, "ann", "approver")
-    assert "not valid" in c.post("/login", data={"token": "wrong", "next": "/"}).text
+    c.get("/login")
+    csrf = c.cookies["graylane_csrf"]
+    assert "not valid" in c.post("/login", data={"token": "wrong", "next": "/", "csrf_token": csrf}).text
     assert "form expired" in c.post("/login", data={"token": token, "next": "/traces"}).text  # no CSRF field
     r = c.post("/login", data={"token": token, "next": "/traces", "csrf_token": c.cookies["graylane_csrf"]},
                follow_redirects=False)

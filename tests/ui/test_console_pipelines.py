@@ -7,6 +7,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.ui.signin import sign_in
 
 from graylane.server.app import create_app
 from graylane.server.context import ControlPlane
@@ -30,9 +31,8 @@ PIPELINE = {
 def console(state_dir, monkeypatch):
     monkeypatch.setenv("GRAYLANE_BIND_HOST", "127.0.0.1")
     store = Store.open()
-    with TestClient(create_app(ControlPlane(store=store))) as c:
-        c.get("/")
-        c.headers["X-CSRF-Token"] = c.cookies["graylane_csrf"]
+    with TestClient(create_app(ControlPlane(store=store)), base_url="http://127.0.0.1:7380") as c:
+        c.headers.update(sign_in(c))
         yield c
     store.close()
 

@@ -219,6 +219,19 @@ def _print_status(state: Path) -> None:
     out.print(table)
     if mesh.get("error"):
         err.print(f"[yellow]mesh:[/] {escape(str(mesh['error']))}")
+    if cp is not None and cp.running:
+        _print_console_link(cp.url)
+
+
+def _print_console_link(url: str) -> None:
+    """The console signs in with a one-time link (as Jupyter's `?token=`), asked for with the CLI token."""
+    try:
+        link = ApiClient(url, timeout=3).post("/api/v1/auth/login-links")
+    except GraylaneError as exc:
+        err.print(f"[yellow]console:[/] no sign-in link: {escape(exc.message)}")
+        return
+    out.print(f"console: {escape(link['url'])}  (one-time sign-in link, valid {link['expiresInSeconds']}s; "
+              "`graylane status` prints a new one)")
 
 
 def _listeners(admin_url: str) -> dict[str, int]:
