@@ -13,6 +13,7 @@ from graylane.resources.admission_base import (
     is_dns1123_label,
     items_of,
 )
+from graylane.resources.admission_envoyfilter import check_local_envoy_filter
 from graylane.resources.messages import go_quote
 
 
@@ -102,3 +103,4 @@ def check_envoy_filter(c: Checks, spec: dict[str, Any]) -> None:
             c.error(path, "Envoy filter: missing patch")
         elif not as_map(patch["patch"]).get("operation"):
             c.error((*path, "patch"), "Envoy filter: missing patch operation")
+    check_local_envoy_filter(c, spec)

@@ -81,4 +81,7 @@ def check_documents(docs: Sequence[Document]) -> None:
         seen[doc.key] = doc
     checker = _schema_checker()
     if checker is not None:
-        checker(list(docs))
+        from graylane.resources.admission_envoyfilter import local_mesh_admission
+
+        with local_mesh_admission():  # the store feeds the local mesh: what it cannot serve is refused
+            checker(list(docs))
