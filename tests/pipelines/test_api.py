@@ -40,8 +40,9 @@ async def _client(tmp_path: Path) -> tuple[httpx.AsyncClient, ControlPlane]:
     cp = ControlPlane(store=store)
     app = create_app(cp, start_components=False)
     transport = httpx.ASGITransport(app=app)
+    # as the CLI does: the operator's token (graylane.server.auth), naming the acting user
     client = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
-                               headers={"X-Graylane-User": "alice"})
+                               headers={"X-Graylane-User": "alice", "Authorization": f"Bearer {app.state.cli_token}"})
     return client, cp
 
 
@@ -228,8 +229,9 @@ def test_sse_stream_reports_stage_transitions(tmp_path: Path) -> None:
             port = s.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         serving = asyncio.create_task(server.serve())
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-Graylane-User": "alice"},
-                                   trust_env=False, timeout=10)
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10,
+                                   headers={"X-Graylane-User": "alice",
+                                            "Authorization": f"Bearer {app.state.cli_token}"})
         try:
             for _ in range(200):
                 if server.started:

@@ -52,6 +52,7 @@ def api(tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         time.sleep(0.02)
     monkeypatch.setenv("GRAYLANE_SERVER", f"127.0.0.1:{port}")
     monkeypatch.setenv("GRAYLANE_USER", "carol")
+    monkeypatch.setenv("GRAYLANE_TOKEN", app_.state.cli_token)  # the operator's token, as `graylane up` writes it
     monkeypatch.setenv("COLUMNS", "200")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
