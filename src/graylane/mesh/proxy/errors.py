@@ -61,3 +61,15 @@ class UriTooLong(BadRequest):
 
 class HeadersTooLarge(BadRequest):
     status, body = 431, "Request Header Fields Too Large"
+
+
+class RequestTimeout(BadRequest):
+    """The whole request (headers and body) did not arrive within request_timeout (Envoy's `request_timeout`)."""
+
+    status, flag, body = 408, "", "request timeout"
+
+
+class StreamIdleTimeout(BadRequest):
+    """No request bytes for stream_idle_timeout while the body was incomplete (Envoy's `stream_idle_timeout`)."""
+
+    status, flag, body = 408, "SI", "stream timeout"

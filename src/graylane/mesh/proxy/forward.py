@@ -11,19 +11,19 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from graylane.mesh.proxy import outlier
-from graylane.mesh.proxy.accesslog import format_entry
 from graylane.mesh.proxy.errors import (
     BadRequest,
     PerTryTimeout,
     ProxyError,
     RateLimited,
     UpstreamConnectFailure,
+    UpstreamOverflow,
     UpstreamReset,
     UpstreamTimeout,
 )
-from graylane.mesh.proxy.listener import DownstreamProtocol, Request, status_line
+from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
 from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
+from graylane.mesh.proxy.telemetry import Telemetry
 from graylane.mesh.proxy.tracing import TraceContext, new_id
 from graylane.mesh.routing import (
     PASSTHROUGH,
@@ -45,17 +45,14 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.server import ProxyServer
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("graylane.access")
 
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authorization", "content-length", "host",
                         "x-envoy-upstream-rq-timeout-ms", "expect"))
+# Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
+# `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
 RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
-                          b"upgrade"))
-# Envoy prints response flags in its enum order (ResponseFlagUtils).
-FLAG_ORDER = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
-                                           "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "DT", "UPE",
-                                           "NC"))}
+                          b"upgrade", b"server", b"x-envoy-upstream-service-time"))
 REPLAY_LIMIT = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
 
 
@@ -92,7 +89,7 @@ class Forwarder:
         self.server = server
         self.loop = server.loop
         self.rng = random.Random()
-        self.labels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.telemetry = Telemetry(server)
 
     # ------------------------------------------------------------------------------------------- entry
     async def handle(self, proto: DownstreamProtocol, req: Request) -> bool:
@@ -188,9 +185,10 @@ class Forwarder:
     async def _respond(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, status: int, body: bytes,
                        headers: list[tuple[str, str]]) -> bool:
         keep = req.keep_alive and req.body.done
-        head = [status_line(status)]
+        head = [status_line(status), SERVER_HEADER]
         for k, v in headers:
-            head.append(f"{k}: {v}\r\n".encode("latin-1"))
+            if k != "server":  # Envoy's HCM overwrites it on every response (server_header_transformation)
+                head.append(f"{k}: {v}\r\n".encode("latin-1"))
         head.append(b"content-length: %d\r\n" % len(body))
         if not keep:
             head.append(b"connection: close\r\n")
@@ -199,7 +197,7 @@ class Forwarder:
         ctx.status = status
         ctx.response_bytes = len(body)
         ctx.request_bytes = req.body.received
-        self._report(ctx)
+        self.telemetry.report(ctx)
         return keep
 
     # ------------------------------------------------------------------------------------------- forwarding
@@ -214,12 +212,15 @@ class Forwarder:
         body: bytes | None = b""
         if req.has_body and not req.body.done and req.hmap.get("expect", "").lower() == "100-continue":
             # Envoy answers Expect locally (proxy_100_continue off) and does not forward it.
-            proto.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            proto.write_interim(b"HTTP/1.1 100 Continue\r\n\r\n")
         if req.has_body:
             if req.content_length is not None and req.content_length <= REPLAY_LIMIT:
                 parts = []
-                while (chunk := await req.body.read()) is not None:
-                    parts.append(chunk)
+                try:
+                    while (chunk := await req.body.read()) is not None:
+                        parts.append(chunk)
+                except ProxyError as err:  # the body timed out (408): the client's fault, no upstream involved
+                    return await self._local_reply(proto, req, ctx, err)
                 body = b"".join(parts)
             else:
                 body = None  # streamed
@@ -289,9 +290,12 @@ class Forwarder:
                 raise
             except ProxyError as err:
                 ep.active -= 1
+                if isinstance(err, BadRequest):  # the request body timed out: not the host's fault
+                    return await self._local_reply(proto, req, ctx, err)
                 status = 504 if isinstance(err, UpstreamTimeout) else 503
-                if not isinstance(err, (UpstreamTimeout,)) or isinstance(err, PerTryTimeout):
-                    outlier.record(cluster, ep, status, self.loop.time())
+                # Overflow (UO) never reached the host: Envoy's outlier detector never sees it.
+                if not isinstance(err, (UpstreamTimeout, UpstreamOverflow)) or isinstance(err, PerTryTimeout):
+                    server.outliers.record(cluster, ep, status)
                 retriable = (isinstance(err, UpstreamConnectFailure) and policy.retries_connect_failure()) or (
                     isinstance(err, UpstreamReset) and policy.retries_reset() and body is not None) or (
                     isinstance(err, PerTryTimeout) and policy.retries_timeout() and body is not None)
@@ -309,7 +313,7 @@ class Forwarder:
                 return await self._local_reply(proto, req, ctx, err)
             # Response headers are in: retry on status, or stream the response back.
             status = ex.status
-            outlier.record(cluster, ep, status, self.loop.time())
+            server.outliers.record(cluster, ep, status)
             if policy.retries_status(status) and retries_left > 0 and body is not None and self._take_retry(cluster):
                 retries_left -= 1
                 conn.abort()
@@ -387,7 +391,8 @@ class Forwarder:
             d.set_cookie and cluster.policy.lb.hash_cookie)
         no_body = req.method == "HEAD" or status in (204, 304) or status < 200
         keep = req.keep_alive
-        head = [status_line(status)]
+        service_ms = int((time.perf_counter() - ctx.upstream_start) * 1000)
+        head = [status_line(status), SERVER_HEADER, b"x-envoy-upstream-service-time: %d\r\n" % service_ms]
         if not rewrite:
             # Fast path: pass the upstream's header bytes through, minus hop-by-hop ones.
             has_length = False
@@ -415,6 +420,7 @@ class Forwarder:
                 if c.get("path"):
                     cookie += f"; Path={c['path']}"
                 headers.append(("set-cookie", cookie + "; HttpOnly"))
+            headers = [(k, v) for k, v in headers if k != "server"]
         chunked = False
         if not no_body and not has_length:
             if req.version == "1.1":
@@ -457,7 +463,7 @@ class Forwarder:
             ctx.flags.append("UC")
             ctx.response_bytes = ex.response_bytes
             conn.abort()
-            self._report(ctx)
+            self.telemetry.report(ctx)
             return False
         if chunked:
             proto.write(b"0\r\n\r\n")
@@ -468,7 +474,7 @@ class Forwarder:
             sender.cancel()
         self.server.pools.release(conn, cluster, ex.keep_alive and sent_all and not ex.no_body or
                                   (ex.keep_alive and sent_all and status in (204, 304)))
-        self._report(ctx)
+        self.telemetry.report(ctx)
         return keep and req.body.done
 
     async def _mirror(self, host: str, subset: str, port: int | None, view: RequestView, method: str, path: str,
@@ -511,95 +517,17 @@ class Forwarder:
             out.append(("access-control-expose-headers", cors.expose_headers))
         return out
 
-    # ------------------------------------------------------------------------------------------- telemetry
-    def _labels(self, ctx: Ctx, src: Any, ep: EndpointState | None, dsvc: str, code: str,
-                flags: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Istio's label values (istio_stats.cc order) for both reporters; cached per distinct combination."""
-        svc = self.server.table.services.get(ctx.service)
-        svc_name = svc.name if svc else (ctx.service or "unknown")
-        svc_ns = svc.namespace if svc else "unknown"
-        if ep is not None:
-            dw, dns, dapp = ep.workload or "unknown", ep.namespace or "unknown", ep.labels.get("app", "unknown")
-            dver = ep.labels.get("version", "unknown")
-        else:
-            dw = dns = dapp = dver = "unknown"
-        # Principals are SPIFFE ids only under mTLS, which the local mesh does not do: Istio reports "unknown".
-        common_src = (src.workload, src.namespace, "unknown", src.app, src.version, src.app,
-                      src.labels.get("version", "latest") or "latest", "Kubernetes")
-        common_dst = (dw, dns, "unknown", dapp, dver, dsvc, svc_name, svc_ns, dapp, dver if ep else "latest",
-                      "Kubernetes", "http", flags)
-        return (("source", *common_src, *common_dst, "unknown", code, "-"),
-                ("destination", *common_src, *common_dst, "none", code, "-"))
-
-    def _report(self, ctx: Ctx) -> None:
-        server = self.server
-        now = time.perf_counter()
-        duration_ms = (now - ctx.start) * 1000
-        src = ctx.listener.source
-        flags = ",".join(sorted(set(ctx.flags), key=lambda f: FLAG_ORDER.get(f, 99))) if ctx.flags else "-"
-        code = str(ctx.status)
-        ep = ctx.endpoint
-        dsvc = ctx.service or "unknown"
-        key = (id(ctx.listener), dsvc, ep, code, flags)  # cleared on every snapshot swap
-        labels = self.labels.get(key)
-        if labels is None:
-            labels = self._labels(ctx, src, ep, dsvc, code, flags)
-            if len(self.labels) > 50_000:
-                self.labels.clear()
-            self.labels[key] = labels
-        source_labels, destination_labels = labels
-        req_bytes = ctx.request_bytes
-        server.stats.record(source_labels, duration_ms, req_bytes, ctx.response_bytes)
-        reached = ep is not None and ctx.upstream_start and not (set(ctx.flags) & {"UF", "UT", "UO", "UC", "NC",
-                                                                                   "UH", "NR"})
-        if reached or (ep is not None and "RL" in ctx.flags):
-            up_ms = (now - (ctx.upstream_start or ctx.start)) * 1000
-            server.stats.record(destination_labels, up_ms, req_bytes, ctx.response_bytes)
-        dapp = ep.labels.get("app", "unknown") if ep is not None else "unknown"
-        dns = (ep.namespace or "unknown") if ep is not None else "unknown"
-        trace = ctx.trace
-        if trace is not None and trace.sampled:
-            start_us = int((time.time() - (now - ctx.start)) * 1_000_000)
-            op = f"{dsvc}:{ctx.decision.cluster.port if ctx.decision and ctx.decision.cluster else 80}/*"
-            tags = {"http.method": ctx.method, "http.url": f"http://{ctx.authority}{ctx.path}",
-                    "http.status_code": code, "response_flags": flags, "guid:x-request-id": ctx.rid,
-                    "upstream_cluster": ctx.decision.cluster_name if ctx.decision else "",
-                    "istio.canonical_service": src.app, "istio.namespace": src.namespace,
-                    "node_id": f"{ctx.listener.kind}~{src.pod}.{src.namespace}", "component": "proxy"}
-            if ctx.status >= 500 or ctx.status == 0:
-                tags["error"] = "true"
-            server.spans.add({"traceId": trace.trace_id, "spanId": ctx.client_span, "parentSpanId": trace.parent_id,
-                              "name": op, "kind": "client", "service": f"{src.app}.{src.namespace}",
-                              "startUs": start_us, "durationUs": int(duration_ms * 1000), "tags": tags})
-            if reached and ep is not None:
-                up_start = int((time.time() - (now - ctx.upstream_start)) * 1_000_000)
-                stags = {**tags, "istio.canonical_service": dapp, "istio.namespace": dns,
-                         "node_id": f"sidecar~{ep.pod}.{dns}", "peer.address": ep.address}
-                server.spans.add({"traceId": trace.trace_id, "spanId": ctx.server_span,
-                                  "parentSpanId": ctx.client_span, "name": op, "kind": "server",
-                                  "service": f"{dapp}.{dns}", "startUs": up_start,
-                                  "durationUs": int((now - ctx.upstream_start) * 1_000_000), "tags": stags})
-        if server.access_log is not None:
-            entry = {"start": time.time() - (now - ctx.start), "method": ctx.method, "authority": ctx.authority,
-                     "path": ctx.path, "status": ctx.status, "flags": flags, "duration_ms": round(duration_ms, 3),
-                     "upstream_host": ep.address if ep else "-", "upstream_cluster":
-                     ctx.decision.cluster_name if ctx.decision else "-", "request_id": ctx.rid,
-                     "listener": ctx.listener.name, "bytes_sent": ctx.response_bytes,
-                     "bytes_received": ctx.request_bytes,
-                     "upstream_service_time": round((now - ctx.upstream_start) * 1000) if ctx.upstream_start else None,
-                     "route_name": (ctx.decision.rule.name or None) if ctx.decision and ctx.decision.rule else None}
-            server.access_log.append(entry)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info("%s", format_entry(entry, server.access_log_format))
-
-
 async def _send_body(conn: UpstreamConnection, req: Request) -> None:
     """Stream a large or chunked request body upstream (re-chunked when the client sent chunks)."""
-    while (chunk := await req.body.read()) is not None:
-        if conn.closed:
-            return
-        conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if req.chunked else chunk)
-        await conn.drain()
+    try:
+        while (chunk := await req.body.read()) is not None:
+            if conn.closed:
+                return
+            conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if req.chunked else chunk)
+            await conn.drain()
+    except ProxyError as err:  # the body timed out: end the exchange so the forwarder answers 408
+        conn.fail(err)
+        return
     if req.chunked:
         conn.write(b"0\r\n\r\n")
 

@@ -1,8 +1,10 @@
 """Downstream HTTP/1.1: one protocol object per accepted connection, parsing with httptools.
 
 Layout follows uvicorn's protocol classes: constants at import, per-connection then per-request state,
-no `await` inside parser callbacks, and flow control in one small class. Requests on one connection are
-handled in order (pipelining is queued); the handler itself lives in `forward.py`.
+no `await` inside parser callbacks, and flow control by named pause reasons. Requests on one connection are
+served one at a time: the next pipelined request stays unparsed (reading paused) until the current response is
+written and drained, as Envoy's HTTP/1 codec does (`framing.py` finds where each request ends). The handler
+itself lives in `forward.py`.
 """
 
 from __future__ import annotations
@@ -16,19 +18,32 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from graylane.mesh.proxy.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
+from graylane.mesh.proxy.errors import (
+    BadRequest,
+    HeadersTooLarge,
+    ProxyError,
+    RequestTimeout,
+    StreamIdleTimeout,
+    UriTooLong,
+)
+from graylane.mesh.proxy.framing import MAX_HEADERS, MAX_URL, Framer
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.server import ProxyServer
 
 log = logging.getLogger(__name__)
 
-MAX_URL = 16 * 1024  # request line beyond this gets 414
-MAX_HEADERS = 60 * 1024  # Envoy's max_request_headers_kb default: 60 KiB, beyond it 431
+MAX_HEADER_COUNT = 100  # Envoy's max_headers_count default; HTTP/1 requests beyond it get 431
 BODY_HIGH = 64 * 1024
 BODY_LOW = 16 * 1024
+# Why reading is paused (reading resumes when no reason is left).
+PAUSE_BODY = 1  # a request body is held faster than the upstream takes it
+PAUSE_PIPELINE = 2  # the next request waits (unparsed) for the current response
+SERVER_HEADER = b"server: istio-envoy\r\n"  # Istio's server_name on every listener
 REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
+
+__all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
 
 
 def status_line(code: int) -> bytes:
@@ -38,7 +53,7 @@ def status_line(code: int) -> bytes:
 class RequestBody:
     """Request body chunks from the parser to the forwarding task, pausing the socket when too much is held."""
 
-    __slots__ = ("chunks", "held", "done", "waiter", "protocol", "received")
+    __slots__ = ("chunks", "held", "done", "waiter", "protocol", "received", "error")
 
     def __init__(self, protocol: DownstreamProtocol, done: bool) -> None:
         self.chunks: deque[bytes] = deque()
@@ -47,17 +62,22 @@ class RequestBody:
         self.waiter: asyncio.Future[None] | None = None
         self.protocol = protocol
         self.received = 0
+        self.error: ProxyError | None = None  # set when the body timed out: readers get it raised
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.held += len(chunk)
         self.received += len(chunk)
         if self.held > BODY_HIGH:
-            self.protocol.pause_reading()
+            self.protocol.pause_reading(PAUSE_BODY)
         self._wake()
 
     def finish(self) -> None:
         self.done = True
+        self._wake()
+
+    def fail(self, err: ProxyError) -> None:
+        self.error = err
         self._wake()
 
     def _wake(self) -> None:
@@ -65,24 +85,28 @@ class RequestBody:
             self.waiter.set_result(None)
 
     async def read(self) -> bytes | None:
-        """The next chunk, or None at the end of the body."""
+        """The next chunk, or None at the end of the body. Raises the body's timeout, if it had one."""
         while not self.chunks:
+            if self.error is not None:
+                raise self.error
             if self.done:
                 return None
             if self.protocol.closed:
                 raise ConnectionResetError("client went away during the request body")
             self.waiter = self.protocol.loop.create_future()
             await self.waiter
+        if self.error is not None:
+            raise self.error
         chunk = self.chunks.popleft()
         self.held -= len(chunk)
         if self.held < BODY_LOW:
-            self.protocol.resume_reading()
+            self.protocol.resume_reading(PAUSE_BODY)
         return chunk
 
 
 class Request:
     __slots__ = ("method", "target", "version", "headers", "hmap", "body", "keep_alive", "start", "header_bytes",
-                 "has_body", "chunked", "content_length")
+                 "has_body", "chunked", "content_length", "header_count")
 
     def __init__(self) -> None:
         self.method = ""
@@ -93,10 +117,11 @@ class Request:
         self.keep_alive = True
         self.start = 0.0
         self.header_bytes = 0
+        self.header_count = 0
         self.has_body = False
         self.chunked = False
         self.content_length: int | None = None
-        self.body: RequestBody
+        self.body: RequestBody = None  # type: ignore[assignment]  # set when the head is complete
 
 
 class DownstreamProtocol(asyncio.Protocol):
@@ -107,20 +132,24 @@ class DownstreamProtocol(asyncio.Protocol):
         self.listener_key = listener_key
         self.listener = server.listener_at(listener_key)
         self.parser = httptools.HttpRequestParser(self)
+        self.framer = Framer()
+        self.unparsed = b""  # bytes of the next request(s), kept while the current one is answered
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.reading_paused = False
+        self.paused = 0  # PAUSE_* reasons
         self.writing_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.on_resume: list[asyncio.Transport] = []  # upstream transports paused on our behalf
-        self.pipeline: deque[Request] = deque()
+        self.pipeline: deque[Request] = deque()  # the request being served (one at a time)
         self.task: asyncio.Task[None] | None = None
         self.waiter: asyncio.Future[None] | None = None  # the request loop waiting for the next request
-        self.deadline = float("inf")  # idle/header timeout, checked by the server's sweeper
+        self.deadline = float("inf")  # idle/header/body timeout, checked by the server's sweeper
+        self.request_deadline = float("inf")  # request_timeout of the request being received
         self.peer = ("127.0.0.1", 0)
-        # -- request state (the request being parsed)
-        self.parsing: Request | None = None
+        # -- request state
+        self.parsing: Request | None = None  # the request being received
         self.busy = False  # a response is being produced
+        self.responded = False  # bytes of the current response were written
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,13 +160,14 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.unparsed = b""
         self.server.connections.discard(self)
         self._disarm()
         if self.task is not None and self.busy:
             self.task.cancel()  # the client is gone: stop waiting on the upstream (Envoy's DC)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
-        if self.parsing is not None:
+        if self.parsing is not None and self.parsing.body is not None:  # None while the head was incomplete
             self.parsing.body._wake()
         for req in self.pipeline:
             req.body._wake()
@@ -148,15 +178,12 @@ class DownstreamProtocol(asyncio.Protocol):
         self.on_resume.clear()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except ProxyError as exc:
-            self.reject(exc)
-        except httptools.HttpParserUpgrade:
-            self.reject(BadRequest("upgrade/CONNECT is not supported"))
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            self.reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
+        if self.closed:
+            return
+        if self.unparsed:  # arrived while the next request was held back: keep the order
+            self.unparsed += data
+            return
+        self._consume(data)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -169,12 +196,46 @@ class DownstreamProtocol(asyncio.Protocol):
             t.resume_reading()
         self.on_resume.clear()
 
+    # -- feeding the parser one request at a time ----------------------------------------------------
+    def _consume(self, data: bytes) -> None:
+        try:
+            pos, n = 0, len(data)
+            while pos < n and not self.closed:
+                if self.pipeline and self.parsing is None and self.framer.between_requests:
+                    # A whole request waits for its response: the next one stays unparsed and we stop reading,
+                    # so a client that pipelines without reading replies fills its own socket, not our memory.
+                    self.unparsed = data[pos:]
+                    self.pause_reading(PAUSE_PIPELINE)
+                    return
+                end = self.framer.advance(data, pos)
+                self.parser.feed_data(data if pos == 0 and end == n else memoryview(data)[pos:end])
+                pos = end
+        except ProxyError as exc:
+            self.reject(exc)
+        except httptools.HttpParserUpgrade:
+            self.reject(BadRequest("upgrade/CONNECT is not supported"))
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            self.reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
+
+    def _next_request(self) -> None:
+        """The current response is done: parse what the client sent meanwhile, then read again."""
+        data, self.unparsed = self.unparsed, b""
+        if data:
+            self._consume(data)
+        if not self.unparsed:
+            self.resume_reading(PAUSE_PIPELINE)
+
     # -- httptools callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         req = self.parsing = Request()
         req.start = time.perf_counter()  # uvloop's loop.time() only has millisecond resolution
+        now = self.loop.time()
+        timeout = self.server.request_timeout_s
+        self.request_deadline = now + timeout if timeout > 0 else float("inf")
         if not self.busy and not self.pipeline:
             self._arm(self.server.header_timeout_s)
+            self.deadline = min(self.deadline, self.request_deadline)
 
     def on_url(self, url: bytes) -> None:
         req = self.parsing
@@ -187,8 +248,11 @@ class DownstreamProtocol(asyncio.Protocol):
         req = self.parsing
         assert req is not None
         req.header_bytes += len(name) + len(value) + 4
+        req.header_count += 1
         if req.header_bytes > MAX_HEADERS:
             raise HeadersTooLarge("header block too large")
+        if req.header_count > MAX_HEADER_COUNT:
+            raise HeadersTooLarge("too many headers")
         lname = name.decode("latin-1").lower()
         val = value.decode("latin-1")
         req.headers.append((lname, val))
@@ -211,7 +275,10 @@ class DownstreamProtocol(asyncio.Protocol):
             req.content_length = int(cl)
         req.has_body = req.chunked or bool(req.content_length)
         req.body = RequestBody(self, done=not req.has_body)
-        if not self.busy and not self.pipeline:
+        self.framer.start_body(req.content_length or 0, req.chunked)
+        if req.has_body:
+            self._arm_body()
+        elif not self.busy:
             self._disarm()
         self.pipeline.append(req)
         if self.task is None:
@@ -222,11 +289,15 @@ class DownstreamProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.parsing is not None:
             self.parsing.body.feed(body)
+            self._arm_body()
 
     def on_message_complete(self) -> None:
-        if self.parsing is not None:
-            self.parsing.body.finish()
+        req = self.parsing
+        if req is not None:
+            req.body.finish()
             self.parsing = None
+            if req.has_body:
+                self._disarm()
 
     # -- request loop --------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -234,13 +305,15 @@ class DownstreamProtocol(asyncio.Protocol):
         try:
             while not self.closed:
                 if not self.pipeline:
-                    self._arm(self.server.idle_timeout_s)
+                    if self.parsing is None:
+                        self._arm(self.server.idle_timeout_s)
                     self.waiter = self.loop.create_future()
                     await self.waiter
                     self.waiter = None
                     continue
                 req = self.pipeline[0]
                 self.busy = True
+                self.responded = False
                 # The listener may have been replaced by a newer snapshot: use the current one.
                 self.listener = self.server.listener_at(self.listener_key) or self.listener
                 keep = await self.server.forwarder.handle(self, req)
@@ -249,6 +322,12 @@ class DownstreamProtocol(asyncio.Protocol):
                 if not keep or not req.keep_alive or not req.body.done or self.server.draining(self.listener_key):
                     self.close()
                     return
+                if self.writing_paused:
+                    # Write back-pressure: the client is not reading; answer nothing more until it does.
+                    self._arm(self.server.idle_timeout_s)
+                    await self.drain()
+                if not self.closed:
+                    self._next_request()
         except Exception:  # boundary: one connection's bug must not take down the listener
             log.exception("downstream connection failed")
             self.close()
@@ -258,6 +337,12 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        self.responded = True
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def write_interim(self, data: bytes) -> None:
+        """An interim response (100 Continue): not the start of the final response."""
         if not self.closed and self.transport is not None:
             self.transport.write(data)
 
@@ -272,9 +357,7 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         self.server.stats.bump("graylane_proxy_downstream_rq_rejected_total")
         if not self.busy:
-            body = err.body.encode()
-            self.write(status_line(err.status) + b"content-type: text/plain\r\ncontent-length: %d\r\n"
-                       b"connection: close\r\n\r\n%s" % (len(body), body))
+            self.write(local_reply(err))
         self.close()
 
     def close(self) -> None:
@@ -282,14 +365,17 @@ class DownstreamProtocol(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
-    def pause_reading(self) -> None:
-        if not self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = True
+    def pause_reading(self, reason: int = PAUSE_BODY) -> None:
+        was = self.paused
+        self.paused |= reason
+        if not was and self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
-    def resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = False
+    def resume_reading(self, reason: int = PAUSE_BODY) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
     # -- timers --------------------------------------------------------------------------------------
@@ -297,15 +383,43 @@ class DownstreamProtocol(asyncio.Protocol):
     def _arm(self, seconds: float) -> None:
         self.deadline = self.loop.time() + seconds if seconds > 0 else float("inf")
 
+    def _arm_body(self) -> None:
+        """While a body arrives: stream_idle_timeout since the last bytes, within the request's request_timeout."""
+        idle = self.server.stream_idle_timeout_s
+        self.deadline = min(self.loop.time() + idle if idle > 0 else float("inf"), self.request_deadline)
+
     def _disarm(self) -> None:
         self.deadline = float("inf")
 
     def timeout(self) -> None:
+        """Called by the server's sweeper when `deadline` has passed."""
         self.deadline = float("inf")
+        req = self.parsing
+        if req is not None and req.body is not None:
+            self._body_timeout(req)
+            return
         if not self.busy:
             self.server.stats.bump("graylane_proxy_downstream_cx_idle_timeout_total")
-            if self.parsing is not None and not self.pipeline:
-                body = b"request timeout"
-                self.write(status_line(408) + b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                           % (len(body), body))
+            if req is not None and not self.pipeline:
+                self.write(local_reply(RequestTimeout("request header timeout")))
             self.close()
+
+    def _body_timeout(self, req: Request) -> None:
+        now = self.loop.time()
+        late = now >= self.request_deadline
+        if not late and self.paused & PAUSE_BODY:
+            self._arm_body()  # we stopped reading (the upstream is slow): the client is not idle
+            return
+        self.server.stats.bump("graylane_proxy_downstream_rq_timeout_total")
+        err = RequestTimeout("request timeout") if late else StreamIdleTimeout("stream timeout")
+        if self.busy and not self.responded:
+            req.body.fail(err)  # the forwarder answers 408 (Envoy's local reply) and the connection closes
+        else:
+            self.close()  # the response has started: Envoy resets the stream
+
+
+def local_reply(err: ProxyError) -> bytes:
+    """A protocol-level local reply (not routed): status, Envoy's body, `connection: close`."""
+    body = err.body.encode()
+    return (status_line(err.status) + SERVER_HEADER + b"content-type: text/plain\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (len(body), body))

@@ -157,6 +157,11 @@ class UpstreamConnection(asyncio.Protocol):
                 fut.set_exception(err)
                 fut.exception()  # mark retrieved: the waiter may have given up already
 
+    def fail(self, err: BaseException) -> None:
+        """End the current exchange with `err` (its waiters raise it) and drop the connection."""
+        self._fail(err)
+        self.abort()
+
     def start(self, no_body: bool) -> Exchange:
         self.exchange = Exchange(self.loop, no_body)
         self.requests += 1

@@ -17,6 +17,7 @@ from typing import Any
 from graylane.errors import GraylaneError
 from graylane.mesh.proxy.forward import Forwarder
 from graylane.mesh.proxy.listener import DownstreamProtocol
+from graylane.mesh.proxy.outlier import OutlierDetectors
 from graylane.mesh.proxy.pool import Pools
 from graylane.mesh.proxy.ratelimit import TokenBucket
 from graylane.mesh.proxy.stats import Stats
@@ -29,16 +30,24 @@ SNAPSHOT_FILE = "proxy-snapshot.json"
 
 class ProxyServer:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, idle_timeout_s: float = 300.0,
-                 header_timeout_s: float = 10.0, state_dir: str | Path | None = None) -> None:
+                 header_timeout_s: float = 10.0, request_timeout_s: float = 60.0,
+                 stream_idle_timeout_s: float = 300.0, state_dir: str | Path | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
+        # Downstream timeouts (0 disables one). idle: keep-alive connection without a request (Envoy's HCM
+        # idle_timeout); header: the request head; request: the whole request, head and body (Envoy's
+        # request_timeout, off in Envoy, bounded here); stream idle: no request bytes while the body is incomplete
+        # (Envoy's stream_idle_timeout, 300 s).
         self.idle_timeout_s = idle_timeout_s
         self.header_timeout_s = header_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.stream_idle_timeout_s = stream_idle_timeout_s
         self.state_dir = Path(state_dir) if state_dir else None
         self.table = RouteTable({"version": 0})
         self.acked = False
         self.stats = Stats()
         self.spans = SpanRing()
         self.pools = Pools(self.loop)
+        self.outliers = OutlierDetectors(self.loop)
         self.forwarder = Forwarder(self)
         self.connections: set[DownstreamProtocol] = set()
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
@@ -54,7 +63,9 @@ class ProxyServer:
 
     async def _sweep(self) -> None:
         """Close connections whose idle or header deadline passed (one task instead of a timer per request)."""
-        period = max(0.05, min(1.0, self.header_timeout_s / 4, self.idle_timeout_s / 4))
+        timeouts = [t / 4 for t in (self.header_timeout_s, self.idle_timeout_s, self.request_timeout_s,
+                                    self.stream_idle_timeout_s) if t > 0]
+        period = max(0.05, min([1.0, *timeouts]))
         while True:
             await asyncio.sleep(period)
             now = self.loop.time()
@@ -119,11 +130,12 @@ class ProxyServer:
                 self.sweeper = self.loop.create_task(self._sweep())
             # Commit: new requests see the new table; in-flight ones finish on the objects they hold.
             self.table = table
+            self.outliers.follow(table)  # an ejection never outlives the outlierDetection that made it
             self.listeners_by_addr = wanted
             self.servers.update(opened)
             self.draining_addrs -= set(wanted)
             self.inbound = {}
-            self.forwarder.labels.clear()
+            self.forwarder.telemetry.labels.clear()
             self.buckets = {k: v for k, v in self.buckets.items() if k[0] in table.listeners}
             for addr in [a for a in self.servers if a not in wanted]:
                 self.servers.pop(addr).close()
@@ -180,7 +192,7 @@ class ProxyServer:
                 "endpoints": [{"address": ep.address, "pod": ep.pod, "namespace": ep.namespace,
                                "labels": ep.labels, "ready": ep.ready, "healthy": ep.is_healthy(now),
                                "ejected": ep.ejected_until > now, "times_ejected": ep.times_ejected,
-                               "ejected_for_s": round(max(0.0, ep.ejected_until - now), 3), "active": ep.active}
+                               "ejected_for_s": round(self.outliers.remaining_s(c, ep), 3), "active": ep.active}
                               for ep in c.endpoints]})
         return {"version": self.table.version, "clusters": out}
 
@@ -193,6 +205,7 @@ class ProxyServer:
     async def close(self) -> None:
         if self.sweeper is not None:
             self.sweeper.cancel()
+        self.outliers.close()
         for srv in self.servers.values():
             srv.close()
         self.servers.clear()
