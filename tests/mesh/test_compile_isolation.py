@@ -29,7 +29,64 @@ from graylane.store import Store
 
 from .helpers import Mesh, dr, free_port, svc, vs
 
-RATELIMIT_SAMPLE = Path(__file__).with_name("data") / "productpage_envoy_ratelimit.yaml"
+# What Istio's samples/bookinfo/policy/productpage_envoy_ratelimit.yaml applies (the global ratelimit filter on
+# the ingress gateway, its rate-limit-service cluster, and the route's descriptors), in compact form.
+RATELIMIT_NAME = "productpage_envoy_ratelimit.yaml"
+RATELIMIT_SAMPLE = """\
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: filter-ratelimit, namespace: istio-system}
+spec:
+  workloadSelector: {labels: {istio: ingressgateway}}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: GATEWAY
+      listener:
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter: {name: envoy.filters.http.router}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.ratelimit
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+          domain: productpage-ratelimit
+          failure_mode_deny: true
+          rate_limit_service:
+            grpc_service: {envoy_grpc: {cluster_name: rate_limit_cluster}, timeout: 10s}
+  - applyTo: CLUSTER
+    match: {cluster: {service: ratelimit.default.svc.cluster.local}}
+    patch:
+      operation: ADD
+      value:
+        name: rate_limit_cluster
+        type: STRICT_DNS
+        connect_timeout: 10s
+        lb_policy: ROUND_ROBIN
+        http2_protocol_options: {}
+        load_assignment:
+          cluster_name: rate_limit_cluster
+          endpoints:
+          - lb_endpoints:
+            - endpoint: {address: {socket_address: {address: ratelimit.default.svc.cluster.local, port_value: 8081}}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: filter-ratelimit-svc, namespace: istio-system}
+spec:
+  workloadSelector: {labels: {istio: ingressgateway}}
+  configPatches:
+  - applyTo: VIRTUAL_HOST
+    match: {context: GATEWAY, routeConfiguration: {vhost: {name: "", route: {action: ANY}}}}
+    patch:
+      operation: MERGE
+      value:
+        rate_limits:
+        - actions: [{request_headers: {header_name: ":path", descriptor_key: PATH}}]
+"""
 ISTIO = "networking.istio.io/v1alpha3"
 EF_KEY = ResourceKey("networking.istio.io", "EnvoyFilter", "istio-system", "no-bucket")
 
@@ -55,7 +112,7 @@ def ef(name: str = "no-bucket", filter_name: str = "envoy.filters.http.local_rat
 
 
 def ratelimit_sample() -> list[dict[str, Any]]:
-    return [d.body for d in load_text(RATELIMIT_SAMPLE.read_text(), RATELIMIT_SAMPLE.name)]
+    return [d.body for d in load_text(RATELIMIT_SAMPLE, RATELIMIT_NAME)]
 
 
 def rejected_refs(snap: dict[str, Any]) -> list[str]:
@@ -183,7 +240,7 @@ def test_set_status_is_a_status_only_write(state_dir: Path) -> None:
 
 
 def test_the_istio_ratelimit_sample_is_refused_by_the_local_apply_naming_the_fields(state_dir: Path) -> None:
-    docs = load_text(RATELIMIT_SAMPLE.read_text(), RATELIMIT_SAMPLE.name)
+    docs = load_text(RATELIMIT_SAMPLE, RATELIMIT_NAME)
     store = Store.open()
     try:
         with pytest.raises(ValidationError) as info:
@@ -193,7 +250,7 @@ def test_the_istio_ratelimit_sample_is_refused_by_the_local_apply_naming_the_fie
         store.close()
     text = str(info.value)
     assert "3 validation errors, nothing was applied" in text
-    assert ("productpage_envoy_ratelimit.yaml:25: spec.configPatches[0].patch.value.name: HTTP filter "
+    assert ("productpage_envoy_ratelimit.yaml:18: spec.configPatches[0].patch.value.name: HTTP filter "
             "'envoy.ratelimit' is not supported; the local data plane serves only HTTP_FILTER/HTTP_ROUTE patches "
             "for envoy.filters.http.local_ratelimit (docs/dataplane.md) (EnvoyFilter istio-system/filter-ratelimit)"
             ) in text
@@ -203,7 +260,7 @@ def test_the_istio_ratelimit_sample_is_refused_by_the_local_apply_naming_the_fie
 
 def test_validate_warns_about_the_sample_and_istio_admission_still_accepts_it() -> None:
     """A real Istio serves it (a Kubernetes account), so outside the local store it is a warning, not an error."""
-    docs = load_text(RATELIMIT_SAMPLE.read_text(), RATELIMIT_SAMPLE.name)
+    docs = load_text(RATELIMIT_SAMPLE, RATELIMIT_NAME)
     assert admission_errors(docs) == []
     warnings = [str(f) for f in validate(docs)]
     assert any("spec.configPatches[0].patch.value.name: HTTP filter 'envoy.ratelimit' is not supported" in w
