@@ -187,7 +187,8 @@ def test_run_honours_parameter_config_and_reports_buffered_runs(api: str, tmp_pa
     assert f"execution {second} BUFFERED: queued behind {first} (RUNNING): limitConcurrent is true" in out
     assert http.get(f"/api/v1/executions/{second}").json()["status"] == "BUFFERED"
     # judgments: inputs and parameters the stage does not declare are refused, and nothing is recorded
-    out = refused("judge", first, "--stage", "设置灰度比例", "--continue", "--input", "全量发布", "-P", "canary_ratio=50")
+    out = refused("judge", first, "--stage", "设置灰度比例", "--continue", "--input", "全量发布",
+                  "-P", "canary_ratio=50")
     assert "judgmentInput '全量发布': this judgment declares no judgmentInputs" in out
     out = refused("judge", first, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50", "-P", "speed=9")
     assert "unknown parameter(s) speed" in out and "declared: canary_ratio" in out

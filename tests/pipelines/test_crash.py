@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from graylane.settings import read_cli_token
+
 GRAYLANE = [sys.executable, "-m", "graylane.cli.main"]
 
 
@@ -122,7 +124,8 @@ def test_sigkill_while_running_and_while_judging_completes_with_each_stage_once(
 
         srv.kill()  # 2: while the judgment waits
         srv.start()
-        r = srv.http.patch(f"/api/v1/executions/{eid}/stages/设置灰度比例",
+        auth = {"Authorization": f"Bearer {read_cli_token(srv.state)}"}  # writes need the operator's token
+        r = srv.http.patch(f"/api/v1/executions/{eid}/stages/设置灰度比例", headers=auth,
                            json={"judgmentStatus": "continue", "customParams": {"canary_ratio": "150"}})
         assert r.status_code == 422 and "150 is above the maximum 100" in r.json()["error"]["message"]
         r = srv.cli("judge", eid, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50")
