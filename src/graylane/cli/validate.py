@@ -1,4 +1,9 @@
-"""`graylane validate -f PATHS...`: schema, admission and istioctl-style analysis of files, offline."""
+"""`graylane validate -f PATHS...`: schema, admission and istioctl-style analysis of files.
+
+Like `istioctl analyze`, the files are judged together with what is live: the resources of the
+control plane when one answers (or, with `--account NAME`, that account's cluster). `--use-kube=false`
+checks the files alone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from graylane.cli.client import ApiClient
 from graylane.errors import GraylaneError
 from graylane.resources.finding import Finding, Severity
 from graylane.resources.load import load_paths
@@ -29,8 +35,13 @@ HELP = (
     "(IST0101 missing host, subset, gateway or port; IST0109; IST0112; IST0130; IST0131; IST0132; IST0173; IST0174); "
     "GL0001 (a kind the local target ignores) and GL0002 (weights not summing to 100).\n\n"
     f"Exit codes: {EXIT_CLEAN} clean or warnings only; {EXIT_ERRORS} errors found; {EXIT_WARNINGS} warnings found "
-    f"with --fail-on-warnings; {EXIT_UNREADABLE} unreadable input (missing path, invalid YAML/JSON)."
+    f"with --fail-on-warnings; {EXIT_UNREADABLE} unreadable input (missing path, invalid YAML/JSON).\n\n"
+    "As istioctl analyze does, the files are checked together with the live resources (the control plane's, "
+    "when one answers; a file's resource replaces the live one of the same name); --use-kube=false checks "
+    "the files alone."
 )
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+LIVE_TIMEOUT = 5.0  # seconds to wait for the control plane before checking the files alone
 
 
 def _counts(findings: list[Finding]) -> dict[str, int]:
@@ -45,59 +56,97 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _print_text(console: Console, findings: list[Finding], documents: int) -> None:
+def _print_text(console: Console, findings: list[Finding], documents: int, live: str) -> None:
     for finding in findings:
         text = escape(str(finding))
         head, sep, rest = text.partition(" ")
         console.print(f"[{_STYLE[finding.severity]}]{head}[/]{sep}{rest}")
     counts = _counts(findings)
     if not findings:
-        console.print(f"[green]✔[/] No validation issues found in {_plural(documents, 'document')}.")
+        console.print(f"[green]✔[/] No validation issues found in {_plural(documents, 'document')}{live}.")
         return
     parts = [_plural(counts["errors"], "error"), _plural(counts["warnings"], "warning"), f"{counts['info']} info"]
     style = "bold red" if counts["errors"] else "yellow"
-    console.print(f"[{style}]{', '.join(parts)}[/] in {_plural(documents, 'document')}.")
+    console.print(f"[{style}]{', '.join(parts)}[/] in {_plural(documents, 'document')}{escape(live)}.")
 
 
-def _store_context(account: str | None) -> list[dict[str, Any]] | None:
-    """Resources already deployed, for analyzers to judge references against. Offline: none.
+def _control_plane_resources() -> tuple[list[dict[str, Any]], str] | None:
+    """Every resource of the control plane (GET /api/v1/resources) and its address; None when none answers."""
+    import httpx
 
-    With `--account NAME`, the live cluster's Services, Deployments, DestinationRules, Gateways and
-    VirtualServices (or, for `local`, the control plane's store) join the analysis.
-    """
-    if not account:
+    client = ApiClient(timeout=LIVE_TIMEOUT)
+    try:
+        items = client.get("/api/v1/resources").get("items") or []
+    except (GraylaneError, httpx.HTTPError, AttributeError):
         return None
-    from graylane.targets.accounts import live_context
+    finally:
+        client.close()
+    return [i for i in items if isinstance(i, dict)], client.base_url
 
-    return live_context(account)
+
+def _live_context(account: str | None, use_kube: bool) -> tuple[list[dict[str, Any]] | None, str]:
+    """Resources already deployed, for analyzers to judge references against, and where they came from.
+
+    With `--account NAME`, that account's Services, Deployments, DestinationRules, Gateways and
+    VirtualServices; otherwise every resource of the control plane when one answers; with
+    `--use-kube=false`, or when nothing answers, none (the files alone).
+    """
+    if not use_kube:
+        return None, ""
+    if account:
+        from graylane.targets.accounts import live_context
+
+        return live_context(account), f"account {account}"
+    found = _control_plane_resources()
+    if found is None:
+        return None, ""
+    items, url = found
+    return items, url
 
 
 def validate(
-    files: list[str] = typer.Option(None, "-f", "--filename", help="Files or folders (recursive); '-' reads stdin."),
+    files: list[str] = typer.Option(None, "-f", "--filename", help="Files or folders (recursive); '-' reads stdin. "
+                                    "Several paths may follow one -f: -f a.yaml b.yaml."),
+    more_files: list[str] = typer.Argument(None, hidden=True, metavar="[PATHS]..."),
     output: str = typer.Option("text", "-o", "--output", help="text or json."),
     fail_on_warnings: bool = typer.Option(False, "--fail-on-warnings", help="Exit 2 when there are warnings."),
-    account: str = typer.Option(None, "--account", help="Also check references against this account's live "
-                                                        "resources (e.g. a Kubernetes cluster)."),
+    use_kube: str = typer.Option("true", "--use-kube", metavar="BOOL",
+                                  help="Check the files together with the live resources (the control plane's, "
+                                       "when one answers), as istioctl analyze does; --use-kube=false checks the "
+                                       "files alone."),
+    account: str = typer.Option(None, "--account", help="Take the live resources from this account instead "
+                                                        "(e.g. a Kubernetes cluster)."),
 ) -> None:
     if output not in ("text", "json"):
         raise GraylaneError(f"unknown output format {output!r}", hint="use -o text or -o json")
+    if use_kube.lower() not in _BOOLS:
+        raise GraylaneError(f"--use-kube takes true or false, not {use_kube!r}", hint="--use-kube=false")
     console = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    if not files:
+    if more_files and not files:
+        err.print("[bold red]error:[/] paths are given with -f: graylane validate -f " + escape(" ".join(more_files)))
+        raise typer.Exit(EXIT_UNREADABLE)
+    paths = [*(files or []), *(more_files or [])]
+    if not paths:
         err.print("[bold red]error:[/] no input (pass -f FILE, -f FOLDER or -f - for stdin)")
         raise typer.Exit(EXIT_UNREADABLE)
     try:
-        docs = load_paths(files)
+        docs = load_paths(paths)
     except GraylaneError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNREADABLE) from None
-    findings = validate_documents(docs, context=_store_context(account))
+    context, source = _live_context(account, _BOOLS[use_kube.lower()])
+    findings = validate_documents(docs, context=context)
     counts = _counts(findings)
     if output == "json":
-        payload = {"documents": len(docs), **counts, "findings": [f.to_dict() for f in findings]}
+        payload: dict[str, Any] = {"documents": len(docs), **counts}
+        if context is not None:
+            payload["live"] = {"source": source, "resources": len(context)}
+        payload["findings"] = [f.to_dict() for f in findings]
         console.out(json.dumps(payload, indent=2), highlight=False)
     else:
-        _print_text(console, findings, len(docs))
+        live = f" (with {_plural(len(context), 'live resource')} from {source})" if context is not None else ""
+        _print_text(console, findings, len(docs), live)
     if counts["errors"]:
         raise typer.Exit(EXIT_ERRORS)
     if fail_on_warnings and counts["warnings"]:
