@@ -33,7 +33,7 @@ FieldPath = tuple[Any, ...]
 PositionSink = Callable[[FieldPath, int], object]
 
 _MERGE = "tag:yaml.org,2002:merge"
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_AS_TEXT = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary")  # what JSON has no type for
 _scalar_loader = yaml.SafeLoader("")
 
 
@@ -94,7 +94,8 @@ def compose_all(text: str, where: str) -> list[yaml.Node | None]:
 class Builder:
     """Turns composed nodes into plain values within one alias budget (create one per file or text).
 
-    `timestamps_as_text`: Kubernetes reads YAML as JSON, where `when: 2024-01-02` stays a string.
+    `timestamps_as_text`: Kubernetes reads YAML as JSON, where `when: 2024-01-02` stays a string (and so
+    does a `!!binary` value's text): everything built is JSON-serialisable.
     `merge_keys`: allow `<<: *base` (SnakeYAML does, so `#readYaml` does); manifests refuse them.
     """
 
@@ -172,11 +173,12 @@ class Builder:
         return merged
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
-        if node.tag == _TIMESTAMP and self.timestamps_as_text:
+        if node.tag in _AS_TEXT and self.timestamps_as_text:
             return node.value
         try:
             return _scalar_loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
+            # PyYAML's constructors fail in many ways on hostile scalars (`!!int ` raises IndexError)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ValidationError(f"invalid YAML value: {problem}", where=self.at(node)) from None
 

@@ -1,0 +1,56 @@
+"""Peak resident memory, for tests that feed hostile input: of this process around a call, or of a child.
+
+The peak of this process is reset first (`/proc/self/clear_refs`, Linux >= 4.0), so the figure is what the
+call itself reached, not what an earlier test did. A child's peak comes from `wait4`, for that child alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+MB = 1024 * 1024
+
+
+def _status_kb(field: str, pid: int | str = "self") -> int:
+    text = open(f"/proc/{pid}/status", encoding="ascii").read()  # noqa: SIM115 - one short read
+    found = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    assert found, f"/proc/{pid}/status has no {field}"
+    return int(found.group(1))
+
+
+def peak_growth(call: Callable[[], T], pid: int | str = "self") -> tuple[T, int]:
+    """(what `call` returned, bytes the peak RSS of `pid` rose above its RSS before the call)."""
+    with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:  # resets VmHWM to the current RSS
+        f.write("5")
+    before = _status_kb("VmRSS", pid)
+    result = call()
+    return result, (_status_kb("VmHWM", pid) - before) * 1024
+
+
+def run_child(args: Sequence[str], *, env: dict[str, str], timeout_s: float = 30.0,
+              stdin: str | None = None) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run a child to completion: (its result, its own peak RSS in bytes, from wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as feed:
+        feed.write((stdin or "").encode())
+        feed.seek(0)
+        proc = subprocess.Popen(list(args), env=env, stdin=feed, stdout=out, stderr=err)
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)  # before anything else reaps it: this child's own rusage
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        assert proc.returncode != -9, f"{' '.join(args)} did not finish within {timeout_s}s"
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(list(args), proc.returncode, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+    return done, usage.ru_maxrss * 1024
