@@ -432,7 +432,7 @@ def register(app: typer.Typer) -> None:
             resp = client.post("/api/v1/apply", params=params, headers=_headers(),
                                json={"files": [_file_entry(n, t) for n, t in files]})
         for warning in resp.get("warnings", []):
-            err.print(f"[yellow]warning:[/] {escape(warning)}")
+            err.print(f"[yellow]Warning:[/] {escape(warning)}")  # as kubectl prints admission warnings
         for r in resp["results"]:
             out.print(escape(f"{ref(r)} {r['action']}" + (" (dry run)" if dry_run else "")))
             if dry_run and r.get("diff"):

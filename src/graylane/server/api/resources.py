@@ -245,6 +245,14 @@ def _warnings(docs: list[Document]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _analyzer_warnings(store: Store, docs: list[Document]) -> list[str]:
+    """istioctl-style analyzer findings on the applied documents, judged with the store (owned by
+    graylane.resources.validate): returned as warnings, as the Istio webhook's are; nothing is refused."""
+    from graylane.resources.validate import apply_warnings
+
+    return apply_warnings(docs, context=[r.body for r in store.list()])
+
+
 def key_json(key: ResourceKey) -> dict[str, str]:
     return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
 
@@ -295,7 +303,8 @@ async def apply(request: Request, dryRun: str | None = None, namespace: str | No
     if not dry_run:
         _publish(request, [r.key for r in results if r.action != "unchanged"], revision)
     shaped = await run_in_threadpool(lambda: [result_json(r, with_diff) for r in results])
-    return {"dryRun": dry_run, "revision": revision, "results": shaped, "warnings": _warnings(docs)}
+    warnings = _warnings(docs) + await run_in_threadpool(_analyzer_warnings, store, docs)
+    return {"dryRun": dry_run, "revision": revision, "results": shaped, "warnings": warnings}
 
 
 @router.post("/delete")
