@@ -33,7 +33,8 @@ class ExpressionOptions:
     max_steps: int = 100_000                   # evaluation steps per expression
     max_string_length: int = 1_000_000         # characters in any string built while evaluating
     max_result_size: int = 1_000_000           # rough JSON size of one expression's result
-    max_total_size: int = 10_000_000           # characters/items all strings and lists built may add up to
+    max_total_size: int = 10_000_000           # characters/items all strings, lists and maps built may add up to
+    max_time_s: float = 2.0                    # wall time for one expression (one templating pass in all)
     allow_unknown_keys: bool = True            # unknown map keys read as null (orca does this at stage time)
     clock: Callable[[], dt.datetime] = _utc_now
     pipeline_lookup: PipelineLookup | None = None

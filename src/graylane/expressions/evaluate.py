@@ -7,7 +7,9 @@ from `methods`' tables, functions from `functions.REGISTRY`.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from graylane.expressions.errors import EvaluationError, ExpressionError, LimitE
 from graylane.expressions.methods import MethodEnv, call_method, compile_regex, has_key
 from graylane.expressions.semantics import (
     Instant,
+    Meter,
     NotEvaluable,
     arithmetic,
     as_boolean,
@@ -26,6 +29,7 @@ from graylane.expressions.semantics import (
     java_equals,
     negate,
     power,
+    preview,
     to_string,
     type_name,
 )
@@ -49,7 +53,7 @@ class Note:
 
 
 def _short_keys(keys: Any, limit: int = 12) -> str:
-    names = [repr(k) if isinstance(k, str) else to_string(k) for k in list(keys)[: limit + 1]]
+    names = [repr(k) if isinstance(k, str) else preview(k, 40) for k in itertools.islice(keys, limit + 1)]
     if len(names) > limit:
         names = names[:limit] + ["..."]
     return ", ".join(names) or "none"
@@ -68,23 +72,34 @@ _REGISTRY: dict[str, Any] | None = None
 
 
 class Evaluator:
-    """Evaluates one AST; create one per expression (it holds the step count and notes)."""
+    """Evaluates one AST; create one per expression (it holds the step count and notes).
+
+    Steps and built size are counted per `run`; the time budget (`max_time_s`) runs from the
+    Evaluator's creation, so one templating pass over a whole stage config is bounded too.
+    """
 
     def __init__(self, ctx: EvaluationContext) -> None:
         self.ctx = ctx
         self.options = ctx.options
         self.root = ctx.root
         self.functions = _functions()
-        self.steps = 0
-        self.built = 0  # characters / items of strings and lists produced so far
+        self.deadline = time.monotonic() + self.options.max_time_s
+        self.meter = self._new_meter()
         self.this_stack: list[Any] = [self.root]
         self.notes: list[Note] = []
+
+    def _new_meter(self) -> Meter:
+        return Meter(self.options.max_steps, self.options.max_total_size, self.options.max_time_s, self.deadline)
+
+    @property
+    def steps(self) -> int:
+        return self.meter.steps
 
     # -- entry ------------------------------------------------------------------------------------
     def run(self, node: n.Node) -> Any:
         """Evaluate `node` from a fresh step count and note list (an Evaluator is reusable)."""
-        self.steps = 0
-        self.built = 0
+        self.meter = self._new_meter()
+        self.meter.check_time()
         self.notes = []
         self.this_stack = [self.root]
         try:
@@ -101,11 +116,8 @@ class Evaluator:
                                           position=node.pos) from exc
 
     def eval(self, node: n.Node) -> Any:
-        self.steps += 1
-        if self.steps > self.options.max_steps:
-            raise LimitExceeded(f"the expression took more than {self.options.max_steps} evaluation steps",
-                                position=node.pos)
         try:
+            self.meter.step()
             return _DISPATCH[type(node)](self, node)
         except ExpressionError as exc:
             if exc.position is None:
@@ -113,19 +125,22 @@ class Evaluator:
             raise
 
     def charge(self, value: Any, pos: int) -> Any:
-        """Count a produced string or list against max_total_size (each may be big; together bounded)."""
+        """Count a produced string, list or map against max_total_size (each may be big; together bounded)."""
         kind = type(value)
-        if kind is str or kind is list:
-            size = len(value)
-            if size > 256:
-                self.built += size
-                if self.built > self.options.max_total_size:
-                    raise LimitExceeded(f"the expression builds more than {self.options.max_total_size} characters "
-                                        "or items in total", position=pos)
+        if kind is str or kind is list or kind is dict:
+            self.spend_size(len(value), pos)
         return value
 
+    def spend_size(self, size: int, pos: int | None) -> None:
+        """Count `size` characters or items built (e.g. a parsed document's) against max_total_size."""
+        try:
+            self.meter.build(size)
+        except LimitExceeded as exc:
+            exc.position = pos
+            raise
+
     def method_env(self, position: int) -> MethodEnv:
-        return MethodEnv(position, self.options.max_string_length, self.options.clock)
+        return MethodEnv(position, self.options.max_string_length, self.options.clock, self.meter)
 
     # -- leaves -----------------------------------------------------------------------------------
     def _literal(self, node: n.Literal) -> Any:
@@ -168,17 +183,18 @@ class Evaluator:
         return self.charge(call_method(receiver, name, args, env), pos)
 
     def _inline_list(self, node: n.InlineList) -> Any:
-        return [self.eval(item) for item in node.items]
+        return self.charge([self.eval(item) for item in node.items], node.pos)
 
     def _inline_map(self, node: n.InlineMap) -> Any:
-        return {key: self.eval(value) for key, value in zip(node.keys, node.values, strict=True)}
+        return self.charge({key: self.eval(value) for key, value in zip(node.keys, node.values, strict=True)},
+                           node.pos)
 
     # -- chains -----------------------------------------------------------------------------------
     def _chain(self, node: n.Chain) -> Any:
         value = self.eval(node.base)
         for op in node.ops:
-            self.steps += 1
             try:
+                self.meter.step()
                 value = self.apply_postfix(value, op)
             except ExpressionError as exc:
                 if exc.position is None:
@@ -226,11 +242,11 @@ class Evaluator:
 
     def read_index(self, target: Any, key: Any, pos: int) -> Any:
         if target is None:
-            raise EvaluationError(f"cannot index null with [{to_string(key)!r}]", position=pos)
+            raise EvaluationError(f"cannot index null with [{preview(key)!r}]", position=pos)
         if isinstance(target, Mapping):
             if has_key(target, key):
                 return target[key]
-            if not isinstance(key, str) and to_string(key) in target:
+            if not isinstance(key, str | list | Mapping) and to_string(key) in target:
                 return target[to_string(key)]
             return self.unknown_key(target, key, pos)
         if isinstance(target, list | str):
@@ -249,7 +265,7 @@ class Evaluator:
             return target[index]
         if isinstance(target, JavaType) and isinstance(key, str):
             return static_field(target, key, pos)
-        raise EvaluationError(f"cannot index {type_name(target)} with [{to_string(key)!r}]", position=pos)
+        raise EvaluationError(f"cannot index {type_name(target)} with [{preview(key)!r}]", position=pos)
 
     def collection(self, target: Any, op: n.Collection) -> Any:
         symbol = {"select": ".?[", "project": ".![", "first": ".^[", "last": ".$["}[op.kind]
@@ -273,7 +289,7 @@ class Evaluator:
                 if op.kind != "select":
                     break
         if op.kind == "select":
-            return {e["key"]: e["value"] for e in chosen} if is_map else chosen
+            return self.charge({e["key"]: e["value"] for e in chosen} if is_map else chosen, op.pos)
         if not chosen:
             return None
         return {chosen[0]["key"]: chosen[0]["value"]} if is_map else chosen[0]
@@ -316,9 +332,9 @@ class Evaluator:
     def _compare(self, node: n.Compare) -> Any:
         left, right = self.eval(node.left), self.eval(node.right)
         if node.op == "==":
-            return java_equals(left, right)
+            return java_equals(left, right, self.meter)
         if node.op == "!=":
-            return not java_equals(left, right)
+            return not java_equals(left, right, self.meter)
         order = compare(left, right, position=node.op_pos)
         return {"<": order < 0, ">": order > 0, "<=": order <= 0, ">=": order >= 0}[node.op]
 
@@ -406,6 +422,8 @@ def to_plain(value: Any, *, max_size: int, position: int | None = None) -> Any:
             return convert(v.value, depth + 1)
         if isinstance(v, JavaType):
             return f"T({v.name})"
-        return to_string(v)
+        text = to_string(v, max(budget[0], 0))
+        spend(len(text))
+        return text
 
     return convert(value, 0)

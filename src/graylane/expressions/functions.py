@@ -14,27 +14,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from graylane.errors import ValidationError
 from graylane.expressions import urls
 from graylane.expressions.context import StageRef
 from graylane.expressions.errors import FunctionError, LimitExceeded
 from graylane.expressions.methods import INT_MAX, INT_MIN
-from graylane.expressions.semantics import NotEvaluable, is_number, to_string, type_name
+from graylane.expressions.semantics import NotEvaluable, is_number, preview, to_string, type_name
 from graylane.expressions.statics import parse_java_double
+from graylane.resources import yamlsafe
 
 if TYPE_CHECKING:
     from graylane.expressions.evaluate import Evaluator
-
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 
 def quote(value: Any) -> str:
     """An argument as it would be written in the expression: "text", 5, null."""
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 80 else text[:76] + '..."'
-    text = to_string(value)
+    text = preview(value, 80)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -360,41 +357,43 @@ def _bounded_text(call: Call, value: Any) -> str:
 @helper("readJson", args=1)
 def read_json(call: Call, text: Any) -> Any:
     """Parse a JSON string into maps and lists."""
+    text = _bounded_text(call, text)
+    call.evaluator.spend_size(len(text), call.position)  # a parsed value holds at most one node per character
     try:
-        return json.loads(_bounded_text(call, text))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise call.fail(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise call.fail("the JSON nests too deeply") from None
 
 
-def _yaml_error(call: Call, exc: yaml.YAMLError) -> Exception:
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return call.fail(f"not valid YAML: {problem}{where}")
+def _yaml_documents(call: Call, text: Any) -> list[Any]:
+    """Every document, through the same alias budget as manifests; the size counts against the expression's."""
+    text = _bounded_text(call, text)
+    builder = yamlsafe.Builder("<text>", timestamps_as_text=False, merge_keys=True)
+    try:
+        documents = [None if node is None else builder.build(node) for node in yamlsafe.compose_all(text, "<text>")]
+    except ValidationError as exc:
+        line = exc.where.rpartition(":")[2] if exc.where and ":" in exc.where else ""
+        raise call.fail(f"not valid YAML: {exc.message.removeprefix('invalid YAML: ')}"
+                        + (f" at line {line}" if line else "")) from None
+    call.evaluator.spend_size(len(text) + builder.repeats, call.position)
+    return documents
 
 
 @helper("readYaml", args=1)
 def read_yaml(call: Call, text: Any) -> Any:
     """Parse one YAML document."""
-    try:
-        return yaml.load(_bounded_text(call, text), Loader=_YAML_LOADER)  # noqa: S506 - safe loader
-    except yaml.YAMLError as exc:
-        raise _yaml_error(call, exc) from None
-    except RecursionError:
-        raise call.fail("the YAML nests too deeply") from None
+    documents = _yaml_documents(call, text)
+    if len(documents) > 1:
+        raise call.fail(f"not valid YAML: expected a single document, found {len(documents)} (use #readAllYaml)")
+    return documents[0] if documents else None
 
 
 @helper("readAllYaml", args=1)
 def read_all_yaml(call: Call, text: Any) -> list[Any]:
     """Parse every document of a multi-document YAML string into a list."""
-    try:
-        return list(yaml.load_all(_bounded_text(call, text), Loader=_YAML_LOADER))  # noqa: S506
-    except yaml.YAMLError as exc:
-        raise _yaml_error(call, exc) from None
-    except RecursionError:
-        raise call.fail("the YAML nests too deeply") from None
+    return _yaml_documents(call, text)
 
 
 @helper("toBase64", args=1)

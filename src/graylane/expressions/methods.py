@@ -16,7 +16,7 @@ from typing import Any
 import re2
 
 from graylane.expressions.errors import EvaluationError, LimitExceeded
-from graylane.expressions.semantics import Instant, compare, is_number, java_equals, to_string, type_name
+from graylane.expressions.semantics import Instant, Meter, compare, is_number, java_equals, to_string, type_name
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -24,11 +24,26 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
 @dataclass(slots=True)
 class MethodEnv:
-    """What a method may need beyond its receiver and arguments."""
+    """What a method may need beyond its receiver and arguments (`meter`: the evaluation's budget)."""
 
     position: int | None
     max_string_length: int
     clock: Callable[[], dt.datetime]
+    meter: Meter | None = None
+
+    def text(self, value: Any, limit: int | None = None) -> str:
+        """`to_string(value)` within `limit` (max_string_length) characters, else LimitExceeded here."""
+        limit = self.max_string_length if limit is None else limit
+        try:
+            if limit < 0:
+                raise LimitExceeded(f"the string grows past {self.max_string_length} characters")
+            return to_string(value, limit)
+        except LimitExceeded:
+            raise LimitExceeded(f"the string grows past {self.max_string_length} characters",
+                                position=self.position) from None
+
+    def equals(self, left: Any, right: Any) -> bool:
+        return java_equals(left, right, self.meter)
 
 
 Impl = Callable[..., Any]
@@ -142,7 +157,7 @@ def java_trim(s: str) -> str:
 
 
 def _replace(env: MethodEnv, s: str, old: Any, new: Any) -> str:
-    old_s, new_s = to_string(old), to_string(new)
+    old_s, new_s = env.text(old), env.text(new)
     if old_s == "":
         if (len(s) + 1) * len(new_s) + len(s) > env.max_string_length:
             raise LimitExceeded(f"the string grows past {env.max_string_length} characters", position=env.position)
@@ -190,8 +205,8 @@ def _list_get(env: MethodEnv, items: list[Any], i: Any) -> Any:
     return items[i]
 
 
-def _index_in(items: list[Any], o: Any) -> int:
-    return next((i for i, v in enumerate(items) if java_equals(v, o)), -1)
+def _index_in(env: MethodEnv, items: list[Any], o: Any) -> int:
+    return next((i for i, v in enumerate(items) if env.equals(v, o)), -1)
 
 
 def _sub_list(env: MethodEnv, items: list[Any], a: Any, b: Any) -> list[Any]:
@@ -204,12 +219,12 @@ def _sub_list(env: MethodEnv, items: list[Any], a: Any, b: Any) -> list[Any]:
 LIST_METHODS: Table = {
     "size": (0, 0, lambda env, xs: len(xs)),
     "isEmpty": (0, 0, lambda env, xs: not xs),
-    "contains": (1, 1, lambda env, xs, o: _index_in(xs, o) >= 0),
+    "contains": (1, 1, lambda env, xs, o: _index_in(env, xs, o) >= 0),
     "get": (1, 1, _list_get),
-    "indexOf": (1, 1, lambda env, xs, o: _index_in(xs, o)),
+    "indexOf": (1, 1, lambda env, xs, o: _index_in(env, xs, o)),
     "subList": (2, 2, _sub_list),
-    "equals": (1, 1, lambda env, xs, o: java_equals(xs, o)),
-    "toString": (0, 0, lambda env, xs: to_string(xs)),
+    "equals": (1, 1, lambda env, xs, o: env.equals(xs, o)),
+    "toString": (0, 0, lambda env, xs: env.text(xs)),
 }
 
 
@@ -224,7 +239,7 @@ def has_key(m: Mapping[Any, Any], key: Any) -> bool:
 def _map_get(m: Mapping[Any, Any], key: Any, default: Any = None) -> Any:
     if has_key(m, key):
         return m[key]
-    if not isinstance(key, str) and to_string(key) in m:
+    if not isinstance(key, str | list | Mapping) and to_string(key) in m:
         return m[to_string(key)]
     return default
 
@@ -233,14 +248,14 @@ MAP_METHODS: Table = {
     "size": (0, 0, lambda env, m: len(m)),
     "isEmpty": (0, 0, lambda env, m: len(m) == 0),
     "containsKey": (1, 1, lambda env, m, k: has_key(m, k)),
-    "containsValue": (1, 1, lambda env, m, v: any(java_equals(x, v) for x in m.values())),
+    "containsValue": (1, 1, lambda env, m, v: any(env.equals(x, v) for x in m.values())),
     "get": (1, 1, lambda env, m, k: _map_get(m, k)),
     "getOrDefault": (2, 2, lambda env, m, k, d: _map_get(m, k, d)),
     "keySet": (0, 0, lambda env, m: list(m.keys())),
     "values": (0, 0, lambda env, m: list(m.values())),
     "entrySet": (0, 0, lambda env, m: [{"key": k, "value": v} for k, v in m.items()]),
-    "equals": (1, 1, lambda env, m, o: java_equals(m, o)),
-    "toString": (0, 0, lambda env, m: to_string(m)),
+    "equals": (1, 1, lambda env, m, o: env.equals(m, o)),
+    "toString": (0, 0, lambda env, m: env.text(m)),
 }
 
 

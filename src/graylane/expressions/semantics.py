@@ -2,12 +2,15 @@
 
 Values are JSON-shaped (None, bool, int, float, str, list, dict/Mapping) plus a few Java-like
 objects (dates, UUID). Integers are unbounded but capped in size; they do not wrap at 32 bits.
+Walking a value (toString, equality) is bounded: text stops at a length limit and equality spends
+from a `Meter`, because values may share structure and be far larger than they look.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -16,6 +19,43 @@ from typing import Any
 from graylane.expressions.errors import EvaluationError, LimitExceeded
 
 MAX_INT_BITS = 4096
+MAX_TEXT = 10_000_000      # characters toString may produce when the caller gives no tighter limit
+MAX_COMPARE = 1_000_000    # nodes one equality may visit when the caller gives no meter
+MAX_WALK_DEPTH = 256
+
+
+class Meter:
+    """What one evaluation may still spend: steps (work, equality included), built size, and time.
+
+    Raises LimitExceeded (without a position; the evaluator adds the node's) when any runs out.
+    """
+
+    __slots__ = ("deadline", "max_size", "max_steps", "max_time_s", "size", "steps", "_tick")
+
+    def __init__(self, max_steps: int, max_size: int, max_time_s: float, deadline: float | None = None) -> None:
+        self.max_steps, self.max_size, self.max_time_s = max_steps, max_size, max_time_s
+        self.deadline = time.monotonic() + max_time_s if deadline is None else deadline
+        self.steps = 0
+        self.size = 0
+        self._tick = 0
+
+    def step(self, n: int = 1) -> None:
+        self.steps += n
+        if self.steps > self.max_steps:
+            raise LimitExceeded(f"the expression took more than {self.max_steps} evaluation steps")
+        self._tick += n
+        if self._tick >= 512:
+            self._tick = 0
+            self.check_time()
+
+    def build(self, n: int) -> None:
+        self.size += n
+        if self.size > self.max_size:
+            raise LimitExceeded(f"the expression builds more than {self.max_size} characters or items in total")
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise LimitExceeded(f"the expression took longer than {self.max_time_s:g}s to evaluate")
 
 
 class Instant:
@@ -93,8 +133,8 @@ def _float_text(value: float) -> str:
     return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{exponent}"
 
 
-def to_string(value: Any) -> str:
-    """`String.valueOf(value)` as Java prints it: true, 1.0, [a, b], {k=v}, null."""
+def _scalar_text(value: Any) -> str | None:
+    """String.valueOf for everything that is not a List, Map or NotEvaluable (None for those)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -105,36 +145,131 @@ def to_string(value: Any) -> str:
         return _float_text(value)
     if isinstance(value, str):
         return value
-    if isinstance(value, list):
-        return "[" + ", ".join(to_string(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{to_string(k)}={to_string(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | Mapping | NotEvaluable):
+        return None
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, dt.date | uuid.UUID | Instant):
         return str(value)
-    if isinstance(value, NotEvaluable):
-        return to_string(value.value)
     return type_name(value)
+
+
+class _Full(Exception):
+    """The text writer reached its limit."""
+
+
+class _TextWriter:
+    __slots__ = ("limit", "parts", "room")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.room, self.parts = limit, limit, []
+
+    def emit(self, text: str) -> None:
+        self.room -= len(text)
+        if self.room < 0:
+            self.parts.append(text[:self.room + len(text)])
+            raise _Full
+        self.parts.append(text)
+
+    def write(self, value: Any, depth: int) -> None:
+        text = _scalar_text(value)
+        if text is not None:
+            self.emit(text)
+            return
+        if depth > MAX_WALK_DEPTH:
+            raise LimitExceeded(f"the value nests deeper than {MAX_WALK_DEPTH} levels")
+        if isinstance(value, NotEvaluable):
+            self.write(value.value, depth + 1)
+        elif isinstance(value, list):
+            self.emit("[")
+            for i, item in enumerate(value):
+                if i:
+                    self.emit(", ")
+                self.write(item, depth + 1)
+            self.emit("]")
+        else:
+            self.emit("{")
+            for i, (key, item) in enumerate(value.items()):
+                if i:
+                    self.emit(", ")
+                self.write(key, depth + 1)
+                self.emit("=")
+                self.write(item, depth + 1)
+            self.emit("}")
+
+
+def to_string(value: Any, limit: int = MAX_TEXT) -> str:
+    """`String.valueOf(value)` as Java prints it: true, 1.0, [a, b], {k=v}, null.
+
+    Lists and maps stop at `limit` characters with LimitExceeded, before the text is built: a value
+    sharing structure may print to far more than it holds.
+    """
+    text = _scalar_text(value)
+    if text is not None:
+        return text
+    writer = _TextWriter(limit)
+    try:
+        writer.write(value, 0)
+    except _Full:
+        raise LimitExceeded(f"the string grows past {limit} characters") from None
+    return "".join(writer.parts)
+
+
+def preview(value: Any, limit: int = 80) -> str:
+    """The start of `to_string(value)`, for messages: never fails, never walks past `limit` characters."""
+    writer = _TextWriter(limit)
+    try:
+        writer.write(value, 0)
+    except _Full:
+        return "".join(writer.parts) + "..."
+    except LimitExceeded:
+        return type_name(value)
+    return "".join(writer.parts)
 
 
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def java_equals(left: Any, right: Any) -> bool:
-    """SpEL `==`: numbers by value (1 == 1.0), otherwise Java equals (true != 1, "1" != 1)."""
+def java_equals(left: Any, right: Any, meter: Meter | None = None) -> bool:
+    """SpEL `==`: numbers by value (1 == 1.0), otherwise Java equals (true != 1, "1" != 1).
+
+    Every list or map element compared is a step of `meter` (shared structure cannot escape it).
+    """
+    if isinstance(left, list | Mapping) and isinstance(right, list | Mapping):
+        if left is right:  # AbstractList/AbstractMap.equals: the same object is equal to itself
+            return True
+        return _equals(left, right, meter or Meter(MAX_COMPARE, MAX_COMPARE, 60.0), 0)
+    return _scalar_equals(left, right)
+
+
+def _scalar_equals(left: Any, right: Any) -> bool:
     if is_number(left) and is_number(right):
         return bool(left == right)
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(java_equals(a, b) for a, b in zip(left, right, strict=True))
-    if isinstance(left, Mapping) and isinstance(right, Mapping):
-        return left.keys() == right.keys() and all(java_equals(left[k], right[k]) for k in left)
+    if isinstance(left, list | Mapping) or isinstance(right, list | Mapping):
+        return False
     if type_name(left) != type_name(right) and not (is_number(left) or is_number(right)):
         return False
     return bool(left == right)
+
+
+def _equals(left: Any, right: Any, meter: Meter, depth: int) -> bool:
+    meter.step()
+    if left is right and isinstance(left, list | Mapping):
+        return True
+    if isinstance(left, list) and isinstance(right, list):
+        if depth > MAX_WALK_DEPTH:
+            raise LimitExceeded(f"the values nest deeper than {MAX_WALK_DEPTH} levels")
+        return len(left) == len(right) and all(
+            _equals(a, b, meter, depth + 1) for a, b in zip(left, right, strict=True))
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        if depth > MAX_WALK_DEPTH:
+            raise LimitExceeded(f"the values nest deeper than {MAX_WALK_DEPTH} levels")
+        meter.step(len(left))
+        return left.keys() == right.keys() and all(_equals(left[k], right[k], meter, depth + 1) for k in left)
+    return _scalar_equals(left, right)
 
 
 def compare(left: Any, right: Any, *, position: int | None = None) -> int:
@@ -155,7 +290,10 @@ def compare(left: Any, right: Any, *, position: int | None = None) -> int:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else to_string(value)
+    if isinstance(value, str):
+        text = repr(value[:40])
+        return text if len(value) <= 40 else text[:37] + "..."
+    text = preview(value, 40)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -187,9 +325,11 @@ def _java_mod(a: int, b: int) -> int:
 def arithmetic(op: str, left: Any, right: Any, *, position: int | None, max_string: int) -> Any:
     """`+ - * / %` with Java rules: int/int truncates toward zero, `%` takes the dividend's sign."""
     if op == "+" and (isinstance(left, str) or isinstance(right, str)):
-        text = to_string(left) + to_string(right)
-        if len(text) > max_string:
-            raise LimitExceeded(f"the string grows past {max_string} characters", position=position)
+        try:  # each side is printed within what is left of the limit, never in full first
+            head = to_string(left, max_string)
+            text = head + to_string(right, max_string - len(head))
+        except LimitExceeded:
+            raise LimitExceeded(f"the string grows past {max_string} characters", position=position) from None
         return text
     if op == "*" and isinstance(left, str) and isinstance(right, int) and not isinstance(right, bool):
         if len(left) * max(right, 0) > max_string:

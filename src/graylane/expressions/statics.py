@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from graylane.expressions.errors import EvaluationError
+from graylane.expressions.errors import EvaluationError, LimitExceeded
 from graylane.expressions.methods import (
     INT_MAX,
     INT_MIN,
@@ -126,7 +126,16 @@ def _local_now(env: MethodEnv) -> dt.datetime:
 
 def _join(env: MethodEnv, delimiter: Any, *items: Any) -> str:
     parts = items[0] if len(items) == 1 and isinstance(items[0], list) else list(items)
-    return cap_string(env, need_str(env, delimiter, "join's delimiter").join(to_string(p) for p in parts))
+    separator = need_str(env, delimiter, "join's delimiter")
+    texts: list[str] = []
+    size = 0
+    for i, part in enumerate(parts):  # each part printed within what is left, so the whole stays bounded
+        size += len(separator) if i else 0
+        texts.append(env.text(part, env.max_string_length - size))
+        size += len(texts[-1])
+        if size > env.max_string_length:
+            raise LimitExceeded(f"the string grows past {env.max_string_length} characters", position=env.position)
+    return cap_string(env, separator.join(texts))
 
 
 def _instant_of_ms(env: MethodEnv, ms: Any) -> Instant:
@@ -193,7 +202,7 @@ TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
         "toString": (1, 1, lambda env, b: to_string(b)),
     }, {"TRUE": True, "FALSE": False}),
     "String": ({
-        "valueOf": (1, 1, lambda env, x: to_string(x)),
+        "valueOf": (1, 1, lambda env, x: env.text(x)),
         "join": (2, 64, _join),
     }, {}),
     "UUID": ({

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from graylane.expressions.context import EvaluationContext
-from graylane.expressions.errors import ExpressionError, ExpressionSyntaxError
+from graylane.expressions.errors import ExpressionError, ExpressionSyntaxError, LimitExceeded
 from graylane.expressions.evaluate import Evaluator, Note, to_plain
 from graylane.expressions.parser import MAX_EXPRESSION_LENGTH, parse, parse_uncached
 from graylane.expressions.semantics import NotEvaluable, to_string
@@ -199,9 +199,15 @@ class _Walk:
                 return text
             return result
         pieces: list[str] = []
+        size = 0
+        limit = self.ctx.options.max_string_length
         for part in parts:
+            if size > limit:  # each result is bounded; together they must be too
+                self.add_error(part.text, LimitExceeded(f"the text grows past {limit} characters"), path)
+                return text
             if not part.is_expression:
                 pieces.append(part.text)
+                size += len(part.text)
                 continue
             try:
                 result, notes = self.evaluate(part.text)
@@ -214,7 +220,15 @@ class _Walk:
                 self.add_not_found(part.text, notes, path)
                 pieces.append("${" + part.text + "}")
             else:
-                pieces.append(to_string(result))
+                try:
+                    pieces.append(to_string(result, max(limit - size, 0) + 1))
+                except LimitExceeded as exc:
+                    self.add_error(part.text, exc, path)
+                    return text
+            size += len(pieces[-1])
+        if size > limit:
+            self.add_error(text, LimitExceeded(f"the text grows past {limit} characters"), path)
+            return text
         return "".join(pieces)
 
 
