@@ -202,7 +202,7 @@ def test_status_condition_is_added_kept_and_removed() -> None:
     assert isinstance(status, dict)
     [cond] = status["conditions"]
     assert cond == {"type": CONDITION, "status": "False", "reason": "CompileError", "observedGeneration": 3,
-                    "message": "left out of the mesh configuration: EnvoyFilter default/x: bad",
+                    "message": "left out of the mesh configuration: bad",
                     "lastTransitionTime": "2026-12-06T01:00:00Z"}
     body["status"] = status
     assert status_with(body, rej, "2026-12-06T02:00:00Z") is False  # already reported: nothing to write
@@ -328,8 +328,8 @@ async def test_a_bad_resource_is_skipped_with_a_condition_and_later_changes_stil
         await mc.wait_acked(store.revision(), timeout=10)
     message = str(info.value)
     assert message.startswith(f"EnvoyFilter istio-system/no-bucket was not applied to the mesh (store revision "
-                              f"{store.revision()} is served without it): EnvoyFilter istio-system/no-bucket: "
-                              "spec.configPatches: local_ratelimit needs a token_bucket"), message
+                              f"{store.revision()} is served without it): spec.configPatches: local_ratelimit "
+                              "needs a token_bucket"), message
     assert mc.status.acked_version > version  # the snapshot without it was pushed and ACKed
 
     # The next good change still reaches the data plane.

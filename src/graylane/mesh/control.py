@@ -433,7 +433,7 @@ class MeshControl:
             event = {"type": "Warning", "reason": "CompileError", "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "involvedObject": {"apiGroup": r.group, "kind": r.kind, "namespace": r.namespace,
                                         "name": r.name, "resourceVersion": r.resource_version},
-                     "message": f"left out of mesh snapshot {version}: {r.message}"}
+                     "message": f"left out of mesh snapshot {version}: {r.detail}"}
             self.status.events.append(event)
             if self._publish:
                 self._publish("event", **event)
@@ -524,6 +524,6 @@ def _left_out_summary(rejected: Sequence[Rejection]) -> str:
 
 def _left_out_message(rejected: Sequence[Rejection], revision: int) -> str:
     names = ", ".join(r.ref for r in rejected)
-    reasons = "; ".join(r.message for r in rejected)
+    reasons = "; ".join(r.detail if len(rejected) == 1 else r.message for r in rejected)
     return (f"{names} {'was' if len(rejected) == 1 else 'were'} not applied to the mesh (store revision {revision} "
             f"is served without {'it' if len(rejected) == 1 else 'them'}): {reasons}")

@@ -40,6 +40,11 @@ class Rejection:
     def ref(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
 
+    @property
+    def detail(self) -> str:
+        """The message without the leading "Kind ns/name: " (where the resource is already named)."""
+        return self.message.removeprefix(f"{self.ref}: ")
+
     def matches(self, group: str, kind: str, namespace: str, name: str) -> bool:
         return (self.group, self.kind, self.namespace, self.name) == (group, kind, namespace, name)
 
@@ -131,7 +136,7 @@ def status_with(body: Mapping[str, Any], rejection: Rejection | None, now: str) 
             new["conditions"] = rest
         return new or None
     want = {"type": CONDITION, "status": "False", "reason": REASON,
-            "message": f"left out of the mesh configuration: {rejection.message}",
+            "message": f"left out of the mesh configuration: {rejection.detail}",
             "observedGeneration": rejection.generation}
     if have is not None and all(have.get(k) == v for k, v in want.items()):
         return False
