@@ -147,11 +147,14 @@ def test_canary_ratio_stage_applies_the_articles_template_verbatim():
 def test_canary_pipeline_shape():
     p = canary()
     assert [c["name"] for c in p["parameterConfig"]] == ["base_version", "canary_version"]
-    assert {a["id"]: a["defaultArtifact"]["name"] for a in p["expectedArtifacts"]} == {
-        "canary-reviews-deployment": "platform/kube/bookinfo-reviews-v2.yaml",
-        "canary-reviews-destination-rule": "networking/destination-rule-v1-v2.yaml"}
-    for art in p["expectedArtifacts"]:
-        assert art["defaultArtifact"]["type"] == "git/file" and art["defaultArtifact"]["version"] == demo.BRANCH
+    # issue #20: the canary's manifest and the DestinationRule's subsets follow the parameters
+    deploy, rule = stage(p, "部署灰度版本 (canary Deployment)"), stage(p, "更新 Destination Rule")
+    art = deploy["manifestArtifact"]
+    assert art["name"] == "platform/kube/bookinfo-reviews-${parameters.canary_version}.yaml"
+    assert art["type"] == "git/file" and art["version"] == demo.BRANCH and art["reference"] == demo.TEMPLATE_REPO
+    assert [s["name"] for s in rule["manifests"][0]["spec"]["subsets"]] == [
+        "${parameters.base_version}", "${parameters.canary_version}"]
+    assert rule["requisiteStageRefIds"] == [deploy["refId"]]  # an unknown version applies nothing
     ratio = stage(p, "设置灰度比例")
     assert ratio["type"] == "manualJudgment"
     [param] = ratio["customParamConfig"]
@@ -247,8 +250,10 @@ def test_demo_repository_holds_the_files_at_the_branch(tmp_path):
 
 
 def test_pipelines_point_at_the_local_repository(tmp_path):
-    p = demo.load_pipeline(demo.CANARY, tmp_path)
-    refs = {a["defaultArtifact"]["reference"] for a in p["expectedArtifacts"]}
-    assert refs == {str(tmp_path)}
-    shipped = json.loads(demo.pipeline_file(demo.CANARY).read_text())
-    assert {a["defaultArtifact"]["reference"] for a in shipped["expectedArtifacts"]} == {demo.TEMPLATE_REPO}
+    def refs(body: dict) -> set[str]:
+        found = {a["defaultArtifact"]["reference"] for a in body["expectedArtifacts"]}
+        return found | {s["manifestArtifact"]["reference"] for s in body["stages"] if s.get("manifestArtifact")}
+
+    for name in (demo.BASELINE, demo.CANARY):
+        assert refs(demo.load_pipeline(name, tmp_path)) == {str(tmp_path)}
+        assert refs(json.loads(demo.pipeline_file(name).read_text())) == {demo.TEMPLATE_REPO}

@@ -28,6 +28,16 @@ def _artifacts(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**ea["matchArtifact"], "reference": str(DEMO)} for ea in config.get("expectedArtifacts") or []]
 
 
+def _on_disk(body: dict[str, Any]) -> dict[str, Any]:
+    """Stage artifacts named inline read the demo folder as it is on disk (no branch: it is not the demo's repo)."""
+    for stage in body["stages"]:
+        art = stage.get("manifestArtifact")
+        if isinstance(art, dict):
+            art.update(reference=str(DEMO))
+            art.pop("version", None)
+    return body
+
+
 @pytest.mark.parametrize(("choice", "expected_weights"), [
     pytest.param("全量发布", [("v2", 100)], id="promote"),
     pytest.param("结束发布", [("v1", 70), ("v2", 30)], id="end"),
@@ -46,6 +56,7 @@ def test_reviews_canary_with_ratio_then_promote_or_end(tmp_path: Path, state_dir
         try:
             [baseline] = load_pipeline_file(TEMPLATE / "bookinfo-baseline.json")
             [canary] = load_pipeline_file(TEMPLATE / "reviews-canary.json")
+            canary = _on_disk(canary)
             for body in (baseline, canary):
                 config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
                 trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {},
@@ -72,6 +83,84 @@ def test_reviews_canary_with_ratio_then_promote_or_end(tmp_path: Path, state_dir
             assert (v1 is None) == (choice == "全量发布")  # promote deletes the baseline
             skipped = {s.name for s in done.stages if s.status == S.SKIPPED}
             assert skipped == ({"结束发布"} if choice == "全量发布" else {"全量发布", "删除基准版本"})
+        finally:
+            await ex.stop()
+            store.close()
+
+    asyncio.run(go())
+
+
+async def _baseline_then_canary(store: Store, ex: Executor, parameters: dict[str, str]) -> Any:
+    [baseline] = load_pipeline_file(TEMPLATE / "bookinfo-baseline.json")
+    [canary] = load_pipeline_file(TEMPLATE / "reviews-canary.json")
+    exe = None
+    for body in (baseline, _on_disk(canary)):
+        config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+        trigger = build_trigger(config, {"type": "manual", "user": "t", "artifacts": _artifacts(config),
+                                         "parameters": parameters if body is not baseline else {}}, ex)
+        exe = await ex.start_execution(config, trigger, user="t")
+        if body is baseline:
+            done = await ex.wait_until_complete(exe.id, timeout=60)
+            assert done.status == S.SUCCEEDED, [s.context.get("exception") for s in done.stages]
+    return exe
+
+
+def _executor(store: Store) -> Executor:
+    target = LocalTarget(store)
+
+    async def get_target(account: str | None, namespace: str | None = None) -> Any:
+        return target
+
+    return Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+
+
+def test_canary_version_v3_deploys_reviews_v3_and_both_subsets(tmp_path: Path, state_dir: Path) -> None:
+    """Issue #20: base v1 + canary v3 deploys reviews-v3, a DestinationRule with v1 and v3, and routes to them."""
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'v3.db'}")
+        ex = _executor(store)
+        await ex.start()
+        try:
+            exe = await _baseline_then_canary(store, ex, {"base_version": "v1", "canary_version": "v3"})
+            await ex.wait_for_stage(exe.id, "设置灰度比例", {S.RUNNING}, timeout=60)
+            assert store.get(ResourceKey("apps", "Deployment", "default", "reviews-v3")) is not None
+            assert store.get(ResourceKey("apps", "Deployment", "default", "reviews-v2")) is None
+            dr = store.get(ResourceKey("networking.istio.io", "DestinationRule", "default", "reviews"))
+            assert [(s["name"], s["labels"]["version"]) for s in dr.body["spec"]["subsets"]] == [
+                ("v1", "v1"), ("v3", "v3")]
+            await ex.update_stage(exe.id, "设置灰度比例",
+                                  {"judgmentStatus": "continue", "customParams": {"canary_ratio": "20"}}, user="a")
+            await ex.wait_for_stage(exe.id, "是否全量发布", {S.RUNNING}, timeout=60)
+            vs = store.get(ResourceKey("networking.istio.io", "VirtualService", "default", "reviews"))
+            route = vs.body["spec"]["http"][-1]["route"]
+            assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("v1", 80), ("v3", 20)]
+            await ex.cancel(exe.id, user="t")
+        finally:
+            await ex.stop()
+            store.close()
+
+    asyncio.run(go())
+
+
+def test_a_version_without_a_manifest_is_refused_before_anything_is_applied(tmp_path: Path,
+                                                                            state_dir: Path) -> None:
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'v9.db'}")
+        ex = _executor(store)
+        await ex.start()
+        try:
+            exe = await _baseline_then_canary(store, ex, {"base_version": "v1", "canary_version": "v9"})
+            before = store.revision()
+            done = await ex.wait_until_complete(exe.id, timeout=60)
+            assert done.status == S.TERMINAL
+            first = done.stage("1")
+            assert first is not None and first.status == S.TERMINAL
+            error = first.context["exception"]["details"]["error"]
+            assert "platform/kube/bookinfo-reviews-v9.yaml" in error, error
+            assert {s.name: str(s.status) for s in done.stages}["更新 Destination Rule"] == "NOT_STARTED"
+            assert store.revision() == before  # no DestinationRule with a v9 subset, no Deployment
+            dr = store.get(ResourceKey("networking.istio.io", "DestinationRule", "default", "reviews"))
+            assert [s["name"] for s in dr.body["spec"]["subsets"]] == ["v1"]
         finally:
             await ex.stop()
             store.close()

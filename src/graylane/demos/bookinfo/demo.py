@@ -49,13 +49,15 @@ def load_pipeline(name: str, repo: str | Path | None = None) -> dict[str, Any]:
 
 
 def point_artifacts_at(pipeline: dict[str, Any], repo: str) -> dict[str, Any]:
-    """Replace the article's repository by `repo` in every git artifact (default and match)."""
+    """Replace the article's repository by `repo` in every git artifact (default and match, and the artifacts
+    stages name inline, such as reviews-canary's `manifestArtifact`)."""
     out = copy.deepcopy(pipeline)
-    for expected in out.get("expectedArtifacts") or []:
-        for key in ("defaultArtifact", "matchArtifact"):
-            art = expected.get(key)
-            if isinstance(art, dict) and art.get("reference") == TEMPLATE_REPO:
-                art["reference"] = repo
+    found = [expected.get(key) for expected in out.get("expectedArtifacts") or []
+             for key in ("defaultArtifact", "matchArtifact")]
+    found += [stage.get("manifestArtifact") for stage in out.get("stages") or []]
+    for art in found:
+        if isinstance(art, dict) and art.get("reference") == TEMPLATE_REPO:
+            art["reference"] = repo
     return out
 
 
