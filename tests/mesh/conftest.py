@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from .helpers import Mesh, loop_thread
+from .helpers import Mesh, running_mesh
 
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[Mesh]:
-    from graylane.mesh.proxy.admin import serve_admin
-    from graylane.mesh.proxy.server import ProxyServer
-
-    with loop_thread() as lt:
-        async def start() -> tuple[Any, int]:
-            server = ProxyServer(idle_timeout_s=2.0, header_timeout_s=1.0)
-            admin = await serve_admin(server, "127.0.0.1", 0)
-            return server, admin.sockets[0].getsockname()[1]
-
-        server, admin_port = lt.run(start())
-        yield Mesh(lt, admin_port, server)
-        lt.run(server.close())
+    with running_mesh(idle_timeout_s=2.0, header_timeout_s=1.0) as m:
+        yield m

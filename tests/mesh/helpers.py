@@ -209,6 +209,47 @@ class Mesh:
         return httpx.get(f"{self.admin}{path}", timeout=10)
 
 
+@contextmanager
+def running_mesh(**timeouts: float) -> Iterator[Mesh]:
+    """A real ProxyServer (with `timeouts`, e.g. header_timeout_s=1.0) and its admin port, in a loop thread."""
+    from graylane.mesh.proxy.admin import serve_admin
+    from graylane.mesh.proxy.server import ProxyServer
+
+    with loop_thread() as lt:
+        async def start() -> tuple[Any, int]:
+            server = ProxyServer(**timeouts)
+            admin = await serve_admin(server, "127.0.0.1", 0)
+            return server, admin.sockets[0].getsockname()[1]
+
+        server, admin_port = lt.run(start())
+        try:
+            yield Mesh(lt, admin_port, server)
+        finally:
+            lt.run(server.close())
+
+
+def series(mesh: Mesh, **labels: str) -> float:
+    """Sum of istio_requests_total samples whose labels include `labels` (cumulative: compare before/after)."""
+    total = 0.0
+    for line in mesh.get("/stats/prometheus").text.splitlines():
+        if not line.startswith("istio_requests_total{"):
+            continue
+        body, value = line[len("istio_requests_total{"):].rsplit("} ", 1)
+        pairs = dict(p.split("=", 1) for p in body.split('",') if "=" in p)
+        pairs = {k: v.strip('"') for k, v in pairs.items()}
+        if all(pairs.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def counter(mesh: Mesh, name: str) -> float:
+    """A graylane_proxy_* counter from the admin port (0 when not yet bumped)."""
+    for line in mesh.get("/stats/prometheus").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def sidecar(port: int, app: str = "productpage", version: str = "v1", ns: str = "default", **labels: str) -> Sidecar:
     return Sidecar(ns, f"{app}-{version}-0", {"app": app, "version": version, **labels}, port, f"{app}-{version}",
                    f"bookinfo-{app}")

@@ -1,13 +1,27 @@
-"""Hostile and odd clients on raw sockets: the proxy answers as Envoy would, closes, and leaks nothing."""
+"""Hostile and odd clients on raw sockets: the proxy answers as Envoy would, closes, leaks nothing, keeps serving."""
 
 from __future__ import annotations
 
+import logging
+import select
 import socket
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from .helpers import free_port, sidecar, svc, vs
+from .helpers import Mesh, counter, free_port, running_mesh, series, sidecar, svc, vs
+
+GOOD = b"GET http://reviews:9080/ok HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Mesh]:
+    # Short downstream timeouts, each distinct, so every test below sees the one it is about (the client helper's
+    # own timeout is 10 s: hitting it is a failure, never mistaken for the proxy closing).
+    with running_mesh(idle_timeout_s=2.0, header_timeout_s=1.0, request_timeout_s=3.0,
+                      stream_idle_timeout_s=1.0) as m:
+        yield m
 
 
 @pytest.fixture
@@ -19,79 +33,201 @@ def port(mesh):
     return port
 
 
-def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send `data`, read until the proxy closes the connection."""
+@pytest.fixture
+def no_tracebacks(caplog) -> Iterator[None]:
+    """Fails the test if anything (the proxy, asyncio's exception handler) logged an error meanwhile."""
+    caplog.set_level(logging.WARNING)
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send `data` and read until the proxy closes the connection.
+
+    Running out of our own `timeout` is a failure (the proxy neither answered nor closed), never an empty reply.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         out = b""
         while True:
             try:
                 chunk = s.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
+            except ConnectionResetError:
+                return out
+            except TimeoutError:
+                raise AssertionError(f"the proxy did not close within {timeout} s; got {out[:300]!r}") from None
             if not chunk:
-                break
+                return out
             out += chunk
-        return out
+
+
+def eventually(check: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    end = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < end, what
+        time.sleep(0.02)
+
+
+def serves(port: int) -> bool:
+    return exchange(port, GOOD).startswith(b"HTTP/1.1 200 ")
 
 
 def test_malformed_request_gets_400_and_close(port):
-    assert exchange(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    out = exchange(port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"connection: close" in out
+    assert serves(port)
+
+
+@pytest.mark.parametrize("line", [
+    pytest.param(b"GET  http://reviews:9080/ HTTP/1.1", id="two-spaces-before-target"),
+    pytest.param(b"GET http://reviews:9080/  HTTP/1.1", id="two-spaces-before-version"),
+    pytest.param(b"GET\thttp://reviews:9080/ HTTP/1.1", id="tab"),
+    pytest.param(b" GET http://reviews:9080/ HTTP/1.1", id="leading-space"),
+])
+def test_request_line_with_extra_whitespace_gets_400_and_is_not_forwarded(mesh, port, line):
+    up = mesh.upstreams["hostile"]
+    seen = len(up.requests)
+    out = exchange(port, line + b"\r\nhost: reviews\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert len(up.requests) == seen
+    assert serves(port)
+
+
+def test_ten_thousand_same_name_headers_get_431_and_are_not_forwarded(mesh, port):
+    up = mesh.upstreams["hostile"]
+    seen = len(up.requests)
+    out = exchange(port, b"GET http://reviews:9080/ HTTP/1.1\r\nhost: reviews\r\n" + b"a: 1\r\n" * 10_000 + b"\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
+    assert len(up.requests) == seen
+    assert serves(port)
+
+
+def test_header_count_limit_is_envoys_100(mesh, port):
+    def with_headers(n: int) -> bytes:
+        # host + (n - 2) x-h + connection: n headers in all
+        return (b"GET http://reviews:9080/ HTTP/1.1\r\nhost: reviews\r\n" +
+                b"".join(b"x-h%d: v\r\n" % i for i in range(n - 2)) + b"connection: close\r\n\r\n")
+
+    assert exchange(port, with_headers(100)).startswith(b"HTTP/1.1 200 ")
+    assert exchange(port, with_headers(101)).startswith(b"HTTP/1.1 431 ")
 
 
 def test_oversized_header_block_gets_431(port):
     big = b"x-big: " + b"a" * (61 * 1024) + b"\r\n"
     out = exchange(port, b"GET http://reviews:9080/ HTTP/1.1\r\nhost: reviews\r\n" + big + b"\r\n")
     assert out.startswith(b"HTTP/1.1 431 ")
+    assert serves(port)
 
 
 def test_long_request_line_gets_414(port):
     out = exchange(port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nhost: reviews\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 414 ")
+    assert serves(port)
 
 
-def test_slow_client_is_timed_out_with_408(port):
+def test_slow_client_is_timed_out_with_408_and_no_traceback(mesh, port, no_tracebacks):
+    before = counter(mesh, "graylane_proxy_downstream_cx_idle_timeout_total")
     out = exchange(port, b"GET / HTTP/1.1\r\nhost: reviews\r\n")  # never finishes its headers
-    assert out.startswith(b"HTTP/1.1 408 ")
+    assert out.startswith(b"HTTP/1.1 408 ") and out.endswith(b"request timeout")
+    assert counter(mesh, "graylane_proxy_downstream_cx_idle_timeout_total") - before == 1
+    assert serves(port)
 
 
-def test_idle_keep_alive_connection_is_closed(port):
-    out = exchange(port, b"")
-    assert out == b""
+def test_connection_closed_mid_headers_logs_no_traceback(mesh, port, no_tracebacks):
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"GET http://reviews:9080/ HTTP/1.1\r\nhost: rev")
+    eventually(lambda: not any(c.listener_key[1] == port for c in list(mesh.server.connections)),
+               "the proxy kept connections the clients closed")
+    assert serves(port)
+
+
+@pytest.mark.parametrize("length", [pytest.param(100, id="replayable-body"),
+                                    pytest.param(100_000, id="streamed-body")])
+def test_stalled_request_body_gets_408_stream_timeout(mesh, port, no_tracebacks, length):
+    si = series(mesh, reporter="source", response_code="408", response_flags="SI")
+    head = b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: %d\r\n\r\n" % length
+    out = exchange(port, head + b"x" * (length // 2))  # then nothing: idle past stream_idle_timeout
+    assert out.startswith(b"HTTP/1.1 408 ") and out.endswith(b"stream timeout")
+    assert b"connection: close" in out
+    assert series(mesh, reporter="source", response_code="408", response_flags="SI") - si == 1
+    assert serves(port)
+
+
+def test_body_trickled_one_byte_at_a_time_gets_408_request_timeout(mesh, port, no_tracebacks):
+    before = series(mesh, reporter="source", response_code="408", response_flags="-")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: 1000\r\n\r\n")
+        out = b""
+        sent = 0
+        while True:
+            # Never idle for stream_idle_timeout (1 s): one byte whenever the proxy has nothing to say for 0.3 s.
+            readable, _, _ = select.select([s], [], [], 0.3)
+            if not readable:
+                assert sent < 100, "no answer after 30 s of trickling"
+                s.sendall(b"x")
+                sent += 1
+                continue
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 408 ") and out.endswith(b"request timeout")
+    assert series(mesh, reporter="source", response_code="408", response_flags="-") - before == 1
+    assert serves(port)
+
+
+def test_idle_keep_alive_connection_is_closed(mesh, port):
+    before = counter(mesh, "graylane_proxy_downstream_cx_idle_timeout_total")
+    assert exchange(port, b"") == b""
+    assert counter(mesh, "graylane_proxy_downstream_cx_idle_timeout_total") - before == 1
 
 
 def test_pipelined_requests_are_answered_in_order(port):
-    reqs = b"".join(b"GET http://reviews:9080/p%d HTTP/1.1\r\nhost: reviews\r\n\r\n" % i for i in range(3))
+    reqs = b"".join(b"GET http://reviews:9080/p%d HTTP/1.1\r\nhost: reviews\r\n\r\n" % i for i in range(50))
     out = exchange(port, reqs + b"GET http://reviews:9080/last HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
-    assert out.count(b"HTTP/1.1 200 ") == 4
-    assert out.index(b'"/p0"') < out.index(b'"/p1"') < out.index(b'"/p2"') < out.index(b'"/last"')
+    assert out.count(b"HTTP/1.1 200 ") == 51
+    positions = [out.index(b'"/p%d"' % i) for i in range(50)] + [out.index(b'"/last"')]
+    assert positions == sorted(positions)
+
+
+def test_pipelined_requests_with_bodies_and_a_chunked_one(port):
+    reqs = (b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: 5\r\n\r\nhello"
+            b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\ntrailer: x\r\n\r\n"
+            b"\r\nGET http://reviews:9080/after HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
+    out = exchange(port, reqs)
+    assert out.count(b"HTTP/1.1 200 ") == 3
+    assert out.index(b"hello") < out.index(b"abcde") < out.index(b'"/after"')
+
+
+def test_a_bad_request_behind_a_good_one_is_answered_after_it(mesh, port):
+    out = exchange(port, b"GET http://reviews:9080/first HTTP/1.1\r\nhost: reviews\r\n\r\nGET  / HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 ") and b'"/first"' in out
+    assert out.count(b"HTTP/1.1 400 ") == 1 and out.index(b'"/first"') < out.index(b"HTTP/1.1 400 ")
 
 
 def test_client_vanishing_mid_body_does_not_hurt_the_proxy(mesh, port):
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: 100000\r\n\r\nabc")
-    out = exchange(port, b"GET http://reviews:9080/ok HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
-    assert out.startswith(b"HTTP/1.1 200 ")
+    assert serves(port)
 
 
 def test_no_connections_are_leaked(mesh, port):
     for _ in range(20):
         exchange(port, b"BAD\r\n\r\n")
-        exchange(port, b"GET http://reviews:9080/ HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
-    for _ in range(100):
-        if not any(c.listener_key[1] == port for c in list(mesh.server.connections)):
-            break
-        time.sleep(0.05)
-    assert not any(c.listener_key[1] == port for c in list(mesh.server.connections))
+        exchange(port, GOOD)
+    eventually(lambda: not any(c.listener_key[1] == port for c in list(mesh.server.connections)),
+               "connections left open")
 
 
 def test_client_vanishing_mid_body_frees_the_upstream_side(mesh, port):
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: 100000\r\n\r\nabc")
-        time.sleep(0.2)
-    for _ in range(100):
-        active = [e["active"] for c in mesh.get("/clusters").json()["clusters"] for e in c["endpoints"]]
-        if not any(active):
-            break
-        time.sleep(0.05)
-    assert not any(active)
+        s.sendall(b"x" * 70_000)  # past the replay limit: the body streams, an upstream exchange is open
+
+    def idle() -> bool:
+        return not any(e["active"] for c in mesh.get("/clusters").json()["clusters"] for e in c["endpoints"])
+
+    eventually(idle, "an upstream exchange outlived its client")

@@ -11,7 +11,7 @@ import pytest
 
 from graylane.mesh.state import MeshOptions
 
-from .helpers import dr, free_port, sidecar, svc, vs
+from .helpers import dr, free_port, series, sidecar, svc, vs
 
 
 def client(port: int, **kw) -> httpx.Client:
@@ -23,20 +23,6 @@ def to(subset: str = "", weight: int | None = None, host: str = "reviews") -> di
     if weight is not None:
         d["weight"] = weight
     return d
-
-
-def series(mesh, **labels: str) -> float:
-    """Sum of istio_requests_total samples whose labels include `labels`."""
-    total = 0.0
-    for line in mesh.get("/stats/prometheus").text.splitlines():
-        if not line.startswith("istio_requests_total{"):
-            continue
-        body, value = line[len("istio_requests_total{"):].rsplit("} ", 1)
-        pairs = dict(p.split("=", 1) for p in body.split('",') if "=" in p)
-        pairs = {k: v.strip('"') for k, v in pairs.items()}
-        if all(pairs.get(k) == v for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 @pytest.fixture
@@ -83,6 +69,10 @@ def test_no_route_no_cluster_no_healthy_upstream_are_worded_as_envoy(mesh, revie
     push([dr("ratings", ["v1"]), svc("ratings"), vs("reviews", ["reviews"], [
         {"match": [{"uri": {"prefix": "/nc"}}], "route": [to("v7")]},
         {"match": [{"uri": {"prefix": "/uh"}}], "route": [to("v1", host="ratings")]}])])
+    kinds = {"NC": {"response_flags": "NC", "response_code": "503"}, "UH": {"response_flags": "UH"},
+             "NR": {"response_flags": "NR", "response_code": "404"},
+             "passthrough": {"destination_service_name": "PassthroughCluster", "response_code": "200"}}
+    before = {k: series(mesh, reporter="source", **labels) for k, labels in kinds.items()}
     with client(port) as c:
         assert c.get(f"http://127.0.0.1:{ups['v2'].port}/direct").json()["name"] == "reviews-v2"  # passthrough
         assert c.get("http://reviews:9080/zzz").status_code == 404
@@ -90,10 +80,8 @@ def test_no_route_no_cluster_no_healthy_upstream_are_worded_as_envoy(mesh, revie
         assert r.status_code == 503
         r = c.get("http://reviews:9080/uh")
         assert (r.status_code, r.text) == (503, "no healthy upstream")
-    assert series(mesh, reporter="source", response_flags="NC", response_code="503") >= 1
-    assert series(mesh, reporter="source", response_flags="UH") >= 1
-    assert series(mesh, reporter="source", response_flags="NR", response_code="404") >= 1
-    assert series(mesh, reporter="source", destination_service_name="PassthroughCluster", response_code="200") >= 1
+    after = {k: series(mesh, reporter="source", **labels) for k, labels in kinds.items()}
+    assert {k: after[k] - before[k] for k in kinds} == {"NC": 1, "UH": 1, "NR": 1, "passthrough": 1}
 
 
 def test_connection_refused_is_503_uf_after_default_retries(mesh, reviews):
@@ -101,11 +89,12 @@ def test_connection_refused_is_503_uf_after_default_retries(mesh, reviews):
     dead = mesh.endpoint(ups["v1"], "reviews", "v1")
     dead = type(dead)(**{**dead.__dict__, "port": free_port(), "pod": "dead"})
     push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])], endpoints=[dead])
+    before = series(mesh, reporter="source", response_flags="UF,URX")
     with client(port) as c:
         r = c.get("http://reviews:9080/")
     assert r.status_code == 503
     assert r.text == "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
-    assert series(mesh, reporter="source", response_flags="UF,URX") >= 1
+    assert series(mesh, reporter="source", response_flags="UF,URX") - before == 1
 
 
 def test_default_retry_policy_retries_503_on_another_host(mesh, reviews):
@@ -136,22 +125,24 @@ def test_retries_disabled_pass_the_error_through_and_5xx_policy_retries(mesh, re
 def test_route_timeout_is_504_ut_and_header_overrides_it(mesh, reviews):
     push, port, _ = reviews
     push([vs("reviews", ["reviews"], [{"route": [to("v1")], "timeout": "0.2s"}])])
+    before = series(mesh, reporter="source", response_flags="UT", response_code="504")
     with client(port) as c:
         r = c.get("http://reviews:9080/delay/2")
         assert (r.status_code, r.text) == (504, "upstream request timeout")
         assert c.get("http://reviews:9080/delay/0.4", headers={"x-envoy-upstream-rq-timeout-ms": "3000"}
                      ).status_code == 200
-    assert series(mesh, reporter="source", response_flags="UT", response_code="504") >= 1
+    assert series(mesh, reporter="source", response_flags="UT", response_code="504") - before == 1
 
 
 def test_per_try_timeout_retries_then_fails(mesh, reviews):
     push, port, _ = reviews
     push([vs("reviews", ["reviews"], [{"route": [to("v1")], "retries": {
         "attempts": 1, "perTryTimeout": "0.1s", "retryOn": "gateway-error"}}])])
+    before = series(mesh, reporter="source", response_flags="UT,URX", response_code="504")
     with client(port) as c:
         r = c.get("http://reviews:9080/delay/1")
     assert r.status_code == 504
-    assert series(mesh, reporter="source", response_flags="UT,URX", response_code="504") >= 1
+    assert series(mesh, reporter="source", response_flags="UT,URX", response_code="504") - before == 1
 
 
 def test_fault_abort_and_delay(mesh, reviews):
@@ -161,13 +152,15 @@ def test_fault_abort_and_delay(mesh, reviews):
          "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}}},
         {"route": [to("v1")], "fault": {"delay": {"fixedDelay": "0.05s", "percentage": {"value": 100}}}}])])
     seen = len(ups["v1"].requests)
+    fi = series(mesh, reporter="source", response_flags="FI", response_code="418")
+    di = series(mesh, reporter="source", response_flags="DI", response_code="200")
     with client(port) as c:
         r = c.get("http://reviews:9080/abort")
         assert (r.status_code, r.text) == (418, "fault filter abort")
         assert c.get("http://reviews:9080/slow").status_code == 200
     assert len(ups["v1"].requests) == seen + 1  # the aborted request never reached the upstream
-    assert series(mesh, reporter="source", response_flags="FI", response_code="418") >= 1
-    assert series(mesh, reporter="source", response_flags="DI", response_code="200") >= 1
+    assert series(mesh, reporter="source", response_flags="FI", response_code="418") - fi == 1
+    assert series(mesh, reporter="source", response_flags="DI", response_code="200") - di == 1
 
 
 def test_mirror_sends_a_copy_and_the_caller_sees_only_the_primary(mesh, reviews):
@@ -289,13 +282,15 @@ def test_gateway_listener_serves_only_its_virtual_services(mesh, reviews):
              gateways=["bookinfo-gateway"]),
           vs("reviews", ["reviews"], [{"route": [to("v1")]}])],
          options=MeshOptions(gateway_port_map={80: gw_port}))
+    gateway_v2 = {"reporter": "source", "source_workload": "istio-ingressgateway",
+                  "source_workload_namespace": "istio-system", "destination_version": "v2"}
+    before = series(mesh, **gateway_v2)
     with httpx.Client(base_url=f"http://127.0.0.1:{gw_port}") as c:
         assert c.get("/reviews/1").json()["name"] == "reviews-v2"
         assert c.get("/other").status_code == 404
     with client(port) as c:
         assert c.get("http://reviews:9080/reviews/1").json()["name"] == "reviews-v1"
-    assert series(mesh, reporter="source", source_workload="istio-ingressgateway",
-                  source_workload_namespace="istio-system", destination_version="v2") >= 1
+    assert series(mesh, **gateway_v2) - before == 1
 
 
 def test_connection_pool_overflow_is_503_uo(mesh, reviews):
@@ -304,6 +299,7 @@ def test_connection_pool_overflow_is_503_uo(mesh, reviews):
     mesh.push([svc("reviews"), dr("reviews", ["v1"], policy=policy),
                vs("reviews", ["reviews"], [{"route": [to("v1")]}])],
               [mesh.endpoint(mesh.upstreams["reviews-v1"], "reviews", "v1")], [sidecar(port)])
+    before = series(mesh, reporter="source", response_flags="UO")
 
     def call(_):
         with client(port) as c:
@@ -315,7 +311,7 @@ def test_connection_pool_overflow_is_503_uo(mesh, reviews):
     codes = sorted(code for code, _ in results)
     assert 200 in codes and 503 in codes
     assert any(text.endswith("reset reason: overflow") for code, text in results if code == 503)
-    assert series(mesh, reporter="source", response_flags="UO") >= 1
+    assert series(mesh, reporter="source", response_flags="UO") - before == codes.count(503)
 
 
 def test_outlier_detection_ejects_the_failing_host(mesh, reviews):
@@ -364,11 +360,12 @@ def envoy_filter(context: str, labels: dict, max_tokens: int = 3) -> dict:
 def test_local_rate_limit_on_the_destination_workload_is_429_rl(mesh, reviews):
     push, port, _ = reviews
     push([vs("reviews", ["reviews"], [{"route": [to("v1")]}]), envoy_filter("SIDECAR_INBOUND", {"app": "reviews"})])
+    before = series(mesh, reporter="destination", response_flags="RL", response_code="429")
     with client(port) as c:
         got = [c.get("http://reviews:9080/") for _ in range(5)]
     assert [r.status_code for r in got] == [200, 200, 200, 429, 429]
     assert got[-1].text == "local_rate_limited" and got[-1].headers["x-local-rate-limit"] == "true"
-    assert series(mesh, reporter="destination", response_flags="RL", response_code="429") >= 2
+    assert series(mesh, reporter="destination", response_flags="RL", response_code="429") - before == 2
 
 
 def test_unsupported_envoy_filter_and_bad_snapshot_are_nacked_keeping_the_previous(mesh, reviews):
