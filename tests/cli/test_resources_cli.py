@@ -45,7 +45,8 @@ def bundle(ns: str, *texts: str) -> str:
 
 
 def one_error_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    # apply prints analyzer findings as kubectl-style `Warning: ...` lines before any error
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not ln.startswith("Warning: ")]
     assert "Traceback" not in stderr
     assert len(lines) == 1, stderr
     assert lines[0].startswith("error: ")
