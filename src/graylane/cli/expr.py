@@ -58,9 +58,11 @@ def _evaluate_remote(execution_id: str, expression: str, stage: str | None) -> d
     from urllib.parse import quote
 
     from graylane.cli.client import ApiClient
+    from graylane.cli.execution_ids import resolve_execution_id
 
     client = ApiClient()
     try:
+        execution_id = resolve_execution_id(client, execution_id)
         body: dict[str, Any] = {"expression": expression}
         if stage is not None:
             body["stage"] = stage
@@ -79,7 +81,8 @@ def expr(
     expression: str = typer.Argument(..., metavar="EXPR", help="A bare expression, or text with ${...} parts."),
     context: str | None = typer.Option(None, "--context", "-c", help="Execution JSON file ('-' for stdin)."),
     execution_id: str | None = typer.Option(None, "--execution", "-e",
-                                            help="A stored execution's id: evaluate on the control plane."),
+                                            help="A stored execution's id (or a unique prefix of it): "
+                                                 "evaluate on the control plane."),
     stage: str | None = typer.Option(None, "--stage", "-s", help="Current stage: name, id or refId."),
     user: str | None = typer.Option(None, "--user",
                                     help="What #currentUser() returns (offline; the server uses the caller)."),

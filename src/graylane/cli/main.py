@@ -1,4 +1,8 @@
-"""The `graylane` entry point: assembles the command groups and turns user errors into one line."""
+"""The `graylane` entry point: assembles the command groups and turns user errors into one line.
+
+Every exit code is decided here or named in `graylane.cli.exit_codes` (the scheme in docs/cli.md):
+user errors by their class, usage errors (unknown option, missing argument) as refused input.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
+from graylane.cli import exit_codes
 from graylane.errors import GraylaneError
 
 # Each module owns its commands and exposes `register(app: typer.Typer) -> None`.
@@ -45,12 +50,30 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     err = Console(stderr=True)
     try:
-        app()
+        # Not standalone: typer would exit 2 on a usage error, which this scheme keeps for "not found".
+        code = app(standalone_mode=False)
     except GraylaneError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_codes.for_error(exc))
+    except typer.Abort:
+        err.print("Aborted.", highlight=False)
+        sys.exit(exit_codes.REFUSED)
+    except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument, bad value
+        _show_usage_error(exc)
+        sys.exit(exit_codes.REFUSED if getattr(exc, "exit_code", 1) else exit_codes.OK)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(exit_codes.INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else exit_codes.OK)
+
+
+def _show_usage_error(exc: typer.TyperException) -> None:
+    """Print a usage error as typer does in standalone mode (usage line, hint, message)."""
+    try:
+        from typer.rich_utils import rich_format_error
+    except ImportError:  # typer without rich
+        exc.show()  # type: ignore[attr-defined]
+        return
+    rich_format_error(exc)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

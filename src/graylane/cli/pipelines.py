@@ -16,13 +16,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from graylane.cli import exit_codes
 from graylane.cli.client import ApiClient
+from graylane.cli.execution_ids import resolve_execution_id
+from graylane.cli.execution_watch import follow_lines
 from graylane.errors import GraylaneError, ValidationError
 from graylane.settings import current_user
 
-EXIT_OK = 0
-EXIT_NOT_SUCCEEDED = 1
-EXIT_TIMEOUT = 4
+EXIT_OK = exit_codes.OK
+EXIT_NOT_SUCCEEDED = exit_codes.REFUSED  # the gate says no
+EXIT_TIMEOUT = exit_codes.WRONG_STATE  # still not complete
 COMPLETE = {"SUCCEEDED", "FAILED_CONTINUE", "TERMINAL", "CANCELED", "STOPPED", "SKIPPED"}
 _COLOURS = {"SUCCEEDED": "green", "RUNNING": "cyan", "TERMINAL": "red", "CANCELED": "magenta", "STOPPED": "yellow",
             "FAILED_CONTINUE": "yellow", "SKIPPED": "dim", "NOT_STARTED": "dim", "PAUSED": "blue",
@@ -272,7 +275,9 @@ def _header(exe: dict[str, Any]) -> Text:
 
 
 def _watch(client: ApiClient, execution_id: str, timeout: float | None = None) -> dict[str, Any]:
-    """Redraw the stage table until the execution completes (or `timeout` seconds pass)."""
+    """Redraw the stage table until the execution completes (or `timeout` seconds pass); piped, print lines."""
+    if not out.is_terminal:
+        return follow_lines(client, execution_id, out, timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     exe = client.get(f"/api/v1/executions/{execution_id}")
     with Live(Group(_header(exe), stage_table(exe)), console=out, refresh_per_second=4) as live:
@@ -295,7 +300,14 @@ def execution_list(pipeline: str = typer.Option(None, "--pipeline", "-p"),
     if output == "json":
         out.print_json(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table("ID", "PIPELINE", "STATUS", "TRIGGER", "STARTED", "DURATION", box=None)
+    table = Table(box=None)
+    # Ids stay whole (they are what the other commands take); the other columns wrap or shorten.
+    table.add_column("ID", no_wrap=True, min_width=max((len(e["id"]) for e in rows), default=2))
+    table.add_column("PIPELINE", overflow="fold")
+    table.add_column("STATUS", no_wrap=True, overflow="ellipsis")
+    table.add_column("TRIGGER", overflow="ellipsis")
+    table.add_column("STARTED", overflow="fold")
+    table.add_column("DURATION", no_wrap=True, overflow="ellipsis")
     for e in rows:
         trig = e.get("trigger") or {}
         table.add_row(e["id"], f"{e['application']}/{e['name']}", _status(e["status"]),
@@ -309,9 +321,11 @@ def execution_show(execution_id: str, output: str = typer.Option("table", "-o", 
                                                                   help="table|json|yaml"),
                    watch: bool = typer.Option(False, "--watch", "-w", help="follow live until it finishes")) -> None:
     """Stages with statuses and durations, then the audit trail (who started, judged, canceled, restarted)."""
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
     if watch:
-        _watch(_client(), execution_id)
-    exe = _client().get(f"/api/v1/executions/{execution_id}")
+        _watch(client, execution_id)
+    exe = client.get(f"/api/v1/executions/{execution_id}")
     if output in ("json", "yaml"):
         _dump(exe, output)
         return
@@ -336,19 +350,25 @@ def execution_show(execution_id: str, output: str = typer.Option("table", "-o", 
 
 @execution_app.command("cancel")
 def execution_cancel(execution_id: str, reason: str = typer.Option(None, "--reason")) -> None:
-    _client().put(f"/api/v1/executions/{execution_id}/cancel", json={"reason": reason}, headers=_h())
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    client.put(f"/api/v1/executions/{execution_id}/cancel", json={"reason": reason}, headers=_h())
     out.print(f"execution {execution_id} canceled")
 
 
 @execution_app.command("pause")
 def execution_pause(execution_id: str) -> None:
-    _client().put(f"/api/v1/executions/{execution_id}/pause", headers=_h())
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    client.put(f"/api/v1/executions/{execution_id}/pause", headers=_h())
     out.print(f"execution {execution_id} paused")
 
 
 @execution_app.command("resume")
 def execution_resume(execution_id: str) -> None:
-    _client().put(f"/api/v1/executions/{execution_id}/resume", headers=_h())
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    client.put(f"/api/v1/executions/{execution_id}/resume", headers=_h())
     out.print(f"execution {execution_id} resumed")
 
 
@@ -356,13 +376,17 @@ def execution_resume(execution_id: str) -> None:
 def execution_restart(execution_id: str,
                       stage: str = typer.Option(..., "--stage", "-s", help="stage name or id")) -> None:
     """Restart a stage and everything after it; its expressions are evaluated afresh."""
-    st = _client().put(f"/api/v1/executions/{execution_id}/stages/{stage}/restart", headers=_h())
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    st = client.put(f"/api/v1/executions/{execution_id}/stages/{stage}/restart", headers=_h())
     out.print(f"stage {escape(st['name'])} of {execution_id} restarted")
 
 
 @execution_app.command("skip-wait")
 def execution_skip_wait(execution_id: str, stage: str = typer.Option(..., "--stage", "-s")) -> None:
-    _client().patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json={"skipRemainingWait": True},
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    client.patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json={"skipRemainingWait": True},
                     headers=_h())
     out.print(f"wait {escape(stage)} of {execution_id} skipped")
 
@@ -370,7 +394,9 @@ def execution_skip_wait(execution_id: str, stage: str = typer.Option(..., "--sta
 @execution_app.command("wait")
 def execution_wait(execution_id: str, timeout: float = typer.Option(3600.0, "--timeout", help="seconds")) -> None:
     """Block until the execution finishes; exit 0 only if it SUCCEEDED (a CI gate)."""
-    exe = _watch(_client(), execution_id, timeout)
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    exe = _watch(client, execution_id, timeout)
     if exe["status"] not in COMPLETE:
         out.print(f"execution {execution_id} still {exe['status']} after {timeout:g}s")
         raise typer.Exit(EXIT_TIMEOUT)
@@ -378,7 +404,7 @@ def execution_wait(execution_id: str, timeout: float = typer.Option(3600.0, "--t
     raise typer.Exit(EXIT_OK if exe["status"] == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
 
 
-def judge(execution_id: str = typer.Argument(..., help="execution id"),
+def judge(execution_id: str = typer.Argument(..., help="execution id (or a unique prefix of it)"),
           stage: str = typer.Option(..., "--stage", "-s", help="the manual judgment's name (or id)"),
           cont: bool = typer.Option(False, "--continue", help="approve: continue the pipeline"),
           stop: bool = typer.Option(False, "--stop", help="reject: stop here"),
@@ -397,7 +423,9 @@ def judge(execution_id: str = typer.Argument(..., help="execution id"),
         body["judgmentInput"] = option
     if custom:
         body["customParams"] = _kv(custom, "-P")
-    st = _client().patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json=body, headers=_h())
+    client = _client()
+    execution_id = resolve_execution_id(client, execution_id)
+    st = client.patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json=body, headers=_h())
     verdict = body.get("judgmentStatus", "updated")
     out.print(f"judgment {escape(st['name'])}: {verdict}" + (f" ({escape(option)})" if option else ""))
 
