@@ -74,6 +74,17 @@ def test_service_export_to_annotation(tmp_path: Path) -> None:
         '"details.default.svc.cluster.local"']
 
 
+def test_destination_rules_see_hosts_exported_to_their_namespace(tmp_path: Path) -> None:
+    svc = SVC.format(name="details", ns="default", extra=", annotations: {networking.istio.io/exportTo: '.'}")
+    rule = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: details, namespace: {ns}}}\n"
+            "spec:\n  host: details.default.svc.cluster.local\n")
+    code, lines = validate(tmp_path, svc, rule.format(ns="default"), rule.format(ns="shop"))
+    assert code == 0
+    assert [line for line in lines if "IST" in line] == [
+        "Warning [IST0174] (DestinationRule shop/details 3.yaml:5) The host details.default.svc.cluster.local "
+        "defined in the DestinationRule does not match any services in the mesh."]
+
+
 def test_virtual_services_that_cannot_see_each_other_do_not_conflict(tmp_path: Path) -> None:
     svc = SVC.format(name="ratings", ns="team1", extra="")
     local = "  exportTo: ['.']\n"

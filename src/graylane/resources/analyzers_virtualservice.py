@@ -240,13 +240,13 @@ def check_conflicting_hosts(inputs: set[ResourceKey], index: Index) -> list[Find
             for scope in _host_scopes(vs):
                 for host in strings(vs.spec.get("hosts")):
                     by_host[(scope, to_fqdn(host, vs.namespace))].append(vs)
+    everywhere = [(h, others) for (s, h), others in sorted(by_host.items()) if s == ALL]
     reported: set[ResourceKey] = set()
     findings = []
     for (scope, host), entries in sorted(by_host.items()):
         group = list(entries)
         if scope != ALL:
-            group += [vs for (s, h), others in sorted(by_host.items()) if s == ALL and hosts_match(host, h)
-                      for vs in others]
+            group += [vs for h, others in everywhere if hosts_match(host, h) for vs in others]
         if len(group) < 2:
             continue
         names = ",".join(sorted(f"{vs.namespace}/{vs.name}" for vs in group))
