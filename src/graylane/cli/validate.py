@@ -29,7 +29,7 @@ EXIT_UNREADABLE = 3     # a path is missing or a file is not valid YAML/JSON
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 HELP = (
-    "Check resource files offline: schema, Istio admission rules, and cross-resource analyzers.\n\n"
+    "Check resource files: schema, Istio admission rules, and cross-resource analyzers.\n\n"
     "Reports unknown fields and wrong types (with file:line and field path); what Istio's admission webhook "
     "would reject (weights, durations, RE2 regexes, retryOn, redirects, subsets, ...); istioctl analyze findings "
     "(IST0101 missing host, subset, gateway or port; IST0109; IST0112; IST0130; IST0131; IST0132; IST0140; IST0165; "

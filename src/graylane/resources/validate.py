@@ -111,4 +111,4 @@ def check_apply(docs: Iterable[Document]) -> None:
     lines = [f"{e.plain()} ({e.resource})" if e.resource else e.plain() for e in errors]
     noun = "error" if len(errors) == 1 else "errors"
     raise ValidationError(f"{len(errors)} validation {noun}, nothing was applied:\n  " + "\n  ".join(lines),
-                          hint="fix the fields named above; `graylane validate -f FILE` checks files offline")
+                          hint="fix the fields named above; `graylane validate -f FILE` checks files before applying")
