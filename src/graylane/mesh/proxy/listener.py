@@ -324,6 +324,7 @@ class DownstreamProtocol(asyncio.Protocol):
                     return
                 if self.writing_paused:
                     # Write back-pressure: the client is not reading; answer nothing more until it does.
+                    self.server.stats.bump("graylane_proxy_downstream_flow_control_paused_writing_total")
                     self._arm(self.server.idle_timeout_s)
                     await self.drain()
                 if not self.closed:

@@ -1,0 +1,101 @@
+"""Pipelining without reading the replies, against the proxy as its own process: its memory stays bounded.
+
+The proxy serves one request per connection at a time, keeps the next ones unparsed, stops reading while a
+response waits and stops answering while the client does not read (Envoy's and nginx's HTTP/1 behaviour), so the
+backlog stays in the client's socket. Measured as the proxy's peak RSS (VmHWM), not as time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from graylane.mesh.config import compile_snapshot
+from graylane.mesh.state import Endpoint, MeshOptions
+
+from .helpers import Upstream, free_port, loop_thread, sidecar, svc, vs
+
+N = 20_000
+GROWTH_BOUND_KB = 12 * 1024  # generous: the backlog held by the proxy (one request, one read) is well under 1 MB
+PAUSED_WRITING = "graylane_proxy_downstream_flow_control_paused_writing_total"
+
+
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def admin_counter(admin: int, name: str) -> float:
+    for line in httpx.get(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc (VmHWM, clear_refs)")
+def test_pipelined_requests_without_reading_keep_the_proxy_rss_bounded():
+    admin, port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin),
+                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        with loop_thread() as lt:
+            up = Upstream("reviews")
+            lt.run(up.start())
+            ep = Endpoint("default", "reviews-v1-0", {"app": "reviews", "version": "v1"}, "127.0.0.1", up.port,
+                          9080, True, "reviews-v1")
+            snap = compile_snapshot([svc("reviews"), vs("reviews", ["reviews"], [
+                {"route": [{"destination": {"host": "reviews"}}]}])], [ep], [sidecar(port)], MeshOptions(), 1)
+            for _ in range(200):
+                try:
+                    if httpx.put(f"http://127.0.0.1:{admin}/config", json=snap, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            else:
+                raise AssertionError("the proxy process did not come up")
+            with httpx.Client(proxy=f"http://127.0.0.1:{port}") as c:  # warm every code path up once
+                for _ in range(200):
+                    assert c.get("http://reviews:9080/warm").status_code == 200
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # peak RSS := current RSS
+            base = status_kb(proc.pid, "VmRSS")
+            paused_before = admin_counter(admin, PAUSED_WRITING)
+
+            request = b"GET http://reviews:9080/p HTTP/1.1\r\nhost: reviews\r\n\r\n"
+            payload = request * (N - 1) + request.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n")
+            s = socket.socket()
+            # Small fixed buffers (no autotuning): the replies cannot all hide in the kernel of a non-reading client.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            s.connect(("127.0.0.1", port))
+            with s:
+                sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+                sender.start()
+                # The event: the proxy stopped answering because this client does not read.
+                end = time.monotonic() + 60
+                while admin_counter(admin, PAUSED_WRITING) == paused_before:
+                    assert time.monotonic() < end, "the proxy never waited for the client to read"
+                    time.sleep(0.05)
+                peak_unread = status_kb(proc.pid, "VmHWM")
+                received = bytearray()
+                s.settimeout(60)
+                while chunk := s.recv(1 << 20):
+                    received += chunk
+                sender.join(10)
+            peak = status_kb(proc.pid, "VmHWM")
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    assert received.count(b"HTTP/1.1 200 ") == N
+    assert peak_unread - base < GROWTH_BOUND_KB, f"RSS grew {peak_unread - base} kB while the client did not read"
+    assert peak - base < GROWTH_BOUND_KB, f"RSS grew {peak - base} kB under {N} pipelined requests"
