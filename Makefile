@@ -5,8 +5,8 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STEP = scripts/step
 # uv when it could be installed, pip otherwise.
-PIP_INSTALL = if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --python $(BIN)/python; \
-              else $(BIN)/pip install -q; fi
+PIP_INSTALL = $(shell [ -x $(BIN)/uv ] && echo "$(BIN)/uv pip install -q --python $(BIN)/python" \
+                       || echo "$(BIN)/pip install -q")
 
 .PHONY: demo test install install-test lint console-libs
 
@@ -20,10 +20,10 @@ console-libs:
 	else echo "  ! npm not found: the console will serve no JavaScript (install Node.js, then make install)" >&2; fi
 
 install: $(BIN)/python console-libs
-	@$(STEP) "python packages" sh -c '$(PIP_INSTALL) -e .'
+	@$(STEP) "python packages" $(PIP_INSTALL) -e .
 
 install-test: $(BIN)/python console-libs
-	@$(STEP) "python packages (with test tools)" sh -c "$(PIP_INSTALL) -e '.[test]'"
+	@$(STEP) "python packages (with test tools)" $(PIP_INSTALL) -e '.[test]'
 
 demo: install
 	@$(BIN)/graylane demo bookinfo
