@@ -7,6 +7,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from graylane.pipelines.executor import Executor  # noqa: E402
 from graylane.pipelines.services import TaskServices  # noqa: E402
 from graylane.pipelines.status import ExecutionStatus as S  # noqa: E402
@@ -31,6 +33,21 @@ DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "r
           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v2"}},
                    "template": {"metadata": {"labels": {"app": "reviews", "version": "v2"}},
                                 "spec": {"containers": [{"name": "reviews", "image": "reviews:v2"}]}}}}
+
+
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "default"},
+           "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080}]}}
+DEPLOY_V1 = {**DEPLOY, "metadata": {"name": "reviews-v1", "namespace": "default"},
+             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v1"}},
+                      "template": {"metadata": {"labels": {"app": "reviews", "version": "v1"}},
+                                   "spec": {"containers": [{"name": "reviews", "image": "reviews:v1"}]}}}}
+
+
+def live(store: Store, *bodies: dict) -> None:
+    """What runs before the pipeline starts (applied by a person, not the pipeline)."""
+    from graylane.resources.document import Document, Source
+
+    store.apply([Document(body=b, source=Source("<test>", 1, i)) for i, b in enumerate(bodies)], actor="user:ops")
 
 
 def stage(ref: str, stype: str, name: str, requires: tuple[str, ...] = (), **fields: Any) -> dict:
@@ -74,6 +91,7 @@ def test_article_canary_weights_from_judgment_custom_params(tmp_path: Path) -> N
             ]}
 
     async def scenario(ex: Executor, store: Store) -> None:
+        live(store, SERVICE, DEPLOY_V1)
         eid = await _start(ex, body)
         await ex.wait_for_stage(eid, "设置灰度比例", {S.RUNNING})
         await ex.update_stage(eid, "设置灰度比例",
@@ -154,5 +172,61 @@ def test_artifact_manifest_patch_scale_undo_and_delete(tmp_path: Path) -> None:
         assert dep.body["spec"]["replicas"] == 1  # scaled to 3, then rolled back one revision
         replicas = [h.body["spec"]["replicas"] for h in store.history(dep.key)]
         assert replicas == [1, 3, 1]
+
+    run(tmp_path, scenario)
+
+
+ROUTE_CASES = [
+    # (what is live, what the stage applies, the finding, stage options)
+    ("subset-not-defined", [SERVICE, DEPLOY_V1, DEPLOY, DR], "v3",
+     'IST0101] (VirtualService default/reviews', 'Referenced host+subset in destinationrule '
+     'not found: "reviews+v3"'),
+    ("subset-selects-no-pods", [SERVICE, DEPLOY_V1, DR], "v2",
+     "IST0173] (DestinationRule default/reviews",
+     "The Subset v2 defined in the DestinationRule does not select any pods"),
+    ("host-not-found", [DEPLOY_V1, DEPLOY, DR], "v2", "IST0101] (VirtualService default/reviews",
+     'Referenced host not found: "reviews"'),
+]
+
+
+def _route_to(canary: str) -> dict:
+    return {**VS, "spec": {"hosts": ["reviews"], "http": [{"route": [
+        {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
+        {"destination": {"host": "reviews", "subset": canary}, "weight": 20}]}]}}
+
+
+@pytest.mark.parametrize(("case", "live_bodies", "canary", "origin", "finding"),
+                         [pytest.param(*c, id=c[0]) for c in ROUTE_CASES])
+def test_deploy_refuses_routes_into_nothing_before_applying(tmp_path: Path, case: str, live_bodies: list[dict],
+                                                            canary: str, origin: str, finding: str) -> None:
+    checked = {"application": "app", "name": "route", "stages": [
+        stage("1", "deployManifest", "shift traffic", manifests=[_route_to(canary)])]}
+    anyway = {"application": "app", "name": "route-anyway", "stages": [
+        stage("1", "deployManifest", "shift anyway", manifests=[_route_to(canary)], skipRouteCheck=True)]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        live(store, *live_bodies)
+        exe = await ex.wait_until_complete(await _start(ex, checked))
+        assert exe.status == S.TERMINAL
+        error = exe.stage("shift traffic").context["exception"]["details"]["error"]
+        assert error.startswith("stage shift traffic: nothing was applied: the routes would send traffic to nothing")
+        assert origin in error and finding in error and "set skipRouteCheck: true" in error
+        key = ResourceKey("networking.istio.io", "VirtualService", "default", "reviews")
+        assert store.get(key) is None  # refused before applying
+        exe = await ex.wait_until_complete(await _start(ex, anyway))
+        assert exe.status == S.SUCCEEDED, exe.stage("shift anyway").context.get("exception")
+        assert store.get(key) is not None  # the option turns the check off
+
+    run(tmp_path, scenario)
+
+
+def test_route_check_passes_when_subsets_exist_and_select_pods(tmp_path: Path) -> None:
+    body = {"application": "app", "name": "ok", "stages": [
+        stage("1", "deployManifest", "shift traffic", manifests=[_route_to("v2")])]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        live(store, SERVICE, DEPLOY_V1, DEPLOY, DR)
+        exe = await ex.wait_until_complete(await _start(ex, body))
+        assert exe.status == S.SUCCEEDED, exe.stage("shift traffic").context.get("exception")
 
     run(tmp_path, scenario)

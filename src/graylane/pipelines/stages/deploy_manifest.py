@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from graylane.errors import GraylaneError
-from graylane.pipelines import evaluation, manifests
+from graylane.pipelines import evaluation, manifests, route_check
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 from graylane.resources.document import Document, ResourceKey
+from graylane.resources.validate import check_apply
 
 DEFAULT_READY_TIMEOUT_S = 600.0
 
@@ -60,6 +61,15 @@ class DeployManifestTask(Task):
         docs = _order(await _manifest_docs(stage))
         ns = stage.context.get("namespaceOverride") or None
         target = await stage.services.target(stage.context.get("account"), ns)
+        if not stage.context.get(route_check.OPTION):
+            checked = [d.with_namespace(ns) for d in docs] if ns else docs
+            check_apply(checked)  # what a cluster refuses is reported first, as the apply would
+            blocking = route_check.blocking_findings(checked, await route_check.live_resources(target))
+            if blocking:
+                return TaskResult.terminal(
+                    f"stage {stage.name}: nothing was applied: the routes would send traffic to nothing: "
+                    f"{route_check.describe(blocking)} (set {route_check.OPTION}: true on the stage to apply "
+                    "anyway)", {"routeCheck": [f.message for f in blocking]})
         applied = await target.apply(docs, actor=stage.actor, namespace_override=ns)
         keys = [a.key for a in applied]
         outputs = {
