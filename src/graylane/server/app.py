@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from graylane import __version__
 from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
@@ -94,6 +96,18 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
         return JSONResponse({"error": {"message": exc.message, "where": exc.where, "hint": exc.hint}},
                             status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": {"message": str(first.get("msg", "invalid request")), "where": where or None,
+                                       "hint": None}}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": {"message": str(exc.detail), "where": request.url.path, "hint": None}},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
