@@ -251,48 +251,60 @@ class Pools:
         return None
 
     async def acquire(self, cluster: Cluster, ep: EndpointState) -> tuple[UpstreamConnection, bool]:
-        """A connection to `ep` (reused when idle), honouring maxConnections / pending limits: (conn, reused)."""
+        """A connection to `ep` (reused when idle), honouring maxConnections / pending limits: (conn, reused).
+
+        As in Envoy's HTTP/1 pool, a request without a ready connection is pending until it has one, connecting
+        included; when http1MaxPendingRequests are already pending it overflows at once (503 UO).
+        """
         pool = self.pool(ep)
         limits = cluster.policy.pool
         counters = cluster.counters
-        idle_s = limits.idle_timeout_s
-        while True:
-            while pool.idle:
-                conn = pool.idle.pop()
-                if conn.closed:
-                    continue
-                if idle_s and self.loop.time() - conn.idle_since > idle_s:
-                    conn.close()  # idle too long (checked on reuse: no timer per request)
-                    continue
-                return conn, True
-            if counters.connections < limits.max_connections:
-                break
-            # At maxConnections: free an idle connection of another endpoint, or wait as a pending request.
-            if self._evict_idle(cluster):
-                continue
-            if counters.pending >= limits.max_pending:
-                raise UpstreamOverflow(f"cluster {cluster.name} overflow")
-            fut: asyncio.Future[None] = self.loop.create_future()
-            self.waiters.setdefault(cluster.name, deque()).append(fut)
-            counters.pending += 1
-            try:
-                await fut
-            finally:
-                counters.pending -= 1
-        counters.connections += 1
-        conn = UpstreamConnection(pool)
-        pool.open.add(conn)
-        pool.owners[conn] = cluster
+        conn = self._take_idle(pool, limits.idle_timeout_s)
+        if conn is not None:
+            return conn, True
+        if counters.pending >= limits.max_pending:
+            raise UpstreamOverflow(f"cluster {cluster.name} overflow")
+        counters.pending += 1
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: conn, ep.host, ep.port),
-                                   limits.connect_timeout_s)
-        except (TimeoutError, OSError) as exc:
-            pool.forget(conn)
-            raise UpstreamConnectFailure(f"connect to {ep.address}: {exc}") from None
-        except BaseException:
-            pool.forget(conn)
-            raise
-        return conn, False
+            while True:
+                conn = self._take_idle(pool, limits.idle_timeout_s)
+                if conn is not None:
+                    return conn, True
+                if counters.connections < limits.max_connections:
+                    break
+                # At maxConnections: free an idle connection of another endpoint, or wait for one to close.
+                if self._evict_idle(cluster):
+                    continue
+                fut: asyncio.Future[None] = self.loop.create_future()
+                self.waiters.setdefault(cluster.name, deque()).append(fut)
+                await fut
+            counters.connections += 1
+            conn = UpstreamConnection(pool)
+            pool.open.add(conn)
+            pool.owners[conn] = cluster
+            try:
+                await asyncio.wait_for(self.loop.create_connection(lambda: conn, ep.host, ep.port),
+                                       limits.connect_timeout_s)
+            except (TimeoutError, OSError) as exc:
+                pool.forget(conn)
+                raise UpstreamConnectFailure(f"connect to {ep.address}: {exc}") from None
+            except BaseException:
+                pool.forget(conn)
+                raise
+            return conn, False
+        finally:
+            counters.pending -= 1
+
+    def _take_idle(self, pool: EndpointPool, idle_s: float) -> UpstreamConnection | None:
+        while pool.idle:
+            conn = pool.idle.pop()
+            if conn.closed:
+                continue
+            if idle_s and self.loop.time() - conn.idle_since > idle_s:
+                conn.close()  # idle too long (checked on reuse: no timer per request)
+                continue
+            return conn
+        return None
 
     def _evict_idle(self, cluster: Cluster) -> bool:
         for ep in cluster.endpoints:
