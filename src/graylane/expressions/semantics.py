@@ -52,6 +52,8 @@ class Meter:
         self.size += n
         if self.size > self.max_size:
             raise LimitExceeded(f"the expression builds more than {self.max_size} characters or items in total")
+        if n > 4096:  # big values take time to build (parsing a document): look at the clock
+            self.check_time()
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:

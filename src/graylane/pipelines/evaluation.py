@@ -5,16 +5,29 @@ Until the expressions package is installed, values pass through unevaluated and 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from graylane.errors import GraylaneError
 
 
 class ExpressionsUnavailable(GraylaneError):
     """The expressions package is not installed in this build."""
+
+
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` (an evaluation) in a worker thread, so the event loop keeps answering meanwhile.
+
+    Expressions are bounded by their own budgets (steps, size, `max_time_s`); this keeps even a budget's
+    worth of work away from /healthz, the API and every other execution.
+    """
+    return await asyncio.to_thread(fn, *args)
 
 
 def _module() -> Any | None:

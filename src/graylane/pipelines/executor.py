@@ -20,7 +20,7 @@ from typing import Any
 
 from graylane.errors import Conflict, GraylaneError, NotFound
 from graylane.events import EventBus
-from graylane.pipelines import concurrency, planning
+from graylane.pipelines import concurrency, evaluation, planning
 from graylane.pipelines.commands import Commands, Tx
 from graylane.pipelines.execution import Execution, Stage, Task, new_execution
 from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
@@ -285,7 +285,7 @@ class Executor(Commands):
             # StartExecution / startNext push a StartStage for each at once
             for stage in exe.stages:
                 if exe.status == S.RUNNING and stage.status == S.NOT_STARTED and self._is_startable(exe, stage):
-                    self._start_stage(exe, stage, tx)
+                    await evaluation.off_loop(self._start_stage, exe, stage, tx)  # evaluates expressions
                     progressed = True
             for stage in exe.stages:
                 if exe.status != S.RUNNING:

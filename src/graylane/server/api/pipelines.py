@@ -236,7 +236,7 @@ async def evaluate(request: Request, execution_id: str) -> dict[str, Any]:
         raise ValidationError("`expression` is required")
     user, _ = _who(request)
     exe = _executor(request).get(execution_id).to_json()
-    return dict(evaluation.evaluate_for_execution(exe, expression, body.get("stage"), user))
+    return dict(await evaluation.off_loop(evaluation.evaluate_for_execution, exe, expression, body.get("stage"), user))
 
 
 async def _events(request: Request, execution_id: str | None) -> AsyncIterator[dict[str, Any]]:
