@@ -122,7 +122,9 @@ async def test_scale_up_down_and_delete(store: Store, runtime: Runtime, state_di
 
 async def test_unknown_image_sets_a_condition_and_breaks_nothing_else(store: Store, runtime: Runtime) -> None:
     bad = deployment(name="web")
-    bad["spec"]["template"]["spec"]["containers"][0] = {"name": "web", "image": "nginx:1.25"}
+    # It declares its port: without one (and without a probe) it would be Ready as soon as it runs.
+    bad["spec"]["template"]["spec"]["containers"][0] = {"name": "web", "image": "nginx:1.25",
+                                                         "ports": [{"containerPort": 80}]}
     store.apply([bad, deployment()], actor="user:test")
     await runtime.wait_ready([KEY], timeout=20)
     status = await eventually(lambda: runtime.deployment_status("default", "web"), what="web status")

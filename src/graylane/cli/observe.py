@@ -67,6 +67,22 @@ def render_graph(graph: dict[str, Any]) -> Group:
     return Group(*trees)
 
 
+def sampling_note(percent: float, options_file: str) -> list[str]:
+    """What `graylane traces` says under its table: how many requests get traced, and how to change it.
+
+    >>> sampling_note(1.0, "/s/mesh-options.json")[0]
+    "sampling: 1% of requests start a trace (Istio's default is 1%); a caller's own sampled flag wins"
+    """
+    lines = [f"sampling: {percent:g}% of requests start a trace (Istio's default is 1%); "
+             "a caller's own sampled flag wins"]
+    if percent < 100:
+        lines.append(f'to trace every request: set "trace_sampling": 100 in {options_file} (the mesh applies it '
+                     "within a second), or send one request with the header x-b3-sampled: 1")
+    else:
+        lines.append(f'to trace fewer: lower "trace_sampling" (percent) in {options_file}')
+    return lines
+
+
 def register(app: typer.Typer) -> None:
     @app.command("graph")
     def graph_cmd(
@@ -105,7 +121,7 @@ def register(app: typer.Typer) -> None:
         lookback: str = typer.Option(None, "--lookback", help="Only traces started within, e.g. 15m."),
         output: str = typer.Option("table", "-o", "--output", help="table or json."),
     ) -> None:
-        """Recent traces, newest first."""
+        """Recent traces, newest first, and the share of requests that get traced (sampling)."""
         params: dict[str, Any] = {"limit": limit}
         if tag:
             params["tag"] = tag
@@ -129,7 +145,18 @@ def register(app: typer.Typer) -> None:
             services = ", ".join(s.split(".")[0] for s in t["services"])
             table.add_row(t["traceId"], t["rootService"].split(".")[0], str(t["spanCount"]),
                           _fmt_ms(t["durationUs"] / 1000), str(t["errors"]), services)
-        Console().print(table)
+        console = Console(highlight=False)
+        if data:
+            console.print(table)
+        else:
+            console.print("no traces found")
+        # The control plane pushes the options of this same state folder (graylane.mesh.control.read_options).
+        from graylane.mesh.control import MESH_OPTIONS_FILE, read_options
+        from graylane.settings import state_dir
+
+        state = state_dir()
+        for line in sampling_note(read_options(state).trace_sampling, str(state / MESH_OPTIONS_FILE)):
+            console.print(line, style="dim", soft_wrap=True)
 
     @app.command("trace")
     def trace_cmd(trace_id: str, output: str = typer.Option("waterfall", "-o", "--output",

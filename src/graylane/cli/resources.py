@@ -1,8 +1,8 @@
 """kubectl-like resource commands over the API: apply, diff, delete, get, describe, history; and `server`.
 
 Every command parses its arguments, calls the control plane through `ApiClient`, and prints.
-`apply --wait` calls each function in `APPLY_WAITERS` (default: the mesh ACK endpoint); other
-areas may append their own waiter (signature: `(client, apply_response, timeout_s) -> None`).
+`apply --wait` calls each function in `APPLY_WAITERS` (graylane.cli.apply_wait: rollouts, then the
+mesh ACK); other areas may append their own waiter (signature: `(client, apply_response, timeout_s) -> None`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from graylane.cli.apply_wait import APPLY_WAITERS
 from graylane.cli.client import ApiClient
+from graylane.cli.columns import COLUMNS, WIDE, dig
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.resources.load import load_text
 from graylane.resources.yamlsafe import read_stdin, read_text
@@ -33,8 +34,6 @@ DIFF_FOUND = 1  # `graylane diff` exit code when applying would change something
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ApplyWaiter = Callable[[ApiClient, dict[str, Any], float], None]
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -163,82 +162,13 @@ def _dump(data: Any, fmt: str) -> None:
         out.print(escape(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()))
 
 
-# -- columns for `get` -------------------------------------------------------------------------
-
-def _dig(body: dict[str, Any], *path: str, default: Any = None) -> Any:
-    cur: Any = body
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return default
-        cur = cur[p]
-    return cur
-
-
-def _json_list(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":")) if value else ""
-
-
-def _ports(body: dict[str, Any]) -> str:
-    ports = _dig(body, "spec", "ports", default=[]) or []
-    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports if isinstance(p, dict)) or "<none>"
-
-
-def _selector(sel: Any) -> str:
-    return ",".join(f"{k}={v}" for k, v in sel.items()) if isinstance(sel, dict) and sel else "<none>"
-
-
-def _containers(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in _dig(body, "spec", "template", "spec", "containers", default=[]) or [] if isinstance(c, dict)]
-
-
-Column = tuple[str, Callable[[dict[str, Any]], str]]
-
-_COLUMNS: dict[str, list[Column]] = {
-    "Deployment": [
-        ("READY", lambda b: f"{_dig(b, 'status', 'readyReplicas', default=0)}/"
-                            f"{_dig(b, 'spec', 'replicas', default=1)}"),
-        ("UP-TO-DATE", lambda b: str(_dig(b, "status", "updatedReplicas", default=0))),
-        ("AVAILABLE", lambda b: str(_dig(b, "status", "availableReplicas", default=0))),
-    ],
-    "Service": [
-        ("TYPE", lambda b: str(_dig(b, "spec", "type", default="ClusterIP"))),
-        ("CLUSTER-IP", lambda b: str(_dig(b, "spec", "clusterIP", default="<none>"))),
-        ("EXTERNAL-IP", lambda b: "<none>"),
-        ("PORT(S)", _ports),
-    ],
-    "VirtualService": [
-        ("GATEWAYS", lambda b: _json_list(_dig(b, "spec", "gateways"))),
-        ("HOSTS", lambda b: _json_list(_dig(b, "spec", "hosts"))),
-    ],
-    "DestinationRule": [("HOST", lambda b: str(_dig(b, "spec", "host", default="")))],
-    "Gateway": [("URLS", lambda b: ",".join(_dig(b, "status", "urls", default=[]) or []) or "<none>")],
-    "ServiceEntry": [
-        ("HOSTS", lambda b: _json_list(_dig(b, "spec", "hosts"))),
-        ("LOCATION", lambda b: str(_dig(b, "spec", "location", default=""))),
-        ("RESOLUTION", lambda b: str(_dig(b, "spec", "resolution", default=""))),
-    ],
-    "ConfigMap": [("DATA", lambda b: str(len(b.get("data") or {}) + len(b.get("binaryData") or {})))],
-    "Secret": [("TYPE", lambda b: str(b.get("type", "Opaque"))),
-               ("DATA", lambda b: str(len(b.get("data") or {}) + len(b.get("stringData") or {})))],
-    "Namespace": [("STATUS", lambda b: str(_dig(b, "status", "phase", default="Active")))],
-}
-_WIDE: dict[str, list[Column]] = {
-    "Deployment": [
-        ("CONTAINERS", lambda b: ",".join(str(c.get("name", "")) for c in _containers(b))),
-        ("IMAGES", lambda b: ",".join(str(c.get("image", "")) for c in _containers(b))),
-        ("SELECTOR", lambda b: _selector(_dig(b, "spec", "selector", "matchLabels"))),
-    ],
-    "Service": [("SELECTOR", lambda b: _selector(_dig(b, "spec", "selector")))],
-    "DestinationRule": [("SUBSETS", lambda b: ",".join(str(s.get("name", "")) for s in
-                                                       _dig(b, "spec", "subsets", default=[]) or []))],
-}
-
+# -- `get` ---------------------------------------------------------------------------------------
 
 def _matches(body: dict[str, Any], selector: str | None) -> bool:
     """Equality label selectors: `app=web,version!=v1`, or `app` for "has label"."""
     if not selector:
         return True
-    labels = _dig(body, "metadata", "labels", default={}) or {}
+    labels = dig(body, "metadata", "labels", default={}) or {}
     for term in filter(None, (s.strip() for s in selector.split(","))):
         if "!=" in term:
             k, v = term.split("!=", 1)
@@ -267,9 +197,9 @@ def render_get(items: list[dict[str, Any]], output: str | None, all_namespaces: 
         return
     kinds = {str(i.get("kind")) for i in items}
     kind = kinds.pop() if len(kinds) == 1 else ""
-    cols = _COLUMNS.get(kind, [])
+    cols = COLUMNS.get(kind, [])
     # kubectl puts the wide columns after AGE; kinds without any show their generation.
-    wide = (_WIDE.get(kind) or [("GENERATION", lambda b: str(_dig(b, "metadata", "generation", default="")))]
+    wide = (WIDE.get(kind) or [("GENERATION", lambda b: str(dig(b, "metadata", "generation", default="")))]
             if output == "wide" else [])
     headers = ((["NAMESPACE"] if all_namespaces else []) + ["NAME"] + [c[0] for c in cols] + ["AGE"]
                + [c[0] for c in wide])
@@ -366,43 +296,6 @@ def get_pods(client: ApiClient, names: list[str], namespace: str | None, output:
                     str(p.get("pid") or "<none>")]
         rows.append(row)
     print_table(headers, rows)
-
-
-# -- waiting after apply -----------------------------------------------------------------------
-
-def wait_for_rollouts(client: ApiClient, response: dict[str, Any], timeout: float) -> None:
-    """Every Deployment the apply changed rolls out (as `graylane rollout status deploy/NAME`)."""
-    changed = [r for r in response["results"] if r["kind"] == "Deployment" and r["action"] != "unchanged"]
-    if not changed:
-        return
-    try:
-        from graylane.cli.lifecycle import rollout_status
-    except ImportError:
-        err.print("note: this Graylane has no rollout status; not waiting for Deployments")
-        return
-    deadline = time.monotonic() + timeout
-    for r in changed:
-        rollout_status(f"deploy/{r['name']}", r["namespace"], max(1.0, deadline - time.monotonic()))
-
-
-def wait_for_mesh(client: ApiClient, response: dict[str, Any], timeout: float) -> None:
-    """`GET /api/v1/mesh/ack?revision=N&timeout=S`: returns once the data plane serves revision N."""
-    timeout = min(max(timeout, 1.0), 600.0)  # the endpoint's bounds
-    try:
-        ack = client.get("/api/v1/mesh/ack", params={"revision": response["revision"], "timeout": timeout},
-                         timeout=timeout + 10)
-    except NotFound as exc:
-        if exc.message != "Not Found":  # the endpoint exists and said something specific
-            raise
-        err.print("note: this control plane has no mesh ACK endpoint; not waiting")
-        return
-    took = ack.get("seconds") if isinstance(ack, dict) else None
-    suffix = f" ({took * 1000:.0f} ms after the change was committed)" if isinstance(took, int | float) else ""
-    out.print(escape(f"revision {response['revision']} is served by the mesh{suffix}"))
-
-
-# Run in order by `apply --wait`: workloads first (new endpoints), then the routes that use them.
-APPLY_WAITERS: list[ApplyWaiter] = [wait_for_rollouts, wait_for_mesh]
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -564,7 +457,7 @@ def register(app: typer.Typer) -> None:
         out.print(escape(f"{'Kind:':<14}{body.get('kind', '')}"))
         if body.get("kind") == "Deployment":
             st = body.get("status") or {}
-            out.print(escape(f"{'Replicas:':<14}{_dig(body, 'spec', 'replicas', default=1)} desired | "
+            out.print(escape(f"{'Replicas:':<14}{dig(body, 'spec', 'replicas', default=1)} desired | "
                              f"{st.get('updatedReplicas', 0)} updated | {st.get('replicas', 0)} total | "
                              f"{st.get('availableReplicas', 0)} available | "
                              f"{st.get('unavailableReplicas', 0)} unavailable"))

@@ -1,15 +1,46 @@
-"""`graylane route` (offline explainer, same routing code as the proxy) and `graylane proxy` (the data plane)."""
+"""`graylane route` (explainer, same routing code as the proxy) and `graylane proxy` (the data plane).
+
+`route -f FILES` explains a request against files alone; without `-f` it reads the live resources,
+endpoints and sidecars from the control plane API and runs the same code on them.
+"""
 
 from __future__ import annotations
 
 import json
 import random
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from graylane.errors import GraylaneError, NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from graylane.cli.client import ApiClient
+    from graylane.mesh.state import Endpoint, Sidecar
+
+
+@dataclass(frozen=True)
+class LiveMesh:
+    """What the control plane serves: where it is, and its replicas (None without a local runtime)."""
+
+    url: str
+    endpoints: list[Endpoint] | None
+    sidecars: list[Sidecar] | None
+
+
+def fetch_live(client: ApiClient) -> tuple[list[dict[str, Any]], LiveMesh]:
+    """Every stored resource (all namespaces) and the runtime's endpoints and sidecars."""
+    from graylane.mesh.state import Endpoint, Sidecar
+
+    resources = [r for r in client.get("/api/v1/resources")["items"] if isinstance(r, dict)]
+    try:
+        live = client.get("/api/v1/mesh/endpoints")
+    except GraylaneError:  # no local runtime in that control plane (e.g. it deploys to Kubernetes)
+        return resources, LiveMesh(client.base_url, None, None)
+    return resources, LiveMesh(client.base_url, [Endpoint(**e) for e in live.get("items") or []],
+                               [Sidecar(**s) for s in live.get("sidecars") or []])
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -20,8 +51,13 @@ def _parse_header(text: str) -> tuple[str, str]:
 
 
 def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = None, gateway: str | None = None,
-            headers: list[tuple[str, str]] | None = None, method: str = "GET", count: int = 0) -> dict[str, Any]:
-    """What the mesh would do with one request, computed by `RouteTable.route` exactly as the proxy does."""
+            headers: list[tuple[str, str]] | None = None, method: str = "GET", count: int = 0,
+            live: LiveMesh | None = None) -> dict[str, Any]:
+    """What the mesh would do with one request, computed by `RouteTable.route` exactly as the proxy does.
+
+    With `live`, the runtime's replicas are the endpoints and the source's own sidecar is used;
+    otherwise every Deployment in `resources` counts as ready replicas.
+    """
     from urllib.parse import urlsplit
 
     from graylane.mesh.config import compile_snapshot, endpoints_from_deployments
@@ -31,26 +67,39 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
     if bool(source) == bool(gateway):
         raise ValidationError("give exactly one of --from WORKLOAD or --gateway NAME")
     endpoints, notes = endpoints_from_deployments(resources)
-    sidecars = []
+    if live is not None and live.endpoints is not None:
+        endpoints, notes = live.endpoints, []
+    elif live is not None:
+        notes.append("the control plane runs no local runtime: every Deployment counts as ready replicas")
+    sidecars: list[Sidecar] = []
     if source:
         ns, _, name = source.rpartition("/")
         deps = [r for r in resources if r.get("kind") == "Deployment" and r["metadata"].get("name") == name
                 and (not ns or (r["metadata"].get("namespace") or "default") == ns)]
         if not deps:
             known = sorted(r["metadata"].get("name", "") for r in resources if r.get("kind") == "Deployment")
-            raise NotFound(f"no Deployment {source!r} in the input", where="--from",
+            raise NotFound(f"no Deployment {source!r} in {'the live mesh' if live else 'the input'}", where="--from",
                            hint=f"known: {', '.join(known) or 'none'}; the source must be a Deployment")
         dep = deps[0]
         tmpl = (dep.get("spec") or {}).get("template") or {}
-        sidecars.append(Sidecar(dep["metadata"].get("namespace") or "default", f"{name}-0",
+        dep_ns = dep["metadata"].get("namespace") or "default"
+        running = [s for s in (live.sidecars if live is not None else None) or ()
+                   if s.workload == name and s.namespace == dep_ns]
+        if running:
+            sidecars.append(running[0])
+        elif live is not None and live.sidecars is not None:
+            notes.append(f"no replica of {dep_ns}/{name} is running: routed as if from its pod template")
+        if not sidecars:
+            sidecars.append(Sidecar(dep["metadata"].get("namespace") or "default", f"{name}-0",
                                 dict((tmpl.get("metadata") or {}).get("labels") or {}), 1, name,
                                 str((tmpl.get("spec") or {}).get("serviceAccountName") or "default")))
     snapshot = compile_snapshot(resources, endpoints, sidecars, MeshOptions(gateway_port_map={}), 1)
     table = RouteTable(snapshot)
     for cluster in table.clusters.values():
         if cluster.subset and not cluster.endpoints:
-            notes.append(f"subset {cluster.subset} of {cluster.service}: no Deployment in the input matches it; "
-                         "requests routed there get 503 UH")
+            what = ("no ready replica matches it" if live is not None and live.endpoints is not None
+                    else "no Deployment in the input matches it")
+            notes.append(f"subset {cluster.subset} of {cluster.service}: {what}; requests routed there get 503 UH")
     if source:
         listener = next(iter(lst for lst in table.listeners.values() if lst.kind == "sidecar"))
     else:
@@ -59,7 +108,8 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         candidates = [lst for lst in table.listeners.values() if lst.kind == "gateway" and ref in lst.gateways]
         if not candidates:
             known = sorted({g for lst in table.listeners.values() for g in lst.gateways})
-            raise NotFound(f"no Gateway {ref} with an HTTP server in the input", where="--gateway",
+            raise NotFound(f"no Gateway {ref} with an HTTP server in {'the live mesh' if live else 'the input'}",
+                           where="--gateway",
                            hint=f"known: {', '.join(known) or 'none'}")
         listener = candidates[0]
     parts = urlsplit(url if "://" in url else f"http://{url}")
@@ -73,6 +123,7 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
     d = table.route(req, listener, random.Random(0), explain=True)
     rule = d.rule
     out: dict[str, Any] = {
+        "input": f"live mesh at {live.url}" if live is not None else "files",
         "request": {"method": req.method, "url": url, "headers": hmap},
         "from": {"kind": listener.kind, "name": listener.name, "namespace": listener.source.namespace,
                  "workload": listener.source.workload, "labels": dict(listener.source.labels),
@@ -143,6 +194,8 @@ def _print_text(result: dict[str, Any]) -> None:
     who = f"gateway {', '.join(src['gateways'])}" if src["kind"] == "gateway" else \
         f"{src['namespace']}/{src['workload']} (sidecar)"
     con.print(f"[bold]{result['request']['method']} {result['request']['url']}[/] from {who}", highlight=False)
+    if result.get("input", "files") != "files":
+        con.print(f"explained against the {result['input']}", highlight=False)
     con.print(f"host            {result['host']}", highlight=False)
     con.print(f"VirtualService  {result['virtualService'] or '(none: default route to the whole Service)'}",
               highlight=False)
@@ -186,7 +239,8 @@ def register(app: typer.Typer) -> None:
     @app.command("route")
     def route_cmd(
         url: str = typer.Argument(..., help="e.g. http://reviews:9080/reviews/0 or http://bookinfo.example/productpage"),
-        files: list[str] = typer.Option(..., "-f", "--filename", help="YAML files or folders (- for stdin)"),
+        files: list[str] = typer.Option(None, "-f", "--filename",
+                                        help="YAML files or folders (- for stdin); default: the live mesh"),
         source: str = typer.Option(None, "--from", help="source Deployment name (or ns/name)"),
         gateway: str = typer.Option(None, "--gateway", help="Gateway name (or ns/name) the request enters"),
         header: list[str] = typer.Option([], "-H", "--header", help="'name: value', repeatable"),
@@ -194,19 +248,24 @@ def register(app: typer.Typer) -> None:
         count: int = typer.Option(0, "--count", help="also show the split N requests would get"),
         output: str = typer.Option("text", "-o", "--output", help="text or json"),
     ) -> None:
-        """Explain offline what the mesh would do with one request (same code as the data plane)."""
-        from graylane.resources.load import load_paths
+        """Explain what the mesh would do with one request (same code as the data plane): files, or the live mesh."""
+        if output not in ("text", "json"):
+            raise ValidationError(f"unknown output {output!r}", where="-o", hint="use text or json")
+        live = None
+        if files:
+            from graylane.resources.load import load_paths
 
-        docs = load_paths(files)
-        resources = [d.body for d in docs]
+            resources = [d.body for d in load_paths(files)]
+        else:
+            from graylane.cli.client import ApiClient
+
+            resources, live = fetch_live(ApiClient())
         result = explain(resources, url, source=source, gateway=gateway,
-                         headers=[_parse_header(h) for h in header], method=method, count=count)
+                         headers=[_parse_header(h) for h in header], method=method, count=count, live=live)
         if output == "json":
             typer.echo(json.dumps(result, indent=2))
-        elif output == "text":
-            _print_text(result)
         else:
-            raise ValidationError(f"unknown output {output!r}", where="-o", hint="use text or json")
+            _print_text(result)
 
     @app.command("proxy")
     def proxy_cmd(

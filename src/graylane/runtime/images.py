@@ -2,7 +2,9 @@
 
 Knows resource bodies (dicts); knows nothing of processes or the store. An applied `LocalImage`
 (`graylane.io/v1alpha1`) always wins over a built-in entry; among applied ones the most specific
-pattern wins (an exact name first, then the pattern with the most literal characters).
+pattern wins (an exact name first, then the pattern with the most literal characters). Relative
+paths (a LocalImage's, or a Deployment container's `workingDir`) are resolved against the folder of
+the file they were applied from, recorded in the annotation `graylane.io/source-dir`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ log = logging.getLogger(__name__)
 LOCAL_IMAGE = "local"
 SOURCE_DIR_ANNOTATION = "graylane.io/source-dir"
 _WILDCARDS = "*?["
+# Tool images whose containers name their own command (Istio's samples/curl: `/bin/sleep infinity`):
+# that command runs as it is on this host.
+HOST_COMMAND_IMAGES = ("curlimages/curl", "busybox", "alpine")
+HOST_COMMAND_ORIGIN = "built-in (the container's own command, run on this host)"
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class ImageEntry:
     args: tuple[str, ...] = ()
     working_dir: str | None = None
     env: tuple[tuple[str, str], ...] = ()
-    origin: str = "built-in"  # "LocalImage ns/name" or "built-in"
+    origin: str = "built-in"  # "LocalImage ns/name", "built-in" or HOST_COMMAND_ORIGIN
 
     @property
     def specificity(self) -> tuple[int, int]:
@@ -111,17 +117,50 @@ def applied_entries(local_images: Iterable[Mapping[str, Any]]) -> list[ImageEntr
     return sorted(entries, key=lambda e: e.specificity, reverse=True)
 
 
+def host_command_entries() -> list[ImageEntry]:
+    """`curlimages/curl`, `docker.io/curlimages/curl:8.1`, ...: no command of their own."""
+    entries = []
+    for name in HOST_COMMAND_IMAGES:
+        names = [name, f"docker.io/{name}"] + ([f"docker.io/library/{name}"] if "/" not in name else [])
+        entries += [ImageEntry(pattern=p, origin=HOST_COMMAND_ORIGIN) for n in names for p in (n, f"{n}:*")]
+    return entries
+
+
 def builtin_entries() -> list[ImageEntry]:
-    """Graylane's shipped images (Bookinfo adds its own); absent modules are simply skipped."""
+    """Graylane's shipped images (Bookinfo adds its own, absent modules are skipped), then tool images."""
     try:
         from graylane.demos.bookinfo.images import BUILTIN_IMAGES  # type: ignore[import-not-found]
     except ImportError:
-        return []
+        BUILTIN_IMAGES = []  # noqa: N806
     except Exception:  # a broken demo module must not stop every workload
         log.warning("cannot load built-in images from graylane.demos.bookinfo.images", exc_info=True)
-        return []
-    entries = [entry_from_spec(spec) for spec in BUILTIN_IMAGES]
+        BUILTIN_IMAGES = []  # noqa: N806
+    entries = [entry_from_spec(spec) for spec in BUILTIN_IMAGES] + host_command_entries()
     return sorted((e for e in entries if e.pattern), key=lambda e: e.specificity, reverse=True)
+
+
+def needs_source_dir(body: Mapping[str, Any]) -> bool:
+    """A Deployment whose containers run `image: local` or name a relative `workingDir`."""
+    spec = ((body.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for c in spec.get("containers") or []:
+        if isinstance(c, Mapping) and (c.get("image") == LOCAL_IMAGE
+                                       or (c.get("workingDir") and not Path(str(c["workingDir"])).is_absolute())):
+            return True
+    return False
+
+
+def source_dir_of(body: Mapping[str, Any]) -> str | None:
+    """The folder `body` was applied from (`graylane apply -f FILE`), if recorded."""
+    value = ((body.get("metadata") or {}).get("annotations") or {}).get(SOURCE_DIR_ANNOTATION)
+    return str(value) if value else None
+
+
+def _in_folder(path: Any, base_dir: str | None) -> str | None:
+    if not path:
+        return base_dir
+    if base_dir and not Path(str(path)).is_absolute():
+        return str((Path(base_dir) / str(path)).resolve())
+    return str(path)
 
 
 def _python(argv: tuple[str, ...]) -> tuple[str, ...]:
@@ -132,8 +171,11 @@ def _python(argv: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def resolve(container: Mapping[str, Any], applied: list[ImageEntry],
-            builtins: list[ImageEntry] | None = None) -> Resolved | ImageNotRunnable:
+            builtins: list[ImageEntry] | None = None, *, base_dir: str | None = None) -> Resolved | ImageNotRunnable:
     """What `container` runs, Kubernetes-style: container command/args override the image's.
+
+    `base_dir` is the folder the Deployment was applied from: a relative `workingDir` is taken
+    against it, and an `image: local` container without one runs there.
 
     >>> resolve({"image": "local", "command": ["python", "app.py"]}, []).command[1]
     'app.py'
@@ -145,11 +187,15 @@ def resolve(container: Mapping[str, Any], applied: list[ImageEntry],
     if image == LOCAL_IMAGE:
         if not own_command and not own_args:
             return ImageNotRunnable(image, message='container with image "local" needs a command')
-        return Resolved(_python(own_command), own_args, own_dir, origin="image: local")
+        return Resolved(_python(own_command), own_args, _in_folder(own_dir, base_dir), origin="image: local")
     for entry in [*applied, *(builtin_entries() if builtins is None else builtins)]:
         if entry.matches(image):
+            if entry.origin == HOST_COMMAND_ORIGIN and not own_command:
+                return ImageNotRunnable(image, message=f'image "{image}" runs here only with the container\'s '
+                                        'own command (e.g. command: ["/bin/sleep", "infinity"])')
             # Kubernetes: command replaces ENTRYPOINT (and drops CMD); args replace CMD.
             command = own_command or entry.command
             args = own_args if (own_args or own_command) else entry.args
-            return Resolved(_python(command), args, own_dir or entry.working_dir, entry.env, entry.origin)
+            working_dir = _in_folder(own_dir, base_dir) if own_dir else entry.working_dir
+            return Resolved(_python(command), args, working_dir, entry.env, entry.origin)
     return ImageNotRunnable(image)

@@ -44,6 +44,7 @@ class Resources:
     secrets: dict[str, dict[str, Mapping[str, Any]]] = field(default_factory=dict)
     services: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     images: list[ImageEntry] = field(default_factory=list)
+    source_dirs: dict[tuple[str, str], str] = field(default_factory=dict)  # Deployment -> folder applied from
 
 
 def template_hash(template: Mapping[str, Any]) -> str:
@@ -72,10 +73,11 @@ def grace_period_s(template: Mapping[str, Any]) -> float:
 
 
 def build_launch(template: Mapping[str, Any], pod: PodIdentity, res: Resources,
-                 base_env: Mapping[str, str] | None = None) -> LaunchSpec | LaunchProblem:
-    """What to run for `pod` from its template, or why it cannot run."""
+                 base_env: Mapping[str, str] | None = None, *,
+                 source_dir: str | None = None) -> LaunchSpec | LaunchProblem:
+    """What to run for `pod` from its template, or why it cannot run (`source_dir`: see images.resolve)."""
     container = main_container(template)
-    resolved = resolve(container, res.images)
+    resolved = resolve(container, res.images, base_dir=source_dir)
     if isinstance(resolved, ImageNotRunnable):
         return LaunchProblem(resolved.reason, resolved.message)
     try:
@@ -91,13 +93,15 @@ def build_launch(template: Mapping[str, Any], pod: PodIdentity, res: Resources,
         return LaunchProblem("ImageNotRunnableLocally", f'image "{container.get("image")}" has no command')
     cwd = resolved.working_dir
     if cwd and not os.path.isdir(cwd):
-        return LaunchProblem("CreateContainerError", f"workingDir {cwd} does not exist")
+        where = "" if os.path.isabs(cwd) else (f" (relative to the control plane's folder {os.getcwd()}: "
+                                               "apply the Deployment from a file to use the file's folder)")
+        return LaunchProblem("CreateContainerError", f"workingDir {cwd} does not exist{where}")
     return LaunchSpec(tuple(argv), env, cwd, container)
 
 
 def index_resources(stored: Mapping[str, Sequence[Any]]) -> Resources:
     """Build `Resources` from store listings {kind: [StoredResource]}."""
-    from graylane.runtime.images import applied_entries
+    from graylane.runtime.images import applied_entries, source_dir_of
 
     res = Resources()
     for item in stored.get("Deployment", []):
@@ -105,6 +109,9 @@ def index_resources(stored: Mapping[str, Sequence[Any]]) -> Resources:
         md = body.get("metadata") or {}
         key = (str(md.get("namespace") or "default"), str(md.get("name")))
         res.deployments[key] = body
+        folder = source_dir_of(body)
+        if folder:
+            res.source_dirs[key] = folder
         res.versions[key] = str(getattr(item, "generation", None) or getattr(item, "resource_version", "") or "")
     for kind, target in (("ConfigMap", res.config_maps), ("Secret", res.secrets)):
         for item in stored.get(kind, []):

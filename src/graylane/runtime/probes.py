@@ -45,6 +45,23 @@ class ProbeSpec:
                    failure_threshold=int(raw.get("failureThreshold", 3)))
 
 
+def readiness_spec(container: Mapping[str, Any]) -> ProbeSpec | None:
+    """The container's readinessProbe; without one, None (Ready once running) or a wait for its port.
+
+    Kubernetes marks a container without a readinessProbe Ready as soon as it runs, ports or not, so
+    a pod that declares no ports (Istio's `samples/curl`: `sleep infinity`) is Ready at once. One that
+    declares a containerPort is Ready once that port accepts connections: the data plane sends it
+    traffic at once, and where Envoy would retry a refused connection on another replica, a lone
+    local replica that is still starting has none.
+    """
+    raw = container.get("readinessProbe")
+    if raw:
+        return ProbeSpec.from_k8s(raw)
+    if container.get("ports"):
+        return ProbeSpec.from_k8s(None, default_action={"tcpSocket": {}})
+    return None
+
+
 def resolve_port(port: Any, container: Mapping[str, Any], local_port: int) -> int:
     """Map a probe's port (number or name) to where the process listens locally."""
     ports = container.get("ports") or []

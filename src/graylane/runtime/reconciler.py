@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,62 +33,14 @@ from graylane.runtime.launch import (
     template_hash,
 )
 from graylane.runtime.plan import ActionKind, ObservedPod, desired_from, plan
-from graylane.runtime.probes import ProbeSpec, ProbeTracker, run_probe
+from graylane.runtime.probes import ProbeSpec, ProbeTracker, readiness_spec, run_probe
 from graylane.runtime.process import PodRecord, Process, RecordStore, describe_exit, log_path, rotate_if_large
+from graylane.runtime.replica import Phase, Replica, free_port
 from graylane.runtime.status import PodState, Problem, deployment_status
 
 log = logging.getLogger(__name__)
 
 WATCHED_KINDS = ("Deployment", "LocalImage", "ConfigMap", "Secret", "Service")
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    CRASH_LOOP = "CrashLoopBackOff"
-    TERMINATING = "Terminating"
-    FAILED = "Error"
-
-
-def free_port(taken: Iterable[int] = ()) -> int:
-    busy = set(taken)
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in busy:
-            return port
-
-
-@dataclass
-class Replica:
-    rec: PodRecord
-    proc: Process | None = None
-    phase: Phase = Phase.PENDING
-    ready: bool = False
-    reason: str = "ContainerCreating"
-    ready_seq: int = 0
-    next_start: float = 0.0
-    started_mono: float = 0.0
-    terminating: bool = False
-    probe_task: asyncio.Task[None] | None = None
-    stop_task: asyncio.Task[None] | None = None
-    launch: LaunchSpec | None = None
-    adopted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def logger(self) -> ReplicaLogger:
-        return ReplicaLogger(log, {"namespace": self.rec.namespace, "deployment": self.rec.deployment,
-                                   "replica": self.rec.name, "pid": self.rec.pid})
-
-
-class ReplicaLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Puts `namespace/replica (pid N)` in front of every line and the fields in `extra`."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = self.extra or {}
-        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
-        return f"{extra.get('namespace')}/{extra.get('replica')} (pid {extra.get('pid')}): {msg}", kwargs
 
 
 class Runtime:
@@ -256,8 +205,8 @@ class Runtime:
                 r.ready, r.reason = True, ""
             log.info("re-adopted %s (pid %s, %s)", r.rec.key, r.rec.pid, "ready" if ok else "not ready")
             template = self._template(r)
-            launch = (build_launch(template, self._identity(r.rec, template), self.res, self.base_env)
-                      if template else None)
+            launch = (build_launch(template, self._identity(r.rec, template), self.res, self.base_env,
+                                   source_dir=self._source_dir(r)) if template else None)
             if isinstance(launch, LaunchSpec):
                 r.launch = launch
                 r.probe_task = asyncio.create_task(self._probe_loop(r, launch, adopted=True))
@@ -275,7 +224,9 @@ class Runtime:
         if template is None:
             return False
         container = main_container(template)
-        spec = ProbeSpec.from_k8s(container.get("readinessProbe"), default_action={"tcpSocket": {}})
+        spec = readiness_spec(container)
+        if spec is None:  # no probe, no port: Ready while it runs
+            return True
         result = await run_probe(spec, container, r.rec.port)
         return result.ok
 
@@ -323,7 +274,8 @@ class Runtime:
         template = self._template(r)
         if body is None or template is None:
             return  # outdated or orphaned: the controller will remove it
-        launch = build_launch(template, self._identity(r.rec, template), self.res, self.base_env)
+        launch = build_launch(template, self._identity(r.rec, template), self.res, self.base_env,
+                              source_dir=self._source_dir(r))
         if isinstance(launch, LaunchProblem):
             self.problems[(r.rec.namespace, r.rec.deployment)] = launch
             r.phase, r.reason = Phase.FAILED, f"{launch.reason}: {launch.message}"
@@ -353,6 +305,9 @@ class Runtime:
         r.probe_task = asyncio.create_task(self._probe_loop(r, launch))
         self._bump()
 
+    def _source_dir(self, r: Replica) -> str | None:
+        return self.res.source_dirs.get((r.rec.namespace, r.rec.deployment))
+
     def _identity(self, rec: PodRecord, template: Mapping[str, Any]) -> PodIdentity:
         md = template.get("metadata") or {}
         return PodIdentity(namespace=rec.namespace, name=rec.name, labels=rec.labels,
@@ -362,7 +317,14 @@ class Runtime:
     async def _probe_loop(self, r: Replica, launch: LaunchSpec, *, adopted: bool = False) -> None:
         container = launch.container
         explicit = container.get("readinessProbe")
-        readiness = ProbeTracker(ProbeSpec.from_k8s(explicit, default_action={"tcpSocket": {}}), healthy=r.ready)
+        spec = readiness_spec(container)
+        readiness = ProbeTracker(spec or ProbeSpec(), healthy=r.ready)
+        if spec is None and not r.ready and not r.terminating:  # Kubernetes: Ready as soon as it runs
+            r.ready, r.reason = True, ""
+            r.logger().info("ready (running; no readinessProbe and no ports)")
+            self._bump()
+            r.ready_seq = self.seq
+            self._wake.set()
         liveness_raw = container.get("livenessProbe")
         liveness = ProbeTracker(ProbeSpec.from_k8s(liveness_raw), healthy=True) if liveness_raw else None
         started = time.monotonic() - (3600.0 if adopted else 0.0)
@@ -371,7 +333,7 @@ class Runtime:
         try:
             while r.proc is not None and not r.terminating:
                 now = time.monotonic()
-                if now >= due_ready and (explicit or not r.ready):
+                if spec is not None and now >= due_ready and (explicit or not r.ready):
                     result = await run_probe(readiness.spec, container, r.rec.port, launch.env, launch.cwd)
                     due_ready = time.monotonic() + readiness.spec.period_s
                     if readiness.record(result) and not r.terminating and r.proc is not None:
@@ -391,7 +353,7 @@ class Runtime:
                         r.logger().warning("Liveness probe failed: %s; restarting", liveness.reason)
                         await r.proc.stop(r.rec.grace_s)
                         return
-                waits = [due_ready] if (explicit or not r.ready) else []
+                waits = [due_ready] if spec is not None and (explicit or not r.ready) else []
                 if liveness is not None:
                     waits.append(due_live)
                 delay = max(0.02, min(waits) - time.monotonic()) if waits else 1.0
@@ -445,7 +407,8 @@ class Runtime:
 
     def _create(self, key: tuple[str, str], template: Mapping[str, Any], hash_: str) -> bool:
         container = main_container(template)
-        launch = build_launch(template, PodIdentity(key[0], "check", {}, {}, 0, 0), self.res, self.base_env)
+        launch = build_launch(template, PodIdentity(key[0], "check", {}, {}, 0, 0), self.res, self.base_env,
+                              source_dir=self.res.source_dirs.get(key))
         if isinstance(launch, LaunchProblem):
             if key not in self.problems:
                 log.warning("Deployment %s/%s: %s: %s", key[0], key[1], launch.reason, launch.message)
@@ -568,9 +531,10 @@ class Runtime:
                         progress(f"{ns}/{name}", status)
                     if status["complete"]:
                         break
+                    # A replica failure of the spec asked about is final for this wait (kubectl would
+                    # wait out its timeout; the reason is known now, so say it now).
                     problem = self.problems.get((ns, name))
-                    if (problem is not None and problem.reason == "ImageNotRunnableLocally"
-                            and self.reconciled_revision >= asked_at):
+                    if problem is not None and self.reconciled_revision >= asked_at:
                         raise GraylaneError(f"Deployment {ns}/{name}: {problem.reason}: {problem.message}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

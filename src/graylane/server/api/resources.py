@@ -207,11 +207,12 @@ def _checked(docs: list[Document], limits: ServerLimits) -> list[Document]:
 
 
 def _remember_source_dir(docs: list[Document], folder: str) -> None:
-    """LocalImage paths (workingDir, command) are relative to the applied file's folder: keep it."""
-    from graylane.runtime.images import SOURCE_DIR_ANNOTATION
+    """LocalImage paths (workingDir, command) and a Deployment's `image: local` or relative workingDir
+    are relative to the applied file's folder: keep it."""
+    from graylane.runtime.images import SOURCE_DIR_ANNOTATION, needs_source_dir
 
     for doc in docs:
-        if doc.kind == "LocalImage":
+        if doc.kind == "LocalImage" or (doc.kind == "Deployment" and needs_source_dir(doc.body)):
             annotations = doc.body.setdefault("metadata", {}).setdefault("annotations", {})
             if isinstance(annotations, dict):
                 annotations.setdefault(SOURCE_DIR_ANNOTATION, folder)
