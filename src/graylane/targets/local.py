@@ -206,6 +206,26 @@ class LocalTarget:
         self.store = store
         self.runtime = runtime
         self.mesh = mesh
+        self._jobs: Any = None  # graylane.targets.local_jobs.LocalJobs, made on the first Job
+
+    def _job_runner(self) -> Any:
+        if self._jobs is None:
+            from graylane.settings import state_dir
+            from graylane.targets.local_jobs import LocalJobs
+
+            self._jobs = LocalJobs(self.store, state_dir(), self.account)
+        return self._jobs
+
+    async def run_job(self, doc: Document, *, actor: str, namespace_override: str | None = None) -> ResourceKey:
+        """Run a Job's containers as processes with the pod's environment; idempotent by namespace/name."""
+        return await self._job_runner().run(doc, namespace_override)  # type: ignore[no-any-return]
+
+    async def job_status(self, key: ResourceKey) -> Any:
+        """The Job's graylane.targets.jobs.JobStatus: Running, Succeeded or Failed, with its logs."""
+        return self._job_runner().status(key)
+
+    async def cancel_job(self, key: ResourceKey) -> None:
+        await self._job_runner().cancel(key)
 
     async def apply(self, docs: Sequence[Document], *, actor: str,
                     namespace_override: str | None = None, dry_run: bool = False) -> list[Applied]:

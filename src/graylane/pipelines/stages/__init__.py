@@ -20,6 +20,9 @@ MODULES: dict[str, str] = {
     "evaluateVariables": "evaluate_variables",
     "webhook": "webhook",
     "pipeline": "pipeline",
+    "runJobManifest": "run_job_manifest",
+    "findArtifactFromExecution": "find_artifact_from_execution",
+    "findArtifactsFromResource": "find_artifacts_from_resource",
 }
 STAGE_TYPE_NAMES = frozenset(MODULES)
 
