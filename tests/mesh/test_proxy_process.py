@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,9 +18,9 @@ from graylane.mesh.state import MeshOptions
 from .helpers import Upstream, free_port, loop_thread, sidecar, svc
 
 
-def start(admin: int, state: str) -> subprocess.Popen:
+def start(admin: int, state: str, *flags: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin),
-                             "--state-dir", state], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--state-dir", state, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
@@ -65,3 +66,20 @@ def test_proxy_process_acks_serves_and_restores_its_last_snapshot(tmp_path):
         finally:
             os.kill(proc.pid, signal.SIGTERM)
             assert proc.wait(10) == 0
+
+
+def test_downstream_timeouts_are_flags_of_the_proxy_process(tmp_path):
+    admin, port = free_port(), free_port()
+    snap = compile_snapshot([svc("details")], [], [sidecar(port)], MeshOptions(), 1)
+    proc = start(admin, str(tmp_path), "--header-timeout", "0.3", "--stream-idle-timeout", "0.3")
+    try:
+        assert httpx.put(f"http://127.0.0.1:{admin}/config", json=snap).json() == {"ack": 1}
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET http://details:9080/ HTTP/1.1\r\nhost: det")  # never finished
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408 ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0

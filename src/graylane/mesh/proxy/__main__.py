@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--admin-host", default="127.0.0.1")
     ap.add_argument("--state-dir", default=None)
     ap.add_argument("--log-level", default="info")
+    # Downstream timeouts in seconds (0 disables one); defaults as in ProxyServer.
+    ap.add_argument("--idle-timeout", type=float, default=300.0, help="keep-alive connection without a request")
+    ap.add_argument("--header-timeout", type=float, default=10.0, help="to receive a request's head (408)")
+    ap.add_argument("--request-timeout", type=float, default=60.0, help="to receive a whole request (408)")
+    ap.add_argument("--stream-idle-timeout", type=float, default=300.0,
+                    help="without request bytes while a body is incomplete (408, flag SI)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from graylane.mesh.proxy.admin import run
@@ -28,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     try:
-        runner(run(args.admin_host, args.admin_port, args.state_dir))
+        runner(run(args.admin_host, args.admin_port, args.state_dir, idle_timeout_s=args.idle_timeout,
+                   header_timeout_s=args.header_timeout, request_timeout_s=args.request_timeout,
+                   stream_idle_timeout_s=args.stream_idle_timeout))
     except OSError as exc:
         print(f"error: {args.admin_host}:{args.admin_port}: cannot start the data plane: {exc}", file=sys.stderr)
         return 1

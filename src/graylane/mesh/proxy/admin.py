@@ -120,13 +120,14 @@ async def serve_admin(server: ProxyServer, host: str, port: int) -> asyncio.Abst
     return await server.loop.create_server(lambda: AdminProtocol(server), host, port, reuse_address=True)
 
 
-async def run(admin_host: str, admin_port: int, state_dir: str | None = None, ready_file: str | None = None) -> None:
-    """Run the data plane until SIGTERM/SIGINT."""
+async def run(admin_host: str, admin_port: int, state_dir: str | None = None, ready_file: str | None = None,
+              **timeouts: float) -> None:
+    """Run the data plane until SIGTERM/SIGINT. `timeouts`: ProxyServer's downstream *_timeout_s settings."""
     import signal
 
     from graylane.mesh.proxy.server import ProxyServer
 
-    server = ProxyServer(state_dir=state_dir)
+    server = ProxyServer(state_dir=state_dir, **timeouts)
     await server.restore()
     admin = await serve_admin(server, admin_host, admin_port)
     log.info("data plane admin on %s:%s", admin_host, admin_port)
