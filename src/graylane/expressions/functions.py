@@ -370,7 +370,8 @@ def read_json(call: Call, text: Any) -> Any:
 def _yaml_documents(call: Call, text: Any) -> list[Any]:
     """Every document, through the same alias budget as manifests; the size counts against the expression's."""
     text = _bounded_text(call, text)
-    builder = yamlsafe.Builder("<text>", timestamps_as_text=False, merge_keys=True)
+    builder = yamlsafe.Builder("<text>", timestamps_as_text=False, merge_keys=True,
+                               tick=call.evaluator.meter.check_time)
     try:
         documents = [None if node is None else builder.build(node) for node in yamlsafe.compose_all(text, "<text>")]
     except ValidationError as exc:

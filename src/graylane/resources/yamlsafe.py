@@ -100,8 +100,10 @@ class Builder:
     """
 
     def __init__(self, where: str, *, timestamps_as_text: bool = True, merge_keys: bool = False,
-                 max_alias_nodes: int = MAX_ALIAS_NODES, max_depth: int = MAX_DEPTH) -> None:
+                 max_alias_nodes: int = MAX_ALIAS_NODES, max_depth: int = MAX_DEPTH,
+                 tick: Callable[[], object] | None = None) -> None:
         self.where = where
+        self.tick = tick  # called every 4096 nodes (an expression's clock check); may raise to stop
         self.timestamps_as_text = timestamps_as_text
         self.merge_keys = merge_keys
         self.max_alias_nodes = max_alias_nodes
@@ -126,6 +128,8 @@ class Builder:
                     where=self.at(node), hint="write the repeated parts out, or use fewer aliases")
         else:
             self.seen.add(key)
+        if self.tick is not None and (len(self.seen) + self.repeats) % 4096 == 0:
+            self.tick()
 
     def _build(self, node: yaml.Node, path: FieldPath, sink: PositionSink | None, depth: int) -> Any:
         self._count(node)
