@@ -116,7 +116,8 @@ def test_execution_option_asks_the_control_plane(tmp_path: Path, monkeypatch: py
     port.close()
     store = Store.open(f"sqlite:///{tmp_path / 'cp.db'}")
     cp = ControlPlane(store=store)
-    server = uvicorn.Server(uvicorn.Config(create_app(cp, start_components=False), host="127.0.0.1",
+    control_plane = create_app(cp, start_components=False)
+    server = uvicorn.Server(uvicorn.Config(control_plane, host="127.0.0.1",
                                            port=int(address.rsplit(":", 1)[1]), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -132,7 +133,8 @@ def test_execution_option_asks_the_control_plane(tmp_path: Path, monkeypatch: py
     }
     base = f"http://{address}"
     try:
-        with httpx.Client(base_url=base, headers={"X-Graylane-User": "alice"}, trust_env=False) as http:
+        with httpx.Client(base_url=base, trust_env=False, headers={  # the operator's token, as the CLI sends it
+                "X-Graylane-User": "alice", "Authorization": f"Bearer {control_plane.state.cli_token}"}) as http:
             deadline = time.monotonic() + 20
             while not server.started:
                 assert time.monotonic() < deadline, "the server did not start"

@@ -230,7 +230,7 @@ def test_the_graph_api_serves_a_kubernetes_account_from_its_prometheus(prometheu
     monkeypatch.setenv("GRAYLANE_BIND_HOST", "127.0.0.1")
     add_account("prod", prometheus=prometheus.url)
     store = Store.open()
-    client = TestClient(create_app(ControlPlane(store=store), start_components=False))
+    client = TestClient(create_app(ControlPlane(store=store), start_components=False), base_url="http://127.0.0.1")
     resp = client.get("/api/v1/graph", params={"account": "prod", "namespace": "bookinfo", "window": "1m",
                                                "queryTime": prometheus.end})
     assert resp.status_code == 200, resp.text
