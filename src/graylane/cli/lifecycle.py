@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from graylane.cli.client import ApiClient
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.mesh.control import read_options, save_options
 from graylane.mesh.state import MeshOptions
-from graylane.runtime import daemons
+from graylane.runtime import daemons, supervisor
 from graylane.runtime.process import RecordStore, log_path, stop_recorded
 from graylane.settings import server_address, state_dir
 
@@ -28,6 +30,10 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_ADMIN_PORT = 15000  # Envoy's admin port
+# `graylane logs PART`: the parts' log files in <state>/logs (aliases as users type them).
+_PART_LOGS = {"data-plane": "dataplane.log", "control-plane": "server.log", "supervisor": "supervisor.log"}
+_PART_ALIASES = {"dataplane": "data-plane", "proxy": "data-plane", "controlplane": "control-plane",
+                 "server": "control-plane", **{name: name for name in _PART_LOGS}}
 
 
 def _parse_port_map(values: list[str]) -> dict[int, int]:
@@ -50,6 +56,65 @@ def _wait(progress: Progress, task: Any, check: Any, timeout_s: float, what: str
     raise GraylaneError(f"{what} did not become healthy within {timeout_s:g}s", hint=f"see {log}")
 
 
+def _ensure_supervisor(state: Path, progress: Progress, want_cp: bool, host: str, port: int,
+                       admin_port: int | None, timeout: float) -> subprocess.Popen[bytes] | None:
+    """The running supervisor (nudged to skip any backoff), or a new one; returns the process it started."""
+    task = progress.add_task("supervisor", total=1)
+    sup, parts = supervisor.read_status(state)
+    if sup is not None and sup.running:
+        if (supervisor.CONTROL_PLANE in parts) == want_cp:
+            os.kill(sup.pid, signal.SIGHUP)  # start a part waiting out its backoff now
+            progress.update(task, description=f"[green]✓[/] supervisor already running (pid {sup.pid})",
+                            completed=1)
+            return None
+        daemons.stop_daemon(state, sup)  # it leaves the parts running; the new one adopts them
+    dp = daemons.data_plane(state)
+    if dp is not None and dp.running:
+        wanted = int(dp.info.get("admin_port") or admin_port or DEFAULT_ADMIN_PORT)
+    else:
+        wanted = admin_port or DEFAULT_ADMIN_PORT
+        if not daemons.port_is_free(wanted):
+            if admin_port:
+                raise GraylaneError(f"admin port {admin_port} is in use", hint="pick another with --admin-port")
+            wanted = daemons.free_port()
+    cp = daemons.control_plane(state)
+    if want_cp and cp is not None and cp.running:
+        host, port = str(cp.info.get("host") or host), int(cp.info.get("port") or port)
+    elif want_cp and not daemons.port_is_free(port, host):
+        raise GraylaneError(f"port {port} on {host} is in use", hint="pick another with --port")
+    proc = daemons.start_supervisor(state, wanted, host if want_cp else None, port if want_cp else None)
+    progress.update(task, description=f"starting supervisor (pid {proc.pid})")
+
+    def recorded() -> bool:
+        if proc.poll() is not None:
+            raise GraylaneError(f"the supervisor exited with code {proc.returncode}",
+                                hint=f"see {state / 'logs' / 'supervisor.log'}")
+        rec, _ = supervisor.read_status(state)
+        return rec is not None and rec.pid == proc.pid
+
+    _wait(progress, task, recorded, timeout, f"supervisor (pid {proc.pid})", state / "logs" / "supervisor.log")
+    return proc
+
+
+def _part_ready(state: Path, name: str, started: subprocess.Popen[bytes] | None, since: float,
+                healthy: Any) -> Any:
+    """A check for `_wait`: the part's record runs and `healthy(record)`; fails at once when the part
+    exited after `since` under a supervisor this `up` started (the supervisor would retry it forever)."""
+    title = name.replace("-", " ")
+    log_file = supervisor.previous_log(state / "logs" / _PART_LOGS[name])
+
+    def check() -> bool:
+        if started is not None:
+            _, parts = supervisor.read_status(state)
+            part = parts.get(name)
+            if part is not None and part.last_exit and part.last_exit_at >= since:
+                raise GraylaneError(f"the {title} {part.last_exit}", hint=f"see {log_file}")
+        rec = daemons.data_plane(state) if name == supervisor.DATA_PLANE else daemons.control_plane(state)
+        return rec is not None and rec.running and bool(healthy(rec))
+
+    return check
+
+
 def up(foreground: bool, host: str | None, port: int | None, admin_port: int | None, gateway_ports: list[str],
        gateway_bind: str | None, timeout: float) -> None:
     state = state_dir()
@@ -62,57 +127,21 @@ def up(foreground: bool, host: str | None, port: int | None, admin_port: int | N
                                  "gateway_bind": gateway_bind or options.gateway_bind})
     save_options(state, options)
 
+    since = time.time()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=False) as progress:
-        dp = daemons.data_plane(state)
-        task = progress.add_task("data plane", total=1)
-        if dp is not None and dp.running:
-            progress.update(task, description=f"[green]✓[/] data plane already running (pid {dp.pid})", completed=1)
-        else:
-            wanted = admin_port or DEFAULT_ADMIN_PORT
-            if not daemons.port_is_free(wanted):
-                if admin_port:
-                    raise GraylaneError(f"admin port {admin_port} is in use", hint="pick another with --admin-port")
-                wanted = daemons.free_port()
-            proc = daemons.start_data_plane(state, wanted)
-            progress.update(task, description=f"starting data plane (pid {proc.pid}, admin :{wanted})")
-            admin = f"http://127.0.0.1:{wanted}"
-
-            def dp_ready() -> bool:
-                if proc.poll() is not None:
-                    raise GraylaneError(f"the data plane exited with code {proc.returncode}",
-                                        hint=f"see {state / 'logs' / 'dataplane.log'}")
-                return daemons.probe_http(f"{admin}/ready") is not None
-
-            _wait(progress, task, dp_ready, timeout, f"data plane (pid {proc.pid}, admin {admin})",
-                  state / "logs" / "dataplane.log")
-
+        started = _ensure_supervisor(state, progress, not foreground, host, port, admin_port, timeout)
+        try:
+            url = _wait_parts(state, progress, started, since, foreground, timeout)
+        except GraylaneError:
+            if started is not None:  # leave no crash loop behind a failed `up`
+                started.terminate()
+                started.wait(10)
+            raise
         if foreground:
             progress.stop()
             _serve_foreground(state, host, port)
             return
-
-        cp = daemons.control_plane(state)
-        task = progress.add_task("control plane", total=1)
-        url = f"http://{host}:{port}"
-        if cp is not None and cp.running and daemons.probe_http(f"{cp.url}/healthz") == 200:
-            progress.update(task, description=f"[green]✓[/] control plane already running (pid {cp.pid})",
-                            completed=1)
-            url = cp.url
-        else:
-            if not daemons.port_is_free(port, host):
-                raise GraylaneError(f"port {port} on {host} is in use", hint="pick another with --port")
-            proc = daemons.start_control_plane(state, host, port)
-            progress.update(task, description=f"starting control plane (pid {proc.pid}, {url})")
-
-            def cp_ready() -> bool:
-                if proc.poll() is not None:
-                    raise GraylaneError(f"the control plane exited with code {proc.returncode}",
-                                        hint=f"see {state / 'logs' / 'server.log'}")
-                return daemons.probe_http(f"{url}/healthz") == 200
-
-            _wait(progress, task, cp_ready, timeout, f"control plane (pid {proc.pid}, {url})",
-                  state / "logs" / "server.log")
         task = progress.add_task("mesh config pushed", total=1)
         client = ApiClient(url, timeout=5)
 
@@ -129,6 +158,28 @@ def up(foreground: bool, host: str | None, port: int | None, admin_port: int | N
         except GraylaneError as exc:
             progress.update(task, description=f"[yellow]![/] {escape(exc.message)}")
     _print_status(state)
+
+
+def _wait_parts(state: Path, progress: Progress, started: subprocess.Popen[bytes] | None, since: float,
+                foreground: bool, timeout: float) -> str:
+    """Wait for the data plane (and the control plane) the supervisor runs; the control plane's URL."""
+    task = progress.add_task("data plane", total=1)
+    dp_check = _part_ready(state, supervisor.DATA_PLANE, started, since,
+                           lambda rec: daemons.probe_http(f"{rec.url}/ready") is not None)
+    _wait(progress, task, dp_check, timeout, "data plane", state / "logs" / "dataplane.log")
+    dp = daemons.data_plane(state)
+    if dp is not None:
+        progress.update(task, description=f"[green]✓[/] data plane (pid {dp.pid}, admin {dp.url})")
+    if foreground:
+        return ""
+    task = progress.add_task("control plane", total=1)
+    cp_check = _part_ready(state, supervisor.CONTROL_PLANE, started, since,
+                           lambda rec: daemons.probe_http(f"{rec.url}/healthz") == 200)
+    _wait(progress, task, cp_check, timeout, "control plane", state / "logs" / "server.log")
+    cp = daemons.control_plane(state)
+    assert cp is not None
+    progress.update(task, description=f"[green]✓[/] control plane (pid {cp.pid}, {cp.url})")
+    return cp.url
 
 
 def _serve_foreground(state: Path, host: str, port: int) -> None:
@@ -155,9 +206,12 @@ def _own_ticks() -> int:
 
 def down(keep_workloads: bool) -> None:
     state = state_dir()
-    cp = daemons.control_plane(state)
     stopped: list[str] = []
     with err.status("stopping..."):
+        sup, _ = supervisor.read_status(state)  # first, so nothing is restarted while stopping
+        if sup is not None and daemons.stop_daemon(state, sup):
+            stopped.append(f"supervisor (pid {sup.pid})")
+        cp = daemons.control_plane(state)
         if cp is not None and cp.running and not keep_workloads:
             try:
                 resp = ApiClient(cp.url, timeout=60).post("/api/v1/runtime/shutdown")
@@ -177,15 +231,28 @@ def down(keep_workloads: bool) -> None:
         out.print(f"stopped {escape(line)}")
 
 
+def _restarts_cell(part: supervisor.PartStatus | None) -> str:
+    """kubectl's RESTARTS column: `2 (14s ago)`."""
+    if part is None or not part.restarts:
+        return "0"
+    return f"{part.restarts} ({daemons.human_duration(time.time() - part.last_restart_at)} ago)"
+
+
 def _print_status(state: Path) -> None:
     table = Table(box=None, pad_edge=False)
-    for col in ("COMPONENT", "PID", "STATUS", "UPTIME", "ADDRESS"):
+    for col in ("COMPONENT", "PID", "STATUS", "RESTARTS", "UPTIME", "ADDRESS"):
         table.add_column(col)
+    sup, history = supervisor.read_status(state)
     cp = daemons.control_plane(state)
     dp = daemons.data_plane(state)
     mesh: dict[str, Any] = {}
     gateways: list[dict[str, Any]] = []
     pods: list[dict[str, Any]] | None = None
+    if sup is not None and sup.running:
+        table.add_row("supervisor", str(sup.pid), "running", "-", daemons.human_duration(sup.uptime_s), "-")
+    else:
+        table.add_row("supervisor", "-", "[red]stopped[/] (nothing restarts the parts; graylane up)", "-", "-", "-")
+    cp_restarts = _restarts_cell(history.get(supervisor.CONTROL_PLANE))
     if cp is not None and cp.running:
         client = ApiClient(cp.url, timeout=3)
         healthy = daemons.probe_http(f"{cp.url}/healthz") == 200
@@ -195,32 +262,50 @@ def _print_status(state: Path) -> None:
             pods = client.get("/api/v1/pods").get("items", [])
         except GraylaneError:
             pass
-        table.add_row("control plane", str(cp.pid), "running" if healthy else "starting",
+        table.add_row("control plane", str(cp.pid), "running" if healthy else "starting", cp_restarts,
                       daemons.human_duration(cp.uptime_s), cp.url)
     else:
-        table.add_row("control plane", "-", "[red]stopped[/]", "-", "-")
+        table.add_row("control plane", "-", "[red]stopped[/]", cp_restarts, "-", "-")
+    dp_restarts = _restarts_cell(history.get(supervisor.DATA_PLANE))
     if dp is not None and dp.running:
         ready = daemons.probe_http(f"{dp.url}/ready")
         listeners = _listeners(dp.url)
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(listeners.items()))
         detail = f" ({summary} listeners)" if summary else ""
         table.add_row("data plane", str(dp.pid), ("running" if ready is not None else "not answering") + detail,
-                      daemons.human_duration(dp.uptime_s), f"admin {dp.url}")
+                      dp_restarts, daemons.human_duration(dp.uptime_s), f"admin {dp.url}")
     else:
-        table.add_row("data plane", "-", "[red]stopped[/]", "-", "-")
+        table.add_row("data plane", "-", "[red]stopped[/]", dp_restarts, "-", "-")
     if pods is None:
         records = RecordStore(state).load_all()
-        table.add_row("workloads", "-", f"{len(records)} recorded replicas", "-", "-")
+        table.add_row("workloads", "-", f"{len(records)} recorded replicas", "-", "-", "-")
     else:
         ready_count = sum(1 for p in pods if p.get("isReady"))
-        table.add_row("workloads", "-", f"{ready_count}/{len(pods)} replicas ready", "-", "-")
+        table.add_row("workloads", "-", f"{ready_count}/{len(pods)} replicas ready", "-", "-", "-")
     for gw in gateways:
-        table.add_row(f"gateway {gw['namespace']}/{gw['name']}", "-", f"listener :{gw['port']}", "-", gw["url"])
+        table.add_row(f"gateway {gw['namespace']}/{gw['name']}", "-", f"listener :{gw['port']}", "-", "-", gw["url"])
     out.print(table)
+    for name, part in history.items():
+        if part.last_exit:
+            out.print(_exit_line(name, part))
     if mesh.get("error"):
         err.print(f"[yellow]mesh:[/] {escape(str(mesh['error']))}")
     if cp is not None and cp.running:
         _print_console_link(cp.url)
+
+
+def _exit_line(name: str, part: supervisor.PartStatus) -> str:
+    """`data plane: last exit killed by signal 9 (SIGKILL) at 01:52:03 UTC; restarted 01:52:03 UTC (3 restarts)`."""
+    def clock(t: float) -> str:
+        return time.strftime("%H:%M:%S UTC", time.gmtime(t))
+
+    line = f"{name.replace('-', ' ')}: last exit {escape(part.last_exit)} at {clock(part.last_exit_at)}"
+    if part.next_start_at > time.time():
+        line += f"; restarting in {part.next_start_at - time.time():.0f}s (backoff)"
+    elif part.last_restart_at:
+        line += f"; restarted {clock(part.last_restart_at)}"
+    return line + f" ({part.restarts} restart{'s' if part.restarts != 1 else ''}; "\
+        f"graylane logs {name} --previous)"
 
 
 def _print_console_link(url: str) -> None:
@@ -276,15 +361,23 @@ def _pods_of(state: Path, namespace: str, kind: str, name: str) -> list[str]:
 
 def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | None, all_pods: bool) -> None:
     state = state_dir()
-    kind, name = _split_target(target)
-    pods = _pods_of(state, namespace, kind, name)
-    if not all_pods:
-        pods = pods[:1]
-    files = [(p, log_path(state, namespace, p, previous=previous)) for p in pods]
+    part = _PART_ALIASES.get(target)
+    if part is not None:  # the control plane, data plane or supervisor (before a pod of that name, as no pod has one)
+        path = state / "logs" / _PART_LOGS[part]
+        files = [(part, supervisor.previous_log(path) if previous else path)]
+    else:
+        kind, name = _split_target(target)
+        pods = _pods_of(state, namespace, kind, name)
+        if not all_pods:
+            pods = pods[:1]
+        files = [(p, log_path(state, namespace, p, previous=previous)) for p in pods]
     prefix = len(files) > 1
     for pod, path in files:
         if not path.exists():
             what = "previous terminated container" if previous else "log"
+            if part is not None:
+                raise NotFound(f"the {part.replace('-', ' ')} has no {'previous run' if previous else 'log'}",
+                               hint="a previous log is kept when the supervisor restarts a part (graylane status)")
             raise NotFound(f"pod {namespace}/{pod} has no {what}", hint="graylane pods")
         lines = path.read_text(errors="replace").splitlines()
         if tail is not None:
@@ -407,31 +500,33 @@ def register(app: typer.Typer) -> None:
         gateway_bind: str | None = typer.Option(None, "--gateway-bind", help="Address gateway listeners bind."),
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each part to be healthy."),
     ) -> None:
-        """Start the control plane and the data plane in the background (workloads are re-adopted)."""
+        """Start the supervisor, which runs the control plane and the data plane in the background and restarts
+        them when they die (running parts and workloads are adopted)."""
         up(foreground, host, port, admin_port, gateway_port, gateway_bind, timeout)
 
     @app.command("down")
     def down_cmd(
         keep_workloads: bool = typer.Option(False, "--keep-workloads", help="Leave replica processes running."),
     ) -> None:
-        """Stop the control plane, the data plane and every workload replica."""
+        """Stop the supervisor, then the control plane, the data plane and every workload replica."""
         down(keep_workloads)
 
     @app.command("status")
     def status_cmd() -> None:
-        """Show the control plane, data plane, workloads and gateway URLs."""
+        """Show the supervisor, control plane, data plane (with restarts), workloads and gateway URLs."""
         _print_status(state_dir())
 
     @app.command("logs")
     def logs_cmd(
-        target: str = typer.Argument(..., help="deploy/NAME or a pod name."),
+        target: str = typer.Argument(..., help="deploy/NAME, a pod name, or data-plane | control-plane | supervisor."),
         namespace: str = typer.Option("default", "-n", "--namespace"),
         follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
-        previous: bool = typer.Option(False, "-p", "--previous", help="The previous (crashed) container's log."),
+        previous: bool = typer.Option(False, "-p", "--previous",
+                                      help="The previous (crashed) container's or part's log."),
         tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
         all_pods: bool = typer.Option(False, "--all-pods", help="Every pod of the deployment, prefixed."),
     ) -> None:
-        """Print a workload's logs (kept in the state folder, rotated)."""
+        """Print a workload's or a part's logs (kept in the state folder, rotated)."""
         logs(target, namespace, follow, previous, tail, all_pods)
 
     rollout = typer.Typer(help="Manage rollouts.", no_args_is_help=True)

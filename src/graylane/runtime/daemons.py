@@ -1,7 +1,8 @@
-"""The background processes `graylane up` starts: control plane and data plane, with pid files and logs.
+"""The background processes `graylane up` starts: supervisor, control plane and data plane, with pid files and logs.
 
 Each daemon is recorded in `<state>/<name>.json` (pid, kernel start time, address), so `status`
-and `down` find it again and a recycled pid is never mistaken for it.
+and `down` find it again and a recycled pid is never mistaken for it. `graylane up` starts the
+supervisor (`graylane.runtime.supervisor`), which starts the other two and restarts them when they die.
 """
 
 from __future__ import annotations
@@ -118,6 +119,18 @@ def start_control_plane(state: Path, host: str, port: int) -> subprocess.Popen[b
     proc = _spawn(graylane_argv("server", "--host", host, "--port", str(port)), state / "logs" / "server.log", env)
     _record(state, SERVER_FILE, proc, url=f"http://{host}:{port}", host=host, port=port)
     return proc
+
+
+def start_supervisor(state: Path, admin_port: int, host: str | None, port: int | None) -> subprocess.Popen[bytes]:
+    """The supervisor process; it writes its own record (`supervisor.json`) once it runs."""
+    env = {**os.environ, "GRAYLANE_STATE": str(state)}
+    if host is not None and port is not None:
+        env["GRAYLANE_SERVER"] = f"{host}:{port}"
+    argv = [sys.executable, "-m", "graylane.runtime.supervisor", "--state-dir", str(state),
+            "--admin-port", str(admin_port)]
+    if host is not None and port is not None:
+        argv += ["--host", host, "--port", str(port)]
+    return _spawn(argv, state / "logs" / "supervisor.log", env)
 
 
 def probe_http(url: str, timeout_s: float = 1.0) -> int | None:

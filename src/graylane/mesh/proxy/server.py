@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from graylane.errors import GraylaneError
 from graylane.mesh.proxy.forward import Forwarder
+from graylane.mesh.proxy.lastgood import LastGood
 from graylane.mesh.proxy.listener import DownstreamProtocol
 from graylane.mesh.proxy.outlier import OutlierDetectors
 from graylane.mesh.proxy.pool import Pools
@@ -25,7 +25,6 @@ from graylane.mesh.proxy.tracing import SpanRing
 from graylane.mesh.routing import EndpointState, Listener, RouteTable
 
 log = logging.getLogger(__name__)
-SNAPSHOT_FILE = "proxy-snapshot.json"
 
 
 class ProxyServer:
@@ -42,6 +41,7 @@ class ProxyServer:
         self.request_timeout_s = request_timeout_s
         self.stream_idle_timeout_s = stream_idle_timeout_s
         self.state_dir = Path(state_dir) if state_dir else None
+        self.last_good = LastGood(self.state_dir) if self.state_dir else None
         self.table = RouteTable({"version": 0})
         self.acked = False
         self.stats = Stats()
@@ -104,8 +104,8 @@ class ProxyServer:
         return hit[1] if hit else None
 
     # -- snapshots -------------------------------------------------------------------------------------
-    async def apply(self, snapshot: dict[str, Any]) -> tuple[bool, str]:
-        """Swap to `snapshot` (ACK) or keep the current one and say why (NACK)."""
+    async def apply(self, snapshot: dict[str, Any], *, keep: bool = True) -> tuple[bool, str]:
+        """Swap to `snapshot` (ACK) or keep the current one and say why (NACK); `keep`: persist it once ACKed."""
         async with self.lock:
             try:
                 table = RouteTable(snapshot, previous=self.table)
@@ -150,8 +150,8 @@ class ProxyServer:
             self.acked = True
             self.last_nack = ""
             self.stats.bump("graylane_proxy_config_ack_total")
-            if self.state_dir is not None:
-                self.loop.run_in_executor(None, self._persist, snapshot)
+            if self.last_good is not None and keep:
+                self.last_good.save_soon(snapshot, lambda fn: self.loop.run_in_executor(None, fn))
             return True, ""
 
     def _nack(self, reason: str) -> tuple[bool, str]:
@@ -160,26 +160,13 @@ class ProxyServer:
         log.warning("snapshot rejected: %s", reason)
         return False, reason
 
-    def _persist(self, snapshot: dict[str, Any]) -> None:
-        assert self.state_dir is not None
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_dir / (SNAPSHOT_FILE + ".tmp")
-        tmp.write_text(json.dumps(snapshot), encoding="utf-8")
-        os.replace(tmp, self.state_dir / SNAPSHOT_FILE)
-
     async def restore(self) -> None:
         """Serve the last ACKed snapshot from the state folder until the control plane pushes again."""
-        if self.state_dir is None:
+        if self.last_good is None or (snapshot := self.last_good.load()) is None:
             return
-        path = self.state_dir / SNAPSHOT_FILE
-        if path.is_file():
-            try:
-                snapshot = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                log.warning("ignoring unreadable %s: %s", path, exc)
-                return
-            ok, reason = await self.apply(snapshot)
-            log.info("restored snapshot version %s from %s: %s", snapshot.get("version"), path, ok or reason)
+        ok, reason = await self.apply(snapshot, keep=False)  # binds its listeners now (SO_REUSEADDR)
+        log.info("restored snapshot version %s from %s: %s", snapshot.get("version"), self.last_good.path,
+                 "serving it" if ok else reason)
 
     # -- views for the admin port ----------------------------------------------------------------------
     def clusters_view(self) -> dict[str, Any]:

@@ -1,0 +1,305 @@
+"""The supervisor `graylane up` starts: keeps the data plane and the control plane running.
+
+A small process of its own (`python -m graylane.runtime.supervisor`), so restarting either part depends
+on neither of them being alive. It starts each part (or adopts one already running, identified by the
+pid and kernel start time in its record), notices an exit at once (a pidfd; a 0.2 s poll where there
+is none), moves the dead run's log to `<part>.previous.log`, and starts the part again after a backoff:
+the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 60 s of running.
+
+Restarts are recorded in `<state>/supervisor.json` (count, last exit, last restart time) for
+`graylane status`. SIGTERM/SIGINT stop the supervisor alone: the parts keep running, so `graylane
+down` stops it first and nothing is restarted while the parts are being stopped. SIGHUP starts a part
+waiting out its backoff at once (`graylane up` sends it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graylane.runtime import daemons
+from graylane.runtime.backoff import BackoffPolicy
+from graylane.runtime.process import start_ticks
+
+log = logging.getLogger("graylane.supervisor")
+
+SUPERVISOR_FILE = "supervisor.json"
+DATA_PLANE, CONTROL_PLANE = "data-plane", "control-plane"
+# Daemons restart faster than kubelet restarts containers: traffic waits on the data plane.
+DAEMON_BACKOFF = BackoffPolicy(initial_s=1.0, cap_s=30.0, reset_after_s=60.0)
+POLL_WITHOUT_PIDFD_S = 0.2
+
+
+def describe_exit(returncode: int | None) -> str:
+    """What `graylane status` says about a part's last exit.
+
+    >>> describe_exit(-9), describe_exit(3), describe_exit(None)
+    ('killed by signal 9 (SIGKILL)', 'exited with code 3', 'exited (status unknown: adopted process)')
+    """
+    if returncode is None:
+        return "exited (status unknown: adopted process)"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exited with code {returncode}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One supervised process: how to start it and where its record and log live."""
+
+    name: str  # DATA_PLANE | CONTROL_PLANE
+    record_file: str  # pid file in the state folder (written by `start`)
+    log: Path
+    start: Callable[[], subprocess.Popen[bytes]]
+
+
+@dataclass
+class PartStatus:
+    """What `supervisor.json` records per part."""
+
+    pid: int = 0
+    restarts: int = 0
+    last_exit: str = ""
+    last_exit_at: float = 0.0
+    last_restart_at: float = 0.0
+    next_start_at: float = 0.0  # wall clock of a pending (backed-off) start, 0 when none
+    crash_loop: int = 0  # consecutive crashes, for the backoff
+
+
+@dataclass
+class _Running:
+    pid: int
+    ticks: int
+    started_mono: float
+    popen: subprocess.Popen[bytes] | None = None  # None for an adopted process (no exit status)
+    pidfd: int | None = None
+
+
+@dataclass
+class _Slot:
+    part: Part
+    status: PartStatus = field(default_factory=PartStatus)
+    running: _Running | None = None
+    due_mono: float | None = 0.0  # when to start; None while running
+
+
+def previous_log(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".log") + ".previous.log")
+
+
+class Supervisor:
+    def __init__(self, state: Path, parts: list[Part], policy: BackoffPolicy = DAEMON_BACKOFF,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.state = state
+        self.policy = policy
+        self.clock = clock
+        self.slots = {p.name: _Slot(p) for p in parts}
+        self.poller = select.poll()
+        self.stopping = False
+        self.nudged = False
+        self.started = time.time()
+        self._restore_counts()
+
+    # -- signals (handlers only record) ----------------------------------------------------------------
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, _frame: Any) -> None:
+        self.nudged = True
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Supervise until SIGTERM/SIGINT; the parts keep running after it returns."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        self.poller.register(wake_r, select.POLLIN)
+        for slot in self.slots.values():
+            self._adopt(slot)
+        self._write()
+        try:
+            while not self.stopping:
+                if self.nudged:
+                    self.nudged = False
+                    for slot in self.slots.values():
+                        if slot.running is None:
+                            slot.due_mono = self.clock()
+                changed = self._start_due() | self._reap()
+                if changed:
+                    self._write()
+                self.poller.poll(self._timeout_ms())
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 512)
+        finally:
+            signal.set_wakeup_fd(-1)
+            with contextlib.suppress(FileNotFoundError):
+                (self.state / SUPERVISOR_FILE).unlink()
+            log.info("supervisor stopping; the parts keep running")
+
+    def _timeout_ms(self) -> int:
+        now = self.clock()
+        waits = [max(0.0, s.due_mono - now) for s in self.slots.values() if s.due_mono is not None]
+        if any(s.running is not None and s.running.pidfd is None for s in self.slots.values()):
+            waits.append(POLL_WITHOUT_PIDFD_S)
+        return int(min([1.0, *waits]) * 1000) + 1
+
+    def _adopt(self, slot: _Slot) -> None:
+        rec = daemons.read_daemon(self.state, slot.part.record_file, slot.part.name)
+        if rec is None or not rec.running:
+            return
+        slot.running = _Running(rec.pid, rec.ticks, self.clock() - rec.uptime_s, None, self._pidfd(rec.pid))
+        slot.due_mono = None
+        slot.status.pid = rec.pid
+        log.info("%s: adopted running pid %s", slot.part.name, rec.pid)
+
+    def _pidfd(self, pid: int) -> int | None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return None
+        self.poller.register(fd, select.POLLIN)
+        return fd
+
+    def _start_due(self) -> bool:
+        changed = False
+        now = self.clock()
+        for slot in self.slots.values():
+            if slot.running is not None or slot.due_mono is None or slot.due_mono > now:
+                continue
+            changed = True
+            restart = bool(slot.status.last_exit)
+            try:
+                popen = slot.part.start()
+            except OSError as exc:  # e.g. the interpreter vanished: keep backing off, say why
+                log.error("%s: cannot start: %s", slot.part.name, exc)
+                self._schedule(slot, now, f"could not start: {exc}", ran_s=0.0)
+                continue
+            slot.running = _Running(popen.pid, start_ticks(popen.pid) or 0, now, popen, self._pidfd(popen.pid))
+            slot.due_mono = None
+            slot.status.pid = popen.pid
+            slot.status.next_start_at = 0.0
+            if restart:
+                slot.status.restarts += 1
+                slot.status.last_restart_at = time.time()
+            log.info("%s: %s pid %s", slot.part.name, "restarted as" if restart else "started", popen.pid)
+        return changed
+
+    def _reap(self) -> bool:
+        changed = False
+        now = self.clock()
+        for slot in self.slots.values():
+            run = slot.running
+            if run is None:
+                continue
+            if run.popen is not None:
+                code = run.popen.poll()
+                if code is None:
+                    continue
+                reason = describe_exit(code)
+            elif start_ticks(run.pid) == run.ticks:
+                continue
+            else:
+                reason = describe_exit(None)
+            if run.pidfd is not None:
+                self.poller.unregister(run.pidfd)
+                os.close(run.pidfd)
+            slot.running = None
+            changed = True
+            self._rotate_log(slot.part.log)
+            self._schedule(slot, now, reason, ran_s=now - run.started_mono)
+        return changed
+
+    def _schedule(self, slot: _Slot, now: float, reason: str, ran_s: float) -> None:
+        slot.status.crash_loop = self.policy.next_crash_count(slot.status.crash_loop, ran_s)
+        delay = self.policy.delay_s(slot.status.crash_loop)
+        slot.due_mono = now + delay
+        slot.status.last_exit = reason
+        slot.status.last_exit_at = time.time()
+        slot.status.next_start_at = time.time() + delay if delay else 0.0
+        log.warning("%s: pid %s %s after %.1fs; restarting in %gs", slot.part.name, slot.status.pid, reason,
+                    ran_s, delay)
+
+    @staticmethod
+    def _rotate_log(path: Path) -> None:
+        """The dead run's log becomes `<part>.previous.log` (`graylane logs PART --previous`)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, previous_log(path))
+
+    # -- the record ------------------------------------------------------------------------------------
+    def _restore_counts(self) -> None:
+        """A supervisor restarted by `graylane up` keeps the restart history of the one before it."""
+        try:
+            old = json.loads((self.state / SUPERVISOR_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        for name, data in (old.get("parts") or {}).items():
+            if name in self.slots and isinstance(data, dict):
+                known = {k: v for k, v in data.items() if k in PartStatus.__dataclass_fields__}
+                self.slots[name].status = PartStatus(**{**known, "pid": 0, "next_start_at": 0.0})
+
+    def _write(self) -> None:
+        data = {"pid": os.getpid(), "ticks": start_ticks(os.getpid()) or 0, "started": self.started, "url": "",
+                "parts": {name: asdict(slot.status) for name, slot in self.slots.items()}}
+        tmp = self.state / (SUPERVISOR_FILE + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.state / SUPERVISOR_FILE)
+
+
+def read_status(state: Path) -> tuple[daemons.Daemon | None, dict[str, PartStatus]]:
+    """The supervisor's record (None when there is none) and the restart history of each part."""
+    rec = daemons.read_daemon(state, SUPERVISOR_FILE, "supervisor")
+    parts: dict[str, PartStatus] = {}
+    if rec is not None:
+        for name, data in (rec.info.get("parts") or {}).items():
+            if isinstance(data, dict):
+                parts[name] = PartStatus(**{k: v for k, v in data.items() if k in PartStatus.__dataclass_fields__})
+    return rec, parts
+
+
+def standard_parts(state: Path, admin_port: int, host: str | None, port: int | None) -> list[Part]:
+    """The data plane, and the control plane unless it runs in a terminal (`graylane up --foreground`)."""
+    logs = state / "logs"
+    parts = [Part(DATA_PLANE, daemons.DATAPLANE_FILE, logs / "dataplane.log",
+                  lambda: daemons.start_data_plane(state, admin_port))]
+    if host is not None and port is not None:
+        parts.append(Part(CONTROL_PLANE, daemons.SERVER_FILE, logs / "server.log",
+                          lambda: daemons.start_control_plane(state, host, port)))
+    return parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m graylane.runtime.supervisor", description=__doc__)
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--admin-port", type=int, required=True)
+    ap.add_argument("--host", default=None, help="control plane bind address (omit: no control plane)")
+    ap.add_argument("--port", type=int, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = Path(args.state_dir)
+    Supervisor(state, standard_parts(state, args.admin_port, args.host, args.port)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
