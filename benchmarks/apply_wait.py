@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from graylane.settings import read_cli_token
+
 APP = Path(__file__).resolve().parents[1] / "tests" / "runtime" / "echo_app.py"  # a versioned echo server
 
 BASE = """
@@ -101,7 +103,8 @@ def main() -> None:
         cli = [sys.executable, "-m", "graylane.cli.main"]
         subprocess.run([*cli, "up", "--admin-port", str(admin), "--gateway-port", f"80={gw}"], env=env,
                        check=True, capture_output=True)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60,
+                           headers={"Authorization": f"Bearer {read_cli_token(state)}"})  # the CLI's token
         try:
             def apply(text: str) -> tuple[float, float]:
                 t0 = time.perf_counter()

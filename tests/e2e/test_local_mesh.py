@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from graylane.settings import read_cli_token
+
 APP = str(Path(__file__).parents[1] / "runtime" / "echo_app.py")  # the runtime tests' versioned echo server
 pytestmark = pytest.mark.timeout(240)
 
@@ -64,7 +66,9 @@ class Mesh:
 
     def apply_api(self, text: str, name: str) -> list[dict[str, Any]]:
         """What `graylane apply -f FILE --wait` does, over the API (saves a CLI start per step)."""
-        resp = self.api.post("/api/v1/apply", json={"files": [{"name": name, "text": text}]})
+        token = read_cli_token(self.state)  # written by the control plane `up` started, as the CLI reads it
+        resp = self.api.post("/api/v1/apply", json={"files": [{"name": name, "text": text}]},
+                             headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 200, resp.text
         body = resp.json()
         ack = self.api.get("/api/v1/mesh/ack", params={"revision": body["revision"], "timeout": 30})
