@@ -129,7 +129,8 @@ async def main(executions: int, stages: int) -> None:
     watcher = asyncio.create_task(watch())
     await watching.wait()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30,
-                                 headers={"X-Graylane-User": "bench"}) as client:
+                                 headers={"X-Graylane-User": "bench",
+                                          "Authorization": f"Bearer {app.state.cli_token}"}) as client:
         for eid in waiting:  # one approver at a time, as people judge
             sent = time.perf_counter()
             r = await client.patch(f"/api/v1/executions/{eid}/stages/gate", json={"judgmentStatus": "continue"})
