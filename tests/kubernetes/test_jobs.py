@@ -1,0 +1,102 @@
+"""runJobManifest on a Kubernetes account: the Job is created in the cluster and watched until it completes.
+
+The emulator has no Job controller: the test plays it (status and a pod labelled job-name), as a cluster would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import sqlalchemy as sa
+
+from graylane.targets import accounts
+
+pytestmark = [pytest.mark.asyncio]
+
+JOB = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "smoke"},
+       "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
+           {"name": "smoke", "image": "curlimages/curl:8.1", "command": ["curl", "-f", "http://productpage:9080"]}]}}}}
+
+
+async def _job_created(api: Any, timeout: float = 20) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        jobs = [o.raw for (r, _, _), o in api.objects.items() if r.plural == "jobs" and not o.deleted]
+        if jobs:
+            return dict(jobs[0])
+        await asyncio.sleep(0.05)
+    raise AssertionError("no Job was created in the cluster")
+
+
+async def _finish(api: Any, job: dict[str, Any], *, succeeded: bool) -> None:
+    name = job["metadata"]["name"]
+    key = (kmock.resource("batch/v1/jobs"), "default", name)
+    condition = {"type": "Complete", "status": "True"} if succeeded else \
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+         "message": "Job has reached the specified backoff limit"}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": f"{name}-x7k2p", "namespace": "default", "labels": {"job-name": name}},
+           "status": {"phase": "Succeeded" if succeeded else "Failed", "containerStatuses": [
+               {"name": "smoke", "state": {"terminated": {"exitCode": 0 if succeeded else 22,
+                                                          "reason": "Completed" if succeeded else "Error"}}}]}}
+    api.objects[kmock.resource("v1/pods"), "default", pod["metadata"]["name"]] = api._stamp(pod, None)
+    status = {"succeeded": 1, "conditions": [condition]} if succeeded else {"failed": 1, "conditions": [condition]}
+    assert await api._set_status(key, int(job["metadata"]["generation"]), status)
+
+
+@pytest.mark.parametrize("succeeded", [True, False], ids=["complete", "failed"])
+async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, state_dir: Path, tmp_path: Path,
+                                                               succeeded: bool) -> None:
+    from graylane.pipelines.executor import Executor
+    from graylane.pipelines.repository import PipelineRepository
+    from graylane.pipelines.services import TaskServices
+    from graylane.pipelines.status import ExecutionStatus as S
+    from graylane.pipelines.tables import metadata
+    from graylane.pipelines.triggers import start_manual
+
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
+    metadata.create_all(engine)
+
+    class ControlPlane:
+        settings: dict[str, Any] = {}
+
+    cp = ControlPlane()
+
+    async def get_target(account: str | None, namespace: str | None) -> Any:
+        return accounts.get_target(account or "local", cp, namespace=namespace)
+
+    ex = Executor(engine, services=TaskServices(get_target=get_target))
+    await ex.start()
+    try:
+        body = {"application": "shop", "name": "smoke", "stages": [
+            {"refId": "1", "type": "runJobManifest", "name": "smoke test", "account": "staging",
+             "cloudProvider": "kubernetes", "source": "text", "manifest": JOB}]}
+        saved = PipelineRepository(engine).save(body, actor="user:alice")
+        exe = await start_manual(ex, saved.id, user="alice")
+        job = await _job_created(cluster.api)
+        assert job["metadata"]["name"].startswith("smoke-") and job["spec"] == JOB["spec"]
+        await ex.wait_for_stage(exe.id, "smoke test", {S.RUNNING})
+        await _finish(cluster.api, job, succeeded=succeeded)
+        done = await ex.wait_until_complete(exe.id, timeout=30)
+        stage = done.stage("smoke test")
+        status = stage.context["jobStatus"]
+        assert status["name"] == job["metadata"]["name"] and status["location"] == "default"
+        if succeeded:
+            assert str(done.status) == "SUCCEEDED"
+            assert status["jobState"] == "Succeeded" and status["completionDetails"]["exitCode"] == 0
+        else:
+            assert str(done.status) == "TERMINAL"
+            assert status["jobState"] == "Failed" and status["completionDetails"]["exitCode"] == 22
+            assert stage.context["exception"]["details"]["error"] == (
+                f"Job: '{job['metadata']['name']}' failed. Reason: BackoffLimitExceeded. "
+                "Details: Job has reached the specified backoff limit.")
+    finally:
+        await ex.stop()
+        for target in cp.settings.get("kubernetes_targets", {}).values():
+            await target.close()
+        engine.dispose()
