@@ -212,3 +212,16 @@ spec:
     assert f"explained against the live mesh at http://{mesh.env['GRAYLANE_SERVER']}" in jason.stdout
     assert ("subset v3 of reviews.default.svc.cluster.local: no ready replica matches it; requests routed there "
             "get 503 UH") in jason.stdout
+
+
+def test_apply_wait_running_out_of_time_is_the_wrong_state(mesh: Mesh, tmp_path: Path) -> None:
+    # It declares a port it never opens: not Ready, and nothing fails either.
+    path = tmp_path / "mute.yaml"
+    path.write_text(web("mute", "v1", ".").split("---\n", 1)[1]
+                    .replace(f'command: [python, "{ECHO_APP}", v1]', 'command: ["/bin/sleep", "infinity"]'))
+    applied = mesh("apply", "-f", str(path), "--wait", "--timeout", "2")
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    assert 'error: deployment "mute-v1" not rolled out after 2s: Waiting for deployment "mute-v1" rollout to ' \
+           "finish: 0 of 1 updated replicas are available..." in applied.stderr
+    deleted = mesh("delete", "-f", str(path))
+    assert deleted.returncode == 0, deleted.stderr

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from graylane.cli.client import ApiClient
+from graylane.cli.exit_codes import StillWaiting
 from graylane.errors import GraylaneError, NotFound
 
 ApplyWaiter = Callable[[ApiClient, dict[str, Any], float], None]
@@ -68,7 +69,7 @@ def wait_for_rollout(client: ApiClient, namespace: str, name: str, generation: A
                 message = _progress(name, status)
                 spinner.update(message)
             if time.monotonic() > deadline:
-                raise GraylaneError(f'deployment "{name}" not rolled out after {time.monotonic() - started:.0f}s: '
+                raise StillWaiting(f'deployment "{name}" not rolled out after {time.monotonic() - started:.0f}s: '
                                     f"{message}", hint=f"graylane pods; graylane logs deploy/{name}")
             time.sleep(POLL_S)
     out.print(escape(f'deployment "{name}" successfully rolled out'))

@@ -15,8 +15,15 @@ NOT_FOUND = 2  # the named object does not exist (HTTP 404)
 WRONG_STATE = 3  # the object exists but is not in a state for this (HTTP 409): a stage not waiting, a stale version
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
+
+
+class StillWaiting(GraylaneError):
+    """A wait ran out of time before the object reached the state waited for (`apply --wait`)."""
+
+
 # Most specific first: the first class the error is an instance of decides.
-_BY_ERROR: tuple[tuple[type[GraylaneError], int], ...] = ((NotFound, NOT_FOUND), (Conflict, WRONG_STATE))
+_BY_ERROR: tuple[tuple[type[GraylaneError], int], ...] = (
+    (NotFound, NOT_FOUND), (Conflict, WRONG_STATE), (StillWaiting, WRONG_STATE))
 
 
 def for_error(exc: GraylaneError) -> int:

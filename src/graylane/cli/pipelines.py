@@ -19,7 +19,7 @@ from rich.text import Text
 from graylane.cli import exit_codes
 from graylane.cli.client import ApiClient
 from graylane.cli.execution_ids import resolve_execution_id
-from graylane.cli.execution_watch import follow_lines
+from graylane.cli.execution_watch import follow_lines, judge_commands
 from graylane.errors import GraylaneError, ValidationError
 from graylane.settings import current_user
 
@@ -123,10 +123,18 @@ def import_(paths: list[str] = typer.Argument(..., help="pipeline JSON/YAML file
     for f in _pipeline_files(paths):
         items += [(f, body) for body in load_pipeline_file(f)]
     client = _client()
-    res = client.post("/api/v1/pipelines", json=[b for _, b in items], headers=_h())["results"]
-    for (f, _), r in zip(items, res, strict=True):
+    try:
+        answer = client.post("/api/v1/pipelines", json=[b for _, b in items], headers=_h())
+    except ValidationError as exc:  # the API names documents `<api>[i]`: name the file instead
+        for i, (f, _) in enumerate(items):
+            exc.message = exc.message.replace(f"(<api>[{i}])", f"({f})")
+            exc.where = str(f) if exc.where == f"<api>[{i}]" else exc.where
+        raise
+    for (f, _), r in zip(items, answer["results"], strict=True):
         out.print(f"pipeline {escape(r['application'])}/{escape(r['name'])} {r['action']} "
                   f"(version {r['version']}, from {escape(str(f))})")
+    for warning in answer.get("warnings") or []:
+        out.print(f"warning: {escape(warning)}")
 
 
 @pipeline_app.command("list")
@@ -258,7 +266,7 @@ def stage_table(exe: dict[str, Any]) -> Table:
         elif (ctx.get("exception") or {}).get("details"):
             note = str(ctx["exception"]["details"].get("error", ""))
         elif st["type"] == "manualJudgment" and st["status"] == "RUNNING":
-            note = "waiting for judgment: graylane judge " + exe["id"] + f" --stage '{st['name']}' --continue"
+            note = "waiting for judgment: " + judge_commands(exe["id"], st)[0]
         elif st["type"] == "wait" and st["status"] == "RUNNING":
             note = f"waiting {ctx.get('waitTime')}s (skip: graylane execution skip-wait {exe['id']} -s '{st['name']}')"
         elif ctx.get("stageEnabledResult"):
