@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "graylane.cli.demo",        # demo bookinfo
     "graylane.cli.accounts",    # account
     "graylane.cli.tokens",      # token
+    "graylane.cli.canary",      # canary judge (offline NetflixACAJudge)
 )
 
 app = typer.Typer(
