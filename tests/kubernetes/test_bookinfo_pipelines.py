@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.asyncio]
 
 
 @pytest.fixture(autouse=True)
-def _git() -> None:
+def _git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system.require_program("git", "git")  # the demo's artifacts are git files
+    monkeypatch.setenv("GRAYLANE_ARTIFACT_FILE_ROOTS", str(tmp_path))  # in a local repository the operator allows
 
 
 def with_account(pipeline: dict[str, Any], account: str) -> dict[str, Any]:

@@ -23,6 +23,12 @@ DEMO = Path(bookinfo.__file__).parent
 TEMPLATE = DEMO / "coding-cd-template"
 
 
+@pytest.fixture(autouse=True)
+def _demo_folder_may_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The artifacts are the demo folder on disk: the operator allows it, as docs/security.md says."""
+    monkeypatch.setenv("GRAYLANE_ARTIFACT_FILE_ROOTS", str(DEMO))
+
+
 def _artifacts(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Each expected git/file artifact, read from the demo folder on disk instead of CODING's repository."""
     return [{**ea["matchArtifact"], "reference": str(DEMO)} for ea in config.get("expectedArtifacts") or []]

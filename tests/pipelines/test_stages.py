@@ -243,7 +243,9 @@ def test_skippable_child_pipeline_stage_can_be_skipped(engine: sa.Engine) -> Non
     run(engine, scenario)
 
 
-def test_git_file_artifact_read_with_system_git_and_cached(tmp_path: Path, state_dir: Path) -> None:
+def test_git_file_artifact_read_with_system_git_and_cached(tmp_path: Path, state_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAYLANE_ARTIFACT_FILE_ROOTS", str(tmp_path))  # the operator allows local repositories here
     repo = tmp_path / "repo"
     repo.mkdir()
 
