@@ -157,6 +157,8 @@ def test_relative_working_dir_is_the_manifests_folder(mesh: Mesh, tmp_path: Path
     pod = next(p for p in mesh.pods() if p["deployment"] == "web-v1")
     answer = httpx.get(f"http://127.0.0.1:{pod['port']}/", trust_env=False, timeout=10).json()
     assert answer["cwd"] == str((app / "v1").resolve())
+    same = mesh("diff", "-f", str(app / "web.yaml"))  # the folder it records is no change
+    assert (same.returncode, same.stdout) == (0, ""), same.stdout + same.stderr
 
 
 def test_apply_wait_stops_at_the_replica_failure(mesh: Mesh, tmp_path: Path) -> None:

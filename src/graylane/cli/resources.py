@@ -343,8 +343,8 @@ def register(app: typer.Typer) -> None:
         """Show what applying these files would change (exit 1 when something would, like kubectl diff)."""
         files = read_files(filenames)
         params = {"dryRun": "All", "diff": "true", **({"namespace": namespace} if namespace else {})}
-        resp = _client().post("/api/v1/apply", params=params, headers=_headers(),
-                              json={"files": [{"name": n, "text": t} for n, t in files]})
+        resp = _client().post("/api/v1/apply", params=params, headers=_headers(),  # with folders, as apply sends
+                              json={"files": [_file_entry(n, t) for n, t in files]})
         changed = [r for r in resp["results"] if r["action"] != "unchanged"]
         for r in changed:
             print_diff(r["diff"])
