@@ -401,7 +401,7 @@ def execution_skip_wait(execution_id: str, stage: str = typer.Option(..., "--sta
 
 @execution_app.command("wait")
 def execution_wait(execution_id: str, timeout: float = typer.Option(3600.0, "--timeout", help="seconds")) -> None:
-    """Block until the execution finishes; exit 0 only if it SUCCEEDED (a CI gate)."""
+    """Block until the execution finishes: exit 0 if it SUCCEEDED, 1 if it ended otherwise, 3 if --timeout runs out."""
     client = _client()
     execution_id = resolve_execution_id(client, execution_id)
     exe = _watch(client, execution_id, timeout)
