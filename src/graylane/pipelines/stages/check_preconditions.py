@@ -53,8 +53,9 @@ class CheckPreconditionsTask(Task):
                         value: Any = text.lower() == "true"
                     else:
                         try:
-                            value = evaluation.evaluate_expression(text, stage.execution, stage.stage_id, stage.user,
-                                                                   stage.services.pipeline_lookup)
+                            value = await evaluation.off_loop(evaluation.evaluate_expression, text, stage.execution,
+                                                              stage.stage_id, stage.user,
+                                                              stage.services.pipeline_lookup)
                         except GraylaneError as exc:
                             value = f"error: {exc}"
                     ok = _truthy(value)

@@ -40,8 +40,8 @@ async def _manifest_docs(stage: StageView) -> list[Document]:
         docs = manifests.documents_from(text, f"{where} artifact {artifact.get('reference') or artifact.get('name')}")
         if not ctx.get("skipExpressionEvaluation"):
             bodies = [d.body for d in docs]
-            res = evaluation.evaluate_templated(bodies, stage.execution, stage.stage_id, stage.user,
-                                               stage.services.pipeline_lookup)
+            res = await evaluation.off_loop(evaluation.evaluate_templated, bodies, stage.execution, stage.stage_id,
+                                            stage.user, stage.services.pipeline_lookup)
             if res.failed and ctx.get("failOnFailedExpressions"):
                 raise GraylaneError("Failure evaluating manifest expressions: " + "; ".join(
                     str(e.get("description")) for es in res.summary.values() for e in es if isinstance(e, dict)),
