@@ -4,7 +4,7 @@ A small process of its own (`python -m graylane.runtime.supervisor`), so restart
 on neither of them being alive. It starts each part (or adopts one already running, identified by the
 pid and kernel start time in its record), notices an exit at once (a pidfd; a 0.2 s poll where there
 is none), moves the dead run's log to `<part>.previous.log`, and starts the part again after a backoff:
-the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 60 s of running.
+the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 20 s of running.
 
 Restarts are recorded in `<state>/supervisor.json` (count, last exit, last restart time) for
 `graylane status`. SIGTERM/SIGINT stop the supervisor alone: the parts keep running, so `graylane
@@ -38,7 +38,7 @@ log = logging.getLogger("graylane.supervisor")
 SUPERVISOR_FILE = "supervisor.json"
 DATA_PLANE, CONTROL_PLANE = "data-plane", "control-plane"
 # Daemons restart faster than kubelet restarts containers: traffic waits on the data plane.
-DAEMON_BACKOFF = BackoffPolicy(initial_s=1.0, cap_s=30.0, reset_after_s=60.0)
+DAEMON_BACKOFF = BackoffPolicy(initial_s=1.0, cap_s=30.0, reset_after_s=20.0)
 POLL_WITHOUT_PIDFD_S = 0.2
 
 
