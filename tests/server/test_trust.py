@@ -98,6 +98,8 @@ def test_loopback_without_a_token_reads_the_api_but_changes_nothing(served: Serv
 def test_a_wrong_token_is_refused_not_downgraded(served: Served) -> None:
     resp = served.client("gl_not-a-token").get("/api/v1/resources")
     assert resp.status_code == 401 and "not valid" in error_of(resp)
+    # Public paths ignore credentials meant for something else (a scraper's basic auth).
+    assert served.client().get("/healthz", headers={"Authorization": "Basic eDp5"}).status_code == 200
 
 
 # -- cross-site requests and DNS rebinding ----------------------------------------------------------

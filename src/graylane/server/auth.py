@@ -191,8 +191,9 @@ class AuthMiddleware:
             if problem:
                 await _refuse(403, problem)(scope, receive, send)
                 return
+        public = path.startswith(PUBLIC_PREFIXES)
         user, credential, error = self._identify(request)
-        if error:
+        if error and not public:  # public paths ignore credentials meant for others (a scraper's, a CI's)
             await _refuse(401, error, _SIGN_IN_HINT)(scope, receive, send)
             return
         # A cookie rides along with any request the browser makes; the token in this custom header
@@ -202,7 +203,6 @@ class AuthMiddleware:
             await _refuse(403, "missing or wrong CSRF token",
                           "reload the page; the console sends the token in X-CSRF-Token")(scope, receive, send)
             return
-        public = path.startswith(PUBLIC_PREFIXES)
         if user is None and not unsafe and path.startswith("/api/") and is_loopback(bind_host(scope)):
             user = User("anonymous", "viewer")  # loopback reads: what any local page could not read anyway
         if user is None and not public:
