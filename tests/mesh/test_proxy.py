@@ -480,9 +480,10 @@ def test_retry_on_reset_and_retriable_4xx_move_to_the_healthy_host(mesh, reviews
 
 
 def test_removing_a_listener_lets_its_in_flight_request_finish(mesh, reviews):
-    push, port, _ = reviews
+    push, port, ups = reviews
     other = free_port()
     push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])], sidecars=[sidecar(port), sidecar(other, app="x")])
+    seen = len(ups["v1"].requests)
 
     def slow():
         with client(other) as c:
@@ -490,7 +491,10 @@ def test_removing_a_listener_lets_its_in_flight_request_finish(mesh, reviews):
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         fut = pool.submit(slow)
-        time.sleep(0.3)
+        for _ in range(500):  # the event: the request is at the upstream, in flight through `other`
+            if any(r["url"] == "/delay/1" for r in ups["v1"].requests[seen:]):
+                break
+            time.sleep(0.01)
         push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])], sidecars=[sidecar(port)])  # drops `other`
         assert fut.result() == 200
     with pytest.raises(httpx.ConnectError), client(other) as c:
