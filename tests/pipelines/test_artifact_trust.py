@@ -178,6 +178,15 @@ def test_only_allowed_transports_and_hosts(layout: dict[str, Path], reference: s
     assert not (layout["tmp"] / "pwned").exists()
 
 
+def test_the_state_folder_is_never_readable_even_under_an_allowed_root(layout: dict[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(artifacts.FILE_ROOTS_ENV, str(layout["tmp"]))  # a root that holds the state folder
+    token = layout["state"] / "cli-token"
+    token.write_text("s3cr3t")
+    refused(layout, git_file(str(layout["tmp"]), "state/cli-token"), "in Graylane's state folder")
+    refused(layout, git_file(str(layout["state"]), "cli-token"), "outside the folders artifacts may read")
+
+
 def test_file_repositories_work_where_the_operator_allows_them(layout: dict[str, Path]) -> None:
     exe, store = deploy(layout["tmp"], git_file(f"file://{layout['repo']}", "manifests/cm.yaml", "main"))
     try:

@@ -115,6 +115,12 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _in_state_folder(path: Path) -> bool:
+    """Inside the state folder (the CLI token, the database) and not in its demo repository: never readable."""
+    state = settings.state_dir().resolve()
+    return _is_within(path, state) and not _is_within(path, state / "demo")
+
+
 def _refuse_option(what: str, value: str) -> None:
     if value.startswith("-"):
         raise ArtifactRefused(f"git/file artifact: the {what} {value!r} starts with '-', which git would read as an "
@@ -132,7 +138,7 @@ def _local_folder(reference: str) -> Path | None:
         path = Path(reference)
     folder = path.expanduser().resolve()
     roots = file_roots()
-    if not any(_is_within(folder, root) for root in roots):
+    if _in_state_folder(folder) or not any(_is_within(folder, root) for root in roots):
         raise ArtifactRefused(
             f"git/file artifact: local repository {reference!r} is outside the folders artifacts may read",
             hint=f"an operator allows folders with {FILE_ROOTS_ENV} (os.pathsep-separated); allowed now: "
@@ -184,6 +190,9 @@ def confined_path(path: str, what: str = "git/file artifact") -> str:
 def _read_inside(folder: Path, rel: str, reference: str) -> str | None:
     """The file at `rel` under `folder` (symlinks resolved, and still inside), or None when there is none."""
     target = (folder / rel).resolve()
+    if _in_state_folder(target):
+        raise ArtifactRefused(f"git/file artifact: {rel!r} in {reference} is in Graylane's state folder, which "
+                              "artifacts never read")
     if not _is_within(target, folder):
         raise ArtifactRefused(f"git/file artifact: {rel!r} in {reference} resolves outside the repository "
                               "(a symbolic link)", hint="name a file inside it")

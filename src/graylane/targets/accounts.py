@@ -16,6 +16,7 @@ import yaml
 
 from graylane import settings
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.resources import yamlsafe
 
 LOCAL = "local"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -51,10 +52,7 @@ def _read() -> dict[str, Account]:
     path = accounts_file()
     if not path.exists():
         return {}
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise GraylaneError(f"cannot read the accounts file: {exc}", where=str(path)) from exc
+    raw = yamlsafe.load(yamlsafe.read_text(path), str(path)) or {}  # ValidationError names file:line
     items = raw.get("accounts") if isinstance(raw, dict) else None
     if not isinstance(items, list):
         raise GraylaneError("the accounts file must hold `accounts: [...]`", where=str(path))
