@@ -79,7 +79,7 @@ def test_warnings_pass_unless_fail_on_warnings(folder: Path):
     (folder / "app.yaml").write_text(GOOD + WARN)
     assert runner.invoke(app, ["validate", "-f", str(folder)]).exit_code == 0
     result = runner.invoke(app, ["validate", "-f", str(folder), "--fail-on-warnings"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # the CLI's scheme: refused
     assert "Warning [GL0001] (HorizontalPodAutoscaler default/reviews" in result.output
 
 
@@ -100,12 +100,14 @@ def test_stdin(folder: Path):
     assert "(DestinationRule default/reviews -:22) spec.subset: unknown field" in result.output
 
 
-def test_unreadable_input_exits_three(folder: Path):
+def test_unreadable_input_is_refused_and_a_missing_path_is_not_found(folder: Path):
     (folder / "broken.yaml").write_text("kind: [\n")
     result = runner.invoke(app, ["validate", "-f", str(folder / "broken.yaml")])
-    assert result.exit_code == 3
+    assert result.exit_code == 1
+    assert "broken.yaml" in result.output
     missing = runner.invoke(app, ["validate", "-f", str(folder / "nope.yaml")])
-    assert missing.exit_code == 3
+    assert missing.exit_code == 2
+    assert "nope.yaml: no such file or folder" in missing.output
 
 
 def test_help_documents_exit_codes():
@@ -126,7 +128,7 @@ def test_real_subprocess(folder: Path):
 
 def test_no_input_is_unreadable_input():
     result = runner.invoke(app, ["validate"])
-    assert result.exit_code == 3
+    assert result.exit_code == 1
     assert "no input" in result.output
 
 

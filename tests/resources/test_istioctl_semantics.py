@@ -50,7 +50,7 @@ def test_several_paths_after_one_f(tmp_path: Path) -> None:
 def test_paths_without_f_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(SVC.format(name="a", ns="default", extra=""))
     result = runner.invoke(app, ["validate", str(tmp_path / "a.yaml")])
-    assert result.exit_code == 3
+    assert result.exit_code == 1
     assert "paths are given with -f" in result.output
 
 

@@ -8,23 +8,25 @@ checks the files alone.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from graylane.cli import exit_codes
 from graylane.cli.client import ApiClient
 from graylane.errors import GraylaneError
 from graylane.resources.finding import Finding, Severity
 from graylane.resources.load import load_paths
 from graylane.resources.validate import validate as validate_documents
 
-# Exit codes (documented in the command help).
-EXIT_CLEAN = 0          # no findings, or warnings/info only
-EXIT_ERRORS = 1         # at least one error
-EXIT_WARNINGS = 2       # warnings, with --fail-on-warnings
-EXIT_UNREADABLE = 3     # a path is missing or a file is not valid YAML/JSON
+# Exit codes: the CLI's one scheme (cli/exit_codes.py, docs/cli.md), documented in the command help.
+EXIT_CLEAN = exit_codes.OK             # no findings, or warnings/info only
+EXIT_ERRORS = exit_codes.REFUSED       # at least one error (or a warning, with --fail-on-warnings)
+EXIT_UNREADABLE = exit_codes.REFUSED   # a file is not valid YAML/JSON, or no input was given
+EXIT_MISSING = exit_codes.NOT_FOUND    # a path does not exist
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -35,8 +37,8 @@ HELP = (
     "(IST0101 missing host, subset, gateway or port; IST0109; IST0112; IST0130; IST0131; IST0132; IST0140; IST0165; "
     "IST0173; IST0174); "
     "GL0001 (a kind the local target ignores) and GL0002 (weights not summing to 100).\n\n"
-    f"Exit codes: {EXIT_CLEAN} clean or warnings only; {EXIT_ERRORS} errors found; {EXIT_WARNINGS} warnings found "
-    f"with --fail-on-warnings; {EXIT_UNREADABLE} unreadable input (missing path, invalid YAML/JSON).\n\n"
+    f"Exit codes: {EXIT_CLEAN} clean or warnings only; {EXIT_ERRORS} errors found, warnings found with "
+    f"--fail-on-warnings, or unreadable input (invalid YAML/JSON); {EXIT_MISSING} a path does not exist.\n\n"
     "As istioctl analyze does, the files are checked together with the live resources (the control plane's, "
     "when one answers; a file's resource replaces the live one of the same name); --use-kube=false checks "
     "the files alone."
@@ -131,6 +133,10 @@ def validate(
     if not paths:
         err.print("[bold red]error:[/] no input (pass -f FILE, -f FOLDER or -f - for stdin)")
         raise typer.Exit(EXIT_UNREADABLE)
+    absent = [p for p in paths if p != "-" and not Path(p).exists()]
+    if absent:
+        err.print(f"[bold red]error:[/] {escape(absent[0])}: no such file or folder (check the -f path)")
+        raise typer.Exit(EXIT_MISSING)
     try:
         docs = load_paths(paths)
     except GraylaneError as exc:
@@ -151,7 +157,7 @@ def validate(
     if counts["errors"]:
         raise typer.Exit(EXIT_ERRORS)
     if fail_on_warnings and counts["warnings"]:
-        raise typer.Exit(EXIT_WARNINGS)
+        raise typer.Exit(EXIT_ERRORS)
 
 
 def register(app: typer.Typer) -> None:
