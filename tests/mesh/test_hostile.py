@@ -147,11 +147,13 @@ def test_connection_closed_mid_headers_logs_no_traceback(mesh, port, no_tracebac
                                     pytest.param(100_000, id="streamed-body")])
 def test_stalled_request_body_gets_408_stream_timeout(mesh, port, no_tracebacks, length):
     si = series(mesh, reporter="source", response_code="408", response_flags="SI")
+    seen_by_destination = series(mesh, reporter="destination", response_code="408")
     head = b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: %d\r\n\r\n" % length
     out = exchange(port, head + b"x" * (length // 2))  # then nothing: idle past stream_idle_timeout
     assert out.startswith(b"HTTP/1.1 408 ") and out.endswith(b"stream timeout")
     assert b"connection: close" in out
     assert series(mesh, reporter="source", response_code="408", response_flags="SI") - si == 1
+    assert series(mesh, reporter="destination", response_code="408") == seen_by_destination  # never reached it
     assert serves(port)
 
 

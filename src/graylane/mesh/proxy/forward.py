@@ -291,6 +291,7 @@ class Forwarder:
             except ProxyError as err:
                 ep.active -= 1
                 if isinstance(err, BadRequest):  # the request body timed out: not the host's fault
+                    ctx.upstream_start = 0.0  # the destination never got a whole request: no destination report
                     return await self._local_reply(proto, req, ctx, err)
                 status = 504 if isinstance(err, UpstreamTimeout) else 503
                 # Overflow (UO) never reached the host: Envoy's outlier detector never sees it.
