@@ -95,6 +95,13 @@ def test_loopback_without_a_token_reads_the_api_but_changes_nothing(served: Serv
     assert nothing_stored(served) and anon.get("/api/v1/pipelines").json() == []
 
 
+def test_answers_may_not_be_embedded_by_other_sites(served: Served) -> None:
+    for resp in (served.client().get("/api/v1/resources"), served.client().get("/login"),
+                 served.client().get("/api/v1/resources", headers={"host": "attacker.example"})):
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["cross-origin-resource-policy"] == "same-origin"
+
+
 def test_a_wrong_token_is_refused_not_downgraded(served: Served) -> None:
     resp = served.client("gl_not-a-token").get("/api/v1/resources")
     assert resp.status_code == 401 and "not valid" in error_of(resp)

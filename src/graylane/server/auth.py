@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.server.browser import host_problem, is_loopback, origin_problem
@@ -150,6 +150,22 @@ def operator_name() -> str:
     return os.environ.get("GRAYLANE_USER") or os.environ.get("USER") or "local"
 
 
+_BROWSER_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"cross-origin-resource-policy", b"same-origin")]
+
+
+def _with_browser_headers(send: Send) -> Send:
+    """Every answer tells browsers not to let other sites embed it (`<script src>` of our JSON, XSSI)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            names = {name.lower() for name, _ in message.get("headers", [])}
+            extra = [(n, v) for n, v in _BROWSER_HEADERS if n not in names]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
+
+
 def _refuse(status: int, message: str, hint: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "where": None, "hint": hint}}, status_code=status)
 
@@ -174,6 +190,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = _with_browser_headers(send)
         request = Request(scope)
         path, method = scope["path"], scope["method"]
         server = scope.get("server")
