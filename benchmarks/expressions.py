@@ -18,12 +18,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import graylane.demos.bookinfo
 from graylane.expressions import EvaluationContext, evaluate_expression, evaluate_templated
 from graylane.expressions.parser import parse, parse_uncached
 from graylane.expressions.template import split_template
+from graylane.resources import yamlsafe
 
 # The article's VirtualService template, verbatim, as Bookinfo ships it (tests/bookinfo checks it against the
 # walkthrough).
@@ -34,7 +33,7 @@ WEIGHT = '100 - #toInt(#stage("设置灰度比例")["context"]["customParams"]["
 
 
 def execution() -> dict[str, Any]:
-    manifest = yaml.safe_load(TEMPLATE)
+    manifest = yamlsafe.load(TEMPLATE, str(_SHIPPED / "canary-ratio-virtual-service.yaml.tmpl"))
     stages = [
         {"id": "s1", "refId": "1", "type": "deployManifest", "name": "deploy canary", "status": "SUCCEEDED",
          "context": {}, "outputs": {}, "requisiteStageRefIds": []},
