@@ -4,9 +4,8 @@ from __future__ import annotations
 
 
 class GraylaneError(Exception):
-    """An error caused by input or state the user can fix; the CLI prints it as one line."""
-
-    exit_code = 1
+    """An error caused by input or state the user can fix; the CLI prints it as one line and exits with the
+    code `graylane.cli.exit_codes.for_error` gives its class (1 refused, 2 not found, 3 wrong state)."""
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
@@ -31,16 +30,10 @@ class ValidationError(GraylaneError):
 class NotFound(GraylaneError):
     """A named object does not exist."""
 
-    exit_code = 2
-
 
 class Conflict(GraylaneError):
     """An update was made against a stale resourceVersion, or an object already exists."""
 
-    exit_code = 3
-
 
 class Forbidden(GraylaneError):
     """The caller is known but lacks the role or right for this action."""
-
-    exit_code = 4
