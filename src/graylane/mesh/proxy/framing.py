@@ -32,7 +32,7 @@ class Framer:
     def __init__(self) -> None:
         self.state = HEAD
         self.remaining = 0
-        self.carry = b""  # the part of the current head / chunk line / trailer seen in earlier reads
+        self.carry = bytearray()  # the part of the current head / chunk line / trailer seen in earlier reads
         self.line_checked = False
 
     @property
@@ -42,7 +42,7 @@ class Framer:
 
     def start_body(self, content_length: int, chunked: bool) -> None:
         """Called by the listener once httptools has read the head: what follows is this request's body."""
-        self.carry = b""
+        self.carry.clear()
         self.line_checked = False
         if chunked:
             self.state = CHUNK_SIZE
@@ -84,10 +84,16 @@ class Framer:
         return end
 
     def _head(self, data: bytes, pos: int) -> int:
+        # A head may come a few bytes per read: grow one buffer and search only the new part (no quadratic work).
         seen = len(self.carry)
-        buf = self.carry + data[pos:] if seen else data[pos:]
+        buf: bytes | bytearray
+        if seen:
+            self.carry += memoryview(data)[pos:]
+            buf = self.carry
+        else:
+            buf = data[pos:]
         if not self.line_checked:
-            eol = buf.find(b"\r\n")
+            eol = buf.find(b"\r\n", max(0, seen - 1))
             if eol < 0:
                 if len(buf) > MAX_URL:
                     raise UriTooLong("request line too long")
@@ -101,9 +107,10 @@ class Framer:
         if end < 0:
             if len(buf) > MAX_URL + MAX_HEADERS:
                 raise HeadersTooLarge("header block too large")
-            self.carry = buf
+            if not seen:
+                self.carry += buf
             return len(data)
-        self.carry = b""
+        self.carry.clear()
         return pos + end + 4 - seen
 
     def _chunk_line(self, data: bytes, pos: int) -> int:
@@ -111,12 +118,12 @@ class Framer:
         seen = len(self.carry)
         eol = data.find(b"\n", pos)
         if eol < 0:
-            self.carry += data[pos:]
+            self.carry += memoryview(data)[pos:]
             if len(self.carry) > (MAX_HEADERS if self.state == TRAILERS else MAX_CHUNK_LINE):
                 raise BadRequest("chunk line too long")
             return len(data)
-        line = self.carry + data[pos:eol + 1] if seen else data[pos:eol + 1]
-        self.carry = b""
+        line = bytes(self.carry) + data[pos:eol + 1] if seen else data[pos:eol + 1]
+        self.carry.clear()
         if self.state == TRAILERS:
             if line == b"\r\n":
                 self.state = HEAD
