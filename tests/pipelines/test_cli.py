@@ -219,3 +219,22 @@ def test_stage_types_refuse_input_they_do_not_take(api: str, tmp_path: Path) -> 
     assert code == 0
     code, out = cli("execution", "wait", eid, "--timeout", "20")
     assert code == 0
+
+
+COMPAT = Path(__file__).parent / "compat"
+
+
+def test_import_names_the_files_of_pipelines_sharing_an_id_and_warns_about_accounts(api: str, tmp_path: Path) -> None:
+    first, second = COMPAT / "orca/dependsOn-expected.json", COMPAT / "orca/example-expected.json"
+    out = refused("pipeline", "import", str(first), str(second))
+    assert f"pipelines myApp/Stage dependsOn test ({first}) and myApp/My super awesome pipeline ({second}) share " \
+           "the id 'unknown'" in out
+    assert "dependsOn" not in cli("pipeline", "list")[1]  # nothing was saved
+    prod = {"application": "shop", "name": "to-prod", "stages": [
+        {"refId": "1", "type": "wait", "name": "settle", "waitTime": 0},
+        {"refId": "2", "type": "deleteManifest", "name": "Clean up", "account": "k8s-prod",
+         "manifestName": "configmap old", "location": "default"}]}
+    (tmp_path / "prod.json").write_text(json.dumps(prod))
+    code, out = cli("pipeline", "import", str(tmp_path / "prod.json"))
+    assert code == 0 and "pipeline shop/to-prod created" in out
+    assert "warning: pipeline shop/to-prod stages[1] ('Clean up'): account 'k8s-prod' does not exist" in out

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graylane.errors import ValidationError
-from graylane.pipelines import evaluation
-from graylane.pipelines.stages import STAGE_TYPE_NAMES
+from graylane.pipelines import compat, evaluation
 
 # Keys Deck puts on a new pipeline; kept so export -> import round-trips unchanged.
 PIPELINE_DEFAULTS: dict[str, Any] = {"limitConcurrent": True, "keepWaitingPipelines": False, "spelEvaluator": "v4"}
@@ -100,10 +99,14 @@ def find_problems(body: Any) -> list[Finding]:
     if body.get("spelEvaluator") not in (None, "v2", "v3", "v4"):
         problems.append(Finding(("spelEvaluator",), f"unknown spelEvaluator {body.get('spelEvaluator')!r} "
                                                     "(expected v4, v3 or v2)"))
+    template = compat.template_problem(body)
+    if template:
+        problems.append(Finding(("schema",) if "schema" in body else (), template))
     problems += _check_parameters(body.get("parameterConfig") or [], ("parameterConfig",))
     problems += _check_triggers(body.get("triggers") or [])
     problems += _check_expected_artifacts(body.get("expectedArtifacts") or [])
     problems += _check_stages(stages)
+    problems += [Finding(path, message) for path, message in compat.manifest_problems(stages)]
     return problems
 
 
@@ -164,6 +167,9 @@ def _check_expected_artifacts(expected: list[Any]) -> list[Finding]:
 def _check_stages(stages: list[Any]) -> list[Finding]:
     out: list[Finding] = []
     refs: dict[str, int] = {}
+    unsupported = compat.unsupported_types(stages)
+    if unsupported:  # one finding for all of them, listing what Graylane runs
+        out.append(Finding(("stages", unsupported[0][0], "type"), unsupported[1]))
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict):
             out.append(Finding(("stages", i), "each stage must be a JSON object"))
@@ -172,9 +178,6 @@ def _check_stages(stages: list[Any]) -> list[Finding]:
         stype = stage.get("type")
         if not isinstance(stype, str) or not stype:
             out.append(Finding(("stages", i, "type"), f"{label} has no `type`"))
-        elif stype not in STAGE_TYPE_NAMES:
-            out.append(Finding(("stages", i, "type"), f"{label}: unknown stage type {stype!r} "
-                                                      f"(supported: {', '.join(sorted(STAGE_TYPE_NAMES))})"))
         ref = stage.get("refId")
         if ref in (None, ""):
             out.append(Finding(("stages", i), f"{label} has no `refId` (either every stage has one, or none)"))

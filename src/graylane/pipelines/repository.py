@@ -104,6 +104,43 @@ class PipelineRepository:
                 deleted=False))
         return SaveResult(norm["id"], norm["application"], norm["name"], version, action)
 
+    def import_many(self, items: list[Any], *, actor: str,
+                    where: Callable[[int], str] = lambda i: f"<api>[{i}]") -> tuple[list[SaveResult], list[str]]:
+        """Import pipelines: all validated and checked for id clashes before any is saved; (results, warnings).
+
+        Two pipelines (in the batch, or one of them stored) with the same `id` but another application/name are
+        refused, naming both: Spinnaker's ids are global, and saving would silently overwrite one with the other.
+        A pipeline without an `id` gets a new one (or the id of the stored pipeline of the same application/name).
+        """
+        from graylane.pipelines import compat
+
+        norms = [model.validate(item, where=where(i)) for i, item in enumerate(items)]
+        seen: dict[str, tuple[int, str, str]] = {}
+        with self.engine.connect() as conn:
+            for i, norm in enumerate(norms):
+                pid = norm.get("id")
+                if not pid:
+                    continue
+                mine = (str(norm["application"]), str(norm["name"]))
+                if pid in seen and seen[pid][1:] != mine:
+                    j, app, name = seen[pid]
+                    raise ValidationError(
+                        f"pipelines {app}/{name} ({where(j)}) and {mine[0]}/{mine[1]} ({where(i)}) share the id "
+                        f"{pid!r}; saving both would overwrite one with the other", where=where(i),
+                        hint="give each pipeline its own id, or remove `id` and Graylane assigns one")
+                seen[str(pid)] = (i, *mine)
+                row = conn.execute(sa.select(pipeline_configs.c.application, pipeline_configs.c.name).where(
+                    pipeline_configs.c.id == pid)).first()
+                if row is not None and (row.application, row.name) != mine:
+                    raise ValidationError(
+                        f"pipeline {mine[0]}/{mine[1]} has the id {pid!r} of the stored pipeline "
+                        f"{row.application}/{row.name}; importing it would overwrite that pipeline", where=where(i),
+                        hint="remove `id` to import it as a new pipeline, or rename the stored one with "
+                             "PUT /api/v1/pipelines/ID (its id is kept)")
+        known = compat.known_accounts()
+        warnings = [w for norm in norms for w in compat.account_warnings(norm, known)]
+        return [self.save(item, actor=actor, where=where(i)) for i, item in enumerate(items)], warnings
+
     def get(self, ref: str, application: str | None = None) -> dict[str, Any]:
         """By id, `application/name`, or a name unique across applications."""
         with self.engine.connect() as conn:
