@@ -170,6 +170,10 @@ def test_apply_wait_stops_at_the_replica_failure(mesh: Mesh, tmp_path: Path) -> 
     lines = [ln for ln in applied.stderr.splitlines() if ln.startswith("error:")]
     assert lines == [f"error: deployment default/broken-v1: CreateContainerError: workingDir {app / 'v9'} does not "
                      "exist (fix the Deployment and apply again; graylane pods -n default)"], applied.stderr
+    status = mesh("rollout", "status", "deploy/broken-v1", "--timeout", "120")  # the same reason, at once
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert f"error: deployment default/broken-v1: CreateContainerError: workingDir {app / 'v9'} does not " \
+           "exist" in status.stderr
 
 
 def test_route_explains_against_the_live_mesh(mesh: Mesh, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from graylane.cli.apply_wait import rollout_failure
 from graylane.cli.client import ApiClient
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.mesh.control import read_options, save_options
@@ -421,11 +422,10 @@ def rollout_status(target: str, namespace: str, timeout: float) -> None:
         while True:
             status = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")["status"]
             want = status.get("replicas", 0)
-            for cond in status.get("conditions", []):
-                if cond["type"] == "ReplicaFailure" and cond["reason"] == "ImageNotRunnableLocally":
-                    raise GraylaneError(f"deployment {namespace}/{name}: {cond['reason']}: {cond['message']}")
-                if cond["type"] == "Progressing" and cond["status"] == "False":
-                    raise GraylaneError(f'deployment "{name}" exceeded its progress deadline')
+            failure = rollout_failure(status)  # fail fast with the replica's reason, as `apply --wait` does
+            if failure is not None:
+                raise GraylaneError(f"deployment {namespace}/{name}: {failure}",
+                                    hint=f"graylane pods; graylane logs deploy/{name}")
             if status.get("complete"):
                 break
             msg = _rollout_message(name, status)
