@@ -69,13 +69,10 @@ async def save_pipelines(request: Request) -> dict[str, Any]:
     body = await _json(request)
     user, _ = _who(request)
     items = body if isinstance(body, list) else [body]
-    from graylane.pipelines import model
-
-    for i, item in enumerate(items):
-        model.validate(item, where=f"<api>[{i}]" if isinstance(body, list) else "<api>")
     repo = _executor(request).pipelines
-    results = [repo.save(item, actor=f"user:{user}") for item in items]
-    warnings = [w for item in items if isinstance(item, dict) for w in webhook_warnings(item)]
+    results, warnings = repo.import_many(items, actor=f"user:{user}",
+                                         where=lambda i: f"<api>[{i}]" if isinstance(body, list) else "<api>")
+    warnings += [w for item in items if isinstance(item, dict) for w in webhook_warnings(item)]
     return {"results": [r.__dict__ for r in results], "warnings": warnings}
 
 
