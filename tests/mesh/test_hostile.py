@@ -233,3 +233,19 @@ def test_client_vanishing_mid_body_frees_the_upstream_side(mesh, port):
         return not any(e["active"] for c in mesh.get("/clusters").json()["clusters"] for e in c["endpoints"])
 
     eventually(idle, "an upstream exchange outlived its client")
+
+
+def test_requests_arriving_one_byte_per_segment_are_framed_and_answered(port):
+    data = (b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+            b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ncontent-length: 2\r\n\r\nde"
+            b"GET http://reviews:9080/end HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(data)):
+            s.send(data[i:i + 1])
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.count(b"HTTP/1.1 200 ") == 3
+    assert out.index(b"abc") < out.index(b"de") < out.index(b'"/end"')
