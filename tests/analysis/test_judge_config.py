@@ -108,6 +108,8 @@ CANARY = ["metrics", 0, "analysisConfigurations", "canary"]
     pytest.param(["classifier", "scoreThresholds"], {"pass": 50, "marginal": 75},
                  "classifier.scoreThresholds: marginal 75 is above pass 50", id="thresholds-reversed"),
     pytest.param(["extensions"], {}, "extensions: unknown field", id="unknown-top-level-field"),
+    pytest.param(["metrics", 2, "groups"], [], "metrics[2] (cpu).groups: must name at least one group",
+                 id="metric-in-no-group"),
 ])
 def test_errors_name_the_file_and_the_field(path: list[str | int], value: object, message: str) -> None:
     with pytest.raises(ValidationError) as caught:

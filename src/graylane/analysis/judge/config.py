@@ -251,6 +251,9 @@ def _parse_metric(reader: _Reader) -> MetricConfig:
     groups = reader.data.get("groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
         reader.fail("must be a list of group names", "groups")
+    if not groups:
+        reader.fail("must name at least one group", "groups",
+                    hint="scores are computed per group; a metric in no group never counts toward the score")
     canary = CanaryAnalysis()
     analysis = reader.child("analysisConfigurations")
     if analysis is not None:
