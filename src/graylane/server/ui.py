@@ -2,14 +2,13 @@
 
 Pages call `/api/v1/...` in-process (an ASGI transport, carrying the caller's credentials), so the
 console can never do what the API would refuse. Live parts (topology, execution stages) refresh from
-the API and from SSE in `static/console.js`. Third-party JS (cytoscape, dagre, htmx) is served from
-`node_modules/` (installed by `npm ci`) under `/vendor/`.
+the API and from SSE in `static/console.js`. Third-party JS (cytoscape, dagre, htmx) is served under
+`/vendor/` from the package (graylane.ui.vendor); the server refuses to start without it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -31,28 +30,12 @@ from graylane.server.auth import (
     operator_name,
     user_for_token,
 )
+from graylane.ui import vendor
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-VENDOR_FILES = {
-    "htmx.min.js": "htmx.org/dist/htmx.min.js",
-    "cytoscape.min.js": "cytoscape/dist/cytoscape.min.js",
-    "dagre.min.js": "dagre/dist/dagre.min.js",
-    "cytoscape-dagre.js": "cytoscape-dagre/cytoscape-dagre.js",
-}
 SECRET_KINDS = {"Secret"}
 
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
-
-
-def node_modules() -> Path | None:
-    """`$GRAYLANE_NODE_MODULES`, else the nearest `node_modules/` above the package (the repo checkout)."""
-    env = os.environ.get("GRAYLANE_NODE_MODULES")
-    if env:
-        return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "node_modules").is_dir():
-            return parent / "node_modules"
-    return None
 
 
 def _user(request: Request) -> User:
@@ -139,19 +122,18 @@ def to_yaml(body: Any) -> str:
 
 
 def mount(app: FastAPI) -> None:
+    vendor.check()  # fail at start, naming the files, rather than serve a console whose forms do nothing
     app.mount("/static", StaticFiles(directory=str(UI_DIR / "static")), name="static")
     templates.env.filters["yaml"] = to_yaml
     templates.env.filters["urlquote"] = lambda s: quote(str(s), safe="")
     templates.env.filters["readable_json"] = readable_json
 
     @app.get("/vendor/{name}", include_in_schema=False)
-    async def vendor(name: str) -> Response:
-        rel = VENDOR_FILES.get(name)
-        root = node_modules()
-        if rel is None or root is None or not (root / rel).is_file():
-            return Response(f"/* {name} missing: run `npm ci` */", media_type="application/javascript",
-                            status_code=404)
-        return Response((root / rel).read_bytes(), media_type="application/javascript",
+    async def vendor_file(name: str) -> Response:
+        path = vendor.find(name)
+        if path is None:
+            return Response(f"/* no {name} here */", media_type="application/javascript", status_code=404)
+        return Response(path.read_bytes(), media_type="application/javascript",
                         headers={"cache-control": "max-age=3600"})
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
