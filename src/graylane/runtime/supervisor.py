@@ -7,9 +7,10 @@ is none), moves the dead run's log to `<part>.previous.log`, and starts the part
 the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 20 s of running.
 
 Restarts are recorded in `<state>/supervisor.json` (count, last exit, last restart time) for
-`graylane status`. SIGTERM/SIGINT stop the supervisor alone: the parts keep running, so `graylane
-down` stops it first and nothing is restarted while the parts are being stopped. SIGHUP starts a part
-waiting out its backoff at once (`graylane up` sends it).
+`graylane status`. From its third crash in a row the data plane starts without its kept snapshot (it
+may be what crashes it) and waits for the control plane's push. SIGTERM/SIGINT stop the supervisor
+alone: the parts keep running, so `graylane down` stops it first and nothing is restarted while the
+parts are being stopped. SIGHUP starts a part waiting out its backoff at once (`graylane up` sends it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graylane.mesh.proxy.lastgood import SNAPSHOT_FILE
 from graylane.runtime import daemons
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.process import start_ticks
@@ -40,6 +42,7 @@ DATA_PLANE, CONTROL_PLANE = "data-plane", "control-plane"
 # Daemons restart faster than kubelet restarts containers: traffic waits on the data plane.
 DAEMON_BACKOFF = BackoffPolicy(initial_s=1.0, cap_s=30.0, reset_after_s=20.0)
 POLL_WITHOUT_PIDFD_S = 0.2
+CRASHES_BEFORE_SETTING_ASIDE = 3
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -67,6 +70,7 @@ class Part:
     record_file: str  # pid file in the state folder (written by `start`)
     log: Path
     start: Callable[[], subprocess.Popen[bytes]]
+    on_crash: Callable[[int], None] | None = None  # called with the consecutive-crash count before a restart
 
 
 @dataclass
@@ -134,20 +138,10 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         self.poller.register(wake_r, select.POLLIN)
-        for slot in self.slots.values():
-            self._adopt(slot)
-        self._write()
+        self.begin()
         try:
             while not self.stopping:
-                if self.nudged:
-                    self.nudged = False
-                    for slot in self.slots.values():
-                        if slot.running is None:
-                            slot.due_mono = self.clock()
-                changed = self._start_due() | self._reap()
-                if changed:
-                    self._write()
-                self.poller.poll(self._timeout_ms())
+                self.step()
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
         finally:
@@ -155,6 +149,24 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self.state / SUPERVISOR_FILE).unlink()
             log.info("supervisor stopping; the parts keep running")
+
+    def begin(self) -> None:
+        """Adopt the parts already running (the others start on the first step) and write the record."""
+        for slot in self.slots.values():
+            self._adopt(slot)
+        self._write()
+
+    def step(self, wait: bool = True) -> None:
+        """Start what is due, reap what exited, record changes; then (`wait`) sleep until the next event."""
+        if self.nudged:
+            self.nudged = False
+            for slot in self.slots.values():
+                if slot.running is None:
+                    slot.due_mono = self.clock()
+        if self._start_due() | self._reap():
+            self._write()
+        if wait:
+            self.poller.poll(self._timeout_ms())
 
     def _timeout_ms(self) -> int:
         now = self.clock()
@@ -227,6 +239,8 @@ class Supervisor:
             changed = True
             self._rotate_log(slot.part.log)
             self._schedule(slot, now, reason, ran_s=now - run.started_mono)
+            if slot.part.on_crash is not None:
+                slot.part.on_crash(slot.status.crash_loop)
         return changed
 
     def _schedule(self, slot: _Slot, now: float, reason: str, ran_s: float) -> None:
@@ -276,11 +290,22 @@ def read_status(state: Path) -> tuple[daemons.Daemon | None, dict[str, PartStatu
     return rec, parts
 
 
+def set_aside_kept_snapshot(state: Path, crashes: int) -> None:
+    """A data plane that keeps crashing may be crashing on the snapshot it restores: from the third crash in a
+    row it starts without it (kept as `proxy-snapshot.json.crashed`) and waits for the control plane's push."""
+    kept = state / "dataplane" / SNAPSHOT_FILE
+    if crashes >= CRASHES_BEFORE_SETTING_ASIDE and kept.exists():
+        os.replace(kept, kept.with_name(SNAPSHOT_FILE + ".crashed"))
+        log.warning("data-plane: %d crashes in a row; it starts without its kept snapshot (moved to %s)",
+                    crashes, kept.with_name(SNAPSHOT_FILE + ".crashed"))
+
+
 def standard_parts(state: Path, admin_port: int, host: str | None, port: int | None) -> list[Part]:
     """The data plane, and the control plane unless it runs in a terminal (`graylane up --foreground`)."""
     logs = state / "logs"
     parts = [Part(DATA_PLANE, daemons.DATAPLANE_FILE, logs / "dataplane.log",
-                  lambda: daemons.start_data_plane(state, admin_port))]
+                  lambda: daemons.start_data_plane(state, admin_port),
+                  on_crash=lambda crashes: set_aside_kept_snapshot(state, crashes))]
     if host is not None and port is not None:
         parts.append(Part(CONTROL_PLANE, daemons.SERVER_FILE, logs / "server.log",
                           lambda: daemons.start_control_plane(state, host, port)))

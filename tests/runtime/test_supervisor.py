@@ -1,0 +1,203 @@
+"""The supervisor on small stand-in parts (real processes, a virtual clock for the backoff).
+
+Exits are waited for through the supervisor's own pidfd poll (`step()`), never with sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from graylane.runtime.process import start_ticks
+from graylane.runtime.supervisor import (
+    SUPERVISOR_FILE,
+    Part,
+    Supervisor,
+    previous_log,
+    read_status,
+    set_aside_kept_snapshot,
+)
+
+SLEEPER = "import os, time; print('running', os.getpid(), flush=True); time.sleep(120)"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def stand_in(state: Path, spawned: list[subprocess.Popen[bytes]], code: str = SLEEPER,
+             name: str = "data-plane") -> Part:
+    """A part running `python -c code`, recorded in `<name>.json` as `graylane up` records a daemon."""
+    log = state / "logs" / f"{name}.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        spawned.append(proc)
+        (state / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "ticks": start_ticks(proc.pid) or 0,
+                                                       "started": time.time(), "url": ""}))
+        return proc
+
+    return Part(name, f"{name}.json", log, start)
+
+
+def step_until(sup: Supervisor, check: Callable[[], object], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        sup.step(wait=False)
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        sup.poller.poll(200)  # the parts' pidfds: wakes as soon as one exits
+
+
+def text_of(path: Path, timeout: float = 20) -> str:
+    """The log once the process wrote its first line."""
+    deadline = time.monotonic() + timeout
+    while "running" not in (text := path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"nothing logged in {path}"
+        time.sleep(0.02)
+    return text
+
+
+def test_a_killed_part_restarts_at_once_with_its_exit_recorded_and_the_old_log_kept(
+        state_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
+    part = stand_in(state_dir, spawned)
+    sup = Supervisor(state_dir, [part], clock=Clock())
+    sup.begin()
+    sup.step(wait=False)
+    first = spawned[0].pid
+    assert f"running {first}" in text_of(part.log)
+    os.kill(first, signal.SIGKILL)
+    step_until(sup, lambda: len(spawned) == 2, "the restart")  # no backoff for a first crash: same step
+    second = spawned[1].pid
+    assert f"running {second}" in text_of(part.log) and str(first) not in part.log.read_text()
+    assert f"running {first}" in previous_log(part.log).read_text()
+    rec, parts = read_status(state_dir)
+    assert rec is not None and rec.pid == os.getpid()
+    assert parts["data-plane"].restarts == 1 and parts["data-plane"].pid == second
+    assert parts["data-plane"].last_exit == "killed by signal 9 (SIGKILL)"
+    assert parts["data-plane"].last_restart_at >= parts["data-plane"].last_exit_at > 0
+
+
+def test_a_crash_loop_backs_off_doubling_and_a_stable_run_resets_it(
+        state_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
+    clock = Clock()
+    part = stand_in(state_dir, spawned, code="raise SystemExit(3)")
+    sup = Supervisor(state_dir, [part], clock=clock)
+    slot = sup.slots["data-plane"]
+    sup.begin()
+    waits = []
+    for starts in range(1, 5):
+        sup.step(wait=False)
+        assert len(spawned) == starts  # started now, not before its due time
+        step_until(sup, lambda: slot.running is None, "the stand-in to exit")
+        assert slot.status.last_exit == "exited with code 3"
+        waits.append(round(slot.due_mono - clock.now, 3))
+        sup.step(wait=False)
+        if waits[-1]:  # backing off: not started yet, and `graylane status` can say when it will be
+            recorded = read_status(state_dir)[1]["data-plane"]
+            assert len(spawned) == starts
+            assert recorded.next_start_at - recorded.last_exit_at == pytest.approx(waits[-1], abs=0.05)
+        clock.now += waits[-1]
+    assert waits == [0.0, 1.0, 2.0, 4.0]  # first restart at once, then 1 s doubling (30 s cap)
+    assert slot.status.restarts == 3  # four starts
+
+    stable = Supervisor(state_dir, [stand_in(state_dir, spawned, name="control-plane")], clock=clock)
+    run = stable.slots["control-plane"]
+    stable.begin()
+    run.status.crash_loop = 6  # deep in a crash loop...
+    stable.step(wait=False)
+    clock.now += 25  # ...then 25 s of running: past the 20 s reset
+    os.kill(spawned[-1].pid, signal.SIGKILL)
+    step_until(stable, lambda: run.status.restarts == 1, "the restart after a stable run")
+    assert run.status.crash_loop == 1 and run.due_mono is None  # restarted at once
+
+
+def test_a_new_supervisor_adopts_running_parts_and_keeps_their_history(
+        state_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
+    part = stand_in(state_dir, spawned)
+    first = Supervisor(state_dir, [part])
+    first.begin()
+    first.step(wait=False)
+    os.kill(spawned[0].pid, signal.SIGKILL)
+    step_until(first, lambda: len(spawned) == 2, "the restart")
+    # The first supervisor dies (its record stays behind); `graylane up` starts another.
+    second = Supervisor(state_dir, [part])
+    second.begin()
+    second.step(wait=False)
+    assert len(spawned) == 2  # adopted, not started again
+    slot = second.slots["data-plane"]
+    assert slot.status.restarts == 1 and slot.status.pid == spawned[1].pid
+    os.kill(spawned[1].pid, signal.SIGKILL)
+    step_until(second, lambda: len(spawned) == 3, "the adopted part's restart")
+    assert slot.status.restarts == 2
+    assert slot.status.last_exit == "exited (status unknown: adopted process)"  # not its child
+
+
+def test_sigterm_stops_the_supervisor_alone_and_the_parts_keep_running(state_dir: Path) -> None:
+    script = f"""
+import json, subprocess, sys, time
+from pathlib import Path
+from graylane.runtime.process import start_ticks
+from graylane.runtime.supervisor import Part, Supervisor
+state = Path({str(state_dir)!r})
+def start():
+    proc = subprocess.Popen([sys.executable, "-c", {SLEEPER!r}], start_new_session=True)
+    record = {{"pid": proc.pid, "ticks": start_ticks(proc.pid), "started": time.time()}}
+    (state / "dp.json").write_text(json.dumps(record))
+    return proc
+Supervisor(state, [Part("data-plane", "dp.json", state / "dp.log", start)]).run()
+"""
+    sup = subprocess.Popen([sys.executable, "-c", script])
+    part_pid = 0
+    try:
+        deadline = time.monotonic() + 20
+        while not (part_pid := read_status(state_dir)[1].get("data-plane", None) and
+                   read_status(state_dir)[1]["data-plane"].pid):
+            assert sup.poll() is None and time.monotonic() < deadline, "the supervisor never started its part"
+            time.sleep(0.02)
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(10) == 0
+        assert start_ticks(part_pid) is not None  # still running: nothing stops or restarts it
+        assert not (state_dir / SUPERVISOR_FILE).exists()
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+        if part_pid:
+            os.kill(part_pid, signal.SIGKILL)
+
+
+def test_a_data_plane_crashing_three_times_in_a_row_starts_without_its_kept_snapshot(state_dir: Path) -> None:
+    kept = state_dir / "dataplane" / "proxy-snapshot.json"
+    kept.parent.mkdir()
+    kept.write_text('{"version": 7}')
+    set_aside_kept_snapshot(state_dir, 2)
+    assert kept.exists()
+    set_aside_kept_snapshot(state_dir, 3)
+    assert not kept.exists() and kept.with_name("proxy-snapshot.json.crashed").read_text() == '{"version": 7}'
