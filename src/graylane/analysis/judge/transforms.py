@@ -15,14 +15,18 @@ from graylane.analysis.judge.stats import percentile
 
 
 def remove_nans(values: Sequence[float]) -> list[float]:
-    """>>> remove_nans([0.0, 1.0, float("nan"), 1.0])
+    """The values without their NaNs, in order.
+
+    >>> remove_nans([0.0, 1.0, float("nan"), 1.0])
     [0.0, 1.0, 1.0]
     """
     return [v for v in values if not math.isnan(v)]
 
 
 def replace_nans(values: Sequence[float], value: float = 0.0) -> list[float]:
-    """>>> replace_nans([float("nan"), 10.1])
+    """Each NaN replaced by `value` (0 for `nanStrategy: replace`).
+
+    >>> replace_nans([float("nan"), 10.1])
     [0.0, 10.1]
     """
     return [value if math.isnan(v) else v for v in values]
