@@ -28,7 +28,7 @@ from graylane.analysis.judge import (
     wilcoxon_diff,
 )
 from graylane.analysis.judge.mannwhitney import brent_root, normal_quantile
-from graylane.analysis.judge.stats import cles, mean_ratio, percentile
+from graylane.analysis.judge.stats import SeriesStats, cles, mean_ratio, percentile, summary
 from graylane.analysis.judge.transforms import (
     add_gaussian_noise,
     iqr_outliers,
@@ -320,3 +320,12 @@ def test_statistic_suite_mean_ratio(name: str, expected: float) -> None:
 def test_statistic_suite_cles(name: str, expected: float, tol: float) -> None:
     data = arrays(STATISTIC_SUITE, name)  # StatisticSuite.scala
     assert cles(data["controlData"], data["experimentData"]) == pytest.approx(expected, abs=tol)
+
+
+def test_statistic_suite_summary_statistics() -> None:
+    # StatisticSuite.scala "Summary Statistics: Scalar", "...: List", "...: No Data" (inputs inline there too)
+    assert summary([4.0]) == SeriesStats(4.0, 4.0, 4.0, 0.0, 1)
+    listed = summary([1.0, 1.0, 1.0, 10.0, 10.0, 10.0])
+    assert (listed.min, listed.max, listed.mean, listed.count) == (1.0, 10.0, 5.5, 6)
+    assert listed.std == pytest.approx(4.9295, abs=1e-4)
+    assert summary([]) == SeriesStats(0.0, 0.0, 0.0, 0.0, 0)
