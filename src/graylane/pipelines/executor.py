@@ -24,17 +24,13 @@ from graylane.pipelines import concurrency, evaluation, planning
 from graylane.pipelines.commands import Commands, Tx
 from graylane.pipelines.execution import Execution, Stage, Task, new_execution
 from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
+from graylane.pipelines.scheduling import SchedulingSupport, duration
 from graylane.pipelines.services import TaskServices
-from graylane.pipelines.stages import definition
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageView, TaskResult
 from graylane.pipelines.tasks import Task as TaskImpl
-from graylane.pipelines.window import TimeWindowTask
 
 log = logging.getLogger(__name__)
-
-SUPERSEDED = ("This execution was queued but then canceled because a newer queued execution superceded it. "
-              "This pipeline is configured to automatically cancel waiting executions.")
 
 
 @dataclass
@@ -58,7 +54,7 @@ class _Driver:
         self.first_commit = asyncio.Event()  # set once the first step is committed (started or BUFFERED)
 
 
-class Executor(Commands):
+class Executor(SchedulingSupport, Commands):
     """Start it with `await executor.start()`; every public method is safe to call from API handlers."""
 
     def __init__(self, engine: Any, *, bus: EventBus | None = None, services: TaskServices | None = None,
@@ -405,33 +401,6 @@ class Executor(Commands):
         if not stage.tasks:
             self._complete_stage(exe, stage, S.SUCCEEDED, tx)
 
-    def _task_impls(self, stage: Stage) -> list[TaskImpl]:
-        impls = definition(stage.type).tasks(stage.context)
-        if stage.context.get("restrictExecutionDuringTimeWindow"):
-            impls = [TimeWindowTask(), *impls]
-        return impls
-
-    def _timeout(self, exe: Execution, stage: Stage) -> tuple[int, int] | None:
-        """(deadline ms, limit ms) of the running task: stageTimeoutMs from stage start, else the task's own
-        timeout from task start; paused time does not count (orca RunTaskHandler.checkForTimeout)."""
-        task = stage.current_task()
-        if task is None or stage.start_time is None:
-            return None
-        override = stage.context.get("stageTimeoutMs")
-        with contextlib.suppress(TypeError, ValueError):
-            if override is not None:
-                return stage.start_time + stage.paused_ms + int(override), int(override)
-        impls = self._task_impls(stage)
-        idx = stage.tasks.index(task)
-        limit = impls[idx].timeout_ms if idx < len(impls) else None
-        if limit is None or task.start_time is None:
-            return None
-        return task.start_time + stage.paused_ms + limit, limit
-
-    def _timeout_deadline(self, exe: Execution, stage: Stage) -> int | None:
-        found = self._timeout(exe, stage)
-        return found[0] if found else None
-
     async def _advance_stage(self, d: _Driver, exe: Execution, stage: Stage, tx: Tx,
                              launch: list[tuple[Stage, int, TaskImpl, StageView]]) -> bool:
         """Run or schedule the stage's current task; True if anything changed."""
@@ -455,7 +424,7 @@ class Executor(Commands):
         if timeout is not None and now >= timeout[0]:
             limit_ms = timeout[1]
             self._task_result(exe, stage, task, TaskResult.terminal(
-                f"{type(impl).__name__} of stage {stage.name} timed out after {_duration(limit_ms)}"), tx)
+                f"{type(impl).__name__} of stage {stage.name} timed out after {duration(limit_ms)}"), tx)
             return True
         if stage.context.get("manualSkip"):
             self._task_result(exe, stage, task, TaskResult(S.SKIPPED), tx)
@@ -556,38 +525,6 @@ class Executor(Commands):
         elif status == S.CANCELED:
             self._finish(exe, S.CANCELED, tx)
 
-    # ---- completion
-
-    async def _on_complete(self, exe: Execution) -> None:
-        if exe.pipeline_config_id and (exe.limit_concurrent or exe.max_concurrent_executions):
-            self._start_waiting(exe)
-        parent = (exe.trigger.get("parentExecution") or {}).get("id") if isinstance(exe.trigger, dict) else None
-        if parent:
-            self.wake(parent)
-        for hook in self.completion_hooks:
-            try:
-                res = hook(exe)
-                if asyncio.iscoroutine(res):
-                    await res
-            except Exception:
-                log.exception("execution %s: completion hook failed", exe.id)
-
-    def _start_waiting(self, exe: Execution) -> None:
-        """orca StartWaitingExecutions: newest queued starts; older ones are canceled unless keepWaitingPipelines."""
-        queued = self.repo.count_by_status(exe.pipeline_config_id, (S.BUFFERED,))
-        if not queued:
-            return
-        if exe.keep_waiting_pipelines:
-            self._ensure_driver(queued[0][0]).wake.set()
-            return
-        for execution_id, _, _ in queued[:-1]:
-            asyncio.get_running_loop().create_task(self._supersede(execution_id))
-        self._ensure_driver(queued[-1][0]).wake.set()
-
-    async def _supersede(self, execution_id: str) -> None:
-        with contextlib.suppress(GraylaneError):
-            await self.cancel(execution_id, user="system", reason=SUPERSEDED)
-
     # ---------------------------------------------------------------- helpers
 
     def _flush(self, exe: Execution, tx: Tx) -> None:
@@ -600,44 +537,7 @@ class Executor(Commands):
         for event in events:
             self._publish(event)
 
-    def _publish(self, event: dict[str, Any]) -> None:
-        self.bus.publish("execution", **event)
-
-    def _exec_event(self, exe: Execution) -> dict[str, Any]:
-        return {"kind": "execution", "executionId": exe.id, "status": str(exe.status),
-                "pipelineConfigId": exe.pipeline_config_id, "name": exe.name, "time": self.now_ms()}
-
-    def _stage_event(self, exe: Execution, stage: Stage, kind: str = "stage") -> dict[str, Any]:
-        return {"kind": kind, "executionId": exe.id, "stageId": stage.id, "refId": stage.ref_id,
-                "name": stage.name, "type": stage.type, "status": str(stage.status), "time": self.now_ms()}
-
-    def _user(self, exe: Execution) -> str:
-        return str((exe.authentication or {}).get("user") or exe.trigger.get("user") or "anonymous")
-
-    def _view(self, exe: Execution, stage: Stage, *, detached: bool = False) -> StageView:
-        """What a task sees. `detached` (tasks that run outside the step) copies everything now; an inline
-        task runs before the driver changes anything, so it reads the live state, built only if it asks."""
-        if detached:
-            snapshot = copy.deepcopy(exe.to_json())
-            execution_json: Callable[[], dict[str, Any]] = lambda: snapshot
-            context = copy.deepcopy(stage.context)
-        else:
-            execution_json, context = exe.to_json, dict(stage.context)
-        return StageView(execution_id=exe.id, stage_id=stage.id, ref_id=stage.ref_id, name=stage.name,
-                         type=stage.type, context=context, outputs=dict(stage.outputs),
-                         start_time=stage.start_time or self.now_ms(), now_ms=self.now_ms(),
-                         paused_ms=stage.paused_ms, execution_json=execution_json, user=self._user(exe),
-                         services=self.services, attempt=stage.attempt)
 
 
 def _restore(exe: Execution, snapshot: Execution) -> None:
     exe.__dict__.update(snapshot.__dict__)
-
-
-def _duration(ms: int) -> str:
-    seconds = max(0, ms) / 1000
-    if seconds < 120:
-        return f"{seconds:g}s"
-    if seconds < 7200:
-        return f"{seconds / 60:g}m"
-    return f"{seconds / 3600:g}h"
