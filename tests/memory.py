@@ -27,11 +27,33 @@ def _status_kb(field: str, pid: int | str = "self") -> int:
 
 def peak_growth(call: Callable[[], T], pid: int | str = "self") -> tuple[T, int]:
     """(what `call` returned, bytes the peak RSS of `pid` rose above its RSS before the call)."""
-    with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:  # resets VmHWM to the current RSS
-        f.write("5")
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:  # resets VmHWM to the current RSS
+            f.write("5")
+    except OSError:  # a kernel or sandbox without it: sample the RSS while the call runs instead
+        return _sampled_growth(call, pid)
     before = _status_kb("VmRSS", pid)
     result = call()
     return result, (_status_kb("VmHWM", pid) - before) * 1024
+
+
+def _sampled_growth(call: Callable[[], T], pid: int | str) -> tuple[T, int]:
+    before = _status_kb("VmRSS", pid)
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _status_kb("VmRSS", pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = call()
+    finally:
+        done.set()
+        sampler.join()
+    return result, (max(peak[0], _status_kb("VmRSS", pid)) - before) * 1024
 
 
 def run_child(args: Sequence[str], *, env: dict[str, str], timeout_s: float = 30.0,
