@@ -48,16 +48,17 @@ def test_the_bomb_is_small() -> None:
     assert len(BOMB.encode()) < 600
 
 
-@pytest.mark.parametrize("command", ["apply", "validate"])
-def test_cli_refuses_an_alias_bomb_naming_the_file_and_line(command: str, server_env: dict[str, str],
+@pytest.mark.parametrize("command", [("apply", "-f"), ("validate", "-f"), ("pipeline", "import")],
+                         ids=["apply", "validate", "pipeline-import"])
+def test_cli_refuses_an_alias_bomb_naming_the_file_and_line(command: tuple[str, str], server_env: dict[str, str],
                                                             cli: InProcessCli, tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(BOMB)
-    done, peak = run_child(graylane(command, "-f", str(bomb)), env=server_env, timeout_s=30)
+    done, peak = run_child(graylane(*command, str(bomb)), env=server_env, timeout_s=30)
     assert done.returncode != 0
     assert f"{bomb}:" in done.stderr and "alias" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
-    assert peak < 300 * MB, f"graylane {command} peaked at {peak // MB} MB"  # a bare CLI is ~60-100 MB
+    assert peak < 300 * MB, f"graylane {' '.join(command)} peaked at {peak // MB} MB"  # a bare CLI: ~60-100 MB
     assert cli("get", "configmap", "lol").returncode == 2  # nothing was applied
 
 
