@@ -135,9 +135,8 @@ def up(foreground: bool, host: str | None, port: int | None, admin_port: int | N
         try:
             url = _wait_parts(state, progress, started, since, foreground, timeout)
         except GraylaneError:
-            if started is not None:  # leave no crash loop behind a failed `up`
-                started.terminate()
-                started.wait(10)
+            if started is not None:
+                _abandon(state, started, since)
             raise
         if foreground:
             progress.stop()
@@ -159,6 +158,19 @@ def up(foreground: bool, host: str | None, port: int | None, admin_port: int | N
         except GraylaneError as exc:
             progress.update(task, description=f"[yellow]![/] {escape(exc.message)}")
     _print_status(state)
+
+
+def _abandon(state: Path, started: subprocess.Popen[bytes], since: float) -> None:
+    """Leave no crash loop behind a failed `up`: stop the supervisor it started, then any part that exited
+    during this `up` and was started again meanwhile (parts that came up healthy keep running, as before)."""
+    _, parts = supervisor.read_status(state)  # before it stops: a stopped supervisor removes its record
+    started.terminate()
+    started.wait(10)
+    for name, rec in ((supervisor.DATA_PLANE, daemons.data_plane(state)),
+                      (supervisor.CONTROL_PLANE, daemons.control_plane(state))):
+        part = parts.get(name)
+        if rec is not None and part is not None and part.last_exit_at >= since:
+            daemons.stop_daemon(state, rec)
 
 
 def _wait_parts(state: Path, progress: Progress, started: subprocess.Popen[bytes] | None, since: float,
