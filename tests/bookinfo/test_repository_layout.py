@@ -155,6 +155,10 @@ def test_canary_pipeline_shape():
     assert [s["name"] for s in rule["manifests"][0]["spec"]["subsets"]] == [
         "${parameters.base_version}", "${parameters.canary_version}"]
     assert rule["requisiteStageRefIds"] == [deploy["refId"]]  # an unknown version applies nothing
+    check = stage(p, "检查基准版本 (base Deployment)")  # and a base version that is not running neither
+    assert (check["type"], check["manifestName"]) == ("findArtifactsFromResource",
+                                                      "deployment reviews-${parameters.base_version}")
+    assert deploy["requisiteStageRefIds"] == [check["refId"]]
     ratio = stage(p, "设置灰度比例")
     assert ratio["type"] == "manualJudgment"
     [param] = ratio["customParamConfig"]

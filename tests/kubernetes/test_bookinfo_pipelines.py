@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
 import sqlalchemy as sa
 from tests import system
@@ -129,6 +130,10 @@ async def test_stuck_canary_rollout_fails_the_stage_with_the_reason(cluster: Any
     from graylane.pipelines.triggers import start_manual
 
     cluster.api.rollouts["reviews-v2"] = "stuck"  # e.g. an image that never becomes ready
+    base = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "reviews-v1", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v1"}}}}
+    # the base version runs already (the canary pipeline checks it first)
+    cluster.api.objects[kmock.resource("apps/v1/deployments"), "default", "reviews-v1"] = cluster.api._stamp(base, None)
     accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
     repo = tmp_path / "bookinfo"
     prepare_repository(repo)

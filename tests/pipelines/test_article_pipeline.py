@@ -172,3 +172,26 @@ def test_a_version_without_a_manifest_is_refused_before_anything_is_applied(tmp_
             store.close()
 
     asyncio.run(go())
+
+
+def test_a_base_version_that_is_not_running_is_refused_before_anything_is_applied(tmp_path: Path,
+                                                                                  state_dir: Path) -> None:
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'b9.db'}")
+        ex = _executor(store)
+        await ex.start()
+        try:
+            exe = await _baseline_then_canary(store, ex, {"base_version": "v9", "canary_version": "v2"})
+            before = store.revision()
+            done = await ex.wait_until_complete(exe.id, timeout=60)
+            assert done.status == S.TERMINAL
+            check = done.stage("0")
+            assert check is not None and check.status == S.TERMINAL
+            assert "deployment reviews-v9 does not exist in default" in check.context["exception"]["details"]["error"]
+            assert {s.name: str(s.status) for s in done.stages}["部署灰度版本 (canary Deployment)"] == "NOT_STARTED"
+            assert store.revision() == before
+        finally:
+            await ex.stop()
+            store.close()
+
+    asyncio.run(go())
