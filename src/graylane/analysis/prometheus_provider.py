@@ -1,0 +1,145 @@
+"""The `prometheus` metric provider: PromQL against any Prometheus, instant or range.
+
+The query is a template: `${scope}`, `${location}` and other scope variables (Kayenta's
+`customInlineTemplate`, written `PromQL:...` there: the prefix is accepted) and `{{args.x}}` (Argo) are
+substituted before it is sent; the measurement keeps the resolved query. The address is explicit or a
+Kubernetes account's `--prometheus` URL (`graylane.analysis.prometheus.for_account`).
+
+Results keep Argo's shapes: a scalar is a float, an instant vector a list of floats (one per series, so
+`result[0]`), a range query (a matrix) every sample of every series in one list. Unlike
+`PrometheusClient.query`, NaN samples are kept: a NaN success rate (no requests) is an answer (outcome `nan`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from graylane import addresses
+from graylane.analysis.measurement import Measurement, Scope, classify, error, substitute
+from graylane.analysis.prometheus import PrometheusClient, for_account
+from graylane.errors import GraylaneError
+
+
+@dataclass(frozen=True)
+class PrometheusQuery:
+    """A PromQL template and where to send it.
+
+    `lookback` (seconds) turns it into a range query over `[now - lookback, now]`; explicit `start`/`end`
+    (unix seconds) or the scope's start/end do too. `step` defaults to 60 s (Kayenta's default).
+    """
+
+    query: str
+    address: str | None = None
+    account: str | None = None
+    lookback: float | None = None
+    start: float | None = None
+    end: float | None = None
+    step: float | None = None
+    timeout: float = 30.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class PrometheusProvider:
+    """Measures PromQL. `allowed_networks` (when not None) applies graylane.addresses' rules to explicit
+    addresses a template names; an account's own Prometheus URL is trusted (an operator configured it)."""
+
+    name = "prometheus"
+
+    def __init__(self, *, default_address: str | None = None,
+                 allowed_networks: Sequence[str] | None = None) -> None:
+        self.default_address = default_address
+        self.allowed_networks = allowed_networks
+
+    def _address(self, q: PrometheusQuery) -> str:
+        if q.address:
+            if self.allowed_networks is not None:
+                host = urlsplit(q.address).hostname or ""
+                addresses.check_host(host, self.allowed_networks)
+            return PrometheusClient(q.address).url
+        if q.account:
+            return for_account(q.account).url
+        if self.default_address:
+            return PrometheusClient(self.default_address).url
+        raise GraylaneError("no Prometheus address: give the metric an address or an account")
+
+    async def measure(self, query: PrometheusQuery, scope: Scope, now: float) -> Measurement:
+        raw = query.query.strip()
+        if raw.startswith("PromQL:"):
+            raw = raw[len("PromQL:"):].strip()
+        try:
+            promql = substitute(raw, scope.values())
+        except KeyError as exc:
+            return error(self.name, raw, f"the query names variable(s) without a value: {exc.args[0]}", at=now)
+        try:
+            url = self._address(query)
+        except GraylaneError as exc:
+            return error(self.name, promql, exc.message, at=now)
+        start, end = query.start, query.end
+        if query.lookback is not None:
+            start, end = now - query.lookback, now
+        elif start is None and scope.start is not None:
+            start, end = scope.start, scope.end
+        if start is not None:
+            end = now if end is None else end
+            step = query.step or scope.step or 60.0
+            params: dict[str, Any] = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                      "step": f"{step:g}"}
+            path, what = "/api/v1/query_range", f"the range query ({_ago(end - start)} ending at {end:.0f})"
+        else:
+            params = {"query": promql, "time": f"{now:.3f}"}
+            path, what = "/api/v1/query", "the query"
+        try:
+            async with httpx.AsyncClient(timeout=query.timeout, trust_env=False) as http:
+                resp = await http.post(url + path, data=params, headers=dict(query.headers))
+        except httpx.TimeoutException:
+            return error(self.name, promql, f"Prometheus at {url} did not answer within {query.timeout:g}s", at=now)
+        except httpx.HTTPError as exc:
+            return error(self.name, promql, f"cannot reach Prometheus at {url}: {type(exc).__name__}: {exc}", at=now)
+        try:
+            body = resp.json()
+        except ValueError:
+            return error(self.name, promql, f"Prometheus at {url} answered HTTP {resp.status_code} with a non-JSON "
+                                            "body (is the address a Prometheus server?)", at=now)
+        if resp.status_code >= 400 or not isinstance(body, dict) or body.get("status") != "success":
+            detail = body.get("error", "") if isinstance(body, dict) else ""
+            kind = body.get("errorType", "") if isinstance(body, dict) else ""
+            return error(self.name, promql, f"Prometheus rejected the query (HTTP {resp.status_code}"
+                                            f"{', ' + kind if kind else ''}): {detail}".rstrip(": "), at=now)
+        return _result(self.name, promql, body.get("data") or {}, now, what)
+
+
+def _result(provider: str, promql: str, data: Mapping[str, Any], now: float, what: str) -> Measurement:
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar":
+        value = _float(result[1])
+        return classify(provider, promql, [value], value=value, at=now, what=what)
+    if kind == "vector":
+        values = [_float(item["value"][1]) for item in result or []]
+        labels = tuple(dict(item.get("metric") or {}) for item in result or [])
+        return classify(provider, promql, values, at=now, labels=labels, what=what)
+    if kind == "matrix":
+        values = [_float(v[1]) for item in result or [] for v in item.get("values") or []]
+        labels = tuple(dict(item.get("metric") or {}) for item in result or [] for _ in item.get("values") or [])
+        return classify(provider, promql, values, at=now, labels=labels, what=what)
+    return error(provider, promql, f"Prometheus returned a {kind} result; expected a scalar, vector or matrix",
+                 at=now)
+
+
+def _float(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _ago(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
