@@ -268,6 +268,15 @@ def test_consistent_hash_cookie_is_generated_when_ttl_is_set():
     assert again.endpoint is d.endpoint and again.set_cookie is None
 
 
+def test_consistent_hash_cookie_draws_from_an_injected_source():
+    t = lb_table({"consistentHash": {"httpCookie": {"name": "sess", "ttl": "60s"}}})
+    cluster = route(t, req()).cluster
+    cookies = [cluster.pick(req(), random.Random(1), 0.0, cookie_bits=random.Random(7).getrandbits)[1]
+               for _ in range(2)]
+    assert cookies[0] == cookies[1] == format(random.Random(7).getrandbits(64), "016x")
+    assert cluster.hash_key(req(), random.Random(7).getrandbits) == (cookies[0], cookies[0])
+
+
 @pytest.mark.parametrize("lb", [{"consistentHash": {"useSourceIp": True}},
                                 {"consistentHash": {"httpQueryParameterName": "u"}}], ids=["source-ip", "query"])
 def test_consistent_hash_other_keys_stick(lb):
