@@ -91,7 +91,8 @@ async def test_without_create_the_first_apply_is_refused(cluster: Any, tmp_path:
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(kubeconfig_text(cluster.url, token="no-create"))
     async with KubernetesTarget("x", kubeconfig=kubeconfig) as t:
-        with pytest.raises(GraylaneError, match="account 'x' may not apply Service default/reviews .*cannot create resource \"services\""):
+        refused = "account 'x' may not apply Service default/reviews .*cannot create resource \"services\""
+        with pytest.raises(GraylaneError, match=refused):
             await t.apply([WORKLOAD[3].with_namespace("default")], actor="user:alice")
 
 
