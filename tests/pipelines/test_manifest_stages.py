@@ -230,3 +230,43 @@ def test_route_check_passes_when_subsets_exist_and_select_pods(tmp_path: Path) -
         assert exe.status == S.SUCCEEDED, exe.stage("shift traffic").context.get("exception")
 
     run(tmp_path, scenario)
+
+
+class _Runtime:
+    """What the local runtime says about Deployments: reviews-v2 runs but is not ready yet."""
+
+    def deployment_status(self, namespace: str, name: str) -> dict[str, Any] | None:
+        ready = 0 if name == "reviews-v2" else 1
+        return {"replicas": 1, "readyReplicas": ready, "availableReplicas": ready}
+
+    async def wait_ready(self, keys: Any, timeout: float) -> None:
+        return None
+
+
+def test_route_check_refuses_a_subset_whose_pods_are_not_ready(tmp_path: Path) -> None:
+    body = {"application": "app", "name": "not-ready", "stages": [
+        stage("1", "deployManifest", "shift traffic", manifests=[_route_to("v2")])]}
+
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+        target = LocalTarget(store, runtime=_Runtime())
+
+        async def get_target(account: str | None, namespace: str | None = None) -> Any:
+            return target
+
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        await ex.start()
+        try:
+            live(store, SERVICE, DEPLOY_V1, DEPLOY, DR)
+            exe = await ex.wait_until_complete(await _start(ex, body))
+            assert exe.status == S.TERMINAL
+            error = exe.stage("shift traffic").context["exception"]["details"]["error"]
+            assert "[IST0173] (DestinationRule default/reviews" in error
+            assert "The Subset v2 defined in the DestinationRule does not select any pods" in error
+            assert "(Deployment default/reviews-v2: 0 of 1 replicas ready)" in error
+            assert store.get(ResourceKey("networking.istio.io", "VirtualService", "default", "reviews")) is None
+        finally:
+            await ex.stop()
+            store.close()
+
+    asyncio.run(go())

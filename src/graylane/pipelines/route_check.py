@@ -3,7 +3,8 @@
 Runs graylane.resources.validate's analyzers on the documents about to be applied together with what the target
 holds (input wins for the same key), and keeps the findings a release must not ship: IST0101 on a route
 destination (host, or host+subset in a DestinationRule) of an input VirtualService, and IST0173 on a subset such
-a route sends traffic to (the subset selects no running pods). Istio accepts both and answers 503 NR/UH.
+a route sends traffic to (the subset selects no running pods; a live Deployment with no ready replica counts as
+none, so a route to a version that is not ready is refused too). Istio accepts both and answers 503 NR/UH.
 Knows documents and the Target protocol; knows nothing of the executor.
 """
 
@@ -18,6 +19,7 @@ from graylane.resources.finding import Finding, Severity
 from graylane.resources.validate import analyze
 
 OPTION = "skipRouteCheck"
+NOT_READY = "route-check.graylane.io/not-ready"  # marks a live Deployment counted as no pods for the check
 ISTIO = "networking.istio.io"
 # What the analyzers need to judge route destinations: hosts, subsets, workloads.
 LIVE_KINDS = (("", "Service"), (ISTIO, "ServiceEntry"), (ISTIO, "DestinationRule"), (ISTIO, "VirtualService"),
@@ -50,14 +52,40 @@ def _routed_subsets(docs: Sequence[Document]) -> set[tuple[str, str, str]]:
 
 
 async def live_resources(target: Any) -> list[dict[str, Any]]:
-    """The target's resources the analyzers judge routes by."""
+    """The target's resources the analyzers judge routes by; a Deployment with no ready replica counts as none.
+
+    Readiness comes from the body's `status` (Kubernetes) or the target's `live_status` (the local runtime); a
+    Deployment whose readiness is unknown counts by its `spec.replicas`, as the analyzer does.
+    """
     out: list[dict[str, Any]] = []
     for group, kind in LIVE_KINDS:
         try:
-            out += await target.list(kind, None, group)
+            items = await target.list(kind, None, group)
         except GraylaneError:
             continue  # a kind the target does not serve (e.g. no Istio CRDs): nothing of it exists
+        for body in items:
+            if kind == "Deployment":
+                body = await _with_readiness(target, body)
+            out.append(body)
     return out
+
+
+async def _with_readiness(target: Any, body: dict[str, Any]) -> dict[str, Any]:
+    status = body.get("status")
+    if not isinstance(status, dict) and hasattr(target, "live_status"):
+        doc = Document(body, Source("<live>", 1, 0))
+        status = await target.live_status(doc.key)
+    if not isinstance(status, dict) or "readyReplicas" not in status and "replicas" not in status:
+        return body
+    if int(status.get("readyReplicas") or 0) > 0:
+        return body
+    counted = {**body, "spec": {**(body.get("spec") or {}), "replicas": 0}}
+    counted.setdefault("metadata", {})
+    notes = dict(counted["metadata"].get("annotations") or {})
+    want = (body.get("spec") or {}).get("replicas", 1)
+    notes[NOT_READY] = f"0 of {want} replicas ready"
+    counted["metadata"] = {**counted["metadata"], "annotations": notes}
+    return counted
 
 
 def blocking_findings(docs: Sequence[Document], live: list[dict[str, Any]]) -> list[Finding]:
@@ -85,6 +113,17 @@ def blocking_findings(docs: Sequence[Document], live: list[dict[str, Any]]) -> l
             subset = subsets[index].get("name") if isinstance(index, int) and index < len(subsets) else None
             if (f.doc.namespace or "default", _short(f.doc.spec.get("host")), str(subset)) in routed:
                 out.append(f)
+    return out
+
+
+def not_ready(live: list[dict[str, Any]]) -> list[str]:
+    """`Deployment default/reviews-v3: 0 of 1 replicas ready` for each live Deployment counted as no pods."""
+    out = []
+    for body in live:
+        note = ((body.get("metadata") or {}).get("annotations") or {}).get(NOT_READY)
+        if body.get("kind") == "Deployment" and note:
+            md = body.get("metadata") or {}
+            out.append(f"Deployment {md.get('namespace') or 'default'}/{md.get('name')}: {note}")
     return out
 
 

@@ -227,6 +227,12 @@ class LocalTarget:
     async def cancel_job(self, key: ResourceKey) -> None:
         await self._job_runner().cancel(key)
 
+    async def live_status(self, key: ResourceKey) -> dict[str, Any] | None:
+        """A Deployment's Kubernetes-shaped `status` as the runtime sees it (None without a runtime)."""
+        if self.runtime is None or key.kind != "Deployment" or not hasattr(self.runtime, "deployment_status"):
+            return None
+        return await _maybe_await(self.runtime.deployment_status(key.namespace, key.name))  # type: ignore[no-any-return]
+
     async def apply(self, docs: Sequence[Document], *, actor: str,
                     namespace_override: str | None = None, dry_run: bool = False) -> list[Applied]:
         """Validate every document, then apply all of them in one store transaction."""

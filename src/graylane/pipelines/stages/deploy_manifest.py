@@ -64,11 +64,14 @@ class DeployManifestTask(Task):
         if not stage.context.get(route_check.OPTION):
             checked = [d.with_namespace(ns) for d in docs] if ns else docs
             check_apply(checked)  # what a cluster refuses is reported first, as the apply would
-            blocking = route_check.blocking_findings(checked, await route_check.live_resources(target))
+            live = await route_check.live_resources(target)
+            blocking = route_check.blocking_findings(checked, live)
             if blocking:
+                waiting = route_check.not_ready(live) if any(f.code == "IST0173" for f in blocking) else []
+                ready = f" ({'; '.join(waiting)})" if waiting else ""
                 return TaskResult.terminal(
                     f"stage {stage.name}: nothing was applied: the routes would send traffic to nothing: "
-                    f"{route_check.describe(blocking)} (set {route_check.OPTION}: true on the stage to apply "
+                    f"{route_check.describe(blocking)}{ready} (set {route_check.OPTION}: true on the stage to apply "
                     "anyway)", {"routeCheck": [f.message for f in blocking]})
         applied = await target.apply(docs, actor=stage.actor, namespace_override=ns)
         keys = [a.key for a in applied]
