@@ -146,8 +146,11 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
 
     # Choose full release; the execution finishes and reviews-v1 is removed.
     page.goto(f"{base}/executions/{execution_id}")
+    asked: list[str] = []  # an irreversible choice: the browser asks first, listing what it does
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="全量发布").click()
     page.get_by_role("status").filter(has_text="Continued").wait_for()
+    assert asked and "delete deployment reviews-v1" in asked[0], asked
     done = mesh.wait_execution(execution_id)
     assert done["status"] == "SUCCEEDED"
     page.reload()

@@ -72,7 +72,7 @@ def test_start_judge_and_see_the_result_through_the_console(console):
     execution_id = started.headers["HX-Redirect"].rsplit("/", 1)[-1]
     exe = wait_for(console, execution_id, lambda e: stage(e, "设置灰度比例")["status"] == "RUNNING")
     page = console.get(f"/executions/{execution_id}").text
-    assert "Type the ratio" in page and 'type="number"' in page and 'max="100"' in page
+    assert "Type the ratio" in page and 'data-number="int"' in page and 'data-max="100"' in page
     assert "<label for=\"cp-" in page  # labelled input
     assert "设置灰度比例" in console.get("/").text  # the overview lists the judgment waiting
     sid = stage(exe, "设置灰度比例")["id"]

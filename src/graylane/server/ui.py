@@ -31,6 +31,7 @@ from graylane.server.auth import (
     user_for_token,
 )
 from graylane.ui import vendor
+from graylane.ui.views import WAITING_STATUSES, diff_lines, findings, markdown, time_tag, waiting_judgments
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 SECRET_KINDS = {"Secret"}
@@ -38,7 +39,7 @@ SECRET_KINDS = {"Secret"}
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
 
 
-def _user(request: Request) -> User:
+def user_of(request: Request) -> User:
     return request.scope.get("state", {}).get("user") or User("anonymous", "viewer")
 
 
@@ -87,7 +88,7 @@ def render(request: Request, template: str, active: str, **ctx: Any) -> HTMLResp
     a double-submit cookie."""
     bound = request.scope.get("state", {}).get("csrf")
     csrf = bound or request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = templates.TemplateResponse(request, template, {"active": active, "user": _user(request),
+    response = templates.TemplateResponse(request, template, {"active": active, "user": user_of(request),
                                                           "csrf_token": csrf, **ctx})
     if not bound and CSRF_COOKIE not in request.cookies:
         response.set_cookie(CSRF_COOKIE, csrf, samesite="strict", httponly=True)
@@ -127,6 +128,9 @@ def mount(app: FastAPI) -> None:
     templates.env.filters["yaml"] = to_yaml
     templates.env.filters["urlquote"] = lambda s: quote(str(s), safe="")
     templates.env.filters["readable_json"] = readable_json
+    templates.env.filters["when"] = time_tag
+    templates.env.filters["diff_lines"] = diff_lines
+    templates.env.filters["markdown"] = markdown
 
     @app.get("/vendor/{name}", include_in_schema=False)
     async def vendor_file(name: str) -> Response:
@@ -180,21 +184,22 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def overview(request: Request) -> HTMLResponse:
-        graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"})
-        executions = await _executions(request)
-        running = [e for e in executions if e.get("status") in ("RUNNING", "PAUSED", "SUSPENDED", "NOT_STARTED")]
-        waiting = []
-        for header in running[:20]:  # the list API gives headers; stages come with each execution
-            exe = await api_json(request, f"/api/v1/executions/{quote(header['id'])}", {}) or {}
-            user = _user(request)
-            for s in exe.get("stages", []):
-                if s.get("type") != "manualJudgment" or s.get("status") != "RUNNING":
-                    continue
-                roles = (s.get("context") or {}).get("requiredJudgmentRoles") or []
-                if not roles or user.role in roles or user.role == "admin":
-                    waiting.append((exe, s))
-        return render(request, "overview.html", "Overview", graph=graph, running=running, waiting=waiting,
-                      recent=executions[:10])
+        return render(request, "overview.html", "Overview", graph=await _graph(request),
+                      **await _overview_executions(request))
+
+    @app.get("/ui/overview/mesh", response_class=HTMLResponse, include_in_schema=False)
+    async def overview_mesh(request: Request) -> HTMLResponse:
+        return render(request, "fragments/overview_mesh.html", "", graph=await _graph(request))
+
+    @app.get("/ui/overview/executions", response_class=HTMLResponse, include_in_schema=False)
+    async def overview_executions(request: Request) -> HTMLResponse:
+        return render(request, "fragments/overview_executions.html", "", **await _overview_executions(request))
+
+    @app.get("/ui/waiting", response_class=HTMLResponse, include_in_schema=False)
+    async def waiting_badge(request: Request) -> HTMLResponse:
+        """The navigation's count of judgments waiting for the signed-in user."""
+        waiting = waiting_judgments(await running_executions(request), user_of(request).role)
+        return render(request, "fragments/waiting_badge.html", "", count=len(waiting))
 
     @app.get("/topology", response_class=HTMLResponse, include_in_schema=False)
     async def topology(request: Request, namespace: str = "", window: str = "1m") -> HTMLResponse:
@@ -235,8 +240,9 @@ def mount(app: FastAPI) -> None:
         if resp.status_code != 200:
             return render(request, "fragments/apply_result.html", "", error=error_text(resp), results=[])
         data = resp.json()
+        # The API runs `graylane validate`'s analyzers against the live state on every apply, dry run too.
         return render(request, "fragments/apply_result.html", "", error=None, results=data.get("results", []),
-                      dry_run=data.get("dryRun"), warnings=data.get("warnings", []))
+                      dry_run=data.get("dryRun"), findings=findings(data.get("warnings", [])))
 
     @app.get("/traces", response_class=HTMLResponse, include_in_schema=False)
     async def traces(request: Request, service: str = "", minDuration: str = "") -> HTMLResponse:
@@ -270,3 +276,26 @@ async def _executions(request: Request) -> list[dict[str, Any]]:
     if isinstance(data, dict):
         data = data.get("items") or data.get("executions") or []
     return list(data)
+
+
+async def running_executions(request: Request, headers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Running executions with their stages (the list API gives headers only), newest 20."""
+    if headers is None:
+        headers = await _executions(request)
+    out = []
+    for header in [e for e in headers if e.get("status") in WAITING_STATUSES][:20]:
+        exe = await api_json(request, f"/api/v1/executions/{quote(header['id'])}", None)
+        if exe:
+            out.append(exe)
+    return out
+
+
+async def _overview_executions(request: Request) -> dict[str, Any]:
+    executions = await _executions(request)
+    running = await running_executions(request, executions)
+    return {"running": running, "waiting": waiting_judgments(running, user_of(request).role),
+            "recent": executions[:10]}
+
+
+async def _graph(request: Request) -> dict[str, Any]:
+    return await api_json(request, "/api/v1/graph", {}, params={"window": "1m"}) or {}

@@ -12,7 +12,8 @@ import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from graylane.server.ui import api, api_json, error_text, render
+from graylane.server.ui import api, api_json, error_text, render, running_executions, user_of
+from graylane.ui.views import option_consequences, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
 
@@ -145,10 +146,12 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/executions", response_class=HTMLResponse, include_in_schema=False)
     async def executions(request: Request) -> HTMLResponse:
-        items = await api_json(request, "/api/v1/executions", [], params={"limit": 100})
-        for e in items:
-            e["_duration"] = duration(e.get("startTime"), e.get("endTime"))
-        return render(request, "executions.html", "Executions", executions=items)
+        return render(request, "executions.html", "Executions", executions=await _execution_rows(request))
+
+    @app.get("/ui/executions-table", response_class=HTMLResponse, include_in_schema=False)
+    async def executions_table(request: Request) -> HTMLResponse:
+        """The executions table's rows, fetched again by the page on each execution event (SSE)."""
+        return _fragment(request, "fragments/executions_rows.html", executions=await _execution_rows(request))
 
     @app.get("/executions/{execution_id}", response_class=HTMLResponse, include_in_schema=False)
     async def execution(request: Request, execution_id: str) -> HTMLResponse:
@@ -200,11 +203,26 @@ def mount(app: FastAPI) -> None:
         return _fragment(request, "fragments/message.html", error=None, ok=f"{action.capitalize()} requested.")
 
 
+async def _execution_rows(request: Request) -> list[dict[str, Any]]:
+    items = await api_json(request, "/api/v1/executions", [], params={"limit": 100})
+    waiting = {exe["id"] for exe, _ in waiting_judgments(await running_executions(request, items),
+                                                         user_of(request).role)}
+    for e in items:
+        e["_duration"] = duration(e.get("startTime"), e.get("endTime"))
+        e["_waiting"] = e.get("id") in waiting
+    return list(items)
+
+
 def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
     if not exe:
-        return {"stages": [], "views": {}, "fields": {}, "options": {}, "graph": []}
+        return {"stages": [], "views": {}, "fields": {}, "options": {}, "consequences": {}, "graph": [],
+                "stage_table": []}
     stages = exe.get("stages", [])
+    judgments = [s for s in stages if s.get("type") == "manualJudgment"]
+    graph = graph_elements(exe)
     return {"stages": stages, "views": {s["id"]: stage_view(s) for s in stages},
-            "fields": {s["id"]: judgment_fields(s) for s in stages if s.get("type") == "manualJudgment"},
-            "options": {s["id"]: judgment_options(s) for s in stages if s.get("type") == "manualJudgment"},
-            "graph": graph_elements(exe), "exe_duration": duration(exe.get("startTime"), exe.get("endTime"))}
+            "fields": {s["id"]: judgment_fields(s) for s in judgments},
+            "options": {s["id"]: judgment_options(s) for s in judgments},
+            "consequences": {s["id"]: option_consequences(exe, s) for s in judgments},
+            "graph": graph, "stage_table": stage_rows(graph),
+            "exe_duration": duration(exe.get("startTime"), exe.get("endTime"))}

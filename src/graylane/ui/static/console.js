@@ -3,9 +3,12 @@
   "use strict";
   const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const HEALTH = { Healthy: "#2e9d57", Degraded: "#e69a17", Failure: "#d63b3b", NA: "#9aa3b2" };
-  const STATUS = { SUCCEEDED: "#2e9d57", RUNNING: "#3559e0", PAUSED: "#3559e0", TERMINAL: "#d63b3b",
-    FAILED_CONTINUE: "#d63b3b", CANCELED: "#9aa3b2", STOPPED: "#9aa3b2", SKIPPED: "#c4c9d4",
-    NOT_STARTED: "#dfe3ea", SUSPENDED: "#e69a17", BUFFERED: "#e69a17" };
+  const STATUS = { SUCCEEDED: "#bfe5cc", RUNNING: "#c9d5fb", PAUSED: "#c9d5fb", TERMINAL: "#f7c5c5",
+    FAILED_CONTINUE: "#f7c5c5", CANCELED: "#e3e6ec", STOPPED: "#e3e6ec", SKIPPED: "#eef0f4",
+    NOT_STARTED: "#f6f7f9", SUSPENDED: "#fbe0b0", BUFFERED: "#fbe0b0" };
+  const STATUS_EDGE = { SUCCEEDED: "#1b6e3c", RUNNING: "#2743b8", PAUSED: "#2743b8", TERMINAL: "#a82424",
+    FAILED_CONTINUE: "#a82424", SUSPENDED: "#8a4d00", BUFFERED: "#8a4d00" };
+  const narrow = (el) => el && el.clientWidth < 700;
   const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const fmtMs = (v) => (v == null ? "-" : v >= 10 ? v.toFixed(0) + " ms" : v.toFixed(1) + " ms");
 
@@ -28,9 +31,40 @@
     return e.rps.toFixed(2) + " rps";
   }
 
+  /* Graphs are keyboard reachable: the container takes focus; arrow keys walk the elements in reading
+     order, Enter opens the selected one, Escape clears; a live region says what is selected. */
+  function keyboardWalk(cy, box, order, describe, open, announce) {
+    let index = -1;
+    box.addEventListener("keydown", (evt) => {
+      const items = order();
+      if (!items.length) return;
+      if (["ArrowRight", "ArrowDown"].includes(evt.key)) index = (index + 1) % items.length;
+      else if (["ArrowLeft", "ArrowUp"].includes(evt.key)) index = (index - 1 + items.length) % items.length;
+      else if (evt.key === "Enter" && index >= 0) { open(items[index]); evt.preventDefault(); return; }
+      else if (evt.key === "Escape") { cy.elements().unselect(); index = -1; announce(""); return; }
+      else return;
+      evt.preventDefault();
+      cy.elements().unselect();
+      items[index].select();
+      announce(describe(items[index]) + ` (${index + 1} of ${items.length}; Enter opens it)`);
+    });
+  }
+
+  function topologyTable(graph, label) {
+    const nodes = graph.nodes.map((n) => `<tr><td><button type="button" class="link" data-select="${esc(n.id)}">${esc(n.label)}</button></td>
+      <td>${esc(n.nodeType)}</td><td>${esc(n.namespace)}</td><td><span class="badge h-${esc(n.health)}">${esc(n.health)}</span>${n.idle ? " · idle" : ""}</td>
+      <td>${n.rpsIn.toFixed(2)}</td><td>${n.rpsOut.toFixed(2)}</td></tr>`).join("");
+    const edges = graph.edges.map((e) => `<tr><td><button type="button" class="link" data-select="${esc(e.id)}">${esc(label(e.source))} → ${esc(label(e.target))}</button></td>
+      <td>${esc(e.service)}</td><td>${e.rps.toFixed(2)}</td><td>${e.distribution.toFixed(1)}%</td><td>${e.errorRate5xx.toFixed(2)}%</td><td>${fmtMs(e.p95)}</td></tr>`).join("");
+    return `<div class="table-scroll"><table class="list"><caption>Nodes</caption><thead><tr><th scope="col">Node</th><th scope="col">Type</th><th scope="col">Namespace</th><th scope="col">Health</th><th scope="col">In rps</th><th scope="col">Out rps</th></tr></thead>
+      <tbody>${nodes || "<tr><td colspan='6' class='muted'>No nodes.</td></tr>"}</tbody></table></div>
+      <div class="table-scroll"><table class="list"><caption>Edges</caption><thead><tr><th scope="col">From → to</th><th scope="col">Service</th><th scope="col">rps</th><th scope="col">Share</th><th scope="col">5xx</th><th scope="col">p95</th></tr></thead>
+      <tbody>${edges || "<tr><td colspan='6' class='muted'>No edges.</td></tr>"}</tbody></table></div>`;
+  }
+
   function topology() {
     if (typeof cytoscape === "undefined") {
-      document.getElementById("cy").innerHTML = "<p class='error'>cytoscape is missing: run <code>npm ci</code>.</p>";
+      document.getElementById("cy").innerHTML = "<p class='error'>cytoscape did not load (/vendor/cytoscape.min.js).</p>";
       return;
     }
     if (typeof cytoscapeDagre !== "undefined") cytoscape.use(cytoscapeDagre);
@@ -74,12 +108,16 @@
       if (key !== lastKey) {
         cy.elements().remove();
         cy.add(els);
-        cy.layout({ name: typeof cytoscapeDagre !== "undefined" ? "dagre" : "breadthfirst", rankDir: "LR", nodeSep: 40, rankSep: 120 }).run();
+        const small = narrow($("cy"));
+        cy.layout({ name: typeof cytoscapeDagre !== "undefined" ? "dagre" : "breadthfirst", rankDir: small ? "TB" : "LR",
+          nodeSep: small ? 20 : 40, rankSep: small ? 60 : 120 }).run();
         lastKey = key;
       } else {
         for (const x of els) cy.getElementById(x.data.id).data(x.data);
       }
       $("g-status").textContent = `${graph.nodes.length} nodes · ${graph.edges.length} edges · updated ${new Date().toLocaleTimeString()}`;
+      const table = $("g-table");
+      if (table && !table.contains(document.activeElement)) table.innerHTML = topologyTable(graph, (id) => cy.getElementById(id).data("label") || id);
       if (selected) showSide(selected);
     }
 
@@ -119,6 +157,19 @@
     }
 
     cy.on("tap", "node, edge", (evt) => { selected = evt.target; showSide(selected); });
+    const describe = (el) => el.isEdge()
+      ? `edge ${cy.getElementById(el.data("source")).data("label")} to ${cy.getElementById(el.data("target")).data("label")}, ${el.data("label") || ""}`
+      : `${el.data("nodeType")} ${el.data("label")}, ${el.data("health")}`;
+    const open = (el) => { selected = el; showSide(el); $("g-side").focus(); };
+    keyboardWalk(cy, $("cy"), () => cy.nodes().sort((a, b) => a.position("x") - b.position("x") || a.position("y") - b.position("y")).toArray().concat(cy.edges().toArray()),
+      describe, open, (text) => { $("g-selected").textContent = text; });
+    const tableBox = $("g-table");
+    if (tableBox) tableBox.addEventListener("click", (evt) => {
+      const button = evt.target.closest("button[data-select]");
+      if (!button) return;
+      const el = cy.getElementById(button.dataset.select);
+      if (el.nonempty()) { cy.elements().unselect(); el.select(); open(el); }
+    });
     for (const id of ["g-window", "g-type", "g-idle", "g-namespace"]) $(id).addEventListener("change", () => { lastKey = ""; refresh(); });
     $("g-labels").addEventListener("change", () => { lastKey = ""; refresh(); });
     refresh();
@@ -135,12 +186,12 @@
       const name = label.split("*")[0].trim();
       const v = input.value.trim();
       if (!v) { if (input.required) return [input, `${name}: a value is required`]; continue; }
-      if (input.type === "number") {
+      if (input.dataset.number) {
         const n = Number(v);
-        if (!Number.isFinite(n)) return [input, `${name}: "${v}" is not a number`];
-        if (input.step === "1" && !Number.isInteger(n)) return [input, `${name}: "${v}" is not a whole number`];
-        if (input.min !== "" && n < Number(input.min)) return [input, `${name}: ${v} is below the minimum ${input.min}`];
-        if (input.max !== "" && n > Number(input.max)) return [input, `${name}: ${v} is above the maximum ${input.max}`];
+        if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v) || !Number.isFinite(n)) return [input, `${name}: "${v}" is not a number`];
+        if (input.dataset.number === "int" && !Number.isInteger(n)) return [input, `${name}: "${v}" is not a whole number`];
+        if (input.dataset.min !== undefined && n < Number(input.dataset.min)) return [input, `${name}: ${v} is below the minimum ${input.dataset.min}`];
+        if (input.dataset.max !== undefined && n > Number(input.dataset.max)) return [input, `${name}: ${v} is above the maximum ${input.dataset.max}`];
       }
     }
     return null;
@@ -163,17 +214,39 @@
     const box = document.getElementById("stages");
     let cy = null;
     const label = (d) => d.duration ? `${d.label}\n${d.status} · ${d.duration}` : `${d.label}\n${d.status}`;
-    const paint = (els) => els.map((x) => x.group === "nodes" ? { ...x, data: { ...x.data, text: label(x.data), color: STATUS[x.data.status] || "#dfe3ea" } } : x);
+    const paint = (els) => els.map((x) => x.group === "nodes" ? { ...x, data: { ...x.data, text: label(x.data),
+      color: STATUS[x.data.status] || "#f6f7f9", border: STATUS_EDGE[x.data.status] || "#8a93a3" } } : x);
+    const openStage = (el) => {
+      const section = document.getElementById("stage-" + el.id());
+      if (!section) return;
+      section.scrollIntoView({ behavior: "smooth" });
+      const heading = section.querySelector("h2");
+      if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+    };
     if (typeof cytoscape !== "undefined" && box) {
       if (typeof cytoscapeDagre !== "undefined") cytoscape.use(cytoscapeDagre);
-      cy = cytoscape({ container: box, elements: paint(elements), userZoomingEnabled: false,
+      const small = narrow(box);
+      cy = cytoscape({ container: box, elements: paint(elements), userZoomingEnabled: false, maxZoom: 1.2,
         style: [
           { selector: "node", style: { shape: "round-rectangle", width: 170, height: 46, "background-color": "data(color)",
-            label: "data(text)", "text-wrap": "wrap", "text-valign": "center", "font-size": 11, color: "#111" } },
-          { selector: "edge", style: { width: 2, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#b8bfcc", "target-arrow-color": "#b8bfcc" } },
+            "border-width": 2, "border-color": "data(border)", label: "data(text)", "text-wrap": "wrap",
+            "text-max-width": 160, "text-valign": "center", "font-size": 12, color: "#111" } },
+          { selector: "node:selected", style: { "border-width": 4, "border-color": "#2743b8" } },
+          { selector: "edge", style: { width: 2, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#8a93a3", "target-arrow-color": "#8a93a3" } },
         ] });
-      cy.layout({ name: typeof cytoscapeDagre !== "undefined" ? "dagre" : "breadthfirst", rankDir: "LR", nodeSep: 20, rankSep: 50 }).run();
-      cy.on("tap", "node", (evt) => { const el = document.getElementById("stage-" + evt.target.id()); if (el) el.scrollIntoView({ behavior: "smooth" }); });
+      cy.layout({ name: typeof cytoscapeDagre !== "undefined" ? "dagre" : "breadthfirst", rankDir: small ? "TB" : "LR",
+        nodeSep: 20, rankSep: small ? 36 : 50 }).run();
+      if (small) { // a phone: lay stages top to bottom and let the box grow, so the labels stay full size
+        box.style.height = Math.min(Math.max(cy.elements().boundingBox().h + 40, 200), 2400) + "px";
+        cy.resize();
+        cy.fit(undefined, 16);
+        box.style.touchAction = "pan-y";
+        cy.userPanningEnabled(false);
+      }
+      cy.on("tap", "node", (evt) => openStage(evt.target));
+      keyboardWalk(cy, box, () => cy.nodes().toArray(), (el) => `stage ${el.data("label")}, ${el.data("status")}`, openStage,
+        (text) => { const out = document.getElementById("stages-selected"); if (out) out.textContent = text; });
+      window.graylaneStages = cy;
     }
     let signature = elements.filter((x) => x.group === "nodes").map((x) => x.data.status).join(",");
     async function update() {
@@ -193,8 +266,59 @@
       es.addEventListener("error", () => {});
     }
     setInterval(update, 3000);
-    for (const t of document.querySelectorAll("time.ts")) { const ms = Number(t.dataset.ms); if (ms) t.textContent = new Date(ms).toLocaleString(); }
   }
 
-  window.Graylane = { topology, execution, getJSON, esc, csrf, STATUS, sparkline, fmtMs };
+  /* Times arrive as <time datetime="...Z">UTC text</time>; show them in the reader's zone, on first load
+     and in every fragment htmx swaps in later (live updates), so no raw epoch number is ever shown. */
+  function formatTimes(root) {
+    for (const t of (root || document).querySelectorAll("time.ts[datetime]")) {
+      const when = new Date(t.getAttribute("datetime"));
+      if (!Number.isNaN(when.getTime())) { t.textContent = when.toLocaleString(); t.title = t.getAttribute("datetime"); }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => formatTimes(document));
+  document.addEventListener("htmx:load", (evt) => formatTimes(evt.target));
+
+  /* An irreversible choice asks first, listing what it will do; cancelling sends nothing. */
+  document.addEventListener("click", (evt) => {
+    const button = evt.target.closest && evt.target.closest("button[data-confirm]");
+    if (button && !window.confirm(button.dataset.confirm)) { evt.preventDefault(); evt.stopImmediatePropagation(); }
+  }, true);
+
+  /* After a submit, focus moves to its result (which says what happened), and comes back to it when a
+     live refresh rebuilt the panel around it. */
+  let lastResult = null;
+  document.addEventListener("htmx:afterSwap", (evt) => {
+    const target = evt.detail.target;
+    if (!target) return;
+    const result = target.matches("[data-result], #apply-result") ? (target.querySelector("[tabindex='-1']") || target) : null;
+    if (result && evt.detail.requestConfig && evt.detail.requestConfig.verb === "post") {
+      if (!result.hasAttribute("tabindex")) result.tabIndex = -1;
+      result.focus();
+      lastResult = result.id || target.id;
+      return;
+    }
+    if (lastResult && (document.activeElement === document.body || !document.activeElement)) {
+      const again = document.getElementById(lastResult);
+      if (again) { if (!again.hasAttribute("tabindex")) again.tabIndex = -1; again.focus({ preventScroll: true }); }
+    }
+  });
+
+  /* Pages that show executions listen to one SSE stream; each event (coalesced) fires graylane:executions
+     on <body>, which htmx fragments (the overview, the executions table, the navigation badge) refetch on. */
+  function live() {
+    if (!window.EventSource) return;
+    const es = new EventSource("/api/v1/events/executions");
+    let timer = null;
+    const changed = () => {
+      if (timer) return;
+      timer = setTimeout(() => { timer = null; document.body.dispatchEvent(new Event("graylane:executions")); }, 250);
+    };
+    es.onmessage = changed;
+    for (const kind of ["stage", "context", "execution", "task"]) es.addEventListener(kind, changed);
+    es.addEventListener("error", () => {});
+    window.graylaneLive = es;
+  }
+
+  window.Graylane = { topology, execution, live, formatTimes, getJSON, esc, csrf, STATUS, sparkline, fmtMs };
 })();

@@ -1,0 +1,28 @@
+"""The article's reviews-canary pipeline without its deployments: its two judgments and what they enable.
+
+Made from the Bookinfo demo's own JSON, so the console is tested against the instructions, judgment
+inputs and stageEnabled expressions a release engineer really sees; needs no data plane.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DEMO = Path(__file__).resolve().parents[2] / "src/graylane/demos/bookinfo/coding-cd-template/reviews-canary.json"
+RATIO, RELEASE, FULL, END, DELETE = "设置灰度比例", "是否全量发布", "全量发布", "结束发布", "删除基准版本"
+
+
+def judgments_only(name: str = "reviews-judgments") -> dict[str, Any]:
+    pipeline = json.loads(DEMO.read_text(encoding="utf-8"))
+    keep = {RATIO, RELEASE, FULL, END, DELETE}
+    stages = [s for s in pipeline["stages"] if s["name"] in keep]
+    refs = {s["refId"] for s in stages}
+    for s in stages:
+        s["requisiteStageRefIds"] = [r for r in s.get("requisiteStageRefIds") or [] if r in refs]
+        if s["name"] == RELEASE:
+            s["requisiteStageRefIds"] = [next(x["refId"] for x in stages if x["name"] == RATIO)]
+    pipeline.update(name=name, stages=stages, triggers=[], limitConcurrent=False)  # tests run several at once
+    pipeline.pop("id", None)
+    return dict(pipeline)

@@ -1,0 +1,226 @@
+"""The console in Chromium against a real control plane: pages update live (SSE), times are formatted
+after live updates too, the navigation counts judgments waiting, the judgment form says what is wrong,
+focus follows the result, irreversible choices ask first, and a 390 px phone gets a usable page.
+
+One `graylane server` per module (tests/ui/console_server.py); waits are Playwright's, not sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
+
+from playwright.sync_api import expect  # noqa: E402
+from tests.ui.canary_pipeline import DELETE, END, FULL, RATIO, RELEASE, judgments_only  # noqa: E402
+from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium, running_server  # noqa: E402
+
+EPOCH_MS = re.compile(r"\b1[5-9]\d{11}\b")  # what a raw JavaScript timestamp looks like today
+VS_80_30 = """apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 80
+    - destination: {host: reviews, subset: v3}
+      weight: 30
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    state = tmp_path_factory.mktemp("live") / "state"
+    state.mkdir()
+    with running_server(state) as s:
+        s.pipeline = s.import_pipeline(judgments_only())  # type: ignore[attr-defined]
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser(server: ConsoleServer) -> Iterator[Browser]:
+    with chromium() as b:
+        yield Browser(b, server)
+
+
+@pytest.fixture(scope="module")
+def waiting(server: ConsoleServer, browser: Browser) -> Iterator[tuple[str, Any, Any]]:
+    """Overview and Executions open *before* the execution starts; yields (execution id, both pages)."""
+    overview, executions = browser.new_page(), browser.new_page()
+    overview.goto(f"{server.base}/")
+    executions.goto(f"{server.base}/executions")
+    for page in (overview, executions):  # subscribed before anything happens
+        page.wait_for_function("window.graylaneLive && window.graylaneLive.readyState === 1")
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    yield execution_id, overview, executions
+    overview.context.close()
+    executions.context.close()
+
+
+def no_raw_times(page: Any) -> None:
+    text = page.locator("main").inner_text()
+    assert not EPOCH_MS.search(text), f"raw epoch milliseconds on {page.url}: {EPOCH_MS.search(text)}"
+
+
+def test_overview_executions_and_the_badge_update_live(server: ConsoleServer, waiting: Any) -> None:
+    execution_id, overview, executions = waiting
+    live = overview.locator("#overview-live")
+    expect(live.get_by_role("link", name=RATIO)).to_be_visible()
+    expect(overview.locator("#nav-waiting")).to_have_text("1")
+    expect(executions.get_by_text("No executions yet.")).to_have_count(0)
+    row = executions.locator(f"tr[data-execution='{execution_id}']")
+    expect(row).to_contain_text("waiting for judgment")
+    expect(row).to_contain_text("RUNNING")
+    no_raw_times(overview)
+    no_raw_times(executions)
+
+    server.judge(execution_id, RATIO, customParams={"canary_ratio": "30"})  # judged elsewhere (the CLI)
+    expect(live.get_by_role("link", name=RELEASE)).to_be_visible()
+    expect(live.get_by_role("link", name=RATIO)).to_have_count(0)  # a finished judgment leaves the list
+    expect(executions.locator("#nav-waiting")).to_have_text("1")
+    no_raw_times(overview)
+
+
+def test_the_judgment_form_says_what_is_wrong_and_focus_follows_the_result(
+        server: ConsoleServer, browser: Browser) -> None:
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    ratio = page.get_by_label("灰度比例 (%)")
+    for typed, said in [("abc", '"abc" is not a number'), ("12.5", "is not a whole number"),
+                        ("150", "above the maximum 100"), ("-5", "below the minimum 0"),
+                        ("", "a value is required")]:
+        ratio.fill(typed)
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("alert")).to_contain_text(said)
+        expect(ratio).to_be_focused()
+    assert server.stage(execution_id, RATIO)["status"] == "RUNNING"  # nothing was sent
+
+    instructions = page.locator(".instructions").first
+    expect(instructions.locator("code").first).to_have_text("v2")  # ${parameters.canary_version}, as Markdown
+    ratio.fill("30")
+    page.get_by_role("button", name="Continue").click()
+    result = page.get_by_role("status").filter(has_text="Continued")
+    expect(result).to_be_visible()
+    expect(page.locator("[data-result]:focus, [data-result] :focus")).to_have_count(1)
+    # The panel refreshes live; the judged line carries a formatted time, not epoch milliseconds.
+    expect(page.locator(f"#stage-{server.stage(execution_id, RATIO)['id']}")).to_contain_text("Judged continue")
+    expect(page.locator("#stage-table-box")).to_contain_text(RELEASE)
+    no_raw_times(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "judgment-form.png"), full_page=True)
+
+
+def test_the_irreversible_choice_asks_first_and_lists_what_it_does(server: ConsoleServer, browser: Browser) -> None:
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    server.judge(execution_id, RATIO, customParams={"canary_ratio": "30"})
+    server.wait_stage(execution_id, RELEASE, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    full = page.get_by_role("button", name=FULL, exact=True)
+    expect(full).to_have_class(re.compile("irreversible"))
+    expect(page.get_by_role("button", name=END, exact=True)).not_to_have_class(re.compile("irreversible"))
+    expect(page.locator(".consequence")).to_contain_text("delete deployment reviews-v1")
+    asked: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    full.click()
+    expect(page.locator(".consequence")).to_be_visible()
+    assert asked and "delete deployment reviews-v1" in asked[0] and "100% to reviews v2" in asked[0], asked
+    assert server.stage(execution_id, RELEASE)["status"] == "RUNNING"  # dismissed: nothing sent
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    full.click()
+    expect(page.get_by_role("status").filter(has_text="Continued")).to_be_visible()
+    judged = server.stage(execution_id, RELEASE)
+    assert judged["context"]["judgmentInput"] == FULL
+    assert DELETE in {s["name"] for s in server.execution(execution_id)["stages"]}
+
+
+def test_the_dry_run_shows_the_analyzers_findings_with_the_diff(server: ConsoleServer, browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.base}/resources")
+    page.get_by_label("Manifests (multi-document YAML)").fill(VS_80_30)
+    page.get_by_role("button", name="Dry run (diff)").click()
+    findings = page.get_by_role("table", name="Findings")
+    expect(findings).to_contain_text("reviews+v3")  # a subset no DestinationRule defines
+    expect(findings).to_contain_text("IST0101")
+    expect(findings).to_contain_text("route weights sum to 110")
+    expect(page.locator("pre.diff .add").first).to_be_visible()
+    expect(page.locator("#apply-outcome")).to_be_focused()
+    assert server.api.get("/api/v1/resources/VirtualService/reviews").status_code == 404
+    page.screenshot(path=str(ARTIFACTS / "dry-run-findings.png"), full_page=True)
+
+
+def test_skip_link_and_keyboard_reachable_graphs(server: ConsoleServer, browser: Browser) -> None:
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    graph = page.locator("#stages")
+    graph.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#stages-selected")).to_contain_text(f"stage {RATIO}")
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#stage-{server.stage(execution_id, RATIO)['id']} h2")).to_be_focused()
+    page.get_by_text("The stage graph as a table").click()
+    expect(page.locator("#stage-table")).to_contain_text(RELEASE)
+
+    page.goto(f"{server.base}/topology")
+    expect(page.locator("#cy")).to_have_attribute("tabindex", "0")
+    page.get_by_text("Nodes and edges as a table").click()
+    expect(page.get_by_role("table", name="Nodes")).to_be_visible()
+
+
+def no_sideways_scroll(page: Any) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{page.url} is {width}px wide at a 390px viewport"
+
+
+def test_a_390px_phone_keeps_graphs_visible_and_nothing_scrolls_sideways(
+        server: ConsoleServer, browser: Browser) -> None:
+    for i in range(3):  # history with long actors and diffs
+        cm = (f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: flags}}\n"
+              f"data: {{note: '{'a very long configuration value ' * 6}{i}'}}\n")
+        assert server.api.post("/api/v1/apply", content=cm,
+                               headers={"X-Graylane-User": f"pipeline-runner-with-a-long-name-{i}"}).status_code == 200
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page(width=390, height=844)
+    for path in ("/", "/topology", "/pipelines", "/executions", f"/executions/{execution_id}", "/resources",
+                 "/resources/ConfigMap/default/flags?diff=2", "/traces"):
+        page.goto(server.base + path)
+        no_sideways_scroll(page)
+    page.goto(f"{server.base}/topology")
+    box = page.locator("#cy").bounding_box()
+    assert box and box["height"] >= 300 and box["width"] >= 300, box
+    page.screenshot(path=str(ARTIFACTS / "topology-390.png"), full_page=True)
+
+    page.goto(f"{server.base}/executions/{execution_id}")
+    page.wait_for_function("window.graylaneStages !== undefined")
+    assert page.evaluate("window.graylaneStages.zoom()") >= 0.75  # labels stay readable
+    stages = page.locator("#stages").bounding_box()
+    assert stages and stages["width"] <= 390
+    page.screenshot(path=str(ARTIFACTS / "execution-390.png"), full_page=True)
+
+    page.goto(f"{server.base}/resources/ConfigMap/default/flags?diff=2")
+    table = page.locator("table.history").bounding_box()
+    assert table and table["x"] + table["width"] <= 390, table
+    page.screenshot(path=str(ARTIFACTS / "resource-history-390.png"), full_page=True)
