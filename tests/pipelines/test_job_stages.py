@@ -13,7 +13,7 @@ from graylane.pipelines.services import TaskServices
 from graylane.pipelines.stages.run_job_manifest import properties_from_log
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.triggers import build_trigger
-from graylane.resources.document import Document, Source
+from graylane.resources.document import Document, ResourceKey, Source
 from graylane.store import Store
 from graylane.targets.local import LocalTarget
 
@@ -173,5 +173,36 @@ def test_find_artifacts_from_resource_then_from_execution(tmp_path: Path, state_
         missing = consumed.stage("missing")
         assert missing.status == S.STOPPED
         assert "Unmatched expected artifact 'x'" in missing.context["exception"]["details"]["error"]
+
+    run(tmp_path, scenario)
+
+
+def test_canceling_the_execution_stops_the_jobs_process(tmp_path: Path, state_dir: Path) -> None:
+    sleeper = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "long"},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+                   "name": "main", "image": "local",
+                   "command": [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]}]}}}}
+    body = {"application": "shop", "name": "long", "stages": [
+        stage("1", "runJobManifest", "long job", source="text", manifest=sleeper)]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+        exe = await ex.start_execution(config, build_trigger(config, {"type": "manual", "user": "t"}, ex), user="t")
+        for _ in range(500):
+            running = ex.get(exe.id).stage("long job")
+            if running is not None and running.context.get("deploy.jobs"):
+                break
+            await asyncio.sleep(0.02)
+        await ex.cancel(exe.id, user="t", reason="enough")
+        done = await ex.wait_until_complete(exe.id, timeout=30)
+        assert str(done.status) == "CANCELED"
+        target = await ex.services.target("local")
+        key = ResourceKey("batch", "Job", "default", str(done.stage("long job").context["jobName"]))
+        for _ in range(250):
+            status = await target.job_status(key)
+            if status.state != "Running":
+                break
+            await asyncio.sleep(0.02)
+        assert status.state == "Failed" and status.exit_code == -15  # SIGTERM, as a deleted Job's pod gets
 
     run(tmp_path, scenario)
