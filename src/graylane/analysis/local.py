@@ -162,6 +162,13 @@ def _measure(recorder: Recorder, query: LocalQuery, matchers: list[Callable[[Lab
             per = buckets.setdefault(key(lab), {})
             bound = math.inf if le in ("+Inf", "Inf") else float(le)
             per[bound] = per.get(bound, 0.0) + inc / span
+        # The recorder keeps only series that increased; a bucket below the first busy one still bounds the
+        # interpolation (as in Prometheus, where it is there with a zero rate), so restore the empty ones.
+        for lab in recorder.latest.get(name, {}):
+            per = buckets.get(key(lab))
+            le = dict(lab).get("le")
+            if per is not None and le is not None and all(m(lab) for m in matchers):
+                per.setdefault(math.inf if le in ("+Inf", "Inf") else float(le), 0.0)
         for k, per in buckets.items():
             q = histogram_quantile(query.quantile, per.items())
             out[k] = math.nan if q is None else q
