@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graylane.mesh.proxy.errors import (
     BadRequest,
@@ -23,7 +23,7 @@ from graylane.mesh.proxy.errors import (
 )
 from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
 from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
-from graylane.mesh.proxy.telemetry import Telemetry
+from graylane.mesh.proxy.telemetry import Ctx, Telemetry, TelemetryHost
 from graylane.mesh.proxy.tracing import TraceContext, new_id
 from graylane.mesh.routing import (
     PASSTHROUGH,
@@ -42,7 +42,9 @@ from graylane.mesh.routing import (
 )
 
 if TYPE_CHECKING:
-    from graylane.mesh.proxy.server import ProxyServer
+    from graylane.mesh.proxy.outlier import OutlierDetectors
+    from graylane.mesh.proxy.pool import Pools
+    from graylane.mesh.proxy.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +58,21 @@ RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"
 REPLAY_LIMIT = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
 
 
-class Ctx:
-    """Per-request facts for telemetry, spans and the access log."""
+class ForwardHost(TelemetryHost, Protocol):
+    """What forwarding reads from the data-plane process (`ProxyServer` provides it), besides telemetry's part."""
 
-    __slots__ = ("listener", "start", "decision", "status", "flags", "endpoint", "request_bytes", "response_bytes",
-                 "trace", "client_span", "server_span", "service", "upstream_start", "rid", "authority", "path",
-                 "method", "attempts")
-
-    def __init__(self, listener: Listener, start: float, req: Request) -> None:
-        self.listener = listener
-        self.start = start
-        self.decision: RouteDecision | None = None
-        self.status = 0
-        self.flags: list[str] = []
-        self.endpoint: EndpointState | None = None
-        self.request_bytes = 0
-        self.response_bytes = 0
-        self.trace: TraceContext | None = None
-        self.client_span = ""
-        self.server_span = ""
-        self.service = ""
-        self.upstream_start = 0.0
-        self.rid = ""
-        self.authority = ""
-        self.path = ""
-        self.method = req.method
-        self.attempts = 0
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def pools(self) -> Pools: ...
+    @property
+    def outliers(self) -> OutlierDetectors: ...
+    def listener_bucket(self, listener: Listener) -> TokenBucket | None: ...
+    def inbound_bucket(self, ep: EndpointState) -> TokenBucket | None: ...
 
 
 class Forwarder:
-    def __init__(self, server: ProxyServer) -> None:
+    def __init__(self, server: ForwardHost) -> None:
         self.server = server
         self.loop = server.loop
         self.rng = random.Random()

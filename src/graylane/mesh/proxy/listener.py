@@ -4,7 +4,7 @@ Layout follows uvicorn's protocol classes: constants at import, per-connection t
 no `await` inside parser callbacks, and flow control by named pause reasons. Requests on one connection are
 served one at a time: the next pipelined request stays unparsed (reading paused) until the current response is
 written and drained, as Envoy's HTTP/1 codec does (`framing.py` finds where each request ends). The handler
-itself lives in `forward.py`.
+itself lives in `forward.py`; a connection reads only `ConnectionHost` from the data-plane process.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import http
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
@@ -29,7 +29,8 @@ from graylane.mesh.proxy.errors import (
 from graylane.mesh.proxy.framing import MAX_HEADERS, MAX_URL, Framer
 
 if TYPE_CHECKING:
-    from graylane.mesh.proxy.server import ProxyServer
+    from graylane.mesh.proxy.stats import Stats
+    from graylane.mesh.routing import Listener
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,37 @@ class Request:
         self.body: RequestBody = None  # type: ignore[assignment]  # set when the head is complete
 
 
+class RequestHandler(Protocol):
+    """Serves one parsed request (`forward.Forwarder`); returns whether the connection may be kept alive."""
+
+    async def handle(self, proto: DownstreamProtocol, req: Request) -> bool: ...
+
+
+class ConnectionHost(Protocol):
+    """What a downstream connection reads from the data-plane process (`ProxyServer` provides it)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def idle_timeout_s(self) -> float: ...
+    @property
+    def header_timeout_s(self) -> float: ...
+    @property
+    def request_timeout_s(self) -> float: ...
+    @property
+    def stream_idle_timeout_s(self) -> float: ...
+    @property
+    def connections(self) -> set[DownstreamProtocol]: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def forwarder(self) -> RequestHandler: ...
+    def listener_at(self, key: tuple[str, int]) -> Listener | None: ...
+    def draining(self, key: tuple[str, int]) -> bool: ...
+
+
 class DownstreamProtocol(asyncio.Protocol):
-    def __init__(self, server: ProxyServer, listener_key: tuple[str, int]) -> None:
+    def __init__(self, server: ConnectionHost, listener_key: tuple[str, int]) -> None:
         # -- connection state
         self.server = server
         self.loop = server.loop

@@ -1,20 +1,23 @@
 """Per-request telemetry: Istio's standard metrics from both reporters, client/server spans, the access log.
 
-Called once per request by `forward.py` with the request's facts (`Ctx`); knows nothing of sockets.
+Called once per request by `forward.py` with the request's facts (`Ctx`, defined here); knows nothing of
+sockets. Reads only `TelemetryHost` (table, stats, spans, access log) from the data-plane process.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graylane.mesh.proxy.accesslog import format_entry
-from graylane.mesh.routing import EndpointState
+from graylane.mesh.routing import EndpointState, Listener, RouteDecision, RouteTable
 
 if TYPE_CHECKING:
-    from graylane.mesh.proxy.forward import Ctx
-    from graylane.mesh.proxy.server import ProxyServer
+    from graylane.mesh.proxy.listener import Request
+    from graylane.mesh.proxy.stats import Stats
+    from graylane.mesh.proxy.tracing import SpanRing, TraceContext
 
 access_log = logging.getLogger("graylane.access")
 
@@ -24,10 +27,53 @@ FLAG_ORDER = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "U
                                            "NC"))}
 
 
+class TelemetryHost(Protocol):
+    """What reporting reads from the data-plane process (`ProxyServer` provides it)."""
+
+    @property
+    def table(self) -> RouteTable: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def spans(self) -> SpanRing: ...
+    @property
+    def access_log(self) -> deque[dict[str, Any]] | None: ...
+    @property
+    def access_log_format(self) -> str: ...
+
+
+class Ctx:
+    """Per-request facts for telemetry, spans and the access log."""
+
+    __slots__ = ("listener", "start", "decision", "status", "flags", "endpoint", "request_bytes", "response_bytes",
+                 "trace", "client_span", "server_span", "service", "upstream_start", "rid", "authority", "path",
+                 "method", "attempts")
+
+    def __init__(self, listener: Listener, start: float, req: Request) -> None:
+        self.listener = listener
+        self.start = start
+        self.decision: RouteDecision | None = None
+        self.status = 0
+        self.flags: list[str] = []
+        self.endpoint: EndpointState | None = None
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.trace: TraceContext | None = None
+        self.client_span = ""
+        self.server_span = ""
+        self.service = ""
+        self.upstream_start = 0.0
+        self.rid = ""
+        self.authority = ""
+        self.path = ""
+        self.method = req.method
+        self.attempts = 0
+
+
 class Telemetry:
     """Records each finished request; caches Istio label tuples per distinct combination."""
 
-    def __init__(self, server: ProxyServer) -> None:
+    def __init__(self, server: TelemetryHost) -> None:
         self.server = server
         self.labels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
