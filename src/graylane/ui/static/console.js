@@ -259,11 +259,12 @@
       const sig = data.elements.filter((x) => x.group === "nodes").map((x) => x.data.status).join(",");
       if (sig !== signature) { signature = sig; document.body.dispatchEvent(new Event("graylane:refresh")); }
     }
-    if (window.EventSource) {
-      const es = new EventSource(`/api/v1/executions/${encodeURIComponent(id)}/events`);
-      es.onmessage = update;
-      for (const kind of ["stage", "context", "execution", "task", "snapshot"]) es.addEventListener(kind, update);
-      es.addEventListener("error", () => {});
+    // The page's one stream (live()) carries every execution's events; this one's trigger an update.
+    const stream = live();
+    if (stream) {
+      const mine = (evt) => { try { if (JSON.parse(evt.data).executionId === id) update(); } catch (e) { update(); } };
+      stream.onmessage = mine;
+      for (const kind of EXECUTION_EVENTS) stream.addEventListener(kind, mine);
     }
     setInterval(update, 3000);
   }
@@ -306,18 +307,20 @@
 
   /* Pages that show executions listen to one SSE stream; each event (coalesced) fires graylane:executions
      on <body>, which htmx fragments (the overview, the executions table, the navigation badge) refetch on. */
+  const EXECUTION_EVENTS = ["stage", "context", "execution", "task"];
   function live() {
-    if (!window.EventSource) return;
+    // One connection per page: a browser opens at most 6 to a host over HTTP/1.1, and SSE keeps them.
+    if (window.graylaneLive || !window.EventSource) return window.graylaneLive || null;
     const es = new EventSource("/api/v1/events/executions");
     let timer = null;
     const changed = () => {
       if (timer) return;
       timer = setTimeout(() => { timer = null; document.body.dispatchEvent(new Event("graylane:executions")); }, 250);
     };
-    es.onmessage = changed;
-    for (const kind of ["stage", "context", "execution", "task"]) es.addEventListener(kind, changed);
+    for (const kind of EXECUTION_EVENTS) es.addEventListener(kind, changed);
     es.addEventListener("error", () => {});
     window.graylaneLive = es;
+    return es;
   }
 
   window.Graylane = { topology, execution, live, formatTimes, getJSON, esc, csrf, STATUS, sparkline, fmtMs };

@@ -1,0 +1,81 @@
+"""The console's view models (graylane.ui.views): pure functions, no server, no browser."""
+
+from __future__ import annotations
+
+import pytest
+from tests.ui.canary_pipeline import FULL, RELEASE, judgments_only
+
+from graylane.ui.views import (
+    diff_lines,
+    findings,
+    markdown,
+    option_consequences,
+    stage_rows,
+    time_tag,
+    waiting_judgments,
+)
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param(1796517280680, id="epoch-ms-int"),
+    pytest.param("1796517280680", id="epoch-ms-text"),
+    pytest.param("2026-12-06T00:34:40.680Z", id="iso"),
+])
+def test_times_render_as_a_time_element_never_as_epoch_milliseconds(value):
+    html = str(time_tag(value))
+    assert html == '<time class="ts" datetime="2026-12-06T00:34:40.680Z">2026-12-06 00:34:40 UTC</time>'
+
+
+def test_missing_times_render_nothing_and_text_stays_escaped():
+    assert str(time_tag(None)) == "" and str(time_tag(0)) == ""
+    assert str(time_tag("<b>soon</b>")) == "&lt;b&gt;soon&lt;/b&gt;"
+
+
+def judgment(status="RUNNING", roles=None):
+    return {"type": "manualJudgment", "status": status, "context": {"requiredJudgmentRoles": roles or []}}
+
+
+def test_waiting_judgments_are_those_running_that_this_role_may_judge():
+    exe = {"id": "e1", "stages": [judgment(), judgment("SUCCEEDED"), judgment(roles=["sre"])]}
+    assert len(waiting_judgments([exe], "approver")) == 1
+    assert len(waiting_judgments([exe], "sre")) == 2
+    assert len(waiting_judgments([exe], "admin")) == 2
+
+
+def test_apply_warnings_become_findings_with_the_catalog_level():
+    rows = findings(['[IST0101] (VirtualService default/reviews console:10) Referenced host+subset in '
+                     'destinationrule not found: "reviews+v3"',
+                     "[GL0002] (VirtualService default/reviews console:7) route weights sum to 110, not 100",
+                     "something without a code"])
+    assert [(f.code, f.level) for f in rows] == [("IST0101", "Error"), ("GL0002", "Warning"), ("", "Warning")]
+    assert rows[0].resource == "VirtualService default/reviews console:10" and rows[0].message.endswith('"reviews+v3"')
+
+
+def test_diff_lines_are_classed_for_colour():
+    assert diff_lines("--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n z") == [
+        ("file", "--- a"), ("file", "+++ b"), ("hunk", "@@ -1 +1 @@"), ("del", "-x"), ("add", "+y"), ("", " z")]
+
+
+def test_instructions_render_markdown_but_never_raw_html():
+    html = str(markdown("Send to `v2` **now** <script>alert(1)</script>"))
+    assert "<code>v2</code>" in html and "<strong>now</strong>" in html and "<script>" not in html
+
+
+def test_the_full_release_option_is_irreversible_and_says_what_it_does():
+    pipeline = judgments_only()
+    stages = [{**s, "id": s["refId"], "context": {k: v for k, v in s.items() if k not in ("refId", "type", "name")}}
+              for s in pipeline["stages"]]
+    exe = {"stages": stages, "trigger": {"parameters": {"base_version": "v1", "canary_version": "v2"}}}
+    release = next(s for s in stages if s["name"] == RELEASE)
+    out = option_consequences(exe, release)
+    effects, irreversible = out[FULL]
+    assert irreversible and effects == ["route reviews: 100% to reviews v2", "delete deployment reviews-v1"]
+    assert out["结束发布"] == ([], False)
+
+
+def test_stage_rows_say_what_each_stage_runs_after():
+    elements = [{"group": "nodes", "data": {"id": "a", "label": "A", "status": "SUCCEEDED"}},
+                {"group": "nodes", "data": {"id": "b", "label": "B", "status": "RUNNING", "duration": "2.0s"}},
+                {"group": "edges", "data": {"id": "a-b", "source": "a", "target": "b"}}]
+    assert stage_rows(elements)[1] == {"id": "b", "label": "B", "status": "RUNNING", "duration": "2.0s",
+                                       "after": ["A"]}
