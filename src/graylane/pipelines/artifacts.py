@@ -1,12 +1,20 @@
-"""Artifacts: bind expectedArtifacts at trigger time, and fetch artifact text (git/file, embedded/base64, http/file).
+"""Artifacts: bind expectedArtifacts at trigger time, check their types at import, and fetch artifact text.
+
+Types (docs/pipelines.md "Artifact types"): git/file (and git/repo) via the system git; github/file, gitlab/file,
+bitbucket/file and http/file over HTTP in Spinnaker's clouddriver formats; embedded/base64 (and remote/base64).
 
 git/file: `reference` is a repository URL or local path, `version` a branch/tag/commit (default HEAD), and
 `name` (or `location`/`metadata.path`) the file's path. Read with the system git; cached per commit.
 
+Credentials: the artifact's `artifactAccount` names a Secret in the store (`name` in namespace default, or
+`namespace/name`) labelled `graylane.io/artifact-account: "true"`, with `token` or `username`/`password` and
+optional `hosts`; they are sent only to those hosts (default: the type's public API host), over https or to a
+network the operator trusts, and never after a redirect to another origin.
+
 Trust (docs/security.md): paths are normalised and confined to the checkout (symbolic links too); git gets
 https and ssh repositories only, references after `--`, never one starting with `-`; local folders only under
-`<state>/demo` and $GRAYLANE_ARTIFACT_FILE_ROOTS; http/file and git hosts follow `graylane.addresses` (public
-addresses, plus $GRAYLANE_ARTIFACT_NETWORKS).
+`<state>/demo` and $GRAYLANE_ARTIFACT_FILE_ROOTS; every HTTP fetch and git host follows `graylane.addresses`
+(public addresses, plus $GRAYLANE_ARTIFACT_NETWORKS), each redirect re-checked, bounded in size and time.
 """
 
 from __future__ import annotations
@@ -14,17 +22,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import os
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
+
+import httpx
 
 from graylane import addresses, settings
 from graylane.errors import GraylaneError, ValidationError
 from graylane.resources import yamlsafe
+from graylane.resources.document import ResourceKey
 
-SUPPORTED_TYPES = ("git/file", "embedded/base64", "http/file")
+GIT_TYPES = ("git/file", "git/repo")
+HTTP_TYPES = ("github/file", "gitlab/file", "bitbucket/file", "http/file")
+EMBEDDED_TYPES = ("embedded/base64", "remote/base64")
+SUPPORTED_TYPES = tuple(sorted(GIT_TYPES + HTTP_TYPES + EMBEDDED_TYPES))
+ACCOUNT_LABEL = "graylane.io/artifact-account"
+# Where a Secret without `hosts` may send its credentials (http/file has no default: it needs `hosts`).
+DEFAULT_HOSTS = {"github/file": "api.github.com", "gitlab/file": "gitlab.com", "bitbucket/file": "api.bitbucket.org"}
+_FORMATS = {
+    "github/file": "reference: https://api.github.com/repos/ORG/REPO/contents/PATH, version: branch, tag or commit",
+    "gitlab/file": "reference: https://gitlab.com/api/v4/projects/ORG%2FREPO/repository/files/PATH/raw, version: "
+                   "branch, tag or commit",
+    "bitbucket/file": "reference: https://api.bitbucket.org/2.0/repositories/ORG/REPO/src/VERSION/PATH",
+    "http/file": "reference: the file's http(s) URL",
+}
+MAX_REDIRECTS = 5
 FILE_ROOTS_ENV = "GRAYLANE_ARTIFACT_FILE_ROOTS"
 NETWORKS_ENV = "GRAYLANE_ARTIFACT_NETWORKS"
 HTTP_TIMEOUT_S = 30.0
@@ -267,31 +295,275 @@ async def fetch_git_file(reference: str, version: str | None, path: str) -> str:
 
 
 async def fetch_http(url: str) -> str:
-    """An http/file artifact: the same address rules as the URL helpers, bounded in size and time."""
+    """An http/file URL without credentials: the address rules, bounded in size and time, redirects re-checked."""
+    return await fetch_http_artifact({"type": "http/file", "reference": url})
+
+
+def decode_embedded(artifact: dict[str, Any]) -> str:
+    """embedded/base64 (and remote/base64): `reference` holds the content, at most HTTP_MAX_BYTES once decoded."""
+    atype, reference = artifact.get("type"), str(artifact.get("reference") or "")
+    what = f"{atype} artifact {artifact.get('name') or ''!r}"
+    if len(reference) > HTTP_MAX_BYTES * 4 // 3 + 4:
+        raise ArtifactRefused(f"{what} is larger than {HTTP_MAX_BYTES} bytes")
     try:
-        body, _ = await asyncio.to_thread(addresses.fetch, url, allowed_networks=allowed_networks(),
-                                          timeout_s=HTTP_TIMEOUT_S, max_bytes=HTTP_MAX_BYTES)
-    except addresses.AddressNotAllowed as exc:
-        raise ArtifactRefused(f"http/file artifact {url}: {exc.message}",
-                              hint=f"an operator can trust a network with {NETWORKS_ENV}") from None
+        raw = base64.b64decode("".join(reference.split()), validate=True)
+    except ValueError as exc:
+        raise ValidationError(f"{what} is not base64 text: {exc}") from None
+    return yamlsafe.decode_utf8(raw, what)
+
+
+# -- HTTP artifact types: credentials from a Secret, Spinnaker's URL formats, one bounded fetch ------------------
+
+@dataclass(frozen=True)
+class Credentials:
+    """An artifact account's Secret: a token or a username and password, and the hosts they may be sent to."""
+
+    secret: str
+    token: str | None
+    username: str | None
+    password: str | None
+    hosts: tuple[str, ...]
+
+
+def _secret_value(body: dict[str, Any], key: str, secret: str) -> str | None:
+    string_data = body.get("stringData") or {}
+    if key in string_data:
+        return str(string_data[key]).strip() or None
+    data = body.get("data") or {}
+    if key not in data:
+        return None
+    try:
+        return base64.b64decode(str(data[key]), validate=True).decode("utf-8").strip() or None
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError(f"Secret {secret}: data.{key} is not base64 of UTF-8 text") from None
+
+
+def account_credentials(artifact: dict[str, Any], store: Any) -> Credentials | None:
+    """The credentials of the Secret the artifact's `artifactAccount` names, or None when there is no such Secret.
+
+    `artifactAccount` is `name` (namespace default) or `namespace/name`. The Secret must carry the label
+    ACCOUNT_LABEL="true", so that a pipeline cannot send any Secret of the store to a host it chooses.
+    """
+    account = str(artifact.get("artifactAccount") or "").strip()
+    atype = str(artifact.get("type"))
+    if not account or store is None:
+        return None
+    namespace, _, name = account.rpartition("/")
+    namespace = namespace or "default"
+    secret = f"{namespace}/{name}"
+    stored = store.get(ResourceKey("", "Secret", namespace, name))
+    if stored is None:
+        return None
+    body = stored.body
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    if str(labels.get(ACCOUNT_LABEL, "")).lower() != "true":
+        raise ArtifactRefused(f"{atype} artifact: Secret {secret} (artifactAccount {account!r}) is not marked as "
+                              "artifact credentials", hint=f'label the Secret {ACCOUNT_LABEL}: "true" to let '
+                                                           "artifacts send it")
+    token = _secret_value(body, "token", secret)
+    username = _secret_value(body, "username", secret)
+    password = _secret_value(body, "password", secret)
+    if not token and not (username and password):
+        raise ArtifactRefused(f"{atype} artifact: Secret {secret} holds neither `token` nor `username` and "
+                              "`password`")
+    hosts_text = _secret_value(body, "hosts", secret) or DEFAULT_HOSTS.get(atype, "")
+    hosts = tuple(h.strip().lower().rstrip(".") for h in hosts_text.split(",") if h.strip())
+    return Credentials(secret, token, username, password, hosts)
+
+
+def auth_headers(atype: str, creds: Credentials | None) -> dict[str, str]:
+    """The header each provider reads (clouddriver's): GitHub `token`, GitLab PRIVATE-TOKEN, others Bearer/Basic."""
+    if creds is None:
+        return {}
+    if atype == "gitlab/file":
+        if not creds.token:
+            raise ArtifactRefused(f"gitlab/file artifact: Secret {creds.secret} needs a `token` (GitLab's "
+                                  "PRIVATE-TOKEN); username/password is not accepted by the GitLab API")
+        return {"PRIVATE-TOKEN": creds.token}
+    if creds.token:
+        return {"Authorization": f"{'token' if atype == 'github/file' else 'Bearer'} {creds.token}"}
+    basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    return {"Authorization": f"Basic {basic}"}
+
+
+def download_url(artifact: dict[str, Any]) -> str:
+    """The URL to GET: `reference`, plus `?ref=<version>` for github/file and gitlab/file (as clouddriver)."""
+    atype, reference = str(artifact.get("type")), str(artifact.get("reference") or "").strip()
+    parts = urlsplit(reference)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{atype} artifact: reference {reference!r} is not an http(s) URL",
+                              hint=_FORMATS.get(atype))
+    if atype == "github/file" and parts.hostname.lower() in ("github.com", "www.github.com"):
+        raise ValidationError(f"github/file artifact: reference {reference!r} is a repository page, not the "
+                              "contents API", hint=f"{_FORMATS[atype]}; for a repository URL use type git/file")
+    version = str(artifact.get("version") or "").strip()
+    if atype in ("github/file", "gitlab/file") and version:
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "ref"]
+        reference = parts._replace(query=urlencode([*query, ("ref", version)])).geturl()
+    return reference
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower().rstrip("."), parts.port
+
+
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in networks)
+
+
+def _get_once(url: str, address: str, headers: dict[str, str], deadline: float) -> tuple[int, str | None, bytes]:
+    """One GET to the checked `address`: (status, Location of a redirect, body within HTTP_MAX_BYTES)."""
+    parts = urlsplit(url)
+    netloc = (f"[{address}]" if ":" in address else address) + (f":{parts.port}" if parts.port else "")
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise addresses.FetchFailed(f"took longer than {HTTP_TIMEOUT_S:g}s")
+    send = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept": "*/*", **headers}
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with httpx.Client(timeout=remaining, follow_redirects=False, trust_env=False) as client, \
+                client.stream("GET", parts._replace(netloc=netloc).geturl(), headers=send,
+                              extensions={"sni_hostname": parts.hostname}) as response:
+            if response.is_redirect:
+                return response.status_code, response.headers.get("location"), b""
+            if response.status_code >= 300:
+                return response.status_code, None, b""
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > HTTP_MAX_BYTES:
+                raise addresses.FetchFailed(f"the response is larger than {HTTP_MAX_BYTES} bytes")
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > HTTP_MAX_BYTES:
+                    raise addresses.FetchFailed(f"the response is larger than {HTTP_MAX_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise addresses.FetchFailed(f"took longer than {HTTP_TIMEOUT_S:g}s")
+                chunks.append(chunk)
+            return response.status_code, None, b"".join(chunks)
+    except httpx.TimeoutException:
+        raise addresses.FetchFailed(f"took longer than {HTTP_TIMEOUT_S:g}s") from None
+    except httpx.HTTPError as exc:
+        raise addresses.FetchFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+def http_get(url: str, what: str, headers: dict[str, str], auth: dict[str, str],
+             creds: Credentials | None = None) -> bytes:
+    """GET `url` under the address rules; up to MAX_REDIRECTS redirects, each re-checked; `auth` headers go
+    only to the first URL's origin, on a host the credentials allow, over https or to a trusted network."""
+    networks = allowed_networks()
+    deadline = time.monotonic() + HTTP_TIMEOUT_S
+    first = _origin(url)
+    for _hop in range(MAX_REDIRECTS + 1):
+        scheme, host, _ = _origin(url)
+        if scheme not in ("http", "https") or not host:
+            raise ArtifactRefused(f"{what}: {url!r} is not an http(s) URL")
+        try:
+            address = addresses.check_host(host, networks)
+        except addresses.AddressNotAllowed as exc:
+            raise ArtifactRefused(f"{what} {url}: {exc.message}",
+                                  hint=f"an operator can trust a network with {NETWORKS_ENV}") from None
+        send = dict(headers)
+        if auth and _origin(url) == first:
+            if creds is not None and host not in creds.hosts:
+                allowed = ", ".join(creds.hosts) or "no host"
+                raise ArtifactRefused(f"{what}: Secret {creds.secret} may be sent to {allowed}, not {host}",
+                                      hint="list the host in the Secret's `hosts` key (comma-separated)")
+            if scheme != "https" and not _in_networks(address, networks):
+                raise ArtifactRefused(f"{what}: credentials are sent over https only ({url})",
+                                      hint=f"or to a network listed in {NETWORKS_ENV}")
+            send.update(auth)
+        status, location, body = _get_once(url, address, send, deadline)
+        if location is not None:
+            url = urljoin(url, location)
+            continue
+        if status >= 300:
+            hint = None
+            if status in (401, 403, 404):
+                hint = (f"credentials from Secret {creds.secret} were sent" if creds and auth else
+                        "no credentials were sent: name a Secret with artifactAccount (docs/pipelines.md)")
+            raise GraylaneError(f"{what} {url}: HTTP {status}", hint=hint)
+        return body
+    raise ArtifactRefused(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+
+async def fetch_http_artifact(artifact: dict[str, Any], store: Any = None) -> str:
+    """github/file, gitlab/file, bitbucket/file or http/file: the file's text, fetched as clouddriver does."""
+    atype = str(artifact.get("type"))
+    url = download_url(artifact)
+    what = f"{atype} artifact"
+    creds = account_credentials(artifact, store)
+    headers = {"Accept": "application/vnd.github.v3.raw"} if atype == "github/file" else {}
+    try:
+        body = await asyncio.to_thread(http_get, url, what, headers, auth_headers(atype, creds), creds)
     except addresses.FetchFailed as exc:
-        raise GraylaneError(f"http/file artifact {url}: {exc.message}") from None
+        raise GraylaneError(f"{what} {url}: {exc.message}") from None
     return yamlsafe.decode_utf8(body, url)
 
 
 async def fetch_text(artifact: dict[str, Any], services: Any = None) -> str:
+    """The text of a bound artifact of any type in SUPPORTED_TYPES (services.store holds account Secrets)."""
     atype = artifact.get("type")
-    if atype == "embedded/base64":
-        try:
-            return base64.b64decode(str(artifact.get("reference") or "")).decode()
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"embedded/base64 artifact {artifact.get('name')!r} is not base64 text: {exc}") \
-                from None
-    if atype == "http/file":
-        return await fetch_http(str(artifact.get("reference") or ""))
-    if atype in ("git/file", "git/repo", "github/file", "gitlab/file"):
+    if atype in EMBEDDED_TYPES:
+        return decode_embedded(artifact)
+    if atype in HTTP_TYPES:
+        return await fetch_http_artifact(artifact, getattr(services, "store", None))
+    if atype in GIT_TYPES:
         path = artifact.get("location") or (artifact.get("metadata") or {}).get("path") or artifact.get("name")
         if not path:
             raise ValidationError("git/file artifact needs the file path in `name` (or `location`)")
         return await fetch_git_file(str(artifact.get("reference") or ""), artifact.get("version"), str(path))
     raise ValidationError(f"unsupported artifact type {atype!r} (supported: {', '.join(SUPPORTED_TYPES)})")
+
+
+# -- import: refuse artifact types Graylane cannot fetch (called from model.find_problems) -----------------------
+
+def _unfetchable(atype: Any, *, regex: bool) -> str | None:
+    """Why an artifact of `atype` (a matchArtifact's is a regex) cannot be fetched, or None when it can."""
+    if not isinstance(atype, str) or not atype.strip() or "${" in atype:
+        return None
+    if regex:
+        try:
+            if any(re.fullmatch(atype, t) for t in SUPPORTED_TYPES):
+                return None
+        except re.error:
+            pass
+    if atype in SUPPORTED_TYPES:
+        return None
+    return f"has type {atype!r}, which Graylane cannot fetch (supported: {', '.join(SUPPORTED_TYPES)})"
+
+
+def type_problems(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """(JSON path, message) for each artifact a `source: artifact` stage would fetch whose type is unsupported."""
+    stages = body.get("stages") if isinstance(body.get("stages"), list) else []
+    declared: dict[str, tuple[tuple[str | int, ...], dict[str, Any]]] = {}
+    owners: list[tuple[tuple[str | int, ...], Any]] = [((), body)]
+    owners += [(("stages", i), st) for i, st in enumerate(stages)]
+    for prefix, owner in owners:
+        eas = owner.get("expectedArtifacts") if isinstance(owner, dict) else None
+        for j, ea in enumerate(eas if isinstance(eas, list) else []):
+            if isinstance(ea, dict) and isinstance(ea.get("id"), str):
+                declared.setdefault(ea["id"], ((*prefix, "expectedArtifacts", j), ea))
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for i, st in enumerate(stages):
+        if not isinstance(st, dict) or st.get("source") != "artifact":
+            continue
+        label = f"stages[{i}] ({st['name']!r})" if isinstance(st.get("name"), str) else f"stages[{i}]"
+        inline = st.get("manifestArtifact")
+        if isinstance(inline, dict) and inline:
+            why = _unfetchable(inline.get("type"), regex=False)
+            if why:
+                out.append((("stages", i, "manifestArtifact", "type"), f"{label}: manifestArtifact {why}"))
+            continue
+        found = declared.get(st.get("manifestArtifactId")) if isinstance(st.get("manifestArtifactId"), str) else None
+        if found is None:
+            continue
+        path, ea = found
+        for key in ("matchArtifact", "defaultArtifact"):
+            art = ea.get(key)
+            why = _unfetchable(art.get("type"), regex=key == "matchArtifact") if isinstance(art, dict) else None
+            if why:
+                out.append(((*path, key, "type"), f"{label}: expected artifact "
+                                                  f"{ea.get('displayName') or ea['id']!r} ({key}) {why}"))
+    return out
