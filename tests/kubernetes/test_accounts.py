@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from graylane_k8s_emulator import kubeconfig_text  # loaded by conftest.py
 
+from graylane.cli import exit_codes
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
 from graylane.resources.document import Document
 from graylane.server.api import accounts as accounts_api
@@ -47,7 +48,8 @@ async def test_account_cli_round_trip(cluster: Any, state_dir: Path) -> None:
     assert rows[1]["prometheus"] == "http://127.0.0.1:9090"
 
     code, _, err = await cli("account", "add", "staging", "--kubeconfig", str(cluster.kubeconfig), state=state_dir)
-    assert code == Conflict.exit_code and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert code == exit_codes.WRONG_STATE  # an account that exists: the CLI's scheme for a conflict
+    assert "already exists" in err and len(err.strip().splitlines()) == 1
 
     code, out, _ = await cli("account", "remove", "staging", state=state_dir)
     assert code == 0
