@@ -4,6 +4,7 @@ Time is a ManualClock: intervals of minutes pass instantly."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -58,6 +59,36 @@ spec:
           sum(irate(
             istio_requests_total{reporter="source",destination_service=~"{{args.service-name}}"}[5m]
           ))
+"""
+# docs/analysis/prometheus.md "Range queries", verbatim
+RANGE_QUERY = """
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: range-query-example
+spec:
+  args:
+  - name: service-name
+  - name: lookback-duration
+    value: 5m
+  metrics:
+  - name: success-rate
+    # checks that all returned values are under 1000ms
+    successCondition: "all(result, # < 1000)"
+    failureLimit: 3
+    provider:
+      prometheus:
+        rangeQuery:
+          # See https://expr-lang.org/docs/language-definition#date-functions
+          # for value date functions
+          # The start point to query from
+          start: 'now() - duration("{{args.lookback-duration}}")'
+          # The end point to query to
+          end: 'now()'
+          # Query resolution width
+          step: 1m
+        address: http://prometheus.example.com:9090
+        query: http_latency_ms{service="{{args.service-name}}"}
 """
 # docs/features/analysis.md "Failure Conditions and Failure Limit", wrapped in a ClusterAnalysisTemplate
 TOTAL_ERRORS = """
@@ -154,6 +185,26 @@ async def test_argo_failure_condition_template_passes_until_terminated(prometheu
     assert result.measurements[0].measurement.value == [pytest.approx(2.1, rel=1e-3)]
     assert "failureCondition `result[0] >= 10` is false" in result.measurements[0].reason
     assert "the run was terminated" in result.message
+
+
+@pytest.mark.asyncio
+async def test_argo_range_query_template(prometheus: Prom) -> None:
+    template = load_template(doc(RANGE_QUERY, **{"http://prometheus.example.com:9090": prometheus.url}))
+
+    async def run(args: dict[str, str]) -> Any:
+        return await AnalysisRun(resolve([template], args), Providers(), clock=ManualClock(prometheus.end)).run()
+
+    steady = await run({"service-name": "reviews"})
+    assert steady.phase == "Successful", steady.message
+    taken = steady.metrics["success-rate"].measurements[0]
+    assert len(taken.measurement.values) == 6  # 5m back at a 1m step, both ends
+    assert "range query (5m ending at" in taken.measurement.message
+    spiky = await run({"service-name": "ratings", "lookback-duration": "3m"})
+    # Argo would call this Successful (failed 1 <= failureLimit 3); with no successful measurement it is not (#4479)
+    assert spiky.phase == "Failed"
+    assert "without a single successful measurement" in spiky.message
+    assert "1500" in spiky.metrics["success-rate"].measurements[0].reason
+    json.dumps(spiky.to_json())  # the whole status is JSON
 
 
 @pytest.mark.asyncio

@@ -190,6 +190,11 @@ def openmetrics(end: int) -> str:
             labels = dict(_labels(version, "destination"), le=le)
             for t in range(start, end + 1, STEP):
                 lines.append(f"istio_request_duration_milliseconds_bucket{_fmt(labels)} {per_s * (t - start):.1f} {t}")
+    # Argo's range-query example reads a latency gauge: ratings spikes above 1000 ms two minutes before the end
+    lines.append("# TYPE http_latency_ms gauge")
+    for t in range(start, end + 1, STEP):
+        lines.append(f'http_latency_ms{{service="reviews"}} {100 + (t // STEP) % 7} {t}')
+        lines.append(f'http_latency_ms{{service="ratings"}} {1500 if t == end - 120 else 200} {t}')
     # a gauge that is NaN at the end: a provider must report it, not drop it
     lines.append("# TYPE canary_ratio gauge")
     for t in range(start, end + 1, STEP):
