@@ -5,9 +5,10 @@ with a small echo app (tests/runtime/echo_app.py, 2 replicas) behind a Gateway a
 then sends a steady open-loop load through the gateway (`--rate` requests/s spread over `--conns`
 keep-alive connections, each request on its own schedule with a 1 s timeout, so a dead data plane
 does not slow the schedule down). While the load runs it SIGKILLs the data plane `--kills` times
-(nobody runs `graylane up`: the supervisor restarts it) and prints, per kill: failed requests, the
-window they fell in, the time from the kill to the new data plane's admin port answering, and the
-time to recovery (kill -> the first request that succeeds after which none fails). Asserts nothing.
+(nobody runs `graylane up`: the supervisor restarts it) and prints, per kill: failed requests and when
+they were sent, the time from the kill to the new data plane's admin port answering, to the first
+answer to a request sent after the kill ("served again"), to recovery (the answer to the first request
+after which none fails) and the slowest successful request. Asserts nothing.
 
     .venv/bin/python benchmarks/dataplane_crash.py [--rate 200] [--conns 8] [--kills 3] [--spacing 22]
 """
@@ -91,6 +92,7 @@ def free_port() -> int:
 @dataclass
 class Outcome:
     sent: float  # loop time
+    done: float
     error: str  # "" when 200
 
 
@@ -130,7 +132,7 @@ async def _worker(run: Run, port: int, offset: float, interval: float, stop: asy
         if close and conn is not None:
             conn[1].close()
             conn = None
-        run.results.append(Outcome(sent, error))
+        run.results.append(Outcome(sent, loop.time(), error))
     if conn is not None:
         conn[1].close()
 
@@ -175,29 +177,30 @@ def report(run: Run, rate: float, conns: int) -> None:
     results = sorted(run.results, key=lambda o: o.sent)
     achieved = len(results) / max(1e-9, results[-1].sent - results[0].sent) if results else 0.0
     print(f"load: {rate:g} requests/s asked ({achieved:.0f}/s sent) over {conns} keep-alive connections through "
-          f"the gateway, 1 s timeout each; {len(results)} requests in all, {sum(1 for o in results if o.error)} failed")
-    print(f"{'kill':>4} {'failed':>7} {'failure window':>15} {'admin answers':>14} {'recovered':>10}  errors")
+          f"the gateway, {TIMEOUT_S:g} s timeout each; {len(results)} requests in all, "
+          f"{sum(1 for o in results if o.error)} failed")
+    print(f"{'kill':>4} {'failed':>7} {'failures sent':>16} {'admin answers':>14} {'served again':>13} "
+          f"{'recovered':>10} {'slowest':>8}  errors")
     # A kill's window starts one request timeout before it: requests in flight when it died count for it.
     bounds = [k - TIMEOUT_S for k, _ in run.kills] + [float("inf")]
     failed_all, recovered_all = [], []
     for i, (killed, answered) in enumerate(run.kills):
         window = [o for o in results if bounds[i] <= o.sent < bounds[i + 1]]
         failed = [o for o in window if o.error]
-        recovered = None
-        if failed:
-            last_fail = max(o.sent for o in failed)
-            later = [o for o in window if o.sent > last_fail and not o.error]
-            recovered = (later[0].sent - killed) if later else None
-        else:
-            recovered = 0.0
+        # Served again: the first request sent after the kill that succeeded, when its answer came.
+        served = min((o.done for o in window if o.sent >= killed and not o.error), default=None)
+        # Recovered: from then on nothing fails (the first success sent after the last failure, answered).
+        last_fail = max((o.sent for o in failed), default=killed)
+        recovered = min((o.done for o in window if o.sent >= max(last_fail, killed) and not o.error), default=None)
+        slowest = max((o.done - o.sent for o in window if not o.error), default=0.0)
         span = f"{failed[0].sent - killed:+.3f}..{failed[-1].sent - killed:+.3f}s" if failed else "-"
-        ans = f"{answered - killed:.3f}s" if answered is not None else "never"
-        rec = f"{recovered:.3f}s" if recovered is not None else "never"
+        cells = [f"{t - killed:.3f}s" if t is not None else "never" for t in (answered, served, recovered)]
         kinds = ", ".join(f"{n} {k}" for k, n in Counter(o.error for o in failed).most_common())
-        print(f"{i + 1:>4} {len(failed):>7} {span:>15} {ans:>14} {rec:>10}  {kinds or '-'}")
+        print(f"{i + 1:>4} {len(failed):>7} {span:>16} {cells[0]:>14} {cells[1]:>13} {cells[2]:>10} "
+              f"{slowest:>7.3f}s  {kinds or '-'}")
         failed_all.append(len(failed))
         if recovered is not None:
-            recovered_all.append(recovered)
+            recovered_all.append(recovered - killed)
     if failed_all:
         recovery = f", time to recovery {statistics.median(recovered_all):.3f}s" if recovered_all else ""
         print(f"median: {statistics.median(failed_all):g} failed requests "
@@ -252,6 +255,8 @@ def main() -> int:
             status = subprocess.run([sys.executable, "-m", "graylane.cli.main", "status"], env=env,
                                     capture_output=True, text=True, timeout=60).stdout
             print("\n".join(ln for ln in status.splitlines() if ln.startswith(("data plane", "COMPONENT"))))
+            log = (state / "logs" / "supervisor.log").read_text()
+            print("\n".join(ln for ln in log.splitlines() if "data-plane: pid" in ln))
         finally:
             subprocess.run([sys.executable, "-m", "graylane.cli.main", "down"], env=env, capture_output=True,
                            timeout=120)

@@ -1,7 +1,8 @@
 """The local mesh heals itself: the supervisor `graylane up` starts restarts a SIGKILLed data plane or control plane.
 
-Nobody runs `graylane up` again in these tests. The data plane comes back under load and serves again, the
-restart shows in `graylane status` and the dead run's log in `graylane logs data-plane --previous`; a data plane
+Nobody runs `graylane up` again in these tests. The data plane comes back under load on the listening sockets the
+supervisor kept (only requests in flight on the dead process fail), the restart shows in `graylane status` and
+the dead run's log in `graylane logs data-plane --previous`; a data plane
 restarted while the control plane cannot answer serves the snapshot it last ACKed; a control plane SIGKILLed
 mid-pipeline comes back and the execution finishes with every stage applied once. The mesh helpers come from
 tests/e2e/test_local_mesh.py and the pipeline helpers from tests/pipelines/test_crash.py.
@@ -93,11 +94,10 @@ def test_sigkill_of_the_data_plane_under_load_recovers_by_itself(mesh: Mesh) -> 
 
         until(served_again, "50 requests in a row to succeed through the gateway after the kill")
     failed = [r for r in load.results if r[1] != 200]
-    window = f"{failed[-1][0] - failed[0][0]:.3f}s" if failed else "no"
-    # Load's clients retry at once, so a refused connect fails fast: the window says more than the count.
-    print(f"data plane SIGKILL under load: {len(failed)} of {len(load.results)} requests failed, "
-          f"within a {window} window")
-    assert all(t >= killed - 10 for t, _, _ in failed)  # only around the kill (10 s: the client's own timeout)
+    print(f"data plane SIGKILL under load: {len(failed)} of {len(load.results)} requests failed: {failed}")
+    # The supervisor kept the listening sockets: connections made while no data plane ran waited for the new
+    # one, so only a request in flight on the dead process (at most one per client connection) was lost.
+    assert len(failed) <= 2, failed
 
     status = mesh.cli("status").stdout
     assert re.search(rf"^data plane\s+{new}\s+running.*\s1 \(\S+ ago\)", status, re.M), status
@@ -106,6 +106,7 @@ def test_sigkill_of_the_data_plane_under_load_recovers_by_itself(mesh: Mesh) -> 
     assert "graylane.mesh.proxy --admin-port" in previous and "data plane admin on" in previous, previous
     current = mesh.cli("logs", "data-plane").stdout
     assert "restored snapshot version" in current, current  # the new run started from the kept snapshot
+    assert "took over 3 listening sockets from the previous run" in current, current  # gateway + 2 sidecars
 
 
 def test_data_plane_restarted_while_the_control_plane_is_down_serves_the_last_acked_config(mesh: Mesh) -> None:

@@ -80,13 +80,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None,
+           pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n".encode())
         out.flush()
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+                                start_new_session=True, env=env, pass_fds=pass_fds)
 
 
 def _record(state: Path, file: str, proc: subprocess.Popen[bytes], **info: Any) -> None:
@@ -100,13 +101,15 @@ def graylane_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "graylane.cli.main", *args]
 
 
-def start_data_plane(state: Path, admin_port: int) -> subprocess.Popen[bytes]:
+def start_data_plane(state: Path, admin_port: int, env: dict[str, str] | None = None,
+                     pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """`env`/`pass_fds`: what the supervisor hands over (its listening-socket channel and kept sockets)."""
     keep = state / "dataplane"
     keep.mkdir(parents=True, exist_ok=True)
     # The lean entry point: the data plane does not load the CLI (faster start, lower RSS).
     proc = _spawn([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port),
                    "--state-dir", str(keep)],
-                  state / "logs" / "dataplane.log")
+                  state / "logs" / "dataplane.log", env, pass_fds)
     _record(state, DATAPLANE_FILE, proc, admin_port=admin_port, admin_host="127.0.0.1",
             url=f"http://127.0.0.1:{admin_port}")
     return proc

@@ -4,7 +4,9 @@ A small process of its own (`python -m graylane.runtime.supervisor`), so restart
 on neither of them being alive. It starts each part (or adopts one already running, identified by the
 pid and kernel start time in its record), notices an exit at once (a pidfd; a 0.2 s poll where there
 is none), moves the dead run's log to `<part>.previous.log`, and starts the part again after a backoff:
-the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 20 s of running.
+the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 20 s of running. It keeps
+the data plane's listening sockets (`socket_keeper.py`), so connections arriving while the data plane is
+dead wait for the next one instead of being refused.
 
 Restarts are recorded in `<state>/supervisor.json` (count, last exit, last restart time) for
 `graylane status`. From its third crash in a row the data plane starts without its kept snapshot (it
@@ -34,6 +36,7 @@ from graylane.mesh.proxy.lastgood import SNAPSHOT_FILE
 from graylane.runtime import daemons
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.process import start_ticks
+from graylane.runtime.socket_keeper import SocketKeeper
 
 log = logging.getLogger("graylane.supervisor")
 
@@ -109,12 +112,15 @@ def previous_log(path: Path) -> Path:
 
 class Supervisor:
     def __init__(self, state: Path, parts: list[Part], policy: BackoffPolicy = DAEMON_BACKOFF,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, keeper: SocketKeeper | None = None) -> None:
         self.state = state
         self.policy = policy
         self.clock = clock
         self.slots = {p.name: _Slot(p) for p in parts}
         self.poller = select.poll()
+        self.keeper = keeper  # the data plane's listening sockets, kept across its restarts
+        if keeper is not None:
+            keeper.attach(self.poller)
         self.stopping = False
         self.nudged = False
         self.started = time.time()
@@ -146,6 +152,8 @@ class Supervisor:
                     os.read(wake_r, 512)
         finally:
             signal.set_wakeup_fd(-1)
+            if self.keeper is not None:
+                self.keeper.close()
             with contextlib.suppress(FileNotFoundError):
                 (self.state / SUPERVISOR_FILE).unlink()
             log.info("supervisor stopping; the parts keep running")
@@ -166,7 +174,9 @@ class Supervisor:
         if self._start_due() | self._reap():
             self._write()
         if wait:
-            self.poller.poll(self._timeout_ms())
+            for fd, _event in self.poller.poll(self._timeout_ms()):
+                if self.keeper is not None and self.keeper.owns(fd):
+                    self.keeper.drain()
 
     def _timeout_ms(self) -> int:
         now = self.clock()
@@ -300,11 +310,21 @@ def set_aside_kept_snapshot(state: Path, crashes: int) -> None:
                     crashes, kept.with_name(SNAPSHOT_FILE + ".crashed"))
 
 
-def standard_parts(state: Path, admin_port: int, host: str | None, port: int | None) -> list[Part]:
+def standard_parts(state: Path, admin_port: int, host: str | None, port: int | None,
+                   keeper: SocketKeeper | None = None) -> list[Part]:
     """The data plane, and the control plane unless it runs in a terminal (`graylane up --foreground`)."""
     logs = state / "logs"
-    parts = [Part(DATA_PLANE, daemons.DATAPLANE_FILE, logs / "dataplane.log",
-                  lambda: daemons.start_data_plane(state, admin_port),
+
+    def start_data_plane() -> subprocess.Popen[bytes]:
+        if keeper is None:
+            return daemons.start_data_plane(state, admin_port)
+        env, fds, theirs = keeper.spawn_args()
+        try:
+            return daemons.start_data_plane(state, admin_port, {**os.environ, **env}, fds)
+        finally:
+            theirs.close()
+
+    parts = [Part(DATA_PLANE, daemons.DATAPLANE_FILE, logs / "dataplane.log", start_data_plane,
                   on_crash=lambda crashes: set_aside_kept_snapshot(state, crashes))]
     if host is not None and port is not None:
         parts.append(Part(CONTROL_PLANE, daemons.SERVER_FILE, logs / "server.log",
@@ -322,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = Path(args.state_dir)
-    Supervisor(state, standard_parts(state, args.admin_port, args.host, args.port)).run()
+    keeper = SocketKeeper()
+    Supervisor(state, standard_parts(state, args.admin_port, args.host, args.port, keeper), keeper=keeper).run()
     return 0
 
 

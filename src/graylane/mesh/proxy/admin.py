@@ -123,11 +123,13 @@ async def serve_admin(server: ProxyServer, host: str, port: int) -> asyncio.Abst
 async def run(admin_host: str, admin_port: int, state_dir: str | None = None, ready_file: str | None = None,
               **timeouts: float) -> None:
     """Run the data plane until SIGTERM/SIGINT. `timeouts`: ProxyServer's downstream *_timeout_s settings."""
+    import os
     import signal
 
+    from graylane.mesh.proxy.handoff import Handoff
     from graylane.mesh.proxy.server import ProxyServer
 
-    server = ProxyServer(state_dir=state_dir, **timeouts)
+    server = ProxyServer(state_dir=state_dir, handoff=Handoff.from_environ(os.environ), **timeouts)
     await server.restore()
     admin = await serve_admin(server, admin_host, admin_port)
     log.info("data plane admin on %s:%s", admin_host, admin_port)

@@ -15,6 +15,7 @@ from typing import Any
 
 from graylane.errors import GraylaneError
 from graylane.mesh.proxy.forward import Forwarder
+from graylane.mesh.proxy.handoff import Handoff
 from graylane.mesh.proxy.lastgood import LastGood
 from graylane.mesh.proxy.listener import DownstreamProtocol
 from graylane.mesh.proxy.outlier import OutlierDetectors
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 class ProxyServer:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, idle_timeout_s: float = 300.0,
                  header_timeout_s: float = 10.0, request_timeout_s: float = 60.0,
-                 stream_idle_timeout_s: float = 300.0, state_dir: str | Path | None = None) -> None:
+                 stream_idle_timeout_s: float = 300.0, state_dir: str | Path | None = None,
+                 handoff: Handoff | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
         # Downstream timeouts (0 disables one). idle: keep-alive connection without a request (Envoy's HCM
         # idle_timeout); header: the request head; request: the whole request, head and body (Envoy's
@@ -42,6 +44,7 @@ class ProxyServer:
         self.stream_idle_timeout_s = stream_idle_timeout_s
         self.state_dir = Path(state_dir) if state_dir else None
         self.last_good = LastGood(self.state_dir) if self.state_dir else None
+        self.handoff = handoff  # listening sockets kept by the supervisor across restarts
         self.table = RouteTable({"version": 0})
         self.acked = False
         self.stats = Stats()
@@ -118,13 +121,23 @@ class ProxyServer:
             for addr in wanted:
                 if addr in self.servers:
                     continue
+                kept = self.handoff.take(addr) if self.handoff is not None else None
                 try:
-                    opened[addr] = await self.loop.create_server(
-                        lambda a=addr: DownstreamProtocol(self, a), addr[0], addr[1], reuse_address=True,
-                        backlog=2048)
+                    if kept is not None:  # the previous run's socket: its queued connections are served now
+                        opened[addr] = await self.loop.create_server(
+                            lambda a=addr: DownstreamProtocol(self, a), sock=kept, backlog=2048)
+                    else:
+                        opened[addr] = await self.loop.create_server(
+                            lambda a=addr: DownstreamProtocol(self, a), addr[0], addr[1], reuse_address=True,
+                            backlog=2048)
                 except OSError as exc:
                     for srv in opened.values():
                         srv.close()
+                    if kept is not None:
+                        kept.close()
+                    if self.handoff is not None:  # the supervisor must not keep ports no listener wants
+                        for a in [*opened, *([addr] if kept is not None else [])]:
+                            self.handoff.release(a)
                     return self._nack(f"listener {wanted[addr].name} cannot bind {addr[0]}:{addr[1]}: {exc}")
             if self.sweeper is None:
                 self.sweeper = self.loop.create_task(self._sweep())
@@ -133,6 +146,9 @@ class ProxyServer:
             self.outliers.follow(table)  # an ejection never outlives the outlierDetection that made it
             self.listeners_by_addr = wanted
             self.servers.update(opened)
+            if self.handoff is not None:
+                for addr, srv in opened.items():
+                    self.handoff.hold(addr, list(srv.sockets))
             self.draining_addrs -= set(wanted)
             self.inbound = {}
             self.forwarder.telemetry.labels.clear()
@@ -140,6 +156,8 @@ class ProxyServer:
             for addr in [a for a in self.servers if a not in wanted]:
                 self.servers.pop(addr).close()
                 self.draining_addrs.add(addr)
+                if self.handoff is not None:
+                    self.handoff.release(addr)
                 for conn in list(self.connections):
                     if conn.listener_key == addr and not conn.busy:
                         conn.close()
@@ -162,11 +180,13 @@ class ProxyServer:
 
     async def restore(self) -> None:
         """Serve the last ACKed snapshot from the state folder until the control plane pushes again."""
-        if self.last_good is None or (snapshot := self.last_good.load()) is None:
-            return
-        ok, reason = await self.apply(snapshot, keep=False)  # binds its listeners now (SO_REUSEADDR)
-        log.info("restored snapshot version %s from %s: %s", snapshot.get("version"), self.last_good.path,
-                 "serving it" if ok else reason)
+        if self.last_good is not None and (snapshot := self.last_good.load()) is not None:
+            # Listeners: the previous run's sockets passed on by the supervisor, else bound now (SO_REUSEADDR).
+            ok, reason = await self.apply(snapshot, keep=False)
+            log.info("restored snapshot version %s from %s: %s", snapshot.get("version"), self.last_good.path,
+                     "serving it" if ok else reason)
+        if self.handoff is not None:
+            self.handoff.release_unclaimed()
 
     # -- views for the admin port ----------------------------------------------------------------------
     def clusters_view(self) -> dict[str, Any]:
