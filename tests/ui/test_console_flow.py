@@ -144,6 +144,15 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
         assert {"reviews-v1", "reviews-v2"} <= set(split), split
         assert 40 <= split["reviews-v1"] <= 60 and 40 <= split["reviews-v2"] <= 60, split
 
+        # On a 390 px phone the graph keeps its height and the page does not scroll sideways.
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(f"{base}/topology?window=1m")
+        phone.wait_for_function("window.graylaneCy && window.graylaneCy.nodes().length >= 4")
+        box = phone.locator("#cy").bounding_box()
+        assert box and box["height"] >= 300 and box["width"] >= 300, box
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        phone.screenshot(path=str(ARTIFACTS / "topology-canary-50-390px.png"), full_page=True)
+
     # Choose full release; the execution finishes and reviews-v1 is removed.
     page.goto(f"{base}/executions/{execution_id}")
     asked: list[str] = []  # an irreversible choice: the browser asks first, listing what it does

@@ -110,7 +110,7 @@
         cy.add(els);
         const small = narrow($("cy"));
         cy.layout({ name: typeof cytoscapeDagre !== "undefined" ? "dagre" : "breadthfirst", rankDir: small ? "TB" : "LR",
-          nodeSep: small ? 20 : 40, rankSep: small ? 60 : 120 }).run();
+          nodeSep: small ? 60 : 40, rankSep: small ? 60 : 120 }).run();
         lastKey = key;
       } else {
         for (const x of els) cy.getElementById(x.data.id).data(x.data);
