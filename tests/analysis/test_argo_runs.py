@@ -481,3 +481,61 @@ async def test_flagger_builtins_on_prometheus(prometheus: Prom) -> None:
     assert status.phase == "Failed"
     assert status.metrics["request-success-rate"].measurements[0].measurement.value == [pytest.approx(0.8)]
     assert status.metrics["request-duration"].measurements[0].measurement.value == [pytest.approx(487.5)]
+
+
+# -- the condition language ------------------------------------------------------------------------------------
+
+CONDITIONS: list[tuple[str, Any, Any]] = [
+    ("result[0] >= 0.95", [0.97], True),
+    ("result[-1] < 1", [5.0, 0.5], True),
+    ("result < 500", 412.0, True),
+    ("result == 'true'", "true", True),
+    ('result == "I am OK"', "I am OK", True),
+    ("result == true", True, True),
+    ("result['a-b'] == 1", {"a-b": 1}, True),
+    ("result.missing == nil", {"a": 1}, True),
+    ("len(result) > 0 and not (result[0] > 1)", [0.5], True),
+    ("asInt(result) + 1 == 4", "3", True),
+    ("asFloat(result) * 2 == 1.5", "0.75", True),
+    ("isInf(result)", math.inf, True),
+    ("result >= 0.95", math.inf, True),
+    ("result != result", math.nan, True),  # NaN is not equal to itself
+    ("any(result, # > 2) && none(result, # > 9) && count(result, # > 1) == 2", [1, 2, 3], True),
+    ("one(result, {# == 2})", [1, 2, 3], True),
+    ("len(filter(result, # > 1)) == 2 && map(result, # * 2)[2] == 6", [1, 2, 3], True),
+    ("max(result) == 3 && min(result) == 1 && sum(result) == 6 && mean(result) == 2", [1, 2, 3], True),
+    ("'ok' in result && result[0] contains 'o' || false", ["ok"], True),
+    ("result.status startsWith 'heal' && result.status matches '^h.*y$'", {"status": "healthy"}, True),
+    ("result > 1 ? result < 10 : false", 5, True),
+    ("(result ?? 7) == 7", None, True),
+    ("isNil(result)", None, True),
+    ("2 ** 3 == 8 && 7 % 3 == 1 && -result == -1", 1, True),
+]
+
+
+@pytest.mark.parametrize(("text", "result", "expected"), CONDITIONS, ids=[c[0] for c in CONDITIONS])
+def test_conditions(text: str, result: Any, expected: Any) -> None:
+    from graylane.analysis.conditions import evaluate_condition
+
+    assert evaluate_condition(text, result) is expected
+
+
+@pytest.mark.parametrize(("text", "result", "message"), [
+    ("result[0] > 1", [], "metric result is nil or empty"),
+    ("result > 1", None, "metric result is nil or empty"),
+    ("result > 1", "x", "mismatched types string and int"),
+    ("result", 1.0, "expected bool"),
+    ("result.a > 1", [1], "array index must be an integer"),
+    ("result.a.b > 1", {"a": 2}, "cannot fetch"),
+    ("open('x')", 1, "unknown function open()"),
+    ("__import__", 1, "unknown name"),
+    ("result[0] >=", [1], "expected"),
+    ("result @ 1", 1, "unexpected character"),
+    ("asInt(result) > 0", "x", "not an integer"),
+    ("x" * 5000, 1, "longer than"),
+])
+def test_condition_errors(text: str, result: Any, message: str) -> None:
+    from graylane.analysis.conditions import ConditionError, evaluate_condition
+
+    with pytest.raises(ConditionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        evaluate_condition(text, result)
