@@ -177,7 +177,7 @@ def test_run_honours_parameter_config_and_reports_buffered_runs(api: str, tmp_pa
     code, out = cli("pipeline", "run", "ratio", "-p", "canary_version=v3")
     assert code == 0, out
     first = out.split()[1]
-    assert f"execution {first} started (RUNNING)" in out
+    assert f"execution {first} started\n" in out
     assert "parameters: base_version=v1 (default), canary_version=v3, region=east (default)" in out
     http = httpx.Client(base_url=api, trust_env=False)
     _wait_running(http, first)

@@ -242,7 +242,7 @@ def run(name: str, param: list[str] = typer.Option([], "-p", "--param", help="NA
     if status == "BUFFERED":
         out.print(f"execution {r['id']} BUFFERED: {escape(r.get('reason') or 'waiting for a running execution')}")
     else:
-        out.print(f"execution {r['id']} started ({status})")
+        out.print(f"execution {r['id']} started")
     if shown:
         out.print(f"parameters: {escape(shown)}")
     if watch:

@@ -140,6 +140,8 @@ class Executor(SchedulingSupport, Commands):
         self._publish({"kind": "execution", "executionId": exe.id, "status": str(exe.status),
                        "pipelineConfigId": exe.pipeline_config_id, "name": exe.name})
         d = self._ensure_driver(exe.id, copy.deepcopy(exe))
+        if not concurrency.limit_of(exe):
+            return exe  # it cannot be queued: nothing to wait for
         # answer once the driver decided whether it runs or waits (BUFFERED), so callers report what happened
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(d.first_commit.wait(), timeout=5.0)
