@@ -431,6 +431,11 @@ def test_args_and_merging() -> None:
     dry["spec"]["dryRun"] = [{"metricName": "nomatch"}]
     with pytest.raises(ValidationError, match="didn't match"):
         load_template(dry)
+    scheduled = load_template(template(interval="{{args.x}}m", count="{{ args.x }}", failureLimit="{{args.x}}"))
+    m = resolve([scheduled], {"x": "3"}).metrics[0]
+    assert (m.interval, m.count, m.failure_limit) == (180.0, 3, 3)
+    with pytest.raises(ValidationError, match="'threem' is not a duration"):
+        resolve([scheduled], {"x": "three"})
     local = load_template(template(provider={"plugin": {"graylane.io/local": {
         "aggregation": "success-rate", "filter": {"destination_version": "{{args.x}}"}, "window": "2m"}}}))
     assert resolve([local], {"x": "v2"}).metrics[0].spec["filter"] == {"destination_version": "v2"}

@@ -55,6 +55,7 @@ class Metric:
     consecutive_error_limit: int = DEFAULT_CONSECUTIVE_ERROR_LIMIT
     consecutive_success_limit: int = 0
     dry_run: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as written, args unresolved
 
     @property
     def effective_count(self) -> int | None:
@@ -144,9 +145,16 @@ def _arg(raw: Any, where: str) -> Arg:
     return Arg(str(raw["name"]), None if value is None else str(value), raw.get("valueFrom"))
 
 
-def _metric(raw: Any, where: str) -> Metric:
-    if not isinstance(raw, Mapping) or not raw.get("name"):
+# Stand-ins while a template is checked for fields written as `{{args.x}}` (Argo resolves them per run).
+_PLACEHOLDERS = {"interval": "1m", "initialDelay": "0s", "count": 1, "failureLimit": 0, "inconclusiveLimit": 0,
+                 "consecutiveErrorLimit": DEFAULT_CONSECUTIVE_ERROR_LIMIT, "consecutiveSuccessLimit": 0}
+
+
+def _metric(written: Any, where: str) -> Metric:
+    if not isinstance(written, Mapping) or not written.get("name"):
         raise ValidationError(f"{where}: a metric needs a name")
+    raw = {k: (_PLACEHOLDERS[k] if k in _PLACEHOLDERS and isinstance(v, str) and _TAG.search(v) else v)
+           for k, v in written.items()}
     where = f"{where} ({raw['name']})"
     provider = raw.get("provider") or {}
     kinds = [k for k in provider if k != "plugin"] + [f"plugin {p}" for p in (provider.get("plugin") or {})]
@@ -184,7 +192,8 @@ def _metric(raw: Any, where: str) -> Metric:
         inconclusive_limit=_int(raw.get("inconclusiveLimit", 0), f"{where}.inconclusiveLimit"),
         consecutive_error_limit=_int(raw.get("consecutiveErrorLimit", DEFAULT_CONSECUTIVE_ERROR_LIMIT),
                                      f"{where}.consecutiveErrorLimit"),
-        consecutive_success_limit=_int(raw.get("consecutiveSuccessLimit", 0), f"{where}.consecutiveSuccessLimit"))
+        consecutive_success_limit=_int(raw.get("consecutiveSuccessLimit", 0), f"{where}.consecutiveSuccessLimit"),
+        raw=written)
     if metric.consecutive_success_limit > 0 and metric.failure_limit < 0 and metric.effective_count is None:
         raise ValidationError(f"{where}: with failureLimit -1 and consecutiveSuccessLimit, set a count")
     for cond_field, text in (("successCondition", metric.success_condition),
@@ -286,28 +295,36 @@ def resolve(templates: Sequence[Template], args: Mapping[str, str] | None = None
         for m in t.metrics:
             if any(x.name == m.name for x in metrics):
                 raise ValidationError(f"two metrics have the same name {m.name!r} (template {t.name})")
-            metrics.append(_substitute_metric(m, values, any(p.match(m.name) for p in patterns)))
+            dry = any(p.match(m.name) for p in patterns)
+            if m.raw:  # as written: substitute, then read and check it again with the values
+                resolved = _metric(_substitute(m.raw, values, m.name), f"{t.name}: metric {m.name}")
+                metrics.append(Metric(**{**resolved.__dict__, "dry_run": dry}))
+            else:
+                metrics.append(_substitute_metric(m, values, dry))
     return ResolvedRun(tuple(metrics), values, tuple(s for s in secret_values if s))
 
 
-def _substitute_metric(m: Metric, values: Mapping[str, str], dry_run: bool) -> Metric:
-    def sub(value: Any) -> Any:
-        if isinstance(value, str):
-            def one(match: re.Match[str]) -> str:
-                tag = match.group(1).strip()
-                if tag.startswith("args.") and tag[5:] in values:
-                    return values[tag[5:]]
-                raise ValidationError(f"metric {m.name}: failed to resolve {{{{{match.group(1)}}}}}")
-            return _TAG.sub(one, value)
-        if isinstance(value, Mapping):
-            return {k: sub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [sub(v) for v in value]
-        return value
+def _substitute(value: Any, values: Mapping[str, str], name: str) -> Any:
+    """`{{args.x}}` replaced in every string of a metric (a copy); any other `{{...}}` is an error, as in Argo."""
+    if isinstance(value, str):
+        def one(match: re.Match[str]) -> str:
+            tag = match.group(1).strip()
+            if tag.startswith("args.") and tag[5:] in values:
+                return values[tag[5:]]
+            raise ValidationError(f"metric {name}: failed to resolve {{{{{match.group(1)}}}}}")
+        return _TAG.sub(one, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, values, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values, name) for v in value]
+    return copy.deepcopy(value)
 
-    spec = sub(copy.deepcopy(dict(m.spec)))
-    out = Metric(**{**m.__dict__, "spec": spec, "success_condition": sub(m.success_condition),
-                    "failure_condition": sub(m.failure_condition), "dry_run": dry_run})
+
+def _substitute_metric(m: Metric, values: Mapping[str, str], dry_run: bool) -> Metric:
+    """A metric built in code (no `raw`): substitute in its provider block and conditions."""
+    out = Metric(**{**m.__dict__, "spec": _substitute(m.spec, values, m.name),
+                    "success_condition": _substitute(m.success_condition, values, m.name),
+                    "failure_condition": _substitute(m.failure_condition, values, m.name), "dry_run": dry_run})
     for text in (out.success_condition, out.failure_condition):
         if text:
             try:
