@@ -414,3 +414,76 @@ def test_jsonpath_subset() -> None:
     assert parse_jsonpath("") == [] and parse_jsonpath("{$}") == []
     with pytest.raises(ValueError, match="cannot read"):
         parse_jsonpath("{$..data}")
+
+
+# -- Kayenta: both scopes of a canary config fetched through the providers, then judged ------------------------
+
+def canary_config(error_query: dict[str, Any], latency_query: dict[str, Any]) -> Any:
+    from graylane.analysis.judge import parse_canary_config
+
+    return parse_canary_config({
+        "name": "reviews canary", "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
+        "metrics": [
+            {"name": "error-rate", "query": error_query, "groups": ["errors"],
+             "analysisConfigurations": {"canary": {"direction": "increase", "critical": True,
+                                                   "nanStrategy": "replace"}}},
+            {"name": "latency-p99", "query": latency_query, "groups": ["latency"],
+             "analysisConfigurations": {"canary": {"direction": "increase"}}}],
+        "classifier": {"groupWeights": {"errors": 60, "latency": 40}}})
+
+
+@pytest.mark.asyncio
+async def test_kayenta_interval_on_a_real_prometheus(prometheus: Prom) -> None:
+    from graylane.analysis.argo_run import Providers
+    from graylane.analysis.kayenta import run_interval
+
+    sel = 'reporter="destination",destination_version="${scope}",destination_workload_namespace="${location}"'
+    config = canary_config(
+        {"type": "prometheus", "customInlineTemplate":
+         f'PromQL:sum(rate(istio_requests_total{{{sel},response_code=~"5.*"}}[1m])) / '
+         f'sum(rate(istio_requests_total{{{sel}}}[1m]))'},
+        {"type": "prometheus", "customInlineTemplate":
+         f"PromQL:histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{{{sel}}}"
+         "[1m])))"})
+    interval = await run_interval(config, Scope("v1", "bookinfo"), Scope("v2", "bookinfo"),
+                                  Providers(prometheus=PrometheusProvider(default_address=prometheus.url)),
+                                  start=prometheus.end - 600, end=prometheus.end, step=60)
+    errors = interval.series["error-rate"]
+    assert len(errors.control) == 11 and len(errors.experiment) == 11
+    assert errors.control[0] == pytest.approx(0.01, rel=1e-3) and errors.experiment[0] == pytest.approx(0.2, rel=1e-3)
+    results = {r.name: r for r in interval.report.results}
+    assert str(results["error-rate"].classification) == "High"
+    assert interval.report.score.score == 0 and str(interval.report.score.verdict) == "Fail"
+    assert 'destination_version="v2"' in interval.explain("error-rate")
+    # a metric the provider cannot answer is no data for the judge, and says why
+    broken = canary_config({"type": "prometheus", "customInlineTemplate": "PromQL:sum(rate(x[1m])"},
+                           {"type": "datadog"})
+    failed = await run_interval(broken, Scope("v1"), Scope("v2"),
+                                Providers(prometheus=PrometheusProvider(default_address=prometheus.url)),
+                                start=prometheus.end - 600, end=prometheus.end)
+    # as Kayenta: no data with nanStrategy replace counts as Pass; without it, Nodata
+    assert {r.name: str(r.classification) for r in failed.report.results} == {"error-rate": "Pass",
+                                                                              "latency-p99": "Nodata"}
+    assert "rejected the query" in failed.explain("error-rate")
+    assert "not prometheus or local" in failed.explain("latency-p99")
+
+
+@pytest.mark.asyncio
+async def test_local_range_and_a_kayenta_interval_on_the_local_mesh(recorder: Recorder) -> None:
+    from graylane.analysis.argo_run import Providers
+    from graylane.analysis.kayenta import run_interval
+
+    provider = LocalProvider(recorder)
+    ranged = await provider.measure(LocalQuery(aggregation="increase", window=30,
+                                               filter={"destination_version": "${scope}"}),
+                                    Scope("v2", start=T0 + 30, end=T0 + 60, step=30), T0 + 60)
+    assert ranged.values == (50.0, 50.0) and "every 30s" in ranged.message
+    config = canary_config({"type": "local", "aggregation": "error-rate", "window": "30s",
+                            "filter": {"destination_version": "${scope}"}},
+                           {"type": "local", "metric": DURATION, "aggregation": "quantile", "window": "30s",
+                            "filter": {"destination_version": "${scope}"}})
+    interval = await run_interval(config, Scope("v1"), Scope("v2"), Providers(local=provider),
+                                  start=T0 + 30, end=T0 + 60, step=30)
+    assert interval.series["error-rate"].control == (0.0, 0.0)
+    assert interval.series["error-rate"].experiment == (pytest.approx(0.1), pytest.approx(0.1))
+    assert interval.series["latency-p99"].experiment == (pytest.approx(475.0), pytest.approx(475.0))

@@ -14,6 +14,9 @@ value), shaped like what the equivalent PromQL returns from a real Prometheus:
 | `error-rate`   | the 5xx share (0..1)                                                               |
 | `quantile`     | `histogram_quantile(Q, sum by (le) (rate(istio_request_duration_milliseconds_bucket{F}[W])))` (ms) |
 
+A scope with `start` (and `end`, `step`; the step defaults to the window) asks for a range: the query evaluated
+at start, start + step, ... up to end, as a Prometheus range query would (what Kayenta's judge compares).
+
 Filter values: `v` equals, `!v` differs, `~re` matches (the whole value), `!~re` does not match. They may
 name `${scope}`, `${location}` and other scope variables. `reporter` defaults to `destination` (each request
 is counted by both reporters; summing both would count it twice).
@@ -133,6 +136,19 @@ class LocalProvider:
         if recorder is None or recorder.latest_time is None:
             return error(self.name, text, "the local mesh has recorded no metrics yet (is the data plane running "
                                           "and the control plane's telemetry scraping it?)", at=now)
+        if scope.start is not None:  # a range: the query evaluated at start, start + step, ... <= end
+            end = now if scope.end is None else scope.end
+            step = scope.step or query.window
+            if step <= 0 or end < scope.start:
+                return error(self.name, text, "the range needs a positive step and an end after its start", at=now)
+            values, labels_list = [], []
+            for i in range(int((end - scope.start) // step) + 1):
+                groups = _measure(recorder, query, matchers, scope.start + i * step)
+                for k in sorted(groups):
+                    values.append(groups[k])
+                    labels_list.append(dict(zip(query.by, k, strict=True)))
+            return classify(self.name, text, values, at=now, labels=tuple(labels_list) if query.by else (),
+                            what=f"local {query.aggregation} every {step:g}s from {scope.start:.0f} to {end:.0f}")
         groups = _measure(recorder, query, matchers, now)
         keys = sorted(groups)
         values = [groups[k] for k in keys]
