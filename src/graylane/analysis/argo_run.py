@@ -151,7 +151,7 @@ def judge(metric: Metric, m: Measurement, *, now: float) -> tuple[Phase, str, st
         return "Error", shown, f"the {m.provider} provider failed: {m.message}"
     what = f"result = {describe(m.value)}"
     if m.outcome in ("empty", "nan"):
-        what += f" ({m.message})"
+        what += f": {m.message}"
     held: dict[str, bool] = {}
     for name, text in (("successCondition", ok), ("failureCondition", bad)):
         if text:
