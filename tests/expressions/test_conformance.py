@@ -277,6 +277,74 @@ TYPES = [
     E("T(Math).min(1,2) + T(Math).max(1,2)", 3, id="math-expression"),
 ]
 
+# `new` on kork's allow-list (InstantiationTypeRestrictor); SpEL finds short names in java.lang only.
+CONSTRUCTORS = [
+    E("new Integer(parameters['replicas']) + 1", 4, id="new-integer-from-parameter"),
+    E("new Integer(7)", 7, id="new-integer-from-int"),
+    E("new java.lang.Integer('-12')", -12, id="new-integer-qualified"),
+    E("new Long('9000000000') * 2", 18000000000, id="new-long"),
+    E("new Double('2.5') * 2", 5.0, id="new-double"),
+    E("new Boolean('TRUE')", True, id="new-boolean-parses"),
+    E("new Boolean('yes')", False, id="new-boolean-other"),
+    E("new Byte('-128')", -128, id="new-byte"),
+    E("new String('canary').toUpperCase()", "CANARY", id="new-string"),
+    E("new String()", "", id="new-string-empty"),
+    E("new java.util.Date().getTime()", 1773500966000, id="new-date-now"),
+    E("new java.util.Date(0).toString()", "Thu Jan 01 00:00:00 UTC 1970", id="new-date-toString"),
+    E("new java.util.Date(1000).after(new java.util.Date(0))", True, id="new-date-after"),
+    E("new java.util.Date(0) < new java.util.Date(1)", True, id="date-compare"),
+    E("new java.util.Date(86400000)", 86400000, id="date-result-as-epoch-ms"),
+    E('new java.text.SimpleDateFormat("MM-dd-yyyy").format(new java.util.Date())', "03-14-2026",
+      id="spinnaker-reference-simpledateformat"),
+    E("new java.text.SimpleDateFormat(\"yyyy-MM-dd'T'HH:mm:ss.SSSZ\").format(new java.util.Date(0))",
+      "1970-01-01T00:00:00.000+0000", id="simpledateformat-quoted-literal"),
+    E("new java.text.SimpleDateFormat('EEE, d MMM yy h:mm a').format(new java.util.Date())",
+      "Sat, 14 Mar 26 3:09 PM", id="simpledateformat-text-fields"),
+    E("new java.text.SimpleDateFormat('yyyyMMdd').format(0)", "19700101", id="simpledateformat-epoch-number"),
+    E("new java.text.SimpleDateFormat('yyyy-ww').toPattern()", "yyyy-ww", id="simpledateformat-toPattern"),
+    E("new java.util.Random(0).nextInt()", -1155484576, id="new-random-seeded"),
+    E("new java.util.Random(42).nextInt(100)", 30, id="new-random-bound"),
+    E("new java.util.Random(7).nextInt(10) < 10", True, id="new-random-in-range"),
+    E("new java.util.UUID(1, 2).toString()", "00000000-0000-0001-0000-000000000002", id="new-uuid"),
+    E("T(java.util.Date).from(T(java.time.Instant).now()).getTime()", 1773500966000, id="date-from-instant"),
+    E("T(java.lang.Byte).MAX_VALUE", 127, id="byte-max"),
+    E("T(java.net.URLEncoder).encode('a b&c=d~', 'UTF-8')", "a+b%26c%3Dd%7E", id="urlencoder"),
+    E("T(java.net.URLEncoder).encode('灰度')", "%E7%81%B0%E5%BA%A6", id="urlencoder-utf8"),
+]
+
+# Java array and String idioms users copy from Java snippets.
+JAVA_IDIOMS = [
+    E("'a,b,c'.split(',').length", 3, id="array-length"),
+    E("'a,b,c'.split(',')[1]", "b", id="array-index"),
+    E("T(java.lang.String).format('%s-%s', parameters.base_version, parameters.canary_version)", "v1-v2",
+      id="string-format"),
+    E("T(String).format('%d replicas', 3)", "3 replicas", id="format-d"),
+    E("T(String).format('%05d|%-4s|%4s|', 42, 'ab', 'cd')", "00042|ab  |  cd|", id="format-width-flags"),
+    E("T(String).format('%.2f', 2.675)", "2.68", id="format-f-half-up"),
+    E("T(String).format('%f', 1.5)", "1.500000", id="format-f-default-precision"),
+    E("T(String).format('%,d', 1234567)", "1,234,567", id="format-grouping"),
+    E("T(String).format('%x %X %o', 255, 255, 8)", "ff FF 10", id="format-hex-octal"),
+    E("T(String).format('%x', -1)", "ffffffff", id="format-hex-negative-int"),
+    E("T(String).format('%+d %e', 5, 12345.678)", "+5 1.234568e+04", id="format-sign-scientific"),
+    E("T(String).format('100%% done%n')", "100% done\n", id="format-percent-newline"),
+    E("T(String).format('%2$s %1$s', 'a', 'b')", "b a", id="format-argument-index"),
+    E("T(String).format('%.3s|%S|%b|%c', 'abcdef', 'up', null, 65)", "abc|UP|false|A", id="format-s-S-b-c"),
+    E("T(String).format('%s', {1,2})", "[1, 2]", id="format-list"),
+    E("T(String).format('%d', null)", "null", id="format-null"),
+    E("'%s!'.formatted('hi')", "hi!", id="formatted"),
+    E("'a-b-c'.replaceAll('-', '_')", "a_b_c", id="replaceAll"),
+    E("'v1.2.3'.replaceAll('\\.', '')", "v123", id="replaceAll-escaped-dot"),
+    E("'a-b-c'.replaceAll('-(\\w)', '[$1]')", "a[b][c]", id="replaceAll-group"),
+    E("'cost: 5'.replaceAll('(\\d)', '\\$$1')", "cost: $5", id="replaceAll-escaped-dollar"),
+    E("'a.b.c'.replaceFirst('\\.', '/')", "a/b.c", id="replaceFirst"),
+    E("'feature/JIRA-12'.replaceAll('[^A-Za-z0-9]', '').toLowerCase()", "featurejira12", id="replaceAll-class"),
+    E("'ab'.repeat(3)", "ababab", id="repeat"),
+    E("'hello'.hashCode()", 99162322, id="hashCode"),
+    E("'a/b/c'.lastIndexOf('/', 2)", 1, id="lastIndexOf-from"),
+    E("'release-1.2'.substring('release-1.2'.indexOf('-') + 1)", "1.2", id="substring-after"),
+    E("'Abc'.compareToIgnoreCase('abd') < 0", True, id="compareToIgnoreCase"),
+]
+
 HELPERS = [
     E('#toInt("50")', 50, id="toInt"),
     E("#toInt('-3')", -3, id="toInt-negative"),
@@ -325,7 +393,7 @@ HELPERS = [
 ]
 
 VALUE_CASES = (LITERALS + ARITHMETIC + COMPARISONS + LOGIC + CONDITIONALS + ROOT_AND_PROPERTIES + COLLECTIONS
-               + STRING_METHODS + COLLECTION_METHODS + TYPES + HELPERS)
+               + STRING_METHODS + COLLECTION_METHODS + TYPES + CONSTRUCTORS + JAVA_IDIOMS + HELPERS)
 
 
 def _as_json(value: Any) -> str:
@@ -421,7 +489,31 @@ ERROR_CASES = [
     E("waitTime = 5", "unexpected character '=' (use == to compare; assignment is not supported)",
       id="single-equals"),
     E("true & false", "use && (or and)", id="single-ampersand"),
-    E("new java.util.Date()", "constructors (new ...) are not supported", id="new-not-supported"),
+    E("new java.io.File('/etc/passwd')", "type java.io.File is not allowed in expressions", id="new-type-refused"),
+    E("new java.lang.ProcessBuilder('sh')", "type java.lang.ProcessBuilder is not allowed", id="new-processbuilder"),
+    E("new Object()", "type Object is not allowed", id="new-object"),
+    E("new java.lang.Math()", "java.lang.Math has no public constructor; use its static methods", id="new-math"),
+    E("new java.time.LocalDate()", "e.g. T(java.time.LocalDate).now()", id="new-localdate"),
+    E("new java.util.Random(1, 2)", "new Random(...) takes 0 to 1 arguments, got 2", id="new-arity"),
+    E("new Integer('abc')", "'abc' is not a valid int", id="new-integer-bad"),
+    E("new Integer('3000000000')", "out of range for int", id="new-integer-range"),
+    E("new java.text.SimpleDateFormat('MM-qq')", "Illegal pattern character 'q'", id="simpledateformat-bad"),
+    E("new java.text.SimpleDateFormat(\"'x\")", "Unterminated quote", id="simpledateformat-quote"),
+    E("new java.text.SimpleDateFormat('yyyy').format('2024')", "Cannot format given Object as a Date",
+      id="simpledateformat-string"),
+    E("new int[3]", "arrays (new int[3]) are not supported", id="new-array"),
+    E("T(java.time.DayOfWeek).MONDAY", "on Spinnaker's allow-list but Graylane does not support it yet",
+      id="allowed-but-unsupported"),
+    E("T(String).format('%d', '5')", "IllegalFormatConversionException: d != java.lang.String", id="format-d-string"),
+    E("T(String).format('%f', 1)", "f != java.lang.Integer", id="format-f-int"),
+    E("T(String).format('%s %s', 1)", "Format specifier '%s'", id="format-missing-argument"),
+    E("T(String).format('%q', 1)", "conversion %q is not supported", id="format-unknown"),
+    E("T(String).format('%tY', 1)", "date conversions", id="format-date-conversion"),
+    E("T(String).format('%99999999s', 'x')", "larger than the string limit", id="format-width-bounded"),
+    E("'a'.replaceAll('a', '$2')", "No group 2", id="replaceAll-missing-group"),
+    E("'a'.replaceAll('a', 'x$')", "Illegal group reference", id="replaceAll-trailing-dollar"),
+    E("'ab'.repeat(-1)", "repeat's count is negative", id="repeat-negative"),
+    E("'abc'.length", "String has no property 'length'", id="string-has-no-length-property"),
     E("#judgment（'是否全量发布'）", "'（' is full-width punctuation; write '(' instead", id="full-width-parenthesis"),
     E("#judgment(‘是否全量发布’)", "'‘' is full-width punctuation; write \"'\" instead", id="full-width-quote"),
 ]

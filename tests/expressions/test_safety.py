@@ -33,6 +33,20 @@ TEN = "{1,2,3,4,5,6,7,8,9,10}"
                  "builds more than 3000", id="total-allocation-helpers"),
     pytest.param("T(String).join(',', " + TEN + ".![" + TEN + "])", {"max_string_length": 50}, "grows past",
                  id="join-growth"),
+    pytest.param("T(String).format('%2000000s', 'x')", {}, "larger than the string limit", id="format-width"),
+    pytest.param("T(String).format('%.2000000f', 1.5)", {}, "larger than the string limit",
+                 id="format-precision"),
+    pytest.param("T(String).format('%50s%50s', 'a', 'b')", {"max_string_length": 60}, "grows past",
+                 id="format-growth"),
+    pytest.param("'abc'.replaceAll('', 'xxxxxxxxxx')", {"max_string_length": 20}, "grows past",
+                 id="replaceAll-growth"),
+    pytest.param("'ab'.repeat(100000000)", {}, "grows past", id="repeat-growth"),
+    pytest.param("new java.text.SimpleDateFormat('" + "y" * 300 + "').format(new java.util.Date())",
+                 {"max_string_length": 100}, "grows past|larger than", id="date-pattern-growth"),
+    pytest.param(TEN + ".![T(String).format('%900000s', 'x')].size()", {"max_total_size": 3_000_000},
+                 "builds more than 3000000", id="format-counts-toward-total"),
+    pytest.param(TEN + ".![new String('x' * 900000)].size()", {"max_total_size": 3_000_000},
+                 "builds more than 3000000", id="constructed-values-count-toward-total"),
 ])
 def test_limits(make_ctx: Any, expression: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(LimitExceeded, match=message):
@@ -68,6 +82,24 @@ def test_no_way_into_python(make_ctx: Any, expression: str) -> None:
     assert not isinstance(caught.value, InternalEvaluationError)
 
 
+def test_new_constructs_only_types_t_allows() -> None:
+    from graylane.expressions.constructors import CONSTRUCTORS
+    from graylane.expressions.statics import TYPES
+
+    assert set(CONSTRUCTORS) <= set(TYPES)
+
+
+@pytest.mark.parametrize("expression", [
+    "new java.lang.Runtime()", "new java.lang.ProcessBuilder({'sh'})", "new java.io.File('/etc/passwd')",
+    "new java.net.URL('http://x')", "new Class()", "new java.lang.Thread()", "new __builtins__()",
+    "new java.util.Date().getClass()", "new java.util.Random().__class__", "new Date().__init__(0)",
+])
+def test_constructors_keep_the_sandbox(make_ctx: Any, expression: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        evaluate_expression(expression, make_ctx())
+    assert not isinstance(caught.value, InternalEvaluationError)
+
+
 def test_package_never_calls_eval_exec_or_dynamic_getattr() -> None:
     folder = Path(graylane.expressions.__file__).parent
     for path in folder.glob("*.py"):
@@ -87,6 +119,8 @@ TOKENS = st.sampled_from([
     "#toJson", "#readYaml", "#nope", "T", "Math", "java.lang.Math", "true", "null", "and", "or", "not", "!",
     "==", "!=", "<", ">=", "eq", "matches", "'.*'", "'('", "execution", "stages", "parameters", "size",
     "split", "substring", "__class__", "1.5", "0x1F", "${", "}", " ", "\n", "'设置灰度比例'", "'x' * 99",
+    "new", "Integer", "java.util.Date", "java.text.SimpleDateFormat", "Random", "format", "'%s'", "'%5.2f'",
+    "'yyyy'", "length", "replaceAll", "'$1'",
 ])
 
 

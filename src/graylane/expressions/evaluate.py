@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from graylane.expressions import nodes as n
+from graylane.expressions.constructors import construct
 from graylane.expressions.context import EvaluationContext
 from graylane.expressions.errors import EvaluationError, ExpressionError, LimitExceeded
 from graylane.expressions.methods import MethodEnv, call_method, compile_regex, has_key
 from graylane.expressions.semantics import (
     Instant,
+    JavaObject,
     Meter,
     NotEvaluable,
     arithmetic,
@@ -172,6 +174,10 @@ class Evaluator:
         args = [self.eval(a) for a in node.args]
         return self.charge(helper.call(self, node.name, args, node.pos), node.pos)
 
+    def _new(self, node: n.New) -> Any:
+        args = [self.eval(a) for a in node.args]
+        return self.charge(construct(node.type_name, args, self.method_env(node.pos)), node.pos)
+
     def _call(self, node: n.Call) -> Any:
         args = [self.eval(a) for a in node.args]
         return self.invoke(self.this_stack[-1], node.name, args, node.pos)
@@ -231,6 +237,8 @@ class Evaluator:
                 return self.unknown_key(target, name, pos)
         if isinstance(target, str | list) and name == "empty":
             return len(target) == 0
+        if isinstance(target, list) and name == "length":  # a Java array's length (split(',').length)
+            return len(target)
         raise EvaluationError(f"{type_name(target)} has no property {name!r}", position=pos)
 
     def unknown_key(self, target: Mapping[Any, Any], key: Any, pos: int) -> None:
@@ -366,6 +374,7 @@ _DISPATCH: dict[type, Callable[[Evaluator, Any], Any]] = {
     n.TypeRef: Evaluator._type_ref,
     n.Func: Evaluator._func,
     n.Call: Evaluator._call,
+    n.New: Evaluator._new,
     n.InlineList: Evaluator._inline_list,
     n.InlineMap: Evaluator._inline_map,
     n.Chain: Evaluator._chain,
@@ -418,6 +427,8 @@ def to_plain(value: Any, *, max_size: int, position: int | None = None) -> Any:
             text = to_string(v)
             spend(len(text))
             return text
+        if isinstance(v, JavaObject):  # a Date as epoch ms (as Jackson writes it), others as text
+            return convert(v.plain(), depth + 1)
         if isinstance(v, NotEvaluable):  # nested: its plain value (only a whole result stays marked)
             return convert(v.value, depth + 1)
         if isinstance(v, JavaType):

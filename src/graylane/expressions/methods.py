@@ -16,7 +16,16 @@ from typing import Any
 import re2
 
 from graylane.expressions.errors import EvaluationError, LimitExceeded
-from graylane.expressions.semantics import Instant, Meter, compare, is_number, java_equals, to_string, type_name
+from graylane.expressions.semantics import (
+    Instant,
+    JavaObject,
+    Meter,
+    compare,
+    is_number,
+    java_equals,
+    to_string,
+    type_name,
+)
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -379,6 +388,8 @@ def _methods_for(receiver: Any) -> Table | None:
         return INSTANT_METHODS
     if isinstance(receiver, uuid.UUID):
         return UUID_METHODS
+    if isinstance(receiver, JavaObject):
+        return type(receiver).METHODS
     return None
 
 

@@ -54,6 +54,14 @@ class TypeRef(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class New(Node):
+    """`new java.util.Date()`: a constructor of one of the allowed types."""
+
+    type_name: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class InlineList(Node):
     items: tuple[Node, ...]
 

@@ -189,6 +189,15 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
                 return n.TypeRef(_pos(c[0]), name)
         return n.Call(_pos(c[0]), c[0].value, args)
 
+    def qualified(self, c: list[Any]) -> str:
+        return ".".join(token.value for token in c)
+
+    def construct(self, c: list[Any]) -> n.Node:
+        if c[0].value.lower() != "new":  # two names in a row: only `new Type(...)` allows that
+            raise ExpressionSyntaxError(f"unexpected {c[1].split('.')[0]!r} after {c[0].value!r}",
+                                        position=(c[0].end_pos or 0) + 1)
+        return n.New(_pos(c[0]), c[1], _args(c[2]))
+
     def inline_list(self, c: list[Any]) -> n.Node:
         return n.InlineList(_pos(c[0]), _args(c[1]))
 
@@ -259,8 +268,10 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionSyntaxError:
                 f"the expression ends too early; expected {_describe_expected(exc.expected)}",
                 position=len(text), expression=text)
         hint = None
-        if text[: tok.start_pos or 0].rstrip().lower().endswith("new"):
-            hint = "constructors (new ...) are not supported; use T(Instant).now(), T(LocalDate).now() or T(UUID)"
+        if text[: tok.start_pos or 0].rstrip().lower().endswith("new") or (
+                tok.value in ("[", "{") and " new " in f" {text[: tok.start_pos or 0].lower()}"):
+            hint = ("write a constructor as new Type(arguments), e.g. new Integer('42') or new java.util.Date(); "
+                    "arrays (new int[3]) are not supported")
         return ExpressionSyntaxError(
             f"unexpected {tok.value!r}; expected {_describe_expected(exc.expected)}",
             position=tok.start_pos, expression=text, hint=hint)

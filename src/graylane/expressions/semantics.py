@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from graylane.expressions.errors import EvaluationError, LimitExceeded
 
@@ -82,6 +82,29 @@ class Instant:
         return text + "Z"
 
 
+class JavaObject:
+    """A Java object with no JSON shape (Date, SimpleDateFormat, Random): its type, text and methods.
+
+    Subclasses set JAVA_TYPE and METHODS (an allow-list table, filled in by the module defining them).
+    """
+
+    __slots__ = ()
+    JAVA_TYPE: ClassVar[str] = "Object"
+    METHODS: ClassVar[dict[str, Any]] = {}
+
+    def java_text(self) -> str:
+        """What Java's toString() prints."""
+        return self.JAVA_TYPE
+
+    def plain(self) -> Any:
+        """The JSON value when an expression's whole result is this object."""
+        return self.java_text()
+
+    def sort_key(self) -> Any:
+        """For Comparable types, the value `<` and `compareTo` order by; None if not comparable."""
+        return None
+
+
 class NotEvaluable:
     """`#doNotEval(x)`: a value that templating must return untouched."""
 
@@ -117,6 +140,8 @@ def type_name(value: Any) -> str:
         return "UUID"
     if isinstance(value, NotEvaluable):
         return "NotEvaluableExpression"
+    if isinstance(value, JavaObject):
+        return value.JAVA_TYPE
     return "Object"
 
 
@@ -153,6 +178,8 @@ def _scalar_text(value: Any) -> str | None:
         return value.isoformat()
     if isinstance(value, dt.date | uuid.UUID | Instant):
         return str(value)
+    if isinstance(value, JavaObject):
+        return value.java_text()
     return type_name(value)
 
 
@@ -287,6 +314,9 @@ def compare(left: Any, right: Any, *, position: int | None = None) -> int:
             return (left > right) - (left < right)
     if isinstance(left, Instant) and isinstance(right, Instant):
         return (left.moment > right.moment) - (left.moment < right.moment)
+    if isinstance(left, JavaObject) and type(left) is type(right) and left.sort_key() is not None:
+        a, b = left.sort_key(), right.sort_key()
+        return (a > b) - (a < b)
     raise EvaluationError(f"cannot compare {type_name(left)} {_short(left)} with {type_name(right)} {_short(right)}",
                           position=position)
 

@@ -1,5 +1,6 @@
-"""`T(...)`: the allowed Java types (Math, Integer, Long, Double, Boolean, String, UUID, LocalDate,
-LocalDateTime, Instant) and their static methods and fields, as allow-list tables.
+"""`T(...)`: the allowed Java types (Math, Integer, Long, Double, Boolean, Byte, String, UUID, LocalDate,
+LocalDateTime, Instant, Date, SimpleDateFormat, Random, URLEncoder) and their static methods and
+fields, as allow-list tables. The same names are what `new` may construct (see `constructors`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graylane.expressions.errors import EvaluationError, LimitExceeded
+from graylane.expressions.javaobjects import DATE_STATICS, URL_ENCODER_STATICS, string_format
 from graylane.expressions.methods import (
     INT_MAX,
     INT_MIN,
@@ -36,7 +38,7 @@ class JavaType:
     name: str
 
 
-def _parse_int(env: MethodEnv, text: Any, radix: Any = 10, low: int = INT_MIN, high: int = INT_MAX,
+def parse_int_arg(env: MethodEnv, text: Any, radix: Any = 10, low: int = INT_MIN, high: int = INT_MAX,
                kind: str = "int") -> int:
     if is_number(text) and isinstance(text, int):
         value = text
@@ -73,7 +75,7 @@ def parse_java_double(text: str) -> float | None:
         return None
 
 
-def _parse_double(env: MethodEnv, text: Any) -> float:
+def parse_double_arg(env: MethodEnv, text: Any) -> float:
     if is_number(text):
         return float(text)
     value = parse_java_double(need_str(env, text, "the value"))
@@ -177,21 +179,21 @@ def _floor_op(env: MethodEnv, a: Any, b: Any, div: bool) -> int:
 TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
     "Math": (_MATH, {"PI": math.pi, "E": math.e}),
     "Integer": ({
-        "parseInt": (1, 2, lambda env, s, r=10: _parse_int(env, s, r)),
-        "valueOf": (1, 2, lambda env, s, r=10: _parse_int(env, s, r)),
+        "parseInt": (1, 2, lambda env, s, r=10: parse_int_arg(env, s, r)),
+        "valueOf": (1, 2, lambda env, s, r=10: parse_int_arg(env, s, r)),
         "toString": (1, 1, lambda env, x: to_string(x)),
         "max": (2, 2, lambda env, a, b: max(need_int(env, a, "a"), need_int(env, b, "b"))),
         "min": (2, 2, lambda env, a, b: min(need_int(env, a, "a"), need_int(env, b, "b"))),
         "sum": (2, 2, lambda env, a, b: need_int(env, a, "a") + need_int(env, b, "b")),
     }, {"MAX_VALUE": INT_MAX, "MIN_VALUE": INT_MIN}),
     "Long": ({
-        "parseLong": (1, 2, lambda env, s, r=10: _parse_int(env, s, r, LONG_MIN, LONG_MAX, "long")),
-        "valueOf": (1, 2, lambda env, s, r=10: _parse_int(env, s, r, LONG_MIN, LONG_MAX, "long")),
+        "parseLong": (1, 2, lambda env, s, r=10: parse_int_arg(env, s, r, LONG_MIN, LONG_MAX, "long")),
+        "valueOf": (1, 2, lambda env, s, r=10: parse_int_arg(env, s, r, LONG_MIN, LONG_MAX, "long")),
         "toString": (1, 1, lambda env, x: to_string(x)),
     }, {"MAX_VALUE": LONG_MAX, "MIN_VALUE": LONG_MIN}),
     "Double": ({
-        "parseDouble": (1, 1, _parse_double),
-        "valueOf": (1, 1, _parse_double),
+        "parseDouble": (1, 1, parse_double_arg),
+        "valueOf": (1, 1, parse_double_arg),
         "toString": (1, 1, lambda env, x: to_string(float(_num(env, x)))),
         "isNaN": (1, 1, lambda env, x: isinstance(x, float) and math.isnan(x)),
     }, {"MAX_VALUE": 1.7976931348623157e308, "MIN_VALUE": 5e-324, "NaN": math.nan,
@@ -201,10 +203,20 @@ TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
         "valueOf": (1, 1, lambda env, s: s if isinstance(s, bool) else isinstance(s, str) and s.lower() == "true"),
         "toString": (1, 1, lambda env, b: to_string(b)),
     }, {"TRUE": True, "FALSE": False}),
+    "Byte": ({
+        "parseByte": (1, 2, lambda env, s, r=10: parse_int_arg(env, s, r, -128, 127, "byte")),
+        "valueOf": (1, 2, lambda env, s, r=10: parse_int_arg(env, s, r, -128, 127, "byte")),
+        "toString": (1, 1, lambda env, x: to_string(x)),
+    }, {"MAX_VALUE": 127, "MIN_VALUE": -128}),
     "String": ({
         "valueOf": (1, 1, lambda env, x: env.text(x)),
         "join": (2, 64, _join),
+        "format": (1, 256, string_format),
     }, {}),
+    "Date": (DATE_STATICS, {}),
+    "SimpleDateFormat": ({}, {}),
+    "Random": ({}, {}),
+    "URLEncoder": (URL_ENCODER_STATICS, {}),
     "UUID": ({
         "randomUUID": (0, 0, lambda env: uuid.uuid4()),
         "fromString": (1, 1, lambda env, s: _uuid(env, s)),
@@ -228,8 +240,13 @@ TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
 }
 
 _PACKAGES = {"Math": "java.lang", "Integer": "java.lang", "Long": "java.lang", "Double": "java.lang",
-             "Boolean": "java.lang", "String": "java.lang", "UUID": "java.util", "LocalDate": "java.time",
-             "LocalDateTime": "java.time", "Instant": "java.time"}
+             "Boolean": "java.lang", "Byte": "java.lang", "String": "java.lang", "UUID": "java.util",
+             "LocalDate": "java.time", "LocalDateTime": "java.time", "Instant": "java.time", "Date": "java.util",
+             "SimpleDateFormat": "java.text", "Random": "java.util", "URLEncoder": "java.net"}
+
+# On Spinnaker's allow-list (kork's InstantiationTypeRestrictor) but not implemented here yet.
+UNSUPPORTED_ALLOWED = {"DayOfWeek": "java.time", "ChronoUnit": "java.time.temporal",
+                       "TemporalAdjusters": "java.time.temporal"}
 
 
 def _uuid(env: MethodEnv, s: Any) -> uuid.UUID:
@@ -239,11 +256,23 @@ def _uuid(env: MethodEnv, s: Any) -> uuid.UUID:
         raise fail(env, f"{s!r} is not a valid UUID") from None
 
 
+def qualified_name(simple: str) -> str:
+    """`Date` -> `java.util.Date`."""
+    return f"{_PACKAGES[simple]}.{simple}"
+
+
 def resolve_type(name: str, position: int | None) -> JavaType:
-    """`T(name)` for the allowed types, by simple or fully qualified name."""
+    """`T(name)` or `new name(...)` for the allowed types, by simple or fully qualified name.
+
+    SpEL itself finds short names only in java.lang (`T(Integer)`, `new String('x')`); we also accept
+    the short names of the other allowed types (`T(LocalDate)`, `new Date()`).
+    """
     simple = name.rsplit(".", 1)[-1]
-    if simple in TYPES and name in (simple, f"{_PACKAGES[simple]}.{simple}"):
+    if simple in TYPES and name in (simple, qualified_name(simple)):
         return JavaType(simple)
+    if simple in UNSUPPORTED_ALLOWED and name in (simple, f"{UNSUPPORTED_ALLOWED[simple]}.{simple}"):
+        raise EvaluationError(f"type {name} is on Spinnaker's allow-list but Graylane does not support it yet; "
+                              "supported: " + ", ".join(sorted(TYPES)), position=position)
     allowed = ", ".join(sorted(TYPES))
     raise EvaluationError(f"type {name} is not allowed in expressions; allowed: {allowed}", position=position)
 
