@@ -544,3 +544,56 @@ def test_condition_errors(text: str, result: Any, message: str) -> None:
 
     with pytest.raises(ConditionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         evaluate_condition(text, result)
+
+
+LOCAL_TEMPLATE = """
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: reviews-canary
+spec:
+  args:
+  - name: canary-version
+  - name: max-p99
+    value: "500"
+  metrics:
+  - name: success-rate
+    interval: 30s
+    count: 2
+    successCondition: result[0] >= 0.99
+    provider:
+      plugin:
+        graylane.io/local:
+          aggregation: success-rate
+          window: 1m
+          filter: {destination_service_name: reviews, destination_version: "{{args.canary-version}}"}
+  - name: p99
+    successCondition: "len(result) > 0 && result[0] <= {{args.max-p99}}"
+    provider:
+      plugin:
+        graylane.io/local:
+          metric: istio_request_duration_milliseconds
+          aggregation: quantile
+          quantile: 0.99
+          filter: {destination_version: "{{args.canary-version}}"}
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_template_on_the_local_mesh(mesh: Recorder) -> None:
+    class ControlPlane:  # what LocalProvider.for_control_plane reads: the telemetry component's recorder
+        components = {"telemetry": type("Telemetry", (), {"recorder": mesh})()}
+
+    template = load_template(doc(LOCAL_TEMPLATE))
+    providers = Providers(local=LocalProvider.for_control_plane(ControlPlane()))
+    good = await AnalysisRun(resolve([template], {"canary-version": "v1"}), providers,
+                             clock=ManualClock(T0 + 60)).run()
+    assert good.phase == "Successful", good.message
+    assert [t.started_at for t in good.metrics["success-rate"].measurements] == [T0 + 60, T0 + 90]
+    bad = await AnalysisRun(resolve([template], {"canary-version": "v2", "max-p99": "400"}), providers,
+                            clock=ManualClock(T0 + 60)).run()
+    assert bad.phase == "Failed"
+    assert bad.metrics["success-rate"].phase == "Failed" and bad.metrics["p99"].phase == "Failed"
+    p99 = bad.metrics["p99"].measurements[0]
+    assert "result[0] <= 400" in p99.condition and "475" in p99.reason
+    assert p99.measurement.query.startswith("histogram_quantile(0.99, sum by (le)(rate(")
