@@ -112,21 +112,21 @@ def test_a_crash_loop_backs_off_doubling_and_a_stable_run_resets_it(
     sup = Supervisor(state_dir, [part], clock=clock)
     slot = sup.slots["data-plane"]
     sup.begin()
-    waits = []
-    for starts in range(1, 5):
-        sup.step(wait=False)
-        assert len(spawned) == starts  # started now, not before its due time
-        step_until(sup, lambda: slot.running is None, "the stand-in to exit")
+    sup.step(wait=False)
+    assert len(spawned) == 1
+    for wait_s, starts in [(0.0, 2), (1.0, 3), (2.0, 4), (4.0, 5)]:  # at once, then 1 s doubling (30 s cap)
+        crashes = slot.status.crash_loop
+        step_until(sup, lambda n=crashes: slot.status.crash_loop == n + 1, "the stand-in to exit")
         assert slot.status.last_exit == "exited with code 3"
-        waits.append(round(slot.due_mono - clock.now, 3))
-        sup.step(wait=False)
-        if waits[-1]:  # backing off: not started yet, and `graylane status` can say when it will be
+        if wait_s:  # backing off: not started before its due time, and `graylane status` can say when
             recorded = read_status(state_dir)[1]["data-plane"]
-            assert len(spawned) == starts
-            assert recorded.next_start_at - recorded.last_exit_at == pytest.approx(waits[-1], abs=0.05)
-        clock.now += waits[-1]
-    assert waits == [0.0, 1.0, 2.0, 4.0]  # first restart at once, then 1 s doubling (30 s cap)
-    assert slot.status.restarts == 3  # four starts
+            assert recorded.next_start_at - recorded.last_exit_at == pytest.approx(wait_s, abs=0.05)
+            sup.step(wait=False)
+            assert len(spawned) == starts - 1 and slot.running is None
+            clock.now += wait_s
+            sup.step(wait=False)
+        assert len(spawned) == starts  # a first crash restarts in the step that saw the exit
+    assert slot.status.restarts == 4
 
     stable = Supervisor(state_dir, [stand_in(state_dir, spawned, name="control-plane")], clock=clock)
     run = stable.slots["control-plane"]

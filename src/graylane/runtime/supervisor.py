@@ -165,13 +165,14 @@ class Supervisor:
         self._write()
 
     def step(self, wait: bool = True) -> None:
-        """Start what is due, reap what exited, record changes; then (`wait`) sleep until the next event."""
+        """Reap what exited, start what is due (a first crash: in the same step), record changes; then (`wait`)
+        sleep until the next event: an exit (pidfd), a message from the data plane, a signal, a due start."""
         if self.nudged:
             self.nudged = False
             for slot in self.slots.values():
                 if slot.running is None:
                     slot.due_mono = self.clock()
-        if self._start_due() | self._reap():
+        if self._reap() | self._start_due():
             self._write()
         if wait:
             for fd, _event in self.poller.poll(self._timeout_ms()):
