@@ -6,6 +6,7 @@ edges in the topology, choose 全量发布, and see reviews-v1 gone. Screenshots
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +156,11 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
 
     # Choose full release; the execution finishes and reviews-v1 is removed.
     page.goto(f"{base}/executions/{execution_id}")
+    header = page.locator("#release")  # configured weight beside the share observed in the last minute
+    header.get_by_role("heading", name="Waiting for you: 是否全量发布").wait_for()
+    observed = header.get_by_role("row", name=re.compile(r"^v2 ")).inner_text()
+    assert re.search(r"50%.*\b(4\d|5\d|60)(\.\d)?%", observed.replace("\n", " ")), observed
+    header.screenshot(path=str(ARTIFACTS / "release-header-canary-50.png"))
     asked: list[str] = []  # an irreversible choice: the browser asks first, listing what it does
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="全量发布").click()

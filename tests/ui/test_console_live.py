@@ -224,3 +224,50 @@ def test_a_390px_phone_keeps_graphs_visible_and_nothing_scrolls_sideways(
     table = page.locator("table.history").bounding_box()
     assert table and table["x"] + table["width"] <= 390, table
     page.screenshot(path=str(ARTIFACTS / "resource-history-390.png"), full_page=True)
+
+
+ROUTING_70_30 = """apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 70
+    - destination: {host: reviews, subset: v2}
+      weight: 30
+"""
+
+
+def test_the_release_header_shows_weights_the_step_and_the_judgment_waiting(
+        server: ConsoleServer, browser: Browser) -> None:
+    assert server.api.post("/api/v1/apply", content=ROUTING_70_30).status_code == 200
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    header = page.locator("#release")
+    expect(header.get_by_role("heading", name=f"Waiting for you: {RATIO}")).to_be_visible()
+    shares = header.get_by_role("table", name=re.compile("^reviews"))
+    expect(shares.get_by_role("row", name=re.compile(r"^v1 .*70%"))).to_be_visible()
+    expect(shares.get_by_role("row", name=re.compile(r"^v2 .*30%"))).to_be_visible()
+    expect(header).to_contain_text(f"Current step: {RATIO}")
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    expect(page.get_by_role("button", name="Resume")).to_be_hidden()
+    header.screenshot(path=str(ARTIFACTS / "release-header-30.png"))
+
+    header.get_by_label("灰度比例 (%)").fill("30")  # the form is right there, not in the third panel
+    header.get_by_role("button", name="Continue").click()
+    expect(header.get_by_role("status").filter(has_text="Continued")).to_be_visible()
+    expect(header.get_by_role("heading", name=f"Waiting for you: {RELEASE}")).to_be_visible()
+    assert server.stage(execution_id, RATIO)["context"]["customParams"]["canary_ratio"] == "30"

@@ -79,3 +79,26 @@ def test_stage_rows_say_what_each_stage_runs_after():
                 {"group": "edges", "data": {"id": "a-b", "source": "a", "target": "b"}}]
     assert stage_rows(elements)[1] == {"id": "b", "label": "B", "status": "RUNNING", "duration": "2.0s",
                                        "after": ["A"]}
+
+
+def test_the_release_view_puts_configured_weights_beside_observed_shares():
+    from graylane.ui.release import release_view
+
+    exe = {"status": "RUNNING", "stages": [
+        {"id": "d", "type": "deployManifest", "status": "SUCCEEDED", "context": {"manifests": [
+            {"kind": "VirtualService", "spec": {"hosts": ["reviews"]}}]}},
+        {"id": "j", "name": "设置灰度比例", "type": "manualJudgment", "status": "RUNNING", "context": {}}]}
+    vs = [{"metadata": {"name": "reviews", "namespace": "default"}, "spec": {"hosts": ["reviews"], "http": [{"route": [
+        {"destination": {"host": "reviews", "subset": "base"}, "weight": 70},
+        {"destination": {"host": "reviews", "subset": "canary"}, "weight": 30}]}]}}]
+    dr = [{"spec": {"host": "reviews.default.svc.cluster.local", "subsets": [
+        {"name": "base", "labels": {"version": "v1"}}, {"name": "canary", "labels": {"version": "v2"}}]}}]
+    graph = {"nodes": [{"id": "p"}, {"id": "r1", "version": "v1"}, {"id": "r2", "version": "v2"}],
+             "edges": [{"source": "p", "target": "r1", "service": "reviews", "requests": 702},
+                       {"source": "p", "target": "r2", "service": "reviews", "requests": 298}]}
+    view = release_view(exe, vs, dr, graph, "approver")
+    [svc] = view.services
+    assert [(v.version, v.configured, v.observed) for v in svc.versions] == [("v1", 70.0, 70.2), ("v2", 30.0, 29.8)]
+    assert svc.requests == 1000 and svc.virtual_service == "default/reviews"
+    assert view.current == ["设置灰度比例"] and view.waiting is not None and view.waiting["id"] == "j"
+    assert view.actions == ["pause", "cancel"]

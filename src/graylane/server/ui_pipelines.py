@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from graylane.server.ui import api, api_json, error_text, render, running_executions, user_of
+from graylane.ui.release import ReleaseView, release_view, released_services
 from graylane.ui.views import option_consequences, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
@@ -156,12 +157,14 @@ def mount(app: FastAPI) -> None:
     @app.get("/executions/{execution_id}", response_class=HTMLResponse, include_in_schema=False)
     async def execution(request: Request, execution_id: str) -> HTMLResponse:
         exe = await _execution(request, execution_id)
-        return render(request, "execution.html", "Executions", exe=exe, **_exe_ctx(exe))
+        return render(request, "execution.html", "Executions", exe=exe, release=await _release(request, exe),
+                      **_exe_ctx(exe))
 
     @app.get("/ui/executions/{execution_id}/panel", response_class=HTMLResponse, include_in_schema=False)
     async def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
         exe = await _execution(request, execution_id)
-        return _fragment(request, "fragments/execution_panel.html", exe=exe, **_exe_ctx(exe))
+        return _fragment(request, "fragments/execution_panel.html", exe=exe, release=await _release(request, exe),
+                         **_exe_ctx(exe))
 
     @app.get("/ui/executions/{execution_id}/graph", include_in_schema=False)
     async def execution_graph(request: Request, execution_id: str) -> Response:
@@ -201,6 +204,17 @@ def mount(app: FastAPI) -> None:
         if resp.status_code != 200:
             return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
         return _fragment(request, "fragments/message.html", error=None, ok=f"{action.capitalize()} requested.")
+
+
+async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView | None:
+    """The release header's data: live VirtualServices and DestinationRules, and the last minute's graph."""
+    if not exe:
+        return None
+    services = released_services(exe)
+    vs = await api_json(request, "/api/v1/resources/VirtualService", {"items": []}) if services else {"items": []}
+    dr = await api_json(request, "/api/v1/resources/DestinationRule", {"items": []}) if services else {"items": []}
+    graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"}) if services else {}
+    return release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role)
 
 
 async def _execution_rows(request: Request) -> list[dict[str, Any]]:

@@ -254,6 +254,7 @@
       try { data = await getJSON(`/ui/executions/${encodeURIComponent(id)}/graph`); } catch (e) { return; }
       const badge = document.getElementById("exe-status");
       if (badge && data.status) { badge.textContent = data.status; badge.className = "badge s-" + data.status; }
+      if (data.status) for (const form of document.querySelectorAll("form[data-when]")) form.hidden = !form.dataset.when.split(" ").includes(data.status);
       const els = paint(data.elements);
       if (cy) for (const x of els) if (x.group === "nodes") cy.getElementById(x.data.id).data(x.data);
       const sig = data.elements.filter((x) => x.group === "nodes").map((x) => x.data.status).join(",");

@@ -1,0 +1,129 @@
+"""The execution page's release header: which services the execution releases, each version's configured
+weight (the live VirtualService) beside its observed share of the last minute (the topology graph), the
+current step, and the judgment waiting for the reader. Pure functions over API JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graylane.ui.views import may_judge
+
+
+@dataclass(frozen=True, slots=True)
+class VersionShare:
+    version: str
+    configured: float | None  # % of the route's weight; None when no VirtualService names it
+    observed: float | None  # % of the last minute's requests to the service; None without traffic
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRelease:
+    service: str
+    versions: list[VersionShare]
+    requests: int  # requests to the service in the window
+    virtual_service: str | None  # namespace/name of the VirtualService routing it
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseView:
+    services: list[ServiceRelease]
+    current: list[str]  # names of the running stages
+    waiting: dict[str, Any] | None  # the first running judgment the reader may judge
+    status: str
+    actions: list[str] = field(default_factory=list)  # pause / resume / cancel where they apply
+
+
+def _short(host: Any) -> str:
+    return str(host).split(".")[0]
+
+
+def released_services(execution: dict[str, Any]) -> list[str]:
+    """Hosts of the VirtualServices and DestinationRules the execution's deploy stages apply, in order."""
+    out: list[str] = []
+    for stage in execution.get("stages") or []:
+        if stage.get("type") != "deployManifest":
+            continue
+        ctx = stage.get("context") or {}
+        manifests = (stage.get("outputs") or {}).get("manifests") or ctx.get("manifests") or []
+        for m in manifests:
+            spec = m.get("spec") if isinstance(m, dict) else None
+            if not isinstance(spec, dict):
+                continue
+            hosts = spec.get("hosts") if m.get("kind") == "VirtualService" else [spec.get("host")]
+            for host in hosts or []:
+                if host and "${" not in str(host) and _short(host) not in out:
+                    out.append(_short(host))
+    return out
+
+
+def _configured(service: str, virtual_services: list[dict[str, Any]],
+                subset_versions: dict[str, str]) -> tuple[dict[str, float], str | None]:
+    """version -> % of the first HTTP rule's weight, from the VirtualService whose hosts name the service."""
+    for vs in virtual_services:
+        spec = vs.get("spec") or {}
+        if service not in {_short(h) for h in spec.get("hosts") or []}:
+            continue
+        meta = vs.get("metadata") or {}
+        name = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+        rules = [r for r in spec.get("http") or [] if not r.get("match")] or spec.get("http") or []
+        routes = rules[0].get("route") or [] if rules else []
+        weights: dict[str, float] = {}
+        for route in routes:
+            subset = str((route.get("destination") or {}).get("subset") or "")
+            try:
+                weight = float(route.get("weight", 100 if len(routes) == 1 else 0))
+            except (TypeError, ValueError):
+                continue
+            version = subset_versions.get(subset, subset) or "all"
+            weights[version] = weights.get(version, 0.0) + weight
+        total = sum(weights.values()) or 1.0
+        return {v: round(100 * w / total, 1) for v, w in weights.items()}, name
+    return {}, None
+
+
+def _subset_versions(service: str, destination_rules: list[dict[str, Any]]) -> dict[str, str]:
+    out = {}
+    for dr in destination_rules:
+        spec = dr.get("spec") or {}
+        if _short(spec.get("host")) != service:
+            continue
+        for subset in spec.get("subsets") or []:
+            version = (subset.get("labels") or {}).get("version")
+            if subset.get("name") and version:
+                out[str(subset["name"])] = str(version)
+    return out
+
+
+def _observed(service: str, graph: dict[str, Any]) -> tuple[dict[str, float], int]:
+    """version -> % of the window's requests to the service (every caller), and the request count."""
+    version = {n["id"]: n.get("version") or n.get("label") or n["id"] for n in graph.get("nodes") or []}
+    counts: dict[str, float] = {}
+    for edge in graph.get("edges") or []:
+        if edge.get("service") == service:
+            v = version.get(edge.get("target"), "?")
+            counts[v] = counts.get(v, 0.0) + float(edge.get("requests") or 0)
+    total = sum(counts.values())
+    if not total:
+        return {}, 0
+    return {v: round(100 * c / total, 1) for v, c in counts.items()}, int(total)
+
+
+def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any]],
+                 destination_rules: list[dict[str, Any]], graph: dict[str, Any], role: str) -> ReleaseView:
+    services = []
+    for service in released_services(execution):
+        configured, vs_name = _configured(service, virtual_services, _subset_versions(service, destination_rules))
+        observed, requests = _observed(service, graph)
+        versions = [VersionShare(v, configured.get(v), observed.get(v))
+                    for v in sorted(set(configured) | set(observed))]
+        services.append(ServiceRelease(service, versions, requests, vs_name))
+    top = [s for s in execution.get("stages") or [] if not s.get("parentStageId")]
+    current = [str(s.get("name")) for s in top if s.get("status") in ("RUNNING", "PAUSED", "SUSPENDED")]
+    waiting = next((s for s in top if s.get("type") == "manualJudgment" and s.get("status") == "RUNNING"
+                    and may_judge(s, role)), None)
+    status = str(execution.get("status") or "")
+    actions = {"RUNNING": ["pause", "cancel"], "PAUSED": ["resume", "cancel"],
+               "NOT_STARTED": ["cancel"], "BUFFERED": ["cancel"], "SUSPENDED": ["cancel"]}.get(status, [])
+    return ReleaseView(services, current, waiting, status, actions)
