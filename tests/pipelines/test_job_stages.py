@@ -206,3 +206,20 @@ def test_canceling_the_execution_stops_the_jobs_process(tmp_path: Path, state_di
         assert status.state == "Failed" and status.exit_code == -15  # SIGTERM, as a deleted Job's pod gets
 
     run(tmp_path, scenario)
+
+
+def test_restarting_the_stage_runs_a_new_job(tmp_path: Path, state_dir: Path) -> None:
+    body = {"application": "shop", "name": "again", "stages": [
+        stage("1", "runJobManifest", "migrate", source="text", manifest=job(exit_code=3), propertyFile="migrate")]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        first = await start(ex, body)
+        assert str(first.status) == "TERMINAL"
+        name = first.stage("migrate").context["jobName"]
+        await ex.restart_stage(first.id, "migrate", user="t")
+        again = await ex.wait_until_complete(first.id, timeout=60)
+        renamed = again.stage("migrate").context["jobName"]
+        assert renamed != name and renamed.startswith("migrate-")
+        assert again.stage("migrate").context["jobStatus"]["completionDetails"]["exitCode"] == 3  # it ran again
+
+    run(tmp_path, scenario)

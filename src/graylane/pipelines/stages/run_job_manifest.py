@@ -42,9 +42,10 @@ def properties_from_log(text: str) -> dict[str, Any]:
     return out
 
 
-def job_name(doc: Document, stage_id: str) -> str:
+def job_name(doc: Document, stage_id: str, attempt: int = 0) -> str:
+    """`migrate-1a2b3`: the same for a resumed task, new for a restarted stage (which runs a new Job)."""
     base = doc.name or str((doc.metadata or {}).get("generateName") or "job").rstrip("-")
-    suffix = hashlib.sha256(stage_id.encode()).hexdigest()[:5]
+    suffix = hashlib.sha256(f"{stage_id}/{attempt}".encode()).hexdigest()[:5]
     return f"{base[:57]}-{suffix}"
 
 
@@ -61,7 +62,7 @@ class RunJobTask(Task):
     async def run(self, stage: StageView) -> TaskResult:
         ctx = stage.context
         doc = _the_job(await _manifest_docs(stage), f"stage {stage.name!r}")
-        body = {**doc.body, "metadata": {**(doc.metadata or {}), "name": job_name(doc, stage.stage_id)}}
+        body = {**doc.body, "metadata": {**(doc.metadata or {}), "name": job_name(doc, stage.stage_id, stage.attempt)}}
         body["metadata"].pop("generateName", None)
         named = Document(body=body, source=doc.source)
         ns = ctx.get("namespaceOverride") or None
