@@ -185,7 +185,10 @@ def java_format(env: MethodEnv, pattern: Any, args: list[Any]) -> str:
         if date:
             raise fail(env, f"String.format: date conversions ({spec!r}) are not supported; format a date with "
                             "new java.text.SimpleDateFormat(pattern).format(date)")
-        if "0" in flags and "-" in flags or ("-" in flags or "0" in flags) and width is None:
+        if "0" in flags and "-" in flags:
+            raise fail(env, f"String.format: flags '-' and '0' cannot be combined in {spec!r} "
+                            "(IllegalFormatFlagsException)")
+        if ("-" in flags or "0" in flags) and width is None:
             raise fail(env, f"String.format: {spec!r} needs a width with '-' or '0' "
                             f"(MissingFormatWidthException: {spec})")
         if conv == "n":
@@ -221,7 +224,7 @@ def _convert(env: MethodEnv, spec: str, conv: str, value: Any, flags: str, width
         if lower == "b":
             text = "false" if value is None else ("true" if value else "false") if isinstance(value, bool) else "true"
         else:
-            text = env.text(value, precision if precision is not None else None)
+            text = env.text(value)
         if precision is not None:
             text = text[:precision]
         text = _pad(text, width, flags)
