@@ -223,3 +223,29 @@ def test_restarting_the_stage_runs_a_new_job(tmp_path: Path, state_dir: Path) ->
         assert again.stage("migrate").context["jobStatus"]["completionDetails"]["exitCode"] == 3  # it ran again
 
     run(tmp_path, scenario)
+
+
+def test_a_job_that_outlives_the_stage_timeout_is_stopped(tmp_path: Path, state_dir: Path) -> None:
+    sleeper = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "slow"},
+               "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+                   "name": "main", "image": "local",
+                   "command": [sys.executable, "-c", "import time; time.sleep(60)"]}]}}}}
+    body = {"application": "shop", "name": "slow", "stages": [
+        stage("1", "runJobManifest", "slow job", source="text", manifest=sleeper, stageTimeoutMs=1500)]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        done = await start(ex, body)
+        slow = done.stage("slow job")
+        assert str(slow.status) == "TERMINAL"
+        assert slow.context["exception"]["details"]["error"] == \
+            "WaitOnJobCompletionTask of stage slow job timed out after 1.5s"
+        target = await ex.services.target("local")
+        key = ResourceKey("batch", "Job", "default", str(slow.context["jobName"]))
+        for _ in range(250):
+            status = await target.job_status(key)
+            if status.state != "Running":
+                break
+            await asyncio.sleep(0.02)
+        assert status.exit_code == -15
+
+    run(tmp_path, scenario)

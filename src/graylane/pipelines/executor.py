@@ -425,6 +425,10 @@ class Executor(SchedulingSupport, Commands):
         timeout = self._timeout(exe, stage)
         if timeout is not None and now >= timeout[0]:
             limit_ms = timeout[1]
+            try:  # orca Task.onTimeout: e.g. a job's wait stops the job
+                await impl.on_timeout(self._view(exe, stage))
+            except Exception:
+                log.warning("execution %s stage %s: on_timeout failed", exe.id, stage.name, exc_info=True)
             self._task_result(exe, stage, task, TaskResult.terminal(
                 f"{type(impl).__name__} of stage {stage.name} timed out after {duration(limit_ms)}"), tx)
             return True

@@ -82,6 +82,9 @@ class Task:
     async def on_cancel(self, stage: StageView) -> None:
         """Undo or stop outside work when the execution is canceled (default: nothing)."""
 
+    async def on_timeout(self, stage: StageView) -> None:
+        """Stop outside work when the task times out, before the stage fails (orca Task.onTimeout; default: nothing)."""
+
 
 class StageDefinition:
     """A stage type: its tasks, which config keys are not evaluated at stage start, skip rules."""

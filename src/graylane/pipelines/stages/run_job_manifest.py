@@ -126,6 +126,9 @@ class WaitOnJobCompletionTask(Task):
         if hasattr(target, "cancel_job") and stage.context.get("deploy.jobs"):
             await target.cancel_job(_job_key(stage.context))
 
+    async def on_timeout(self, stage: StageView) -> None:
+        await self.on_cancel(stage)  # orca WaitOnJobCompletion.onTimeout: stop waiting, stop the job
+
 
 class RunJobManifestStage(StageDefinition):
     type = "runJobManifest"
