@@ -100,3 +100,47 @@ async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, sta
         for target in cp.settings.get("kubernetes_targets", {}).values():
             await target.close()
         engine.dispose()
+
+
+async def test_canceling_deletes_the_job_from_the_cluster(cluster: Any, state_dir: Path, tmp_path: Path) -> None:
+    from graylane.pipelines.executor import Executor
+    from graylane.pipelines.repository import PipelineRepository
+    from graylane.pipelines.services import TaskServices
+    from graylane.pipelines.status import ExecutionStatus as S
+    from graylane.pipelines.tables import metadata
+    from graylane.pipelines.triggers import start_manual
+
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
+    metadata.create_all(engine)
+
+    class ControlPlane:
+        settings: dict[str, Any] = {}
+
+    cp = ControlPlane()
+
+    async def get_target(account: str | None, namespace: str | None) -> Any:
+        return accounts.get_target(account or "local", cp, namespace=namespace)
+
+    ex = Executor(engine, services=TaskServices(get_target=get_target))
+    await ex.start()
+    try:
+        body = {"application": "shop", "name": "smoke", "stages": [
+            {"refId": "1", "type": "runJobManifest", "name": "smoke test", "account": "staging",
+             "source": "text", "manifest": JOB}]}
+        saved = PipelineRepository(engine).save(body, actor="user:alice")
+        exe = await start_manual(ex, saved.id, user="alice")
+        job = await _job_created(cluster.api)
+        for _ in range(200):
+            if ex.get(exe.id).stage("smoke test").context.get("deploy.jobs"):
+                break
+            await asyncio.sleep(0.02)
+        await ex.cancel(exe.id, user="alice", reason="no need")
+        done = await ex.wait_until_complete(exe.id, timeout=30)
+        assert done.status == S.CANCELED
+        assert cluster.api.object("batch/v1/jobs", "default", job["metadata"]["name"]) is None
+    finally:
+        await ex.stop()
+        for target in cp.settings.get("kubernetes_targets", {}).values():
+            await target.close()
+        engine.dispose()

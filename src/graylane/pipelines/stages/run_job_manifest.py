@@ -122,9 +122,14 @@ class WaitOnJobCompletionTask(Task):
         return TaskResult.succeeded(outputs, outputs)
 
     async def on_cancel(self, stage: StageView) -> None:
+        if not stage.context.get("deploy.jobs"):
+            return
         target = await stage.services.target(stage.context.get("account"), None)
-        if hasattr(target, "cancel_job") and stage.context.get("deploy.jobs"):
-            await target.cancel_job(_job_key(stage.context))
+        key = _job_key(stage.context)
+        if hasattr(target, "cancel_job"):
+            await target.cancel_job(key)
+        else:  # a cluster: delete the Job and its pods (orca JobUtils.cancelWait)
+            await target.delete([key], actor=stage.actor, cascade=True)
 
     async def on_timeout(self, stage: StageView) -> None:
         await self.on_cancel(stage)  # orca WaitOnJobCompletion.onTimeout: stop waiting, stop the job
