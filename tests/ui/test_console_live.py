@@ -22,7 +22,7 @@ from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium,
 EPOCH_MS = re.compile(r"\b1[5-9]\d{11}\b")  # what a raw JavaScript timestamp looks like today
 VS_80_30 = """apiVersion: networking.istio.io/v1beta1
 kind: VirtualService
-metadata: {name: reviews}
+metadata: {name: reviews-dry-run}
 spec:
   hosts: [reviews]
   http:
@@ -161,7 +161,7 @@ def test_the_dry_run_shows_the_analyzers_findings_with_the_diff(server: ConsoleS
     expect(findings).to_contain_text("route weights sum to 110")
     expect(page.locator("pre.diff .add").first).to_be_visible()
     expect(page.locator("#apply-outcome")).to_be_focused()
-    assert server.api.get("/api/v1/resources/VirtualService/reviews").status_code == 404
+    assert server.api.get("/api/v1/resources/VirtualService/reviews-dry-run").status_code == 404
     page.screenshot(path=str(ARTIFACTS / "dry-run-findings.png"), full_page=True)
 
 
@@ -271,3 +271,25 @@ def test_the_release_header_shows_weights_the_step_and_the_judgment_waiting(
     expect(header.get_by_role("status").filter(has_text="Continued")).to_be_visible()
     expect(header.get_by_role("heading", name=f"Waiting for you: {RELEASE}")).to_be_visible()
     assert server.stage(execution_id, RATIO)["context"]["customParams"]["canary_ratio"] == "30"
+
+
+def test_history_offers_restore_and_edit_then_dry_run(server: ConsoleServer, browser: Browser) -> None:
+    for value in ("first", "second", "third"):
+        cm = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: history}}\ndata: {{value: {value}}}\n"
+        assert server.api.post("/api/v1/apply", content=cm).status_code == 200
+    revisions = [h["revision"] for h in server.api.get("/api/v1/resources/ConfigMap/history/history").json()["items"]]
+    page = browser.new_page()
+    page.goto(f"{server.base}/resources/ConfigMap/default/history")
+    page.get_by_role("link", name=f"Edit revision {revisions[0]}, then dry-run").click()
+    manifest = page.get_by_label("Manifests (multi-document YAML)")
+    expect(manifest).to_have_value(re.compile("value: first"))
+    assert "resourceVersion" not in manifest.input_value()
+    page.get_by_role("button", name="Dry run (diff)").click()
+    expect(page.locator("pre.diff .del").filter(has_text="third")).to_be_visible()
+    assert server.api.get("/api/v1/resources/ConfigMap/history").json()["data"] == {"value": "third"}
+
+    page.go_back()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Restore revision {revisions[0]}").click()
+    expect(page.get_by_role("status").filter(has_text=f"Restored revision {revisions[0]}")).to_be_visible()
+    assert server.api.get("/api/v1/resources/ConfigMap/history").json()["data"] == {"value": "first"}

@@ -102,3 +102,12 @@ def test_the_release_view_puts_configured_weights_beside_observed_shares():
     assert svc.requests == 1000 and svc.virtual_service == "default/reviews"
     assert view.current == ["设置灰度比例"] and view.waiting is not None and view.waiting["id"] == "j"
     assert view.actions == ["pause", "cancel"]
+
+
+def test_pipeline_actors_link_to_their_execution_and_stage():
+    from graylane.ui.views import actor_href, editable_yaml_body
+
+    assert actor_href("pipeline:01J9ABC/7f3e") == "/executions/01J9ABC#stage-7f3e"
+    assert actor_href("user:alice") is None
+    body = {"kind": "ConfigMap", "metadata": {"name": "x", "uid": "u", "resourceVersion": "7"}, "data": {"a": "b"}}
+    assert editable_yaml_body(body) == {"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}}

@@ -31,7 +31,16 @@ from graylane.server.auth import (
     user_for_token,
 )
 from graylane.ui import vendor
-from graylane.ui.views import WAITING_STATUSES, diff_lines, findings, markdown, time_tag, waiting_judgments
+from graylane.ui.views import (
+    WAITING_STATUSES,
+    actor_href,
+    diff_lines,
+    editable_yaml_body,
+    findings,
+    markdown,
+    time_tag,
+    waiting_judgments,
+)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 SECRET_KINDS = {"Secret"}
@@ -131,6 +140,7 @@ def mount(app: FastAPI) -> None:
     templates.env.filters["when"] = time_tag
     templates.env.filters["diff_lines"] = diff_lines
     templates.env.filters["markdown"] = markdown
+    templates.env.filters["actor_href"] = actor_href
 
     @app.get("/vendor/{name}", include_in_schema=False)
     async def vendor_file(name: str) -> Response:
@@ -206,7 +216,8 @@ def mount(app: FastAPI) -> None:
         return render(request, "topology.html", "Topology", namespace=namespace, window=window)
 
     @app.get("/resources", response_class=HTMLResponse, include_in_schema=False)
-    async def resources(request: Request, kind: str = "", namespace: str = "") -> HTMLResponse:
+    async def resources(request: Request, kind: str = "", namespace: str = "", edit: str = "",
+                        revision: int | None = None) -> HTMLResponse:
         params = {"namespace": namespace} if namespace else {}
         if kind:
             data = await api_json(request, f"/api/v1/resources/{quote(kind)}", {"items": []}, params=params)
@@ -216,7 +227,7 @@ def mount(app: FastAPI) -> None:
         kinds = sorted({i.get("kind", "") for i in (await api_json(request, "/api/v1/resources", {"items": []}))
                         .get("items", [])})
         return render(request, "resources.html", "Resources", items=items, kind=kind, kinds=kinds,
-                      namespace=namespace)
+                      namespace=namespace, manifest=await _revision_yaml(request, edit, revision))
 
     @app.get("/resources/{kind}/{namespace}/{name}", response_class=HTMLResponse, include_in_schema=False)
     async def resource(request: Request, kind: str, namespace: str, name: str, diff: int | None = None) -> Response:
@@ -231,6 +242,17 @@ def mount(app: FastAPI) -> None:
             diff_text = d.get("diff") if kind not in SECRET_KINDS else "(secret contents are not shown)"
         return render(request, "resource.html", "Resources", body=redact(body) if body else None, kind=kind,
                       namespace=namespace, name=name, history=hist.get("items", []), diff=diff, diff_text=diff_text)
+
+    @app.post("/ui/resources/{kind}/{namespace}/{name}/restore", response_class=HTMLResponse, include_in_schema=False)
+    async def ui_restore(request: Request, kind: str, namespace: str, name: str,
+                         revision: int = Form(...)) -> HTMLResponse:
+        resp = await api(request, "POST", f"/api/v1/resources/{quote(kind)}/{quote(name)}/restore",
+                         params={"namespace": namespace, "revision": revision})
+        if resp.status_code != 200:
+            return render(request, "fragments/message.html", "", error=error_text(resp), ok=None)
+        now = resp.json().get("revision")
+        return render(request, "fragments/message.html", "", error=None,
+                      ok=f"Restored revision {revision}; reload to see it in the history (global revision {now}).")
 
     @app.post("/ui/apply", response_class=HTMLResponse, include_in_schema=False)
     async def ui_apply(request: Request, manifest: str = Form(...), dry_run: str = Form("")) -> HTMLResponse:
@@ -295,6 +317,19 @@ async def _overview_executions(request: Request) -> dict[str, Any]:
     running = await running_executions(request, executions)
     return {"running": running, "waiting": waiting_judgments(running, user_of(request).role),
             "recent": executions[:10]}
+
+
+async def _revision_yaml(request: Request, edit: str, revision: int | None) -> str:
+    """`edit=Kind/namespace/name` and `revision=N`: that revision's YAML, to edit and dry-run again."""
+    parts = edit.split("/")
+    if len(parts) != 3 or revision is None or parts[0] in SECRET_KINDS:
+        return ""
+    kind, namespace, name = parts
+    rev = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}/history/{revision}", None,
+                         params={"namespace": namespace})
+    if not rev or not isinstance(rev.get("body"), dict):
+        return ""
+    return to_yaml(editable_yaml_body(rev["body"]))
 
 
 async def _graph(request: Request) -> dict[str, Any]:

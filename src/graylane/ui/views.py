@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
@@ -204,3 +205,25 @@ def option_consequences(execution: dict[str, Any], judgment: dict[str, Any]) -> 
                 irreversible = irreversible or final
         out[option] = (effects, irreversible)
     return out
+
+
+def actor_href(actor: str) -> str | None:
+    """Where a history actor leads: `pipeline:EXECUTION/STAGE` -> that execution's stage; people -> None.
+
+    >>> actor_href("pipeline:01J9ABC/7f3e")
+    '/executions/01J9ABC#stage-7f3e'
+    """
+    if not actor.startswith("pipeline:"):
+        return None
+    execution, _, stage = actor[len("pipeline:"):].partition("/")
+    if not execution:
+        return None
+    return f"/executions/{quote(execution, safe='')}" + (f"#stage-{quote(stage, safe='')}" if stage else "")
+
+
+def editable_yaml_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A revision's body ready to edit and apply again: server-set metadata (uid, resourceVersion, ...) dropped,
+    so applying it is not refused as stale."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items()
+            if k not in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")}
+    return {**{k: v for k, v in body.items() if k != "status"}, "metadata": meta}
