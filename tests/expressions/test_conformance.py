@@ -310,6 +310,16 @@ CONSTRUCTORS = [
     E("T(java.lang.Byte).MAX_VALUE", 127, id="byte-max"),
     E("T(java.net.URLEncoder).encode('a b&c=d~', 'UTF-8')", "a+b%26c%3Dd%7E", id="urlencoder"),
     E("T(java.net.URLEncoder).encode('灰度')", "%E7%81%B0%E5%BA%A6", id="urlencoder-utf8"),
+    E("T(java.time.temporal.ChronoUnit).DAYS.between(T(java.time.LocalDate).parse('2026-01-01'), "
+      "T(java.time.LocalDate).now())", 72, id="chronounit-days-between"),
+    E("T(java.time.temporal.ChronoUnit).MONTHS.between(T(java.time.LocalDate).parse('2026-01-31'), "
+      "T(java.time.LocalDate).parse('2026-02-28'))", 0, id="chronounit-months-whole"),
+    E("T(java.time.temporal.ChronoUnit).HOURS.between(T(java.time.Instant).parse('2026-03-14T00:00:00Z'), "
+      "T(java.time.Instant).now())", 15, id="chronounit-hours-instants"),
+    E("T(java.time.temporal.ChronoUnit).DAYS.toString()", "Days", id="chronounit-toString"),
+    E("T(java.time.LocalDate).now().getDayOfWeek() == T(java.time.DayOfWeek).SATURDAY", True,
+      id="dayofweek-weekend-check"),
+    E("T(java.time.DayOfWeek).of(5)", "FRIDAY", id="dayofweek-of"),
 ]
 
 # Java array and String idioms users copy from Java snippets.
@@ -505,8 +515,11 @@ ERROR_CASES = [
     E("new java.text.SimpleDateFormat('yyyy').format('2024')", "Cannot format given Object as a Date",
       id="simpledateformat-string"),
     E("new int[3]", "arrays (new int[3]) are not supported", id="new-array"),
-    E("T(java.time.DayOfWeek).MONDAY", "on Spinnaker's allow-list but Graylane does not support it yet",
-      id="allowed-but-unsupported"),
+    E("T(java.time.temporal.TemporalAdjusters).next(1)",
+      "on Spinnaker's allow-list but Graylane does not support it yet", id="allowed-but-unsupported"),
+    E("T(java.time.temporal.ChronoUnit).HOURS.between(T(java.time.LocalDate).now(), T(java.time.LocalDate).now())",
+      "Unsupported unit: Hours", id="chronounit-unsupported"),
+    E("new java.time.DayOfWeek()", "java.time.DayOfWeek has no public constructor", id="new-dayofweek"),
     E("T(String).format('%d', '5')", "IllegalFormatConversionException: d != java.lang.String", id="format-d-string"),
     E("T(String).format('%f', 1)", "f != java.lang.Integer", id="format-f-int"),
     E("T(String).format('%s %s', 1)", "Format specifier '%s'", id="format-missing-argument"),

@@ -106,6 +106,7 @@ _INSTEAD = {
     "Math": "T(Math).max(a, b)", "LocalDate": "T(java.time.LocalDate).now()",
     "LocalDateTime": "T(java.time.LocalDateTime).now()", "Instant": "T(java.time.Instant).now()",
     "URLEncoder": 'T(java.net.URLEncoder).encode(text, "UTF-8")',
+    "DayOfWeek": "T(java.time.DayOfWeek).MONDAY", "ChronoUnit": "T(java.time.temporal.ChronoUnit).DAYS",
 }
 
 

@@ -1,5 +1,5 @@
 """`T(...)`: the allowed Java types (Math, Integer, Long, Double, Boolean, Byte, String, UUID, LocalDate,
-LocalDateTime, Instant, Date, SimpleDateFormat, Random, URLEncoder) and their static methods and
+LocalDateTime, Instant, Date, SimpleDateFormat, Random, URLEncoder, DayOfWeek, ChronoUnit) and their static methods and
 fields, as allow-list tables. The same names are what `new` may construct (see `constructors`).
 """
 
@@ -14,6 +14,12 @@ from typing import Any
 
 from graylane.expressions.errors import EvaluationError, LimitExceeded
 from graylane.expressions.javaobjects import DATE_STATICS, URL_ENCODER_STATICS, string_format
+from graylane.expressions.javatime import (
+    CHRONO_UNIT_FIELDS,
+    CHRONO_UNIT_STATICS,
+    DAY_OF_WEEK_FIELDS,
+    DAY_OF_WEEK_STATICS,
+)
 from graylane.expressions.methods import (
     INT_MAX,
     INT_MIN,
@@ -217,6 +223,8 @@ TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
     "SimpleDateFormat": ({}, {}),
     "Random": ({}, {}),
     "URLEncoder": (URL_ENCODER_STATICS, {}),
+    "DayOfWeek": (DAY_OF_WEEK_STATICS, DAY_OF_WEEK_FIELDS),
+    "ChronoUnit": (CHRONO_UNIT_STATICS, CHRONO_UNIT_FIELDS),
     "UUID": ({
         "randomUUID": (0, 0, lambda env: uuid.uuid4()),
         "fromString": (1, 1, lambda env, s: _uuid(env, s)),
@@ -242,11 +250,11 @@ TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
 _PACKAGES = {"Math": "java.lang", "Integer": "java.lang", "Long": "java.lang", "Double": "java.lang",
              "Boolean": "java.lang", "Byte": "java.lang", "String": "java.lang", "UUID": "java.util",
              "LocalDate": "java.time", "LocalDateTime": "java.time", "Instant": "java.time", "Date": "java.util",
-             "SimpleDateFormat": "java.text", "Random": "java.util", "URLEncoder": "java.net"}
+             "SimpleDateFormat": "java.text", "Random": "java.util", "URLEncoder": "java.net",
+             "DayOfWeek": "java.time", "ChronoUnit": "java.time.temporal"}
 
 # On Spinnaker's allow-list (kork's InstantiationTypeRestrictor) but not implemented here yet.
-UNSUPPORTED_ALLOWED = {"DayOfWeek": "java.time", "ChronoUnit": "java.time.temporal",
-                       "TemporalAdjusters": "java.time.temporal"}
+UNSUPPORTED_ALLOWED = {"TemporalAdjusters": "java.time.temporal"}
 
 
 def _uuid(env: MethodEnv, s: Any) -> uuid.UUID:

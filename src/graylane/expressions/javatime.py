@@ -1,0 +1,141 @@
+"""java.time's enum types on Spinnaker's allow-list: ChronoUnit (`T(ChronoUnit).DAYS.between(a, b)`) and
+DayOfWeek (`T(DayOfWeek).SATURDAY`).
+
+Days of the week are their names as text, the same value `LocalDate.getDayOfWeek()` gives here, so
+`T(LocalDate).now().getDayOfWeek() == T(java.time.DayOfWeek).SATURDAY` holds on a Saturday.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from graylane.expressions.methods import MethodEnv, Table, fail, need_int, need_str
+from graylane.expressions.semantics import Instant, JavaObject, type_name
+
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+_MICROS = {"MICROS": 1, "MILLIS": 1_000, "SECONDS": 1_000_000, "MINUTES": 60_000_000, "HOURS": 3_600_000_000,
+           "HALF_DAYS": 43_200_000_000, "DAYS": 86_400_000_000}
+_MONTHS = {"MONTHS": 1, "YEARS": 12, "DECADES": 120, "CENTURIES": 1200, "MILLENNIA": 12000}
+_TITLES = {"MICROS": "Micros", "MILLIS": "Millis", "SECONDS": "Seconds", "MINUTES": "Minutes", "HOURS": "Hours",
+           "HALF_DAYS": "HalfDays", "DAYS": "Days", "WEEKS": "Weeks", "MONTHS": "Months", "YEARS": "Years",
+           "DECADES": "Decades", "CENTURIES": "Centuries", "MILLENNIA": "Millennia"}
+
+
+def _toward_zero(a: int, b: int) -> int:
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def _months_between(start: dt.date, end: dt.date) -> int:
+    """LocalDate.until(end, MONTHS): whole months, counting a month only once its day is reached."""
+    months = (end.year * 12 + end.month) - (start.year * 12 + start.month)
+    if months > 0 and end.day < start.day:
+        months -= 1
+    elif months < 0 and end.day > start.day:
+        months += 1
+    return months
+
+
+class ChronoUnit(JavaObject):
+    """A java.time.temporal.ChronoUnit constant; `between(start, end)` as Java computes it."""
+
+    __slots__ = ("name",)
+    JAVA_TYPE = "ChronoUnit"
+    METHODS: ClassVar[Table] = {}
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def java_text(self) -> str:
+        return _TITLES[self.name]
+
+    def plain(self) -> Any:
+        return self.name  # Jackson writes an enum by its name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChronoUnit) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def between(self, env: MethodEnv, start: Any, end: Any) -> int:
+        if type(start) is not type(end) or not isinstance(start, dt.date | Instant):
+            raise fail(env, f"ChronoUnit.{self.name}.between needs two LocalDates, two LocalDateTimes or two "
+                            f"Instants, not {type_name(start)} and {type_name(end)}")
+        if isinstance(start, Instant):
+            assert isinstance(end, Instant)
+            if self.name not in _MICROS:
+                raise self._unsupported(env)
+            return self._time_between(end.moment - start.moment)
+        if isinstance(start, dt.datetime):
+            assert isinstance(end, dt.datetime)
+            if self.name in _MICROS:
+                return self._time_between(end - start)
+            end_date = end.date()  # a date unit counts a day only once its time of day is reached
+            if end_date > start.date() and end.time() < start.time():
+                end_date -= dt.timedelta(days=1)
+            elif end_date < start.date() and end.time() > start.time():
+                end_date += dt.timedelta(days=1)
+            return self._date_between(env, start.date(), end_date)
+        assert isinstance(end, dt.date)
+        return self._date_between(env, start, end)
+
+    def _time_between(self, delta: dt.timedelta) -> int:
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return _toward_zero(micros, _MICROS[self.name])
+
+    def _date_between(self, env: MethodEnv, start: dt.date, end: dt.date) -> int:
+        if self.name == "DAYS":
+            return (end - start).days
+        if self.name == "WEEKS":
+            return _toward_zero((end - start).days, 7)
+        if self.name in _MONTHS:
+            return _toward_zero(_months_between(start, end), _MONTHS[self.name])
+        raise self._unsupported(env)
+
+    def _unsupported(self, env: MethodEnv) -> Exception:
+        return fail(env, f"ChronoUnit.{self.name} cannot measure between these values "
+                         f"(UnsupportedTemporalTypeException: Unsupported unit: {_TITLES[self.name]})")
+
+
+ChronoUnit.METHODS = {
+    "between": (2, 2, lambda env, unit, a, b: unit.between(env, a, b)),
+    "toString": (0, 0, lambda env, unit: unit.java_text()),
+    "name": (0, 0, lambda env, unit: unit.name),
+    "equals": (1, 1, lambda env, unit, other: unit == other),
+}
+
+CHRONO_UNIT_FIELDS: dict[str, Any] = {name: ChronoUnit(name) for name in _TITLES}
+
+
+def _unit_named(env: MethodEnv, name: Any) -> ChronoUnit:
+    text = need_str(env, name, "the unit name")
+    if text not in CHRONO_UNIT_FIELDS:
+        raise fail(env, f"no ChronoUnit named {text!r} (IllegalArgumentException); names: {', '.join(_TITLES)}")
+    return CHRONO_UNIT_FIELDS[text]
+
+
+CHRONO_UNIT_STATICS: Table = {"valueOf": (1, 1, _unit_named)}
+
+
+def _day_of(env: MethodEnv, number: Any) -> str:
+    n = need_int(env, number, "the day number")
+    if not 1 <= n <= 7:
+        raise fail(env, f"invalid value for DayOfWeek: {n} (DateTimeException)")
+    return DAYS[n - 1]
+
+
+def _day_named(env: MethodEnv, name: Any) -> str:
+    text = need_str(env, name, "the day name")
+    if text not in DAYS:
+        raise fail(env, f"no DayOfWeek named {text!r} (IllegalArgumentException); names: {', '.join(DAYS)}")
+    return text
+
+
+DAY_OF_WEEK_STATICS: Table = {
+    "of": (1, 1, _day_of),
+    "valueOf": (1, 1, _day_named),
+}
+DAY_OF_WEEK_FIELDS: dict[str, Any] = {name: name for name in DAYS}
