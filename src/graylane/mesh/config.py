@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from graylane.errors import ValidationError
+from graylane.mesh import gateway_api
 from graylane.mesh.config_base import labels_match as _labels_match
 from graylane.mesh.config_base import meta as _meta
 from graylane.mesh.config_base import parse_duration
@@ -344,7 +345,11 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
                     "service": fqdn, "port": port, "subset": sname, "policy": {**base, **sub_policies.get(port, {})},
                     "endpoints": [e for e in eps if _labels_match(labels, e["labels"])]}
 
-    warnings: list[str] = []
+    gapi = gateway_api.translate(by_kind, services, options, rej, lambda rule, where: Rule.load(
+        0, _compile_rule(rule, "default", r, where)))  # Gateway API kinds -> internal Gateways + VirtualServices
+    by_kind.setdefault("Gateway", []).extend(gapi.gateways)
+    by_kind.setdefault("VirtualService", []).extend(gapi.virtual_services)
+    warnings: list[str] = list(gapi.warnings)
     gateways: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for gw in by_kind.get("Gateway", ()):
         got_gw = rej.attempt(gw, lambda gw=gw: _gateway_servers(gw, options))
@@ -406,6 +411,7 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
         "inbound_rate_limits": [rl for rl in rate_limits if rl["context"] in ("SIDECAR_INBOUND", "ANY")],
         "warnings": warnings,
         "rejected": rej.to_json(),
+        gateway_api.STATUS_KEY: gapi.statuses,
     }
     RouteTable(snapshot)  # validate regexes etc. exactly as the proxy will
     return snapshot

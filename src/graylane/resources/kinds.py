@@ -15,6 +15,7 @@ from graylane.resources import (
     model_core,
     model_destinationrule,
     model_gateway,
+    model_gatewayapi,
     model_graylane,
     model_serviceentry,
     model_virtualservice,
@@ -49,6 +50,13 @@ class KindInfo:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
+def _gateway_api(kind: str, plural: str, short: tuple[str, ...], model: type[BaseModel],
+                 namespaced: bool = True) -> KindInfo:
+    group = model_gatewayapi.GATEWAY_API_GROUP
+    return KindInfo(group, kind, namespaced, tuple(f"{group}/{v}" for v in model_gatewayapi.GATEWAY_API_VERSIONS),
+                    plural, short, model, strict=True)
+
+
 def _istio(kind: str, plural: str, short: tuple[str, ...], model: type[BaseModel]) -> KindInfo:
     return KindInfo(ISTIO_NETWORKING, kind, True, tuple(f"{ISTIO_NETWORKING}/{v}" for v in ISTIO_VERSIONS),
                     plural, short, model, strict=True)
@@ -68,6 +76,11 @@ KINDS: tuple[KindInfo, ...] = (
     _istio("DestinationRule", "destinationrules", ("dr",), model_destinationrule.DestinationRule),
     _istio("ServiceEntry", "serviceentries", ("se",), model_serviceentry.ServiceEntry),
     _istio("EnvoyFilter", "envoyfilters", ("ef",), model_serviceentry.EnvoyFilter),
+    # Kubernetes Gateway API: `gateway` / `gw` stay Istio's Gateway (as kubectl resolves them with Istio installed).
+    _gateway_api("GatewayClass", "gatewayclasses", ("gc",), model_gatewayapi.GatewayClass, namespaced=False),
+    _gateway_api("Gateway", "gateways", (), model_gatewayapi.Gateway),
+    _gateway_api("HTTPRoute", "httproutes", (), model_gatewayapi.HTTPRoute),
+    _gateway_api("ReferenceGrant", "referencegrants", ("refgrant",), model_gatewayapi.ReferenceGrant),
     KindInfo(GRAYLANE_GROUP, "LocalImage", True, (f"{GRAYLANE_GROUP}/v1alpha1",), "localimages", ("li",),
              model_graylane.LocalImage, strict=True),
 )
@@ -76,7 +89,7 @@ _BY_GROUP_KIND = {(k.group, k.kind): k for k in KINDS}
 _BY_NAME: dict[str, KindInfo] = {}
 for _k in KINDS:
     for _name in (_k.kind.lower(), _k.plural, *_k.short_names):
-        _BY_NAME[_name] = _k
+        _BY_NAME.setdefault(_name, _k)  # the first registered kind keeps a bare name (`gateway`: Istio's)
         _BY_NAME[f"{_name}.{_k.group}" if _k.group else _name] = _k
 
 
