@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from graylane.errors import GraylaneError
+from graylane.mesh import gateway_api
 from graylane.mesh.isolation import Rejection, status_with
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
 from graylane.resources.document import ResourceKey
@@ -373,6 +374,8 @@ class MeshControl:
             log.warning("mesh snapshot not compiled: %s", exc)
             return
         rejected = [Rejection(**{k: v for k, v in r.items() if k != "reason"}) for r in snapshot.get("rejected") or ()]
+        self._gateway_api_status = {(s["group"], s["kind"], s["namespace"] or "default", s["name"]): s["status"]
+                                    for s in snapshot.get(gateway_api.STATUS_KEY) or ()}
         record = PushRecord(self._version, revision, seq, time.time(), rejected=rejected)
         t0 = time.monotonic()
         try:
@@ -421,6 +424,7 @@ class MeshControl:
     # === what the mesh tells about each resource ===
 
     _reported: frozenset[tuple[str, str, str, str, str]] = frozenset()
+    _gateway_api_status: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # noqa: RUF012 (replaced, never mutated)
 
     async def _report(self, resources: list[dict[str, Any]], rejected: list[Rejection], version: int) -> None:
         """A warning event per newly left-out resource; status conditions written through the store."""
@@ -454,7 +458,11 @@ class MeshControl:
             group = str(body.get("apiVersion") or "").rpartition("/")[0]
             kind, name, ns = str(body.get("kind") or ""), str(md.get("name") or ""), str(md.get("namespace") or "")
             rejection = by_key.get((group, kind, ns or "default", name))
-            new = status_with(body, rejection, stamp)
+            if group == gateway_api.GROUP:  # Accepted, ResolvedRefs, Programmed: as istiod writes them
+                wanted = self._gateway_api_status.get((group, kind, ns or "default", name))
+                new = gateway_api.status_update(body, wanted, rejection, stamp)
+            else:
+                new = status_with(body, rejection, stamp)
             if new is not False:
                 set_status(ResourceKey(group, kind, ns, name), new, resource_version=md.get("resourceVersion"))
 
