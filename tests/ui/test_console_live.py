@@ -280,7 +280,7 @@ def test_history_offers_restore_and_edit_then_dry_run(server: ConsoleServer, bro
     revisions = [h["revision"] for h in server.api.get("/api/v1/resources/ConfigMap/history/history").json()["items"]]
     page = browser.new_page()
     page.goto(f"{server.base}/resources/ConfigMap/default/history")
-    page.get_by_role("link", name=f"Edit revision {revisions[0]}, then dry-run").click()
+    page.get_by_role("link", name=f"Edit, then dry-run revision {revisions[0]}").click()
     manifest = page.get_by_label("Manifests (multi-document YAML)")
     expect(manifest).to_have_value(re.compile("value: first"))
     assert "resourceVersion" not in manifest.input_value()
