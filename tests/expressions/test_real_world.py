@@ -3,6 +3,8 @@
 Sources (spinnaker/spinnaker.io at commit 3bc6188):
   REF   = content/en/docs/reference/pipeline/expressions/_index.md
   GUIDE = content/en/docs/guides/user/pipeline/expressions/_index.md
+  OLDGUIDE = spinnaker/spinnaker.github.io pull request #685 (the guide before spinnaker.io)
+  DOCS310 = spinnaker/spinnaker.github.io issue #310 (a wrong date pattern once published in the docs)
   ISSUE = graylane issue 22, "Expressions real users write"
 The execution below holds what each page describes ("a parameter regions of us-east-1,us-west-1,eu-west-1",
 "a stage named Deploy", "an Evaluate Variables stage 'Set My Variables' with environment", ...). Each expected
@@ -106,6 +108,13 @@ DOCUMENTED = [
     # GUIDE "Check precondition": the judgment input decides the branch
     E("#judgment(\"Ask for next step\") == 'clean up'", True, id="guide-judgment-precondition"),
     E('#stage("Deploy")["type"]', "deploy", id="guide-stage-type"),
+    # OLDGUIDE: "You can use methods available to existing types like String"
+    E("'this is a long string'.substring(0,5)", "this ", id="oldguide-substring"),
+    # DOCS310: "MM-DD-YYYY ... will give me the day of year for DD instead of day of month"
+    E("new java.text.SimpleDateFormat('MM-DD-YYYY').format(new java.util.Date())", "03-73-2026",
+      id="docs310-day-of-year-pitfall"),
+    E("new java.text.SimpleDateFormat('mm-dd-yyyy').format(new java.util.Date())", "09-14-2026",
+      id="docs310-minutes-pitfall"),
     # ISSUE 22: constructors and Java idioms users write
     E("new Integer(parameters['iteration']) + 1", 5, id="issue-new-integer"),
     E("parameters.regions.split(',').length", 3, id="issue-split-length"),

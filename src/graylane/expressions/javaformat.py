@@ -423,3 +423,98 @@ def replace_regex(env: MethodEnv, text: str, compiled: Any, replacement: str, fi
             break
     out.add(text[pos:])
     return out.text()
+
+
+# -- SimpleDateFormat.parse ------------------------------------------------------------------------
+
+_NUMERIC = set("yYMLwWDdFuHkKhmsS")
+_ZONE = re.compile(r"(?:UTC|GMT|Z)|([+-])(\d\d):?(\d\d)")
+_DIGITS = re.compile(r"\d+")
+
+
+def _name_at(text: str, pos: int, names: tuple[str, ...]) -> tuple[int, int] | None:
+    """(index, end) of the full or three-letter name at `pos`, case-insensitively, the longest first."""
+    for i, name in sorted(enumerate(names), key=lambda item: -len(item[1])):
+        for candidate in (name, name[:3]):
+            if text[pos:pos + len(candidate)].lower() == candidate.lower():
+                return i, pos + len(candidate)
+    return None
+
+
+def parse_date(env: MethodEnv, fields: list[tuple[str, int | str]], text: str, now_year: int) -> int:
+    """SimpleDateFormat.parse(text) as epoch milliseconds: lenient like Java (Feb 30 is Mar 2), UTC unless the
+    text names a zone; text after the pattern is ignored; a field that does not match is a ParseException."""
+    values = {"y": 1970, "M": 1, "d": 1, "H": 0, "m": 0, "s": 0, "S": 0}
+    pm: bool | None = None
+    offset = 0
+    pos = 0
+
+    def unparseable() -> Exception:
+        return fail(env, f"SimpleDateFormat.parse: {text!r} does not match the pattern (ParseException: "
+                         f"Unparseable date: \"{text}\")")
+
+    for i, (letter, value) in enumerate(fields):
+        if not letter:
+            literal = str(value)
+            if not text.startswith(literal, pos):
+                raise unparseable()
+            pos += len(literal)
+            continue
+        assert isinstance(value, int)
+        abutting = i + 1 < len(fields) and fields[i + 1][0] in _NUMERIC
+        if letter in "ML" and value >= 3 or letter == "E":
+            found = _name_at(text, pos, _MONTHS if letter in "ML" else _DAYS)
+            if found is None:
+                raise unparseable()
+            if letter != "E":
+                values["M"] = found[0] + 1
+            pos = found[1]
+            continue
+        if letter in "aG":
+            word = text[pos:pos + 2].upper()
+            if word not in (("AM", "PM") if letter == "a" else ("AD",)):
+                raise unparseable()
+            pm = word == "PM" if letter == "a" else pm
+            pos += 2
+            continue
+        if letter in "zZX":
+            zone = _ZONE.match(text, pos)
+            if zone is None:
+                raise unparseable()
+            if zone.group(1):
+                offset = (int(zone.group(2)) * 60 + int(zone.group(3))) * (1 if zone.group(1) == "+" else -1)
+            pos = zone.end()
+            continue
+        if abutting:  # SimpleDateFormat reads exactly `count` digits when another number follows at once
+            digits = text[pos:pos + value]
+        else:
+            run = _DIGITS.match(text, pos)
+            digits = run.group(0) if run else ""
+        if not digits.isdigit() or len(digits) > 18:
+            raise unparseable()
+        number = int(digits)
+        pos += len(digits)
+        if letter in "yY" and value <= 2 and len(digits) == 2:  # two-digit years: 80 years back, 20 ahead
+            number += (now_year - 80) // 100 * 100
+            if number < now_year - 80:
+                number += 100
+        key = {"Y": "y", "L": "M", "k": "H", "K": "h"}.get(letter, letter)
+        if key == "H" and letter == "k" and number == 24:
+            number = 0
+        values[key] = number
+    hour = values["H"]
+    if "h" in values:
+        hour = values["h"] % 12 + (12 if pm else 0)
+    elif pm and hour < 12:
+        hour += 12
+    year, month = values["y"], values["M"]
+    if not 1 <= year <= 9999:
+        raise fail(env, f"SimpleDateFormat.parse: the year {year} is out of range")
+    try:
+        year += (month - 1) // 12
+        moment = dt.datetime(year, (month - 1) % 12 + 1, 1, tzinfo=dt.UTC) + dt.timedelta(
+            days=values["d"] - 1, hours=hour, minutes=values["m"] - offset, seconds=values["s"],
+            milliseconds=values["S"])
+    except (OverflowError, ValueError):
+        raise fail(env, f"SimpleDateFormat.parse: {text!r} gives a date out of range") from None
+    return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds() * 1000)

@@ -13,7 +13,13 @@ import random
 from typing import Any, ClassVar
 
 from graylane.expressions.errors import LimitExceeded
-from graylane.expressions.javaformat import compile_date_pattern, format_date, java_format, replace_regex
+from graylane.expressions.javaformat import (
+    compile_date_pattern,
+    format_date,
+    java_format,
+    parse_date,
+    replace_regex,
+)
 from graylane.expressions.methods import (
     INT_MAX,
     STRING_METHODS,
@@ -125,6 +131,8 @@ class DateFormat(JavaObject):
 
 DateFormat.METHODS = {
     "format": (1, 1, lambda env, f, value: f.format(env, value)),
+    "parse": (1, 1, lambda env, f, text: JavaDate(parse_date(env, f.fields, need_str(env, text, "the text"),
+                                                             env.clock().year))),
     "toPattern": (0, 0, lambda env, f: f.pattern),
     "toString": (0, 0, lambda env, f: f.java_text()),
 }
