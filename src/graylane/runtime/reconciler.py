@@ -64,6 +64,7 @@ class Runtime:
         self.progress_at: dict[tuple[str, str], float] = {}
         self.seq = 0  # bumps on every endpoint or sidecar change
         self._listeners: list[Callable[[], None]] = []
+        self.extra_sidecars: dict[tuple[str, str], Sidecar] = {}  # processes started elsewhere (Jobs)
         self._published: Callable[[int], bool] = lambda seq: True
         self._wake = asyncio.Event()
         self._dirty = True
@@ -464,7 +465,21 @@ class Runtime:
     def sidecars(self) -> list[Sidecar]:
         return [Sidecar(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels),
                         port=r.rec.sidecar_port, workload=r.rec.deployment, service_account=r.rec.service_account)
-                for r in self.replicas.values()]
+                for r in self.replicas.values()] + list(self.extra_sidecars.values())
+
+    def add_sidecar(self, sidecar: Sidecar) -> None:
+        """An outbound listener for a process the runtime does not run (a Job's container, pipelines' runJob)."""
+        self.extra_sidecars[(sidecar.namespace, sidecar.pod)] = sidecar
+        self._bump()
+
+    def remove_sidecar(self, namespace: str, pod: str) -> None:
+        if self.extra_sidecars.pop((namespace, pod), None) is not None:
+            self._bump()
+
+    def ports_in_use(self) -> set[int]:
+        """Ports of replicas and extra sidecars, so a new listener picks another."""
+        return {p for r in self.replicas.values() for p in (r.rec.port, r.rec.sidecar_port)} | {
+            sc.port for sc in self.extra_sidecars.values()}
 
     def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
         now = time.time()

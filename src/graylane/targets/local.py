@@ -213,7 +213,7 @@ class LocalTarget:
             from graylane.settings import state_dir
             from graylane.targets.local_jobs import LocalJobs
 
-            self._jobs = LocalJobs(self.store, state_dir(), self.account)
+            self._jobs = LocalJobs(self.store, state_dir(), self.account, runtime=self.runtime)
         return self._jobs
 
     async def run_job(self, doc: Document, *, actor: str, namespace_override: str | None = None) -> ResourceKey:

@@ -1,9 +1,11 @@
 """Jobs on the local target: each container of the Job's pod template runs once as a process, to completion.
 
 The pod's environment comes from the runtime's own launch rules (`graylane.runtime.launch.build_launch`: image
-resolution, env/envFrom/valueFrom, Service variables), so a Job sees what a Deployment's replica would. Jobs are
-not stored resources and get no sidecar: their processes reach services directly, not through the data plane.
-Jobs live as long as this control plane; a restarted control plane reports a job it no longer tracks as Failed.
+resolution, env/envFrom/valueFrom, Service variables), so a Job sees what a Deployment's replica would. With the
+local runtime running, the job's pod gets its own sidecar listener on the data plane (the runtime's
+`add_sidecar`), so its calls go through the mesh (`HTTP_PROXY`) as a replica's do; without one (a bare store)
+its processes reach services directly. Jobs are not stored resources; they live as long as this control plane,
+and a restarted control plane reports a job it no longer tracks as Failed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graylane.errors import ValidationError
+from graylane.errors import GraylaneError, ValidationError
 from graylane.resources.document import Document, ResourceKey
 from graylane.runtime.env import PodIdentity
 from graylane.runtime.launch import LaunchProblem, build_launch, index_resources
@@ -27,6 +29,7 @@ from graylane.targets.jobs import JobStatus
 log = logging.getLogger(__name__)
 _KINDS = ("ConfigMap", "Secret", "Service", "LocalImage")
 _PROXY_VARS = ("HTTP_PROXY", "http_proxy")
+SIDECAR_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -54,8 +57,9 @@ def _safe(name: str) -> str:
 class LocalJobs:
     """The local target's job runner (one per target)."""
 
-    def __init__(self, store: Any, state_dir: Path, account: str = "local") -> None:
+    def __init__(self, store: Any, state_dir: Path, account: str = "local", runtime: Any = None) -> None:
         self.store = store
+        self.runtime = runtime
         self.state_dir = state_dir
         self.account = account
         self._jobs: dict[ResourceKey, _Job] = {}
@@ -81,9 +85,11 @@ class LocalJobs:
         res = await asyncio.to_thread(self._resources)
         pod = f"{doc.name}-{os.urandom(3).hex()[:5]}"
         labels = {**((template.get("metadata") or {}).get("labels") or {}), "job-name": doc.name}
+        account = str(spec.get("serviceAccountName") or "default")
+        sidecar = await self._sidecar(namespace, pod, labels, doc.name, account)
         identity = PodIdentity(namespace=namespace, name=pod, labels=labels,
                                annotations=(template.get("metadata") or {}).get("annotations") or {},
-                               port=0, sidecar_port=0, service_account=str(spec.get("serviceAccountName") or "default"))
+                               port=0, sidecar_port=sidecar, service_account=account)
         job = _Job(key, pod, int(time.time() * 1000))
         folder = self.state_dir / "jobs" / _safe(namespace) / _safe(doc.name)
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,7 @@ class LocalJobs:
                 entry.problem = f"{launch.reason}: {launch.message}"
                 entry.exit_code = 128
                 continue
-            env = {k: v for k, v in launch.env.items() if k not in _PROXY_VARS}  # no sidecar for jobs
+            env = dict(launch.env) if sidecar else {k: v for k, v in launch.env.items() if k not in _PROXY_VARS}
             env.pop("PORT", None)
             with entry.log_path.open("wb") as out:
                 entry.proc = await asyncio.create_subprocess_exec(
@@ -108,9 +114,40 @@ class LocalJobs:
         return key
 
     async def _wait(self, job: _Job) -> None:
-        for entry in job.containers:
-            if entry.proc is not None:
-                entry.exit_code = await entry.proc.wait()
+        try:
+            for entry in job.containers:
+                if entry.proc is not None:
+                    entry.exit_code = await entry.proc.wait()
+        finally:
+            if self.runtime is not None and hasattr(self.runtime, "remove_sidecar"):
+                self.runtime.remove_sidecar(job.key.namespace, job.pod)
+
+    async def _sidecar(self, namespace: str, pod: str, labels: dict[str, Any], workload: str, account: str) -> int:
+        """The port of the job pod's data-plane listener once it accepts connections; 0 without a runtime."""
+        runtime = self.runtime
+        if runtime is None or not hasattr(runtime, "add_sidecar"):
+            return 0
+        from graylane.mesh.state import Sidecar
+        from graylane.runtime.replica import free_port
+
+        port = free_port(runtime.ports_in_use())
+        runtime.add_sidecar(Sidecar(namespace=namespace, pod=pod, labels={k: str(v) for k, v in labels.items()},
+                                    port=port, workload=workload, service_account=account))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SIDECAR_TIMEOUT_S
+        while loop.time() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return port
+        runtime.remove_sidecar(namespace, pod)
+        raise GraylaneError(f"job pod {namespace}/{pod}: the data plane opened no sidecar listener on port {port} "
+                            f"within {SIDECAR_TIMEOUT_S:g}s", hint="is the data plane running? `graylane status`")
 
     def status(self, key: ResourceKey) -> JobStatus:
         job = self._jobs.get(key)
