@@ -179,5 +179,12 @@ def test_sigkill_of_the_control_plane_mid_pipeline_recovers_by_itself(tmp_path: 
         status = srv.cli("status").stdout
         assert re.search(rf"^control plane\s+{srv.pid()}\s+running\s+2 \(\S+ ago\)", status, re.M), status
         assert "control plane: last exit killed by signal 9 (SIGKILL)" in status, status
+
+        # `graylane down` stops the supervisor first: nothing it stops afterwards comes back.
+        pids = [int(_record(state, f)["pid"]) for f in ("supervisor.json", "server.json", "dataplane.json")]
+        down = srv.cli("down")
+        assert down.returncode == 0 and down.stdout.splitlines()[0] == f"stopped supervisor (pid {pids[0]})", down
+        assert not any(_alive(pid) for pid in pids)
+        assert not any((state / f).exists() for f in ("supervisor.json", "server.json", "dataplane.json"))
     finally:
         srv.down()

@@ -264,7 +264,9 @@ def _print_status(state: Path) -> None:
     if sup is not None and sup.running:
         table.add_row("supervisor", str(sup.pid), "running", "-", daemons.human_duration(sup.uptime_s), "-")
     else:
-        table.add_row("supervisor", "-", "[red]stopped[/] (nothing restarts the parts; graylane up)", "-", "-", "-")
+        parts_run = any(d is not None and d.running for d in (cp, dp))
+        table.add_row("supervisor", "-", "[red]stopped[/]" + (" (nothing restarts the parts; graylane up)"
+                                                             if parts_run else ""), "-", "-", "-")
     cp_restarts = _restarts_cell(history.get(supervisor.CONTROL_PLANE))
     if cp is not None and cp.running:
         client = ApiClient(cp.url, timeout=3)
