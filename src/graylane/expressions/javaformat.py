@@ -415,7 +415,9 @@ def replace_regex(env: MethodEnv, text: str, compiled: Any, replacement: str, fi
     """String.replaceAll / replaceFirst over an RE2 pattern, with Java's replacement syntax."""
     out = _Out(env)
     pos = 0
-    for match in compiled.finditer(text):
+    for count, match in enumerate(compiled.finditer(text), 1):
+        if count % 4096 == 0 and env.meter is not None:
+            env.meter.check_time()  # a long text may match a million times
         out.add(text[pos:match.start()])
         out.add(_expand(env, replacement, match, compiled.groups, dict(compiled.groupindex)))
         pos = match.end()
