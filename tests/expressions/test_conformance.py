@@ -328,6 +328,16 @@ CONSTRUCTORS = [
     E("T(java.time.LocalDate).now().getDayOfWeek() == T(java.time.DayOfWeek).SATURDAY", True,
       id="dayofweek-weekend-check"),
     E("T(java.time.DayOfWeek).of(5)", "FRIDAY", id="dayofweek-of"),
+    E("T(java.time.LocalDate).now().with(T(java.time.temporal.TemporalAdjusters).next(T(java.time.DayOfWeek).MONDAY))"
+      ".toString()", "2026-03-16", id="temporaladjusters-next-monday"),
+    E("T(java.time.LocalDate).parse('2024-02-10').with(T(java.time.temporal.TemporalAdjusters).lastDayOfMonth())",
+      "2024-02-29", id="temporaladjusters-last-day-leap"),
+    E("T(java.time.LocalDate).now().with(T(java.time.temporal.TemporalAdjusters)"
+      ".dayOfWeekInMonth(-2, T(java.time.DayOfWeek).TUESDAY))", "2026-03-24", id="temporaladjusters-ordinal"),
+    E("T(java.time.LocalDate).now().with(T(java.time.temporal.TemporalAdjusters)"
+      ".dayOfWeekInMonth(0, T(java.time.DayOfWeek).MONDAY))", "2026-02-23", id="temporaladjusters-ordinal-zero"),
+    E("T(java.time.LocalDateTime).now().with(T(java.time.temporal.TemporalAdjusters).firstDayOfYear())",
+      "2026-01-01T15:09:26", id="temporaladjusters-keeps-time"),
 ]
 
 # Java array and String idioms users copy from Java snippets.
@@ -525,8 +535,9 @@ ERROR_CASES = [
     E("new java.text.SimpleDateFormat('yyyy-MM-dd').parse('14.03.2026')", 'Unparseable date: "14.03.2026"',
       id="simpledateformat-parse-bad"),
     E("new int[3]", "arrays (new int[3]) are not supported", id="new-array"),
-    E("T(java.time.temporal.TemporalAdjusters).next(1)",
-      "on Spinnaker's allow-list but Graylane does not support it yet", id="allowed-but-unsupported"),
+    E("T(java.time.temporal.TemporalAdjusters).next('FUNDAY')", "no DayOfWeek named 'FUNDAY'",
+      id="temporaladjusters-bad-day"),
+    E("T(java.time.LocalDate).now().with(5)", "with() takes a TemporalAdjusters value", id="with-non-adjuster"),
     E("T(java.time.temporal.ChronoUnit).HOURS.between(T(java.time.LocalDate).now(), T(java.time.LocalDate).now())",
       "Unsupported unit: Hours", id="chronounit-unsupported"),
     E("new java.time.DayOfWeek()", "java.time.DayOfWeek has no public constructor", id="new-dayofweek"),

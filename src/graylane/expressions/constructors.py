@@ -107,6 +107,7 @@ _INSTEAD = {
     "LocalDateTime": "T(java.time.LocalDateTime).now()", "Instant": "T(java.time.Instant).now()",
     "URLEncoder": 'T(java.net.URLEncoder).encode(text, "UTF-8")',
     "DayOfWeek": "T(java.time.DayOfWeek).MONDAY", "ChronoUnit": "T(java.time.temporal.ChronoUnit).DAYS",
+    "TemporalAdjusters": "T(java.time.temporal.TemporalAdjusters).next(T(java.time.DayOfWeek).MONDAY)",
 }
 
 

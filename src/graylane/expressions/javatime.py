@@ -1,5 +1,5 @@
-"""java.time's enum types on Spinnaker's allow-list: ChronoUnit (`T(ChronoUnit).DAYS.between(a, b)`) and
-DayOfWeek (`T(DayOfWeek).SATURDAY`).
+"""java.time types on Spinnaker's allow-list: ChronoUnit (`T(ChronoUnit).DAYS.between(a, b)`), DayOfWeek
+(`T(DayOfWeek).SATURDAY`) and TemporalAdjusters (`date.with(T(TemporalAdjusters).next(...))`).
 
 Days of the week are their names as text, the same value `LocalDate.getDayOfWeek()` gives here, so
 `T(LocalDate).now().getDayOfWeek() == T(java.time.DayOfWeek).SATURDAY` holds on a Saturday.
@@ -10,7 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from graylane.expressions.methods import MethodEnv, Table, fail, need_int, need_str
+from graylane.expressions.methods import (
+    LOCAL_DATE_METHODS,
+    LOCAL_DATE_TIME_METHODS,
+    MethodEnv,
+    Table,
+    fail,
+    need_int,
+    need_str,
+)
 from graylane.expressions.semantics import Instant, JavaObject, type_name
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
@@ -139,3 +147,101 @@ DAY_OF_WEEK_STATICS: Table = {
     "valueOf": (1, 1, _day_named),
 }
 DAY_OF_WEEK_FIELDS: dict[str, Any] = {name: name for name in DAYS}
+
+
+# -- TemporalAdjusters and LocalDate.with(adjuster) ------------------------------------------------
+
+def _last_day(year: int, month: int) -> int:
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return (following - dt.timedelta(days=1)).day
+
+
+def _in_month(day: dt.date, weekday: int, ordinal: int) -> dt.date:
+    """dayOfWeekInMonth(ordinal, weekday): ordinal 1 is the first, -1 the last, 0 the last of the month before."""
+    if ordinal >= 0:
+        first = day.replace(day=1)
+        return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (ordinal - 1))
+    last = day.replace(day=_last_day(day.year, day.month))
+    return last - dt.timedelta(days=(last.weekday() - weekday) % 7 - 7 * (ordinal + 1))
+
+
+class Adjuster(JavaObject):
+    """A TemporalAdjuster from T(java.time.temporal.TemporalAdjusters); applied by `date.with(adjuster)`."""
+
+    __slots__ = ("describe", "shift")
+    JAVA_TYPE = "TemporalAdjuster"
+
+    def __init__(self, describe: str, shift: Any) -> None:
+        self.describe, self.shift = describe, shift
+
+    def java_text(self) -> str:
+        return f"TemporalAdjusters.{self.describe}"
+
+
+def _weekday(env: MethodEnv, value: Any) -> int:
+    name = need_str(env, value, "the day (T(java.time.DayOfWeek).MONDAY)")
+    if name not in DAYS:
+        raise fail(env, f"no DayOfWeek named {name!r}; names: {', '.join(DAYS)}")
+    return DAYS.index(name)
+
+
+def _relative(env: MethodEnv, value: Any, kind: str) -> Adjuster:
+    wd = _weekday(env, value)
+
+    def shift(d: dt.date) -> dt.date:
+        ahead = (wd - d.weekday()) % 7
+        behind = (d.weekday() - wd) % 7
+        if kind == "next":
+            return d + dt.timedelta(days=ahead or 7)
+        if kind == "nextOrSame":
+            return d + dt.timedelta(days=ahead)
+        if kind == "previous":
+            return d - dt.timedelta(days=behind or 7)
+        return d - dt.timedelta(days=behind)
+    return Adjuster(f"{kind}({DAYS[wd]})", shift)
+
+
+def _fixed(name: str, shift: Any) -> tuple[int, int, Any]:
+    return (0, 0, lambda env: Adjuster(f"{name}()", shift))
+
+
+TEMPORAL_ADJUSTERS_STATICS: Table = {
+    "next": (1, 1, lambda env, d: _relative(env, d, "next")),
+    "nextOrSame": (1, 1, lambda env, d: _relative(env, d, "nextOrSame")),
+    "previous": (1, 1, lambda env, d: _relative(env, d, "previous")),
+    "previousOrSame": (1, 1, lambda env, d: _relative(env, d, "previousOrSame")),
+    "firstDayOfMonth": _fixed("firstDayOfMonth", lambda d: d.replace(day=1)),
+    "lastDayOfMonth": _fixed("lastDayOfMonth", lambda d: d.replace(day=_last_day(d.year, d.month))),
+    "firstDayOfNextMonth": _fixed("firstDayOfNextMonth",
+                                  lambda d: d.replace(day=_last_day(d.year, d.month)) + dt.timedelta(days=1)),
+    "firstDayOfYear": _fixed("firstDayOfYear", lambda d: d.replace(month=1, day=1)),
+    "lastDayOfYear": _fixed("lastDayOfYear", lambda d: d.replace(month=12, day=31)),
+    "firstDayOfNextYear": _fixed("firstDayOfNextYear", lambda d: d.replace(year=d.year + 1, month=1, day=1)),
+    "firstInMonth": (1, 1, lambda env, d: Adjuster("firstInMonth()", _ordinal(env, 1, d))),
+    "lastInMonth": (1, 1, lambda env, d: Adjuster("lastInMonth()", _ordinal(env, -1, d))),
+    "dayOfWeekInMonth": (2, 2, lambda env, n, d: Adjuster("dayOfWeekInMonth()",
+                                                          _ordinal(env, need_int(env, n, "the ordinal"), d))),
+}
+
+
+def _ordinal(env: MethodEnv, ordinal: int, day: Any) -> Any:
+    wd = _weekday(env, day)
+    return lambda d: _in_month(d, wd, ordinal)
+
+
+def with_adjuster(env: MethodEnv, value: Any, adjuster: Any) -> Any:
+    """LocalDate.with(adjuster) / LocalDateTime.with(adjuster): the time of day is kept."""
+    if not isinstance(adjuster, Adjuster):
+        raise fail(env, "with() takes a TemporalAdjusters value, e.g. "
+                        f"T(java.time.temporal.TemporalAdjusters).next(T(java.time.DayOfWeek).MONDAY), "
+                        f"not {type_name(adjuster)}")
+    try:
+        if isinstance(value, dt.datetime):
+            return dt.datetime.combine(adjuster.shift(value.date()), value.time())
+        return adjuster.shift(value)
+    except (OverflowError, ValueError) as exc:
+        raise fail(env, f"date out of range: {exc}") from None
+
+
+LOCAL_DATE_METHODS["with"] = (1, 1, with_adjuster)  # the date tables live in methods; `with` needs adjusters
+LOCAL_DATE_TIME_METHODS["with"] = (1, 1, with_adjuster)

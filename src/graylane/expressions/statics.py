@@ -1,6 +1,7 @@
-"""`T(...)`: the allowed Java types (Math, Integer, Long, Double, Boolean, Byte, String, UUID, LocalDate,
-LocalDateTime, Instant, Date, SimpleDateFormat, Random, URLEncoder, DayOfWeek, ChronoUnit) and their static methods and
-fields, as allow-list tables. The same names are what `new` may construct (see `constructors`).
+"""`T(...)`: the allowed Java types (kork's InstantiationTypeRestrictor: Math, Integer, Long, Double, Boolean,
+Byte, String, UUID, LocalDate, LocalDateTime, Instant, Date, SimpleDateFormat, Random, URLEncoder, DayOfWeek,
+ChronoUnit, TemporalAdjusters) and their static methods and fields, as allow-list tables. The same names
+are what `new` may construct (see `constructors`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from graylane.expressions.javatime import (
     CHRONO_UNIT_STATICS,
     DAY_OF_WEEK_FIELDS,
     DAY_OF_WEEK_STATICS,
+    TEMPORAL_ADJUSTERS_STATICS,
 )
 from graylane.expressions.methods import (
     INT_MAX,
@@ -225,6 +227,7 @@ TYPES: dict[str, tuple[Table, dict[str, Any]]] = {
     "URLEncoder": (URL_ENCODER_STATICS, {}),
     "DayOfWeek": (DAY_OF_WEEK_STATICS, DAY_OF_WEEK_FIELDS),
     "ChronoUnit": (CHRONO_UNIT_STATICS, CHRONO_UNIT_FIELDS),
+    "TemporalAdjusters": (TEMPORAL_ADJUSTERS_STATICS, {}),
     "UUID": ({
         "randomUUID": (0, 0, lambda env: uuid.uuid4()),
         "fromString": (1, 1, lambda env, s: _uuid(env, s)),
@@ -251,10 +254,7 @@ _PACKAGES = {"Math": "java.lang", "Integer": "java.lang", "Long": "java.lang", "
              "Boolean": "java.lang", "Byte": "java.lang", "String": "java.lang", "UUID": "java.util",
              "LocalDate": "java.time", "LocalDateTime": "java.time", "Instant": "java.time", "Date": "java.util",
              "SimpleDateFormat": "java.text", "Random": "java.util", "URLEncoder": "java.net",
-             "DayOfWeek": "java.time", "ChronoUnit": "java.time.temporal"}
-
-# On Spinnaker's allow-list (kork's InstantiationTypeRestrictor) but not implemented here yet.
-UNSUPPORTED_ALLOWED = {"TemporalAdjusters": "java.time.temporal"}
+             "DayOfWeek": "java.time", "ChronoUnit": "java.time.temporal", "TemporalAdjusters": "java.time.temporal"}
 
 
 def _uuid(env: MethodEnv, s: Any) -> uuid.UUID:
@@ -278,9 +278,6 @@ def resolve_type(name: str, position: int | None) -> JavaType:
     simple = name.rsplit(".", 1)[-1]
     if simple in TYPES and name in (simple, qualified_name(simple)):
         return JavaType(simple)
-    if simple in UNSUPPORTED_ALLOWED and name in (simple, f"{UNSUPPORTED_ALLOWED[simple]}.{simple}"):
-        raise EvaluationError(f"type {name} is on Spinnaker's allow-list but Graylane does not support it yet; "
-                              "supported: " + ", ".join(sorted(TYPES)), position=position)
     allowed = ", ".join(sorted(TYPES))
     raise EvaluationError(f"type {name} is not allowed in expressions; allowed: {allowed}", position=position)
 
