@@ -466,6 +466,8 @@ def status_update(body: Mapping[str, Any], wanted: Mapping[str, Any] | None, rej
         old_rec = [c for c in current.get("conditions") or () if isinstance(c, Mapping) and c.get("type") ==
                    "Reconciled"]
         base = {**(new or {}), "conditions": [*(new or {}).get("conditions", []), *old_rec]}
+        if "observedGeneration" in current:
+            base["observedGeneration"] = current["observedGeneration"]
         got = status_with({"status": base}, rejection, stamp)
         new = base if got is False else got  # type: ignore[assignment]
     if (new or None) == (current or None):

@@ -12,6 +12,7 @@ exists (hosts scoped by `exportTo`, subsets, gateways, workloads) in analyzers_i
 from __future__ import annotations
 
 from graylane.resources.analyzers_destinationrule import check_destination_rule
+from graylane.resources.analyzers_gatewayapi import analyze_gateway_api
 from graylane.resources.analyzers_index import ISTIO, Index, to_fqdn
 from graylane.resources.analyzers_matches import check_unreachable
 from graylane.resources.analyzers_virtualservice import (
@@ -49,4 +50,5 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
         elif doc.kind == "DestinationRule":
             findings += check_destination_rule(doc, index)
     findings += check_conflicting_hosts(input_keys, index)
+    findings += analyze_gateway_api(latest.values(), list(merged.values()), index)
     return findings

@@ -1,0 +1,297 @@
+"""Kubernetes Gateway API through the real proxy: Gateway listeners, HTTPRoute matches and precedence, filters,
+weights (exact smooth WRR), invalid backends (500), timeouts, GAMMA mesh routes, attachment and status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from graylane.mesh import gateway_api
+from graylane.mesh.config import compile_snapshot
+from graylane.mesh.isolation import Rejection
+from graylane.mesh.state import MeshOptions
+
+from .helpers import free_port, sidecar
+
+G = "gateway.networking.k8s.io/v1"
+
+
+def service(name: str, app: str, version: str | None = None, ns: str = "default", port: int = 9080) -> dict:
+    selector = {"app": app, **({"version": version} if version else {})}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": selector, "ports": [{"port": port, "name": "http", "targetPort": 9080}]}}
+
+
+def gateway(name: str = "gw", ns: str = "default", listeners: list[dict] | None = None) -> dict:
+    return {"apiVersion": G, "kind": "Gateway", "metadata": {"name": name, "namespace": ns},
+            "spec": {"gatewayClassName": "istio",
+                     "listeners": listeners or [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
+
+
+def route(name: str, rules: list[dict], parents: list[dict] | None = None, ns: str = "default",
+          hostnames: list[str] | None = None, created: str = "") -> dict:
+    md: dict[str, Any] = {"name": name, "namespace": ns, "generation": 1}
+    if created:
+        md["creationTimestamp"] = created
+    spec: dict[str, Any] = {"parentRefs": parents or [{"name": "gw"}], "rules": rules}
+    if hostnames:
+        spec["hostnames"] = hostnames
+    return {"apiVersion": G, "kind": "HTTPRoute", "metadata": md, "spec": spec}
+
+
+def backend(name: str, weight: int | None = None, **extra: Any) -> dict:
+    return {"name": name, "port": 9080, **({"weight": weight} if weight is not None else {}), **extra}
+
+
+def status_of(snapshot: dict, kind: str, name: str) -> dict:
+    [entry] = [s for s in snapshot[gateway_api.STATUS_KEY] if s["kind"] == kind and s["name"] == name]
+    return entry["status"]
+
+
+def conditions(parent: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in parent["conditions"]}
+
+
+@pytest.fixture
+def world(mesh):
+    """Upstreams a, b, c (Services a, b, c; reviews-v1/v2 for app reviews), a gateway port and a sidecar port."""
+    ups = {n: mesh.upstream(n) for n in ("a", "b", "c", "rv1", "rv2", "mirror")}
+    eps = [mesh.endpoint(ups["a"], "a"), mesh.endpoint(ups["b"], "b"), mesh.endpoint(ups["c"], "c"),
+           mesh.endpoint(ups["rv1"], "reviews", "v1"), mesh.endpoint(ups["rv2"], "reviews", "v2"),
+           mesh.endpoint(ups["mirror"], "mirror")]
+    base = [service("a", "a"), service("b", "b"), service("c", "c"), service("reviews", "reviews"),
+            service("reviews-v1", "reviews", "v1"), service("reviews-v2", "reviews", "v2"),
+            service("mirror", "mirror")]
+    gw_port, sc_port = free_port(), free_port()
+
+    def push(resources: list[dict]) -> dict:
+        snap = compile_snapshot([*base, *resources], eps, [sidecar(sc_port)],
+                                MeshOptions(gateway_port_map={80: gw_port}), next(mesh.version), isolate=True)
+        mesh.put(snap)
+        return snap
+
+    def get(path: str, host: str = "example.com", **kw: Any) -> httpx.Response:
+        return httpx.request(kw.pop("method", "GET"), f"http://127.0.0.1:{gw_port}{path}", headers={
+            "host": host, **kw.pop("headers", {})}, timeout=10, follow_redirects=False, **kw)
+
+    return push, get, ups, sc_port
+
+
+def name_of(resp: httpx.Response) -> str:
+    assert resp.status_code == 200, (resp.status_code, resp.text)
+    return resp.json()["name"]
+
+
+def test_bookinfo_style_matches_exact_and_element_wise_prefix(world):
+    push, get, _, _ = world
+    push([gateway(), route("r", [{"matches": [{"path": {"type": "Exact", "value": "/productpage"}},
+                                              {"path": {"type": "PathPrefix", "value": "/static/"}}],
+                                  "backendRefs": [backend("a")]}])])
+    assert name_of(get("/productpage")) == "a"
+    assert name_of(get("/static")) == "a"
+    assert name_of(get("/static/css/x.css?v=1")) == "a"
+    assert get("/staticfoo").status_code == 404  # element-wise, unlike a VirtualService prefix
+    assert get("/productpage/").status_code == 404  # Exact is exact
+    assert get("/other").headers["server"] == "istio-envoy"
+
+
+def test_precedence_exact_longest_prefix_method_headers_queries_then_age(world):
+    push, get, _, _ = world
+    old, new = "2026-01-01T00:00:00Z", "2026-06-01T00:00:00Z"
+    push([gateway(),
+          route("young", [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend("c")]},
+                          {"matches": [{"path": {"type": "Exact", "value": "/x/y"}}], "backendRefs": [backend("b")]}],
+                created=new),
+          route("old", [{"matches": [{"path": {"type": "PathPrefix", "value": "/x"}}], "backendRefs": [backend("a")]},
+                        {"matches": [{"path": {"type": "PathPrefix", "value": "/x"}, "method": "POST"}],
+                         "backendRefs": [backend("b")]},
+                        {"matches": [{"path": {"type": "PathPrefix", "value": "/x"},
+                                      "headers": [{"name": "X-Canary", "value": "1"}]}],
+                         "backendRefs": [backend("c")]},
+                        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend("a")]}],
+                created=old)])
+    assert name_of(get("/x/y")) == "b"  # Exact beats any prefix, from the younger route
+    assert name_of(get("/x/z")) == "a"  # longest prefix
+    assert name_of(get("/x/z", method="POST")) == "b"  # method beats headers
+    assert name_of(get("/x/z", headers={"x-canary": "1"})) == "c"  # a header match beats none
+    assert name_of(get("/elsewhere")) == "a"  # the same match in two routes: the oldest route wins
+
+
+def test_hostnames_and_listener_hostname_intersection(world):
+    push, get, _, _ = world
+    push([gateway(listeners=[{"name": "http", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"}]),
+          route("r1", [{"backendRefs": [backend("a")]}], hostnames=["foo.example.com", "other.org"]),
+          route("r2", [{"backendRefs": [backend("b")]}])])
+    assert name_of(get("/", host="foo.example.com:8080")) == "a"  # the port of Host is ignored
+    assert name_of(get("/", host="bar.example.com")) == "b"
+    assert get("/", host="other.org").status_code == 404  # not in the listener's hostname
+    assert get("/", host="example.com").status_code == 404  # *.example.com does not match example.com
+
+
+def test_header_modifiers_redirect_rewrite_and_mirror(world):
+    push, get, ups, _ = world
+    push([gateway(), route("r", [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/hdr"}}],
+         "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+             "set": [{"name": "X-Set", "value": "s"}], "add": [{"name": "X-Add", "value": "a"}], "remove": ["X-Drop"]}},
+             {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "X-Resp", "value": "r"}]}}],
+         "backendRefs": [backend("a")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+         "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "new.example.com", "statusCode": 301,
+                                                                     "path": {"type": "ReplacePrefixMatch",
+                                                                              "replacePrefixMatch": "/new"}}}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/moved"}}],
+         "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api/v1"}}],
+         "filters": [{"type": "URLRewrite", "urlRewrite": {"hostname": "internal", "path": {
+             "type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}},
+             {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "mirror", "port": 9080}}}],
+         "backendRefs": [backend("b")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/strip"}}],
+         "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
+                                                                    "replacePrefixMatch": "/"}}}],
+         "backendRefs": [backend("c")]},
+        {"matches": [{"path": {"type": "Exact", "value": "/full"}}],
+         "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath",
+                                                                    "replaceFullPath": "/replaced"}}}],
+         "backendRefs": [backend("c")]}])])
+    r = get("/hdr", headers={"x-add": "orig", "x-drop": "1", "x-set": "old"})
+    seen = r.json()["headers"]
+    assert seen["x-set"] == "s" and seen["x-add"] == "orig,a" and "x-drop" not in seen
+    assert r.headers["x-resp"] == "r"
+    r = get("/old/page?q=1")
+    assert r.status_code == 301 and r.headers["location"] == "http://new.example.com/new/page?q=1"
+    assert get("/old").headers["location"] == "http://new.example.com/new"
+    r = get("/moved/x", host="example.com")
+    assert r.status_code == 302 and r.headers["location"] == "https://example.com/moved/x"
+    before = len(ups["mirror"].requests)
+    r = get("/api/v1/items?x=2")
+    assert r.json()["path"] == "/v2/items" and r.json()["headers"]["host"] == "internal"
+    assert get("/api/v1").json()["path"] == "/v2"
+    assert get("/strip/a/b").json()["path"] == "/a/b" and get("/strip").json()["path"] == "/"
+    assert get("/full").json()["path"] == "/replaced"
+    deadline = time.monotonic() + 5
+    while len(ups["mirror"].requests) - before < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ups["mirror"].requests) - before == 2  # responses of the mirror are ignored
+
+
+def test_gamma_mesh_route_weights_exact_and_zero_weight(world):
+    push, _, _, sc_port = world
+    push([route("reviews", [{"backendRefs": [backend("reviews-v1", 90), backend("reviews-v2", 10)]}],
+                parents=[{"kind": "Service", "name": "reviews", "port": 9080}])])
+    with httpx.Client(proxy=f"http://127.0.0.1:{sc_port}", timeout=10) as c:
+        names = [c.get("http://reviews:9080/reviews/0").json()["name"] for _ in range(100)]
+    assert names.count("rv1") == 90 and names.count("rv2") == 10
+    push([route("reviews", [{"backendRefs": [backend("reviews-v1", 0), backend("reviews-v2", 1)]}],
+                parents=[{"group": "", "kind": "Service", "name": "reviews", "port": 9080}])])
+    with httpx.Client(proxy=f"http://127.0.0.1:{sc_port}", timeout=10) as c:
+        assert {c.get("http://reviews:9080/").json()["name"] for _ in range(10)} == {"rv2"}
+
+
+def test_missing_backends_get_500_in_proportion(world):
+    push, get, _, _ = world
+    snap = push([gateway(), route("r", [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/none"}}], "backendRefs": [backend("nope")]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/zero"}}], "backendRefs": [backend("a", 0)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/half"}}],
+         "backendRefs": [backend("a", 1), backend("gone", 1)]}])])
+    assert get("/none").status_code == 500
+    assert get("/zero").status_code == 500
+    codes = [get("/half").status_code for _ in range(200)]
+    assert set(codes) == {200, 500} and 60 <= codes.count(500) <= 140
+    [parent] = status_of(snap, "HTTPRoute", "r")["parents"]
+    assert conditions(parent) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")}
+
+
+def test_request_timeout_is_504(world):
+    push, get, _, _ = world
+    push([gateway(), route("r", [{"timeouts": {"request": "200ms"}, "backendRefs": [backend("a")]}])])
+    assert get("/delay/1").status_code == 504
+    assert name_of(get("/fast")) == "a"
+
+
+def test_attachment_status_reasons_and_reference_grants(world):
+    push, get, _, _ = world
+    other = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "labels": {"gw": "yes"}}}
+    snap = push([other, gateway(listeners=[
+        {"name": "http", "port": 80, "protocol": "HTTP"},
+        {"name": "https", "port": 443, "protocol": "HTTPS",
+         "tls": {"certificateRefs": [{"name": "cert"}]}}]),
+        route("wrong-section", [{"backendRefs": [backend("a")]}], parents=[{"name": "gw", "sectionName": "nope"}]),
+        route("foreign", [{"backendRefs": [backend("a")]}], ns="team",
+              parents=[{"name": "gw", "namespace": "default"}]),
+        route("no-gw", [{"backendRefs": [backend("a")]}], parents=[{"name": "missing"}]),
+        route("cross", [{"backendRefs": [backend("a", namespace="team")]}])])
+    parents = {n: conditions(status_of(snap, "HTTPRoute", n)["parents"][0])
+               for n in ("wrong-section", "foreign", "no-gw", "cross")}
+    assert parents["wrong-section"]["Accepted"] == ("False", "NoMatchingParent")
+    assert parents["foreign"]["Accepted"] == ("False", "NotAllowedByListeners")
+    assert parents["no-gw"]["Accepted"] == ("False", "NoMatchingParent")
+    assert parents["cross"]["ResolvedRefs"] == ("False", "RefNotPermitted")
+    gw = status_of(snap, "Gateway", "gw")
+    assert gw["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]
+    listeners = {lst["name"]: lst for lst in gw["listeners"]}
+    assert listeners["http"]["attachedRoutes"] == 1  # only "cross" attached
+    assert conditions(listeners["https"])["Accepted"] == ("False", "UnsupportedProtocol")
+    assert conditions(gw)["Programmed"] == ("True", "Programmed")
+
+    # Selector namespaces and a ReferenceGrant open the way
+    grant = {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+             "metadata": {"name": "allow", "namespace": "team"},
+             "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
+                      "to": [{"group": "", "kind": "Service"}]}}
+    team_svc = service("a", "a", ns="team")
+    selector = {"name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchLabels": {"gw": "yes"}}}}}
+    default_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "labels": {"gw": "yes"}}}
+    snap = push([other, default_ns, grant, team_svc, gateway(listeners=[selector]),
+                 route("foreign", [{"matches": [{"path": {"type": "PathPrefix", "value": "/team"}}],
+                                    "backendRefs": [backend("a")]}], ns="team",
+                       parents=[{"name": "gw", "namespace": "default"}]),
+                 route("cross", [{"backendRefs": [backend("a", namespace="team")]}])])
+    assert conditions(status_of(snap, "HTTPRoute", "foreign")["parents"][0])["Accepted"] == ("True", "Accepted")
+    assert conditions(status_of(snap, "HTTPRoute", "cross")["parents"][0])["ResolvedRefs"] == ("True", "ResolvedRefs")
+    # both now reach Service a in team, which has no endpoints there: 503 UH (not the 500 of a refused backend)
+    assert get("/team/x").status_code == 503 and get("/").status_code == 503
+
+
+
+def test_bad_regex_leaves_only_that_route_out(world):
+    push, get, _, _ = world
+    snap = push([gateway(), route("bad", [{"matches": [{"path": {"type": "RegularExpression", "value": "/(?=x)"}}],
+                                           "backendRefs": [backend("b")]}]),
+                 route("good", [{"backendRefs": [backend("a")]}])])
+    assert [r["name"] for r in snap["rejected"]] == ["bad"]
+    assert conditions(status_of(snap, "HTTPRoute", "bad")["parents"][0])["Accepted"] == ("False", "UnsupportedValue")
+    assert name_of(get("/x")) == "a"
+
+
+def test_status_update_keeps_transition_times_and_reports_nothing_when_unchanged():
+    wanted = {"parents": [{"parentRef": {"name": "gw"}, "controllerName": gateway_api.CONTROLLER, "conditions": [
+        {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok", "observedGeneration": 1}]}]}
+    first = gateway_api.status_update({}, wanted, None, "T1")
+    assert first["parents"][0]["conditions"][0]["lastTransitionTime"] == "T1"
+    assert gateway_api.status_update({"status": first}, wanted, None, "T2") is False
+    rejection = Rejection("gateway.networking.k8s.io", "HTTPRoute", "default", "r", "3", 1, "HTTPRoute default/r: x")
+    with_rec = gateway_api.status_update({"status": first}, wanted, rejection, "T3")
+    assert [c["type"] for c in with_rec["conditions"]] == ["Reconciled"]
+    assert gateway_api.status_update({"status": with_rec}, wanted, rejection, "T4") is False
+
+
+def test_graylane_route_explains_an_httproute_request():
+    from graylane.cli.route import explain
+
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a-v1", "namespace": "default"},
+                  "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "a", "version": "v1"}},
+                                                       "spec": {"containers": [{"name": "a", "ports": [
+                                                           {"containerPort": 9080}]}]}}}}
+    resources = [service("a", "a"), service("a-v1", "a", "v1"), deployment, gateway(),
+                 route("r", [{"matches": [{"path": {"type": "PathPrefix", "value": "/shop"}}],
+                              "backendRefs": [backend("a-v1")]}])]
+    result = explain(resources, "http://example.com/shop/cart", gateway="gw")
+    text = str(result)
+    assert "a-v1.default.svc.cluster.local" in text and "default.r.0" in text
