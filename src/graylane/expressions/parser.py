@@ -189,14 +189,14 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
                 return n.TypeRef(_pos(c[0]), name)
         return n.Call(_pos(c[0]), c[0].value, args)
 
-    def qualified(self, c: list[Any]) -> str:
-        return ".".join(token.value for token in c)
+    def qualified(self, c: list[Any]) -> tuple[str, int]:
+        return ".".join(token.value for token in c), _pos(c[0])
 
     def construct(self, c: list[Any]) -> n.Node:
+        name, name_pos = c[1]
         if c[0].value.lower() != "new":  # two names in a row: only `new Type(...)` allows that
-            raise ExpressionSyntaxError(f"unexpected {c[1].split('.')[0]!r} after {c[0].value!r}",
-                                        position=(c[0].end_pos or 0) + 1)
-        return n.New(_pos(c[0]), c[1], _args(c[2]))
+            raise ExpressionSyntaxError(f"unexpected {name.split('.')[0]!r} after {c[0].value!r}", position=name_pos)
+        return n.New(_pos(c[0]), name, _args(c[2]))
 
     def inline_list(self, c: list[Any]) -> n.Node:
         return n.InlineList(_pos(c[0]), _args(c[1]))
