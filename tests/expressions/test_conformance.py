@@ -535,6 +535,7 @@ ERROR_CASES = [
     E("new java.text.SimpleDateFormat('yyyy-MM-dd').parse('14.03.2026')", 'Unparseable date: "14.03.2026"',
       id="simpledateformat-parse-bad"),
     E("new int[3]", "arrays (new int[3]) are not supported", id="new-array"),
+    E("foo  bar(1)", "unexpected 'bar' after 'foo'\nin expression at position 5", id="two-names-in-a-row"),
     E("T(java.time.temporal.TemporalAdjusters).next('FUNDAY')", "no DayOfWeek named 'FUNDAY'",
       id="temporaladjusters-bad-day"),
     E("T(java.time.LocalDate).now().with(5)", "with() takes a TemporalAdjusters value", id="with-non-adjuster"),

@@ -313,6 +313,8 @@ def parse_uncached(text: str) -> n.Node:
         tree = _parser.parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    except ExpressionError as exc:  # raised by a transformer callback while the LALR parser reduces
+        raise exc.located(text) from None
     except VisitError as exc:  # a transformer callback raised: report the underlying error
         inner = exc.orig_exc
         if isinstance(inner, ExpressionError):
