@@ -1,0 +1,118 @@
+"""Istio's Kubernetes Gateway API Bookinfo samples, applied unchanged with `graylane apply` onto a running local
+mesh: bookinfo-gateway.yaml (Gateway + HTTPRoute), the per-version Services of bookinfo-versions.yaml, and the
+mesh (GAMMA) HTTPRoutes route-reviews-v1, -90-10 (exactly 90/10 over 100 pages), -50-v3 and -v3; statuses
+through `graylane get httproute -o yaml`, and `graylane route` over the same files."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from tests.e2e.test_istio_tasks import KUBE, Local
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+from graylane.demos.bookinfo import demo  # noqa: E402
+
+GAPI = demo.DEMO_ROOT / "gateway-api"
+VERSIONS = KUBE / "bookinfo-versions.yaml"
+DEPLOYMENTS = (KUBE / "bookinfo-reviews-v1.yaml", KUBE / "bookinfo-reviews-v2.yaml", KUBE / "bookinfo-reviews-v3.yaml")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
+    state = tmp_path_factory.mktemp("gateway-api") / "state"
+    state.mkdir()
+    env = Local(state)
+    env.cli("up", "--admin-port", str(env.admin_port), "--gateway-port", f"80={env.gateway_port}")
+    try:
+        env.apply(*DEPLOYMENTS, VERSIONS, GAPI / "bookinfo-gateway.yaml", GAPI / "route-reviews-v1.yaml")
+        for name in ("productpage-v1", "details-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3"):
+            env.cli("rollout", "status", f"deploy/{name}")
+        yield env
+    finally:
+        env.cli("down", check=False)
+
+
+def resource_yaml(local: Local, kind: str, name: str, ready: str, timeout: float = 30) -> dict:
+    """`graylane get KIND NAME -o yaml`, polled until `ready` appears in the status (written after the ACK)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = local.cli("get", kind, name, "-o", "yaml").stdout
+        if ready in text or time.monotonic() > deadline:
+            return yaml.safe_load(text)
+        time.sleep(0.3)
+
+
+def conditions(conds: list[dict]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in conds}
+
+
+def test_gateway_and_reviews_v1(local: Local) -> None:
+    assert local.pages(20) == {"none": 20}
+    gw = resource_yaml(local, "gateways.gateway.networking.k8s.io", "bookinfo-gateway", "attachedRoutes: 1")
+    assert conditions(gw["status"]["conditions"]) == {"Accepted": ("True", "Accepted"),
+                                                      "Programmed": ("True", "Programmed")}
+    [listener] = gw["status"]["listeners"]
+    assert listener["name"] == "http" and listener["attachedRoutes"] == 1
+    route = resource_yaml(local, "httproute", "reviews", "ResolvedRefs")
+    [parent] = route["status"]["parents"]
+    assert parent["parentRef"] == {"group": "", "kind": "Service", "name": "reviews", "port": 9080}
+    assert parent["controllerName"] == "istio.io/gateway-controller"
+    assert conditions(parent["conditions"]) == {"Accepted": ("True", "Accepted"),
+                                                "ResolvedRefs": ("True", "ResolvedRefs")}
+    assert all(c["observedGeneration"] == route["metadata"]["generation"] and c["lastTransitionTime"]
+               for c in parent["conditions"])
+    with local.browser() as client:  # only the five bookinfo paths are routed by the HTTPRoute
+        assert client.get("/static/tailwind/tailwind.css").status_code in (200, 404)
+        assert client.get("/nothing-here").status_code == 404
+
+
+def test_reviews_90_10_exactly_over_100_pages(local: Local) -> None:
+    local.apply(GAPI / "route-reviews-90-10.yaml")
+    assert local.pages(100) == {"none": 90, "black": 10}
+
+
+def test_reviews_50_v3_then_v3(local: Local) -> None:
+    local.apply(GAPI / "route-reviews-50-v3.yaml")
+    assert local.pages(100) == {"none": 50, "red": 50}
+    local.apply(GAPI / "route-reviews-v3.yaml")
+    assert local.pages(20) == {"red": 20}
+
+
+def test_missing_backend_status_and_500(local: Local) -> None:
+    broken = local.state.parent / "reviews-missing.yaml"
+    broken.write_text(yaml.safe_dump({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "reviews"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}],
+                 "rules": [{"backendRefs": [{"name": "reviews-v9", "port": 9080}]}]}}))
+    local.cli("apply", "-f", str(broken), "--wait")
+    route = resource_yaml(local, "httproute", "reviews", "BackendNotFound")
+    assert conditions(route["status"]["parents"][0]["conditions"])["ResolvedRefs"] == ("False", "BackendNotFound")
+    with local.browser() as client:  # productpage gets 500 from reviews and says so on the page
+        assert "Error fetching product reviews" in client.get("/productpage").text
+    local.apply(GAPI / "route-reviews-v3.yaml")
+
+
+def test_graylane_route_explains_the_httproutes() -> None:
+    from typer.testing import CliRunner
+
+    from graylane.cli.main import app
+
+    files = ["-f", str(KUBE / "bookinfo-reviews-v1.yaml"), "-f", str(KUBE / "bookinfo-reviews-v2.yaml"),
+             "-f", str(VERSIONS), "-f", str(GAPI / "bookinfo-gateway.yaml"),
+             "-f", str(GAPI / "route-reviews-90-10.yaml")]
+    res = CliRunner().invoke(app, ["route", *files, "--from", "productpage-v1", "http://reviews:9080/reviews/0",
+                                   "--count", "100", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["rule"]["name"] == "default.reviews.0"
+    assert out["split"] == {"outbound|9080||reviews-v1.default.svc.cluster.local": 90,
+                            "outbound|9080||reviews-v2.default.svc.cluster.local": 10}
+    res = CliRunner().invoke(app, ["route", *files, "--gateway", "bookinfo-gateway",
+                                   "http://bookinfo.example/static/x.css", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["rule"]["name"] == "default.bookinfo.0"
