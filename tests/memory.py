@@ -56,23 +56,41 @@ def _sampled_growth(call: Callable[[], T], pid: int | str) -> tuple[T, int]:
     return result, (max(peak[0], _status_kb("VmRSS", pid)) - before) * 1024
 
 
+def _child_peak_kb(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    """Follow the child's own high-water mark (VmHWM of the program it exec'd) until it exits."""
+    while not stop.is_set():
+        try:
+            peak[0] = max(peak[0], _status_kb("VmHWM", pid))
+        except (OSError, AssertionError):  # not exec'd yet, or already a zombie
+            pass
+        stop.wait(0.002)
+
+
 def run_child(args: Sequence[str], *, env: dict[str, str], timeout_s: float = 30.0,
               stdin: str | None = None) -> tuple[subprocess.CompletedProcess[str], int]:
-    """Run a child to completion: (its result, its own peak RSS in bytes, from wait4)."""
+    """Run a child to completion: (its result, its own peak RSS in bytes).
+
+    Not wait4's ru_maxrss: Linux carries the parent's high-water mark across fork and exec into it, so a
+    child of a big pytest process would report pytest's size. The child's VmHWM is followed instead."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as feed:
         feed.write((stdin or "").encode())
         feed.seek(0)
         proc = subprocess.Popen(list(args), env=env, stdin=feed, stdout=out, stderr=err)
         timer = threading.Timer(timeout_s, proc.kill)
         timer.start()
+        stop, peak = threading.Event(), [0]
+        follower = threading.Thread(target=_child_peak_kb, args=(proc.pid, stop, peak), daemon=True)
+        follower.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)  # before anything else reaps it: this child's own rusage
+            _, status, _usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
+            stop.set()
+            follower.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         assert proc.returncode != -9, f"{' '.join(args)} did not finish within {timeout_s}s"
         out.seek(0)
         err.seek(0)
         done = subprocess.CompletedProcess(list(args), proc.returncode, out.read().decode(errors="replace"),
                                            err.read().decode(errors="replace"))
-    return done, usage.ru_maxrss * 1024
+    return done, peak[0] * 1024
