@@ -12,17 +12,23 @@ from typing import Any
 
 DEMO = Path(__file__).resolve().parents[2] / "src/graylane/demos/bookinfo/coding-cd-template/reviews-canary.json"
 RATIO, RELEASE, FULL, END, DELETE = "设置灰度比例", "是否全量发布", "全量发布", "结束发布", "删除基准版本"
+APPLY_RATIO = "灰度比例生效"
 
 
-def judgments_only(name: str = "reviews-judgments") -> dict[str, Any]:
+def judgments_only(name: str = "reviews-judgments", *, apply_ratio: bool = False) -> dict[str, Any]:
+    """The judgments and what they enable; with `apply_ratio`, also the stage that applies the ratio to the
+    VirtualService (its route check off: no workloads run here)."""
     pipeline = json.loads(DEMO.read_text(encoding="utf-8"))
-    keep = {RATIO, RELEASE, FULL, END, DELETE}
+    keep = {RATIO, RELEASE, FULL, END, DELETE} | ({APPLY_RATIO} if apply_ratio else set())
     stages = [s for s in pipeline["stages"] if s["name"] in keep]
     refs = {s["refId"] for s in stages}
     for s in stages:
         s["requisiteStageRefIds"] = [r for r in s.get("requisiteStageRefIds") or [] if r in refs]
         if s["name"] == RELEASE:
-            s["requisiteStageRefIds"] = [next(x["refId"] for x in stages if x["name"] == RATIO)]
+            before = APPLY_RATIO if apply_ratio else RATIO
+            s["requisiteStageRefIds"] = [next(x["refId"] for x in stages if x["name"] == before)]
+        if s["name"] == APPLY_RATIO:
+            s["skipRouteCheck"] = True
     pipeline.update(name=name, stages=stages, triggers=[], limitConcurrent=False)  # tests run several at once
     pipeline.pop("id", None)
     return dict(pipeline)

@@ -73,7 +73,8 @@ def test_overview_executions_and_the_badge_update_live(server: ConsoleServer, wa
     execution_id, overview, executions = waiting
     live = overview.locator("#overview-live")
     expect(live.get_by_role("link", name=RATIO)).to_be_visible()
-    expect(overview.locator("#nav-waiting")).to_have_text("1")
+    expect(overview.locator("#nav-waiting .badge-count")).to_have_text("1")
+    expect(overview.get_by_role("link", name=re.compile(r"^Overview\s*1 judgment waiting for you$"))).to_be_visible()
     expect(executions.get_by_text("No executions yet.")).to_have_count(0)
     row = executions.locator(f"tr[data-execution='{execution_id}']")
     expect(row).to_contain_text("waiting for judgment")
@@ -84,7 +85,7 @@ def test_overview_executions_and_the_badge_update_live(server: ConsoleServer, wa
     server.judge(execution_id, RATIO, customParams={"canary_ratio": "30"})  # judged elsewhere (the CLI)
     expect(live.get_by_role("link", name=RELEASE)).to_be_visible()
     expect(live.get_by_role("link", name=RATIO)).to_have_count(0)  # a finished judgment leaves the list
-    expect(executions.locator("#nav-waiting")).to_have_text("1")
+    expect(executions.locator("#nav-waiting .badge-count")).to_have_text("1")
     no_raw_times(overview)
 
 
@@ -293,3 +294,28 @@ def test_history_offers_restore_and_edit_then_dry_run(server: ConsoleServer, bro
     page.get_by_role("button", name=f"Restore revision {revisions[0]}").click()
     expect(page.get_by_role("status").filter(has_text=f"Restored revision {revisions[0]}")).to_be_visible()
     assert server.api.get("/api/v1/resources/ConfigMap/history").json()["data"] == {"value": "first"}
+
+
+def test_cancel_and_return_traffic_puts_the_virtual_service_back(server: ConsoleServer, browser: Browser) -> None:
+    assert server.api.post("/api/v1/apply", content=ROUTING_70_30).status_code == 200
+    pipeline = server.import_pipeline(judgments_only("reviews-ratio", apply_ratio=True))
+    execution_id = server.start_pipeline(pipeline)
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    server.judge(execution_id, RATIO, customParams={"canary_ratio": "20"})
+    page = browser.new_page()
+
+    def weights() -> list[int]:
+        vs = server.api.get("/api/v1/resources/VirtualService/reviews").json()
+        return [r["weight"] for r in vs["spec"]["http"][0]["route"]]
+
+    page.goto(f"{server.base}/executions/{execution_id}")
+    expect(page.locator("#release").get_by_role("row", name=re.compile(r"^v2 .*20%"))).to_be_visible()
+    assert weights() == [80, 20]
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Cancel and return traffic to the baseline").click()
+    expect(page.get_by_role("status").filter(has_text="Cancel requested")).to_contain_text(
+        "VirtualService default/reviews: back to revision")
+    assert "reviews traffic back as it was" in asked[0] and "VirtualService reviews" in asked[0], asked
+    assert weights() == [70, 30]
+    expect(page.locator("#exe-status")).to_have_text("CANCELED")

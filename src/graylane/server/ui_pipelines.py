@@ -193,6 +193,8 @@ def mount(app: FastAPI) -> None:
     @app.post("/ui/executions/{execution_id}/{action}", response_class=HTMLResponse, include_in_schema=False)
     async def execution_action(request: Request, execution_id: str, action: str) -> HTMLResponse:
         form = await request.form()
+        if action == "cancel-and-return":
+            return await _cancel_and_return(request, execution_id, str(form.get("reason") or ""))
         if action == "restart":
             path = f"/api/v1/executions/{quote(execution_id)}/stages/{quote(str(form.get('stage')))}/restart"
         elif action in ("cancel", "pause", "resume"):
@@ -215,6 +217,39 @@ async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView 
     dr = await api_json(request, "/api/v1/resources/DestinationRule", {"items": []}) if services else {"items": []}
     graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"}) if services else {}
     return release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role)
+
+
+async def _cancel_and_return(request: Request, execution_id: str, reason: str) -> HTMLResponse:
+    """Cancel, then put back each VirtualService this execution changed as it was before its first change
+    (its history names the execution as `pipeline:<id>/<stage>`). Restoring needs the admin role."""
+    payload = {"reason": reason} if reason else {}
+    resp = await api(request, "POST", f"/api/v1/executions/{quote(execution_id)}/cancel", json=payload)
+    if resp.status_code != 200:
+        return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
+    exe = await _execution(request, execution_id) or {}
+    services = set(released_services(exe))
+    listed = await api_json(request, "/api/v1/resources/VirtualService", {"items": []})
+    done: list[str] = []
+    for vs in listed.get("items", []):
+        if not services & {str(h).split(".")[0] for h in (vs.get("spec") or {}).get("hosts") or []}:
+            continue
+        ns, name = vs["metadata"].get("namespace", "default"), vs["metadata"]["name"]
+        base = f"/api/v1/resources/VirtualService/{quote(name)}"
+        items = (await api_json(request, f"{base}/history", {"items": []}, params={"namespace": ns}))["items"]
+        ours = [h for h in items if str(h.get("actor", "")).startswith(f"pipeline:{execution_id}/")]
+        before = [h for h in items if ours and h["revision"] < ours[0]["revision"] and not h.get("deleted")]
+        if not ours:
+            done.append(f"VirtualService {ns}/{name}: this execution did not change it")
+        elif not before:
+            done.append(f"VirtualService {ns}/{name}: this execution created it; it stays")
+        else:
+            restored = await api(request, "POST", f"{base}/restore",
+                                 params={"namespace": ns, "revision": before[-1]["revision"]})
+            done.append(f"VirtualService {ns}/{name}: " + (
+                f"back to revision {before[-1]['revision']}, from before this execution"
+                if restored.status_code == 200 else f"not restored: {error_text(restored)}"))
+    text = "Cancel requested. " + ("; ".join(done) + "." if done else "No VirtualService to return.")
+    return _fragment(request, "fragments/message.html", error=None, ok=text)
 
 
 async def _execution_rows(request: Request) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ class ReleaseView:
     waiting: dict[str, Any] | None  # the first running judgment the reader may judge
     status: str
     actions: list[str] = field(default_factory=list)  # pause / resume / cancel where they apply
+    deployed: list[str] = field(default_factory=list)  # "Kind name" of what its deploy stages applied
 
 
 def _short(host: Any) -> str:
@@ -55,6 +56,20 @@ def released_services(execution: dict[str, Any]) -> list[str]:
             for host in hosts or []:
                 if host and "${" not in str(host) and _short(host) not in out:
                     out.append(_short(host))
+    return out
+
+
+def deployed_objects(execution: dict[str, Any]) -> list[str]:
+    """What the execution's finished deploy stages applied ("Deployment reviews-v2"): what a cancel leaves."""
+    out: list[str] = []
+    for stage in execution.get("stages") or []:
+        if stage.get("type") != "deployManifest" or stage.get("status") not in ("SUCCEEDED", "RUNNING"):
+            continue
+        for m in (stage.get("outputs") or {}).get("manifests") or []:
+            if isinstance(m, dict):
+                text = f"{m.get('kind', '?')} {(m.get('metadata') or {}).get('name', '?')}"
+                if text not in out:
+                    out.append(text)
     return out
 
 
@@ -126,4 +141,4 @@ def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any
     status = str(execution.get("status") or "")
     actions = {"RUNNING": ["pause", "cancel"], "PAUSED": ["resume", "cancel"],
                "NOT_STARTED": ["cancel"], "BUFFERED": ["cancel"], "SUSPENDED": ["cancel"]}.get(status, [])
-    return ReleaseView(services, current, waiting, status, actions)
+    return ReleaseView(services, current, waiting, status, actions, deployed_objects(execution))
