@@ -122,12 +122,11 @@ def test_healthz_answers_while_a_hostile_expression_runs(server_env: dict[str, s
 
     worker = threading.Thread(target=evaluate)
     worker.start()
-    waits: list[float] = []
+    answered_meanwhile = 0  # /healthz answers that came back while the expression was still being evaluated
     time.sleep(0.2)  # let the evaluation start
     while worker.is_alive():
-        sent = time.monotonic()
         assert http.get("/healthz").status_code == 200
-        waits.append(time.monotonic() - sent)
+        answered_meanwhile += worker.is_alive()
         time.sleep(0.05)
     worker.join()
     response = answer["response"]
@@ -135,5 +134,5 @@ def test_healthz_answers_while_a_hostile_expression_runs(server_env: dict[str, s
     body = response.json()
     assert body["failed"] is True
     assert "took longer than 2s" in str(body["summary"])
-    assert waits, "the evaluation finished before /healthz was asked"
-    assert max(waits) < 1.0, f"/healthz waited {max(waits):.2f}s behind the expression"
+    # On the event loop the first /healthz would wait for the whole 2 s evaluation: at most one answer, after it.
+    assert answered_meanwhile >= 3, f"only {answered_meanwhile} /healthz answers during the evaluation"
