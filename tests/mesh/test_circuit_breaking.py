@@ -91,7 +91,7 @@ def test_an_ejection_ends_with_the_destination_rule_that_configured_it(mesh):
 
 def test_the_interval_timer_returns_an_ejected_host_without_any_request(mesh):
     port = free_port()
-    policy = {"outlierDetection": {"consecutive5xxErrors": 1, "interval": "50ms", "baseEjectionTime": "100ms",
+    policy = {"outlierDetection": {"consecutive5xxErrors": 1, "interval": "50ms", "baseEjectionTime": "1500ms",
                                    "maxEjectionPercent": 100}}
     httpbin(mesh, port, policy, upstream="flaky", status=500)
     with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=10) as c:
