@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -256,3 +257,21 @@ def test_sign_in_and_out(direct_page):
     # A forged cookie is not a session.
     forged = get(f"{page.url}/productpage", cookies={"session": "eyJ1c2VyIjoiamFzb24ifQ.forged"}).text
     assert "signed-in-user" not in forged
+
+
+# ---- fault knobs (a "bad" canary one env away) -----------------------------------------------------------------
+
+def test_reviews_fault_knobs_fail_an_exact_share_and_add_latency(services):
+    bad = services("reviews", FAULT_ERROR_PERCENT="25", FAULT_DELAY_MS="150")
+    codes = []
+    started = time.monotonic()
+    for _ in range(8):
+        codes.append(get(f"{bad.url}/reviews/0").status_code)
+    elapsed = time.monotonic() - started
+    assert codes == [200, 200, 200, 500, 200, 200, 200, 500]
+    assert elapsed >= 8 * 0.150  # every answer waited the added latency (a lower bound: never flaky)
+    assert get(f"{bad.url}/health").status_code == 200  # readiness is never affected
+
+
+def test_reviews_without_fault_knobs_never_fails(backends):
+    assert {get(f"{backends['v1'].url}/reviews/0").status_code for _ in range(20)} == {200}

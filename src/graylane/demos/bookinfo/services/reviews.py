@@ -1,7 +1,13 @@
-"""Bookinfo `reviews`: two reviews of the book; v2/v3 add stars from `ratings` (Istio's Java service)."""
+"""Bookinfo `reviews`: two reviews of the book; v2/v3 add stars from `ratings` (Istio's Java service).
+
+Two optional knobs, off by default, make a "bad" version one Deployment env away (for canary analysis demos):
+`FAULT_ERROR_PERCENT` (0-100: that share of /reviews requests answers 500, spread evenly and exactly: 10 means
+every tenth request) and `FAULT_DELAY_MS` (added to every /reviews answer). /health is never affected."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import sys
@@ -35,6 +41,33 @@ def star_color() -> str:
 def ratings_timeout() -> float:
     """The intentional asymmetry used by Istio's fault-injection task: 10 s for black stars (v2), 2.5 s otherwise."""
     return 10.0 if star_color() == "black" else 2.5
+
+
+def fault_error_percent() -> float:
+    try:
+        value = float(os.environ.get("FAULT_ERROR_PERCENT") or 0)
+    except ValueError:
+        return 0.0
+    return min(max(value, 0.0), 100.0)
+
+
+def fault_delay_s() -> float:
+    try:
+        return max(float(os.environ.get("FAULT_DELAY_MS") or 0), 0.0) / 1000
+    except ValueError:
+        return 0.0
+
+
+_requests = itertools.count()
+
+
+def injected_error(n: int, percent: float) -> bool:
+    """Whether request number `n` (0-based) fails: exactly `percent`% of any run of requests, evenly spread.
+
+    >>> [injected_error(n, 25) for n in range(8)]
+    [False, False, False, True, False, False, False, True]
+    """
+    return int((n + 1) * percent / 100) > int(n * percent / 100)
 
 
 def pod_name() -> str:
@@ -92,6 +125,11 @@ def _stars(ratings: dict[str, Any], reviewer: str) -> int:
 
 
 async def reviews(request: Request) -> Response:
+    delay, percent = fault_delay_s(), fault_error_percent()
+    if delay:
+        await asyncio.sleep(delay)
+    if percent and injected_error(next(_requests), percent):
+        return Response('{"error": "injected by FAULT_ERROR_PERCENT"}', status_code=500, media_type="application/json")
     raw = request.path_params["product_id"]
     try:
         product_id = str(int(raw, 10)) if raw.lstrip("-").isdigit() else None
