@@ -201,3 +201,38 @@ def test_a_data_plane_crashing_three_times_in_a_row_starts_without_its_kept_snap
     assert kept.exists()
     set_aside_kept_snapshot(state_dir, 3)
     assert not kept.exists() and kept.with_name("proxy-snapshot.json.crashed").read_text() == '{"version": 7}'
+
+
+def test_a_warm_standby_data_plane_serves_once_activated(state_dir: Path) -> None:
+    from tests.conftest import free_port
+
+    from graylane.runtime import daemons
+    from graylane.runtime.socket_keeper import SocketKeeper
+    from graylane.runtime.standby import Standby
+
+    admin = free_port()
+    standby = Standby(daemons.data_plane_argv(state_dir, admin), os.environ)
+    standby.maintain(data_plane_ran_s=0.5)
+    assert standby.proc is None  # not while the active data plane is still starting
+    standby.maintain(data_plane_ran_s=5)
+    assert standby.proc is not None
+    keeper = SocketKeeper()
+    env, fds, theirs = keeper.spawn_args()
+    log = state_dir / "dataplane.log"
+    proc = standby.activate(log, env, fds)
+    theirs.close()
+    assert proc is not None and standby.proc is None
+    try:
+        deadline = time.monotonic() + 30
+        while "data plane admin on" not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        assert f"(warm standby pid {proc.pid})" in log.read_text()
+    finally:
+        proc.kill()
+        proc.wait(10)
+        keeper.close()
+    standby.maintain(data_plane_ran_s=5)
+    assert standby.proc is not None
+    standby.discard()  # the supervisor stops: so does its standby
+    assert standby.proc is None

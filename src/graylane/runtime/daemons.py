@@ -101,18 +101,25 @@ def graylane_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "graylane.cli.main", *args]
 
 
-def start_data_plane(state: Path, admin_port: int, env: dict[str, str] | None = None,
-                     pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-    """`env`/`pass_fds`: what the supervisor hands over (its listening-socket channel and kept sockets)."""
+def data_plane_argv(state: Path, admin_port: int) -> list[str]:
     keep = state / "dataplane"
     keep.mkdir(parents=True, exist_ok=True)
     # The lean entry point: the data plane does not load the CLI (faster start, lower RSS).
-    proc = _spawn([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port),
-                   "--state-dir", str(keep)],
-                  state / "logs" / "dataplane.log", env, pass_fds)
+    return [sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port), "--state-dir", str(keep)]
+
+
+def start_data_plane(state: Path, admin_port: int, env: dict[str, str] | None = None,
+                     pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """`env`/`pass_fds`: what the supervisor hands over (its listening-socket channel and kept sockets)."""
+    proc = _spawn(data_plane_argv(state, admin_port), state / "logs" / "dataplane.log", env, pass_fds)
+    record_data_plane(state, proc, admin_port)
+    return proc
+
+
+def record_data_plane(state: Path, proc: subprocess.Popen[bytes], admin_port: int) -> None:
+    """`dataplane.json` for `proc` (started here, or a warm standby the supervisor activated)."""
     _record(state, DATAPLANE_FILE, proc, admin_port=admin_port, admin_host="127.0.0.1",
             url=f"http://127.0.0.1:{admin_port}")
-    return proc
 
 
 def start_control_plane(state: Path, host: str, port: int) -> subprocess.Popen[bytes]:

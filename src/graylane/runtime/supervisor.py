@@ -6,7 +6,8 @@ pid and kernel start time in its record), notices an exit at once (a pidfd; a 0.
 is none), moves the dead run's log to `<part>.previous.log`, and starts the part again after a backoff:
 the first restart is immediate, then 1 s doubling to a 30 s cap, reset after 20 s of running. It keeps
 the data plane's listening sockets (`socket_keeper.py`), so connections arriving while the data plane is
-dead wait for the next one instead of being refused.
+dead wait for the next one instead of being refused, and a warm standby data plane (`standby.py`), so the
+next one is already started and has its imports done.
 
 Restarts are recorded in `<state>/supervisor.json` (count, last exit, last restart time) for
 `graylane status`. From its third crash in a row the data plane starts without its kept snapshot (it
@@ -37,6 +38,7 @@ from graylane.runtime import daemons
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.process import start_ticks
 from graylane.runtime.socket_keeper import SocketKeeper
+from graylane.runtime.standby import Standby
 
 log = logging.getLogger("graylane.supervisor")
 
@@ -74,6 +76,8 @@ class Part:
     log: Path
     start: Callable[[], subprocess.Popen[bytes]]
     on_crash: Callable[[int], None] | None = None  # called with the consecutive-crash count before a restart
+    while_running: Callable[[float], None] | None = None  # called every step with the seconds it has run
+    close: Callable[[], None] | None = None  # called when the supervisor stops
 
 
 @dataclass
@@ -152,6 +156,9 @@ class Supervisor:
                     os.read(wake_r, 512)
         finally:
             signal.set_wakeup_fd(-1)
+            for slot in self.slots.values():
+                if slot.part.close is not None:
+                    slot.part.close()
             if self.keeper is not None:
                 self.keeper.close()
             with contextlib.suppress(FileNotFoundError):
@@ -174,6 +181,9 @@ class Supervisor:
                     slot.due_mono = self.clock()
         if self._reap() | self._start_due():
             self._write()
+        for slot in self.slots.values():
+            if slot.running is not None and slot.part.while_running is not None:
+                slot.part.while_running(self.clock() - slot.running.started_mono)
         if wait:
             for fd, _event in self.poller.poll(self._timeout_ms()):
                 if self.keeper is not None and self.keeper.owns(fd):
@@ -315,18 +325,25 @@ def standard_parts(state: Path, admin_port: int, host: str | None, port: int | N
                    keeper: SocketKeeper | None = None) -> list[Part]:
     """The data plane, and the control plane unless it runs in a terminal (`graylane up --foreground`)."""
     logs = state / "logs"
+    standby = Standby(daemons.data_plane_argv(state, admin_port), os.environ) if keeper is not None else None
 
     def start_data_plane() -> subprocess.Popen[bytes]:
-        if keeper is None:
+        if keeper is None or standby is None:
             return daemons.start_data_plane(state, admin_port)
         env, fds, theirs = keeper.spawn_args()
         try:
-            return daemons.start_data_plane(state, admin_port, {**os.environ, **env}, fds)
+            proc = standby.activate(logs / "dataplane.log", env, fds)
+            if proc is None:
+                return daemons.start_data_plane(state, admin_port, {**os.environ, **env}, fds)
+            daemons.record_data_plane(state, proc, admin_port)
+            return proc
         finally:
             theirs.close()
 
     parts = [Part(DATA_PLANE, daemons.DATAPLANE_FILE, logs / "dataplane.log", start_data_plane,
-                  on_crash=lambda crashes: set_aside_kept_snapshot(state, crashes))]
+                  on_crash=lambda crashes: set_aside_kept_snapshot(state, crashes),
+                  while_running=standby.maintain if standby else None,
+                  close=standby.discard if standby else None)]
     if host is not None and port is not None:
         parts.append(Part(CONTROL_PLANE, daemons.SERVER_FILE, logs / "server.log",
                           lambda: daemons.start_control_plane(state, host, port)))

@@ -23,9 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--request-timeout", type=float, default=60.0, help="to receive a whole request (408)")
     ap.add_argument("--stream-idle-timeout", type=float, default=300.0,
                     help="without request bytes while a body is incomplete (408, flag SI)")
+    ap.add_argument("--standby-fd", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's warm standby
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from graylane.mesh.proxy.admin import run
+
+    if args.standby_fd is not None:
+        import os
+
+        import graylane.mesh.proxy.server  # noqa: F401 (imported now, not once traffic waits)
+        from graylane.mesh.proxy.handoff import await_activation
+
+        if not await_activation(args.standby_fd, os.environ):
+            return 0
 
     try:
         import uvloop

@@ -7,14 +7,18 @@ descriptor) and every listener it closes (`release`). When the data plane dies, 
 the ports bound: connections arriving meanwhile wait in the kernel's accept queue instead of being refused,
 and the next process accepts them from the very same sockets. Without a supervisor nothing is passed and the
 data plane binds as usual.
+
+The next process is usually a warm standby (`--standby-fd`): started ahead of need, its imports done, it waits
+in `await_activation` until the supervisor sends it its log file, the channel and the kept sockets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -79,3 +83,31 @@ class Handoff:
             log.warning("the supervisor no longer keeps listening sockets: %s", exc)
             self.channel.close()
             self.channel = None
+
+
+def activation_message(env: Mapping[str, str], fds: Sequence[int]) -> bytes:
+    """What the supervisor sends a standby along with the descriptors [log, *fds]: the handoff environment as
+    the supervisor numbered the descriptors, and that numbering."""
+    return json.dumps({"env": dict(env), "fds": list(fds)}).encode()
+
+
+def await_activation(fd: int, environ: MutableMapping[str, str]) -> bool:
+    """A standby: block until the supervisor activates it, then log to the file it sent (stdout and stderr) and
+    put the handoff into `environ` with this process's descriptor numbers. False: the supervisor went away."""
+    with socket.socket(fileno=fd) as channel:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(channel, 1 << 16, 1024)
+        except OSError:
+            return False
+    if not data or not fds:
+        return False
+    spec = json.loads(data)
+    log_fd, passed = fds[0], fds[1:]
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    ours = dict(zip((int(f) for f in spec["fds"]), passed, strict=True))
+    env = dict(spec["env"])
+    environ[ENV_CHANNEL] = str(ours[int(env[ENV_CHANNEL])])
+    environ[ENV_FDS] = json.dumps([[host, port, ours[int(f)]] for host, port, f in json.loads(env[ENV_FDS])])
+    return True
