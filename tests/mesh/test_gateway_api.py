@@ -295,3 +295,96 @@ def test_graylane_route_explains_an_httproute_request():
     result = explain(resources, "http://example.com/shop/cart", gateway="gw")
     text = str(result)
     assert "a-v1.default.svc.cluster.local" in text and "default.r.0" in text
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _findings(text: str, context: list[dict] | None = None) -> list[str]:
+    from graylane.resources.load import load_text
+    from graylane.resources.validate import validate
+
+    return [f.plain() for f in validate(load_text(text, "r.yaml"), context)]
+
+
+BAD_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: "api"}}, {path: {type: Exact, value: "/a//b"}}]
+    filters:
+    - {type: RequestRedirect, requestRedirect: {statusCode: 302}}
+    - {type: URLRewrite, urlRewrite: {hostname: x}}
+    backendRefs: [{name: a, port: 9080}]
+  - backendRefs: [{name: a}]
+    timeouts: {request: 1s, backendRequest: 2s}
+  - matches: [{path: {type: RegularExpression, value: "/(?=x)"}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}]
+    backendRefs: [{name: a, port: 9080}]
+"""
+
+
+def test_validate_applies_the_crd_cel_rules() -> None:
+    text = "\n".join(_findings(BAD_ROUTE))
+    for expected in ("rules[0].matches[0].path.value: value must be an absolute path",
+                     "rules[0].matches[1].path.value: must not contain '//'",
+                     "May specify either httpRouteFilterRequestRedirect or httpRouteFilterRequestRewrite",
+                     "RequestRedirect filter must not be used together with backendRefs",
+                     "rules[1].backendRefs[0]: Must have port for Service reference",
+                     "backendRequest timeout cannot be longer than request timeout",
+                     "rules[2].matches[0].path.value: invalid RE2 regular expression",
+                     "exactly one PathPrefix match must be specified"):
+        assert expected in text, text
+
+
+def test_validate_schema_weight_range_and_enums() -> None:
+    text = "\n".join(_findings("""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: w}
+spec:
+  rules:
+  - backendRefs: [{name: a, port: 9080, weight: 1000001}]
+    filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]
+"""))
+    assert "backendRefs[0].weight: Input should be less than or equal to 1000000" in text
+    assert "requestRedirect.statusCode: must be one of 301, 302, 303, 307 or 308" in text
+
+
+def test_validate_reports_missing_backends_and_parents_and_refused_grants() -> None:
+    context = [service("a", "a"), service("a", "a", ns="team")]
+    text = "\n".join(_findings("""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP}, {name: https, port: 443, protocol: HTTPS}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw}, {name: nogw}, {kind: Service, name: nosvc, port: 9080}]
+  rules:
+  - backendRefs: [{name: missing, port: 9080}, {name: a, port: 9999}, {name: a, namespace: team, port: 9080}]
+""", context))
+    assert 'spec.parentRefs[1].name: Referenced parent Gateway not found: "default/nogw"' in text
+    assert 'Referenced parent Service not found: "default/nosvc"' in text
+    assert 'Referenced backendRef Service not found: "default/missing"' in text
+    assert 'Referenced backendRef Service port not found: "default/a:9999"' in text
+    assert "no ReferenceGrant in team allows HTTPRoutes from default" in text
+    assert "tls mode must be set for protocol HTTPS" in text
+
+
+def test_istio_bookinfo_gateway_api_samples_validate_clean() -> None:
+    from graylane.demos.bookinfo import demo
+    from graylane.resources.load import load_paths
+    from graylane.resources.validate import validate
+
+    root = demo.DEMO_ROOT
+    docs = load_paths([root / "gateway-api", root / "platform" / "kube"])
+    assert [f.plain() for f in validate(docs)] == []

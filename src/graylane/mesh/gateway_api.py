@@ -370,6 +370,24 @@ def translate(by_kind: dict[str, list[dict[str, Any]]], services: Mapping[str, M
             out.statuses.append(_entry(gw, _gateway_status(gw, listeners.get(f"{ns}/{name}", []), options,
                                                            rejection)))
     out.virtual_services = _virtual_services(groups)
+    out.warnings += _shadowed(groups, by_kind.get("VirtualService") or [], suffix)
+    return out
+
+
+def _shadowed(groups: Mapping[tuple[str, ...], Any], vss: list[dict[str, Any]], suffix: str) -> list[str]:
+    """Mesh HTTPRoutes for a Service that a VirtualService also routes: the VirtualService (older) wins."""
+    out = []
+    mesh_hosts = {key[3] for key in groups if key[0] == "mesh"}
+    for vs in vss:
+        name, ns = meta(vs)
+        spec = vs.get("spec") or {}
+        if "mesh" not in (spec.get("gateways") or ["mesh"]):
+            continue
+        for h in spec.get("hosts") or ():
+            fqdn = str(h) if "." in str(h) else f"{h}.{ns}.svc.{suffix}"
+            if fqdn in mesh_hosts:
+                out.append(f"VirtualService {ns}/{name} routes {fqdn} in the mesh: HTTPRoutes whose parentRef is "
+                           "that Service are not used (delete the VirtualService to route with them)")
     return out
 
 
