@@ -92,7 +92,8 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
 
     # Start reviews-canary from the form generated from its parameterConfig.
     page.goto(f"{base}/pipelines")
-    page.get_by_role("row", name="reviews-canary").get_by_role("link", name="Start…").click()
+    page.get_by_role("row").filter(has=page.get_by_role("cell", name="reviews-canary", exact=True)) \
+        .get_by_role("link", name="Start…").click()  # not reviews-canary-httproute
     assert page.get_by_label("基准版本 (base version)").input_value() == "v1"
     page.get_by_label("灰度版本 (canary version)").fill("v2")
     page.get_by_role("button", name="Start").click()
