@@ -131,6 +131,20 @@ def test_hostnames_and_listener_hostname_intersection(world):
     assert get("/", host="example.com").status_code == 404  # *.example.com does not match example.com
 
 
+def test_the_most_specific_hostname_owns_its_requests(world):
+    push, get, _, _ = world
+    push([gateway(),
+          route("specific", [{"matches": [{"path": {"type": "PathPrefix", "value": "/only"}}],
+                              "backendRefs": [backend("a")]}], hostnames=["foo.example.com"]),
+          route("wild", [{"backendRefs": [backend("b")]}], hostnames=["*.example.com"]),
+          route("any", [{"matches": [{"path": {"type": "Exact", "value": "/any"}}], "backendRefs": [backend("c")]}])])
+    assert name_of(get("/only/x", host="FOO.example.com")) == "a"
+    assert get("/elsewhere", host="foo.example.com").status_code == 404  # as Envoy: one virtual host per request
+    assert name_of(get("/elsewhere", host="bar.example.com")) == "b"
+    assert get("/any", host="bar.example.com").json()["name"] == "b"  # *.example.com beats the route without hostnames
+    assert name_of(get("/any", host="other.org")) == "c"
+
+
 def test_header_modifiers_redirect_rewrite_and_mirror(world):
     push, get, ups, _ = world
     push([gateway(), route("r", [

@@ -23,7 +23,7 @@ from typing import Any
 
 from graylane.errors import ValidationError
 from graylane.mesh.config_base import meta, where_of
-from graylane.mesh.gateway_api_rules import Backends, RuleContext, rule_entries
+from graylane.mesh.gateway_api_rules import Backends, RuleContext, regex_escape, rule_entries
 from graylane.mesh.isolation import Rejection, Rejections, group_of, status_with
 from graylane.mesh.state import MeshOptions
 
@@ -425,31 +425,69 @@ def _entry(res: Mapping[str, Any], status: dict[str, Any]) -> dict[str, Any]:
             res.get("kind") != "GatewayClass" else "", "name": name, "status": status}
 
 
-def _virtual_services(groups: Mapping[tuple[str, ...], list[tuple[Any, int, dict[str, Any]]]]) -> list[dict[str, Any]]:
-    def host_rank(key: tuple[str, ...]) -> tuple[Any, ...]:
-        kind, scope, _, host = key
-        # consumer mesh routes (route ns != Service ns) first, as Istio orders them; specific hostnames first
-        producer = kind == "mesh" and host.split(".")[1:2] == [scope]
-        return (kind, producer, host.startswith("*"), -len(host), scope, host)
+def _covers(less: str, more: str) -> bool:
+    """`less` (a wildcard, or `*`) also matches every host `more` matches."""
+    if less == more:
+        return False
+    if less == "*":
+        return True
+    return less.startswith("*.") and (_wild_match(less, more) or (more.startswith("*.") and more.endswith(less[1:])))
 
+
+def _authority(host: str) -> dict[str, str]:
+    """The Host header (any case, any port) for a route hostname, as a full-match RE2 regex."""
+    if host.startswith("*."):
+        return {"regex": f"(?i)[^:]+{regex_escape(host[1:])}(:[0-9]+)?"}
+    return {"regex": f"(?i){regex_escape(host)}(:[0-9]+)?"}
+
+
+def _virtual_services(groups: Mapping[tuple[str, ...], list[tuple[Any, int, dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """One VirtualService per mesh (route namespace, Service), and one per Gateway listener holding every hostname:
+    the most specific hostname's routes first (each guarded by an authority match) and, as Envoy picks one virtual
+    host, a 404 after them when a wider hostname of the listener would otherwise catch the request."""
     out = []
-    for key in sorted(groups, key=host_rank):
-        kind, scope, _, host = key
-        rules = [rule for _, _, rule in sorted(groups[key], key=lambda e: (e[0], e[1]))]
-        if kind == "mesh":
-            ns = scope
-            producer = host.split(".")[1:2] == [ns]
-            name = f"{ns}~{host}"
-            spec = {"hosts": [host], "gateways": ["mesh"], "http": rules, **({} if producer else {"exportTo": ["."]})}
+    gateway_hosts: dict[str, list[str]] = {}
+    mesh_keys = []
+    for key in groups:
+        if key[0] == "mesh":
+            mesh_keys.append(key)
         else:
-            ns, internal = scope.split("/", 1)
-            name = f"{internal}~{host.replace('*', 'wildcard')}"
-            spec = {"hosts": [host], "gateways": [scope], "http": rules}
-        out.append({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                    "metadata": {"name": name, "namespace": ns,
-                                 "annotations": {"internal.istio.io/route-semantics": "gateway"}},
-                    "spec": spec})
+            gateway_hosts.setdefault(key[1], []).append(key[3])
+
+    def ordered(key: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [rule for _, _, rule in sorted(groups[key], key=lambda e: (e[0], e[1]))]
+
+    # consumer mesh routes (route ns != Service ns) first, as Istio orders them
+    for key in sorted(mesh_keys, key=lambda k: (k[3].split(".")[1:2] == [k[1]], k[3], k[1])):
+        _, ns, _, host = key
+        producer = host.split(".")[1:2] == [ns]
+        spec = {"hosts": [host], "gateways": ["mesh"], "http": ordered(key)}
+        if not producer:
+            spec["exportTo"] = ["."]
+        out.append(_vs(f"{ns}~{host}", ns, spec))
+    for scope in sorted(gateway_hosts):
+        hosts = sorted(gateway_hosts[scope], key=lambda h: (h == "*", h.startswith("*"), -len(h), h))
+        rules: list[dict[str, Any]] = []
+        for host in hosts:
+            entries = ordered(("gateway", scope, "", host))
+            if host == "*":
+                rules += entries
+                continue
+            auth = _authority(host)
+            rules += [{**r, "match": [{**m, "authority": auth} for m in r.get("match") or [{}]]} for r in entries]
+            if any(_covers(other, host) for other in hosts):
+                rules.append({"name": f"{host}: no route", "match": [{"authority": auth}],
+                              "directResponse": {"status": 404}})
+        ns, internal = scope.split("/", 1)
+        out.append(_vs(internal, ns, {"hosts": hosts, "gateways": [scope], "http": rules}))
     return out
+
+
+def _vs(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": ns,
+                         "annotations": {"internal.istio.io/route-semantics": "gateway"}},
+            "spec": spec}
 
 
 # --------------------------------------------------------------------------------------------- status writes
