@@ -99,7 +99,7 @@ def test_the_release_view_puts_configured_weights_beside_observed_shares():
     view = release_view(exe, vs, dr, graph, "approver")
     [svc] = view.services
     assert [(v.version, v.configured, v.observed) for v in svc.versions] == [("v1", 70.0, 70.2), ("v2", 30.0, 29.8)]
-    assert svc.requests == 1000 and svc.virtual_service == "default/reviews"
+    assert svc.requests == 1000 and svc.route == "VirtualService default/reviews"
     assert view.current == ["设置灰度比例"] and view.waiting is not None and view.waiting["id"] == "j"
     assert view.actions == ["pause", "cancel"]
 
@@ -111,3 +111,18 @@ def test_pipeline_actors_link_to_their_execution_and_stage():
     assert actor_href("user:alice") is None
     body = {"kind": "ConfigMap", "metadata": {"name": "x", "uid": "u", "resourceVersion": "7"}, "data": {"a": "b"}}
     assert editable_yaml_body(body) == {"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "b"}}
+
+
+def test_an_http_route_release_reads_backend_weights_by_the_services_version():
+    from graylane.ui.release import release_view
+
+    exe = {"status": "RUNNING", "stages": [{"type": "deployManifest", "status": "SUCCEEDED", "context": {"manifests": [
+        {"kind": "HTTPRoute", "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}]}}]}}]}
+    route = {"metadata": {"name": "reviews", "namespace": "default"}, "spec": {
+        "parentRefs": [{"kind": "Service", "name": "reviews"}],
+        "rules": [{"backendRefs": [{"name": "reviews-v1", "weight": 80}, {"name": "reviews-v2", "weight": 20}]}]}}
+    services = [{"metadata": {"name": f"reviews-{v}"}, "spec": {"selector": {"app": "reviews", "version": v}}}
+                for v in ("v1", "v2")]
+    [svc] = release_view(exe, [], [], {}, "admin", [route], services).services
+    assert svc.route == "HTTPRoute default/reviews"
+    assert [(v.version, v.configured) for v in svc.versions] == [("v1", 80.0), ("v2", 20.0)]

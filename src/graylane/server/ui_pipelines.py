@@ -216,7 +216,14 @@ async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView 
     vs = await api_json(request, "/api/v1/resources/VirtualService", {"items": []}) if services else {"items": []}
     dr = await api_json(request, "/api/v1/resources/DestinationRule", {"items": []}) if services else {"items": []}
     graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"}) if services else {}
-    return release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role)
+    routes: dict[str, Any] = {"items": []}
+    kube_services: dict[str, Any] = {"items": []}
+    if services and any(s.get("type") == "deployManifest" and "HTTPRoute" in json.dumps(s.get("context") or {})
+                        for s in exe.get("stages") or []):
+        routes = await api_json(request, "/api/v1/resources/HTTPRoute", None) or routes
+        kube_services = await api_json(request, "/api/v1/resources/Service", None) or kube_services
+    return release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role,
+                        routes.get("items", []), kube_services.get("items", []))
 
 
 async def _cancel_and_return(request: Request, execution_id: str, reason: str) -> HTMLResponse:

@@ -23,7 +23,7 @@ class ServiceRelease:
     service: str
     versions: list[VersionShare]
     requests: int  # requests to the service in the window
-    virtual_service: str | None  # namespace/name of the VirtualService routing it
+    route: str | None  # "VirtualService namespace/name" or "HTTPRoute namespace/name" routing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,15 @@ def released_services(execution: dict[str, Any]) -> list[str]:
             spec = m.get("spec") if isinstance(m, dict) else None
             if not isinstance(spec, dict):
                 continue
-            hosts = spec.get("hosts") if m.get("kind") == "VirtualService" else [spec.get("host")]
+            kind = m.get("kind")
+            if kind == "VirtualService":
+                hosts = spec.get("hosts")
+            elif kind == "DestinationRule":
+                hosts = [spec.get("host")]
+            elif kind == "HTTPRoute":  # Gateway API for the mesh (GAMMA): the parent Service is released
+                hosts = [r.get("name") for r in spec.get("parentRefs") or [] if r.get("kind") == "Service"]
+            else:
+                hosts = []
             for host in hosts or []:
                 if host and "${" not in str(host) and _short(host) not in out:
                     out.append(_short(host))
@@ -94,7 +102,33 @@ def _configured(service: str, virtual_services: list[dict[str, Any]],
             version = subset_versions.get(subset, subset) or "all"
             weights[version] = weights.get(version, 0.0) + weight
         total = sum(weights.values()) or 1.0
-        return {v: round(100 * w / total, 1) for v, w in weights.items()}, name
+        return {v: round(100 * w / total, 1) for v, w in weights.items()}, f"VirtualService {name}"
+    return {}, None
+
+
+def _http_route_weights(service: str, routes: list[dict[str, Any]],
+                        services: list[dict[str, Any]]) -> tuple[dict[str, float], str | None]:
+    """version -> % of the first rule's backendRefs weight, from the HTTPRoute whose parent is the Service;
+    a backend Service's version is its selector's `version` label (else its name)."""
+    selector_version = {(s.get("metadata") or {}).get("name"): ((s.get("spec") or {}).get("selector") or {})
+                        .get("version") for s in services}
+    for route in routes:
+        spec = route.get("spec") or {}
+        if service not in {r.get("name") for r in spec.get("parentRefs") or [] if r.get("kind") == "Service"}:
+            continue
+        meta = route.get("metadata") or {}
+        rules = spec.get("rules") or []
+        weights: dict[str, float] = {}
+        for ref in (rules[0].get("backendRefs") or []) if rules else []:
+            try:
+                weight = float(ref.get("weight", 1))
+            except (TypeError, ValueError):
+                continue
+            version = str(selector_version.get(ref.get("name")) or ref.get("name"))
+            weights[version] = weights.get(version, 0.0) + weight
+        total = sum(weights.values()) or 1.0
+        return ({v: round(100 * w / total, 1) for v, w in weights.items()},
+                f"HTTPRoute {meta.get('namespace', 'default')}/{meta.get('name')}")
     return {}, None
 
 
@@ -126,10 +160,14 @@ def _observed(service: str, graph: dict[str, Any]) -> tuple[dict[str, float], in
 
 
 def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any]],
-                 destination_rules: list[dict[str, Any]], graph: dict[str, Any], role: str) -> ReleaseView:
+                 destination_rules: list[dict[str, Any]], graph: dict[str, Any], role: str,
+                 http_routes: list[dict[str, Any]] | None = None,
+                 kube_services: list[dict[str, Any]] | None = None) -> ReleaseView:
     services = []
     for service in released_services(execution):
         configured, vs_name = _configured(service, virtual_services, _subset_versions(service, destination_rules))
+        if not configured:
+            configured, vs_name = _http_route_weights(service, http_routes or [], kube_services or [])
         observed, requests = _observed(service, graph)
         versions = [VersionShare(v, configured.get(v), observed.get(v))
                     for v in sorted(set(configured) | set(observed))]
