@@ -6,14 +6,13 @@ import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from graylane import __version__
+from graylane import __version__, assembly
 from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
 from graylane.server.auth import AuthMiddleware
 from graylane.server.context import ControlPlane
@@ -34,26 +33,10 @@ API_MODULES = (
     "graylane.server.api.login",
     "graylane.server.api.audit",
 )
-# Modules exposing `async def start(cp: ControlPlane) -> Component | None`, started in this order.
-COMPONENT_MODULES = (
-    "graylane.runtime.component",
-    "graylane.pipelines.component",
-    "graylane.mesh.telemetry.component",
-)
 UI_MODULE = "graylane.server.ui"
 
 _STATUS: dict[type[GraylaneError], int] = {PayloadTooLarge: 413, NotFound: 404, Conflict: 409, ValidationError: 422,
                                            Forbidden: 403}
-
-
-def _optional(module: str) -> Any | None:
-    """Import an area's module; areas that have not landed yet are simply absent."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
 
 
 def create_app(cp: ControlPlane | None = None, *, start_components: bool = True) -> FastAPI:
@@ -66,20 +49,12 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        started: list[Any] = []
-        if start_components:
-            for name in COMPONENT_MODULES:
-                mod = _optional(name)
-                if mod is not None:
-                    comp = await mod.start(cp)
-                    if comp is not None:
-                        started.append(comp)
+        # The control plane's background parts (runtime + mesh control, executor, telemetry): see assembly.py.
+        started = await assembly.start_components(cp) if start_components else []
         try:
             yield
         finally:
-            for comp in reversed(started):
-                with contextlib.suppress(Exception):
-                    await comp.stop()
+            await assembly.stop_components(started)
 
     app = FastAPI(title="Graylane", version=__version__, lifespan=lifespan,
                   docs_url="/api/docs", redoc_url=None)
@@ -128,12 +103,9 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
         return {"status": "ok", "version": __version__}
 
     for name in API_MODULES:
-        mod = _optional(name)
-        if mod is not None:
-            app.include_router(mod.router, prefix=getattr(mod, "prefix", "/api/v1"))
-            if hasattr(mod, "root_router"):  # endpoints outside /api/v1, e.g. /metrics
-                app.include_router(mod.root_router)
-    ui = _optional(UI_MODULE)
-    if ui is not None:
-        ui.mount(app)
+        mod = importlib.import_module(name)
+        app.include_router(mod.router, prefix=getattr(mod, "prefix", "/api/v1"))
+        if hasattr(mod, "root_router"):  # endpoints outside /api/v1, e.g. /metrics
+            app.include_router(mod.root_router)
+    importlib.import_module(UI_MODULE).mount(app)
     return app

@@ -1,0 +1,84 @@
+"""The control-plane assembly: builds and starts the background parts of one control plane, in order: the local
+runtime with the mesh control that compiles and pushes snapshots, the pipeline executor, the mesh telemetry.
+
+The only module that knows them all; it sits above pipelines, runtime and mesh, and below server and cli
+(`server/app.py` starts it in its lifespan). Runtime and mesh never import each other: they meet here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from graylane.mesh.control import MeshControl, load_compiler
+from graylane.mesh.telemetry import component as telemetry_component
+from graylane.pipelines import component as pipelines_component
+from graylane.runtime.backoff import BackoffPolicy
+from graylane.runtime.reconciler import Runtime
+from graylane.settings import state_dir
+
+log = logging.getLogger(__name__)
+
+__all__ = ["COMPONENTS", "Component", "LocalMesh", "start_components", "start_local_mesh", "stop_components"]
+
+
+class Component(Protocol):
+    """A started part of the control plane."""
+
+    async def stop(self) -> None: ...
+
+
+class LocalMesh:
+    """The local runtime (workload processes) and the mesh control fed by its endpoints."""
+
+    def __init__(self, runtime: Runtime, mesh: MeshControl) -> None:
+        self.runtime = runtime
+        self.mesh = mesh
+
+    async def stop(self) -> None:
+        # Workloads keep running: a restarted control plane re-adopts them (`graylane down` stops them).
+        await self.mesh.stop()
+        await self.runtime.stop()
+
+
+async def start_local_mesh(cp: Any) -> LocalMesh | None:
+    """Registers `cp.components["runtime"]` (Runtime) and `cp.components["mesh"]` (MeshControl)."""
+    if cp.settings.get("runtime") is False:
+        return None
+    state = state_dir()
+    backoff = BackoffPolicy(initial_s=float(cp.settings.get("runtime.backoff_initial_s", 10.0)))
+    runtime = Runtime(cp.store, state, backoff=backoff)
+    await runtime.start()
+    publish = getattr(getattr(cp, "bus", None), "publish", None)
+    mesh = MeshControl(cp.store, runtime, state, compiler=load_compiler(), publish=publish)
+    await mesh.start()
+    cp.components["runtime"] = runtime
+    cp.components["mesh"] = mesh
+    log.info("local runtime started in %s (%d replicas adopted)", state, len(runtime.replicas))
+    return LocalMesh(runtime, mesh)
+
+
+# Started in this order, stopped in reverse.
+COMPONENTS: tuple[Callable[[Any], Awaitable[Component | None]], ...] = (
+    start_local_mesh,
+    pipelines_component.start,
+    telemetry_component.start,
+)
+
+
+async def start_components(cp: Any) -> list[Component]:
+    started: list[Component] = []
+    for start in COMPONENTS:
+        comp = await start(cp)
+        if comp is not None:
+            started.append(comp)
+    return started
+
+
+async def stop_components(started: list[Component]) -> None:
+    for comp in reversed(started):
+        try:
+            await comp.stop()
+        except Exception:  # boundary: one part failing to stop must not keep the others running
+            log.warning("stopping %s failed", type(comp).__name__, exc_info=True)
