@@ -32,6 +32,7 @@ demo: install
 test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
 	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
+	  $(STEP) "mypy" $(BIN)/mypy --strict src/graylane/mesh/snapshot.py src/graylane/mesh/routing && \
 	  $(BIN)/pytest
 
 lint:

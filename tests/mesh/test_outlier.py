@@ -3,8 +3,9 @@ multiplier going up with each ejection and down with each healthy interval, max_
 
 from __future__ import annotations
 
+from graylane.mesh.proxy.balance import LoadState
 from graylane.mesh.proxy.outlier import ClusterDetector, OutlierDetectors
-from graylane.mesh.routing import Cluster, ClusterCounters, ClusterPolicy, EndpointState, OutlierPolicy, RouteTable
+from graylane.mesh.routing import Cluster, ClusterEndpoint, ClusterPolicy, OutlierPolicy
 
 
 class Timer:
@@ -40,64 +41,72 @@ class ManualLoop:
         self.now = end
 
 
+_LOADS: dict[int, tuple[Cluster, LoadState]] = {}
+
+
+def load_of(c: Cluster) -> LoadState:
+    """The balancer state the detectors write a cluster's host health into (one per test's cluster)."""
+    return _LOADS.setdefault(id(c), (c, LoadState()))[1]
+
+
 def cluster(n: int = 1, **outlier) -> Cluster:
-    eps = [EndpointState(f"127.0.0.1:{9000 + i}", "127.0.0.1", 9000 + i, f"p{i}", "default", {}, "w", "sa")
-           for i in range(n)]
+    name = "outbound|80||h.default.svc.cluster.local"
+    eps = tuple(ClusterEndpoint((name, f"127.0.0.1:{9000 + i}"), f"127.0.0.1:{9000 + i}", "127.0.0.1", 9000 + i,
+                                f"p{i}", "default", {}, "w", "sa") for i in range(n))
     policy = OutlierPolicy(**{"consecutive_5xx": 1, "interval_s": 10.0, "base_ejection_s": 30.0,
                               "max_ejection_percent": 100.0, **outlier})
-    return Cluster("outbound|80||h.default.svc.cluster.local", "h.default.svc.cluster.local", 80, "",
-                   ClusterPolicy(outlier=policy), eps, ClusterCounters())
+    return Cluster.build(name, "h.default.svc.cluster.local", 80, "", ClusterPolicy(outlier=policy), eps)
 
 
 def test_a_host_returns_at_the_first_interval_tick_after_its_ejection_time():
     loop = ManualLoop()
     c = cluster()
     ep = c.endpoints[0]
-    det = ClusterDetector(loop, c, c.policy.outlier)
+    det = ClusterDetector(loop, c, c.policy.outlier, load_of(c))
     loop.advance(5)
     assert det.record(ep, 503)
-    assert not ep.is_healthy(loop.time())
+    assert not load_of(c).is_healthy(ep, loop.time())
     loop.advance(30)  # t=35: 30 s are over, but no sweep since t=30
-    assert not ep.is_healthy(loop.time())
+    assert not load_of(c).is_healthy(ep, loop.time())
     loop.advance(5)  # t=40: the sweep returns it
-    assert ep.is_healthy(loop.time())
+    assert load_of(c).is_healthy(ep, loop.time())
 
 
 def test_the_ejection_multiplier_grows_per_ejection_and_shrinks_per_healthy_interval():
     loop = ManualLoop()
     c = cluster()
     ep = c.endpoints[0]
-    det = ClusterDetector(loop, c, c.policy.outlier)
+    det = ClusterDetector(loop, c, c.policy.outlier, load_of(c))
     det.record(ep, 500)  # t=0, 30 s
     loop.advance(30)
-    assert ep.is_healthy(loop.time())
+    assert load_of(c).is_healthy(ep, loop.time())
     det.record(ep, 500)  # t=30, ejected again: 2 x 30 s
     assert det.remaining_s(ep) == 60
     loop.advance(60)
-    assert ep.is_healthy(loop.time())  # t=90
+    assert load_of(c).is_healthy(ep, loop.time())  # t=90
     loop.advance(20)  # two healthy sweeps: multiplier 2 -> 0
     det.record(ep, 500)
     assert det.remaining_s(ep) == 30
-    assert ep.times_ejected == 3
+    assert load_of(c).host(ep).times_ejected == 3
 
 
 def test_ejection_time_stops_growing_at_max_ejection_time():
     loop = ManualLoop()
     c = cluster(base_ejection_s=200.0)
     ep = c.endpoints[0]
-    det = ClusterDetector(loop, c, c.policy.outlier)
+    det = ClusterDetector(loop, c, c.policy.outlier, load_of(c))
     for _ in range(4):
         det.record(ep, 500)
         assert det.remaining_s(ep) <= 300  # Envoy's max_ejection_time default
         loop.advance(300)
-        assert ep.is_healthy(loop.time())
+        assert load_of(c).is_healthy(ep, loop.time())
 
 
 def test_successes_reset_the_consecutive_count_and_gateway_errors_count_separately():
     loop = ManualLoop()
     c = cluster(consecutive_5xx=0, consecutive_gateway=2)
     ep = c.endpoints[0]
-    det = ClusterDetector(loop, c, c.policy.outlier)
+    det = ClusterDetector(loop, c, c.policy.outlier, load_of(c))
     assert not det.record(ep, 502)
     assert not det.record(ep, 200)
     assert not det.record(ep, 503)
@@ -109,13 +118,10 @@ def test_successes_reset_the_consecutive_count_and_gateway_errors_count_separate
 def test_a_snapshot_without_outlier_detection_returns_every_host():
     loop = ManualLoop()
     c = cluster(n=2)
-    dets = OutlierDetectors(loop)
-    table = RouteTable({"version": 1})
-    table.clusters = {c.name: c}
-    dets.follow(table)
+    dets = OutlierDetectors(loop, load_of(c))
+    dets.follow({c.name: c})
     assert dets.record(c, c.endpoints[0], 503)
-    plain = Cluster(c.name, c.service, c.port, "", ClusterPolicy(), c.endpoints, c.counters)
-    table.clusters = {c.name: plain}
-    dets.follow(table)
-    assert all(ep.is_healthy(loop.time()) and ep.times_ejected == 0 for ep in c.endpoints)
+    plain = Cluster.build(c.name, c.service, c.port, "", ClusterPolicy(), c.endpoints)
+    dets.follow({c.name: plain})
+    assert all(load_of(c).is_healthy(ep, loop.time()) and load_of(c).host(ep).times_ejected == 0 for ep in c.endpoints)
     assert not dets.by_cluster and all(t.cancelled for t in loop.timers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import weakref
 from collections import Counter
 
 import pytest
@@ -10,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graylane.mesh.config import compile_snapshot
-from graylane.mesh.routing import Outcome, RequestView, RouteTable, WeightedPicker
+from graylane.mesh.proxy.balance import LoadState, WeightedPicker
+from graylane.mesh.routing import Outcome, RequestView, RouteTable
+from graylane.mesh.snapshot import decode_snapshot
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
 
 from .helpers import dr, svc, vs
@@ -27,7 +30,7 @@ SRC = Sidecar("default", "productpage-v1-0", {"app": "productpage", "version": "
 def table(resources: list[dict], endpoints: list[Endpoint] | None = None, sidecars: list[Sidecar] | None = None,
           **options: object) -> RouteTable:
     eps = endpoints if endpoints is not None else [ep("reviews", v) for v in ("v1", "v2", "v3")]
-    return RouteTable(compile_snapshot(resources, eps, sidecars or [SRC], MeshOptions(**options), 1))
+    return RouteTable(decode_snapshot(compile_snapshot(resources, eps, sidecars or [SRC], MeshOptions(**options), 1)))
 
 
 def req(authority: str = "reviews:9080", path: str = "/", method: str = "GET", **headers: str) -> RequestView:
@@ -36,10 +39,16 @@ def req(authority: str = "reviews:9080", path: str = "/", method: str = "GET", *
 
 
 _RNG = random.Random(0)
+_STATES: weakref.WeakKeyDictionary[RouteTable, LoadState] = weakref.WeakKeyDictionary()
+
+
+def state(t: RouteTable) -> LoadState:
+    """The balancer state of one table (what the proxy keeps across requests)."""
+    return _STATES.setdefault(t, LoadState())
 
 
 def route(t: RouteTable, r: RequestView, listener: str = "sidecar~default~productpage-v1-0", explain: bool = False):
-    return t.route(r, t.listeners[listener], _RNG, explain=explain)
+    return t.route(r, t.listeners[listener], _RNG, state(t), explain=explain)
 
 
 BASE = [svc("reviews"), dr("reviews", ["v1", "v2", "v3"])]
@@ -74,9 +83,9 @@ def test_short_name_from_another_namespace_does_not_resolve():
 def test_unknown_hosts_pass_through_unless_registry_only():
     t = table(BASE)
     assert route(t, req("api.example.com:8443")).endpoint.address == "api.example.com:8443"
-    snap = dict(t.snapshot)
+    snap = dict(t.snapshot.document)
     snap["options"] = {**snap["options"], "outbound_traffic_policy": "REGISTRY_ONLY"}
-    strict = RouteTable(snap)
+    strict = RouteTable(decode_snapshot(snap))
     assert route(strict, req("api.example.com")).outcome is Outcome.NO_ROUTE
 
 
@@ -172,7 +181,7 @@ def test_random_option_picks_per_request():
     t = table([*BASE, vs("reviews", ["reviews"], [{"route": [to("v1", 50), to("v2", 50)]}])],
               load_balancing="random")
     rng = random.Random(3)
-    seq = [t.route(req(), t.listeners["sidecar~default~productpage-v1-0"], rng).destination.subset
+    seq = [t.route(req(), t.listeners["sidecar~default~productpage-v1-0"], rng, state(t)).destination.subset
            for _ in range(200)]
     assert 60 < seq.count("v1") < 140
     assert any(a == b for a, b in zip(seq, seq[1:], strict=False))  # not a strict alternation
@@ -248,7 +257,7 @@ def test_round_robin_visits_every_endpoint_in_turn():
 def test_least_request_avoids_the_busy_endpoint():
     t = lb_table({"simple": "LEAST_REQUEST"})
     busy = t.clusters["outbound|9080|v1|reviews.default.svc.cluster.local"].endpoints[0]
-    busy.active = 100
+    state(t).host(busy).active = 100
     assert all(route(t, req()).endpoint is not busy for _ in range(50))
 
 
@@ -256,7 +265,7 @@ def test_consistent_hash_on_header_sticks_and_spreads():
     t = lb_table({"consistentHash": {"httpHeaderName": "x-user"}})
     for user in ("a", "b", "c"):
         assert len({t.route(req(x_user=user), t.listeners["sidecar~default~productpage-v1-0"],
-                            random.Random(i)).endpoint.pod for i in range(10)}) == 1
+                            random.Random(i), state(t)).endpoint.pod for i in range(10)}) == 1
     assert len({route(t, req(x_user=f"u{i}")).endpoint.pod for i in range(60)}) > 1
 
 
@@ -271,7 +280,7 @@ def test_consistent_hash_cookie_is_generated_when_ttl_is_set():
 def test_consistent_hash_cookie_draws_from_an_injected_source():
     t = lb_table({"consistentHash": {"httpCookie": {"name": "sess", "ttl": "60s"}}})
     cluster = route(t, req()).cluster
-    cookies = [cluster.pick(req(), random.Random(1), 0.0, cookie_bits=random.Random(7).getrandbits)[1]
+    cookies = [cluster.pick(req(), random.Random(1), 0.0, state(t), cookie_bits=random.Random(7).getrandbits)[1]
                for _ in range(2)]
     assert cookies[0] == cookies[1] == format(random.Random(7).getrandbits(64), "016x")
     assert cluster.hash_key(req(), random.Random(7).getrandbits) == (cookies[0], cookies[0])

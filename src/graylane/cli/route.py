@@ -61,7 +61,10 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
     from urllib.parse import urlsplit
 
     from graylane.mesh.config import compile_snapshot, endpoints_from_deployments
+    from graylane.mesh.proxy.balance import LoadState
+    from graylane.mesh.proxy.faults import roll
     from graylane.mesh.routing import Outcome, RequestView, RouteTable, split_host_port
+    from graylane.mesh.snapshot import decode_snapshot
     from graylane.mesh.state import MeshOptions, Sidecar
 
     if bool(source) == bool(gateway):
@@ -94,7 +97,7 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
                                 dict((tmpl.get("metadata") or {}).get("labels") or {}), 1, name,
                                 str((tmpl.get("spec") or {}).get("serviceAccountName") or "default")))
     snapshot = compile_snapshot(resources, endpoints, sidecars, MeshOptions(gateway_port_map={}), 1)
-    table = RouteTable(snapshot)
+    table = RouteTable(decode_snapshot(snapshot))
     for cluster in table.clusters.values():
         if cluster.subset and not cluster.endpoints:
             what = ("no ready replica matches it" if live is not None and live.endpoints is not None
@@ -121,7 +124,7 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         hmap[k] = f"{hmap[k]},{v}" if k in hmap else v
     port = listener.server_port if listener.kind == "gateway" else split_host_port(authority, 80)[1]
     req = RequestView(method.upper(), path, authority, hmap, parts.scheme or "http", port)
-    d = table.route(req, listener, random.Random(0), explain=True)
+    d = table.route(req, listener, random.Random(0), LoadState(), explain=True)
     rule = d.rule
     out: dict[str, Any] = {
         "input": f"live mesh at {live.url}" if live is not None else "files",
@@ -150,31 +153,33 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         out["timeout"] = f"{rule.timeout_s:g}s" if rule.timeout_s else "none (Istio default: disabled)"
         out["retries"] = rule.retries.describe()
         fault = {}
-        if rule.delay_percent:
-            fault["delay"] = f"{rule.delay_s:g}s for {rule.delay_percent:g}% (DI)"
-        if rule.abort_percent:
-            fault["abort"] = f"HTTP {rule.abort_status} for {rule.abort_percent:g}% (FI, 'fault filter abort')"
+        if rule.fault is not None and rule.fault.delay_percent:
+            fault["delay"] = f"{rule.fault.delay_s:g}s for {rule.fault.delay_percent:g}% (DI)"
+        if rule.fault is not None and rule.fault.abort_percent:
+            fault["abort"] = (f"HTTP {rule.fault.abort_status} for {rule.fault.abort_percent:g}% "
+                              "(FI, 'fault filter abort')")
         if fault:
             out["fault"] = fault
         if rule.mirrors:
             out["mirrors"] = [{"host": m.host, "subset": m.subset or None, "percent": m.percent} for m in rule.mirrors]
         if rule.rewrite:
-            out["rewrite"] = dict(rule.rewrite)
+            out["rewrite"] = rule.rewrite.as_istio()
         if rule.redirect:
-            out["redirect"] = dict(rule.redirect)
+            out["redirect"] = rule.redirect.as_istio()
         if rule.direct_response:
-            out["directResponse"] = dict(rule.direct_response)
+            out["directResponse"] = rule.direct_response.as_istio()
     elif d.outcome is Outcome.ROUTED:
         out["timeout"] = "none (Istio default: disabled)"
         out["retries"] = "2 retries on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes " \
                          "codes=[503] (Istio default)"
     if count > 0:
-        fresh = RouteTable(snapshot)  # new round-robin state: the split from the first request on
+        fresh = LoadState()  # new round-robin state: the split from the first request on
         rng = random.Random(0)
         split: Counter[str] = Counter()
         for _ in range(count):
-            di = fresh.route(req, listener, rng, pick_endpoint=False)
-            key = di.cluster_name if di.outcome is Outcome.ROUTED else \
+            di = table.route(req, listener, rng, fresh, pick_endpoint=False)
+            aborted = roll(di.rule.fault, rng).abort_status if di.rule is not None else 0
+            key = f"{aborted} FI" if aborted else di.cluster_name if di.outcome is Outcome.ROUTED else \
                 f"{di.cluster_name + ': ' if di.cluster_name else ''}{di.status} {di.flags or di.outcome.value}"
             split[key] += 1
         out["split"] = dict(split.most_common())

@@ -23,7 +23,7 @@ from graylane.mesh.config_base import parse_duration
 from graylane.mesh.config_base import where_of as _where
 from graylane.mesh.envoyfilter import LOCAL_RATELIMIT, LOCAL_RATELIMIT_TYPE, compile_envoy_filter, listener_rate_limit
 from graylane.mesh.isolation import Rejections
-from graylane.mesh.routing import ClusterPolicy, RouteTable, Rule
+from graylane.mesh.snapshot import decode_cluster_policy, decode_rule, decode_snapshot
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
 
 __all__ = ["GATEWAY_SOURCE", "LOCAL_RATELIMIT", "LOCAL_RATELIMIT_TYPE", "compile_envoy_filter", "compile_snapshot",
@@ -345,7 +345,7 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
                     "service": fqdn, "port": port, "subset": sname, "policy": {**base, **sub_policies.get(port, {})},
                     "endpoints": [e for e in eps if _labels_match(labels, e["labels"])]}
 
-    gapi = gateway_api.translate(by_kind, services, options, rej, lambda rule, where: Rule.load(
+    gapi = gateway_api.translate(by_kind, services, options, rej, lambda rule, where: decode_rule(
         0, _compile_rule(rule, "default", r, where)))  # Gateway API kinds -> internal Gateways + VirtualServices
     by_kind.setdefault("Gateway", []).extend(gapi.gateways)
     by_kind.setdefault("VirtualService", []).extend(gapi.virtual_services)
@@ -413,7 +413,7 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
         "rejected": rej.to_json(),
         gateway_api.STATUS_KEY: gapi.statuses,
     }
-    RouteTable(snapshot)  # validate regexes etc. exactly as the proxy will
+    decode_snapshot(snapshot)  # validate regexes etc. exactly as the proxy will
     return snapshot
 
 
@@ -498,7 +498,7 @@ def _destination_rule(dr: Mapping[str, Any], services: Mapping[str, dict[str, An
     def per_port(tp: Mapping[str, Any] | None, where: str) -> dict[int, dict[str, Any]]:
         out = {port: _traffic_policy(tp, port, where) for port in ports}
         for policy in out.values():
-            ClusterPolicy.load(policy)
+            decode_cluster_policy(policy)
         return out
 
     top = spec.get("trafficPolicy")
@@ -540,7 +540,7 @@ def _virtual_service(vs: Mapping[str, Any], r: _Resolver, by_key: Mapping[str, M
              for compiled in _compile_or_delegate(rule, ns, r, _where(vs, f"spec.http[{i}]"), by_key)]
     for j, rule in enumerate(rules):  # as the proxy will load them (RE2 regexes, string matches)
         try:
-            Rule.load(j, rule)
+            decode_rule(j, rule, f"http[{j}]")
         except ValidationError as exc:
             raise ValidationError(f"{_where(vs)}: {exc.message}") from None
     return {"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],

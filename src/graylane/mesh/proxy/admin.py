@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httptools
 
 from graylane.mesh.proxy.listener import status_line
+from graylane.mesh.snapshot import SnapshotError
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.server import ProxyServer
@@ -76,7 +77,12 @@ class AdminProtocol(asyncio.Protocol):
                 if not isinstance(snapshot, dict):
                     self._send(400, {"nack": None, "reason": "snapshot must be a JSON object"})
                     return
-                ok, reason = await srv.apply(snapshot)
+                try:
+                    decoded = srv.decode(snapshot)
+                except SnapshotError as exc:
+                    ok, reason = srv.reject(str(exc))
+                else:
+                    ok, reason = await srv.apply(decoded)
                 self._send(200, {"ack": version}) if ok else self._send(400, {"nack": version, "reason": reason})
             elif method != "GET":
                 self._send(405, {"error": f"{method} not allowed on {path}"})
@@ -84,7 +90,7 @@ class AdminProtocol(asyncio.Protocol):
                 self._send(200, {"ready": True, "version": srv.table.version, "acked": srv.acked,
                                  "last_nack": srv.last_nack or None})
             elif path == "/config_dump":
-                self._send(200, {"version": srv.table.version, "snapshot": srv.table.snapshot})
+                self._send(200, {"version": srv.table.version, "snapshot": srv.snapshot.document})
             elif path == "/stats/prometheus":
                 self._send_text(200, srv.stats.render(), "text/plain; version=0.0.4")
             elif path == "/clusters":

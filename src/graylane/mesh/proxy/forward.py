@@ -21,6 +21,7 @@ from graylane.mesh.proxy.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
+from graylane.mesh.proxy.faults import ABORT_BODY, roll
 from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
 from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
 from graylane.mesh.proxy.telemetry import Ctx, Telemetry, TelemetryHost
@@ -28,8 +29,8 @@ from graylane.mesh.proxy.tracing import TraceContext, new_id
 from graylane.mesh.routing import (
     PASSTHROUGH,
     Cluster,
+    ClusterEndpoint,
     Destination,
-    EndpointState,
     Listener,
     Outcome,
     RequestView,
@@ -42,6 +43,7 @@ from graylane.mesh.routing import (
 )
 
 if TYPE_CHECKING:
+    from graylane.mesh.proxy.balance import LoadState
     from graylane.mesh.proxy.outlier import OutlierDetectors
     from graylane.mesh.proxy.pool import Pools
     from graylane.mesh.proxy.ratelimit import TokenBucket
@@ -55,6 +57,7 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "t
 # `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
 RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                           b"upgrade", b"server", b"x-envoy-upstream-service-time"))
+DEFAULT_RETRIES = RetryPolicy.istio_default()
 REPLAY_LIMIT = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
 
 
@@ -67,8 +70,10 @@ class ForwardHost(TelemetryHost, Protocol):
     def pools(self) -> Pools: ...
     @property
     def outliers(self) -> OutlierDetectors: ...
+    @property
+    def load(self) -> LoadState: ...
     def listener_bucket(self, listener: Listener) -> TokenBucket | None: ...
-    def inbound_bucket(self, ep: EndpointState) -> TokenBucket | None: ...
+    def inbound_bucket(self, ep: ClusterEndpoint) -> TokenBucket | None: ...
 
 
 class Forwarder:
@@ -114,14 +119,20 @@ class Forwarder:
         if bucket is not None and bucket.is_limited(now, self.rng):
             return await self._local_reply(proto, req, ctx, RateLimited(), extra=bucket.headers)
 
-        decision = table.route(view, listener, self.rng, now)
+        decision = table.route(view, listener, self.rng, server.load, now)
         ctx.decision = decision
         # Istio labels traffic to hosts outside the registry with the PassthroughCluster as its service.
         ctx.service = decision.host if decision.cluster_name != PASSTHROUGH else PASSTHROUGH
         rule = decision.rule
-        if decision.delay_s:
-            ctx.flags.append("DI")
-            await asyncio.sleep(decision.delay_s)
+        if rule is not None and rule.fault is not None:
+            fault = roll(rule.fault, self.rng)
+            if fault.delay_s:
+                ctx.flags.append("DI")
+                await asyncio.sleep(fault.delay_s)
+            if fault.abort_status:
+                ctx.flags.append("FI")
+                return await self._respond(proto, req, ctx, fault.abort_status, ABORT_BODY,
+                                           [("content-type", "text/plain")])
         outcome = decision.outcome
         if outcome is not Outcome.ROUTED:
             return await self._decision_reply(proto, req, ctx, decision, view)
@@ -141,17 +152,12 @@ class Forwarder:
     async def _decision_reply(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
                               view: RequestView) -> bool:
         rule = d.rule
-        if d.outcome is Outcome.FAULT_ABORT:
-            ctx.flags.append("FI")
-            return await self._respond(proto, req, ctx, d.abort_status, b"fault filter abort",
-                                       [("content-type", "text/plain")])
         if d.outcome is Outcome.REDIRECT and rule is not None:
             match = rule.matches[d.match_index] if d.match_index is not None else None
             return await self._respond(proto, req, ctx, d.status, b"",
                                        [("location", redirect_location(rule, match, view))])
-        if d.outcome is Outcome.DIRECT_RESPONSE and rule is not None:
-            body = (rule.direct_response or {}).get("body") or {}
-            data = body.get("string", "").encode() if "string" in body else _b64(body.get("bytes", ""))
+        if d.outcome is Outcome.DIRECT_RESPONSE and rule is not None and rule.direct_response is not None:
+            data = rule.direct_response.body
             extra = list(rule.headers_response.set) + list(rule.headers_response.add)
             return await self._respond(proto, req, ctx, d.status, data, [("content-type", "text/plain"), *extra])
         from graylane.mesh.proxy.errors import ClusterNotFound, NoHealthyUpstream, NoRoute
@@ -212,9 +218,9 @@ class Forwarder:
             else:
                 body = None  # streamed
         match = rule.matches[d.match_index] if rule is not None and d.match_index is not None else None
-        path = rewritten_path(rule, match, view.path) if rule is not None and rule.rewrite else view.path
-        authority = str(rule.rewrite["authority"]) if rule is not None and rule.rewrite and \
-            rule.rewrite.get("authority") else view.authority
+        rw = rule.rewrite if rule is not None else None
+        path = rewritten_path(rule, match, view.path) if rule is not None and rw is not None else view.path
+        authority = rw.authority if rw is not None and rw.authority else view.authority
         base_headers = [(k, v) for k, v in req.headers if k not in HOP_BY_HOP and k != "x-request-id"]
         base_headers.append(("x-request-id", ctx.rid))
         if "x-forwarded-proto" not in req.hmap:
@@ -222,7 +228,7 @@ class Forwarder:
         if rule is not None:
             base_headers = rule.headers_request.apply(base_headers)
         base_headers = dest.headers_request.apply(base_headers)
-        policy: RetryPolicy = rule.retries if rule is not None else RetryPolicy.load(None)
+        policy: RetryPolicy = rule.retries if rule is not None else DEFAULT_RETRIES
         timeout_s = rule.timeout_s if rule is not None else None
         override = req.hmap.get("x-envoy-upstream-rq-timeout-ms")
         if override and override.isdigit():
@@ -234,7 +240,7 @@ class Forwarder:
                     self.loop.create_task(self._mirror(m.host, m.subset, m.port, view, req.method, path, authority,
                                                        base_headers, body))
         # Inbound local rate limit, as the destination's sidecar would apply it.
-        tried: list[EndpointState] = []
+        tried: list[ClusterEndpoint] = []
         retries_left = policy.attempts
         attempt = 0
         while True:
@@ -258,7 +264,8 @@ class Forwarder:
                 limit, is_per_try = per_try, True
             else:
                 is_per_try = False
-            ep.active += 1
+            host = server.load.host(ep)
+            host.active += 1
             ctx.upstream_start = time.perf_counter()
             conn: UpstreamConnection | None = None
             try:
@@ -273,10 +280,10 @@ class Forwarder:
                         conn.abort()
                     raise (PerTryTimeout if is_per_try else UpstreamTimeout)(f"{cluster.name}") from None
             except asyncio.CancelledError:
-                ep.active -= 1
+                host.active -= 1
                 raise
             except ProxyError as err:
-                ep.active -= 1
+                host.active -= 1
                 if isinstance(err, BadRequest):  # the request body timed out: not the host's fault
                     ctx.upstream_start = 0.0  # the destination never got a whole request: no destination report
                     return await self._local_reply(proto, req, ctx, err)
@@ -292,7 +299,7 @@ class Forwarder:
                 if retriable and retries_left > 0 and self._take_retry(cluster):
                     retries_left -= 1
                     nxt = await self._next_endpoint(cluster, view, tried, attempt, deadline)
-                    cluster.counters.retries -= 1
+                    server.load.counters(cluster.name).retries -= 1
                     if nxt is not None:
                         ep = nxt
                         continue
@@ -305,9 +312,9 @@ class Forwarder:
             if policy.retries_status(status) and retries_left > 0 and body is not None and self._take_retry(cluster):
                 retries_left -= 1
                 conn.abort()
-                ep.active -= 1
+                host.active -= 1
                 nxt = await self._next_endpoint(cluster, view, tried, attempt, deadline)
-                cluster.counters.retries -= 1
+                server.load.counters(cluster.name).retries -= 1
                 if nxt is not None:
                     ep = nxt
                     continue
@@ -317,25 +324,26 @@ class Forwarder:
             try:
                 return await self._stream_response(proto, req, ctx, d, rule, conn, ex, sender, cluster)
             finally:
-                ep.active -= 1
+                host.active -= 1
 
     def _take_retry(self, cluster: Cluster) -> bool:
-        if cluster.counters.retries >= cluster.policy.pool.max_retries:
+        counters = self.server.load.counters(cluster.name)
+        if counters.retries >= cluster.policy.pool.max_retries:
             return False
-        cluster.counters.retries += 1
+        counters.retries += 1
         return True
 
-    async def _next_endpoint(self, cluster: Cluster, view: RequestView, tried: list[EndpointState], attempt: int,
-                             deadline: float | None) -> EndpointState | None:
+    async def _next_endpoint(self, cluster: Cluster, view: RequestView, tried: list[ClusterEndpoint], attempt: int,
+                             deadline: float | None) -> ClusterEndpoint | None:
         # Envoy backoff: random in [0, base * 2^(n-1)], base 25 ms; retry another host (previous_hosts predicate).
         backoff = self.rng.random() * 0.025 * (2 ** (attempt - 1))
         if deadline is not None:
             backoff = max(0.0, min(backoff, deadline - self.loop.time() - 0.001))
         await asyncio.sleep(backoff)
-        ep, _ = cluster.pick(view, self.rng, self.loop.time(), exclude=lambda e: e in tried)
+        ep, _ = cluster.pick(view, self.rng, self.loop.time(), self.server.load, exclude=lambda e: e in tried)
         return ep
 
-    async def _attempt(self, cluster: Cluster, ep: EndpointState, head: bytes, body: bytes | None,
+    async def _attempt(self, cluster: Cluster, ep: ClusterEndpoint, head: bytes, body: bytes | None,
                        req: Request) -> tuple[UpstreamConnection, Exchange, asyncio.Task[None] | None]:
         pools = self.server.pools
         for _ in range(2):
@@ -404,9 +412,9 @@ class Forwarder:
                     headers += self._cors_headers(rule.cors, origin, preflight=False)
             if d.set_cookie and cluster.policy.lb.hash_cookie:
                 c = cluster.policy.lb.hash_cookie
-                cookie = f"{c.get('name')}=\"{d.set_cookie}\"; Max-Age={int(c.get('ttl_s', 0))}"
-                if c.get("path"):
-                    cookie += f"; Path={c['path']}"
+                cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
+                if c.path:
+                    cookie += f"; Path={c.path}"
                 headers.append(("set-cookie", cookie + "; HttpOnly"))
             headers = [(k, v) for k, v in headers if k != "server"]
         chunked = False
@@ -472,7 +480,7 @@ class Forwarder:
         name, cluster = table.cluster_for(host, subset, port, view.port)
         if cluster is None:
             return
-        ep, _ = cluster.pick(view, self.rng, self.loop.time())
+        ep, _ = cluster.pick(view, self.rng, self.loop.time(), self.server.load)
         if ep is None:
             return
         fake = Request()
@@ -533,9 +541,3 @@ def _request_head(method: str, path: str, authority: str, headers: list[tuple[st
         parts.append(f"content-length: {req.content_length}\r\n")
     parts.append("\r\n")
     return "".join(parts).encode("latin-1")
-
-
-def _b64(text: str) -> bytes:
-    import base64
-
-    return base64.b64decode(text) if text else b""

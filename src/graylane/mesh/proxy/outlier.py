@@ -6,18 +6,28 @@ every `interval`: it returns the hosts whose ejection time is over (baseEjection
 at most max(300 s, baseEjectionTime), Envoy's max_ejection_time default) and lowers the multiplier of hosts that
 stayed in service. Only results from a host count: local overflow (UO) never reaches a host and never counts.
 Detectors follow the snapshots: a cluster whose outlierDetection is gone or changed starts over, as Envoy's
-rebuilt cluster does. Knows clusters and endpoints (`mesh.routing`), not sockets.
+rebuilt cluster does. Knows clusters and endpoints (`mesh.routing`) and writes the hosts' health into the
+balancer state (`balance.LoadState`); knows no sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Protocol
 
-from graylane.mesh.routing import Cluster, EndpointState, OutlierPolicy, RouteTable
+from graylane.mesh.proxy.balance import LoadState
+from graylane.mesh.routing import Cluster, ClusterEndpoint, OutlierPolicy
 
 GATEWAY_ERRORS = frozenset((502, 503, 504))
 MAX_EJECTION_S = 300.0  # Envoy's max_ejection_time default; Istio does not set it
-EJECTED = float("inf")  # EndpointState.ejected_until while ejected: the timer, not the clock, returns the host
+
+
+class Clock(Protocol):
+    """The two loop methods the detectors use (tests pass a hand-driven clock)."""
+
+    def time(self) -> float: ...
+    def call_later(self, delay: float, callback: object) -> asyncio.TimerHandle: ...
 
 
 class HostMonitor:
@@ -31,16 +41,18 @@ class HostMonitor:
 class ClusterDetector:
     """One cluster's detector: its policy, a monitor per host that failed once, and its interval timer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, cluster: Cluster, policy: OutlierPolicy) -> None:
+    def __init__(self, loop: Clock, cluster: Cluster, policy: OutlierPolicy, load: LoadState) -> None:
         self.loop = loop
         self.cluster = cluster
         self.policy = policy
-        self.monitors: dict[EndpointState, HostMonitor] = {}
+        self.load = load
+        self.monitors: dict[tuple[str, str], HostMonitor] = {}
         self.timer = loop.call_later(max(policy.interval_s, 0.001), self.tick)
 
-    def record(self, ep: EndpointState, status: int) -> bool:
+    def record(self, endpoint: ClusterEndpoint, status: int) -> bool:
         """Count one response (locally originated failures come as 503/504). True when `ep` got ejected."""
         policy = self.policy
+        ep = self.load.host(endpoint)
         if status < 500:
             ep.consecutive_5xx = ep.consecutive_gateway = 0
             return False
@@ -48,7 +60,7 @@ class ClusterDetector:
         ep.consecutive_gateway = ep.consecutive_gateway + 1 if status in GATEWAY_ERRORS else 0
         tripped = (policy.consecutive_5xx > 0 and ep.consecutive_5xx >= policy.consecutive_5xx) or (
             policy.consecutive_gateway > 0 and ep.consecutive_gateway >= policy.consecutive_gateway)
-        monitor = self.monitors.get(ep)
+        monitor = self.monitors.get(endpoint.key)
         if not tripped or (monitor is not None and monitor.ejected_at is not None):
             return False
         eps = self.cluster.endpoints
@@ -56,12 +68,12 @@ class ClusterDetector:
         if eps and 100.0 * ejected / len(eps) >= policy.max_ejection_percent:
             return False
         if monitor is None:
-            monitor = self.monitors[ep] = HostMonitor()
+            monitor = self.monitors[endpoint.key] = HostMonitor()
         if policy.base_ejection_s * monitor.multiplier < self.max_ejection_s:
             monitor.multiplier += 1
         monitor.ejected_at = self.loop.time()
         ep.times_ejected += 1
-        ep.ejected_until = EJECTED
+        ep.ejected = True
         ep.consecutive_5xx = ep.consecutive_gateway = 0
         return True
 
@@ -72,9 +84,9 @@ class ClusterDetector:
     def ejection_s(self, monitor: HostMonitor) -> float:
         return min(self.policy.base_ejection_s * monitor.multiplier, self.max_ejection_s)
 
-    def remaining_s(self, ep: EndpointState) -> float:
+    def remaining_s(self, ep: ClusterEndpoint) -> float:
         """Seconds until `ep` may return (it returns at the first interval tick after that)."""
-        monitor = self.monitors.get(ep)
+        monitor = self.monitors.get(ep.key)
         if monitor is None or monitor.ejected_at is None:
             return 0.0
         return max(0.0, monitor.ejected_at + self.ejection_s(monitor) - self.loop.time())
@@ -82,22 +94,28 @@ class ClusterDetector:
     def tick(self) -> None:
         """Envoy's interval sweep: un-eject hosts whose time is over, lower the multiplier of healthy ones."""
         now = self.loop.time()
-        for ep, monitor in list(self.monitors.items()):
+        for key, monitor in list(self.monitors.items()):
             if monitor.ejected_at is None:
                 monitor.multiplier = max(0, monitor.multiplier - 1)
                 if not monitor.multiplier:
-                    del self.monitors[ep]
+                    del self.monitors[key]
             elif now - monitor.ejected_at >= self.ejection_s(monitor):
                 monitor.ejected_at = None
-                ep.ejected_until = 0.0
+                ep = self.load.hosts.get(key)
+                if ep is None:
+                    continue
+                ep.ejected = False
                 ep.consecutive_5xx = ep.consecutive_gateway = 0
         self.timer = self.loop.call_later(max(self.policy.interval_s, 0.001), self.tick)
 
     def stop(self) -> None:
         """The policy is gone or changed: cancel the timer and return every host with a clean record."""
         self.timer.cancel()
-        for ep in {*self.monitors, *self.cluster.endpoints}:
-            ep.ejected_until = 0.0
+        for key in {*self.monitors, *(ep.key for ep in self.cluster.endpoints)}:
+            ep = self.load.hosts.get(key)
+            if ep is None:
+                continue
+            ep.ejected = False
             ep.times_ejected = ep.consecutive_5xx = ep.consecutive_gateway = 0
         self.monitors.clear()
 
@@ -105,23 +123,24 @@ class ClusterDetector:
 class OutlierDetectors:
     """Every cluster's detector, kept in step with the snapshots."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: Clock, load: LoadState) -> None:
         self.loop = loop
+        self.load = load
         self.by_cluster: dict[str, ClusterDetector] = {}
 
-    def record(self, cluster: Cluster, ep: EndpointState, status: int) -> bool:
+    def record(self, cluster: Cluster, ep: ClusterEndpoint, status: int) -> bool:
         detector = self.by_cluster.get(cluster.name)
         return detector.record(ep, status) if detector is not None else False
 
-    def remaining_s(self, cluster: Cluster, ep: EndpointState) -> float:
+    def remaining_s(self, cluster: Cluster, ep: ClusterEndpoint) -> float:
         detector = self.by_cluster.get(cluster.name)
         return detector.remaining_s(ep) if detector is not None else 0.0
 
-    def follow(self, table: RouteTable) -> None:
+    def follow(self, clusters: Mapping[str, Cluster]) -> None:
         """Adopt a new snapshot's clusters (called when it is committed)."""
-        for name in [n for n in self.by_cluster if n not in table.clusters]:
+        for name in [n for n in self.by_cluster if n not in clusters]:
             self.by_cluster.pop(name).stop()
-        for name, cluster in table.clusters.items():
+        for name, cluster in clusters.items():
             policy = cluster.policy.outlier
             detector = self.by_cluster.get(name)
             if detector is not None and detector.policy == policy:
@@ -130,7 +149,7 @@ class OutlierDetectors:
             if detector is not None:
                 self.by_cluster.pop(name).stop()
             if policy is not None and (policy.consecutive_5xx > 0 or policy.consecutive_gateway > 0):
-                self.by_cluster[name] = ClusterDetector(self.loop, cluster, policy)
+                self.by_cluster[name] = ClusterDetector(self.loop, cluster, policy, self.load)
 
     def close(self) -> None:
         for detector in self.by_cluster.values():

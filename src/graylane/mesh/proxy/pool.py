@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import httptools
 
+from graylane.mesh.proxy.balance import ClusterCounters, LoadState
 from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamReset
-from graylane.mesh.routing import Cluster, EndpointState
+from graylane.mesh.routing import Cluster, ClusterEndpoint
 
 
 class Exchange:
@@ -192,15 +193,15 @@ class EndpointPool:
         self.port = port
         self.idle: deque[UpstreamConnection] = deque()
         self.open: set[UpstreamConnection] = set()
-        self.owners: dict[UpstreamConnection, Cluster] = {}
+        self.owners: dict[UpstreamConnection, ClusterCounters] = {}
         self.on_release: Callable[[], None] | None = None
 
     def forget(self, conn: UpstreamConnection) -> None:
         if conn in self.open:
             self.open.discard(conn)
-            cluster = self.owners.pop(conn, None)
-            if cluster is not None:
-                cluster.counters.connections -= 1
+            counters = self.owners.pop(conn, None)
+            if counters is not None:
+                counters.connections -= 1
         with_idle = conn in self.idle
         if with_idle:
             self.idle.remove(conn)
@@ -215,12 +216,13 @@ class EndpointPool:
 class Pools:
     """All endpoint pools plus per-cluster pending queues (http1MaxPendingRequests)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, load: LoadState) -> None:
         self.loop = loop
+        self.load = load  # the clusters' circuit-breaker gauges
         self.pools: dict[str, EndpointPool] = {}
         self.waiters: dict[str, deque[asyncio.Future[None]]] = {}
 
-    def pool(self, ep: EndpointState) -> EndpointPool:
+    def pool(self, ep: ClusterEndpoint) -> EndpointPool:
         p = self.pools.get(ep.address)
         if p is None:
             p = self.pools[ep.address] = EndpointPool(self.loop, ep.address, ep.host, ep.port)
@@ -235,7 +237,7 @@ class Pools:
                     fut.set_result(None)
                     break
 
-    def take_idle(self, ep: EndpointState, idle_s: float) -> UpstreamConnection | None:
+    def take_idle(self, ep: ClusterEndpoint, idle_s: float) -> UpstreamConnection | None:
         """An idle keep-alive connection to `ep`, without awaiting (the common case)."""
         pool = self.pools.get(ep.address)
         if pool is None:
@@ -250,7 +252,7 @@ class Pools:
             return conn
         return None
 
-    async def acquire(self, cluster: Cluster, ep: EndpointState) -> tuple[UpstreamConnection, bool]:
+    async def acquire(self, cluster: Cluster, ep: ClusterEndpoint) -> tuple[UpstreamConnection, bool]:
         """A connection to `ep` (reused when idle), honouring maxConnections / pending limits: (conn, reused).
 
         As in Envoy's HTTP/1 pool, a request without a ready connection is pending until it has one, connecting
@@ -258,7 +260,7 @@ class Pools:
         """
         pool = self.pool(ep)
         limits = cluster.policy.pool
-        counters = cluster.counters
+        counters = self.load.counters(cluster.name)
         conn = self._take_idle(pool, limits.idle_timeout_s)
         if conn is not None:
             return conn, True
@@ -281,7 +283,7 @@ class Pools:
             counters.connections += 1
             conn = UpstreamConnection(pool)
             pool.open.add(conn)
-            pool.owners[conn] = cluster
+            pool.owners[conn] = counters
             try:
                 await asyncio.wait_for(self.loop.create_connection(lambda: conn, ep.host, ep.port),
                                        limits.connect_timeout_s)

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from typing import Any
+
+from graylane.mesh.routing import RateLimit
 
 
 class TokenBucket:
     __slots__ = ("max_tokens", "per_fill", "interval_s", "tokens", "last_fill", "enabled", "enforced", "headers")
 
-    def __init__(self, spec: Mapping[str, Any], now: float) -> None:
-        self.max_tokens = int(spec["max_tokens"])
-        self.per_fill = int(spec.get("tokens_per_fill", 1))
-        self.interval_s = float(spec.get("fill_interval_s", 1.0)) or 1.0
+    def __init__(self, spec: RateLimit, now: float) -> None:
+        self.max_tokens = spec.max_tokens
+        self.per_fill = spec.tokens_per_fill
+        self.interval_s = spec.fill_interval_s or 1.0
         self.tokens = self.max_tokens
         self.last_fill = now
-        self.enabled = float(spec.get("filter_enabled", 0.0))
-        self.enforced = float(spec.get("filter_enforced", 0.0))
-        self.headers = [tuple(h) for h in spec.get("response_headers") or ()]
+        self.enabled = spec.filter_enabled
+        self.enforced = spec.filter_enforced
+        self.headers = list(spec.response_headers)
 
     def is_limited(self, now: float, rng: random.Random) -> bool:
         """Take a token; True when the request must get 429 RL (Envoy: enabled% counts, enforced% rejects)."""

@@ -7,13 +7,12 @@ ACKed when the control plane goes away.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from graylane.errors import GraylaneError
+from graylane.mesh.proxy.balance import LoadState
 from graylane.mesh.proxy.forward import Forwarder
 from graylane.mesh.proxy.handoff import Handoff
 from graylane.mesh.proxy.lastgood import LastGood
@@ -23,7 +22,8 @@ from graylane.mesh.proxy.pool import Pools
 from graylane.mesh.proxy.ratelimit import TokenBucket
 from graylane.mesh.proxy.stats import Stats
 from graylane.mesh.proxy.tracing import SpanRing
-from graylane.mesh.routing import EndpointState, Listener, RouteTable
+from graylane.mesh.routing import ClusterEndpoint, Listener, RateLimit, RouteTable
+from graylane.mesh.snapshot import EMPTY, Snapshot, SnapshotError, decode_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,20 @@ class ProxyServer:
         self.state_dir = Path(state_dir) if state_dir else None
         self.last_good = LastGood(self.state_dir) if self.state_dir else None
         self.handoff = handoff  # listening sockets kept by the supervisor across restarts
-        self.table = RouteTable({"version": 0})
+        self.snapshot = EMPTY
+        self.table = RouteTable(EMPTY)
         self.acked = False
         self.stats = Stats()
         self.spans = SpanRing()
-        self.pools = Pools(self.loop)
-        self.outliers = OutlierDetectors(self.loop)
+        self.load = LoadState()
+        self.pools = Pools(self.loop, self.load)
+        self.outliers = OutlierDetectors(self.loop, self.load)
         self.forwarder = Forwarder(self)
         self.connections: set[DownstreamProtocol] = set()
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
         self.listeners_by_addr: dict[tuple[str, int], Listener] = {}
         self.draining_addrs: set[tuple[str, int]] = set()
-        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.buckets: dict[tuple[str, RateLimit], TokenBucket] = {}
         self.inbound: dict[str, tuple[str, TokenBucket] | None] = {}
         self.access_log: deque[dict[str, Any]] | None = None
         self.access_log_format = ""  # "text" (Istio's default TEXT format) or "json"
@@ -86,36 +88,30 @@ class ProxyServer:
         spec = listener.rate_limit
         if not spec:
             return None
-        key = (listener.name, json.dumps(spec, sort_keys=True))
+        key = (listener.name, spec)
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = TokenBucket(spec, self.loop.time())
         return bucket
 
-    def inbound_bucket(self, ep: EndpointState) -> TokenBucket | None:
+    def inbound_bucket(self, ep: ClusterEndpoint) -> TokenBucket | None:
         if not self.table.inbound_rate_limits:
             return None
         hit = self.inbound.get(ep.address, ())
         if hit == ():
             hit = None
             for rl in self.table.inbound_rate_limits:
-                if rl["namespace"] in (ep.namespace, "istio-system") and all(
-                        ep.labels.get(k) == v for k, v in rl["selector"].items()):
-                    hit = (ep.address, TokenBucket(rl, self.loop.time()))  # one bucket per pod, as per sidecar
+                if rl.selects(ep.namespace, dict(ep.labels)):
+                    hit = (ep.address, TokenBucket(rl.limit, self.loop.time()))  # one bucket per pod, as per sidecar
                     break
             self.inbound[ep.address] = hit
         return hit[1] if hit else None
 
     # -- snapshots -------------------------------------------------------------------------------------
-    async def apply(self, snapshot: dict[str, Any], *, keep: bool = True) -> tuple[bool, str]:
+    async def apply(self, snapshot: Snapshot, *, keep: bool = True) -> tuple[bool, str]:
         """Swap to `snapshot` (ACK) or keep the current one and say why (NACK); `keep`: persist it once ACKed."""
         async with self.lock:
-            try:
-                table = RouteTable(snapshot, previous=self.table)
-            except GraylaneError as exc:
-                return self._nack(str(exc))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                return self._nack(f"malformed snapshot: {type(exc).__name__}: {exc}")
+            table = RouteTable(snapshot)
             wanted = {lst.address: lst for lst in table.listeners.values()}
             opened: dict[tuple[str, int], asyncio.AbstractServer] = {}
             for addr in wanted:
@@ -142,8 +138,10 @@ class ProxyServer:
             if self.sweeper is None:
                 self.sweeper = self.loop.create_task(self._sweep())
             # Commit: new requests see the new table; in-flight ones finish on the objects they hold.
+            self.snapshot = snapshot
             self.table = table
-            self.outliers.follow(table)  # an ejection never outlives the outlierDetection that made it
+            self.load.retain(table.clusters.values(), [live.key for live in table.rule_live.values()])
+            self.outliers.follow(table.clusters)  # an ejection never outlives the outlierDetection that made it
             self.listeners_by_addr = wanted
             self.servers.update(opened)
             if self.handoff is not None:
@@ -162,15 +160,29 @@ class ProxyServer:
                     if conn.listener_key == addr and not conn.busy:
                         conn.close()
             self.pools.retain_only({ep.address for c in table.clusters.values() for ep in c.endpoints})
-            log_format = str(table.snapshot.get("options", {}).get("access_log") or "")
+            log_format = snapshot.options.access_log
             self.access_log = deque(maxlen=10_000) if log_format else None
             self.access_log_format = log_format
             self.acked = True
             self.last_nack = ""
             self.stats.bump("graylane_proxy_config_ack_total")
             if self.last_good is not None and keep:
-                self.last_good.save_soon(snapshot, lambda fn: self.loop.run_in_executor(None, fn))
+                self.last_good.save_soon(dict(snapshot.document), lambda fn: self.loop.run_in_executor(None, fn))
             return True, ""
+
+    def decode(self, document: object) -> Snapshot:
+        """The wire form decoded against the current snapshot (unchanged parts reused); raises `SnapshotError`."""
+        try:
+            return decode_snapshot(document, previous=self.snapshot)
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a decoder bug: still a NACK, not a crash
+            log.warning("snapshot decoder failed", exc_info=True)
+            raise SnapshotError(f"malformed snapshot: {type(exc).__name__}: {exc}") from None
+
+    def reject(self, reason: str) -> tuple[bool, str]:
+        """NACK: keep serving the current snapshot and remember why."""
+        return self._nack(reason)
 
     def _nack(self, reason: str) -> tuple[bool, str]:
         self.last_nack = reason
@@ -180,10 +192,16 @@ class ProxyServer:
 
     async def restore(self) -> None:
         """Serve the last ACKed snapshot from the state folder until the control plane pushes again."""
-        if self.last_good is not None and (snapshot := self.last_good.load()) is not None:
+        if self.last_good is not None and (document := self.last_good.load()) is not None:
             # Listeners: the previous run's sockets passed on by the supervisor, else bound now (SO_REUSEADDR).
-            ok, reason = await self.apply(snapshot, keep=False)
-            log.info("restored snapshot version %s from %s: %s", snapshot.get("version"), self.last_good.path,
+            try:
+                snapshot = self.decode(document)
+            except SnapshotError as exc:
+                ok, reason, version = False, str(exc), document.get("version")
+            else:
+                version = snapshot.version
+                ok, reason = await self.apply(snapshot, keep=False)
+            log.info("restored snapshot version %s from %s: %s", version, self.last_good.path,
                      "serving it" if ok else reason)
         if self.handoff is not None:
             self.handoff.release_unclaimed()
@@ -195,11 +213,13 @@ class ProxyServer:
         for c in self.table.clusters.values():
             out.append({
                 "name": c.name, "service": c.service, "port": c.port, "subset": c.subset,
-                "lb": c.policy.lb.simple, "connections": c.counters.connections, "pending": c.counters.pending,
+                "lb": c.policy.lb.simple, "connections": self.load.counters(c.name).connections,
+                "pending": self.load.counters(c.name).pending,
                 "endpoints": [{"address": ep.address, "pod": ep.pod, "namespace": ep.namespace,
-                               "labels": ep.labels, "ready": ep.ready, "healthy": ep.is_healthy(now),
-                               "ejected": ep.ejected_until > now, "times_ejected": ep.times_ejected,
-                               "ejected_for_s": round(self.outliers.remaining_s(c, ep), 3), "active": ep.active}
+                               "labels": dict(ep.labels), "ready": ep.ready, "healthy": self.load.is_healthy(ep, now),
+                               "ejected": self.load.host(ep).ejected, "times_ejected": self.load.host(ep).times_ejected,
+                               "ejected_for_s": round(self.outliers.remaining_s(c, ep), 3),
+                               "active": self.load.active(ep)}
                               for ep in c.endpoints]})
         return {"version": self.table.version, "clusters": out}
 

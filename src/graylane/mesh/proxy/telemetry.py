@@ -12,7 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from graylane.mesh.proxy.accesslog import format_entry
-from graylane.mesh.routing import EndpointState, Listener, RouteDecision, RouteTable
+from graylane.mesh.routing import ClusterEndpoint, Listener, RouteDecision, RouteTable
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.listener import Request
@@ -55,7 +55,7 @@ class Ctx:
         self.decision: RouteDecision | None = None
         self.status = 0
         self.flags: list[str] = []
-        self.endpoint: EndpointState | None = None
+        self.endpoint: ClusterEndpoint | None = None
         self.request_bytes = 0
         self.response_bytes = 0
         self.trace: TraceContext | None = None
@@ -77,7 +77,7 @@ class Telemetry:
         self.server = server
         self.labels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
-    def labels_for(self, ctx: Ctx, src: Any, ep: EndpointState | None, dsvc: str, code: str,
+    def labels_for(self, ctx: Ctx, src: Any, ep: ClusterEndpoint | None, dsvc: str, code: str,
                    flags: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Istio's label values (istio_stats.cc order) for both reporters; cached per distinct combination."""
         svc = self.server.table.services.get(ctx.service)

@@ -1,16 +1,23 @@
-"""Route one request through a compiled snapshot: host, VirtualService rule, weighted destination, endpoint.
+"""Route one request through a decoded snapshot: host, VirtualService rule, weighted destination, endpoint.
 
-Pure core shared by the data plane and `graylane route`: no sockets, no asyncio, no store. Randomness and
-time are parameters. Mutable state here is only what Envoy keeps per route/cluster (round-robin cursors,
-active-request counts, outlier ejections) and it lives in small objects the proxy carries across snapshots.
+Pure decisions shared by the data plane and `graylane route`: no sockets, no asyncio, no store, no dicts from the
+wire (`graylane.mesh.snapshot` decodes those) and no counters. Randomness, time and the caller's balancer state
+(endpoint health, in-flight requests, split progress: `BalancerState`) are parameters.
 
 One module per concept: matching (requests, string matches, HTTPMatchRequest, the source), policies (headers,
-retries, CORS, load-balancer/pool/outlier settings as data), rules (VirtualService routes), balancing (weighted
-picker, endpoint choice, hash ring), rewrites (paths, redirects), table (the route table and its decisions).
-This package re-exports their public names, so `from graylane.mesh.routing import X` keeps working.
+retries, CORS, load-balancer/pool/outlier/rate-limit settings as data), rules (VirtualService routes, faults,
+rewrites, redirects as data), balancing (weighted picks, endpoint choice, hash ring), rewrites (paths, redirect
+locations), table (the route table and its decisions). This package re-exports their public names.
 """
 
-from graylane.mesh.routing.balancing import Cluster, ClusterCounters, EndpointState, WeightedPicker
+from graylane.mesh.routing.balancing import (
+    BalancerState,
+    Cluster,
+    ClusterEndpoint,
+    hash_ring,
+    pfair_pick,
+    random_pick,
+)
 from graylane.mesh.routing.matching import (
     Match,
     Miss,
@@ -29,20 +36,43 @@ from graylane.mesh.routing.policies import (
     RING_SIZE,
     ClusterPolicy,
     Cors,
+    HashCookie,
     HeaderOps,
+    InboundRateLimit,
     LoadBalancer,
     OutlierPolicy,
     PoolPolicy,
+    RateLimit,
     RetryPolicy,
 )
 from graylane.mesh.routing.rewrites import redirect_location, rewritten_path
-from graylane.mesh.routing.rules import Destination, Mirror, Rule, VirtualService, is_catch_all
-from graylane.mesh.routing.table import PASSTHROUGH, Listener, Outcome, RouteDecision, RouteTable, Service
+from graylane.mesh.routing.rules import (
+    Destination,
+    DirectResponse,
+    Fault,
+    Mirror,
+    Redirect,
+    Rewrite,
+    Rule,
+    VirtualService,
+    is_catch_all,
+)
+from graylane.mesh.routing.table import (
+    PASSTHROUGH,
+    Listener,
+    Outcome,
+    RouteDecision,
+    RouteTable,
+    RoutingSnapshot,
+    Service,
+)
 
 __all__ = [
-    "DEFAULT_RETRY_CODES", "DEFAULT_RETRY_ON", "PASSTHROUGH", "RING_SIZE", "Cluster", "ClusterCounters",
-    "ClusterPolicy", "Cors", "Destination", "EndpointState", "HeaderOps", "Listener", "LoadBalancer", "Match",
-    "Mirror", "Miss", "OutlierPolicy", "Outcome", "PoolPolicy", "RequestView", "RetryPolicy", "RouteDecision",
-    "RouteTable", "Rule", "Service", "Source", "StringMatch", "VirtualService", "WeightedPicker", "compile_regex",
-    "host_matches", "is_catch_all", "redirect_location", "rewritten_path", "split_host_port", "split_path", "why",
+    "DEFAULT_RETRY_CODES", "DEFAULT_RETRY_ON", "PASSTHROUGH", "RING_SIZE", "BalancerState", "Cluster",
+    "ClusterEndpoint", "ClusterPolicy", "Cors", "Destination", "DirectResponse", "Fault", "HashCookie", "HeaderOps",
+    "InboundRateLimit", "Listener", "LoadBalancer", "Match", "Mirror", "Miss", "OutlierPolicy", "Outcome",
+    "PoolPolicy", "RateLimit", "Redirect", "RequestView", "RetryPolicy", "Rewrite", "RouteDecision", "RouteTable",
+    "RoutingSnapshot", "Rule", "Service", "Source", "StringMatch", "VirtualService", "compile_regex", "hash_ring",
+    "host_matches", "is_catch_all", "pfair_pick", "random_pick", "redirect_location", "rewritten_path",
+    "split_host_port", "split_path", "why",
 ]

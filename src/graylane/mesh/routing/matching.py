@@ -1,6 +1,7 @@
 """Which requests a rule takes: the request view, Istio StringMatch, HTTPMatchRequest, host patterns, the source.
 
-Pure: no sockets, no state. A failed condition is returned as a `Miss` and formatted only when explained.
+Pure: no sockets, no state, no dicts (the snapshot decoder builds these values). A failed condition is returned as
+a `Miss` and formatted only when explained.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
+
+import re2  # google-re2: Istio validates regexes with RE2
 
 from graylane.errors import ValidationError
 
@@ -52,22 +55,6 @@ class StringMatch:
     value: str = ""
     pattern: re.Pattern[str] | None = None
 
-    @classmethod
-    def load(cls, spec: Mapping[str, Any], ignore_case: bool = False) -> StringMatch:
-        if not spec:
-            return cls("present")
-        for kind in ("exact", "prefix", "regex"):
-            if kind in spec:
-                value = str(spec[kind])
-                if kind == "regex":
-                    if value == "*":  # Istio treats regex "*" as a presence match
-                        return cls("present")
-                    return cls(kind, value, compile_regex(value, ignore_case=False))
-                return cls(kind, value.lower() if ignore_case else value)
-        if spec.get("present") is True:
-            return cls("present")
-        raise ValidationError(f"string match needs exact, prefix or regex, got {sorted(spec)}")
-
     def matches(self, value: str | None) -> bool:
         if self.kind == "present":
             return value is not None
@@ -87,12 +74,8 @@ class StringMatch:
 def compile_regex(value: str, ignore_case: bool = False) -> re.Pattern[str]:
     """Compile with Python's re after checking the pattern is valid RE2 (what Istio/Envoy accept)."""
     try:
-        import re2  # google-re2: Istio validates regexes with RE2
-
         re2.compile(value)
-    except ImportError:  # pragma: no cover
-        pass
-    except Exception as exc:  # re2.error
+    except re2.error as exc:
         raise ValidationError(f"invalid RE2 regex {value!r}: {exc}") from None
     try:
         return re.compile(value, re.IGNORECASE if ignore_case else 0)
@@ -109,7 +92,6 @@ def why(miss: Miss) -> str:
     """Render a failed condition for people (only the explainer pays for the formatting)."""
     fmt, args = miss
     return fmt.format(*(a.describe() if isinstance(a, StringMatch) else a for a in args))
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,34 +111,6 @@ class Match:
     source_labels: tuple[tuple[str, str], ...] = ()
     source_namespace: str | None = None
     gateways: tuple[str, ...] | None = None
-
-    @classmethod
-    def load(cls, spec: Mapping[str, Any]) -> Match:
-        ignore = bool(spec.get("ignoreUriCase"))
-
-        def sm(key: str, ic: bool = False) -> StringMatch | None:
-            return StringMatch.load(spec[key], ic) if spec.get(key) is not None else None
-
-        def table(key: str) -> tuple[tuple[str, StringMatch], ...]:
-            # Istio ignores uri/scheme/method/authority keys in header matches.
-            return tuple((k.lower(), StringMatch.load(v or {})) for k, v in (spec.get(key) or {}).items()
-                         if k.lower() not in ("uri", "scheme", "method", "authority"))
-
-        return cls(
-            name=str(spec.get("name", "")),
-            uri=sm("uri", ignore),
-            ignore_uri_case=ignore,
-            scheme=sm("scheme"),
-            method=sm("method"),
-            authority=sm("authority"),
-            headers=table("headers"),
-            without_headers=table("withoutHeaders"),
-            query_params=tuple((k, StringMatch.load(v or {})) for k, v in (spec.get("queryParams") or {}).items()),
-            port=int(spec["port"]) if spec.get("port") is not None else None,
-            source_labels=tuple(sorted((spec.get("sourceLabels") or {}).items())),
-            source_namespace=spec.get("sourceNamespace"),
-            gateways=tuple(spec["gateways"]) if spec.get("gateways") else None,
-        )
 
     def mismatch(self, req: RequestView, source: Source, listener_gateways: tuple[str, ...]) -> Miss | None:
         """None when every condition holds, else the first failing condition, formatted lazily by `why`."""
@@ -188,10 +142,10 @@ class Match:
             if not m.matches(req.headers.get(name)):
                 return ("header {} {} does not match {!r}", (name, m, req.headers.get(name)))
         for name, m in self.without_headers:
-            value = req.headers.get(name)
+            header = req.headers.get(name)
             # Non-presence withoutHeaders treat a missing header as empty (Envoy TreatMissingHeaderAsEmpty).
-            if m.matches(value if m.kind == "present" or value is not None else ""):
-                return ("withoutHeaders {} {} matches {!r}", (name, m, value))
+            if m.matches(header if m.kind == "present" or header is not None else ""):
+                return ("withoutHeaders {} {} matches {!r}", (name, m, header))
         if self.query_params:
             params = dict(parse_qsl(split_path(req.path)[1], keep_blank_values=True))
             for name, m in self.query_params:

@@ -1,13 +1,13 @@
-"""Route and cluster policies as data: header operations, retries, CORS, load-balancer, pool and outlier settings.
+"""Route and cluster policies as data: header operations, retries, CORS, load-balancer, pool, outlier and
+local rate-limit settings.
 
-Frozen values decoded from the snapshot; the decisions that use them live in balancing.py and table.py.
+Frozen values built by the snapshot decoder (`graylane.mesh.snapshot`); the decisions that use them live in
+balancing.py and table.py, the enforcement in the proxy's layers. Knows no dicts, sockets or clocks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from graylane.mesh.routing.matching import StringMatch
 
@@ -23,13 +23,6 @@ class HeaderOps:
     set: tuple[tuple[str, str], ...] = ()
     add: tuple[tuple[str, str], ...] = ()
     remove: tuple[str, ...] = ()
-
-    @classmethod
-    def load(cls, spec: Mapping[str, Any] | None) -> HeaderOps:
-        spec = spec or {}
-        return cls(tuple((k.lower(), str(v)) for k, v in (spec.get("set") or {}).items()),
-                   tuple((k.lower(), str(v)) for k, v in (spec.get("add") or {}).items()),
-                   tuple(k.lower() for k in spec.get("remove") or ()))
 
     def is_empty(self) -> bool:
         return not (self.set or self.add or self.remove)
@@ -61,11 +54,9 @@ class RetryPolicy:
     is_default: bool = False
 
     @classmethod
-    def load(cls, spec: Mapping[str, Any] | None) -> RetryPolicy:
-        if spec is None:
-            return cls(2, None, frozenset(DEFAULT_RETRY_ON), frozenset(DEFAULT_RETRY_CODES), is_default=True)
-        return cls(int(spec.get("attempts", 0)), spec.get("per_try_timeout_s"), frozenset(spec.get("retry_on", ())),
-                   frozenset(int(c) for c in spec.get("codes", ())), float(spec.get("backoff_s", 0.025)))
+    def istio_default(cls) -> RetryPolicy:
+        """What a route without `retries` gets (2 retries on connect-failure,refused-stream,... and 503)."""
+        return cls(2, None, frozenset(DEFAULT_RETRY_ON), frozenset(DEFAULT_RETRY_CODES), is_default=True)
 
     def retries_status(self, status: int) -> bool:
         on = self.retry_on
@@ -104,25 +95,24 @@ class Cors:
     allow_credentials: bool | None
     forward_unmatched: bool
 
-    @classmethod
-    def load(cls, spec: Mapping[str, Any]) -> Cors:
-        origins = [StringMatch.load(o) for o in spec.get("allowOrigins") or ()]
-        origins += [StringMatch("exact", o) if o != "*" else StringMatch("present")
-                    for o in spec.get("allowOrigin") or ()]
-        max_age = str(spec["max_age_s"]) if spec.get("max_age_s") else ""
-        return cls(tuple(origins), ",".join(spec.get("allowMethods") or ()), ",".join(spec.get("allowHeaders") or ()),
-                   ",".join(spec.get("exposeHeaders") or ()), max_age,
-                   spec.get("allowCredentials"), spec.get("unmatchedPreflights", "FORWARD") != "IGNORE")
-
     def is_allowed(self, origin: str) -> bool:
         return any(m.matches(origin) for m in self.allow_origins)
+
+
+@dataclass(frozen=True, slots=True)
+class HashCookie:
+    """consistentHash.httpCookie: the cookie to hash on; generated (Set-Cookie) when `ttl_s` is set."""
+
+    name: str
+    path: str = ""
+    ttl_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class LoadBalancer:
     simple: str = "LEAST_REQUEST"  # LEAST_REQUEST | ROUND_ROBIN | RANDOM | PASSTHROUGH
     hash_header: str | None = None
-    hash_cookie: Mapping[str, Any] | None = None  # {name, path, ttl_s}
+    hash_cookie: HashCookie | None = None
     hash_source_ip: bool = False
     hash_query: str | None = None
     ring_size: int = RING_SIZE
@@ -130,19 +120,6 @@ class LoadBalancer:
     @property
     def is_hash(self) -> bool:
         return bool(self.hash_header or self.hash_cookie or self.hash_source_ip or self.hash_query)
-
-    @classmethod
-    def load(cls, spec: Mapping[str, Any] | None) -> LoadBalancer:
-        if not spec:
-            return cls()
-        ch = spec.get("consistentHash")
-        if ch:
-            return cls("RING_HASH", ch.get("httpHeaderName", "").lower() or None, ch.get("httpCookie"),
-                       bool(ch.get("useSourceIp")), ch.get("httpQueryParameterName"),
-                       int((ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize") or RING_SIZE))
-        simple = spec.get("simple", "LEAST_REQUEST")
-        return cls({"UNSPECIFIED": "LEAST_REQUEST", "LEAST_CONN": "LEAST_REQUEST"}.get(simple, simple))
-
 
 @dataclass(frozen=True, slots=True)
 class PoolPolicy:
@@ -169,12 +146,26 @@ class ClusterPolicy:
     pool: PoolPolicy = field(default_factory=PoolPolicy)
     outlier: OutlierPolicy | None = None
 
-    @classmethod
-    def load(cls, spec: Mapping[str, Any] | None) -> ClusterPolicy:
-        spec = spec or {}
-        pool = spec.get("pool") or {}
-        od = spec.get("outlier")
-        return cls(LoadBalancer.load(spec.get("loadBalancer")),
-                   PoolPolicy(**{k: v for k, v in pool.items() if k in PoolPolicy.__dataclass_fields__}),
-                   OutlierPolicy(**{k: v for k, v in od.items() if k in OutlierPolicy.__dataclass_fields__})
-                   if od else None)
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Envoy's local_ratelimit: a token bucket, enabled/enforced percentages, headers on a 429."""
+
+    max_tokens: int
+    tokens_per_fill: int = 1
+    fill_interval_s: float = 1.0
+    filter_enabled: float = 0.0
+    filter_enforced: float = 0.0
+    response_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRateLimit:
+    """A local rate limit applied by the destination's sidecar to the pods its selector picks."""
+
+    namespace: str
+    selector: tuple[tuple[str, str], ...]
+    limit: RateLimit
+
+    def selects(self, namespace: str, labels: dict[str, str]) -> bool:
+        return self.namespace in (namespace, "istio-system") and all(labels.get(k) == v for k, v in self.selector)

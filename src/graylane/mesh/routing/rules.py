@@ -1,13 +1,13 @@
-"""A VirtualService and its HTTP routes, pre-parsed: matches, weighted destinations, mirrors, faults, rewrites."""
+"""A VirtualService and its HTTP routes as typed values: matches, weighted destinations, mirrors, faults, rewrites,
+redirects and direct responses. Built by the snapshot decoder; knows no dicts.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from graylane.mesh.routing.matching import Match, compile_regex
+from graylane.mesh.routing.matching import Match
 from graylane.mesh.routing.policies import Cors, HeaderOps, RetryPolicy
 
 
@@ -33,6 +33,65 @@ class Mirror:
 
 
 @dataclass(frozen=True, slots=True)
+class Fault:
+    """HTTPFaultInjection: a fixed delay and/or an abort, each applied to its percentage of requests."""
+
+    delay_s: float = 0.0
+    delay_percent: float = 0.0
+    abort_status: int = 0
+    abort_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """HTTPRewrite: `uri` replaces the matched prefix; `uri_regex` is (pattern, Python replacement)."""
+
+    uri: str | None = None
+    authority: str | None = None
+    uri_regex: tuple[re.Pattern[str], str] | None = None
+    uri_regex_source: tuple[str, str] | None = None  # (match, rewrite) as written, for `graylane route`
+
+    def as_istio(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.uri is not None:
+            out["uri"] = self.uri
+        if self.authority is not None:
+            out["authority"] = self.authority
+        if self.uri_regex_source is not None:
+            out["uriRegexRewrite"] = {"match": self.uri_regex_source[0], "rewrite": self.uri_regex_source[1]}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """HTTPRedirect, Istio's fields."""
+
+    uri: str | None = None
+    prefix_rewrite: str | None = None
+    authority: str | None = None
+    scheme: str | None = None
+    port: int | None = None
+    derive_port: str | None = None
+    code: int = 301
+
+    def as_istio(self) -> dict[str, object]:
+        pairs = (("uri", self.uri), ("prefixRewrite", self.prefix_rewrite), ("authority", self.authority),
+                 ("scheme", self.scheme), ("port", self.port), ("derivePort", self.derive_port))
+        return {**{k: v for k, v in pairs if v is not None}, "redirectCode": self.code}
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResponse:
+    """HTTPDirectResponse: status and body (from `string` or base64 `bytes`)."""
+
+    status: int
+    body: bytes = b""
+
+    def as_istio(self) -> dict[str, object]:
+        return {"status": self.status, "body": {"string": self.body.decode("utf-8", "replace")}}
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One HTTPRoute of a VirtualService, pre-parsed."""
 
@@ -40,56 +99,16 @@ class Rule:
     name: str
     matches: tuple[Match, ...]
     destinations: tuple[Destination, ...]
-    redirect: Mapping[str, Any] | None
-    direct_response: Mapping[str, Any] | None
-    rewrite: Mapping[str, Any] | None
-    uri_regex_rewrite: tuple[re.Pattern[str], str] | None
+    redirect: Redirect | None
+    direct_response: DirectResponse | None
+    rewrite: Rewrite | None
     timeout_s: float | None
     retries: RetryPolicy
-    delay_s: float
-    delay_percent: float
-    abort_status: int
-    abort_percent: float
+    fault: Fault | None
     mirrors: tuple[Mirror, ...]
     cors: Cors | None
     headers_request: HeaderOps
     headers_response: HeaderOps
-
-    @classmethod
-    def load(cls, index: int, spec: Mapping[str, Any]) -> Rule:
-        fault = spec.get("fault") or {}
-        delay, abort = fault.get("delay") or {}, fault.get("abort") or {}
-        rw = spec.get("rewrite")
-        urr = None
-        if rw and rw.get("uriRegexRewrite"):
-            r = rw["uriRegexRewrite"]
-            urr = (compile_regex(r.get("match", "")), re.sub(r"\\(\d)", r"\\g<\1>", str(r.get("rewrite", ""))))
-        headers = spec.get("headers") or {}
-        return cls(
-            index=index,
-            name=str(spec.get("name", "")),
-            matches=tuple(Match.load(m) for m in spec.get("match") or ()),
-            destinations=tuple(
-                Destination(d["host"], d.get("subset", ""), d.get("port"), int(d.get("weight", 0)),
-                            HeaderOps.load((d.get("headers") or {}).get("request")),
-                            HeaderOps.load((d.get("headers") or {}).get("response")))
-                for d in spec.get("route") or ()),
-            redirect=spec.get("redirect"),
-            direct_response=spec.get("directResponse"),
-            rewrite=rw,
-            uri_regex_rewrite=urr,
-            timeout_s=spec.get("timeout_s"),
-            retries=RetryPolicy.load(spec.get("retries")),
-            delay_s=float(delay.get("fixed_s", 0.0)),
-            delay_percent=float(delay.get("percent", 0.0)) if delay else 0.0,
-            abort_status=int(abort.get("httpStatus", 0) or 0),
-            abort_percent=float(abort.get("percent", 0.0)) if abort else 0.0,
-            mirrors=tuple(Mirror(m["host"], m.get("subset", ""), m.get("port"), float(m.get("percent", 100.0)))
-                          for m in spec.get("mirrors") or ()),
-            cors=Cors.load(spec["corsPolicy"]) if spec.get("corsPolicy") else None,
-            headers_request=HeaderOps.load(headers.get("request")),
-            headers_response=HeaderOps.load(headers.get("response")),
-        )
 
     def live_destinations(self) -> list[Destination]:
         """Istio: a single destination gets all traffic; otherwise weight/sum, 0-weight ones get none."""

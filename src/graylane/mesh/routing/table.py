@@ -1,21 +1,21 @@
-"""The route table: one snapshot decoded, host resolution, and the decision for one request.
+"""The route table over one decoded snapshot: host resolution and the routing decision for one request.
 
-`RouteTable.route` runs matching (matching.py), faults, the weighted pick and the endpoint pick (balancing.py) and
-returns a `RouteDecision` the proxy and `graylane route` both read.
+`RouteTable.route` runs matching (matching.py), the weighted pick and the endpoint pick (balancing.py) and returns
+a `RouteDecision` the proxy and `graylane route` both read. Faults are the proxy's fault layer's business.
+Takes the snapshot through the `RoutingSnapshot` protocol, so routing never imports the decoder.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Protocol
 
-from graylane.errors import ValidationError
-from graylane.mesh.routing.balancing import Cluster, ClusterCounters, EndpointState, WeightedPicker
+from graylane.mesh.routing.balancing import BalancerState, Cluster, ClusterEndpoint
 from graylane.mesh.routing.matching import RequestView, Source, host_matches, split_host_port, why
-from graylane.mesh.routing.policies import ClusterPolicy, HeaderOps
+from graylane.mesh.routing.policies import ClusterPolicy, HeaderOps, InboundRateLimit, RateLimit
 from graylane.mesh.routing.rules import Destination, Rule, VirtualService, is_catch_all
 
 PASSTHROUGH = "PassthroughCluster"
@@ -26,7 +26,6 @@ class Outcome(enum.StrEnum):
     NO_ROUTE = "NO_ROUTE"  # 404 NR
     CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"  # 503 NC
     NO_HEALTHY_UPSTREAM = "NO_HEALTHY_UPSTREAM"  # 503 UH
-    FAULT_ABORT = "FAULT_ABORT"  # FI
     REDIRECT = "REDIRECT"
     DIRECT_RESPONSE = "DIRECT_RESPONSE"
 
@@ -41,7 +40,7 @@ class Listener:
     server_port: int = 0  # gateway server port (before host-port mapping)
     gateways: tuple[str, ...] = ()  # ns/name of gateways served here
     server_hosts: tuple[str, ...] = ()
-    rate_limit: Mapping[str, Any] | None = None
+    rate_limit: RateLimit | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -65,16 +64,14 @@ class RouteDecision:
     share: float = 1.0
     cluster: Cluster | None = None
     cluster_name: str = ""
-    endpoint: EndpointState | None = None
+    endpoint: ClusterEndpoint | None = None
     set_cookie: str | None = None
-    delay_s: float = 0.0
-    abort_status: int = 0
     detail: str = ""
 
     @property
     def flags(self) -> str:
-        return {Outcome.NO_ROUTE: "NR", Outcome.CLUSTER_NOT_FOUND: "NC", Outcome.NO_HEALTHY_UPSTREAM: "UH",
-                Outcome.FAULT_ABORT: "FI"}.get(self.outcome, "")
+        return {Outcome.NO_ROUTE: "NR", Outcome.CLUSTER_NOT_FOUND: "NC",
+                Outcome.NO_HEALTHY_UPSTREAM: "UH"}.get(self.outcome, "")
 
     @property
     def status(self) -> int:
@@ -82,12 +79,11 @@ class RouteDecision:
             return 404
         if self.outcome in (Outcome.CLUSTER_NOT_FOUND, Outcome.NO_HEALTHY_UPSTREAM):
             return 503
-        if self.outcome is Outcome.FAULT_ABORT:
-            return self.abort_status
+        rule = self.rule
         if self.outcome is Outcome.REDIRECT:
-            return int((self.rule.redirect or {}).get("redirectCode", 301)) if self.rule else 301
+            return rule.redirect.code if rule is not None and rule.redirect is not None else 301
         if self.outcome is Outcome.DIRECT_RESPONSE:
-            return int((self.rule.direct_response or {}).get("status", 200)) if self.rule else 200
+            return rule.direct_response.status if rule is not None and rule.direct_response is not None else 200
         return 0
 
 
@@ -100,102 +96,90 @@ class Service:
     external: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _LiveRoute:
+    destinations: tuple[Destination, ...]
+    weights: tuple[int, ...]
+    total: int
+    key: Hashable | None  # the weighted split's name; None for a single destination
+
+
+class RoutingOptions(Protocol):
+    """The snapshot options routing reads."""
+
+    @property
+    def domain_suffix(self) -> str: ...
+    @property
+    def load_balancing(self) -> str: ...
+    @property
+    def trace_sampling(self) -> float: ...
+    @property
+    def outbound_traffic_policy(self) -> str: ...
+
+
+class RoutingSnapshot(Protocol):
+    """What routing reads from a decoded snapshot (`graylane.mesh.snapshot.Snapshot` provides it)."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def options(self) -> RoutingOptions: ...
+    @property
+    def services(self) -> Mapping[str, Service]: ...
+    @property
+    def virtual_services(self) -> tuple[VirtualService, ...]: ...
+    @property
+    def subsets(self) -> Mapping[str, frozenset[str]]: ...
+    @property
+    def clusters(self) -> Mapping[str, Cluster]: ...
+    @property
+    def listeners(self) -> Mapping[str, Listener]: ...
+    @property
+    def inbound_rate_limits(self) -> tuple[InboundRateLimit, ...]: ...
+
+
 # --------------------------------------------------------------------------------------------- the table
 
 
 class RouteTable:
-    """An immutable, versioned view of a snapshot with the per-route/per-cluster state the proxy keeps."""
+    """Decisions over one decoded snapshot: host resolution, rule matching, weighted and endpoint picks.
 
-    def __init__(self, snapshot: Mapping[str, Any], previous: RouteTable | None = None) -> None:
+    Caches only what follows from the snapshot (resolved hosts, live destinations, cluster names); the state that
+    changes per request comes in as a `BalancerState`.
+    """
+
+    def __init__(self, snapshot: RoutingSnapshot) -> None:
         self.snapshot = snapshot
-        self.version = int(snapshot.get("version", 0))
-        options = snapshot.get("options") or {}
-        self.domain_suffix = options.get("domain_suffix", "cluster.local")
-        self.use_random = options.get("load_balancing") == "random"
-        self.trace_sampling = float(options.get("trace_sampling", 1.0))
-        self.services: dict[str, Service] = {
-            fqdn: Service(fqdn, s["name"], s["namespace"], tuple(p["port"] for p in s.get("ports", ())),
-                          bool(s.get("external")))
-            for fqdn, s in (snapshot.get("services") or {}).items()}
-        self.virtual_services: list[VirtualService] = []
-        # Unchanged parts of the previous snapshot are reused as they are (dict equality is cheap, compiling isn't).
-        old_vs_raw = previous.vs_raw if previous else {}
-        self.vs_raw: dict[tuple[str, str], tuple[Mapping[str, Any], VirtualService]] = {}
-        for i, vs in enumerate(snapshot.get("virtual_services") or ()):
-            key = (vs.get("namespace"), vs.get("name"))
-            hit = old_vs_raw.get(key)
-            if hit is not None and hit[0] == vs:
-                self.virtual_services.append(hit[1])
-                self.vs_raw[key] = hit
-                continue
-            where = f"VirtualService {vs.get('namespace')}/{vs.get('name')}"
-            try:
-                rules = tuple(Rule.load(j, r) for j, r in enumerate(vs.get("http") or ()))
-            except ValidationError as exc:
-                raise ValidationError(f"{where}: {exc.message}") from None
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValidationError(f"{where}: malformed rule ({exc!r}) in snapshot item {i}") from None
-            obj = VirtualService(vs["name"], vs["namespace"], tuple(vs.get("hosts") or ()),
-                                 tuple(vs.get("gateways") or ("mesh",)), tuple(vs.get("export_to") or ()), rules)
-            self.virtual_services.append(obj)
-            self.vs_raw[key] = (vs, obj)
-        self.subsets: dict[str, set[str]] = {h: set(s) for h, s in (snapshot.get("subsets") or {}).items()}
-        old_clusters = previous.clusters if previous else {}
-        old_cluster_raw = previous.cluster_raw if previous else {}
-        self.cluster_raw: dict[str, Mapping[str, Any]] = {}
-        self.clusters: dict[str, Cluster] = {}
-        for name, c in (snapshot.get("clusters") or {}).items():
-            old = old_clusters.get(name)
-            self.cluster_raw[name] = c
-            if old is not None and old_cluster_raw.get(name) == c:
-                self.clusters[name] = old
-                continue
-            old_eps = {ep.address: ep for ep in old.endpoints} if old else {}
-            eps = []
-            for e in c.get("endpoints") or ():
-                prev = old_eps.get(e["address"])
-                if prev is not None:  # keep active counts and ejections across snapshots
-                    prev.ready = bool(e.get("ready", True))
-                    prev.labels = dict(e.get("labels") or {})
-                    eps.append(prev)
-                    continue
-                eps.append(EndpointState(e["address"], e["host"], int(e["port"]), e.get("pod", ""),
-                                         e.get("namespace", ""), dict(e.get("labels") or {}),
-                                         e.get("workload", ""), e.get("service_account", "default"),
-                                         bool(e.get("ready", True))))
-            self.clusters[name] = Cluster(name, c["service"], int(c["port"]), c.get("subset", ""),
-                                          ClusterPolicy.load(c.get("policy")), eps,
-                                          old.counters if old else ClusterCounters())
-        self.listeners: dict[str, Listener] = {}
-        for spec in snapshot.get("listeners") or ():
-            src = spec.get("source") or {}
-            lst = Listener(spec["name"], spec["kind"], spec.get("bind", "127.0.0.1"), int(spec["port"]),
-                           Source(src.get("namespace", "default"), src.get("pod", ""), dict(src.get("labels") or {}),
-                                  src.get("workload", "unknown"), src.get("service_account", "default")),
-                           int(spec.get("server_port", 0)), tuple(spec.get("gateways") or ()),
-                           tuple(spec.get("server_hosts") or ()), spec.get("rate_limit"))
-            self.listeners[lst.name] = lst
-        self.inbound_rate_limits: list[Mapping[str, Any]] = list(snapshot.get("inbound_rate_limits") or ())
-        old_pickers = previous.pickers if previous else {}
-        self.pickers: dict[tuple[Any, ...], WeightedPicker] = {}
-        # Per rule (by identity; rules live as long as this table): live destinations and their picker.
-        self.rule_live: dict[int, tuple[list[Destination], WeightedPicker | None]] = {}
+        self.version = snapshot.version
+        options = snapshot.options
+        self.domain_suffix = options.domain_suffix
+        self.use_random = options.load_balancing == "random"
+        self.trace_sampling = options.trace_sampling
+        # meshConfig.outboundTrafficPolicy.mode: ALLOW_ANY (Istio's default) or REGISTRY_ONLY.
+        self.allow_any = options.outbound_traffic_policy != "REGISTRY_ONLY"
+        self.services: Mapping[str, Service] = snapshot.services
+        self.virtual_services: tuple[VirtualService, ...] = snapshot.virtual_services
+        self.subsets: Mapping[str, frozenset[str]] = snapshot.subsets
+        self.clusters: Mapping[str, Cluster] = snapshot.clusters
+        self.listeners: Mapping[str, Listener] = snapshot.listeners
+        self.inbound_rate_limits: tuple[InboundRateLimit, ...] = snapshot.inbound_rate_limits
+        # Per rule (by identity; rules live as long as this table): live destinations, their weights and the name
+        # of their weighted split (the same name across snapshots while the split is unchanged).
+        self.rule_live: dict[int, _LiveRoute] = {}
         for vs in self.virtual_services:
             for rule in vs.rules:
-                live = rule.live_destinations()
-                picker = None
-                if len(live) > 1:
-                    key = (vs.key, rule.index, tuple((d.host, d.subset, d.port, d.weight) for d in live))
-                    old_p = old_pickers.get(key)
-                    picker = self.pickers[key] = old_p if old_p and old_p.use_random == self.use_random else \
-                        WeightedPicker([d.weight for d in live], self.use_random)
-                self.rule_live[id(rule)] = (live, picker)
+                self.rule_live[id(rule)] = self._live(vs.key, rule)
         self._vhost_cache: dict[tuple[str, str], tuple[str, VirtualService | None]] = {}
         self._cluster_cache: dict[tuple[int, int], tuple[str, Cluster | None]] = {}
         self._default_dest: dict[str, Destination] = {}
         self._passthrough_clusters: dict[tuple[str, int], Cluster] = {}
-        # meshConfig.outboundTrafficPolicy.mode: ALLOW_ANY (Istio's default) or REGISTRY_ONLY.
-        self.allow_any = options.get("outbound_traffic_policy", "ALLOW_ANY") != "REGISTRY_ONLY"
+
+    def _live(self, vs_key: str, rule: Rule) -> _LiveRoute:
+        live = tuple(rule.live_destinations())
+        weights = tuple(d.weight for d in live)
+        key = (vs_key, rule.index, tuple((d.host, d.subset, d.port, d.weight) for d in live), self.use_random) \
+            if len(live) > 1 else None
+        return _LiveRoute(live, weights, sum(weights), key)
 
     # -- host resolution -------------------------------------------------------------------------------
 
@@ -260,9 +244,12 @@ class RouteTable:
 
     # -- routing ---------------------------------------------------------------------------------------
 
-    def route(self, req: RequestView, listener: Listener, rng: random.Random, now: float = 0.0,
-              explain: bool = False, pick_endpoint: bool = True) -> RouteDecision:
-        """First matching http rule of the host's VirtualService, then a weighted destination and endpoint."""
+    def route(self, req: RequestView, listener: Listener, rng: random.Random, state: BalancerState,
+              now: float = 0.0, explain: bool = False, pick_endpoint: bool = True) -> RouteDecision:
+        """First matching http rule of the host's VirtualService, then a weighted destination and endpoint.
+
+        `state` is the caller's endpoint health, load and split progress; `rng` every random choice.
+        """
         host, vs = self.resolve(listener, req.authority)
         if vs is None:
             if listener.kind == "sidecar" and host not in self.services and self.allow_any:
@@ -273,20 +260,21 @@ class RouteTable:
             dest = self._default_dest.get(host)
             if dest is None:
                 dest = self._default_dest[host] = Destination(host, "", None, 100, HeaderOps(), HeaderOps())
-            return self._destination(RouteDecision(Outcome.ROUTED, host), req, dest, rng, now, pick_endpoint)
+            return self._destination(RouteDecision(Outcome.ROUTED, host), req, dest, rng, state, now,
+                                     pick_endpoint)
         gateways = listener.gateways if listener.kind == "gateway" else ()
         decision = RouteDecision(Outcome.NO_ROUTE, host, virtual_service=vs)
         for rule in vs.rules:
             if not rule.matches:
                 # A rule without match is a catch-all; Istio stops translating after it.
                 decision.match_index = None
-                return self._apply(decision, rule, req, rng, now, pick_endpoint)
+                return self._apply(decision, rule, req, rng, state, now, pick_endpoint)
             reasons = []
             for mi, m in enumerate(rule.matches):
                 miss = m.mismatch(req, listener.source, gateways)
                 if miss is None:
                     decision.match_index = mi
-                    return self._apply(decision, rule, req, rng, now, pick_endpoint)
+                    return self._apply(decision, rule, req, rng, state, now, pick_endpoint)
                 if explain:
                     reasons.append(f"match[{mi}]: {why(miss)}")
             if explain:
@@ -300,8 +288,9 @@ class RouteTable:
         key = (host, port)
         cluster = self._passthrough_clusters.get(key)
         if cluster is None:
-            ep = EndpointState(f"{host}:{port}", host, port, "", "", {}, "", "default")
-            cluster = Cluster(PASSTHROUGH, host, port, "", ClusterPolicy(), [ep], ClusterCounters())
+            address = f"{host}:{port}"
+            ep = ClusterEndpoint((PASSTHROUGH, address), address, host, port, "", "", {}, "", "default")
+            cluster = Cluster.build(PASSTHROUGH, host, port, "", ClusterPolicy(), (ep,))
             if len(self._passthrough_clusters) < 10_000:
                 self._passthrough_clusters[key] = cluster
         dest = Destination(host, "", port, 100, HeaderOps(), HeaderOps())
@@ -311,15 +300,9 @@ class RouteTable:
             d.endpoint = cluster.endpoints[0]
         return d
 
-    def _apply(self, d: RouteDecision, rule: Rule, req: RequestView, rng: random.Random, now: float,
-               pick_endpoint: bool) -> RouteDecision:
+    def _apply(self, d: RouteDecision, rule: Rule, req: RequestView, rng: random.Random, state: BalancerState,
+               now: float, pick_endpoint: bool) -> RouteDecision:
         d.rule = rule
-        # Faults apply at the client-side proxy before routing (delay, then abort), independently.
-        if rule.delay_percent > 0 and rng.random() * 100 < rule.delay_percent:
-            d.delay_s = rule.delay_s
-        if rule.abort_percent > 0 and rule.abort_status and rng.random() * 100 < rule.abort_percent:
-            d.outcome, d.abort_status = Outcome.FAULT_ABORT, rule.abort_status
-            return d
         if rule.redirect is not None:
             d.outcome = Outcome.REDIRECT
             return d
@@ -327,22 +310,20 @@ class RouteTable:
             d.outcome = Outcome.DIRECT_RESPONSE
             return d
         entry = self.rule_live.get(id(rule))
-        if entry is None:  # a rule from outside this table
-            live0 = rule.live_destinations()
-            entry = self.rule_live[id(rule)] = (live0, WeightedPicker([x.weight for x in live0], self.use_random)
-                                                if len(live0) > 1 else None)
-        live, picker = entry
+        if entry is None:  # a rule from outside this table (a merged gateway view)
+            entry = self.rule_live[id(rule)] = self._live(d.virtual_service.key if d.virtual_service else "", rule)
+        live = entry.destinations
         if not live:
             d.outcome, d.detail = Outcome.NO_ROUTE, "route has no destination with weight > 0"
             return d
-        if picker is None:
+        if entry.key is None:
             dest, share = live[0], 1.0
         else:
-            dest = live[picker.pick(rng)]
-            share = dest.weight / picker.total
+            dest = live[state.pick_weighted(entry.key, entry.weights, self.use_random, rng)]
+            share = dest.weight / entry.total
         d.outcome = Outcome.ROUTED
         d.share = share
-        return self._destination(d, req, dest, rng, now, pick_endpoint)
+        return self._destination(d, req, dest, rng, state, now, pick_endpoint)
 
     def destination_port(self, host: str, port: int | None, req_port: int) -> int:
         if port:
@@ -359,8 +340,8 @@ class RouteTable:
         name = f"outbound|{p}|{subset}|{host}"
         return name, self.clusters.get(name)
 
-    def _destination(self, d: RouteDecision, req: RequestView, dest: Destination, rng: random.Random, now: float,
-                     pick_endpoint: bool) -> RouteDecision:
+    def _destination(self, d: RouteDecision, req: RequestView, dest: Destination, rng: random.Random,
+                     state: BalancerState, now: float, pick_endpoint: bool) -> RouteDecision:
         d.destination = dest
         d.host = dest.host
         ckey = (id(dest), req.port)
@@ -376,10 +357,10 @@ class RouteTable:
             return d
         d.cluster = cluster
         if not pick_endpoint:
-            if not cluster.healthy(now):
+            if not cluster.healthy(now, state):
                 d.outcome, d.detail = Outcome.NO_HEALTHY_UPSTREAM, "no healthy upstream"
             return d
-        ep, cookie = cluster.pick(req, rng, now)
+        ep, cookie = cluster.pick(req, rng, now, state)
         if ep is None:
             d.outcome, d.detail = Outcome.NO_HEALTHY_UPSTREAM, "no healthy upstream"
             return d
