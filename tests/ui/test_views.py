@@ -94,11 +94,14 @@ def test_the_release_view_puts_configured_weights_beside_observed_shares():
     dr = [{"spec": {"host": "reviews.default.svc.cluster.local", "subsets": [
         {"name": "base", "labels": {"version": "v1"}}, {"name": "canary", "labels": {"version": "v2"}}]}}]
     graph = {"nodes": [{"id": "p"}, {"id": "r1", "version": "v1"}, {"id": "r2", "version": "v2"}],
-             "edges": [{"source": "p", "target": "r1", "service": "reviews", "requests": 702},
-                       {"source": "p", "target": "r2", "service": "reviews", "requests": 298}]}
+             "edges": [{"source": "p", "target": "r1", "service": "reviews", "requests": 702, "errorRate5xx": 0,
+                        "p95": 12.0},
+                       {"source": "p", "target": "r2", "service": "reviews", "requests": 298, "errorRate5xx": 1.5,
+                        "p95": 20.25}]}
     view = release_view(exe, vs, dr, graph, "approver")
     [svc] = view.services
-    assert [(v.version, v.configured, v.observed) for v in svc.versions] == [("v1", 70.0, 70.2), ("v2", 30.0, 29.8)]
+    assert [(v.version, v.configured, v.observed, v.error_rate, v.p95_ms) for v in svc.versions] == [
+        ("v1", 70.0, 70.2, 0.0, 12.0), ("v2", 30.0, 29.8, 1.5, 20.2)]
     assert svc.requests == 1000 and svc.route == "VirtualService default/reviews"
     assert view.current == ["设置灰度比例"] and view.waiting is not None and view.waiting["id"] == "j"
     assert view.actions == ["pause", "cancel"]

@@ -16,6 +16,8 @@ class VersionShare:
     version: str
     configured: float | None  # % of the route's weight; None when no VirtualService names it
     observed: float | None  # % of the last minute's requests to the service; None without traffic
+    error_rate: float | None = None  # 5xx % of those requests
+    p95_ms: float | None = None  # the highest p95 among the edges into this version (its slowest caller)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,18 +147,35 @@ def _subset_versions(service: str, destination_rules: list[dict[str, Any]]) -> d
     return out
 
 
-def _observed(service: str, graph: dict[str, Any]) -> tuple[dict[str, float], int]:
-    """version -> % of the window's requests to the service (every caller), and the request count."""
+@dataclass(frozen=True, slots=True)
+class Observed:
+    share: dict[str, float]
+    error_rate: dict[str, float]
+    p95_ms: dict[str, float]
+    requests: int
+
+
+def _observed(service: str, graph: dict[str, Any]) -> Observed:
+    """Per version: % of the window's requests to the service (every caller), 5xx %, and p95 (ms)."""
     version = {n["id"]: n.get("version") or n.get("label") or n["id"] for n in graph.get("nodes") or []}
     counts: dict[str, float] = {}
+    errors: dict[str, float] = {}
+    p95: dict[str, float] = {}
     for edge in graph.get("edges") or []:
-        if edge.get("service") == service:
-            v = version.get(edge.get("target"), "?")
-            counts[v] = counts.get(v, 0.0) + float(edge.get("requests") or 0)
+        if edge.get("service") != service:
+            continue
+        v = version.get(edge.get("target"), "?")
+        n = float(edge.get("requests") or 0)
+        counts[v] = counts.get(v, 0.0) + n
+        errors[v] = errors.get(v, 0.0) + n * float(edge.get("errorRate5xx") or 0) / 100
+        if edge.get("p95") is not None and n:
+            p95[v] = max(p95.get(v, 0.0), float(edge["p95"]))
     total = sum(counts.values())
     if not total:
-        return {}, 0
-    return {v: round(100 * c / total, 1) for v, c in counts.items()}, int(total)
+        return Observed({}, {}, {}, 0)
+    return Observed({v: round(100 * c / total, 1) for v, c in counts.items()},
+                    {v: round(100 * errors[v] / c, 2) for v, c in counts.items() if c},
+                    {v: round(ms, 1) for v, ms in p95.items()}, int(total))
 
 
 def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any]],
@@ -168,10 +187,10 @@ def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any
         configured, vs_name = _configured(service, virtual_services, _subset_versions(service, destination_rules))
         if not configured:
             configured, vs_name = _http_route_weights(service, http_routes or [], kube_services or [])
-        observed, requests = _observed(service, graph)
-        versions = [VersionShare(v, configured.get(v), observed.get(v))
-                    for v in sorted(set(configured) | set(observed))]
-        services.append(ServiceRelease(service, versions, requests, vs_name))
+        seen = _observed(service, graph)
+        versions = [VersionShare(v, configured.get(v), seen.share.get(v), seen.error_rate.get(v), seen.p95_ms.get(v))
+                    for v in sorted(set(configured) | set(seen.share))]
+        services.append(ServiceRelease(service, versions, seen.requests, vs_name))
     top = [s for s in execution.get("stages") or [] if not s.get("parentStageId")]
     current = [str(s.get("name")) for s in top if s.get("status") in ("RUNNING", "PAUSED", "SUSPENDED")]
     waiting = next((s for s in top if s.get("type") == "manualJudgment" and s.get("status") == "RUNNING"
