@@ -1,16 +1,19 @@
 """Istio's Kubernetes Gateway API Bookinfo samples, applied unchanged with `graylane apply` onto a running local
 mesh: bookinfo-gateway.yaml (Gateway + HTTPRoute), the per-version Services of bookinfo-versions.yaml, and the
 mesh (GAMMA) HTTPRoutes route-reviews-v1, -90-10 (exactly 90/10 over 100 pages), -50-v3 and -v3; statuses
-through `graylane get httproute -o yaml`, and `graylane route` over the same files."""
+through `graylane get httproute -o yaml`, and `graylane route` over the same files. Then the demo's
+`reviews-canary-httproute` pipeline on a `graylane demo bookinfo` installation."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
 import pytest
 import yaml
+from tests.e2e.test_article import Local as ArticleLocal
 from tests.e2e.test_istio_tasks import KUBE, Local
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -116,3 +119,41 @@ def test_graylane_route_explains_the_httproutes() -> None:
                                    "http://bookinfo.example/static/x.css", "-o", "json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["rule"]["name"] == "default.bookinfo.0"
+
+
+@pytest.fixture(scope="module")
+def article(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArticleLocal]:
+    """`graylane demo bookinfo` on a fresh installation (baseline: VirtualServices, all v1)."""
+    state = tmp_path_factory.mktemp("httproute-canary") / "state"
+    state.mkdir()
+    env = ArticleLocal(state)
+    try:
+        env.cli("demo", "bookinfo", "--port", str(env.server_port), "--admin-port", str(env.admin_port),
+                "--gateway-port", f"80={env.gateway_port}")
+        yield env
+    finally:
+        env.cli("down", check=False)
+        env.api.close()
+
+
+def test_reviews_canary_httproute_pipeline_on_the_local_mesh(article: ArticleLocal) -> None:
+    out = article.cli("pipeline", "run", "reviews-canary-httproute", "-p", "base_version=v1",
+                      "-p", "canary_version=v2").stdout
+    match = re.search(r"execution (\w+)", out)
+    assert match, out
+    execution = match.group(1)
+    article.wait_stage(execution, "设置灰度比例", "RUNNING")
+    # the HTTPRoute replaced the baseline's VirtualService and keeps everything on v1 until the ratio is set
+    vs = article.api.get("/api/v1/resources/VirtualService/reviews", params={"namespace": "default"})
+    assert vs.status_code == 404
+    assert article.pages(4) == {"none": 4}
+    article.cli("judge", execution, "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=30")
+    article.wait_stage(execution, "是否全量发布", "RUNNING")
+    assert article.pages(100) == {"none": 70, "black": 30}
+    article.cli("judge", execution, "--stage", "是否全量发布", "--continue", "--input", "全量发布")
+    done = article.wait_execution(execution)
+    assert done["status"] == "SUCCEEDED", done
+    assert article.pages(20) == {"black": 20}
+    assert not article.deployment_exists("reviews-v1")
+    route = article.api.get("/api/v1/resources/HTTPRoute/reviews", params={"namespace": "default"}).json()
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "reviews-v2", "port": 9080}]
