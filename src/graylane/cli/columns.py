@@ -66,7 +66,19 @@ COLUMNS: dict[str, list[Column]] = {
     "Secret": [("TYPE", lambda b: str(b.get("type", "Opaque"))),
                ("DATA", lambda b: str(len(b.get("data") or {}) + len(b.get("stringData") or {})))],
     "Namespace": [("STATUS", lambda b: str(dig(b, "status", "phase", default="Active")))],
+    # Kubernetes Gateway API (kubectl's printer columns of the CRDs)
+    "HTTPRoute": [("HOSTNAMES", lambda b: _json_list(dig(b, "spec", "hostnames")))],
+    "GatewayClass": [("CONTROLLER", lambda b: str(dig(b, "spec", "controllerName", default=""))),
+                     ("ACCEPTED", lambda b: _condition(b, "Accepted"))],
 }
+
+
+def _condition(body: dict[str, Any], kind: str) -> str:
+    for cond in dig(body, "status", "conditions", default=[]) or []:
+        if isinstance(cond, dict) and cond.get("type") == kind:
+            return str(cond.get("status", "Unknown"))
+    return "Unknown"
+
 WIDE: dict[str, list[Column]] = {
     "Deployment": [
         ("CONTAINERS", lambda b: ",".join(str(c.get("name", "")) for c in _containers(b))),
