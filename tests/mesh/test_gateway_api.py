@@ -206,6 +206,24 @@ def test_gamma_mesh_route_weights_exact_and_zero_weight(world):
         assert {c.get("http://reviews:9080/").json()["name"] for _ in range(10)} == {"rv2"}
 
 
+def test_gamma_consumer_route_applies_only_to_its_namespace(mesh, world):
+    push, _, _, sc_port = world
+    client_port = free_port()
+    snap = push([route("reviews", [{"backendRefs": [backend("reviews-v1")]}],
+                       parents=[{"kind": "Service", "name": "reviews", "port": 9080}]),
+                 route("reviews-for-client", [{"backendRefs": [backend("reviews-v2", namespace="default")]}],
+                       parents=[{"kind": "Service", "name": "reviews", "namespace": "default", "port": 9080}],
+                       ns="client")])
+    # the same snapshot plus a sidecar in namespace client
+    snap["listeners"].append({**snap["listeners"][0], "name": "sidecar~client~productpage-v1-0", "port": client_port,
+                              "source": {**snap["listeners"][0]["source"], "namespace": "client"}})
+    mesh.put({**snap, "version": next(mesh.version)})
+    with httpx.Client(proxy=f"http://127.0.0.1:{client_port}", timeout=10) as c:
+        assert {c.get("http://reviews.default:9080/").json()["name"] for _ in range(5)} == {"rv2"}
+    with httpx.Client(proxy=f"http://127.0.0.1:{sc_port}", timeout=10) as c:
+        assert {c.get("http://reviews:9080/").json()["name"] for _ in range(5)} == {"rv1"}
+
+
 def test_missing_backends_get_500_in_proportion(world):
     push, get, _, _ = world
     snap = push([gateway(), route("r", [
