@@ -319,3 +319,22 @@ def test_cancel_and_return_traffic_puts_the_virtual_service_back(server: Console
     assert "reviews traffic back as it was" in asked[0] and "VirtualService reviews" in asked[0], asked
     assert weights() == [70, 30]
     expect(page.locator("#exe-status")).to_have_text("CANCELED")
+
+
+def test_resource_pages_update_live(server: ConsoleServer, browser: Browser) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: live-flags}\ndata: {canary: 'VALUE'}\n"
+    assert server.api.post("/api/v1/apply", content=cm.replace("VALUE", "on")).status_code == 200
+    listing, detail = browser.new_page(), browser.new_page()
+    listing.goto(f"{server.base}/resources?kind=ConfigMap")
+    detail.goto(f"{server.base}/resources/ConfigMap/default/live-flags")
+    for page in (listing, detail):
+        page.wait_for_function("window.graylaneLive && window.graylaneLive.readyState === 1")
+    expect(detail.locator("table.history tbody tr")).to_have_count(1)
+
+    assert server.api.post("/api/v1/apply", content=cm.replace("VALUE", "off")).status_code == 200
+    assert server.api.post("/api/v1/apply", content=cm.replace("live-flags", "live-more").replace("VALUE", "x")
+                           ).status_code == 200
+    expect(listing.get_by_role("link", name="live-more")).to_be_visible()
+    expect(detail.locator("table.history tbody tr")).to_have_count(2)
+    expect(detail.locator("pre.code").first).to_contain_text("canary: 'off'")
+    no_raw_times(detail)

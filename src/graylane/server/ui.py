@@ -20,6 +20,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sse_starlette.sse import EventSourceResponse
 
 from graylane.server.auth import (
     CSRF_COOKIE,
@@ -30,7 +31,7 @@ from graylane.server.auth import (
     operator_name,
     user_for_token,
 )
-from graylane.ui import vendor
+from graylane.ui import live, vendor
 from graylane.ui.views import (
     WAITING_STATUSES,
     actor_href,
@@ -215,33 +216,37 @@ def mount(app: FastAPI) -> None:
     async def topology(request: Request, namespace: str = "", window: str = "1m") -> HTMLResponse:
         return render(request, "topology.html", "Topology", namespace=namespace, window=window)
 
+    @app.get("/ui/events", include_in_schema=False)
+    async def console_events(request: Request) -> EventSourceResponse:
+        """The page's one stream: execution events and resource changes (graylane.ui.live)."""
+        return EventSourceResponse(live.console_events(request.app.state.cp.bus, request.is_disconnected))
+
     @app.get("/resources", response_class=HTMLResponse, include_in_schema=False)
     async def resources(request: Request, kind: str = "", namespace: str = "", edit: str = "",
                         revision: int | None = None) -> HTMLResponse:
-        params = {"namespace": namespace} if namespace else {}
-        if kind:
-            data = await api_json(request, f"/api/v1/resources/{quote(kind)}", {"items": []}, params=params)
-        else:
-            data = await api_json(request, "/api/v1/resources", {"items": []}, params=params)
-        items = data.get("items", [])
         kinds = sorted({i.get("kind", "") for i in (await api_json(request, "/api/v1/resources", {"items": []}))
                         .get("items", [])})
-        return render(request, "resources.html", "Resources", items=items, kind=kind, kinds=kinds,
-                      namespace=namespace, manifest=await _revision_yaml(request, edit, revision))
+        return render(request, "resources.html", "Resources", items=await _resource_items(request, kind, namespace),
+                      kind=kind, kinds=kinds, namespace=namespace,
+                      manifest=await _revision_yaml(request, edit, revision))
+
+    @app.get("/ui/resources-table", response_class=HTMLResponse, include_in_schema=False)
+    async def resources_table(request: Request, kind: str = "", namespace: str = "") -> HTMLResponse:
+        """The resources table's rows, fetched again on each resource change (SSE)."""
+        return render(request, "fragments/resources_rows.html", "",
+                      items=await _resource_items(request, kind, namespace))
 
     @app.get("/resources/{kind}/{namespace}/{name}", response_class=HTMLResponse, include_in_schema=False)
     async def resource(request: Request, kind: str, namespace: str, name: str, diff: int | None = None) -> Response:
-        params = {"namespace": namespace}
-        body = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}", None, params=params)
-        hist = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}/history", {"items": []},
-                              params=params)
-        diff_text = None
-        if diff is not None:
-            d = await api_json(request, f"/api/v1/resources/{quote(kind)}/{quote(name)}/history/{diff}/diff",
-                               {}, params=params)
-            diff_text = d.get("diff") if kind not in SECRET_KINDS else "(secret contents are not shown)"
-        return render(request, "resource.html", "Resources", body=redact(body) if body else None, kind=kind,
-                      namespace=namespace, name=name, history=hist.get("items", []), diff=diff, diff_text=diff_text)
+        ctx = await _resource_ctx(request, kind, namespace, name, diff)
+        return render(request, "resource.html", "Resources", **ctx)
+
+    @app.get("/ui/resource/{kind}/{namespace}/{name}", response_class=HTMLResponse, include_in_schema=False)
+    async def resource_detail(request: Request, kind: str, namespace: str, name: str,
+                              diff: int | None = None) -> Response:
+        """The YAML and history, fetched again on each resource change (SSE)."""
+        return render(request, "fragments/resource_detail.html", "",
+                      **await _resource_ctx(request, kind, namespace, name, diff))
 
     @app.post("/ui/resources/{kind}/{namespace}/{name}/restore", response_class=HTMLResponse, include_in_schema=False)
     async def ui_restore(request: Request, kind: str, namespace: str, name: str,
@@ -252,7 +257,7 @@ def mount(app: FastAPI) -> None:
             return render(request, "fragments/message.html", "", error=error_text(resp), ok=None)
         now = resp.json().get("revision")
         return render(request, "fragments/message.html", "", error=None,
-                      ok=f"Restored revision {revision}; reload to see it in the history (global revision {now}).")
+                      ok=f"Restored revision {revision}; it is the live object now (revision {now}).")
 
     @app.post("/ui/apply", response_class=HTMLResponse, include_in_schema=False)
     async def ui_apply(request: Request, manifest: str = Form(...), dry_run: str = Form("")) -> HTMLResponse:
@@ -317,6 +322,25 @@ async def _overview_executions(request: Request) -> dict[str, Any]:
     running = await running_executions(request, executions)
     return {"running": running, "waiting": waiting_judgments(running, user_of(request).role),
             "recent": executions[:10]}
+
+
+async def _resource_items(request: Request, kind: str, namespace: str) -> list[dict[str, Any]]:
+    params = {"namespace": namespace} if namespace else {}
+    path = f"/api/v1/resources/{quote(kind)}" if kind else "/api/v1/resources"
+    return list((await api_json(request, path, {"items": []}, params=params)).get("items", []))
+
+
+async def _resource_ctx(request: Request, kind: str, namespace: str, name: str, diff: int | None) -> dict[str, Any]:
+    params = {"namespace": namespace}
+    base = f"/api/v1/resources/{quote(kind)}/{quote(name)}"
+    body = await api_json(request, base, None, params=params)
+    hist = await api_json(request, f"{base}/history", {"items": []}, params=params)
+    diff_text = None
+    if diff is not None:
+        d = await api_json(request, f"{base}/history/{diff}/diff", {}, params=params)
+        diff_text = d.get("diff") if kind not in SECRET_KINDS else "(secret contents are not shown)"
+    return {"body": redact(body) if body else None, "kind": kind, "namespace": namespace, "name": name,
+            "history": hist.get("items", []), "diff": diff, "diff_text": diff_text}
 
 
 async def _revision_yaml(request: Request, edit: str, revision: int | None) -> str:

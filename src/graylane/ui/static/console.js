@@ -306,19 +306,22 @@
     }
   });
 
-  /* Pages that show executions listen to one SSE stream; each event (coalesced) fires graylane:executions
-     on <body>, which htmx fragments (the overview, the executions table, the navigation badge) refetch on. */
+  /* Each signed-in page listens to one SSE stream, /ui/events (execution events and resource changes).
+     Events, coalesced over 250 ms, fire graylane:executions or graylane:resources on <body>; htmx
+     fragments (the overview, the executions and resources tables, a resource's history, the navigation
+     badge) refetch on them. */
   const EXECUTION_EVENTS = ["stage", "context", "execution", "task"];
   function live() {
     // One connection per page: a browser opens at most 6 to a host over HTTP/1.1, and SSE keeps them.
     if (window.graylaneLive || !window.EventSource) return window.graylaneLive || null;
-    const es = new EventSource("/api/v1/events/executions");
-    let timer = null;
-    const changed = () => {
-      if (timer) return;
-      timer = setTimeout(() => { timer = null; document.body.dispatchEvent(new Event("graylane:executions")); }, 250);
+    const es = new EventSource("/ui/events");
+    const timers = {};
+    const fire = (name) => () => {
+      if (timers[name]) return;
+      timers[name] = setTimeout(() => { timers[name] = null; document.body.dispatchEvent(new Event(name)); }, 250);
     };
-    for (const kind of EXECUTION_EVENTS) es.addEventListener(kind, changed);
+    for (const kind of EXECUTION_EVENTS) es.addEventListener(kind, fire("graylane:executions"));
+    es.addEventListener("resource", fire("graylane:resources"));
     es.addEventListener("error", () => {});
     window.graylaneLive = es;
     return es;
