@@ -1,0 +1,352 @@
+"""`canaryRollout`: Argo Rollouts-style canary steps driven by one stage, for one service or a lockstep release.
+
+```json
+{"type": "canaryRollout", "name": "reviews canary", "service": "reviews", "stableSubset": "v1",
+ "canarySubset": "v2", "scaleDownDelay": 30,
+ "steps": [{"setHeaderRoute": {"name": "jason", "match": [{"headerName": "end-user",
+                                                             "headerValue": {"exact": "jason"}}]}},
+           {"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {}},
+           {"setMirrorRoute": {"name": "mirror", "percentage": 20}}, {"analysis": {"type": "kayentaCanary"}}]}
+```
+
+- `setWeight: N` moves every member to `{stable: 100-N, canary: N}` in one apply (one snapshot) and waits for the
+  data plane; `pause: {duration}` waits (`s`, `m`, `h`); `pause: {}` waits for a person: a judgment (this stage's
+  PATCH, as manualJudgment's) with `judgmentInput` **Promote** (next step), **Promote full** (straight to 100%)
+  or **Abort**; `setHeaderRoute` / `setMirrorRoute` add (or, with only `name`, remove) Graylane's managed routes
+  above the weighted one; `analysis` runs the `analysis`/`kayentaCanary` stage type inline when one exists.
+- After the last step the canary gets 100% and the managed routes go, in one snapshot. With `scaleDownDelay`
+  (seconds) the stage then keeps the previous version warm: an Abort within the window is one snapshot back to
+  the stable subset (no redeploy); after it, `scaleDown` Deployments (names) are scaled to 0.
+- Abort (any time, also `judgmentStatus: stop`) returns traffic to the stable subset (stepwise back through the
+  weights set so far with `abort: {stepwise: true, interval: "5s"}`), removes the managed routes, and fails the
+  stage with who aborted. Restarting the stage (`graylane release retry`) starts the steps again.
+
+State lives in `context.rollout` (phase, step, weights, message): what `graylane release status` shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from graylane.errors import GraylaneError, ValidationError
+from graylane.pipelines import route_check, traffic
+from graylane.pipelines import routes_edit as edit
+from graylane.pipelines.stages import MODULES, definition
+from graylane.pipelines.stages.manual_judgment import validate_judgment
+from graylane.pipelines.status import ExecutionStatus as S
+from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
+from graylane.resources.document import ResourceKey
+
+PROMOTE, PROMOTE_FULL, ABORT = "Promote", "Promote full", "Abort"
+OPTIONS = [PROMOTE, PROMOTE_FULL, ABORT]
+STEP_KINDS = ("setWeight", "pause", "setHeaderRoute", "setMirrorRoute", "analysis")
+ANALYSIS_TYPES = ("analysis", "kayentaCanary")
+JUDGMENT_POLL_S = 15.0
+
+
+def seconds(raw: Any, where: str) -> float:
+    """`30`, `"30s"`, `"5m"`, `"1h"` -> seconds."""
+    if raw is None or raw == "":
+        return 0.0
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(raw))
+    if not match:
+        raise ValidationError(f"{where}: duration {raw!r} is not a number with s, m or h")
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    return float(match.group(1)) * unit
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """The members of the rollout: (member, stable subset, canary subset)."""
+
+    members: list[tuple[traffic.Member, str, str]]
+
+    @classmethod
+    def parse(cls, ctx: dict[str, Any], where: str) -> Release:
+        namespace = str(ctx.get("namespace") or "default")
+        raw = ctx.get("services") or [{"service": ctx.get("service"), "virtualService": ctx.get("virtualService")}]
+        out = []
+        for i, item in enumerate(raw if isinstance(raw, list) else []):
+            at = f"{where} services[{i}]" if ctx.get("services") else where
+            member = traffic.Member.parse(item, namespace, at)
+            stable = item.get("stableSubset") or ctx.get("stableSubset")
+            canary = item.get("canarySubset") or ctx.get("canarySubset")
+            if not stable or not canary or stable == canary:
+                raise ValidationError(f"{at}: name two different subsets, stableSubset and canarySubset "
+                                      f"(got {stable!r} and {canary!r})")
+            out.append((member, str(stable), str(canary)))
+        if not out:
+            raise ValidationError(f"{where}: name a `service` (or `services`)")
+        return cls(out)
+
+    def weights(self, canary_weight: int) -> dict[str, dict[str, int]]:
+        return {m.service: ({s: 100 - canary_weight, c: canary_weight} if canary_weight < 100 else {c: 100})
+                if canary_weight > 0 else {s: 100, c: 0} for m, s, c in self.members}
+
+
+def check_steps(steps: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(steps, list):
+        raise ValidationError(f"{where}: steps must be a list")
+    for i, step in enumerate(steps):
+        kinds = [k for k in (step or {}) if k in STEP_KINDS] if isinstance(step, dict) else []
+        if len(kinds) != 1:
+            raise ValidationError(f"{where} steps[{i}]: one of {', '.join(STEP_KINDS)} per step (got {step!r})")
+        if kinds[0] == "setWeight":
+            edit.check_weights({"canary": step["setWeight"], "stable": 100 - int(step["setWeight"])},
+                               f"{where} steps[{i}] setWeight")
+    return steps
+
+
+class RolloutTask(Task):
+    """The whole rollout as one re-entrant task: each run does at most one step and returns RUNNING until done."""
+
+    name = "runRolloutSteps"
+
+    async def run(self, stage: StageView) -> TaskResult:
+        where = f"stage {stage.name!r}"
+        ctx = stage.context
+        release = Release.parse(ctx, where)
+        steps = check_steps(self.steps(ctx), where)
+        st: dict[str, Any] = dict(ctx.get("rollout") or {"phase": "Progressing", "stepIndex": 0, "history": []})
+        st.setdefault("totalSteps", len(steps))
+        action = _action(ctx)
+        consumed = {"judgmentStatus": None, "judgmentInput": None} if action else {}
+        if action:
+            st["lastAction"] = {"action": action, "by": ctx.get("lastModifiedBy") or "someone",
+                                "time": stage.now_ms}
+        run = _Run(stage, release, steps, st, where)
+        try:
+            result = await run.step(action)
+        except GraylaneError as exc:
+            if st.get("phase") == "Aborting" or not (st.get("weights") or int(st.get("stepIndex") or 0)):
+                st["message"] = str(exc)
+                return TaskResult.terminal(f"{where}: {exc}", {"rollout": st, **consumed})
+            # traffic has moved: any failure aborts the whole release back to the stable subsets
+            st.update(phase="Aborting", abortPlan=[], abortReason=f"step failed: {exc}", message=str(exc))
+            return TaskResult.running(0, {"rollout": st, **consumed})
+        result.context = {"rollout": st, **consumed, **result.context}
+        return result
+
+    def steps(self, ctx: dict[str, Any]) -> Any:
+        return ctx.get("steps") or []
+
+
+def _action(ctx: dict[str, Any]) -> str | None:
+    status = str(ctx.get("judgmentStatus") or "").lower()
+    if status == "stop":
+        return ABORT
+    if status == "continue":
+        return str(ctx.get("judgmentInput") or PROMOTE)
+    return None
+
+
+class _Run:
+    def __init__(self, stage: StageView, release: Release, steps: list[dict[str, Any]], st: dict[str, Any],
+                 where: str) -> None:
+        self.stage, self.release, self.steps, self.st, self.where = stage, release, steps, st, where
+        self.ctx = stage.context
+
+    async def target(self) -> Any:
+        return await self.stage.services.target(self.ctx.get("account"), None)
+
+    async def apply(self, edits: Sequence[tuple[traffic.Member, traffic.Edit]], checked: bool = True) -> None:
+        await traffic.apply(await self.target(), edits, actor=self.stage.actor,
+                            checked=checked and not self.ctx.get(route_check.OPTION))
+
+    async def set_weight(self, weight: int, *, clear_routes: bool = False, checked: bool = True) -> None:
+        wanted = self.release.weights(weight)
+
+        def change(service: str, body: dict[str, Any]) -> dict[str, Any]:
+            body = edit.set_weights(body, service, wanted[service])
+            return edit.remove_managed_routes(body, service) if clear_routes else body
+
+        await self.apply([(m, partial(change, m.service)) for m, _, _ in self.release.members], checked)
+        self.st["weights"], self.st["canaryWeight"] = wanted, weight
+
+    # ---- the state machine
+
+    async def step(self, action: str | None) -> TaskResult:
+        st = self.st
+        if st.get("phase") == "Aborting" or action == ABORT:
+            return await self.abort()
+        if st.get("phase") == "Promoted":
+            return await self.warm()
+        if action == PROMOTE_FULL:
+            return await self.promote()
+        index = int(st.get("stepIndex") or 0)
+        if index >= len(self.steps):
+            return await self.promote()
+        step = self.steps[index]
+        kind = next(k for k in step if k in STEP_KINDS)
+        st["step"] = {"index": index, "kind": kind, "config": step[kind]}
+        handler = getattr(self, f"do_{kind}")
+        done, retry = await handler(step[kind], action)
+        if done:
+            st["stepIndex"], st["phase"] = index + 1, "Progressing"
+            st.pop("stepStart", None)
+            st.pop("analysis", None)
+            st["message"] = f"step {index + 1}/{len(self.steps)} ({kind}) done"
+            return TaskResult.running(retry_after_s=0)
+        return TaskResult.running(retry_after_s=retry)
+
+    async def do_setWeight(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        weight = int(raw)
+        await self.set_weight(weight)
+        self.st.setdefault("history", []).append(weight)
+        return True, 0
+
+    async def do_pause(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        now = self.stage.now_ms
+        start = int(self.st.setdefault("stepStart", now))
+        duration = seconds((raw or {}).get("duration") if isinstance(raw, dict) else raw, f"{self.where} pause")
+        if action == PROMOTE:
+            return True, 0
+        self.st["phase"] = "Paused"
+        if duration:
+            left = start + duration * 1000 - now
+            self.st["message"] = f"paused for {duration:g}s (CanaryPauseStep); promote to go on now"
+            return (True, 0) if left <= 0 else (False, left / 1000)
+        self.st["message"] = "paused until a person decides: Promote / Promote full / Abort (CanaryPauseStep)"
+        return False, JUDGMENT_POLL_S
+
+    async def do_setHeaderRoute(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        name = str((raw or {}).get("name") or "canary-header")
+        match = (raw or {}).get("match")
+        if match is None and not {"headers", "cookie", "cookies"} & set(raw or {}):
+            edits = [(m, partial(_remove, m.service, name)) for m, _, _ in self.release.members]
+        else:
+            blocks = edit.header_matches(match if match is not None else raw, f"{self.where} setHeaderRoute")
+            edits = [(m, partial(_header, m.service, name, blocks, c)) for m, _, c in self.release.members]
+        await self.apply(edits)
+        return True, 0
+
+    async def do_setMirrorRoute(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        raw = raw or {}
+        name = str(raw.get("name") or "canary-mirror")
+        if raw.get("percentage") is None and not raw.get("match"):
+            edits = [(m, partial(_remove, m.service, name)) for m, _, _ in self.release.members]
+        else:
+            pct = float(raw.get("percentage", 100))
+            match = edit.header_matches(raw["match"], f"{self.where} setMirrorRoute") if raw.get("match") else None
+            edits = [(m, partial(_mirror, m.service, name, pct, c, match)) for m, _, c in self.release.members]
+        await self.apply(edits)
+        return True, 0
+
+    async def do_analysis(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        if action == PROMOTE:
+            self.st["message"] = "analysis skipped by a promotion"
+            return True, 0
+        cfg = dict(raw or {})
+        stage_type = str(cfg.pop("type", "") or ("kayentaCanary" if "canaryConfig" in cfg else "analysis"))
+        if stage_type not in ANALYSIS_TYPES or stage_type not in MODULES:
+            raise GraylaneError(f"analysis steps are not yet available: no {stage_type!r} stage type in this "
+                                "Graylane (the analysis/kayentaCanary stages are being added)",
+                                hint="remove the analysis step, or use a pause with a judgment")
+        sub = dict(self.st.get("analysis") or {"task": 0, "context": {}})
+        tasks = definition(stage_type).tasks(cfg)
+        index = int(sub["task"])
+        view = dataclasses.replace(self.stage, context={**self.ctx, **cfg, **sub["context"]}, type=stage_type)
+        result = await tasks[index].run(view)
+        sub["context"] = {**sub["context"], **result.context}
+        self.st["analysis"] = {**sub, "type": stage_type, "outputs": result.outputs}
+        if result.status == S.RUNNING:
+            self.st["message"] = f"analysis ({stage_type}) running"
+            return False, result.retry_after_s or 1.0
+        if result.status == S.SUCCEEDED:
+            sub["task"] = index + 1
+            self.st["analysis"]["task"] = index + 1
+            return (index + 1 >= len(tasks)), 0
+        self.st["abortReason"] = f"analysis ({stage_type}) failed: {result.error or result.status}"
+        self.st["phase"] = "Aborting"
+        return False, 0
+
+    async def promote(self) -> TaskResult:
+        """100% to the canary and no managed routes, in one snapshot; then the warm window, if any."""
+        await self.set_weight(100, clear_routes=True)
+        self.st.update(phase="Promoted", promotedAt=self.stage.now_ms, stepIndex=len(self.steps))
+        self.st.pop("step", None)
+        return await self.warm()
+
+    async def warm(self) -> TaskResult:
+        delay = seconds(self.ctx.get("scaleDownDelay"), f"{self.where} scaleDownDelay")
+        left = int(self.st["promotedAt"]) + delay * 1000 - self.stage.now_ms
+        stables = sorted({s for _, s, _ in self.release.members})
+        if left > 0:
+            self.st["message"] = (f"promoted; the previous version ({', '.join(stables)}) stays warm for "
+                                  f"{left / 1000:.0f}s more: abort now is instant")
+            return TaskResult.running(retry_after_s=left / 1000)
+        names = [str(n) for n in self.ctx.get("scaleDown") or []]
+        if names:
+            target = await self.target()
+            namespace = str(self.ctx.get("namespace") or "default")
+            for name in names:
+                await target.patch(ResourceKey("apps", "Deployment", namespace, name), {"spec": {"replicas": 0}},
+                                   "merge", actor=self.stage.actor)
+        self.st.update(phase="Healthy", message="promoted" + (f"; scaled down {', '.join(names)}" if names else ""))
+        return TaskResult.succeeded({}, {"weights": self.st.get("weights"), "phase": "Healthy"})
+
+    async def abort(self) -> TaskResult:
+        st = self.st
+        abort_cfg = self.ctx.get("abort") or {}
+        if st.get("phase") != "Aborting":
+            st["phase"] = "Aborting"
+            history = [w for w in st.get("history") or [] if 0 < w < int(st.get("canaryWeight") or 0)]
+            st["abortPlan"] = sorted(set(history), reverse=True) if abort_cfg.get("stepwise") else []
+            st.setdefault("abortReason", f"aborted by {(st.get('lastAction') or {}).get('by') or 'someone'}")
+        plan = list(st.get("abortPlan") or [])
+        if plan:
+            weight = plan.pop(0)
+            st["abortPlan"] = plan
+            await self.set_weight(weight, checked=False)
+            st["message"] = f"aborting stepwise: canary at {weight}%"
+            return TaskResult.running(retry_after_s=seconds(abort_cfg.get("interval", "5s"), f"{self.where} abort"))
+        await self.set_weight(0, clear_routes=True, checked=False)
+        stables = ", ".join(sorted({s for _, s, _ in self.release.members}))
+        st.update(phase="Aborted", message=f"{st['abortReason']}; all traffic is back on {stables}")
+        return TaskResult.terminal(f"{self.where}: rollout {st['message']}", {"rollout": st})
+
+
+def _remove(service: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    return edit.remove_route(body, service, name)
+
+
+def _header(service: str, name: str, blocks: list[dict[str, Any]], subset: str, body: dict[str, Any]) -> dict[str, Any]:
+    return edit.set_header_route(body, service, name, blocks, subset)
+
+
+def _mirror(service: str, name: str, pct: float, subset: str, match: list[dict[str, Any]] | None,
+            body: dict[str, Any]) -> dict[str, Any]:
+    return edit.set_mirror_route(body, service, name, pct, subset, match)
+
+
+class CanaryRolloutStage(StageDefinition):
+    type = "canaryRollout"
+
+    def tasks(self, context: dict[str, Any]) -> list[Task]:
+        return [RolloutTask()]
+
+    def patch_fields(self) -> frozenset[str]:
+        return frozenset({"judgmentStatus", "judgmentInput"})
+
+    def validate_patch(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                       roles: list[str]) -> tuple[dict[str, Any], str]:
+        body = dict(body)
+        if str(body.get("judgmentStatus") or "").lower() == "stop" and body.get("judgmentInput") is None:
+            body["judgmentInput"] = ABORT
+        if body.get("judgmentStatus") is None and body.get("judgmentInput") is not None:
+            body["judgmentStatus"] = "continue"
+        phase = (context.get("rollout") or {}).get("phase")
+        if phase in ("Aborted", "Healthy"):
+            raise ValidationError(f"stage {name!r}: the rollout is {phase}; nothing to {body.get('judgmentInput')}")
+        return validate_judgment({**context, "judgmentInput": None, "judgmentInputs": OPTIONS}, body,
+                                 user=user, roles=roles), "judgment"
+
+    def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
+        return {"judgmentStatus", "judgmentInput", "rollout"} & set(config)
+
+
+DEFINITION = CanaryRolloutStage()

@@ -1,0 +1,126 @@
+"""trafficShift and a lockstep canaryRollout on the emulated Kubernetes + Istio account: the same stages as on the
+local mesh with only `account` changed; the stage waits for Istio's status when Istio reports one."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+
+from graylane.pipelines.executor import Executor
+from graylane.pipelines.services import TaskServices
+from graylane.pipelines.status import ExecutionStatus as S
+from graylane.pipelines.tables import metadata
+from graylane.pipelines.triggers import build_trigger
+from graylane.resources.load import load_text
+from graylane.targets import accounts
+
+_spec = importlib.util.spec_from_file_location("release_stages_local",
+                                               Path(__file__).parents[1] / "pipelines" / "test_release_stages.py")
+assert _spec and _spec.loader
+_local = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_local)
+REVIEWS, RATINGS, USER_VS = _local.REVIEWS, _local.RATINGS, _local.USER_VS
+
+pytestmark = [pytest.mark.asyncio]
+VS = "networking.istio.io/v1/virtualservices"
+
+
+@pytest_asyncio.fixture
+async def executor(cluster: Any, state_dir: Path, tmp_path: Path) -> AsyncIterator[Executor]:
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
+    metadata.create_all(engine)
+
+    class ControlPlane:
+        settings: dict[str, Any] = {}
+
+    cp = ControlPlane()
+
+    async def get_target(account: str | None, namespace: str | None) -> Any:
+        return accounts.get_target(account or "local", cp, namespace=namespace)
+
+    target = await get_target("staging", None)
+    await target.apply(load_text(REVIEWS + RATINGS + USER_VS), actor="user:setup")
+    await target.wait_ready([d.key for d in load_text(REVIEWS + RATINGS) if d.kind == "Deployment"], timeout=30)
+    ex = Executor(engine, services=TaskServices(get_target=get_target))
+    await ex.start()
+    try:
+        yield ex
+    finally:
+        await ex.stop()
+        engine.dispose()
+
+
+async def run(ex: Executor, stage: dict[str, Any]) -> str:
+    body = {"application": "bookinfo", "name": f"k{len(ex.pipelines.list())}",
+            "stages": [{"refId": "0", "name": "s0", "account": "staging", **stage}]}
+    config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+    trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {}, "artifacts": []}, ex)
+    return (await ex.start_execution(config, trigger, user="t")).id
+
+
+def weights(cluster: Any, name: str) -> list[tuple[str, int]]:
+    vs = cluster.api.object(VS, "default", name)
+    return [(r["destination"]["subset"], r.get("weight", 100)) for r in vs["spec"]["http"][-1]["route"]]
+
+
+async def test_traffic_shift_on_kubernetes(cluster: Any, executor: Executor) -> None:
+    done = await executor.wait_until_complete(await run(executor, {
+        "type": "trafficShift", "service": "reviews", "weights": {"v1": 90, "v2": 10}}), timeout=30)
+    assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+    vs = cluster.api.object(VS, "default", "reviews")
+    assert vs["spec"]["http"][0]["fault"]["abort"]["httpStatus"] == 500  # the user's rule is untouched
+    assert vs["spec"]["http"][1]["timeout"] == "3s"
+    assert weights(cluster, "reviews") == [("v1", 90), ("v2", 10)]
+    refused = await executor.wait_until_complete(await run(executor, {
+        "type": "trafficShift", "service": "reviews", "weights": {"v1": 50, "v3": 50}}), timeout=30)
+    assert refused.status == S.TERMINAL
+    assert "IST0173" in refused.stage("0").context["exception"]["details"]["error"]  # v3 has no ready pods
+    assert weights(cluster, "reviews") == [("v1", 90), ("v2", 10)]
+
+
+async def test_lockstep_rollout_on_kubernetes(cluster: Any, executor: Executor) -> None:
+    exe = await run(executor, {"type": "canaryRollout", "stableSubset": "v1", "canarySubset": "v2",
+                               "services": [{"service": "reviews"}, {"service": "ratings"}],
+                               "steps": [{"setWeight": 20}, {"pause": {}}]})
+    for _ in range(200):
+        st = executor.get(exe).stage("0").context.get("rollout") or {}
+        if st.get("phase") == "Paused":
+            break
+        await asyncio.sleep(0.05)
+    assert weights(cluster, "reviews") == weights(cluster, "ratings") == [("v1", 80), ("v2", 20)]
+    assert cluster.api.object(VS, "default", "ratings")["metadata"]["annotations"]["graylane.io/managed-by"] \
+        == "graylane"
+    await executor.update_stage(exe, "0", {"judgmentInput": "Promote"}, user="bob")
+    done = await executor.wait_until_complete(exe, timeout=30)
+    assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+    assert weights(cluster, "reviews") == weights(cluster, "ratings") == [("v2", 100)]
+
+
+async def test_the_stage_waits_for_istio_to_reconcile(cluster: Any, executor: Executor) -> None:
+    """Istio writes status.observedGeneration when status reporting is on: the stage ends only once it caught up."""
+    key = (kmock.resource(VS), "default", "reviews")
+    generation = int(cluster.api.object(VS, "default", "reviews")["metadata"]["generation"])
+    reconciled = [{"type": "Reconciled", "status": "True"}]
+    assert await cluster.api._set_status(key, generation, {"observedGeneration": generation,
+                                                           "conditions": reconciled})
+    exe = await run(executor, {"type": "trafficShift", "service": "reviews", "weights": {"v1": 70, "v2": 30}})
+    for _ in range(200):
+        vs = cluster.api.object(VS, "default", "reviews")
+        if int(vs["metadata"]["generation"]) > generation:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # give a wrong implementation time to finish early
+    assert executor.get(exe).status == S.RUNNING
+    new = int(vs["metadata"]["generation"])
+    assert await cluster.api._set_status(key, new, {"observedGeneration": new, "conditions": reconciled})
+    done = await executor.wait_until_complete(exe, timeout=30)
+    assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")

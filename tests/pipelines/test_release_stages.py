@@ -1,0 +1,325 @@
+"""trafficShift, canaryRollout and blueGreen through the engine on the local target (store only, no processes):
+what the VirtualServices say after each step, what is refused, judgments, abort and the warm window."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graylane.pipelines.executor import Executor
+from graylane.pipelines.services import TaskServices
+from graylane.pipelines.status import ExecutionStatus as S
+from graylane.pipelines.triggers import build_trigger
+from graylane.resources.document import ResourceKey
+from graylane.resources.load import load_text
+from graylane.store import Store
+from graylane.targets.local import LocalTarget
+
+ISTIO = "networking.istio.io"
+
+
+def deployment(service: str, version: str, replicas: int = 1) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {service}-{version}, labels: {{app: {service}, version: {version}}}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {service}, version: {version}}}}}
+  template:
+    metadata: {{labels: {{app: {service}, version: {version}}}}}
+    spec: {{containers: [{{name: {service}, image: docker.io/istio/examples-bookinfo-{service}-{version}:1.20.2}}]}}
+---
+"""
+
+
+def world(service: str, versions: dict[str, int], subsets: list[str]) -> str:
+    subset_yaml = "".join(f"  - {{name: {s}, labels: {{version: {s}}}}}\n" for s in subsets)
+    return "".join(deployment(service, v, n) for v, n in versions.items()) + f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: {service}, labels: {{app: {service}}}}}
+spec: {{selector: {{app: {service}}}, ports: [{{name: http, port: 9080}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {service}}}
+spec:
+  host: {service}
+  subsets:
+{subset_yaml}---
+"""
+
+
+USER_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: tester}}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - timeout: 3s
+    retries: {attempts: 2}
+    route: [{destination: {host: reviews, subset: v1}}]
+"""
+
+
+class Rig:
+    def __init__(self, store: Store, ex: Executor) -> None:
+        self.store, self.ex = store, ex
+
+    def vs(self, name: str = "reviews") -> dict[str, Any]:
+        got = self.store.get(ResourceKey(ISTIO, "VirtualService", "default", name))
+        assert got is not None, name
+        return got.body  # type: ignore[no-any-return]
+
+    def weights(self, name: str = "reviews") -> list[tuple[str, int]]:
+        return [(r["destination"]["subset"], r.get("weight", 100)) for r in self.vs(name)["spec"]["http"][-1]["route"]]
+
+    async def run(self, *stages: dict[str, Any]) -> str:
+        body = {"application": "bookinfo", "name": f"p{len(self.ex.pipelines.list())}",
+                "stages": [{"refId": str(i), "requisiteStageRefIds": [str(i - 1)] if i else [], "name": f"s{i}",
+                            **st} for i, st in enumerate(stages)]}
+        config = self.ex.pipelines.get(self.ex.pipelines.save(body, actor="user:t").id)
+        trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {}, "artifacts": []}, self.ex)
+        return (await self.ex.start_execution(config, trigger, user="t")).id
+
+    async def done(self, execution_id: str) -> Any:
+        return await self.ex.wait_until_complete(execution_id, timeout=30)
+
+    async def rollout(self, execution_id: str, phase: str, step: int | None = None) -> dict[str, Any]:
+        """Wait until the rollout stage's state shows `phase` (and step index)."""
+        async with self.ex.bus.subscribe() as q:
+            for _ in range(400):
+                exe = self.ex.get(execution_id)
+                st = exe.stage("0").context.get("rollout") or {}
+                if st.get("phase") == phase and (step is None or st.get("stepIndex") == step):
+                    return st  # type: ignore[no-any-return]
+                assert not exe.status.is_complete or phase in ("Aborted", "Healthy"), (exe.status, st)
+                try:
+                    await asyncio.wait_for(q.get(), timeout=0.5)
+                except TimeoutError:
+                    pass
+        raise AssertionError(f"rollout never reached {phase}: {st}")
+
+
+def run_rig(tmp_path: Path, setup: str, test: Callable[[Rig], Awaitable[None]]) -> None:
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+        store.apply(load_text(setup), "user:setup")
+        target = LocalTarget(store)
+
+        async def get_target(account: str | None, namespace: str | None = None) -> Any:
+            return target
+
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        await ex.start()
+        try:
+            await test(Rig(store, ex))
+        finally:
+            await ex.stop()
+            store.close()
+
+    asyncio.run(go())
+
+
+REVIEWS = world("reviews", {"v1": 1, "v2": 1, "v3": 0}, ["v1", "v2", "v3"])
+RATINGS = world("ratings", {"v1": 1, "v2": 1}, ["v1", "v2"])
+
+
+def test_traffic_shift_edits_the_users_route_in_place(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        before = rig.vs()
+        exe = await rig.run({"type": "trafficShift", "service": "reviews", "weights": {"v1": 90, "v2": 10}})
+        done = await rig.done(exe)
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        after = rig.vs()
+        assert after["spec"]["http"][0] == before["spec"]["http"][0]  # the tester's fault rule
+        assert after["spec"]["http"][1]["timeout"] == "3s" and after["spec"]["http"][1]["retries"] == {"attempts": 2}
+        assert rig.weights() == [("v1", 90), ("v2", 10)]
+        assert done.stage("0").outputs["weights"] == {"reviews": {"v1": 90, "v2": 10}}
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_traffic_shift_creates_a_managed_virtual_service(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        done = await rig.done(await rig.run({"type": "trafficShift", "service": "ratings",
+                                             "weights": {"v1": 50, "v2": 50}}))
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        assert rig.vs("ratings")["metadata"]["annotations"]["graylane.io/managed-by"] == "graylane"
+        assert rig.weights("ratings") == [("v1", 50), ("v2", 50)]
+
+    run_rig(tmp_path, RATINGS, test)
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({"v1": 50, "v4": 50}, "Referenced host+subset in destinationrule not found"),
+    ({"v1": 50, "v3": 50}, "IST0173"),
+    ({"v1": 50, "v2": 60}, "add up to 110"),
+])
+def test_traffic_shift_refuses_subsets_without_rule_or_pods(tmp_path: Path, state_dir: Path,
+                                                             weights: dict[str, int], message: str) -> None:
+    async def test(rig: Rig) -> None:
+        revision = rig.store.revision()
+        done = await rig.done(await rig.run({"type": "trafficShift", "service": "reviews", "weights": weights}))
+        assert done.status == S.TERMINAL
+        assert message in done.stage("0").context["exception"]["details"]["error"]
+        assert rig.store.revision() == revision and rig.weights() == [("v1", 100)]
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_several_services_move_in_one_transaction(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        seen: list[list[ResourceKey]] = []
+        rig.store.subscribe(lambda keys: seen.append([k for k in keys if k.kind == "VirtualService"]))
+        done = await rig.done(await rig.run({"type": "trafficShift", "services": [
+            {"service": "reviews", "weights": {"v1": 50, "v2": 50}},
+            {"service": "ratings", "weights": {"v1": 50, "v2": 50}}]}))
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        assert [sorted(k.name for k in keys) for keys in seen if keys] == [["ratings", "reviews"]]
+        assert rig.weights() == rig.weights("ratings") == [("v1", 50), ("v2", 50)]
+
+    run_rig(tmp_path, REVIEWS + RATINGS + USER_VS, test)
+
+
+STEPS = {"type": "canaryRollout", "service": "reviews", "stableSubset": "v1", "canarySubset": "v2",
+         "steps": [{"setHeaderRoute": {"name": "jason", "match": [{"headerName": "end-user",
+                                                                    "headerValue": {"exact": "jason"}}]}},
+                   {"setWeight": 10}, {"pause": {"duration": "0.2s"}}, {"setWeight": 50},
+                   {"setMirrorRoute": {"name": "mirror", "percentage": 20}}, {"pause": {}}, {"setWeight": 80}]}
+
+
+def test_canary_steps_header_route_with_weights_then_promote(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        exe = await rig.run(STEPS)
+        st = await rig.rollout(exe, "Paused", 5)
+        assert "Promote / Promote full / Abort" in st["message"]
+        http = rig.vs()["spec"]["http"]
+        assert http[0]["name"] == "jason" and http[0]["route"] == [{"destination": {"host": "reviews",
+                                                                                    "subset": "v2"}}]
+        assert http[1]["fault"]  # the user's rule is still there, below Graylane's route
+        assert rig.weights() == [("v1", 50), ("v2", 50)]
+        assert http[-1]["mirror"] == {"host": "reviews", "subset": "v2"}
+        await rig.ex.update_stage(exe, "0", {"judgmentStatus": "continue", "judgmentInput": "Promote"}, user="bob")
+        done = await rig.done(exe)
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        http = rig.vs()["spec"]["http"]
+        assert [r.get("name") for r in http] == [None, None]  # managed routes gone at the end
+        assert rig.weights() == [("v2", 100)] and "mirror" not in http[-1]
+        assert done.stage("0").context["rollout"]["phase"] == "Healthy"
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_abort_returns_to_baseline_stepwise_and_removes_managed_routes(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({**STEPS, "abort": {"stepwise": True, "interval": "0.1s"}})
+        await rig.rollout(exe, "Paused", 5)
+        seen: list[list[tuple[str, int]]] = []
+        rig.store.subscribe(lambda keys: seen.append(rig.weights()))
+        await rig.ex.update_stage(exe, "0", {"judgmentStatus": "stop"}, user="bob")
+        done = await rig.done(exe)
+        assert done.status == S.TERMINAL
+        error = done.stage("0").context["exception"]["details"]["error"]
+        assert "aborted by bob" in error and "back on v1" in error
+        assert seen == [[("v1", 90), ("v2", 10)], [("v1", 100), ("v2", 0)]]
+        assert [r.get("name") for r in rig.vs()["spec"]["http"]] == [None, None]
+        assert "mirror" not in rig.vs()["spec"]["http"][-1]
+        # retry: the stage restarts from the first step
+        await rig.ex.restart_stage(exe, "0", user="bob")
+        await rig.rollout(exe, "Paused", 5)
+        await rig.ex.update_stage(exe, "0", {"judgmentInput": "Promote full"}, user="bob")
+        assert (await rig.done(exe)).status == S.SUCCEEDED
+        assert rig.weights() == [("v2", 100)]
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_promotion_keeps_the_previous_version_warm_and_abort_is_one_change(tmp_path: Path,
+                                                                          state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                             "canarySubset": "v2", "steps": [{"setWeight": 50}], "scaleDownDelay": 60,
+                             "scaleDown": ["reviews-v1"]})
+        st = await rig.rollout(exe, "Promoted")
+        assert "stays warm" in st["message"] and rig.weights() == [("v2", 100)]
+        revision = rig.store.revision()
+        await rig.ex.update_stage(exe, "0", {"judgmentInput": "Abort"}, user="carol")
+        done = await rig.done(exe)
+        assert done.status == S.TERMINAL
+        assert rig.store.revision() == revision + 1  # one change: straight back, no redeploy
+        assert rig.weights() == [("v1", 100), ("v2", 0)]
+        v1 = rig.store.get(ResourceKey("apps", "Deployment", "default", "reviews-v1"))
+        assert v1 is not None and v1.body["spec"]["replicas"] == 1
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_scale_down_after_the_warm_window(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                             "canarySubset": "v2", "steps": [], "scaleDownDelay": "0.3s",
+                             "scaleDown": ["reviews-v1"]})
+        done = await rig.done(exe)
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        assert "scaled down reviews-v1" in done.stage("0").context["rollout"]["message"]
+        v1 = rig.store.get(ResourceKey("apps", "Deployment", "default", "reviews-v1"))
+        assert v1 is not None and v1.body["spec"]["replicas"] == 0
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_lockstep_rollout_moves_every_member_in_one_change(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        changes: list[list[str]] = []
+        rig.store.subscribe(lambda keys: changes.append(sorted(k.name for k in keys if k.kind == "VirtualService")))
+        exe = await rig.run({"type": "canaryRollout", "stableSubset": "v1", "canarySubset": "v2",
+                             "services": [{"service": "reviews"}, {"service": "ratings"}],
+                             "steps": [{"setWeight": 10}, {"setWeight": 50}]})
+        done = await rig.done(exe)
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        assert changes == [["ratings", "reviews"]] * 3  # 10, 50, 100: each one transaction
+        assert rig.weights() == rig.weights("ratings") == [("v2", 100)]
+
+    run_rig(tmp_path, REVIEWS + RATINGS + USER_VS, test)
+
+
+def test_blue_green_preview_then_switch(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({"type": "blueGreen", "service": "reviews", "activeSubset": "v1",
+                             "previewSubset": "v2", "preview": {"headers": {"x-preview": "true"}},
+                             "scaleDownDelay": 0})
+        await rig.rollout(exe, "Paused")
+        http = rig.vs()["spec"]["http"]
+        assert http[0]["name"] == "preview" and http[0]["match"] == [{"headers": {"x-preview": {"exact": "true"}}}]
+        assert rig.weights() == [("v1", 100), ("v2", 0)]
+        revision = rig.store.revision()
+        await rig.ex.update_stage(exe, "0", {"judgmentInput": "Promote"}, user="dave")
+        assert (await rig.done(exe)).status == S.SUCCEEDED
+        assert rig.store.revision() == revision + 1  # the switch is one change
+        assert rig.weights() == [("v2", 100)] and rig.vs()["spec"]["http"][0].get("name") is None
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+def test_analysis_step_runs_the_analysis_stage_or_says_not_yet(tmp_path: Path, state_dir: Path) -> None:
+    from graylane.pipelines.stages import MODULES
+
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                             "canarySubset": "v2", "steps": [{"analysis": {"type": "nonesuch"}}]})
+        done = await rig.done(exe)
+        assert done.status == S.TERMINAL
+        assert "not yet available" in done.stage("0").context["exception"]["details"]["error"]
+
+    assert "canaryRollout" in MODULES
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
