@@ -23,6 +23,9 @@ MODULES: dict[str, str] = {
     "runJobManifest": "run_job_manifest",
     "findArtifactFromExecution": "find_artifact_from_execution",
     "findArtifactsFromResource": "find_artifacts_from_resource",
+    "trafficShift": "traffic_shift",
+    "canaryRollout": "canary_rollout",
+    "blueGreen": "blue_green",
 }
 STAGE_TYPE_NAMES = frozenset(MODULES)
 
