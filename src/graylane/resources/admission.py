@@ -17,6 +17,19 @@ from graylane.resources.admission_virtualservice import check_virtual_service
 from graylane.resources.document import Document
 from graylane.resources.finding import Finding
 
+
+def _check_canary_config(c: Checks, spec: dict[str, Any]) -> None:
+    from graylane.analysis.resources import check_canary_config
+
+    check_canary_config(c, spec)
+
+
+def _check_analysis_template(c: Checks, spec: dict[str, Any]) -> None:
+    from graylane.analysis.resources import check_analysis_template
+
+    check_analysis_template(c, spec)
+
+
 __all__ = ["CHECKS", "admission_findings", "hosts_overlap", "is_dns1123_label", "regex_error"]
 
 CHECKS: dict[tuple[str, str], Callable[[Checks, dict[str, Any]], None]] = {
@@ -31,6 +44,9 @@ CHECKS: dict[tuple[str, str], Callable[[Checks, dict[str, Any]], None]] = {
     ("gateway.networking.k8s.io", "Gateway"): check_k8s_gateway,
     ("gateway.networking.k8s.io", "HTTPRoute"): check_http_route,
     ("gateway.networking.k8s.io", "ReferenceGrant"): check_reference_grant,
+    ("graylane.io", "CanaryConfig"): _check_canary_config,
+    ("argoproj.io", "AnalysisTemplate"): _check_analysis_template,
+    ("argoproj.io", "ClusterAnalysisTemplate"): _check_analysis_template,
 }
 
 

@@ -83,6 +83,11 @@ KINDS: tuple[KindInfo, ...] = (
     _gateway_api("ReferenceGrant", "referencegrants", ("refgrant",), model_gatewayapi.ReferenceGrant),
     KindInfo(GRAYLANE_GROUP, "LocalImage", True, (f"{GRAYLANE_GROUP}/v1alpha1",), "localimages", ("li",),
              model_graylane.LocalImage, strict=True),
+    # Analysis configs (graylane.analysis.resources): read by the kayentaCanary and analysis stages.
+    KindInfo(GRAYLANE_GROUP, "CanaryConfig", True, (f"{GRAYLANE_GROUP}/v1alpha1",), "canaryconfigs", ("cc",)),
+    KindInfo("argoproj.io", "AnalysisTemplate", True, ("argoproj.io/v1alpha1",), "analysistemplates", ("at",)),
+    KindInfo("argoproj.io", "ClusterAnalysisTemplate", False, ("argoproj.io/v1alpha1",),
+             "clusteranalysistemplates", ("cat",)),
 )
 
 _BY_GROUP_KIND = {(k.group, k.kind): k for k in KINDS}

@@ -23,6 +23,8 @@ MODULES: dict[str, str] = {
     "runJobManifest": "run_job_manifest",
     "findArtifactFromExecution": "find_artifact_from_execution",
     "findArtifactsFromResource": "find_artifacts_from_resource",
+    "kayentaCanary": "kayenta_canary",
+    "analysis": "analysis",
     "trafficShift": "traffic_shift",
     "canaryRollout": "canary_rollout",
     "blueGreen": "blue_green",

@@ -1,0 +1,302 @@
+"""The kayentaCanary and analysis stages through the engine, on the local target, with the local mesh's telemetry
+recorder fed by the data plane's own counters (no waiting: intervals of a fraction of a second, or retrospective).
+
+What a user sees: the stage's status, its `canaryScores` and message, every interval's report and measurements,
+the VirtualService and Deployments after a failed analysis rolled back, and `graylane canary report`'s text."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graylane.analysis.resources import wrap_canary_config
+from graylane.mesh.proxy.stats import LABELS, Stats
+from graylane.mesh.telemetry.component import KEPT
+from graylane.mesh.telemetry.recorder import Recorder
+from graylane.mesh.telemetry.series import parse_text
+from graylane.pipelines.executor import Executor
+from graylane.pipelines.services import TaskServices
+from graylane.pipelines.status import ExecutionStatus as S
+from graylane.pipelines.triggers import build_trigger
+from graylane.resources.document import Document, ResourceKey, Source
+from graylane.store import Store
+from graylane.targets.local import LocalTarget
+
+ISTIO = "networking.istio.io"
+CONFIG = {
+    "name": "reviews-canary",
+    "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
+    "metrics": [
+        {"name": "error-rate", "groups": ["errors"],
+         "query": {"type": "local", "metric": "istio_requests_total", "aggregation": "error-rate", "window": "2s",
+                   "filter": {"destination_service_name": "reviews", "destination_version": "${scope}"}},
+         "analysisConfigurations": {"canary": {"direction": "increase", "critical": True,
+                                               "nanStrategy": "replace"}}},
+        {"name": "latency-p99", "groups": ["latency"],
+         "query": {"type": "local", "metric": "istio_request_duration_milliseconds", "aggregation": "quantile",
+                   "quantile": 0.99, "window": "2s",
+                   "filter": {"destination_service_name": "reviews", "destination_version": "${scope}"}},
+         "analysisConfigurations": {"canary": {"direction": "increase", "effectSize": {"allowedIncrease": 3}}}},
+    ],
+    "classifier": {"groupWeights": {"errors": 60, "latency": 40}},
+}
+
+
+def labels(version: str, code: str) -> tuple[str, ...]:
+    values = {"reporter": "destination", "source_workload": "productpage-v1", "source_app": "productpage",
+              "destination_workload": f"reviews-{version}", "destination_workload_namespace": "default",
+              "destination_app": "reviews", "destination_version": version,
+              "destination_service": "reviews.default.svc.cluster.local", "destination_service_name": "reviews",
+              "destination_service_namespace": "default", "request_protocol": "http", "response_flags": "-",
+              "response_code": code}
+    return tuple(values.get(name, "unknown") for name in LABELS)
+
+
+@dataclass
+class Traffic:
+    """Bookinfo's reviews traffic as the data plane counts it, scraped into a recorder every half second."""
+
+    canary_error_share: float = 0.0
+    recorder: Recorder = field(default_factory=Recorder)
+    stats: Stats = field(default_factory=Stats)
+
+    def fill(self, start: float, end: float) -> None:
+        t = start
+        while t <= end:
+            for _ in range(9):
+                self.stats.record(labels("v1", "200"), 8.0, 100, 200)
+            for i in range(10):
+                bad = i < round(10 * self.canary_error_share)
+                self.stats.record(labels("v2", "500" if bad else "200"), 8.0, 100, 200)
+            self.recorder.add(parse_text(self.stats.render(), KEPT), t)
+            t += 0.5
+
+
+@dataclass
+class FakeTelemetry:
+    recorder: Recorder
+
+
+@dataclass
+class FakeControlPlane:
+    components: dict[str, Any]
+
+
+@dataclass
+class Targets:
+    """As pipelines.targets.TargetRegistry: the control plane (whose telemetry the local provider reads) and its
+    targets."""
+
+    cp: FakeControlPlane
+    local: LocalTarget
+
+    async def get(self, account: str | None, namespace: str | None = None) -> Any:
+        return self.local
+
+
+DEPLOY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-VERSION, labels: {app: reviews, version: VERSION}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: reviews, version: VERSION}}
+  template:
+    metadata: {labels: {app: reviews, version: VERSION}}
+    spec: {containers: [{name: reviews, image: docker.io/istio/examples-bookinfo-reviews-VERSION:1.20.2}]}
+"""
+MESH = [
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "labels": {"app": "reviews"}},
+     "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080}]}},
+    {"apiVersion": f"{ISTIO}/v1", "kind": "DestinationRule", "metadata": {"name": "reviews"},
+     "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                             {"name": "v2", "labels": {"version": "v2"}}]}},
+    {"apiVersion": f"{ISTIO}/v1", "kind": "VirtualService", "metadata": {"name": "reviews"},
+     "spec": {"hosts": ["reviews"], "http": [{"route": [
+         {"destination": {"host": "reviews", "subset": "v1"}, "weight": 90},
+         {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10}]}]}},
+]
+
+
+def _setup(tmp_path: Path, traffic: Traffic) -> tuple[Store, Executor]:
+    import yaml
+
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    docs = [Document(yaml.safe_load(DEPLOY.replace("VERSION", f"v{n}")), Source("t", 1, i))
+            for i, n in enumerate((1, 2))]
+    docs += [Document(b, Source("mesh", 1, i)) for i, b in enumerate(MESH)]
+    docs.append(Document(wrap_canary_config(CONFIG), Source("cc", 1, 0)))
+    store.apply(docs, "user:t")
+    cp = FakeControlPlane({"telemetry": FakeTelemetry(traffic.recorder)})
+    registry = Targets(cp, LocalTarget(store))
+    return store, Executor(store.engine, services=TaskServices(get_target=registry.get))
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def canary_stage(**cfg: Any) -> dict[str, Any]:
+    base = {"canaryConfigName": "reviews-canary", "scoreThresholds": {"pass": 75, "marginal": 50},
+            "scopes": [{"scopeName": "default", "controlScope": "v1", "experimentScope": "v2",
+                        "controlLocation": "default", "experimentLocation": "default", "step": 1}]}
+    return {"refId": "1", "type": "kayentaCanary", "name": "canary 10%", "analysisType": "realTime",
+            "canaryConfig": {**base, **cfg}}
+
+
+ROLLBACK = {"virtualService": "reviews", "baseline": "v1", "canary": "v2",
+            "deleteManifests": ["deployment reviews-v2"]}
+
+
+async def _run(ex: Executor, stages: list[dict[str, Any]]) -> Any:
+    body = {"application": "bookinfo", "name": "canary-test", "stages": stages}
+    config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+    trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {}}, ex)
+    exe = await ex.start_execution(config, trigger, user="t")
+    return await ex.wait_until_complete(exe.id, timeout=60)
+
+
+def _routes(store: Store) -> list[tuple[str, int]]:
+    vs = store.get(ResourceKey(ISTIO, "VirtualService", "default", "reviews"))
+    assert vs is not None
+    return [(r["destination"]["subset"], r.get("weight", 100)) for r in vs.body["spec"]["http"][0]["route"]]
+
+
+def _deployment(store: Store, name: str) -> bool:
+    return store.get(ResourceKey("apps", "Deployment", "default", name)) is not None
+
+
+def test_realtime_intervals_pass_and_each_keeps_its_score(tmp_path: Path, state_dir: Path) -> None:
+    traffic = Traffic()
+    store, ex = _setup(tmp_path, traffic)
+
+    async def go() -> None:
+        await ex.start()
+        feeder = asyncio.get_running_loop().create_task(_feed(traffic))
+        try:
+            done = await _run(ex, [{**canary_stage(lifetimeDuration="PT3S", canaryAnalysisIntervalSeconds=1),
+                                    "rollback": ROLLBACK}])
+        finally:
+            feeder.cancel()
+            await ex.stop()
+        [stage] = done.stages
+        assert done.status == S.SUCCEEDED, stage.context.get("exception")
+        assert [t.name for t in stage.tasks] == ["runCanary #1", "runCanary #2", "runCanary #3",
+                                                 "rollbackOnFailure", "completeCanaryAnalysis"]
+        assert stage.outputs["canaryScores"] == [100.0, 100.0, 100.0]
+        assert stage.outputs["canaryScoreMessage"].startswith("Final canary score 100")
+        intervals = stage.outputs["canaryIntervals"]
+        assert [i["index"] for i in intervals] == [1, 2, 3]
+        assert intervals[2]["end"] - intervals[2]["start"] == pytest.approx(3.0)
+        sides = {(m["metric"], m["side"]) for m in intervals[0]["measurements"]}
+        assert sides == {(n, s) for n in ("error-rate", "latency-p99") for s in ("control", "experiment")}
+        assert 'destination_version="v2"' in next(m["query"] for m in intervals[0]["measurements"]
+                                                  if m["side"] == "experiment")
+        assert stage.outputs["lastReport"]["score"]["classification"] == "Pass"
+        assert _routes(store) == [("v1", 90), ("v2", 10)] and _deployment(store, "reviews-v2")
+
+    asyncio.run(go())
+    store.close()
+
+
+async def _feed(traffic: Traffic) -> None:
+    traffic.fill(time.time() - 5, time.time())
+    while True:
+        await asyncio.sleep(0.25)
+        now = time.time()
+        traffic.fill(now, now)
+
+
+def test_failing_canary_rolls_back_then_the_stage_is_terminal(tmp_path: Path, state_dir: Path) -> None:
+    traffic = Traffic(canary_error_share=0.3)
+    end = time.time() - 1
+    traffic.fill(end - 60, end)
+    store, ex = _setup(tmp_path, traffic)
+
+    async def go() -> None:
+        await ex.start()
+        try:
+            stage = canary_stage(scopes=[{"controlScope": "v1", "experimentScope": "v2", "step": 2,
+                                          "startTimeIso": _iso(end - 40), "endTimeIso": _iso(end)}],
+                                 canaryAnalysisIntervalSeconds=20)
+            done = await _run(ex, [{**stage, "analysisType": "retrospective", "rollback": ROLLBACK},
+                                   {"refId": "2", "requisiteStageRefIds": ["1"], "type": "wait", "name": "promote",
+                                    "waitTime": 0}])
+        finally:
+            await ex.stop()
+        canary, promote = done.stages
+        assert done.status == S.TERMINAL and canary.status == S.TERMINAL and promote.status == S.NOT_STARTED
+        assert canary.outputs["canaryScores"] == [0.0]  # the first interval fails: the second never runs
+        error = canary.context["exception"]["details"]["error"]
+        assert "below the marginal score threshold 50" in error
+        assert "error-rate High (critical)" in error
+        assert "rolled back: step 1/1: VirtualService default/reviews -> v1 100%" in error
+        assert "deleted deployment reviews-v2" in error
+        assert _routes(store) == [("v1", 100)]
+        assert not _deployment(store, "reviews-v2") and _deployment(store, "reviews-v1")
+
+    asyncio.run(go())
+    store.close()
+
+
+def test_ignore_the_failure_is_respected(tmp_path: Path, state_dir: Path) -> None:
+    """Spinnaker #2697: a canary below marginal went TERMINAL despite "ignore the failure"."""
+    traffic = Traffic(canary_error_share=0.5)
+    end = time.time() - 1
+    traffic.fill(end - 30, end)
+    store, ex = _setup(tmp_path, traffic)
+
+    async def go() -> None:
+        await ex.start()
+        try:
+            stage = canary_stage(scopes=[{"controlScope": "version=v1", "experimentScope": "version=v2",
+                                          "step": 2, "startTimeIso": _iso(end - 20), "endTimeIso": _iso(end)}])
+            done = await _run(ex, [{**stage, "analysisType": "retrospective", "continuePipeline": True,
+                                    "failPipeline": False},
+                                   {"refId": "2", "requisiteStageRefIds": ["1"], "type": "wait", "name": "after",
+                                    "waitTime": 0}])
+        finally:
+            await ex.stop()
+        canary, after = done.stages
+        assert canary.status == S.FAILED_CONTINUE and after.status == S.SUCCEEDED
+        assert done.status == S.SUCCEEDED
+        assert _routes(store) == [("v1", 90), ("v2", 10)]  # no rollback option: nothing moved
+
+    asyncio.run(go())
+    store.close()
+
+
+def test_stepwise_rollback_never_routes_to_a_baseline_without_pods(tmp_path: Path, state_dir: Path) -> None:
+    traffic = Traffic(canary_error_share=0.5)
+    store, ex = _setup(tmp_path, traffic)
+    store.delete([ResourceKey("apps", "Deployment", "default", "reviews-v1")], "user:t")
+
+    async def go() -> None:
+        await ex.start()
+        try:
+            done = await _run(ex, [{"refId": "1", "type": "analysis", "name": "gate",
+                                    "builtins": {"canary": {"destination_service_name": "reviews",
+                                                            "destination_version": "v2"},
+                                                 "minSuccessPercent": 99, "maxDurationMs": None,
+                                                 "interval": "1s", "count": 1, "window": "5s"},
+                                    "rollback": {**ROLLBACK, "durationSeconds": 1, "steps": 2,
+                                                 "readyTimeoutSeconds": 0.5}}])
+        finally:
+            await ex.stop()
+        [gate] = done.stages
+        assert done.status == S.TERMINAL
+        error = gate.context["exception"]["details"]["error"]
+        assert "AnalysisRun Failed" in error and "request-success-rate" in error
+        assert "the rollback stopped: the baseline v1 has no ready endpoints" in error
+        assert _routes(store) == [("v1", 90), ("v2", 10)]  # left as it was
+        assert _deployment(store, "reviews-v2")
+
+    traffic.fill(time.time() - 10, time.time())
+    asyncio.run(go())
+    store.close()
