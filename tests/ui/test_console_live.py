@@ -338,3 +338,15 @@ def test_resource_pages_update_live(server: ConsoleServer, browser: Browser) -> 
     expect(detail.locator("table.history tbody tr")).to_have_count(2)
     expect(detail.locator("pre.code").first).to_contain_text("canary: 'off'")
     no_raw_times(detail)
+
+
+def test_the_topology_options_live_in_the_url(server: ConsoleServer, browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.base}/topology?labels=distribution&type=workload&idle=false")
+    expect(page.locator("#g-labels")).to_have_value("distribution")
+    expect(page.locator("#g-type")).to_have_value("workload")
+    expect(page.locator("#g-idle")).not_to_be_checked()
+    page.select_option("#g-window", "5m")
+    expect(page).to_have_url(re.compile(r"window=5m.*labels=distribution|labels=distribution.*window=5m"))
+    page.reload()
+    expect(page.locator("#g-window")).to_have_value("5m")

@@ -170,8 +170,23 @@
       const el = cy.getElementById(button.dataset.select);
       if (el.nonempty()) { cy.elements().unselect(); el.select(); open(el); }
     });
-    for (const id of ["g-window", "g-type", "g-idle", "g-namespace"]) $(id).addEventListener("change", () => { lastKey = ""; refresh(); });
-    $("g-labels").addEventListener("change", () => { lastKey = ""; refresh(); });
+    // The graph's options live in the URL, so a view can be linked and survives a reload.
+    const OPTIONS = { namespace: "g-namespace", window: "g-window", type: "g-type", labels: "g-labels", idle: "g-idle" };
+    const query = new URLSearchParams(location.search);
+    for (const [key, id] of Object.entries(OPTIONS)) {
+      if (!query.has(key)) continue;
+      if ($(id).type === "checkbox") $(id).checked = query.get(key) !== "false";
+      else $(id).value = query.get(key);
+    }
+    const remember = () => {
+      const q = new URLSearchParams();
+      for (const [key, id] of Object.entries(OPTIONS)) {
+        const value = $(id).type === "checkbox" ? String($(id).checked) : $(id).value;
+        if (value) q.set(key, value);
+      }
+      window.history.replaceState(null, "", location.pathname + "?" + q);
+    };
+    for (const id of Object.values(OPTIONS)) $(id).addEventListener("change", () => { lastKey = ""; remember(); refresh(); });
     refresh();
     setInterval(refresh, 3000);
     window.graylaneCy = cy;
