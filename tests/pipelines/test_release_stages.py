@@ -119,7 +119,7 @@ def run_rig(tmp_path: Path, setup: str, test: Callable[[Rig], Awaitable[None]]) 
         async def get_target(account: str | None, namespace: str | None = None) -> Any:
             return target
 
-        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target))
         await ex.start()
         try:
             await test(Rig(store, ex))

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "graylane.cli.accounts",    # account
     "graylane.cli.tokens",      # token
     "graylane.cli.canary",      # canary judge (offline NetflixACAJudge)
+    "graylane.cli.release",     # release status/promote/abort/retry
 )
 
 app = typer.Typer(
@@ -69,11 +70,8 @@ def main() -> None:
 
 def _show_usage_error(exc: typer.TyperException) -> None:
     """Print a usage error as typer does in standalone mode (usage line, hint, message)."""
-    try:
-        from typer.rich_utils import rich_format_error
-    except ImportError:  # typer without rich
-        exc.show()  # type: ignore[attr-defined]
-        return
+    from typer.rich_utils import rich_format_error  # rich is a dependency: typer always has it here
+
     rich_format_error(exc)  # type: ignore[arg-type]
 
 

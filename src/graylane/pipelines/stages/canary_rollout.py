@@ -342,8 +342,9 @@ class CanaryRolloutStage(StageDefinition):
         phase = (context.get("rollout") or {}).get("phase")
         if phase in ("Aborted", "Healthy"):
             raise ValidationError(f"stage {name!r}: the rollout is {phase}; nothing to {body.get('judgmentInput')}")
-        return validate_judgment({**context, "judgmentInput": None, "judgmentInputs": OPTIONS}, body,
-                                 user=user, roles=roles), "judgment"
+        updates = validate_judgment({**context, "judgmentInput": None, "judgmentInputs": OPTIONS}, body,
+                                    user=user, roles=roles)
+        return {**updates, "lastModifiedBy": user}, "judgment"
 
     def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
         return {"judgmentStatus", "judgmentInput", "rollout"} & set(config)

@@ -1,4 +1,9 @@
-"""Bookinfo `ratings`: stars per reviewer (Istio's Node.js service, including its fault-demo versions)."""
+"""Bookinfo `ratings`: stars per reviewer (Istio's Node.js service, including its fault-demo versions).
+
+One knob, off by default: `RATINGS_LOCAL_DB=true` gives the database-backed v2 a local in-memory database instead
+of the connection error (no MongoDB/MySQL runs locally). Its rows differ visibly from v1's (Reviewer2 has 3 stars,
+not 4) and its JSON says `"database": "local"`, so a page shows which ratings version answered (the lockstep
+release demo, reviews-ratings-lockstep)."""
 
 from __future__ import annotations
 
@@ -24,6 +29,13 @@ _started = time.monotonic()
 
 def _version() -> str:
     return os.environ.get("SERVICE_VERSION") or "v1"
+
+
+def local_db() -> bool:
+    return (os.environ.get("RATINGS_LOCAL_DB") or "").lower() == "true"
+
+
+LOCAL_DB_RATINGS = {"Reviewer1": 5, "Reviewer2": 3}
 
 
 def _parse_int(raw: str) -> int | None:
@@ -62,6 +74,8 @@ async def get_ratings(request: Request) -> Response:
         return json_response({"error": "please provide numeric product ID"}, 400)
     version = _version()
     if version == "v2":
+        if local_db():
+            return json_response({"id": product_id, "ratings": dict(LOCAL_DB_RATINGS), "database": "local"})
         # The database-backed version; no MongoDB/MySQL is wired locally, so it answers like one that cannot connect.
         return json_response({"error": "could not connect to ratings database"}, 500)
     unavailable = json_response({"error": "Service unavailable"}, 503)
