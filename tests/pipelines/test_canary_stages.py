@@ -7,6 +7,7 @@ the VirtualService and Deployments after a failed analysis rolled back, and `gra
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from graylane.analysis.exposition import analysis_metrics
+from graylane.analysis.report_text import stage_lines
 from graylane.analysis.resources import wrap_canary_config
 from graylane.mesh.proxy.stats import LABELS, Stats
 from graylane.mesh.telemetry.component import KEPT
@@ -241,6 +244,22 @@ def test_failing_canary_rolls_back_then_the_stage_is_terminal(tmp_path: Path, st
         assert _routes(store) == [("v1", 100)]
         assert not _deployment(store, "reviews-v2") and _deployment(store, "reviews-v1")
 
+        # `graylane canary report` and /metrics read the same stage JSON
+        stage_json = next(s for s in done.to_json()["stages"] if s["name"] == "canary 10%")
+        text = "\n".join(stage_lines(stage_json))
+        assert "canary 10% (kayentaCanary): TERMINAL" in text
+        assert "baseline v1 vs canary v2, scores 0" in text
+        assert "error-rate   High (critical)" in text
+        assert ('error-rate canary: sum(rate(istio_requests_total{reporter="destination",destination_service_name='
+                '"reviews",destination_version="v2",response_code=~"5.*"}[2s]))') in text
+        assert "-> ok [0.3, 0.3, 0.3" in text
+        assert "failed: Canary score 0 of interval 1/2 is below the marginal score threshold 50" in text
+        exposed = {(m.name, tuple(sorted(s.labels.items())), s.value)
+                   for m in analysis_metrics([("TERMINAL", json.dumps(stage_json))]) for s in m.samples}
+        assert ("graylane_canary_score", (("execution", ""), ("stage", "canary 10%")), 0.0) in exposed
+        assert ("graylane_analysis_metric_phase", (("metric", "error-rate"), ("phase", "High"),
+                                                   ("stage", "canary 10%"), ("type", "kayentaCanary")), 1.0) in exposed
+
     asyncio.run(go())
     store.close()
 
@@ -300,3 +319,57 @@ def test_stepwise_rollback_never_routes_to_a_baseline_without_pods(tmp_path: Pat
     traffic.fill(time.time() - 10, time.time())
     asyncio.run(go())
     store.close()
+
+
+TEMPLATE = {
+    "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "success-rate"},
+    "spec": {"args": [{"name": "version"}], "metrics": [{
+        "name": "success-rate", "successCondition": "result[0] >= 0.95",
+        "provider": {"plugin": {"graylane.io/local": {
+            "metric": "istio_requests_total", "aggregation": "success-rate", "window": "5s",
+            "filter": {"destination_service_name": "reviews", "destination_version": "{{args.version}}"}}}}}]}}
+
+
+def test_analysis_stage_runs_a_stored_template_with_its_args(tmp_path: Path, state_dir: Path) -> None:
+    traffic = Traffic()
+    store, ex = _setup(tmp_path, traffic)
+    store.apply([Document(TEMPLATE, Source("t.yaml", 1, 0))], "user:t")
+    traffic.fill(time.time() - 10, time.time())
+
+    async def go() -> None:
+        await ex.start()
+        try:
+            done = await _run(ex, [{"refId": "1", "type": "analysis", "name": "gate",
+                                    "templates": [{"templateName": "success-rate"}],
+                                    "args": [{"name": "version", "value": "v2"}], "rollback": ROLLBACK}])
+        finally:
+            await ex.stop()
+        [gate] = done.stages
+        assert done.status == S.SUCCEEDED, gate.context.get("exception")
+        run = gate.outputs["analysisRun"]
+        assert run["phase"] == "Successful"
+        [taken] = run["metricResults"][0]["measurements"]
+        assert taken["phase"] == "Successful" and taken["value"] == [1.0]
+        assert 'destination_version="v2"' in taken["query"]
+        assert "successCondition `result[0] >= 0.95` is true" in taken["reason"]
+        assert _routes(store) == [("v1", 90), ("v2", 10)]  # passed: no rollback
+
+    asyncio.run(go())
+    store.close()
+
+
+def test_stored_configs_are_checked_when_applied(tmp_path: Path) -> None:
+    from graylane.errors import ValidationError
+
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        bad = wrap_canary_config({**CONFIG, "metrics": [{**CONFIG["metrics"][0], "analysisConfigurations": {
+            "canary": {"direction": "up"}}}]})
+        with pytest.raises(ValidationError, match='direction: "up" is not one of increase, decrease, either'):
+            store.apply([Document(bad, Source("cc.json", 1, 0))], "user:t")
+        typo = {**TEMPLATE, "spec": {**TEMPLATE["spec"], "metrics": [{"name": "m", "succesCondition": "true",
+                                                                       "provider": {"web": {"url": "http://x"}}}]}}
+        with pytest.raises(ValidationError, match="unknown field"):
+            store.apply([Document(typo, Source("t.yaml", 1, 0))], "user:t")
+    finally:
+        store.close()

@@ -1,5 +1,7 @@
-"""`graylane canary judge`: run Kayenta's NetflixACAJudge offline on two recorded series.
+"""`graylane canary judge | report | config import`: Kayenta's NetflixACAJudge offline, an execution's analysis
+report, and canary configs into the store.
 
+`judge` runs the judge offline on two recorded series.
 Reads a canary config (Kayenta's JSON) and the control (baseline) and experiment (canary) values
 from CSV or JSON files, and prints the report: per metric the classification, the interval and
 estimate, the reason; the group scores; the score and the verdict. `-o json` prints it whole.
@@ -148,8 +150,66 @@ def judge_cmd(
     raise typer.Exit(EXIT_PASS if report.score.verdict is Verdict.PASS else EXIT_NOT_PASS)
 
 
+def report_cmd(
+    execution: str = typer.Argument(..., help="Execution id (or a unique prefix)."),
+    stage: str | None = typer.Option(None, "--stage", "-s", help="Only this stage (name, refId or id)."),
+    output: str = typer.Option("text", "-o", "--output", help="text or json."),
+) -> None:
+    """Why each analysis stage of an execution passed or failed: scores, the judge's report, every measurement."""
+    from graylane.analysis.report_text import ANALYSIS_TYPES, report_json, stage_lines
+    from graylane.cli.client import ApiClient
+    from graylane.cli.execution_ids import resolve_execution_id
+
+    if output not in ("text", "json"):
+        raise GraylaneError(f"unknown output format {output!r}", hint="use -o text or -o json")
+    client = ApiClient()
+    exe = client.get(f"/api/v1/executions/{resolve_execution_id(client, execution)}")
+    stages = [s for s in exe.get("stages") or [] if s.get("type") in ANALYSIS_TYPES]
+    if stage is not None:
+        stages = [s for s in stages if stage in (s.get("name"), s.get("refId"), s.get("id"))]
+    if not stages:
+        which = f" named {stage!r}" if stage is not None else ""
+        raise GraylaneError(f"execution {exe.get('id')} has no kayentaCanary or analysis stage{which}",
+                            hint="`graylane execution show EXEC` lists its stages")
+    if output == "json":
+        print(json.dumps([report_json(s) for s in stages], indent=2, ensure_ascii=False))
+        return
+    print(f"{exe.get('application')}/{exe.get('name')} {exe.get('id')}: {exe.get('status')}")
+    for s in stages:
+        print("\n" + "\n".join(stage_lines(s)))
+
+
+def config_import_cmd(
+    file: str = typer.Argument(..., help="A Kayenta canary config (JSON)."),
+    name: str | None = typer.Option(None, "--name", help="Resource name (default: the config's name)."),
+    namespace: str = typer.Option("default", "-n", "--namespace"),
+) -> None:
+    """Store a Kayenta canary config as a CanaryConfig resource (graylane.io/v1alpha1), checked first."""
+    from pathlib import Path
+
+    from graylane.analysis.resources import wrap_canary_config
+    from graylane.cli.client import ApiClient
+    from graylane.settings import current_user
+
+    parsed = load_canary_config(file)  # refused here, naming the field, before anything is sent
+    raw = json.loads(Path(file).read_text(encoding="utf-8"))
+    body = wrap_canary_config(raw, name, namespace)
+    resp = ApiClient().post("/api/v1/apply", headers={"X-Graylane-User": current_user()},
+                            json={"files": [{"name": file, "text": json.dumps(body)}]})
+    for warning in resp.get("warnings", []):
+        print(f"Warning: {warning}", file=sys.stderr)
+    for r in resp["results"]:
+        print(f"canaryconfig.graylane.io/{body['metadata']['name']} {r['action']} ({len(parsed.metrics)} metrics)")
+
+
 def register(app: typer.Typer) -> None:
     """Add `graylane canary ...` to the root app."""
-    canary_app = typer.Typer(help="Automated canary analysis: Kayenta's judge, offline.", no_args_is_help=True)
+    canary_app = typer.Typer(help="Automated canary analysis: Kayenta's judge, reports, canary configs.",
+                             no_args_is_help=True)
     canary_app.command("judge", help=JUDGE_HELP)(judge_cmd)
+    canary_app.command("report")(report_cmd)
+    config_app = typer.Typer(help="Canary configs (Kayenta's JSON) stored as CanaryConfig resources.",
+                             no_args_is_help=True)
+    config_app.command("import")(config_import_cmd)
+    canary_app.add_typer(config_app, name="config")
     app.add_typer(canary_app, name="canary")

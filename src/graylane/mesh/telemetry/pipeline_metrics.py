@@ -55,3 +55,7 @@ def pipeline_metrics(engine: Engine) -> Iterator[Metric]:
                    for le in STAGE_BUCKETS]
         hist.add_metric([stage_type], buckets, sum(values))
     yield hist
+
+    from graylane.analysis.exposition import analysis_metrics
+
+    yield from analysis_metrics(stage_rows)  # canary scores, analysis metrics' last value and phase
