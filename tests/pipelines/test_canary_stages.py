@@ -23,11 +23,13 @@ from graylane.mesh.proxy.stats import LABELS, Stats
 from graylane.mesh.telemetry.component import KEPT
 from graylane.mesh.telemetry.recorder import Recorder
 from graylane.mesh.telemetry.series import parse_text
+from graylane.pipelines.component import ControlPlaneAnalysis
 from graylane.pipelines.executor import Executor
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.triggers import build_trigger
 from graylane.resources.document import Document, ResourceKey, Source
+from graylane.resources.load import load_text
 from graylane.store import Store
 from graylane.targets.local import LocalTarget
 
@@ -93,8 +95,7 @@ class FakeControlPlane:
 
 @dataclass
 class Targets:
-    """As pipelines.targets.TargetRegistry: the control plane (whose telemetry the local provider reads) and its
-    targets."""
+    """As pipelines.targets.TargetRegistry: the targets of a control plane."""
 
     cp: FakeControlPlane
     local: LocalTarget
@@ -138,7 +139,8 @@ def _setup(tmp_path: Path, traffic: Traffic) -> tuple[Store, Executor]:
     store.apply(docs, "user:t")
     cp = FakeControlPlane({"telemetry": FakeTelemetry(traffic.recorder)})
     registry = Targets(cp, LocalTarget(store))
-    return store, Executor(store.engine, services=TaskServices(get_target=registry.get))
+    services = TaskServices(get_target=registry.get, analysis=ControlPlaneAnalysis(cp))
+    return store, Executor(store.engine, services=services)
 
 
 def _iso(t: float) -> str:
@@ -373,3 +375,50 @@ def test_stored_configs_are_checked_when_applied(tmp_path: Path) -> None:
             store.apply([Document(typo, Source("t.yaml", 1, 0))], "user:t")
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("fault", "errors", "status"), [("errors", 0.5, S.TERMINAL), ("none", 0.0, S.SUCCEEDED)])
+def test_the_demo_pipeline_promotes_a_good_canary_and_rolls_back_a_bad_one(
+        tmp_path: Path, state_dir: Path, fault: str, errors: float, status: S) -> None:
+    import graylane.demos.bookinfo as bookinfo
+    from graylane.cli.pipelines import load_pipeline_file
+
+    demo = Path(bookinfo.__file__).parent
+    traffic = Traffic(canary_error_share=errors)
+    store, ex = _setup(tmp_path, traffic)
+    store.apply(load_text((demo / "analysis/reviews-canary-auto.yaml").read_text(), file="cc.yaml"), "user:t")
+    store.delete([ResourceKey("apps", "Deployment", "default", "reviews-v2")], "user:t")
+    [body] = load_pipeline_file(demo / "coding-cd-template/reviews-canary-auto.json")
+
+    async def go() -> Any:
+        await ex.start()
+        feeder = asyncio.get_running_loop().create_task(_feed(traffic))
+        try:
+            config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+            trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {
+                "fault": fault, "interval_seconds": "1", "intervals": "2"}}, ex)
+            exe = await ex.start_execution(config, trigger, user="t")
+            return await ex.wait_until_complete(exe.id, timeout=60)
+        finally:
+            feeder.cancel()
+            await ex.stop()
+
+    done = asyncio.run(go())
+    stages = {s.name: s for s in done.stages}
+    assert done.status == status, [s.context.get("exception") for s in done.stages]
+    [canary] = stages["deploy the canary"].outputs["manifests"]
+    env = {e["name"]: e["value"] for e in canary["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FAULT_ERROR_PERCENT"] == ("50" if fault == "errors" else "0") and env["FAULT_DELAY_MS"] == "0"
+    dr = store.get(ResourceKey(ISTIO, "DestinationRule", "default", "reviews"))
+    assert dr is not None
+    if fault == "errors":
+        assert stages["canary analysis at 10%"].status == S.TERMINAL
+        assert stages["50% to the canary"].status == S.NOT_STARTED
+        assert _routes(store) == [("v1", 100)]
+        assert not _deployment(store, "reviews-v2") and _deployment(store, "reviews-v1")
+        assert [s["name"] for s in dr.body["spec"]["subsets"]] == ["v1"]
+    else:
+        assert stages["canary analysis at 50%"].outputs["canaryScores"] == [100.0, 100.0]
+        assert _routes(store) == [("v2", 100)]
+        assert _deployment(store, "reviews-v2") and not _deployment(store, "reviews-v1")
+    store.close()

@@ -29,6 +29,7 @@ BRANCH = "master"
 BASELINE = "bookinfo-baseline"
 CANARY = "reviews-canary"
 CANARY_HTTPROUTE = "reviews-canary-httproute"  # the same flow with a Gateway API HTTPRoute (docs/dataplane.md)
+CANARY_AUTO = "reviews-canary-auto"  # kayentaCanary after each step, automatic rollback (docs/analysis.md)
 RELEASES = ("reviews-progressive", "reviews-ratings-lockstep")  # canaryRollout steps, lockstep (docs/strategies.md)
 APPLICATION = "bookinfo"
 COMPLETE = {"SUCCEEDED", "TERMINAL", "CANCELED", "STOPPED", "FAILED_CONTINUE", "SKIPPED"}
@@ -195,7 +196,10 @@ def run_demo(client: Any, repo: Path, on_update: Callable[[dict[str, Any]], None
     """Everything after the mesh is up: repository, pipelines, baseline run."""
     commit = prepare_repository(repo)
     api = PipelineApi(client)
-    api.save([load_pipeline(name, repo) for name in (BASELINE, CANARY, CANARY_HTTPROUTE, *RELEASES)])
+    api.save([load_pipeline(name, repo) for name in (BASELINE, CANARY, CANARY_HTTPROUTE, *RELEASES, CANARY_AUTO)])
+    configs = sorted((DEMO_ROOT / "analysis").glob("*.yaml"))  # canary configs (reviews-canary-auto judges by one)
+    client.post("/api/v1/apply", json={"files": [{"name": f.name, "text": f.read_text(encoding="utf-8")}
+                                                 for f in configs]})
     execution_id = api.start(BASELINE)
     execution = watch_execution(api, execution_id, on_update, timeout_s)
     if execution.get("status") != "SUCCEEDED":
