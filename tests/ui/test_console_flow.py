@@ -146,6 +146,17 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
         assert {"reviews-v1", "reviews-v2"} <= set(split), split
         assert 40 <= split["reviews-v1"] <= 60 and 40 <= split["reviews-v2"] <= 60, split
 
+        # The topology knows the release: configured weight beside the observed share on the reviews edges,
+        # and the edge's side panel names the execution, the judgment waiting and its buttons.
+        topo.wait_for_function("() => window.graylaneCy.edges().some(e => (e.data('label') || '').includes('cfg 50%'))")
+        topo.get_by_text("Nodes and edges as a table").click()
+        topo.get_by_role("button", name="productpage-v1 → reviews-v2").click()
+        side = topo.locator("#g-side")
+        side.get_by_text("reviews-canary · waiting 是否全量发布 · configured 50%").wait_for()
+        side.get_by_role("button", name="全量发布").wait_for()
+        side.get_by_role("button", name="结束发布").wait_for()
+        topo.screenshot(path=str(ARTIFACTS / "topology-knows-the-release.png"), full_page=True)
+
         # On a 390 px phone the graph keeps its height and the page does not scroll sideways.
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.goto(f"{base}/topology?window=1m")

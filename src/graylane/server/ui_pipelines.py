@@ -166,6 +166,26 @@ def mount(app: FastAPI) -> None:
         return _fragment(request, "fragments/execution_panel.html", exe=exe, release=await _release(request, exe),
                          **_exe_ctx(exe))
 
+    @app.get("/ui/executions/{execution_id}/release", response_class=HTMLResponse, include_in_schema=False)
+    async def execution_release(request: Request, execution_id: str) -> HTMLResponse:
+        """The release header alone: the topology's side panel shows it for a service being released."""
+        exe = await _execution(request, execution_id)
+        return _fragment(request, "fragments/release_header.html", exe=exe, release=await _release(request, exe),
+                         **_exe_ctx(exe))
+
+    @app.get("/ui/topology/releases", include_in_schema=False)
+    async def topology_releases(request: Request) -> Response:
+        """Services that running executions release: the execution, its judgment waiting for the reader,
+        and each version's configured weight (the topology labels its edges with them)."""
+        out = []
+        for exe in await running_executions(request):
+            release = await _release(request, exe)
+            for svc in release.services if release else []:
+                out.append({"service": svc.service, "executionId": exe["id"], "pipeline": exe.get("name"),
+                            "waiting": release.waiting.get("name") if release and release.waiting else None,
+                            "configured": {v.version: v.configured for v in svc.versions if v.configured is not None}})
+        return Response(json.dumps(out, ensure_ascii=False), media_type="application/json")
+
     @app.get("/ui/executions/{execution_id}/graph", include_in_schema=False)
     async def execution_graph(request: Request, execution_id: str) -> Response:
         exe = await _execution(request, execution_id)

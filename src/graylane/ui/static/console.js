@@ -25,8 +25,12 @@
     return `<svg class="spark" viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" aria-hidden="true"><polyline fill="none" stroke="${color}" stroke-width="2" points="${pts}"/></svg>`;
   }
 
-  function edgeLabel(e, mode) {
-    if (mode === "distribution") return e.distribution < 99.95 ? e.distribution.toFixed(1) + "%" : "";
+  function edgeLabel(e, mode, configured) {
+    if (mode === "distribution") {
+      // Observed share, and beside it the weight a running release configured for the target's version.
+      if (configured != null) return `${e.distribution.toFixed(1)}% · cfg ${configured}%`;
+      return e.distribution < 99.95 ? e.distribution.toFixed(1) + "%" : "";
+    }
     if (mode === "p95") return fmtMs(e.p95);
     return e.rps.toFixed(2) + " rps";
   }
@@ -86,6 +90,11 @@
     const history = {}; // element id -> [{rps, err, p95}]
     let lastKey = "", selected = null, graph = null;
     const $ = (id) => document.getElementById(id);
+    let releases = []; // services running executions release: [{service, executionId, pipeline, waiting, configured}]
+    const releaseOf = (service) => releases.find((r) => r.service === service);
+    async function loadReleases() {
+      try { releases = await getJSON("/ui/topology/releases"); } catch (err) { releases = []; }
+    }
 
     async function refresh() {
       const params = new URLSearchParams({ window: $("g-window").value, type: $("g-type").value, idle: $("g-idle").checked });
@@ -98,9 +107,14 @@
       }
       const mode = $("g-labels").value;
       const els = [];
-      for (const n of graph.nodes) els.push({ group: "nodes", data: { ...n, color: HEALTH[n.health] || HEALTH.NA } });
+      const version = {};
+      for (const n of graph.nodes) {
+        version[n.id] = n.version;
+        els.push({ group: "nodes", data: { ...n, color: HEALTH[n.health] || HEALTH.NA } });
+      }
       for (const e of graph.edges) {
-        els.push({ group: "edges", data: { ...e, label: edgeLabel(e, mode), color: HEALTH[e.health] || HEALTH.NA } });
+        const release = releaseOf(e.service), configured = release ? release.configured[version[e.target]] : null;
+        els.push({ group: "edges", data: { ...e, label: edgeLabel(e, mode, configured), configured, color: HEALTH[e.health] || HEALTH.NA } });
         (history[e.id] = history[e.id] || []).push({ rps: e.rps, err: e.errorRate5xx, p95: e.p95 || 0 });
         if (history[e.id].length > 60) history[e.id].shift();
       }
@@ -132,8 +146,34 @@
       return (vss.concat(drs).map(link).join("<br>")) || "<span class='muted'>no VirtualService or DestinationRule: every version of the Service gets traffic</span>";
     }
 
+    /* A service a running execution releases: "reviews-canary · waiting 是否全量发布 · configured 30%",
+       and the release header with the judgment's form, re-rendered only when the release changes. */
+    let releaseShown = "";
+    async function showRelease(service, targetVersion) {
+      const box = $("g-release"), r = releaseOf(service);
+      const key = r ? JSON.stringify([r, targetVersion]) : "";
+      if (key === releaseShown) return;
+      releaseShown = key;
+      if (!r) { box.innerHTML = ""; return; }
+      const cfg = targetVersion && r.configured[targetVersion] != null ? `${r.configured[targetVersion]}%`
+        : Object.entries(r.configured).map(([v, pct]) => `${v} ${pct}%`).join(", ");
+      box.innerHTML = `<p class="release-line"><a href="/executions/${encodeURIComponent(r.executionId)}#release">${esc(r.pipeline)}</a>`
+        + `${r.waiting ? ` · waiting <strong>${esc(r.waiting)}</strong>` : ""}${cfg ? ` · configured ${esc(cfg)}` : ""}</p><div id="g-release-form"></div>`;
+      if (!r.waiting) return;
+      const resp = await fetch(`/ui/executions/${encodeURIComponent(r.executionId)}/release`);
+      if (!resp.ok || !$("g-release-form")) return;
+      $("g-release-form").innerHTML = await resp.text();
+      if (window.htmx) window.htmx.process($("g-release-form"));
+    }
+    document.body.addEventListener("graylane:executions", async () => {
+      await loadReleases();
+      if (selected) showRelease(selected.isEdge() ? selected.data("service") : (selected.data("app") || selected.data("service") || selected.data("label")),
+        selected.isEdge() ? cy.getElementById(selected.data("target")).data("version") : null);
+    });
+
     async function showSide(el) {
-      const d = el.data(), side = $("g-side");
+      const d = el.data(), side = $("g-detail");
+      showRelease(el.isEdge() ? d.service : (d.app || d.service || d.label), el.isEdge() ? cy.getElementById(d.target).data("version") : null);
       if (el.isEdge()) {
         const h = history[d.id] || [];
         side.innerHTML = `<h2>${esc(cy.getElementById(d.source).data("label"))} → ${esc(cy.getElementById(d.target).data("label"))}</h2>
@@ -187,7 +227,7 @@
       window.history.replaceState(null, "", location.pathname + "?" + q);
     };
     for (const id of Object.values(OPTIONS)) $(id).addEventListener("change", () => { lastKey = ""; remember(); refresh(); });
-    refresh();
+    loadReleases().then(refresh);
     setInterval(refresh, 3000);
     window.graylaneCy = cy;
   }
