@@ -2,11 +2,11 @@ import pytest
 import sqlalchemy as sa
 
 from graylane.errors import ValidationError
-from graylane.mesh.telemetry.durations import parse_duration
 from graylane.mesh.telemetry.metrics import ControlPlaneMetrics, route_weights
 from graylane.mesh.telemetry.otlp import to_readable
 from graylane.mesh.telemetry.series import parse_text
 from graylane.mesh.telemetry.traces import TraceStore, metadata, waterfall
+from graylane.resources.durations import query_seconds as parse_duration
 
 
 def vs(name, routes, match_first=None):

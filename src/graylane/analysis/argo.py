@@ -26,7 +26,7 @@ from graylane.analysis.local import LocalQuery
 from graylane.analysis.prometheus_provider import PrometheusQuery
 from graylane.analysis.web import WebQuery, parse_jsonpath
 from graylane.errors import ValidationError
-from graylane.mesh.telemetry.durations import parse_duration
+from graylane.resources.durations import query_seconds as parse_duration
 
 API_VERSION = "argoproj.io/v1alpha1"
 KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from graylane.mesh.telemetry.durations import parse_duration
+from graylane.resources.durations import query_seconds as parse_duration
 
 MAX_LENGTH = 4000
 

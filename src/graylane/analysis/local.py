@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from graylane.analysis.measurement import Measurement, Scope, classify, error, substitute
-from graylane.mesh.telemetry.durations import parse_duration
 from graylane.mesh.telemetry.quantile import histogram_quantile
 from graylane.mesh.telemetry.recorder import Recorder
 from graylane.mesh.telemetry.series import Labels
+from graylane.resources.durations import query_seconds as parse_duration
 
 REQUESTS = "istio_requests_total"
 DURATION = "istio_request_duration_milliseconds"

@@ -20,9 +20,11 @@ from rich.table import Table
 
 from graylane.cli.apply_wait import rollout_failure
 from graylane.cli.client import ApiClient
+from graylane.cli.resources import get_pods
 from graylane.errors import GraylaneError, NotFound, ValidationError
 from graylane.mesh.control import read_options, save_options
 from graylane.mesh.state import MeshOptions
+from graylane.resources.durations import format_age
 from graylane.runtime import daemons, supervisor
 from graylane.runtime.process import RecordStore, log_path, stop_recorded
 from graylane.settings import server_address, state_dir
@@ -248,7 +250,7 @@ def _restarts_cell(part: supervisor.PartStatus | None) -> str:
     """kubectl's RESTARTS column: `2 (14s ago)`."""
     if part is None or not part.restarts:
         return "0"
-    return f"{part.restarts} ({daemons.human_duration(time.time() - part.last_restart_at)} ago)"
+    return f"{part.restarts} ({format_age(time.time() - part.last_restart_at)} ago)"
 
 
 def _print_status(state: Path) -> None:
@@ -262,7 +264,7 @@ def _print_status(state: Path) -> None:
     gateways: list[dict[str, Any]] = []
     pods: list[dict[str, Any]] | None = None
     if sup is not None and sup.running:
-        table.add_row("supervisor", str(sup.pid), "running", "-", daemons.human_duration(sup.uptime_s), "-")
+        table.add_row("supervisor", str(sup.pid), "running", "-", format_age(sup.uptime_s), "-")
     else:
         parts_run = any(d is not None and d.running for d in (cp, dp))
         table.add_row("supervisor", "-", "[red]stopped[/]" + (" (nothing restarts the parts; graylane up)"
@@ -278,7 +280,7 @@ def _print_status(state: Path) -> None:
         except GraylaneError:
             pass
         table.add_row("control plane", str(cp.pid), "running" if healthy else "starting", cp_restarts,
-                      daemons.human_duration(cp.uptime_s), cp.url)
+                      format_age(cp.uptime_s), cp.url)
     else:
         table.add_row("control plane", "-", "[red]stopped[/]", cp_restarts, "-", "-")
     dp_restarts = _restarts_cell(history.get(supervisor.DATA_PLANE))
@@ -288,7 +290,7 @@ def _print_status(state: Path) -> None:
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(listeners.items()))
         detail = f" ({summary} listeners)" if summary else ""
         table.add_row("data plane", str(dp.pid), ("running" if ready is not None else "not answering") + detail,
-                      dp_restarts, daemons.human_duration(dp.uptime_s), f"admin {dp.url}")
+                      dp_restarts, format_age(dp.uptime_s), f"admin {dp.url}")
     else:
         table.add_row("data plane", "-", "[red]stopped[/]", dp_restarts, "-", "-")
     if pods is None:
@@ -468,36 +470,8 @@ def _rollout_message(name: str, status: dict[str, Any]) -> str:
 
 
 def pods(namespace: str | None, all_namespaces: bool, output: str | None, selector: str | None) -> None:
-    client = ApiClient()
-    ns = None if all_namespaces else (namespace or "default")
-    items = client.get("/api/v1/pods", params={"namespace": ns} if ns else {})["items"]
-    if selector:
-        want = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
-        items = [p for p in items if all(p["labels"].get(k) == v for k, v in want.items())]
-    if output == "json":
-        out.print_json(json.dumps({"items": items}))
-        return
-    if not items:
-        err.print(f"No resources found in {ns} namespace." if ns else "No resources found.")
-        return
-    print_pods(items, all_namespaces, wide=output == "wide")
-
-
-def print_pods(items: list[dict[str, Any]], all_namespaces: bool = False, wide: bool = False) -> None:
-    table = Table(box=None, pad_edge=False)
-    cols = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "PORT"]
-    if wide:
-        cols += ["PID", "SIDECAR", "REASON"]
-    for c in cols:
-        table.add_column(c)
-    for p in items:
-        row = ([p["namespace"]] if all_namespaces else []) + [
-            p["name"], p["ready"], p["status"], str(p["restarts"]), daemons.human_duration(p["age_s"]),
-            str(p["port"])]
-        if wide:
-            row += [str(p.get("pid") or "-"), str(p.get("sidecarPort")), p.get("reason") or ""]
-        table.add_row(*[escape(str(c)) for c in row])
-    out.print(table)
+    """`graylane pods`: the same lister as `graylane get pods`."""
+    get_pods(ApiClient(), [], None if all_namespaces else (namespace or "default"), output, selector)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ from graylane.cli.apply_wait import APPLY_WAITERS
 from graylane.cli.client import ApiClient
 from graylane.cli.columns import COLUMNS, WIDE, dig
 from graylane.errors import GraylaneError, NotFound, ValidationError
+from graylane.resources.durations import format_age as human_duration  # kubectl's AGE: the one formatter
 from graylane.resources.load import load_text
 from graylane.resources.yamlsafe import read_stdin, read_text
 from graylane.settings import current_user, server_address
@@ -95,36 +96,6 @@ def ref(item: dict[str, Any]) -> str:
     else:
         name = item.get("name", "")
     return f"{kind}.{group}/{name}" if group else f"{kind}/{name}"
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's AGE (k8s.io/apimachinery duration.HumanDuration)."""
-    s = int(seconds)
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m" if s % 60 == 0 else f"{m}m{s % 60}s"
-    if m < 180:
-        return f"{m}m"
-    h = m // 60
-    if h < 8:
-        return f"{h}h" if m % 60 == 0 else f"{h}h{m % 60}m"
-    if h < 48:
-        return f"{h}h"
-    d = h // 24
-    if h < 24 * 8:
-        return f"{d}d" if h % 24 == 0 else f"{d}d{h % 24}h"
-    if h < 24 * 365 * 2:
-        return f"{d}d"
-    y = d // 365
-    if h < 24 * 365 * 8:
-        return f"{y}y" if d % 365 == 0 else f"{y}y{d % 365}d"
-    return f"{y}y"
 
 
 def _age(timestamp: str | None, now: datetime | None = None) -> str:

@@ -281,18 +281,14 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", "--log-level"),
     ) -> None:
         """Run the data plane in the foreground (uvloop)."""
-        import asyncio
         import logging
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        import uvloop
+
         from graylane.mesh.proxy.admin import run
 
-        try:
-            import uvloop
-
-            runner = uvloop.run
-        except ImportError:  # pragma: no cover
-            runner = asyncio.run
+        runner = uvloop.run
         try:
             runner(run(admin_host, admin_port, state_dir))
         except OSError as exc:

@@ -29,6 +29,7 @@ import httpx
 
 from graylane.errors import GraylaneError
 from graylane.mesh import gateway_api
+from graylane.mesh.config import compile_snapshot
 from graylane.mesh.isolation import Rejection, status_with
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
 from graylane.resources.document import ResourceKey
@@ -56,12 +57,8 @@ class EndpointSource(Protocol):
 Compiler = Callable[[list[dict[str, Any]], list[Endpoint], list[Sidecar], MeshOptions, int], dict[str, Any]]
 
 
-def load_compiler() -> Compiler | None:
-    """The data plane area's `compile_snapshot` compiling per resource (`isolate=True`), or None until installed."""
-    try:
-        from graylane.mesh.config import compile_snapshot
-    except ImportError:
-        return None
+def load_compiler() -> Compiler:
+    """`compile_snapshot` compiling per resource (`isolate=True`): a resource that fails is left out, not the mesh."""
     return partial(compile_snapshot, isolate=True)
 
 

@@ -13,9 +13,12 @@ from collections.abc import Iterable
 
 from graylane.resources.document import Document
 
+# The one table: the local target and the Kubernetes target (after CRDs and Namespaces) both sort by it.
 APPLY_ORDER: tuple[str, ...] = (
-    "Namespace", "ServiceAccount", "ConfigMap", "Secret", "LocalImage", "Service", "Deployment",
-    "DestinationRule", "ServiceEntry", "Gateway", "VirtualService", "EnvoyFilter",
+    "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Secret",
+    "PersistentVolumeClaim", "LocalImage", "Service", "Deployment", "StatefulSet", "DaemonSet", "Job",
+    "PodDisruptionBudget", "DestinationRule", "ServiceEntry", "GatewayClass", "Gateway", "ReferenceGrant", "Sidecar",
+    "PeerAuthentication", "AuthorizationPolicy", "VirtualService", "HTTPRoute", "EnvoyFilter",
 )
 _RANK = {kind: i for i, kind in enumerate(APPLY_ORDER)}
 

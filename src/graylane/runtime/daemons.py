@@ -169,15 +169,3 @@ def stop_daemon(state: Path, daemon: Daemon, grace_s: float = 10.0) -> bool:
     with contextlib.suppress(FileNotFoundError):
         (state / daemon.file).unlink()
     return stopped
-
-
-def human_duration(seconds: float) -> str:
-    """kubectl's AGE style: 45s, 3m12s, 2h5m, 4d3h."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60}s" if s < 600 else f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60}m" if s < 36000 else f"{s // 3600}h"
-    return f"{s // 86400}d{(s % 86400) // 3600}h"

@@ -10,10 +10,12 @@ the file they were applied from, recorded in the annotation `graylane.io/source-
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ _WILDCARDS = "*?["
 # that command runs as it is on this host.
 HOST_COMMAND_IMAGES = ("curlimages/curl", "busybox", "alpine")
 HOST_COMMAND_ORIGIN = "built-in (the container's own command, run on this host)"
+IMAGES_ENTRY_POINT = "graylane.images"  # each entry point names a list of LocalImage specs
 
 
 @dataclass(frozen=True)
@@ -126,16 +129,22 @@ def host_command_entries() -> list[ImageEntry]:
     return entries
 
 
+@functools.cache
+def registered_specs() -> tuple[Mapping[str, Any], ...]:
+    """LocalImage specs that packages register under the `graylane.images` entry-point group (the Bookinfo demo
+    does, in pyproject.toml): the runtime never imports a demo, the demo names itself."""
+    specs: list[Mapping[str, Any]] = []
+    for ep in entry_points(group=IMAGES_ENTRY_POINT):
+        try:
+            specs.extend(ep.load())
+        except Exception:  # boundary: a broken plug-in must not stop every workload
+            log.warning("cannot load the images registered as %s (%s)", ep.name, ep.value, exc_info=True)
+    return tuple(specs)
+
+
 def builtin_entries() -> list[ImageEntry]:
-    """Graylane's shipped images (Bookinfo adds its own, absent modules are skipped), then tool images."""
-    try:
-        from graylane.demos.bookinfo.images import BUILTIN_IMAGES  # type: ignore[import-not-found]
-    except ImportError:
-        BUILTIN_IMAGES = []  # noqa: N806
-    except Exception:  # a broken demo module must not stop every workload
-        log.warning("cannot load built-in images from graylane.demos.bookinfo.images", exc_info=True)
-        BUILTIN_IMAGES = []  # noqa: N806
-    entries = [entry_from_spec(spec) for spec in BUILTIN_IMAGES] + host_command_entries()
+    """The registered images (see `registered_specs`), then tool images."""
+    entries = [entry_from_spec(spec) for spec in registered_specs()] + host_command_entries()
     return sorted((e for e in entries if e.pattern), key=lambda e: e.specificity, reverse=True)
 
 

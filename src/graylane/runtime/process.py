@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 LOG_MAX_BYTES = 10 * 1024 * 1024
 
@@ -215,6 +214,3 @@ def stop_recorded(state: Path, grace_s: float = 5.0) -> list[str]:
             proc.signal(signal.SIGKILL)
     return stopped
 
-
-def _as_dict(rec: PodRecord) -> dict[str, Any]:
-    return asdict(rec)

@@ -238,8 +238,6 @@ class AuthMiddleware:
                 return
         state = scope.setdefault("state", {})
         state["user"] = user
-        if user is not None and not user.anonymous:
-            state["actor"] = f"user:{user.name}"  # recorded in resource history and execution audit
         if user is not None and user.cookie and credential:
             state["csrf"] = self.sessions.csrf_for(credential)  # the console renders it into its pages
             state["credential"] = credential
@@ -274,8 +272,20 @@ class AuthMiddleware:
         return None, None, None
 
 
-def current_user(request: Request) -> User:
+def caller(request: Request) -> User | None:
+    """The one reader of the caller's identity: the user `AuthMiddleware` put on the request, if any."""
     user = request.scope.get("state", {}).get("user")
+    return user if isinstance(user, User) else None
+
+
+def actor_of(request: Request) -> str:
+    """Who to record in resource history and audit: `user:NAME`, or `user:anonymous`."""
+    user = caller(request)
+    return f"user:{user.name}" if user is not None and not user.anonymous else "user:anonymous"
+
+
+def current_user(request: Request) -> User:
+    user = caller(request)
     if user is None:
         raise GraylaneError("authentication required")
     return user

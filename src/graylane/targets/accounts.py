@@ -17,6 +17,7 @@ import yaml
 from graylane import settings
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
 from graylane.resources import yamlsafe
+from graylane.targets.local import LocalTarget
 
 LOCAL = "local"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -165,12 +166,6 @@ def get_target(account: str, cp: Any = None, *, namespace: str | None = None) ->
     name = account or LOCAL
     acc = get_account(name)
     if acc.type == "local":
-        try:
-            from graylane.targets.local import LocalTarget  # the local-target area's
-        except ImportError as exc:
-            raise GraylaneError("the local mesh target is not available in this installation",
-                                hint="deploy to a Kubernetes account, or install the full Graylane") from exc
-
         if cp is None:
             from graylane.store import Store
 

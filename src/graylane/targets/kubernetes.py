@@ -23,7 +23,10 @@ from lightkube.types import PatchType as LkPatchType
 
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey
-from graylane.targets.base import Applied, PatchType
+from graylane.resources.order import apply_rank
+from graylane.resources.validate import check_apply
+from graylane.targets.base import Applied, ManifestRevision, PatchType
+from graylane.targets.kubernetes_history import rollout_history
 from graylane.targets.rollout import rollout_status as rollout_status  # re-exported: tests and callers use it here
 
 FIELD_MANAGER = "graylane"
@@ -61,13 +64,6 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("security.istio.io", "AuthorizationPolicy"): ("v1", "authorizationpolicies"),
 }
 
-# Make-before-break: what others refer to goes first (namespaces, config, workloads, subsets), routes last.
-APPLY_ORDER = ("CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-               "Role", "RoleBinding", "Secret", "ConfigMap", "PersistentVolumeClaim", "Service", "Deployment",
-               "StatefulSet", "DaemonSet", "Job", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-               "ServiceEntry", "DestinationRule", "Gateway", "Sidecar", "PeerAuthentication",
-               "AuthorizationPolicy", "VirtualService")
-
 # Groups the API server itself serves (strategic merge patch works there; custom resources only take
 # merge/json patches, so a strategic patch of an Istio object is sent as a merge patch, as kubectl users do).
 BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy", "networking.k8s.io",
@@ -79,23 +75,12 @@ _SERVER_META = ("resourceVersion", "generation", "managedFields", "uid", "creati
                 "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
-def _order_rank(kind: str) -> int:
-    try:
-        return APPLY_ORDER.index(kind)
-    except ValueError:
-        return APPLY_ORDER.index("Job")  # unknown kinds: after workloads, before routing
-
-
 # Kinds the API server needs before anything else of the batch can be admitted.
 _PREREQUISITES = ("CustomResourceDefinition", "Namespace")
 
 
 def _rank(kind: str) -> tuple[int, int]:
-    """Make-before-break rank: the resources area's order (the same as the local target), else our own table."""
-    try:
-        from graylane.resources.order import apply_rank
-    except ImportError:  # pragma: no cover - the resources area always ships it
-        apply_rank = _order_rank
+    """Make-before-break rank: prerequisites first, then the resources area's order (the local target's too)."""
     first = _PREREQUISITES.index(kind) if kind in _PREREQUISITES else len(_PREREQUISITES)
     return first, apply_rank(kind)
 
@@ -404,12 +389,7 @@ class KubernetesTarget:
         force = self.force_conflicts if force is None else force
         for doc in docs:
             self._check(doc)
-        try:
-            from graylane.resources.validate import check_apply
-        except ImportError:  # pragma: no cover
-            check_apply = None
-        if check_apply is not None:
-            check_apply(docs)  # schema + Istio admission rules, with file:line, before the cluster sees anything
+        check_apply(docs)  # schema + Istio admission rules, with file:line, before the cluster sees anything
         ordered = order_for_apply(docs)
         plans: list[tuple[Document, ApiResource, dict[str, Any]]] = []
         for doc in ordered:
@@ -531,6 +511,10 @@ class KubernetesTarget:
         except Exception as exc:
             raise self._translate(exc, verb="patch", what=str(key), group=key.group) from exc
         return dict(obj.to_dict())
+
+    async def history(self, key: ResourceKey) -> list[ManifestRevision]:
+        """A Deployment's ReplicaSet revisions (targets/kubernetes_history.py); other kinds keep none here."""
+        return await rollout_history(self, key)
 
     async def wait_ready(self, keys: Sequence[ResourceKey], *, timeout: float) -> None:
         """Wait like `kubectl rollout status` for every Deployment/StatefulSet/DaemonSet; others must exist."""

@@ -51,11 +51,6 @@ def _entries() -> list[dict[str, Any]]:
     return entries
 
 
-# LocalImage specs (`graylane.io/v1alpha1` LocalImage `spec` shape); graylane.runtime.images consults them
-# after any applied LocalImage.
+# LocalImage specs (`graylane.io/v1alpha1` LocalImage `spec` shape). The demo registers them with the runtime
+# through the `graylane.images` entry point (pyproject.toml); the runtime consults them after applied LocalImages.
 BUILTIN_IMAGES: list[dict[str, Any]] = _entries()
-
-
-def image_for(service: str, version: str, tag: str = "1.20.2") -> str:
-    """The image name the demo manifests use, as Istio published them on Docker Hub."""
-    return f"docker.io/istio/examples-bookinfo-{service}-{version}:{tag}"

@@ -6,7 +6,6 @@ Same flags as `graylane proxy`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -37,12 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         if not await_activation(args.standby_fd, os.environ):
             return 0
 
-    try:
-        import uvloop
+    import uvloop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
+    runner = uvloop.run
     try:
         runner(run(args.admin_host, args.admin_port, args.state_dir, idle_timeout_s=args.idle_timeout,
                    header_timeout_s=args.header_timeout, request_timeout_s=args.request_timeout,

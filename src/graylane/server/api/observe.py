@@ -16,9 +16,9 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from graylane.errors import GraylaneError, NotFound, ValidationError
-from graylane.mesh.telemetry.durations import parse_duration
 from graylane.mesh.telemetry.topology import GRAPH_TYPES, GraphOptions
 from graylane.mesh.telemetry.traces import TraceStore
+from graylane.resources.durations import query_seconds as parse_duration
 
 router = APIRouter(tags=["observability"])
 root_router = APIRouter(tags=["observability"])

@@ -25,7 +25,6 @@ nesting depth (422). Route functions parse, call the store, and shape JSON; no S
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from typing import Any
@@ -34,9 +33,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from graylane.errors import NotFound, ValidationError
+from graylane.resources import kinds
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey, Source
 from graylane.resources.load import load_text
 from graylane.resources.yamlsafe import decode_utf8
+from graylane.server.auth import actor_of, caller
 from graylane.server.limits import PayloadTooLarge, check_shape, parse_json
 from graylane.settings import ServerLimits
 from graylane.store import ApplyResult, Revision, Store, StoredResource
@@ -45,16 +46,6 @@ from graylane.store.bodies import unified_diff
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["resources"])
 
-# Used only while graylane.resources.kinds cannot be imported: (group, Kind, short names...).
-_FALLBACK_KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("", "Namespace", ("ns",)), ("", "ServiceAccount", ("sa",)), ("", "ConfigMap", ("cm",)),
-    ("", "Secret", ()), ("", "Service", ("svc",)), ("apps", "Deployment", ("deploy",)),
-    ("networking.istio.io", "Gateway", ("gw",)), ("networking.istio.io", "VirtualService", ("vs",)),
-    ("networking.istio.io", "DestinationRule", ("dr",)), ("networking.istio.io", "ServiceEntry", ("se",)),
-    ("networking.istio.io", "EnvoyFilter", ("ef",)),
-)
-
-
 # -- helpers -----------------------------------------------------------------------------------
 
 def _store(request: Request) -> Store:
@@ -62,9 +53,7 @@ def _store(request: Request) -> Store:
 
 
 def _actor(request: Request) -> str:
-    """Who to record in history: the authenticated user (the auth layer sets `actor`)."""
-    actor = getattr(request.state, "actor", None)
-    return actor if isinstance(actor, str) and actor else "user:anonymous"
+    return actor_of(request)
 
 
 def _limits(request: Request) -> ServerLimits:
@@ -91,16 +80,8 @@ def redact(body: dict[str, Any]) -> dict[str, Any]:
 
 def _shown(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """What this caller may see of a body: Secret values for admins only."""
-    user = getattr(request.state, "user", None)
+    user = caller(request)
     return body if user is not None and user.can("admin") else redact(body)
-
-
-def _kinds_module() -> Any | None:
-    try:
-        return importlib.import_module("graylane.resources.kinds")
-    except ImportError:
-        log.warning("graylane.resources.kinds is not importable; using the built-in kind names", exc_info=True)
-        return None
 
 
 def _plural(kind: str) -> str:
@@ -111,20 +92,12 @@ def _plural(kind: str) -> str:
 def resolve_kind(store: Store, name: str, group: str | None = None) -> tuple[str, str]:
     """What a user typed -> (API group, Kind); unknown names match the kinds already stored."""
     text = name.strip()
-    kinds = _kinds_module()
-    if kinds is not None:
-        try:
-            info = kinds.resolve_kind(text)
-        except ValidationError:
-            info = None
-        if info is not None and (group is None or info.group == group):
-            return str(info.group), str(info.kind)
-    else:
-        low = text.lower()
-        for g, kind, shorts in _FALLBACK_KINDS:
-            names = {kind.lower(), _plural(kind), *shorts}
-            if (low in names or low in {f"{n}.{g}" for n in names if g}) and group in (None, g):
-                return g, kind
+    try:
+        info = kinds.resolve_kind(text)
+    except ValidationError:
+        info = None
+    if info is not None and (group is None or info.group == group):
+        return str(info.group), str(info.kind)
     low = text.lower()
     candidates = []
     for g, kind in store.kinds():
@@ -136,7 +109,7 @@ def resolve_kind(store: Store, name: str, group: str | None = None) -> tuple[str
     if len(candidates) > 1:
         groups = ", ".join(f"{_plural(k)}.{g}" if g else _plural(k) for g, k in candidates)
         raise ValidationError(f"kind {name!r} is served by several API groups", hint=f"use one of: {groups}")
-    hint = "known kinds: " + ", ".join(kinds.known_kind_names()) if kinds is not None else None
+    hint = "known kinds: " + ", ".join(kinds.known_kind_names())
     raise NotFound(f"the server doesn't have a resource type {name!r}", hint=hint)
 
 
@@ -147,8 +120,7 @@ def _key(store: Store, kind: str, name: str, namespace: str | None, group: str |
 
 
 def _cluster_scoped(group: str, kind: str) -> bool:
-    kinds = _kinds_module()
-    info = kinds.kind_info(group, kind) if kinds is not None else None
+    info = kinds.kind_info(group, kind)
     return info is not None and not info.namespaced
 
 
@@ -234,9 +206,6 @@ def _override_namespace(docs: list[Document], namespace: str | None) -> list[Doc
 
 
 def _warnings(docs: list[Document]) -> list[str]:
-    kinds = _kinds_module()
-    if kinds is None:
-        return []
     out = []
     for doc in docs:
         info = kinds.kind_info(doc.group, doc.kind)
