@@ -185,6 +185,10 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
     page.screenshot(path=str(ARTIFACTS / "execution-full-release.png"), full_page=True)
     assert "全量发布" in page.content() and "alice" in page.content()
 
+    page.goto(f"{base}/resources/VirtualService/default/reviews")  # who made each change, and who approved it
+    page.get_by_text("approved by alice (是否全量发布: 全量发布)").wait_for()
+    page.locator(f"table.history a[href^='/executions/{execution_id}#stage-']").first.wait_for()
+
     page.goto(f"{base}/resources?kind=Deployment")
     names = page.locator("table.list td a").all_inner_texts()
     assert "reviews-v2" in names and "reviews-v1" not in names

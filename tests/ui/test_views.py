@@ -129,3 +129,16 @@ def test_an_http_route_release_reads_backend_weights_by_the_services_version():
     [svc] = release_view(exe, [], [], {}, "admin", [route], services).services
     assert svc.route == "HTTPRoute default/reviews"
     assert [(v.version, v.configured) for v in svc.versions] == [("v1", 80.0), ("v2", 20.0)]
+
+
+def test_a_pipeline_revision_is_approved_by_the_nearest_judgment_upstream():
+    from graylane.ui.views import approval_of
+
+    stages = [{**s, "id": s["name"], "context": {}} for s in judgments_only()["stages"]]
+    by_name = {s["name"]: s for s in stages}
+    by_name[RELEASE]["context"] = {"lastModifiedBy": "alice", "judgmentInput": FULL}
+    by_name["设置灰度比例"]["context"] = {"lastModifiedBy": "bob"}
+    exe = {"stages": stages}
+    assert approval_of(exe, "删除基准版本") == f"alice ({RELEASE}: {FULL})"
+    assert approval_of(exe, RELEASE) == "bob (设置灰度比例)"
+    assert approval_of(exe, "设置灰度比例") is None

@@ -35,6 +35,7 @@ from graylane.ui import live, vendor
 from graylane.ui.views import (
     WAITING_STATUSES,
     actor_href,
+    approval_of,
     diff_lines,
     editable_yaml_body,
     findings,
@@ -339,8 +340,28 @@ async def _resource_ctx(request: Request, kind: str, namespace: str, name: str, 
     if diff is not None:
         d = await api_json(request, f"{base}/history/{diff}/diff", {}, params=params)
         diff_text = d.get("diff") if kind not in SECRET_KINDS else "(secret contents are not shown)"
+    history = hist.get("items", [])
     return {"body": redact(body) if body else None, "kind": kind, "namespace": namespace, "name": name,
-            "history": hist.get("items", []), "diff": diff, "diff_text": diff_text}
+            "history": history, "diff": diff, "diff_text": diff_text,
+            "approvals": await _approvals(request, history)}
+
+
+async def _approvals(request: Request, history: list[dict[str, Any]]) -> dict[int, str]:
+    """revision -> who approved it, for revisions a pipeline stage made after a manual judgment."""
+    executions: dict[str, dict[str, Any] | None] = {}
+    out: dict[int, str] = {}
+    for h in history:
+        actor = str(h.get("actor", ""))
+        if not actor.startswith("pipeline:") or "/" not in actor:
+            continue
+        execution_id, _, stage_id = actor[len("pipeline:"):].partition("/")
+        if execution_id not in executions and len(executions) < 20:
+            executions[execution_id] = await api_json(request, f"/api/v1/executions/{quote(execution_id)}", None)
+        exe = executions.get(execution_id)
+        approved = approval_of(exe, stage_id) if exe else None
+        if approved:
+            out[int(h["revision"])] = approved
+    return out
 
 
 async def _revision_yaml(request: Request, edit: str, revision: int | None) -> str:

@@ -227,3 +227,28 @@ def editable_yaml_body(body: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (body.get("metadata") or {}).items()
             if k not in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")}
     return {**{k: v for k, v in body.items() if k != "status"}, "metadata": meta}
+
+
+def approval_of(execution: dict[str, Any], stage_id: str) -> str | None:
+    """Who approved the change a pipeline stage made: the nearest manual judgment upstream of it, as
+    "alice (是否全量发布: 全量发布)"; None when no judgment leads to the stage."""
+    stages = [s for s in execution.get("stages") or [] if not s.get("parentStageId")]
+    by_ref = {str(s.get("refId")): s for s in stages}
+    stage = next((s for s in stages if s.get("id") == stage_id), None)
+    frontier = [stage] if stage else []
+    seen: set[str] = set()
+    while frontier:  # breadth first: the closest judgment wins
+        nxt = []
+        for s in frontier:
+            for ref in map(str, s.get("requisiteStageRefIds") or []):
+                parent = by_ref.get(ref)
+                if parent is None or ref in seen:
+                    continue
+                seen.add(ref)
+                ctx = parent.get("context") or {}
+                if parent.get("type") == "manualJudgment" and ctx.get("lastModifiedBy"):
+                    choice = f": {ctx['judgmentInput']}" if ctx.get("judgmentInput") else ""
+                    return f"{ctx['lastModifiedBy']} ({parent.get('name')}{choice})"
+                nxt.append(parent)
+        frontier = nxt
+    return None
