@@ -8,6 +8,7 @@ The only module that knows them all; it sits above pipelines, runtime and mesh, 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from graylane.runtime.reconciler import Runtime
 from graylane.settings import state_dir
 
 log = logging.getLogger(__name__)
+LOCAL_RUNTIME_ENV = "GRAYLANE_LOCAL_RUNTIME"  # "off": no local runtime and mesh control in this process
 
 __all__ = ["COMPONENTS", "Component", "LocalMesh", "start_components", "start_local_mesh", "stop_components"]
 
@@ -44,8 +46,8 @@ class LocalMesh:
 
 async def start_local_mesh(cp: Any) -> LocalMesh | None:
     """Registers `cp.components["runtime"]` (Runtime) and `cp.components["mesh"]` (MeshControl)."""
-    if cp.settings.get("runtime") is False:
-        return None
+    if cp.settings.get("runtime") is False or os.environ.get(LOCAL_RUNTIME_ENV, "").lower() in ("off", "0", "false"):
+        return None  # e.g. control-plane replicas in Kubernetes: no local workloads, no local data plane
     state = state_dir()
     backoff = BackoffPolicy(initial_s=float(cp.settings.get("runtime.backoff_initial_s", 10.0)))
     runtime = Runtime(cp.store, state, backoff=backoff)

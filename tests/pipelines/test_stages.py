@@ -186,6 +186,8 @@ def test_webhook_retries_then_polls_status_until_done(engine: sa.Engine, hook_se
         assert notify.context["webhook"]["monitor"]["resolvedValue"] == "done"
         posts = [c for c in _Hook.calls if c[1] == "/deploy"]
         assert posts[-1][3] == {"version": "v2"} and posts[-1][2]["X-Token"] == "abc"
+        # one idempotency key for the request, the same on its retry (pipelines/stages/webhook.py)
+        assert [p[2]["Idempotency-Key"] for p in posts] == [f"{exe.id}/{notify.id}/0"] * 2
         fast = exe.stage("fails fast")
         assert fast.status == S.STOPPED
         assert "504" in fast.context["exception"]["details"]["error"]

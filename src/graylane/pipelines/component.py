@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from graylane.pipelines import leases
 from graylane.pipelines.executor import Executor
 from graylane.pipelines.notifications import Notifier
 from graylane.pipelines.services import TaskServices
@@ -38,6 +39,7 @@ def build_executor(cp: Any) -> Executor:
     services = TaskServices(get_target=registry.get, store=cp.store)
     executor = Executor(cp.store.engine, bus=cp.bus, services=services)
     executor.completion_hooks.append(lambda exe: on_execution_complete(executor, exe))
+    leases.install(executor)  # replicas on PostgreSQL: a lease per execution, fenced writes (pipelines/leases.py)
     return executor
 
 

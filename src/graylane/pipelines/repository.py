@@ -10,10 +10,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from graylane.errors import NotFound, ValidationError
 from graylane.pipelines import model
@@ -243,11 +243,16 @@ class ExecutionRepository:
     def __init__(self, engine: Engine, clock: Callable[[], int] = _now_ms) -> None:
         self.engine = engine
         self.clock = clock
+        # Replicas (graylane.pipelines.leases): called inside every transaction that writes an execution's
+        # state; `fence` refuses the write (raises) unless this replica holds the execution's lease token.
+        self.guard: WriteGuard | None = None
 
     def insert(self, exe: Execution, audit: Iterable[dict[str, Any]] = ()) -> None:
         entries = [{"execution_id": exe.id, **entry} for entry in audit]
         with self.engine.begin() as conn:
             conn.execute(pipeline_executions.insert().values(**self._exec_row(exe)))
+            if self.guard is not None:
+                self.guard.inserted(conn, exe.id)
             if exe.stages:
                 conn.execute(pipeline_stages.insert(), [self._stage_row(exe.id, s) for s in exe.stages])
             if entries:
@@ -260,6 +265,8 @@ class ExecutionRepository:
                       for st in stages]
         entries = [{"execution_id": exe.id, **entry} for entry in audit]
         with self.engine.begin() as conn:
+            if self.guard is not None:
+                self.guard.fence(conn, exe.id)
             conn.execute(_UPDATE_EXECUTION, {"_id": exe.id, "status": row["status"], "start_time": row["start_time"],
                                              "end_time": row["end_time"], "body": row["body"]})
             if stage_rows:
@@ -282,6 +289,8 @@ class ExecutionRepository:
     def delete(self, execution_id: str) -> None:
         """Remove a finished execution with its stages and audit trail."""
         with self.engine.begin() as conn:
+            if self.guard is not None:
+                self.guard.fence(conn, execution_id)
             conn.execute(pipeline_audit.delete().where(pipeline_audit.c.execution_id == execution_id))
             conn.execute(pipeline_stages.delete().where(pipeline_stages.c.execution_id == execution_id))
             conn.execute(pipeline_executions.delete().where(pipeline_executions.c.id == execution_id))
@@ -354,6 +363,14 @@ class ExecutionRepository:
     def _stage_row(execution_id: str, st: Stage) -> dict[str, Any]:
         return {"id": st.id, "execution_id": execution_id, "seq": st.seq, "ref_id": st.ref_id,
                 "status": str(st.status), "body": _dumps(st.to_json(with_config=True))}
+
+
+class WriteGuard(Protocol):
+    """What ExecutionRepository asks before it writes an execution (graylane.pipelines.leases.Leases)."""
+
+    def inserted(self, conn: Connection, execution_id: str) -> None: ...
+
+    def fence(self, conn: Connection, execution_id: str) -> None: ...
 
 
 def audit_entry(user: str, action: str, now: int, stage_id: str | None = None,

@@ -39,6 +39,10 @@ pipeline_executions = sa.Table(
     sa.Column("start_time", sa.BigInteger),
     sa.Column("end_time", sa.BigInteger),
     sa.Column("body", sa.Text, nullable=False),
+    # migration 0006_leases: which control-plane replica drives the execution (graylane.pipelines.leases)
+    sa.Column("lease_owner", sa.String(255), index=True),
+    sa.Column("lease_expires", sa.BigInteger),
+    sa.Column("lease_token", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 pipeline_stages = sa.Table(
@@ -66,4 +70,18 @@ pipeline_trigger_state = sa.Table(
     "pipeline_trigger_state", metadata,
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("last_fired", sa.BigInteger, nullable=False),
+)
+
+pipeline_commands = sa.Table(  # migration 0006_leases: commands for the replica that drives an execution
+    "pipeline_commands", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(64), nullable=False, index=True),
+    sa.Column("method", sa.String(64), nullable=False),
+    sa.Column("arguments", sa.Text, nullable=False),
+    sa.Column("sent_by", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("result", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("applied_by", sa.String(255)),
 )

@@ -1,4 +1,8 @@
-"""`webhook`: call a URL (retrying what is retryable), then optionally poll a status URL until it completes."""
+"""`webhook`: call a URL (retrying what is retryable), then optionally poll a status URL until it completes.
+
+Every request carries `Idempotency-Key: <execution>/<stage>/<attempt>` (unless customHeaders set one): retries,
+and a task resumed by another replica or after a crash, send the same key (docs/pipelines.md, at-least-once).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from graylane.pipelines.status import ExecutionStatus
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 DEFAULT_MAX_ATTEMPTS = 5
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_FAIL_FAST = (504,)
 
 
@@ -54,6 +59,11 @@ def _max_attempts(ctx: dict[str, Any], code: int | None) -> int:
     return DEFAULT_MAX_ATTEMPTS
 
 
+def idempotency_key(stage: StageView) -> str:
+    """`<execution id>/<stage id>/<stage attempt>`: one key per request the stage means to make."""
+    return f"{stage.execution_id}/{stage.stage_id}/{stage.attempt}"
+
+
 class CreateWebhookTask(Task):
     name = "createWebhook"
 
@@ -67,6 +77,10 @@ class CreateWebhookTask(Task):
         payload = ctx.get("payload")
         content = None if payload is None else json.dumps(payload)
         headers = _headers(ctx.get("customHeaders"))
+        # The same key on every attempt and on a resumed task (another replica, a restart): a receiver that
+        # honours it performs the request once; a restarted stage (new attempt) gets a new key.
+        if not any(k.lower() == IDEMPOTENCY_HEADER.lower() for k in headers):
+            headers[IDEMPOTENCY_HEADER] = idempotency_key(stage)
         if content is not None:
             headers.setdefault("Content-Type", "application/json")
         try:

@@ -1,0 +1,349 @@
+"""Control-plane replicas on one PostgreSQL (pipelines/leases.py): fencing, commands through any replica, takeover.
+
+The system test runs two real `graylane server` processes (own state folder and port, one fresh Postgres schema),
+starts 200 executions through both, answers each judgment through the replica that does NOT drive the execution,
+and SIGKILLs one replica again and again; every execution must finish SUCCEEDED with its ConfigMap applied once
+and its judgment recorded once. It prints the takeover times (SIGKILL -> the other replica drives them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from tests import system
+
+from graylane.errors import Conflict
+from graylane.pipelines.execution import new_execution
+from graylane.pipelines.executor import Executor
+from graylane.pipelines.leases import LeaseLost, Leases
+from graylane.pipelines.repository import ExecutionRepository
+from graylane.pipelines.status import ExecutionStatus as S
+from graylane.settings import read_cli_token
+
+pytestmark = pytest.mark.postgres
+GRAYLANE = [sys.executable, "-m", "graylane.cli.main"]
+EXECUTIONS = 200
+
+
+@pytest.fixture
+def schema_url() -> Iterator[str]:
+    """A fresh schema of the test PostgreSQL (migrated by whoever opens it first), dropped afterwards."""
+    base = system.postgres_url()
+    schema = f"r_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def pg(schema_url: str) -> Iterator[sa.Engine]:
+    from graylane.store import Store
+
+    store = Store.open(schema_url)
+    yield store.engine
+    store.close()
+
+
+def _pipeline(name: str = "replicated") -> dict[str, Any]:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "${parameters.cm}", "namespace": "default"},
+          "data": {"execution": "${execution.id}"}}
+    return {"application": "replicas", "name": name, "limitConcurrent": False,
+            "parameterConfig": [{"name": "cm", "required": True}],
+            "stages": [
+                {"refId": "deploy", "type": "deployManifest", "name": "deploy", "account": "local",
+                 "source": "text", "manifests": [cm]},
+                {"refId": "judge", "type": "manualJudgment", "name": "approve", "requisiteStageRefIds": ["deploy"]},
+                {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 2, "requisiteStageRefIds": ["judge"]}]}
+
+
+# ---------------------------------------------------------------------------------------------- unit: fencing
+
+
+def test_a_stale_token_write_is_refused_and_writes_nothing(pg: sa.Engine) -> None:
+    a, b = Leases(pg, replica="a", ttl_s=30), Leases(pg, replica="b", ttl_s=30)
+    repo_a, repo_b = ExecutionRepository(pg), ExecutionRepository(pg)
+    repo_a.guard, repo_b.guard = a, b
+    exe = new_execution(_pipeline(), {"type": "manual", "user": "ci", "parameters": {"cm": "x"}}, 1000)
+    repo_a.insert(exe)
+    assert a.held == {exe.id: 1}
+    assert not b.claim(exe.id)  # a live lease is not taken
+
+    with pg.begin() as conn:  # a's lease runs out (its process hangs, say)
+        conn.exec_driver_sql("UPDATE pipeline_executions SET lease_expires = 0")
+    assert b.claim(exe.id) and b.held == {exe.id: 2}
+
+    exe.status = S.RUNNING
+    with pytest.raises(LeaseLost, match="lease token 1 is stale"):
+        repo_a.store(exe, exe.stages)  # UPDATE ... WHERE id = :id AND lease_token = 1 matches nothing
+    assert exe.id not in a.held
+    assert repo_a.load(exe.id).status == S.NOT_STARTED  # the refused transaction wrote nothing
+    with pytest.raises(LeaseLost, match="holds no lease"):
+        repo_a.store(exe)  # a no longer holds it at all
+    repo_b.store(exe, exe.stages)
+    assert repo_b.load(exe.id).status == S.RUNNING
+    assert a.renew() == [] and b.renew() == []
+    b.release(exe.id)
+    assert a.claim(exe.id) and a.held[exe.id] == 3  # released: claimed at once, with a new token
+
+
+def test_a_command_sent_to_the_other_replica_is_applied_by_the_owner(pg: sa.Engine) -> None:
+    async def scenario() -> None:
+        one, two = Executor(pg), Executor(pg)
+        for ex, name in ((one, "one"), (two, "two")):
+            Leases(pg, replica=name, ttl_s=5, poll_s=0.05).install(ex)
+            await ex.start()
+        try:
+            saved = one.pipelines.save(_pipeline("judged") | {"stages": [
+                {"refId": "judge", "type": "manualJudgment", "name": "approve"}]}, actor="ci")
+            exe = await one.start_execution(one.pipelines.get(saved.id), {"parameters": {"cm": "y"}}, user="ci")
+            await one.wait_for_stage(exe.id, "approve", {S.RUNNING}, timeout=10)
+            stage = await two.update_stage(exe.id, "approve", {"judgmentStatus": "continue"}, user="bob")
+            assert stage["name"] == "approve"
+            done = await one.wait_until_complete(exe.id, timeout=10)
+            assert done.status == S.SUCCEEDED
+            assert two.leases.remote_sent == 1 and one.leases.remote_applied == 1
+            with pytest.raises(Conflict):  # the owner's refusal comes back as the same error
+                await two.cancel(exe.id, user="bob")
+        finally:
+            await one.stop()
+            await two.stop()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------- system
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Replica:
+    """One `graylane server` process: its own state folder and port, the shared database."""
+
+    def __init__(self, name: str, root: Path, url: str) -> None:
+        self.name, self.port = name, _free_port()
+        self.state = root / name
+        self.state.mkdir()
+        self.log = root / f"{name}.log"
+        self.env = {**os.environ, "GRAYLANE_STATE": str(self.state), "GRAYLANE_DATABASE_URL": url,
+                    "GRAYLANE_SERVER": f"127.0.0.1:{self.port}", "GRAYLANE_USER": "ci",
+                    "GRAYLANE_REPLICA": name, "GRAYLANE_LEASE_TTL_S": "2", "GRAYLANE_LEASE_POLL_S": "0.2",
+                    "GRAYLANE_LOCAL_RUNTIME": "off"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", trust_env=False, timeout=30)
+
+    def start(self, timeout: float = 60) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([*GRAYLANE, "server", "--port", str(self.port), "--log-level", "warning"],
+                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if self.http.get("/healthz", timeout=1).status_code == 200:
+                    self.http.headers["Authorization"] = f"Bearer {read_cli_token(self.state)}"
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"replica {self.name} did not answer within {timeout}s")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> float:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        self.proc.wait(10)
+        return killed
+
+    def stop(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _owners(db: sa.Engine) -> dict[str, str | None]:
+    """Active execution id -> the replica name driving it (None: nobody)."""
+    with db.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, lease_owner FROM pipeline_executions WHERE status IN "
+                                    "('NOT_STARTED', 'RUNNING', 'PAUSED', 'BUFFERED')").all()
+    return {r.id: (r.lease_owner.split("#")[0] if r.lease_owner else None) for r in rows}
+
+
+class Judge(threading.Thread):
+    """Answers each waiting judgment once, through the replica that does not drive the execution."""
+
+    def __init__(self, db: sa.Engine, replicas: dict[str, Replica], done: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.db, self.replicas, self.done = db, replicas, done
+        self.sent: dict[str, float] = {}
+        self.errors: list[str] = []
+        self.pool = ThreadPoolExecutor(8)
+
+    def _send(self, eid: str, other: Replica) -> None:
+        try:
+            r = other.http.patch(f"/api/v1/executions/{eid}/stages/approve", json={"judgmentStatus": "continue"},
+                                 timeout=40)
+            if r.status_code not in (200, 409):
+                self.errors.append(f"{eid} via {other.name}: {r.status_code} {r.text[:200]}")
+        except httpx.HTTPError:
+            pass  # the replica was killed mid-request: looked at again later
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            with self.db.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT s.execution_id, e.lease_owner FROM pipeline_stages s JOIN pipeline_executions e "
+                    "ON e.id = s.execution_id WHERE s.ref_id = 'judge' AND s.status = 'RUNNING'").all()
+                judged = {r.execution_id for r in conn.exec_driver_sql(
+                    "SELECT execution_id FROM pipeline_audit WHERE action = 'judgment'")}
+            for row in rows:
+                eid = row.execution_id
+                # send once; again only if nothing was recorded long after a send that may have been lost
+                if eid in judged or time.monotonic() - self.sent.get(eid, -1e9) < 15 or not row.lease_owner:
+                    continue
+                owner = row.lease_owner.split("#")[0]
+                other = next(r for name, r in self.replicas.items() if name != owner)
+                if other.alive:
+                    self.sent[eid] = time.monotonic()
+                    self.pool.submit(self._send, eid, other)
+            self.done.wait(0.2)
+        self.pool.shutdown(wait=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: Path, schema_url: str) -> None:
+    db = sa.create_engine(schema_url)
+    a, b = Replica("a", tmp_path, schema_url), Replica("b", tmp_path, schema_url)
+    replicas = {"a": a, "b": b}
+    done = threading.Event()
+    judge = Judge(db, replicas, done)
+    takeovers: list[tuple[int, float, float]] = []
+    started_at = time.monotonic()
+    try:
+        a.start()
+        b.start()
+        r = a.http.post("/api/v1/pipelines", json=_pipeline())
+        assert r.status_code == 200, r.text
+
+        def start(i: int) -> str:
+            replica = (a, b)[i % 2]
+            for _ in range(20):
+                if replica.alive:
+                    try:
+                        res = replica.http.post("/api/v1/pipelines/replicated/start",
+                                                json={"parameters": {"cm": f"cm-{i:03d}"}})
+                        assert res.status_code == 200, res.text
+                        return str(res.json()["id"])
+                    except httpx.HTTPError:
+                        pass
+                replica = b  # b is never killed
+            raise AssertionError(f"execution {i} did not start")
+
+        judge.start()
+
+        def wave(first: int, count: int) -> list[str]:
+            with ThreadPoolExecutor(8) as pool:
+                return list(pool.map(start, range(first, first + count)))
+
+        ids: list[str] = []
+        start_s = 0.0
+        waves = 4
+        for n in range(waves):  # start a wave through both; SIGKILL a; b takes a's executions over; restart a
+            t0 = time.monotonic()
+            ids += wave(n * EXECUTIONS // waves, EXECUTIONS // waves)
+            start_s += time.monotonic() - t0
+            mine = [eid for eid, owner in _owners(db).items() if owner == "a"]
+            killed = a.kill()
+            first = None
+            while time.monotonic() < killed + 20:
+                owners = _owners(db)
+                moved = [eid for eid in mine if owners.get(eid, "b") == "b"]
+                if moved and first is None:
+                    first = time.monotonic() - killed
+                if len(moved) == len(mine):
+                    break
+                time.sleep(0.05)
+            assert first is not None, f"b took none of a's {len(mine)} executions over"
+            takeovers.append((len(mine), first, time.monotonic() - killed))
+            a.start()
+        kills = waves
+        assert len(set(ids)) == EXECUTIONS
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with db.connect() as conn:
+                left = conn.exec_driver_sql("SELECT count(*) FROM pipeline_executions WHERE status IN "
+                                            "('NOT_STARTED', 'RUNNING', 'PAUSED', 'BUFFERED')").scalar()
+            if not left:
+                break
+            time.sleep(0.2)
+        done.set()
+        judge.join(10)
+        wall = time.monotonic() - started_at
+
+        with db.connect() as conn:
+            statuses = dict(conn.exec_driver_sql("SELECT id, status FROM pipeline_executions").all())
+            stages = conn.exec_driver_sql("SELECT execution_id, ref_id, status FROM pipeline_stages").all()
+            audit = conn.exec_driver_sql("SELECT execution_id, action, count(*) AS n FROM pipeline_audit "
+                                         "GROUP BY execution_id, action").all()
+        assert sorted(statuses) == sorted(ids)
+        assert {eid: s for eid, s in statuses.items() if s != "SUCCEEDED"} == {}
+        assert all(st.status == "SUCCEEDED" for st in stages), [st for st in stages if st.status != "SUCCEEDED"]
+        counts = {(row.execution_id, row.action): row.n for row in audit}
+        assert {eid: counts.get((eid, "judgment")) for eid in ids if counts.get((eid, "judgment")) != 1} == {}
+        assert all(counts.get((eid, "start")) == 1 for eid in ids)
+        assert not judge.errors, judge.errors[:5]
+        # every stage's side effect once: one ConfigMap revision per execution, written by that execution
+        with ThreadPoolExecutor(8) as pool:
+            histories = list(pool.map(lambda i: b.http.get(f"/api/v1/resources/configmaps/cm-{i:03d}/history",
+                                                             params={"namespace": "default"}).json()["items"],
+                                      range(EXECUTIONS)))
+        for i, items in enumerate(histories):
+            assert len(items) == 1, (i, items)
+            assert items[0]["actor"].startswith(f"pipeline:{ids[i]}/"), items[0]
+        report = {"executions": EXECUTIONS, "kills": kills, "wall_s": round(wall, 1), "starts_s": round(start_s, 1),
+                  "takeovers": [{"executions_of_a": n, "first_taken_s": round(f, 2), "all_taken_s": round(e, 2)}
+                                for n, f, e in takeovers]}
+        print("\nreplicas:", json.dumps(report))
+    finally:
+        done.set()
+        a.stop()
+        b.stop()
+        db.dispose()
