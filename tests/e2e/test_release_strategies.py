@@ -180,3 +180,65 @@ def test_lockstep_switch_no_page_mixes_steps(local: Local, demo: str) -> None:  
     assert seen[-30:] == ["reviews-v2+ratings-v2"] * 30
     s = release_status(local, "ratings")
     assert s["weights"] == {"reviews": {"v2": 100}, "ratings": {"v2": 100}} and s["phase"] == "Healthy"
+
+
+def test_blue_green_preview_by_cookie_switch_and_instant_abort(local: Local, demo: str) -> None:  # noqa: F811
+    """After the lockstep test everyone sees reviews v2 (black stars). A blueGreen stage previews v3 (red stars) to
+    a browser with the cookie `preview=v3`, switches everyone in one snapshot, and an abort inside scaleDownDelay
+    brings v2 back at once, under load, with no failed request."""
+    v3 = (local.state / "demo" / "bookinfo" / "platform" / "kube" / "bookinfo-reviews-v3.yaml").read_text()
+    pipeline = {"application": "bookinfo", "name": "reviews-blue-green", "stages": [
+        {"refId": "1", "type": "deployManifest", "name": "deploy reviews v3", "account": "local", "source": "text",
+         "skipExpressionEvaluation": True, "manifests": [v3, {
+             "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "reviews"},
+             "spec": {"host": "reviews", "subsets": [{"name": v, "labels": {"version": v}}
+                                                     for v in ("v1", "v2", "v3")]}}]},
+        {"refId": "2", "requisiteStageRefIds": ["1"], "type": "blueGreen", "name": "reviews v2 -> v3",
+         "account": "local", "service": "reviews", "activeSubset": "v2", "previewSubset": "v3",
+         "preview": {"cookie": {"preview": "v3"}}, "scaleDownDelay": "60s"}]}
+    path = local.state / "blue-green.json"
+    path.write_text(json.dumps(pipeline))
+    local.cli("pipeline", "import", str(path))
+    execution = run_pipeline(local, "reviews-blue-green")
+    wait_phase(local, "Paused")
+    with httpx.Client(trust_env=False, timeout=30, cookies={"preview": "v3"}) as previewer:
+        assert Counter(page_kind(previewer.get(local.productpage).text) for _ in range(10)) == {"red": 10}
+    assert load_pages(local, 20) == {"black": 20}
+
+    local.cli("release", "promote", "reviews")
+    s = wait_phase(local, "Promoted")
+    assert s["weights"] == {"reviews": {"v3": 100}} and "stays warm" in s["message"]
+    assert load_pages(local, 20) == {"red": 20}
+    vs = local.api.get("/api/v1/resources/VirtualService/reviews", params={"namespace": "default"}).json()
+    assert [r.get("name") for r in vs["spec"]["http"]] == [None]  # the preview route went with the switch
+
+    failures: list[str] = []
+    kinds: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            while not stop.is_set():
+                resp = client.get(local.productpage)
+                if resp.status_code != 200:
+                    failures.append(f"{resp.status_code} {resp.text[:100]}")
+                kinds.append((time.monotonic(), page_kind(resp.text)))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        local.cli("release", "abort", "reviews")
+        answered = time.monotonic()
+        assert local.wait_execution(execution)["status"] == "TERMINAL"
+        while len([k for t, k in kinds if t > answered]) < 60:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    after = [(t - answered, k) for t, k in kinds if t > answered]
+    late_red = [t for t, k in after if k != "black"]
+    assert not late_red or max(late_red) < 1.0, late_red  # every page after the first second shows v2 again
+    assert [k for _, k in after[-30:]] == ["black"] * 30
