@@ -63,12 +63,13 @@ REFUSED: dict[str, list[str]] = {
     "orca/partials-expected.json": [
         "orca/partials-expected.json: stages[1].type: Graylane cannot run this pipeline's stage type: stages[1] "
         "('Build chrome'): 'jenkins' needs a Jenkins master (Igor); stages[2] ('Publish chrome'): 'jenkins' needs a "
-        "Jenkins master (Igor). Graylane runs: checkPreconditions, deleteManifest, deployManifest, evaluateVariables, "
-        "findArtifactFromExecution, findArtifactsFromResource, manualJudgment, patchManifest, pipeline, "
-        "runJobManifest, scaleManifest, undoRolloutManifest, wait, webhook"],
+        "Jenkins master (Igor). Graylane runs: analysis, blueGreen, canaryRollout, checkPreconditions, deleteManifest, "
+        "deployManifest, evaluateVariables, findArtifactFromExecution, findArtifactsFromResource, kayentaCanary, "
+        "manualJudgment, patchManifest, pipeline, runJobManifest, scaleManifest, trafficShift, undoRolloutManifest, "
+        "wait, webhook"],
     "orca/stageReplacement-expected.json": [
         "'findImageFromTags' needs a cloud provider image catalogue (Clouddriver)",
-        "'deploy' needs a cloud provider server group (Clouddriver)", "Graylane runs: checkPreconditions,"],
+        "'deploy' needs a cloud provider server group (Clouddriver)", "Graylane runs: analysis, blueGreen,"],
     "orca/save-pipeline-permitted-user.json": ["'savePipeline' needs Front50 (use `graylane pipeline import`)"],
     "orca/deploy-manifest.json": ["stages[0].manifests[0]: stages[0]: manifests[0] is empty (nothing to deploy)"],
     "graylane/v2-template-instance.json": [
