@@ -9,7 +9,7 @@ from graylane.mesh.config import compile_snapshot, parse_duration
 from graylane.mesh.state import Endpoint, MeshOptions
 
 from .helpers import dr, svc, vs
-from .test_proxy import envoy_filter
+from .proxy.support import envoy_filter
 
 
 def compile_(resources, endpoints=()):

@@ -8,11 +8,12 @@ _RESET = "upstream connect error or disconnect/reset before headers. reset reaso
 
 
 class ProxyError(Exception):
-    """A local reply: `status`, Envoy's `flag` and Envoy's wording in `body`."""
+    """A local reply: `status`, Envoy's `flag` and Envoy's wording in `body` (+ `headers` to add)."""
 
     status: ClassVar[int] = 503
     flag: ClassVar[str] = ""
     body: ClassVar[str] = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class UpstreamConnectFailure(ProxyError):
@@ -49,6 +50,20 @@ class ClusterNotFound(ProxyError):
 
 class RateLimited(ProxyError):
     status, flag, body = 429, "RL", "local_rate_limited"
+
+    def __init__(self, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__("local rate limit")
+        self.headers = headers
+
+
+class FaultAbort(ProxyError):
+    """HTTPFaultInjection.abort: the fault filter answers with the rule's status."""
+
+    flag, body = "FI", "fault filter abort"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"fault abort {status}")
+        self.abort_status = status
 
 
 class BadRequest(ProxyError):

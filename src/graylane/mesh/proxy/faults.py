@@ -7,12 +7,13 @@ alone, shared with `graylane route`. Knows a rule's `Fault` and a random source;
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 
-from graylane.mesh.routing import Fault
-
-ABORT_BODY = b"fault filter abort"
+from graylane.mesh.proxy.errors import FaultAbort
+from graylane.mesh.proxy.telemetry import Ctx
+from graylane.mesh.routing import Fault, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +35,19 @@ def roll(fault: Fault | None, rng: random.Random) -> FaultRoll:
     abort = fault.abort_status if fault.abort_percent > 0 and fault.abort_status and \
         rng.random() * 100 < fault.abort_percent else 0
     return FaultRoll(delay, abort) if delay or abort else NO_FAULT
+
+
+class Faults:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    async def apply(self, rule: Rule | None, ctx: Ctx) -> None:
+        """Sleep the delay (flag DI), then raise `FaultAbort` for an abort (flag FI, set where it is answered)."""
+        if rule is None or rule.fault is None:
+            return
+        fault = roll(rule.fault, self.rng)
+        if fault.delay_s:
+            ctx.flags.append("DI")
+            await asyncio.sleep(fault.delay_s)
+        if fault.abort_status:
+            raise FaultAbort(fault.abort_status)

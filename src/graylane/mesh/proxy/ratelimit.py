@@ -1,10 +1,16 @@
-"""Envoy's local_ratelimit token bucket (max_tokens, tokens_per_fill, fill_interval) with enabled/enforced."""
+"""The rate-limit layer: Envoy's local_ratelimit token bucket (max_tokens, tokens_per_fill, fill_interval) with
+enabled/enforced percentages, per listener (outbound) and per destination pod (inbound).
+
+Knows the snapshot's `RateLimit` values, a clock reading and a random source; nothing else.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
-from graylane.mesh.routing import RateLimit
+from graylane.mesh.proxy.errors import RateLimited
+from graylane.mesh.routing import ClusterEndpoint, InboundRateLimit, Listener, RateLimit
 
 
 class TokenBucket:
@@ -32,3 +38,49 @@ class TokenBucket:
             self.tokens -= 1
             return False
         return self.enforced > 0 and rng.random() * 100 < self.enforced
+
+
+class RateLimits:
+    """The rate-limit layer: a bucket per listener (the sending sidecar or gateway) and one per destination pod
+    (its sidecar's inbound limit). Raises `RateLimited` with the limit's response headers."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.buckets: dict[tuple[str, RateLimit], TokenBucket] = {}
+        self.inbound: dict[str, TokenBucket | None] = {}
+        self.inbound_limits: tuple[InboundRateLimit, ...] = ()
+
+    def follow(self, listeners: Iterable[Listener], inbound: tuple[InboundRateLimit, ...]) -> None:
+        """Adopt a new snapshot: keep the buckets of listeners that stay, start inbound buckets over."""
+        names = {lst.name for lst in listeners}
+        self.buckets = {k: v for k, v in self.buckets.items() if k[0] in names}
+        self.inbound = {}
+        self.inbound_limits = inbound
+
+    def check_listener(self, listener: Listener, now: float) -> None:
+        spec = listener.rate_limit
+        if spec is None:
+            return
+        key = (listener.name, spec)
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(spec, now)
+        if bucket.is_limited(now, self.rng):
+            raise RateLimited(tuple(bucket.headers))
+
+    def check_inbound(self, ep: ClusterEndpoint, now: float) -> None:
+        if not self.inbound_limits:
+            return
+        bucket = self.inbound.get(ep.address, _UNSET)
+        if bucket is _UNSET:
+            bucket = None
+            for rl in self.inbound_limits:
+                if rl.selects(ep.namespace, dict(ep.labels)):
+                    bucket = TokenBucket(rl.limit, now)  # one bucket per pod, as per sidecar
+                    break
+            self.inbound[ep.address] = bucket
+        if isinstance(bucket, TokenBucket) and bucket.is_limited(now, self.rng):
+            raise RateLimited(tuple(bucket.headers))
+
+
+_UNSET = object()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ from graylane.mesh.proxy.lastgood import LastGood
 from graylane.mesh.proxy.listener import DownstreamProtocol
 from graylane.mesh.proxy.outlier import OutlierDetectors
 from graylane.mesh.proxy.pool import Pools
-from graylane.mesh.proxy.ratelimit import TokenBucket
+from graylane.mesh.proxy.ratelimit import RateLimits
 from graylane.mesh.proxy.stats import Stats
 from graylane.mesh.proxy.tracing import SpanRing
-from graylane.mesh.routing import ClusterEndpoint, Listener, RateLimit, RouteTable
+from graylane.mesh.routing import Listener, RouteTable
 from graylane.mesh.snapshot import EMPTY, Snapshot, SnapshotError, decode_snapshot
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,14 @@ class ProxyServer:
         self.load = LoadState()
         self.pools = Pools(self.loop, self.load)
         self.outliers = OutlierDetectors(self.loop, self.load)
+        self.limits = RateLimits(random.Random())
+        self.access_log: deque[dict[str, Any]] | None = None
+        self.access_log_format = ""  # "text" (Istio's default TEXT format) or "json"
         self.forwarder = Forwarder(self)
         self.connections: set[DownstreamProtocol] = set()
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
         self.listeners_by_addr: dict[tuple[str, int], Listener] = {}
         self.draining_addrs: set[tuple[str, int]] = set()
-        self.buckets: dict[tuple[str, RateLimit], TokenBucket] = {}
-        self.inbound: dict[str, tuple[str, TokenBucket] | None] = {}
-        self.access_log: deque[dict[str, Any]] | None = None
-        self.access_log_format = ""  # "text" (Istio's default TEXT format) or "json"
         self.lock = asyncio.Lock()
         self.last_nack: str = ""
         self.sweeper: asyncio.Task[None] | None = None
@@ -83,29 +83,6 @@ class ProxyServer:
 
     def draining(self, key: tuple[str, int]) -> bool:
         return key in self.draining_addrs
-
-    def listener_bucket(self, listener: Listener) -> TokenBucket | None:
-        spec = listener.rate_limit
-        if not spec:
-            return None
-        key = (listener.name, spec)
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            bucket = self.buckets[key] = TokenBucket(spec, self.loop.time())
-        return bucket
-
-    def inbound_bucket(self, ep: ClusterEndpoint) -> TokenBucket | None:
-        if not self.table.inbound_rate_limits:
-            return None
-        hit = self.inbound.get(ep.address, ())
-        if hit == ():
-            hit = None
-            for rl in self.table.inbound_rate_limits:
-                if rl.selects(ep.namespace, dict(ep.labels)):
-                    hit = (ep.address, TokenBucket(rl.limit, self.loop.time()))  # one bucket per pod, as per sidecar
-                    break
-            self.inbound[ep.address] = hit
-        return hit[1] if hit else None
 
     # -- snapshots -------------------------------------------------------------------------------------
     async def apply(self, snapshot: Snapshot, *, keep: bool = True) -> tuple[bool, str]:
@@ -148,9 +125,8 @@ class ProxyServer:
                 for addr, srv in opened.items():
                     self.handoff.hold(addr, list(srv.sockets))
             self.draining_addrs -= set(wanted)
-            self.inbound = {}
+            self.limits.follow(table.listeners.values(), table.inbound_rate_limits)
             self.forwarder.telemetry.labels.clear()
-            self.buckets = {k: v for k, v in self.buckets.items() if k[0] in table.listeners}
             for addr in [a for a in self.servers if a not in wanted]:
                 self.servers.pop(addr).close()
                 self.draining_addrs.add(addr)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .helpers import Mesh, counter, free_port, running_mesh, series, sidecar, svc, vs
+from ..helpers import Mesh, counter, free_port, running_mesh, series, sidecar, svc, vs
 
 GOOD = b"GET http://reviews:9080/ok HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n"
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from .helpers import dr, free_port, series, sidecar, svc
+from ..helpers import dr, free_port, series, sidecar, svc
 
 # istio.io tasks/traffic-management/circuit-breaking: the DestinationRule, verbatim.
 TASK_POLICY = {

@@ -22,7 +22,7 @@ import pytest
 from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import Endpoint, MeshOptions
 
-from .helpers import Upstream, free_port, loop_thread, sidecar, svc, vs
+from ..helpers import Upstream, free_port, loop_thread, sidecar, svc, vs
 
 N = 20_000
 GROWTH_BOUND_KB = 12 * 1024  # generous: the backlog held by the proxy (one request, one read) is well under 1 MB

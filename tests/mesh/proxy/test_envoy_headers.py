@@ -9,7 +9,7 @@ import httpx
 
 from graylane.mesh.state import MeshOptions
 
-from .helpers import free_port, sidecar, svc, vs
+from ..helpers import free_port, sidecar, svc, vs
 
 
 class ServerHeaderUpstream(asyncio.Protocol):

@@ -15,7 +15,7 @@ import httpx
 from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
-from .helpers import Upstream, free_port, loop_thread, sidecar, svc
+from ..helpers import Upstream, free_port, loop_thread, sidecar, svc
 
 
 def start(admin: int, state: str, *flags: str) -> subprocess.Popen:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
-from .helpers import Mesh, free_port, running_mesh, sidecar, svc, vs
+from ..helpers import Mesh, free_port, running_mesh, sidecar, svc, vs
 
 GOOD = b"GET http://reviews:9080/ok HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n"
 STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) [^\r\n]*\r\n")

@@ -1,0 +1,201 @@
+"""The respond layer: every answer the client gets is written here. Local replies (a `ProxyError` becomes its
+status, Envoy's body and response flag in one place, as linkerd's `ServerRescue` does), redirects, direct
+responses, CORS preflights, and upstream responses streamed back with the route's header operations.
+
+Hands each finished request to the report layer. Knows the downstream connection, not the pools' policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from graylane.mesh.proxy.connect import Upstream
+from graylane.mesh.proxy.errors import ClusterNotFound, FaultAbort, NoHealthyUpstream, NoRoute, ProxyError
+from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
+from graylane.mesh.proxy.pool import Pools
+from graylane.mesh.proxy.telemetry import Ctx, Telemetry
+from graylane.mesh.routing import Cluster, Cors, Outcome, RequestView, RouteDecision, redirect_location
+
+# Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
+# `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
+RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
+                          b"upgrade", b"server", b"x-envoy-upstream-service-time"))
+_OUTCOME_ERRORS: dict[Outcome, type[ProxyError]] = {
+    Outcome.NO_ROUTE: NoRoute, Outcome.CLUSTER_NOT_FOUND: ClusterNotFound,
+    Outcome.NO_HEALTHY_UPSTREAM: NoHealthyUpstream}
+
+
+def cors_headers(cors: Cors, origin: str, preflight: bool) -> list[tuple[str, str]]:
+    out = [("access-control-allow-origin", origin)]
+    if cors.allow_credentials:
+        out.append(("access-control-allow-credentials", "true"))
+    if preflight:
+        if cors.allow_methods:
+            out.append(("access-control-allow-methods", cors.allow_methods))
+        if cors.allow_headers:
+            out.append(("access-control-allow-headers", cors.allow_headers))
+        if cors.max_age:
+            out.append(("access-control-max-age", cors.max_age))
+    elif cors.expose_headers:
+        out.append(("access-control-expose-headers", cors.expose_headers))
+    return out
+
+
+def preflight(d: RouteDecision, req: Request) -> list[tuple[str, str]] | None:
+    """Envoy's cors filter answers a preflight locally (200) when the origin is allowed, or when unmatched
+    preflights are not forwarded; the headers to answer with, or None to forward the request."""
+    cors = d.rule.cors if d.rule is not None else None
+    origin = req.hmap.get("origin")
+    if cors is None or not origin or req.method != "OPTIONS" or "access-control-request-method" not in req.hmap:
+        return None
+    if cors.is_allowed(origin):
+        return cors_headers(cors, origin, preflight=True)
+    return None if cors.forward_unmatched else []
+
+
+class Responder:
+    def __init__(self, report: Telemetry, pools: Pools) -> None:
+        self.report = report
+        self.pools = pools
+
+    async def send(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, status: int, body: bytes,
+                   headers: list[tuple[str, str]]) -> bool:
+        """A local reply; returns whether the connection may be kept alive."""
+        keep = req.keep_alive and req.body.done
+        head = [status_line(status), SERVER_HEADER]
+        for k, v in headers:
+            if k != "server":  # Envoy's HCM overwrites it on every response (server_header_transformation)
+                head.append(f"{k}: {v}\r\n".encode("latin-1"))
+        head.append(b"content-length: %d\r\n" % len(body))
+        if not keep:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        proto.write(b"".join(head) + (b"" if req.method == "HEAD" else body))
+        ctx.status = status
+        ctx.response_bytes = len(body)
+        ctx.request_bytes = req.body.received
+        self.report.report(ctx)
+        return keep
+
+    async def error(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, err: ProxyError) -> bool:
+        """The one place a failure becomes a response: status, Envoy's body, its flag and extra headers."""
+        if err.flag:
+            ctx.flags.append(err.flag)
+        headers = [("content-type", "text/plain")] if err.body else []
+        headers += err.headers
+        status = err.abort_status if isinstance(err, FaultAbort) else err.status
+        return await self.send(proto, req, ctx, status, err.body.encode(), headers)
+
+    async def decision(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
+                       view: RequestView) -> bool:
+        """A request the route answers itself: redirect, direct response, or no route / cluster / healthy host."""
+        rule = d.rule
+        if d.outcome is Outcome.REDIRECT and rule is not None:
+            match = rule.matches[d.match_index] if d.match_index is not None else None
+            return await self.send(proto, req, ctx, d.status, b"",
+                                   [("location", redirect_location(rule, match, view))])
+        if d.outcome is Outcome.DIRECT_RESPONSE and rule is not None and rule.direct_response is not None:
+            extra = list(rule.headers_response.set) + list(rule.headers_response.add)
+            return await self.send(proto, req, ctx, d.status, rule.direct_response.body,
+                                   [("content-type", "text/plain"), *extra])
+        return await self.error(proto, req, ctx, _OUTCOME_ERRORS[d.outcome](d.detail))
+
+    async def stream(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision, up: Upstream,
+                     cluster: Cluster) -> bool:
+        """Pass the upstream response on (headers rewritten only when the route says so); release or drop the
+        connection after it. Returns whether the downstream connection may be kept alive."""
+        conn, ex, sender = up.conn, up.exchange, up.sender
+        dest, rule = d.destination, d.rule
+        status = ex.status
+        origin = req.hmap.get("origin")
+        rewrite = (dest is not None and not dest.headers_response.is_empty()) or (rule is not None and (
+            not rule.headers_response.is_empty() or (rule.cors is not None and origin is not None))) or bool(
+            d.set_cookie and cluster.policy.lb.hash_cookie)
+        no_body = req.method == "HEAD" or status in (204, 304) or status < 200
+        keep = req.keep_alive
+        service_ms = int((time.perf_counter() - ctx.upstream_start) * 1000)
+        head = [status_line(status), SERVER_HEADER, b"x-envoy-upstream-service-time: %d\r\n" % service_ms]
+        if not rewrite:
+            # Fast path: pass the upstream's header bytes through, minus hop-by-hop ones.
+            has_length = False
+            for k, v in ex.headers:
+                lk = k.lower()
+                if lk in RESPONSE_HOP:
+                    continue
+                if lk == b"content-length":
+                    has_length = True
+                head.append(b"%s: %s\r\n" % (k, v))
+            headers: list[tuple[str, str]] = []
+        else:
+            headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in ex.headers
+                       if k.lower() not in RESPONSE_HOP]
+            has_length = any(k == "content-length" for k, _ in headers)
+            if dest is not None:
+                headers = dest.headers_response.apply(headers)
+            if rule is not None:
+                headers = rule.headers_response.apply(headers)
+                if rule.cors is not None and origin and rule.cors.is_allowed(origin):
+                    headers += cors_headers(rule.cors, origin, preflight=False)
+            c = cluster.policy.lb.hash_cookie
+            if d.set_cookie and c is not None:
+                cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
+                if c.path:
+                    cookie += f"; Path={c.path}"
+                headers.append(("set-cookie", cookie + "; HttpOnly"))
+            headers = [(k, v) for k, v in headers if k != "server"]
+        chunked = False
+        if not no_body and not has_length:
+            if req.version == "1.1":
+                chunked = True
+                headers.append(("transfer-encoding", "chunked"))
+            else:
+                keep = False
+        head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers]
+        if not keep:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        ctx.status = status
+        transport = conn.transport
+        whole = ex.complete.done() and ex.error is None and not chunked
+        if whole:
+            # The whole response is already here (the common small-JSON case): one write, one syscall.
+            proto.write(b"".join(head) + b"".join(ex.held))
+            ex.held.clear()
+        else:
+            proto.write(b"".join(head))
+
+        def sink(chunk: bytes) -> None:
+            if chunked:
+                proto.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                proto.write(chunk)
+            if proto.writing_paused and transport not in proto.on_resume:
+                transport.pause_reading()
+                proto.on_resume.append(transport)
+
+        if not whole:
+            ex.attach(sink)
+        try:
+            await ex.complete
+        except asyncio.CancelledError:
+            conn.abort()
+            raise
+        except ProxyError:
+            # The upstream went away mid-body: the client sees a truncated response and a closed connection.
+            ctx.flags.append("UC")
+            ctx.response_bytes = ex.response_bytes
+            conn.abort()
+            self.report.report(ctx)
+            return False
+        if chunked:
+            proto.write(b"0\r\n\r\n")
+        ctx.response_bytes = ex.response_bytes
+        ctx.request_bytes = req.body.received
+        sent_all = sender is None or sender.done()
+        if sender is not None and not sender.done():
+            sender.cancel()
+        self.pools.release(conn, cluster, ex.keep_alive and sent_all and not ex.no_body or
+                           (ex.keep_alive and sent_all and status in (204, 304)))
+        self.report.report(ctx)
+        return keep and req.body.done

@@ -1,0 +1,105 @@
+"""The route layer: what the client asked (request target, Host, request id, trace context), where it goes (the
+route table's decision over the balancer state) and how it goes out (rewrites and the route's header operations).
+
+Knows the route table, the balancer state and a random source; nothing of sockets or pools.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from graylane.mesh.proxy.balance import LoadState
+from graylane.mesh.proxy.connect import request_head
+from graylane.mesh.proxy.errors import BadRequest
+from graylane.mesh.proxy.listener import DownstreamProtocol, Request
+from graylane.mesh.proxy.telemetry import Ctx
+from graylane.mesh.proxy.tracing import TraceContext, new_id
+from graylane.mesh.routing import (
+    PASSTHROUGH,
+    Listener,
+    RequestView,
+    RouteDecision,
+    RouteTable,
+    rewritten_path,
+    split_host_port,
+)
+
+# Request headers not passed upstream as they came (the proxy writes its own framing and Host).
+HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                        "upgrade", "proxy-authorization", "content-length", "host",
+                        "x-envoy-upstream-rq-timeout-ms", "expect"))
+
+
+@dataclass(slots=True)
+class Outbound:
+    """The request as it goes upstream: path and authority after rewrites, headers after the header operations."""
+
+    method: str
+    path: str
+    authority: str
+    headers: list[tuple[str, str]]
+
+    def head(self, attempt: int, ctx: Ctx, req: Request, body: bytes | None) -> bytes:
+        """One try's request head: trace headers for this try's span, `x-envoy-attempt-count` on retries."""
+        headers = ctx.trace.inject(self.headers, ctx.server_span, ctx.client_span) if ctx.trace else self.headers
+        if attempt > 1:
+            headers = [*headers, ("x-envoy-attempt-count", str(attempt))]
+        return request_head(self.method, self.path, self.authority, headers, req, body)
+
+
+class Router:
+    def __init__(self, rng: random.Random, load: LoadState) -> None:
+        self.rng = rng
+        self.load = load
+
+    def view(self, table: RouteTable, proto: DownstreamProtocol, req: Request, ctx: Ctx) -> RequestView:
+        """What routing may look at; adds `x-request-id` when absent and continues or starts the trace."""
+        listener = proto.listener
+        target = req.target
+        if target.startswith("/"):
+            scheme, authority, path = "http", req.hmap.get("host", ""), target
+        elif target.startswith(("http://", "https://")):
+            scheme, _, rest = target.partition("://")
+            slash = rest.find("/")
+            authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+        else:
+            raise BadRequest("unsupported request target")
+        if not authority:
+            raise BadRequest("missing Host header")
+        ctx.authority, ctx.path = authority, path
+        port = listener.server_port if listener.kind == "gateway" else split_host_port(authority, 80)[1]
+        hmap = req.hmap
+        rid = hmap.get("x-request-id")
+        if not rid:
+            h = new_id(128)
+            rid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+            hmap["x-request-id"] = rid
+        ctx.rid = rid
+        ctx.trace = TraceContext.extract(hmap, table.trace_sampling, self.rng)
+        ctx.client_span = new_id()
+        return RequestView(req.method, path, authority, hmap, scheme, port, proto.peer[0])
+
+    def decide(self, table: RouteTable, view: RequestView, listener: Listener, ctx: Ctx, now: float) -> RouteDecision:
+        d = table.route(view, listener, self.rng, self.load, now)
+        ctx.decision = d
+        # Istio labels traffic to hosts outside the registry with the PassthroughCluster as its service.
+        ctx.service = d.host if d.cluster_name != PASSTHROUGH else PASSTHROUGH
+        return d
+
+    @staticmethod
+    def outbound(d: RouteDecision, view: RequestView, req: Request, ctx: Ctx) -> Outbound:
+        rule, dest = d.rule, d.destination
+        match = rule.matches[d.match_index] if rule is not None and d.match_index is not None else None
+        rw = rule.rewrite if rule is not None else None
+        path = rewritten_path(rule, match, view.path) if rule is not None and rw is not None else view.path
+        authority = rw.authority if rw is not None and rw.authority else view.authority
+        headers = [(k, v) for k, v in req.headers if k not in HOP_BY_HOP and k != "x-request-id"]
+        headers.append(("x-request-id", ctx.rid))
+        if "x-forwarded-proto" not in req.hmap:
+            headers.append(("x-forwarded-proto", view.scheme))
+        if rule is not None:
+            headers = rule.headers_request.apply(headers)
+        if dest is not None:
+            headers = dest.headers_request.apply(headers)
+        return Outbound(req.method, path, authority, headers)
