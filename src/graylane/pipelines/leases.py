@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TTL_ENV, POLL_ENV, REPLICA_ENV = "GRAYLANE_LEASE_TTL_S", "GRAYLANE_LEASE_POLL_S", "GRAYLANE_REPLICA"
 DEFAULT_TTL_S, DEFAULT_POLL_S = 10.0, 1.0
+COMMAND_MAX_AGE_MS = 10 * 60 * 1000
 # The executor's public commands that any replica accepts (routed to the owner when it is another replica).
 COMMANDS = ("update_stage", "cancel", "pause", "resume", "restart_stage", "delete_execution")
 _ERRORS: dict[str, type[GraylaneError]] = {cls.__name__: cls for cls in (
@@ -108,7 +109,7 @@ class Leases:
         self._local: dict[str, Callable[..., Awaitable[Any]]] = {}
         self._applying: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
-        self._last_renew = 0.0
+        self._last_renew = self._last_sweep = 0.0
 
     # ------------------------------------------------------------------ lease statements
 
@@ -389,6 +390,11 @@ class Leases:
         rows = self._pending()
         if rows:
             asyncio.get_running_loop().create_task(self._apply_all(rows))
+        if time.monotonic() - self._last_sweep >= 60:  # nobody waits on a command this old any more
+            self._last_sweep = time.monotonic()
+            with self.engine.begin() as conn:
+                conn.execute(pipeline_commands.delete().where(
+                    _cmd.created_at < int(time.time() * 1000) - COMMAND_MAX_AGE_MS))
 
 
 def install(executor: Any) -> Leases | None:

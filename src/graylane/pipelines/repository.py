@@ -353,6 +353,13 @@ class ExecutionRepository:
             if not updated:
                 conn.execute(pipeline_trigger_state.insert().values(key=key, last_fired=when))
 
+    def claim_trigger_fire(self, key: str, last: int, when: int) -> bool:
+        """Move a trigger's last fire time from `last` to `when`; False when another replica moved it first."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(pipeline_trigger_state.update().where(
+                pipeline_trigger_state.c.key == key, pipeline_trigger_state.c.last_fired == last)
+                .values(last_fired=when)).rowcount)
+
     @staticmethod
     def _exec_row(exe: Execution) -> dict[str, Any]:
         return {"id": exe.id, "pipeline_config_id": exe.pipeline_config_id, "application": exe.application,

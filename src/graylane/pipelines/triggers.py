@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from graylane.errors import GraylaneError, ValidationError
 from graylane.pipelines import artifacts, params
+from graylane.pipelines.ids import derived_ulid
 from graylane.pipelines.status import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -273,11 +274,17 @@ async def on_execution_complete(executor: Executor, exe: Execution) -> None:
                        "parentExecution": {"id": exe.id, "name": exe.name, "application": exe.application,
                                            "status": str(exe.status)},
                        "parameters": dict((exe.trigger or {}).get("parameters") or {})}
+            # One id per (finished execution, triggered pipeline): a second start of the same pair (the hook run
+            # again after a takeover between the completion and the hook) hits the primary key instead.
+            child_id = derived_ulid(exe.end_time or executor.now_ms(), f"pipeline-trigger:{exe.id}:{config['id']}")
             try:
                 full = build_trigger(config, trigger, executor)
-                await executor.start_execution(config, full, user=trigger["user"])
+                await executor.start_execution(config, full, user=trigger["user"], execution_id=child_id)
             except GraylaneError as exc:
                 log.warning("pipeline trigger of %s/%s did not start: %s", config["application"], config["name"], exc)
+            except sa.exc.IntegrityError:
+                log.info("pipeline trigger of %s/%s: %s was started before", config["application"], config["name"],
+                         child_id)
 
 
 # ------------------------------------------------------------------ cron
@@ -390,7 +397,8 @@ async def fire_due_crons(executor: Executor) -> list[str]:
                 log.warning("cron trigger %s: %s", key, exc)
                 continue
             if cron.fired_between(datetime.fromtimestamp(last / 1000), now):
-                executor.repo.set_trigger_fired(key, now_ms)
+                if not executor.repo.claim_trigger_fire(key, last, now_ms):
+                    continue  # another control-plane replica fired it (pipelines/leases.py)
                 trigger = {"type": "cron", "user": trig.get("runAsUser") or "cron",
                            "cronExpression": trig.get("cronExpression"), "parameters": {}}
                 try:

@@ -17,6 +17,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Execution option read by the SQLite `begin` hook: "IMMEDIATE" takes the write lock at BEGIN,
 # so two writers never both read and then both try to write (which SQLite answers with "locked").
 SQLITE_BEGIN = "sqlite_begin"
+MIGRATION_LOCK = 7380_0006  # PostgreSQL advisory lock key held while migrating
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -62,5 +63,9 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
     with engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}) as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            # Control-plane replicas starting together (a rolling update): one migrates, the others wait for
+            # its commit and then find the schema at head. Released with the transaction.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
