@@ -396,7 +396,7 @@ def test_the_demo_pipeline_promotes_a_good_canary_and_rolls_back_a_bad_one(
         try:
             config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
             trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {
-                "fault": fault, "interval_seconds": "1", "intervals": "2"}}, ex)
+                "fault": fault, "interval_seconds": "1", "intervals": "2", "warmup_seconds": "0"}}, ex)
             exe = await ex.start_execution(config, trigger, user="t")
             return await ex.wait_until_complete(exe.id, timeout=60)
         finally:
@@ -422,3 +422,32 @@ def test_the_demo_pipeline_promotes_a_good_canary_and_rolls_back_a_bad_one(
         assert _routes(store) == [("v2", 100)]
         assert _deployment(store, "reviews-v2") and not _deployment(store, "reviews-v1")
     store.close()
+
+
+def test_a_kubernetes_account_sends_local_queries_to_its_prometheus_as_promql() -> None:
+    """The same canary config on a Kubernetes account: each `local` query becomes the PromQL it stands for, sent
+    (as a range) to the account's Prometheus; a selector scope becomes label matchers."""
+    from graylane.analysis.canary_run import LocalAsPrometheus
+    from graylane.analysis.local import LocalQuery
+    from graylane.analysis.measurement import Measurement, Scope
+
+    sent: list[Any] = []
+
+    class Prometheus:
+        name = "prometheus"
+
+        async def measure(self, query: Any, scope: Scope, now: float) -> Measurement:
+            sent.append((query, scope))
+            return Measurement("prometheus", query.query, "ok", [0.0], (0.0,))
+
+    provider = LocalAsPrometheus("prod", Prometheus())  # type: ignore[arg-type]
+    query = LocalQuery.from_spec({
+        k: v for k, v in CONFIG["metrics"][0]["query"].items() if k != "type"})
+    scope = Scope("version=v2,app=reviews", "default", start=100.0, end=160.0, step=10.0)
+    asyncio.run(provider.measure(query, scope, 160.0))
+    [(promql, seen)] = sent
+    assert promql.account == "prod" and seen.start == 100.0 and seen.step == 10.0
+    assert promql.query == ('sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
+                            'destination_version="v2",destination_app="reviews",response_code=~"5.*"}[2s])) / '
+                            'sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
+                            'destination_version="v2",destination_app="reviews"}[2s]))')

@@ -102,6 +102,8 @@ def analysis_lines(stage: dict[str, Any]) -> list[str]:
 def stage_lines(stage: dict[str, Any]) -> list[str]:
     """The report of one analysis stage."""
     head = f"{stage.get('name')} ({stage.get('type')}): {stage.get('status')}"
+    if stage.get("status") in ("NOT_STARTED", "SKIPPED"):
+        return [head]
     body = kayenta_lines(stage) if stage.get("type") == "kayentaCanary" else analysis_lines(stage)
     lines = [head, *[f"  {line}" if line else "" for line in body]]
     error = ((stage.get("context") or {}).get("exception") or {}).get("details", {}).get("error")
