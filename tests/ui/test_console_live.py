@@ -350,3 +350,21 @@ def test_the_topology_options_live_in_the_url(server: ConsoleServer, browser: Br
     expect(page).to_have_url(re.compile(r"window=5m.*labels=distribution|labels=distribution.*window=5m"))
     page.reload()
     expect(page.locator("#g-window")).to_have_value("5m")
+
+
+def test_the_ratio_previews_the_split_and_the_change_before_it_is_sent(
+        server: ConsoleServer, browser: Browser) -> None:
+    assert server.api.post("/api/v1/apply", content=ROUTING_70_30).status_code == 200
+    pipeline = server.import_pipeline(judgments_only("reviews-preview", apply_ratio=True))
+    execution_id = server.start_pipeline(pipeline)
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    header = page.locator("#release")
+    header.get_by_label("灰度比例 (%)").fill("40")
+    preview = header.locator(".preview")
+    expect(preview).to_contain_text("of 100 requests: reviews v1 60 · reviews v2 40")
+    preview.get_by_text("VirtualService reviews: the change").click()
+    expect(preview.locator("pre.diff .add")).to_contain_text(["weight: 60", "weight: 40"])
+    assert server.stage(execution_id, RATIO)["status"] == "RUNNING"  # a preview sends nothing
+    header.screenshot(path=str(ARTIFACTS / "judgment-ratio-preview.png"))

@@ -142,3 +142,23 @@ def test_a_pipeline_revision_is_approved_by_the_nearest_judgment_upstream():
     assert approval_of(exe, "删除基准版本") == f"alice ({RELEASE}: {FULL})"
     assert approval_of(exe, RELEASE) == "bob (设置灰度比例)"
     assert approval_of(exe, "设置灰度比例") is None
+
+
+def test_a_ratio_previews_the_split_its_next_deploy_would_apply():
+    from graylane.ui.preview import preview, spec_diff
+
+    pipeline = judgments_only(apply_ratio=True)
+    stages = [{**s, "id": s["refId"], "status": "NOT_STARTED",
+               "context": {k: v for k, v in s.items() if k not in ("refId", "type", "name", "requisiteStageRefIds")}}
+              for s in pipeline["stages"]]
+    exe = {"id": "e1", "name": "p", "application": "bookinfo", "status": "RUNNING", "stages": stages,
+           "trigger": {"type": "manual", "user": "alice", "parameters": {"base_version": "v1", "canary_version": "v2"}}}
+    ratio = next(s for s in stages if s["name"] == "设置灰度比例")
+    [p] = preview(exe, ratio, {"canary_ratio": "30"}, "alice")
+    assert p.stage == "灰度比例生效" and p.failed == []
+    assert [(s.virtual_service, s.shares) for s in p.splits] == [("reviews", [("reviews v1", 70), ("reviews v2", 30)])]
+    live = {"spec": {**p.manifests[0]["spec"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"},
+                                                                     "weight": 100}]}]}}
+    assert "+    weight: 30" in spec_diff(live, p.manifests[0])
+    [bad] = preview(exe, ratio, {"canary_ratio": "abc"}, "alice")
+    assert bad.failed and bad.splits == []  # the expression says why; no split is guessed

@@ -11,8 +11,10 @@ from urllib.parse import quote
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from graylane.server.ui import api, api_json, error_text, render, running_executions, user_of
+from graylane.ui.preview import preview, spec_diff
 from graylane.ui.release import ReleaseView, release_view, released_services
 from graylane.ui.views import option_consequences, stage_rows, waiting_judgments
 
@@ -185,6 +187,27 @@ def mount(app: FastAPI) -> None:
                             "waiting": release.waiting.get("name") if release and release.waiting else None,
                             "configured": {v.version: v.configured for v in svc.versions if v.configured is not None}})
         return Response(json.dumps(out, ensure_ascii=False), media_type="application/json")
+
+    @app.get("/ui/executions/{execution_id}/stages/{stage_id}/preview", response_class=HTMLResponse,
+             include_in_schema=False)
+    async def judgment_preview(request: Request, execution_id: str, stage_id: str) -> HTMLResponse:
+        """What continuing with the values typed would apply (graylane.ui.preview); nothing is sent."""
+        user = user_of(request)
+        exe = await _execution(request, execution_id) if user.can("approver") else None
+        stage = next((s for s in (exe or {}).get("stages", []) if s.get("id") == stage_id), None)
+        custom = {k[3:]: v for k, v in request.query_params.items() if k.startswith("cp_") and v.strip()}
+        if exe is None or stage is None or stage.get("status") != "RUNNING" or not custom:
+            return _fragment(request, "fragments/judgment_preview.html", previews=[], diffs={}, custom=custom)
+        previews = await run_in_threadpool(preview, exe, stage, custom, user.name)
+        diffs = {}
+        for p in previews:
+            for m in p.manifests:
+                meta = m.get("metadata") or {}
+                live = await api_json(request, f"/api/v1/resources/{quote(str(m.get('kind')))}/"
+                                      f"{quote(str(meta.get('name')))}", None,
+                                      params={"namespace": meta.get("namespace") or "default"})
+                diffs[f"{m.get('kind')} {meta.get('name')}"] = spec_diff(live, m)
+        return _fragment(request, "fragments/judgment_preview.html", previews=previews, diffs=diffs, custom=custom)
 
     @app.get("/ui/executions/{execution_id}/graph", include_in_schema=False)
     async def execution_graph(request: Request, execution_id: str) -> Response:
