@@ -44,6 +44,10 @@ FAILING: dict[str, dict[str, Any]] = {
                                   "expectedArtifact": {"id": "a", "matchArtifact": {"type": "docker/image"}},
                                   "executionOptions": {"successful": True}},
     "findArtifactsFromResource": {"manifestName": "deployment d", "location": "default"},
+    "trafficShift": {"service": "reviews", "weights": {"v1": 90, "v2": 10}},
+    "canaryRollout": {"service": "reviews", "stableSubset": "v1", "canarySubset": "v2", "steps": [{"setWeight": 10}]},
+    "blueGreen": {"service": "reviews", "activeSubset": "v1", "previewSubset": "v2",
+                  "preview": {"headers": {"x-preview": "true"}}},
 }
 
 OPTIONS = [
