@@ -33,6 +33,7 @@ test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
 	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
 	  $(STEP) "mypy" $(BIN)/mypy --strict src/graylane/mesh/snapshot.py src/graylane/mesh/routing && \
+	  $(STEP) "import layers" $(BIN)/lint-imports && \
 	  $(BIN)/pytest
 
 lint:
