@@ -175,6 +175,20 @@ def test_a_canary_with_errors_is_rolled_back(local: Local) -> None:
             'type="kayentaCanary"} 1.0') in metrics
 
 
+def test_a_slow_canary_is_rolled_back(local: Local) -> None:
+    with Reader(local.productpage) as reader:
+        execution = _run(local, "latency")
+        done = _wait_done(local, execution, reader)
+    print(local.cli("canary", "report", execution).stdout)
+    assert done["status"] == "TERMINAL", json.dumps(done["stages"], indent=1)[:3000]
+    failed = next(s for s in done["stages"] if s["type"] == "kayentaCanary" and s["status"] == "TERMINAL")
+    error = failed["context"]["exception"]["details"]["error"]
+    assert "latency-p99 High" in error and "rolled back:" in error, error
+    assert _routes(local) == [("v1", 100)]
+    assert not local.deployment_exists("reviews-v2") and local.deployment_exists("reviews-v1")
+    assert reader.failed == []
+
+
 def test_a_healthy_canary_is_promoted(local: Local) -> None:
     with Reader(local.productpage) as reader:
         execution = _run(local, "none")
