@@ -48,6 +48,9 @@ FAILING: dict[str, dict[str, Any]] = {
     "canaryRollout": {"service": "reviews", "stableSubset": "v1", "canarySubset": "v2", "steps": [{"setWeight": 10}]},
     "blueGreen": {"service": "reviews", "activeSubset": "v1", "previewSubset": "v2",
                   "preview": {"headers": {"x-preview": "true"}}},
+    "kayentaCanary": {"canaryConfig": {"canaryConfigName": "reviews", "lifetimeDuration": "PT1S",
+                                       "scopes": [{"controlScope": "v1", "experimentScope": "v2"}]}},
+    "analysis": {"builtins": {"canary": {"destination_version": "v2"}, "interval": "1s", "count": 1}},
 }
 
 OPTIONS = [
