@@ -266,6 +266,40 @@ def test_failing_canary_rolls_back_then_the_stage_is_terminal(tmp_path: Path, st
     store.close()
 
 
+def test_a_stepwise_rollback_moves_traffic_back_in_steps(tmp_path: Path, state_dir: Path) -> None:
+    traffic = Traffic(canary_error_share=0.4)
+    end = time.time() - 1
+    traffic.fill(end - 30, end)
+    store, ex = _setup(tmp_path, traffic)
+    seen: list[list[tuple[str, int]]] = []
+    store.subscribe(lambda keys: seen.append(_routes(store)) if any(k.kind == "VirtualService" for k in keys)
+                    else None)
+
+    async def go() -> Any:
+        await ex.start()
+        try:
+            stage = canary_stage(scopes=[{"controlScope": "v1", "experimentScope": "v2", "step": 2,
+                                          "startTimeIso": _iso(end - 20), "endTimeIso": _iso(end)}])
+            return await _run(ex, [{**stage, "analysisType": "retrospective",
+                                    "rollback": {**ROLLBACK, "durationSeconds": 0.6, "steps": 3,
+                                                 "scaleDownManifests": ["deployment reviews-v2"],
+                                                 "deleteManifests": [], "removeSubset": True}}])
+        finally:
+            await ex.stop()
+
+    done = asyncio.run(go())
+    [canary] = done.stages
+    assert done.status == S.TERMINAL
+    assert seen == [[("v1", 93), ("v2", 7)], [("v1", 97), ("v2", 3)], [("v1", 100)]]
+    summary = canary.outputs["rollbackSummary"]
+    assert summary.startswith("step 1/3: VirtualService default/reviews -> v1 93%, v2 7%; step 2/3: ")
+    assert summary.endswith("step 3/3: VirtualService default/reviews -> v1 100%; scaled deployment reviews-v2 to 0; "
+                            "removed subset v2 from DestinationRule default/reviews")
+    v2 = store.get(ResourceKey("apps", "Deployment", "default", "reviews-v2"))
+    assert v2 is not None and v2.body["spec"]["replicas"] == 0
+    store.close()
+
+
 def test_ignore_the_failure_is_respected(tmp_path: Path, state_dir: Path) -> None:
     """Spinnaker #2697: a canary below marginal went TERMINAL despite "ignore the failure"."""
     traffic = Traffic(canary_error_share=0.5)
