@@ -28,11 +28,17 @@ install-test: $(BIN)/python console-libs
 demo: install
 	@$(BIN)/graylane demo bookinfo
 
+# The pipeline engine's core, type-checked strictly with the mesh snapshot and routing (docs/architecture.md).
+PIPELINES_CORE = $(addprefix src/graylane/pipelines/,executor.py scheduling.py commands.py tx.py driver.py \
+                   status.py services.py tasks.py execution.py waiting.py children.py concurrency.py window.py \
+                   model.py service.py)
+
 # System parts (PostgreSQL, Prometheus, Chromium, git) are installed and started by scripts/test-system.
 test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
 	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
-	  $(STEP) "mypy" $(BIN)/mypy --strict src/graylane/mesh/snapshot.py src/graylane/mesh/routing && \
+	  $(STEP) "mypy" $(BIN)/mypy --strict src/graylane/mesh/snapshot.py src/graylane/mesh/routing \
+	    $(PIPELINES_CORE) && \
 	  $(STEP) "import layers" $(BIN)/lint-imports && \
 	  $(BIN)/pytest
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 from graylane.mesh.control import MeshControl, load_compiler
 from graylane.mesh.telemetry import component as telemetry_component
 from graylane.pipelines import component as pipelines_component
+from graylane.pipelines import metrics as pipelines_metrics
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.reconciler import Runtime
 from graylane.settings import state_dir
@@ -61,11 +63,18 @@ async def start_local_mesh(cp: Any) -> LocalMesh | None:
     return LocalMesh(runtime, mesh)
 
 
+async def start_telemetry(cp: Any) -> telemetry_component.Telemetry:
+    """The mesh telemetry, with the other areas' series registered on its `/metrics` exposition."""
+    telemetry = await telemetry_component.start(cp)
+    telemetry.metrics.add_source(partial(pipelines_metrics.collect, cp.store.engine))
+    return telemetry
+
+
 # Started in this order, stopped in reverse.
 COMPONENTS: tuple[Callable[[Any], Awaitable[Component | None]], ...] = (
     start_local_mesh,
     pipelines_component.start,
-    telemetry_component.start,
+    start_telemetry,
 )
 
 

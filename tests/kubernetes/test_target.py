@@ -360,3 +360,33 @@ async def test_bad_kubeconfig(tmp_path: Path) -> None:
         KubernetesTarget("x", kubeconfig=kc, context="nope").client()
     with pytest.raises(GraylaneError, match="kubeconfig"):
         KubernetesTarget("x", kubeconfig=tmp_path / "missing").client()
+
+
+def _replica_set(owner: dict[str, Any], revision: int, image: str) -> Document:
+    """What the Deployment controller leaves behind for each rollout (the emulator runs no controller)."""
+    template = copy.deepcopy(owner["spec"]["template"])
+    template["metadata"]["labels"]["pod-template-hash"] = f"h{revision}"
+    template["spec"]["containers"][0]["image"] = image
+    md = owner["metadata"]
+    return Document({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+        "name": f"{md['name']}-h{revision}", "namespace": md["namespace"],
+        "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": md["name"],
+                             "uid": md.get("uid", "")}]},
+        "spec": {"replicas": 0, "selector": owner["spec"]["selector"], "template": template}},
+        source=Source("rs.yaml", 1))
+
+
+async def test_history_is_the_deployments_replicaset_revisions(cluster: Any) -> None:
+    async with target(cluster) as t:
+        await t.apply([deployment(image="reviews:v3")], actor="user:alice")
+        live = await t.get(DEPLOY)
+        assert live is not None
+        await t.apply([_replica_set(live, 2, "reviews:v3"), _replica_set(live, 1, "reviews:v2")], actor="user:alice")
+        history = await t.history(DEPLOY)
+        assert [r.revision for r in history] == [1, 2]
+        first = history[0].body["spec"]["template"]
+        assert first["spec"]["containers"][0]["image"] == "reviews:v2"
+        assert "pod-template-hash" not in first["metadata"]["labels"]  # the controller's label is not the spec's
+        with pytest.raises(GraylaneError, match="only a Deployment's ReplicaSets keep one"):
+            await t.history(ResourceKey("", "Service", "bookinfo", "reviews"))

@@ -299,3 +299,27 @@ def test_alertmanager_webhook_starts_a_circuit_breaking_pipeline(tmp_path: Path)
         assert r.json()["action"] == "configured" and r.json()["version"] == 2
 
     run(tmp_path, scenario)
+
+
+def test_reads_never_build_a_scheduler(tmp_path: Path) -> None:
+    async def go() -> None:
+        client, cp = await _client(tmp_path)
+        try:
+            r = await client.post("/api/v1/pipelines", json={"application": "shop", "name": "p", "stages": [
+                {"refId": "1", "type": "wait", "name": "w", "waitTime": 0}]})
+            assert r.status_code == 200, r.text
+            for path in ("/api/v1/pipelines", "/api/v1/pipelines/p", "/api/v1/executions"):
+                assert (await client.get(path)).status_code == 200
+            assert (await client.get("/api/v1/executions/nope")).status_code == 404
+            assert "pipelines" not in cp.components  # reading and importing built no executor
+            r = await client.post("/api/v1/pipelines/p/start", json={})
+            assert r.status_code == 200, r.text
+            assert "pipelines" in cp.components  # a command did
+        finally:
+            await client.aclose()
+            comp = cp.components.get("pipelines")
+            if comp is not None:
+                await comp.executor.stop()
+            cp.store.close()
+
+    asyncio.run(go())

@@ -57,7 +57,7 @@ def test_reviews_canary_with_ratio_then_promote_or_end(tmp_path: Path, state_dir
         async def get_target(account: str | None, namespace: str | None = None) -> Any:
             return target
 
-        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target))
         await ex.start()
         try:
             [baseline] = load_pipeline_file(TEMPLATE / "bookinfo-baseline.json")
@@ -117,7 +117,7 @@ def _executor(store: Store) -> Executor:
     async def get_target(account: str | None, namespace: str | None = None) -> Any:
         return target
 
-    return Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+    return Executor(store.engine, services=TaskServices(get_target=get_target))
 
 
 def test_canary_version_v3_deploys_reviews_v3_and_both_subsets(tmp_path: Path, state_dir: Path) -> None:

@@ -49,7 +49,7 @@ def run(tmp_path: Path, scenario: Any) -> Any:
         async def get_target(account: str | None, namespace: str | None = None) -> Any:
             return target
 
-        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target))
         await ex.start()
         try:
             return await scenario(ex, store)

@@ -57,7 +57,7 @@ def test_deploy_manifest_to_a_kubernetes_account_with_namespace_override(tmp_pat
             store = Store.open(f"sqlite:///{tmp_path / 'k.db'}")
             cp = ControlPlane(store=store)
             registry = TargetRegistry(cp)
-            ex = Executor(store.engine, services=TaskServices(get_target=registry.get, store=store))
+            ex = Executor(store.engine, services=TaskServices(get_target=registry.get))
             await ex.start()
             try:
                 body = {"application": "bookinfo", "name": "k8s-canary",

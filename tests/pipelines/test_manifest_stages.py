@@ -63,7 +63,7 @@ def run(tmp_path: Path, scenario: Any) -> Any:
             assert account in (None, "local")
             return target
 
-        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target))
         await ex.start()
         try:
             return await scenario(ex, store)
@@ -254,7 +254,7 @@ def test_route_check_refuses_a_subset_whose_pods_are_not_ready(tmp_path: Path) -
         async def get_target(account: str | None, namespace: str | None = None) -> Any:
             return target
 
-        ex = Executor(store.engine, services=TaskServices(get_target=get_target, store=store))
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target))
         await ex.start()
         try:
             live(store, SERVICE, DEPLOY_V1, DEPLOY, DR)

@@ -1,6 +1,6 @@
 """Analysis series for the control plane's `/metrics` (argo-rollouts #2276: watch a release's analysis).
 
-From the stored pipeline stages (the rows mesh/telemetry/pipeline_metrics.py reads), the latest analysis stage of
+From the stored pipeline stages (the rows pipelines/metrics.py reads), the latest analysis stage of
 each name (by start time) gives:
 
 - `graylane_canary_score{stage, execution}`: the kayentaCanary stage's last interval score (0..100);

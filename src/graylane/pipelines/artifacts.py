@@ -502,19 +502,29 @@ async def fetch_http_artifact(artifact: dict[str, Any], store: Any = None) -> st
     return yamlsafe.decode_utf8(body, url)
 
 
-async def fetch_text(artifact: dict[str, Any], services: Any = None) -> str:
-    """The text of a bound artifact of any type in SUPPORTED_TYPES (services.store holds account Secrets)."""
+async def fetch_text(artifact: dict[str, Any], store: Any = None) -> str:
+    """The text of a bound artifact of any type in SUPPORTED_TYPES (`store` holds the account Secrets)."""
     atype = artifact.get("type")
     if atype in EMBEDDED_TYPES:
         return decode_embedded(artifact)
     if atype in HTTP_TYPES:
-        return await fetch_http_artifact(artifact, getattr(services, "store", None))
+        return await fetch_http_artifact(artifact, store)
     if atype in GIT_TYPES:
         path = artifact.get("location") or (artifact.get("metadata") or {}).get("path") or artifact.get("name")
         if not path:
             raise ValidationError("git/file artifact needs the file path in `name` (or `location`)")
         return await fetch_git_file(str(artifact.get("reference") or ""), artifact.get("version"), str(path))
     raise ValidationError(f"unsupported artifact type {atype!r} (supported: {', '.join(SUPPORTED_TYPES)})")
+
+
+class ArtifactFetcher:
+    """The artifacts service tasks get (pipelines/services.py): fetches with the store's account Secrets."""
+
+    def __init__(self, secrets: Any = None) -> None:
+        self._secrets = secrets  # a graylane.store.Store, read for labelled account Secrets only
+
+    async def fetch_text(self, artifact: dict[str, Any]) -> str:
+        return await fetch_text(artifact, self._secrets)
 
 
 # -- import: refuse artifact types Graylane cannot fetch (called from model.find_problems) -----------------------

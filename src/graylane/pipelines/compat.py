@@ -12,6 +12,7 @@ import difflib
 from typing import Any
 
 from graylane.pipelines.stages import STAGE_TYPE_NAMES
+from graylane.targets.accounts import list_accounts
 
 # Why common Spinnaker stage types are not run here (the rest: "no integration in Graylane").
 NEEDS = {
@@ -123,8 +124,4 @@ def account_warnings(body: dict[str, Any], known: set[str]) -> list[str]:
 
 
 def known_accounts() -> set[str]:
-    try:
-        from graylane.targets.accounts import list_accounts
-    except ImportError:
-        return {LOCAL_ACCOUNT}
     return {LOCAL_ACCOUNT, *(a.name for a in list_accounts())}

@@ -1,22 +1,43 @@
-"""The pipelines' background part of the control plane: the executor (resuming active executions) and cron."""
+"""The pipelines' part of a control plane: the scheduler (resuming active executions), cron, notifications,
+the services tasks get, and the one PipelinesService the API talks to.
+
+The control-plane assembly (graylane/assembly.py) starts it; `service_of(cp)` is how the API reaches it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from graylane.pipelines import leases
+from graylane.pipelines.artifacts import ArtifactFetcher
 from graylane.pipelines.executor import Executor
 from graylane.pipelines.notifications import Notifier
+from graylane.pipelines.service import PipelinesService
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.targets import targets_for
 from graylane.pipelines.triggers import cron_loop, on_execution_complete
 
 
+@dataclass(frozen=True)
+class ControlPlaneAnalysis:
+    """The analysis service of tasks (services.Analysis): this control plane's metric providers (the local
+    mesh's telemetry, or an account's Prometheus)."""
+
+    cp: Any
+
+    def providers(self, account: str) -> Any:
+        from graylane.analysis.canary_run import providers_for
+
+        return providers_for(account, self.cp)
+
+
 class PipelinesComponent:
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, service: PipelinesService) -> None:
         self.executor = executor
+        self.service = service
         self.notifier = Notifier(executor)
         self._cron: asyncio.Task[None] | None = None
 
@@ -36,24 +57,38 @@ class PipelinesComponent:
 
 def build_executor(cp: Any) -> Executor:
     registry = targets_for(cp)
-    services = TaskServices(get_target=registry.get, store=cp.store)
+    services = TaskServices(get_target=registry.get, artifacts=ArtifactFetcher(cp.store),
+                            analysis=ControlPlaneAnalysis(cp))
     executor = Executor(cp.store.engine, bus=cp.bus, services=services)
     executor.completion_hooks.append(lambda exe: on_execution_complete(executor, exe))
     leases.install(executor)  # replicas on PostgreSQL: a lease per execution, fenced writes (pipelines/leases.py)
     return executor
 
 
+def _component(cp: Any) -> PipelinesComponent:
+    comp: PipelinesComponent | None = cp.components.get("pipelines")
+    if comp is None:  # the API used without the background components: a scheduler on the first command
+        executor = build_executor(cp)
+        comp = PipelinesComponent(executor, _service(cp))
+        cp.components["pipelines"] = comp
+    return comp
+
+
+def _service(cp: Any) -> PipelinesService:
+    service: PipelinesService | None = cp.settings.get("pipelines.service")
+    if service is None:
+        service = PipelinesService(cp.store.engine, bus=cp.bus, scheduler=lambda: _component(cp).executor)
+        cp.settings["pipelines.service"] = service
+    return service
+
+
 async def start(cp: Any) -> PipelinesComponent:
-    comp = PipelinesComponent(build_executor(cp))
-    cp.components["pipelines"] = comp
+    comp = _component(cp)
     await comp.start()
     return comp
 
 
-def executor_of(cp: Any) -> Executor:
-    """The running executor, or one built on demand (API used without the background components)."""
+def service_of(cp: Any) -> PipelinesService:
+    """The pipelines service of this control plane; reading through it never builds a scheduler."""
     comp = cp.components.get("pipelines")
-    if comp is None:
-        comp = PipelinesComponent(build_executor(cp))
-        cp.components["pipelines"] = comp
-    return comp.executor
+    return comp.service if comp is not None else _service(cp)

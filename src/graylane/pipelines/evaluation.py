@@ -1,24 +1,19 @@
-"""The pipelines' seam to `graylane.expressions`: evaluate stage configs, check syntax at import.
-
-Until the expressions package is installed, values pass through unevaluated and checks find nothing.
-"""
+"""The pipelines' seam to `graylane.expressions`: evaluate stage configs, check `${...}` syntax at import,
+and the `Evaluator` tasks get as their expression service (pipelines/services.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from graylane.errors import GraylaneError
-
-
-class ExpressionsUnavailable(GraylaneError):
-    """The expressions package is not installed in this build."""
-
+from graylane import expressions
+from graylane.expressions.parser import parse
+from graylane.expressions.template import split_template
 
 T = TypeVar("T")
+Lookup = Callable[[str, str | None], str | None]
 
 
 async def off_loop(fn: Callable[..., T], *args: Any) -> T:
@@ -30,18 +25,6 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(fn, *args)
 
 
-def _module() -> Any | None:
-    try:
-        mod = importlib.import_module("graylane.expressions")
-    except ImportError:
-        return None
-    return mod if hasattr(mod, "evaluate_templated") else None
-
-
-def available() -> bool:
-    return _module() is not None
-
-
 @dataclass
 class Evaluated:
     value: Any
@@ -49,74 +32,55 @@ class Evaluated:
     failed: bool = False
 
 
-Lookup = Callable[[str, "str | None"], "str | None"]
-
-
-def _context(execution: dict[str, Any], stage_id: str | None, user: str | None, lookup: Lookup | None = None) -> Any:
-    mod = _module()
-    assert mod is not None
+def _context(execution: dict[str, Any], stage_id: str | None, user: str | None,
+             lookup: Lookup | None = None) -> expressions.EvaluationContext:
     if lookup is None:
-        return mod.EvaluationContext(execution=execution, stage_id=stage_id, user=user)
-    return mod.EvaluationContext(execution=execution, stage_id=stage_id, user=user,
-                                 options=mod.ExpressionOptions(pipeline_lookup=lookup))
+        return expressions.EvaluationContext(execution=execution, stage_id=stage_id, user=user)
+    return expressions.EvaluationContext(execution=execution, stage_id=stage_id, user=user,
+                                         options=expressions.ExpressionOptions(pipeline_lookup=lookup))
 
 
 def evaluate_templated(value: Any, execution: dict[str, Any], stage_id: str | None,
                        user: str | None = None, lookup: Lookup | None = None) -> Evaluated:
     """Evaluate every `${...}` in `value` against the execution, as Spinnaker does at stage start."""
-    mod = _module()
-    if mod is None:
-        return Evaluated(value)
-    result = mod.evaluate_templated(value, _context(execution, stage_id, user, lookup))
-    return Evaluated(result.value, dict(getattr(result, "summary", None) or {}), bool(getattr(result, "failed", False)))
+    result = expressions.evaluate_templated(value, _context(execution, stage_id, user, lookup))
+    return Evaluated(result.value, dict(result.summary or {}), bool(result.failed))
 
 
 def evaluate_expression(text: str, execution: dict[str, Any], stage_id: str | None,
                         user: str | None = None, lookup: Lookup | None = None) -> Any:
-    """Evaluate one bare expression (no `${}`); raises GraylaneError (ExpressionError) when it fails."""
-    mod = _module()
-    if mod is None:
-        raise ExpressionsUnavailable(f"cannot evaluate {text!r}: the expressions package is not installed")
-    try:
-        return mod.evaluate_expression(text, _context(execution, stage_id, user, lookup))
-    except GraylaneError:
-        raise
-    except Exception as exc:  # ExpressionError may not subclass GraylaneError; convert at this seam
-        if type(exc).__name__ == "ExpressionError":
-            raise GraylaneError(str(exc)) from None
-        raise
+    """Evaluate one bare expression (no `${}`); raises ExpressionError (a GraylaneError) when it fails."""
+    return expressions.evaluate_expression(text, _context(execution, stage_id, user, lookup))
 
 
 def evaluate_for_execution(execution: dict[str, Any], expression: str, stage_id: str | None = None,
-                           user: str | None = None) -> Any:
-    mod = _module()
-    if mod is None or not hasattr(mod, "evaluate_for_execution"):
-        raise ExpressionsUnavailable("the expressions package is not installed")
-    return mod.evaluate_for_execution(execution, expression, stage_id, user=user)
+                           user: str | None = None) -> dict[str, Any]:
+    return expressions.evaluate_for_execution(execution, expression, stage_id, user=user)
 
 
-def _syntax_checker() -> Any | None:
-    if _module() is None:
-        return None
-    try:
-        from graylane.expressions.parser import parse
-        from graylane.expressions.template import split_template
-    except ImportError:
-        return None
+class Evaluator:
+    """The expression service of tasks: evaluation with `#pipelineId` resolved by `lookup`."""
 
-    def check(text: str) -> None:
-        for part in split_template(text):
-            if part.is_expression:
-                parse(part.text)
+    def __init__(self, lookup: Lookup | None = None) -> None:
+        self.lookup = lookup
 
-    return check
+    def templated(self, value: Any, execution: dict[str, Any], stage_id: str | None,
+                  user: str | None = None) -> Evaluated:
+        return evaluate_templated(value, execution, stage_id, user, self.lookup)
+
+    def expression(self, text: str, execution: dict[str, Any], stage_id: str | None,
+                   user: str | None = None) -> Any:
+        return evaluate_expression(text, execution, stage_id, user, self.lookup)
+
+
+def _check_syntax(text: str) -> None:
+    for part in split_template(text):
+        if part.is_expression:
+            parse(part.text)
 
 
 def syntax_errors(value: Any) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, message) for every string in `value` whose `${...}` does not parse."""
-    checker = _syntax_checker()
-    if checker is None:
-        return []
     out: list[tuple[tuple[str | int, ...], str]] = []
 
     def walk(node: Any, path: tuple[str | int, ...]) -> None:
@@ -128,12 +92,9 @@ def syntax_errors(value: Any) -> list[tuple[tuple[str | int, ...], str]]:
                 walk(v, (*path, i))
         elif isinstance(node, str) and "${" in node:
             try:
-                res = checker(node)
-            except Exception as exc:  # the checker raises ExpressionError for bad syntax
+                _check_syntax(node)
+            except expressions.ExpressionError as exc:
                 out.append((path, f"expression does not parse: {exc}"))
-                return
-            if isinstance(res, list) and res:
-                out.append((path, f"expression does not parse: {res[0]}"))
 
     walk(value, ())
     return out

@@ -11,51 +11,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from graylane.errors import Conflict, GraylaneError, NotFound
 from graylane.events import EventBus
-from graylane.pipelines import concurrency, evaluation, planning
-from graylane.pipelines.commands import Commands, Tx
+from graylane.pipelines import commands, concurrency, evaluation, planning, waiting
+from graylane.pipelines.children import ExecutionChildren
+from graylane.pipelines.commands import Command
+from graylane.pipelines.driver import Driver, Inflight
+from graylane.pipelines.evaluation import Evaluator
 from graylane.pipelines.execution import Execution, Stage, Task, new_execution
 from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
-from graylane.pipelines.scheduling import SchedulingSupport, duration
+from graylane.pipelines.scheduling import (
+    completion_status,
+    duration,
+    is_startable,
+    task_impls,
+    timeout,
+    timeout_deadline,
+    user_of,
+    view,
+)
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageView, TaskResult
 from graylane.pipelines.tasks import Task as TaskImpl
+from graylane.pipelines.tx import Tx, exec_event, finish, stage_event
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Inflight:
-    attempt: int
-    task_index: int
-    job: asyncio.Task[TaskResult]
-    view: StageView
+class Executor:
+    """Start it with `await executor.start()`; every public method is safe to call from API handlers.
 
-
-class _Driver:
-    def __init__(self, execution_id: str) -> None:
-        self.execution_id = execution_id
-        self.wake = asyncio.Event()
-        self.commands: deque[tuple[Callable[[Execution, Tx], Any], asyncio.Future[Any]]] = deque()
-        self.inflight: dict[str, _Inflight] = {}
-        self.due: dict[str, int] = {}  # stage id -> ms when its current task runs next
-        self.answering: list[tuple[asyncio.Future[Any], Any]] = []  # commands applied, awaiting the commit
-        self.job: asyncio.Task[None] | None = None
-        self.exe: Execution | None = None
-        self.first_commit = asyncio.Event()  # set once the first step is committed (started or BUFFERED)
-
-
-class Executor(SchedulingSupport, Commands):
-    """Start it with `await executor.start()`; every public method is safe to call from API handlers."""
+    Tasks get `services` with the child-pipelines and expression services filled in over this executor;
+    they never see the executor itself."""
 
     def __init__(self, engine: Any, *, bus: EventBus | None = None, services: TaskServices | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -63,12 +57,11 @@ class Executor(SchedulingSupport, Commands):
         self.repo = ExecutionRepository(engine, clock=self.now_ms)
         self.pipelines = PipelineRepository(engine, clock=self.now_ms)
         self.bus = bus or EventBus()
-        self.services = services or TaskServices()
-        self.services.executor = self
-        self.services.pipeline_lookup = self.pipeline_lookup
-        self._drivers: dict[str, _Driver] = {}
+        self.services = dataclasses.replace(services or TaskServices(), children=ExecutionChildren(self),
+                                            expressions=Evaluator(self.pipeline_lookup))
+        self._drivers: dict[str, Driver] = {}
         self._stopping = False
-        self.completion_hooks: list[Callable[[Execution], Any]] = []
+        self.completion_hooks: list[Callable[[Execution], Awaitable[None] | None]] = []
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -84,7 +77,8 @@ class Executor(SchedulingSupport, Commands):
 
     async def start(self) -> None:
         """Resume every execution the store says is still active (after a restart or a SIGKILL)."""
-        for execution_id in self.repo.active_ids():
+        active: list[str] = list(self.repo.active_ids())
+        for execution_id in active:
             self._ensure_driver(execution_id)
 
     async def stop(self) -> None:
@@ -100,10 +94,10 @@ class Executor(SchedulingSupport, Commands):
                 await job
         self._drivers.clear()
 
-    def _ensure_driver(self, execution_id: str, exe: Execution | None = None) -> _Driver:
+    def _ensure_driver(self, execution_id: str, exe: Execution | None = None) -> Driver:
         d = self._drivers.get(execution_id)
         if d is None or d.job is None or d.job.done():
-            d = _Driver(execution_id)
+            d = Driver(execution_id)
             d.exe = exe
             self._drivers[execution_id] = d
             d.job = asyncio.get_running_loop().create_task(self._drive(d), name=f"execution {execution_id}")
@@ -114,7 +108,7 @@ class Executor(SchedulingSupport, Commands):
         if d is not None:
             d.wake.set()
 
-    async def _submit(self, execution_id: str, fn: Callable[[Execution, Tx], Any]) -> Any:
+    async def _submit(self, execution_id: str, fn: Command[Any]) -> Any:
         if execution_id not in self._drivers and not self.repo.exists(execution_id):
             raise NotFound(f"no execution {execution_id!r}", hint="`graylane execution list` shows recent executions")
         d = self._ensure_driver(execution_id)
@@ -147,6 +141,34 @@ class Executor(SchedulingSupport, Commands):
             await asyncio.wait_for(d.first_commit.wait(), timeout=5.0)
         return self.get(exe.id)
 
+    async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
+                           roles: list[str] | None = None) -> dict[str, Any]:
+        """PATCH a running stage (judgment, skipRemainingWait, manualSkip): see commands.update_stage."""
+        return dict(await self._submit(execution_id, commands.update_stage(stage_ref, body, user=user, roles=roles)))
+
+    async def cancel(self, execution_id: str, *, user: str, reason: str | None = None) -> dict[str, Any]:
+        return dict(await self._submit(execution_id, commands.cancel(user=user, reason=reason)))
+
+    async def pause(self, execution_id: str, *, user: str) -> dict[str, Any]:
+        return dict(await self._submit(execution_id, commands.pause(user=user)))
+
+    async def resume(self, execution_id: str, *, user: str) -> dict[str, Any]:
+        return dict(await self._submit(execution_id, commands.resume(user=user)))
+
+    async def restart_stage(self, execution_id: str, stage_ref: str, *, user: str) -> dict[str, Any]:
+        return dict(await self._submit(execution_id, commands.restart_stage(stage_ref, user=user)))
+
+    async def delete_execution(self, execution_id: str, *, user: str) -> None:
+        await self._submit(execution_id, commands.delete_execution(user=user))
+
+    async def wait_until_complete(self, execution_id: str, timeout: float = 30.0) -> Execution:
+        """Wait for the execution to finish (for tests and `execution wait`)."""
+        return await waiting.until_complete(self.bus, self.get, execution_id, timeout)
+
+    async def wait_for_stage(self, execution_id: str, stage_ref: str, statuses: set[S],
+                             timeout: float = 30.0) -> Stage:
+        return await waiting.for_stage(self.bus, self.get, execution_id, stage_ref, statuses, timeout)
+
     def buffered_reason(self, exe: Execution) -> str | None:
         """Why an execution is BUFFERED (which executions hold the slots, and what happens next)."""
         return concurrency.buffered_reason(self.repo, exe)
@@ -157,7 +179,7 @@ class Executor(SchedulingSupport, Commands):
 
     # ---------------------------------------------------------------- the driver
 
-    async def _drive(self, d: _Driver) -> None:
+    async def _drive(self, d: Driver) -> None:
         """Run the execution until it completes; an unexpected error reloads from the store and retries."""
         failures = 0
         saw_incomplete = False
@@ -219,7 +241,7 @@ class Executor(SchedulingSupport, Commands):
             if self._drivers.get(d.execution_id) is d:
                 del self._drivers[d.execution_id]
 
-    def _run_commands(self, d: _Driver, exe: Execution, tx: Tx) -> list[tuple[asyncio.Future[Any], Any]]:
+    def _run_commands(self, d: Driver, exe: Execution, tx: Tx) -> list[tuple[asyncio.Future[Any], Any]]:
         """Apply queued commands; each one that fails leaves no trace. Callers are answered after the commit."""
         answered: list[tuple[asyncio.Future[Any], Any]] = []
         while d.commands:
@@ -229,7 +251,7 @@ class Executor(SchedulingSupport, Commands):
             own = Tx()
             snapshot = copy.deepcopy(exe)
             try:
-                result = fn(exe, own)
+                result = fn(exe, own, self.now_ms())
             except GraylaneError as exc:
                 _restore(exe, snapshot)
                 fut.set_exception(exc)
@@ -239,14 +261,13 @@ class Executor(SchedulingSupport, Commands):
                 _restore(exe, snapshot)
                 fut.set_exception(exc)
                 continue
-            tx.stages.update(own.stages)
-            tx.events += own.events
-            tx.audit += own.audit
-            tx.header = tx.header or own.header
+            for stage_id in own.run_now:
+                d.due.pop(stage_id, None)
+            tx.merge(own)
             answered.append((fut, result))
         return answered
 
-    def _next_delay(self, d: _Driver, exe: Execution) -> float:
+    def _next_delay(self, d: Driver, exe: Execution) -> float:
         if d.commands:
             return 0
         if exe.status != S.RUNNING:
@@ -254,13 +275,13 @@ class Executor(SchedulingSupport, Commands):
         now = self.now_ms()
         dues = [d.due.get(st.id, now) for st in exe.stages
                 if st.status == S.RUNNING and st.id not in d.inflight]
-        deadlines = [self._timeout_deadline(exe, st) for st in exe.stages if st.status == S.RUNNING]
+        deadlines = [timeout_deadline(st) for st in exe.stages if st.status == S.RUNNING]
         candidates = dues + [x for x in deadlines if x is not None]
         if not candidates:
             return 3600.0
         return max(0.0, (min(candidates) - now) / 1000.0)
 
-    async def _step(self, d: _Driver, exe: Execution, tx: Tx) -> list[tuple[Stage, int, TaskImpl, StageView]]:
+    async def _step(self, d: Driver, exe: Execution, tx: Tx) -> list[tuple[Stage, int, TaskImpl, StageView]]:
         """Advance as far as possible without waiting on the outside; returns tasks to launch after commit."""
         launch: list[tuple[Stage, int, TaskImpl, StageView]] = []
         if exe.status in (S.NOT_STARTED, S.BUFFERED):
@@ -282,7 +303,7 @@ class Executor(SchedulingSupport, Commands):
             # start every startable stage before running any task: parallel branches start together, as orca's
             # StartExecution / startNext push a StartStage for each at once
             for stage in exe.stages:
-                if exe.status == S.RUNNING and stage.status == S.NOT_STARTED and self._is_startable(exe, stage):
+                if exe.status == S.RUNNING and stage.status == S.NOT_STARTED and is_startable(exe, stage):
                     await evaluation.off_loop(self._start_stage, exe, stage, tx)  # evaluates expressions
                     progressed = True
             for stage in exe.stages:
@@ -292,10 +313,10 @@ class Executor(SchedulingSupport, Commands):
                         await self._advance_stage(d, exe, stage, tx, launch):
                     progressed = True
             if exe.status == S.RUNNING and not progressed:
-                status = self._completion_status(d, exe)
+                status = None if d.inflight else completion_status(exe)
                 if status is not None:
                     self._finish(exe, status, tx)
-        if exe.status.is_complete and exe.status != S.SUCCEEDED:
+        if _halted(exe):
             await self._cancel_running(d, exe, tx, S.CANCELED)
         return launch
 
@@ -309,17 +330,17 @@ class Executor(SchedulingSupport, Commands):
             if exe.status != S.BUFFERED:
                 exe.status = S.BUFFERED
                 tx.header = True
-                tx.events.append(self._exec_event(exe))
+                tx.events.append(exec_event(exe, self.now_ms()))
                 self._flush(exe, tx)
             return False
         if exe.status == S.BUFFERED and exe.pipeline_config_id:
-            queued = self.repo.count_by_status(exe.pipeline_config_id, (S.BUFFERED,))
+            queued = concurrency.queued(self.repo, exe)
             chosen = queued[0][0] if exe.keep_waiting_pipelines else queued[-1][0]
             if queued and chosen != exe.id:
                 return False
         exe.status, exe.start_time = S.RUNNING, self.now_ms()
         tx.header = True
-        tx.events.append(self._exec_event(exe))
+        tx.events.append(exec_event(exe, self.now_ms()))
         if limit:
             self._flush(exe, tx)  # take the concurrency slot now; without a limit the step's commit does
         if not exe.stages:
@@ -327,28 +348,9 @@ class Executor(SchedulingSupport, Commands):
         return exe.status == S.RUNNING
 
     def _finish(self, exe: Execution, status: S, tx: Tx) -> None:
-        exe.status, exe.end_time = status, self.now_ms()
-        tx.header = True
-        tx.events.append(self._exec_event(exe))
+        finish(exe, status, tx, self.now_ms())
 
-    def _completion_status(self, d: _Driver, exe: Execution) -> S | None:
-        """orca CompleteExecutionHandler, once nothing runs and nothing can start."""
-        if d.inflight:
-            return None
-        if any(st.status in (S.RUNNING, S.PAUSED) for st in exe.stages):
-            return None
-        if any(st.status == S.NOT_STARTED and self._is_startable(exe, st) for st in exe.stages):
-            return None
-        statuses = [st.status for st in exe.stages]
-        if S.TERMINAL in statuses:
-            return S.TERMINAL
-        if S.CANCELED in statuses:
-            return S.CANCELED
-        if any(st.status == S.STOPPED and st.complete_other_branches_then_fail for st in exe.stages):
-            return S.TERMINAL
-        return S.SUCCEEDED
-
-    async def _cancel_running(self, d: _Driver, exe: Execution, tx: Tx, status: S) -> None:
+    async def _cancel_running(self, d: Driver, exe: Execution, tx: Tx, status: S) -> None:
         now = self.now_ms()
         for st in exe.stages:
             if st.status in (S.RUNNING, S.PAUSED):
@@ -360,8 +362,8 @@ class Executor(SchedulingSupport, Commands):
                         t.status, t.end_time = status, now
                 st.status, st.end_time = status, now
                 tx.touch(st)
-                tx.events.append(self._stage_event(exe, st))
-                impls = self._task_impls(st)
+                tx.events.append(stage_event(exe, st, self.now_ms()))
+                impls = task_impls(st)
                 current = next((i for i, t in enumerate(st.tasks) if t.status == status), None)
                 if current is not None and current < len(impls):
                     try:
@@ -371,39 +373,36 @@ class Executor(SchedulingSupport, Commands):
 
     # ---- stage level
 
-    def _is_startable(self, exe: Execution, stage: Stage) -> bool:
-        return all(up.status.lets_downstream_run for up in exe.upstream(stage))
-
     def _start_stage(self, exe: Execution, stage: Stage, tx: Tx) -> None:
         """orca StartStageHandler: evaluate the original config, check stageEnabled, plan tasks."""
         now = self.now_ms()
         stage.start_time = now
         tx.touch(stage)
         try:
-            planned = planning.evaluate_config(exe, stage, self._user(exe), self.pipeline_lookup)
+            planned = planning.evaluate_config(exe, stage, user_of(exe), self.pipeline_lookup)
         except GraylaneError as exc:
             stage.context = planning.raw_context(stage)
             self._fail_stage(exe, stage, tx, f"stage {stage.name!r} could not be planned: {exc}")
             return
         stage.context = planned.context
-        enabled, reason = planning.stage_enabled(exe, stage, self._user(exe), self.pipeline_lookup)
+        enabled, reason = planning.stage_enabled(exe, stage, user_of(exe), self.pipeline_lookup)
         if not enabled:
             stage.context["stageEnabledResult"] = reason
             stage.status, stage.end_time = S.SKIPPED, now
-            tx.events.append(self._stage_event(exe, stage))
+            tx.events.append(stage_event(exe, stage, self.now_ms()))
             return
         if planned.failed_expressions and stage.context.get("failOnFailedExpressions"):
             self._fail_stage(exe, stage, tx, "Failure evaluating expressions: " + "; ".join(planned.failed_expressions))
             return
-        impls = self._task_impls(stage)
+        impls = task_impls(stage)
         stage.tasks = [Task(id=str(i + 1), name=impl.name, implementing_class=type(impl).__name__,
                             stage_start=i == 0, stage_end=i == len(impls) - 1) for i, impl in enumerate(impls)]
         stage.status = S.RUNNING
-        tx.events.append(self._stage_event(exe, stage))
+        tx.events.append(stage_event(exe, stage, self.now_ms()))
         if not stage.tasks:
             self._complete_stage(exe, stage, S.SUCCEEDED, tx)
 
-    async def _advance_stage(self, d: _Driver, exe: Execution, stage: Stage, tx: Tx,
+    async def _advance_stage(self, d: Driver, exe: Execution, stage: Stage, tx: Tx,
                              launch: list[tuple[Stage, int, TaskImpl, StageView]]) -> bool:
         """Run or schedule the stage's current task; True if anything changed."""
         task = stage.current_task()
@@ -412,7 +411,7 @@ class Executor(SchedulingSupport, Commands):
             return True
         now = self.now_ms()
         idx = stage.tasks.index(task)
-        impls = self._task_impls(stage)
+        impls = task_impls(stage)
         if idx >= len(impls):
             self._fail_stage(exe, stage, tx, f"stage {stage.name!r} has no task #{idx + 1} any more")
             return True
@@ -422,9 +421,9 @@ class Executor(SchedulingSupport, Commands):
             task.status, task.start_time = S.RUNNING, now
             tx.touch(stage)
             changed = True
-        timeout = self._timeout(exe, stage)
-        if timeout is not None and now >= timeout[0]:
-            limit_ms = timeout[1]
+        limit = timeout(stage)
+        if limit is not None and now >= limit[0]:
+            limit_ms = limit[1]
             try:  # orca Task.onTimeout: e.g. a job's wait stops the job
                 await impl.on_timeout(self._view(exe, stage))
             except Exception:
@@ -437,12 +436,13 @@ class Executor(SchedulingSupport, Commands):
             return True
         if d.due.get(stage.id, 0) > now:
             return changed
-        view = self._view(exe, stage, detached=not impl.inline)
+        stage_view = self._view(exe, stage, detached=not impl.inline)
         if not impl.inline:
-            launch.append((stage, idx, impl, view))
-            d.inflight[stage.id] = _Inflight(stage.attempt, idx, asyncio.get_running_loop().create_future(), view)
+            launch.append((stage, idx, impl, stage_view))
+            d.inflight[stage.id] = Inflight(stage.attempt, idx, asyncio.get_running_loop().create_future(),
+                                             stage_view)
             return changed
-        result = await self._call(exe, stage, impl, view)
+        result = await self._call(exe, stage, impl, stage_view)
         return self._task_result(exe, stage, task, result, tx) or changed
 
     async def _call(self, exe: Execution, stage: Stage, impl: TaskImpl, view: StageView) -> TaskResult:
@@ -457,14 +457,14 @@ class Executor(SchedulingSupport, Commands):
             log.exception("execution %s stage %s: %s raised", exe.id, stage.name, impl.name)
             return TaskResult.terminal(f"{impl.name} failed unexpectedly: {type(exc).__name__}: {exc}")
 
-    def _launch(self, d: _Driver, stage: Stage, index: int, impl: TaskImpl, view: StageView) -> None:
+    def _launch(self, d: Driver, stage: Stage, index: int, impl: TaskImpl, view: StageView) -> None:
         exe = d.exe
         assert exe is not None
         job = asyncio.get_running_loop().create_task(self._call(exe, stage, impl, view))
-        d.inflight[stage.id] = _Inflight(stage.attempt, index, job, view)
+        d.inflight[stage.id] = Inflight(stage.attempt, index, job, view)
         job.add_done_callback(lambda _j: d.wake.set())
 
-    def _collect_inflight(self, d: _Driver, exe: Execution, tx: Tx) -> None:
+    def _collect_inflight(self, d: Driver, exe: Execution, tx: Tx) -> None:
         for stage_id, inf in list(d.inflight.items()):
             if not inf.job.done():
                 continue
@@ -492,7 +492,7 @@ class Executor(SchedulingSupport, Commands):
             retry_s = result.retry_after_s if result.retry_after_s is not None else 1.0
             d.due[stage.id] = now + max(10, int(1000 * retry_s))  # never a busy loop inside one step
             if changed:
-                tx.events.append(self._stage_event(exe, stage, "context"))
+                tx.events.append(stage_event(exe, stage, self.now_ms(), "context"))
             return changed
         d.due.pop(stage.id, None)
         tx.touch(stage)
@@ -525,7 +525,7 @@ class Executor(SchedulingSupport, Commands):
             status = S.TERMINAL
         stage.status, stage.end_time = status, self.now_ms()
         tx.touch(stage)
-        tx.events.append(self._stage_event(exe, stage))
+        tx.events.append(stage_event(exe, stage, self.now_ms()))
         if status == S.TERMINAL:
             self._finish(exe, S.TERMINAL, tx)
         elif status == S.CANCELED:
@@ -536,13 +536,49 @@ class Executor(SchedulingSupport, Commands):
     def _flush(self, exe: Execution, tx: Tx) -> None:
         if not tx.dirty and not tx.events:
             return
-        if tx.dirty:
+        if tx.delete:
+            self.repo.delete(exe.id)
+        elif tx.dirty:
             self.repo.store(exe, tx.stages.values(), tx.audit)
         events, tx.events = tx.events, []
-        tx.stages, tx.audit, tx.header = {}, [], False
+        tx.stages, tx.audit, tx.header, tx.delete = {}, [], False, False
         for event in events:
             self._publish(event)
 
+    def _publish(self, event: dict[str, Any]) -> None:
+        self.bus.publish("execution", **event)
+
+    def _view(self, exe: Execution, stage: Stage, *, detached: bool = False) -> StageView:
+        return view(exe, stage, self.services, self.now_ms(), detached=detached)
+
+    # ---- completion
+
+    async def _on_complete(self, exe: Execution) -> None:
+        if exe.pipeline_config_id and (exe.limit_concurrent or exe.max_concurrent_executions):
+            start, supersede = concurrency.after_completion(self.repo, exe)
+            for execution_id in supersede:
+                asyncio.get_running_loop().create_task(self._supersede(execution_id))
+            if start is not None:
+                self._ensure_driver(start).wake.set()
+        parent = (exe.trigger.get("parentExecution") or {}).get("id") if isinstance(exe.trigger, dict) else None
+        if parent:
+            self.wake(parent)
+        for hook in self.completion_hooks:
+            try:
+                res = hook(exe)
+                if asyncio.iscoroutine(res):
+                    await res
+            except Exception:
+                log.exception("execution %s: completion hook failed", exe.id)
+
+    async def _supersede(self, execution_id: str) -> None:
+        with contextlib.suppress(GraylaneError):
+            await self.cancel(execution_id, user="system", reason=concurrency.SUPERSEDED)
+
+
+def _halted(exe: Execution) -> bool:
+    """The execution ended otherwise than SUCCEEDED (what is still running is canceled)."""
+    return exe.status.is_complete and exe.status != S.SUCCEEDED
 
 
 def _restore(exe: Execution, snapshot: Execution) -> None:

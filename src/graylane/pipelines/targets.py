@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
+
+from graylane.targets import accounts
+from graylane.targets.base import Target
 
 DEFAULT_ACCOUNT = "local"
 
@@ -14,26 +16,19 @@ class TargetRegistry:
 
     def __init__(self, cp: Any) -> None:
         self.cp = cp
-        self._cache: dict[tuple[str, str | None], Any] = {}
+        self._cache: dict[tuple[str, str | None], Target] = {}
 
-    async def get(self, account: str | None, namespace: str | None = None) -> Any:
+    async def get(self, account: str | None, namespace: str | None = None) -> Target:
         name = account or DEFAULT_ACCOUNT
         key = (name, namespace if name != DEFAULT_ACCOUNT else None)
         if key not in self._cache:
             self._cache[key] = await self._build(name, namespace)
         return self._cache[key]
 
-    async def _build(self, name: str, namespace: str | None) -> Any:
-        try:
-            accounts = importlib.import_module("graylane.targets.accounts")
-        except ModuleNotFoundError:
-            accounts = None
-        if accounts is not None and hasattr(accounts, "get_target"):
-            target = accounts.get_target(name, self.cp, namespace=namespace)
-            return await target if inspect.isawaitable(target) else target
-        from graylane.targets.local import LocalTarget
-
-        return LocalTarget(self.cp.store, runtime=self.cp.component("runtime"), mesh=self.cp.component("mesh"))
+    async def _build(self, name: str, namespace: str | None) -> Target:
+        target = accounts.get_target(name, self.cp, namespace=namespace)
+        built: Target = await target if inspect.isawaitable(target) else target
+        return built
 
 
 def targets_for(cp: Any) -> TargetRegistry:

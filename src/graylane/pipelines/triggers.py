@@ -16,27 +16,41 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from graylane.errors import GraylaneError, ValidationError
 from graylane.pipelines import artifacts, params
+from graylane.pipelines.execution import Execution
 from graylane.pipelines.ids import derived_ulid
+from graylane.pipelines.repository import ExecutionRepository, PipelineRepository
 from graylane.pipelines.status import ExecutionStatus
 
-if TYPE_CHECKING:
-    from graylane.pipelines.execution import Execution
-    from graylane.pipelines.executor import Executor
-
 log = logging.getLogger(__name__)
+
+
+class Starter(Protocol):
+    """What triggers need of the scheduler (pipelines/executor.py): the stored pipelines and executions, its
+    clock, and a way to start an execution."""
+
+    @property
+    def repo(self) -> ExecutionRepository: ...
+
+    @property
+    def pipelines(self) -> PipelineRepository: ...
+
+    def now_ms(self) -> int: ...
+
+    async def start_execution(self, config: dict[str, Any], trigger: dict[str, Any], *, user: str,
+                              execution_id: str | None = None) -> Execution: ...
 
 
 class SignatureMismatch(GraylaneError):
     """A webhook's HMAC signature is missing or wrong (the API answers 403)."""
 
 
-def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Executor | None = None) -> dict[str, Any]:
+def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Starter | None = None) -> dict[str, Any]:
     """Fill parameter defaults, enforce required/options, bind expected artifacts."""
     out = dict(trigger)
     where = f"pipeline {config.get('application')}/{config.get('name')} parameters"
@@ -55,7 +69,7 @@ def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Exe
     return out
 
 
-async def start_manual(executor: Executor, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
+async def start_manual(executor: Starter, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
                        artifacts_in: list[dict[str, Any]] | None = None, application: str | None = None) -> Execution:
     config = executor.pipelines.get(ref, application=application)
     params.check_declared(config, parameters)
@@ -181,7 +195,7 @@ def _timestamp_ok(timestamp: str, window_s: float, now_s: float) -> bool:
     return abs(now_s - sent) <= window_s
 
 
-async def handle_webhook(executor: Executor, source: str, payload: Any, raw_body: bytes,
+async def handle_webhook(executor: Starter, source: str, payload: Any, raw_body: bytes,
                          delivery: WebhookDelivery | None = None, user: str = "webhook", *,
                          window_s: float = 300.0) -> WebhookOutcome:
     """Start every pipeline whose enabled webhook trigger has this `source` and whose constraints hold.
@@ -257,7 +271,7 @@ async def handle_webhook(executor: Executor, source: str, payload: Any, raw_body
 _STATUS_WORDS = {"successful": {"SUCCEEDED"}, "failed": {"TERMINAL", "STOPPED"}, "canceled": {"CANCELED"}}
 
 
-async def on_execution_complete(executor: Executor, exe: Execution) -> None:
+async def on_execution_complete(executor: Starter, exe: Execution) -> None:
     """Start pipelines whose `pipeline` trigger watches this one (status ∈ successful/failed/canceled)."""
     for config in executor.pipelines.list():
         if config.get("disabled"):
@@ -368,7 +382,7 @@ class Cron:
         return False
 
 
-async def cron_loop(executor: Executor, interval_s: float = 5.0) -> None:
+async def cron_loop(executor: Starter, interval_s: float = 5.0) -> None:
     """Fire cron triggers; the last fire time per trigger is stored, so a restart neither skips nor repeats."""
     while True:
         with contextlib.suppress(Exception):
@@ -376,7 +390,7 @@ async def cron_loop(executor: Executor, interval_s: float = 5.0) -> None:
         await asyncio.sleep(interval_s)
 
 
-async def fire_due_crons(executor: Executor) -> list[str]:
+async def fire_due_crons(executor: Starter) -> list[str]:
     now_ms = executor.now_ms()
     now = datetime.fromtimestamp(now_ms / 1000)
     started: list[str] = []

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from graylane.errors import GraylaneError
 from graylane.resources.document import Document, ResourceKey
 
 PatchType = Literal["strategic", "merge", "json"]
@@ -32,6 +33,18 @@ class TrafficSample:
     labels: dict[str, str]
     requests: float
     errors: float = 0.0
+
+
+@dataclass(frozen=True)
+class ManifestRevision:
+    """One earlier state of a resource: a store revision (local), a Deployment's ReplicaSet revision (Kubernetes)."""
+
+    revision: int
+    body: dict[str, Any]
+
+
+class HistoryUnsupported(GraylaneError):
+    """The target keeps no history for this kind of resource (names the target and the operation)."""
 
 
 @runtime_checkable
@@ -57,4 +70,8 @@ class Target(Protocol):
 
     async def wait_ready(self, keys: Sequence[ResourceKey], *, timeout: float) -> None:
         """Wait until Deployments are rolled out and the mesh serves the config; raise GraylaneError."""
+        ...
+
+    async def history(self, key: ResourceKey) -> list[ManifestRevision]:
+        """The bodies the resource had, oldest first; HistoryUnsupported where the target keeps none."""
         ...

@@ -20,7 +20,7 @@ import jsonpointer
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
 from graylane.resources.document import Document, ResourceKey, Source
 from graylane.store.bodies import user_view
-from graylane.targets.base import Applied, PatchType
+from graylane.targets.base import Applied, ManifestRevision, PatchType
 
 _DIRECTIVE = "$patch"
 _RETAIN_KEYS = "$retainKeys"
@@ -253,6 +253,11 @@ class LocalTarget:
         kind, group = _canonical_kind(kind, group)
         items = await asyncio.to_thread(self.store.list, kind, namespace, group)
         return [r.body for r in items]
+
+    async def history(self, key: ResourceKey) -> list[ManifestRevision]:
+        """The store's revisions of the resource, oldest first (deleted states left out)."""
+        revisions = await asyncio.to_thread(self.store.history, key)
+        return [ManifestRevision(r.revision, r.body) for r in revisions if not r.deleted]
 
     async def patch(self, key: ResourceKey, patch: Any, patch_type: PatchType, *, actor: str) -> dict[str, Any]:
         """Read, patch, write with the read resourceVersion; retried when someone else wrote between."""

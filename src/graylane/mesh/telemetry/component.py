@@ -66,7 +66,6 @@ class Telemetry:
         self.traces = TraceStore(cp.store.engine) if getattr(cp, "store", None) is not None else None
         self.metrics = ControlPlaneMetrics()
         self.metrics.add_source(self._route_weight_metrics)
-        self.metrics.add_source(self._pipeline_metrics)
         self.metrics.add_source(self._mesh_metrics)
         self.last_text = ""  # the data plane's own exposition, relayed on /metrics
         self._span_seq: dict[str, int] = {}
@@ -211,11 +210,6 @@ class Telemetry:
                 return self.metrics_text()
             texts.append(resp.text)
         return self.metrics_text("\n".join(texts))
-
-    def _pipeline_metrics(self) -> Any:
-        from graylane.mesh.telemetry.pipeline_metrics import pipeline_metrics
-
-        return list(pipeline_metrics(self.cp.store.engine))
 
     def _mesh_metrics(self) -> Any:
         """The mesh control's own series (config push latency histogram), when it offers them."""

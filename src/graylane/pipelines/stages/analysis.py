@@ -34,7 +34,7 @@ from graylane.analysis.argo import ResolvedRun, load_template, resolve
 from graylane.analysis.argo_run import AnalysisRun, Providers
 from graylane.analysis.resources import find_template
 from graylane.errors import ValidationError
-from graylane.pipelines.stages.kayenta_canary import control_plane, json_safe
+from graylane.pipelines.stages.kayenta_canary import json_safe, providers
 from graylane.pipelines.stages.rollback import FAILED_KEY, RollbackTask, failure_message
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
@@ -97,7 +97,7 @@ def _builtins(cfg: dict[str, Any]) -> list[Any]:
 
 
 def _providers(context: dict[str, Any], services: Any) -> Providers:
-    return canary_run.providers_for(str(context.get("account") or canary_run.LOCAL_ACCOUNT), control_plane(services))
+    return providers(services, str(context.get("account") or canary_run.LOCAL_ACCOUNT))
 
 
 class RunAnalysisTask(Task):

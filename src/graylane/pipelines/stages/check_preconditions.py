@@ -53,9 +53,8 @@ class CheckPreconditionsTask(Task):
                         value: Any = text.lower() == "true"
                     else:
                         try:
-                            value = await evaluation.off_loop(evaluation.evaluate_expression, text, stage.execution,
-                                                              stage.stage_id, stage.user,
-                                                              stage.services.pipeline_lookup)
+                            value = await evaluation.off_loop(stage.services.evaluator().expression, text,
+                                                              stage.execution, stage.stage_id, stage.user)
                         except GraylaneError as exc:
                             value = f"error: {exc}"
                     ok = _truthy(value)

@@ -12,16 +12,13 @@ from graylane.errors import GraylaneError
 from graylane.pipelines import evaluation, manifests, route_check
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 from graylane.resources.document import Document, ResourceKey
+from graylane.resources.order import apply_order
 from graylane.resources.validate import check_apply
 
 DEFAULT_READY_TIMEOUT_S = 600.0
 
 
 def _order(docs: list[Document]) -> list[Document]:
-    try:
-        from graylane.resources.order import apply_order
-    except ImportError:
-        return docs
     return apply_order(docs)
 
 
@@ -29,19 +26,19 @@ async def _manifest_docs(stage: StageView) -> list[Document]:
     ctx = stage.context
     where = f"stage {stage.name!r}"
     if str(ctx.get("source") or "text") == "artifact":
-        from graylane.pipelines.artifacts import bound_artifact, fetch_text
+        from graylane.pipelines.artifacts import bound_artifact
 
         artifact = bound_artifact(stage.execution, ctx.get("manifestArtifactId"), ctx.get("manifestArtifact"))
         if artifact is None:
             raise GraylaneError("No manifest artifact was specified.", where=where,
                                 hint=f"manifestArtifactId {ctx.get('manifestArtifactId')!r} is not bound in this "
                                      "execution")
-        text = await fetch_text(artifact, stage.services)
+        text = await stage.services.fetch_artifact(artifact)
         docs = manifests.documents_from(text, f"{where} artifact {artifact.get('reference') or artifact.get('name')}")
         if not ctx.get("skipExpressionEvaluation"):
             bodies = [d.body for d in docs]
-            res = await evaluation.off_loop(evaluation.evaluate_templated, bodies, stage.execution, stage.stage_id,
-                                            stage.user, stage.services.pipeline_lookup)
+            res = await evaluation.off_loop(stage.services.evaluator().templated, bodies, stage.execution,
+                                            stage.stage_id, stage.user)
             if res.failed and ctx.get("failOnFailedExpressions"):
                 raise GraylaneError("Failure evaluating manifest expressions: " + "; ".join(
                     str(e.get("description")) for es in res.summary.values() for e in es if isinstance(e, dict)),

@@ -25,8 +25,8 @@ class EvaluateVariablesTask(Task):
                 continue
             if me is not None:
                 me["context"] = {**stage.context, **outputs}
-            res = await evaluation.off_loop(evaluation.evaluate_templated, source, execution, stage.stage_id,
-                                            stage.user, stage.services.pipeline_lookup)
+            res = await evaluation.off_loop(stage.services.evaluator().templated, source, execution,
+                                            stage.stage_id, stage.user)
             if res.failed:
                 errors.append(f"variable {key!r}: " + "; ".join(
                     str(e.get("description")) for es in res.summary.values() for e in es if isinstance(e, dict)))

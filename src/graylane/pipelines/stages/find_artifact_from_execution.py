@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graylane.errors import GraylaneError, NotFound, ValidationError
+from graylane.errors import NotFound, ValidationError
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
@@ -41,9 +41,7 @@ class FindArtifactFromExecutionTask(Task):
     inline = True
 
     async def run(self, stage: StageView) -> TaskResult:
-        ex = stage.services.executor
-        if ex is None:
-            raise GraylaneError("no executor to read executions from")
+        executions = stage.services.child_pipelines()
         ctx = stage.context
         expected = list(ctx.get("expectedArtifacts") or ([ctx["expectedArtifact"]] if ctx.get("expectedArtifact")
                                                            else []))
@@ -51,17 +49,17 @@ class FindArtifactFromExecutionTask(Task):
             raise ValidationError(f"stage {stage.name}: set expectedArtifacts (what to find)")
         ref = str(ctx.get("pipeline") or "")
         try:
-            config_id = str(ex.pipelines.get(ref, ctx.get("application"))["id"])
+            config_id = executions.config_id(ref, ctx.get("application"))
         except NotFound:
             config_id = ref  # a deleted pipeline keeps its executions under its id
         options = ctx.get("executionOptions") or {"successful": True}
         statuses = [status for key, status in _OPTIONS.items() if options.get(key)]
-        heads = ex.repo.list(pipeline_config_id=config_id, statuses=statuses or [S.SUCCEEDED], limit=5)
+        heads = executions.recent(config_id, statuses or [S.SUCCEEDED], 5)
         own = stage.execution.get("pipelineConfigId") == config_id
         heads = [h for h in heads if h.get("id") != stage.execution_id]
         prior: list[dict[str, Any]] = []
         if heads:
-            found = ex.get(str(heads[0]["id"])).to_json()
+            found = executions.get(str(heads[0]["id"])).to_json()
             prior = execution_artifacts(found, skip_ref=stage.ref_id if own else None)
         from graylane.pipelines.artifacts import bind_expected
 

@@ -21,18 +21,18 @@ import math
 from typing import Any
 
 from graylane.analysis import canary_run
+from graylane.pipelines.services import TaskServices
 from graylane.pipelines.stages.rollback import FAILED_KEY, RollbackTask, failure_message
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 
-def control_plane(services: Any) -> Any:
-    """The control plane behind the task services (for the local mesh's telemetry recorder), or None: the
-    `cp` of `services.extra` when there is one, else the owner of `get_target` (pipelines.targets.TargetRegistry)."""
-    cp = (getattr(services, "extra", None) or {}).get("cp")
-    if cp is None:
-        owner = getattr(services.get_target, "__self__", None)
-        cp = getattr(owner, "cp", None)
-    return cp
+def providers(services: TaskServices, account: str) -> canary_run.Providers:
+    """The metric providers of an account, from the tasks' analysis service (pipelines/services.py); without
+    one, what needs no control plane (an account's Prometheus; no local telemetry)."""
+    if services.analysis is not None:
+        found: canary_run.Providers = services.analysis.providers(account)
+        return found
+    return canary_run.providers_for(account, None)
 
 
 def json_safe(value: Any) -> Any:
@@ -64,8 +64,8 @@ class RunCanaryTask(Task):
         context: dict[str, Any] = {"canaryAnalysisStart": began}
         if p.analysis_type == "realTime" and now < end:
             return TaskResult.running(min(end - now, 60.0), {**context, "canaryIntervalDue": end})
-        providers = canary_run.providers_for(p.account, control_plane(stage.services))
-        record = json_safe(await canary_run.judge_interval(p, providers, self.index, start, end))
+        found = providers(stage.services, p.account)
+        record = json_safe(await canary_run.judge_interval(p, found, self.index, start, end))
         intervals = [*(stage.outputs.get("canaryIntervals") or []), record]
         scores = [i["score"] for i in intervals]
         score = float(record["score"])

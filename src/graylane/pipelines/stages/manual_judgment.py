@@ -96,7 +96,8 @@ class ManualJudgmentStage(StageDefinition):
 
     def validate_patch(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
                        roles: list[str]) -> tuple[dict[str, Any], str]:
-        return validate_judgment(context, body, user=user, roles=roles), "judgment"
+        # the judge is recorded with the answer (Deck shows "judged by")
+        return {**validate_judgment(context, body, user=user, roles=roles), "lastModifiedBy": user}, "judgment"
 
     def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
         # runtime answers must never be re-read from config; instructions stay as written (Markdown)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from graylane.errors import GraylaneError
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 
@@ -17,24 +16,17 @@ class StartPipelineTask(Task):
     name = "startPipeline"
 
     async def run(self, stage: StageView) -> TaskResult:
-        ex = stage.services.executor
-        if ex is None:
-            raise GraylaneError("no executor to start the child pipeline")
+        children = stage.services.child_pipelines()
         ctx = stage.context
         cid = child_id(stage)
-        if not ex.repo.exists(cid):
-            ref = str(ctx.get("pipeline") or "")
-            app = ctx.get("pipelineApplication") or ctx.get("application")
-            config = ex.pipelines.get(ref, application=app)
-            from graylane.pipelines.triggers import build_trigger
-
-            trigger = build_trigger(config, {
-                "type": "pipeline", "user": stage.user, "parameters": dict(ctx.get("pipelineParameters") or {}),
-                "parentExecution": {"id": stage.execution_id, "name": stage.execution.get("name"),
-                                    "application": stage.execution.get("application")},
-                "parentPipelineStageId": stage.stage_id}, ex)
-            await ex.start_execution(config, trigger, user=stage.user, execution_id=cid)
-        exe = ex.get(cid)
+        if not children.exists(cid):
+            parent = {"id": stage.execution_id, "name": stage.execution.get("name"),
+                      "application": stage.execution.get("application")}
+            application = ctx.get("pipelineApplication") or ctx.get("application")
+            await children.start(str(ctx.get("pipeline") or ""), application,
+                                 parameters=dict(ctx.get("pipelineParameters") or {}), parent=parent,
+                                 parent_stage_id=stage.stage_id, user=stage.user, execution_id=cid)
+        exe = children.get(cid)
         return TaskResult.succeeded({"executionId": cid, "executionName": exe.name})
 
     async def on_cancel(self, stage: StageView) -> None:
@@ -42,10 +34,10 @@ class StartPipelineTask(Task):
 
 
 async def _cancel_child(stage: StageView) -> None:
-    ex = stage.services.executor
-    cid = stage.context.get("executionId") or child_id(stage)
-    if ex is not None and ex.repo.exists(cid) and not ex.get(cid).status.is_complete:
-        await ex.cancel(cid, user=stage.user, reason=f"parent execution {stage.execution_id} was canceled")
+    children = stage.services.children
+    cid = str(stage.context.get("executionId") or child_id(stage))
+    if children is not None and children.exists(cid) and not children.get(cid).status.is_complete:
+        await children.cancel(cid, user=stage.user, reason=f"parent execution {stage.execution_id} was canceled")
 
 
 class MonitorPipelineTask(Task):
@@ -53,10 +45,8 @@ class MonitorPipelineTask(Task):
     inline = True
 
     async def run(self, stage: StageView) -> TaskResult:
-        ex = stage.services.executor
-        assert ex is not None
-        cid = stage.context.get("executionId") or child_id(stage)
-        child = ex.get(cid)
+        cid = str(stage.context.get("executionId") or child_id(stage))
+        child = stage.services.child_pipelines().get(cid)
         if not child.status.is_complete:
             return TaskResult.running(2.0)  # the child wakes us when it completes
         if str(child.status) == "SUCCEEDED":

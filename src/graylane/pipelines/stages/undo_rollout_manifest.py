@@ -1,4 +1,5 @@
-"""`undoRolloutManifest`: re-apply the body a manifest had `numRevisionsBack` changes ago (store history)."""
+"""`undoRolloutManifest`: re-apply the body a manifest had `numRevisionsBack` changes ago, as the account's
+target remembers it (`Target.history`: store revisions locally, ReplicaSet revisions on Kubernetes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from graylane.errors import GraylaneError, ValidationError
 from graylane.pipelines import manifests
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 from graylane.resources.document import Document, Source
+from graylane.targets.base import ManifestRevision
 
 _SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 
@@ -27,12 +29,10 @@ class UndoRolloutTask(Task):
             back = int(ctx.get("numRevisionsBack", 1))
         except (TypeError, ValueError):
             raise ValidationError("numRevisionsBack must be an integer", where=where) from None
-        store = stage.services.store
-        if store is None:
-            raise GraylaneError("undoRolloutManifest needs the store's history", where=where)
-        history = [r for r in store.history(key) if not r.deleted]
+        target = await stage.services.target(ctx.get("account"))
+        history = await target.history(key)  # the account's own history: store revisions, ReplicaSets
         # Revisions that changed the spec, newest first (metadata-only edits are not rollouts).
-        distinct: list[Any] = []
+        distinct: list[ManifestRevision] = []
         for rev in reversed(history):
             if not distinct or _spec_of(rev.body) != _spec_of(distinct[-1].body):
                 distinct.append(rev)
@@ -41,7 +41,6 @@ class UndoRolloutTask(Task):
         chosen = distinct[back]
         body = {k: v for k, v in chosen.body.items() if k != "status"}
         body["metadata"] = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
-        target = await stage.services.target(ctx.get("account"))
         await target.apply([Document(body=body, source=Source(f"<{key} revision {chosen.revision}>"))],
                            actor=stage.actor)
         return TaskResult.succeeded({"undoRollout": {"manifest": str(key), "toRevision": chosen.revision}})

@@ -12,18 +12,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sse_starlette.sse import EventSourceResponse
 
 from graylane.errors import Conflict, ValidationError
-from graylane.pipelines import evaluation
-from graylane.pipelines.component import executor_of
-from graylane.pipelines.executor import Executor
-from graylane.pipelines.repository import export_config
+from graylane.pipelines.component import service_of
+from graylane.pipelines.service import PipelinesService
 from graylane.pipelines.status import ExecutionStatus
-from graylane.pipelines.triggers import (
-    SignatureMismatch,
-    WebhookDelivery,
-    handle_webhook,
-    start_manual,
-    webhook_warnings,
-)
+from graylane.pipelines.triggers import SignatureMismatch, WebhookDelivery
 from graylane.server import audit
 from graylane.server.limits import parse_json
 
@@ -32,8 +24,8 @@ router = APIRouter(tags=["pipelines"])
 _ROLE_ORDER = ("viewer", "approver", "admin")
 
 
-def _executor(request: Request) -> Executor:
-    return executor_of(request.app.state.cp)
+def _pipelines(request: Request) -> PipelinesService:
+    return service_of(request.app.state.cp)
 
 
 def _who(request: Request) -> tuple[str, list[str]]:
@@ -60,7 +52,7 @@ async def _json(request: Request) -> Any:
 
 @router.get("/pipelines")
 def list_pipelines(request: Request, application: str | None = None) -> list[dict[str, Any]]:
-    return _executor(request).pipelines.list(application)
+    return _pipelines(request).list_pipelines(application)
 
 
 @router.post("/pipelines")
@@ -69,16 +61,14 @@ async def save_pipelines(request: Request) -> dict[str, Any]:
     body = await _json(request)
     user, _ = _who(request)
     items = body if isinstance(body, list) else [body]
-    repo = _executor(request).pipelines
-    results, warnings = repo.import_many(items, actor=f"user:{user}",
-                                         where=lambda i: f"<api>[{i}]" if isinstance(body, list) else "<api>")
-    warnings += [w for item in items if isinstance(item, dict) for w in webhook_warnings(item)]
+    results, warnings = _pipelines(request).import_pipelines(
+        items, actor=f"user:{user}", where=lambda i: f"<api>[{i}]" if isinstance(body, list) else "<api>")
     return {"results": [r.__dict__ for r in results], "warnings": warnings}
 
 
 @router.get("/pipelines/{ref}")
 def get_pipeline(request: Request, ref: str, application: str | None = None) -> dict[str, Any]:
-    return _executor(request).pipelines.get(ref, application)
+    return _pipelines(request).get_pipeline(ref, application)
 
 
 @router.put("/pipelines/{ref}")
@@ -88,44 +78,41 @@ async def update_pipeline(request: Request, ref: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationError("the body must be one pipeline object")
     user, _ = _who(request)
-    repo = _executor(request).pipelines
-    current = repo.get(ref)
-    return {**repo.save({**body, "id": current["id"]}, actor=f"user:{user}").__dict__,
-            "warnings": webhook_warnings(body)}
+    return _pipelines(request).save_pipeline(ref, body, actor=f"user:{user}")
 
 
 @router.get("/pipelines/{ref}/export")
 def export_pipeline(request: Request, ref: str, application: str | None = None) -> dict[str, Any]:
-    return export_config(_executor(request).pipelines.get(ref, application))
+    return _pipelines(request).export_pipeline(ref, application)
 
 
 @router.delete("/pipelines/{ref}")
 def delete_pipeline(request: Request, ref: str) -> dict[str, Any]:
     user, _ = _who(request)
-    body = _executor(request).pipelines.delete(ref, actor=f"user:{user}")
+    body = _pipelines(request).delete_pipeline(ref, actor=f"user:{user}")
     return {"deleted": {"id": body["id"], "application": body["application"], "name": body["name"]}}
 
 
 @router.get("/pipelines/{ref}/history")
 def pipeline_history(request: Request, ref: str) -> list[dict[str, Any]]:
     return [{"version": v.version, "actor": v.actor, "time": v.time, "deleted": v.deleted}
-            for v in _executor(request).pipelines.history(ref)]
+            for v in _pipelines(request).history(ref)]
 
 
 @router.get("/pipelines/{ref}/history/{version}")
 def pipeline_version(request: Request, ref: str, version: int) -> dict[str, Any]:
-    return export_config(_executor(request).pipelines.version(ref, version))
+    return _pipelines(request).version(ref, version)
 
 
 @router.get("/pipelines/{ref}/diff", response_class=PlainTextResponse)
 def pipeline_diff(request: Request, ref: str, a: int, b: int | None = None) -> str:
-    return _executor(request).pipelines.diff(ref, a, b)
+    return _pipelines(request).diff(ref, a, b)
 
 
 @router.post("/pipelines/{ref}/restore/{version}")
 def restore_pipeline(request: Request, ref: str, version: int) -> dict[str, Any]:
     user, _ = _who(request)
-    return _executor(request).pipelines.restore(ref, version, actor=f"user:{user}").__dict__
+    return _pipelines(request).restore(ref, version, actor=f"user:{user}").__dict__
 
 
 @router.post("/pipelines/{ref}/start")
@@ -135,10 +122,8 @@ async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object: {parameters, artifacts, application}")
     user, _ = _who(request)
-    exe = await start_manual(_executor(request), ref, user=user, parameters=body.get("parameters") or {},
-                             artifacts_in=body.get("artifacts") or [], application=body.get("application"))
-    return {"id": exe.id, "ref": f"/api/v1/executions/{exe.id}", "status": str(exe.status),
-            "reason": _executor(request).buffered_reason(exe), "parameters": exe.trigger.get("parameters") or {}}
+    return await _pipelines(request).start(ref, user=user, parameters=body.get("parameters") or {},
+                                           artifacts=body.get("artifacts") or [], application=body.get("application"))
 
 
 # ------------------------------------------------------------------ executions
@@ -146,10 +131,9 @@ async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
 @router.get("/executions")
 def list_executions(request: Request, pipeline: str | None = None, application: str | None = None,
                     status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    ex = _executor(request)
-    config_id = ex.pipelines.get(pipeline, application)["id"] if pipeline else None
     statuses = [ExecutionStatus(s.strip().upper()) for s in status.split(",")] if status else None
-    return ex.repo.list(pipeline_config_id=config_id, application=application, statuses=statuses, limit=limit)
+    return _pipelines(request).list_executions(pipeline=pipeline, application=application, statuses=statuses,
+                                               limit=limit)
 
 
 def _json_response(data: Any) -> JSONResponse:
@@ -159,9 +143,9 @@ def _json_response(data: Any) -> JSONResponse:
 
 @router.get("/executions/{execution_id}")
 def get_execution(request: Request, execution_id: str) -> JSONResponse:
-    ex = _executor(request)
-    out = ex.get(execution_id).to_json()
-    out["audit"] = ex.repo.audit(execution_id)
+    pipelines = _pipelines(request)
+    out = pipelines.execution(execution_id).to_json()
+    out["audit"] = pipelines.audit(execution_id)
     return _json_response(out)
 
 
@@ -170,15 +154,15 @@ async def delete_execution(request: Request, execution_id: str) -> dict[str, Any
     """Admins only (graylane.server.auth). The execution's own audit goes with it, so the deletion is
     written to the admin audit log (GET /api/v1/audit) first, with what was deleted."""
     user, _ = _who(request)
-    ex = _executor(request)
-    exe = ex.get(execution_id)
+    pipelines = _pipelines(request)
+    exe = pipelines.execution(execution_id)
     if not exe.status.is_complete:
         raise Conflict(f"execution {exe.id} is {exe.status}; cancel it before deleting it")
     audit.record(request.app.state.cp.store.engine, actor=f"user:{user}", action="delete-execution",
                  subject=execution_id, detail={"application": exe.application, "pipeline": exe.name,
                                                "status": str(exe.status), "trigger": (exe.trigger or {}).get("type"),
-                                               "audit": ex.repo.audit(execution_id)})
-    await ex.delete_execution(execution_id, user=user)
+                                               "audit": pipelines.audit(execution_id)})
+    await pipelines.delete_execution(execution_id, user=user)
     return {"deleted": execution_id}
 
 
@@ -189,8 +173,8 @@ async def update_stage(request: Request, execution_id: str, stage_id: str) -> JS
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     user, roles = _who(request)
-    return _json_response(await _executor(request).update_stage(execution_id, stage_id, body, user=user,
-                                                                roles=roles))
+    return _json_response(await _pipelines(request).update_stage(execution_id, stage_id, body, user=user,
+                                                                 roles=roles))
 
 
 @router.post("/executions/{execution_id}/cancel")
@@ -199,21 +183,21 @@ async def cancel_execution(request: Request, execution_id: str, reason: str | No
     body = await _json(request)
     user, _ = _who(request)
     reason = reason or (body.get("reason") if isinstance(body, dict) else None)
-    return await _executor(request).cancel(execution_id, user=user, reason=reason)
+    return await _pipelines(request).cancel(execution_id, user=user, reason=reason)
 
 
 @router.post("/executions/{execution_id}/pause")
 @router.put("/executions/{execution_id}/pause", operation_id="pause_execution_put", include_in_schema=False)
 async def pause_execution(request: Request, execution_id: str) -> dict[str, Any]:
     user, _ = _who(request)
-    return await _executor(request).pause(execution_id, user=user)
+    return await _pipelines(request).pause(execution_id, user=user)
 
 
 @router.post("/executions/{execution_id}/resume")
 @router.put("/executions/{execution_id}/resume", operation_id="resume_execution_put", include_in_schema=False)
 async def resume_execution(request: Request, execution_id: str) -> dict[str, Any]:
     user, _ = _who(request)
-    return await _executor(request).resume(execution_id, user=user)
+    return await _pipelines(request).resume(execution_id, user=user)
 
 
 @router.post("/executions/{execution_id}/stages/{stage_id}/restart")
@@ -221,7 +205,7 @@ async def resume_execution(request: Request, execution_id: str) -> dict[str, Any
             include_in_schema=False)
 async def restart_stage(request: Request, execution_id: str, stage_id: str) -> dict[str, Any]:
     user, _ = _who(request)
-    return await _executor(request).restart_stage(execution_id, stage_id, user=user)
+    return await _pipelines(request).restart_stage(execution_id, stage_id, user=user)
 
 
 @router.post("/executions/{execution_id}/evaluate")
@@ -232,15 +216,14 @@ async def evaluate(request: Request, execution_id: str) -> dict[str, Any]:
     if not isinstance(expression, str) or not expression:
         raise ValidationError("`expression` is required")
     user, _ = _who(request)
-    exe = _executor(request).get(execution_id).to_json()
-    return dict(await evaluation.off_loop(evaluation.evaluate_for_execution, exe, expression, body.get("stage"), user))
+    return await _pipelines(request).evaluate(execution_id, expression, body.get("stage"), user)
 
 
 async def _events(request: Request, execution_id: str | None) -> AsyncIterator[dict[str, Any]]:
-    ex = _executor(request)
-    async with ex.bus.subscribe() as q:
+    pipelines = _pipelines(request)
+    async with pipelines.events() as q:
         if execution_id is not None:
-            yield {"event": "snapshot", "data": json.dumps(ex.get(execution_id).to_json(), default=str)}
+            yield {"event": "snapshot", "data": json.dumps(pipelines.execution(execution_id).to_json(), default=str)}
         while True:
             if await request.is_disconnected():
                 return
@@ -258,7 +241,7 @@ async def _events(request: Request, execution_id: str | None) -> AsyncIterator[d
 
 @router.get("/executions/{execution_id}/events")
 async def execution_events(request: Request, execution_id: str) -> EventSourceResponse:
-    _executor(request).get(execution_id)  # 404 before streaming
+    _pipelines(request).execution(execution_id)  # 404 before streaming
     return EventSourceResponse(_events(request, execution_id))
 
 
@@ -290,8 +273,8 @@ async def webhook(request: Request, source: str) -> JSONResponse:
                      or headers.get("idempotency-key")),
         timestamp=headers.get("x-graylane-timestamp"))
     try:
-        outcome = await handle_webhook(_executor(request), source, payload, raw, delivery,
-                                       window_s=request.app.state.limits.webhook_window_s)
+        outcome = await _pipelines(request).webhook(source, payload, raw, delivery,
+                                                    window_s=request.app.state.limits.webhook_window_s)
     except SignatureMismatch as exc:
         return JSONResponse({"error": {"message": exc.message, "where": None, "hint": exc.hint}},
                             status_code=403)

@@ -1,5 +1,10 @@
-"""Graylane's release metrics read from the pipeline tables: executions by status, stage durations
-(seconds, a histogram over finished stages), and manual judgments waiting for a person."""
+"""The pipelines' series for the control plane's `/metrics`, read from the pipeline tables: executions by
+status, stage durations (seconds, a histogram over finished stages), manual judgments waiting for a person,
+and the analysis stages' series (graylane.analysis.exposition).
+
+The control-plane assembly (graylane/assembly.py) registers `collect` as a source of the telemetry's
+exposition, so the mesh never reads the pipelines' tables.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from sqlalchemy import Engine
 
+from graylane.analysis.exposition import analysis_metrics
+from graylane.pipelines.tables import pipeline_executions, pipeline_stages
+
 STAGE_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400, float("inf"))
 
 
 def pipeline_metrics(engine: Engine) -> Iterator[Metric]:
-    from graylane.pipelines.tables import pipeline_executions, pipeline_stages
-
     with engine.connect() as conn:
         by_status = conn.execute(sa.select(pipeline_executions.c.application, pipeline_executions.c.name,
                                            pipeline_executions.c.status, sa.func.count())
@@ -56,6 +62,9 @@ def pipeline_metrics(engine: Engine) -> Iterator[Metric]:
         hist.add_metric([stage_type], buckets, sum(values))
     yield hist
 
-    from graylane.analysis.exposition import analysis_metrics
-
     yield from analysis_metrics(stage_rows)  # canary scores, analysis metrics' last value and phase
+
+
+def collect(engine: Engine) -> list[Metric]:
+    """A metrics source (a callable the exposition calls on every scrape) over these tables."""
+    return list(pipeline_metrics(engine))
