@@ -400,6 +400,7 @@ class Leases:
 def install(executor: Any) -> Leases | None:
     """Leases for this executor when its database can be shared by replicas (PostgreSQL), else None."""
     if not enabled_for(executor.repo.engine):
+        log.info("pipeline leases off (%s): one control plane per database", executor.repo.engine.dialect.name)
         return None
     leases = Leases(executor.repo.engine)
     leases.install(executor)
