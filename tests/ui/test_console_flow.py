@@ -171,7 +171,8 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
     header = page.locator("#release")  # configured weight beside the share observed in the last minute
     header.get_by_role("heading", name="Waiting for you: 是否全量发布").wait_for()
     observed = header.get_by_role("row", name=re.compile(r"^v2 ")).inner_text()
-    assert re.search(r"50%.*\b(4\d|5\d|60)(\.\d)?%", observed.replace("\n", " ")), observed
+    # configured 50%, then the observed share (a random 50/50 split of ~100 requests: allow 25-75%)
+    assert re.search(r"50%.*\b([2-6]\d|7[0-5])(\.\d)?%", observed.replace("\n", " ")), observed
     header.screenshot(path=str(ARTIFACTS / "release-header-canary-50.png"))
     asked: list[str] = []  # an irreversible choice: the browser asks first, listing what it does
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
