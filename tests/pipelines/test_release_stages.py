@@ -311,15 +311,68 @@ def test_blue_green_preview_then_switch(tmp_path: Path, state_dir: Path) -> None
     run_rig(tmp_path, REVIEWS + USER_VS, test)
 
 
-def test_analysis_step_runs_the_analysis_stage_or_says_not_yet(tmp_path: Path, state_dir: Path) -> None:
-    from graylane.pipelines.stages import MODULES
+@pytest.mark.parametrize(("kind", "message"), [("kayentaCanary", "not yet available"),
+                                               ("nonesuch", "runs analysis or kayentaCanary, not 'nonesuch'")])
+def test_analysis_step_without_such_a_stage_type_says_so(tmp_path: Path, state_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                         message: str) -> None:
+    from graylane.pipelines import stages
+
+    monkeypatch.delitem(stages.MODULES, "kayentaCanary", raising=False)
 
     async def test(rig: Rig) -> None:
         exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
-                             "canarySubset": "v2", "steps": [{"analysis": {"type": "nonesuch"}}]})
+                             "canarySubset": "v2", "steps": [{"analysis": {"type": kind}}]})
         done = await rig.done(exe)
         assert done.status == S.TERMINAL
-        assert "not yet available" in done.stage("0").context["exception"]["details"]["error"]
+        assert message in done.stage("0").context["exception"]["details"]["error"]
 
-    assert "canaryRollout" in MODULES
+    run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+class _FakeAnalysis:
+    """An `analysis` stage type whose one task measures twice, then passes or fails as its context says."""
+
+    type = "analysis"
+
+    def tasks(self, context: dict[str, Any]) -> list[Any]:
+        from graylane.pipelines.tasks import Task, TaskResult
+
+        class Measure(Task):
+            name = "measure"
+
+            async def run(self, stage: Any) -> TaskResult:
+                n = int(stage.context.get("measured") or 0) + 1
+                if n < 2:
+                    return TaskResult.running(0.01, {"measured": n})
+                if stage.context.get("verdict") == "fail":
+                    return TaskResult.terminal("metric success-rate assessed Failed")
+                return TaskResult.succeeded({"measured": n}, {"analysisRun": {"phase": "Successful"}})
+
+        return [Measure()]
+
+
+@pytest.mark.parametrize("verdict", ["pass", "fail"])
+def test_analysis_step_calls_the_analysis_stage_type(tmp_path: Path, state_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, verdict: str) -> None:
+    from graylane.pipelines import stages
+
+    monkeypatch.setitem(stages.MODULES, "analysis", "analysis")
+    monkeypatch.setitem(stages._cache, "analysis", _FakeAnalysis())
+
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                             "canarySubset": "v2", "steps": [{"setWeight": 20},
+                                                             {"analysis": {"type": "analysis", "verdict": verdict}},
+                                                             {"setWeight": 50}]})
+        done = await rig.done(exe)
+        st = done.stage("0").context["rollout"]
+        if verdict == "pass":
+            assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+            assert rig.weights() == [("v2", 100)]
+        else:
+            assert done.status == S.TERMINAL and st["phase"] == "Aborted"
+            assert "analysis (analysis) failed: metric success-rate assessed Failed" in st["message"]
+            assert rig.weights() == [("v1", 100), ("v2", 0)]  # back on the baseline
+
     run_rig(tmp_path, REVIEWS + USER_VS, test)

@@ -242,7 +242,10 @@ class _Run:
             return True, 0
         cfg = dict(raw or {})
         stage_type = str(cfg.pop("type", "") or ("kayentaCanary" if "canaryConfig" in cfg else "analysis"))
-        if stage_type not in ANALYSIS_TYPES or stage_type not in MODULES:
+        if stage_type not in ANALYSIS_TYPES:
+            raise ValidationError(f"{self.where}: an analysis step runs {' or '.join(ANALYSIS_TYPES)}, not "
+                                  f"{stage_type!r}")
+        if stage_type not in MODULES:
             raise GraylaneError(f"analysis steps are not yet available: no {stage_type!r} stage type in this "
                                 "Graylane (the analysis/kayentaCanary stages are being added)",
                                 hint="remove the analysis step, or use a pause with a judgment")
