@@ -30,10 +30,10 @@ import sqlalchemy as sa
 from tests import system
 
 from graylane.errors import Conflict, NotFound
-from graylane.pipelines import triggers
+from graylane.pipelines import concurrency, triggers
 from graylane.pipelines.execution import new_execution
 from graylane.pipelines.executor import Executor
-from graylane.pipelines.leases import LeaseLost, Leases
+from graylane.pipelines.leases import LeaseLost, Leases, SlotTaken
 from graylane.pipelines.repository import ExecutionRepository
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.settings import read_cli_token
@@ -109,6 +109,61 @@ def test_a_stale_token_write_is_refused_and_writes_nothing(pg: sa.Engine) -> Non
     assert a.renew() == [] and b.renew() == []
     b.release(exe.id)
     assert a.claim(exe.id) and a.held[exe.id] == 3  # released: claimed at once, with a new token
+
+
+def test_two_replicas_never_both_start_a_limit_concurrent_pipeline(pg: sa.Engine) -> None:
+    config = _pipeline() | {"id": "limited", "limitConcurrent": True}
+    repos = []
+    for name in ("a", "b"):
+        repo = ExecutionRepository(pg)
+        repo.guard = Leases(pg, replica=name, ttl_s=30)
+        repos.append(repo)
+    first, second = (new_execution(config, {"type": "manual", "user": "ci", "parameters": {"cm": c}}, 1000 + n)
+                     for n, c in enumerate(("p", "q")))
+    repos[0].insert(first)
+    repos[1].insert(second)
+    # both drivers saw no running execution of the pipeline (concurrency.must_wait) and both write RUNNING
+    first.status = second.status = S.RUNNING
+    repos[0].store(first)
+    with pytest.raises(SlotTaken, match="started an execution of this pipeline first"):
+        repos[1].store(second)
+    assert repos[1].load(second.id).status == S.NOT_STARTED  # refused whole; its driver retries and waits
+    second.status = S.BUFFERED
+    repos[1].store(second)
+    repos[0].store(first)  # later writes of the running one are not slot checks
+
+
+def test_a_start_that_lost_the_slot_race_waits_buffered(pg: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        one, two = Executor(pg), Executor(pg)
+        for ex, name in ((one, "one"), (two, "two")):
+            Leases(pg, replica=name, ttl_s=30, poll_s=0.05).install(ex)
+            await ex.start()
+        try:
+            saved = one.pipelines.save(_pipeline("limited") | {"limitConcurrent": True, "stages": [
+                {"refId": "judge", "type": "manualJudgment", "name": "approve"}]}, actor="ci")
+            config = one.pipelines.get(saved.id)
+            first = await one.start_execution(config, {"parameters": {"cm": "p"}}, user="ci")
+            assert first.status == S.RUNNING
+            real, raced = concurrency.must_wait, []
+
+            def stale_check(repo: Any, exe: Any) -> bool:  # two checked a moment before one's start committed
+                if not raced:
+                    raced.append(exe.id)
+                    return False
+                return real(repo, exe)
+
+            monkeypatch.setattr(concurrency, "must_wait", stale_check)
+            second = await two.start_execution(config, {"parameters": {"cm": "q"}}, user="ci")
+            assert raced == [second.id] and second.status == S.BUFFERED  # the fence refused RUNNING; it waits
+            await one.update_stage(first.id, "approve", {"judgmentStatus": "continue"}, user="bob")
+            await one.wait_until_complete(first.id, timeout=10)
+            await two.wait_for_stage(second.id, "approve", {S.RUNNING}, timeout=10)  # its turn now
+        finally:
+            await one.stop()
+            await two.stop()
+
+    asyncio.run(scenario())
 
 
 def test_a_command_sent_to_the_other_replica_is_applied_by_the_owner(pg: sa.Engine) -> None:

@@ -12,6 +12,8 @@ claimed the execution since, the transaction rolls back and this replica drops t
 - Every `poll_s` each replica renews its leases (every ttl/3), claims active executions whose lease is free
   or expired (a dead replica's: takeover within ttl + poll_s; its previous incarnation's at once) and applies
   the commands other replicas queued for the executions it drives.
+- The write that moves an execution to RUNNING re-checks its pipeline's limitConcurrent slot under a
+  per-pipeline advisory lock (`SlotTaken`), so two replicas never both start one.
 - Commands (judge, cancel, pause, resume, restart, delete) sent to a replica that does not drive the execution
   are written to `pipeline_commands`; the owner applies them through its driver and writes the result, which
   the sender polls. A command applied and committed by an owner that dies before writing the result is
@@ -39,6 +41,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from graylane import errors
 from graylane.errors import GraylaneError
+from graylane.pipelines import concurrency
+from graylane.pipelines.execution import Execution
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tables import pipeline_commands, pipeline_executions
 
@@ -52,6 +56,7 @@ COMMANDS = ("update_stage", "cancel", "pause", "resume", "restart_stage", "delet
 _ERRORS: dict[str, type[GraylaneError]] = {cls.__name__: cls for cls in (
     errors.GraylaneError, errors.ValidationError, errors.NotFound, errors.Conflict, errors.Forbidden)}
 _ex = pipeline_executions.c
+HOLDING_SLOT = tuple(str(s) for s in concurrency.HOLDING)  # statuses that hold a limitConcurrent slot
 _cmd = pipeline_commands.c
 
 
@@ -59,6 +64,10 @@ class LeaseLost(BaseException):  # noqa: N818 - named for what happened, like Ca
     """Another replica claimed the execution: the write was refused and this replica stops driving it.
 
     A BaseException (as asyncio.CancelledError) so the driver's retry-on-error loop does not retry it."""
+
+
+class SlotTaken(GraylaneError):
+    """A limitConcurrent pipeline's slot went to an execution another replica started a moment before."""
 
 
 class NotOwner(GraylaneError):
@@ -129,19 +138,37 @@ class Leases:
             .returning(_ex.lease_token)).scalar_one()
         self.held[execution_id] = int(token)
 
-    def fence(self, conn: Connection, execution_id: str) -> None:
-        """First statement of every write of the execution: refused unless this replica's token is current."""
+    def fence(self, conn: Connection, execution_id: str, exe: Execution | None = None) -> None:
+        """First statement of every write of the execution: refused unless this replica's token is current.
+        A write that starts an execution of a limitConcurrent pipeline also takes the pipeline's slot here."""
         token = self.held.get(execution_id)
         if token is None:  # the renewal saw the lease taken (or it was never ours): refused as well
             raise LeaseLost(f"execution {execution_id}: this replica ({self.owner}) holds no lease on it")
-        done = conn.execute(pipeline_executions.update().where(
+        row = conn.execute(pipeline_executions.update().where(
             _ex.id == execution_id, _ex.lease_owner == self.owner, _ex.lease_token == token)
-            .values(lease_expires=self._expires())).rowcount
-        if done == 1:
+            .values(lease_expires=self._expires()).returning(_ex.status)).first()
+        if row is not None:
+            if exe is not None and exe.status == S.RUNNING and row.status not in HOLDING_SLOT:
+                self._take_slot(conn, exe)
             return
         self.held.pop(execution_id, None)
         self.lost += 1
         raise LeaseLost(f"execution {execution_id}: lease token {token} is stale (another replica drives it)")
+
+    def _take_slot(self, conn: Connection, exe: Execution) -> None:
+        """limitConcurrent / maxConcurrentExecutions across replicas: the check the driver made before this write
+        (concurrency.must_wait) is made again under a per-pipeline lock, so two replicas never both start."""
+        limit = concurrency.limit_of(exe)
+        if not limit or not exe.pipeline_config_id:
+            return
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(exe.pipeline_config_id))))
+        holding = conn.execute(sa.select(sa.func.count()).select_from(pipeline_executions).where(
+            _ex.pipeline_config_id == exe.pipeline_config_id, _ex.id != exe.id,
+            _ex.status.in_(list(HOLDING_SLOT)))).scalar_one()
+        if holding >= limit:  # the driver reloads, sees the slot taken and waits BUFFERED
+            raise SlotTaken(f"execution {exe.id}: another replica started an execution of this pipeline first "
+                            f"({holding} running, limit {limit})")
 
     def claim(self, execution_id: str) -> bool:
         """Take the lease with a new token when it is free, expired or ours; False if another replica holds it."""

@@ -266,7 +266,7 @@ class ExecutionRepository:
         entries = [{"execution_id": exe.id, **entry} for entry in audit]
         with self.engine.begin() as conn:
             if self.guard is not None:
-                self.guard.fence(conn, exe.id)
+                self.guard.fence(conn, exe.id, exe)
             conn.execute(_UPDATE_EXECUTION, {"_id": exe.id, "status": row["status"], "start_time": row["start_time"],
                                              "end_time": row["end_time"], "body": row["body"]})
             if stage_rows:
@@ -377,7 +377,7 @@ class WriteGuard(Protocol):
 
     def inserted(self, conn: Connection, execution_id: str) -> None: ...
 
-    def fence(self, conn: Connection, execution_id: str) -> None: ...
+    def fence(self, conn: Connection, execution_id: str, exe: Execution | None = None) -> None: ...
 
 
 def audit_entry(user: str, action: str, now: int, stage_id: str | None = None,
