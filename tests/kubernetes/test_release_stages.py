@@ -13,12 +13,15 @@ import kmock
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from tests import system
 
+from graylane.demos.bookinfo.demo import BASELINE, RELEASES, load_pipeline, prepare_repository
 from graylane.pipelines.executor import Executor
+from graylane.pipelines.repository import PipelineRepository
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tables import metadata
-from graylane.pipelines.triggers import build_trigger
+from graylane.pipelines.triggers import build_trigger, start_manual
 from graylane.resources.load import load_text
 from graylane.targets import accounts
 
@@ -124,3 +127,75 @@ async def test_the_stage_waits_for_istio_to_reconcile(cluster: Any, executor: Ex
     assert await cluster.api._set_status(key, new, {"observedGeneration": new, "conditions": reconciled})
     done = await executor.wait_until_complete(exe, timeout=30)
     assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+
+
+async def test_shipped_release_pipelines_with_only_the_account_changed(cluster: Any, state_dir: Path,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """bookinfo-baseline, then reviews-ratings-lockstep and reviews-progressive as shipped, `account` -> staging."""
+    system.require_program("git", "git")
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    repo = tmp_path / "bookinfo"
+    prepare_repository(repo)
+    monkeypatch.setenv("GRAYLANE_ARTIFACT_FILE_ROOTS", str(tmp_path))  # the demo repository, as the operator allows
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
+    metadata.create_all(engine)
+
+    class ControlPlane:
+        settings: dict[str, Any] = {}
+
+    cp = ControlPlane()
+
+    async def get_target(account: str | None, namespace: str | None) -> Any:
+        return accounts.get_target(account or "local", cp, namespace=namespace)
+
+    ex = Executor(engine, services=TaskServices(get_target=get_target))
+    await ex.start()
+    try:
+        ids = {}
+        for name in (BASELINE, *RELEASES):
+            body = load_pipeline(name, repo)
+            for stage in body["stages"]:
+                if "account" in stage:
+                    stage["account"] = "staging"
+            ids[name] = PipelineRepository(engine).save(body, actor="user:a").id
+        done = await ex.wait_until_complete((await start_manual(ex, ids[BASELINE], user="a")).id, timeout=60)
+        assert done.status == S.SUCCEEDED, done.to_json()["stages"]
+
+        lockstep = (await start_manual(ex, ids["reviews-ratings-lockstep"], user="a")).id
+        for _ in range(400):  # the first step, then the 30 s pause
+            st = (ex.get(lockstep).stage("2").context.get("rollout") or {}) if ex.get(lockstep).stage("2") else {}
+            if st.get("phase") == "Paused":
+                break
+            assert not ex.get(lockstep).status.is_complete, ex.get(lockstep).to_json()["stages"]
+            await asyncio.sleep(0.05)
+        assert weights(cluster, "reviews") == weights(cluster, "ratings") == [("v1", 80), ("v2", 20)]
+        env = cluster.api.object("apps/v1/deployments", "default", "ratings-v2")["spec"]["template"]["spec"]
+        assert {"name": "RATINGS_LOCAL_DB", "value": "true"} in env["containers"][0]["env"]
+        await ex.update_stage(lockstep, "2", {"judgmentInput": "Abort"}, user="a")
+        done = await ex.wait_until_complete(lockstep, timeout=30)
+        assert done.status == S.TERMINAL
+        assert weights(cluster, "reviews") == weights(cluster, "ratings") == [("v1", 100), ("v2", 0)]
+
+        progressive = (await start_manual(ex, ids["reviews-progressive"], user="a")).id
+        for _ in range(400):
+            st = (ex.get(progressive).stage("2").context.get("rollout") or {}) if ex.get(progressive).stage("2") \
+                else {}
+            if st.get("phase") == "Paused":
+                break
+            await asyncio.sleep(0.05)
+        http = cluster.api.object(VS, "default", "reviews")["spec"]["http"]
+        assert http[0]["name"] == "jason" and weights(cluster, "reviews") == [("v1", 90), ("v2", 10)]
+        await ex.update_stage(progressive, "2", {"judgmentInput": "Promote full"}, user="a")
+        for _ in range(400):
+            if (ex.get(progressive).stage("2").context.get("rollout") or {}).get("phase") == "Promoted":
+                break
+            await asyncio.sleep(0.05)
+        assert weights(cluster, "reviews") == [("v2", 100)]
+        assert [r.get("name") for r in cluster.api.object(VS, "default", "reviews")["spec"]["http"]] == [None]
+        await ex.cancel(progressive, user="a")
+    finally:
+        await ex.stop()
+        for target in cp.settings.get("kubernetes_targets", {}).values():
+            await target.close()
+        engine.dispose()
