@@ -485,3 +485,42 @@ def test_a_kubernetes_account_sends_local_queries_to_its_prometheus_as_promql() 
                             'destination_version="v2",destination_app="reviews",response_code=~"5.*"}[2s])) / '
                             'sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
                             'destination_version="v2",destination_app="reviews"}[2s]))')
+
+
+@pytest.mark.parametrize("stage_type", ["kayentaCanary", "analysis"])
+def test_aborting_a_running_analysis_runs_its_rollback(tmp_path: Path, state_dir: Path, stage_type: str) -> None:
+    """What an alert (or a person) does through `PATCH {"abortAnalysis": ...}`: the analysis stops, the rollback
+    runs, the stage ends TERMINAL saying who aborted it and why."""
+    traffic = Traffic()
+    store, ex = _setup(tmp_path, traffic)
+    if stage_type == "kayentaCanary":
+        stage = {**canary_stage(lifetimeDuration="PT10M", canaryAnalysisIntervalMins=5), "rollback": ROLLBACK}
+    else:
+        stage = {"refId": "1", "type": "analysis", "name": "canary 10%", "rollback": ROLLBACK,
+                 "builtins": {"canary": {"destination_version": "v2"}, "interval": "1m", "count": 10}}
+
+    async def go() -> Any:
+        await ex.start()
+        feeder = asyncio.get_running_loop().create_task(_feed(traffic))
+        try:
+            body = {"application": "bookinfo", "name": "abort-test", "stages": [stage]}
+            config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+            exe = await ex.start_execution(config, build_trigger(config, {"type": "manual", "user": "t"}, ex),
+                                           user="t")
+            await ex.wait_for_stage(exe.id, "canary 10%", {S.RUNNING}, timeout=10)
+            began = time.monotonic()
+            await ex.update_stage(exe.id, "canary 10%", {"abortAnalysis": "alert ReviewsCanaryErrors firing"},
+                                  user="alertmanager")
+            done = await ex.wait_until_complete(exe.id, timeout=30)
+            return done, time.monotonic() - began
+        finally:
+            feeder.cancel()
+            await ex.stop()
+
+    done, took = asyncio.run(go())
+    [aborted] = done.stages
+    assert done.status == S.TERMINAL and took < 10
+    error = aborted.context["exception"]["details"]["error"]
+    assert error.startswith("analysis aborted by alertmanager: alert ReviewsCanaryErrors firing; rolled back: ")
+    assert _routes(store) == [("v1", 100)] and not _deployment(store, "reviews-v2")
+    store.close()

@@ -35,7 +35,7 @@ from graylane.analysis.argo_run import AnalysisRun, Providers
 from graylane.analysis.resources import find_template
 from graylane.errors import ValidationError
 from graylane.pipelines.stages.kayenta_canary import json_safe, providers
-from graylane.pipelines.stages.rollback import FAILED_KEY, RollbackTask, failure_message
+from graylane.pipelines.stages.rollback import FAILED_KEY, POLL_S, AbortableAnalysis, RollbackTask, failure_message
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 _RUNS: dict[tuple[str, str, int], AnalysisRun] = {}
@@ -105,6 +105,11 @@ class RunAnalysisTask(Task):
 
     async def run(self, stage: StageView) -> TaskResult:
         key = (stage.execution_id, stage.stage_id, stage.attempt)
+        if stage.context.get(FAILED_KEY):  # aborted (PATCH abortAnalysis): stop measuring, keep what was taken
+            run = _RUNS.pop(key, None)
+            if run is not None:
+                run.terminate()
+            return TaskResult.succeeded()
         run = _RUNS.get(key)
         if run is None:
             local = await stage.services.target(canary_run.LOCAL_ACCOUNT, None)
@@ -118,7 +123,7 @@ class RunAnalysisTask(Task):
                    "analysisPhase": status.phase, "analysisMessage": status.message}
         if not status.completed:
             wake = run.next_time()
-            return TaskResult.running(max(0.05, min(60.0, (wake or time.time() + 1) - time.time())), {}, outputs)
+            return TaskResult.running(max(0.05, min(POLL_S, (wake or time.time() + 1) - time.time())), {}, outputs)
         _RUNS.pop(key, None)
         if status.phase == "Successful":
             return TaskResult.succeeded({"analysisPhase": status.phase}, outputs)
@@ -147,7 +152,7 @@ class CompleteAnalysisTask(Task):
         return TaskResult.succeeded()
 
 
-class AnalysisStage(StageDefinition):
+class AnalysisStage(AbortableAnalysis, StageDefinition):
     type = "analysis"
 
     def tasks(self, context: dict[str, Any]) -> list[Task]:

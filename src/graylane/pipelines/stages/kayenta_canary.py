@@ -22,7 +22,7 @@ from typing import Any
 
 from graylane.analysis import canary_run
 from graylane.pipelines.services import TaskServices
-from graylane.pipelines.stages.rollback import FAILED_KEY, RollbackTask, failure_message
+from graylane.pipelines.stages.rollback import FAILED_KEY, POLL_S, AbortableAnalysis, RollbackTask, failure_message
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 
@@ -63,7 +63,7 @@ class RunCanaryTask(Task):
         now = stage.now_ms / 1000
         context: dict[str, Any] = {"canaryAnalysisStart": began}
         if p.analysis_type == "realTime" and now < end:
-            return TaskResult.running(min(end - now, 60.0), {**context, "canaryIntervalDue": end})
+            return TaskResult.running(min(end - now, POLL_S), {**context, "canaryIntervalDue": end})
         found = providers(stage.services, p.account)
         record = json_safe(await canary_run.judge_interval(p, found, self.index, start, end))
         intervals = [*(stage.outputs.get("canaryIntervals") or []), record]
@@ -105,7 +105,7 @@ class CompleteCanaryTask(Task):
         return TaskResult.succeeded()
 
 
-class KayentaCanaryStage(StageDefinition):
+class KayentaCanaryStage(AbortableAnalysis, StageDefinition):
     type = "kayentaCanary"
 
     def tasks(self, context: dict[str, Any]) -> list[Task]:

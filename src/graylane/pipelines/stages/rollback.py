@@ -17,6 +17,10 @@ When the stage's analysis failed, the `rollbackOnFailure` task, before the stage
 ```
 
 The task is a no-op when the analysis passed. It is re-entrant: its progress (`rollbackState`) is in the context.
+
+`PATCH /executions/{id}/stages/{stage}` with `{"abortAnalysis": "why"}` aborts a running analysis stage (the
+running interval or measurement stops within about two seconds) and its failure path runs: the rollback, then
+TERMINAL with `analysis aborted by <user>: why` (`AbortableAnalysis`, mixed into both analysis stage types).
 """
 
 from __future__ import annotations
@@ -173,6 +177,26 @@ class RollbackTask(Task):
             deleted = await target.delete(keys, actor=stage.actor)
             log += [f"deleted {k.kind.lower()} {k.name}" for k in deleted] or [f"{', '.join(names)} already gone"]
         return log
+
+
+POLL_S = 2.0  # how often a waiting analysis task looks again (so an abort acts within about that long)
+
+
+class AbortableAnalysis:
+    """StageDefinition methods: a running analysis stage takes `{"abortAnalysis": "why"}`."""
+
+    def patch_fields(self) -> frozenset[str]:
+        return frozenset({"abortAnalysis"})
+
+    def validate_patch(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                       roles: list[str]) -> tuple[dict[str, Any], str]:
+        why = body.get("abortAnalysis")
+        if why in (None, False, ""):
+            raise ValidationError("abortAnalysis needs a reason (a string) or true", where=f"stage {name!r}")
+        if context.get(FAILED_KEY):
+            return {}, "abortAnalysis"  # already failed: its failure path is running
+        reason = why if isinstance(why, str) else "no reason given"
+        return {FAILED_KEY: f"analysis aborted by {user}: {reason}", "abortedBy": user}, "abortAnalysis"
 
 
 def failure_message(stage: StageView) -> str:
