@@ -200,7 +200,7 @@ class _Run:
         return True, 0
 
     async def do_pause(self, raw: Any, action: str | None) -> tuple[bool, float]:
-        now = self.stage.now_ms
+        now = self.stage.now_ms - self.stage.paused_ms  # time the execution spent paused does not count
         start = int(self.st.setdefault("stepStart", now))
         duration = seconds((raw or {}).get("duration") if isinstance(raw, dict) else raw, f"{self.where} pause")
         if action == PROMOTE:
