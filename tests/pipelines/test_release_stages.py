@@ -376,3 +376,24 @@ def test_analysis_step_calls_the_analysis_stage_type(tmp_path: Path, state_dir: 
             assert rig.weights() == [("v1", 100), ("v2", 0)]  # back on the baseline
 
     run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+@pytest.mark.parametrize(("stage", "message"), [
+    ({"type": "trafficShift", "service": "reviews", "weights": {"v1": 90, "v2": 20}}, "add up to 110"),
+    ({"type": "trafficShift", "weights": {"v1": 100}}, "a member needs `service`"),
+    ({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1", "canarySubset": "v2",
+      "steps": [{"setWeight": 10}, {"jump": 3}]}, "steps[1]: one of setWeight, pause"),
+    ({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1", "canarySubset": "v1", "steps": []},
+     "two different subsets"),
+    ({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1", "canarySubset": "v2",
+      "steps": [{"pause": {"duration": "soon"}}]}, "duration 'soon' is not a number"),
+    ({"type": "blueGreen", "service": "reviews", "activeSubset": "v1", "previewSubset": "v2"}, "`preview` needs"),
+])
+def test_release_stages_that_cannot_run_are_refused_at_import(stage: dict[str, Any], message: str) -> None:
+    from graylane.pipelines.model import find_problems
+
+    body = {"application": "a", "name": "p", "stages": [{"refId": "1", "name": "release", **stage}]}
+    problems = [str(p) for p in find_problems(body)]
+    assert any(message in p and "stages[0]" in p for p in problems), problems
+    templated = {**stage, "steps": "${parameters.steps}"} if "steps" in stage else {**stage, "service": "${x}"}
+    assert find_problems({**body, "stages": [{"refId": "1", "name": "r", **templated}]}) == []

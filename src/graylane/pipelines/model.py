@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graylane.errors import ValidationError
-from graylane.pipelines import artifacts, compat, evaluation
+from graylane.pipelines import artifacts, compat, evaluation, release_checks
 
 # Keys Deck puts on a new pipeline; kept so export -> import round-trips unchanged.
 PIPELINE_DEFAULTS: dict[str, Any] = {"limitConcurrent": True, "keepWaitingPipelines": False, "spelEvaluator": "v4"}
@@ -107,6 +107,7 @@ def find_problems(body: Any) -> list[Finding]:
     problems += _check_expected_artifacts(body.get("expectedArtifacts") or [])
     problems += _check_stages(stages)
     problems += [Finding(path, message) for path, message in compat.manifest_problems(stages)]
+    problems += [Finding(("stages", *path), message) for path, message in release_checks.release_problems(stages)]
     # artifact types Graylane cannot fetch (owned by pipelines/artifacts.py)
     problems += [Finding(path, message) for path, message in artifacts.type_problems(body)]
     return problems
