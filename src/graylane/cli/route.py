@@ -126,6 +126,8 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
     req = RequestView(method.upper(), path, authority, hmap, parts.scheme or "http", port)
     d = table.route(req, listener, random.Random(0), LoadState(), explain=True)
     rule = d.rule
+    # The proxy's fault layer acts after the route is chosen: an abort answers instead of the destination.
+    aborted = roll(rule.fault, random.Random(0)).abort_status if rule is not None else 0
     out: dict[str, Any] = {
         "input": f"live mesh at {live.url}" if live is not None else "files",
         "request": {"method": req.method, "url": url, "headers": hmap},
@@ -138,9 +140,9 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         "rule": {"index": rule.index, "name": rule.name} if rule else None,
         "match": ({"index": d.match_index, "name": rule.matches[d.match_index].name}
                   if rule is not None and d.match_index is not None else ("catch-all" if rule else None)),
-        "outcome": d.outcome.value,
-        "status": d.status or 200,
-        "flags": d.flags or "-",
+        "outcome": "FAULT_ABORT" if aborted else d.outcome.value,
+        "status": aborted or d.status or 200,
+        "flags": "FI" if aborted else d.flags or "-",
         "detail": d.detail,
         "notes": notes + list(snapshot.get("warnings") or ()),
     }

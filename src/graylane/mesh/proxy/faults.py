@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from graylane.mesh.proxy.errors import FaultAbort
 from graylane.mesh.proxy.telemetry import Ctx
-from graylane.mesh.routing import Fault, Rule
+from graylane.mesh.routing import Fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,9 @@ class Faults:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    async def apply(self, rule: Rule | None, ctx: Ctx) -> None:
+    async def apply(self, rule_fault: Fault, ctx: Ctx) -> None:
         """Sleep the delay (flag DI), then raise `FaultAbort` for an abort (flag FI, set where it is answered)."""
-        if rule is None or rule.fault is None:
-            return
-        fault = roll(rule.fault, self.rng)
+        fault = roll(rule_fault, self.rng)
         if fault.delay_s:
             ctx.flags.append("DI")
             await asyncio.sleep(fault.delay_s)

@@ -82,13 +82,14 @@ class Forwarder:
             view = self.route.view(table, proto, req, ctx)
             self.limits.check_listener(proto.listener, loop.time())
             d = self.route.decide(table, view, proto.listener, ctx, loop.time())
-            await self.faults.apply(d.rule, ctx)
+            if d.rule is not None and d.rule.fault is not None:
+                await self.faults.apply(d.rule.fault, ctx)
             if d.outcome is not Outcome.ROUTED:
                 return await self.respond.decision(proto, req, ctx, d, view)
             if (answer := preflight(d, req)) is not None:
                 return await self.respond.send(proto, req, ctx, 200, b"", answer)
             assert d.cluster is not None and d.endpoint is not None
-            body = await read_body(proto, req)
+            body = await read_body(proto, req) if req.has_body else b""
             out = self.route.outbound(d, view, req, ctx)
             rule = d.rule
             if rule is not None and rule.mirrors and body is not None:

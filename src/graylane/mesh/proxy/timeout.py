@@ -30,6 +30,8 @@ class Deadline:
         timeout_s = route_timeout_s
         if header_ms and header_ms.isdigit():
             timeout_s = int(header_ms) / 1000 or None
+        if not timeout_s and per_try_s is None:
+            return NO_DEADLINE
         return cls(now + timeout_s if timeout_s else None, per_try_s)
 
     def limit(self, now: float) -> tuple[float | None, bool]:
@@ -42,6 +44,9 @@ class Deadline:
     def clamp(self, delay_s: float, now: float) -> float:
         """A backoff that ends before the deadline does."""
         return delay_s if self.at is None else max(0.0, min(delay_s, self.at - now - 0.001))
+
+
+NO_DEADLINE = Deadline(None, None)
 
 
 async def within(deadline: Deadline, now: float, what: str, attempt: Callable[[], Awaitable[T]]) -> T:

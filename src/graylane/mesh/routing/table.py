@@ -177,7 +177,8 @@ class RouteTable:
     def _live(self, vs_key: str, rule: Rule) -> _LiveRoute:
         live = tuple(rule.live_destinations())
         weights = tuple(d.weight for d in live)
-        key = (vs_key, rule.index, tuple((d.host, d.subset, d.port, d.weight) for d in live), self.use_random) \
+        # A string: its hash is computed once, not per request (the key is looked up on every weighted pick).
+        key = repr((vs_key, rule.index, tuple((d.host, d.subset, d.port, d.weight) for d in live), self.use_random)) \
             if len(live) > 1 else None
         return _LiveRoute(live, weights, sum(weights), key)
 

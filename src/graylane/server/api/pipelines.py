@@ -17,6 +17,7 @@ from graylane.pipelines.service import PipelinesService
 from graylane.pipelines.status import ExecutionStatus
 from graylane.pipelines.triggers import SignatureMismatch, WebhookDelivery
 from graylane.server import audit
+from graylane.server.auth import caller
 from graylane.server.limits import parse_json
 
 router = APIRouter(tags=["pipelines"])
@@ -31,7 +32,7 @@ def _pipelines(request: Request) -> PipelinesService:
 def _who(request: Request) -> tuple[str, list[str]]:
     """(user name, roles) of the authenticated caller (graylane.server.auth). The operator's CLI token may
     add judgment roles with X-Graylane-Roles (e.g. `qa` for requiredJudgmentRoles); nobody else may."""
-    user = getattr(request.state, "user", None)
+    user = caller(request)
     if user is None:
         return "anonymous", []
     role = getattr(user, "role", "viewer")
