@@ -6,11 +6,9 @@ from `methods`' tables, functions from `functions.REGISTRY`.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +17,11 @@ from graylane.expressions import nodes as n
 from graylane.expressions.constructors import construct
 from graylane.expressions.context import EvaluationContext
 from graylane.expressions.errors import EvaluationError, ExpressionError, LimitExceeded
+from graylane.expressions.functions import REGISTRY
 from graylane.expressions.methods import MethodEnv, call_method, compile_regex, has_key
+from graylane.expressions.plain import to_plain  # noqa: F401 - re-exported: template and callers use it here
 from graylane.expressions.semantics import (
-    Instant,
-    JavaObject,
     Meter,
-    NotEvaluable,
     arithmetic,
     as_boolean,
     compare,
@@ -62,15 +59,7 @@ def _short_keys(keys: Any, limit: int = 12) -> str:
 
 
 def _functions() -> dict[str, Any]:
-    global _REGISTRY
-    if _REGISTRY is None:
-        from graylane.expressions.functions import REGISTRY  # functions imports this module's types
-
-        _REGISTRY = REGISTRY
-    return _REGISTRY
-
-
-_REGISTRY: dict[str, Any] | None = None
+    return REGISTRY
 
 
 class Evaluator:
@@ -387,54 +376,3 @@ _DISPATCH: dict[type, Callable[[Evaluator, Any], Any]] = {
     n.Ternary: Evaluator._ternary,
     n.Elvis: Evaluator._elvis,
 }
-
-
-def to_plain(value: Any, *, max_size: int, position: int | None = None) -> Any:
-    """The JSON-shaped result: wrappers unwrapped, dates and UUIDs as text; raises past `max_size`."""
-    kind = type(value)
-    if kind is int or kind is bool or kind is float or value is None:
-        return value
-    if kind is str and len(value) + 2 <= max_size:
-        return value
-    budget = [max_size]
-
-    def spend(amount: int) -> None:
-        budget[0] -= amount
-        if budget[0] < 0:
-            raise LimitExceeded(f"the result is larger than {max_size} characters", position=position)
-
-    def convert(v: Any, depth: int) -> Any:
-        if depth > 200:
-            raise LimitExceeded("the result nests deeper than 200 levels", position=position)
-        if v is None or isinstance(v, bool | int | float):
-            spend(8)
-            return v
-        if isinstance(v, str):
-            spend(len(v) + 2)
-            return v
-        if isinstance(v, list):
-            spend(2)
-            return [convert(x, depth + 1) for x in v]
-        if isinstance(v, Mapping):
-            spend(2)
-            out = {}
-            for k, x in v.items():
-                key = k if isinstance(k, str) else to_string(k)
-                spend(len(key) + 4)
-                out[key] = convert(x, depth + 1)
-            return out
-        if isinstance(v, dt.date | Instant | uuid.UUID):
-            text = to_string(v)
-            spend(len(text))
-            return text
-        if isinstance(v, JavaObject):  # a Date as epoch ms (as Jackson writes it), others as text
-            return convert(v.plain(), depth + 1)
-        if isinstance(v, NotEvaluable):  # nested: its plain value (only a whole result stays marked)
-            return convert(v.value, depth + 1)
-        if isinstance(v, JavaType):
-            return f"T({v.name})"
-        text = to_string(v, max(budget[0], 0))
-        spend(len(text))
-        return text
-
-    return convert(value, 0)

@@ -12,19 +12,27 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from graylane.errors import ValidationError
 from graylane.expressions import urls
-from graylane.expressions.context import StageRef
+from graylane.expressions.context import EvaluationContext, ExpressionOptions, StageRef
 from graylane.expressions.errors import FunctionError, LimitExceeded
 from graylane.expressions.methods import INT_MAX, INT_MIN
-from graylane.expressions.semantics import NotEvaluable, is_number, preview, to_string, type_name
+from graylane.expressions.plain import to_plain
+from graylane.expressions.semantics import Meter, NotEvaluable, is_number, preview, to_string, type_name
 from graylane.expressions.statics import parse_java_double
 from graylane.resources import yamlsafe
 
-if TYPE_CHECKING:
-    from graylane.expressions.evaluate import Evaluator
+
+class Evaluator(Protocol):
+    """What a helper may use of the evaluator running it (graylane.expressions.evaluate.Evaluator)."""
+
+    ctx: EvaluationContext
+    options: ExpressionOptions
+    meter: Meter
+
+    def spend_size(self, size: int, pos: int | None) -> None: ...
 
 def quote(value: Any) -> str:
     """An argument as it would be written in the expression: "text", 5, null."""
@@ -335,8 +343,6 @@ def to_boolean(call: Call, value: Any) -> bool:
 @helper("toJson", args=1)
 def to_json(call: Call, value: Any) -> str:
     """Compact JSON of a value; refuses text that still contains `${` unless wrapped in #doNotEval."""
-    from graylane.expressions.evaluate import to_plain
-
     options = call.evaluator.options
     raw = value.value if isinstance(value, NotEvaluable) else value
     plain = to_plain(raw, max_size=options.max_result_size, position=call.position)
