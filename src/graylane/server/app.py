@@ -33,7 +33,7 @@ API_MODULES = (
     "graylane.server.api.login",
     "graylane.server.api.audit",
 )
-UI_MODULE = "graylane.server.ui"
+UI_MODULES = ("graylane.server.ui", "graylane.server.ui_pipelines")  # console pages, mounted in this order
 
 _STATUS: dict[type[GraylaneError], int] = {PayloadTooLarge: 413, NotFound: 404, Conflict: 409, ValidationError: 422,
                                            Forbidden: 403}
@@ -107,5 +107,6 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
         app.include_router(mod.router, prefix=getattr(mod, "prefix", "/api/v1"))
         if hasattr(mod, "root_router"):  # endpoints outside /api/v1, e.g. /metrics
             app.include_router(mod.root_router)
-    importlib.import_module(UI_MODULE).mount(app)
+    for name in UI_MODULES:
+        importlib.import_module(name).mount(app)
     return app

@@ -294,9 +294,6 @@ def mount(app: FastAPI) -> None:
         total = max((s["startUs"] + s["durationUs"] for s in spans), default=1) - start or 1
         return render(request, "trace.html", "Traces", trace_id=trace_id, rows=rows, start=start, total=total)
 
-    from graylane.server import ui_pipelines
-
-    ui_pipelines.mount(app)
 
 
 async def _executions(request: Request) -> list[dict[str, Any]]:
