@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.e2e.test_article import Local, page_kind
+from tests import system
+from tests.e2e.test_article import Local, free_port, page_kind
 
 import graylane.demos.bookinfo as bookinfo
 
@@ -204,3 +206,110 @@ def test_a_healthy_canary_is_promoted(local: Local) -> None:
     assert reader.failed == []
     assert "reviews-error" not in reader.count("analysis")
     assert local.pages(10) == {"black": 10}
+
+
+# ---- Alertmanager: a firing alert aborts the running analysis ---------------------------------------------------
+
+ALERT_PIPELINE = {
+    "application": "bookinfo", "name": "reviews-canary-alert",
+    "triggers": [{"type": "webhook", "enabled": True, "source": "alertmanager",
+                  "payloadConstraints": {"status": "firing", "commonLabels.service": "reviews"}}],
+    "stages": [{"refId": "1", "type": "deployManifest", "name": "mark the alert", "account": "local",
+                "source": "text", "manifests": [{
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reviews-canary-alert"},
+                    "data": {"status": "${trigger.payload.status}",
+                             "alertname": "${trigger.payload.commonLabels.alertname}",
+                             "startsAt": "${trigger.payload.alerts[0].startsAt}",
+                             "summary": "${trigger.payload.commonAnnotations.summary}"}}]}]}
+RULES = """groups:
+- name: canary
+  interval: 1s
+  rules:
+  - alert: ReviewsCanaryErrors
+    expr: >-
+      sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",
+      destination_version="v3",response_code=~"5.."}[5s])) > 0
+    labels: {service: reviews, severity: page}
+    annotations: {summary: "reviews v3 answers 5xx"}
+"""
+
+
+class Daemon:
+    def __init__(self, folder: Path, argv: list[str], ready: str, port: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log_path = folder / "log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10)
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, self.log_path.read_text()
+            try:
+                if self.api.get(ready).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{argv[0]} did not become ready: {self.log_path.read_text()}"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+        self.api.close()
+
+
+def test_a_firing_alert_aborts_the_analysis_and_rolls_back(local: Local, tmp_path: Path) -> None:
+    """Real Prometheus scraping the control plane's Istio series, a rule on the canary's 5xx, real Alertmanager with
+    a webhook receiver pointing at Graylane, and the webhook-triggered pipeline that marks the alert."""
+    prometheus_bin = system.require_program("prometheus", "prometheus")
+    alertmanager_bin = system.require_program("prometheus", "prometheus-alertmanager")
+    (tmp_path / "alert.json").write_text(json.dumps(ALERT_PIPELINE))
+    local.cli("pipeline", "import", str(tmp_path / "alert.json"))
+    base = "v2" if local.deployment_exists("reviews-v2") else "v1"  # v2 when the promotion above ran
+    am_port, prom_port = free_port(), free_port()
+    (tmp_path / "am.yml").write_text(
+        "route: {receiver: graylane, group_by: [alertname, service], group_wait: 0s, group_interval: 1s,"
+        " repeat_interval: 1h}\n"
+        "receivers:\n- name: graylane\n  webhook_configs:\n"
+        f"  - url: http://127.0.0.1:{local.server_port}/api/v1/webhooks/webhook/alertmanager\n"
+        "    send_resolved: false\n")
+    (tmp_path / "rules.yml").write_text(RULES)
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{tmp_path / 'rules.yml'}]\n"
+        f"alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]}}]}}\n"
+        "scrape_configs:\n- job_name: graylane\n  metrics_path: /metrics\n"
+        f"  static_configs: [{{targets: ['127.0.0.1:{local.server_port}']}}]\n")
+    am = Daemon(tmp_path / "am", [alertmanager_bin, f"--config.file={tmp_path / 'am.yml'}",
+                                  f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                                  "--cluster.listen-address="], "/-/ready", am_port)
+    prom = Daemon(tmp_path / "prom", [prometheus_bin, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                      f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                                      f"--web.listen-address=127.0.0.1:{prom_port}"], "/-/ready", prom_port)
+    try:
+        with Reader(local.productpage) as reader:
+            out = local.cli("pipeline", "run", PIPELINE, "-p", f"base_version={base}", "-p", "canary_version=v3",
+                            "-p", "fault=errors", "-p", "interval_seconds=120", "-p", "intervals=1",
+                            "-p", "warmup_seconds=0").stdout
+            match = re.search(r"execution (\w+)", out)
+            assert match, out
+            began = time.monotonic()
+            done = _wait_done(local, match.group(1), reader, timeout=110)
+            took = time.monotonic() - began
+    finally:
+        prom.stop()
+        am.stop()
+    print(local.cli("canary", "report", match.group(1)).stdout)
+    assert done["status"] == "TERMINAL", json.dumps(done["stages"], indent=1)[:3000]
+    assert took < 100  # the 120 s interval never ended: the alert aborted it
+    analysis = next(s for s in done["stages"] if s["name"] == "canary analysis at 10%")
+    error = analysis["context"]["exception"]["details"]["error"]
+    assert error.startswith("analysis aborted by alert ReviewsCanaryErrors firing since "), error
+    assert "reviews v3 answers 5xx; rolled back: " in error
+    assert _routes(local) == [(base, 100)]
+    assert not local.deployment_exists("reviews-v3") and local.deployment_exists(f"reviews-{base}")
+    assert reader.failed == []
+    alerts = [e for e in local.api.get("/api/v1/executions", params={"pipeline": "reviews-canary-alert"}).json()]
+    assert alerts and alerts[0]["status"] == "SUCCEEDED"
+    print(f"\nalert: canary started -> rolled back in {took:.1f} s")

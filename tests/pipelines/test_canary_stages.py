@@ -524,3 +524,36 @@ def test_aborting_a_running_analysis_runs_its_rollback(tmp_path: Path, state_dir
     assert error.startswith("analysis aborted by alertmanager: alert ReviewsCanaryErrors firing; rolled back: ")
     assert _routes(store) == [("v1", 100)] and not _deployment(store, "reviews-v2")
     store.close()
+
+
+@pytest.mark.parametrize(("started", "aborted"), [(-3600, False), (+5, True)], ids=["older-alert", "new-alert"])
+def test_abort_on_alert_reads_the_marker_an_alert_pipeline_writes(tmp_path: Path, state_dir: Path, started: int,
+                                                                   aborted: bool) -> None:
+    traffic = Traffic()
+    store, ex = _setup(tmp_path, traffic)
+    marker = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reviews-canary-alert"},
+              "data": {"status": "firing", "alertname": "ReviewsCanaryErrors", "summary": "reviews v2 answers 5xx",
+                       "startsAt": _iso(time.time() + started)}}
+
+    async def go() -> Any:
+        await ex.start()
+        feeder = asyncio.get_running_loop().create_task(_feed(traffic))
+        try:
+            store.apply([Document(marker, Source("alert", 1, 0))], "pipeline:alert")
+            return await _run(ex, [{**canary_stage(lifetimeDuration="PT2S", canaryAnalysisIntervalSeconds=2),
+                                    "rollback": ROLLBACK, "abortOnAlert": {"configMap": "reviews-canary-alert"}}])
+        finally:
+            feeder.cancel()
+            await ex.stop()
+
+    done = asyncio.run(go())
+    [stage] = done.stages
+    if aborted:
+        assert done.status == S.TERMINAL
+        assert stage.context["exception"]["details"]["error"].startswith(
+            "analysis aborted by alert ReviewsCanaryErrors firing since ")
+        assert _routes(store) == [("v1", 100)]
+    else:
+        assert done.status == S.SUCCEEDED, stage.context.get("exception")  # an alert older than the stage
+        assert _routes(store) == [("v1", 90), ("v2", 10)]
+    store.close()

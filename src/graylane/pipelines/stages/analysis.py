@@ -35,7 +35,14 @@ from graylane.analysis.argo_run import AnalysisRun, Providers
 from graylane.analysis.resources import find_template
 from graylane.errors import ValidationError
 from graylane.pipelines.stages.kayenta_canary import json_safe, providers
-from graylane.pipelines.stages.rollback import FAILED_KEY, POLL_S, AbortableAnalysis, RollbackTask, failure_message
+from graylane.pipelines.stages.rollback import (
+    FAILED_KEY,
+    POLL_S,
+    AbortableAnalysis,
+    RollbackTask,
+    alert_abort,
+    failure_message,
+)
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 _RUNS: dict[tuple[str, str, int], AnalysisRun] = {}
@@ -118,6 +125,11 @@ class RunAnalysisTask(Task):
             if stage.context.get("durationSeconds") not in (None, ""):
                 until = time.time() + float(stage.context["durationSeconds"])
             run = _RUNS[key] = AnalysisRun(resolved, _providers(stage.context, stage.services), until=until)
+        aborted = await alert_abort(stage)
+        if aborted:
+            run.terminate()
+            _RUNS.pop(key, None)
+            return TaskResult.succeeded({FAILED_KEY: aborted}, {"analysisMessage": aborted})
         status = await run.step()
         outputs = {"analysisRun": json_safe(status.to_json()),
                    "analysisPhase": status.phase, "analysisMessage": status.message}

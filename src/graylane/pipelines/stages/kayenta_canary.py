@@ -22,7 +22,14 @@ from typing import Any
 
 from graylane.analysis import canary_run
 from graylane.pipelines.services import TaskServices
-from graylane.pipelines.stages.rollback import FAILED_KEY, POLL_S, AbortableAnalysis, RollbackTask, failure_message
+from graylane.pipelines.stages.rollback import (
+    FAILED_KEY,
+    POLL_S,
+    AbortableAnalysis,
+    RollbackTask,
+    alert_abort,
+    failure_message,
+)
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 
 
@@ -62,6 +69,10 @@ class RunCanaryTask(Task):
         start, end = canary_run.interval_window(p, self.index, began)
         now = stage.now_ms / 1000
         context: dict[str, Any] = {"canaryAnalysisStart": began}
+        aborted = await alert_abort(stage)
+        if aborted:
+            return TaskResult.succeeded({**context, FAILED_KEY: aborted, "canaryScoreMessage": aborted},
+                                        {"canaryScoreMessage": aborted})
         if p.analysis_type == "realTime" and now < end:
             return TaskResult.running(min(end - now, POLL_S), {**context, "canaryIntervalDue": end})
         found = providers(stage.services, p.account)

@@ -199,6 +199,35 @@ class AbortableAnalysis:
         return {FAILED_KEY: f"analysis aborted by {user}: {reason}", "abortedBy": user}, "abortAnalysis"
 
 
+async def alert_abort(stage: StageView) -> str | None:
+    """The abort reason when the stage's `abortOnAlert` marker says an alert fired since the stage started.
+
+    `"abortOnAlert": {"configMap": "reviews-canary-alert", "location": "default"}` names a ConfigMap an
+    Alertmanager-triggered pipeline writes (docs/analysis.md): `data.status` `firing`, `data.startsAt` (RFC 3339),
+    `data.alertname`, `data.summary`. An alert that started before this stage did is not about it.
+    """
+    cfg = stage.context.get("abortOnAlert")
+    if not isinstance(cfg, dict) or not cfg.get("configMap"):
+        return None
+    from datetime import datetime
+
+    target = await stage.services.target("local", None)
+    body = await target.get(ResourceKey("", "ConfigMap", str(cfg.get("location") or "default"), str(cfg["configMap"])))
+    data = (body or {}).get("data") or {}
+    if str(data.get("status") or "") != "firing":
+        return None
+    try:
+        started = datetime.fromisoformat(str(data.get("startsAt") or "").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    if started * 1000 < stage.start_time:
+        return None
+    what = f"alert {data.get('alertname') or '?'} firing since {data.get('startsAt')}"
+    if data.get("summary"):
+        what += f": {data['summary']}"
+    return f"analysis aborted by {what}"
+
+
 def failure_message(stage: StageView) -> str:
     """The stage's failure reason, with what the rollback did."""
     reason = str(stage.context.get(FAILED_KEY) or "")
