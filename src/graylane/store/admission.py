@@ -6,13 +6,14 @@ Istio admission checks are `graylane.resources.validate.check_apply`, called whe
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from graylane.errors import ValidationError
+from graylane.resources.admission_envoyfilter import local_mesh_admission
 from graylane.resources.document import Document, ResourceKey, Source
+from graylane.resources.validate import check_apply
 
 # Kubernetes object names: DNS-1123 subdomain; namespaces: DNS-1123 label.
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -58,17 +59,6 @@ def check_structure(doc: Document) -> None:
                               hint="use a lowercase RFC 1123 label")
 
 
-def _schema_checker() -> Callable[[Sequence[Document]], Any] | None:
-    """`graylane.resources.validate.check_apply`, once the resources area provides it."""
-    try:
-        mod = importlib.import_module("graylane.resources.validate")
-    except ModuleNotFoundError as exc:
-        if exc.name and "graylane.resources.validate".startswith(exc.name):
-            return None
-        raise
-    return getattr(mod, "check_apply", None)
-
-
 def check_documents(docs: Sequence[Document]) -> None:
     """Raise ValidationError (naming file:line) for the first problem; writes nothing."""
     seen: dict[ResourceKey, Document] = {}
@@ -79,9 +69,5 @@ def check_documents(docs: Sequence[Document]) -> None:
             raise ValidationError(f"{doc.key} appears twice in one apply (also at {_where(earlier)})",
                                   where=_where(doc), hint="keep one document per object")
         seen[doc.key] = doc
-    checker = _schema_checker()
-    if checker is not None:
-        from graylane.resources.admission_envoyfilter import local_mesh_admission
-
-        with local_mesh_admission():  # the store feeds the local mesh: what it cannot serve is refused
-            checker(list(docs))
+    with local_mesh_admission():  # the store feeds the local mesh: what it cannot serve is refused
+        check_apply(list(docs))
