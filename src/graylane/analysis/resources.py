@@ -105,3 +105,12 @@ async def find_template(target: Any, name: str, *, cluster_scope: bool = False,
         raise GraylaneError(f"{kind} {name!r} not found (stored: {', '.join(names) or 'none'})",
                             hint="apply it with `graylane apply -f TEMPLATE.yaml`")
     return {k: v for k, v in body.items() if k != "status"}
+
+
+# Registered with the validator under the `graylane.admission` entry point (pyproject.toml): resources never
+# imports analysis.
+ADMISSION_CHECKS = {
+    ("graylane.io", "CanaryConfig"): check_canary_config,
+    ("argoproj.io", "AnalysisTemplate"): check_analysis_template,
+    ("argoproj.io", "ClusterAnalysisTemplate"): check_analysis_template,
+}

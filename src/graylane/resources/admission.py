@@ -1,11 +1,16 @@
 """Admission checks: what a cluster's admission (Istio's validation webhook, the API server) would reject.
 
-One function per kind, in `admission_<kind>.py`; warnings here are Istio's validation warnings.
+One function per kind, in `admission_<kind>.py`; warnings here are Istio's validation warnings. Areas above
+resources add checks for their own kinds under the `graylane.admission` entry-point group (analysis does, for
+CanaryConfig and Argo's AnalysisTemplate): resources never imports them, they name themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from typing import Any
 
 from graylane.resources.admission_base import Checks, hosts_overlap, is_dns1123_label, regex_error
@@ -17,22 +22,13 @@ from graylane.resources.admission_virtualservice import check_virtual_service
 from graylane.resources.document import Document
 from graylane.resources.finding import Finding
 
-
-def _check_canary_config(c: Checks, spec: dict[str, Any]) -> None:
-    from graylane.analysis.resources import check_canary_config
-
-    check_canary_config(c, spec)
-
-
-def _check_analysis_template(c: Checks, spec: dict[str, Any]) -> None:
-    from graylane.analysis.resources import check_analysis_template
-
-    check_analysis_template(c, spec)
-
+log = logging.getLogger(__name__)
+ADMISSION_ENTRY_POINT = "graylane.admission"
+Check = Callable[[Checks, dict[str, Any]], None]
 
 __all__ = ["CHECKS", "admission_findings", "hosts_overlap", "is_dns1123_label", "regex_error"]
 
-CHECKS: dict[tuple[str, str], Callable[[Checks, dict[str, Any]], None]] = {
+CHECKS: dict[tuple[str, str], Check] = {
     ("networking.istio.io", "VirtualService"): check_virtual_service,
     ("networking.istio.io", "DestinationRule"): check_destination_rule,
     ("networking.istio.io", "Gateway"): check_gateway,
@@ -44,15 +40,24 @@ CHECKS: dict[tuple[str, str], Callable[[Checks, dict[str, Any]], None]] = {
     ("gateway.networking.k8s.io", "Gateway"): check_k8s_gateway,
     ("gateway.networking.k8s.io", "HTTPRoute"): check_http_route,
     ("gateway.networking.k8s.io", "ReferenceGrant"): check_reference_grant,
-    ("graylane.io", "CanaryConfig"): _check_canary_config,
-    ("argoproj.io", "AnalysisTemplate"): _check_analysis_template,
-    ("argoproj.io", "ClusterAnalysisTemplate"): _check_analysis_template,
 }
+
+
+@functools.cache
+def registered_checks() -> Mapping[tuple[str, str], Check]:
+    """Checks other areas register under `graylane.admission` (a mapping {(group, kind): check}, see pyproject)."""
+    found: dict[tuple[str, str], Check] = {}
+    for ep in entry_points(group=ADMISSION_ENTRY_POINT):
+        try:
+            found.update(ep.load())
+        except Exception:  # boundary: a broken plug-in must not stop every apply
+            log.warning("cannot load the admission checks registered as %s (%s)", ep.name, ep.value, exc_info=True)
+    return found
 
 
 def admission_findings(doc: Document) -> list[Finding]:
     """Errors and warnings of the admission checks for one schema-valid document."""
-    check = CHECKS.get((doc.group, doc.kind))
+    check = CHECKS.get((doc.group, doc.kind)) or registered_checks().get((doc.group, doc.kind))
     if check is None:
         return []
     c = Checks(doc, istio=doc.group == "networking.istio.io")
