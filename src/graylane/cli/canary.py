@@ -185,14 +185,14 @@ def config_import_cmd(
     namespace: str = typer.Option("default", "-n", "--namespace"),
 ) -> None:
     """Store a Kayenta canary config as a CanaryConfig resource (graylane.io/v1alpha1), checked first."""
-    from pathlib import Path
 
     from graylane.analysis.resources import wrap_canary_config
     from graylane.cli.client import ApiClient
+    from graylane.resources import jsonsafe
     from graylane.settings import current_user
 
     parsed = load_canary_config(file)  # refused here, naming the field, before anything is sent
-    raw = json.loads(Path(file).read_text(encoding="utf-8"))
+    raw = jsonsafe.read(file)
     body = wrap_canary_config(raw, name, namespace)
     resp = ApiClient().post("/api/v1/apply", headers={"X-Graylane-User": current_user()},
                             json={"files": [{"name": file, "text": json.dumps(body)}]})

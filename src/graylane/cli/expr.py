@@ -7,7 +7,6 @@ prints it) and prints the result and the expressionEvaluationSummary.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,19 @@ HELP = (
 def _read_execution(path: str | None) -> dict[str, Any]:
     if path is None:
         return {"id": "offline", "stages": [], "trigger": {"type": "manual", "parameters": {}}}
+    from graylane.resources import jsonsafe
+    from graylane.resources.yamlsafe import decode_utf8, read_stdin
+
     where = "<stdin>" if path == "-" else path
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GraylaneError(f"cannot read the execution snapshot: {exc.strerror}", where=where) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GraylaneError(f"not valid JSON: {exc.msg}", where=f"{where}:{exc.lineno}:{exc.colno}") from None
+    if path == "-":
+        text = read_stdin()
+    else:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise GraylaneError(f"cannot read the execution snapshot: {exc.strerror}", where=where) from None
+        text = decode_utf8(raw, where).removeprefix("\ufeff")  # a bad byte is named with its offset
+    data = jsonsafe.loads(text, where)
     if isinstance(data, dict) and isinstance(data.get("execution"), dict) and "stages" not in data:
         data = data["execution"]  # tolerate {"execution": {...}} wrappers
     if not isinstance(data, dict):

@@ -100,10 +100,9 @@ def load_pipeline_file(path: Path) -> list[dict[str, Any]]:
 
     text = read_text(path)
     if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
+        from graylane.resources import jsonsafe
+
+        data = jsonsafe.loads(text, str(path))
         items = data if isinstance(data, list) else [data]
         for item in items:
             model.validate(item, where=str(path))

@@ -333,13 +333,6 @@ def check_score_thresholds(thresholds: ScoreThresholds, source: str, path: str =
 
 def load_canary_config(path: str | Path) -> CanaryConfig:
     """Read and validate a canary config JSON file."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValidationError(f"cannot read the canary config: {exc.strerror}", where=source) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"not valid JSON: {exc.msg}", where=f"{source}:{exc.lineno}:{exc.colno}") from None
-    return parse_canary_config(data, source)
+    from graylane.resources import jsonsafe
+
+    return parse_canary_config(jsonsafe.read(path), str(path))

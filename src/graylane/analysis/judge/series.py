@@ -22,10 +22,9 @@ _NAN_WORDS = {"", "nan", "NaN", "NAN", "null", "None"}
 def load_series(path: str | Path) -> dict[str, list[float]]:
     """Metric name -> values, from a .csv or .json file (other names: JSON if the text starts with '{')."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ValidationError(f"cannot read the series file: {exc.strerror}", where=source) from None
+    from graylane.resources.yamlsafe import read_text
+
+    text = read_text(path)  # UTF-8 (BOM dropped); a bad byte is named with its offset
     if source.endswith(".json") or (not source.endswith(".csv") and text.lstrip().startswith("{")):
         return parse_json_series(text, source)
     return parse_csv_series(text, source)
@@ -53,10 +52,9 @@ def _number(raw: object, where: str) -> float:
 
 
 def parse_json_series(text: str, source: str) -> dict[str, list[float]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"not valid JSON: {exc.msg}", where=f"{source}:{exc.lineno}:{exc.colno}") from None
+    from graylane.resources import jsonsafe
+
+    data = jsonsafe.loads(text, source)
     if not isinstance(data, dict):
         raise ValidationError("must be a JSON object of metric name to a list of values", where=source,
                               hint='for example {"latency": [12.5, 13.1, null]}')
