@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from graylane.server.ui import api, api_json, error_text, render, running_executions, user_of
+from graylane.ui.analysis import analysis_view
 from graylane.ui.preview import preview, spec_diff
 from graylane.ui.release import ReleaseView, release_view, released_services
 from graylane.ui.views import option_consequences, stage_rows, waiting_judgments
@@ -53,6 +54,7 @@ def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
         "manifests_yaml": yaml.safe_dump_all(manifests, sort_keys=False, allow_unicode=True) if manifests else "",
         "summary": summary, "messages": messages,
         "duration": duration(stage.get("startTime"), stage.get("endTime")),
+        "analysis": analysis_view(stage),
     }
 
 
