@@ -25,6 +25,7 @@ from graylane.mesh.envoyfilter import LOCAL_RATELIMIT, LOCAL_RATELIMIT_TYPE, com
 from graylane.mesh.isolation import Rejections
 from graylane.mesh.snapshot import decode_cluster_policy, decode_rule, decode_snapshot
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
+from graylane.resources.sticky import STICKY_ANNOTATION, parse_sticky
 
 __all__ = ["GATEWAY_SOURCE", "LOCAL_RATELIMIT", "LOCAL_RATELIMIT_TYPE", "compile_envoy_filter", "compile_snapshot",
            "endpoints_from_deployments", "parse_duration"]
@@ -543,9 +544,16 @@ def _virtual_service(vs: Mapping[str, Any], r: _Resolver, by_key: Mapping[str, M
             decode_rule(j, rule, f"http[{j}]")
         except ValidationError as exc:
             raise ValidationError(f"{_where(vs)}: {exc.message}") from None
-    return {"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
-            "gateways": [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"],
-            "export_to": list(spec.get("exportTo") or ()), "http": rules}
+    out = {"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
+           "gateways": [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"],
+           "export_to": list(spec.get("exportTo") or ()), "http": rules}
+    sticky = ((vs.get("metadata") or {}).get("annotations") or {}).get(STICKY_ANNOTATION)
+    if sticky is not None:
+        try:
+            out["sticky"] = parse_sticky(sticky)
+        except ValueError as exc:
+            raise ValidationError(f"{_where(vs)}: annotation {STICKY_ANNOTATION}: {exc}") from None
+    return out
 
 
 def _endpoint_json(ep: Endpoint) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from graylane.mesh.routing.policies import (
     PoolPolicy,
     RateLimit,
     RetryPolicy,
+    StickyPolicy,
 )
 from graylane.mesh.routing.rules import (
     Destination,
@@ -401,10 +402,25 @@ def decode_rule(index: int, spec: object, path: str = "rule") -> Rule:
     return _rule(index, _At(spec, path))
 
 
+def _sticky(at: _At) -> StickyPolicy | None:
+    """`{"cookie": name, "max_age_s", "path", "same_site"}` or `{"header": name}` (resources/sticky.py)."""
+    if at.value is None:
+        return None
+    header, cookie = at.child("header").text(""), at.child("cookie").text("")
+    if bool(header) == bool(cookie):
+        raise at.fail("sticky needs exactly one of cookie or header")
+    if header:
+        return StickyPolicy(header=header.lower())
+    d = StickyPolicy()
+    return StickyPolicy(cookie, at.child("max_age_s").integer(d.max_age_s), at.child("path").text(d.path),
+                        at.child("same_site").text(d.same_site))
+
+
 def _virtual_service(at: _At) -> VirtualService:
     return VirtualService(at.child("name").text(), at.child("namespace").text(), at.child("hosts").strs(),
                           at.child("gateways").strs() or ("mesh",), at.child("export_to").strs(),
-                          tuple(_rule(j, r) for j, r in enumerate(at.child("http").elements())))
+                          tuple(_rule(j, r) for j, r in enumerate(at.child("http").elements())),
+                          _sticky(at.child("sticky")))
 
 
 # --------------------------------------------------------------------------------------------- the rest

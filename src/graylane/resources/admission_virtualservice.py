@@ -20,6 +20,7 @@ from graylane.resources.admission_base import (
 from graylane.resources.document import FieldPath
 from graylane.resources.durations import parse_duration
 from graylane.resources.messages import go_float, go_quote
+from graylane.resources.sticky import STICKY_ANNOTATION, parse_sticky
 
 
 def _destination(c: Checks, path: FieldPath, dest: Any) -> None:
@@ -285,7 +286,18 @@ def _gateway_names(c: Checks, path: FieldPath, names: Any) -> None:
             c.error((*path, i), f"invalid value for gateway name: {go_quote(gw)}")
 
 
+def _sticky(c: Checks) -> None:
+    """Graylane's sticky-canary annotation (resources/sticky.py); Istio ignores annotations."""
+    annotations = as_map(as_map(c.doc.body.get("metadata")).get("annotations"))
+    if STICKY_ANNOTATION in annotations:
+        try:
+            parse_sticky(annotations[STICKY_ANNOTATION])
+        except ValueError as exc:
+            c.error(("metadata", "annotations", STICKY_ANNOTATION), f"invalid {STICKY_ANNOTATION} annotation: {exc}")
+
+
 def check_virtual_service(c: Checks, spec: dict[str, Any]) -> None:
+    _sticky(c)
     hosts = spec.get("hosts") or []
     gateways = spec.get("gateways") or []
     is_delegate = not hosts

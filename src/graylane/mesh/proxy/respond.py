@@ -111,7 +111,7 @@ class Responder:
         origin = req.hmap.get("origin")
         rewrite = (dest is not None and not dest.headers_response.is_empty()) or (rule is not None and (
             not rule.headers_response.is_empty() or (rule.cors is not None and origin is not None))) or bool(
-            d.set_cookie and cluster.policy.lb.hash_cookie)
+            d.set_cookie and cluster.policy.lb.hash_cookie) or d.sticky_cookie is not None
         no_body = req.method == "HEAD" or status in (204, 304) or status < 200
         keep = req.keep_alive
         service_ms = int((time.perf_counter() - ctx.upstream_start) * 1000)
@@ -143,6 +143,8 @@ class Responder:
                 if c.path:
                     cookie += f"; Path={c.path}"
                 headers.append(("set-cookie", cookie + "; HttpOnly"))
+            if d.sticky_cookie is not None:  # sticky canary: the subset this user keeps (routing/sticky.py)
+                headers.append(("set-cookie", d.sticky_cookie))
             headers = [(k, v) for k, v in headers if k != "server"]
         chunked = False
         if not no_body and not has_length:

@@ -44,6 +44,7 @@ from graylane.mesh.routing.policies import (
     PoolPolicy,
     RateLimit,
     RetryPolicy,
+    StickyPolicy,
 )
 from graylane.mesh.routing.rewrites import redirect_location, rewritten_path
 from graylane.mesh.routing.rules import (
@@ -57,6 +58,7 @@ from graylane.mesh.routing.rules import (
     VirtualService,
     is_catch_all,
 )
+from graylane.mesh.routing.sticky import StickyChoice, sticky_choice
 from graylane.mesh.routing.table import (
     PASSTHROUGH,
     Listener,
@@ -68,11 +70,11 @@ from graylane.mesh.routing.table import (
 )
 
 __all__ = [
-    "DEFAULT_RETRY_CODES", "DEFAULT_RETRY_ON", "PASSTHROUGH", "RING_SIZE", "BalancerState", "Cluster",
-    "ClusterEndpoint", "ClusterPolicy", "Cors", "Destination", "DirectResponse", "Fault", "HashCookie", "HeaderOps",
-    "InboundRateLimit", "Listener", "LoadBalancer", "Match", "Mirror", "Miss", "OutlierPolicy", "Outcome",
-    "PoolPolicy", "RateLimit", "Redirect", "RequestView", "RetryPolicy", "Rewrite", "RouteDecision", "RouteTable",
-    "RoutingSnapshot", "Rule", "Service", "Source", "StringMatch", "VirtualService", "compile_regex", "hash_ring",
-    "host_matches", "is_catch_all", "pfair_pick", "random_pick", "redirect_location", "rewritten_path",
-    "split_host_port", "split_path", "why",
+    "BalancerState", "Cluster", "ClusterEndpoint", "ClusterPolicy", "Cors", "DEFAULT_RETRY_CODES", "DEFAULT_RETRY_ON",
+    "Destination", "DirectResponse", "Fault", "HashCookie", "HeaderOps", "InboundRateLimit", "Listener",
+    "LoadBalancer", "Match", "Mirror", "Miss", "Outcome", "OutlierPolicy", "PASSTHROUGH", "PoolPolicy", "RING_SIZE",
+    "RateLimit", "Redirect", "RequestView", "RetryPolicy", "Rewrite", "RouteDecision", "RouteTable", "RoutingSnapshot",
+    "Rule", "Service", "Source", "StickyChoice", "StickyPolicy", "StringMatch", "VirtualService", "compile_regex",
+    "hash_ring", "host_matches", "is_catch_all", "pfair_pick", "random_pick", "redirect_location", "rewritten_path",
+    "split_host_port", "split_path", "sticky_choice", "why",
 ]

@@ -169,3 +169,19 @@ class InboundRateLimit:
 
     def selects(self, namespace: str, labels: dict[str, str]) -> bool:
         return self.namespace in (namespace, "istio-system") and all(labels.get(k) == v for k, v in self.selector)
+
+
+@dataclass(frozen=True, slots=True)
+class StickyPolicy:
+    """One VirtualService's sticky identity: a cookie the proxy sets, or a header the app carries."""
+
+    cookie: str = ""
+    max_age_s: int = 86400
+    path: str = "/"
+    same_site: str = "Lax"
+    header: str = ""
+
+    def set_cookie(self, value: str) -> str:
+        """The `Set-Cookie` value naming `value` (a subset)."""
+        return f"{self.cookie}={value}; Max-Age={self.max_age_s}; Path={self.path}; SameSite={self.same_site}" \
+            "; HttpOnly"

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from graylane.mesh.routing.matching import Match
-from graylane.mesh.routing.policies import Cors, HeaderOps, RetryPolicy
+from graylane.mesh.routing.policies import Cors, HeaderOps, RetryPolicy, StickyPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,7 @@ class VirtualService:
     gateways: tuple[str, ...]  # resolved ns/name, or "mesh"
     export_to: tuple[str, ...]
     rules: tuple[Rule, ...]
+    sticky: StickyPolicy | None = None  # the graylane.io/sticky annotation (routing/sticky.py)
 
     @property
     def key(self) -> str:

@@ -17,6 +17,7 @@ from graylane.mesh.routing.balancing import BalancerState, Cluster, ClusterEndpo
 from graylane.mesh.routing.matching import RequestView, Source, host_matches, split_host_port, why
 from graylane.mesh.routing.policies import ClusterPolicy, HeaderOps, InboundRateLimit, RateLimit
 from graylane.mesh.routing.rules import Destination, Rule, VirtualService, is_catch_all
+from graylane.mesh.routing.sticky import sticky_choice, subset_name
 
 PASSTHROUGH = "PassthroughCluster"
 
@@ -66,6 +67,8 @@ class RouteDecision:
     cluster_name: str = ""
     endpoint: ClusterEndpoint | None = None
     set_cookie: str | None = None
+    sticky_cookie: str | None = None  # a sticky canary's Set-Cookie value (routing/sticky.py)
+    sticky: str = ""  # how stickiness chose, e.g. "cookie gl-canary=v2 kept"
     detail: str = ""
 
     @property
@@ -241,7 +244,7 @@ class RouteTable:
         merged = tuple(replace(r, index=i) for i, r in enumerate(ordered))
         first = group[0]
         return VirtualService("+".join(vs.name if vs.namespace == first.namespace else vs.key for vs in group),
-                              first.namespace, first.hosts, first.gateways, first.export_to, merged)
+                              first.namespace, first.hosts, first.gateways, first.export_to, merged, first.sticky)
 
     # -- routing ---------------------------------------------------------------------------------------
 
@@ -317,11 +320,20 @@ class RouteTable:
         if not live:
             d.outcome, d.detail = Outcome.NO_ROUTE, "route has no destination with weight > 0"
             return d
-        if entry.key is None:
-            dest, share = live[0], 1.0
+        sticky = d.virtual_service.sticky if d.virtual_service is not None else None
+        choice = sticky_choice(sticky, req.headers, live) if sticky is not None else None
+        if choice is not None and choice.index is not None:
+            dest = live[choice.index]
+        elif entry.key is None:
+            dest = live[0]
         else:
             dest = live[state.pick_weighted(entry.key, entry.weights, self.use_random, rng)]
-            share = dest.weight / entry.total
+        share = dest.weight / entry.total if entry.key is not None else 1.0
+        if sticky is not None and choice is not None:
+            d.sticky = choice.why
+            if choice.set_cookie:
+                d.sticky_cookie = sticky.set_cookie(subset_name(dest))
+                d.sticky = f"cookie {sticky.cookie}={subset_name(dest)} set ({choice.why})"
         d.outcome = Outcome.ROUTED
         d.share = share
         return self._destination(d, req, dest, rng, state, now, pick_endpoint)
