@@ -151,6 +151,8 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         out["destination"] = {"host": dest.host, "subset": dest.subset or None, "cluster": d.cluster_name,
                               "share": round(d.share, 6),
                               "endpoints": [ep.pod for ep in d.cluster.endpoints] if d.cluster else []}
+    if d.sticky:  # the VirtualService's graylane.io/sticky annotation: kept, set, or weights
+        out["sticky"] = d.sticky
     if rule is not None:
         out["timeout"] = f"{rule.timeout_s:g}s" if rule.timeout_s else "none (Istio default: disabled)"
         out["retries"] = rule.retries.describe()
@@ -224,10 +226,11 @@ def _print_text(result: dict[str, Any]) -> None:
         d = result["destination"]
         con.print(f"destination     {d['host']} subset {d['subset'] or '(all)'} share {d['share'] * 100:g}%"
                   f"  cluster {d['cluster']}  endpoints {len(d['endpoints'])}", highlight=False)
-    for key in ("timeout", "retries", "fault", "mirrors", "rewrite", "redirect", "directResponse"):
+    for key in ("sticky", "timeout", "retries", "fault", "mirrors", "rewrite", "redirect", "directResponse"):
         if key in result:
             value = result[key]
-            con.print(f"{key:<15} {value if isinstance(value, str) else json.dumps(value)}", highlight=False)
+            label = "sticky:" if key == "sticky" else key  # reads `sticky: cookie gl-canary=v2 kept`
+            con.print(f"{label:<15} {value if isinstance(value, str) else json.dumps(value)}", highlight=False)
     for note in result["notes"]:
         con.print(f"[yellow]note[/]            {note}", highlight=False)
     if "split" in result:

@@ -111,3 +111,28 @@ def test_malformed_annotation_is_refused(bad, tmp_path: Path):
     assert "invalid graylane.io/sticky annotation" in result.output
     with pytest.raises(ValidationError, match="graylane.io/sticky"):
         compile_snapshot([doc], [], [sidecar(15001)], MeshOptions(), 1)
+
+
+def test_graylane_route_explains_stickiness(tmp_path: Path):
+    import yaml
+
+    from graylane.cli.main import app
+
+    from ..helpers import dr, svc
+    from ..test_route_cli import deployment
+
+    docs = [svc("reviews"), svc("productpage"), dr("reviews", ["v1", "v2"]),
+            deployment("productpage-v1", "productpage", "v1"),
+            *[deployment(f"reviews-{v}", "reviews", v) for v in ("v1", "v2")], sticky_vs({"v1": 50, "v2": 50})]
+    path = tmp_path / "mesh.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+
+    def route(*extra: str):
+        r = CliRunner().invoke(app, ["route", "-f", str(path), "--from", "productpage-v1", URL, *extra])
+        assert r.exit_code == 0, r.output
+        return r.output if "-o" in extra else " ".join(r.output.split())  # text: the column's padding aside
+
+    assert "sticky: cookie gl-canary=v2 kept" in route("-H", "cookie: gl-canary=v2")
+    out = json.loads(route("-H", "cookie: gl-canary=v3", "-o", "json"))
+    assert out["sticky"].startswith("cookie gl-canary=") and " set (cookie gl-canary=v3 is not live" in out["sticky"]
+    assert out["sticky"].split("=")[1].split(" ")[0] == out["destination"]["subset"]
