@@ -1,7 +1,8 @@
 """The execution page explains a canary verdict: a real installation runs a short `kayentaCanary` stage (three
-intervals of two seconds, the third failing) against a small Prometheus-compatible HTTP endpoint with baseline
-(v1) and canary (v2) series; the page shows each interval's score against the thresholds, each metric's chart
-with its table alternative, classification and reason. axe-core finds no serious or critical violation on it."""
+intervals of two seconds, the third failing) after an `analysis` stage of two measurements, against a small
+Prometheus-compatible HTTP endpoint with baseline (v1) and canary (v2) series. The page shows each interval's score
+against the thresholds, each metric's chart with its table alternative, classification and reason, and each
+measurement's value, condition and phase; axe-core finds no serious or critical violation on it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium, running_server  # noqa: E402
 from tests.ui.test_console_a11y import AXE, serious_violations  # noqa: E402
 
-STAGE = "canary analysis"
+STAGE, GATE = "canary analysis", "success gate"
+
+
+def template(address: str) -> dict[str, Any]:
+    """An Argo AnalysisTemplate whose one metric asks the same endpoint, twice, a second apart."""
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "success-rate"},
+            "spec": {"metrics": [{"name": "success-rate", "successCondition": "result[0] >= 0.95", "count": 2,
+                                  "interval": "1s", "provider": {"prometheus": {
+                                      "address": address, "query": 'reviews_success_ratio{version="v2"}'}}}]}}
 
 
 class Series(BaseHTTPRequestHandler):
@@ -31,13 +40,19 @@ class Series(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
-        start, end, query = float(form["start"]), float(form["end"]), form["query"]
+        query = form["query"]
+        if "start" not in form:  # an instant query (the analysis stage's template): the success ratio now
+            self._answer({"resultType": "vector", "result": [{"metric": {}, "value": [time.time(), "0.99"]}]})
+            return
+        start, end = float(form["start"]), float(form["end"])
         Series.calls[query] = n = Series.calls.get(query, 0) + 1
         failing = 'version="v2"' in query and n > 2
         base = (0.30 if failing else 0.01) if "errors" in query else 120.0
         values = [[start + (end - start) * i / 9, str(base * (1 + 0.05 * ((i * 7) % 5 - 2)))] for i in range(10)]
-        body = json.dumps({"status": "success", "data": {"resultType": "matrix",
-                                                         "result": [{"metric": {}, "values": values}]}}).encode()
+        self._answer({"resultType": "matrix", "result": [{"metric": {}, "values": values}]})
+
+    def _answer(self, data: dict[str, Any]) -> None:
+        body = json.dumps({"status": "success", "data": data}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -69,12 +84,14 @@ def pipeline(address: str) -> dict[str, Any]:
                           metric("latency-p99", 'reviews_latency_p99{version="${scope}"}', "latency", False)],
               "classifier": {"groupWeights": {"errors": 60, "latency": 40}}}
     stage = {"refId": "1", "type": "kayentaCanary", "name": STAGE, "analysisType": "realTime",
+             "requisiteStageRefIds": ["2"],
              "canaryConfig": {"config": config, "scoreThresholds": {"pass": 75, "marginal": 50},
                               "lifetimeDuration": "PT6S", "canaryAnalysisIntervalSeconds": 2,
                               "scopes": [{"scopeName": "default", "controlScope": "v1", "experimentScope": "v2",
                                           "controlLocation": "default", "experimentLocation": "default",
                                           "step": 1}]}}
-    return {"application": "bookinfo", "name": "analysis-console", "stages": [stage], "triggers": [],
+    gate = {"refId": "2", "type": "analysis", "name": GATE, "templates": [{"templateName": "success-rate"}]}
+    return {"application": "bookinfo", "name": "analysis-console", "stages": [stage, gate], "triggers": [],
             "limitConcurrent": False}
 
 
@@ -85,6 +102,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, prometheus: str) -> Iterato
     state = tmp_path_factory.mktemp("analysis") / "state"
     state.mkdir()
     with running_server(state) as s:
+        resp = s.api.post("/api/v1/apply", content=json.dumps(template(prometheus)))
+        assert resp.status_code == 200, resp.text
         s.execution_id = s.start_pipeline(s.import_pipeline(pipeline(prometheus)))  # type: ignore[attr-defined]
         deadline = time.monotonic() + 60
         while s.execution(s.execution_id)["status"] in ("NOT_STARTED", "RUNNING"):  # type: ignore[attr-defined]
@@ -120,4 +139,13 @@ def test_the_execution_page_explains_the_verdict(server: ConsoleServer) -> None:
         box.scroll_into_view_if_needed()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "analysis.png"), full_page=True)
+        gate = server.stage(server.execution_id, GATE)  # type: ignore[attr-defined]
+        assert gate["status"] == "SUCCEEDED", gate.get("context", {}).get("exception")
+        argo = page.locator(f"#analysis-{gate['id']}")
+        assert "Analysis run: Successful" in argo.locator("h3").inner_text()
+        rows = argo.locator("tbody tr")
+        assert rows.count() == 2
+        cells = rows.first.locator("td").all_inner_texts()
+        assert cells[2] == "successCondition `result[0] >= 0.95`" and cells[3] == "Successful", cells
+        assert "0.99" in cells[1], cells
         assert serious_violations(page) == []
