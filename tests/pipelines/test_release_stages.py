@@ -4,6 +4,7 @@ what the VirtualServices say after each step, what is refused, judgments, abort 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -396,3 +397,19 @@ def test_release_stages_that_cannot_run_are_refused_at_import(stage: dict[str, A
     assert any(message in p and "stages[0]" in p for p in problems), problems
     templated = {**stage, "steps": "${parameters.steps}"} if "steps" in stage else {**stage, "service": "${x}"}
     assert find_problems({**body, "stages": [{"refId": "1", "name": "r", **templated}]}) == []
+
+
+def test_a_set_weight_step_turns_on_sticky_canary_in_the_same_change(tmp_path: Path, state_dir: Path) -> None:
+    async def test(rig: Rig) -> None:
+        sticky = {"cookie": {"name": "gl-canary", "maxAge": "24h", "path": "/", "sameSite": "Lax"}}
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                             "canarySubset": "v2", "steps": [{"setWeight": 10}, {"setWeight": 50, "sticky": sticky},
+                                                             {"pause": {}}]})
+        await rig.rollout(exe, "Paused", 2)
+        assert rig.weights() == [("v1", 50), ("v2", 50)]
+        annotations = rig.vs()["metadata"]["annotations"]
+        assert json.loads(annotations["graylane.io/sticky"]) == sticky
+        await rig.ex.update_stage(exe, "0", {"judgmentStatus": "stop"}, user="bob")
+        await rig.done(exe)
+
+    run_rig(tmp_path, REVIEWS + USER_VS, test)

@@ -102,3 +102,18 @@ def test_writable_drops_server_fields_and_pick_prefers_routed_services() -> None
     assert edit.pick_virtual_service([gateway_vs, other], "reviews", None) is other
     assert edit.pick_virtual_service([other, USER_VS], "reviews", "reviews-other") is other
     assert edit.pick_virtual_service([gateway_vs], "reviews", None) is None
+
+
+def test_sticky_annotation_is_set_and_removed_and_a_bad_step_is_refused() -> None:
+    from graylane.pipelines.stages.canary_rollout import check_steps
+    from graylane.resources.sticky import parse_sticky
+
+    body = edit.new_virtual_service("reviews", "default")
+    on = edit.set_sticky(body, {"cookie": {"name": "gl-canary", "maxAge": "1h"}})
+    raw = on["metadata"]["annotations"][edit.STICKY]
+    assert parse_sticky(raw) == {"cookie": "gl-canary", "max_age_s": 3600, "path": "/", "same_site": "Lax"}
+    assert edit.STICKY not in edit.set_sticky(on, None)["metadata"]["annotations"]
+    assert edit.STICKY not in body["metadata"]["annotations"]  # the input is not changed
+    check_steps([{"setWeight": 10, "sticky": {"header": "x-user-id"}}, {"setWeight": 50, "sticky": False}], "s")
+    with pytest.raises(ValidationError, match=r"steps\[0\] sticky: cookie.sameSite"):
+        check_steps([{"setWeight": 10, "sticky": {"cookie": {"sameSite": "sometimes"}}}], "s")

@@ -23,6 +23,7 @@ ISTIO_API = "networking.istio.io/v1"
 MANAGED_BY = "graylane.io/managed-by"
 MANAGED_ROUTES = "graylane.io/managed-routes"
 MIRROR_ON_MANAGED = "graylane.io/managed-mirror"  # the managed route itself carries Graylane's mirror
+STICKY = "graylane.io/sticky"  # sticky canary (resources/sticky.py): JSON, {"cookie": {...}} or {"header": name}
 # Metadata a write keeps from a live body; the rest (uid, managedFields, generation, ...) is the server's.
 _KEPT_METADATA = ("name", "namespace", "labels", "annotations", "resourceVersion")
 
@@ -139,6 +140,17 @@ def set_weights(vs: Mapping[str, Any], service: str, weights: Mapping[str, int])
     for rule in rules:
         if rule.get("name") in ours and rule.get("mirror"):
             rule["route"] = copy.deepcopy(rules[idx]["route"])
+    return out
+
+
+def set_sticky(vs: Mapping[str, Any], sticky: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The VirtualService with the sticky-canary annotation set to `sticky` (None: removed). Nothing else changes."""
+    out = copy.deepcopy(dict(vs))
+    notes = out.setdefault("metadata", {}).setdefault("annotations", {})
+    if sticky:
+        notes[STICKY] = json.dumps(dict(sticky), sort_keys=True)
+    else:
+        notes.pop(STICKY, None)
     return out
 
 

@@ -10,9 +10,11 @@
 ```
 
 - `setWeight: N` moves every member to `{stable: 100-N, canary: N}` in one apply (one snapshot) and waits for the
-  data plane; `pause: {duration}` waits (`s`, `m`, `h`); `pause: {}` waits for a person: a judgment (this stage's
-  PATCH, as manualJudgment's) with `judgmentInput` **Promote** (next step), **Promote full** (straight to 100%)
-  or **Abort**; `setHeaderRoute` / `setMirrorRoute` add (or, with only `name`, remove) Graylane's managed routes
+  data plane; `{"setWeight": 50, "sticky": {"cookie": {"name": "gl-canary"}}}` (or `{"header": "x-user-id"}`)
+  turns on sticky canary in the same apply (the `graylane.io/sticky` annotation; `"sticky": false` removes it);
+  `pause: {duration}` waits (`s`, `m`, `h`); `pause: {}` waits for a person: a judgment (this stage's PATCH,
+  as manualJudgment's) with `judgmentInput` **Promote** (next step), **Promote full** (straight to 100%) or
+  **Abort**; `setHeaderRoute` / `setMirrorRoute` add (or, with only `name`, remove) Graylane's managed routes
   above the weighted one; `analysis` runs the `analysis`/`kayentaCanary` stage type inline when one exists.
 - After the last step the canary gets 100% and the managed routes go, in one snapshot. With `scaleDownDelay`
   (seconds) the stage then keeps the previous version warm: an Abort within the window is one snapshot back to
@@ -27,6 +29,7 @@ State lives in `context.rollout` (phase, step, weights, message): what `graylane
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Sequence
 from functools import partial
@@ -40,6 +43,7 @@ from graylane.pipelines.stages.manual_judgment import validate_judgment
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
 from graylane.resources.document import ResourceKey
+from graylane.resources.sticky import parse_sticky
 
 PROMOTE, PROMOTE_FULL, ABORT = "Promote", "Promote full", "Abort"
 OPTIONS = [PROMOTE, PROMOTE_FULL, ABORT]
@@ -98,7 +102,19 @@ def check_steps(steps: Any, where: str) -> list[dict[str, Any]]:
         if kinds[0] == "setWeight":
             edit.check_weights({"canary": step["setWeight"], "stable": 100 - int(step["setWeight"])},
                                f"{where} steps[{i}] setWeight")
+        if "sticky" in step:
+            _check_sticky(step["sticky"], f"{where} steps[{i}] sticky")
     return steps
+
+
+def _check_sticky(raw: Any, where: str) -> None:
+    """`sticky` on a setWeight step: the graylane.io/sticky annotation's object, or false to turn it off."""
+    if raw is False or raw is None:
+        return
+    try:
+        parse_sticky(json.dumps(raw))
+    except ValueError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
 
 
 class RolloutTask(Task):
@@ -157,11 +173,16 @@ class _Run:
         await traffic.apply(await self.target(), edits, actor=self.stage.actor,
                             checked=checked and not self.ctx.get(route_check.OPTION))
 
-    async def set_weight(self, weight: int, *, clear_routes: bool = False, checked: bool = True) -> None:
+    async def set_weight(self, weight: int, *, clear_routes: bool = False, checked: bool = True,
+                         sticky: Any = None) -> None:
+        """`sticky` (a setWeight step's field): the sticky-canary annotation set in the same apply; false removes
+        it; absent leaves it as it is."""
         wanted = self.release.weights(weight)
 
         def change(service: str, body: dict[str, Any]) -> dict[str, Any]:
             body = edit.set_weights(body, service, wanted[service])
+            if sticky is not None:
+                body = edit.set_sticky(body, sticky or None)
             return edit.remove_managed_routes(body, service) if clear_routes else body
 
         await self.apply([(m, partial(change, m.service)) for m, _, _ in self.release.members], checked)
@@ -195,7 +216,7 @@ class _Run:
 
     async def do_setWeight(self, raw: Any, action: str | None) -> tuple[bool, float]:
         weight = int(raw)
-        await self.set_weight(weight)
+        await self.set_weight(weight, sticky=self.steps[int(self.st.get("stepIndex") or 0)].get("sticky"))
         self.st.setdefault("history", []).append(weight)
         return True, 0
 
