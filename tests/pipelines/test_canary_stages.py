@@ -252,7 +252,7 @@ def test_failing_canary_rolls_back_then_the_stage_is_terminal(tmp_path: Path, st
         assert "canary 10% (kayentaCanary): TERMINAL" in text
         assert "baseline v1 vs canary v2, scores 0" in text
         assert "error-rate   High (critical)" in text
-        assert ('error-rate canary: sum(rate(istio_requests_total{reporter="destination",destination_service_name='
+        assert ('error-rate canary: (sum(rate(istio_requests_total{reporter="destination",destination_service_name='
                 '"reviews",destination_version="v2",response_code=~"5.*"}[2s]))') in text
         assert "-> ok [0.3, 0.3, 0.3" in text
         assert "failed: Canary score 0 of interval 1/2 is below the marginal score threshold 50" in text
@@ -481,10 +481,11 @@ def test_a_kubernetes_account_sends_local_queries_to_its_prometheus_as_promql() 
     asyncio.run(provider.measure(query, scope, 160.0))
     [(promql, seen)] = sent
     assert promql.account == "prod" and seen.start == 100.0 and seen.step == 10.0
-    assert promql.query == ('sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
-                            'destination_version="v2",destination_app="reviews",response_code=~"5.*"}[2s])) / '
-                            'sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
-                            'destination_version="v2",destination_app="reviews"}[2s]))')
+    total = ('sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
+             'destination_version="v2",destination_app="reviews"}[2s]))')
+    assert promql.query == ('(sum(rate(istio_requests_total{reporter="destination",destination_service_name="reviews",'
+                            'destination_version="v2",destination_app="reviews",response_code=~"5.*"}[2s])) or '
+                            f'{total} * 0) / {total}')
 
 
 @pytest.mark.parametrize("stage_type", ["kayentaCanary", "analysis"])

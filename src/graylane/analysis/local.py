@@ -10,7 +10,7 @@ value), shaped like what the equivalent PromQL returns from a real Prometheus:
 |----------------|------------------------------------------------------------------------------------|
 | `rate`         | `sum(rate(istio_requests_total{F}[W]))`  (requests per second)                     |
 | `increase`     | `sum(increase(istio_requests_total{F}[W]))`  (requests)                            |
-| `success-rate` | `sum(rate(..{F,response_code!~"5.*"}[W])) / sum(rate(..{F}[W]))`  (0..1)           |
+| `success-rate` | `(sum(rate(..{F,code!~"5.*"}[W])) or T * 0) / T`, T = `sum(rate(..{F}[W]))`  (0..1)    |
 | `error-rate`   | the 5xx share (0..1)                                                               |
 | `quantile`     | `histogram_quantile(Q, sum by (le) (rate(istio_request_duration_milliseconds_bucket{F}[W])))` (ms) |
 
@@ -90,7 +90,10 @@ class LocalQuery:
         if self.aggregation in ("success-rate", "error-rate"):
             code = "!~5.*" if self.aggregation == "success-rate" else "~5.*"
             num = _selector({**self._matchers(variables), "response_code": code})
-            return f"sum{by}(rate({REQUESTS}{num}[{window}])) / sum{by}(rate({REQUESTS}{sel}[{window}]))"
+            total = f"sum{by}(rate({REQUESTS}{sel}[{window}]))"
+            # A side that never answered (or always answered) 5xx has no series for the numerator: `or total * 0`
+            # makes that share 0 instead of an empty result (which would read as "no data", not "no errors").
+            return f"(sum{by}(rate({REQUESTS}{num}[{window}])) or {total} * 0) / {total}"
         by_le = f" by ({', '.join(('le', *self.by))})"
         return f"histogram_quantile({self.quantile:g}, sum{by_le}(rate({DURATION}_bucket{sel}[{window}])))"
 
