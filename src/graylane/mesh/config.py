@@ -544,9 +544,10 @@ def _virtual_service(vs: Mapping[str, Any], r: _Resolver, by_key: Mapping[str, M
             decode_rule(j, rule, f"http[{j}]")
         except ValidationError as exc:
             raise ValidationError(f"{_where(vs)}: {exc.message}") from None
-    out = {"name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
-           "gateways": [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"],
-           "export_to": list(spec.get("exportTo") or ()), "http": rules}
+    out: dict[str, Any] = {
+        "name": name, "namespace": ns, "hosts": [r.fqdn(str(h), ns) for h in spec.get("hosts") or ()],
+        "gateways": [_gateway_ref(g, ns) for g in spec.get("gateways") or ()] or ["mesh"],
+        "export_to": list(spec.get("exportTo") or ()), "http": rules}
     sticky = ((vs.get("metadata") or {}).get("annotations") or {}).get(STICKY_ANNOTATION)
     if sticky is not None:
         try:
