@@ -66,7 +66,7 @@ def wait_for_rollout(client: ApiClient, namespace: str, name: str, generation: A
                                         hint=f"fix the Deployment and apply again; graylane pods -n {namespace}")
                 if status.get("complete"):
                     break
-                message = _progress(name, status)
+                message = rollout_message(name, status)
                 spinner.update(message)
             if time.monotonic() > deadline:
                 raise StillWaiting(f'deployment "{name}" not rolled out after {time.monotonic() - started:.0f}s: '
@@ -75,8 +75,9 @@ def wait_for_rollout(client: ApiClient, namespace: str, name: str, generation: A
     out.print(escape(f'deployment "{name}" successfully rolled out'))
 
 
-def _progress(name: str, status: dict[str, Any]) -> str:
-    # kubectl's wording (kubectl/pkg/polymorphichelpers/rollout_status.go).
+def rollout_message(name: str, status: dict[str, Any]) -> str:
+    """Where a Deployment's rollout stands, in kubectl's words (kubectl/pkg/polymorphichelpers/rollout_status.go);
+    `apply --wait` and `rollout status` both print it."""
     updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
     available = status.get("availableReplicas", 0)
     if updated < replicas:

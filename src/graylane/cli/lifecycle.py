@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from graylane.cli.apply_wait import rollout_failure
+from graylane.cli.apply_wait import rollout_failure, rollout_message
 from graylane.cli.client import ApiClient
 from graylane.cli.resources import get_pods
 from graylane.errors import GraylaneError, NotFound, ValidationError
@@ -444,7 +444,7 @@ def rollout_status(target: str, namespace: str, timeout: float) -> None:
                                     hint=f"graylane pods; graylane logs deploy/{name}")
             if status.get("complete"):
                 break
-            msg = _rollout_message(name, status)
+            msg = rollout_message(name, status)
             if msg != last:
                 progress.update(task, description=msg, total=max(want, 1),
                                 completed=status.get("updatedReplicas", 0))
@@ -454,19 +454,6 @@ def rollout_status(target: str, namespace: str, timeout: float) -> None:
                                     hint=f"graylane pods; graylane logs deploy/{name}")
             time.sleep(0.3)
     out.print(f'deployment "{name}" successfully rolled out')
-
-
-def _rollout_message(name: str, status: dict[str, Any]) -> str:
-    # kubectl's wording (kubectl/pkg/polymorphichelpers/rollout_status.go).
-    updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
-    available = status.get("availableReplicas", 0)
-    if updated < replicas:
-        return (f'Waiting for deployment "{name}" rollout to finish: {replicas - updated} old replicas are '
-                "pending termination...")
-    if available < updated:
-        return (f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas '
-                "are available...")
-    return f'Waiting for deployment "{name}" rollout to finish: {updated} updated replicas...'
 
 
 def pods(namespace: str | None, all_namespaces: bool, output: str | None, selector: str | None) -> None:
