@@ -9,8 +9,8 @@ from typing import Any
 
 import kmock
 import pytest
-import sqlalchemy as sa
 from tests import system
+from tests.kubernetes.executors import started_executor
 
 from graylane.targets import accounts
 
@@ -49,29 +49,15 @@ def route_weights(vs: dict[str, Any]) -> dict[str, int]:
 
 async def test_baseline_then_canary_on_kubernetes(cluster: Any, state_dir: Path, tmp_path: Path) -> None:
     from graylane.demos.bookinfo.demo import BASELINE, CANARY, load_pipeline, prepare_repository
-    from graylane.pipelines.executor import Executor
     from graylane.pipelines.repository import PipelineRepository
-    from graylane.pipelines.services import TaskServices
     from graylane.pipelines.status import ExecutionStatus as S
-    from graylane.pipelines.tables import metadata
     from graylane.pipelines.triggers import start_manual
 
     accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
     repo = tmp_path / "bookinfo"
     prepare_repository(repo)
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
-    metadata.create_all(engine)
-
-    class ControlPlane:  # what get_target caches connections in
-        settings: dict[str, Any] = {}
-
-    cp = ControlPlane()
-
-    async def get_target(account: str | None, namespace: str | None) -> Any:
-        return accounts.get_target(account or "local", cp, namespace=namespace)
-
-    ex = Executor(engine, services=TaskServices(get_target=get_target))
-    await ex.start()
+    run = await started_executor(tmp_path)
+    engine, ex = run.engine, run.ex
     try:
         configs = {}
         for name in (BASELINE, CANARY):
@@ -114,19 +100,13 @@ async def test_baseline_then_canary_on_kubernetes(cluster: Any, state_dir: Path,
         assert api.deletions[-1]["name"] == "reviews-v1"
         assert api.deletions[-1]["propagationPolicy"] == "Background"
     finally:
-        await ex.stop()
-        for target in cp.settings.get("kubernetes_targets", {}).values():
-            await target.close()
-        engine.dispose()
+        await run.close()
 
 
 async def test_stuck_canary_rollout_fails_the_stage_with_the_reason(cluster: Any, state_dir: Path,
                                                                     tmp_path: Path) -> None:
     from graylane.demos.bookinfo.demo import CANARY, load_pipeline, prepare_repository
-    from graylane.pipelines.executor import Executor
     from graylane.pipelines.repository import PipelineRepository
-    from graylane.pipelines.services import TaskServices
-    from graylane.pipelines.tables import metadata
     from graylane.pipelines.triggers import start_manual
 
     cluster.api.rollouts["reviews-v2"] = "stuck"  # e.g. an image that never becomes ready
@@ -137,19 +117,8 @@ async def test_stuck_canary_rollout_fails_the_stage_with_the_reason(cluster: Any
     accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
     repo = tmp_path / "bookinfo"
     prepare_repository(repo)
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
-    metadata.create_all(engine)
-
-    class ControlPlane:
-        settings: dict[str, Any] = {}
-
-    cp = ControlPlane()
-
-    async def get_target(account: str | None, namespace: str | None) -> Any:
-        return accounts.get_target(account or "local", cp, namespace=namespace)
-
-    ex = Executor(engine, services=TaskServices(get_target=get_target))
-    await ex.start()
+    run = await started_executor(tmp_path)
+    engine, ex = run.engine, run.ex
     try:
         saved = PipelineRepository(engine).save(with_account(load_pipeline(CANARY, repo), "staging"), actor="user:a")
         exe = await start_manual(ex, saved.id, user="alice", parameters={"base_version": "v1", "canary_version": "v2"})
@@ -162,7 +131,4 @@ async def test_stuck_canary_rollout_fails_the_stage_with_the_reason(cluster: Any
         assert cluster.api.object("apps/v1/deployments", "default", "reviews-v2") is not None
         assert cluster.api.object("networking.istio.io/v1/virtualservices", "default", "reviews") is None  # no route
     finally:
-        await ex.stop()
-        for target in cp.settings.get("kubernetes_targets", {}).values():
-            await target.close()
-        engine.dispose()
+        await run.close()

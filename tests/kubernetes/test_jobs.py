@@ -11,7 +11,7 @@ from typing import Any
 
 import kmock
 import pytest
-import sqlalchemy as sa
+from tests.kubernetes.executors import started_executor
 
 from graylane.targets import accounts
 
@@ -51,27 +51,13 @@ async def _finish(api: Any, job: dict[str, Any], *, succeeded: bool) -> None:
 @pytest.mark.parametrize("succeeded", [True, False], ids=["complete", "failed"])
 async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, state_dir: Path, tmp_path: Path,
                                                                succeeded: bool) -> None:
-    from graylane.pipelines.executor import Executor
     from graylane.pipelines.repository import PipelineRepository
-    from graylane.pipelines.services import TaskServices
     from graylane.pipelines.status import ExecutionStatus as S
-    from graylane.pipelines.tables import metadata
     from graylane.pipelines.triggers import start_manual
 
     accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
-    metadata.create_all(engine)
-
-    class ControlPlane:
-        settings: dict[str, Any] = {}
-
-    cp = ControlPlane()
-
-    async def get_target(account: str | None, namespace: str | None) -> Any:
-        return accounts.get_target(account or "local", cp, namespace=namespace)
-
-    ex = Executor(engine, services=TaskServices(get_target=get_target))
-    await ex.start()
+    run = await started_executor(tmp_path)
+    engine, ex = run.engine, run.ex
     try:
         body = {"application": "shop", "name": "smoke", "stages": [
             {"refId": "1", "type": "runJobManifest", "name": "smoke test", "account": "staging",
@@ -96,34 +82,17 @@ async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, sta
                 f"Job: '{job['metadata']['name']}' failed. Reason: BackoffLimitExceeded. "
                 "Details: Job has reached the specified backoff limit.")
     finally:
-        await ex.stop()
-        for target in cp.settings.get("kubernetes_targets", {}).values():
-            await target.close()
-        engine.dispose()
+        await run.close()
 
 
 async def test_canceling_deletes_the_job_from_the_cluster(cluster: Any, state_dir: Path, tmp_path: Path) -> None:
-    from graylane.pipelines.executor import Executor
     from graylane.pipelines.repository import PipelineRepository
-    from graylane.pipelines.services import TaskServices
     from graylane.pipelines.status import ExecutionStatus as S
-    from graylane.pipelines.tables import metadata
     from graylane.pipelines.triggers import start_manual
 
     accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
-    metadata.create_all(engine)
-
-    class ControlPlane:
-        settings: dict[str, Any] = {}
-
-    cp = ControlPlane()
-
-    async def get_target(account: str | None, namespace: str | None) -> Any:
-        return accounts.get_target(account or "local", cp, namespace=namespace)
-
-    ex = Executor(engine, services=TaskServices(get_target=get_target))
-    await ex.start()
+    run = await started_executor(tmp_path)
+    engine, ex = run.engine, run.ex
     try:
         body = {"application": "shop", "name": "smoke", "stages": [
             {"refId": "1", "type": "runJobManifest", "name": "smoke test", "account": "staging",
@@ -140,7 +109,4 @@ async def test_canceling_deletes_the_job_from_the_cluster(cluster: Any, state_di
         assert done.status == S.CANCELED
         assert cluster.api.object("batch/v1/jobs", "default", job["metadata"]["name"]) is None
     finally:
-        await ex.stop()
-        for target in cp.settings.get("kubernetes_targets", {}).values():
-            await target.close()
-        engine.dispose()
+        await run.close()

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from tests import system
+from tests.kubernetes.executors import started_executor
 
 from graylane.demos.bookinfo.demo import BASELINE, RELEASES, load_pipeline, prepare_repository
 from graylane.pipelines.executor import Executor
@@ -138,19 +139,8 @@ async def test_shipped_release_pipelines_with_only_the_account_changed(cluster: 
     repo = tmp_path / "bookinfo"
     prepare_repository(repo)
     monkeypatch.setenv("GRAYLANE_ARTIFACT_FILE_ROOTS", str(tmp_path))  # the demo repository, as the operator allows
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
-    metadata.create_all(engine)
-
-    class ControlPlane:
-        settings: dict[str, Any] = {}
-
-    cp = ControlPlane()
-
-    async def get_target(account: str | None, namespace: str | None) -> Any:
-        return accounts.get_target(account or "local", cp, namespace=namespace)
-
-    ex = Executor(engine, services=TaskServices(get_target=get_target))
-    await ex.start()
+    run = await started_executor(tmp_path)
+    engine, ex = run.engine, run.ex
     try:
         ids = {}
         for name in (BASELINE, *RELEASES):
@@ -195,7 +185,4 @@ async def test_shipped_release_pipelines_with_only_the_account_changed(cluster: 
         assert [r.get("name") for r in cluster.api.object(VS, "default", "reviews")["spec"]["http"]] == [None]
         await ex.cancel(progressive, user="a")
     finally:
-        await ex.stop()
-        for target in cp.settings.get("kubernetes_targets", {}).values():
-            await target.close()
-        engine.dispose()
+        await run.close()
