@@ -28,6 +28,7 @@ from graylane.server.auth import (
     SESSION_COOKIE,
     TOKEN_COOKIE,
     User,
+    caller,
     operator_name,
     user_for_token,
 )
@@ -50,8 +51,12 @@ SECRET_KINDS = {"Secret"}
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
 
 
+ANONYMOUS = User("anonymous", "viewer")
+
+
 def user_of(request: Request) -> User:
-    return request.scope.get("state", {}).get("user") or User("anonymous", "viewer")
+    """The caller, as graylane.server.auth.caller reads it (the one reader), or an anonymous viewer."""
+    return caller(request) or ANONYMOUS
 
 
 async def api(request: Request, method: str, path: str, **kw: Any) -> httpx.Response:
