@@ -21,6 +21,7 @@ from graylane.mesh.proxy.retry import Retries
 from graylane.mesh.proxy.route import Router
 from graylane.mesh.proxy.telemetry import Ctx, Telemetry
 from graylane.mesh.proxy.timeout import Deadline
+from graylane.mesh.proxy.websocket import WebSockets
 from graylane.mesh.routing import Outcome, RetryPolicy, RouteTable
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class Forwarder:
         self.mirrors = Mirrors(loop, rng, server.load, connector, server.stats)
         self.retries = Retries(loop, rng, server.load, server.outliers, server.limits, connector)
         self.respond = Responder(self.telemetry, server.pools)
+        self.websockets = WebSockets(loop, server.load, server.outliers, self.telemetry)
 
     async def handle(self, proto: DownstreamProtocol, req: Request) -> bool:
         """Serve one request; returns whether the downstream connection may be kept alive."""
@@ -89,6 +91,8 @@ class Forwarder:
             if (answer := preflight(d, req)) is not None:
                 return await self.respond.send(proto, req, ctx, 200, b"", answer)
             assert d.cluster is not None and d.endpoint is not None
+            if proto.upgraded is not None:  # a WebSocket upgrade: spliced, not forwarded (websocket.py)
+                return await self.websockets.forward(proto, req, ctx, d, self.route.outbound(d, view, req, ctx))
             body = await read_body(proto, req) if req.has_body else b""
             out = self.route.outbound(d, view, req, ctx)
             rule = d.rule

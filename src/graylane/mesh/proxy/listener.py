@@ -176,6 +176,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.deadline = float("inf")  # idle/header/body timeout, checked by the server's sweeper
         self.request_deadline = float("inf")  # request_timeout of the request being received
         self.peer = ("127.0.0.1", 0)
+        self.upgraded: bytes | None = None  # after a WebSocket upgrade request: the bytes past its head (websocket.py)
         # -- request state
         self.parsing: Request | None = None  # the request being received
         self.busy = False  # a response is being produced
@@ -243,10 +244,27 @@ class DownstreamProtocol(asyncio.Protocol):
         except ProxyError as exc:
             self.reject(exc)
         except httptools.HttpParserUpgrade:
-            self.reject(BadRequest("upgrade/CONNECT is not supported"))
+            self._upgrade(data[end:])  # `end`: where the upgrade request's head ended
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             self.reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
+
+    def _upgrade(self, rest: bytes) -> None:
+        """An Upgrade (or CONNECT) request was parsed. `websocket`: the forwarder splices the connection and the
+        bytes after the head wait for it; `h2c`: the upgrade is declined, the request served as HTTP/1.1 (Envoy
+        does the same); anything else is refused."""
+        req = self.pipeline[-1] if self.pipeline else None
+        kind = req.hmap.get("upgrade", "").strip().lower() if req is not None else ""
+        if req is not None and kind == "websocket" and req.method == "GET" and req is self.pipeline[0]:
+            self.upgraded = bytes(rest)
+            req.keep_alive = False  # whatever the answer, this connection serves no further HTTP/1.1 request
+            self.pause_reading(PAUSE_PIPELINE)
+        elif req is not None and kind == "h2c" and not req.has_body:
+            self.parser = httptools.HttpRequestParser(self)
+            if rest:
+                self._consume(bytes(rest))
+        else:
+            self.reject(BadRequest("upgrade/CONNECT is not supported"))
 
     def _next_request(self) -> None:
         """The current response is done: parse what the client sent meanwhile, then read again."""
