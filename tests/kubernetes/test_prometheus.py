@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from tests import system
 
-from graylane.analysis.prometheus import PrometheusClient, for_account, totals
 from graylane.errors import GraylaneError, ValidationError
+from graylane.promql import PrometheusClient, totals
+from graylane.targets.accounts import prometheus_client
 
 
 def free_port() -> int:
@@ -211,10 +212,37 @@ async def test_account_prometheus(prometheus: Prom, state_dir: Path, tmp_path: P
                           '"user": {}}], "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}')
     add_account("staging", kubeconfig=kubeconfig, prometheus=prometheus.url + "/")
     add_account("noprom", kubeconfig=kubeconfig)
-    samples = await for_account("staging").istio_traffic("bookinfo", at=prometheus.end)
+    samples = await prometheus_client("staging").istio_traffic("bookinfo", at=prometheus.end)
     assert samples
     with pytest.raises(GraylaneError, match="has no Prometheus"):
-        for_account("noprom")
+        prometheus_client("noprom")
+
+
+@pytest.mark.asyncio
+async def test_a_kubernetes_targets_traffic_query_reads_its_accounts_prometheus(prometheus: Prom, state_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    """Target.traffic: what the topology and analysis ask any account; a Kubernetes account answers from the
+    Prometheus it was added with, the split by version as a user reads it on the graph."""
+    from graylane.targets.accounts import add_account, get_target
+    from graylane.targets.base import Target
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text('{"apiVersion": "v1", "kind": "Config", "current-context": "c", "clusters": '
+                          '[{"name": "k", "cluster": {"server": "http://127.0.0.1:1"}}], "users": [{"name": "u", '
+                          '"user": {}}], "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}')
+    add_account("staging", kubeconfig=kubeconfig, prometheus=prometheus.url)
+    add_account("noprom", kubeconfig=kubeconfig)
+    target = get_target("staging")
+    assert isinstance(target, Target)
+    samples = await target.traffic("bookinfo", window="1m", at=prometheus.end)
+    split = totals([s for s in samples if s.labels["destination_service_name"] == "reviews"],
+                   by="destination_version")
+    assert split["v2"][0] == pytest.approx(300.0, rel=0.02)
+    assert split["v2"][1] == pytest.approx(60.0, rel=0.02)
+    with pytest.raises(GraylaneError, match="has no Prometheus"):
+        await get_target("noprom").traffic("bookinfo")
+    with pytest.raises(ValidationError, match="window"):
+        await target.traffic("bookinfo", window="1 minute")
 
 
 def test_the_graph_api_serves_a_kubernetes_account_from_its_prometheus(prometheus: Prom, state_dir: Path,

@@ -69,3 +69,28 @@ def test_failed_scrapes_are_not_recorded_and_do_not_double_count(admin: Admin) -
         await t.stop()
 
     anyio.run(main)
+
+
+def test_the_local_targets_traffic_query_reads_the_meshs_scraped_counters(admin: Admin) -> None:
+    """Target.traffic on the local account: the increase over the window of what the data plane reported, filtered
+    by reporter and namespace the way a Kubernetes account's Prometheus filters (targets/base.py)."""
+    from graylane.errors import GraylaneError
+    from graylane.targets.local import LocalTarget
+
+    async def main() -> None:
+        t = Telemetry(SimpleNamespace(components={}, store=None))
+        target = LocalTarget(store=None, telemetry=t)
+        admin.count = 100
+        assert await t.scrape_once()
+        admin.count = 130
+        assert await t.scrape_once()
+        [sample] = await target.traffic("default", window="10m", reporter="source")
+        assert sample.requests == 30 and sample.errors == 0
+        assert sample.labels["destination_workload"] == "reviews-v1"
+        assert await target.traffic("default", window="10m") == []  # reporter="destination" by default
+        assert await target.traffic("bookinfo", window="10m", reporter="source") == []
+        await t.stop()
+        with pytest.raises(GraylaneError, match="telemetry is not running"):
+            await LocalTarget(store=None).traffic()
+
+    anyio.run(main)

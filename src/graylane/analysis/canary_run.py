@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +36,7 @@ from graylane.analysis.kayenta import CanaryInterval, run_interval
 from graylane.analysis.local import LocalProvider, LocalQuery
 from graylane.analysis.measurement import Measurement, Scope
 from graylane.analysis.prometheus_provider import PrometheusProvider, PrometheusQuery
-from graylane.errors import ValidationError
+from graylane.errors import GraylaneError, ValidationError
 
 LOCAL_ACCOUNT = "local"
 _ISO = re.compile(r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
@@ -252,15 +252,17 @@ class LocalAsPrometheus:
         return await self.prometheus.measure(PrometheusQuery(promql, account=self.account), scope, now)
 
 
-def providers_for(account: str, control_plane: Any) -> Providers:
-    """The providers an account decides (see the module docstring)."""
+def providers_for(account: str, control_plane: Any, account_url: Callable[[str], str] | None = None) -> Providers:
+    """The providers an account decides (see the module docstring); `account_url` finds an account's Prometheus
+    (the pipelines pass graylane.targets.accounts.prometheus_url: analysis reads no account registry)."""
     if account == LOCAL_ACCOUNT:
         local = LocalProvider.for_control_plane(control_plane) if control_plane is not None else None
-        return Providers(local=ScopedLocal(local) if local is not None else None)
-    from graylane.analysis.prometheus import for_account
-
-    url = for_account(account).url
-    prometheus = PrometheusProvider(default_address=url)
+        return Providers(local=ScopedLocal(local) if local is not None else None,
+                         prometheus=PrometheusProvider(account_url=account_url))
+    if account_url is None:
+        raise GraylaneError(f"account {account!r}: no account directory to find its Prometheus")
+    url = account_url(account)
+    prometheus = PrometheusProvider(default_address=url, account_url=account_url)
     return Providers(local=LocalAsPrometheus(account, prometheus), prometheus=prometheus)
 
 

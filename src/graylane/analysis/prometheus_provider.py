@@ -3,7 +3,8 @@
 The query is a template: `${scope}`, `${location}` and other scope variables (Kayenta's
 `customInlineTemplate`, written `PromQL:...` there: the prefix is accepted) and `{{args.x}}` (Argo) are
 substituted before it is sent; the measurement keeps the resolved query. The address is explicit or a
-Kubernetes account's `--prometheus` URL (`graylane.analysis.prometheus.for_account`).
+Kubernetes account's `--prometheus` URL (resolved by the `account_url` the pipelines pass in:
+`graylane.targets.accounts.prometheus_url`; analysis does not read accounts itself).
 
 Results keep Argo's shapes: a scalar is a float, an instant vector a list of floats (one per series, so
 `result[0]`), a range query (a matrix) every sample of every series in one list. Unlike
@@ -13,7 +14,7 @@ Results keep Argo's shapes: a scalar is a float, an instant vector a list of flo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,8 +23,8 @@ import httpx
 
 from graylane import addresses
 from graylane.analysis.measurement import Measurement, Scope, classify, error, substitute
-from graylane.analysis.prometheus import PrometheusClient, for_account
 from graylane.errors import GraylaneError
+from graylane.promql import PrometheusClient
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,11 @@ class PrometheusProvider:
     name = "prometheus"
 
     def __init__(self, *, default_address: str | None = None,
-                 allowed_networks: Sequence[str] | None = None) -> None:
+                 allowed_networks: Sequence[str] | None = None,
+                 account_url: Callable[[str], str] | None = None) -> None:
         self.default_address = default_address
         self.allowed_networks = allowed_networks
+        self.account_url = account_url  # an account name -> its Prometheus URL (GraylaneError when it has none)
 
     def _address(self, q: PrometheusQuery) -> str:
         if q.address:
@@ -63,7 +66,10 @@ class PrometheusProvider:
                 addresses.check_host(host, self.allowed_networks)
             return PrometheusClient(q.address).url
         if q.account:
-            return for_account(q.account).url
+            if self.account_url is None:
+                raise GraylaneError(f"account {q.account!r}: no account directory here to find its Prometheus",
+                                    hint="give the metric an explicit address")
+            return PrometheusClient(self.account_url(q.account)).url
         if self.default_address:
             return PrometheusClient(self.default_address).url
         raise GraylaneError("no Prometheus address: give the metric an address or an account")

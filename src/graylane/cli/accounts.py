@@ -27,7 +27,7 @@ def _check(name: str) -> dict[str, Any]:
         finally:
             await target.close()
         if acc.prometheus:
-            from graylane.analysis.prometheus import PrometheusClient
+            from graylane.promql import PrometheusClient
 
             info["prometheus"] = await PrometheusClient(acc.prometheus, account=acc.name).ready()
         return info

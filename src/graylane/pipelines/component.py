@@ -30,8 +30,9 @@ class ControlPlaneAnalysis:
 
     def providers(self, account: str) -> Any:
         from graylane.analysis.canary_run import providers_for
+        from graylane.targets.accounts import prometheus_url
 
-        return providers_for(account, self.cp)
+        return providers_for(account, self.cp, prometheus_url)
 
 
 class PipelinesComponent:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from graylane.mesh.control import DATAPLANE_FILE
+from graylane.dataplane_contract import DATAPLANE_FILE
 from graylane.runtime.process import start_ticks
 
 SERVER_FILE = "server.json"

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from graylane.errors import GraylaneError, NotFound
-from graylane.mesh.state import Endpoint, Sidecar
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.env import PodIdentity
 from graylane.runtime.launch import (
@@ -37,6 +36,7 @@ from graylane.runtime.probes import ProbeSpec, ProbeTracker, readiness_spec, run
 from graylane.runtime.process import PodRecord, Process, RecordStore, describe_exit, log_path, rotate_if_large
 from graylane.runtime.replica import Phase, Replica, free_port
 from graylane.runtime.status import PodState, Problem, deployment_status
+from graylane.workloads import Endpoint, Sidecar
 
 log = logging.getLogger(__name__)
 

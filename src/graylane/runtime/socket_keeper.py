@@ -14,7 +14,7 @@ import logging
 import select
 import socket
 
-from graylane.mesh.proxy.handoff import ENV_CHANNEL, ENV_FDS
+from graylane.dataplane_contract import ENV_CHANNEL, ENV_FDS
 
 log = logging.getLogger("graylane.supervisor")
 Address = tuple[str, int]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from graylane.mesh.proxy.handoff import activation_message
+from graylane.dataplane_contract import activation_message
 
 log = logging.getLogger("graylane.supervisor")
 WARM_AFTER_S = 2.0  # start the next standby once the active data plane ran this long (not while it starts)

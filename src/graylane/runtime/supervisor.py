@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graylane.mesh.proxy.lastgood import SNAPSHOT_FILE
+from graylane.dataplane_contract import SNAPSHOT_FILE
 from graylane.runtime import daemons
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.process import start_ticks

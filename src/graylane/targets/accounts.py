@@ -16,6 +16,7 @@ import yaml
 
 from graylane import settings
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.promql import PrometheusClient
 from graylane.resources import yamlsafe
 from graylane.targets.local import LocalTarget
 
@@ -148,12 +149,27 @@ def remove_account(name: str) -> Account:
     return acc
 
 
+def prometheus_url(account: str) -> str:
+    """The Prometheus of a Kubernetes account (its `--prometheus` URL); GraylaneError naming the fix without one."""
+    acc = get_account(account)
+    if not acc.prometheus:
+        raise GraylaneError(f"account {account!r} has no Prometheus",
+                            hint=f"re-add it with `graylane account add {account} ... --prometheus URL --replace`")
+    return acc.prometheus
+
+
+def prometheus_client(account: str) -> PrometheusClient:
+    """A PromQL client of a Kubernetes account's Prometheus (graylane.promql)."""
+    return PrometheusClient(prometheus_url(account), account=account)
+
+
 def kubernetes_target(acc: Account, *, namespace: str | None = None) -> Any:
     """A KubernetesTarget for a stored account (namespace: a stage's namespaceOverride as default namespace)."""
     from graylane.targets.kubernetes import KubernetesTarget
 
     return KubernetesTarget(acc.name, kubeconfig=acc.kubeconfig, context=acc.context,
-                            namespace=namespace or acc.namespace, force_conflicts=acc.force_conflicts)
+                            namespace=namespace or acc.namespace, force_conflicts=acc.force_conflicts,
+                            prometheus=acc.prometheus)
 
 
 def get_target(account: str, cp: Any = None, *, namespace: str | None = None) -> Any:
@@ -170,11 +186,12 @@ def get_target(account: str, cp: Any = None, *, namespace: str | None = None) ->
             from graylane.store import Store
 
             return LocalTarget(Store.open())
-        return LocalTarget(cp.store, runtime=cp.component("runtime"), mesh=cp.component("mesh"))
+        return LocalTarget(cp.store, runtime=cp.component("runtime"), mesh=cp.component("mesh"),
+                           telemetry=cp.component("telemetry"))
     if cp is None:
         return kubernetes_target(acc, namespace=namespace)
     cache: dict[tuple[Any, ...], Any] = cp.settings.setdefault("kubernetes_targets", {})
-    key = (name, namespace, acc.kubeconfig, acc.context, acc.namespace, acc.force_conflicts)
+    key = (name, namespace, acc.kubeconfig, acc.context, acc.namespace, acc.force_conflicts, acc.prometheus)
     if key not in cache:
         cache[key] = kubernetes_target(acc, namespace=namespace)
     return cache[key]

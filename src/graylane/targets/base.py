@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from graylane.errors import GraylaneError
+from graylane.promql import TrafficSample
 from graylane.resources.document import Document, ResourceKey
 
 PatchType = Literal["strategic", "merge", "json"]
+
+__all__ = ["Applied", "HistoryUnsupported", "ManifestRevision", "PatchType", "Target", "TrafficSample"]
 
 
 @dataclass(frozen=True)
@@ -24,15 +27,6 @@ class Applied:
     action: Literal["created", "configured", "unchanged"]
     resource_version: str = ""
     body: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TrafficSample:
-    """One Istio-style request counter, as Prometheus would hold it (labels per §3.2 of istio.md)."""
-
-    labels: dict[str, str]
-    requests: float
-    errors: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,4 +68,11 @@ class Target(Protocol):
 
     async def history(self, key: ResourceKey) -> list[ManifestRevision]:
         """The bodies the resource had, oldest first; HistoryUnsupported where the target keeps none."""
+        ...
+
+    async def traffic(self, namespace: str | None = None, *, window: str = "1m",
+                      reporter: str | None = "destination", at: float | None = None) -> list[TrafficSample]:
+        """Istio's request counters over `window` (e.g. "1m"), one sample per label set (istio.md §3.2), errors
+        being 5xx: the local mesh's own telemetry, or a Kubernetes account's Prometheus; `at` ends the window
+        (unix seconds, as Kiali's queryTime; default now). GraylaneError when the account has no metrics to read."""
         ...

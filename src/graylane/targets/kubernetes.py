@@ -22,6 +22,7 @@ from lightkube.types import CascadeType
 from lightkube.types import PatchType as LkPatchType
 
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.promql import PrometheusClient, TrafficSample
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey
 from graylane.resources.order import apply_rank
 from graylane.resources.validate import check_apply
@@ -168,8 +169,9 @@ class KubernetesTarget:
     def __init__(self, account: str, *, kubeconfig: str | Path | None = None, context: str | None = None,
                  namespace: str | None = None, force_conflicts: bool = False,
                  config: SingleConfig | None = None, request_timeout: float = 10.0,
-                 poll_interval: float = 0.5) -> None:
+                 poll_interval: float = 0.5, prometheus: str | None = None) -> None:
         self.account = account
+        self.prometheus = prometheus  # the Prometheus scraping the cluster's Istio sidecars (traffic metrics)
         self.kubeconfig = str(kubeconfig) if kubeconfig else None
         self.context = context
         self.force_conflicts = force_conflicts
@@ -515,6 +517,16 @@ class KubernetesTarget:
     async def history(self, key: ResourceKey) -> list[ManifestRevision]:
         """A Deployment's ReplicaSet revisions (targets/kubernetes_history.py); other kinds keep none here."""
         return await rollout_history(self, key)
+
+    async def traffic(self, namespace: str | None = None, *, window: str = "1m",
+                      reporter: str | None = "destination", at: float | None = None) -> list[TrafficSample]:
+        """Istio's request counters from the Prometheus that scrapes this cluster's sidecars (istio.md §3.2)."""
+        if not self.prometheus:
+            raise GraylaneError(f"account {self.account!r} has no Prometheus", where=f"account {self.account}",
+                                hint=f"re-add it with `graylane account add {self.account} ... --prometheus URL "
+                                     "--replace`")
+        return await PrometheusClient(self.prometheus, account=self.account).istio_traffic(
+            namespace, window=window, reporter=reporter, at=at)
 
     async def wait_ready(self, keys: Sequence[ResourceKey], *, timeout: float) -> None:
         """Wait like `kubectl rollout status` for every Deployment/StatefulSet/DaemonSet; others must exist."""

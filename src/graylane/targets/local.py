@@ -18,6 +18,7 @@ import jsonpatch
 import jsonpointer
 
 from graylane.errors import Conflict, GraylaneError, NotFound, ValidationError
+from graylane.promql import TrafficSample, is_error, window_seconds
 from graylane.resources.document import Document, ResourceKey, Source
 from graylane.store.bodies import user_view
 from graylane.targets.base import Applied, ManifestRevision, PatchType
@@ -202,10 +203,11 @@ class LocalTarget:
 
     account = "local"
 
-    def __init__(self, store: Any, runtime: Any = None, mesh: Any = None) -> None:
+    def __init__(self, store: Any, runtime: Any = None, mesh: Any = None, telemetry: Any = None) -> None:
         self.store = store
         self.runtime = runtime
         self.mesh = mesh
+        self.telemetry = telemetry  # graylane.mesh.telemetry.component.Telemetry: the mesh's scraped counters
         self._jobs: Any = None  # graylane.targets.local_jobs.LocalJobs, made on the first Job
 
     def _job_runner(self) -> Any:
@@ -258,6 +260,27 @@ class LocalTarget:
         """The store's revisions of the resource, oldest first (deleted states left out)."""
         revisions = await asyncio.to_thread(self.store.history, key)
         return [ManifestRevision(r.revision, r.body) for r in revisions if not r.deleted]
+
+    async def traffic(self, namespace: str | None = None, *, window: str = "1m",
+                      reporter: str | None = "destination", at: float | None = None) -> list[TrafficSample]:
+        """istio_requests_total's increase over `window` from the local mesh's telemetry (scraped from the data
+        plane), the same labels and error rule a Kubernetes account's Prometheus gives."""
+        seconds = window_seconds(window)
+        if self.telemetry is None:
+            raise GraylaneError("the local mesh's telemetry is not running", where=f"account {self.account}",
+                                hint="start the local mesh with `graylane up`")
+        if at is None:
+            await self.telemetry.refresh()
+        increase, _covered = self.telemetry.recorder.increase("istio_requests_total", seconds, at)
+        samples = []
+        for key, value in increase.items():
+            labels = dict(key)
+            if reporter and labels.get("reporter") != reporter:
+                continue
+            if namespace and labels.get("destination_service_namespace") != namespace:
+                continue
+            samples.append(TrafficSample(labels=labels, requests=value, errors=value if is_error(labels) else 0.0))
+        return samples
 
     async def patch(self, key: ResourceKey, patch: Any, patch_type: PatchType, *, actor: str) -> dict[str, Any]:
         """Read, patch, write with the read resourceVersion; retried when someone else wrote between."""

@@ -21,9 +21,9 @@ import socket
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
+from graylane.dataplane_contract import ENV_CHANNEL, ENV_FDS
+
 log = logging.getLogger(__name__)
-ENV_CHANNEL = "GRAYLANE_LISTEN_CHANNEL"
-ENV_FDS = "GRAYLANE_LISTEN_FDS"
 Address = tuple[str, int]
 
 
@@ -83,12 +83,6 @@ class Handoff:
             log.warning("the supervisor no longer keeps listening sockets: %s", exc)
             self.channel.close()
             self.channel = None
-
-
-def activation_message(env: Mapping[str, str], fds: Sequence[int]) -> bytes:
-    """What the supervisor sends a standby along with the descriptors [log, *fds]: the handoff environment as
-    the supervisor numbered the descriptors, and that numbering."""
-    return json.dumps({"env": dict(env), "fds": list(fds)}).encode()
 
 
 def await_activation(fd: int, environ: MutableMapping[str, str]) -> bool:

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from graylane.dataplane_contract import SNAPSHOT_FILE
+
 log = logging.getLogger(__name__)
-SNAPSHOT_FILE = "proxy-snapshot.json"
 
 Submit = Callable[[Callable[[], None]], object]  # run a function off the event loop (an executor)
 

@@ -39,7 +39,9 @@ def providers(services: TaskServices, account: str) -> canary_run.Providers:
     if services.analysis is not None:
         found: canary_run.Providers = services.analysis.providers(account)
         return found
-    return canary_run.providers_for(account, None)
+    from graylane.targets.accounts import prometheus_url
+
+    return canary_run.providers_for(account, None, prometheus_url)
 
 
 def json_safe(value: Any) -> Any:

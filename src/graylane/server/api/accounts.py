@@ -55,19 +55,18 @@ async def check_account(name: str) -> dict[str, Any]:
     finally:
         await target.close()
     if acc.prometheus:
-        from graylane.analysis.prometheus import PrometheusClient
+        from graylane.promql import PrometheusClient
 
         info["prometheus"] = await PrometheusClient(acc.prometheus, account=acc.name).ready()
     return info
 
 
 @router.get("/accounts/{name}/traffic")
-async def account_traffic(name: str, namespace: str | None = None, window: str = "1m",
+async def account_traffic(name: str, request: Request, namespace: str | None = None, window: str = "1m",
                           reporter: str = "destination") -> dict[str, Any]:
     """Istio request counters over `window` from the account's Prometheus (labels per istio.md §3.2)."""
-    from graylane.analysis.prometheus import for_account
-
-    samples = await for_account(name).istio_traffic(namespace, window=window, reporter=reporter or None)
+    target = store.get_target(name, getattr(request.app.state, "cp", None))
+    samples = await target.traffic(namespace, window=window, reporter=reporter or None)
     return {"account": name, "window": window,
             "items": [{"labels": s.labels, "requests": s.requests, "errors": s.errors} for s in samples]}
 

@@ -43,10 +43,10 @@ async def graph(request: Request, namespace: str | None = None, window: str = "1
                         window=parse_duration(window, "window"), include_idle=idle,
                         inject_service_nodes=injectServiceNodes, query_time=queryTime)
     if account and account != "local":
-        from graylane.analysis.prometheus import for_account
         from graylane.mesh.telemetry.topology import build_graph
+        from graylane.targets.accounts import prometheus_client
 
-        series = await for_account(account).graph_series(namespace or None, window=window, at=queryTime)
+        series = await prometheus_client(account).graph_series(namespace or None, window=window, at=queryTime)
         result = build_graph(series.requests, series.duration_buckets, series.covered, opts, (), now=queryTime)
         return {**result, "account": account}
     telemetry = _telemetry(request)

@@ -1,8 +1,9 @@
-"""PromQL over a Kubernetes account's Prometheus: Istio's standard request metrics as TrafficSamples.
+"""PromQL over a Prometheus holding Istio's standard request metrics, read as TrafficSamples.
 
 The local mesh records the same series itself; for a Kubernetes account they come from the Prometheus that
-scrapes its Istio sidecars (`graylane account add ... --prometheus URL`), so the topology graph and canary
-analysis read the same labels either way (istio.md §3.2).
+scrapes its Istio sidecars (`graylane account add ... --prometheus URL`), so the topology graph, the Target's
+traffic query and canary analysis read the same labels either way (istio.md §3.2). A base module: targets
+(a Kubernetes account's traffic) and analysis (the prometheus provider) both read it, neither imports the other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import httpx
 
 from graylane.errors import GraylaneError, ValidationError
-from graylane.targets.base import TrafficSample
 
 # The labels a graph edge needs (who called whom, which version, with what outcome).
 EDGE_LABELS: tuple[str, ...] = (
@@ -32,7 +32,19 @@ _LABEL_VALUE = re.compile(r'^[^"\\\n]*$')
 Labels = tuple[tuple[str, str], ...]
 
 
-def _seconds(window: str) -> float:
+@dataclass(frozen=True)
+class TrafficSample:
+    """One Istio-style request counter over a window, as Prometheus would hold it (labels per §3.2 of istio.md)."""
+
+    labels: dict[str, str]
+    requests: float
+    errors: float = 0.0
+
+
+def window_seconds(window: str) -> float:
+    """A PromQL range such as 30s, 1m, 5m, 1h in seconds; ValidationError naming the window otherwise."""
+    if not isinstance(window, str) or not _WINDOW.match(window):
+        raise ValidationError(f"window {window!r} must look like 30s, 1m, 5m, 1h")
     num, unit = re.match(r"^(\d+)(ms|s|m|h|d)$", window).groups()  # type: ignore[union-attr]
     return int(num) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
@@ -144,7 +156,7 @@ class PrometheusClient:
         """Inputs for the topology graph (requests and latency buckets), like the local mesh's recorder."""
         if not _WINDOW.match(window):
             raise ValidationError(f"window {window!r} must look like 30s, 1m, 5m, 1h")
-        out = GraphSeries(covered=_seconds(window))
+        out = GraphSeries(covered=window_seconds(window))
         for labels, value in await self.query(requests_query(namespace, window, reporter), at=at):
             out.requests[_labels(labels)] = value
         for labels, value in await self.query(duration_query(namespace, window, reporter), at=at):
@@ -172,14 +184,3 @@ def totals(samples: Iterable[TrafficSample], by: str) -> dict[str, tuple[float, 
         req, err = out.get(key, (0.0, 0.0))
         out[key] = (req + s.requests, err + s.errors)
     return out
-
-
-def for_account(account: str) -> PrometheusClient:
-    """The Prometheus client of a Kubernetes account (its `--prometheus` URL)."""
-    from graylane.targets.accounts import get_account
-
-    acc = get_account(account)
-    if not acc.prometheus:
-        raise GraylaneError(f"account {account!r} has no Prometheus",
-                            hint=f"re-add it with `graylane account add {account} ... --prometheus URL --replace`")
-    return PrometheusClient(acc.prometheus, account=account)
