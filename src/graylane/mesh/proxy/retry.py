@@ -30,7 +30,6 @@ from graylane.mesh.proxy.ratelimit import RateLimits
 from graylane.mesh.proxy.route import Outbound
 from graylane.mesh.proxy.telemetry import Ctx
 from graylane.mesh.proxy.timeout import Deadline, within
-from graylane.mesh.proxy.tracing import new_id
 from graylane.mesh.routing import Cluster, ClusterEndpoint, RequestView, RetryPolicy
 
 BACKOFF_BASE_S = 0.025
@@ -64,8 +63,7 @@ class Retries:
             ctx.endpoint = ep
             # Inbound local rate limit, as the destination's sidecar would apply it.
             self.limits.check_inbound(ep, self.loop.time())
-            ctx.server_span = new_id()
-            head = out.head(attempt, ctx, req, body)
+            head = out.head(attempt, ctx, req, body)  # also this try's span id, when the request is traced
             host = self.load.host(ep)
             host.active += 1
             ctx.upstream_start = time.perf_counter()

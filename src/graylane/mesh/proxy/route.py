@@ -14,7 +14,7 @@ from graylane.mesh.proxy.connect import request_head
 from graylane.mesh.proxy.errors import BadRequest
 from graylane.mesh.proxy.listener import DownstreamProtocol, Request
 from graylane.mesh.proxy.telemetry import Ctx
-from graylane.mesh.proxy.tracing import TraceContext, new_id
+from graylane.mesh.proxy.tracing import TRACE_HEADERS, TraceContext, new_id, request_id
 from graylane.mesh.routing import (
     PASSTHROUGH,
     Listener,
@@ -29,6 +29,9 @@ from graylane.mesh.routing import (
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authorization", "content-length", "host",
                         "x-envoy-upstream-rq-timeout-ms", "expect"))
+# Headers the trace layer rewrites on each try (`tracestate` passes through as it came).
+TRACE_REWRITTEN = frozenset(TRACE_HEADERS) - {"tracestate"}
+UNSAMPLED_HEADERS = [("x-b3-sampled", "0")]
 
 
 @dataclass(slots=True)
@@ -39,10 +42,20 @@ class Outbound:
     path: str
     authority: str
     headers: list[tuple[str, str]]
+    traced: bool = False  # the request came with trace headers (they are rewritten per try)
 
     def head(self, attempt: int, ctx: Ctx, req: Request, body: bytes | None) -> bytes:
         """One try's request head: trace headers for this try's span, `x-envoy-attempt-count` on retries."""
-        headers = ctx.trace.inject(self.headers, ctx.server_span, ctx.client_span) if ctx.trace else self.headers
+        trace = ctx.trace
+        if trace is None:
+            headers = self.headers
+        elif trace.has_ids:
+            ctx.server_span = new_id()  # this try's span (lazy: only a request with a trace has span ids)
+            headers = trace.inject(self.headers, ctx.server_span, ctx.client_span)
+        elif self.traced:
+            headers = trace.inject(self.headers, "", None)
+        else:  # the common case: not sampled, nothing to strip; only the decision travels
+            headers = self.headers + UNSAMPLED_HEADERS
         if attempt > 1:
             headers = [*headers, ("x-envoy-attempt-count", str(attempt))]
         return request_head(self.method, self.path, self.authority, headers, req, body)
@@ -72,12 +85,11 @@ class Router:
         hmap = req.hmap
         rid = hmap.get("x-request-id")
         if not rid:
-            h = new_id(128)
-            rid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-            hmap["x-request-id"] = rid
+            rid = hmap["x-request-id"] = request_id()
         ctx.rid = rid
-        ctx.trace = TraceContext.extract(hmap, table.trace_sampling, self.rng)
-        ctx.client_span = new_id()
+        ctx.trace = trace = TraceContext.extract(hmap, table.trace_sampling, self.rng)
+        if trace.has_ids:
+            ctx.client_span = new_id()
         return RequestView(req.method, path, authority, hmap, scheme, port, proto.peer[0])
 
     def decide(self, table: RouteTable, view: RequestView, listener: Listener, ctx: Ctx, now: float) -> RouteDecision:
@@ -95,6 +107,7 @@ class Router:
         path = rewritten_path(rule, match, view.path) if rule is not None and rw is not None else view.path
         authority = rw.authority if rw is not None and rw.authority else view.authority
         headers = [(k, v) for k, v in req.headers if k not in HOP_BY_HOP and k != "x-request-id"]
+        traced = not TRACE_REWRITTEN.isdisjoint(req.hmap)
         headers.append(("x-request-id", ctx.rid))
         if "x-forwarded-proto" not in req.hmap:
             headers.append(("x-forwarded-proto", view.scheme))
@@ -102,4 +115,4 @@ class Router:
             headers = rule.headers_request.apply(headers)
         if dest is not None:
             headers = dest.headers_request.apply(headers)
-        return Outbound(req.method, path, authority, headers)
+        return Outbound(req.method, path, authority, headers, traced)

@@ -18,6 +18,10 @@ LABELS = (
 BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
            3600000)
 HISTOGRAMS = ("istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes")
+# Istio's TCP metrics carry the same labels without response_code and grpc_response_status (request_protocol "tcp").
+TCP_LABELS = tuple(k for k in LABELS if k not in ("response_code", "grpc_response_status"))
+TCP_COUNTERS = ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+                "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
 
 
 class Histogram:
@@ -35,31 +39,64 @@ class Histogram:
 
 
 class Stats:
-    """istio_requests_total plus three histograms, keyed by the label tuple."""
+    """istio_requests_total plus three histograms, keyed by the label tuple.
+
+    Batched (issue #17): a request appends its observation to `pending`; the counters and buckets take the batch
+    on the next read (`requests`, `histograms`, `render`) or every `BATCH` observations, in one tight loop.
+    """
+
+    BATCH = 2048
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, ...], int] = {}
-        self.histograms: dict[str, dict[tuple[str, ...], Histogram]] = {name: {} for name in HISTOGRAMS}
+        self._requests: dict[tuple[str, ...], int] = {}
+        self._histograms: dict[str, dict[tuple[str, ...], Histogram]] = {name: {} for name in HISTOGRAMS}
         self.series: dict[tuple[str, ...], tuple[Histogram, Histogram, Histogram]] = {}
         self.counters: dict[str, int] = {}  # proxy-internal counters (graylane_proxy_*)
+        self.tcp: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in TCP_COUNTERS}  # proxy/tcp.py
+        self.pending: list[tuple[tuple[str, ...], float, int, int]] = []
+
+    def tcp_add(self, name: str, labels: tuple[str, ...], by: int = 1) -> None:
+        """An istio_tcp_* counter (`labels` in TCP_LABELS order)."""
+        series = self.tcp[name]
+        series[labels] = series.get(labels, 0) + by
+
+    @property
+    def requests(self) -> dict[tuple[str, ...], int]:
+        self.flush()
+        return self._requests
+
+    @property
+    def histograms(self) -> dict[str, dict[tuple[str, ...], Histogram]]:
+        self.flush()
+        return self._histograms
 
     def record(self, labels: tuple[str, ...], duration_ms: float, request_bytes: int, response_bytes: int) -> None:
-        hs = self.series.get(labels)
-        if hs is None:
-            hs = self.series[labels] = (Histogram(), Histogram(), Histogram())
-            for name, h in zip(HISTOGRAMS, hs, strict=True):
-                self.histograms[name][labels] = h
-        self.requests[labels] = self.requests.get(labels, 0) + 1
-        # Inlined Histogram.observe: this runs twice per request.
-        for h, value in ((hs[0], duration_ms), (hs[1], request_bytes), (hs[2], response_bytes)):
-            h.counts[bisect_left(BUCKETS, value)] += 1
-            h.sum += value
-            h.count += 1
+        pending = self.pending
+        pending.append((labels, duration_ms, request_bytes, response_bytes))
+        if len(pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Fold the pending observations into the counters and histograms."""
+        batch, self.pending = self.pending, []
+        series, requests = self.series, self._requests
+        for labels, duration_ms, request_bytes, response_bytes in batch:
+            hs = series.get(labels)
+            if hs is None:
+                hs = series[labels] = (Histogram(), Histogram(), Histogram())
+                for name, h in zip(HISTOGRAMS, hs, strict=True):
+                    self._histograms[name][labels] = h
+            requests[labels] = requests.get(labels, 0) + 1
+            for h, value in ((hs[0], duration_ms), (hs[1], request_bytes), (hs[2], response_bytes)):
+                h.counts[bisect_left(BUCKETS, value)] += 1
+                h.sum += value
+                h.count += 1
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by
 
     def render(self) -> str:
+        self.flush()
         out: list[str] = ["# TYPE istio_requests_total counter"]
         for labels, n in self.requests.items():
             out.append(f"istio_requests_total{{{_fmt(labels)}}} {n}")
@@ -74,6 +111,10 @@ class Stats:
                 out.append(f'{name}_bucket{{{base},le="+Inf"}} {h.count}')
                 out.append(f"{name}_sum{{{base}}} {h.sum:g}")
                 out.append(f"{name}_count{{{base}}} {h.count}")
+        for name in TCP_COUNTERS:
+            if self.tcp[name]:
+                out.append(f"# TYPE {name} counter")
+                out.extend(f"{name}{{{_fmt(labels, TCP_LABELS)}}} {n}" for labels, n in self.tcp[name].items())
         for name, n in sorted(self.counters.items()):
             out.append(f"# TYPE {name} counter")
             out.append(f"{name} {n}")
@@ -84,5 +125,5 @@ def _esc(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _fmt(labels: tuple[str, ...]) -> str:
-    return ",".join(f'{k}="{_esc(v)}"' for k, v in zip(LABELS, labels, strict=True))
+def _fmt(labels: tuple[str, ...], names: tuple[str, ...] = LABELS) -> str:
+    return ",".join(f'{k}="{_esc(v)}"' for k, v in zip(names, labels, strict=True))

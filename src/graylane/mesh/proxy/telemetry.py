@@ -25,6 +25,7 @@ access_log = logging.getLogger("graylane.access")
 FLAG_ORDER = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
                                            "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "DT", "UPE",
                                            "NC"))}
+NOT_REACHED = frozenset(("UF", "UT", "UO", "UC", "NC", "UH", "NR"))  # the destination's sidecar never saw it
 
 
 class TelemetryHost(Protocol):
@@ -115,21 +116,21 @@ class Telemetry:
         source_labels, destination_labels = labels
         req_bytes = ctx.request_bytes
         server.stats.record(source_labels, duration_ms, req_bytes, ctx.response_bytes)
-        reached = ep is not None and ctx.upstream_start and not (set(ctx.flags) & {"UF", "UT", "UO", "UC", "NC",
-                                                                                   "UH", "NR"})
+        reached = ep is not None and ctx.upstream_start and (not ctx.flags or NOT_REACHED.isdisjoint(ctx.flags))
         if reached or (ep is not None and "RL" in ctx.flags):
             up_ms = (now - (ctx.upstream_start or ctx.start)) * 1000
             server.stats.record(destination_labels, up_ms, req_bytes, ctx.response_bytes)
-        dapp = ep.labels.get("app", "unknown") if ep is not None else "unknown"
-        dns = (ep.namespace or "unknown") if ep is not None else "unknown"
         trace = ctx.trace
         if trace is not None and trace.sampled:
+            dapp = ep.labels.get("app", "unknown") if ep is not None else "unknown"
+            dns = (ep.namespace or "unknown") if ep is not None else "unknown"
             start_us = int((time.time() - (now - ctx.start)) * 1_000_000)
             op = f"{dsvc}:{ctx.decision.cluster.port if ctx.decision and ctx.decision.cluster else 80}/*"
             tags = {"http.method": ctx.method, "http.url": f"http://{ctx.authority}{ctx.path}",
                     "http.status_code": code, "response_flags": flags, "guid:x-request-id": ctx.rid,
                     "upstream_cluster": ctx.decision.cluster_name if ctx.decision else "",
                     "istio.canonical_service": src.app, "istio.namespace": src.namespace,
+                    "istio.canonical_revision": src.labels.get("version", "latest") or "latest",
                     "node_id": f"{ctx.listener.kind}~{src.pod}.{src.namespace}", "component": "proxy"}
             if ctx.status >= 500 or ctx.status == 0:
                 tags["error"] = "true"
@@ -139,6 +140,7 @@ class Telemetry:
             if reached and ep is not None:
                 up_start = int((time.time() - (now - ctx.upstream_start)) * 1_000_000)
                 stags = {**tags, "istio.canonical_service": dapp, "istio.namespace": dns,
+                         "istio.canonical_revision": ep.labels.get("version") or "latest",
                          "node_id": f"sidecar~{ep.pod}.{dns}", "peer.address": ep.address}
                 server.spans.add({"traceId": trace.trace_id, "spanId": ctx.server_span,
                                   "parentSpanId": ctx.client_span, "name": op, "kind": "server",

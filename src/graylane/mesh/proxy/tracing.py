@@ -21,13 +21,43 @@ def new_id(bits: int = 64) -> str:
     return format(_ids.getrandbits(bits), "016x" if bits == 64 else "032x")
 
 
-class TraceContext:
-    __slots__ = ("trace_id", "parent_id", "sampled")
+_request_ids: list[str] = []
 
-    def __init__(self, trace_id: str, parent_id: str | None, sampled: bool) -> None:
-        self.trace_id = trace_id
+
+def request_id() -> str:
+    """A random UUID4 for `x-request-id` (Envoy's form): made 256 at a time from one `os.urandom` read."""
+    if not _request_ids:
+        h = os.urandom(16 * 256).hex()
+        _request_ids.extend(f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{'89ab'[int(h[i + 16], 16) & 3]}"
+                            f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, len(h), 32))
+    return _request_ids.pop()
+
+
+class TraceContext:
+    """A request's trace: continued from the caller's headers, or started here.
+
+    Lazy (issue #17): a request that carries no trace and is not sampled gets no ids (`has_ids` is false; its
+    `trace_id` is made only if something reads it). The proxy then passes only the decision on (`x-b3-sampled: 0`),
+    so later hops do not sample a trace whose root was not sampled.
+    """
+
+    __slots__ = ("_trace_id", "parent_id", "sampled")
+
+    def __init__(self, trace_id: str | None, parent_id: str | None, sampled: bool) -> None:
+        self._trace_id = trace_id
         self.parent_id = parent_id
         self.sampled = sampled
+
+    @property
+    def trace_id(self) -> str:
+        if self._trace_id is None:
+            self._trace_id = new_id(128)
+        return self._trace_id
+
+    @property
+    def has_ids(self) -> bool:
+        """Sampled, continued from the caller, or its id was asked for: the trace headers go upstream."""
+        return self._trace_id is not None
 
     @classmethod
     def extract(cls, headers: Mapping[str, str], sampling_percent: float, rng: random.Random) -> TraceContext:
@@ -49,10 +79,17 @@ class TraceContext:
             if len(parts) >= 2:
                 sampled = parts[2] in ("1", "d") if len(parts) > 2 else rng.random() * 100 < sampling_percent
                 return cls(parts[0].rjust(32, "0"), parts[1], sampled)
-        return cls(new_id(128), None, rng.random() * 100 < sampling_percent)
+        if single == "0" or headers.get("x-b3-sampled") in ("0", "false"):
+            return cls(None, None, False)  # the caller decided (B3 sampling-state only): passed on, no ids
+        if rng.random() * 100 < sampling_percent:
+            return cls(new_id(128), None, True)
+        return cls(None, None, False)
 
     def inject(self, headers: list[tuple[str, str]], span_id: str, parent_id: str | None) -> list[tuple[str, str]]:
         out = [(k, v) for k, v in headers if k not in TRACE_HEADERS or k == "tracestate"]
+        if self._trace_id is None:  # lazy and not sampled: only the decision travels
+            out.append(("x-b3-sampled", "0"))
+            return out
         flag = "1" if self.sampled else "0"
         out += [("x-b3-traceid", self.trace_id), ("x-b3-spanid", span_id), ("x-b3-sampled", flag),
                 ("traceparent", f"00-{self.trace_id}-{span_id}-0{flag}")]
