@@ -14,7 +14,7 @@ from graylane.resources.document import Document, ResourceKey
 from graylane.targets import accounts
 from graylane.targets.kubernetes import KubernetesTarget
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
 def docs(name: str) -> list[dict[str, Any]]:

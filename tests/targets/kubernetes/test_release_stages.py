@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from tests import system
-from tests.kubernetes.executors import started_executor
+from tests.targets.kubernetes.executors import started_executor
 
 from graylane.demos.bookinfo.demo import BASELINE, RELEASES, load_pipeline, prepare_repository
 from graylane.pipelines.executor import Executor
@@ -27,7 +27,7 @@ from graylane.resources.load import load_text
 from graylane.targets import accounts
 
 _spec = importlib.util.spec_from_file_location("release_stages_local",
-                                               Path(__file__).parents[1] / "pipelines" / "test_release_stages.py")
+                                               Path(__file__).parents[2] / "pipelines" / "test_release_stages.py")
 assert _spec and _spec.loader
 _local = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_local)

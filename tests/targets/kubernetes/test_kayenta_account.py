@@ -39,7 +39,7 @@ def _load(name: str, path: Path) -> Any:
     return module
 
 
-PIPELINES = Path(__file__).parents[1] / "pipelines"
+PIPELINES = Path(__file__).parents[2] / "pipelines"
 _canary = _load("kayenta_account_canary_stages", PIPELINES / "test_canary_stages.py")
 _release = _load("kayenta_account_release_stages", PIPELINES / "test_release_stages.py")
 canary_stage, CONFIG, ROLLBACK = _canary.canary_stage, _canary.CONFIG, _canary.ROLLBACK
@@ -99,7 +99,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
-    """A real Prometheus over promtool blocks (as tests/kubernetes/test_prometheus.py); (url, last sample time)."""
+    """A real Prometheus over promtool blocks (as tests/targets/kubernetes/test_prometheus.py); (url, last sample time)."""
     system.require_program("prometheus", "prometheus", "promtool")
     root = tmp_path_factory.mktemp("prom")
     end = int(time.time()) - 5 * 60

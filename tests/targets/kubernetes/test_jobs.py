@@ -11,7 +11,7 @@ from typing import Any
 
 import kmock
 import pytest
-from tests.kubernetes.executors import started_executor
+from tests.targets.kubernetes.executors import started_executor
 
 from graylane.targets import accounts
 

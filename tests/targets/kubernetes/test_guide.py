@@ -12,7 +12,7 @@ import pytest
 from graylane_k8s_emulator import kubeconfig_text  # loaded by conftest.py
 from typer.testing import CliRunner
 
-GUIDE = Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md"
+GUIDE = Path(__file__).resolve().parents[3] / "docs" / "kubernetes.md"
 
 
 def guide_commands(prefix: str) -> list[str]:
