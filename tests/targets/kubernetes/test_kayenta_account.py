@@ -99,7 +99,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
-    """A real Prometheus over promtool blocks (as tests/targets/kubernetes/test_prometheus.py); (url, last sample time)."""
+    """A real Prometheus over promtool blocks (as test_prometheus.py here); (url, last sample time)."""
     system.require_program("prometheus", "prometheus", "promtool")
     root = tmp_path_factory.mktemp("prom")
     end = int(time.time()) - 5 * 60
