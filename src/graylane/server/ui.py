@@ -37,6 +37,7 @@ from graylane.ui.views import (
     WAITING_STATUSES,
     actor_href,
     approval_of,
+    clock_tag,
     diff_lines,
     editable_yaml_body,
     findings,
@@ -145,6 +146,7 @@ def mount(app: FastAPI) -> None:
     templates.env.filters["urlquote"] = lambda s: quote(str(s), safe="")
     templates.env.filters["readable_json"] = readable_json
     templates.env.filters["when"] = time_tag
+    templates.env.filters["clock"] = clock_tag
     templates.env.filters["diff_lines"] = diff_lines
     templates.env.filters["markdown"] = markdown
     templates.env.filters["actor_href"] = actor_href
@@ -278,15 +280,18 @@ def mount(app: FastAPI) -> None:
                       dry_run=data.get("dryRun"), findings=findings(data.get("warnings", [])))
 
     @app.get("/traces", response_class=HTMLResponse, include_in_schema=False)
-    async def traces(request: Request, service: str = "", minDuration: str = "") -> HTMLResponse:
+    async def traces(request: Request, service: str = "", minDuration: str = "", version: str = "") -> HTMLResponse:
+        """`version` (with `service`): traces of requests that version handled (its spans' Istio revision tag)."""
         params: dict[str, Any] = {"limit": 50}
         if service:
             params["service"] = service
         if minDuration:
             params["minDuration"] = minDuration
+        if service and version:
+            params["tag"] = [f"istio.canonical_service={service}", f"istio.canonical_revision={version}"]
         data = await api_json(request, "/api/v1/traces", {"traces": []}, params=params)
         return render(request, "traces.html", "Traces", traces=data["traces"], service=service,
-                      minDuration=minDuration)
+                      minDuration=minDuration, version=version if service else "")
 
     @app.get("/traces/{trace_id}", response_class=HTMLResponse, include_in_schema=False)
     async def trace(request: Request, trace_id: str) -> HTMLResponse:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -13,11 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from graylane.server import ui_timeline
 from graylane.server.ui import api, api_json, error_text, render, running_executions, user_of
+from graylane.server.ui_timeline import timeline_of
+from graylane.server.ui_traces import version_traces
 from graylane.ui.analysis import analysis_view
 from graylane.ui.preview import preview, spec_diff
 from graylane.ui.release import ReleaseView, release_view, released_services
-from graylane.ui.views import option_consequences, stage_rows, waiting_judgments
+from graylane.ui.views import option_consequences, parse_time, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
 
@@ -106,6 +111,7 @@ def _fragment(request: Request, template: str, **ctx: Any) -> HTMLResponse:
 
 
 def mount(app: FastAPI) -> None:
+    ui_timeline.mount(app)
 
     @app.get("/pipelines", response_class=HTMLResponse, include_in_schema=False)
     async def pipelines(request: Request) -> HTMLResponse:
@@ -162,7 +168,7 @@ def mount(app: FastAPI) -> None:
     async def execution(request: Request, execution_id: str) -> HTMLResponse:
         exe = await _execution(request, execution_id)
         return render(request, "execution.html", "Executions", exe=exe, release=await _release(request, exe),
-                      **_exe_ctx(exe))
+                      timeline=await timeline_of(request, exe), **_exe_ctx(exe))
 
     @app.get("/ui/executions/{execution_id}/panel", response_class=HTMLResponse, include_in_schema=False)
     async def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
@@ -267,8 +273,14 @@ async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView 
                         for s in exe.get("stages") or []):
         routes = await api_json(request, "/api/v1/resources/HTTPRoute", None) or routes
         kube_services = await api_json(request, "/api/v1/resources/Service", None) or kube_services
-    return release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role,
+    view = release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role,
                         routes.get("items", []), kube_services.get("items", []))
+    # Sample traces of each version, from this execution's window: the evidence beside the judgment.
+    started = (parse_time(exe.get("startTime")) or datetime.now(UTC)).timestamp()
+    lookback = max(time.time() - started, 60.0)
+    traces = {(svc.service, v.version): await version_traces(request, svc.service, v.version, lookback_s=lookback)
+              for svc in view.services for v in svc.versions}
+    return replace(view, traces=traces)
 
 
 async def _cancel_and_return(request: Request, execution_id: str, reason: str) -> HTMLResponse:

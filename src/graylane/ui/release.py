@@ -36,6 +36,8 @@ class ReleaseView:
     status: str
     actions: list[str] = field(default_factory=list)  # pause / resume / cancel where they apply
     deployed: list[str] = field(default_factory=list)  # "Kind name" of what its deploy stages applied
+    # (service, version) -> recent trace summaries of requests that version handled (the evidence's samples)
+    traces: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _short(host: Any) -> str:
@@ -83,8 +85,8 @@ def deployed_objects(execution: dict[str, Any]) -> list[str]:
     return out
 
 
-def _configured(service: str, virtual_services: list[dict[str, Any]],
-                subset_versions: dict[str, str]) -> tuple[dict[str, float], str | None]:
+def route_weights(service: str, virtual_services: list[dict[str, Any]],
+                subset_version: dict[str, str]) -> tuple[dict[str, float], str | None]:
     """version -> % of the first HTTP rule's weight, from the VirtualService whose hosts name the service."""
     for vs in virtual_services:
         spec = vs.get("spec") or {}
@@ -101,14 +103,14 @@ def _configured(service: str, virtual_services: list[dict[str, Any]],
                 weight = float(route.get("weight", 100 if len(routes) == 1 else 0))
             except (TypeError, ValueError):
                 continue
-            version = subset_versions.get(subset, subset) or "all"
+            version = subset_version.get(subset, subset) or "all"
             weights[version] = weights.get(version, 0.0) + weight
         total = sum(weights.values()) or 1.0
         return {v: round(100 * w / total, 1) for v, w in weights.items()}, f"VirtualService {name}"
     return {}, None
 
 
-def _http_route_weights(service: str, routes: list[dict[str, Any]],
+def http_route_weights(service: str, routes: list[dict[str, Any]],
                         services: list[dict[str, Any]]) -> tuple[dict[str, float], str | None]:
     """version -> % of the first rule's backendRefs weight, from the HTTPRoute whose parent is the Service;
     a backend Service's version is its selector's `version` label (else its name)."""
@@ -134,7 +136,7 @@ def _http_route_weights(service: str, routes: list[dict[str, Any]],
     return {}, None
 
 
-def _subset_versions(service: str, destination_rules: list[dict[str, Any]]) -> dict[str, str]:
+def subset_versions(service: str, destination_rules: list[dict[str, Any]]) -> dict[str, str]:
     out = {}
     for dr in destination_rules:
         spec = dr.get("spec") or {}
@@ -155,7 +157,7 @@ class Observed:
     requests: int
 
 
-def _observed(service: str, graph: dict[str, Any]) -> Observed:
+def version_traffic(service: str, graph: dict[str, Any]) -> Observed:
     """Per version: % of the window's requests to the service (every caller), 5xx %, and p95 (ms)."""
     version = {n["id"]: n.get("version") or n.get("label") or n["id"] for n in graph.get("nodes") or []}
     counts: dict[str, float] = {}
@@ -184,10 +186,10 @@ def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any
                  kube_services: list[dict[str, Any]] | None = None) -> ReleaseView:
     services = []
     for service in released_services(execution):
-        configured, vs_name = _configured(service, virtual_services, _subset_versions(service, destination_rules))
+        configured, vs_name = route_weights(service, virtual_services, subset_versions(service, destination_rules))
         if not configured:
-            configured, vs_name = _http_route_weights(service, http_routes or [], kube_services or [])
-        seen = _observed(service, graph)
+            configured, vs_name = http_route_weights(service, http_routes or [], kube_services or [])
+        seen = version_traffic(service, graph)
         versions = [VersionShare(v, configured.get(v), seen.share.get(v), seen.error_rate.get(v), seen.p95_ms.get(v))
                     for v in sorted(set(configured) | set(seen.share))]
         services.append(ServiceRelease(service, versions, seen.requests, vs_name))

@@ -53,6 +53,15 @@ def time_tag(value: Any) -> Markup:
     return Markup(f'<time class="ts" datetime="{iso}">{text}</time>')
 
 
+def clock_tag(value: Any) -> Markup:
+    """A time of day for an axis tick: `<time class="ts-clock">` (UTC; console.js shows the reader's zone)."""
+    when = parse_time(value)
+    if when is None:
+        return Markup("")
+    iso = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Markup(f'<time class="ts-clock" datetime="{iso}">{when.strftime("%H:%M:%S")}</time>')
+
+
 def may_judge(stage: dict[str, Any], role: str) -> bool:
     """Whether a user of this role may judge the stage (requiredJudgmentRoles; admins always may)."""
     roles = (stage.get("context") or {}).get("requiredJudgmentRoles") or []

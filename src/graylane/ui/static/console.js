@@ -332,6 +332,10 @@
       const when = new Date(t.getAttribute("datetime"));
       if (!Number.isNaN(when.getTime())) { t.textContent = when.toLocaleString(); t.title = t.getAttribute("datetime"); }
     }
+    for (const t of (root || document).querySelectorAll("time.ts-clock[datetime]")) {  // axis ticks: time of day
+      const when = new Date(t.getAttribute("datetime"));
+      if (!Number.isNaN(when.getTime())) t.textContent = when.toLocaleTimeString();
+    }
   }
   document.addEventListener("DOMContentLoaded", () => formatTimes(document));
   document.addEventListener("htmx:load", (evt) => formatTimes(evt.target));

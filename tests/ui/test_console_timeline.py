@@ -1,0 +1,183 @@
+"""The release at a glance, over time, in Chromium: the execution page's timeline (judgments, revisions, route
+weights and each version's error rate on one axis, live), the evidence's sample traces of each version opening a
+trace of that version, and the topology's traffic animation (its option in the URL, off for reduced motion).
+
+The control plane scrapes a stand-in data plane admin port (tests/ui/dataplane_standin.py): productpage-v1 calls
+reviews v1 and v2, a quarter of v2's requests fail, and spans carry each version's Istio revision tag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
+
+from playwright.sync_api import expect  # noqa: E402
+from tests.ui.canary_pipeline import RATIO, RELEASE, judgments_only  # noqa: E402
+from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium, running_server  # noqa: E402
+from tests.ui.dataplane_standin import DataPlaneStandIn  # noqa: E402
+from tests.ui.test_console_a11y import AXE, serious_violations  # noqa: E402
+
+ROUTING_100_0 = """apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 100
+    - destination: {host: reviews, subset: v2}
+      weight: 0
+"""
+
+
+@pytest.fixture(scope="module")
+def dataplane() -> Iterator[DataPlaneStandIn]:
+    stand_in = DataPlaneStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, dataplane: DataPlaneStandIn) -> Iterator[ConsoleServer]:
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: run `npm ci` (axe-core is a devDependency in package.json)", pytrace=False)
+    state = tmp_path_factory.mktemp("timeline") / "state"
+    state.mkdir()
+    with running_server(state, env={"GRAYLANE_DATAPLANE_ADMIN": dataplane.url}) as s:
+        assert s.api.post("/api/v1/apply", content=ROUTING_100_0).status_code == 200
+        s.pipeline = s.import_pipeline(judgments_only("reviews-timeline", apply_ratio=True))  # type: ignore[attr-defined]
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser(server: ConsoleServer) -> Iterator[Browser]:
+    with chromium() as b:
+        yield Browser(b, server)
+
+
+@pytest.fixture(scope="module")
+def execution(server: ConsoleServer) -> str:
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    return execution_id
+
+
+def test_the_timeline_shows_the_judgment_and_the_weight_change_after_judging_30(
+        server: ConsoleServer, browser: Browser, execution: str) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution}")
+    page.wait_for_function("window.graylaneLive && window.graylaneLive.readyState === 1")
+    timeline = page.locator("#timeline")
+    judgments = timeline.locator("[data-lane='Judgments']")
+    expect(judgments).to_contain_text("none yet")
+
+    header = page.locator("#release")
+    header.get_by_label("灰度比例 (%)").fill("30")
+    header.get_by_role("button", name="Continue").click()
+    expect(header.get_by_role("status").filter(has_text="Continued")).to_be_visible()
+
+    # Live: the judgment, the VirtualService revision the next stage wrote, and the weights it set.
+    judged = judgments.get_by_role("link", name=f"alice judged {RATIO}: continue (canary_ratio=30)")
+    expect(judged).to_be_visible()
+    weights = timeline.locator("[data-lane='Weights']")
+    weight = weights.get_by_role("link", name=re.compile(r"^reviews weights v1 70% · v2 30% \(VirtualService reviews "))
+    expect(weight).to_be_visible()
+    expect(weight).to_contain_text("v2 30%")
+    expect(timeline.locator("[data-lane='Revisions']").get_by_role("link", name=re.compile(
+        r"^VirtualService default\/reviews revision \d+ \w+ by stage 灰度比例生效$"))).to_be_visible()
+    # Judgment before weight change, on the same axis.
+    x_judged, x_weight = (float(re.search(r"left:\s*([\d.]+)%", el.get_attribute("style") or "")[1])
+                          for el in (judged, weight))
+    assert x_judged <= x_weight
+    # Each version's error rate over the window, from the scraped series: the canary fails a quarter.
+    canary = timeline.locator("[data-lane='Error rate'] a.canary").first
+    expect(canary).to_have_attribute("aria-label", re.compile(r"^reviews v2 \(canary\): 5xx 2\d(\.\d+)?% "))
+    expect(timeline.locator("[data-lane='Error rate'] a.baseline").first).to_have_attribute(
+        "aria-label", re.compile(r"^reviews v1 \(baseline\): 5xx 0% "))
+
+    # The table says the same in words, in time order.
+    page.get_by_text("The timeline as a table").click()
+    table = page.locator("#timeline-table")
+    expect(table).to_contain_text("reviews weights v1 70% · v2 30%")
+    rows = table.locator("tbody tr").all_inner_texts()
+    first_judgment = next(i for i, r in enumerate(rows) if "alice judged" in r)
+    start = next(i for i, r in enumerate(rows) if "reviews weights before this execution: v1 100% · v2 0%" in r)
+    change = next(i for i, r in enumerate(rows) if "reviews weights v1 70% · v2 30%" in r)
+    assert start < first_judgment < change, rows
+    page.screenshot(path=str(ARTIFACTS / "timeline-after-judging-30.png"), full_page=True)
+
+    # A weight point leads to its revision; an error-rate point to a trace of that version.
+    href = weight.get_attribute("href") or ""
+    assert re.fullmatch(r"/resources/VirtualService/default/reviews\?diff=\d+", href), href
+    weight.click()
+    expect(page.locator("pre.diff .add").filter(has_text="weight: 30")).to_be_visible()
+    page.go_back()
+    canary = page.locator("#timeline [data-lane='Error rate'] a.canary").last
+    canary.click()
+    expect(page).to_have_url(re.compile(r"/traces"))
+    expect(page.locator("tr[data-service='reviews.default']").first).to_have_attribute("data-version", "v2")
+
+
+def test_the_timeline_on_its_own_page_reads_at_390px_and_has_no_serious_violations(
+        server: ConsoleServer, browser: Browser) -> None:
+    execution = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution, RATIO, "RUNNING")
+    server.judge(execution, RATIO, customParams={"canary_ratio": "40"})
+    page = browser.new_page(width=390, height=844)
+    page.goto(f"{server.base}/executions/{execution}")
+    page.get_by_role("link", name="open on its own page").click()
+    expect(page.get_by_role("heading", name=re.compile("^Timeline: "))).to_be_visible()
+    weights = page.locator("[data-lane='Weights']")
+    weight = weights.get_by_role("link", name=re.compile(r"^reviews weights v1 60% · v2 40%"))
+    expect(weight).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    track = page.locator("[data-lane='Weights'] .tl-track").bounding_box()
+    assert track and track["width"] >= 300, track  # the lane name sits above the track on a phone
+    page.screenshot(path=str(ARTIFACTS / "timeline-390.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_text("The timeline as a table").click()
+    assert serious_violations(page) == []
+
+
+def test_the_evidence_links_sample_traces_of_each_version(server: ConsoleServer, browser: Browser) -> None:
+    execution = server.start_pipeline(server.import_pipeline(judgments_only("reviews-evidence")))
+    server.wait_stage(execution, RATIO, "RUNNING")
+    server.judge(execution, RATIO, customParams={"canary_ratio": "30"})
+    server.wait_stage(execution, RELEASE, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution}")
+    header = page.locator("#release")
+    expect(header.get_by_role("heading", name=f"Waiting for you: {RELEASE}")).to_be_visible()
+    for version in ("v1", "v2"):
+        row = header.get_by_role("row", name=re.compile(rf"^{version} "))
+        expect(row.get_by_role("link", name=re.compile(rf"^Trace \w+ of reviews {version}"))).not_to_have_count(0)
+    header.screenshot(path=str(ARTIFACTS / "judgment-evidence-traces.png"))
+    row = header.get_by_role("row", name=re.compile(r"^v2 "))
+    sample = row.get_by_role("link", name=re.compile(r"^Trace \w+ of reviews v2")).first
+    short = sample.inner_text().split()[0]
+    sample.click()
+    expect(page.get_by_role("heading", name=re.compile(rf"^Trace {short}"))).to_be_visible()
+    reviews = page.locator("tr[data-service='reviews.default']")
+    expect(reviews).to_have_count(1)
+    expect(reviews).to_have_attribute("data-version", "v2")
+    assert serious_violations(page) == []
+
+    page.go_back()
+    page.locator("#release").get_by_role("link", name="All recent traces of reviews v1").click()
+    expect(page.get_by_role("heading", name="Traces of reviews v1")).to_be_visible()
+    page.locator("table.list tbody a").first.click()
+    expect(page.locator("tr[data-service='reviews.default']")).to_have_attribute("data-version", "v1")
