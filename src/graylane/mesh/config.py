@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from graylane.errors import ValidationError
-from graylane.mesh import gateway_api
+from graylane.mesh import config_tcp, gateway_api
 from graylane.mesh.config_base import labels_match as _labels_match
 from graylane.mesh.config_base import meta as _meta
 from graylane.mesh.config_base import parse_duration
@@ -399,6 +399,7 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
                 if h not in entry["server_hosts"]:
                     entry["server_hosts"].append(h)
     listeners.extend(by_port[p] for p in sorted(by_port))
+    l4 = config_tcp.compile_l4(by_kind, gateways, options, rej, listeners, rate_limits, GATEWAY_SOURCE, warnings)
 
     snapshot = {
         "version": version,
@@ -412,6 +413,7 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
         "inbound_rate_limits": [rl for rl in rate_limits if rl["context"] in ("SIDECAR_INBOUND", "ANY")],
         "warnings": warnings,
         "rejected": rej.to_json(),
+        **l4,  # l4_routes, tls_credentials
         gateway_api.STATUS_KEY: gapi.statuses,
     }
     decode_snapshot(snapshot)  # validate regexes etc. exactly as the proxy will
@@ -522,8 +524,9 @@ def _gateway_servers(gw: Mapping[str, Any], options: MeshOptions) -> tuple[list[
     for i, server in enumerate((gw.get("spec") or {}).get("servers") or ()):
         port = server.get("port") or {}
         protocol = str(port.get("protocol", "HTTP")).upper()
-        if protocol not in HTTP_PROTOCOLS:
-            warnings.append(f"{_where(gw, f'spec.servers[{i}]')}: protocol {protocol} is not served locally")
+        if protocol not in HTTP_PROTOCOLS:  # TCP, TLS and HTTPS servers: config_tcp.py
+            warnings += [] if protocol in config_tcp.PROTOCOLS else [f"{_where(gw, f'spec.servers[{i}]')}: protocol "
+                                                                      f"{protocol} is not served locally"]
             continue
         number = int(port["number"])
         hosts = [str(h).split("/", 1)[1] if "/" in str(h) else str(h) for h in server.get("hosts") or ("*",)]

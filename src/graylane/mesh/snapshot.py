@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from graylane.errors import ValidationError
 from graylane.mesh.routing.balancing import Cluster, ClusterEndpoint
+from graylane.mesh.routing.l4 import L4Match, L4Route, TlsCredential, TlsServer
 from graylane.mesh.routing.matching import Match, Source, StringMatch, compile_regex
 from graylane.mesh.routing.policies import (
     RING_SIZE,
@@ -73,6 +74,8 @@ class Snapshot:
     listeners: Mapping[str, Listener]
     inbound_rate_limits: tuple[InboundRateLimit, ...]
     warnings: tuple[str, ...] = ()
+    l4_routes: tuple[L4Route, ...] = ()  # VirtualService tcp/tls routes (routing/l4.py)
+    tls_credentials: Mapping[str, TlsCredential] = field(default_factory=dict, repr=False)  # by ns/secret name
     # The wire form as received, for /config_dump and the last-good file only; nothing decides on it.
     document: Mapping[str, object] = field(default_factory=dict, repr=False)
     # Decoded parts by their wire form, so the next decode reuses what did not change (compiling regexes is not
@@ -441,9 +444,24 @@ def _listener(at: _At) -> Listener:
     source = Source(src.child("namespace").text("default"), src.child("pod").text(""), src.child("labels").labels(),
                     src.child("workload").text("unknown"), src.child("service_account").text("default"))
     rl = at.child("rate_limit")
+    tls = tuple(TlsServer(s.child("hosts").strs(), s.child("mode").text("SIMPLE"), s.child("credential").text())
+                for s in at.child("tls_servers").elements())
     return Listener(at.child("name").text(), at.child("kind").text(), at.child("bind").text("127.0.0.1"),
                     at.child("port").integer(), source, at.child("server_port").integer(0), at.child("gateways").strs(),
-                    at.child("server_hosts").strs(), _rate_limit(rl) if rl.value else None)
+                    at.child("server_hosts").strs(), _rate_limit(rl) if rl.value else None,
+                    at.child("protocol").text("http"), tls, at.child("https_redirect").strs())
+
+
+def _l4_route(at: _At) -> L4Route:
+    matches = tuple(L4Match(m.child("port").opt_int(), m.child("gateways").strs() or None, m.child("sniHosts").strs(),
+                            m.child("sourceNamespace").opt_str()) for m in at.child("match").elements())
+    return L4Route(at.child("virtual_service").text(), at.child("protocol").text(), at.child("index").integer(0),
+                   at.child("hosts").strs(), at.child("gateways").strs() or ("mesh",), matches,
+                   _each(at.child("route").elements(), _destination))
+
+
+def _tls_credential(at: _At) -> TlsCredential:
+    return TlsCredential(at.child("cert").text(), at.child("key").text(), at.child("ca").text(""))
 
 
 def _inbound(at: _At) -> InboundRateLimit:
@@ -507,6 +525,8 @@ def decode_snapshot(document: object, previous: Snapshot | None = None) -> Snaps
         listeners=listeners,
         inbound_rate_limits=_each(root.child("inbound_rate_limits").elements(), _inbound),
         warnings=root.child("warnings").strs(),
+        l4_routes=_each(root.child("l4_routes").elements(), _l4_route),
+        tls_credentials={k: _tls_credential(v) for k, v in root.child("tls_credentials").items()},
         document=root.obj(),
         reuse=_Reuse(vs_reuse, cluster_reuse),
     )

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from graylane.mesh.routing.balancing import BalancerState, Cluster, ClusterEndpoint
+from graylane.mesh.routing.l4 import L4Route, TlsServer, select_l4
 from graylane.mesh.routing.matching import RequestView, Source, host_matches, split_host_port, why
-from graylane.mesh.routing.policies import ClusterPolicy, HeaderOps, InboundRateLimit, RateLimit
-from graylane.mesh.routing.rules import Destination, Rule, VirtualService, is_catch_all
+from graylane.mesh.routing.policies import ClusterPolicy, HeaderOps, InboundRateLimit, RateLimit, RetryPolicy
+from graylane.mesh.routing.rules import Destination, Redirect, Rule, VirtualService, is_catch_all
 from graylane.mesh.routing.sticky import sticky_choice, subset_name
 
 PASSTHROUGH = "PassthroughCluster"
+# A gateway server's tls.httpsRedirect as a route: 301 to the same host and path over https, default port.
+_HTTPS_REDIRECT = Rule(-1, "https-redirect", (), (), Redirect(scheme="https", derive_port="FROM_PROTOCOL_DEFAULT"),
+                       None, None, None, RetryPolicy(0, None, frozenset(), frozenset()), None, (), None, HeaderOps(),
+                       HeaderOps())
 
 
 class Outcome(enum.StrEnum):
@@ -42,6 +47,9 @@ class Listener:
     gateways: tuple[str, ...] = ()  # ns/name of gateways served here
     server_hosts: tuple[str, ...] = ()
     rate_limit: RateLimit | None = None
+    protocol: str = "http"  # http | tcp | tls (passthrough): routing/l4.py
+    tls_servers: tuple[TlsServer, ...] = ()  # terminated TLS (SIMPLE/MUTUAL) in front of HTTP
+    https_redirect: tuple[str, ...] = ()  # hosts of servers with tls.httpsRedirect: 301 to https
 
     @property
     def address(self) -> tuple[str, int]:
@@ -139,6 +147,8 @@ class RoutingSnapshot(Protocol):
     def listeners(self) -> Mapping[str, Listener]: ...
     @property
     def inbound_rate_limits(self) -> tuple[InboundRateLimit, ...]: ...
+    @property
+    def l4_routes(self) -> tuple[L4Route, ...]: ...
 
 
 # --------------------------------------------------------------------------------------------- the table
@@ -172,12 +182,15 @@ class RouteTable:
         for vs in self.virtual_services:
             for rule in vs.rules:
                 self.rule_live[id(rule)] = self._live(vs.key, rule)
+        self.l4_routes: tuple[L4Route, ...] = snapshot.l4_routes
+        for l4 in self.l4_routes:  # tcp/tls routes split by the same weighted pick, keyed apart from http rules
+            self.rule_live[id(l4)] = self._live(f"{l4.virtual_service} {l4.protocol}", l4)
         self._vhost_cache: dict[tuple[str, str], tuple[str, VirtualService | None]] = {}
         self._cluster_cache: dict[tuple[int, int], tuple[str, Cluster | None]] = {}
         self._default_dest: dict[str, Destination] = {}
         self._passthrough_clusters: dict[tuple[str, int], Cluster] = {}
 
-    def _live(self, vs_key: str, rule: Rule) -> _LiveRoute:
+    def _live(self, vs_key: str, rule: Rule | L4Route) -> _LiveRoute:
         live = tuple(rule.live_destinations())
         weights = tuple(d.weight for d in live)
         # A string: its hash is computed once, not per request (the key is looked up on every weighted pick).
@@ -255,6 +268,8 @@ class RouteTable:
         `state` is the caller's endpoint health, load and split progress; `rng` every random choice.
         """
         host, vs = self.resolve(listener, req.authority)
+        if listener.https_redirect and any(host_matches(h, host) for h in listener.https_redirect):
+            return self._https_redirect(host, vs)
         if vs is None:
             if listener.kind == "sidecar" and host not in self.services and self.allow_any:
                 return self._passthrough(req, host, pick_endpoint)
@@ -285,6 +300,31 @@ class RouteTable:
                 decision.skipped.append((rule.index, "; ".join(reasons)))
         decision.detail = f"no rule of VirtualService {vs.key} matched"
         return decision
+
+    def _https_redirect(self, host: str, vs: VirtualService | None) -> RouteDecision:
+        """A gateway server with `tls.httpsRedirect`: every request gets 301 to https (Envoy's require_tls ALL)."""
+        return RouteDecision(Outcome.REDIRECT, host, virtual_service=vs, rule=_HTTPS_REDIRECT,
+                             detail="the gateway server has tls.httpsRedirect")
+
+    def route_l4(self, listener: Listener, port: int, sni: str, source_ip: str, rng: random.Random,
+                 state: BalancerState, now: float = 0.0) -> RouteDecision:
+        """A TCP connection (or an unterminated TLS one, by its SNI) on `listener`: the first `tcp`/`tls` route that
+        takes it, then a weighted destination and an endpoint, as `route` does for HTTP."""
+        gateways = listener.gateways if listener.kind == "gateway" else ("mesh",)
+        route = select_l4(self.l4_routes, listener.protocol, port, gateways, sni, listener.source.namespace)
+        if route is None:
+            return RouteDecision(Outcome.NO_ROUTE, sni, detail=f"no {listener.protocol} route for port {port}"
+                                 + (f" and SNI {sni!r}" if sni else ""))
+        entry = self.rule_live[id(route)]
+        d = RouteDecision(Outcome.NO_ROUTE, sni, detail=route.name)
+        if not entry.destinations:
+            d.detail = "route has no destination with weight > 0"
+            return d
+        index = 0 if entry.key is None else state.pick_weighted(entry.key, entry.weights, self.use_random, rng)
+        dest = entry.destinations[index]
+        d.outcome, d.share = Outcome.ROUTED, (dest.weight / entry.total if entry.key is not None else 1.0)
+        req = RequestView("", "/", sni, {}, "tcp", port, source_ip)
+        return self._destination(d, req, dest, rng, state, now, True)
 
     def _passthrough(self, req: RequestView, host: str, pick_endpoint: bool) -> RouteDecision:
         """Istio's default outboundTrafficPolicy ALLOW_ANY: a host outside the registry goes where it says."""

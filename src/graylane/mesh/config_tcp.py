@@ -1,0 +1,210 @@
+"""Compile the TCP and TLS side of Gateways and VirtualServices into snapshot parts.
+
+Gateway servers with protocol TCP (or any non-HTTP protocol, which Istio proxies as TCP), TLS and HTTPS become
+gateway listeners with a `protocol` (tcp, tls passthrough, or http behind terminated TLS) and `tls_servers`
+(SIMPLE/MUTUAL, certificates from the Secret named by `credentialName`, PEM carried in `tls_credentials`); HTTP
+servers with `tls.httpsRedirect` mark their listener's hosts for a 301 to https. VirtualService `tcp` and `tls`
+routes become `l4_routes`. A server whose credential is unusable is left out and named on its Gateway (the rest of
+the Gateway is served); a VirtualService whose tcp/tls routes are malformed is named the same way. Pure functions
+over resource bodies; no sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from graylane.errors import ValidationError
+from graylane.mesh.config_base import meta, where_of
+from graylane.mesh.envoyfilter import listener_rate_limit
+from graylane.mesh.isolation import Rejections
+from graylane.mesh.state import MeshOptions
+from graylane.mesh.tlscred import credential
+
+HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
+# Server protocols compiled here: TLS-terminating HTTP, TLS, and what Istio proxies as opaque TCP.
+PROTOCOLS = {"HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"}
+TERMINATE = ("SIMPLE", "MUTUAL")
+
+
+def port_protocol(port: Mapping[str, Any]) -> str:
+    """A Service port's protocol as Istio selects it: `appProtocol`, else the name's prefix (`tcp-db`, `http`),
+    else TCP (istio.io "Protocol Selection": ports without a recognised protocol are treated as plain TCP)."""
+    app = str(port.get("appProtocol") or "").lower()
+    name = str(port.get("name") or "").lower().split("-", 1)[0]
+    for value in (app, name):
+        if value in ("http", "http2", "grpc", "grpc-web", "https", "tls", "tcp", "mongo", "mysql", "redis"):
+            return value.upper()
+        if value in ("h2c", "kubernetes.io/h2c"):
+            return "HTTP2"
+    return "TCP"
+
+
+def _fqdn(host: str, namespace: str, suffix: str) -> str:
+    if host == "*" or "." in host or ":" in host or host.replace(".", "").isdigit():
+        return host
+    return f"{host}.{namespace}.svc.{suffix}"
+
+
+def _gateway_ref(ref: str, namespace: str) -> str:
+    if ref == "mesh" or "/" in ref:
+        return ref
+    if "." in ref:
+        name, _, ns = ref.partition(".")
+        return f"{ns}/{name}"
+    return f"{namespace}/{ref}"
+
+
+def compile_l4(by_kind: Mapping[str, list[dict[str, Any]]], gateways: Mapping[str, tuple[dict[str, Any], Any]],
+               options: MeshOptions, rej: Rejections, listeners: list[dict[str, Any]],
+               rate_limits: list[dict[str, Any]], source: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """Add TCP/TLS/HTTPS gateway listeners (and httpsRedirect hosts) to `listeners`; return the snapshot keys
+    `l4_routes` and `tls_credentials`."""
+    secrets = {meta(s)[::-1]: s for s in by_kind.get("Secret", ())}
+    by_name = {lst["name"]: lst for lst in listeners}
+    credentials: dict[str, dict[str, str]] = {}
+    for key, (gw, _) in gateways.items():
+        spec = gw.get("spec") or {}
+        for i, server in enumerate(spec.get("servers") or ()):
+            where = where_of(gw, f"spec.servers[{i}]")
+            try:
+                _server(key, gw, server, where, options, secrets, by_name, credentials, rate_limits, source,
+                        warnings)
+            except ValidationError as exc:
+                if rej.strict:
+                    raise
+                rej.add(gw, f"{exc}; this server is left out, the Gateway's other servers are served")
+    listeners[:] = list(by_name.values())
+    routes: list[dict[str, Any]] = []
+    for vs in by_kind.get("VirtualService", ()):
+        got = rej.attempt(vs, lambda vs=vs: _l4_routes(vs, options.domain_suffix, warnings))
+        routes.extend(got or ())
+    return {"l4_routes": routes, "tls_credentials": credentials}
+
+
+def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: str, options: MeshOptions,
+            secrets: Mapping[tuple[str, str], Mapping[str, Any]], by_name: dict[str, dict[str, Any]],
+            credentials: dict[str, dict[str, str]], rate_limits: list[dict[str, Any]], source: Mapping[str, Any],
+            warnings: list[str]) -> None:
+    name, ns = meta(gw)
+    port = server.get("port") or {}
+    protocol = str(port.get("protocol", "HTTP")).upper()
+    number = int(port["number"])
+    host_port = int(options.gateway_port_map.get(number, number))
+    lname = f"gateway~{host_port}"
+    hosts = [str(h).split("/", 1)[1] if "/" in str(h) else str(h) for h in server.get("hosts") or ("*",)]
+    tls = server.get("tls") or {}
+    if protocol in HTTP_PROTOCOLS:
+        if tls.get("httpsRedirect") and lname in by_name:
+            redirect = by_name[lname].setdefault("https_redirect", [])
+            redirect.extend(h for h in hosts if h not in redirect)
+        return
+    if protocol not in PROTOCOLS:
+        return
+    mode = str(tls.get("mode") or "").upper()
+    if protocol in ("HTTPS", "TLS") and not mode:
+        raise ValidationError(f"server protocol {protocol} needs tls.mode (SIMPLE, MUTUAL or PASSTHROUGH)",
+                              where=f"{where}.tls")
+    if mode and mode not in (*TERMINATE, "PASSTHROUGH"):
+        warnings.append(f"{where}: tls.mode {mode} is not served locally (SIMPLE, MUTUAL, PASSTHROUGH are)")
+        return
+    if mode == "PASSTHROUGH":
+        kind = "tls"
+    elif protocol == "HTTPS":
+        kind = "http"
+    else:
+        kind = "tcp"  # TCP and friends; TLS with SIMPLE/MUTUAL is terminated, then proxied as TCP
+    tls_server = None
+    if mode in TERMINATE:
+        cred_name = str(tls.get("credentialName") or "")
+        if not cred_name:
+            raise ValidationError(f"tls.mode {mode} needs tls.credentialName (a kubernetes.io/tls Secret); "
+                                  "file paths (serverCertificate/privateKey) are not read locally",
+                                  where=f"{where}.tls.credentialName")
+        namespaces = (ns,) if ns == "istio-system" else (ns, "istio-system")
+        cred_key, pem = credential(secrets, namespaces, cred_name, mode == "MUTUAL", f"{where}.tls")
+        if mode == "MUTUAL":
+            cred_key += "#mutual"
+        credentials[cred_key] = pem
+        tls_server = {"hosts": hosts, "mode": mode, "credential": cred_key}
+    entry = by_name.get(lname)
+    if entry is None:
+        selector = dict(((gw.get("spec") or {}).get("selector")) or {})
+        entry = by_name[lname] = {
+            "name": lname, "kind": "gateway", "bind": options.gateway_bind, "port": host_port, "server_port": number,
+            "source": dict(source), "gateways": [], "server_hosts": [], "protocol": kind,
+            "rate_limit": listener_rate_limit(rate_limits, ("GATEWAY", "ANY"), "istio-system",
+                                              selector or source["labels"]) if kind == "http" else None}
+    elif entry.get("protocol", "http") != kind or bool(entry.get("tls_servers")) != (tls_server is not None):
+        raise ValidationError(f"port {number} is already served as {entry.get('protocol', 'http')}"
+                              f"{' with TLS' if entry.get('tls_servers') else ''} by another server",
+                              where=f"{where}.port")
+    elif tls_server is not None and entry["tls_servers"][0]["mode"] != mode:
+        # One port, one client-certificate policy locally (the handshake's verify mode is the port's).
+        raise ValidationError(f"port {number} already has {entry['tls_servers'][0]['mode']} servers; SIMPLE and "
+                              "MUTUAL servers need separate ports locally", where=f"{where}.tls.mode")
+    if key not in entry["gateways"]:
+        entry["gateways"].append(key)
+    entry["server_hosts"].extend(h for h in hosts if h not in entry["server_hosts"])
+    if tls_server is not None:
+        entry.setdefault("tls_servers", []).append(tls_server)
+
+
+def _l4_routes(vs: Mapping[str, Any], suffix: str, warnings: list[str]) -> list[dict[str, Any]]:
+    name, ns = meta(vs)
+    spec = vs.get("spec") or {}
+    if not spec.get("tcp") and not spec.get("tls"):
+        return []
+    vs_gateways = [_gateway_ref(str(g), ns) for g in spec.get("gateways") or ()] or ["mesh"]
+    hosts = [_fqdn(str(h), ns, suffix) for h in spec.get("hosts") or ()]
+    if "mesh" in vs_gateways:
+        warnings.append(f"{where_of(vs)}: tcp/tls routes are served on gateways only; sidecars proxy HTTP, so the "
+                        "routes bound to mesh are ignored locally")
+    out = []
+    for protocol, field in (("tcp", "tcp"), ("tls", "tls")):
+        for i, rule in enumerate(spec.get(field) or ()):
+            where = where_of(vs, f"spec.{field}[{i}]")
+            if not isinstance(rule, Mapping):
+                raise ValidationError("must be an object", where=where)
+            matches = []
+            for mi, m in enumerate(rule.get("match") or ()):
+                mwhere = f"{where}.match[{mi}]"
+                item: dict[str, Any] = {}
+                if m.get("port") is not None:
+                    item["port"] = int(m["port"])
+                if m.get("gateways"):
+                    item["gateways"] = [_gateway_ref(str(g), ns) for g in m["gateways"]]
+                if m.get("sourceNamespace"):
+                    item["sourceNamespace"] = str(m["sourceNamespace"])
+                if protocol == "tls":
+                    sni = [str(h) for h in m.get("sniHosts") or ()]
+                    if not sni:
+                        raise ValidationError("TLS match must have at least one SNI host", where=mwhere)
+                    item["sniHosts"] = sni
+                matches.append(item)
+            if protocol == "tls" and not matches:
+                raise ValidationError("TLS route must have at least one match condition", where=where)
+            out.append({"virtual_service": f"{ns}/{name}", "protocol": protocol, "index": i, "hosts": hosts,
+                        "gateways": vs_gateways, "match": matches,
+                        "route": _destinations(rule.get("route"), ns, suffix, where)})
+    return out
+
+
+def _destinations(route: Any, ns: str, suffix: str, where: str) -> list[dict[str, Any]]:
+    if not route:
+        raise ValidationError("route is required", where=f"{where}.route")
+    dests = []
+    for di, d in enumerate(route):
+        dest = (d or {}).get("destination") or {}
+        if not dest.get("host"):
+            raise ValidationError("destination.host is required", where=f"{where}.route[{di}]")
+        weight = int(d.get("weight", 0) or 0)
+        if weight < 0:
+            raise ValidationError(f"weight {weight} < 0", where=f"{where}.route[{di}]")
+        port = (dest.get("port") or {}).get("number")
+        dests.append({"host": _fqdn(str(dest["host"]), ns, suffix), "subset": str(dest.get("subset") or ""),
+                      "port": int(port) if port else None, "weight": weight if len(route) > 1 else 100})
+    if len(dests) > 1 and sum(x["weight"] for x in dests) == 0:
+        raise ValidationError("total destination weight = 0", where=f"{where}.route")
+    return dests
+
