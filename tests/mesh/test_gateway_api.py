@@ -420,3 +420,101 @@ def test_istio_bookinfo_gateway_api_samples_validate_clean() -> None:
     root = demo.DEMO_ROOT
     docs = load_paths([root / "gateway-api", root / "platform" / "kube"])
     assert [f.plain() for f in validate(docs)] == []
+
+
+# --------------------------------------------------------------------------------------------- GRPCRoute
+
+
+def grpc_route(name: str, rules: list[dict], parents: list[dict] | None = None, ns: str = "default",
+               hostnames: list[str] | None = None) -> dict:
+    body = route(name, rules, parents, ns, hostnames)
+    return {**body, "kind": "GRPCRoute"}
+
+
+def call(get: Any, path: str, host: str = "grpc.example.com", **headers: str) -> httpx.Response:
+    """What a gRPC client sends, as far as routing sees it: POST /package.Service/Method, content-type grpc."""
+    return get(path, host=host, method="POST", content=b"\0\0\0\0\0",
+               headers={"content-type": "application/grpc", "te": "trailers", **headers})
+
+
+def test_grpcroute_method_matches_precedence_and_exact_weights(world):
+    """GRPCRoute as Istio converts it: service+method exact, service-only prefix, method-only and regex matches,
+    a header match, the spec's precedence (longer service, then method), weights exact over 100 calls."""
+    push, get, _, _ = world
+    snap = push([gateway(), grpc_route("greeter", [
+        {"matches": [{"method": {"service": "helloworld.Greeter", "method": "SayHello"}}],
+         "backendRefs": [backend("a")]},
+        {"matches": [{"method": {"service": "helloworld.Greeter"}}], "backendRefs": [backend("b")]},
+        {"matches": [{"method": {"method": "Check"}}], "backendRefs": [backend("c")]},
+        {"matches": [{"method": {"type": "RegularExpression", "service": "routeguide\\..*", "method": "Get.*"}}],
+         "backendRefs": [backend("reviews-v1", 80), backend("reviews-v2", 20)]},
+        {"matches": [{"method": {"service": "helloworld.Greeter", "method": "SayHello"},
+                      "headers": [{"name": "x-canary", "value": "yes"}]}],
+         "backendRefs": [backend("c")]},
+    ], hostnames=["grpc.example.com"])])
+    assert conditions(status_of(snap, "GRPCRoute", "greeter")["parents"][0])["Accepted"] == ("True", "Accepted")
+    assert name_of(call(get, "/helloworld.Greeter/SayHello")) == "a"
+    assert name_of(call(get, "/helloworld.Greeter/SayHello", **{"x-canary": "yes"})) == "c"  # more headers win
+    assert name_of(call(get, "/helloworld.Greeter/SayGoodbye")) == "b"  # service only
+    assert name_of(call(get, "/grpc.health.v1.Health/Check")) == "c"  # method only, any service
+    names = [name_of(call(get, "/routeguide.RouteGuide/GetFeature")) for _ in range(100)]
+    assert names.count("rv1") == 80 and names.count("rv2") == 20
+    assert call(get, "/routeguide.RouteGuide/ListFeatures").status_code == 404
+    assert call(get, "/helloworld.Greeter/SayHello", host="other.example.com").status_code == 404
+
+
+def test_grpcroute_in_the_mesh_and_listener_kinds(world):
+    """A GRPCRoute whose parent is a Service routes in the mesh (GAMMA); a listener allowing only HTTPRoutes
+    refuses it (NotAllowedByListeners) and a listener allowing GRPCRoutes accepts it."""
+    push, get, _, sc_port = world
+    push([grpc_route("reviews", [{"backendRefs": [backend("reviews-v1", 1), backend("reviews-v2", 1)]}],
+                     parents=[{"kind": "Service", "name": "reviews", "port": 9080}])])
+    with httpx.Client(proxy=f"http://127.0.0.1:{sc_port}", timeout=10) as c:
+        names = [c.post("http://reviews:9080/reviews.Reviews/Get", content=b"\0\0\0\0\0",
+                        headers={"content-type": "application/grpc"}).json()["name"] for _ in range(10)]
+    assert names.count("rv1") == 5 and names.count("rv2") == 5
+    http_only = {"name": "http", "port": 80, "protocol": "HTTP",
+                 "allowedRoutes": {"kinds": [{"kind": "HTTPRoute"}]}}
+    snap = push([gateway(listeners=[http_only]), grpc_route("g", [{"backendRefs": [backend("a")]}])])
+    assert conditions(status_of(snap, "GRPCRoute", "g")["parents"][0])["Accepted"] == \
+        ("False", "NotAllowedByListeners")
+    both = {**http_only, "allowedRoutes": {"kinds": [{"kind": "HTTPRoute"}, {"kind": "GRPCRoute"}]}}
+    snap = push([gateway(listeners=[both]), grpc_route("g", [{"backendRefs": [backend("a")]}])])
+    assert conditions(status_of(snap, "GRPCRoute", "g")["parents"][0])["Accepted"] == ("True", "Accepted")
+    assert name_of(call(get, "/any.Service/Method", host="example.com")) == "a"
+
+
+BAD_GRPC_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: bad}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches:
+    - method: {type: Exact}
+    - method: {service: "bad service!", method: "Say-Hello"}
+    - method: {type: RegularExpression, service: "(unclosed"}
+    - headers: [{name: "bad header", value: x}]
+    backendRefs: [{name: a}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rewrites}
+spec:
+  rules:
+  - filters: [{type: URLRewrite, urlRewrite: {hostname: x}}]
+"""
+
+
+def test_validate_applies_the_grpcroute_crd_rules() -> None:
+    text = "\n".join(_findings(BAD_GRPC_ROUTE))
+    for expected in ("rules[0].matches[0].method: One or both of 'service' or 'method' must be specified",
+                     "rules[0].matches[1].method.service: service must only contain valid characters",
+                     "rules[0].matches[1].method.method: method must only contain valid characters",
+                     "rules[0].matches[2].method.service: invalid RE2 regular expression",
+                     "rules[0].matches[3].headers[0].name: invalid header name",
+                     "rules[0].backendRefs[0]: Must have port for Service reference",
+                     "rules[0].filters[0].type: must be one of 'RequestHeaderModifier', 'ResponseHeaderModifier', "
+                     "'RequestMirror' or 'ExtensionRef' (got 'URLRewrite')"):
+        assert expected in text, text

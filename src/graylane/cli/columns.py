@@ -68,6 +68,7 @@ COLUMNS: dict[str, list[Column]] = {
     "Namespace": [("STATUS", lambda b: str(dig(b, "status", "phase", default="Active")))],
     # Kubernetes Gateway API (kubectl's printer columns of the CRDs)
     "HTTPRoute": [("HOSTNAMES", lambda b: _json_list(dig(b, "spec", "hostnames")))],
+    "GRPCRoute": [("HOSTNAMES", lambda b: _json_list(dig(b, "spec", "hostnames")))],
     "GatewayClass": [("CONTROLLER", lambda b: str(dig(b, "spec", "controllerName", default=""))),
                      ("ACCEPTED", lambda b: _condition(b, "Accepted"))],
 }

@@ -7,7 +7,10 @@ lower-cased, the first of duplicates wins), queryParams, method; RequestHeaderMo
 paths, so ReplacePrefixMatch is element-wise too); RequestMirror -> `mirrors`; timeouts.request /
 backendRequest -> `timeout`. backendRefs: weight 1 by default, 0 dropped; a backend that cannot be used
 (not found, wrong kind, no ReferenceGrant) keeps its share as a 500 (`fault.abort` of that percentage); no
-usable backend at all -> `directResponse` 500. Pure functions; no I/O.
+usable backend at all -> `directResponse` 500. GRPCRoute rules are converted the same way, their method
+matches becoming paths as Istio's `createGRPCURIMatch` does: Exact service+method -> `uri.exact /svc/Method`,
+service only -> `uri.prefix /svc/`, method only -> `uri.regex /[^/]+/Method`; RegularExpression -> `uri.regex
+/<service or [^/]+>/<method or [^/]+>`. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ class Backends:
     suffix: str
     group: str
 
-    def granted(self, route_ns: str, target_ns: str, name: str) -> bool:
+    def granted(self, route_ns: str, target_ns: str, name: str, route_kind: str = "HTTPRoute") -> bool:
         for grant in self.grants:
             if meta(grant)[1] != target_ns:
                 continue
             spec = grant.get("spec") or {}
-            if not any(f.get("group") == self.group and f.get("kind") == "HTTPRoute" and f.get("namespace") == route_ns
+            if not any(f.get("group") == self.group and f.get("kind") == route_kind and f.get("namespace") == route_ns
                        for f in spec.get("from") or ()):
                 continue
             if any((t.get("group") or "") == "" and t.get("kind") == "Service" and t.get("name") in (None, "", name)
@@ -50,15 +53,15 @@ class Backends:
                 return True
         return False
 
-    def resolve(self, ref: Mapping[str, Any], route_ns: str, enforce: bool) -> tuple[dict[str, Any] | None,
-                                                                                     tuple[str, str] | None]:
+    def resolve(self, ref: Mapping[str, Any], route_ns: str, enforce: bool,
+                route_kind: str = "HTTPRoute") -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
         """({host, port} destination, None) or (None, (reason, message)) for one backendRef."""
         group, kind, name = str(ref.get("group") or ""), str(ref.get("kind") or "Service"), str(ref.get("name"))
         if group != "" or kind != "Service":
             return None, ("InvalidKind", f"referencing unsupported backendRef: group {group!r} kind {kind!r}")
         bns = str(ref.get("namespace") or route_ns)
-        if bns != route_ns and enforce and not self.granted(route_ns, bns, name):
-            return None, ("RefNotPermitted", f"backendRef {name}/{bns} not accessible to a HTTPRoute in namespace "
+        if bns != route_ns and enforce and not self.granted(route_ns, bns, name, route_kind):
+            return None, ("RefNotPermitted", f"backendRef {name}/{bns} not accessible to a {route_kind} in namespace "
                                              f"{route_ns!r} (missing a ReferenceGrant?)")
         fqdn = f"{name}.{bns}.svc.{self.suffix}"
         svc = self.services.get(fqdn)
@@ -79,6 +82,7 @@ class RuleContext:
                  check: Callable[[dict[str, Any], str], None]) -> None:
         self.route = route
         self.name, self.ns = meta(route)
+        self.kind = str(route.get("kind") or "HTTPRoute")
         self.backends = backends
         self.check = check
         self.problem: tuple[str, str] | None = None
@@ -133,6 +137,33 @@ def _match(m: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[An
     return out, key, ptype, value
 
 
+def _grpc_match(m: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[Any, ...], str, str]:
+    """A GRPCRoute match as a VirtualService match (gRPC is HTTP/2 POST to /service/method), its precedence key
+    (the spec's: longer service, then longer method, then more headers) and the path it matches."""
+    if m is None:
+        return None, (1, 0, 0, 0, 0, 0), "PathPrefix", "/"
+    method = m.get("method") or {}
+    service, name = str(method.get("service") or ""), str(method.get("method") or "")
+    out: dict[str, Any] = {}
+    if method and (method.get("type") or "Exact") == "Exact":
+        if service and name:
+            out["uri"] = {"exact": f"/{service}/{name}"}
+        elif service:
+            out["uri"] = {"prefix": f"/{service}/"}
+        elif name:
+            out["uri"] = {"regex": f"/[^/]+/{regex_escape(name)}"}
+    elif method:
+        out["uri"] = {"regex": f"/{service or '[^/]+'}/{name or '[^/]+'}"}
+    headers: dict[str, Any] = {}
+    for h in m.get("headers") or ():
+        headers.setdefault(str(h["name"]).lower(), {"regex" if h.get("type") == "RegularExpression" else "exact":
+                                                    str(h.get("value", ""))})
+    if headers:
+        out["headers"] = headers
+    key = (0, -int(bool(service)), -len(service), -len(name), -len(headers), 0)
+    return (out or None), key, "PathPrefix", "/"
+
+
 def _prefix_rewrite(stem: str, replacement: str) -> dict[str, str]:
     """ReplacePrefixMatch, element-wise: `/foo/bar` with prefix `/foo` -> `/xyz` gives `/xyz/bar`; `` or `/` gives
     `/bar`; `/foo` -> `/xyz` (spec table), as a regex rewrite of the whole path."""
@@ -143,7 +174,7 @@ def _prefix_rewrite(stem: str, replacement: str) -> dict[str, str]:
 
 
 def _mirror(ctx: RuleContext, f: Mapping[str, Any], enforce: bool) -> dict[str, Any] | None:
-    dest, problem = ctx.backends.resolve(f.get("backendRef") or {}, ctx.ns, enforce)
+    dest, problem = ctx.backends.resolve(f.get("backendRef") or {}, ctx.ns, enforce, ctx.kind)
     if problem:
         ctx.note(problem)
         return None
@@ -224,7 +255,7 @@ def _backends(ctx: RuleContext, rule_spec: Mapping[str, Any], rule: dict[str, An
     invalid_weight = total = 0
     for b in rule_spec.get("backendRefs") or ():
         weight = int(b.get("weight", 1) if b.get("weight") is not None else 1)
-        dest, problem = ctx.backends.resolve(b, ctx.ns, enforce)
+        dest, problem = ctx.backends.resolve(b, ctx.ns, enforce, ctx.kind)
         if problem:
             ctx.note(problem)
         if weight <= 0:
@@ -264,6 +295,7 @@ def rule_entries(ctx: RuleContext, enforce: bool) -> list[tuple[tuple[Any, ...],
         name = str(rule_spec.get("name") or f"{ctx.ns}.{ctx.name}.{ri}")
         filters = list(rule_spec.get("filters") or ())
         redirect = any(f.get("type") == "RequestRedirect" for f in filters)
+        to_match = _grpc_match if ctx.kind == "GRPCRoute" else _match
         timeout = None
         for key in ("request", "backendRequest"):  # Istio: backendRequest without retry overwrites the timeout
             value = (rule_spec.get("timeouts") or {}).get(key)
@@ -271,7 +303,7 @@ def rule_entries(ctx: RuleContext, enforce: bool) -> list[tuple[tuple[Any, ...],
                 timeout = value
         matches = rule_spec.get("matches") or [None]
         for m in matches:
-            vs_match, key, ptype, value = _match(m)
+            vs_match, key, ptype, value = to_match(m)
             rule: dict[str, Any] = {"name": name}
             if vs_match is not None:
                 rule["match"] = [vs_match]

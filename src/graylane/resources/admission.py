@@ -16,7 +16,12 @@ from typing import Any
 from graylane.resources.admission_base import Checks, hosts_overlap, is_dns1123_label, regex_error
 from graylane.resources.admission_core import check_deployment, check_local_image, check_service
 from graylane.resources.admission_destinationrule import check_destination_rule
-from graylane.resources.admission_gatewayapi import check_http_route, check_k8s_gateway, check_reference_grant
+from graylane.resources.admission_gatewayapi import (
+    check_grpc_route,
+    check_http_route,
+    check_k8s_gateway,
+    check_reference_grant,
+)
 from graylane.resources.admission_networking import check_envoy_filter, check_gateway, check_service_entry
 from graylane.resources.admission_virtualservice import check_virtual_service
 from graylane.resources.document import Document
@@ -39,6 +44,7 @@ CHECKS: dict[tuple[str, str], Check] = {
     ("graylane.io", "LocalImage"): check_local_image,
     ("gateway.networking.k8s.io", "Gateway"): check_k8s_gateway,
     ("gateway.networking.k8s.io", "HTTPRoute"): check_http_route,
+    ("gateway.networking.k8s.io", "GRPCRoute"): check_grpc_route,
     ("gateway.networking.k8s.io", "ReferenceGrant"): check_reference_grant,
 }
 

@@ -16,6 +16,8 @@ from graylane.resources.durations import duration_seconds
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_GRPC_SERVICE = re.compile(r"^\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$", re.IGNORECASE)
+_GRPC_METHOD = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _GEP2257 = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
 _BAD_PATH = ("//", "/./", "/../", "%2f", "%2F", "#")
 _ONCE = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS")
@@ -122,7 +124,8 @@ def _filters(c: Checks, path: tuple[Any, ...], filters: list[Any], rule: dict[st
             c.warn((*path, i), f"filter {t} is not served by the local mesh: requests this rule takes get 500")
 
 
-def check_http_route(c: Checks, spec: dict[str, Any]) -> None:
+def _route_common(c: Checks, spec: dict[str, Any]) -> None:
+    """What HTTPRoute and GRPCRoute share: hostnames and distinct parentRefs."""
     for i, h in items_of(spec.get("hostnames")):
         _hostname(c, ("spec", "hostnames", i), h)
     parents = [as_map(p) for p in spec.get("parentRefs") or []]
@@ -131,6 +134,54 @@ def check_http_route(c: Checks, spec: dict[str, Any]) -> None:
     if len(set(keys)) != len(keys):
         c.error(("spec", "parentRefs"), "sectionName or port must be specified when parentRefs includes 2 or more "
                                         "references to the same parent")
+
+
+def _header_matches(c: Checks, path: tuple[Any, ...], headers: Any) -> None:
+    for hi, h in items_of(headers):
+        h = as_map(h)
+        if not _HEADER_NAME.match(str(h.get("name", ""))):
+            c.error((*path, hi, "name"), f"invalid header name {h.get('name')!r}")
+        if h.get("type") == "RegularExpression" and (problem := regex_error(str(h.get("value", "")))):
+            c.error((*path, hi, "value"), f"invalid RE2 regular expression: {problem}")
+
+
+def check_grpc_route(c: Checks, spec: dict[str, Any]) -> None:
+    """GRPCRoute's CEL rules (apis/v1/grpcroute_types.go): a method match names a service or a method; Exact
+    names are gRPC identifiers, RegularExpression ones valid RE2."""
+    _route_common(c, spec)
+    total = 0
+    for ri, rule in items_of(spec.get("rules")):
+        rule, rpath = as_map(rule), ("spec", "rules", ri)
+        total += len(rule.get("matches") or [])
+        for mi, m in items_of(rule.get("matches")):
+            m, mpath = as_map(m), (*rpath, "matches", mi)
+            method = as_map(m.get("method"))
+            if m.get("method") is not None:
+                if not method.get("service") and not method.get("method"):
+                    c.error((*mpath, "method"), "One or both of 'service' or 'method' must be specified")
+                exact = (method.get("type") or "Exact") == "Exact"
+                for key, pattern in (("service", _GRPC_SERVICE), ("method", _GRPC_METHOD)):
+                    value = method.get(key)
+                    if value is None:
+                        continue
+                    if exact and not pattern.match(str(value)):
+                        c.error((*mpath, "method", key), f"{key} must only contain valid characters (matching "
+                                                         f"{pattern.pattern})")
+                    elif not exact and (problem := regex_error(str(value))):
+                        c.error((*mpath, "method", key), f"invalid RE2 regular expression: {problem}")
+            _header_matches(c, (*mpath, "headers"), m.get("headers"))
+        _filters(c, (*rpath, "filters"), list(rule.get("filters") or []), rule)
+        for bi, b in items_of(rule.get("backendRefs")):
+            b = as_map(b)
+            _backend_ref(c, (*rpath, "backendRefs", bi), b)
+            _filters(c, (*rpath, "backendRefs", bi, "filters"), list(b.get("filters") or []), {})
+    if total > 128:
+        c.error(("spec", "rules"), f"While 16 rules and 64 matches per rule are allowed, the total number of matches "
+                                   f"across all rules in a route must be less than 128 (got {total})")
+
+
+def check_http_route(c: Checks, spec: dict[str, Any]) -> None:
+    _route_common(c, spec)
     total = 0
     for ri, rule in items_of(spec.get("rules")):
         rule, rpath = as_map(rule), ("spec", "rules", ri)

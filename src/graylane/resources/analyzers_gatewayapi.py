@@ -22,13 +22,13 @@ def _ports(service: Document) -> list[Any]:
     return [p.get("port") for p in service.spec.get("ports") or [] if isinstance(p, dict)]
 
 
-def _granted(grants: list[Document], route_ns: str, target_ns: str, name: str) -> bool:
+def _granted(grants: list[Document], route_kind: str, route_ns: str, target_ns: str, name: str) -> bool:
     for g in grants:
         if g.namespace != target_ns:
             continue
         froms = [f for f in g.spec.get("from") or [] if isinstance(f, dict)]
         tos = [t for t in g.spec.get("to") or [] if isinstance(t, dict)]
-        if any(f.get("group") == GATEWAY_API and f.get("kind") == "HTTPRoute" and f.get("namespace") == route_ns
+        if any(f.get("group") == GATEWAY_API and f.get("kind") == route_kind and f.get("namespace") == route_ns
                for f in froms) and any((t.get("group") or "") == "" and t.get("kind") == "Service"
                                        and t.get("name") in (None, "", name) for t in tos):
             return True
@@ -48,8 +48,8 @@ def _backend(route: Document, path: tuple[Any, ...], ref: dict[str, Any], index:
     if ref.get("port") is not None and ref["port"] not in _ports(service):
         out.append(REFERENCED_RESOURCE_NOT_FOUND.at(route, (*path, "port"), "backendRef Service port",
                                                     f"{ns}/{name}:{ref['port']}", analyzer=ANALYZER))
-    if ns != route.namespace and gateway_parent and not _granted(grants, route.namespace, ns, name):
-        msg = (f"backendRef {ns}/{name} is in another namespace and no ReferenceGrant in {ns} allows HTTPRoutes "
+    if ns != route.namespace and gateway_parent and not _granted(grants, route.kind, route.namespace, ns, name):
+        msg = (f"backendRef {ns}/{name} is in another namespace and no ReferenceGrant in {ns} allows {route.kind}s "
                f"from {route.namespace}: its share of the traffic gets 500 (ResolvedRefs=False, RefNotPermitted)")
         out.append(SCHEMA_WARNING.at(route, path, msg, detail=msg, analyzer=ANALYZER))
     return out
@@ -108,7 +108,7 @@ def analyze_gateway_api(inputs: Iterable[Document], everything: list[Document], 
     for doc in inputs:
         if doc.group != GATEWAY_API:
             continue
-        if doc.kind == "HTTPRoute":
+        if doc.kind in ("HTTPRoute", "GRPCRoute"):
             findings += check_http_route(doc, index, grants)
         elif doc.kind == "Gateway":
             findings += check_gateway_class(doc, classes)

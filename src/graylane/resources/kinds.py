@@ -80,6 +80,7 @@ KINDS: tuple[KindInfo, ...] = (
     _gateway_api("GatewayClass", "gatewayclasses", ("gc",), model_gatewayapi.GatewayClass, namespaced=False),
     _gateway_api("Gateway", "gateways", (), model_gatewayapi.Gateway),
     _gateway_api("HTTPRoute", "httproutes", (), model_gatewayapi.HTTPRoute),
+    _gateway_api("GRPCRoute", "grpcroutes", (), model_gatewayapi.GRPCRoute),
     _gateway_api("ReferenceGrant", "referencegrants", ("refgrant",), model_gatewayapi.ReferenceGrant),
     KindInfo(GRAYLANE_GROUP, "LocalImage", True, (f"{GRAYLANE_GROUP}/v1alpha1",), "localimages", ("li",),
              model_graylane.LocalImage, strict=True),

@@ -1,6 +1,6 @@
 """pydantic models for the Kubernetes Gateway API (gateway.networking.k8s.io v1, v1beta1 accepted).
 
-GatewayClass, Gateway, HTTPRoute and ReferenceGrant, with field names and nesting of
+GatewayClass, Gateway, HTTPRoute, GRPCRoute and ReferenceGrant, with field names and nesting of
 kubernetes-sigs/gateway-api `apis/v1/*_types.go`. Types, enums and ranges are the CRD schema's; the CRD's
 CEL rules (path values, filter combinations, timeouts) are admission checks in `admission_gatewayapi.py`.
 """
@@ -246,6 +246,51 @@ class HTTPRouteSpec(StrictSpec):
 
 class HTTPRoute(Resource):
     spec: HTTPRouteSpec
+
+
+# --------------------------------------------------------------------------------------------- GRPCRoute
+
+
+class GRPCMethodMatch(StrictSpec):
+    type: Literal["Exact", "RegularExpression"] | None = None
+    service: str | None = Field(default=None, max_length=1024)
+    method: str | None = Field(default=None, max_length=1024)
+
+
+class GRPCRouteMatch(StrictSpec):
+    method: GRPCMethodMatch | None = None
+    headers: list[HTTPHeaderMatch] | None = Field(default=None, max_length=16)
+
+
+class GRPCRouteFilter(StrictSpec):
+    type: Literal["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"]
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+
+
+class GRPCBackendRef(BackendObjectReference):
+    weight: int | None = Field(default=None, ge=0, le=1000000)
+    filters: list[GRPCRouteFilter] | None = Field(default=None, max_length=16)
+
+
+class GRPCRouteRule(StrictSpec):
+    name: str | None = None
+    matches: list[GRPCRouteMatch] | None = Field(default=None, max_length=64)
+    filters: list[GRPCRouteFilter] | None = Field(default=None, max_length=16)
+    backend_refs: list[GRPCBackendRef] | None = Field(default=None, max_length=16)
+    session_persistence: dict[str, Any] | None = None
+
+
+class GRPCRouteSpec(StrictSpec):
+    parent_refs: list[ParentReference] | None = Field(default=None, max_length=32)
+    hostnames: list[str] | None = Field(default=None, max_length=16)
+    rules: list[GRPCRouteRule] | None = Field(default=None, max_length=16)
+
+
+class GRPCRoute(Resource):
+    spec: GRPCRouteSpec
 
 
 # --------------------------------------------------------------------------------------------- ReferenceGrant
