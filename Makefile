@@ -34,13 +34,16 @@ PIPELINES_CORE = $(addprefix src/graylane/pipelines/,executor.py scheduling.py c
                    model.py service.py)
 
 # System parts (PostgreSQL, Prometheus, Chromium, git) are installed and started by scripts/test-system.
+# The data-plane tests run twice: in-process proxy, then a `--concurrency 2` proxy process (docs/dataplane.md).
 test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
 	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
 	  $(STEP) "mypy" $(BIN)/mypy --strict src/graylane/mesh/snapshot.py src/graylane/mesh/routing \
 	    $(PIPELINES_CORE) && \
 	  $(STEP) "import layers" $(BIN)/lint-imports && \
-	  $(BIN)/pytest
+	  $(BIN)/pytest && \
+	  $(STEP) "data-plane tests again, proxy as 2 worker processes" \
+	    env GRAYLANE_TEST_PROXY_WORKERS=2 $(BIN)/pytest -q -p no:cacheprovider tests/mesh/proxy
 
 lint:
 	$(BIN)/ruff check src tests

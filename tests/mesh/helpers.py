@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -175,14 +181,35 @@ def vs(name: str, hosts: list[str], http: list[dict], ns: str = "default", gatew
 
 
 class Mesh:
-    """Drives a real ProxyServer in a background uvloop thread through its admin port."""
+    """Drives a real data plane through its admin port: a ProxyServer in a background uvloop thread, or (with
+    GRAYLANE_TEST_PROXY_WORKERS=N, N > 1) a `python -m graylane.mesh.proxy --concurrency N` process. Upstreams
+    always run in the loop thread `lt`."""
 
-    def __init__(self, lt: Any, admin_port: int, server: Any) -> None:
+    def __init__(self, lt: Any, admin_port: int, server: Any, log: Path | None = None) -> None:
         self.lt = lt
         self.admin = f"http://127.0.0.1:{admin_port}"
-        self.server = server
+        self.admin_port = admin_port
+        self.server = server  # None when the proxy is a separate process: read it through the admin port
+        self.log = log  # that process's output
         self.version = itertools.count(1)
         self.upstreams: dict[str, Any] = {}
+
+    def connections(self, port: int) -> int:
+        """Downstream connections the proxy holds open on listener `port` (all workers)."""
+        return int(self.get("/connections").json()["connections"].get(str(port), 0))
+
+    def log_mark(self) -> int:
+        return self.log.stat().st_size if self.log is not None else 0
+
+    def proxy_errors(self, since: int = 0) -> list[str]:
+        """ERROR lines and tracebacks the proxy process logged after `since` (`log_mark()`); [] in-process (the
+        test's own log capture sees those)."""
+        if self.log is None:
+            return []
+        with open(self.log, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+        return [line for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback")]
 
     def upstream(self, name: str, status: int = 200) -> Any:
         up = Upstream(name, status)
@@ -209,12 +236,67 @@ class Mesh:
         return httpx.get(f"{self.admin}{path}", timeout=10)
 
 
+WORKERS_ENV = "GRAYLANE_TEST_PROXY_WORKERS"
+
+
+def proxy_workers() -> int:
+    """GRAYLANE_TEST_PROXY_WORKERS: the worker count the proxy tests run against (1, the default: in-process)."""
+    raw = os.environ.get(WORKERS_ENV, "1").strip() or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+
+
+@contextmanager
+def proxy_process(workers: int, **timeouts: float) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`python -m graylane.mesh.proxy --concurrency workers` on a free admin port, ready; its output in a file."""
+    flags = {"idle_timeout_s": "--idle-timeout", "header_timeout_s": "--header-timeout",
+             "request_timeout_s": "--request-timeout", "stream_idle_timeout_s": "--stream-idle-timeout"}
+    with tempfile.TemporaryDirectory(prefix="graylane-proxy-") as tmp:
+        log = Path(tmp) / "proxy.log"
+        for _attempt in range(5):  # the free port can be taken meanwhile: try another
+            port = free_port()
+            argv = [sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(port),
+                    "--concurrency", str(workers)]
+            for key, value in timeouts.items():
+                argv += [flags[key], str(value)]
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            if proc.poll() is None:
+                break
+        else:
+            raise AssertionError(f"the proxy process did not start: {log.read_text()[-2000:]}")
+        try:
+            yield proc, port, log
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @contextmanager
 def running_mesh(**timeouts: float) -> Iterator[Mesh]:
-    """A real ProxyServer (with `timeouts`, e.g. header_timeout_s=1.0) and its admin port, in a loop thread."""
+    """A real ProxyServer (with `timeouts`, e.g. header_timeout_s=1.0) and its admin port, in a loop thread; with
+    GRAYLANE_TEST_PROXY_WORKERS=N (N > 1) a proxy process of N workers instead."""
     from graylane.mesh.proxy.admin import serve_admin
     from graylane.mesh.proxy.server import ProxyServer
 
+    if (workers := proxy_workers()) > 1:
+        with loop_thread() as lt, proxy_process(workers, **timeouts) as (_proc, admin_port, log):
+            yield Mesh(lt, admin_port, None, log)
+        return
     with loop_thread() as lt:
         async def start() -> tuple[Any, int]:
             server = ProxyServer(**timeouts)

@@ -284,6 +284,8 @@ def register(app: typer.Typer) -> None:
         admin_host: str = typer.Option("127.0.0.1", "--admin-host"),
         state_dir: str = typer.Option(None, "--state-dir", help="keep the last ACKed snapshot here"),
         log_level: str = typer.Option("info", "--log-level"),
+        concurrency: int = typer.Option(None, "--concurrency", help="worker processes sharing every listener "
+                                        "(SO_REUSEPORT); default: the CPUs this process may use; 1: one process"),
     ) -> None:
         """Run the data plane in the foreground (uvloop)."""
         import logging
@@ -292,9 +294,16 @@ def register(app: typer.Typer) -> None:
         import uvloop
 
         from graylane.mesh.proxy.admin import run
+        from graylane.mesh.proxy.workers import MAX_WORKERS, WorkerFailed, default_concurrency, run_primary
 
+        workers = default_concurrency() if concurrency is None else concurrency
+        if not 1 <= workers <= MAX_WORKERS:
+            raise GraylaneError(f"--concurrency must be from 1 to {MAX_WORKERS}, got {workers}")
         runner = uvloop.run
         try:
-            runner(run(admin_host, admin_port, state_dir))
-        except OSError as exc:
+            if workers == 1:
+                runner(run(admin_host, admin_port, state_dir))
+            else:
+                runner(run_primary(admin_host, admin_port, state_dir, workers, log_level))
+        except (OSError, WorkerFailed) as exc:
             raise GraylaneError(f"cannot start the data plane: {exc}", where=f"{admin_host}:{admin_port}") from None

@@ -104,8 +104,12 @@ def graylane_argv(*args: str) -> list[str]:
 def data_plane_argv(state: Path, admin_port: int) -> list[str]:
     keep = state / "dataplane"
     keep.mkdir(parents=True, exist_ok=True)
-    # The lean entry point: the data plane does not load the CLI (faster start, lower RSS).
-    return [sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port), "--state-dir", str(keep)]
+    # The lean entry point: the data plane does not load the CLI (faster start, lower RSS). One process, not
+    # `--concurrency`'s default (a worker per core): the supervisor keeps one listening socket per address across
+    # data-plane restarts (socket_keeper.py, handoff.py), and workers' SO_REUSEPORT sockets are one per worker
+    # (docs/dataplane.md, Workers).
+    return [sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port), "--state-dir", str(keep),
+            "--concurrency", "1"]
 
 
 def start_data_plane(state: Path, admin_port: int, env: dict[str, str] | None = None,

@@ -179,3 +179,4 @@ def test_any_bytes_get_well_formed_answers_and_the_proxy_keeps_serving(fuzzed, d
     assert all(100 <= c <= 599 for c in codes)
     assert exchange(port, GOOD).startswith(b"HTTP/1.1 200 ")
     assert not errors.records, [r.getMessage() for r in errors.records]
+    assert not mesh.proxy_errors()

@@ -34,12 +34,15 @@ def port(mesh):
 
 
 @pytest.fixture
-def no_tracebacks(caplog) -> Iterator[None]:
-    """Fails the test if anything (the proxy, asyncio's exception handler) logged an error meanwhile."""
+def no_tracebacks(caplog, mesh) -> Iterator[None]:
+    """Fails the test if anything (the proxy, asyncio's exception handler) logged an error meanwhile (in this
+    process, or in the proxy's when it runs as workers)."""
     caplog.set_level(logging.WARNING)
+    mark = mesh.log_mark()
     yield
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [r.getMessage() for r in errors]
+    assert not mesh.proxy_errors(mark)
 
 
 def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
@@ -138,7 +141,7 @@ def test_connection_closed_mid_headers_logs_no_traceback(mesh, port, no_tracebac
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(b"GET http://reviews:9080/ HTTP/1.1\r\nhost: rev")
-    eventually(lambda: not any(c.listener_key[1] == port for c in list(mesh.server.connections)),
+    eventually(lambda: mesh.connections(port) == 0,
                "the proxy kept connections the clients closed")
     assert serves(port)
 
@@ -220,7 +223,7 @@ def test_no_connections_are_leaked(mesh, port):
     for _ in range(20):
         exchange(port, b"BAD\r\n\r\n")
         exchange(port, GOOD)
-    eventually(lambda: not any(c.listener_key[1] == port for c in list(mesh.server.connections)),
+    eventually(lambda: mesh.connections(port) == 0,
                "connections left open")
 
 

@@ -12,7 +12,7 @@ from graylane.errors import ValidationError
 from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
-from ..helpers import sidecar, vs
+from ..helpers import proxy_workers, sidecar, vs
 from .support import client, to
 
 URL = "http://reviews:9080/"
@@ -40,7 +40,9 @@ def test_cookie_jar_keeps_its_version_while_fresh_clients_follow_the_weights(mes
             assert r.headers["set-cookie"] == \
                 f"gl-canary={version(r)}; Max-Age=86400; Path=/; SameSite=Lax; HttpOnly"
             first.append(version(r))
-        assert first.count("v2") == 2  # exact: 10% of 20 fresh users
+        # Exact with one worker: 10% of 20 fresh users. 20 connections spread over N workers, each exact over its
+        # own share: at most one request per worker off in all (docs/dataplane.md, Workers).
+        assert abs(first.count("v2") - 2) <= proxy_workers() - 1
         for c, v in zip(jars, first, strict=True):
             r = c.get(URL)
             assert version(r) == v and "set-cookie" not in r.headers  # kept, cookie not rewritten

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--request-timeout", type=float, default=60.0, help="to receive a whole request (408)")
     ap.add_argument("--stream-idle-timeout", type=float, default=300.0,
                     help="without request bytes while a body is incomplete (408, flag SI)")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="worker processes sharing every listener (SO_REUSEPORT); default: the CPUs this process "
+                         "may use; 1: one process, no workers")
     ap.add_argument("--standby-fd", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's warm standby
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -38,12 +41,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvloop
 
+    from graylane.mesh.proxy.workers import MAX_WORKERS, WorkerFailed, default_concurrency, run_primary
+
+    concurrency = default_concurrency() if args.concurrency is None else args.concurrency
+    if not 1 <= concurrency <= MAX_WORKERS:
+        print(f"error: --concurrency must be from 1 to {MAX_WORKERS}, got {concurrency}", file=sys.stderr)
+        return 2
+    timeouts = {"idle_timeout_s": args.idle_timeout, "header_timeout_s": args.header_timeout,
+                "request_timeout_s": args.request_timeout, "stream_idle_timeout_s": args.stream_idle_timeout}
     runner = uvloop.run
     try:
-        runner(run(args.admin_host, args.admin_port, args.state_dir, idle_timeout_s=args.idle_timeout,
-                   header_timeout_s=args.header_timeout, request_timeout_s=args.request_timeout,
-                   stream_idle_timeout_s=args.stream_idle_timeout))
-    except OSError as exc:
+        if concurrency == 1:  # today's shape exactly: one process serves and answers the admin port
+            runner(run(args.admin_host, args.admin_port, args.state_dir, **timeouts))
+        else:
+            runner(run_primary(args.admin_host, args.admin_port, args.state_dir, concurrency, args.log_level,
+                               **timeouts))
+    except (OSError, WorkerFailed) as exc:
         print(f"error: {args.admin_host}:{args.admin_port}: cannot start the data plane: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -7,8 +7,10 @@ proxy's hot path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,9 +26,68 @@ log = logging.getLogger(__name__)
 MAX_BODY = 256 * 1024 * 1024
 
 
+Reply = tuple[int, str, bytes]  # status, content type, body
+Handler = Callable[[str, str, bytes], Awaitable[Reply]]
+JSON = "application/json"
+
+
+def _json(status: int, payload: Any) -> Reply:
+    return status, JSON, json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def respond(srv: ProxyServer, method: str, url: str, body: bytes) -> Reply:
+    """One admin request against one ProxyServer (this process's, or a worker's: `workers.py`)."""
+    parts = urlsplit(url)
+    path, query = parts.path, parse_qs(parts.query)
+    try:
+        if path == "/config" and method in ("PUT", "POST"):
+            try:
+                snapshot = json.loads(body)
+            except ValueError as exc:
+                return _json(400, {"nack": None, "reason": f"snapshot is not JSON: {exc}"})
+            version = snapshot.get("version") if isinstance(snapshot, dict) else None
+            if not isinstance(snapshot, dict):
+                return _json(400, {"nack": None, "reason": "snapshot must be a JSON object"})
+            try:
+                decoded = srv.decode(snapshot)
+            except SnapshotError as exc:
+                ok, reason = srv.reject(str(exc))
+            else:
+                ok, reason = await srv.apply(decoded)
+            return _json(200, {"ack": version}) if ok else _json(400, {"nack": version, "reason": reason})
+        if method != "GET":
+            return _json(405, {"error": f"{method} not allowed on {path}"})
+        if path == "/ready":
+            return _json(200, {"ready": True, "version": srv.table.version, "acked": srv.acked,
+                               "last_nack": srv.last_nack or None})
+        if path == "/config_dump":
+            return _json(200, {"version": srv.table.version, "snapshot": srv.snapshot.document})
+        if path == "/stats/prometheus":
+            return 200, "text/plain; version=0.0.4", srv.stats.render().encode()
+        if path == "/clusters":
+            return _json(200, srv.clusters_view())
+        if path == "/listeners":
+            return _json(200, {"version": srv.table.version, "listeners": srv.listeners_view()})
+        if path == "/spans":
+            since = int((query.get("since") or ["0"])[0] or 0)
+            return _json(200, srv.spans.since(since))
+        if path == "/access_log":
+            entries = list(srv.access_log or ())
+            return _json(200, {"enabled": srv.access_log is not None, "entries": entries[-1000:]})
+        if path == "/connections":  # open downstream connections, per listener port
+            per_port: dict[int, int] = {}
+            for conn in list(srv.connections):
+                per_port[conn.listener_key[1]] = per_port.get(conn.listener_key[1], 0) + 1
+            return _json(200, {"connections": {str(k): v for k, v in sorted(per_port.items())}})
+        return _json(404, {"error": f"no admin endpoint {path}"})
+    except Exception as exc:  # boundary: report, keep the admin port alive
+        log.exception("admin request %s %s failed", method, path)
+        return _json(500, {"error": str(exc)})
+
+
 class AdminProtocol(asyncio.Protocol):
-    def __init__(self, server: ProxyServer) -> None:
-        self.server = server
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -43,7 +104,7 @@ class AdminProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self._send(400, {"error": "malformed request"})
+            self._send(*_json(400, {"error": "malformed request"}))
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -51,7 +112,7 @@ class AdminProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
         if self.size > MAX_BODY:
-            self._send(413, {"error": "body too large"})
+            self._send(*_json(413, {"error": "body too large"}))
         else:
             self.body.append(body)
 
@@ -63,67 +124,27 @@ class AdminProtocol(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self._dispatch(method, self.url.decode("latin-1"), b"".join(self.body)))
 
     async def _dispatch(self, method: str, url: str, body: bytes) -> None:
-        srv = self.server
-        parts = urlsplit(url)
-        path, query = parts.path, parse_qs(parts.query)
         try:
-            if path == "/config" and method in ("PUT", "POST"):
-                try:
-                    snapshot = json.loads(body)
-                except ValueError as exc:
-                    self._send(400, {"nack": None, "reason": f"snapshot is not JSON: {exc}"})
-                    return
-                version = snapshot.get("version") if isinstance(snapshot, dict) else None
-                if not isinstance(snapshot, dict):
-                    self._send(400, {"nack": None, "reason": "snapshot must be a JSON object"})
-                    return
-                try:
-                    decoded = srv.decode(snapshot)
-                except SnapshotError as exc:
-                    ok, reason = srv.reject(str(exc))
-                else:
-                    ok, reason = await srv.apply(decoded)
-                self._send(200, {"ack": version}) if ok else self._send(400, {"nack": version, "reason": reason})
-            elif method != "GET":
-                self._send(405, {"error": f"{method} not allowed on {path}"})
-            elif path == "/ready":
-                self._send(200, {"ready": True, "version": srv.table.version, "acked": srv.acked,
-                                 "last_nack": srv.last_nack or None})
-            elif path == "/config_dump":
-                self._send(200, {"version": srv.table.version, "snapshot": srv.snapshot.document})
-            elif path == "/stats/prometheus":
-                self._send_text(200, srv.stats.render(), "text/plain; version=0.0.4")
-            elif path == "/clusters":
-                self._send(200, srv.clusters_view())
-            elif path == "/listeners":
-                self._send(200, {"version": srv.table.version, "listeners": srv.listeners_view()})
-            elif path == "/spans":
-                since = int((query.get("since") or ["0"])[0] or 0)
-                self._send(200, srv.spans.since(since))
-            elif path == "/access_log":
-                entries = list(srv.access_log or ())
-                self._send(200, {"enabled": srv.access_log is not None, "entries": entries[-1000:]})
-            else:
-                self._send(404, {"error": f"no admin endpoint {path}"})
+            reply = await self.handler(method, url, body)
         except Exception as exc:  # boundary: report, keep the admin port alive
-            log.exception("admin request %s %s failed", method, path)
-            self._send(500, {"error": str(exc)})
+            log.exception("admin request %s %s failed", method, url)
+            reply = _json(500, {"error": str(exc)})
+        self._send(*reply)
 
-    def _send(self, status: int, payload: Any) -> None:
-        self._send_text(status, json.dumps(payload, separators=(",", ":")), "application/json")
-
-    def _send_text(self, status: int, text: str, ctype: str) -> None:
+    def _send(self, status: int, ctype: str, data: bytes) -> None:
         self.done = True
         if self.transport is None or self.transport.is_closing():
             return
-        data = text.encode()
         self.transport.write(status_line(status) + f"content-type: {ctype}\r\ncontent-length: {len(data)}\r\n"
                              "connection: close\r\n\r\n".encode() + data)
         self.transport.close()
 
 
-async def serve_admin(server: ProxyServer, host: str, port: int) -> asyncio.AbstractServer:
-    return await server.loop.create_server(lambda: AdminProtocol(server), host, port, reuse_address=True)
+async def serve_admin(server: ProxyServer | Handler, host: str, port: int) -> asyncio.AbstractServer:
+    """The admin port for one ProxyServer, or for any handler (the workers' primary: `workers.py`)."""
+    handler: Handler = server if callable(server) else functools.partial(respond, server)
+    return await asyncio.get_running_loop().create_server(lambda: AdminProtocol(handler), host, port,
+                                                          reuse_address=True)
 
 
 async def run(admin_host: str, admin_port: int, state_dir: str | None = None, ready_file: str | None = None,
