@@ -181,3 +181,52 @@ def test_the_evidence_links_sample_traces_of_each_version(server: ConsoleServer,
     expect(page.get_by_role("heading", name="Traces of reviews v1")).to_be_visible()
     page.locator("table.list tbody a").first.click()
     expect(page.locator("tr[data-service='reviews.default']")).to_have_attribute("data-version", "v1")
+
+
+FRAMES = "() => new Promise((done) => { let n = 0; const step = () => (++n < 20 ? requestAnimationFrame(step) : done(n)); requestAnimationFrame(step); })"  # noqa: E501
+
+
+def reviews_edge(page: object, version: str) -> str:
+    return str(page.evaluate(  # type: ignore[attr-defined]
+        """(v) => window.graylaneCy.edges().filter(e => e.data('service') === 'reviews'
+             && window.graylaneCy.getElementById(e.data('target')).data('version') === v)[0].id()""", version))
+
+
+def test_the_topology_animates_traffic_with_its_option_in_the_url(server: ConsoleServer, browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.base}/topology")
+    expect(page.locator("#g-animate")).to_be_checked()
+    page.wait_for_function("window.graylaneCy && window.graylaneCy.edges().some(e => e.data('rps') > 0)")
+    dots = page.locator("#g-traffic circle.traffic-dot")
+    expect(dots.first).to_be_attached()
+    expect(page.locator("#g-traffic circle.traffic-dot.error").first).to_be_attached()  # v2 fails a quarter
+    # Dots per second follow each edge's request rate: reviews-v1 gets twice v2's requests.
+    v1, v2 = reviews_edge(page, "v1"), reviews_edge(page, "v2")
+    rates = page.evaluate("window.graylaneTraffic.rates")
+    assert rates[v2] > 0 and 1.6 <= rates[v1] / rates[v2] <= 2.4, rates
+    page.screenshot(path=str(ARTIFACTS / "topology-traffic-animation.png"))
+
+    page.get_by_label("traffic animation").uncheck()
+    expect(page).to_have_url(re.compile(r"animate=false"))
+    expect(dots).to_have_count(0)
+    page.reload()
+    expect(page.locator("#g-animate")).not_to_be_checked()
+    page.wait_for_function("window.graylaneCy && window.graylaneCy.edges().some(e => e.data('rps') > 0)")
+    page.evaluate(FRAMES)
+    expect(dots).to_have_count(0)
+    page.get_by_label("traffic animation").check()
+    expect(page).to_have_url(re.compile(r"animate=true"))
+    expect(dots.first).to_be_attached()
+
+
+def test_reduced_motion_turns_the_animation_off_unless_the_url_asks(server: ConsoleServer, browser: Browser) -> None:
+    page = browser.new_page()
+    page.emulate_media(reduced_motion="reduce")
+    page.goto(f"{server.base}/topology")
+    expect(page.locator("#g-animate")).not_to_be_checked()
+    page.wait_for_function("window.graylaneCy && window.graylaneCy.edges().some(e => e.data('rps') > 0)")
+    page.evaluate(FRAMES)
+    expect(page.locator("#g-traffic circle.traffic-dot")).to_have_count(0)
+    page.goto(f"{server.base}/topology?animate=true")  # a shared link that asks for it
+    expect(page.locator("#g-animate")).to_be_checked()
+    expect(page.locator("#g-traffic circle.traffic-dot").first).to_be_attached()

@@ -66,6 +66,60 @@
       <tbody>${edges || "<tr><td colspan='6' class='muted'>No edges.</td></tr>"}</tbody></table></div>`;
   }
 
+  /* Traffic animation, as Kiali's: dots travel each edge from source to target, emitted at a rate that
+     follows the edge's requests per second (capped), slower when its p95 is higher; a share of them, the
+     edge's 5xx share, is red. Drawn on an SVG layer over the graph (aria-hidden: the table says the rates). */
+  const SVGNS = "http://www.w3.org/2000/svg";
+  function trafficAnimation(cy, layer) {
+    const state = { on: false, rates: {}, dots: [] };
+    const carry = {}, errCarry = {};
+    let last = 0;
+    const rateOf = (e) => Math.min(Math.max(e.data("rps") || 0, 0), 40) * 0.5; // dots per second, proportional
+    function spawn(e) {
+      const el = document.createElementNS(SVGNS, "circle");
+      const id = e.id();
+      errCarry[id] = (errCarry[id] || 0) + (e.data("errorRate5xx") || 0) / 100;
+      const error = errCarry[id] >= 1;
+      if (error) errCarry[id] -= 1;
+      el.setAttribute("r", error ? "4" : "3");
+      el.setAttribute("class", error ? "traffic-dot error" : "traffic-dot");
+      el.dataset.edge = id;
+      layer.appendChild(el);
+      const seconds = Math.min(Math.max(0.9 + (e.data("p95") || 0) / 250, 0.9), 3);
+      state.dots.push({ edge: e, t: 0, seconds, el });
+    }
+    function frame(now) {
+      if (!state.on) return;
+      const dt = last ? Math.min((now - last) / 1000, 0.25) : 0;
+      last = now;
+      const zoom = cy.zoom(), pan = cy.pan();
+      state.rates = {};
+      cy.edges().forEach((e) => {
+        const rate = rateOf(e);
+        state.rates[e.id()] = rate;
+        if (rate <= 0 || e.source().id() === e.target().id()) return;
+        carry[e.id()] = (carry[e.id()] || 0) + rate * dt;
+        while (carry[e.id()] >= 1 && state.dots.length < 400) { carry[e.id()] -= 1; spawn(e); }
+      });
+      state.dots = state.dots.filter((d) => {
+        d.t += dt / d.seconds;
+        if (d.t >= 1 || d.edge.removed()) { d.el.remove(); return false; }
+        const a = d.edge.sourceEndpoint(), b = d.edge.targetEndpoint();
+        d.el.setAttribute("cx", ((a.x + (b.x - a.x) * d.t) * zoom + pan.x).toFixed(1));
+        d.el.setAttribute("cy", ((a.y + (b.y - a.y) * d.t) * zoom + pan.y).toFixed(1));
+        return true;
+      });
+      requestAnimationFrame(frame);
+    }
+    state.set = (on) => {
+      if (on === state.on) return;
+      state.on = on;
+      if (on) { last = 0; requestAnimationFrame(frame); }
+      else { for (const d of state.dots) d.el.remove(); state.dots = []; state.rates = {}; }
+    };
+    return state;
+  }
+
   function topology() {
     if (typeof cytoscape === "undefined") {
       document.getElementById("cy").innerHTML = "<p class='error'>cytoscape did not load (/vendor/cytoscape.min.js).</p>";
@@ -211,8 +265,11 @@
       if (el.nonempty()) { cy.elements().unselect(); el.select(); open(el); }
     });
     // The graph's options live in the URL, so a view can be linked and survives a reload.
-    const OPTIONS = { namespace: "g-namespace", window: "g-window", type: "g-type", labels: "g-labels", idle: "g-idle" };
+    const OPTIONS = { namespace: "g-namespace", window: "g-window", type: "g-type", labels: "g-labels", idle: "g-idle",
+      animate: "g-animate" };
     const query = new URLSearchParams(location.search);
+    // Moving dots are off by default for a reader who asked the system for reduced motion; the URL still decides.
+    $("g-animate").checked = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
     for (const [key, id] of Object.entries(OPTIONS)) {
       if (!query.has(key)) continue;
       if ($(id).type === "checkbox") $(id).checked = query.get(key) !== "false";
@@ -226,7 +283,13 @@
       }
       window.history.replaceState(null, "", location.pathname + "?" + q);
     };
-    for (const id of Object.values(OPTIONS)) $(id).addEventListener("change", () => { lastKey = ""; remember(); refresh(); });
+    const traffic = trafficAnimation(cy, $("g-traffic"));
+    window.graylaneTraffic = traffic;
+    traffic.set($("g-animate").checked);
+    $("g-animate").addEventListener("change", () => { remember(); traffic.set($("g-animate").checked); });
+    for (const id of Object.values(OPTIONS)) {
+      if (id !== "g-animate") $(id).addEventListener("change", () => { lastKey = ""; remember(); refresh(); });
+    }
     loadReleases().then(refresh);
     setInterval(refresh, 3000);
     window.graylaneCy = cy;
