@@ -71,15 +71,28 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-class Proxy:
-    """`graylane proxy` as its own process, pinned to `cpu`."""
+ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
-    def __init__(self, cpu: str = "0") -> None:
+
+class Proxy:
+    """`graylane proxy` as its own process, pinned to `cpu`; `concurrency` > 1: that many worker processes
+    (all on `cpu`, which then names several CPUs) behind a primary holding the admin port."""
+
+    def __init__(self, cpu: str = "0", concurrency: int = 1) -> None:
         self.admin = free_port()
+        self.concurrency = concurrency
         self.proc = subprocess.Popen(["taskset", "-c", cpu, sys.executable, "-m", "graylane.mesh.proxy",
-                                      "--admin-port", str(self.admin), "--log-level", "warning"],
+                                      "--admin-port", str(self.admin), "--log-level", "warning",
+                                      "--concurrency", str(concurrency)],
                                      env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        wait_port(self.admin)
+        wait_port(self.admin, timeout=60)
+
+    def pids(self) -> list[int]:
+        """The processes doing the work: the proxy, or the primary and its workers."""
+        if self.concurrency == 1:
+            return [self.proc.pid]
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/workers", timeout=10) as r:
+            return [self.proc.pid, *(int(w["pid"]) for w in json.loads(r.read())["workers"])]
 
     def put(self, snapshot: dict) -> tuple[int, dict, float]:
         data = json.dumps(snapshot).encode()
@@ -92,12 +105,16 @@ class Proxy:
             body, status = json.loads(e.read()), e.code
         return status, body, time.perf_counter() - t0
 
-    def rss_mb(self) -> float:
-        # taskset execs python in place, so the pid is the proxy's.
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+    def rss_mb(self, pid: int | None = None) -> float:
+        # taskset execs python in place, so the pid is the proxy's (the primary's, with workers).
+        for line in Path(f"/proc/{pid or self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def worker_rss_mb(self) -> float:
+        """The largest RSS of the processes serving traffic (the proxy itself with one worker)."""
+        return max(self.rss_mb(pid) for pid in self.pids()[(self.concurrency > 1):])
 
     def stop(self) -> None:
         self.proc.terminate()

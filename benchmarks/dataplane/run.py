@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Nginx, Proxy, big_mesh_snapshot, canary_snapshot, free_port, wait_port, wrk  # noqa: E402
+from harness import ALL_CPUS, Nginx, Proxy, big_mesh_snapshot, canary_snapshot, free_port, wait_port, wrk  # noqa: E402
 
 
 async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int = 16) -> list[float]:
@@ -80,6 +80,7 @@ def main() -> None:
     upstream = Nginx([up1, up2], cpu="1")
     reverse = _reverse_only(up1, nginx_proxy)
     proxy = Proxy(cpu="0")
+    n_workers = len(os.sched_getaffinity(0))  # --concurrency's default on this machine
     rows = []
     try:
         status, body, _ = proxy.put(canary_snapshot([up1, up2], sidecar, 1))
@@ -98,6 +99,7 @@ def main() -> None:
                 res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
             lat = latency(port, h, args.rate, min(args.seconds, 10))
             rows.append((name, res, lat))
+        rows.append(workers_row(up1, up2, args, n_workers))  # after the 1-process rows: rows[2] stays graylane's
         rss = proxy.rss_mb()
         # snapshot push -> ACK for a mesh of N services (first push opens N listeners; then weight flips)
         status, body, first = proxy.put(big_mesh_snapshot(args.services, 100))
@@ -119,7 +121,8 @@ def main() -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}; Python "
           f"{platform.python_version()}; nginx 1 worker; wrk -t1 -c50 -d{args.seconds}s; latency at "
           f"{args.rate} req/s (open loop, 16 keep-alive connections); load average {os.getloadavg()[0]:.1f}")
-    print("layout: subject on CPU 0; wrk, latency client and upstream nginx on CPU 1")
+    print("layout: subject on CPU 0; wrk, latency client and upstream nginx on CPU 1; except the "
+          f"'{n_workers} workers' row: its workers on CPUs {ALL_CPUS}, sharing CPU 1 with wrk, client and upstream")
     print(f"load: wrk -t1 -c50 -d{args.seconds}s --latency -H 'Host: reviews:9080' http://127.0.0.1:PORT/reviews/0\n")
     hdr = (f"{'path':<40} {'req/s':>9} {'cpu us/rq':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
            f"{'+p50':>7} {'+p90':>7} {'+p99':>7}")
@@ -135,6 +138,8 @@ def main() -> None:
     p90, p99 = pct(g, 90) - pct(direct, 90), pct(g, 99) - pct(direct, 99)
     print()
     print(f"throughput graylane / nginx proxy : {ratio:.2f}x   (target >= 0.6x)")
+    print(f"req/s with 1 / {n_workers} workers          : {rows[2][1]['rps']:.0f} / {rows[-1][1]['rps']:.0f} "
+          f"({rows[-1][1]['rps'] / rows[2][1]['rps']:.2f}x; the whole data plane on every core)")
     print(f"added latency p90 / p99 vs direct : {p90:.3f} / {p99:.3f} ms   (target <= 0.3 / 1 ms; "
           "Istio 1.20 publishes 0.228 / 0.298 ms for two Envoy hops)")
     print(f"proxy RSS                         : {rss:.1f} MB after load, {rss_after:.1f} MB with "
@@ -143,6 +148,25 @@ def main() -> None:
           f"one canary step each: p50 {statistics.median(acks):.1f} ms, p99 {pct(acks, 99):.1f} ms over "
           f"{len(acks)}   (target p99 <= 20 ms)")
     print("errors: " + "; ".join(f"{n}: non-2xx {r['non2xx']}, socket {r['socket_errors']}" for n, r, _ in rows))
+
+
+def workers_row(up1: int, up2: int, args: argparse.Namespace, n: int) -> tuple[str, dict, list[float]]:
+    """The benchmark's route through `--concurrency n` on every CPU; CPU per request summed over its processes."""
+    many = Proxy(cpu=ALL_CPUS, concurrency=n)
+    try:
+        port, host = free_port(), "reviews:9080"
+        status, body, _ = many.put(canary_snapshot([up1, up2], port, 1))
+        assert status == 200, body
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/reviews/0"
+        wrk(url, 2, headers={"Host": host})  # warm up
+        pids = many.pids()
+        c0 = sum(cpu_seconds(p) for p in pids)
+        res = wrk(url, args.seconds, headers={"Host": host})
+        res["cpu_us"] = (sum(cpu_seconds(p) for p in pids) - c0) / max(1, res["requests"]) * 1e6
+        return f"graylane proxy, {n} workers", res, latency(port, host, args.rate, min(args.seconds, 10))
+    finally:
+        many.stop()
 
 
 def cpu_seconds(pid: int) -> float:
