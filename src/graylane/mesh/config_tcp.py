@@ -122,7 +122,12 @@ def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: s
                                   "file paths (serverCertificate/privateKey) are not read locally",
                                   where=f"{where}.tls.credentialName")
         namespaces = (ns,) if ns == "istio-system" else (ns, "istio-system")
-        cred_key, pem = credential(secrets, namespaces, cred_name, mode == "MUTUAL", f"{where}.tls")
+        try:
+            cred_key, pem = credential(secrets, namespaces, cred_name, mode == "MUTUAL", f"{where}.tls")
+        except ValidationError as exc:  # name the server's field as well as the Secret's key
+            if str(exc).startswith(where):
+                raise
+            raise ValidationError(str(exc), where=f"{where}.tls.credentialName") from None
         if mode == "MUTUAL":
             cred_key += "#mutual"
         credentials[cred_key] = pem

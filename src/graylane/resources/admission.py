@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from graylane.resources.admission_base import Checks, hosts_overlap, is_dns1123_label, regex_error
-from graylane.resources.admission_core import check_deployment, check_local_image, check_service
+from graylane.resources.admission_core import check_deployment, check_local_image, check_secret, check_service
 from graylane.resources.admission_destinationrule import check_destination_rule
 from graylane.resources.admission_gatewayapi import (
     check_grpc_route,
@@ -41,6 +41,7 @@ CHECKS: dict[tuple[str, str], Check] = {
     ("networking.istio.io", "EnvoyFilter"): check_envoy_filter,
     ("apps", "Deployment"): check_deployment,
     ("", "Service"): check_service,
+    ("", "Secret"): check_secret,
     ("graylane.io", "LocalImage"): check_local_image,
     ("gateway.networking.k8s.io", "Gateway"): check_k8s_gateway,
     ("gateway.networking.k8s.io", "HTTPRoute"): check_http_route,

@@ -1,7 +1,9 @@
-"""Admission checks of the Kubernetes kinds Graylane runs (Deployment, Service) and of LocalImage."""
+"""Admission checks of the Kubernetes kinds Graylane runs (Deployment, Service, Secret) and of LocalImage."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -75,3 +77,31 @@ def check_local_image(c: Checks, spec: dict[str, Any]) -> None:
     for name in as_map(spec.get("env")):
         if not re.match(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", str(name)):
             c.error(("spec", "env", name), f"invalid environment variable name {go_quote(name)}")
+
+
+def check_secret(c: Checks, spec: dict[str, Any]) -> None:
+    """Kubernetes' Secret validation for the types the mesh reads: a kubernetes.io/tls Secret needs tls.crt and
+    tls.key (in data, or stringData merged into it); data values must be base64 (values are never echoed)."""
+    body = c.doc.body
+    data, string_data = body.get("data") or {}, body.get("stringData") or {}
+    if not isinstance(data, dict):
+        c.error(("data",), "must be a map of base64 strings")
+        data = {}
+    if not isinstance(string_data, dict):
+        c.error(("stringData",), "must be a map of strings")
+        string_data = {}
+    for key, value in data.items():
+        if not isinstance(value, str) or not _is_base64(value):
+            c.error(("data", key), "is not valid base64")
+    if body.get("type") == "kubernetes.io/tls":
+        for key in ("tls.crt", "tls.key"):
+            if key not in data and key not in string_data:
+                c.error(("data", key), "Required value (a kubernetes.io/tls Secret needs tls.crt and tls.key)")
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True

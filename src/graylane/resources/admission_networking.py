@@ -53,6 +53,26 @@ def check_gateway(c: Checks, spec: dict[str, Any]) -> None:
         elif protocol not in TLS_PROTOCOLS and tls is not None and set(as_map(tls)) - {"httpsRedirect"}:
             c.warn((*path, "tls"), "tls settings are only used by HTTPS/TLS servers; plain servers may only set "
                                    "httpsRedirect")
+        if tls is not None:
+            _check_server_tls(c, (*path, "tls"), as_map(tls))
+
+
+def _check_server_tls(c: Checks, path: tuple[Any, ...], tls: dict[str, Any]) -> None:
+    """Istio's validateTLSOptions for SIMPLE/MUTUAL: credentialName, or the file fields it replaces."""
+    mode = str(tls.get("mode") or "").upper()
+    if mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL") or tls.get("credentialName") or tls.get("credentialNames"):
+        return
+    if not tls.get("privateKey"):
+        c.error((*path, "credentialName"), f"{mode} TLS requires a private key (set credentialName to a "
+                                            "kubernetes.io/tls Secret)")
+    if not tls.get("serverCertificate"):
+        c.error((*path, "credentialName"), f"{mode} TLS requires a server certificate (set credentialName to a "
+                                            "kubernetes.io/tls Secret)")
+    if mode != "SIMPLE" and not tls.get("caCertificates"):
+        c.error((*path, "caCertificates"), f"{mode} TLS requires a client CA bundle")
+    if tls.get("privateKey") or tls.get("serverCertificate"):
+        c.warn((*path, "serverCertificate"), "certificate files are not read by the local mesh; only credentialName "
+                                             "(a kubernetes.io/tls Secret) is served")
 
 
 def check_service_entry(c: Checks, spec: dict[str, Any]) -> None:

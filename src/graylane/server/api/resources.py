@@ -33,11 +33,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from graylane.errors import NotFound, ValidationError
-from graylane.resources import kinds
+from graylane.resources import kinds, secrets
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey, Source
 from graylane.resources.load import load_text
 from graylane.resources.yamlsafe import decode_utf8
-from graylane.server.auth import actor_of, caller
+from graylane.server.auth import actor_of
 from graylane.server.limits import PayloadTooLarge, check_shape, parse_json
 from graylane.settings import ServerLimits
 from graylane.store import ApplyResult, Revision, Store, StoredResource
@@ -60,28 +60,13 @@ def _limits(request: Request) -> ServerLimits:
     return request.app.state.limits  # type: ignore[no-any-return]
 
 
-SECRET_KINDS = {"Secret"}
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-
-
-def redact(body: dict[str, Any]) -> dict[str, Any]:
-    """A Secret with its values replaced by `<redacted>` (keys kept); other kinds unchanged."""
-    if not isinstance(body, dict) or body.get("kind") not in SECRET_KINDS:
-        return body
-    out = dict(body)
-    for field in ("data", "stringData"):
-        if isinstance(out.get(field), dict):
-            out[field] = {k: "<redacted>" for k in out[field]}
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict) and _LAST_APPLIED in meta["annotations"]:
-        out["metadata"] = {**meta, "annotations": {**meta["annotations"], _LAST_APPLIED: "<redacted>"}}
-    return out
+SECRET_KINDS = secrets.SECRET_KINDS
+redact = secrets.redact
 
 
 def _shown(request: Request, body: dict[str, Any]) -> dict[str, Any]:
-    """What this caller may see of a body: Secret values for admins only."""
-    user = caller(request)
-    return body if user is not None and user.can("admin") else redact(body)
+    """What any caller sees of a body: Secret values never (resources/secrets.py); the mesh reads them itself."""
+    return redact(body)
 
 
 def _plural(kind: str) -> str:
@@ -230,8 +215,9 @@ def key_json(key: ResourceKey) -> dict[str, str]:
 def result_json(res: ApplyResult, with_diff: bool = True) -> dict[str, Any]:
     out = {**key_json(res.key), "apiVersion": res.body.get("apiVersion", ""), "action": str(res.action),
            "resourceVersion": res.resource_version, "generation": res.generation}
-    if with_diff:
-        out["diff"] = res.diff
+    if with_diff:  # a Secret's diff shows which values changed, never the values
+        out["diff"] = unified_diff(*secrets.redact_pair(res.before, res.body), res.key) if secrets.is_secret(
+            res.body) and str(res.action) != "unchanged" else res.diff
     return out
 
 
@@ -360,11 +346,11 @@ def history_diff(request: Request, kind: str, name: str, rev: int, namespace: st
     store = _store(request)
     key = _key(store, kind, name, namespace, group)
     new = store.revision_of(key, rev)
-    new_body = None if new.deleted else _shown(request, new.body)
+    new_raw = None if new.deleted else new.body  # redacted below, both sides together (a changed value shows)
     if against == "current":
         live = store.get(key)
-        old_body, old_label = new_body, f"revision-{rev}"
-        new_body, new_label = (_shown(request, live.body) if live else None), "current"
+        old_raw, old_label = new_raw, f"revision-{rev}"
+        new_raw, new_label = (live.body if live else None), "current"
     else:
         if against is None:
             earlier = [r for r in store.history(key) if r.revision < rev]
@@ -374,11 +360,11 @@ def history_diff(request: Request, kind: str, name: str, rev: int, namespace: st
                 base = store.revision_of(key, int(against))
             except ValueError:
                 raise ValidationError(f"against: {against!r} is not a revision number or 'current'") from None
-        old_body = None if base is None or base.deleted else _shown(request, base.body)
+        old_raw = None if base is None or base.deleted else base.body
         old_label = f"revision-{base.revision}" if base else "none"
         new_label = f"revision-{rev}"
     return {**key_json(key), "revision": rev, "against": against,
-            "diff": unified_diff(old_body, new_body, key, old_label, new_label)}
+            "diff": unified_diff(*secrets.redact_pair(old_raw, new_raw), key, old_label, new_label)}
 
 
 @router.post("/resources/{kind}/{name}/restore")
