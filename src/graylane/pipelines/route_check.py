@@ -5,6 +5,7 @@ holds (input wins for the same key), and keeps the findings a release must not s
 destination (host, or host+subset in a DestinationRule) of an input VirtualService, and IST0173 on a subset such
 a route sends traffic to (the subset selects no running pods; a live Deployment with no ready replica counts as
 none, so a route to a version that is not ready is refused too). Istio accepts both and answers 503 NR/UH.
+For an input HTTPRoute: IST0101 on a backendRef Service (or its port) that carries weight (Istio's 500).
 Knows documents and the Target protocol; knows nothing of the executor.
 """
 
@@ -91,7 +92,7 @@ async def _with_readiness(target: Any, body: dict[str, Any]) -> dict[str, Any]:
 def blocking_findings(docs: Sequence[Document], live: list[dict[str, Any]]) -> list[Finding]:
     """Findings that make the release route into nothing (empty when the routes are sound)."""
     routed = _routed_subsets(docs)
-    if not any(doc.kind == "VirtualService" for doc in docs):
+    if not any(doc.kind in ("VirtualService", "HTTPRoute") for doc in docs):
         return []
     keys = {doc.key for doc in docs}
     # live DestinationRules the routes rely on are judged too, so their empty subsets are reported
@@ -104,8 +105,7 @@ def blocking_findings(docs: Sequence[Document], live: list[dict[str, Any]]) -> l
     for f in findings:
         if f.severity is not Severity.ERROR or f.doc is None:
             continue
-        if f.code == "IST0101" and f.doc.kind == "VirtualService" and f.doc.key in keys and \
-                f.message.startswith(_ROUTE_MESSAGES):
+        if f.code == "IST0101" and f.doc.key in keys and _blocks_route(f):
             out.append(f)
         elif f.code == "IST0173" and f.doc.kind == "DestinationRule" and len(f.path) == 3:
             subsets = f.doc.spec.get("subsets") or []
@@ -114,6 +114,25 @@ def blocking_findings(docs: Sequence[Document], live: list[dict[str, Any]]) -> l
             if (f.doc.namespace or "default", _short(f.doc.spec.get("host")), str(subset)) in routed:
                 out.append(f)
     return out
+
+
+def _blocks_route(f: Finding) -> bool:
+    """An IST0101 on a route destination of an input VirtualService, or on a weighted HTTPRoute backendRef."""
+    assert f.doc is not None
+    if f.doc.kind == "VirtualService":
+        return f.message.startswith(_ROUTE_MESSAGES)
+    return f.doc.kind == "HTTPRoute" and "backendRef Service" in f.message and _weighted_backend(f.doc, f.path)
+
+
+def _weighted_backend(doc: Document, path: Sequence[Any]) -> bool:
+    """Whether the finding's path is a rule's backendRef that gets traffic (weight absent or above 0)."""
+    if len(path) < 5 or path[:1] != ("spec",) or path[1] != "rules" or path[3] != "backendRefs":
+        return False
+    try:
+        ref = doc.spec["rules"][path[2]]["backendRefs"][path[4]]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return not isinstance(ref, dict) or ref.get("weight") not in (0, "0")
 
 
 def not_ready(live: list[dict[str, Any]]) -> list[str]:

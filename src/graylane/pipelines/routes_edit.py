@@ -7,7 +7,8 @@ to the canary, a mirror route) carry a `name` recorded in the annotation `grayla
 above the managed route (Argo Rollouts' `managedRoutes`: above the user's routes), and are removed by name.
 
 A VirtualService Graylane had to create (none routed the service) is annotated `graylane.io/managed-by:
-graylane`.
+graylane`. An HTTPRoute body (a member with `httpRoute`) is edited by pipelines.httproute_edit instead: weights
+only, named by backend Service.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from graylane.errors import ValidationError
+from graylane.pipelines import httproute_edit
 
 ISTIO_API = "networking.istio.io/v1"
 MANAGED_BY = "graylane.io/managed-by"
@@ -85,8 +87,14 @@ def managed_route_index(vs: Mapping[str, Any], service: str) -> int | None:
     return candidates[-1] if candidates else None
 
 
+def _is_httproute(body: Mapping[str, Any]) -> bool:
+    return body.get("kind") == "HTTPRoute"
+
+
 def route_weights(vs: Mapping[str, Any], service: str) -> dict[str, int]:
     """The managed route's `{subset: weight}` (a lone destination without a weight has 100)."""
+    if _is_httproute(vs):
+        return httproute_edit.route_weights(vs)
     idx = managed_route_index(vs, service)
     if idx is None:
         return {}
@@ -128,6 +136,8 @@ def _destinations(service: str, weights: Mapping[str, int], previous: list[Any])
 def set_weights(vs: Mapping[str, Any], service: str, weights: Mapping[str, int]) -> dict[str, Any]:
     """The VirtualService with the managed route's weights set (a default route is appended if there is none);
     Graylane's mirror routes follow the same weights. Nothing else changes."""
+    if _is_httproute(vs):
+        return httproute_edit.set_weights(vs, weights)
     out = copy.deepcopy(dict(vs))
     rules = out.setdefault("spec", {}).setdefault("http", [])
     idx = managed_route_index(out, service)
@@ -145,6 +155,8 @@ def set_weights(vs: Mapping[str, Any], service: str, weights: Mapping[str, int])
 
 def set_sticky(vs: Mapping[str, Any], sticky: Mapping[str, Any] | None) -> dict[str, Any]:
     """The VirtualService with the sticky-canary annotation set to `sticky` (None: removed). Nothing else changes."""
+    if _is_httproute(vs) and sticky:
+        raise httproute_edit.refuse("sticky canary", (vs.get("metadata") or {}).get("name"))
     out = copy.deepcopy(dict(vs))
     notes = out.setdefault("metadata", {}).setdefault("annotations", {})
     if sticky:
@@ -221,6 +233,8 @@ def _policies(vs: Mapping[str, Any], service: str) -> dict[str, Any]:
 def set_header_route(vs: Mapping[str, Any], service: str, name: str, match: list[dict[str, Any]],
                      subset: str) -> dict[str, Any]:
     """Add (or replace) the named rule sending matching requests to `subset`, above the weighted route."""
+    if _is_httproute(vs):
+        raise httproute_edit.refuse("a header route", (vs.get("metadata") or {}).get("name"))
     out = copy.deepcopy(dict(vs))
     host = _host_of(out, service)
     rule = {"name": name, "match": match, **_policies(out, service),
@@ -234,6 +248,8 @@ def set_mirror_route(vs: Mapping[str, Any], service: str, name: str, percentage:
     """Mirror `percentage`% of the service's traffic to `subset`. Without a match the managed route itself mirrors
     (the weights are kept); with one, a named rule for the matching requests routes as the managed route does and
     mirrors."""
+    if _is_httproute(vs):
+        raise httproute_edit.refuse("a mirror route", (vs.get("metadata") or {}).get("name"))
     out = copy.deepcopy(dict(vs))
     host = _host_of(out, service)
     mirror = {"mirror": {"host": host, "subset": subset}, "mirrorPercentage": {"value": float(percentage)}}
@@ -290,6 +306,8 @@ def _host_of(vs: Mapping[str, Any], service: str) -> str:
 
 def routed_subsets(vs: Mapping[str, Any], service: str) -> set[str]:
     """Every subset of the service some rule of the VirtualService may send traffic to (weight > 0, or mirrored)."""
+    if _is_httproute(vs):
+        return {name for name, weight in httproute_edit.route_weights(vs).items() if weight > 0}
     out: set[str] = set()
     for rule in (vs.get("spec") or {}).get("http") or []:
         route = rule.get("route") or []

@@ -1,4 +1,5 @@
-"""Moving traffic through a Target: read each service's VirtualService, edit it (pipelines.routes_edit), check the
+"""Moving traffic through a Target: read each service's VirtualService (or the Gateway API HTTPRoute a member names
+with `httpRoute`), edit it (pipelines.routes_edit), check the
 routes, apply every member in ONE call (one store transaction -> one data-plane snapshot on the local account; one
 pass on Kubernetes), then wait for the data plane (local: the proxy's ACK; Kubernetes: Istio's status when it
 reports one).
@@ -20,28 +21,36 @@ from graylane.pipelines import routes_edit as edit
 from graylane.resources.document import Document, ResourceKey, Source
 
 ISTIO = "networking.istio.io"
+GATEWAY_API = "gateway.networking.k8s.io"
 DEFAULT_WAIT_S = 120.0
 Edit = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Member:
-    """One service of a release: where its VirtualService is and, optionally, which one."""
+    """One service of a release: where its VirtualService is and, optionally, which one; or the HTTPRoute whose
+    backendRef weights move it (`httpRoute`: weights then name backend Services, e.g. reviews-v1)."""
 
     service: str
     namespace: str = "default"
     virtual_service: str | None = None
+    http_route: str | None = None
 
     @classmethod
     def parse(cls, raw: Any, default_namespace: str, where: str) -> Member:
         if not isinstance(raw, dict) or not raw.get("service"):
             raise ValidationError(f"{where}: a member needs `service`")
+        if raw.get("virtualService") and raw.get("httpRoute"):
+            raise ValidationError(f"{where}: name a `virtualService` or an `httpRoute`, not both")
         return cls(str(raw["service"]), str(raw.get("namespace") or default_namespace),
-                   str(raw["virtualService"]) if raw.get("virtualService") else None)
+                   str(raw["virtualService"]) if raw.get("virtualService") else None,
+                   str(raw["httpRoute"]) if raw.get("httpRoute") else None)
 
 
 async def current(target: Any, member: Member) -> dict[str, Any] | None:
-    """The live VirtualService routing the member's service, or None."""
+    """The live VirtualService (or named HTTPRoute) routing the member's service, or None."""
+    if member.http_route:
+        return await target.get(ResourceKey(GATEWAY_API, "HTTPRoute", member.namespace, member.http_route))  # type: ignore[no-any-return]
     if member.virtual_service:
         return await target.get(ResourceKey(ISTIO, "VirtualService", member.namespace, member.virtual_service))  # type: ignore[no-any-return]
     items = await target.list("VirtualService", member.namespace, ISTIO)
@@ -49,20 +58,23 @@ async def current(target: Any, member: Member) -> dict[str, Any] | None:
 
 
 async def plan(target: Any, edits: Sequence[tuple[Member, Edit]]) -> list[Document]:
-    """The edited VirtualServices, one per member (members sharing a VirtualService edit it in turn)."""
-    bodies: dict[tuple[str, str], dict[str, Any]] = {}
-    order: list[tuple[str, str]] = []
+    """The edited VirtualServices (and HTTPRoutes), one per member (members sharing one edit it in turn)."""
+    bodies: dict[tuple[str, str, str], dict[str, Any]] = {}
+    order: list[tuple[str, str, str]] = []
     for member, fn in edits:
         found = await current(target, member)
+        if found is None and member.http_route:
+            raise ValidationError(f"HTTPRoute {member.namespace}/{member.http_route} not found (it routes "
+                                  f"{member.service})", hint="apply the HTTPRoute with its parentRefs first")
         if found is None:
             found = edit.new_virtual_service(member.service, member.namespace, member.virtual_service)
-        key = (member.namespace, str(found["metadata"]["name"]))
+        key = (str(found.get("kind") or "VirtualService"), member.namespace, str(found["metadata"]["name"]))
         base = bodies.get(key) or edit.writable(found)
         base.setdefault("metadata", {}).setdefault("namespace", member.namespace)
         bodies[key] = fn(base)
         if key not in order:
             order.append(key)
-    return [Document(body=bodies[k], source=Source(f"<release edit of VirtualService {k[0]}/{k[1]}>", 1, 0))
+    return [Document(body=bodies[k], source=Source(f"<release edit of {k[0]} {k[1]}/{k[2]}>", 1, 0))
             for k in order]
 
 
@@ -94,7 +106,8 @@ async def apply(target: Any, edits: Sequence[tuple[Member, Edit]], *, actor: str
 
 async def wait(target: Any, keys: Sequence[ResourceKey], *, timeout: float) -> None:
     """Local: the target waits for the proxy's ACK of this revision. Kubernetes: for each VirtualService Istio
-    reports status on (`status.observedGeneration`), wait until it saw this generation and is Reconciled."""
+    reports status on (`status.observedGeneration`), wait until it saw this generation and is Reconciled; for an
+    HTTPRoute, until every parent's Accepted condition has seen this generation."""
     deadline = time.monotonic() + timeout
     await target.wait_ready(list(keys), timeout=timeout)
     if hasattr(target, "store"):
@@ -105,6 +118,10 @@ async def wait(target: Any, keys: Sequence[ResourceKey], *, timeout: float) -> N
         for key in pending:
             body = await target.get(key) or {}
             status = body.get("status") or {}
+            if key.kind == "HTTPRoute":
+                if not _route_current(body):
+                    still.append(key)
+                continue
             if "observedGeneration" not in status:
                 continue  # Istio's status reporting is off: nothing to wait on
             generation = int((body.get("metadata") or {}).get("generation") or 0)
@@ -119,6 +136,16 @@ async def wait(target: Any, keys: Sequence[ResourceKey], *, timeout: float) -> N
             raise GraylaneError(f"timed out after {timeout:g}s waiting for Istio to reconcile "
                                 f"{', '.join(str(k) for k in pending)}")
         await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def _route_current(body: dict[str, Any]) -> bool:
+    """An HTTPRoute whose controller has seen this generation (no parents in status yet: nothing to wait on)."""
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    for parent in (body.get("status") or {}).get("parents") or []:
+        for c in parent.get("conditions") or []:
+            if c.get("type") == "Accepted" and int(c.get("observedGeneration") or 0) < generation:
+                return False
+    return True
 
 
 def weights_of(body: dict[str, Any] | None, service: str) -> dict[str, int]:

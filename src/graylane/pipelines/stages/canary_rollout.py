@@ -9,6 +9,9 @@
            {"setMirrorRoute": {"name": "mirror", "percentage": 20}}, {"analysis": {"type": "kayentaCanary"}}]}
 ```
 
+- With the Gateway API, `"httpRoute": "reviews", "stableService": "reviews-v1", "canaryService": "reviews-v2"`
+  moves the HTTPRoute's backendRef weights instead (as Argo Rollouts' Gateway API plugin); header and mirror
+  routes and sticky canary need a VirtualService and are refused on an HTTPRoute.
 - `setWeight: N` moves every member to `{stable: 100-N, canary: N}` in one apply (one snapshot) and waits for the
   data plane; `{"setWeight": 50, "sticky": {"cookie": {"name": "gl-canary"}}}` (or `{"header": "x-user-id"}`)
   turns on sticky canary in the same apply (the `graylane.io/sticky` annotation; `"sticky": false` removes it);
@@ -72,16 +75,22 @@ class Release:
     @classmethod
     def parse(cls, ctx: dict[str, Any], where: str) -> Release:
         namespace = str(ctx.get("namespace") or "default")
-        raw = ctx.get("services") or [{"service": ctx.get("service"), "virtualService": ctx.get("virtualService")}]
+        raw = ctx.get("services") or [{"service": ctx.get("service"), "virtualService": ctx.get("virtualService"),
+                                       "httpRoute": ctx.get("httpRoute")}]
         out = []
         for i, item in enumerate(raw if isinstance(raw, list) else []):
             at = f"{where} services[{i}]" if ctx.get("services") else where
             member = traffic.Member.parse(item, namespace, at)
-            stable = item.get("stableSubset") or ctx.get("stableSubset")
-            canary = item.get("canarySubset") or ctx.get("canarySubset")
+            if member.http_route:  # Gateway API: versions are Services (Argo Rollouts' stable/canaryService)
+                stable = item.get("stableService") or ctx.get("stableService")
+                canary = item.get("canaryService") or ctx.get("canaryService")
+                names = "Services, stableService and canaryService"
+            else:
+                stable = item.get("stableSubset") or ctx.get("stableSubset")
+                canary = item.get("canarySubset") or ctx.get("canarySubset")
+                names = "subsets, stableSubset and canarySubset"
             if not stable or not canary or stable == canary:
-                raise ValidationError(f"{at}: name two different subsets, stableSubset and canarySubset "
-                                      f"(got {stable!r} and {canary!r})")
+                raise ValidationError(f"{at}: name two different {names} (got {stable!r} and {canary!r})")
             out.append((member, str(stable), str(canary)))
         if not out:
             raise ValidationError(f"{where}: name a `service` (or `services`)")

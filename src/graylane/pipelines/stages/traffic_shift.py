@@ -8,10 +8,13 @@
 ```
 
 The managed route of each service's VirtualService is edited in place (pipelines.routes_edit); a Graylane-managed
-VirtualService is created when none routes the service. Subsets no DestinationRule defines, or whose pods are not
-ready, are refused before anything is applied (`skipRouteCheck: true` applies anyway). Every member goes in one
-apply: one store transaction and one data-plane snapshot locally, one pass on Kubernetes; the stage then waits for
-the data plane's ACK (local) or Istio's status (Kubernetes).
+VirtualService is created when none routes the service. With the Gateway API, `"httpRoute": "reviews"` names the
+HTTPRoute and the weights name backend Services (`{"reviews-v1": 90, "reviews-v2": 10}`, Istio's per-version
+Services); its default rule's backendRef weights are edited in place (pipelines.httproute_edit). Subsets no
+DestinationRule defines, or whose pods are not ready (for an HTTPRoute: backend Services that do not exist), are
+refused before anything is applied (`skipRouteCheck: true` applies anyway). Every member goes in one apply: one
+store transaction and one data-plane snapshot locally, one pass on Kubernetes; the stage then waits for the data
+plane's ACK (local), Istio's status (Kubernetes) or the HTTPRoute's parents' status.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def members(context: dict[str, Any], where: str) -> list[tuple[traffic.Member, d
     namespace = str(context.get("namespace") or context.get("namespaceOverride") or "default")
     raw = context.get("services")
     if raw is None:
-        raw = [{k: context.get(k) for k in ("service", "weights", "virtualService")}]
+        raw = [{k: context.get(k) for k in ("service", "weights", "virtualService", "httpRoute")}]
     if not isinstance(raw, list) or not raw:
         raise ValidationError(f"{where}: name a `service` with `weights`, or `services: [{{service, weights}}]`")
     out = []
