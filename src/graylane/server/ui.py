@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sse_starlette.sse import EventSourceResponse
 
+from graylane.resources import secrets as secrets_view
 from graylane.server.auth import (
     CSRF_COOKIE,
     CSRF_HEADER,
@@ -47,7 +48,7 @@ from graylane.ui.views import (
 )
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-SECRET_KINDS = {"Secret"}
+SECRET_KINDS = secrets_view.SECRET_KINDS
 
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
 
@@ -115,14 +116,8 @@ def render(request: Request, template: str, active: str, **ctx: Any) -> HTMLResp
 
 
 def redact(body: dict[str, Any]) -> dict[str, Any]:
-    """Secrets are never rendered: values replaced, keys kept."""
-    if body.get("kind") not in SECRET_KINDS:
-        return body
-    out = dict(body)
-    for field in ("data", "stringData"):
-        if isinstance(out.get(field), dict):
-            out[field] = {k: "<redacted>" for k in out[field]}
-    return out
+    """Secrets are never rendered: values (and the last-applied copy) replaced, keys kept (resources/secrets.py)."""
+    return secrets_view.redact(body)
 
 
 def readable_json(value: Any) -> str:
