@@ -23,6 +23,7 @@ from graylane.mesh.config_base import parse_duration
 from graylane.mesh.config_base import where_of as _where
 from graylane.mesh.envoyfilter import LOCAL_RATELIMIT, LOCAL_RATELIMIT_TYPE, compile_envoy_filter, listener_rate_limit
 from graylane.mesh.isolation import Rejections
+from graylane.mesh.protocols import abort_codes, h2_protocol
 from graylane.mesh.snapshot import decode_cluster_policy, decode_rule, decode_snapshot
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
 from graylane.resources.sticky import STICKY_ANNOTATION, parse_sticky
@@ -213,10 +214,11 @@ def _compile_rule(rule: Mapping[str, Any], ns: str, r: _Resolver, where: str) ->
                           "percent": _percent(dl.get("percentage"), dl.get("percent"))}
         if fault.get("abort"):
             ab = fault["abort"]
-            status = int(ab.get("httpStatus", 0) or 0)
+            status, grpc_status = abort_codes(ab, f"{where}.fault.abort")
             if not 200 <= status <= 599:
                 raise ValidationError(f"HTTP status {status} is not in range 200-599", where=f"{where}.fault.abort")
-            f["abort"] = {"httpStatus": status, "percent": _percent(ab.get("percentage"), ab.get("percent"))}
+            f["abort"] = {"httpStatus": status, "percent": _percent(ab.get("percentage"), ab.get("percent")),
+                          "grpcStatus": grpc_status}
         if not f:
             raise ValidationError("HTTP fault injection must have an abort and/or a delay", where=f"{where}.fault")
         out["fault"] = f
@@ -446,7 +448,7 @@ def _service(svc: Mapping[str, Any], endpoints: list[Endpoint], named_ports: dic
     for p in spec.get("ports") or ():
         port = int(p["port"])
         target = p.get("targetPort", port)
-        ports.append({"port": port, "name": p.get("name", ""), "target_port": target})
+        ports.append({"port": port, "name": p.get("name", ""), "target_port": target, "protocol": h2_protocol(p)})
         eps = []
         if selector:
             for ep in endpoints:
@@ -470,8 +472,8 @@ def _service_entry(se: Mapping[str, Any]) -> _Registry:
     services: dict[str, dict[str, Any]] = {}
     service_eps: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for host in spec.get("hosts") or ():
-        ports = [{"port": int(p["number"]), "name": p.get("name", ""), "target_port": int(p.get("targetPort")
-                                                                                         or p["number"])}
+        ports = [{"port": int(p["number"]), "name": p.get("name", ""), "protocol": h2_protocol({
+                  "appProtocol": p.get("protocol")}), "target_port": int(p.get("targetPort") or p["number"])}
                  for p in spec.get("ports") or ()]
         services[host] = {"name": host, "namespace": ns, "ports": ports, "external": True}
         for p in ports:

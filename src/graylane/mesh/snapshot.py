@@ -376,7 +376,8 @@ def _fault(at: _At) -> Fault | None:
     return Fault(delay.child("fixed_s").number(0.0) if delay.value else 0.0,
                  delay.child("percent").number(0.0) if delay.value else 0.0,
                  abort.child("httpStatus").integer(0) if abort.value else 0,
-                 abort.child("percent").number(0.0) if abort.value else 0.0)
+                 abort.child("percent").number(0.0) if abort.value else 0.0,
+                 abort.child("grpcStatus").opt_int() if abort.value else None)
 
 
 def _rule(index: int, at: _At) -> Rule:
@@ -513,7 +514,9 @@ def decode_snapshot(document: object, previous: Snapshot | None = None) -> Snaps
     for fqdn, s in root.child("services").items():
         services[fqdn] = Service(fqdn, s.child("name").text(), s.child("namespace").text(),
                                  tuple(p.child("port").integer() for p in s.child("ports").elements()),
-                                 s.child("external").flag())
+                                 s.child("external").flag(),
+                                 tuple((p.child("port").integer(), p.child("protocol").text(""))
+                                       for p in s.child("ports").elements() if p.child("protocol").text("")))
     listeners = {lst.name: lst for lst in _each(root.child("listeners").elements(), _listener)}
     return Snapshot(
         version=root.child("version").integer(0),

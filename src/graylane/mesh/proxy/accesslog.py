@@ -33,6 +33,7 @@ def format_entry(entry: dict[str, Any], fmt: str) -> str:
             "user_agent": entry.get("user_agent"), "request_id": entry.get("request_id"),
             "authority": entry.get("authority"), "upstream_host": entry.get("upstream_host"),
             "upstream_cluster": entry.get("upstream_cluster"), "route_name": entry.get("route_name"),
+            **({"grpc_status": entry["grpc_status"]} if entry.get("grpc_status") else {}),  # Envoy's %GRPC_STATUS%
         }, separators=(",", ":"))
     return (f'[{start}] "{entry.get("method")} {entry.get("path")} HTTP/1.1" {entry.get("status")} '
             f'{entry.get("flags") or "-"} - - "-" {_dash(entry.get("bytes_received"))} '

@@ -61,9 +61,10 @@ class FaultAbort(ProxyError):
 
     flag, body = "FI", "fault filter abort"
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, grpc_status: int | None = None) -> None:
         super().__init__(f"fault abort {status}")
         self.abort_status = status
+        self.grpc_status = grpc_status  # abort.grpcStatus (answered as gRPC trailers-only on h2)
 
 
 class BadRequest(ProxyError):

@@ -48,4 +48,4 @@ class Faults:
             ctx.flags.append("DI")
             await asyncio.sleep(fault.delay_s)
         if fault.abort_status:
-            raise FaultAbort(fault.abort_status)
+            raise FaultAbort(fault.abort_status, rule_fault.abort_grpc)

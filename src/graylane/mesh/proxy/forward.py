@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from graylane.mesh.proxy.connect import Connector, read_body
 from graylane.mesh.proxy.errors import ProxyError
 from graylane.mesh.proxy.faults import Faults
+from graylane.mesh.proxy.h2_downstream import H2Streams
 from graylane.mesh.proxy.mirror import Mirrors
 from graylane.mesh.proxy.respond import Responder, preflight
 from graylane.mesh.proxy.retry import Retries
@@ -75,6 +76,10 @@ class Forwarder:
         self.retries = Retries(loop, rng, server.load, server.outliers, server.limits, connector)
         self.respond = Responder(self.telemetry, server.pools)
         self.websockets = WebSockets(loop, server.load, server.outliers, self.telemetry)
+        self.h2 = H2Streams(self)
+
+    def take_over_h2(self, proto: DownstreamProtocol, data: bytes) -> bool:
+        return self.h2.take_over(proto, data)
 
     async def handle(self, proto: DownstreamProtocol, req: Request) -> bool:
         """Serve one request; returns whether the downstream connection may be kept alive."""

@@ -130,6 +130,10 @@ class RequestHandler(Protocol):
 
     async def handle(self, proto: DownstreamProtocol, req: Request) -> bool: ...
 
+    def take_over_h2(self, proto: DownstreamProtocol, data: bytes) -> bool:
+        """The connection opened with the HTTP/2 preface: serve it as h2c (h2_downstream.py) if it can."""
+        ...
+
 
 class ConnectionHost(Protocol):
     """What a downstream connection reads from the data-plane process (`ProxyServer` provides it)."""
@@ -246,6 +250,9 @@ class DownstreamProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._upgrade(data[end:])  # `end`: where the upgrade request's head ended
         except httptools.HttpParserError as exc:
+            if data.startswith(b"PRI * HTTP/2.0") and self.task is None and self.server.forwarder.take_over_h2(
+                    self, data):
+                return  # h2c with prior knowledge: the connection speaks HTTP/2 from here on
             cause = exc.__context__
             self.reject(cause if isinstance(cause, ProxyError) else BadRequest(str(exc)))
 

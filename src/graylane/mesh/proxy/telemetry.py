@@ -48,7 +48,7 @@ class Ctx:
 
     __slots__ = ("listener", "start", "decision", "status", "flags", "endpoint", "request_bytes", "response_bytes",
                  "trace", "client_span", "server_span", "service", "upstream_start", "rid", "authority", "path",
-                 "method", "attempts")
+                 "method", "attempts", "grpc_status")
 
     def __init__(self, listener: Listener, start: float, req: Request) -> None:
         self.listener = listener
@@ -69,6 +69,7 @@ class Ctx:
         self.path = ""
         self.method = req.method
         self.attempts = 0
+        self.grpc_status = ""  # a gRPC request's grpc-status ("-" until known; "": not gRPC, h2_downstream.py)
 
 
 class Telemetry:
@@ -93,9 +94,10 @@ class Telemetry:
         common_src = (src.workload, src.namespace, "unknown", src.app, src.version, src.app,
                       src.labels.get("version", "latest") or "latest", "Kubernetes")
         common_dst = (dw, dns, "unknown", dapp, dver, dsvc, svc_name, svc_ns, dapp, dver if ep else "latest",
-                      "Kubernetes", "http", flags)
-        return (("source", *common_src, *common_dst, "unknown", code, "-"),
-                ("destination", *common_src, *common_dst, "none", code, "-"))
+                      "Kubernetes", "grpc" if ctx.grpc_status else "http", flags)
+        gs = ctx.grpc_status or "-"
+        return (("source", *common_src, *common_dst, "unknown", code, gs),
+                ("destination", *common_src, *common_dst, "none", code, gs))
 
     def report(self, ctx: Ctx) -> None:
         server = self.server
@@ -106,7 +108,7 @@ class Telemetry:
         code = str(ctx.status)
         ep = ctx.endpoint
         dsvc = ctx.service or "unknown"
-        key = (id(ctx.listener), dsvc, ep, code, flags)  # cleared on every snapshot swap
+        key = (id(ctx.listener), dsvc, ep, code, flags, ctx.grpc_status)  # cleared on every snapshot swap
         labels = self.labels.get(key)
         if labels is None:
             labels = self.labels_for(ctx, src, ep, dsvc, code, flags)
@@ -154,7 +156,8 @@ class Telemetry:
                      "listener": ctx.listener.name, "bytes_sent": ctx.response_bytes,
                      "bytes_received": ctx.request_bytes,
                      "upstream_service_time": round((now - ctx.upstream_start) * 1000) if ctx.upstream_start else None,
-                     "route_name": (ctx.decision.rule.name or None) if ctx.decision and ctx.decision.rule else None}
+                     "route_name": (ctx.decision.rule.name or None) if ctx.decision and ctx.decision.rule else None,
+                     "grpc_status": ctx.grpc_status or None}
             server.access_log.append(entry)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info("%s", format_entry(entry, server.access_log_format))

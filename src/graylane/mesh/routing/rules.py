@@ -40,6 +40,7 @@ class Fault:
     delay_percent: float = 0.0
     abort_status: int = 0
     abort_percent: float = 0.0
+    abort_grpc: int | None = None  # abort.grpcStatus: a gRPC trailers-only answer with this grpc-status
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,7 @@ class Service:
     namespace: str
     ports: tuple[int, ...]
     external: bool = False
+    protocols: tuple[tuple[int, str], ...] = ()  # (port, "grpc" | "http2") for ports speaking HTTP/2 upstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,193 @@
+"""gRPC through the real proxy: grpcio servers (generic handlers, raw bytes: no codegen) behind a sidecar speaking
+h2c, a grpcio client in front. Routing by :path, weights, retries on grpc-status, faults, deadlines, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+
+from graylane.mesh.state import MeshOptions
+
+from ..helpers import dr, free_port, series, sidecar, vs
+from .support import to
+
+
+class GrpcServer:
+    """A real grpcio server: demo.Echo/Say answers `<name>:<request>`; demo.Echo/Count streams N replies;
+    demo.Echo/Flaky fails UNAVAILABLE while `fail` > 0; demo.Echo/Slow sleeps the request's seconds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.fail = 0
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.Echo", {
+            "Say": grpc.unary_unary_rpc_method_handler(self.say),
+            "Count": grpc.unary_stream_rpc_method_handler(self.count),
+            "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky),
+            "Slow": grpc.unary_unary_rpc_method_handler(self.slow)}),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def _called(self, what: str) -> None:
+        with self.lock:
+            self.calls.append(what)
+
+    def say(self, request: bytes, context: Any) -> bytes:
+        self._called("Say")
+        context.set_trailing_metadata((("x-served-by", self.name),))
+        return self.name.encode() + b":" + request
+
+    def count(self, request: bytes, context: Any) -> Iterator[bytes]:
+        self._called("Count")
+        for i in range(int(request)):
+            yield b"%s:%d" % (self.name.encode(), i)
+
+    def flaky(self, request: bytes, context: Any) -> bytes:
+        self._called("Flaky")
+        with self.lock:
+            failing = self.fail > 0
+            self.fail -= 1
+        if failing:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+        return self.name.encode() + b":ok"
+
+    def slow(self, request: bytes, context: Any) -> bytes:
+        self._called("Slow")
+        time.sleep(float(request))
+        return b"slept"
+
+
+def grpc_svc(name: str, port_name: str = "grpc", app_protocol: str | None = None) -> dict:
+    port: dict[str, Any] = {"port": 9080, "name": port_name, "targetPort": 9080}
+    if app_protocol:
+        port["appProtocol"] = app_protocol
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"app": name}, "ports": [port]}}
+
+
+@pytest.fixture
+def echo(mesh):
+    """echo v1/v2 grpcio servers behind a productpage sidecar: returns (push(http), channel factory, servers)."""
+    servers = {v: GrpcServer(f"echo-{v}") for v in ("v1", "v2")}
+    port = free_port()
+    eps = [mesh.endpoint(s, "echo", v) for v, s in servers.items()]
+    channels: list[grpc.Channel] = []
+
+    def push(http: list[dict], service: dict | None = None, options: MeshOptions | None = None) -> None:
+        mesh.push([service or grpc_svc("echo"), dr("echo", ["v1", "v2"]), vs("echo", ["echo"], http)], eps,
+                  [sidecar(port)], options)
+
+    def channel() -> grpc.Channel:
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.default_authority", "echo:9080"),
+                                                                 ("grpc.enable_http_proxy", 0),
+                                                                 ("grpc.enable_retries", 0)])
+        channels.append(ch)
+        return ch
+
+    yield push, channel, servers
+    for ch in channels:
+        ch.close()
+    for s in servers.values():
+        s.server.stop(0)
+
+
+def test_unary_and_server_streaming_routed_by_path(mesh, echo):
+    push, channel, servers = echo
+    push([{"match": [{"uri": {"prefix": "/demo.Echo/Count"}}], "route": [to("v2", host="echo")]},
+          {"route": [to("v1", host="echo")]}])
+    before = series(mesh, reporter="source", destination_service_name="echo", request_protocol="grpc",
+                    grpc_response_status="0", response_code="200")
+    ch = channel()
+    say = ch.unary_unary("/demo.Echo/Say")
+    reply, call = say.with_call(b"hello", timeout=5)
+    assert reply == b"echo-v1:hello"
+    assert dict(call.trailing_metadata())["x-served-by"] == "echo-v1"  # trailers passed through
+    replies = list(ch.unary_stream("/demo.Echo/Count")(b"50", timeout=5))
+    assert replies == [b"echo-v2:%d" % i for i in range(50)]
+    big = b"x" * (3 * 2**20)  # larger than every flow-control window on the way: credit flows back as consumed
+    assert say(big, timeout=10) == b"echo-v1:" + big
+    assert series(mesh, reporter="source", destination_service_name="echo", request_protocol="grpc",
+                  grpc_response_status="0", response_code="200") - before == 3
+
+
+def test_weighted_split_is_exact_over_100_calls(mesh, echo):
+    push, channel, servers = echo
+    push([{"route": [to("v1", 80, host="echo"), to("v2", 20, host="echo")]}])
+    say = channel().unary_unary("/demo.Echo/Say")
+    replies = [say(b"x", timeout=5) for _ in range(100)]
+    assert (replies.count(b"echo-v1:x"), replies.count(b"echo-v2:x")) == (80, 20)
+
+
+def test_retry_on_unavailable_reaches_the_other_version(mesh, echo):
+    push, channel, servers = echo
+    push([{"route": [to("v1", 50, host="echo"), to("v2", 50, host="echo")],
+           "retries": {"attempts": 2, "retryOn": "unavailable"}}])
+    servers["v1"].fail = servers["v2"].fail = 1  # each fails once: the first try fails, the retry succeeds
+    flaky = channel().unary_unary("/demo.Echo/Flaky")
+    before = series(mesh, reporter="source", destination_service_name="echo", grpc_response_status="0",
+                    response_flags="-")
+    assert flaky(b"", timeout=5) in (b"echo-v1:ok", b"echo-v2:ok")
+    assert len(servers["v1"].calls) + len(servers["v2"].calls) == 2
+    # Without unavailable in retryOn the failure is the caller's.
+    push([{"route": [to("v1", host="echo")], "retries": {"attempts": 2, "retryOn": "internal"}}])
+    servers["v1"].fail = 1
+    with pytest.raises(grpc.RpcError) as err:
+        flaky(b"", timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE and err.value.details() == "try again"
+    assert series(mesh, reporter="source", destination_service_name="echo", grpc_response_status="14",
+                  response_code="200") >= 1
+    # The retried call counts once, as its final answer.
+    assert series(mesh, reporter="source", destination_service_name="echo", grpc_response_status="0",
+                  response_flags="-") - before == 1
+
+
+def test_abort_fault_answers_the_grpc_status(mesh, echo):
+    push, channel, servers = echo
+    push([{"match": [{"uri": {"exact": "/demo.Echo/Say"}}], "route": [to("v1", host="echo")],
+           "fault": {"abort": {"grpcStatus": "RESOURCE_EXHAUSTED", "percentage": {"value": 100}}}},
+          {"route": [to("v1", host="echo")]}], options=MeshOptions(access_log="json"))
+    ch = channel()
+    with pytest.raises(grpc.RpcError) as err:
+        ch.unary_unary("/demo.Echo/Say")(b"x", timeout=5)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and err.value.details() == "fault filter abort"
+    assert servers["v1"].calls == []  # the fault answered; nothing went upstream
+    assert list(ch.unary_stream("/demo.Echo/Count")(b"2", timeout=5)) == [b"echo-v1:0", b"echo-v1:1"]
+    assert series(mesh, reporter="source", destination_service_name="echo", grpc_response_status="8",
+                  response_flags="FI", response_code="200", request_protocol="grpc") >= 1
+    log = [e for e in mesh.get("/access_log").json()["entries"] if e["authority"] == "echo:9080"]
+    assert [(e["path"], e["status"], e["flags"], e["grpc_status"]) for e in log[-2:]] == [
+        ("/demo.Echo/Say", 200, "FI", "8"), ("/demo.Echo/Count", 200, "-", "0")]
+
+
+def test_deadline_is_the_smaller_of_grpc_timeout_and_route_timeout(mesh, echo):
+    push, channel, servers = echo
+    push([{"route": [to("v1", host="echo")], "timeout": "0.3s"}])
+    slow = channel().unary_unary("/demo.Echo/Slow")
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        slow(b"2", timeout=10)  # grpc-timeout 10 s, route 0.3 s: the proxy answers DEADLINE_EXCEEDED
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 1.5
+    assert series(mesh, reporter="source", destination_service_name="echo", grpc_response_status="4",
+                  response_flags="UT") >= 1
+    push([{"route": [to("v1", host="echo")]}])  # no route timeout: the client's grpc-timeout bounds the call
+    assert slow(b"0.05", timeout=5) == b"slept"
+    with pytest.raises(grpc.RpcError) as err:
+        slow(b"2", timeout=0.3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize("port_name,app_protocol", [("http2-echo", None), ("tcp", "kubernetes.io/h2c"),
+                                                    ("web", "grpc")])
+def test_service_port_protocol_selects_http2_upstream(mesh, echo, port_name, app_protocol):
+    push, channel, servers = echo
+    push([{"route": [to("v1", host="echo")]}], grpc_svc("echo", port_name, app_protocol))
+    assert channel().unary_unary("/demo.Echo/Say")(b"p", timeout=5) == b"echo-v1:p"
