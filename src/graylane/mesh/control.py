@@ -31,6 +31,7 @@ from graylane.errors import GraylaneError
 from graylane.mesh import gateway_api
 from graylane.mesh.config import compile_snapshot
 from graylane.mesh.isolation import Rejection, status_with
+from graylane.mesh.snapshot_delta import DeltaError, make_delta
 from graylane.mesh.state import Endpoint, MeshOptions, Sidecar
 from graylane.resources.document import ResourceKey
 
@@ -136,6 +137,7 @@ class MeshStatus:
     acked_seq: int = -1
     error: str = ""
     pushes: int = 0
+    delta_pushes: int = 0  # pushes ACKed as a delta against the previous document (issue #17)
     history: deque[PushRecord] = field(default_factory=lambda: deque(maxlen=50))
     acked_rejected: list[Rejection] = field(default_factory=list)  # left out of the ACKed snapshot
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))  # warning events, newest last
@@ -168,6 +170,7 @@ class MeshControl:
         self._stopping = False
         self._pushed_options: MeshOptions | None = None
         self._pending_since: float | None = None  # first change not yet in a pushed snapshot
+        self._acked_doc: Mapping[str, Any] | None = None  # the document the data plane ACKed last (delta base)
         self._convergence = Convergence()
 
     def options(self) -> MeshOptions:
@@ -290,7 +293,7 @@ class MeshControl:
         return {
             "dataplane": st.dataplane, "connected": st.connected, "ackedVersion": st.acked_version,
             "ackedRevision": st.acked_revision, "storeRevision": self._store_revision(), "error": error,
-            "pushes": st.pushes, "compiler": self.compiler is not None,
+            "pushes": st.pushes, "deltaPushes": st.delta_pushes, "compiler": self.compiler is not None,
             "last": asdict(st.last) if st.last else None,
             "history": [asdict(p) for p in list(st.history)[-10:]],
             "rejected": [r.to_json() for r in rejected], "events": list(st.events),
@@ -320,6 +323,7 @@ class MeshControl:
                 identity = (url, (read_dataplane(self.state) or {}).get("pid"))
                 if url != self.status.dataplane or identity != self._dataplane_identity:
                     self.status.dataplane, self.status.connected = url or "", False
+                    self._acked_doc = None  # another data plane: the next push is a whole document
                     self._dataplane_identity = identity
                     changed = True
                 if url is None:
@@ -376,9 +380,9 @@ class MeshControl:
         record = PushRecord(self._version, revision, seq, time.time(), rejected=rejected)
         t0 = time.monotonic()
         try:
-            resp = await self._http.put(f"{url}/config", content=json.dumps(snapshot, default=_jsonable),
-                                        headers={"content-type": "application/json"})
+            resp = await self._send(url, snapshot)
         except httpx.HTTPError as exc:
+            self._acked_doc = None  # the data plane may come back empty: the next push is a whole document
             self.status.connected = False
             self.status.error = f"data plane unreachable at {url}: {exc.__class__.__name__}"
             self._convergence.errors += 1
@@ -392,6 +396,7 @@ class MeshControl:
         self.status.last = record
         self.status.history.append(record)
         if resp.status_code < 300:
+            self._acked_doc = snapshot
             record.acked = True
             self.status.error = ""
             self._acked_mono = time.monotonic()
@@ -414,6 +419,30 @@ class MeshControl:
         if self._publish:
             self._publish("mesh", version=record.version, revision=revision, acked=record.acked, nack=record.nack)
         await self._report(resources, rejected, record.version)
+
+    async def _send(self, url: str, snapshot: Mapping[str, Any]) -> httpx.Response:
+        """PUT the snapshot: a delta against the document the data plane ACKed last when there is one (what changed
+        only: one canary step costs what one service costs), else the whole document. A delta the data plane
+        refuses (its base version is not the data plane's: it restarted, or another control plane pushed) is
+        followed by the whole document at once (docs/dataplane.md "Speed")."""
+        base = self._acked_doc
+        if base is not None:
+            try:
+                delta = make_delta(base, snapshot)
+            except DeltaError:
+                delta = None
+            if delta is not None:
+                resp = await self._put(url, delta)
+                if resp.status_code < 300 or resp.status_code >= 500:
+                    self.status.delta_pushes += resp.status_code < 300
+                    return resp
+                # Refused (its base, or anything else): the whole document decides, and names the real reason.
+                log.info("data plane refused a delta (%s): pushing the whole snapshot", _reason(resp))
+        return await self._put(url, snapshot)
+
+    async def _put(self, url: str, document: Mapping[str, Any]) -> httpx.Response:
+        return await self._http.put(f"{url}/config", content=json.dumps(document, default=_jsonable),
+                                    headers={"content-type": "application/json"})
 
     def _bodies(self) -> list[dict[str, Any]]:
         return [dict(item.body) for item in self.store.list()]

@@ -25,6 +25,7 @@ from graylane.mesh.proxy.stats import Stats
 from graylane.mesh.proxy.tracing import SpanRing
 from graylane.mesh.routing import Listener, RouteTable
 from graylane.mesh.snapshot import EMPTY, Snapshot, SnapshotError, decode_snapshot
+from graylane.mesh.snapshot_delta import decode_delta, is_delta
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class ProxyServer:
     async def apply(self, snapshot: Snapshot, *, keep: bool = True) -> tuple[bool, str]:
         """Swap to `snapshot` (ACK) or keep the current one and say why (NACK); `keep`: persist it once ACKed."""
         async with self.lock:
-            table = RouteTable(snapshot)
+            table = RouteTable(snapshot, previous=self.table)  # incremental: unchanged rules are taken over
             wanted = {lst.address: lst for lst in table.listeners.values()}
             opened: dict[tuple[str, int], asyncio.AbstractServer] = {}
             for addr in wanted:
@@ -116,10 +117,12 @@ class ProxyServer:
             if self.sweeper is None:
                 self.sweeper = self.loop.create_task(self._sweep())
             # Commit: new requests see the new table; in-flight ones finish on the objects they hold.
+            same_clusters = table.clusters is self.table.clusters  # a delta that left every cluster as it was
             self.snapshot = snapshot
             self.table = table
             self.load.retain(table.clusters.values(), [live.key for live in table.rule_live.values()])
-            self.outliers.follow(table.clusters)  # an ejection never outlives the outlierDetection that made it
+            if not same_clusters:
+                self.outliers.follow(table.clusters)  # an ejection never outlives the outlierDetection that made it
             self.listeners_by_addr = wanted
             self.servers.update(opened)
             if self.handoff is not None:
@@ -136,7 +139,8 @@ class ProxyServer:
                 for conn in list(self.connections):
                     if conn.listener_key == addr and not conn.busy:
                         conn.close()
-            self.pools.retain_only({ep.address for c in table.clusters.values() for ep in c.endpoints})
+            if not same_clusters:
+                self.pools.retain_only({ep.address for c in table.clusters.values() for ep in c.endpoints})
             log_format = snapshot.options.access_log
             self.access_log = deque(maxlen=10_000) if log_format else None
             self.access_log_format = log_format
@@ -150,6 +154,8 @@ class ProxyServer:
     def decode(self, document: object) -> Snapshot:
         """The wire form decoded against the current snapshot (unchanged parts reused); raises `SnapshotError`."""
         try:
+            if is_delta(document):  # an incremental push: the entries changed since the version we serve
+                return decode_delta(document, self.snapshot)
             return decode_snapshot(document, previous=self.snapshot)
         except SnapshotError:
             raise

@@ -162,7 +162,9 @@ class RouteTable:
     changes per request comes in as a `BalancerState`.
     """
 
-    def __init__(self, snapshot: RoutingSnapshot) -> None:
+    def __init__(self, snapshot: RoutingSnapshot, previous: RouteTable | None = None) -> None:
+        """`previous`: the table this one replaces; what it computed for rules still in the snapshot (the same
+        decoded objects: `decode_snapshot` reuses unchanged VirtualServices) is taken over, not computed again."""
         self.snapshot = snapshot
         self.version = snapshot.version
         options = snapshot.options
@@ -180,9 +182,12 @@ class RouteTable:
         # Per rule (by identity; rules live as long as this table): live destinations, their weights and the name
         # of their weighted split (the same name across snapshots while the split is unchanged).
         self.rule_live: dict[int, _LiveRoute] = {}
+        # Ids of `previous`'s rules are unique while it is alive (it holds its snapshot), so a hit is the same rule.
+        reuse = previous.rule_live if previous is not None and previous.use_random == self.use_random else {}
         for vs in self.virtual_services:
             for rule in vs.rules:
-                self.rule_live[id(rule)] = self._live(vs.key, rule)
+                hit = reuse.get(id(rule))
+                self.rule_live[id(rule)] = hit if hit is not None else self._live(vs.key, rule)
         self.l4_routes: tuple[L4Route, ...] = snapshot.l4_routes
         for l4 in self.l4_routes:  # tcp/tls routes split by the same weighted pick, keyed apart from http rules
             self.rule_live[id(l4)] = self._live(f"{l4.virtual_service} {l4.protocol}", l4)
