@@ -155,6 +155,7 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
         side.get_by_text("reviews-canary · waiting 是否全量发布 · configured 50%").wait_for()
         side.get_by_role("button", name="全量发布").wait_for()
         side.get_by_role("button", name="结束发布").wait_for()
+        topo.locator("#g-traffic circle.traffic-dot").first.wait_for(state="attached")  # traffic animation
         topo.screenshot(path=str(ARTIFACTS / "topology-knows-the-release.png"), full_page=True)
 
         # On a 390 px phone the graph keeps its height and the page does not scroll sideways.
@@ -174,6 +175,20 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
     # configured 50%, then the observed share (a random 50/50 split of ~100 requests: allow 25-75%)
     assert re.search(r"50%.*\b([2-6]\d|7[0-5])(\.\d)?%", observed.replace("\n", " ")), observed
     header.screenshot(path=str(ARTIFACTS / "release-header-canary-50.png"))
+    # The evidence's sample traces of the canary open a trace v2 of reviews served: the data plane tags each span
+    # with its workload's version (istio.canonical_revision), as Istio's sidecars do.
+    header.get_by_role("row", name=re.compile(r"^v2 ")).get_by_role(
+        "link", name=re.compile(r"^Trace \w+ of reviews v2")).first.click()
+    page.locator("tr[data-service='reviews.default'][data-version='v2']").first.wait_for()
+    assert page.locator("tr[data-service='reviews.default'][data-version='v1']").count() == 0
+    page.go_back()
+    # The release's timeline: the judgment, then the weights the next stage set, on one axis.
+    timeline = page.locator("#timeline")
+    timeline.locator("[data-lane='Judgments']").get_by_role(
+        "link", name="alice judged 设置灰度比例: continue (canary_ratio=50)").wait_for()
+    timeline.locator("[data-lane='Weights']").get_by_role(
+        "link", name=re.compile(r"^reviews weights v1 50% · v2 50% ")).wait_for()
+    timeline.screenshot(path=str(ARTIFACTS / "timeline-canary-50.png"))
     asked: list[str] = []  # an irreversible choice: the browser asks first, listing what it does
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="全量发布").click()
