@@ -32,7 +32,8 @@ class GrpcServer:
             "Say": grpc.unary_unary_rpc_method_handler(self.say),
             "Count": grpc.unary_stream_rpc_method_handler(self.count),
             "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky),
-            "Slow": grpc.unary_unary_rpc_method_handler(self.slow)}),))
+            "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+            "Chat": grpc.stream_stream_rpc_method_handler(self.chat)}),))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
@@ -59,6 +60,11 @@ class GrpcServer:
             context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
         return self.name.encode() + b":ok"
 
+    def chat(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        self._called("Chat")
+        for msg in requests:
+            yield self.name.encode() + b":" + msg
+
     def slow(self, request: bytes, context: Any) -> bytes:
         self._called("Slow")
         time.sleep(float(request))
@@ -81,8 +87,9 @@ def echo(mesh):
     eps = [mesh.endpoint(s, "echo", v) for v, s in servers.items()]
     channels: list[grpc.Channel] = []
 
-    def push(http: list[dict], service: dict | None = None, options: MeshOptions | None = None) -> None:
-        mesh.push([service or grpc_svc("echo"), dr("echo", ["v1", "v2"]), vs("echo", ["echo"], http)], eps,
+    def push(http: list[dict], service: dict | None = None, options: MeshOptions | None = None,
+             extra: tuple[dict, ...] = ()) -> None:
+        mesh.push([service or grpc_svc("echo"), dr("echo", ["v1", "v2"]), vs("echo", ["echo"], http), *extra], eps,
                   [sidecar(port)], options)
 
     def channel() -> grpc.Channel:
@@ -191,3 +198,47 @@ def test_service_port_protocol_selects_http2_upstream(mesh, echo, port_name, app
     push, channel, servers = echo
     push([{"route": [to("v1", host="echo")]}], grpc_svc("echo", port_name, app_protocol))
     assert channel().unary_unary("/demo.Echo/Say")(b"p", timeout=5) == b"echo-v1:p"
+
+
+def test_bidi_streaming_interleaves_both_ways(mesh, echo):
+    push, channel, servers = echo
+    push([{"route": [to("v2", host="echo")]}])
+    chat = channel().stream_stream("/demo.Echo/Chat")
+    sent: list[bytes] = []
+    ready = threading.Event()
+
+    def requests() -> Iterator[bytes]:
+        for i in range(20):
+            msg = b"m%d" % i + b"." * (i * 10_000)  # up to ~190 KB: windows are refilled as messages are taken
+            sent.append(msg)
+            yield msg
+            ready.wait(5)  # the next message only after the reply to this one came back through the proxy
+            ready.clear()
+
+    replies = []
+    for reply in chat(requests(), timeout=10):
+        replies.append(reply)
+        ready.set()
+    assert replies == [b"echo-v2:" + m for m in sent] and len(replies) == 20
+
+
+def test_grpc_through_the_ingress_gateway(mesh, echo):
+    push, channel, servers = echo
+    gw_port = free_port()
+    gateway = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+               "metadata": {"name": "grpc-gateway", "namespace": "default"},
+               "spec": {"selector": {"istio": "ingressgateway"},
+                        "servers": [{"port": {"number": 80, "name": "grpc", "protocol": "GRPC"}, "hosts": ["*"]}]}}
+    edge = vs("edge", ["*"], [{"match": [{"uri": {"prefix": "/demo.Echo/"}}], "route": [to("v2", host="echo")]}],
+              gateways=["grpc-gateway"])
+    push([{"route": [to("v1", host="echo")]}], options=MeshOptions(gateway_port_map={80: gw_port}),
+         extra=(gateway, edge))
+    before = series(mesh, reporter="source", source_workload="istio-ingressgateway", request_protocol="grpc",
+                    destination_version="v2", grpc_response_status="0")
+    with grpc.insecure_channel(f"127.0.0.1:{gw_port}", options=[("grpc.enable_http_proxy", 0)]) as ch:
+        assert ch.unary_unary("/demo.Echo/Say")(b"edge", timeout=5) == b"echo-v2:edge"
+        with pytest.raises(grpc.RpcError) as err:
+            ch.unary_unary("/other.Svc/Call")(b"", timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # no route: 404 NR, as gRPC's UNIMPLEMENTED
+    assert series(mesh, reporter="source", source_workload="istio-ingressgateway", request_protocol="grpc",
+                  destination_version="v2", grpc_response_status="0") - before == 1

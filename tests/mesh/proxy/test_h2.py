@@ -36,6 +36,8 @@ def test_prior_knowledge_routes_streams_with_the_route_and_its_header_operations
         assert r.headers["server"] == "istio-envoy"
         r = c.post("/echo", headers={"host": "reviews:9080"}, content=b"a" * 100_000)
         assert r.content == b"a" * 100_000 and ups["v1"].requests[-1]["body_len"] == 100_000
+        r = c.post("/echo", headers={"host": "reviews:9080"}, content=b"a" * (2 * 2**20))
+        assert (r.status_code, r.text) == (413, "Payload Too Large")  # an HTTP/1.1 upstream gets bodies whole
         r = c.get("/", headers={"host": "nowhere.invalid:9080"})  # passthrough to a host that is not there
         assert (r.status_code, r.text) == (503, "upstream connect error or disconnect/reset before headers. "
                                                 "reset reason: connection failure")

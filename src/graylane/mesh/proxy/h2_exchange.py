@@ -47,6 +47,13 @@ if TYPE_CHECKING:
 _H2_DROP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
                       b"http2-settings"))
 DEFAULT_RETRIES = RetryPolicy.istio_default()
+H1_BODY_LIMIT = 1024 * 1024  # an h2 request body sent to an HTTP/1.1 upstream is buffered whole, up to this
+
+
+class BodyTooLarge(BadRequest):
+    """Envoy's buffer filter answer when a body outgrows what may be buffered."""
+
+    status, flag, body = 413, "", "Payload Too Large"
 
 
 class Stream(Protocol):
@@ -310,8 +317,8 @@ class Exchanges:
         while (item := await ds.body.read()) is not None:
             data, flow = item
             size += len(data)
-            if size > REPLAY_LIMIT * 16:
-                raise BadRequest("request body too large for an HTTP/1.1 upstream")  # bounded: no streaming here
+            if size > H1_BODY_LIMIT:
+                raise BodyTooLarge("request body too large for an HTTP/1.1 upstream")  # bounded: not streamed
             parts.append(data)
             ds.body.ack(flow)
         body = b"".join(parts)
