@@ -268,7 +268,9 @@ def test_attachment_status_reasons_and_reference_grants(world):
     assert gw["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]
     listeners = {lst["name"]: lst for lst in gw["listeners"]}
     assert listeners["http"]["attachedRoutes"] == 1  # only "cross" attached
-    assert conditions(listeners["https"])["Accepted"] == ("False", "UnsupportedProtocol")
+    # HTTPS is served with a usable certificateRef; Secret "cert" does not exist (tests/mesh/proxy/test_tls_gateway.py)
+    assert conditions(listeners["https"])["ResolvedRefs"] == ("False", "InvalidCertificateRef")
+    assert conditions(listeners["https"])["Programmed"] == ("False", "Invalid")
     assert conditions(gw)["Programmed"] == ("True", "Programmed")
 
     # Selector namespaces and a ReferenceGrant open the way

@@ -213,3 +213,27 @@ def _destinations(route: Any, ns: str, suffix: str, where: str) -> list[dict[str
         raise ValidationError("total destination weight = 0", where=f"{where}.route")
     return dests
 
+
+
+def listener_certificate(tls: Mapping[str, Any] | None, namespace: str,
+                         secrets: Mapping[tuple[str, str], Mapping[str, Any]], where: str) -> tuple[str, str, str]:
+    """A Gateway API HTTPS listener's `tls` (mode Terminate, the first certificateRef to a core Secret in the
+    Gateway's namespace): (Secret name, "", "") when usable, else ("", ResolvedRefs reason, message)."""
+    tls = tls or {}
+    mode = str(tls.get("mode") or "Terminate")
+    if mode != "Terminate":
+        return "", "UnsupportedValue", f"tls.mode {mode} needs a TLSRoute, which the local mesh does not serve"
+    refs = list(tls.get("certificateRefs") or ())
+    if not refs:
+        return "", "InvalidCertificateRef", "tls.certificateRefs is required for an HTTPS listener"
+    ref = refs[0] if isinstance(refs[0], Mapping) else {}
+    if str(ref.get("group") or "") != "" or str(ref.get("kind") or "Secret") != "Secret":
+        return "", "InvalidCertificateRef", "tls.certificateRefs[0] must name a core Secret"
+    if str(ref.get("namespace") or namespace) != namespace:
+        return "", "RefNotPermitted", "tls.certificateRefs[0]: a Secret in another namespace is not served locally"
+    name = str(ref.get("name") or "")
+    try:
+        credential(secrets, (namespace,), name, False, f"{where}.tls.certificateRefs[0]")
+    except ValidationError as exc:
+        return "", "InvalidCertificateRef", str(exc)
+    return name, "", ""

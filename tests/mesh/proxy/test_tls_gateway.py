@@ -224,3 +224,27 @@ spec:
                in m for p, m in found), found
     assert any(p == ("spec", "servers", 0, "tls", "caCertificates") and "requires a client CA bundle" in m
                for p, m in found), found
+
+
+def test_gateway_api_https_listener_terminates_with_its_certificate_ref(mesh, ca):
+    up = mesh.upstream("productpage-v1")
+    port = free_port()
+    cert, key = ca.issue(HOST)
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "bookinfo-gateway", "namespace": "default"},
+          "spec": {"gatewayClassName": "istio", "listeners": [{
+              "name": "https", "port": 443, "protocol": "HTTPS", "hostname": HOST,
+              "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": "bookinfo-cert"}]}}]}}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "bookinfo", "namespace": "default"},
+             "spec": {"parentRefs": [{"name": "bookinfo-gateway"}], "rules": [{
+                 "matches": [{"path": {"type": "PathPrefix", "value": "/productpage"}}],
+                 "backendRefs": [{"name": "productpage", "port": 9080}]}]}}
+    snap = compile_snapshot([svc("productpage"), gw, route, tls_secret("bookinfo-cert", cert, key)],
+                            [mesh.endpoint(up, "productpage")], [], MeshOptions(gateway_port_map={443: port}), 99)
+    mesh.put(snap)
+    status, _, body, peer = request(port, HOST, ctx=client_ssl(ca))
+    assert status == 200 and json.loads(body)["name"] == "productpage-v1" and common_name(peer) == HOST
+    [gw_status] = [s for s in snap["gateway_api_status"] if s["kind"] == "Gateway"]
+    [listener] = gw_status["status"]["listeners"]
+    assert {c["type"]: c["status"] for c in listener["conditions"]}["Programmed"] == "True"
