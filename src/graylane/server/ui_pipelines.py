@@ -277,7 +277,7 @@ async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView 
                         routes.get("items", []), kube_services.get("items", []))
     # Sample traces of each version, from this execution's window: the evidence beside the judgment.
     started = (parse_time(exe.get("startTime")) or datetime.now(UTC)).timestamp()
-    lookback = max(time.time() - started, 60.0)
+    lookback = min(max(time.time() - started, 60.0), 900.0)  # at most the 15 minutes the mesh's telemetry keeps
     traces = {(svc.service, v.version): await version_traces(request, svc.service, v.version, lookback_s=lookback)
               for svc in view.services for v in svc.versions}
     return replace(view, traces=traces)
