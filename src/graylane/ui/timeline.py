@@ -225,9 +225,9 @@ def build_timeline(execution: dict[str, Any], revisions: list[dict[str, Any]],
             for version, w in weights.items():
                 weight_points.setdefault((service, version), []).append((x(t), w))
     weight_lines = []
-    for (service, version), pts in sorted(weight_points.items()):
-        stepped = []
-        for i, (px, py) in enumerate(pts):  # a step line: a weight holds until the next revision
+    for (service, version), points in sorted(weight_points.items()):
+        stepped: list[tuple[float, float]] = []
+        for i, (px, py) in enumerate(points):  # a step line: a weight holds until the next revision
             if i:
                 stepped.append((px, stepped[-1][1]))
             stepped.append((px, py))
@@ -240,13 +240,13 @@ def build_timeline(execution: dict[str, Any], revisions: list[dict[str, Any]],
             seen = version_traffic(service, graph)
             for version, rate in seen.error_rate.items():
                 rates.setdefault((service, version), []).append((b_start, b_end, rate, seen.share.get(version, 0.0)))
-    top = max([1.0] + [r for pts in rates.values() for _, _, r, _ in pts])
+    top = max([1.0] + [r for series in rates.values() for _, _, r, _ in series])
     error_lines = []
-    for (service, version), pts in sorted(rates.items()):
+    for (service, version), series in sorted(rates.items()):
         who = role.get(version, "")
         label = f"{service} {version}" + (f" ({who})" if who else "")
-        line = []
-        for b_start, b_end, rate, _share in pts:
+        line: list[tuple[float, float]] = []
+        for b_start, b_end, rate, _share in series:
             trace = _pick_trace(traces.get((service, version), []), b_start, b_end, rate > 0)
             href = f"/traces/{quote(trace, safe='')}" if trace else traces_href(service, version)
             mid = (b_start + b_end) / 2
