@@ -248,3 +248,15 @@ def test_gateway_api_https_listener_terminates_with_its_certificate_ref(mesh, ca
     [gw_status] = [s for s in snap["gateway_api_status"] if s["kind"] == "Gateway"]
     [listener] = gw_status["status"]["listeners"]
     assert {c["type"]: c["status"] for c in listener["conditions"]}["Programmed"] == "True"
+
+
+def test_the_kept_snapshot_with_tls_keys_is_readable_by_its_owner_only(tmp_path, ca):
+    from graylane.mesh.proxy.lastgood import LastGood
+
+    cert, key = ca.issue(HOST)
+    snap = compile_with([https_server([HOST], "bookinfo-cert")], [tls_secret("bookinfo-cert", cert, key)])
+    assert snap["tls_credentials"]["default/bookinfo-cert"]["key"] == key  # the proxy needs the key itself
+    kept = LastGood(tmp_path)
+    kept.write(snap)
+    assert kept.path.stat().st_mode & 0o777 == 0o600
+    assert kept.load()["tls_credentials"] == snap["tls_credentials"]

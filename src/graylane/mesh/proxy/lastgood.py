@@ -55,7 +55,8 @@ class LastGood:
         """Atomic replace of the kept snapshot."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner only: it may hold gateway TLS keys
+        with open(fd, "w", encoding="utf-8") as fh:
             json.dump(snapshot, fh, separators=(",", ":"))
             fh.flush()
             os.fsync(fh.fileno())
