@@ -34,7 +34,8 @@ PIPELINES_CORE = $(addprefix src/graylane/pipelines/,executor.py scheduling.py c
                    model.py service.py)
 
 # System parts (PostgreSQL, Prometheus, Chromium, git) are installed and started by scripts/test-system.
-# The data-plane tests run twice: in-process proxy, then a `--concurrency 2` proxy process (docs/dataplane.md).
+# The proxy tests (tests/mesh/proxy) run twice: in-process proxy, then a `--concurrency 2` proxy process
+# (GRAYLANE_TEST_PROXY_WORKERS=2; docs/dataplane.md, Workers).
 test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
 	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
