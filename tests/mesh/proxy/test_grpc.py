@@ -26,6 +26,7 @@ class GrpcServer:
         self.name = name
         self.fail = 0
         self.calls: list[str] = []
+        self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.Echo", {
@@ -43,6 +44,7 @@ class GrpcServer:
 
     def say(self, request: bytes, context: Any) -> bytes:
         self._called("Say")
+        self.metadata.append(dict(context.invocation_metadata()))
         context.set_trailing_metadata((("x-served-by", self.name),))
         return self.name.encode() + b":" + request
 
@@ -116,6 +118,8 @@ def test_unary_and_server_streaming_routed_by_path(mesh, echo):
     say = ch.unary_unary("/demo.Echo/Say")
     reply, call = say.with_call(b"hello", timeout=5)
     assert reply == b"echo-v1:hello"
+    seen = servers["v1"].metadata[-1]
+    assert seen["x-request-id"] and seen["x-forwarded-proto"] == "http"
     assert dict(call.trailing_metadata())["x-served-by"] == "echo-v1"  # trailers passed through
     replies = list(ch.unary_stream("/demo.Echo/Count")(b"50", timeout=5))
     assert replies == [b"echo-v2:%d" % i for i in range(50)]
@@ -242,3 +246,14 @@ def test_grpc_through_the_ingress_gateway(mesh, echo):
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # no route: 404 NR, as gRPC's UNIMPLEMENTED
     assert series(mesh, reporter="source", source_workload="istio-ingressgateway", request_protocol="grpc",
                   destination_version="v2", grpc_response_status="0") - before == 1
+
+
+def test_trace_continues_with_a_span_per_try(mesh, echo):
+    push, channel, servers = echo
+    push([{"route": [to("v1", host="echo")]}])
+    trace, span = "463ac35c9f6413ad48485a3953bb6124", "a2fb4a1d1a96d312"
+    say = channel().unary_unary("/demo.Echo/Say")
+    say(b"t", timeout=5, metadata=(("x-b3-traceid", trace), ("x-b3-spanid", span), ("x-b3-sampled", "1")))
+    seen = servers["v1"].metadata[-1]
+    assert seen["x-b3-traceid"] == trace and seen["x-b3-sampled"] == "1"
+    assert seen["x-b3-spanid"] != span and len(seen["x-b3-spanid"]) == 16  # the proxy's span for this try

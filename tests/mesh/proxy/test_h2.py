@@ -13,7 +13,7 @@ import h2.events
 import h2.settings
 import httpx
 
-from ..helpers import series, vs
+from ..helpers import dr, free_port, running_mesh, series, sidecar, svc, vs
 from .support import to
 
 
@@ -136,3 +136,26 @@ def test_hostile_peers_are_bounded(mesh, reviews):
         events = read_events(s, conn, h2.events.ConnectionTerminated)
         assert any(isinstance(e, ConnectionResetError) or (isinstance(e, h2.events.ConnectionTerminated)
                                                             and e.error_code == 11) for e in events)
+
+
+def test_stream_idle_timeout_ends_a_quiet_stream_not_a_busy_one():
+    with running_mesh(stream_idle_timeout_s=0.3) as mesh:
+        up = mesh.upstream("reviews-v1")
+        port = free_port()
+        mesh.push([svc("reviews"), dr("reviews", ["v1"]), vs("reviews", ["reviews"], [{"route": [to("v1")]}])],
+                  [mesh.endpoint(up, "reviews", "v1")], [sidecar(port)])
+        s, conn = raw_h2(port)
+        with s:
+            # Stream 1 sends its head and never its body: 408 after the stream idle timeout.
+            conn.send_headers(1, [(":method", "POST"), (":path", "/echo"), (":scheme", "http"),
+                                  (":authority", "reviews:9080")], end_stream=False)
+            s.sendall(conn.data_to_send())
+            events = read_events(s, conn, h2.events.StreamEnded)
+            head = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+            assert dict(head.headers)[":status"] == "408"
+            body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+            assert body == b"stream timeout"
+        with h2_client(port) as c:  # streams that move are untouched
+            r = c.get("/chunks/512", headers={"host": "reviews:9080"})
+            assert r.status_code == 200 and len(r.content) == 512 * 1024
+        assert series(mesh, reporter="source", response_code="408", response_flags="SI") == 1

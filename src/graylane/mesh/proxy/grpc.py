@@ -54,6 +54,12 @@ def http_to_grpc(status: int) -> int:
     return {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}.get(status, UNKNOWN)
 
 
+def grpc_to_http(status: int) -> int:
+    """Envoy's Grpc::Utility::grpcToHttpStatus: what outlier detection counts for a gRPC answer."""
+    return {0: 200, 1: 499, 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400, 12: 501, 14: 503,
+            16: 401}.get(status, 500)
+
+
 def local_reply_status(err: ProxyError) -> int:
     """The grpc-status of a local reply: the fault's own, DEADLINE_EXCEEDED for a timeout, else mapped."""
     if isinstance(err, FaultAbort) and err.grpc_status is not None:

@@ -21,7 +21,7 @@ import h2.exceptions
 import h2.settings
 
 from graylane.mesh.proxy import grpc
-from graylane.mesh.proxy.errors import FaultAbort, ProxyError
+from graylane.mesh.proxy.errors import FaultAbort, ProxyError, StreamIdleTimeout
 from graylane.mesh.proxy.h2_exchange import Exchanges, Layers
 from graylane.mesh.proxy.h2_upstream import Body, H2Peer, H2Pools, Headers
 from graylane.mesh.proxy.listener import Request
@@ -41,7 +41,7 @@ MAX_CONTROL = 1000  # SETTINGS and PING frames a client may send per 10 s (each 
 class DStream:
     """One downstream request stream: its head and body as they arrive."""
 
-    __slots__ = ("sid", "headers", "body", "task", "responded")
+    __slots__ = ("sid", "headers", "body", "task", "responded", "last", "timed_out")
 
     def __init__(self, server: H2Server, sid: int, headers: Headers, ended: bool) -> None:
         self.sid = sid
@@ -51,6 +51,8 @@ class DStream:
             self.body.ended = True
         self.task: asyncio.Task[None] | None = None
         self.responded = False
+        self.last = server.loop.time()  # the last bytes either way (the stream idle timeout)
+        self.timed_out = False
 
 
 class H2Server(H2Peer):
@@ -66,6 +68,7 @@ class H2Server(H2Peer):
         self.resets = 0
         self.control = 0
         self.control_since = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def start(self, data: bytes) -> None:
         proto = self.proto
@@ -104,10 +107,13 @@ class H2Server(H2Peer):
             self.streams[ev.stream_id] = ds
             ds.task = self.loop.create_task(self.streams_owner.serve(self, ds))
             self.proto.deadline = float("inf")
+            if self.idle_timer is None and self.proto.server.stream_idle_timeout_s > 0:
+                self.idle_timer = self.loop.call_later(self.proto.server.stream_idle_timeout_s, self._check_streams)
             return
         ds = self.streams.get(getattr(ev, "stream_id", 0) or 0)
         if isinstance(ev, h2.events.DataReceived):
             if ds is not None and not ds.body.ended:
+                ds.last = self.loop.time()
                 ds.body.feed(ev.data, ev.flow_controlled_length)
             else:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
@@ -145,8 +151,29 @@ class H2Server(H2Peer):
             self.flush()
             self.close()
 
+    def _check_streams(self) -> None:
+        """Envoy's stream_idle_timeout per stream: nothing either way for that long ends it (flag SI)."""
+        self.idle_timer = None
+        idle = self.proto.server.stream_idle_timeout_s
+        now = self.loop.time()
+        for ds in list(self.streams.values()):
+            if now - ds.last >= idle and ds.task is not None and not ds.timed_out:
+                ds.timed_out = True
+                ds.task.cancel()
+        if self.streams and not self.closed:
+            due = min(ds.last for ds in self.streams.values()) + idle
+            self.idle_timer = self.loop.call_at(max(due, now + 0.01), self._check_streams)
+
+    async def send_data(self, sid: int, data: bytes | memoryview, end: bool = False) -> None:
+        await super().send_data(sid, data, end)
+        ds = self.streams.get(sid)
+        if ds is not None:
+            ds.last = self.loop.time()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
         for ds in list(self.streams.values()):
             ds.body.fail(ConnectionResetError("client went away"))
             if ds.task is not None:
@@ -220,6 +247,10 @@ class H2Streams:
             except ProxyError as err:
                 self.local_reply(conn, ds, ctx, err, is_grpc)
         except (asyncio.CancelledError, ConnectionResetError):
+            if ds.timed_out and not conn.closed:
+                fw.server.stats.bump("graylane_proxy_downstream_rq_idle_timeout_total")
+                self.local_reply(conn, ds, ctx, StreamIdleTimeout("stream timeout"), is_grpc)  # resets if answered
+                return
             ctx.flags.append("DC")  # the client reset the stream or went away
             fw.telemetry.report(ctx)
         except Exception:  # boundary: one stream's bug must not take down the connection

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.respond import Responder
     from graylane.mesh.proxy.retry import Retries
     from graylane.mesh.proxy.route import Outbound, Router
+    from graylane.mesh.proxy.stats import Stats
     from graylane.mesh.proxy.telemetry import Ctx, Telemetry
     from graylane.mesh.routing import Cluster, ClusterEndpoint, RequestView, RouteDecision, RouteTable
 
@@ -86,6 +87,8 @@ class LayerHost(Protocol):
     def load(self) -> LoadState: ...
     @property
     def outliers(self) -> OutlierDetectors: ...
+    @property
+    def stats(self) -> Stats: ...
 
 
 class Layers(Protocol):
@@ -200,11 +203,9 @@ class Exchanges:
         fw = self.fw
         cluster, ep = d.cluster, d.endpoint
         assert cluster is not None and ep is not None
-        base: Headers = [(b":method", out.method.encode()), (b":scheme", b"http"),
-                         (b":authority", out.authority.encode("latin-1")), (b":path", out.path.encode("latin-1"))]
-        base += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.headers if k.encode() not in _H2_DROP]
-        if req.hmap.get("te", "").strip().lower() == "trailers":
-            base.append((b"te", b"trailers"))
+        pseudo: Headers = [(b":method", out.method.encode()), (b":scheme", b"http"),
+                           (b":authority", out.authority.encode("latin-1")), (b":path", out.path.encode("latin-1"))]
+        te: Headers = [(b"te", b"trailers")] if req.hmap.get("te", "").strip().lower() == "trailers" else []
         replay = Replay()
         tried: list[ClusterEndpoint] = []
         retries_left, attempt = policy.attempts, 0
@@ -213,7 +214,8 @@ class Exchanges:
             ctx.attempts, ctx.endpoint = attempt, ep
             tried.append(ep)
             fw.limits.check_inbound(ep, self.loop.time())
-            headers = base if attempt == 1 else [*base, (b"x-envoy-attempt-count", b"%d" % attempt)]
+            headers = pseudo + [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in
+                                out.try_headers(attempt, ctx) if k.lower().encode("latin-1") not in _H2_DROP] + te
             host = fw.server.load.host(ep)
             host.active += 1
             ctx.upstream_start = time.perf_counter()
@@ -254,7 +256,8 @@ class Exchanges:
                 raise
             status = _status(resp)
             gstatus = grpc.status_of(resp) if resp_ended else None
-            fw.server.outliers.record(cluster, ep, status)
+            # Outlier detection sees a gRPC failure as its HTTP equivalent (UNAVAILABLE: 503), as Envoy's does.
+            fw.server.outliers.record(cluster, ep, grpc.grpc_to_http(gstatus) if gstatus is not None else status)
             retriable = policy.retries_status(status) or (is_grpc and grpc.retries_status(policy.retry_on, gstatus))
             if retriable and retries_left > 0 and replay.ok and fw.retries._take(cluster):
                 retries_left -= 1

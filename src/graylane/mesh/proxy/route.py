@@ -46,6 +46,10 @@ class Outbound:
 
     def head(self, attempt: int, ctx: Ctx, req: Request, body: bytes | None) -> bytes:
         """One try's request head: trace headers for this try's span, `x-envoy-attempt-count` on retries."""
+        return request_head(self.method, self.path, self.authority, self.try_headers(attempt, ctx), req, body)
+
+    def try_headers(self, attempt: int, ctx: Ctx) -> list[tuple[str, str]]:
+        """One try's headers (HTTP/1.1 head or h2 header block): this try's trace span, the attempt count."""
         trace = ctx.trace
         if trace is None:
             headers = self.headers
@@ -58,7 +62,7 @@ class Outbound:
             headers = self.headers + UNSAMPLED_HEADERS
         if attempt > 1:
             headers = [*headers, ("x-envoy-attempt-count", str(attempt))]
-        return request_head(self.method, self.path, self.authority, headers, req, body)
+        return headers
 
 
 class Router:

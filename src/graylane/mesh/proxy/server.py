@@ -229,3 +229,4 @@ class ProxyServer:
         for conn in list(self.connections):
             conn.close()
         self.pools.close_all()
+        self.forwarder.h2.pools.close_all()  # HTTP/2 upstream connections (h2_upstream.py)
