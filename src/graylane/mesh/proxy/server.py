@@ -22,6 +22,8 @@ from graylane.mesh.proxy.outlier import OutlierDetectors
 from graylane.mesh.proxy.pool import Pools
 from graylane.mesh.proxy.ratelimit import RateLimits
 from graylane.mesh.proxy.stats import Stats
+from graylane.mesh.proxy.tcp import protocol_factory
+from graylane.mesh.proxy.tls import TlsListeners
 from graylane.mesh.proxy.tracing import SpanRing
 from graylane.mesh.routing import Listener, RouteTable
 from graylane.mesh.snapshot import EMPTY, Snapshot, SnapshotError, decode_snapshot
@@ -62,6 +64,8 @@ class ProxyServer:
         self.forwarder = Forwarder(self)
         self.connections: set[DownstreamProtocol] = set()
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
+        self.served_as: dict[tuple[str, int], tuple[str, bool]] = {}  # (protocol, terminates TLS) per bound address
+        self.tls = TlsListeners()  # server contexts of TLS listeners, chosen by SNI (tls.py)
         self.listeners_by_addr: dict[tuple[str, int], Listener] = {}
         self.draining_addrs: set[tuple[str, int]] = set()
         self.lock = asyncio.Lock()
@@ -92,6 +96,13 @@ class ProxyServer:
         async with self.lock:
             table = RouteTable(snapshot, previous=self.table)  # incremental: unchanged rules are taken over
             wanted = {lst.address: lst for lst in table.listeners.values()}
+            if reason := self.tls.follow(wanted.values(), snapshot.tls_credentials):
+                return self._nack(reason)
+            for addr in [a for a in wanted if a in self.servers and self.served_as.get(a) != (
+                    wanted[a].protocol, bool(wanted[a].tls_servers))]:  # protocol or TLS changed: bind anew
+                self.servers.pop(addr).close()
+                if self.handoff is not None:
+                    self.handoff.release(addr)
             opened: dict[tuple[str, int], asyncio.AbstractServer] = {}
             for addr in wanted:
                 if addr in self.servers:
@@ -100,11 +111,13 @@ class ProxyServer:
                 try:
                     if kept is not None:  # the previous run's socket: its queued connections are served now
                         opened[addr] = await self.loop.create_server(
-                            lambda a=addr: DownstreamProtocol(self, a), sock=kept, backlog=2048)
+                            lambda a=addr, p=wanted[addr].protocol: protocol_factory(self, a, p), sock=kept,
+                            backlog=2048, **self.tls.server_kwargs(addr, self.header_timeout_s))
                     else:
                         opened[addr] = await self.loop.create_server(
-                            lambda a=addr: DownstreamProtocol(self, a), addr[0], addr[1], reuse_address=True,
-                            reuse_port=self.reuse_port, backlog=2048)
+                            lambda a=addr, p=wanted[addr].protocol: protocol_factory(self, a, p), addr[0], addr[1],
+                            reuse_address=True, reuse_port=self.reuse_port, backlog=2048,
+                            **self.tls.server_kwargs(addr, self.header_timeout_s))
                 except OSError as exc:
                     for srv in opened.values():
                         srv.close()
@@ -125,6 +138,7 @@ class ProxyServer:
                 self.outliers.follow(table.clusters)  # an ejection never outlives the outlierDetection that made it
             self.listeners_by_addr = wanted
             self.servers.update(opened)
+            self.served_as.update({a: (wanted[a].protocol, bool(wanted[a].tls_servers)) for a in opened})
             if self.handoff is not None:
                 for addr, srv in opened.items():
                     self.handoff.hold(addr, list(srv.sockets))
