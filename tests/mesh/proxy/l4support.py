@@ -18,6 +18,7 @@ class Echo(asyncio.Protocol):
         self.name = name
         self.server = server
         self.transport: asyncio.Transport | None = None
+        self.buffer = b""  # a line not complete yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -28,7 +29,9 @@ class Echo(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.server.received += len(data)
-        for line in data.splitlines():
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
             self.transport.write(f"{self.name} ".encode() + line + b"\n")
 
     def connection_lost(self, exc: Exception | None) -> None:

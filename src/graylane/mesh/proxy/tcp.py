@@ -4,7 +4,8 @@ One `TcpProxy` per accepted connection on a `tcp` or `tls` listener (Envoy's tcp
 (`RouteTable.route_l4`, the same weighted pick as HTTP), honour the cluster's `connectionPool.tcp.maxConnections`
 (overflow closes the connection, flag UO), connect, then copy bytes both ways with back-pressure and half-close.
 A passthrough connection first reads the ClientHello (bounded: one TLS record, within the header timeout) for its
-SNI, then forwards it untouched. Reports istio_tcp_* counters with Istio's labels from both reporters.
+SNI, then forwards it untouched. A connection without a byte either way for the cluster's connectionPool idleTimeout
+(1 h by default, Envoy's tcp_proxy) is closed. Reports istio_tcp_* counters with Istio's labels from both reporters.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class TcpProxy(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.half_closed = False  # the client sent FIN
+        self.idle_s = 0.0  # connectionPool idleTimeout (tcp or http; Envoy's tcp_proxy idle_timeout, 1 h by default)
+        self.last = 0.0  # loop time of the last byte either way
         self.upstream_done = False  # the upstream sent FIN
 
     # -- downstream
@@ -128,6 +131,7 @@ class TcpProxy(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         up = self.upstream
         if up is not None and up.transport is not None:
+            self.last = self.server.loop.time()
             self._count(RECEIVED, len(data))
             up.transport.write(data)
             return
@@ -221,6 +225,9 @@ class TcpProxy(asyncio.Protocol):
         self.upstream = up
         self.reached = True
         server.stats.tcp_add(OPENED, self.labels[1])
+        self.idle_s, self.last = cluster.policy.pool.idle_timeout_s, server.loop.time()
+        if self.idle_s > 0:
+            self.timer = server.loop.call_later(self.idle_s, self._idle)
         if self.pending:
             data, self.pending = bytes(self.pending), bytearray()
             self._count(RECEIVED, len(data))
@@ -230,7 +237,16 @@ class TcpProxy(asyncio.Protocol):
         if self.half_closed and up.transport is not None and up.transport.can_write_eof():
             up.transport.write_eof()
 
+    def _idle(self) -> None:
+        """Close after `idle_s` without a byte either way; re-armed for the rest of the window otherwise."""
+        left = self.last + self.idle_s - self.server.loop.time()
+        if left > 0:
+            self.timer = self.server.loop.call_later(left, self._idle)
+        else:
+            self.close()
+
     def from_upstream(self, data: bytes) -> None:
+        self.last = self.server.loop.time()
         if self.transport is not None and not self.transport.is_closing():
             self._count(SENT, len(data))
             self.transport.write(data)
