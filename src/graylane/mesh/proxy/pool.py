@@ -15,12 +15,17 @@ from graylane.mesh.proxy.balance import ClusterCounters, LoadState
 from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamReset
 from graylane.mesh.routing import Cluster, ClusterEndpoint
 
+# Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
+# `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
+RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
+                          b"upgrade", b"server", b"x-envoy-upstream-service-time"))
+
 
 class Exchange:
     """One request/response on an upstream connection. Body chunks go to `sink` once attached, else are held."""
 
     __slots__ = ("status", "headers", "headers_done", "complete", "keep_alive", "sink", "held", "on_complete",
-                 "response_bytes", "error", "has_length", "no_body")
+                 "response_bytes", "error", "has_length", "no_body", "passed", "content_length")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, no_body: bool) -> None:
         self.status = 0
@@ -32,8 +37,11 @@ class Exchange:
         self.held: list[bytes] = []
         self.response_bytes = 0
         self.error: BaseException | None = None
-        self.has_length = False
+        self.has_length = False  # content-length or transfer-encoding: the body does not end with the connection
         self.no_body = no_body
+        # Built while parsing (one pass over the headers): the lines passed on as they came, minus RESPONSE_HOP ones.
+        self.passed: list[bytes] = []
+        self.content_length = False
 
     def attach(self, sink: Callable[[bytes], None]) -> None:
         self.sink = sink
@@ -102,22 +110,27 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.exchange is not None
-        self.exchange.headers.append((name, value))
+        ex = self.exchange
+        assert ex is not None
+        ex.headers.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            ex.content_length = ex.has_length = True
+        elif lname == b"transfer-encoding":
+            ex.has_length = True
+        if lname not in RESPONSE_HOP:
+            ex.passed.append(b"%s: %s\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
         assert ex is not None
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # interim response (100 Continue): drop it
-            ex.headers = []
+            ex.headers, ex.passed = [], []
+            ex.has_length = ex.content_length = False
             return
         ex.status = status
         ex.keep_alive = self.parser.should_keep_alive()
-        for name, _ in ex.headers:
-            lname = name.lower()
-            if lname in (b"content-length", b"transfer-encoding"):
-                ex.has_length = True
         if status in (204, 304):
             ex.no_body = True
         if not ex.headers_done.done():

@@ -13,14 +13,11 @@ import time
 from graylane.mesh.proxy.connect import Upstream
 from graylane.mesh.proxy.errors import ClusterNotFound, FaultAbort, NoHealthyUpstream, NoRoute, ProxyError
 from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
-from graylane.mesh.proxy.pool import Pools
+from graylane.mesh.proxy.pool import RESPONSE_HOP, Pools
 from graylane.mesh.proxy.telemetry import Ctx, Telemetry
 from graylane.mesh.routing import Cluster, Cors, Outcome, RequestView, RouteDecision, redirect_location
 
-# Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
-# `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
-RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
-                          b"upgrade", b"server", b"x-envoy-upstream-service-time"))
+__all__ = ["RESPONSE_HOP", "Responder", "cors_headers", "preflight"]  # RESPONSE_HOP: pool.py's, for h2_exchange
 _OUTCOME_ERRORS: dict[Outcome, type[ProxyError]] = {
     Outcome.NO_ROUTE: NoRoute, Outcome.CLUSTER_NOT_FOUND: ClusterNotFound,
     Outcome.NO_HEALTHY_UPSTREAM: NoHealthyUpstream}
@@ -117,15 +114,9 @@ class Responder:
         service_ms = int((time.perf_counter() - ctx.upstream_start) * 1000)
         head = [status_line(status), SERVER_HEADER, b"x-envoy-upstream-service-time: %d\r\n" % service_ms]
         if not rewrite:
-            # Fast path: pass the upstream's header bytes through, minus hop-by-hop ones.
-            has_length = False
-            for k, v in ex.headers:
-                lk = k.lower()
-                if lk in RESPONSE_HOP:
-                    continue
-                if lk == b"content-length":
-                    has_length = True
-                head.append(b"%s: %s\r\n" % (k, v))
+            # Fast path: the upstream's header lines as they came, minus hop-by-hop ones (sorted out while parsing).
+            has_length = ex.content_length
+            head += ex.passed
             headers: list[tuple[str, str]] = []
         else:
             headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in ex.headers
