@@ -260,3 +260,24 @@ def test_the_kept_snapshot_with_tls_keys_is_readable_by_its_owner_only(tmp_path,
     kept.write(snap)
     assert kept.path.stat().st_mode & 0o777 == 0o600
     assert kept.load()["tls_credentials"] == snap["tls_credentials"]
+
+
+def test_tls_server_with_simple_terminates_then_routes_tcp(mesh, ca):
+    echo = mesh.lt.run(EchoServer("plain").start())
+    port = free_port()
+    cert, key = ca.issue("db.example.com")
+    route = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+             "metadata": {"name": "db", "namespace": "default"},
+             "spec": {"hosts": ["db.example.com"], "gateways": ["db-gateway"], "tcp": [
+                 {"match": [{"port": 5443}], "route": [{"destination": {"host": "db", "port": {"number": 9000}}}]}]}}
+    mesh.push([service("db"), tls_secret("db-cert", cert, key), route,
+               gateway("db-gateway", [{"port": {"number": 5443, "name": "tls-db", "protocol": "TLS"},
+                                       "hosts": ["db.example.com"],
+                                       "tls": {"mode": "SIMPLE", "credentialName": "db-cert"}}])],
+              [echo_endpoint(echo, "db", "v1")], [], MeshOptions(gateway_port_map={5443: port}))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with client_ssl(ca).wrap_socket(raw, server_hostname="db.example.com") as s:
+        assert common_name(s.getpeercert()) == "db.example.com"  # the gateway's certificate, then plain TCP
+        s.sendall(b"select 1\n")
+        assert s.recv(100) == b"plain select 1\n"
+    assert echo.sni == []  # the upstream got plain TCP, not TLS
