@@ -5,13 +5,14 @@ They look at a whole set of resources: the input documents plus, optionally, wha
 (`context`). Findings are reported only on input documents; the context only answers questions such
 as "does this Service exist" or "which Deployments could back this subset". Each finding names the
 istioctl analyzer it mirrors (`Finding.analyzer`), so it can be held against Istio's own test data.
-The checks live in analyzers_virtualservice, analyzers_matches and analyzers_destinationrule; what
+The checks live in analyzers_virtualservice, analyzers_matches, analyzers_destinationrule and analyzers_gateway; what
 exists (hosts scoped by `exportTo`, subsets, gateways, workloads) in analyzers_index.
 """
 
 from __future__ import annotations
 
 from graylane.resources.analyzers_destinationrule import check_destination_rule
+from graylane.resources.analyzers_gateway import check_gateway_secrets
 from graylane.resources.analyzers_gatewayapi import analyze_gateway_api
 from graylane.resources.analyzers_index import ISTIO, Index, to_fqdn
 from graylane.resources.analyzers_matches import check_unreachable
@@ -49,6 +50,8 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
             findings += check_unreachable(doc)
         elif doc.kind == "DestinationRule":
             findings += check_destination_rule(doc, index)
+        elif doc.kind == "Gateway":
+            findings += check_gateway_secrets(doc, merged.values())
     findings += check_conflicting_hosts(input_keys, index)
     findings += analyze_gateway_api(latest.values(), list(merged.values()), index)
     return findings
