@@ -27,19 +27,6 @@ PROTOCOLS = {"HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"}
 TERMINATE = ("SIMPLE", "MUTUAL")
 
 
-def port_protocol(port: Mapping[str, Any]) -> str:
-    """A Service port's protocol as Istio selects it: `appProtocol`, else the name's prefix (`tcp-db`, `http`),
-    else TCP (istio.io "Protocol Selection": ports without a recognised protocol are treated as plain TCP)."""
-    app = str(port.get("appProtocol") or "").lower()
-    name = str(port.get("name") or "").lower().split("-", 1)[0]
-    for value in (app, name):
-        if value in ("http", "http2", "grpc", "grpc-web", "https", "tls", "tcp", "mongo", "mysql", "redis"):
-            return value.upper()
-        if value in ("h2c", "kubernetes.io/h2c"):
-            return "HTTP2"
-    return "TCP"
-
-
 def _fqdn(host: str, namespace: str, suffix: str) -> str:
     if host == "*" or "." in host or ":" in host or host.replace(".", "").isdigit():
         return host

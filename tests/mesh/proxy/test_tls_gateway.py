@@ -70,6 +70,7 @@ def test_https_simple_serves_the_secrets_certificate(bookinfo, ca):
     ports = bookinfo([https_server([HOST], "bookinfo-cert")], [tls_secret("bookinfo-cert", cert, key)])
     status, headers, body, peer = request(ports[443], HOST, ctx=client_ssl(ca))
     assert status == 200 and json.loads(body)["name"] == "productpage-v1"
+    assert json.loads(body)["headers"]["x-forwarded-proto"] == "https"  # as Envoy sets it behind TLS
     assert headers["server"] == "istio-envoy"
     assert common_name(peer) == HOST
     with pytest.raises(ssl.SSLCertVerificationError):  # another CA's client does not trust it
