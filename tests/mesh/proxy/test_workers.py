@@ -200,3 +200,19 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_spans_from_every_worker_in_one_numbered_ring(mesh):
+    up = mesh.upstream("traced")
+    port = free_port()
+    mesh.push([svc("reviews"), vs("reviews", ["reviews"], [{"route": [{"destination": {"host": "reviews"}}]}])],
+              [mesh.endpoint(up, "reviews", "v1")], [sidecar(port)], MeshOptions(trace_sampling=100.0))
+    since = mesh.get("/spans?since=0").json()["next"]
+    before = [w["requests"] for w in workers(mesh)]
+    assert fresh_requests(port, 20) == [200] * 20
+    assert all(a > b for a, b in zip([w["requests"] for w in workers(mesh)], before, strict=True))
+    page = mesh.get(f"/spans?since={since}").json()
+    seqs = [s["seq"] for s in page["spans"]]
+    assert seqs == list(range(since, since + len(seqs))) and page["next"] == since + len(seqs)
+    assert len({s["traceId"] for s in page["spans"]}) == 20  # one trace per request, from both workers
+    assert mesh.get(f"/spans?since={page['next']}").json()["spans"] == []
