@@ -101,6 +101,8 @@ def echo(mesh):
         channels.append(ch)
         return ch
 
+    channel.port = port  # type: ignore[attr-defined]  # the sidecar's, for raw h2 clients
+
     yield push, channel, servers
     for ch in channels:
         ch.close()
@@ -257,3 +259,35 @@ def test_trace_continues_with_a_span_per_try(mesh, echo):
     seen = servers["v1"].metadata[-1]
     assert seen["x-b3-traceid"] == trace and seen["x-b3-sampled"] == "1"
     assert seen["x-b3-spanid"] != span and len(seen["x-b3-spanid"]) == 16  # the proxy's span for this try
+
+
+def test_a_client_that_does_not_read_holds_only_its_own_stream(mesh, echo):
+    """One upstream h2 connection carries both calls: the stalled stream's data stops at its own window."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    push, channel, servers = echo
+    push([{"route": [to("v1", host="echo")]}])
+    say = channel().unary_unary("/demo.Echo/Say")
+    assert say(b"warm", timeout=5) == b"echo-v1:warm"  # the upstream connection exists
+    s = socket.create_connection(("127.0.0.1", channel.port), timeout=5)
+    with s:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        msg = b"20000"
+        conn.send_headers(1, [(":method", "POST"), (":path", "/demo.Echo/Count"), (":scheme", "http"),
+                              (":authority", "echo:9080"), ("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(1, b"\x00" + len(msg).to_bytes(4, "big") + msg, end_stream=True)
+        s.sendall(conn.data_to_send())
+        got = 0
+        while got < 65_535:  # read what the window allows, and never acknowledge it
+            data = s.recv(65536)
+            assert data
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    got += len(ev.data)
+        # The stalled stream holds its window's worth; another call on the same upstream connection goes through.
+        assert say(b"still", timeout=5) == b"echo-v1:still"

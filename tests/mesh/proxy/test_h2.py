@@ -159,3 +159,21 @@ def test_stream_idle_timeout_ends_a_quiet_stream_not_a_busy_one():
             r = c.get("/chunks/512", headers={"host": "reviews:9080"})
             assert r.status_code == 200 and len(r.content) == 512 * 1024
         assert series(mesh, reporter="source", response_code="408", response_flags="SI") == 1
+
+
+def test_rapid_reset_is_told_to_calm_down(mesh, reviews):
+    push, port, _ = reviews
+    push([vs("reviews", ["reviews"], [{"route": [to("v1")]}])])
+    s, conn = raw_h2(port)
+    with s:
+        head = [(":method", "GET"), (":path", "/delay/1"), (":scheme", "http"), (":authority", "reviews:9080")]
+        for sid in range(1, 2 * 1100, 2):  # open and cancel at once (CVE-2023-44487)
+            conn.send_headers(sid, head, end_stream=True)
+            conn.reset_stream(sid)
+        try:
+            s.sendall(conn.data_to_send())
+        except OSError:
+            pass
+        events = read_events(s, conn, h2.events.ConnectionTerminated)
+        assert any(isinstance(e, ConnectionResetError) or (isinstance(e, h2.events.ConnectionTerminated)
+                                                            and e.error_code == 11) for e in events)

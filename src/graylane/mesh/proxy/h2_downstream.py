@@ -23,7 +23,7 @@ import h2.settings
 from graylane.mesh.proxy import grpc
 from graylane.mesh.proxy.errors import FaultAbort, ProxyError, StreamIdleTimeout
 from graylane.mesh.proxy.h2_exchange import Exchanges, Layers
-from graylane.mesh.proxy.h2_upstream import Body, H2Peer, H2Pools, Headers
+from graylane.mesh.proxy.h2_upstream import CONNECTION_WINDOW, STREAM_WINDOW, Body, H2Peer, H2Pools, Headers
 from graylane.mesh.proxy.listener import Request
 from graylane.mesh.proxy.telemetry import Ctx
 
@@ -82,6 +82,7 @@ class H2Server(H2Peer):
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
             h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 0})
         self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - STREAM_WINDOW)  # bounded by the streams'
         self.flush()
         self.transport.set_protocol(self)
         self._idle()
@@ -100,6 +101,8 @@ class H2Server(H2Peer):
         for ev in events:
             self._event(ev)
         self.flush()
+        if not self.streams:
+            self._idle()  # a client still sending (the rest of a refused body) is not idle
 
     def _event(self, ev: Any) -> None:
         if isinstance(ev, h2.events.RequestReceived):
@@ -198,7 +201,12 @@ class H2Server(H2Peer):
             self.flush()
 
     def done(self, ds: DStream) -> None:
-        if self.streams.pop(ds.sid, None) is not None and not self.streams:
+        if self.streams.pop(ds.sid, None) is None:
+            return
+        unread = sum(flow for _, flow in ds.body.chunks)  # body the answer did not need: credit it back
+        ds.body.chunks.clear()
+        self.ack(ds.sid, unread)
+        if not self.streams:
             self._idle()
 
     def _idle(self) -> None:

@@ -272,6 +272,9 @@ class Exchanges:
                 ctx.flags.append("URX")
             try:
                 await self._respond_h2(conn, ds, ctx, d, us, resp, resp_ended, gstatus)
+            except BaseException:
+                us.conn.cancel(us)  # the client went away or timed out: the upstream stops too (RST_STREAM)
+                raise
             finally:
                 host.active -= 1
                 if pump is not None and not pump.done():

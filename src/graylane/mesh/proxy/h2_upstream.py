@@ -22,6 +22,8 @@ import h2.settings
 from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamReset
 
 MAX_WRITE_BUFFER = 4 * 2**20  # a peer that does not read its control frames (SETTINGS/PING acks) is dropped
+STREAM_WINDOW = 65_535  # per stream (the protocol's default): what one stream may have in flight to us
+CONNECTION_WINDOW = 100 * STREAM_WINDOW  # the connection's: one slow stream cannot starve the others
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -185,6 +187,7 @@ class H2ClientConnection(H2Peer):
         self.conn.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.ENABLE_PUSH: 0, h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024})
         self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - STREAM_WINDOW)
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
