@@ -7,6 +7,7 @@ timeout ends a quiet one; the tunnel counts once (response_code 101) when it clo
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -135,3 +136,51 @@ def test_refused_upgrade_is_passed_on_and_a_dead_upstream_is_503(mesh):
     assert series(mesh, reporter="source", destination_service_name="chat", response_code="403") >= 1
     assert series(mesh, reporter="source", destination_service_name="chat", response_code="503",
                   response_flags="UF") >= 1
+
+
+def test_a_client_that_does_not_read_stalls_the_upstream_not_the_proxy_memory(mesh):
+    """Back-pressure through the splice: the upstream's sends block once the socket buffers on the way are full."""
+    port = free_port()
+    sent = {"bytes": 0}
+
+    class Flood(WsServer):
+        async def start(self) -> None:
+            async def handler(ws: Any) -> None:
+                chunk = b"z" * 2**20
+                for _ in range(64):  # 64 MiB if nothing held it back
+                    await ws.send(chunk)
+                    sent["bytes"] += len(chunk)
+
+            self.server = await serve(handler, "127.0.0.1", 0, max_size=None, write_limit=2**16)
+            self.port = self.server.sockets[0].getsockname()[1]
+
+    flood = Flood("flood")
+    mesh.lt.run(flood.start())
+    mesh.push([svc("chat"), dr("chat", ["v1"]), vs("chat", ["chat"], [{"route": [to("v1", host="chat")]}])],
+              [mesh.endpoint(flood, "chat", "v1")], [sidecar(port)])
+
+    def run() -> int:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.sendall(b"GET /chat HTTP/1.1\r\nHost: chat:9080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(1)  # byte by byte: nothing past the head is read yet
+            assert data.startswith(b"HTTP/1.1 101")
+            last, still = -1, 0
+            while still < 5:  # the sender stalled: no progress over 5 looks 0.1 s apart
+                time.sleep(0.1)
+                still = still + 1 if sent["bytes"] == last else 0
+                last = sent["bytes"]
+            stalled_at = sent["bytes"]
+            want, got = 64 * (2**20 + 10), 0  # 64 frames, each a 10-byte head and 1 MiB
+            while got < want:
+                chunk = s.recv(2**20)
+                assert chunk
+                got += len(chunk)
+            return stalled_at
+
+    stalled_at = run()
+    assert stalled_at < 32 * 2**20  # held back: kernel buffers and the transports' limits, not 64 MiB in memory
+    assert sent["bytes"] == 64 * 2**20  # and everything flows once the client reads
