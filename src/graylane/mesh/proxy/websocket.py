@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 _DROP = frozenset((b"server", b"connection", b"keep-alive", b"proxy-connection"))
 
 
-def is_websocket(req: Request) -> bool:
-    """An upgrade request the proxy splices: `GET` with `Upgrade: websocket` (Istio's only upgrade type)."""
-    return req.method == "GET" and req.hmap.get("upgrade", "").strip().lower() == "websocket"
-
-
 class _UpstreamSide(asyncio.Protocol):
     """The upstream connection: parses the upgrade response head, then relays bytes to the tunnel."""
 
