@@ -149,9 +149,9 @@ def _l4_routes(vs: Mapping[str, Any], suffix: str, warnings: list[str]) -> list[
         return []
     vs_gateways = [_gateway_ref(str(g), ns) for g in spec.get("gateways") or ()] or ["mesh"]
     hosts = [_fqdn(str(h), ns, suffix) for h in spec.get("hosts") or ()]
-    if "mesh" in vs_gateways:
-        warnings.append(f"{where_of(vs)}: tcp/tls routes are served on gateways only; sidecars proxy HTTP, so the "
-                        "routes bound to mesh are ignored locally")
+    if "mesh" in vs_gateways and spec.get("tls"):
+        warnings.append(f"{where_of(vs)}: tls routes are served on gateways only (sidecars serve tcp routes for "
+                        "CONNECT tunnels); the tls routes bound to mesh are ignored locally")
     out = []
     for protocol, field in (("tcp", "tcp"), ("tls", "tls")):
         for i, rule in enumerate(spec.get(field) or ()):

@@ -27,6 +27,7 @@ from graylane.mesh.proxy.errors import (
     UriTooLong,
 )
 from graylane.mesh.proxy.framing import MAX_HEADERS, MAX_URL, Framer
+from graylane.mesh.proxy.tcp import take_over_connect
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.stats import Stats
@@ -259,7 +260,8 @@ class DownstreamProtocol(asyncio.Protocol):
     def _upgrade(self, rest: bytes) -> None:
         """An Upgrade (or CONNECT) request was parsed. `websocket`: the forwarder splices the connection and the
         bytes after the head wait for it; `h2c`: the upgrade is declined, the request served as HTTP/1.1 (Envoy
-        does the same); anything else is refused."""
+        does the same); CONNECT on a sidecar: the connection becomes a TCP tunnel (tcp.py); anything else is
+        refused."""
         req = self.pipeline[-1] if self.pipeline else None
         kind = req.hmap.get("upgrade", "").strip().lower() if req is not None else ""
         if req is not None and kind == "websocket" and req.method == "GET" and req is self.pipeline[0]:
@@ -270,6 +272,12 @@ class DownstreamProtocol(asyncio.Protocol):
             self.parser = httptools.HttpRequestParser(self)
             if rest:
                 self._consume(bytes(rest))
+        elif (req is not None and req.method == "CONNECT" and req is self.pipeline[0] and self.transport is not None
+              and self.listener is not None and self.listener.kind == "sidecar"):
+            self.closed = True  # from here on the connection is a TCP tunnel (tcp.py), no longer HTTP/1.1
+            self.pipeline.clear()
+            self.server.connections.discard(self)
+            take_over_connect(self.server, self.listener_key, self.transport, req.target, bytes(rest))
         else:
             self.reject(BadRequest("upgrade/CONNECT is not supported"))
 

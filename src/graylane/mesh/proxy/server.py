@@ -22,7 +22,7 @@ from graylane.mesh.proxy.outlier import OutlierDetectors
 from graylane.mesh.proxy.pool import Pools
 from graylane.mesh.proxy.ratelimit import RateLimits
 from graylane.mesh.proxy.stats import Stats
-from graylane.mesh.proxy.tcp import protocol_factory
+from graylane.mesh.proxy.tcp import L4_PROTOCOLS, TcpProxy
 from graylane.mesh.proxy.tls import TlsListeners
 from graylane.mesh.proxy.tracing import SpanRing
 from graylane.mesh.routing import Listener, RouteTable
@@ -90,6 +90,10 @@ class ProxyServer:
     def draining(self, key: tuple[str, int]) -> bool:
         return key in self.draining_addrs
 
+    def _accept(self, addr: tuple[str, int], protocol: str) -> asyncio.Protocol:
+        """The protocol object of a connection accepted on `addr`: HTTP/1.1, or layer 4 (tcp.py) on tcp/tls."""
+        return TcpProxy(self, addr, protocol) if protocol in L4_PROTOCOLS else DownstreamProtocol(self, addr)
+
     # -- snapshots -------------------------------------------------------------------------------------
     async def apply(self, snapshot: Snapshot, *, keep: bool = True) -> tuple[bool, str]:
         """Swap to `snapshot` (ACK) or keep the current one and say why (NACK); `keep`: persist it once ACKed."""
@@ -111,11 +115,11 @@ class ProxyServer:
                 try:
                     if kept is not None:  # the previous run's socket: its queued connections are served now
                         opened[addr] = await self.loop.create_server(
-                            lambda a=addr, p=wanted[addr].protocol: protocol_factory(self, a, p), sock=kept,
+                            lambda a=addr, p=wanted[addr].protocol: self._accept(a, p), sock=kept,
                             backlog=2048, **self.tls.server_kwargs(addr, self.header_timeout_s))
                     else:
                         opened[addr] = await self.loop.create_server(
-                            lambda a=addr, p=wanted[addr].protocol: protocol_factory(self, a, p), addr[0], addr[1],
+                            lambda a=addr, p=wanted[addr].protocol: self._accept(a, p), addr[0], addr[1],
                             reuse_address=True, reuse_port=self.reuse_port, backlog=2048,
                             **self.tls.server_kwargs(addr, self.header_timeout_s))
                 except OSError as exc:

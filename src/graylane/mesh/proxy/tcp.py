@@ -15,7 +15,6 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any, Protocol
 
-from graylane.mesh.proxy.listener import DownstreamProtocol
 from graylane.mesh.proxy.tls import MAX_HELLO, HelloError, client_hello_sni
 from graylane.mesh.routing import ClusterEndpoint, Listener, Outcome, RouteDecision, RouteTable
 from graylane.mesh.routing.l4 import TCP, TLS_PASSTHROUGH
@@ -47,11 +46,24 @@ class TcpHost(Protocol):
     def listener_at(self, key: tuple[str, int]) -> Listener | None: ...
 
 
-def protocol_factory(server: Any, addr: tuple[str, int], protocol: str) -> asyncio.Protocol:
-    """The protocol object for a connection accepted on `addr`: HTTP/1.1, or layer 4 for tcp/tls listeners."""
-    if protocol in (TCP, TLS_PASSTHROUGH):
-        return TcpProxy(server, addr, protocol)
-    return DownstreamProtocol(server, addr)
+L4_PROTOCOLS = (TCP, TLS_PASSTHROUGH)  # listener protocols served here (the server picks the protocol object)
+CONNECT_OK = b"HTTP/1.1 200 Connection established\r\n\r\n"
+CONNECT_REFUSED = {"NR": b"HTTP/1.1 404 Not Found\r\n", "UO": b"HTTP/1.1 503 Service Unavailable\r\n"}
+
+
+def take_over_connect(server: TcpHost, addr: tuple[str, int], transport: asyncio.Transport, target: str,
+                      rest: bytes) -> None:
+    """`CONNECT host:port` on a sidecar listener (what HTTP_PROXY clients send for raw TCP and for https://): the
+    connection becomes a tunnel routed by the mesh's `tcp` routes for that Service and port (else the whole Service,
+    else the PassthroughCluster); `200 Connection established` once the upstream is connected, otherwise 404
+    (no route) or 503 and close. `rest`: bytes the client sent after the CONNECT head."""
+    host, sep, port = target.rpartition(":")
+    tunnel = TcpProxy(server, addr, TCP, connect=(host.strip("[]").lower(), int(port)) if sep and port.isdigit()
+                      and 0 < int(port) < 65536 else ("", 0))
+    transport.set_protocol(tunnel)
+    tunnel.pending += rest
+    tunnel.connection_made(transport)
+    transport.resume_reading()
 
 
 def tcp_labels(table: RouteTable, listener: Listener, decision: RouteDecision | None, ep: ClusterEndpoint | None,
@@ -100,8 +112,10 @@ class _Upstream(asyncio.Protocol):
 class TcpProxy(asyncio.Protocol):
     """One downstream TCP (or passthrough TLS) connection and its upstream."""
 
-    def __init__(self, server: TcpHost, addr: tuple[str, int], protocol: str) -> None:
+    def __init__(self, server: TcpHost, addr: tuple[str, int], protocol: str,
+                 connect: tuple[str, int] | None = None) -> None:
         self.server = server
+        self.connect = connect  # a sidecar's CONNECT target (host, port); ("", 0) when malformed
         self.addr = addr
         self.protocol = protocol
         self.transport: asyncio.Transport | None = None
@@ -193,9 +207,12 @@ class TcpProxy(asyncio.Protocol):
             return
         table = server.table
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-        decision = table.route_l4(listener, listener.server_port or listener.port, sni,
-                                  str(peer[0]) if peer else "127.0.0.1", random.Random(), server.load,
-                                  server.loop.time())
+        host, port = self.connect or ("", listener.server_port or listener.port)
+        if self.connect is not None and not host:
+            self._refuse(None, "NR")
+            return
+        decision = table.route_l4(listener, port, sni, str(peer[0]) if peer else "127.0.0.1", random.Random(),
+                                  server.load, server.loop.time(), host)
         ep, cluster = decision.endpoint, decision.cluster
         if decision.outcome is not Outcome.ROUTED or ep is None or cluster is None:
             self._refuse((table, listener, decision), decision.flags or "UH")
@@ -211,9 +228,7 @@ class TcpProxy(asyncio.Protocol):
             await asyncio.wait_for(server.loop.create_connection(lambda: up, ep.host, ep.port),
                                    cluster.policy.pool.connect_timeout_s)
         except (OSError, TimeoutError):
-            self.labels = tcp_labels(table, listener, decision, ep, "UF")
-            server.stats.tcp_add(OPENED, self.labels[0])
-            self.close()
+            self._refuse((table, listener, decision), "UF", ep)
             return
         self.labels = tcp_labels(table, listener, decision, ep, "-")
         server.stats.tcp_add(OPENED, self.labels[0])
@@ -225,6 +240,8 @@ class TcpProxy(asyncio.Protocol):
         self.upstream = up
         self.reached = True
         server.stats.tcp_add(OPENED, self.labels[1])
+        if self.connect is not None and self.transport is not None:
+            self.transport.write(CONNECT_OK)
         self.idle_s, self.last = cluster.policy.pool.idle_timeout_s, server.loop.time()
         if self.idle_s > 0:
             self.timer = server.loop.call_later(self.idle_s, self._idle)
@@ -266,12 +283,16 @@ class TcpProxy(asyncio.Protocol):
             if self.reached:
                 stats.tcp_add(name, self.labels[1], n)
 
-    def _refuse(self, routed: tuple[RouteTable, Listener, RouteDecision] | None, flags: str) -> None:
+    def _refuse(self, routed: tuple[RouteTable, Listener, RouteDecision] | None, flags: str,
+                ep: ClusterEndpoint | None = None) -> None:
         """No route, no healthy upstream, overflow: the connection is opened and closed in the metrics, then closed."""
         listener = routed[1] if routed else self.server.listener_at(self.addr)
+        if self.connect is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(CONNECT_REFUSED.get(flags, CONNECT_REFUSED["UO"]) + b"server: istio-envoy\r\n"
+                                 b"content-length: 0\r\nconnection: close\r\n\r\n")
         if listener is not None:
             table = routed[0] if routed else self.server.table
-            self.labels = tcp_labels(table, listener, routed[2] if routed else None, None, flags)
+            self.labels = tcp_labels(table, listener, routed[2] if routed else None, ep, flags)
             self.server.stats.tcp_add(OPENED, self.labels[0])
         self.close()
 

@@ -59,8 +59,11 @@ class L4Route:
             return list(self.destinations)
         return [d for d in self.destinations if d.weight > 0]
 
-    def applies(self, protocol: str, port: int, gateways: Sequence[str], sni: str, namespace: str) -> bool:
+    def applies(self, protocol: str, port: int, gateways: Sequence[str], sni: str, namespace: str,
+                host: str = "") -> bool:
         if protocol != self.protocol or not any(g in self.gateways for g in (gateways or ("mesh",))):
+            return False
+        if host and not any(host_matches(h, host) for h in self.hosts):  # a sidecar's destination Service
             return False
         if self.protocol == TLS_PASSTHROUGH and not any(host_matches(h, sni) for h in self.hosts):
             return False
@@ -68,10 +71,11 @@ class L4Route:
 
 
 def select_l4(routes: Sequence[L4Route], protocol: str, port: int, gateways: Sequence[str], sni: str = "",
-              namespace: str = "") -> L4Route | None:
-    """The first route (VirtualServices in snapshot order, routes as written) that takes this connection."""
+              namespace: str = "", host: str = "") -> L4Route | None:
+    """The first route (VirtualServices in snapshot order, routes as written) that takes this connection; `host`:
+    the destination Service of a sidecar's connection (the VirtualService's `hosts` must include it)."""
     for route in routes:
-        if route.applies(protocol, port, gateways, sni, namespace):
+        if route.applies(protocol, port, gateways, sni, namespace, host):
             return route
     return None
 

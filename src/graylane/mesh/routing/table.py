@@ -313,13 +313,26 @@ class RouteTable:
                              detail="the gateway server has tls.httpsRedirect")
 
     def route_l4(self, listener: Listener, port: int, sni: str, source_ip: str, rng: random.Random,
-                 state: BalancerState, now: float = 0.0) -> RouteDecision:
+                 state: BalancerState, now: float = 0.0, host: str = "") -> RouteDecision:
         """A TCP connection (or an unterminated TLS one, by its SNI) on `listener`: the first `tcp`/`tls` route that
-        takes it, then a weighted destination and an endpoint, as `route` does for HTTP."""
+        takes it, then a weighted destination and an endpoint, as `route` does for HTTP.
+
+        `host`: the target of a sidecar's CONNECT tunnel: `tcp` routes of VirtualServices for its Service bound to
+        mesh, else the whole Service, else (outside the registry, ALLOW_ANY) the PassthroughCluster."""
         gateways = listener.gateways if listener.kind == "gateway" else ("mesh",)
-        route = select_l4(self.l4_routes, listener.protocol, port, gateways, sni, listener.source.namespace)
+        fqdn = next((c for c in reversed(self.candidates(host, listener.source.namespace)) if c in self.services),
+                    host) if host else ""
+        route = select_l4(self.l4_routes, "tcp" if host else listener.protocol, port, gateways, sni,
+                          listener.source.namespace, fqdn)
+        req = RequestView("", "/", host or sni, {}, "tcp", port, source_ip)
+        if route is None and fqdn in self.services:  # the whole Service (one Destination per host: cache keys by id)
+            dest = self._default_dest.get(fqdn) or self._default_dest.setdefault(
+                fqdn, Destination(fqdn, "", None, 100, HeaderOps(), HeaderOps()))
+            return self._destination(RouteDecision(Outcome.ROUTED, fqdn), req, dest, rng, state, now, True)
+        if route is None and host and self.allow_any:
+            return self._passthrough(req, host, True)
         if route is None:
-            return RouteDecision(Outcome.NO_ROUTE, sni, detail=f"no {listener.protocol} route for port {port}"
+            return RouteDecision(Outcome.NO_ROUTE, fqdn or sni, detail=f"no {listener.protocol} route for port {port}"
                                  + (f" and SNI {sni!r}" if sni else ""))
         entry = self.rule_live[id(route)]
         d = RouteDecision(Outcome.NO_ROUTE, sni, detail=route.name)
@@ -329,7 +342,6 @@ class RouteTable:
         index = 0 if entry.key is None else state.pick_weighted(entry.key, entry.weights, self.use_random, rng)
         dest = entry.destinations[index]
         d.outcome, d.share = Outcome.ROUTED, (dest.weight / entry.total if entry.key is not None else 1.0)
-        req = RequestView("", "/", sni, {}, "tcp", port, source_ip)
         return self._destination(d, req, dest, rng, state, now, True)
 
     def _passthrough(self, req: RequestView, host: str, pick_endpoint: bool) -> RouteDecision:
