@@ -138,6 +138,9 @@ class Primary:
         return argv
 
     async def spawn(self, w: Worker) -> None:
+        if w.writer is not None:  # the previous process's channel
+            w.writer.close()
+            w.reader = w.writer = None
         ours, theirs = socket.socketpair()
         env = {k: v for k, v in os.environ.items() if k not in (ENV_CHANNEL, ENV_FDS)}
         try:
@@ -198,6 +201,8 @@ class Primary:
             status, _, body = await w.call("PUT", "/config", json.dumps(dump["snapshot"]).encode(), PUSH_TIMEOUT_S)
             if status != 200:
                 log.warning("worker %d refused the snapshot worker %d serves: %s", w.index, donor.index, body[:500])
+            else:
+                w.version = dump.get("version")
             return
 
     async def close(self) -> None:
