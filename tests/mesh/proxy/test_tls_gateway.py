@@ -282,3 +282,32 @@ def test_tls_server_with_simple_terminates_then_routes_tcp(mesh, ca):
         s.sendall(b"select 1\n")
         assert s.recv(100) == b"plain select 1\n"
     assert echo.sni == []  # the upstream got plain TCP, not TLS
+
+
+def test_a_nacked_snapshot_keeps_the_served_certificate(mesh, ca):
+    import httpx
+
+    up = mesh.upstream("productpage-v1")
+    port = free_port()
+    old, new = ca.issue(HOST), ca.issue(HOST, "new.example.com")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        def snapshot(cert, extra_servers=(), version=1):
+            return compile_snapshot(
+                [svc("productpage"), tls_secret("bookinfo-cert", *cert),
+                 gateway("bookinfo-gateway", [https_server([HOST], "bookinfo-cert"), *extra_servers]),
+                 vs("bookinfo", [HOST], [{"route": [{"destination": {"host": "productpage"}}]}],
+                    gateways=["bookinfo-gateway"])],
+                [mesh.endpoint(up, "productpage")], [],
+                MeshOptions(gateway_port_map={443: port, 8080: busy.getsockname()[1]}), version)
+        mesh.put(snapshot(old, version=1000))
+        http_on_busy = {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": [HOST]}
+        refused = httpx.put(f"{mesh.admin}/config", json=snapshot(new, [http_on_busy], 1001), timeout=10)
+        assert refused.status_code == 400 and "cannot bind" in refused.json()["reason"]
+        status, _, _, peer = request(port, HOST, ctx=client_ssl(ca))
+        assert status == 200
+        assert [v for k, v in peer["subjectAltName"]] == [HOST]  # still the old certificate, not the NACKed one
+    finally:
+        busy.close()

@@ -130,6 +130,7 @@ class ProxyServer:
                     if self.handoff is not None:  # the supervisor must not keep ports no listener wants
                         for a in [*opened, *([addr] if kept is not None else [])]:
                             self.handoff.release(a)
+                    self.tls.rollback()  # keep serving the current snapshot's certificates
                     return self._nack(f"listener {wanted[addr].name} cannot bind {addr[0]}:{addr[1]}: {exc}")
             if self.sweeper is None:
                 self.sweeper = self.loop.create_task(self._sweep())

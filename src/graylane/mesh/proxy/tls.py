@@ -35,6 +35,7 @@ class TlsListeners:
         self.contexts: dict[str, ssl.SSLContext] = {}  # by credential key
         self.base: dict[tuple[str, int], ssl.SSLContext] = {}
         self._built: dict[str, tuple[str, ssl.SSLContext]] = {}  # credential key -> (content hash, context)
+        self._saved: tuple[Any, ...] = ({}, {}, {})  # the state before the last `follow`, for `rollback`
 
     def follow(self, listeners: Iterable[Listener], credentials: Mapping[str, TlsCredential]) -> str:
         """Build the contexts a snapshot needs; '' or why it cannot be served (the snapshot is then NACKed)."""
@@ -61,10 +62,13 @@ class TlsListeners:
                         return f"listener {lst.name}: {exc}"
                 built[s.credential] = (digest, ctx)
                 contexts[s.credential] = ctx
+        self._saved = (self.servers, self.contexts, self._built)
         self.servers, self.contexts, self._built = servers, contexts, built
-        for addr in [a for a in self.base if a not in servers]:
-            del self.base[addr]
         return ""
+
+    def rollback(self) -> None:
+        """The snapshot was NACKed after `follow` (a listener could not bind): serve the previous one's servers."""
+        self.servers, self.contexts, self._built = self._saved
 
     def context_for(self, addr: tuple[str, int]) -> ssl.SSLContext | None:
         """The base context to bind `addr` with (None: not a TLS listener)."""
