@@ -7,6 +7,7 @@ ACKed when the control plane goes away.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 from collections import deque
@@ -30,6 +31,8 @@ from graylane.mesh.snapshot import EMPTY, Snapshot, SnapshotError, decode_snapsh
 from graylane.mesh.snapshot_delta import decode_delta, is_delta
 
 log = logging.getLogger(__name__)
+# Services from which a whole document's objects are frozen out of the collector's full scans (apply).
+BIG_MESH = 500
 
 
 class ProxyServer:
@@ -51,6 +54,7 @@ class ProxyServer:
         self.handoff = handoff  # listening sockets kept by the supervisor across restarts
         self.reuse_port = False  # workers (workers.py) each bind every listener: SO_REUSEPORT
         self.snapshot = EMPTY
+        self._whole: Snapshot | None = None  # the last snapshot decoded from a whole document
         self.table = RouteTable(EMPTY)
         self.acked = False
         self.stats = Stats()
@@ -164,6 +168,13 @@ class ProxyServer:
             self.access_log = deque(maxlen=10_000) if log_format else None
             self.access_log_format = log_format
             self.acked = True
+            if snapshot is self._whole and len(snapshot.services) >= BIG_MESH:
+                # A big mesh lives until the next whole document: a full collection of it took ~350 ms at 5,000
+                # services, in the middle of canary steps. Frozen, the collector scans only what came after;
+                # deltas still free the parts they replace (snapshots hold no reference cycles).
+                gc.collect()
+                gc.freeze()
+            self._whole = None
             self.last_nack = ""
             self.stats.bump("graylane_proxy_config_ack_total")
             if self.last_good is not None and keep:
@@ -175,7 +186,8 @@ class ProxyServer:
         try:
             if is_delta(document):  # an incremental push: the entries changed since the version we serve
                 return decode_delta(document, self.snapshot)
-            return decode_snapshot(document, previous=self.snapshot)
+            self._whole = decode_snapshot(document, previous=self.snapshot)
+            return self._whole
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a decoder bug: still a NACK, not a crash
