@@ -523,12 +523,10 @@ def _destination_rule(dr: Mapping[str, Any], services: Mapping[str, dict[str, An
 def _gateway_servers(gw: Mapping[str, Any], options: MeshOptions) -> tuple[list[dict[str, Any]], list[str]]:
     """A Gateway's HTTP servers as listener parts ({number, host_port, hosts}), and warnings for the rest."""
     servers, warnings = [], []
-    for i, server in enumerate((gw.get("spec") or {}).get("servers") or ()):
+    for server in (gw.get("spec") or {}).get("servers") or ():
         port = server.get("port") or {}
         protocol = str(port.get("protocol", "HTTP")).upper()
-        if protocol not in HTTP_PROTOCOLS:  # TCP, TLS and HTTPS servers: config_tcp.py
-            warnings += [] if protocol in config_tcp.PROTOCOLS else [f"{_where(gw, f'spec.servers[{i}]')}: protocol "
-                                                                      f"{protocol} is not served locally"]
+        if protocol not in HTTP_PROTOCOLS:  # TCP, TLS, HTTPS (and the warning for the rest): config_tcp.py
             continue
         number = int(port["number"])
         hosts = [str(h).split("/", 1)[1] if "/" in str(h) else str(h) for h in server.get("hosts") or ("*",)]

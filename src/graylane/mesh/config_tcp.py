@@ -87,6 +87,7 @@ def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: s
             redirect.extend(h for h in hosts if h not in redirect)
         return
     if protocol not in PROTOCOLS:
+        warnings.append(f"{where}: protocol {protocol} is not served locally")
         return
     mode = str(tls.get("mode") or "").upper()
     if protocol in ("HTTPS", "TLS") and not mode:
