@@ -17,9 +17,9 @@ from typing import Any
 
 from graylane.errors import ValidationError
 from graylane.mesh import config_tcp, gateway_api
+from graylane.mesh.config_base import endpoint_index, parse_duration, selectable
 from graylane.mesh.config_base import labels_match as _labels_match
 from graylane.mesh.config_base import meta as _meta
-from graylane.mesh.config_base import parse_duration
 from graylane.mesh.config_base import where_of as _where
 from graylane.mesh.envoyfilter import LOCAL_RATELIMIT, LOCAL_RATELIMIT_TYPE, compile_envoy_filter, listener_rate_limit
 from graylane.mesh.isolation import Rejections
@@ -308,8 +308,9 @@ def _compile(resources: list[dict[str, Any]], endpoints: list[Endpoint], sidecar
 
     services: dict[str, dict[str, Any]] = {}
     service_eps: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    index = endpoint_index(endpoints)  # a Service's selector looks up its endpoints, not every endpoint
     for svc in by_kind.get("Service", ()):
-        got = rej.attempt(svc, lambda svc=svc: _service(svc, endpoints, named_ports, options))
+        got = rej.attempt(svc, lambda svc=svc: _service(svc, selectable(index, endpoints, svc), named_ports, options))
         if got is not None:
             services.update(got[0])
             service_eps.update(got[1])
