@@ -15,12 +15,13 @@ import httpx
 from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
-from ..helpers import Upstream, free_port, loop_thread, sidecar, svc
+from ..helpers import Upstream, free_port, loop_thread, proxy_workers, sidecar, svc
 
 
 def start(admin: int, state: str, *flags: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin),
-                             "--state-dir", state, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--state-dir", state, "--concurrency", str(proxy_workers()), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
