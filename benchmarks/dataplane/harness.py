@@ -96,7 +96,8 @@ class Proxy:
 
     def put(self, snapshot: dict) -> tuple[int, dict, float]:
         data = json.dumps(snapshot).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/config", data=data, method="PUT")
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/config", data=data, method="PUT",
+                                     headers={"content-type": "application/json"})
         t0 = time.perf_counter()
         try:
             with urllib.request.urlopen(req, timeout=10) as r:

@@ -1,13 +1,18 @@
 """The data plane's admin port: PUT /config (ACK/NACK), /ready, /config_dump, /stats/prometheus, /clusters, /spans.
 
 A deliberately tiny HTTP/1.1 server (one request per connection) so the admin path shares nothing with the
-proxy's hot path.
+proxy's hot path. Its callers are programs (the control plane, the supervisor, `curl`), never a browser page:
+a request a browser marks as coming from a page (`Origin`, `Sec-Fetch-Site` other than `none`) or naming a host
+that is not an IP literal or `localhost` (DNS rebinding) is refused with 403 before anything is read or changed,
+and a snapshot must come as JSON (no form or text/plain body a page could send without a preflight). Private
+keys of gateway TLS credentials are redacted in `/config_dump` (as Envoy's config dump does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -61,7 +66,7 @@ async def respond(srv: ProxyServer, method: str, url: str, body: bytes) -> Reply
             return _json(200, {"ready": True, "version": srv.table.version, "acked": srv.acked,
                                "last_nack": srv.last_nack or None})
         if path == "/config_dump":
-            return _json(200, {"version": srv.table.version, "snapshot": srv.snapshot.document})
+            return _json(200, {"version": srv.table.version, "snapshot": redacted(srv.snapshot.document)})
         if path == "/stats/prometheus":
             return 200, "text/plain; version=0.0.4", srv.stats.render().encode()
         if path == "/clusters":
@@ -85,12 +90,53 @@ async def respond(srv: ProxyServer, method: str, url: str, body: bytes) -> Reply
         return _json(500, {"error": str(exc)})
 
 
+def redacted(document: Any) -> Any:
+    """The snapshot document with every TLS credential's private key replaced (certificates and CAs stay)."""
+    creds = document.get("tls_credentials") if isinstance(document, dict) else None
+    if not isinstance(creds, dict) or not creds:
+        return document
+    hidden = {name: {**c, "key": "<redacted>"} if isinstance(c, dict) and "key" in c else c
+              for name, c in creds.items()}
+    return {**document, "tls_credentials": hidden}
+
+
+def _host_ok(host: str) -> bool:
+    """An IP literal or localhost, with or without a port: what a program uses; a DNS name is what a rebinding
+    page would send."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:port
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def refusal(headers: dict[bytes, bytes], method: str) -> Reply | None:
+    """403/415 for a request no program of ours sends (see the module docstring), else None."""
+    if b"origin" in headers or headers.get(b"sec-fetch-site", b"none") != b"none":
+        return _json(403, {"error": "the data plane's admin port does not serve web pages"})
+    host = headers.get(b"host")
+    if host is not None and not _host_ok(host.decode("latin-1")):
+        return _json(403, {"error": "Host must be an IP address or localhost"})
+    ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    if method in ("PUT", "POST") and ctype not in (b"", b"application/json"):
+        return _json(415, {"error": "send the snapshot as application/json"})
+    return None
+
+
 class AdminProtocol(asyncio.Protocol):
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
+        self.headers: dict[bytes, bytes] = {}
         self.body: list[bytes] = []
         self.size = 0
         self.done = False
@@ -108,8 +154,20 @@ class AdminProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > 8192:
+            self._send(*_json(414, {"error": "URL too long"}))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) < 64:
+            self.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        if (refused := refusal(self.headers, self.parser.get_method().decode("latin-1"))) is not None:
+            self._send(*refused)
 
     def on_body(self, body: bytes) -> None:
+        if self.done:
+            return
         self.size += len(body)
         if self.size > MAX_BODY:
             self._send(*_json(413, {"error": "body too large"}))
