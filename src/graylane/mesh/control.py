@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from graylane.dataplane_contract import DATAPLANE_FILE
 from graylane.errors import GraylaneError
 from graylane.mesh import gateway_api
 from graylane.mesh.config import compile_snapshot
@@ -37,7 +38,6 @@ from graylane.resources.document import ResourceKey
 
 log = logging.getLogger(__name__)
 
-DATAPLANE_FILE = "dataplane.json"  # written by `graylane up`: {"admin_port", "pid", ...}
 MESH_OPTIONS_FILE = "mesh-options.json"  # written by `graylane up --gateway-port/--gateway-bind`
 
 
