@@ -171,7 +171,9 @@ class ProxyServer:
             if snapshot is self._whole and len(snapshot.services) >= BIG_MESH:
                 # A big mesh lives until the next whole document: a full collection of it took ~350 ms at 5,000
                 # services, in the middle of canary steps. Frozen, the collector scans only what came after;
-                # deltas still free the parts they replace (snapshots hold no reference cycles).
+                # deltas still free the parts they replace (snapshots hold no reference cycles). What was frozen
+                # alive and died in a cycle since (this admin request, connections) is collected here, next time.
+                gc.unfreeze()
                 gc.collect()
                 gc.freeze()
             self._whole = None
