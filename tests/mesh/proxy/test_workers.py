@@ -216,3 +216,18 @@ def test_spans_from_every_worker_in_one_numbered_ring(mesh):
     assert seqs == list(range(since, since + len(seqs))) and page["next"] == since + len(seqs)
     assert len({s["traceId"] for s in page["spans"]}) == 20  # one trace per request, from both workers
     assert mesh.get(f"/spans?since={page['next']}").json()["spans"] == []
+
+
+@pytest.mark.parametrize("cpus", ["0", ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))])
+def test_the_default_is_one_worker_per_cpu_the_proxy_may_run_on(cpus):
+    admin = free_port()
+    proc = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", "graylane.mesh.proxy", "--admin-port",
+                             str(admin)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        eventually(lambda: _ready(admin), "the proxy did not start")
+        r = httpx.get(f"http://127.0.0.1:{admin}/workers", timeout=10)
+        n = len(cpus.split(","))
+        assert r.status_code == 404 if n == 1 else len(r.json()["workers"]) == n
+    finally:
+        proc.terminate()
+        proc.wait(15)
