@@ -108,7 +108,7 @@ def merge_clusters(views: list[dict[str, Any]]) -> dict[str, Any]:
     """`/clusters` of every worker as one: the first worker's shape, per-worker load summed."""
     if not views:
         return {"version": None, "clusters": []}
-    merged = json.loads(json.dumps(views[0]))
+    merged: dict[str, Any] = json.loads(json.dumps(views[0]))  # a deep copy
     index = {c["name"]: c for c in merged.get("clusters", [])}
     for view in views[1:]:
         for cluster in view.get("clusters", []):

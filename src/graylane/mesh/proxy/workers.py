@@ -33,6 +33,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from graylane.dataplane_contract import ENV_CHANNEL, ENV_FDS
 from graylane.mesh.proxy.admin import Reply, respond, serve_admin
 from graylane.mesh.proxy.fanout import (
     ChannelClosed,
@@ -47,7 +48,7 @@ from graylane.mesh.proxy.fanout import (
     write_reply,
     write_request,
 )
-from graylane.mesh.proxy.handoff import ENV_CHANNEL, ENV_FDS, Handoff
+from graylane.mesh.proxy.handoff import Handoff
 from graylane.mesh.proxy.tracing import SpanRing
 
 log = logging.getLogger(__name__)
@@ -355,7 +356,7 @@ async def run_primary(admin_host: str, admin_port: int, state_dir: str | None, c
 async def serve_worker(fd: int, index: int, state_dir: str | None, **timeouts: float) -> None:
     from graylane.mesh.proxy.server import ProxyServer
 
-    server = ProxyServer(state_dir=state_dir, **timeouts)
+    server = ProxyServer(state_dir=state_dir, **timeouts)  # type: ignore[arg-type]  # only *_timeout_s keys
     server.reuse_port = True
     await server.restore()  # every worker serves the kept snapshot; only worker 0 writes it
     if index != 0:
