@@ -73,8 +73,8 @@ def world(mesh):
         mesh.put(snap)
         return snap
 
-    def get(path: str, host: str = "example.com", **kw: Any) -> httpx.Response:
-        return httpx.request(kw.pop("method", "GET"), f"http://127.0.0.1:{gw_port}{path}", headers={
+    def get(path: str, host: str = "example.com", client: httpx.Client | None = None, **kw: Any) -> httpx.Response:
+        return (client or httpx).request(kw.pop("method", "GET"), f"http://127.0.0.1:{gw_port}{path}", headers={
             "host": host, **kw.pop("headers", {})}, timeout=10, follow_redirects=False, **kw)
 
     return push, get, ups, sc_port
@@ -433,9 +433,10 @@ def grpc_route(name: str, rules: list[dict], parents: list[dict] | None = None, 
     return {**body, "kind": "GRPCRoute"}
 
 
-def call(get: Any, path: str, host: str = "grpc.example.com", **headers: str) -> httpx.Response:
+def call(get: Any, path: str, host: str = "grpc.example.com", client: httpx.Client | None = None,
+         **headers: str) -> httpx.Response:
     """What a gRPC client sends, as far as routing sees it: POST /package.Service/Method, content-type grpc."""
-    return get(path, host=host, method="POST", content=b"\0\0\0\0\0",
+    return get(path, host=host, method="POST", content=b"\0\0\0\0\0", client=client,
                headers={"content-type": "application/grpc", "te": "trailers", **headers})
 
 
@@ -459,7 +460,8 @@ def test_grpcroute_method_matches_precedence_and_exact_weights(world):
     assert name_of(call(get, "/helloworld.Greeter/SayHello", **{"x-canary": "yes"})) == "c"  # more headers win
     assert name_of(call(get, "/helloworld.Greeter/SayGoodbye")) == "b"  # service only
     assert name_of(call(get, "/grpc.health.v1.Health/Check")) == "c"  # method only, any service
-    names = [name_of(call(get, "/routeguide.RouteGuide/GetFeature")) for _ in range(100)]
+    with httpx.Client() as one:  # one connection: the split is exact per proxy worker (docs/dataplane.md Workers)
+        names = [name_of(call(get, "/routeguide.RouteGuide/GetFeature", client=one)) for _ in range(100)]
     assert names.count("rv1") == 80 and names.count("rv2") == 20
     assert call(get, "/routeguide.RouteGuide/ListFeatures").status_code == 404
     assert call(get, "/helloworld.Greeter/SayHello", host="other.example.com").status_code == 404
