@@ -1,7 +1,8 @@
 """Mesh control pushes compiled snapshots on every change, tracks ACK/NACK, and re-pushes after a restart.
 
-The data plane here is a minimal admin endpoint speaking the contract (`PUT /config` -> 2xx ACK or
-4xx NACK, `GET /ready` with the served version); the real proxy is exercised in tests/e2e.
+The data plane here is a minimal admin endpoint speaking the contract (`PUT /config` of a whole document or a delta
+against the served version -> 2xx ACK or 4xx NACK, `GET /ready` with the served version); the real proxy is
+exercised in tests/e2e.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest_asyncio
 
 from graylane.errors import GraylaneError
 from graylane.mesh.control import DATAPLANE_FILE, MeshControl, gateway_urls, load_compiler, read_options, save_options
+from graylane.mesh.snapshot_delta import DeltaError, apply_delta, is_delta
 from graylane.mesh.state import MeshOptions
 from graylane.runtime.reconciler import Runtime
 from graylane.store import Store
@@ -41,6 +43,12 @@ class AdminServer:
                 if outer.nack:  # the real proxy's NACK (mesh/proxy/admin.py): the version and the reason
                     self._send(400, {"nack": int(body["version"]), "reason": outer.nack})
                     return
+                if is_delta(body):  # an incremental push: applied to the document served, as the proxy does
+                    try:
+                        body = apply_delta(outer.snapshots[-1] if outer.version else {}, body)
+                    except DeltaError as exc:
+                        self._send(400, {"nack": int(body["version"]), "reason": str(exc)})
+                        return
                 outer.snapshots.append(body)
                 outer.version = int(body["version"])
                 self._send(200, {"ack": outer.version})
