@@ -93,3 +93,18 @@ def test_gateway_entry_explains_with_count(files):
     assert out["split"] == {"outbound|9080||productpage.default.svc.cluster.local": 10}
     r = run("-f", str(files), "--gateway", "bookinfo-gateway", "http://bookinfo.example/other", "-o", "json")
     assert json.loads(r.output)["status"] == 404
+
+
+def test_a_grpc_abort_fault_is_explained_as_its_grpc_status(tmp_path):
+    docs = [svc("echo"), dr("echo", ["v1"]), deployment("echo-v1", "echo", "v1"),
+            deployment("productpage-v1", "productpage", "v1"),
+            vs("echo", ["echo"], [{"fault": {"abort": {"grpcStatus": "UNAVAILABLE", "percentage": {"value": 100}}},
+                                   "route": [{"destination": {"host": "echo", "subset": "v1"}}]}])]
+    path = tmp_path / "grpc.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    r = run("-f", str(path), "--from", "productpage-v1", "http://echo:9080/demo.Echo/Say", "-o", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["outcome"] == "FAULT_ABORT" and out["grpcStatus"] == "14 UNAVAILABLE" and out["flags"] == "FI"
+    assert out["status"] == 200  # a trailers-only gRPC answer, as the proxy reports it (response_code 200)
+    assert out["fault"]["abort"].startswith("gRPC status 14 UNAVAILABLE (trailers-only, HTTP 200) for 100%")

@@ -30,6 +30,12 @@ class LiveMesh:
     sidecars: list[Sidecar] | None
 
 
+def _grpc_name(code: int) -> str:
+    """`14 UNAVAILABLE`: a gRPC status as its number and name (grpc/status codes)."""
+    from graylane.mesh.protocols import GRPC_CODES
+
+    return f"{code} {GRPC_CODES[code]}" if 0 <= code < len(GRPC_CODES) else str(code)
+
 def fetch_live(client: ApiClient) -> tuple[list[dict[str, Any]], LiveMesh]:
     """Every stored resource (all namespaces) and the runtime's endpoints and sidecars."""
     from graylane.mesh.state import Endpoint, Sidecar
@@ -142,6 +148,8 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
                   if rule is not None and d.match_index is not None else ("catch-all" if rule else None)),
         "outcome": "FAULT_ABORT" if aborted else d.outcome.value,
         "status": aborted or d.status or 200,
+        **({"grpcStatus": _grpc_name(rule.fault.abort_grpc)}
+           if aborted and rule is not None and rule.fault is not None and rule.fault.abort_grpc is not None else {}),
         "flags": "FI" if aborted else d.flags or "-",
         "detail": d.detail,
         "notes": notes + list(snapshot.get("warnings") or ()),
@@ -159,7 +167,10 @@ def explain(resources: list[dict[str, Any]], url: str, *, source: str | None = N
         fault = {}
         if rule.fault is not None and rule.fault.delay_percent:
             fault["delay"] = f"{rule.fault.delay_s:g}s for {rule.fault.delay_percent:g}% (DI)"
-        if rule.fault is not None and rule.fault.abort_percent:
+        if rule.fault is not None and rule.fault.abort_percent and rule.fault.abort_grpc is not None:
+            fault["abort"] = (f"gRPC status {_grpc_name(rule.fault.abort_grpc)} (trailers-only, HTTP 200) for "
+                              f"{rule.fault.abort_percent:g}% (FI)")
+        elif rule.fault is not None and rule.fault.abort_percent:
             fault["abort"] = (f"HTTP {rule.fault.abort_status} for {rule.fault.abort_percent:g}% "
                               "(FI, 'fault filter abort')")
         if fault:
