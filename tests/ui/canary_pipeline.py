@@ -32,3 +32,28 @@ def judgments_only(name: str = "reviews-judgments", *, apply_ratio: bool = False
     pipeline.update(name=name, stages=stages, triggers=[], limitConcurrent=False)  # tests run several at once
     pipeline.pop("id", None)
     return dict(pipeline)
+
+
+def reviews_routing(v1: int) -> str:
+    """The reviews DestinationRule (subsets v1, v2) and a VirtualService sending `v1`% to v1 and the rest to v2."""
+    return f"""apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+      weight: {v1}
+    - destination: {{host: reviews, subset: v2}}
+      weight: {100 - v1}
+"""

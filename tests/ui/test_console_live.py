@@ -16,7 +16,7 @@ import pytest
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 
 from playwright.sync_api import expect  # noqa: E402
-from tests.ui.canary_pipeline import DELETE, END, FULL, RATIO, RELEASE, judgments_only  # noqa: E402
+from tests.ui.canary_pipeline import DELETE, END, FULL, RATIO, RELEASE, judgments_only, reviews_routing  # noqa: E402
 from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium, running_server  # noqa: E402
 
 EPOCH_MS = re.compile(r"\b1[5-9]\d{11}\b")  # what a raw JavaScript timestamp looks like today
@@ -227,27 +227,7 @@ def test_a_390px_phone_keeps_graphs_visible_and_nothing_scrolls_sideways(
     page.screenshot(path=str(ARTIFACTS / "resource-history-390.png"), full_page=True)
 
 
-ROUTING_70_30 = """apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v1}
-      weight: 70
-    - destination: {host: reviews, subset: v2}
-      weight: 30
-"""
+ROUTING_70_30 = reviews_routing(70)
 
 
 def test_the_release_header_shows_weights_the_step_and_the_judgment_waiting(

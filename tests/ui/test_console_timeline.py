@@ -16,32 +16,12 @@ import pytest
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 
 from playwright.sync_api import expect  # noqa: E402
-from tests.ui.canary_pipeline import RATIO, RELEASE, judgments_only  # noqa: E402
+from tests.ui.canary_pipeline import RATIO, RELEASE, judgments_only, reviews_routing  # noqa: E402
 from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium, running_server  # noqa: E402
 from tests.ui.dataplane_standin import DataPlaneStandIn  # noqa: E402
 from tests.ui.test_console_a11y import AXE, serious_violations  # noqa: E402
 
-ROUTING_100_0 = """apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v1}
-      weight: 100
-    - destination: {host: reviews, subset: v2}
-      weight: 0
-"""
+ROUTING_100_0 = reviews_routing(100)
 
 
 @pytest.fixture(scope="module")
