@@ -106,9 +106,11 @@ class ProxyServer:
             wanted = {lst.address: lst for lst in table.listeners.values()}
             if reason := self.tls.follow(wanted.values(), snapshot.tls_credentials):
                 return self._nack(reason)
+            rebound: list[tuple[str, int]] = []  # protocol or TLS changed: bound anew (back as they were on a NACK)
             for addr in [a for a in wanted if a in self.servers and self.served_as.get(a) != (
-                    wanted[a].protocol, bool(wanted[a].tls_servers))]:  # protocol or TLS changed: bind anew
+                    wanted[a].protocol, bool(wanted[a].tls_servers))]:
                 self.servers.pop(addr).close()
+                rebound.append(addr)
                 if self.handoff is not None:
                     self.handoff.release(addr)
             opened: dict[tuple[str, int], asyncio.AbstractServer] = {}
@@ -135,7 +137,8 @@ class ProxyServer:
                         for a in [*opened, *([addr] if kept is not None else [])]:
                             self.handoff.release(a)
                     self.tls.rollback()  # keep serving the current snapshot's certificates
-                    return self._nack(f"listener {wanted[addr].name} cannot bind {addr[0]}:{addr[1]}: {exc}")
+                    lost = await self._restore_listeners(rebound)
+                    return self._nack(f"listener {wanted[addr].name} cannot bind {addr[0]}:{addr[1]}: {exc}{lost}")
             if self.sweeper is None:
                 self.sweeper = self.loop.create_task(self._sweep())
             # Commit: new requests see the new table; in-flight ones finish on the objects they hold.
@@ -182,6 +185,24 @@ class ProxyServer:
             if self.last_good is not None and keep:
                 self.last_good.save_soon(dict(snapshot.document), lambda fn: self.loop.run_in_executor(None, fn))
             return True, ""
+
+    async def _restore_listeners(self, addrs: list[tuple[str, int]]) -> str:
+        """After a NACK: listen again on the addresses closed to be bound with another protocol, as they were
+        served; what cannot be (someone took the port meanwhile) is named for the NACK's reason."""
+        lost = []
+        for addr in addrs:
+            protocol = self.served_as[addr][0]
+            try:
+                self.servers[addr] = await self.loop.create_server(
+                    lambda a=addr, p=protocol: self._accept(a, p), addr[0], addr[1], reuse_address=True,
+                    reuse_port=self.reuse_port, backlog=2048, **self.tls.server_kwargs(addr, self.header_timeout_s))
+            except OSError as exc:
+                self.served_as.pop(addr, None)
+                lost.append(f"{addr[0]}:{addr[1]} ({exc})")
+                continue
+            if self.handoff is not None:
+                self.handoff.hold(addr, list(self.servers[addr].sockets))
+        return f"; no longer listening on {', '.join(lost)}" if lost else ""
 
     def decode(self, document: object) -> Snapshot:
         """The wire form decoded against the current snapshot (unchanged parts reused); raises `SnapshotError`."""
