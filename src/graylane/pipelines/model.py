@@ -103,14 +103,18 @@ def find_problems(body: Any) -> list[Finding]:
     if template:
         problems.append(Finding(("schema",) if "schema" in body else (), template))
     problems += _check_parameters(body.get("parameterConfig") or [], ("parameterConfig",))
-    problems += _check_triggers(body.get("triggers") or [])
-    problems += _check_expected_artifacts(body.get("expectedArtifacts") or [])
+    problems += _check_triggers(_list(body.get("triggers")))  # not a list: reported above, nothing to walk
+    problems += _check_expected_artifacts(_list(body.get("expectedArtifacts")))
     problems += _check_stages(stages)
     problems += [Finding(path, message) for path, message in compat.manifest_problems(stages)]
     problems += [Finding(("stages", *path), message) for path, message in release_checks.release_problems(stages)]
     # artifact types Graylane cannot fetch (owned by pipelines/artifacts.py)
     problems += [Finding(path, message) for path, message in artifacts.type_problems(body)]
     return problems
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _check_parameters(params: Any, path: tuple[str | int, ...], typed: bool = False) -> list[Finding]:

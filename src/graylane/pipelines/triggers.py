@@ -50,8 +50,19 @@ class SignatureMismatch(GraylaneError):
     """A webhook's HMAC signature is missing or wrong (the API answers 403)."""
 
 
+def check_inputs(parameters: Any, artifacts: Any) -> None:
+    """What any trigger brings (a manual start, a webhook's payload, CI): parameters as an object, artifacts as a
+    list of objects; a ValidationError naming the field otherwise (hostile bodies get 422, never a crash)."""
+    if parameters is not None and not isinstance(parameters, dict):
+        raise ValidationError(f"must be an object of name -> value, got {type(parameters).__name__}",
+                              where="parameters")
+    if artifacts is not None and (not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts)):
+        raise ValidationError("must be a list of artifact objects", where="artifacts")
+
+
 def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Starter | None = None) -> dict[str, Any]:
     """Fill parameter defaults, enforce required/options, bind expected artifacts."""
+    check_inputs(trigger.get("parameters"), trigger.get("artifacts"))
     out = dict(trigger)
     where = f"pipeline {config.get('application')}/{config.get('name')} parameters"
     out["parameters"] = params.resolve(config.get("parameterConfig") or [], trigger.get("parameters") or {}, where)
@@ -72,6 +83,7 @@ def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Sta
 async def start_manual(executor: Starter, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
                        artifacts_in: list[dict[str, Any]] | None = None, application: str | None = None) -> Execution:
     config = executor.pipelines.get(ref, application=application)
+    check_inputs(parameters, artifacts_in)
     params.check_declared(config, parameters)
     trigger = build_trigger(config, {"type": "manual", "user": user, "parameters": parameters or {},
                                      "artifacts": artifacts_in or []}, executor)

@@ -122,9 +122,12 @@ async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
     body = await _json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object: {parameters, artifacts, application}")
+    application = body.get("application")
+    if application is not None and not isinstance(application, str):
+        raise ValidationError("must be a string", where="application")
     user, _ = _who(request)
     return await _pipelines(request).start(ref, user=user, parameters=body.get("parameters") or {},
-                                           artifacts=body.get("artifacts") or [], application=body.get("application"))
+                                           artifacts=body.get("artifacts") or [], application=application)
 
 
 # ------------------------------------------------------------------ executions
