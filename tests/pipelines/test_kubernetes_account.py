@@ -19,7 +19,7 @@ from graylane.server.context import ControlPlane  # noqa: E402
 from graylane.store import Store  # noqa: E402
 from graylane.targets.accounts import add_account  # noqa: E402
 
-_EMULATOR = Path(__file__).parents[1] / "kubernetes" / "k8s_emulator.py"
+_EMULATOR = Path(__file__).parents[1] / "targets" / "kubernetes" / "k8s_emulator.py"
 
 
 def _emulator() -> Any:
