@@ -67,7 +67,10 @@ class Local:
                     "NO_COLOR": "1", "COLUMNS": "200", "GRAYLANE_USER": "alice"}
         for var in ("GRAYLANE_DATABASE_URL", "HTTP_PROXY", "http_proxy"):
             self.env.pop(var, None)
-        self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.server_port}", trust_env=False, timeout=30)
+        # keep-alive shorter than the server's (uvicorn closes idle connections after 5 s): a pooled connection is
+        # never reused just as the server closes it (a reset on the next request, seen under load)
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.server_port}", trust_env=False, timeout=30,
+                                limits=httpx.Limits(keepalive_expiry=2.0))
         self.productpage = f"http://127.0.0.1:{self.gateway_port}/productpage"
 
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
