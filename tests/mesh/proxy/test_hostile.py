@@ -238,6 +238,35 @@ def test_client_vanishing_mid_body_frees_the_upstream_side(mesh, port):
     eventually(idle, "an upstream exchange outlived its client")
 
 
+def test_client_vanishing_while_its_request_waits_frees_the_upstream_side(mesh, port):
+    def active() -> int:
+        return sum(e["active"] for c in mesh.get("/clusters").json()["clusters"] for e in c["endpoints"])
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        # A first request leaves an idle upstream connection behind: the second goes out on it at once.
+        s.sendall(b"GET http://reviews:9080/ok HTTP/1.1\r\nhost: reviews\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        s.sendall(b"GET http://reviews:9080/delay/5 HTTP/1.1\r\nhost: reviews\r\n\r\n")
+        eventually(lambda: active() == 1, "the request never reached the upstream")
+    eventually(lambda: active() == 0, "an upstream exchange outlived its client", within=3)
+    assert serves(port)
+
+
+def test_thousands_of_pipelined_requests_the_proxy_answers_itself(mesh, no_tracebacks):
+    # Answered locally (no route matches: 404 NR), all from one read: in order, none lost, nothing overflows.
+    up = mesh.upstream("pipelined")
+    port = free_port()
+    mesh.push([svc("reviews"), vs("reviews", ["reviews"], [
+        {"match": [{"uri": {"prefix": "/only"}}], "route": [{"destination": {"host": "reviews"}}]}])],
+        [mesh.endpoint(up, "reviews", "v1")], [sidecar(port)])
+    n = 3000
+    miss = b"GET http://reviews:9080/x HTTP/1.1\r\nhost: reviews\r\n\r\n"
+    last = b"GET http://reviews:9080/only HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n"
+    out = exchange(port, miss * n + last, timeout=30)
+    assert out.count(b"HTTP/1.1 404 ") == n
+    assert out.rindex(b"HTTP/1.1 404 ") < out.index(b"HTTP/1.1 200 ") and b'"/only"' in out
+
+
 def test_requests_arriving_one_byte_per_segment_are_framed_and_answered(port):
     data = (b"POST http://reviews:9080/echo HTTP/1.1\r\nhost: reviews\r\ntransfer-encoding: chunked\r\n\r\n"
             b"3\r\nabc\r\n0\r\n\r\n"

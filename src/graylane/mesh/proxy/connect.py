@@ -69,25 +69,29 @@ class Connector:
 
     async def send(self, cluster: Cluster, ep: ClusterEndpoint, head: bytes, body: bytes | None,
                    req: Request) -> Upstream:
+        return await self.resume(cluster, ep, head, body, req, None, None)
+
+    async def resume(self, cluster: Cluster, ep: ClusterEndpoint, head: bytes, body: bytes | None, req: Request,
+                     conn: UpstreamConnection | None, ex: Exchange | None) -> Upstream:
+        """`send`, when the head may already be on a reused connection (`conn`, `ex`: an inline try)."""
         pools = self.pools
         for _ in range(2):
-            idle = pools.take_idle(ep, cluster.policy.pool.idle_timeout_s)
-            if idle is not None:
-                conn, reused = idle, True
-            else:
-                conn, reused = await pools.acquire(cluster, ep)
-            ex = conn.start(no_body=req.method == "HEAD")
             sender = None
-            if body is not None:
-                conn.write(head + body)
+            if conn is not None and ex is not None:
+                reused = True
             else:
-                conn.write(head)
-                sender = self.loop.create_task(_send_body(conn, req))
+                idle = pools.take_idle(ep, cluster.policy.pool.idle_timeout_s)
+                if idle is not None:
+                    conn, reused = idle, True
+                else:
+                    conn, reused = await pools.acquire(cluster, ep)
+                ex, sender = self.write(conn, head, body, req)
             try:
-                await ex.headers_done
+                await ex.headers_done()
             except UpstreamReset:
                 conn.abort()
                 if reused and body is not None and ex.status == 0:
+                    conn = ex = None
                     continue  # a stale keep-alive connection: try once on a fresh one
                 if sender is not None:
                     sender.cancel()
@@ -99,6 +103,16 @@ class Connector:
                 raise
             return Upstream(conn, ex, sender)
         raise UpstreamReset("upstream closed the connection")
+
+    def write(self, conn: UpstreamConnection, head: bytes, body: bytes | None,
+              req: Request) -> tuple[Exchange, asyncio.Task[None] | None]:
+        """Start an exchange on `conn` and write the request: whole, or the head and a task streaming the body."""
+        ex = conn.start(no_body=req.method == "HEAD")
+        if body is not None:
+            conn.write(head + body)
+            return ex, None
+        conn.write(head)
+        return ex, self.loop.create_task(_send_body(conn, req))
 
 
 async def _send_body(conn: UpstreamConnection, req: Request) -> None:

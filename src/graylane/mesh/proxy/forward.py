@@ -1,6 +1,12 @@
 """The proxy's request path as a stack of small layers, in linkerd2-proxy's order: route -> rate limit -> faults ->
 (local answers) -> mirror -> retry (-> timeout -> connect, per try) -> respond, and report at the end.
 
+`serve` is called from the downstream parser's callback. The common request (no body, a route without faults,
+mirrors or timeouts, an idle upstream connection) is forwarded from there and answered from the upstream's
+callback (`inline.py`): no task, no future awaited. Anything else, or an inline try whose answer is not a plain
+final response (an error, a status the route retries, a body still arriving), continues in a task through the
+same layers (`handle`, `finish`, `exchange`), so the rules live in one place.
+
 Each layer lives in its own module and gets only its slice of the data-plane process (a random source, the
 balancer state, the pools, the stats); failures are typed `ProxyError`s answered in one place (`Responder.error`).
 """
@@ -16,14 +22,15 @@ from graylane.mesh.proxy.connect import Connector, read_body
 from graylane.mesh.proxy.errors import ProxyError
 from graylane.mesh.proxy.faults import Faults
 from graylane.mesh.proxy.h2_downstream import H2Streams
+from graylane.mesh.proxy.inline import inline_try
 from graylane.mesh.proxy.mirror import Mirrors
 from graylane.mesh.proxy.respond import Responder, preflight
-from graylane.mesh.proxy.retry import Retries
-from graylane.mesh.proxy.route import Router
+from graylane.mesh.proxy.retry import Retries, Sent
+from graylane.mesh.proxy.route import Outbound, Router
 from graylane.mesh.proxy.telemetry import Ctx, Telemetry
-from graylane.mesh.proxy.timeout import Deadline
+from graylane.mesh.proxy.timeout import NO_DEADLINE, Deadline
 from graylane.mesh.proxy.websocket import WebSockets
-from graylane.mesh.routing import Outcome, RetryPolicy, RouteTable
+from graylane.mesh.routing import Outcome, RequestView, RetryPolicy, RouteDecision, RouteTable
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.balance import LoadState
@@ -81,8 +88,42 @@ class Forwarder:
     def take_over_h2(self, proto: DownstreamProtocol, data: bytes) -> bool:
         return self.h2.take_over(proto, data)
 
+    def serve(self, proto: DownstreamProtocol, req: Request) -> None:
+        """Serve one request, from the parser's callback: local answers at once; a bodyless request on a route
+        without faults, mirrors or timeouts goes out from here over an idle connection (`inline.py`); anything
+        else runs the layers in a task. Each way ends with `proto.finished(keep)`."""
+        if req.has_body or proto.upgraded is not None or req.method == "CONNECT":
+            proto.spawn(self.handle(proto, req))
+            return
+        step = self.begin(proto, req)
+        if step is True or step is False:
+            proto.finished(step)
+            return
+        ctx, view, d = step
+        rule = d.rule
+        if rule is not None and (rule.fault is not None or rule.mirrors):
+            proto.spawn(self.finish(proto, req, ctx, view, d))
+            return
+        try:
+            out = self.route.outbound(d, view, req, ctx)
+            policy = rule.retries if rule is not None else DEFAULT_RETRIES
+            deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
+                                      req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
+            if deadline is not NO_DEADLINE or not inline_try(self, proto, req, ctx, view, d, out, policy):
+                proto.spawn(self.exchange(proto, req, ctx, view, d, out, policy, deadline, b""))
+        except ProxyError as err:
+            proto.finished(self.respond.error(proto, req, ctx, err))
+
     async def handle(self, proto: DownstreamProtocol, req: Request) -> bool:
-        """Serve one request; returns whether the downstream connection may be kept alive."""
+        """Serve one request through every layer; returns whether the downstream connection may be kept alive."""
+        step = self.begin(proto, req)
+        if step is True or step is False:
+            return step
+        return await self.finish(proto, req, *step)
+
+    def begin(self, proto: DownstreamProtocol, req: Request) -> bool | tuple[Ctx, RequestView, RouteDecision]:
+        """Route the request: (ctx, view, decision) to forward it, or whether the connection may be kept alive
+        when it was answered here (a local reply)."""
         table, loop = self.server.table, self.loop
         ctx = Ctx(proto.listener, req.start, req)
         try:
@@ -90,25 +131,55 @@ class Forwarder:
             self.limits.check_listener(proto.listener, loop.time())
             d = self.route.decide(table, view, proto.listener, ctx, loop.time())
             if d.rule is not None and d.rule.fault is not None:
-                await self.faults.apply(d.rule.fault, ctx)
-            if d.outcome is not Outcome.ROUTED:
-                return await self.respond.decision(proto, req, ctx, d, view)
-            if (answer := preflight(d, req)) is not None:
-                return await self.respond.send(proto, req, ctx, 200, b"", answer)
-            assert d.cluster is not None and d.endpoint is not None
+                return ctx, view, d  # the fault filter comes before any answer (`finish`)
+            answered = self.answer(proto, req, ctx, d, view)
+        except ProxyError as err:
+            return self.respond.error(proto, req, ctx, err)
+        return (ctx, view, d) if answered is None else answered
+
+    def answer(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
+               view: RequestView) -> bool | None:
+        """What the route answers itself (redirect, direct response, no route, a CORS preflight), or None."""
+        if d.outcome is not Outcome.ROUTED:
+            return self.respond.decision(proto, req, ctx, d, view)
+        if (headers := preflight(d, req)) is not None:
+            return self.respond.send(proto, req, ctx, 200, b"", headers)
+        return None
+
+    async def finish(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
+                     d: RouteDecision) -> bool:
+        """A routed request's faults, body, mirrors and timeouts, then the exchange."""
+        table, loop = self.server.table, self.loop
+        try:
+            rule = d.rule
+            if rule is not None and rule.fault is not None:
+                await self.faults.apply(rule.fault, ctx)
+                if (answered := self.answer(proto, req, ctx, d, view)) is not None:
+                    return answered
             if proto.upgraded is not None:  # a WebSocket upgrade: spliced, not forwarded (websocket.py)
                 return await self.websockets.forward(proto, req, ctx, d, self.route.outbound(d, view, req, ctx))
             body = await read_body(proto, req) if req.has_body else b""
             out = self.route.outbound(d, view, req, ctx)
-            rule = d.rule
             if rule is not None and rule.mirrors and body is not None:
                 self.mirrors.spawn(table, rule.mirrors, view, req.method, out.path, out.authority, out.headers, body)
             policy = rule.retries if rule is not None else DEFAULT_RETRIES
             deadline = Deadline.start(loop.time(), rule.timeout_s if rule is not None else None,
                                       req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
-            up, host = await self.retries.send(ctx, req, view, d.cluster, d.endpoint, policy, deadline, body, out)
         except ProxyError as err:
-            return await self.respond.error(proto, req, ctx, err)
+            return self.respond.error(proto, req, ctx, err)
+        return await self.exchange(proto, req, ctx, view, d, out, policy, deadline, body)
+
+    async def exchange(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
+                       d: RouteDecision, out: Outbound, policy: RetryPolicy, deadline: Deadline, body: bytes | None,
+                       sent: Sent | None = None) -> bool:
+        """Tries (retries, timeouts, connect), then the response streamed back. `sent`: the first try, already
+        on the wire (an inline try handed over)."""
+        assert d.cluster is not None and d.endpoint is not None
+        try:
+            up, host = await self.retries.send(ctx, req, view, d.cluster, d.endpoint, policy, deadline, body, out,
+                                               sent)
+        except ProxyError as err:
+            return self.respond.error(proto, req, ctx, err)
         try:
             return await self.respond.stream(proto, req, ctx, d, up, d.cluster)
         finally:

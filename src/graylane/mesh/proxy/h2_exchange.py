@@ -348,7 +348,7 @@ class Exchanges:
                     transport.pause_reading()  # resumed as the client's window takes it
 
             ex.attach(feed)
-            done = self.loop.create_task(_when_complete(ex.complete, sink))
+            done = self.loop.create_task(_when_complete(ex.complete(), sink))
             while (item := await sink.read()) is not None:
                 await conn.send_data(ds.sid, item[0])
                 ctx.response_bytes += len(item[0])

@@ -5,6 +5,10 @@ no `await` inside parser callbacks, and flow control by named pause reasons. Req
 served one at a time: the next pipelined request stays unparsed (reading paused) until the current response is
 written and drained, as Envoy's HTTP/1 codec does (`framing.py` finds where each request ends). The handler
 itself lives in `forward.py`; a connection reads only `ConnectionHost` from the data-plane process.
+
+No task per connection (issue #17): once a request's head is parsed the forwarder is called from this
+callback (`RequestHandler.serve`); it answers there, forwards from there (`inline.py`), or runs the request in
+a task (`spawn`). Whichever way, it ends with `finished(keep)`, which lets the next request in.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import http
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
@@ -106,6 +111,21 @@ class RequestBody:
         return chunk
 
 
+class _NoBody(RequestBody):
+    """The body of every bodyless request: one shared, always done, never fed (nothing to allocate per request)."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: bytes) -> None:
+        raise AssertionError("a bodyless request was fed a body")
+
+    def fail(self, err: ProxyError) -> None:
+        pass  # no body to time out
+
+
+NO_BODY: RequestBody = _NoBody(None, done=True)  # type: ignore[arg-type]  # never reads its protocol
+
+
 class Request:
     __slots__ = ("method", "target", "version", "headers", "hmap", "body", "keep_alive", "start", "header_bytes",
                  "has_body", "chunked", "content_length", "header_count")
@@ -126,10 +146,19 @@ class Request:
         self.body: RequestBody = None  # type: ignore[assignment]  # set when the head is complete
 
 
-class RequestHandler(Protocol):
-    """Serves one parsed request (`forward.Forwarder`); returns whether the connection may be kept alive."""
+class Inflight(Protocol):
+    """What serves the current request and stops when the client goes away: a task, or an inline try."""
 
-    async def handle(self, proto: DownstreamProtocol, req: Request) -> bool: ...
+    def cancel(self) -> Any: ...
+
+
+class RequestHandler(Protocol):
+    """Serves parsed requests (`forward.Forwarder`)."""
+
+    def serve(self, proto: DownstreamProtocol, req: Request) -> None:
+        """Serve `req` (called from the parser's callback, no `await`): answer it now, or forward it and answer
+        from a callback, or `proto.spawn` a task; in every case end with `proto.finished(keep)`."""
+        ...
 
     def take_over_h2(self, proto: DownstreamProtocol, data: bytes) -> bool:
         """The connection opened with the HTTP/2 preface: serve it as h2c (h2_downstream.py) if it can."""
@@ -176,8 +205,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.on_resume: list[asyncio.Transport] = []  # upstream transports paused on our behalf
         self.pipeline: deque[Request] = deque()  # the request being served (one at a time)
-        self.task: asyncio.Task[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None  # the request loop waiting for the next request
+        self.inflight: Inflight | None = None  # what serves it (a task or an inline try), or waits for a drain
+        self.starting = False  # inside `serve`: a request answered there lets the parsing loop go on by itself
         self.deadline = float("inf")  # idle/header/body timeout, checked by the server's sweeper
         self.request_deadline = float("inf")  # request_timeout of the request being received
         self.peer = ("127.0.0.1", 0)
@@ -199,10 +228,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.unparsed = b""
         self.server.connections.discard(self)
         self._disarm()
-        if self.task is not None and self.busy:
-            self.task.cancel()  # the client is gone: stop waiting on the upstream (Envoy's DC)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        if self.inflight is not None and self.busy:
+            self.inflight.cancel()  # the client is gone: stop waiting on the upstream (Envoy's DC)
         if self.parsing is not None and self.parsing.body is not None:  # None while the head was incomplete
             self.parsing.body._wake()
         for req in self.pipeline:
@@ -246,12 +273,16 @@ class DownstreamProtocol(asyncio.Protocol):
                 end = self.framer.advance(data, pos)
                 self.parser.feed_data(data if pos == 0 and end == n else memoryview(data)[pos:end])
                 pos = end
+                if self.pipeline and not self.busy:
+                    self._start()
         except ProxyError as exc:
             self.reject(exc)
         except httptools.HttpParserUpgrade:
             self._upgrade(data[end:])  # `end`: where the upgrade request's head ended
+            if self.pipeline and not self.busy:
+                self._start()
         except httptools.HttpParserError as exc:
-            if data.startswith(b"PRI * HTTP/2.0") and self.task is None and self.server.forwarder.take_over_h2(
+            if data.startswith(b"PRI * HTTP/2.0") and not self.pipeline and self.server.forwarder.take_over_h2(
                     self, data):
                 return  # h2c with prior knowledge: the connection speaks HTTP/2 from here on
             cause = exc.__context__
@@ -337,17 +368,13 @@ class DownstreamProtocol(asyncio.Protocol):
                 raise BadRequest("invalid content-length")
             req.content_length = int(cl)
         req.has_body = req.chunked or bool(req.content_length)
-        req.body = RequestBody(self, done=not req.has_body)
+        req.body = RequestBody(self, done=False) if req.has_body else NO_BODY
         self.framer.start_body(req.content_length or 0, req.chunked)
         if req.has_body:
             self._arm_body()
         elif not self.busy:
             self._disarm()
-        self.pipeline.append(req)
-        if self.task is None:
-            self.task = self.loop.create_task(self._run())
-        elif self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.pipeline.append(req)  # served once `feed_data` returns (`_start`), outside the parser
 
     def on_body(self, body: bytes) -> None:
         if self.parsing is not None:
@@ -362,42 +389,72 @@ class DownstreamProtocol(asyncio.Protocol):
             if req.has_body:
                 self._disarm()
 
-    # -- request loop --------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        """One task per connection, serving its requests in order and idling between them."""
+    # -- serving one request at a time -------------------------------------------------------------------
+    def _start(self) -> None:
+        """The head of the request at the front is parsed and nothing else is being served: serve it."""
+        if self.closed or self.inflight is not None:
+            return  # gone, or the previous response waits for the client to read (`_drained`)
+        req = self.pipeline[0]
+        self.busy = True
+        self.responded = False
+        # The listener may have been replaced by a newer snapshot: use the current one.
+        self.listener = self.server.listener_at(self.listener_key) or self.listener
+        self.starting = True
         try:
-            while not self.closed:
-                if not self.pipeline:
-                    if self.parsing is None:
-                        self._arm(self.server.idle_timeout_s)
-                    self.waiter = self.loop.create_future()
-                    await self.waiter
-                    self.waiter = None
-                    continue
-                req = self.pipeline[0]
-                self.busy = True
-                self.responded = False
-                # The listener may have been replaced by a newer snapshot: use the current one.
-                self.listener = self.server.listener_at(self.listener_key) or self.listener
-                keep = await self.server.forwarder.handle(self, req)
-                self.pipeline.popleft()
-                self.busy = False
-                if not keep or not req.keep_alive or not req.body.done or self.server.draining(self.listener_key):
-                    self.close()
-                    return
-                if self.writing_paused:
-                    # Write back-pressure: the client is not reading; answer nothing more until it does.
-                    self.server.stats.bump("graylane_proxy_downstream_flow_control_paused_writing_total")
-                    self._arm(self.server.idle_timeout_s)
-                    await self.drain()
-                if not self.closed:
-                    self._next_request()
+            self.server.forwarder.serve(self, req)
         except Exception:  # boundary: one connection's bug must not take down the listener
             log.exception("downstream connection failed")
+            self.busy = False
             self.close()
         finally:
-            self.task = None
+            self.starting = False
+
+    def spawn(self, work: Coroutine[Any, Any, bool]) -> None:
+        """Serve the current request in a task (`work` returns whether the connection may be kept alive)."""
+        self.inflight = self.loop.create_task(self._serve(work))
+
+    async def _serve(self, work: Coroutine[Any, Any, bool]) -> None:
+        try:
+            keep = await work
+        except Exception:  # boundary, as in `_start`
+            log.exception("downstream connection failed")
+            self.inflight = None
             self.busy = False
+            self.close()
+            return
+        except BaseException:  # cancelled: the client went away
+            self.inflight = None
+            self.busy = False
+            raise
+        self.finished(keep)
+
+    def finished(self, keep: bool) -> None:
+        """The current response is written: close, wait for the client to read it, or let the next request in."""
+        self.inflight = None
+        self.busy = False
+        req = self.pipeline[0]
+        if not keep or not req.keep_alive or not req.body.done or self.server.draining(self.listener_key):
+            self.pipeline.popleft()
+            self.close()
+            return
+        if self.writing_paused:
+            # Write back-pressure: the client is not reading; answer nothing more until it does.
+            self.server.stats.bump("graylane_proxy_downstream_flow_control_paused_writing_total")
+            self._arm(self.server.idle_timeout_s)
+            self.inflight = self.loop.create_task(self._drained())
+            return
+        self.pipeline.popleft()
+        self._arm(self.server.idle_timeout_s)
+        if not self.starting:  # inside `_start`, the parsing loop that called it goes on by itself
+            self._next_request()
+
+    async def _drained(self) -> None:
+        await self.drain()
+        self.inflight = None
+        if self.closed:
+            return
+        self.pipeline.popleft()
+        self._next_request()
 
     # -- writing -------------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:

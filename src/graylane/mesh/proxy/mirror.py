@@ -53,7 +53,7 @@ class Mirrors:
             async with asyncio.timeout(MIRROR_TIMEOUT_S):
                 up = await self.connector.send(cluster, ep, head, body, fake)
                 up.exchange.attach(_discard)
-                await up.exchange.complete
+                await up.exchange.complete()
             self.connector.pools.release(up.conn, cluster, up.exchange.keep_alive)
             self.stats.bump("graylane_proxy_mirror_requests_total")
         except (ProxyError, TimeoutError, OSError):

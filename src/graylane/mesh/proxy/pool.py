@@ -22,16 +22,24 @@ RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"
 
 
 class Exchange:
-    """One request/response on an upstream connection. Body chunks go to `sink` once attached, else are held."""
+    """One request/response on an upstream connection. Body chunks go to `sink` once attached, else are held.
 
-    __slots__ = ("status", "headers", "headers_done", "complete", "keep_alive", "sink", "held", "on_complete",
-                 "response_bytes", "error", "has_length", "no_body", "passed", "content_length")
+    `got_headers` / `finished` / `error` are its state; the futures an `await` needs (`headers_done()`,
+    `complete()`) are made only when asked for: an inline try (inline.py) never awaits.
+    """
+
+    __slots__ = ("status", "headers", "got_headers", "finished", "_headers_done", "_complete", "loop", "keep_alive",
+                 "sink", "held", "response_bytes", "error", "has_length", "no_body", "passed", "content_length",
+                 "watcher")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, no_body: bool) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.headers_done: asyncio.Future[None] = loop.create_future()
-        self.complete: asyncio.Future[None] = loop.create_future()
+        self.loop = loop
+        self.got_headers = False  # the final response's headers are parsed
+        self.finished = False  # the response is complete
+        self._headers_done: asyncio.Future[None] | None = None
+        self._complete: asyncio.Future[None] | None = None
         self.keep_alive = True
         self.sink: Callable[[bytes], None] | None = None
         self.held: list[bytes] = []
@@ -42,6 +50,33 @@ class Exchange:
         # Built while parsing (one pass over the headers): the lines passed on as they came, minus RESPONSE_HOP ones.
         self.passed: list[bytes] = []
         self.content_length = False
+        # Called once when the final response's headers are parsed or the exchange fails (an inline try's).
+        self.watcher: Callable[[], None] | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Complete, or failed."""
+        return self.finished or self.error is not None
+
+    def headers_done(self) -> asyncio.Future[None]:
+        """Resolves when the final response's headers are parsed; raises the exchange's error if it failed first."""
+        if self._headers_done is None:
+            self._headers_done = self._future(self.got_headers)
+        return self._headers_done
+
+    def complete(self) -> asyncio.Future[None]:
+        """Resolves when the response is complete; raises the exchange's error if it failed first."""
+        if self._complete is None:
+            self._complete = self._future(self.finished)
+        return self._complete
+
+    def _future(self, ready: bool) -> asyncio.Future[None]:
+        fut = self.loop.create_future()
+        if ready:
+            fut.set_result(None)
+        elif self.error is not None:
+            fut.set_exception(self.error)
+        return fut
 
     def attach(self, sink: Callable[[bytes], None]) -> None:
         self.sink = sink
@@ -81,12 +116,15 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamReset(f"bad upstream response: {exc}"))
             self.close()
+        if ex.watcher is not None and (ex.status or ex.error is not None):
+            watcher, ex.watcher = ex.watcher, None
+            watcher()  # outside the parser: it may answer, release this connection and send the next request
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         ex = self.exchange
-        if ex is not None and not ex.complete.done():
-            if ex.headers_done.done() and not ex.has_length and not ex.no_body:
+        if ex is not None and not ex.ended:
+            if ex.got_headers and not ex.has_length and not ex.no_body:
                 ex.keep_alive = False
                 self._finish(ex)  # close-delimited body ends here
             else:
@@ -94,6 +132,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
+        if ex is not None and ex.watcher is not None:
+            watcher, ex.watcher = ex.watcher, None
+            watcher()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -133,8 +174,10 @@ class UpstreamConnection(asyncio.Protocol):
         ex.keep_alive = self.parser.should_keep_alive()
         if status in (204, 304):
             ex.no_body = True
-        if not ex.headers_done.done():
-            ex.headers_done.set_result(None)
+        if not ex.got_headers:
+            ex.got_headers = True
+            if ex._headers_done is not None and not ex._headers_done.done():
+                ex._headers_done.set_result(None)
         if ex.no_body:
             # HEAD responses carry a length but no body; httptools cannot be told, so never reuse.
             ex.keep_alive = ex.keep_alive and status in (204, 304)
@@ -142,7 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
-        if ex is None or ex.complete.done():
+        if ex is None or ex.ended:
             return
         ex.response_bytes += len(body)
         if ex.sink is not None:
@@ -158,16 +201,19 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- internals
     def _finish(self, ex: Exchange) -> None:
-        if not ex.complete.done():
-            ex.complete.set_result(None)
+        if not ex.ended:
+            ex.finished = True
+            if ex._complete is not None and not ex._complete.done():
+                ex._complete.set_result(None)
 
     def _fail(self, err: BaseException) -> None:
         ex = self.exchange
         if ex is None:
             return
-        ex.error = err
-        for fut in (ex.headers_done, ex.complete):
-            if not fut.done():
+        if ex.error is None:
+            ex.error = err
+        for fut in (ex._headers_done, ex._complete):
+            if fut is not None and not fut.done():
                 fut.set_exception(err)
                 fut.exception()  # mark retrieved: the waiter may have given up already
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from graylane.mesh.proxy.connect import Upstream
 from graylane.mesh.proxy.errors import ClusterNotFound, FaultAbort, NoHealthyUpstream, NoRoute, ProxyError
 from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
-from graylane.mesh.proxy.pool import RESPONSE_HOP, Pools
+from graylane.mesh.proxy.pool import RESPONSE_HOP, Exchange, Pools, UpstreamConnection
 from graylane.mesh.proxy.telemetry import Ctx, Telemetry
 from graylane.mesh.routing import Cluster, Cors, Outcome, RequestView, RouteDecision, redirect_location
 
@@ -56,7 +57,7 @@ class Responder:
         self.report = report
         self.pools = pools
 
-    async def send(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, status: int, body: bytes,
+    def send(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, status: int, body: bytes,
                    headers: list[tuple[str, str]]) -> bool:
         """A local reply; returns whether the connection may be kept alive."""
         keep = req.keep_alive and req.body.done
@@ -75,34 +76,59 @@ class Responder:
         self.report.report(ctx)
         return keep
 
-    async def error(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, err: ProxyError) -> bool:
+    def error(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, err: ProxyError) -> bool:
         """The one place a failure becomes a response: status, Envoy's body, its flag and extra headers."""
         if err.flag:
             ctx.flags.append(err.flag)
         headers = [("content-type", "text/plain")] if err.body else []
         headers += err.headers
         status = err.abort_status if isinstance(err, FaultAbort) else err.status
-        return await self.send(proto, req, ctx, status, err.body.encode(), headers)
+        return self.send(proto, req, ctx, status, err.body.encode(), headers)
 
-    async def decision(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
+    def decision(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
                        view: RequestView) -> bool:
         """A request the route answers itself: redirect, direct response, or no route / cluster / healthy host."""
         rule = d.rule
         if d.outcome is Outcome.REDIRECT and rule is not None:
             match = rule.matches[d.match_index] if d.match_index is not None else None
-            return await self.send(proto, req, ctx, d.status, b"",
+            return self.send(proto, req, ctx, d.status, b"",
                                    [("location", redirect_location(rule, match, view))])
         if d.outcome is Outcome.DIRECT_RESPONSE and rule is not None and rule.direct_response is not None:
             extra = list(rule.headers_response.set) + list(rule.headers_response.add)
-            return await self.send(proto, req, ctx, d.status, rule.direct_response.body,
+            return self.send(proto, req, ctx, d.status, rule.direct_response.body,
                                    [("content-type", "text/plain"), *extra])
-        return await self.error(proto, req, ctx, _OUTCOME_ERRORS[d.outcome](d.detail))
+        return self.error(proto, req, ctx, _OUTCOME_ERRORS[d.outcome](d.detail))
 
     async def stream(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision, up: Upstream,
                      cluster: Cluster) -> bool:
         """Pass the upstream response on (headers rewritten only when the route says so); release or drop the
         connection after it. Returns whether the downstream connection may be kept alive."""
-        conn, ex, sender = up.conn, up.exchange, up.sender
+        conn, ex = up.conn, up.exchange
+        keep, chunked = self.start(proto, req, ctx, d, conn, ex, cluster)
+        try:
+            await ex.complete()
+        except asyncio.CancelledError:
+            conn.abort()
+            raise
+        except ProxyError:
+            # The upstream went away mid-body: the client sees a truncated response and a closed connection.
+            ctx.flags.append("UC")
+            ctx.response_bytes = ex.response_bytes
+            conn.abort()
+            self.report.report(ctx)
+            return False
+        return self.end(proto, req, ctx, conn, ex, up.sender, cluster, keep, chunked)
+
+    def whole(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision, conn: UpstreamConnection,
+              ex: Exchange, cluster: Cluster) -> bool:
+        """`stream` for a response that is complete already (an inline try's): written and reported now."""
+        keep, chunked = self.start(proto, req, ctx, d, conn, ex, cluster)
+        return self.end(proto, req, ctx, conn, ex, None, cluster, keep, chunked)
+
+    def start(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision, conn: UpstreamConnection,
+              ex: Exchange, cluster: Cluster) -> tuple[bool, bool]:
+        """Write the response head (and the body so far); the rest follows the upstream's bytes as they come.
+        Returns (whether the connection may be kept alive, whether the body is re-chunked)."""
         dest, rule = d.destination, d.rule
         status = ex.status
         origin = req.hmap.get("origin")
@@ -149,38 +175,19 @@ class Responder:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
         ctx.status = status
-        transport = conn.transport
-        whole = ex.complete.done() and ex.error is None and not chunked
-        if whole:
+        if ex.finished and ex.error is None and not chunked:
             # The whole response is already here (the common small-JSON case): one write, one syscall.
             proto.write(b"".join(head) + b"".join(ex.held))
             ex.held.clear()
         else:
             proto.write(b"".join(head))
+            ex.attach(_sink(proto, conn.transport, chunked))
+        return keep, chunked
 
-        def sink(chunk: bytes) -> None:
-            if chunked:
-                proto.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            else:
-                proto.write(chunk)
-            if proto.writing_paused and transport not in proto.on_resume:
-                transport.pause_reading()
-                proto.on_resume.append(transport)
-
-        if not whole:
-            ex.attach(sink)
-        try:
-            await ex.complete
-        except asyncio.CancelledError:
-            conn.abort()
-            raise
-        except ProxyError:
-            # The upstream went away mid-body: the client sees a truncated response and a closed connection.
-            ctx.flags.append("UC")
-            ctx.response_bytes = ex.response_bytes
-            conn.abort()
-            self.report.report(ctx)
-            return False
+    def end(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, conn: UpstreamConnection, ex: Exchange,
+            sender: asyncio.Task[None] | None, cluster: Cluster, keep: bool, chunked: bool) -> bool:
+        """The upstream's response is complete: end the body, give the connection back, report."""
+        status = ex.status
         if chunked:
             proto.write(b"0\r\n\r\n")
         ctx.response_bytes = ex.response_bytes
@@ -192,3 +199,19 @@ class Responder:
                            (ex.keep_alive and sent_all and status in (204, 304)))
         self.report.report(ctx)
         return keep and req.body.done
+
+
+def _sink(proto: DownstreamProtocol, transport: asyncio.Transport, chunked: bool) -> Callable[[bytes], None]:
+    """Where the upstream's body bytes go as they come: to the client (re-chunked when needed), pausing the
+    upstream while the client does not read."""
+
+    def sink(chunk: bytes) -> None:
+        if chunked:
+            proto.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            proto.write(chunk)
+        if proto.writing_paused and transport not in proto.on_resume:
+            transport.pause_reading()
+            proto.on_resume.append(transport)
+
+    return sink

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass
 from functools import partial
 
 from graylane.mesh.proxy.balance import HostStats, LoadState
@@ -26,6 +27,7 @@ from graylane.mesh.proxy.errors import (
 )
 from graylane.mesh.proxy.listener import Request
 from graylane.mesh.proxy.outlier import OutlierDetectors
+from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
 from graylane.mesh.proxy.ratelimit import RateLimits
 from graylane.mesh.proxy.route import Outbound
 from graylane.mesh.proxy.telemetry import Ctx
@@ -33,6 +35,16 @@ from graylane.mesh.proxy.timeout import Deadline, within
 from graylane.mesh.routing import Cluster, ClusterEndpoint, RequestView, RetryPolicy
 
 BACKOFF_BASE_S = 0.025
+
+
+@dataclass(slots=True)
+class Sent:
+    """A first try already on the wire (an inline try handed over): its head, host stats and exchange."""
+
+    head: bytes
+    host: HostStats
+    conn: UpstreamConnection
+    exchange: Exchange
 
 
 class Retries:
@@ -45,10 +57,24 @@ class Retries:
         self.limits = limits
         self.connector = connector
 
+    def begin(self, ctx: Ctx, req: Request, ep: ClusterEndpoint, attempt: int, body: bytes | None,
+              out: Outbound) -> tuple[bytes, HostStats]:
+        """One try's start: the destination's inbound rate limit (raises `RateLimited`), the head to send (with
+        this try's span id when traced), and the host's stats with the try counted as active."""
+        ctx.attempts = attempt
+        ctx.endpoint = ep
+        self.limits.check_inbound(ep, self.loop.time())  # as the destination's sidecar would apply it
+        head = out.head(attempt, ctx, req, body)
+        host = self.load.host(ep)
+        host.active += 1
+        ctx.upstream_start = time.perf_counter()
+        return head, host
+
     async def send(self, ctx: Ctx, req: Request, view: RequestView, cluster: Cluster, ep: ClusterEndpoint,
                    policy: RetryPolicy, deadline: Deadline, body: bytes | None,
-                   out: Outbound) -> tuple[Upstream, HostStats]:
-        """The try whose response is passed on, and its host's stats (`active` still counts it).
+                   out: Outbound, sent: Sent | None = None) -> tuple[Upstream, HostStats]:
+        """The try whose response is passed on, and its host's stats (`active` still counts it). `sent`: the
+        first try, begun and written already (to `ep`, without a deadline).
 
         Raises the last try's `ProxyError` (flag `URX` when retries were spent), or `RateLimited` from the
         destination's inbound limit.
@@ -58,17 +84,17 @@ class Retries:
         attempt = 0
         while True:
             attempt += 1
-            ctx.attempts = attempt
             tried.append(ep)
-            ctx.endpoint = ep
-            # Inbound local rate limit, as the destination's sidecar would apply it.
-            self.limits.check_inbound(ep, self.loop.time())
-            head = out.head(attempt, ctx, req, body)  # also this try's span id, when the request is traced
-            host = self.load.host(ep)
-            host.active += 1
-            ctx.upstream_start = time.perf_counter()
+            if sent is None:
+                head, host = self.begin(ctx, req, ep, attempt, body, out)
+            else:
+                head, host = sent.head, sent.host
             try:
-                if deadline.at is None and deadline.per_try_s is None:
+                if sent is not None:
+                    written, sent = sent, None
+                    up = await self.connector.resume(cluster, ep, written.head, body, req, written.conn,
+                                                     written.exchange)
+                elif deadline.at is None and deadline.per_try_s is None:
                     up = await self.connector.send(cluster, ep, head, body, req)
                 else:
                     up = await within(deadline, self.loop.time(), cluster.name,
