@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Hashable, Iterable
+from functools import lru_cache
 
 from graylane.mesh.routing import Cluster, ClusterEndpoint, pfair_pick, random_pick
 
@@ -38,10 +39,27 @@ class ClusterCounters:
         self.rr_cursor = 0
 
 
+SCHEDULE_MAX = 10_000  # a split's whole cycle is computed once when its weights sum to at most this
+
+
+@lru_cache(maxsize=1024)
+def pfair_schedule(weights: tuple[int, ...]) -> tuple[int, ...]:
+    """A split's whole cycle of picks (`pfair_pick` from the cycle's start, slot after slot): the same for every
+    split with these weights, so computed once and then read one index per request."""
+    total = sum(weights)
+    counts = [0] * len(weights)
+    out = []
+    for slot in range(total):
+        best = pfair_pick(weights, total, counts, slot)
+        counts[best] += 1
+        out.append(best)
+    return tuple(out)
+
+
 class WeightedPicker:
     """The progress of one weighted split: `pick` returns the next destination index and records it."""
 
-    __slots__ = ("weights", "total", "counts", "slot", "use_random")
+    __slots__ = ("weights", "total", "counts", "slot", "use_random", "schedule")
 
     def __init__(self, weights: Iterable[int], use_random: bool = False) -> None:
         self.weights = tuple(weights)
@@ -49,8 +67,15 @@ class WeightedPicker:
         self.counts = [0] * len(self.weights)
         self.slot = 0
         self.use_random = use_random
+        self.schedule = pfair_schedule(self.weights) if (
+            not use_random and len(self.weights) > 1 and 0 < self.total <= SCHEDULE_MAX) else None
 
     def pick(self, rng: random.Random) -> int:
+        schedule = self.schedule
+        if schedule is not None:  # the common case: this split's precomputed cycle (`counts` is not kept)
+            slot = self.slot
+            self.slot = slot + 1 if slot + 1 < self.total else 0
+            return schedule[slot]
         n = len(self.weights)
         if n == 1:
             return 0

@@ -49,6 +49,7 @@ PAUSE_PIPELINE = 2  # the next request waits (unparsed) for the current response
 SERVER_HEADER = b"server: istio-envoy\r\n"  # Istio's server_name on every listener
 REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
+METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 __all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
 
@@ -128,7 +129,7 @@ NO_BODY: RequestBody = _NoBody(None, done=True)  # type: ignore[arg-type]  # nev
 
 class Request:
     __slots__ = ("method", "target", "version", "headers", "hmap", "body", "keep_alive", "start", "header_bytes",
-                 "has_body", "chunked", "content_length", "header_count")
+                 "has_body", "chunked", "content_length")
 
     def __init__(self) -> None:
         self.method = ""
@@ -139,7 +140,6 @@ class Request:
         self.keep_alive = True
         self.start = 0.0
         self.header_bytes = 0
-        self.header_count = 0
         self.has_body = False
         self.chunked = False
         self.content_length: int | None = None
@@ -341,28 +341,39 @@ class DownstreamProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.parsing
         assert req is not None
-        req.header_bytes += len(name) + len(value) + 4
-        req.header_count += 1
-        if req.header_bytes > MAX_HEADERS:
+        size = req.header_bytes = req.header_bytes + len(name) + len(value) + 4
+        headers = req.headers
+        if size > MAX_HEADERS:
             raise HeadersTooLarge("header block too large")
-        if req.header_count > MAX_HEADER_COUNT:
+        if len(headers) >= MAX_HEADER_COUNT:
             raise HeadersTooLarge("too many headers")
         lname = name.decode("latin-1").lower()
         val = value.decode("latin-1")
-        req.headers.append((lname, val))
-        old = req.hmap.get(lname)
-        req.hmap[lname] = val if old is None else f"{old},{val}"
+        headers.append((lname, val))
+        hmap = req.hmap
+        if lname in hmap:
+            hmap[lname] = f"{hmap[lname]},{val}"
+        else:
+            hmap[lname] = val
 
     def on_headers_complete(self) -> None:
         req = self.parsing
         assert req is not None
         p = self.parser
-        req.method = p.get_method().decode("latin-1")
+        method = p.get_method()
+        req.method = METHODS.get(method) or method.decode("latin-1")
         req.version = p.get_http_version()
         req.keep_alive = p.should_keep_alive()
-        cl = req.hmap.get("content-length")
-        te = req.hmap.get("transfer-encoding", "")
-        req.chunked = "chunked" in te.lower()
+        hmap = req.hmap
+        if "content-length" not in hmap and "transfer-encoding" not in hmap:  # the common bodyless request
+            req.body = NO_BODY  # (`has_body`, `chunked`: False from __init__)
+            self.framer.start_body(0, False)
+            if not self.busy:
+                self._disarm()
+            self.pipeline.append(req)  # served once `feed_data` returns (`_start`), outside the parser
+            return
+        cl = hmap.get("content-length")
+        req.chunked = "chunked" in hmap.get("transfer-encoding", "").lower()
         if cl is not None:
             if req.chunked or not cl.isdigit():
                 raise BadRequest("invalid content-length")

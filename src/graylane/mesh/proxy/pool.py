@@ -19,6 +19,7 @@ from graylane.mesh.routing import Cluster, ClusterEndpoint
 # `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
 RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                           b"upgrade", b"server", b"x-envoy-upstream-service-time"))
+_NOTED = RESPONSE_HOP | {b"content-length"}  # headers `on_header` looks at more closely
 
 
 class Exchange:
@@ -28,13 +29,12 @@ class Exchange:
     `complete()`) are made only when asked for: an inline try (inline.py) never awaits.
     """
 
-    __slots__ = ("status", "headers", "got_headers", "finished", "_headers_done", "_complete", "loop", "keep_alive",
+    __slots__ = ("status", "got_headers", "finished", "_headers_done", "_complete", "loop", "keep_alive",
                  "sink", "held", "response_bytes", "error", "has_length", "no_body", "passed", "content_length",
                  "watcher")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, no_body: bool) -> None:
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
         self.loop = loop
         self.got_headers = False  # the final response's headers are parsed
         self.finished = False  # the response is complete
@@ -52,6 +52,15 @@ class Exchange:
         self.content_length = False
         # Called once when the final response's headers are parsed or the exchange fails (an inline try's).
         self.watcher: Callable[[], None] | None = None
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The response's headers as (name, value), hop-by-hop ones left out (made from `passed` when asked)."""
+        out = []
+        for line in self.passed:
+            name, _, value = line[:-2].partition(b": ")
+            out.append((name, value))
+        return out
 
     @property
     def ended(self) -> bool:
@@ -151,10 +160,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        ex = self.exchange
-        assert ex is not None
-        ex.headers.append((name, value))
+        ex: Exchange = self.exchange  # type: ignore[assignment]  # parsing only happens during an exchange
         lname = name.lower()
+        if lname not in _NOTED:  # the common header: passed on as it came
+            ex.passed.append(b"%s: %s\r\n" % (name, value))
+            return
         if lname == b"content-length":
             ex.content_length = ex.has_length = True
         elif lname == b"transfer-encoding":
@@ -167,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert ex is not None
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # interim response (100 Continue): drop it
-            ex.headers, ex.passed = [], []
+            ex.passed = []
             ex.has_length = ex.content_length = False
             return
         ex.status = status

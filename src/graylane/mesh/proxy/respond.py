@@ -132,8 +132,8 @@ class Responder:
         dest, rule = d.destination, d.rule
         status = ex.status
         origin = req.hmap.get("origin")
-        rewrite = (dest is not None and not dest.headers_response.is_empty()) or (rule is not None and (
-            not rule.headers_response.is_empty() or (rule.cors is not None and origin is not None))) or bool(
+        rewrite = (dest is not None and not dest.headers_response.empty) or (rule is not None and (
+            not rule.headers_response.empty or (rule.cors is not None and origin is not None))) or bool(
             d.set_cookie and cluster.policy.lb.hash_cookie) or d.sticky_cookie is not None
         no_body = req.method == "HEAD" or status in (204, 304) or status < 200
         keep = req.keep_alive
@@ -170,7 +170,8 @@ class Responder:
                 headers.append(("transfer-encoding", "chunked"))
             else:
                 keep = False
-        head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers]
+        if headers:
+            head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers]
         if not keep:
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")

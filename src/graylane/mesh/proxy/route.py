@@ -115,8 +115,8 @@ class Router:
         headers.append(("x-request-id", ctx.rid))
         if "x-forwarded-proto" not in req.hmap:
             headers.append(("x-forwarded-proto", view.scheme))
-        if rule is not None:
+        if rule is not None and not rule.headers_request.empty:
             headers = rule.headers_request.apply(headers)
-        if dest is not None:
+        if dest is not None and not dest.headers_request.empty:
             headers = dest.headers_request.apply(headers)
         return Outbound(req.method, path, authority, headers, traced)

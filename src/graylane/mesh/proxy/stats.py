@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 from bisect import bisect_left
 
 # Istio's label set (istio_stats.cc all_tags_), in order.
@@ -24,33 +23,24 @@ TCP_COUNTERS = ("istio_tcp_connections_opened_total", "istio_tcp_connections_clo
                 "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
 
 
-class Histogram:
-    __slots__ = ("counts", "sum", "count")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
-        self.sum += value
-        self.count += 1
+NB = len(BUCKETS) + 1  # buckets per histogram, +Inf last
+# One list per label set: [requests, duration sum, request-bytes sum, response-bytes sum, then NB bucket counts
+# for each histogram in HISTOGRAMS order]. Flat lists of numbers: the fold below is a few index operations.
+_SUMS = 1
+_BUCKETS_AT = 4
 
 
 class Stats:
     """istio_requests_total plus three histograms, keyed by the label tuple.
 
-    Batched (issue #17): a request appends its observation to `pending`; the counters and buckets take the batch
-    on the next read (`requests`, `histograms`, `render`) or every `BATCH` observations, in one tight loop.
+    Batched (issue #17): a request appends its observation to `pending`; the series take the batch on the next
+    read (`render`) or every `BATCH` observations, in one tight loop over flat lists.
     """
 
     BATCH = 2048
 
     def __init__(self) -> None:
-        self._requests: dict[tuple[str, ...], int] = {}
-        self._histograms: dict[str, dict[tuple[str, ...], Histogram]] = {name: {} for name in HISTOGRAMS}
-        self.series: dict[tuple[str, ...], tuple[Histogram, Histogram, Histogram]] = {}
+        self.series: dict[tuple[str, ...], list[float]] = {}
         self.counters: dict[str, int] = {}  # proxy-internal counters (graylane_proxy_*)
         self.tcp: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in TCP_COUNTERS}  # proxy/tcp.py
         self.pending: list[tuple[tuple[str, ...], float, int, int]] = []
@@ -60,16 +50,6 @@ class Stats:
         series = self.tcp[name]
         series[labels] = series.get(labels, 0) + by
 
-    @property
-    def requests(self) -> dict[tuple[str, ...], int]:
-        self.flush()
-        return self._requests
-
-    @property
-    def histograms(self) -> dict[str, dict[tuple[str, ...], Histogram]]:
-        self.flush()
-        return self._histograms
-
     def record(self, labels: tuple[str, ...], duration_ms: float, request_bytes: int, response_bytes: int) -> None:
         pending = self.pending
         pending.append((labels, duration_ms, request_bytes, response_bytes))
@@ -77,20 +57,21 @@ class Stats:
             self.flush()
 
     def flush(self) -> None:
-        """Fold the pending observations into the counters and histograms."""
+        """Fold the pending observations into the series."""
         batch, self.pending = self.pending, []
-        series, requests = self.series, self._requests
+        series = self.series
+        rq_at, rs_at = _BUCKETS_AT + NB, _BUCKETS_AT + 2 * NB
         for labels, duration_ms, request_bytes, response_bytes in batch:
-            hs = series.get(labels)
-            if hs is None:
-                hs = series[labels] = (Histogram(), Histogram(), Histogram())
-                for name, h in zip(HISTOGRAMS, hs, strict=True):
-                    self._histograms[name][labels] = h
-            requests[labels] = requests.get(labels, 0) + 1
-            for h, value in ((hs[0], duration_ms), (hs[1], request_bytes), (hs[2], response_bytes)):
-                h.counts[bisect_left(BUCKETS, value)] += 1
-                h.sum += value
-                h.count += 1
+            s = series.get(labels)
+            if s is None:
+                s = series[labels] = [0] * (_BUCKETS_AT + 3 * NB)
+            s[0] += 1
+            s[1] += duration_ms
+            s[2] += request_bytes
+            s[3] += response_bytes
+            s[_BUCKETS_AT + bisect_left(BUCKETS, duration_ms)] += 1
+            s[rq_at + bisect_left(BUCKETS, request_bytes)] += 1
+            s[rs_at + bisect_left(BUCKETS, response_bytes)] += 1
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by
@@ -98,19 +79,20 @@ class Stats:
     def render(self) -> str:
         self.flush()
         out: list[str] = ["# TYPE istio_requests_total counter"]
-        for labels, n in self.requests.items():
-            out.append(f"istio_requests_total{{{_fmt(labels)}}} {n}")
-        for name in HISTOGRAMS:
+        for labels, s in self.series.items():
+            out.append(f"istio_requests_total{{{_fmt(labels)}}} {s[0]}")
+        for i, name in enumerate(HISTOGRAMS):
             out.append(f"# TYPE {name} histogram")
-            for labels, h in self.histograms[name].items():
+            at = _BUCKETS_AT + i * NB
+            for labels, s in self.series.items():
                 base = _fmt(labels)
                 acc = 0
-                for le, c in zip(BUCKETS, h.counts, strict=False):
+                for le, c in zip(BUCKETS, s[at:at + NB], strict=False):
                     acc += c
                     out.append(f'{name}_bucket{{{base},le="{le:g}"}} {acc}')
-                out.append(f'{name}_bucket{{{base},le="+Inf"}} {h.count}')
-                out.append(f"{name}_sum{{{base}}} {h.sum:g}")
-                out.append(f"{name}_count{{{base}}} {h.count}")
+                out.append(f'{name}_bucket{{{base},le="+Inf"}} {s[0]}')
+                out.append(f"{name}_sum{{{base}}} {s[_SUMS + i]:g}")
+                out.append(f"{name}_count{{{base}}} {s[0]}")
         for name in TCP_COUNTERS:
             if self.tcp[name]:
                 out.append(f"# TYPE {name} counter")

@@ -22,14 +22,27 @@ def new_id(bits: int = 64) -> str:
 
 
 _request_ids: list[str] = []
+# RFC 9562 UUID version 4: the version nibble is 4, the variant's two top bits are 10.
+_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
+_BATCH = 256
+# Where each of a UUID's 32 hex digits goes in its 36-character form (dashes at 8, 13, 18, 23), plus a space.
+_DIGIT_AT = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]
+_TEMPLATE = b"-" * 36 + b" "
 
 
 def request_id() -> str:
-    """A random UUID4 for `x-request-id` (Envoy's form): made 256 at a time from one `os.urandom` read."""
+    """A random UUID4 for `x-request-id` (Envoy's form), made 256 at a time from one `os.urandom` read with
+    C-speed byte operations only: translate sets the version and variant bits, strided slices place the digits."""
     if not _request_ids:
-        h = os.urandom(16 * 256).hex()
-        _request_ids.extend(f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{'89ab'[int(h[i + 16], 16) & 3]}"
-                            f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, len(h), 32))
+        raw = bytearray(os.urandom(16 * _BATCH))
+        raw[6::16] = raw[6::16].translate(_VERSION)
+        raw[8::16] = raw[8::16].translate(_VARIANT)
+        digits = raw.hex().encode()
+        out = bytearray(_TEMPLATE * _BATCH)
+        for j, at in enumerate(_DIGIT_AT):
+            out[at::37] = digits[j::32]
+        _request_ids.extend(out.decode().split())
     return _request_ids.pop()
 
 

@@ -23,13 +23,17 @@ class HeaderOps:
     set: tuple[tuple[str, str], ...] = ()
     add: tuple[tuple[str, str], ...] = ()
     remove: tuple[str, ...] = ()
+    empty: bool = field(init=False, repr=False, compare=False)  # no operation at all (read on the hot path)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "empty", not (self.set or self.add or self.remove))
 
     def is_empty(self) -> bool:
-        return not (self.set or self.add or self.remove)
+        return self.empty
 
     def apply(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Apply to a list of (lowercase name, value): remove, then set (replace), then add (comma-append)."""
-        if self.is_empty():
+        if self.empty:
             return headers
         drop = set(self.remove) | {k for k, _ in self.set}
         out = [(k, v) for k, v in headers if k not in drop]
