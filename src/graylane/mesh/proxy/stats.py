@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 
 # Istio's label set (istio_stats.cc all_tags_), in order.
 LABELS = (
@@ -33,8 +34,8 @@ _BUCKETS_AT = 4
 class Stats:
     """istio_requests_total plus three histograms, keyed by the label tuple.
 
-    Batched (issue #17): a request appends its observation to `pending`; the series take the batch on the next
-    read (`render`) or every `BATCH` observations, in one tight loop over flat lists.
+    Batched (issue #17): a request appends its observation to `pending` and `durations`; the series take the
+    batch on the next read (`render`) or every `BATCH` observations, in tight loops over flat lists.
     """
 
     BATCH = 2048
@@ -43,7 +44,8 @@ class Stats:
         self.series: dict[tuple[str, ...], list[float]] = {}
         self.counters: dict[str, int] = {}  # proxy-internal counters (graylane_proxy_*)
         self.tcp: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in TCP_COUNTERS}  # proxy/tcp.py
-        self.pending: list[tuple[tuple[str, ...], float, int, int]] = []
+        self.pending: list[tuple[tuple[str, ...], int, int]] = []  # (labels, request bytes, response bytes)
+        self.durations: list[tuple[tuple[str, ...], float]] = []  # (labels, duration ms), in the same order
 
     def tcp_add(self, name: str, labels: tuple[str, ...], by: int = 1) -> None:
         """An istio_tcp_* counter (`labels` in TCP_LABELS order)."""
@@ -51,27 +53,32 @@ class Stats:
         series[labels] = series.get(labels, 0) + by
 
     def record(self, labels: tuple[str, ...], duration_ms: float, request_bytes: int, response_bytes: int) -> None:
-        pending = self.pending
-        pending.append((labels, duration_ms, request_bytes, response_bytes))
-        if len(pending) >= self.BATCH:
+        self.pending.append((labels, request_bytes, response_bytes))
+        durations = self.durations
+        durations.append((labels, duration_ms))
+        if len(durations) >= self.BATCH:
             self.flush()
 
     def flush(self) -> None:
-        """Fold the pending observations into the series."""
+        """Fold the pending observations into the series: counts, byte sums and byte buckets once per distinct
+        (labels, request bytes, response bytes), counted in C; then each duration."""
         batch, self.pending = self.pending, []
+        durations, self.durations = self.durations, []
         series = self.series
         rq_at, rs_at = _BUCKETS_AT + NB, _BUCKETS_AT + 2 * NB
-        for labels, duration_ms, request_bytes, response_bytes in batch:
+        for (labels, request_bytes, response_bytes), n in Counter(batch).items():
             s = series.get(labels)
             if s is None:
                 s = series[labels] = [0] * (_BUCKETS_AT + 3 * NB)
-            s[0] += 1
+            s[0] += n
+            s[2] += request_bytes * n
+            s[3] += response_bytes * n
+            s[rq_at + bisect_left(BUCKETS, request_bytes)] += n
+            s[rs_at + bisect_left(BUCKETS, response_bytes)] += n
+        for labels, duration_ms in durations:
+            s = series[labels]
             s[1] += duration_ms
-            s[2] += request_bytes
-            s[3] += response_bytes
             s[_BUCKETS_AT + bisect_left(BUCKETS, duration_ms)] += 1
-            s[rq_at + bisect_left(BUCKETS, request_bytes)] += 1
-            s[rs_at + bisect_left(BUCKETS, response_bytes)] += 1
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by
