@@ -13,6 +13,8 @@ DATAPLANE_FILE = "dataplane.json"  # written by `graylane up`: {"admin_port", "p
 SNAPSHOT_FILE = "proxy-snapshot.json"  # the last snapshot the data plane ACKed, in its state folder
 ENV_CHANNEL = "GRAYLANE_LISTEN_CHANNEL"  # the supervisor's end of the socket-keeping channel (a descriptor)
 ENV_FDS = "GRAYLANE_LISTEN_FDS"  # JSON [[host, port, fd], ...]: listening sockets kept across restarts
+MAX_WORKERS = 256  # the data plane's `--concurrency` bound
+WORKERS_FILE = "workers"  # in the local mesh's data-plane folder: `graylane up --proxy-workers N` (default 1)
 
 
 def activation_message(env: Mapping[str, str], fds: Sequence[int]) -> bytes:

@@ -304,3 +304,42 @@ def test_control_plane_sigkill_keeps_traffic_and_readopts_workloads(mesh: Mesh) 
     mesh.apply_api(virtual_service(100, 0), "back-to-v1.yaml")
     with httpx.Client(trust_env=False, timeout=10) as client:
         assert {client.get(mesh.url).json()["version"] for _ in range(20)} == {"v1"}
+
+
+def test_up_with_two_proxy_workers_serves_through_both_and_keeps_the_split(tmp_path: Path) -> None:
+    """`graylane up --proxy-workers 2`: the local mesh's data plane as two processes sharing every listener."""
+    state = tmp_path / "state"
+    state.mkdir()
+    m = Mesh(state)
+    try:
+        m.cli("up", "--admin-port", str(m.admin_port), "--gateway-port", f"80={m.gateway_port}",
+              "--proxy-workers", "2")
+        m.apply_api(BASE + "---" + deployment("web-v1", "v1", 1) + "---" + deployment("web-v2", "v2", 1)
+                    + "---" + virtual_service(50, 50), "app.yaml")
+        m.rollout("web-v1")
+        m.rollout("web-v2")
+        versions: Counter[str] = Counter()
+        lock = threading.Lock()
+
+        def send(n: int) -> None:
+            got: Counter[str] = Counter()
+            for _ in range(n):  # a new connection each time: the kernel spreads connections over the workers
+                got[httpx.get(m.url, timeout=10).json()["version"]] += 1
+            with lock:
+                versions.update(got)
+
+        threads = [threading.Thread(target=send, args=(100,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        # Each worker splits its own requests exactly: the whole is off by at most one request per worker.
+        assert sum(versions.values()) == 400 and abs(versions["v1"] - 200) <= 2, versions
+        workers = httpx.get(f"http://127.0.0.1:{m.admin_port}/workers", timeout=10).json()["workers"]
+        assert len(workers) == 2 and all(w["up"] and w["requests"] > 0 for w in workers), workers
+        assert "2 worker" not in m.cli("up", "--proxy-workers", "2").stderr  # already running with 2: no note
+        note = m.cli("up", "--proxy-workers", "1").stderr
+        assert "the running data plane has 2 worker(s); 1 from its next start" in note, note
+    finally:
+        m.cli("down", check=False)
+        m.api.close()

@@ -119,8 +119,17 @@ def _part_ready(state: Path, name: str, started: subprocess.Popen[bytes] | None,
 
 
 def up(foreground: bool, host: str | None, port: int | None, admin_port: int | None, gateway_ports: list[str],
-       gateway_bind: str | None, timeout: float) -> None:
+       gateway_bind: str | None, timeout: float, proxy_workers: int | None = None) -> None:
     state = state_dir()
+    if proxy_workers is not None:
+        try:
+            daemons.save_data_plane_workers(state, proxy_workers)
+        except ValueError as exc:
+            raise GraylaneError(str(exc)) from None
+        dp = daemons.data_plane(state)
+        if dp is not None and dp.running and int(dp.info.get("workers") or 1) != proxy_workers:
+            err.print(f"[yellow]![/] the running data plane has {int(dp.info.get('workers') or 1)} worker(s); "
+                      f"{proxy_workers} from its next start (graylane down, then graylane up)")
     addr = server_address()
     host, port = host or addr.host, port or addr.port
     options = read_options(state)
@@ -474,10 +483,14 @@ def register(app: typer.Typer) -> None:
                                                help="Gateway port mapping PORT=HOSTPORT, e.g. 80=8080 (repeatable)."),
         gateway_bind: str | None = typer.Option(None, "--gateway-bind", help="Address gateway listeners bind."),
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each part to be healthy."),
+        proxy_workers: int | None = typer.Option(
+            None, "--proxy-workers", help="Data-plane worker processes, sharing every listener (default 1; kept for "
+            "later starts). More than 1 uses more cores; the supervisor then keeps no listening sockets across "
+            "data-plane restarts."),
     ) -> None:
         """Start the supervisor, which runs the control plane and the data plane in the background and restarts
         them when they die (running parts and workloads are adopted)."""
-        up(foreground, host, port, admin_port, gateway_port, gateway_bind, timeout)
+        up(foreground, host, port, admin_port, gateway_port, gateway_bind, timeout, proxy_workers)
 
     @app.command("down")
     def down_cmd(

@@ -304,8 +304,9 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         import uvloop
 
+        from graylane.dataplane_contract import MAX_WORKERS
         from graylane.mesh.proxy.admin import run
-        from graylane.mesh.proxy.workers import MAX_WORKERS, WorkerFailed, default_concurrency, run_primary
+        from graylane.mesh.proxy.workers import WorkerFailed, default_concurrency, run_primary
 
         workers = default_concurrency() if concurrency is None else concurrency
         if not 1 <= workers <= MAX_WORKERS:

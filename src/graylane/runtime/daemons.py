@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from graylane.dataplane_contract import DATAPLANE_FILE
+from graylane.dataplane_contract import DATAPLANE_FILE, MAX_WORKERS, WORKERS_FILE
 from graylane.runtime.process import start_ticks
 
 SERVER_FILE = "server.json"
@@ -101,15 +101,35 @@ def graylane_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "graylane.cli.main", *args]
 
 
+def data_plane_workers(state: Path) -> int:
+    """How many worker processes the local mesh's data plane runs (`graylane up --proxy-workers`, default 1)."""
+    try:
+        n = int((state / "dataplane" / WORKERS_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return 1
+    return n if 1 <= n <= MAX_WORKERS else 1
+
+
+def save_data_plane_workers(state: Path, workers: int) -> None:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"--proxy-workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    folder = state / "dataplane"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (WORKERS_FILE + ".tmp")
+    tmp.write_text(f"{workers}\n")
+    os.replace(tmp, folder / WORKERS_FILE)
+
+
 def data_plane_argv(state: Path, admin_port: int) -> list[str]:
     keep = state / "dataplane"
     keep.mkdir(parents=True, exist_ok=True)
-    # The lean entry point: the data plane does not load the CLI (faster start, lower RSS). One process, not
-    # `--concurrency`'s default (a worker per core): the supervisor keeps one listening socket per address across
-    # data-plane restarts (socket_keeper.py, handoff.py), and workers' SO_REUSEPORT sockets are one per worker
-    # (docs/dataplane.md, Workers).
+    # The lean entry point: the data plane does not load the CLI (faster start, lower RSS). One process unless
+    # `graylane up --proxy-workers N` said otherwise (not `--concurrency`'s default of a worker per core): with one
+    # process the supervisor keeps its listening sockets across data-plane restarts (socket_keeper.py,
+    # handoff.py); workers' SO_REUSEPORT sockets are one per worker, so with workers nothing is kept and a
+    # restart of the whole data plane refuses connections until it listens again (docs/dataplane.md, Workers).
     return [sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port), "--state-dir", str(keep),
-            "--concurrency", "1"]
+            "--concurrency", str(data_plane_workers(state))]
 
 
 def start_data_plane(state: Path, admin_port: int, env: dict[str, str] | None = None,
@@ -123,7 +143,7 @@ def start_data_plane(state: Path, admin_port: int, env: dict[str, str] | None = 
 def record_data_plane(state: Path, proc: subprocess.Popen[bytes], admin_port: int) -> None:
     """`dataplane.json` for `proc` (started here, or a warm standby the supervisor activated)."""
     _record(state, DATAPLANE_FILE, proc, admin_port=admin_port, admin_host="127.0.0.1",
-            url=f"http://127.0.0.1:{admin_port}")
+            url=f"http://127.0.0.1:{admin_port}", workers=data_plane_workers(state))
 
 
 def start_control_plane(state: Path, host: str, port: int) -> subprocess.Popen[bytes]:

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvloop
 
-    from graylane.mesh.proxy.workers import MAX_WORKERS, WorkerFailed, default_concurrency, run_primary
+    from graylane.dataplane_contract import MAX_WORKERS
+    from graylane.mesh.proxy.workers import WorkerFailed, default_concurrency, run_primary
 
     concurrency = default_concurrency() if args.concurrency is None else args.concurrency
     if not 1 <= concurrency <= MAX_WORKERS:

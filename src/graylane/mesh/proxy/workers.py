@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0  # interpreter start and imports, on a loaded machine
 PUSH_TIMEOUT_S = 120.0  # a worker applying a snapshot (thousands of services)
 VIEW_TIMEOUT_S = 10.0
-MAX_WORKERS = 256
 TIMEOUT_FLAGS = {"idle_timeout_s": "--idle-timeout", "header_timeout_s": "--header-timeout",
                  "request_timeout_s": "--request-timeout", "stream_idle_timeout_s": "--stream-idle-timeout"}
 
