@@ -63,9 +63,11 @@ def measure(src: Path, requests: int, workdir: Path) -> int:
     up1, up2, sidecar, admin = free_port(), free_port(), free_port(), free_port()
     upstream = Nginx([up1, up2], cpu="1")
     out = workdir / f"callgrind.{os.getpid()}.{time.monotonic_ns()}"
+    # One process (trees from before workers have no --concurrency, and run one).
+    one = ["--concurrency", "1"] if (src / "graylane" / "mesh" / "proxy" / "workers.py").exists() else []
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
-         "-m", "graylane.mesh.proxy", "--admin-port", str(admin), "--log-level", "warning", "--concurrency", "1"],
+         "-m", "graylane.mesh.proxy", "--admin-port", str(admin), "--log-level", "warning", *one],
         env={**os.environ, "PYTHONPATH": str(src)}, stderr=subprocess.DEVNULL)
     conns: list[socket.socket] = []
     try:
