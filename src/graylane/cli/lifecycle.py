@@ -485,8 +485,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for each part to be healthy."),
         proxy_workers: int | None = typer.Option(
             None, "--proxy-workers", help="Data-plane worker processes, sharing every listener (default 1; kept for "
-            "later starts). More than 1 uses more cores; the supervisor then keeps no listening sockets across "
-            "data-plane restarts."),
+            "later starts). More than 1 uses more cores; weighted splits are then exact per worker."),
     ) -> None:
         """Start the supervisor, which runs the control plane and the data plane in the background and restarts
         them when they die (running parts and workloads are adopted)."""

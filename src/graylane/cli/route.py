@@ -296,7 +296,7 @@ def register(app: typer.Typer) -> None:
         state_dir: str = typer.Option(None, "--state-dir", help="keep the last ACKed snapshot here"),
         log_level: str = typer.Option("info", "--log-level"),
         concurrency: int = typer.Option(None, "--concurrency", help="worker processes sharing every listener "
-                                        "(SO_REUSEPORT); default: the CPUs this process may use; 1: one process"),
+                                        "(one socket per address); default: the CPUs this process may use"),
     ) -> None:
         """Run the data plane in the foreground (uvloop)."""
         import logging

@@ -124,10 +124,9 @@ def data_plane_argv(state: Path, admin_port: int) -> list[str]:
     keep = state / "dataplane"
     keep.mkdir(parents=True, exist_ok=True)
     # The lean entry point: the data plane does not load the CLI (faster start, lower RSS). One process unless
-    # `graylane up --proxy-workers N` said otherwise (not `--concurrency`'s default of a worker per core): with one
-    # process the supervisor keeps its listening sockets across data-plane restarts (socket_keeper.py,
-    # handoff.py); workers' SO_REUSEPORT sockets are one per worker, so with workers nothing is kept and a
-    # restart of the whole data plane refuses connections until it listens again (docs/dataplane.md, Workers).
+    # `graylane up --proxy-workers N` said otherwise (not `--concurrency`'s default of a worker per core: one
+    # process keeps weighted splits exact). Either way the supervisor keeps the listening sockets across restarts
+    # (socket_keeper.py, handoff.py; with workers, the primary's shared ones: docs/dataplane.md, Workers).
     return [sys.executable, "-m", "graylane.mesh.proxy", "--admin-port", str(admin_port), "--state-dir", str(keep),
             "--concurrency", str(data_plane_workers(state))]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -149,6 +150,37 @@ def test_a_killed_worker_is_replaced_and_serves_the_current_snapshot(mesh, port)
     assert after[1] > before[1]  # the new worker serves the listener too
     restarts = sum(w["restarts"] for w in workers(mesh))
     assert restarts >= 1 and counter(mesh, "graylane_proxy_worker_restarts_total") == restarts
+
+
+def test_the_workers_share_one_listening_socket_no_other_process_can_join(mesh, port):
+    # Workers binding a socket each with SO_REUSEPORT would let any process of the same user bind the port too and
+    # take a share of the connections; they accept from the primary's one socket instead.
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError):
+            s.bind(("127.0.0.1", port))
+    assert fresh_requests(port, 10) == [200] * 10
+
+
+def test_a_listener_gone_from_the_snapshot_frees_its_port(mesh, port):
+    assert fresh_requests(port, 2) == [200] * 2
+    other = free_port()
+    up = mesh.upstream("reviews-v1")
+    mesh.push([svc("reviews"), vs("reviews", ["reviews"], [{"route": [{"destination": {"host": "reviews"}}]}])],
+              [mesh.endpoint(up, "reviews", "v1")], [sidecar(other)])
+
+    def freed() -> bool:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not past a listener
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    eventually(freed, "the port of a removed listener stayed bound")  # the primary's and every worker's copy
+    assert fresh_requests(other, 4) == [200] * 4
 
 
 def test_the_primary_exiting_stops_its_workers():

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-idle-timeout", type=float, default=300.0,
                     help="without request bytes while a body is incomplete (408, flag SI)")
     ap.add_argument("--concurrency", type=int, default=None,
-                    help="worker processes sharing every listener (SO_REUSEPORT); default: the CPUs this process "
+                    help="worker processes sharing every listening socket; default: the CPUs this process "
                          "may use; 1: one process, no workers")
     ap.add_argument("--standby-fd", type=int, default=None, help=argparse.SUPPRESS)  # the supervisor's warm standby
     args = ap.parse_args(argv)

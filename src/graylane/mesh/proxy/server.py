@@ -52,7 +52,7 @@ class ProxyServer:
         self.state_dir = Path(state_dir) if state_dir else None
         self.last_good = LastGood(self.state_dir) if self.state_dir else None
         self.handoff = handoff  # listening sockets kept by the supervisor across restarts
-        self.reuse_port = False  # workers (workers.py) each bind every listener: SO_REUSEPORT
+        self.reuse_port = False  # workers (workers.py): what the primary could not open is bound with SO_REUSEPORT
         self.snapshot = EMPTY
         self._whole: Snapshot | None = None  # the last snapshot decoded from a whole document
         self.table = RouteTable(EMPTY)
@@ -192,10 +192,17 @@ class ProxyServer:
         lost = []
         for addr in addrs:
             protocol = self.served_as[addr][0]
+            kept = self.handoff.take(addr) if self.handoff is not None else None
             try:
-                self.servers[addr] = await self.loop.create_server(
-                    lambda a=addr, p=protocol: self._accept(a, p), addr[0], addr[1], reuse_address=True,
-                    reuse_port=self.reuse_port, backlog=2048, **self.tls.server_kwargs(addr, self.header_timeout_s))
+                if kept is not None:  # a worker's shared socket (shared_sockets.py)
+                    self.servers[addr] = await self.loop.create_server(
+                        lambda a=addr, p=protocol: self._accept(a, p), sock=kept, backlog=2048,
+                        **self.tls.server_kwargs(addr, self.header_timeout_s))
+                else:
+                    self.servers[addr] = await self.loop.create_server(
+                        lambda a=addr, p=protocol: self._accept(a, p), addr[0], addr[1], reuse_address=True,
+                        reuse_port=self.reuse_port, backlog=2048,
+                        **self.tls.server_kwargs(addr, self.header_timeout_s))
             except OSError as exc:
                 self.served_as.pop(addr, None)
                 lost.append(f"{addr[0]}:{addr[1]} ({exc})")

@@ -1,9 +1,10 @@
 """The data plane as N worker processes (`--concurrency N`): a primary holding the admin port, N workers serving.
 
-Each worker is a whole single-process data plane (its own uvloop and `ProxyServer`) that binds every listener
-with SO_REUSEPORT, so the kernel spreads incoming connections across the workers by their address hash, as
-Envoy's and nginx's workers do with `reuse_port`. The primary serves no traffic: it starts the workers, holds
-the admin port and talks to each worker over its own Unix socketpair (`fanout.py` framing).
+Each worker is a whole single-process data plane (its own uvloop and `ProxyServer`) accepting from the
+primary's one listening socket per address (`shared_sockets.py`: passed over a second socketpair, kept by the
+supervisor when there is one), as nginx's workers share theirs. The primary serves no traffic: it starts the
+workers, holds the admin port and the listening sockets, and talks to each worker over its own Unix socketpair
+(`fanout.py` framing).
 
 - A push (PUT /config) goes to every worker; the primary ACKs when every running worker ACKed, otherwise it
   NACKs with the first worker's reason (by worker index) and puts the workers that did ACK back on the
@@ -49,6 +50,7 @@ from graylane.mesh.proxy.fanout import (
     write_request,
 )
 from graylane.mesh.proxy.handoff import Handoff
+from graylane.mesh.proxy.shared_sockets import ListenSockets, ProvidedSockets, recv_latest, recv_sockets, send_sockets
 from graylane.mesh.proxy.tracing import SpanRing
 
 log = logging.getLogger(__name__)
@@ -77,8 +79,9 @@ class WorkerFailed(Exception):
 
 
 class Worker:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, listen: ListenSockets) -> None:
         self.index = index
+        self.listen = listen  # the shared listening sockets: every call brings the worker's set up to date
         self.proc: asyncio.subprocess.Process | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -87,6 +90,8 @@ class Worker:
         self.restarts = 0
         self.started = 0.0
         self.version: Any = None  # the snapshot version it serves, as far as the primary knows
+        self.fds: socket.socket | None = None  # the channel its shared listening sockets go over (shared_sockets.py)
+        self.sockets_generation = -1  # the set of shared sockets it has (ListenSockets.generation)
 
     @property
     def pid(self) -> int | None:
@@ -97,6 +102,7 @@ class Worker:
             if not self.up or self.reader is None or self.writer is None:
                 raise WorkerFailed(f"worker {self.index} is restarting")
             try:
+                self.send_sockets()  # before the request: the worker takes them before it handles it
                 write_request(self.writer, method, url, body)
                 await self.writer.drain()
                 return await asyncio.wait_for(read_reply(self.reader), timeout)
@@ -105,6 +111,12 @@ class Worker:
                 self.kill()
                 what = "did not answer in time" if isinstance(exc, TimeoutError) else f"exited ({exc})"
                 raise WorkerFailed(f"worker {self.index} (pid {self.pid}) {what}") from None
+
+    def send_sockets(self) -> None:
+        """The current set of shared listening sockets, if the worker's is older (it drops those not in it)."""
+        if self.fds is not None and self.sockets_generation != self.listen.generation:
+            send_sockets(self.fds, self.listen.sockets)
+            self.sockets_generation = self.listen.generation
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -115,8 +127,10 @@ class Worker:
 class Primary:
     """Starts and restarts the workers, fans admin requests out to them and merges their answers."""
 
-    def __init__(self, concurrency: int, state_dir: str | None, log_level: str, timeouts: dict[str, float]) -> None:
-        self.workers = [Worker(i) for i in range(concurrency)]
+    def __init__(self, concurrency: int, state_dir: str | None, log_level: str, timeouts: dict[str, float],
+                 handoff: Handoff | None = None) -> None:
+        self.listen = ListenSockets(handoff)
+        self.workers = [Worker(i, self.listen) for i in range(concurrency)]
         self.state_dir = state_dir
         self.log_level = log_level
         self.timeouts = timeouts
@@ -128,9 +142,9 @@ class Primary:
         self.spans = SpanRing()
 
     # -- processes -------------------------------------------------------------------------------------
-    def argv(self, index: int, fd: int) -> list[str]:
+    def argv(self, index: int, fd: int, sockets_fd: int) -> list[str]:
         argv = [sys.executable, "-m", "graylane.mesh.proxy.workers", "--channel-fd", str(fd), "--index", str(index),
-                "--log-level", self.log_level]
+                "--sockets-fd", str(sockets_fd), "--log-level", self.log_level]
         for key, value in self.timeouts.items():
             argv += [TIMEOUT_FLAGS[key], repr(float(value))]
         if self.state_dir:
@@ -141,13 +155,21 @@ class Primary:
         if w.writer is not None:  # the previous process's channel
             w.writer.close()
             w.reader = w.writer = None
+        if w.fds is not None:
+            w.fds.close()
         ours, theirs = socket.socketpair()
+        w.fds, their_fds = socket.socketpair()
         env = {k: v for k, v in os.environ.items() if k not in (ENV_CHANNEL, ENV_FDS)}
         try:
-            w.proc = await asyncio.create_subprocess_exec(*self.argv(w.index, theirs.fileno()), env=env,
-                                                          pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL)
+            w.proc = await asyncio.create_subprocess_exec(
+                *self.argv(w.index, theirs.fileno(), their_fds.fileno()), env=env,
+                pass_fds=(theirs.fileno(), their_fds.fileno()), stdin=asyncio.subprocess.DEVNULL)
         finally:
             theirs.close()
+            their_fds.close()
+        # Its listening sockets first: it restores its kept snapshot on them before it says hello.
+        w.sockets_generation = -1
+        w.send_sockets()
         w.reader, w.writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
         try:
             hello = json.loads(await asyncio.wait_for(read_frame(w.reader), START_TIMEOUT_S))
@@ -160,6 +182,7 @@ class Primary:
         log.info("worker %d started (pid %s, serving version %s)", w.index, hello.get("pid"), w.version)
 
     async def start(self) -> None:
+        self.listen.restore(self.state_dir)
         await asyncio.gather(*(self.spawn(w) for w in self.workers))
         for w in self.workers:
             w.up = True
@@ -221,6 +244,7 @@ class Primary:
             except TimeoutError:
                 w.kill()
                 await w.proc.wait()
+        self.listen.close()
 
     # -- admin -----------------------------------------------------------------------------------------
     def live(self) -> list[Worker]:
@@ -236,23 +260,37 @@ class Primary:
             live = self.live()
             if not live:
                 return _json(503, {"nack": None, "reason": "no data-plane worker is running"})
+            doc = _document(body)
+            names, _ = self.listen.follow(doc)  # new listeners' sockets go with the push (`Worker.call`)
             replies = await asyncio.gather(*(w.call("PUT", "/config", body, PUSH_TIMEOUT_S) for w in live),
                                            return_exceptions=True)
             answered = [(w, r) for w, r in zip(live, replies, strict=True) if isinstance(r, tuple)]
             acked = [w for w, r in answered if r[0] == 200]
             nacked = [(w, r) for w, r in answered if r[0] != 200]
             if acked and not nacked:  # workers that died meanwhile take it from these once restarted
+                version = doc.get("version") if isinstance(doc, dict) else None
                 for w in acked:
-                    w.version = _version(body)
+                    w.version = version
+                self.listen.served_now(names, version)
+                if self.listen.drop_unwanted():  # listeners gone: the workers let go of their sockets too
+                    await self.give_sockets(self.live())
                 return answered[0][1]
             if not nacked:
-                return _json(400, {"nack": _version(body), "reason": "; ".join(str(r) for r in replies)})
-            if acked:  # keep every worker on one snapshot: the ones that took this push go back
-                for w in acked:
-                    w.version = _version(body)
-                    with contextlib.suppress(WorkerFailed):
-                        await self.sync(w, [n for n, _ in nacked])
-            return nacked[0][1]
+                reply = _json(400, {"nack": _version(body), "reason": "; ".join(str(r) for r in replies)})
+            else:
+                if acked:  # keep every worker on one snapshot: the ones that took this push go back
+                    for w in acked:
+                        w.version = _version(body)
+                        with contextlib.suppress(WorkerFailed):
+                            await self.sync(w, [n for n, _ in nacked])
+                reply = nacked[0][1]
+            if self.listen.drop_unwanted():  # sockets opened for the refused snapshot
+                await self.give_sockets(self.live())
+            return reply
+
+    async def give_sockets(self, workers: list[Worker]) -> None:
+        """Bring every worker's set of shared sockets up to date now (after listeners went away)."""
+        await asyncio.gather(*(w.call("PUT", "/sockets") for w in workers), return_exceptions=True)
 
     async def handle(self, method: str, url: str, body: bytes) -> Reply:
         path = urlsplit(url).path
@@ -320,6 +358,13 @@ class Primary:
             return self.spans.since(since)
 
 
+def _document(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 def _version(body: bytes) -> Any:
     with contextlib.suppress(ValueError, AttributeError):
         return json.loads(body).get("version")
@@ -329,12 +374,8 @@ def _version(body: bytes) -> Any:
 async def run_primary(admin_host: str, admin_port: int, state_dir: str | None, concurrency: int,
                       log_level: str = "info", **timeouts: float) -> None:
     """Run the data plane as `concurrency` workers until SIGTERM/SIGINT."""
-    handoff = Handoff.from_environ(os.environ)
-    if handoff is not None:  # a worker's SO_REUSEPORT sockets are not one socket per address: nothing kept
-        log.warning("with %d workers the supervisor keeps no listening sockets across data-plane restarts",
-                    concurrency)
-        handoff.release_unclaimed()
-    primary = Primary(concurrency, state_dir, log_level, timeouts)
+    handoff = Handoff.from_environ(os.environ)  # the supervisor keeps the shared sockets (shared_sockets.py)
+    primary = Primary(concurrency, state_dir, log_level, timeouts, handoff)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -352,11 +393,17 @@ async def run_primary(admin_host: str, admin_port: int, state_dir: str | None, c
 
 
 # -- the worker process ---------------------------------------------------------------------------------------
-async def serve_worker(fd: int, index: int, state_dir: str | None, **timeouts: float) -> None:
+async def serve_worker(fd: int, index: int, state_dir: str | None, sockets_fd: int | None = None,
+                       **timeouts: float) -> None:
     from graylane.mesh.proxy.server import ProxyServer
 
     server = ProxyServer(state_dir=state_dir, **timeouts)  # type: ignore[arg-type]  # only *_timeout_s keys
-    server.reuse_port = True
+    server.reuse_port = True  # an address the primary could not open: bound here, shared with the other workers
+    fds = socket.socket(fileno=sockets_fd) if sockets_fd is not None else None
+    provided = ProvidedSockets()
+    if fds is not None:
+        provided.replace(recv_sockets(fds))  # sent at spawn: the kept snapshot is restored on them
+        server.handoff = provided  # type: ignore[assignment]  # the same shape as the supervisor's handoff
     await server.restore()  # every worker serves the kept snapshot; only worker 0 writes it
     if index != 0:
         server.last_good = None
@@ -371,7 +418,15 @@ async def serve_worker(fd: int, index: int, state_dir: str | None, **timeouts: f
     try:
         while True:
             method, url, body = await read_request(reader)
-            if urlsplit(url).path == "/worker":
+            if fds is not None:  # a newer set of shared sockets comes before the request that needs it
+                try:
+                    if (latest := recv_latest(fds)) is not None:
+                        provided.replace(latest)
+                except (OSError, ValueError) as exc:
+                    log.warning("worker %d: cannot take the shared listening sockets: %s", index, exc)
+            if urlsplit(url).path == "/sockets":
+                reply = _json(200, {"sockets": len(provided.sockets)})
+            elif urlsplit(url).path == "/worker":
                 text = server.stats.render()
                 served = sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
                              if line.startswith("istio_requests_total{"))
@@ -393,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m graylane.mesh.proxy.workers", description="one data-plane worker")
     ap.add_argument("--channel-fd", type=int, required=True)
     ap.add_argument("--index", type=int, required=True)
+    ap.add_argument("--sockets-fd", type=int, default=None)
     ap.add_argument("--state-dir", default=None)
     ap.add_argument("--log-level", default="info")
     for key, flag in TIMEOUT_FLAGS.items():
@@ -403,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     timeouts = {k: getattr(args, k) for k in TIMEOUT_FLAGS if getattr(args, k) is not None}
     import uvloop
 
-    uvloop.run(serve_worker(args.channel_fd, args.index, args.state_dir, **timeouts))
+    uvloop.run(serve_worker(args.channel_fd, args.index, args.state_dir, args.sockets_fd, **timeouts))
     return 0
 
 
