@@ -12,21 +12,36 @@ outlier reports, headers, telemetry) stay in their layers; this module only deci
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graylane.mesh.proxy.retry import Sent
-from graylane.mesh.proxy.timeout import NO_DEADLINE
+from graylane.mesh.proxy.timeout import NO_DEADLINE, Deadline
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.balance import HostStats
-    from graylane.mesh.proxy.forward import Forwarder
     from graylane.mesh.proxy.listener import DownstreamProtocol, Request
     from graylane.mesh.proxy.pool import Exchange, UpstreamConnection
+    from graylane.mesh.proxy.respond import Responder
+    from graylane.mesh.proxy.retry import Retries
     from graylane.mesh.proxy.route import Outbound
     from graylane.mesh.proxy.telemetry import Ctx
     from graylane.mesh.routing import RequestView, RetryPolicy, RouteDecision
 
 log = logging.getLogger(__name__)
+
+
+class Forwarder(Protocol):
+    """The layers an inline try calls (`forward.Forwarder` provides them)."""
+
+    @property
+    def retries(self) -> Retries: ...
+    @property
+    def respond(self) -> Responder: ...
+
+    def exchange(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView, d: RouteDecision,
+                 out: Outbound, policy: RetryPolicy, deadline: Deadline, body: bytes | None,
+                 sent: Sent | None = None) -> Coroutine[Any, Any, bool]: ...
 
 
 class InlineTry:
