@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,8 @@ class Mesh:
             raise AssertionError(f"graylane {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def up(self) -> None:
-        self.cli("up", "--admin-port", str(self.admin_port), "--gateway-port", f"80={self.gateway_port}")
+    def up(self, *options: str) -> None:
+        self.cli("up", "--admin-port", str(self.admin_port), "--gateway-port", f"80={self.gateway_port}", *options)
 
     def apply(self, text: str, name: str) -> str:
         path = self.state.parent / name
@@ -133,6 +134,43 @@ class Load:
 
     def failures(self) -> list[tuple[float, int | str, str]]:
         return [r for r in self.results if r[1] != 200]
+
+
+@contextmanager
+def fresh_mesh(tmp_path: Path, *options: str) -> Iterator[Mesh]:
+    """A `graylane up` (with `options`) of its own in `tmp_path`, brought down afterwards."""
+    state = tmp_path / "state"
+    state.mkdir()
+    m = Mesh(state)
+    try:
+        m.up(*options)
+        yield m
+    finally:
+        m.cli("down", check=False)
+        m.api.close()
+
+
+def versions_seen(url: str, threads: int, each: int, new_connections: bool = False) -> Counter[str]:
+    """Which version answered, over `threads` clients sending `each` requests at once (keep-alive, or a new
+    connection per request: the kernel then spreads them over the data plane's workers)."""
+    versions: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def send() -> None:
+        if new_connections:
+            got = Counter(httpx.get(url, trust_env=False, timeout=10).json()["version"] for _ in range(each))
+        else:
+            with httpx.Client(trust_env=False, timeout=10) as client:
+                got = Counter(client.get(url).json()["version"] for _ in range(each))
+        with lock:
+            versions.update(got)
+
+    workers = [threading.Thread(target=send) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    return versions
 
 
 def deployment(name: str, version: str, replicas: int, readiness_delay: int = 0) -> str:
@@ -227,22 +265,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 def test_gateway_splits_1000_requests_exactly_800_200_then_shifts_with_no_failure(mesh: Mesh) -> None:
     status = mesh.cli("status").stdout
     assert mesh.url in status, status
-    versions: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def send(n: int) -> None:
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            got = Counter(client.get(mesh.url).json()["version"] for _ in range(n))
-        with lock:
-            versions.update(got)
-
     # The weighted pick is exact over any window, so concurrency does not change the split.
-    threads = [threading.Thread(target=send, args=(250,)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert versions == {"v1": 800, "v2": 200}
+    assert versions_seen(mesh.url, threads=4, each=250) == {"v1": 800, "v2": 200}
 
     with Load(mesh.url) as load:
         load.wait_for(100)
@@ -308,38 +332,16 @@ def test_control_plane_sigkill_keeps_traffic_and_readopts_workloads(mesh: Mesh) 
 
 def test_up_with_two_proxy_workers_serves_through_both_and_keeps_the_split(tmp_path: Path) -> None:
     """`graylane up --proxy-workers 2`: the local mesh's data plane as two processes sharing every listener."""
-    state = tmp_path / "state"
-    state.mkdir()
-    m = Mesh(state)
-    try:
-        m.cli("up", "--admin-port", str(m.admin_port), "--gateway-port", f"80={m.gateway_port}",
-              "--proxy-workers", "2")
+    with fresh_mesh(tmp_path, "--proxy-workers", "2") as m:
         m.apply_api(BASE + "---" + deployment("web-v1", "v1", 1) + "---" + deployment("web-v2", "v2", 1)
                     + "---" + virtual_service(50, 50), "app.yaml")
         m.rollout("web-v1")
         m.rollout("web-v2")
-        versions: Counter[str] = Counter()
-        lock = threading.Lock()
-
-        def send(n: int) -> None:
-            got: Counter[str] = Counter()
-            for _ in range(n):  # a new connection each time: the kernel spreads connections over the workers
-                got[httpx.get(m.url, timeout=10).json()["version"]] += 1
-            with lock:
-                versions.update(got)
-
-        threads = [threading.Thread(target=send, args=(100,)) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        versions = versions_seen(m.url, threads=4, each=100, new_connections=True)
         # Each worker splits its own requests exactly: the whole is off by at most one request per worker.
         assert sum(versions.values()) == 400 and abs(versions["v1"] - 200) <= 2, versions
         workers = httpx.get(f"http://127.0.0.1:{m.admin_port}/workers", timeout=10).json()["workers"]
         assert len(workers) == 2 and all(w["up"] and w["requests"] > 0 for w in workers), workers
-        assert "2 worker" not in m.cli("up", "--proxy-workers", "2").stderr  # already running with 2: no note
+        assert "the running data plane has" not in m.cli("up", "--proxy-workers", "2").stderr  # unchanged: no note
         note = m.cli("up", "--proxy-workers", "1").stderr
         assert "the running data plane has 2 worker(s); 1 from its next start" in note, note
-    finally:
-        m.cli("down", check=False)
-        m.api.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.test_local_mesh import BASE, Load, Mesh, deployment, virtual_service
+from tests.e2e.test_local_mesh import BASE, Load, Mesh, deployment, fresh_mesh, virtual_service
 from tests.pipelines.test_crash import Server, _free_port, _pipeline
 
 pytestmark = pytest.mark.timeout(240)
@@ -80,13 +80,15 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         m.api.close()
 
 
-def test_sigkill_of_the_data_plane_under_load_recovers_by_itself(mesh: Mesh) -> None:
+def _sigkill_under_load(mesh: Mesh) -> list[tuple[float, int | str, str]]:
+    """SIGKILL the data plane under load, wait for the supervisor's restart and 50 good requests in a row after
+    it; the requests that failed."""
     old = int(_record(mesh.state, "dataplane.json")["pid"])
     with Load(mesh.url) as load:
         load.wait_for(50)
         os.kill(old, signal.SIGKILL)
         killed = time.monotonic()
-        new = until(lambda: _restarted(mesh.state, "dataplane.json", old), "the supervisor to restart the data plane")
+        until(lambda: _restarted(mesh.state, "dataplane.json", old), "the supervisor to restart the data plane")
 
         def served_again() -> bool:
             after = [status for t, status, _ in list(load.results) if t > killed]
@@ -95,6 +97,12 @@ def test_sigkill_of_the_data_plane_under_load_recovers_by_itself(mesh: Mesh) -> 
         until(served_again, "50 requests in a row to succeed through the gateway after the kill")
     failed = [r for r in load.results if r[1] != 200]
     print(f"data plane SIGKILL under load: {len(failed)} of {len(load.results)} requests failed: {failed}")
+    return failed
+
+
+def test_sigkill_of_the_data_plane_under_load_recovers_by_itself(mesh: Mesh) -> None:
+    failed = _sigkill_under_load(mesh)
+    new = int(_record(mesh.state, "dataplane.json")["pid"])
     # The supervisor kept the listening sockets: connections made while no data plane ran waited for the new
     # one, so only a request in flight on the dead process (at most one per client connection) was lost.
     assert len(failed) <= 2, failed
@@ -111,35 +119,15 @@ def test_sigkill_of_the_data_plane_under_load_recovers_by_itself(mesh: Mesh) -> 
 
 def test_sigkill_of_a_data_plane_with_two_workers_loses_only_requests_in_flight(tmp_path: Path) -> None:
     # `graylane up --proxy-workers 2`: the workers share the primary's sockets, which the supervisor keeps.
-    state = tmp_path / "state"
-    state.mkdir()
-    m = Mesh(state)
-    try:
-        m.cli("up", "--admin-port", str(m.admin_port), "--gateway-port", f"80={m.gateway_port}",
-              "--proxy-workers", "2")
+    with fresh_mesh(tmp_path, "--proxy-workers", "2") as m:
         m.apply_api(BASE + "---" + deployment("web-v1", "v1", 1) + "---" + virtual_service(100, 0), "app.yaml")
         m.rollout("web-v1")
-        old = int(_record(m.state, "dataplane.json")["pid"])
-        with Load(m.url) as load:
-            load.wait_for(50)
-            os.kill(old, signal.SIGKILL)  # the primary: its workers stop when their channel closes
-            killed = time.monotonic()
-            until(lambda: _restarted(m.state, "dataplane.json", old), "the supervisor to restart the data plane")
-
-            def served_again() -> bool:
-                after = [status for t, status, _ in list(load.results) if t > killed]
-                return len(after) >= 50 and all(s == 200 for s in after[-50:])
-
-            until(served_again, "50 requests in a row to succeed through the gateway after the kill")
-        failed = [r for r in load.results if r[1] != 200]
+        failed = _sigkill_under_load(m)  # the primary: its workers stop when their channel closes
         assert len(failed) <= 2, failed  # at most the one in flight on each client's connection
         workers = httpx.get(f"http://127.0.0.1:{m.admin_port}/workers", trust_env=False, timeout=10).json()
         assert len(workers["workers"]) == 2, workers
         current = m.cli("logs", "data-plane").stdout
         assert "took over 2 listening sockets from the previous run" in current, current  # gateway + sidecar
-    finally:
-        m.cli("down", check=False)
-        m.api.close()
 
 
 def test_data_plane_restarted_while_the_control_plane_is_down_serves_the_last_acked_config(mesh: Mesh) -> None:
