@@ -105,10 +105,7 @@ class Forwarder:
             proto.spawn(self.finish(proto, req, ctx, view, d))
             return
         try:
-            out = self.route.outbound(d, view, req, ctx)
-            policy = rule.retries if rule is not None else DEFAULT_RETRIES
-            deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
-                                      req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
+            out, policy, deadline = self.plan(req, ctx, view, d)
             if deadline is not NO_DEADLINE or not inline_try(self, proto, req, ctx, view, d, out, policy):
                 proto.spawn(self.exchange(proto, req, ctx, view, d, out, policy, deadline, b""))
         except ProxyError as err:
@@ -149,7 +146,7 @@ class Forwarder:
     async def finish(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
                      d: RouteDecision) -> bool:
         """A routed request's faults, body, mirrors and timeouts, then the exchange."""
-        table, loop = self.server.table, self.loop
+        table = self.server.table
         try:
             rule = d.rule
             if rule is not None and rule.fault is not None:
@@ -159,15 +156,22 @@ class Forwarder:
             if proto.upgraded is not None:  # a WebSocket upgrade: spliced, not forwarded (websocket.py)
                 return await self.websockets.forward(proto, req, ctx, d, self.route.outbound(d, view, req, ctx))
             body = await read_body(proto, req) if req.has_body else b""
-            out = self.route.outbound(d, view, req, ctx)
+            out, policy, deadline = self.plan(req, ctx, view, d)
             if rule is not None and rule.mirrors and body is not None:
                 self.mirrors.spawn(table, rule.mirrors, view, req.method, out.path, out.authority, out.headers, body)
-            policy = rule.retries if rule is not None else DEFAULT_RETRIES
-            deadline = Deadline.start(loop.time(), rule.timeout_s if rule is not None else None,
-                                      req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
         except ProxyError as err:
             return self.respond.error(proto, req, ctx, err)
         return await self.exchange(proto, req, ctx, view, d, out, policy, deadline, body)
+
+    def plan(self, req: Request, ctx: Ctx, view: RequestView,
+             d: RouteDecision) -> tuple[Outbound, RetryPolicy, Deadline]:
+        """How a routed request goes out: its outbound head, the route's retry policy and its deadline."""
+        rule = d.rule
+        out = self.route.outbound(d, view, req, ctx)
+        policy = rule.retries if rule is not None else DEFAULT_RETRIES
+        deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
+                                  req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
+        return out, policy, deadline
 
     async def exchange(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
                        d: RouteDecision, out: Outbound, policy: RetryPolicy, deadline: Deadline, body: bytes | None,
