@@ -141,10 +141,12 @@ class ListenSockets:
             self.generation += 1
         return opened
 
-    def follow(self, doc: Any) -> tuple[dict[str, Address] | None, bool]:
-        """Before a push: the listeners `doc` asks for, their sockets opened; (names, whether any socket is new)."""
+    def follow(self, doc: Any) -> dict[str, Address] | None:
+        """Before a push: the listeners `doc` asks for (None: cannot be told), their sockets opened."""
         names = listener_addresses(doc, self.served, self.version)
-        return names, (self.open(names.values()) if names is not None else False)
+        if names is not None:
+            self.open(names.values())
+        return names
 
     def served_now(self, names: dict[str, Address] | None, version: Any) -> None:
         """The workers took the pushed snapshot (its listeners `names`, when they could be told)."""

@@ -261,7 +261,7 @@ class Primary:
             if not live:
                 return _json(503, {"nack": None, "reason": "no data-plane worker is running"})
             doc = _document(body)
-            names, _ = self.listen.follow(doc)  # new listeners' sockets go with the push (`Worker.call`)
+            names = self.listen.follow(doc)  # new listeners' sockets go with the push (`Worker.call`)
             replies = await asyncio.gather(*(w.call("PUT", "/config", body, PUSH_TIMEOUT_S) for w in live),
                                            return_exceptions=True)
             answered = [(w, r) for w, r in zip(live, replies, strict=True) if isinstance(r, tuple)]
