@@ -291,11 +291,15 @@ def test_killed_replica_restarts_out_of_endpoints_and_no_request_fails(mesh: Mes
         seen_not_ready_running = False
         deadline = time.monotonic() + 30
         while True:
-            # Endpoints first: a pod seen not-ready afterwards cannot have been a ready endpoint before.
+            # The pod read before and after the endpoints: when both show the same restarted, not-ready process,
+            # it was not ready while the endpoints were read, so they must not list it as ready. (One read after
+            # the endpoints alone raced the restart: endpoints read, then the runtime noticed the kill.)
+            first = next(p for p in mesh.pods() if p["name"] == victim["name"])
             eps = mesh.api.get("/api/v1/mesh/endpoints").json()["items"]
             pod = next(p for p in mesh.pods() if p["name"] == victim["name"])
             in_eps_ready = any(e["pod"] == victim["name"] and e["ready"] for e in eps)
-            if pod["restarts"] == 1 and pod["pid"] and not pod["isReady"]:
+            restarted_not_ready = [p["restarts"] == 1 and p["pid"] and not p["isReady"] for p in (first, pod)]
+            if all(restarted_not_ready) and first["pid"] == pod["pid"]:
                 assert not in_eps_ready
                 seen_not_ready_running = True
             if pod["restarts"] == 1 and pod["isReady"] and in_eps_ready:
