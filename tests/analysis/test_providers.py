@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests import system
+from tests.prometheus_server import backfilled_prometheus, free_port
 
 from graylane.analysis.local import DURATION, LocalProvider, LocalQuery
 from graylane.analysis.measurement import Scope, substitute
@@ -31,12 +29,6 @@ LOOPBACK = ("127.0.0.0/8",)
 T0 = 1_700_000_000.0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- local: the data plane's Stats -> its /stats/prometheus text -> the telemetry recorder ----------------------
@@ -210,39 +202,9 @@ class Prom:
 
 
 def start_prometheus(root: Path) -> Iterator[Prom]:
-    system.require_program("prometheus", "prometheus", "promtool")
     end = (int(time.time()) // STEP) * STEP - 5 * 60
-    (root / "series.om").write_text(openmetrics(end))
-    data = root / "data"
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"), str(data)],
-                   check=True, capture_output=True, timeout=60)
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    port = free_port()
-    log = (root / "prometheus.log").open("w")
-    proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=30d",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not start:\n" + (root / "prometheus.log").read_text()[-2000:])
-            time.sleep(0.2)  # waiting for a real process to open its TSDB, not for analysis time
+    with backfilled_prometheus(root, openmetrics(end)) as url:
         yield Prom(url, float(end))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +308,24 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         Handler.seen.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
+        if self.path.startswith("/malformed/"):  # /malformed/<n>/api/v1/query: a hostile "Prometheus"
+            self._answer(200, json.dumps({"status": "success", "data": MALFORMED[int(self.path.split("/")[2])]})
+                         .encode())
+            return
         self._answer(200, json.dumps({"echo": json.loads(body or b"null")}).encode())
+
+
+MALFORMED: list[Any] = [{"resultType": "scalar", "result": None}, {"resultType": "vector", "result": [{"metric": {}}]},
+                        {"resultType": "matrix", "result": [{"values": [3]}]}, {"resultType": "vector", "result": 7}]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("case", range(len(MALFORMED)))
+async def test_a_malformed_prometheus_answer_is_an_error_measurement(web_server: str, case: int) -> None:
+    taken = await PrometheusProvider().measure(PrometheusQuery("up", address=f"{web_server}/malformed/{case}"),
+                                               Scope(), time.time())
+    assert taken.outcome == "error"
+    assert "is not a Prometheus result" in taken.message
 
 
 @pytest.fixture(scope="module")

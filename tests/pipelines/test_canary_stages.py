@@ -394,6 +394,50 @@ def test_analysis_stage_runs_a_stored_template_with_its_args(tmp_path: Path, sta
     store.close()
 
 
+# Argo Rollouts' Istio success-rate template as its docs write it for a cluster's Prometheus: no address, so on the
+# local account the local mesh's PromQL engine answers it (graylane.mesh.telemetry.promql_engine).
+PROMQL_TEMPLATE = {
+    "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "istio-success-rate"},
+    "spec": {"args": [{"name": "service-name"}, {"name": "version"}], "metrics": [{
+        "name": "success-rate", "successCondition": "result[0] >= 0.95",
+        "provider": {"prometheus": {"query": (
+            'sum(irate(istio_requests_total{reporter="destination",destination_service=~"{{args.service-name}}",'
+            'destination_version="{{args.version}}",response_code!~"5.*"}[5m])) / '
+            'sum(irate(istio_requests_total{reporter="destination",destination_service=~"{{args.service-name}}",'
+            'destination_version="{{args.version}}"}[5m]))')}}}]}}
+
+
+@pytest.mark.parametrize(("errors", "phase", "status", "value"),
+                         [(0.0, "Successful", S.SUCCEEDED, 1.0), (0.5, "Failed", S.TERMINAL, 0.5)])
+def test_a_prometheus_template_runs_on_the_local_mesh_without_a_prometheus(
+        tmp_path: Path, state_dir: Path, errors: float, phase: str, status: S, value: float) -> None:
+    traffic = Traffic(canary_error_share=errors)
+    store, ex = _setup(tmp_path, traffic)
+    store.apply([Document(PROMQL_TEMPLATE, Source("t.yaml", 1, 0))], "user:t")
+    traffic.fill(time.time() - 10, time.time())
+
+    async def go() -> None:
+        await ex.start()
+        try:
+            done = await _run(ex, [{"refId": "1", "type": "analysis", "name": "gate",
+                                    "templates": [{"templateName": "istio-success-rate"}],
+                                    "args": [{"name": "service-name", "value": "reviews.default.svc.cluster.local"},
+                                             {"name": "version", "value": "v2"}], "rollback": ROLLBACK}])
+        finally:
+            await ex.stop()
+        [gate] = done.stages
+        assert done.status == status, gate.context.get("exception")
+        run = gate.outputs.get("analysisRun") or gate.context.get("analysisRun")
+        assert run, (sorted(gate.outputs), sorted(gate.context))
+        [taken] = run["metricResults"][0]["measurements"]
+        assert taken["phase"] == phase
+        assert taken["value"] == [pytest.approx(value)]
+        assert 'destination_service=~"reviews.default.svc.cluster.local"' in taken["query"]
+
+    asyncio.run(go())
+    store.close()
+
+
 def test_stored_configs_are_checked_when_applied(tmp_path: Path) -> None:
     from graylane.errors import ValidationError
 

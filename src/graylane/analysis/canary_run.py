@@ -16,8 +16,9 @@ Settings (orca's KayentaCanaryContext, `canaryConfig` of the stage):
   Minutes may be fractional (`0.25` = 15 s), and each `...Mins` field has a `...Seconds` twin
   (`canaryAnalysisIntervalSeconds: 20`) for short demo and test intervals; a seconds field wins.
 - `metricsAccountName` (else the stage's `account`, else `local`) decides the providers: `local` reads the
-  local mesh's telemetry; another account's Prometheus (`graylane account add --prometheus URL`) answers both
-  `prometheus` queries and `local` ones, which are sent as the PromQL they stand for.
+  local mesh's telemetry, and answers PromQL that names no address with the local mesh's PromQL engine;
+  another account's Prometheus (`graylane account add --prometheus URL`) answers both `prometheus` queries
+  and `local` ones, which are sent as the PromQL they stand for.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from graylane.analysis.local import LocalProvider, LocalQuery
 from graylane.analysis.measurement import Measurement, Scope
 from graylane.analysis.prometheus_provider import PrometheusProvider, PrometheusQuery
 from graylane.errors import GraylaneError, ValidationError
+from graylane.mesh.telemetry.promql_engine import Engine
 
 LOCAL_ACCOUNT = "local"
 _ISO = re.compile(r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
@@ -252,13 +254,20 @@ class LocalAsPrometheus:
         return await self.prometheus.measure(PrometheusQuery(promql, account=self.account), scope, now)
 
 
+def local_engine(control_plane: Any) -> Engine | None:
+    """PromQL over the control plane's recorded scrapes of the local mesh (None before telemetry runs)."""
+    recorder = getattr(control_plane.components.get("telemetry"), "recorder", None)
+    return Engine(recorder) if recorder is not None else None
+
+
 def providers_for(account: str, control_plane: Any, account_url: Callable[[str], str] | None = None) -> Providers:
     """The providers an account decides (see the module docstring); `account_url` finds an account's Prometheus
     (the pipelines pass graylane.targets.accounts.prometheus_url: analysis reads no account registry)."""
     if account == LOCAL_ACCOUNT:
         local = LocalProvider.for_control_plane(control_plane) if control_plane is not None else None
+        engine = (lambda: local_engine(control_plane)) if control_plane is not None else None
         return Providers(local=ScopedLocal(local) if local is not None else None,
-                         prometheus=PrometheusProvider(account_url=account_url))
+                         prometheus=PrometheusProvider(account_url=account_url, local=engine))
     if account_url is None:
         raise GraylaneError(f"account {account!r}: no account directory to find its Prometheus")
     url = account_url(account)

@@ -1,5 +1,9 @@
 """The `prometheus` metric provider: PromQL against any Prometheus, instant or range.
 
+Without an address or an account, on the local mesh, the query is answered in-process by the local mesh's
+PromQL engine (graylane.mesh.telemetry.promql_engine) over the control plane's recorded scrapes: the same
+PromQL an Argo AnalysisTemplate or a Kayenta config sends to a cluster's Prometheus runs on a laptop.
+
 The query is a template: `${scope}`, `${location}` and other scope variables (Kayenta's
 `customInlineTemplate`, written `PromQL:...` there: the prefix is accepted) and `{{args.x}}` (Argo) are
 substituted before it is sent; the measurement keeps the resolved query. The address is explicit or a
@@ -13,6 +17,7 @@ Results keep Argo's shapes: a scalar is a float, an instant vector a list of flo
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +29,11 @@ import httpx
 from graylane import addresses
 from graylane.analysis.measurement import Measurement, Scope, classify, error, substitute
 from graylane.errors import GraylaneError
+from graylane.mesh.telemetry.promql_engine import Engine
+from graylane.mesh.telemetry.promql_values import PromQLError
 from graylane.promql import PrometheusClient
+
+LOCAL_ACCOUNT = "local"
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,18 @@ class PrometheusProvider:
 
     def __init__(self, *, default_address: str | None = None,
                  allowed_networks: Sequence[str] | None = None,
-                 account_url: Callable[[str], str] | None = None) -> None:
+                 account_url: Callable[[str], str] | None = None,
+                 local: Callable[[], Engine | None] | None = None) -> None:
         self.default_address = default_address
         self.allowed_networks = allowed_networks
         self.account_url = account_url  # an account name -> its Prometheus URL (GraylaneError when it has none)
+        self.local = local  # the local mesh's PromQL engine, where this control plane records the local mesh
+
+    def _engine(self, q: PrometheusQuery) -> Engine | None:
+        """The local mesh answers a query that names no address and no account other than the local one."""
+        if q.address or (q.account and q.account != LOCAL_ACCOUNT) or self.default_address or self.local is None:
+            return None
+        return self.local()
 
     def _address(self, q: PrometheusQuery) -> str:
         if q.address:
@@ -82,10 +99,6 @@ class PrometheusProvider:
             promql = substitute(raw, scope.values())
         except KeyError as exc:
             return error(self.name, raw, f"the query names variable(s) without a value: {exc.args[0]}", at=now)
-        try:
-            url = self._address(query)
-        except GraylaneError as exc:
-            return error(self.name, promql, exc.message, at=now)
         start, end = query.start, query.end
         if query.lookback is not None:
             start, end = now - query.lookback, now
@@ -100,6 +113,13 @@ class PrometheusProvider:
         else:
             params = {"query": promql, "time": f"{now:.3f}"}
             path, what = "/api/v1/query", "the query"
+        engine = self._engine(query)
+        if engine is not None:
+            return await self._local(engine, promql, params, now, what)
+        try:
+            url = self._address(query)
+        except GraylaneError as exc:
+            return error(self.name, promql, exc.message, at=now)
         try:
             async with httpx.AsyncClient(timeout=query.timeout, trust_env=False) as http:
                 resp = await http.post(url + path, data=params, headers=dict(query.headers))
@@ -120,9 +140,31 @@ class PrometheusProvider:
         return _result(self.name, promql, body.get("data") or {}, now, what)
 
 
+    async def _local(self, engine: Engine, promql: str, params: Mapping[str, str], now: float,
+                     what: str) -> Measurement:
+        try:
+            if "start" in params:
+                data = await asyncio.to_thread(engine.query_range, promql, float(params["start"]),
+                                               float(params["end"]), float(params["step"]))
+            else:
+                data = await asyncio.to_thread(engine.query, promql, now)
+        except PromQLError as exc:
+            return error(self.name, promql, f"the local mesh's PromQL engine rejected the query ({exc.kind}): "
+                                            f"{exc.message}", at=now)
+        return _result(self.name, promql, data, now, what + " (local mesh)")
+
+
 def _result(provider: str, promql: str, data: Mapping[str, Any], now: float, what: str) -> Measurement:
+    try:
+        return _shaped(provider, promql, data, now, what)
+    except (TypeError, KeyError, IndexError, AttributeError, ValueError):
+        return error(provider, promql, f"the answer to {what} is not a Prometheus result (resultType "
+                                       f"{str(data.get('resultType'))[:40]!r} with a malformed result)", at=now)
+
+
+def _shaped(provider: str, promql: str, data: Mapping[str, Any], now: float, what: str) -> Measurement:
     kind = data.get("resultType")
-    result = data.get("result")
+    result: Any = data.get("result")
     if kind == "scalar":
         value = _float(result[1])
         return classify(provider, promql, [value], value=value, at=now, what=what)

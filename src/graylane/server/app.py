@@ -32,6 +32,7 @@ API_MODULES = (
     "graylane.server.api.accounts",
     "graylane.server.api.login",
     "graylane.server.api.audit",
+    "graylane.server.api.prometheus",
 )
 UI_MODULES = ("graylane.server.ui", "graylane.server.ui_pipelines")  # console pages, mounted in this order
 

@@ -42,6 +42,10 @@ CSRF_HEADER = "x-csrf-token"
 # Webhooks authenticate by their own HMAC signature; /metrics is for Prometheus, as in Istio.
 PUBLIC_PREFIXES = ("/healthz", "/static/", "/vendor/", "/login", "/logout", "/metrics", "/api/v1/webhooks/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Machine APIs: no login redirect (401 instead), and loopback reads without a token. Prometheus' query API
+# (server/api/prometheus.py) answers POSTed queries too, as Prometheus does: reads, for viewers.
+API_PREFIXES = ("/api/", "/prometheus/api/")
+QUERY_PREFIX = "/prometheus/api/v1/"
 
 metadata = sa.MetaData()
 tokens_table = sa.Table(
@@ -134,7 +138,7 @@ def required_role(method: str, path: str) -> str:
     pausing and restarting executions for approvers; changing resources, pipelines and tokens, and
     deleting executions (their audit trail), for admins. Anyone signed in may ask for a console
     link for themselves."""
-    if method in SAFE_METHODS:
+    if method in SAFE_METHODS or path.startswith(QUERY_PREFIX):
         return "viewer"
     if path == "/api/v1/auth/login-links":
         return "viewer"
@@ -220,11 +224,11 @@ class AuthMiddleware:
             await _refuse(403, "missing or wrong CSRF token",
                           "reload the page; the console sends the token in X-CSRF-Token")(scope, receive, send)
             return
-        if user is None and not unsafe and path.startswith("/api/") and is_loopback(bind_host(scope)):
+        if user is None and not unsafe and path.startswith(API_PREFIXES) and is_loopback(bind_host(scope)):
             user = User("anonymous", "viewer")  # loopback reads: what any local page could not read anyway
         if user is None and not public:
             response: Response
-            if path.startswith("/api/") or unsafe:
+            if path.startswith(API_PREFIXES) or unsafe:
                 response = _refuse(401, "authentication required", _SIGN_IN_HINT)
             else:
                 response = RedirectResponse(f"/login?next={quote(path)}", status_code=303)

@@ -5,10 +5,8 @@ series); a healthy window passes, a window where v2 answers 503s fails and rolls
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests import system
+from tests.prometheus_server import backfilled_prometheus
 
 from graylane.analysis.resources import wrap_canary_config
 from graylane.pipelines.executor import Executor
@@ -89,51 +87,14 @@ def openmetrics(end: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
     """A real Prometheus over promtool blocks (as test_prometheus.py here); (url, last sample time)."""
-    system.require_program("prometheus", "prometheus", "promtool")
-    root = tmp_path_factory.mktemp("prom")
     end = int(time.time()) - 5 * 60
-    (root / "reviews.om").write_text(openmetrics(end))
-    data = root / "data"
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "reviews.om"), str(data)],
-                   check=True, capture_output=True, timeout=120)
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    port = free_port()
-    log = (root / "prometheus.log").open("w")
-    proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-                             "--storage.tsdb.retention.time=30d", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not start:\n" + (root / "prometheus.log").read_text()[-2000:])
-            time.sleep(0.2)
+    with backfilled_prometheus(tmp_path_factory.mktemp("prom"), openmetrics(end)) as url:
         yield url, float(end)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def weights(cluster: Any) -> list[tuple[str, int]]:

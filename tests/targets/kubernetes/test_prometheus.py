@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests import system
+from tests.prometheus_server import backfilled_prometheus, free_port
 
 from graylane.errors import GraylaneError, ValidationError
 from graylane.promql import PrometheusClient, totals
 from graylane.targets.accounts import prometheus_client
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 STEP = 15  # seconds between recorded samples, like a default scrape interval
 SPAN = 30 * 60
@@ -95,43 +84,14 @@ class Prom:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
-    system.require_program("prometheus", "prometheus", "promtool")
     yield from _start(tmp_path_factory.mktemp("prom"), free_port())
 
 
 def _start(root: Path, port: int) -> Iterator[Prom]:
-    end = (int(time.time()) // STEP) * STEP - 5 * 60
-    (root / "istio.om").write_text(openmetrics(end))
-    data = root / "data"
     # The guide's recipe (docs/kubernetes.md): record, convert to TSDB blocks, point Prometheus at them.
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "istio.om"), str(data)],
-                   check=True, capture_output=True, timeout=60)
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    log = (root / "prometheus.log").open("w")
-    proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=30d",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90  # a loaded 2-core CI machine can be slow to open the TSDB
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not start:\n" + (root / "prometheus.log").read_text()[-2000:])
-            time.sleep(0.2)
+    end = (int(time.time()) // STEP) * STEP - 5 * 60
+    with backfilled_prometheus(root, openmetrics(end), port) as url:
         yield Prom(url, float(end))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.asyncio

@@ -47,6 +47,10 @@ class Recorder:
             self._scrapes.popleft()
             self._resets.popleft()
 
+    def snapshot(self) -> tuple[list[float], list[Series]]:
+        """Every kept scrape and its time, oldest first (a query reads these while scrapes go on)."""
+        return list(self._times), list(self._scrapes)
+
     @property
     def latest(self) -> Series:
         return self._scrapes[-1] if self._scrapes else {}

@@ -1,0 +1,98 @@
+"""Prometheus' query API over the local mesh (/prometheus/api/v1/...), through the real app and its auth.
+
+The control plane's telemetry component is replaced by its recorder alone, fed scrapes as the component feeds
+it (the scraping itself is tests/telemetry/test_component.py's business).
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from graylane.mesh.telemetry.recorder import Recorder
+from graylane.mesh.telemetry.series import labels_of
+
+NOW = float(int(time.time()))
+
+
+def _recorder() -> Recorder:
+    recorder = Recorder()
+    for i in range(120):
+        recorder.add({"istio_requests_total": {
+            labels_of({"reporter": "destination", "destination_service_name": "reviews", "destination_version": v,
+                       "response_code": code}): per_s * i
+            for v, code, per_s in (("v1", "200", 8.0), ("v2", "200", 3.0), ("v2", "503", 1.0))}},
+            at=NOW - 120 + i)
+    return recorder
+
+
+@pytest.fixture
+def prom(api: TestClient) -> TestClient:
+    async def refresh() -> None:
+        return None
+
+    api.app.state.cp.components["telemetry"] = SimpleNamespace(recorder=_recorder(), refresh=refresh)  # type: ignore[attr-defined]
+    return api
+
+
+ERROR_RATE = ('sum by (destination_version) (rate(istio_requests_total{response_code=~"5.."}[30s])) / '
+              'sum by (destination_version) (rate(istio_requests_total[30s]))')
+
+
+def test_an_instant_query_gets_prometheus_envelope(prom: TestClient) -> None:
+    resp = prom.get("/prometheus/api/v1/query", params={"query": ERROR_RATE, "time": NOW - 1})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "success" and body["data"]["resultType"] == "vector"
+    [v2] = body["data"]["result"]
+    assert v2["metric"] == {"destination_version": "v2"}
+    assert v2["value"][0] == NOW - 1
+    assert float(v2["value"][1]) == pytest.approx(0.25)  # a string, as Prometheus writes sample values
+
+
+def test_a_range_query_posted_as_a_form_as_grafana_and_argo_send_it(prom: TestClient) -> None:
+    resp = prom.post("/prometheus/api/v1/query_range",
+                     data={"query": "sum(rate(istio_requests_total[30s]))", "start": str(NOW - 60),
+                           "end": str(NOW - 1), "step": "15s"})
+    assert resp.status_code == 200, resp.text
+    [series] = resp.json()["data"]["result"]
+    assert [t for t, _ in series["values"]] == [NOW - 60, NOW - 45, NOW - 30, NOW - 15]
+    assert [float(v) for _, v in series["values"]] == pytest.approx([12.0] * 4)
+
+
+def test_errors_are_prometheus_errors(prom: TestClient) -> None:
+    resp = prom.get("/prometheus/api/v1/query", params={"query": "sum(rate(x[1m])"})
+    assert resp.status_code == 400
+    assert resp.json() == {"status": "error", "errorType": "bad_data",
+                           "error": 'invalid parameter "query": unclosed left parenthesis'}
+    resp = prom.get("/prometheus/api/v1/query_range", params={"query": "1", "start": "0", "end": "86400",
+                                                               "step": "1"})
+    assert resp.status_code == 400 and "11,000 points" in resp.json()["error"]
+    resp = prom.get("/prometheus/api/v1/query", params={"query": "1", "time": "yesterday"})
+    assert resp.status_code == 400 and '"time"' in resp.json()["error"]
+
+
+def test_labels_values_and_series(prom: TestClient) -> None:
+    assert "destination_version" in prom.get("/prometheus/api/v1/labels").json()["data"]
+    assert prom.get("/prometheus/api/v1/label/destination_version/values").json()["data"] == ["v1", "v2"]
+    found = prom.get("/prometheus/api/v1/series", params={"match[]": 'istio_requests_total{destination_version="v2"}',
+                                                          "time": NOW - 1}).json()["data"]
+    assert sorted(s["response_code"] for s in found) == ["200", "503"]
+
+
+def test_queries_are_reads_a_viewer_may_post_and_loopback_may_get(prom: TestClient, api_store: object) -> None:
+    from graylane.server.auth import create_token
+
+    app = prom.app
+    viewer = create_token(api_store.engine, "vera", "viewer")  # type: ignore[attr-defined]
+    with TestClient(app, base_url="http://127.0.0.1:7380") as anonymous:
+        assert anonymous.get("/prometheus/api/v1/query", params={"query": "1"}).status_code == 200
+        refused = anonymous.post("/prometheus/api/v1/query", data={"query": "1"})
+        assert refused.status_code == 401  # not a login redirect: a machine API
+    with TestClient(app, base_url="http://127.0.0.1:7380", headers={"Authorization": f"Bearer {viewer}"}) as c:
+        assert c.post("/prometheus/api/v1/query", data={"query": "1"}).json()["data"]["result"][1] == "1"
+        # a viewer's POST elsewhere is still refused
+        assert c.post("/api/v1/apply", content="{}").status_code == 403
