@@ -58,11 +58,15 @@ class ApiClient:
 
 
 def error_from_response(resp: httpx.Response) -> GraylaneError:
-    """API errors are `{"error": {"message", "where", "hint"}}` (see graylane.server.app)."""
+    """API errors are `{"error": {"message", "where", "hint"}}` (see graylane.server.app); Prometheus' query API
+    answers `{"status": "error", "error": "..."}` (graylane.server.api.prometheus)."""
     try:
-        err = resp.json().get("error") or {}
+        body = resp.json()
+        err = body.get("error") or {} if isinstance(body, dict) else {}
     except ValueError:
         err = {"message": resp.text.strip() or resp.reason_phrase}
+    if not isinstance(err, dict):
+        err = {"message": str(err)}
     cls = _BY_STATUS.get(resp.status_code, GraylaneError)
     return cls(str(err.get("message") or resp.reason_phrase), where=err.get("where"), hint=err.get("hint"))
 

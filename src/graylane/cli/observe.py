@@ -1,4 +1,5 @@
-"""`graylane graph`, `graylane traces`, `graylane trace ID`: the mesh topology and traces in the terminal."""
+"""`graylane graph`, `graylane query`, `graylane traces`, `graylane trace ID`: the mesh topology, PromQL over the
+local mesh, and traces in the terminal."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rich.tree import Tree
 
 from graylane.cli.client import ApiClient
 from graylane.mesh.telemetry.traces import waterfall
+from graylane.resources.durations import query_seconds as parse_duration
 
 _HEALTH_STYLE = {"Healthy": "green", "Degraded": "yellow", "Failure": "red", "NA": "dim"}
 
@@ -67,6 +69,36 @@ def render_graph(graph: dict[str, Any]) -> Group:
     return Group(*trees)
 
 
+def _series_name(metric: dict[str, str]) -> str:
+    name = metric.get("__name__", "")
+    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
+    return f"{name}{{{rest}}}" if rest or not name else name
+
+
+def render_query(data: dict[str, Any]) -> Table | str:
+    """A query's answer: one row per series (a range: its points' count, min, max and last value)."""
+    kind, result = data.get("resultType"), data.get("result")
+    if kind in ("scalar", "string"):
+        return str(result[1]) if isinstance(result, list) and len(result) == 2 else ""
+    if not result:
+        return "no series"
+    table = Table(box=None)
+    table.add_column("SERIES", overflow="fold")
+    if kind == "matrix":
+        for col in ("POINTS", "MIN", "MAX", "LAST"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for item in result:
+            values = [float(v) for _, v in item["values"]]
+            real = [v for v in values if v == v] or [float("nan")]
+            table.add_row(_series_name(item["metric"]), str(len(values)), f"{min(real):.6g}", f"{max(real):.6g}",
+                          f"{values[-1]:.6g}")
+        return table
+    table.add_column("VALUE", justify="right", no_wrap=True)
+    for item in result:
+        table.add_row(_series_name(item["metric"]), f"{float(item['value'][1]):.6g}")
+    return table
+
+
 def sampling_note(percent: float, options_file: str) -> list[str]:
     """What `graylane traces` says under its table: how many requests get traced, and how to change it.
 
@@ -110,6 +142,29 @@ def register(app: typer.Typer) -> None:
             while True:
                 live.update(render_graph(client.get("/api/v1/graph", params=params)))
                 time.sleep(2)
+
+    @app.command("query")
+    def query_cmd(
+        promql: str = typer.Argument(..., help="A PromQL expression over the local mesh's Istio series."),
+        at: str = typer.Option(None, "--time", help="Evaluate at this time (unix seconds or RFC 3339); default now."),
+        over: str = typer.Option(None, "--range", help="A range query over the trailing duration, e.g. 5m."),
+        step: str = typer.Option("15s", "--step", help="Resolution of a range query."),
+        output: str = typer.Option("table", "-o", "--output", help="table or json (Prometheus' `data`)."),
+    ) -> None:
+        """PromQL over the local mesh, as Prometheus answers it (the control plane's /prometheus query API)."""
+        client = ApiClient()
+        if over:
+            end = time.time()
+            data = client.post("/prometheus/api/v1/query_range", data={
+                "query": promql, "start": f"{end - parse_duration(over, '--range'):.3f}", "end": f"{end:.3f}",
+                "step": step})["data"]
+        else:
+            form = {"query": promql} | ({"time": at} if at else {})
+            data = client.post("/prometheus/api/v1/query", data=form)["data"]
+        if output == "json":
+            typer.echo(json.dumps(data, indent=2))
+            return
+        Console(highlight=False).print(render_query(data))
 
     @app.command("traces")
     def traces_cmd(
