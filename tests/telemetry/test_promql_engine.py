@@ -253,6 +253,11 @@ def test_hostile_queries_are_refused_before_parsing(engine: Engine, recording: R
             engine.query(query, at)
     # a regex that backtracks catastrophically elsewhere is linear in RE2
     assert engine.query('istio_requests_total{source_workload=~"(p*)*' + "(p*)*" * 50 + 'x"}', at)["result"] == []
+    # a query that would load more samples than the engine's bound is refused as Prometheus refuses it
+    small = Engine(engine.recorder, max_samples=100_000)
+    with pytest.raises(PromQLError, match="too many samples"):
+        small.query('count_over_time(count_over_time({__name__=~"istio.*"}[15m])[15m:1s])', at)
+    assert small.query("count(istio_requests_total)", at)["result"][0]["value"][1] == "8"
     # within the bounds, a long but legal query still runs
     legal = " + ".join(["sum(rate(istio_requests_total[1m]))"] * 150)
     assert engine.query(legal, at)["resultType"] == "vector"

@@ -57,6 +57,7 @@ from graylane.mesh.telemetry.series import Series as Scrape
 MAX_POINTS = 11_000
 LOOKBACK_S = 300.0
 DEADLINE_S = 10.0
+MAX_SAMPLES = 5_000_000  # samples a query may load or produce (Prometheus' --query.max-samples is 50M on a server)
 
 
 # ---- binary operators ------------------------------------------------------------------------------------------
@@ -102,11 +103,19 @@ class Evaluation:
     """One query over one snapshot of the recorder; `start`/`end` are what `@ start()`/`@ end()` mean."""
 
     def __init__(self, times: list[float], scrapes: list[Scrape], *, start: float, end: float,
-                 lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S) -> None:
+                 lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S, max_samples: int = MAX_SAMPLES) -> None:
         self.times, self.scrapes = times, scrapes
+        self.max_samples = max_samples
         self.start, self.end, self.lookback = start, end, lookback
         self.deadline = time.monotonic() + deadline
         self._labels: dict[tuple[int, str, Labels], Labels | None] = {}
+        self.samples = 0
+
+    def count(self, n: int) -> None:
+        self.samples += n
+        if self.samples > self.max_samples:
+            raise PromQLError("query processing would load too many samples into memory in query execution",
+                              "execution")
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -140,7 +149,9 @@ class Evaluation:
         i = bisect.bisect_right(self.times, ts) - 1
         if i < 0 or self.times[i] < ts - self.lookback:
             return []
-        return [Sample(full, v, self.times[i]) for full, v in self._rows(sel, self.scrapes[i])]
+        out = [Sample(full, v, self.times[i]) for full, v in self._rows(sel, self.scrapes[i])]
+        self.count(len(out))
+        return out
 
     def select_range(self, node: RangeSel, ts: float) -> Matrix:
         sel = node.selector
@@ -149,8 +160,11 @@ class Evaluation:
         hi = bisect.bisect_right(self.times, ts)
         series: dict[Labels, list[tuple[float, float]]] = {}
         for i in range(lo, hi):
+            points = 0
             for full, v in self._rows(sel, self.scrapes[i]):
                 series.setdefault(full, []).append((self.times[i], v))
+                points += 1
+            self.count(points)
         self.check_time()
         return Matrix([Series(k, pts) for k, pts in series.items()])
 
@@ -343,14 +357,17 @@ class Evaluation:
 class Engine:
     """Instant and range queries over a Recorder, answered in Prometheus' HTTP API `data` shapes."""
 
-    def __init__(self, recorder: Recorder, *, lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S) -> None:
+    def __init__(self, recorder: Recorder, *, lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S,
+                 max_samples: int = MAX_SAMPLES) -> None:
         self.recorder = recorder
         self.lookback = lookback
         self.deadline = deadline
+        self.max_samples = max_samples
 
     def _evaluation(self, start: float, end: float) -> Evaluation:
         times, scrapes = self.recorder.snapshot()
-        return Evaluation(times, scrapes, start=start, end=end, lookback=self.lookback, deadline=self.deadline)
+        return Evaluation(times, scrapes, start=start, end=end, lookback=self.lookback, deadline=self.deadline,
+                          max_samples=self.max_samples)
 
     def evaluate(self, query: str, at: float) -> Value:
         node = parse(query)

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from graylane.errors import GraylaneError
 from graylane.mesh.telemetry.promql_engine import Engine
@@ -37,6 +37,15 @@ from graylane.resources.durations import query_seconds
 prefix = "/prometheus/api/v1"
 router = APIRouter(tags=["prometheus"])
 _STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "unavailable": 503}
+CONCURRENT_QUERIES = 2  # evaluations at once (each holds the GIL; the rest wait their turn), as --query.max-concurrency
+
+
+async def _evaluate(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run an evaluation in a worker thread, at most CONCURRENT_QUERIES at a time per control plane."""
+    limiter = getattr(request.app.state, "promql_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.promql_limiter = anyio.CapacityLimiter(CONCURRENT_QUERIES)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
 def engine_of(request: Request) -> Engine:
@@ -119,7 +128,7 @@ async def query(request: Request) -> Any:
     else:
         await _fresh(request)
         at = time.time()
-    return await run_in_threadpool(engine_of(request).query, text, at)
+    return await _evaluate(request, engine_of(request).query, text, at)
 
 
 @router.api_route("/query_range", methods=["GET", "POST"])
@@ -131,7 +140,7 @@ async def query_range(request: Request) -> Any:
     step = parse_step(_one(params, "step"))
     if end >= time.time() - 1:
         await _fresh(request)
-    return await run_in_threadpool(engine_of(request).query_range, text, start, end, step)
+    return await _evaluate(request, engine_of(request).query_range, text, start, end, step)
 
 
 @router.api_route("/series", methods=["GET", "POST"])
@@ -142,7 +151,7 @@ async def series(request: Request) -> Any:
     if not selectors:
         raise PromQLError("no match[] parameter provided")
     at = parse_time(_one(params, "end", _one(params, "time", str(time.time()))), "end")
-    return await run_in_threadpool(engine_of(request).series, selectors[:64], at)
+    return await _evaluate(request, engine_of(request).series, selectors[:64], at)
 
 
 @router.api_route("/labels", methods=["GET", "POST"])
