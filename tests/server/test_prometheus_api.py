@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from graylane.mesh.telemetry.recorder import Recorder
 from graylane.mesh.telemetry.series import labels_of
@@ -71,6 +73,8 @@ def test_errors_are_prometheus_errors(prom: TestClient) -> None:
     resp = prom.get("/prometheus/api/v1/query_range", params={"query": "1", "start": "0", "end": "86400",
                                                                "step": "1"})
     assert resp.status_code == 400 and "11,000 points" in resp.json()["error"]
+    resp = prom.get("/prometheus/api/v1/query_range", params={"query": "1", "start": "0", "end": "60", "step": "nan"})
+    assert resp.status_code == 400 and '"step"' in resp.json()["error"]  # found by fuzzing: it was a 500
     resp = prom.get("/prometheus/api/v1/query", params={"query": "1", "time": "yesterday"})
     assert resp.status_code == 400 and '"time"' in resp.json()["error"]
 
@@ -96,3 +100,34 @@ def test_queries_are_reads_a_viewer_may_post_and_loopback_may_get(prom: TestClie
         assert c.post("/prometheus/api/v1/query", data={"query": "1"}).json()["data"]["result"][1] == "1"
         # a viewer's POST elsewhere is still refused
         assert c.post("/api/v1/apply", content="{}").status_code == 403
+
+
+TOKENS = ["sum", "avg", "rate", "irate", "increase", "histogram_quantile", "topk", "label_replace", "absent",
+          "vector", "scalar", "time()", "count_values", "quantile_over_time", "round", "clamp", "(", ")", "[1m]",
+          "[5m:1s]", "[0s]", "{", "}", 'destination_version="v2"', 'response_code=~"5.*"', '__name__=~".+"', "=~",
+          '"', "'", "`", "\\", "#", "\n", ",", "by", "without", "on", "ignoring", "group_left", "group_right",
+          "bool", "or", "and", "unless", "+", "-", "*", "/", "%", "^", ">", "==", "offset", "-5m", "@", "start()",
+          "1e309", "NaN", "Inf", "0.9", "2", "-1", "istio_requests_total", "x", "le", '"le"', '"(.*)"', '"$1"']
+QUERIES = st.lists(st.sampled_from(TOKENS), min_size=1, max_size=30).map(" ".join) | st.text(max_size=60)
+PARAMS = st.none() | st.sampled_from(["0", "-1", "1e20", "nan", "inf", "2026-12-06T10:00:00Z", "15s", "0s", "abc",
+                                      str(NOW - 30), "-9999999999999"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(query=QUERIES, when=PARAMS, step=PARAMS, ranged=st.booleans(), post=st.booleans())
+def test_any_query_gets_a_prometheus_answer_never_a_crash(prom: TestClient, query: str, when: str | None,
+                                                          step: str | None, ranged: bool, post: bool) -> None:
+    params = {"query": query}
+    if ranged:
+        params |= {"start": when or str(NOW - 60), "end": str(NOW), "step": step or "15"}
+    elif when is not None:
+        params["time"] = when
+    path = "/prometheus/api/v1/query_range" if ranged else "/prometheus/api/v1/query"
+    resp = prom.post(path, data=params) if post else prom.get(path, params=params)
+    assert resp.status_code in (200, 400, 422, 503), resp.text
+    body = resp.json()
+    if resp.status_code == 200:
+        assert body["status"] == "success" and "resultType" in body["data"]
+    else:
+        assert body["status"] == "error" and body["errorType"] and isinstance(body["error"], str)

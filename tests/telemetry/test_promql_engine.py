@@ -290,3 +290,53 @@ def test_a_recording_holds_what_the_engine_is_fed(recording: Recording) -> None:
     late = labels_of(dict(_base("v2", "destination"), response_code="503"))
     assert late not in recording.scrapes[0][1]["istio_requests_total"]
     assert late in recording.scrapes[-1][1]["istio_requests_total"]
+
+
+FUNCS = ["rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "resets", "changes",
+         "avg_over_time", "sum_over_time", "quantile_over_time", "last_over_time", "stddev_over_time", "absent",
+         "absent_over_time", "abs", "ceil", "floor", "round", "sqrt", "exp", "ln", "log2", "clamp", "clamp_min",
+         "clamp_max", "scalar", "vector", "time", "timestamp", "sort", "sort_desc", "label_replace", "label_join",
+         "histogram_quantile", "minute", "hour", "day_of_week", "days_in_month", "year", "sgn"]
+AGGS = ["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk", "quantile",
+        "count_values"]
+OPS = ["+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=", "and", "or", "unless", "atan2"]
+LEAVES = ["istio_requests_total", 'istio_requests_total{destination_version="v2"}',
+          "istio_request_duration_milliseconds_bucket", "1", "0", "-1", "NaN", "Inf", "0.5", "1e308", '"s"', '"le"',
+          '"(.*)"', "time()", "istio_requests_total[1m]", "istio_request_duration_milliseconds_sum[30s]",
+          "istio_requests_total[2m:10s]", "istio_requests_total offset 1m", 'nope{a="b"}']
+
+
+def _random_query(rnd: random.Random, depth: int = 0) -> str:
+    r = rnd.random()
+    if depth > 3 or r < 0.2:
+        return rnd.choice(LEAVES)
+    if r < 0.45:
+        args = ", ".join(_random_query(rnd, depth + 1) for _ in range(rnd.randint(0, 4)))
+        return f"{rnd.choice(FUNCS)}({args})"
+    if r < 0.7:
+        grouping = rnd.choice(["", " by (destination_version)", " without (le)", " by ()"])
+        args = ", ".join(_random_query(rnd, depth + 1) for _ in range(rnd.randint(1, 2)))
+        return f"{rnd.choice(AGGS)}{grouping}({args})"
+    op = rnd.choice(OPS)
+    matching = "" if op in ("and", "or", "unless") else rnd.choice(
+        ["", " bool", " on(destination_version)", " ignoring(le)", " on(destination_version) group_left(le)",
+         " ignoring(response_code) group_right"])
+    return f"({_random_query(rnd, depth + 1)} {op}{matching} {_random_query(rnd, depth + 1)})"
+
+
+def test_any_well_formed_or_ill_typed_query_gets_an_answer_or_a_reason(engine: Engine, recording: Recording) -> None:
+    """Random compositions of every function, aggregation and operator over the recorded series (ill-typed
+    ones included: NaN rounding, overflowing exponents, huge clock values): a result or a PromQLError, never
+    another exception."""
+    rnd = random.Random(20261206)
+    found_by_fuzzing = ["minute(exp(istio_requests_total))", "round(istio_requests_total, NaN)",
+                        "round(istio_requests_total, Inf)", "stddev(exp(istio_request_duration_milliseconds_sum))",
+                        "stddev(quantile without (le)(-1, istio_request_duration_milliseconds_bucket))"]
+    answered = refused = 0
+    for query in found_by_fuzzing + [_random_query(rnd) for _ in range(1500)]:
+        try:
+            engine.query(query, recording.end - 0.5)
+            answered += 1
+        except PromQLError:
+            refused += 1
+    assert answered > 200 and refused > 200  # both paths were exercised

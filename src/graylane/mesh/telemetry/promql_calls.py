@@ -33,6 +33,14 @@ _CLOCK = {
 }
 
 
+def _clock(name: str, seconds: float) -> float:
+    """minute(), hour(), ... of a unix time in UTC; NaN where there is no such date."""
+    try:
+        return float(_CLOCK[name](datetime.fromtimestamp(seconds, UTC)))
+    except (OverflowError, OSError, ValueError):
+        return math.nan
+
+
 def _absent_labels(node: object) -> Labels:
     """What `absent` reports: the selector's equality matchers (other than the name) as labels."""
     sel = node.selector if isinstance(node, RangeSel) else node
@@ -118,10 +126,7 @@ def call(ev: Evaluator, node: Call, ts: float) -> Value:  # noqa: C901, PLR0911,
         return fn.histogram_quantile(ev.scalar(args[0], ts, where), ev.vector(args[1], ts, where))
     if name in _CLOCK:
         vector = ev.vector(args[0], ts, where) if args else [Sample((), ts)]
-        return [Sample(without_name(s.labels),
-                       math.nan if math.isnan(s.value) or math.isinf(s.value)
-                       else float(_CLOCK[name](datetime.fromtimestamp(s.value, UTC))))
-                for s in vector]
+        return [Sample(without_name(s.labels), _clock(name, s.value)) for s in vector]
     raise PromQLError(f"function \"{name}\" is not supported by Graylane's local query engine (supported: the rate, "
                       "*_over_time, math, clamp, label, sort, time and histogram_quantile functions)")
 
@@ -201,8 +206,7 @@ def aggregate(ev: Evaluator, node: Aggregate, ts: float) -> Vector:
         elif op == "max":
             value = _extreme(values, largest=True)
         elif op in ("stddev", "stdvar"):
-            var = fn.stdvar(values)
-            value = math.sqrt(var) if op == "stddev" else var
+            value = fn.stddev(values) if op == "stddev" else fn.stdvar(values)
         elif op == "quantile":
             assert isinstance(param, float)
             value = fn.quantile(param, values)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from graylane.mesh.telemetry.promql_calls import aggregate, call
+from graylane.mesh.telemetry.promql_functions import divide
 from graylane.mesh.telemetry.promql_tree import (
     Aggregate,
     Binary,
@@ -62,13 +63,6 @@ MAX_SAMPLES = 5_000_000  # samples a query may load or produce (Prometheus' --qu
 
 # ---- binary operators ------------------------------------------------------------------------------------------
 
-def _div(a: float, b: float) -> float:
-    if b == 0:
-        return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * (1 if math.copysign(1, b) > 0
-                                                                                       else -1)
-    return a / b
-
-
 def _mod(a: float, b: float) -> float:
     return math.nan if b == 0 or math.isinf(a) else math.fmod(a, b)
 
@@ -83,7 +77,7 @@ def _pow(a: float, b: float) -> float:
 
 
 ARITHMETIC: dict[str, Callable[[float, float], float]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": _div, "%": _mod, "^": _pow, "atan2": math.atan2,
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": divide, "%": _mod, "^": _pow, "atan2": math.atan2,
 }
 COMPARISON: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
@@ -377,6 +371,8 @@ class Engine:
         return to_json(self.evaluate(query, at), at)
 
     def query_range(self, query: str, start: float, end: float, step: float) -> dict[str, Any]:
+        if not (math.isfinite(step) and math.isfinite(start) and math.isfinite(end)):
+            raise PromQLError("start, end and step must be finite numbers")
         if step <= 0:
             raise PromQLError("zero or negative query resolution step widths are not accepted. Try a positive "
                               "integer")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -69,7 +68,7 @@ def _regression(points: Points, at: float) -> tuple[float, float]:
     xs = [t - at for t, _ in points]
     ys = [v for _, v in points]
     mx, my = sum(xs) / n, sum(ys) / n
-    var = sum((x - mx) ** 2 for x in xs)
+    var = sum((x - mx) * (x - mx) for x in xs)
     slope = math.nan if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
     return slope, my - slope * mx
 
@@ -86,7 +85,16 @@ def predict_linear(points: Points, at: float, seconds: float) -> float | None:
 
 
 def stdvar(values: list[float]) -> float:
-    return statistics.pvariance(values) if values else math.nan
+    """Population variance in IEEE arithmetic (an infinity or NaN among the values gives NaN, as in Go)."""
+    if not values:
+        return math.nan
+    mean = sum(values) / len(values)
+    return sum((v - mean) * (v - mean) for v in values) / len(values)
+
+
+def stddev(values: list[float]) -> float:
+    var = stdvar(values)
+    return var if math.isnan(var) or math.isinf(var) else math.sqrt(var)
 
 
 OVER_TIME: dict[str, Callable[[list[float]], float]] = {
@@ -98,7 +106,7 @@ OVER_TIME: dict[str, Callable[[list[float]], float]] = {
     "last_over_time": lambda vs: vs[-1],
     "present_over_time": lambda vs: 1.0,
     "stdvar_over_time": stdvar,
-    "stddev_over_time": lambda vs: math.sqrt(stdvar(vs)),
+    "stddev_over_time": stddev,
     "changes": lambda vs: float(sum(1 for a, b in zip(vs, vs[1:], strict=False) if a != b
                                     and not (math.isnan(a) and math.isnan(b)))),
     "resets": lambda vs: float(sum(1 for a, b in zip(vs, vs[1:], strict=False) if b < a)),
@@ -125,11 +133,30 @@ def quantile(q: float, values: list[float]) -> float:
 
 # ---- over an instant vector ----------------------------------------------------------------------------------
 
+def divide(a: float, b: float) -> float:
+    """IEEE division as Go does it: x/0 is +-Inf, 0/0 and NaN/0 are NaN (Python raises instead)."""
+    if b == 0:
+        if a == 0 or math.isnan(a):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _floor(v: float) -> float:
+    """Go's math.Floor: NaN and infinities are their own floor."""
+    return v if math.isnan(v) or math.isinf(v) else float(math.floor(v))
+
+
+def _ceil(v: float) -> float:
+    return v if math.isnan(v) or math.isinf(v) else float(math.ceil(v))
+
+
 def _round(v: float, to: float) -> float:
-    if to == 0 or math.isnan(v) or math.isinf(v):
-        return v if to != 0 else math.nan
+    """Prometheus' round(v, to_nearest): floor(v / to + 0.5) * to, in IEEE arithmetic (to 0 or NaN gives NaN)."""
+    if to == 0 or math.isnan(to):
+        return math.nan
     inverse = 1 / to
-    return math.floor(v * inverse + 0.5) / inverse
+    return divide(_floor(v * inverse + 0.5), inverse)
 
 
 def _safe(fn: Callable[[float], float]) -> Callable[[float], float]:
@@ -144,8 +171,7 @@ def _safe(fn: Callable[[float], float]) -> Callable[[float], float]:
 
 
 MATH: dict[str, Callable[[float], float]] = {
-    "abs": abs, "ceil": lambda v: v if math.isnan(v) or math.isinf(v) else float(math.ceil(v)),
-    "floor": lambda v: v if math.isnan(v) or math.isinf(v) else float(math.floor(v)),
+    "abs": abs, "ceil": _ceil, "floor": _floor,
     "exp": _safe(lambda v: math.inf if v > 709 else math.exp(v)), "sqrt": _safe(math.sqrt),
     "ln": _safe(math.log), "log2": _safe(math.log2), "log10": _safe(math.log10),
     "sgn": lambda v: v if math.isnan(v) else float((v > 0) - (v < 0)),

@@ -92,7 +92,10 @@ def parse_time(text: str, name: str) -> float:
 
 def parse_step(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
+        if not math.isfinite(value):
+            raise PromQLError(f"invalid parameter \"step\": cannot parse {text!r} to a valid duration")
+        return value
     except ValueError:
         try:
             return float(query_seconds(text, "step"))
