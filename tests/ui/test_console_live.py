@@ -120,6 +120,26 @@ def test_the_judgment_form_says_what_is_wrong_and_focus_follows_the_result(
     page.screenshot(path=str(ARTIFACTS / "judgment-form.png"), full_page=True)
 
 
+def test_a_live_refresh_keeps_what_the_approver_is_typing(server: ConsoleServer, browser: Browser) -> None:
+    """Another stage changing state re-renders the panel around the form: the typed ratio and the focus stay,
+    and what is sent is what was typed (never the field's default from the new render)."""
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    ratio = page.get_by_label("灰度比例 (%)")
+    ratio.fill("42")
+    expect(ratio).to_be_focused()
+    with page.expect_response(re.compile(r"/ui/executions/[^/]+/panel$")):  # what a stage's change triggers
+        page.evaluate("document.body.dispatchEvent(new Event('graylane:refresh'))")
+    page.wait_for_load_state("networkidle")
+    expect(ratio).to_have_value("42")
+    expect(ratio).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Continued")).to_be_visible()
+    assert server.stage(execution_id, RATIO)["context"]["customParams"]["canary_ratio"] == "42"
+
+
 def test_the_irreversible_choice_asks_first_and_lists_what_it_does(server: ConsoleServer, browser: Browser) -> None:
     execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
     server.wait_stage(execution_id, RATIO, "RUNNING")
