@@ -448,6 +448,57 @@ async def test_kayenta_interval_on_a_real_prometheus(prometheus: Prom) -> None:
 
 
 @pytest.mark.asyncio
+async def test_kayenta_metric_name_queries_are_built_as_kayenta_builds_them(prometheus: Prom) -> None:
+    """Without `PromQL:`, Kayenta's custom filter (inline, or a named template of the config) is label matchers:
+    avg(metricName{filter tokens, labelBindings}) by (groupByFields)."""
+    from graylane.analysis.argo_run import Providers
+    from graylane.analysis.judge import parse_canary_config
+    from graylane.analysis.kayenta import run_interval
+
+    canary = {"canary": {"direction": "increase"}}
+    config = parse_canary_config({
+        "name": "latency", "templates": {"by-service": 'service="${scope}"'},
+        "metrics": [
+            {"name": "inline-filter", "groups": ["latency"], "analysisConfigurations": canary,
+             "query": {"type": "prometheus", "metricName": "http_latency_ms",
+                       "customInlineTemplate": 'service="${scope}"'}},
+            {"name": "named-filter", "groups": ["latency"], "analysisConfigurations": canary,
+             "query": {"type": "prometheus", "metricName": "http_latency_ms", "customFilterTemplate": "by-service",
+                       "labelBindings": ['service!=""'], "groupByFields": ["service"]}}],
+        "classifier": {"groupWeights": {"latency": 100}}})
+    interval = await run_interval(config, Scope("reviews"), Scope("ratings"),
+                                  Providers(prometheus=PrometheusProvider(default_address=prometheus.url)),
+                                  start=prometheus.end - 600, end=prometheus.end, step=60)
+    assert 'avg(http_latency_ms{service="ratings"}) -> ok' in interval.explain("inline-filter")
+    assert 'avg(http_latency_ms{service="reviews",service!=""}) by (service) -> ok' in interval.explain("named-filter")
+    latency = interval.series["inline-filter"]
+    assert len(latency.control) == 11 and all(100 <= v <= 106 for v in latency.control)
+    assert max(latency.experiment) == 1500.0  # ratings' spike two minutes before the end
+
+
+def test_kayenta_query_errors_name_the_metric_and_the_rule() -> None:
+    from graylane.analysis.judge import parse_canary_config
+    from graylane.analysis.kayenta import query_for
+    from graylane.errors import GraylaneError
+
+    def config(query: dict[str, Any]) -> Any:
+        return parse_canary_config({"name": "c", "metrics": [{"name": "m", "query": query, "groups": ["g"],
+                                                              "analysisConfigurations": {}}]})
+
+    for query, said in [({"type": "prometheus", "metricName": "x"}, "either a resource type or a custom filter"),
+                        ({"type": "prometheus", "metricName": "x", "customFilterTemplate": "nope"},
+                         "custom filter template 'nope' was not found"),
+                        ({"type": "prometheus", "customFilter": "a=b"}, "customFilter is deprecated"),
+                        ({"type": "prometheus"}, "needs metricName")]:
+        c = config(query)
+        with pytest.raises(GraylaneError, match=said):
+            query_for(c.metrics[0], c.templates)
+    ec2 = config({"type": "prometheus", "metricName": "cpu", "resourceType": "aws_ec2_instance"})
+    _, built = query_for(ec2.metrics[0], ec2.templates)
+    assert built.query == 'avg(cpu{asg_groupName="${scope}",zone=~"${location}.{1}"})'  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
 async def test_local_range_and_a_kayenta_interval_on_the_local_mesh(recorder: Recorder) -> None:
     from graylane.analysis.argo_run import Providers
     from graylane.analysis.kayenta import run_interval

@@ -53,16 +53,21 @@ class CanaryInterval:
                           for m in self.measurements if m.metric == metric)
 
 
-def query_for(metric: MetricConfig) -> tuple[str, PrometheusQuery | LocalQuery]:
-    """The provider kind and query for a config metric's `query` block (GraylaneError when not usable)."""
+def query_for(metric: MetricConfig, templates: Mapping[str, str] | None = None,
+              ) -> tuple[str, PrometheusQuery | LocalQuery]:
+    """The provider kind and query for a config metric's `query` block (GraylaneError when not usable).
+
+    A prometheus query is built as Kayenta's PrometheusMetricsService builds it: the custom filter is
+    `customInlineTemplate`, else the config's `templates[customFilterTemplate]`; one starting with `PromQL:` is
+    the whole query; otherwise `avg(metricName{filter tokens split on commas, labelBindings...}) by
+    (groupByFields)`. `${scope}`, `${location}` and extendedScopeParams are substituted by the provider.
+    """
     q = dict(metric.query)
     kind = str(q.pop("type", "") or "")
     if kind == "prometheus":
-        template = q.get("customInlineTemplate")
-        if not isinstance(template, str) or not template.strip():
-            raise GraylaneError(f"metric {metric.name}: a prometheus query needs customInlineTemplate (PromQL with "
-                                "${scope} and ${location}); metricName-only queries are not supported")
-        return kind, PrometheusQuery(template, address=q.get("address") or None, account=q.get("account") or None)
+        address, account = q.get("address"), q.get("account")
+        return kind, PrometheusQuery(_promql(metric, q, templates or {}), address=str(address) if address else None,
+                                     account=str(account) if account else None)
     if kind == "local":
         for key in ("metricName", "serviceType", "scopeName"):
             q.pop(key, None)
@@ -71,6 +76,51 @@ def query_for(metric: MetricConfig) -> tuple[str, PrometheusQuery | LocalQuery]:
         except (ValueError, GraylaneError) as exc:
             raise GraylaneError(f"metric {metric.name}: local query: {exc}") from None
     raise GraylaneError(f"metric {metric.name}: query type {kind or '(none)'!r} is not prometheus or local")
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GraylaneError(f"{where} must be a list of strings")
+    return list(value)
+
+
+def _promql(metric: MetricConfig, q: Mapping[str, Any], templates: Mapping[str, str]) -> str:
+    where = f"metric {metric.name}"
+    if q.get("customFilter"):
+        raise GraylaneError(f"{where}: customFilter is deprecated in Kayenta; use customInlineTemplate")
+    inline, named = q.get("customInlineTemplate"), q.get("customFilterTemplate")
+    custom: str | None = None
+    if isinstance(inline, str) and inline.strip():
+        custom = inline.strip()
+    elif isinstance(named, str) and named:
+        if named not in templates:
+            raise GraylaneError(f"{where}: custom filter template {named!r} was not found"
+                                + ("" if templates else " (the config defines no templates)"))
+        custom = templates[named].strip()
+    name = q.get("metricName")
+    if custom is not None and (custom.startswith("PromQL:") or not name):
+        return custom  # a whole query (Graylane also takes one without the prefix when no metricName is given)
+    if not isinstance(name, str) or not name:
+        raise GraylaneError(f"{where}: a prometheus query needs metricName, or customInlineTemplate "
+                            "\"PromQL:<query>\" (with ${scope} and ${location})")
+    filters = [t for t in (custom.split(",") if custom else []) if t.strip()]
+    if not filters:
+        resource = str(q.get("resourceType") or "")
+        if resource == "aws_ec2_instance":
+            filters = ['asg_groupName="${scope}"', 'zone=~"${location}.{1}"']
+        elif resource == "gce_instance":
+            filters = ['instance=~"${scope}-.{4}"', 'zone=~".+/zones/${location}-.{1}"']
+        elif resource:
+            raise GraylaneError(f"{where}: there is no explicit support for resourceType {resource!r}; use "
+                                "labelBindings and a custom filter template")
+        else:
+            raise GraylaneError(f"{where}: either a resource type or a custom filter is required (Kayenta's rule)")
+    filters += _strings(q.get("labelBindings"), f"{where}: labelBindings")
+    query = f"avg({name}{{{','.join(filters)}}})"
+    group_by = _strings(q.get("groupByFields"), f"{where}: groupByFields")
+    return query + (f" by ({','.join(group_by)})" if group_by else "")
 
 
 async def run_interval(config: CanaryConfig, control: Scope, experiment: Scope, providers: Providers, *,
@@ -84,7 +134,7 @@ async def run_interval(config: CanaryConfig, control: Scope, experiment: Scope, 
         for side, scope in (("control", control), ("experiment", experiment)):
             ranged = Scope(scope.scope, scope.location, scope.variables, start=start, end=end, step=step)
             try:
-                kind, query = query_for(metric)
+                kind, query = query_for(metric, config.templates)
             except GraylaneError as exc:
                 m = error("kayenta", str(metric.query), exc.message, at=end)
             else:

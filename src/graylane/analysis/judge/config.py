@@ -117,6 +117,7 @@ class CanaryConfig:
     judge_name: str = JUDGE_NAME
     description: str = ""
     source: str = "<config>"
+    templates: Mapping[str, str] = field(default_factory=dict)  # customFilterTemplate name -> filter template
 
     def metric(self, name: str) -> MetricConfig | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -234,9 +235,17 @@ def parse_canary_config(data: object, source: str = "<config>") -> CanaryConfig:
         raw_thresholds = classifier.child("scoreThresholds")
         if raw_thresholds is not None:
             thresholds = parse_score_thresholds(raw_thresholds)
+    templates: dict[str, str] = {}
+    raw_templates = top.child("templates")
+    if raw_templates is not None:
+        if not isinstance(raw_templates.data, dict):
+            top.fail(f"must be an object of template name -> filter, not {_json_type(raw_templates.data)}",
+                     "templates")
+        for key in raw_templates.data:
+            templates[str(key)] = raw_templates.string(key)
     return CanaryConfig(name=top.string("name", ""), description=top.string("description", ""),
                         metrics=tuple(metrics), group_weights=weights, score_thresholds=thresholds,
-                        judge_name=judge_name, source=source)
+                        judge_name=judge_name, source=source, templates=templates)
 
 
 def _parse_metric(reader: _Reader) -> MetricConfig:
