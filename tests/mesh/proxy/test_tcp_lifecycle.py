@@ -7,7 +7,7 @@ import time
 
 from graylane.mesh.state import MeshOptions
 
-from ..helpers import dr, free_port
+from ..helpers import dr, free_port, running_mesh
 from .l4support import EchoServer, echo_endpoint, gateway, service
 
 GATEWAY = gateway("tcp-gateway", [{"port": {"number": 31400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}])
@@ -58,3 +58,17 @@ def test_idle_connection_is_closed_after_the_pools_idle_timeout(mesh):
         started = time.monotonic()
         assert s.recv(100) == b""  # closed by the proxy, not by us or the upstream
         assert 0.25 <= time.monotonic() - started < 3
+
+
+def test_closing_the_data_plane_ends_its_tcp_connections():
+    """A TCP tunnel has no request to finish: when the data plane closes (a restart, `graylane down`), its
+    clients see the connection end rather than hang on a proxy that no longer serves it."""
+    with running_mesh(idle_timeout_s=2.0, header_timeout_s=1.0) as own:
+        port, _ = setup(own)
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"hi\n")
+        assert s.recv(100) == b"one hi\n"
+    try:
+        assert s.recv(100) == b""  # closed by the proxy's close, not by a timeout
+    finally:
+        s.close()

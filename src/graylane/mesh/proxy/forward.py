@@ -121,12 +121,13 @@ class Forwarder:
     def begin(self, proto: DownstreamProtocol, req: Request) -> bool | tuple[Ctx, RequestView, RouteDecision]:
         """Route the request: (ctx, view, decision) to forward it, or whether the connection may be kept alive
         when it was answered here (a local reply)."""
-        table, loop = self.server.table, self.loop
-        ctx = Ctx(proto.listener, req.start, req)
+        table, loop, listener = self.server.table, self.loop, proto.listener
+        assert listener is not None  # set when the connection was accepted, before any request
+        ctx = Ctx(listener, req.start, req)
         try:
             view = self.route.view(table, proto, req, ctx)
-            self.limits.check_listener(proto.listener, loop.time())
-            d = self.route.decide(table, view, proto.listener, ctx, loop.time())
+            self.limits.check_listener(listener, loop.time())
+            d = self.route.decide(table, view, listener, ctx, loop.time())
             if d.rule is not None and d.rule.fault is not None:
                 return ctx, view, d  # the fault filter comes before any answer (`finish`)
             answered = self.answer(proto, req, ctx, d, view)

@@ -67,6 +67,7 @@ class ProxyServer:
         self.access_log_format = ""  # "text" (Istio's default TEXT format) or "json"
         self.forwarder = Forwarder(self)
         self.connections: set[DownstreamProtocol] = set()
+        self.tunnels: set[TcpProxy] = set()  # layer-4 connections (tcp.py), closed with the server
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
         self.served_as: dict[tuple[str, int], tuple[str, bool]] = {}  # (protocol, terminates TLS) per bound address
         self.tls = TlsListeners()  # server contexts of TLS listeners, chosen by SNI (tls.py)
@@ -289,5 +290,7 @@ class ProxyServer:
             await asyncio.sleep(0.1)
         for conn in list(self.connections):
             conn.close()
+        for tunnel in list(self.tunnels):  # a TCP tunnel has no request to finish: closed at once
+            tunnel.close()
         self.pools.close_all()
         self.forwarder.h2.pools.close_all()  # HTTP/2 upstream connections (h2_upstream.py)

@@ -35,6 +35,7 @@ class TcpHost(Protocol):
 
     loop: asyncio.AbstractEventLoop
     header_timeout_s: float
+    tunnels: set[TcpProxy]  # open layer-4 connections (closed with the server)
 
     @property
     def table(self) -> RouteTable: ...
@@ -136,6 +137,7 @@ class TcpProxy(asyncio.Protocol):
     # -- downstream
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.server.tunnels.add(self)
         if self.protocol == TLS_PASSTHROUGH:
             if self.server.header_timeout_s > 0:  # a client that never completes its ClientHello
                 self.timer = self.server.loop.call_later(self.server.header_timeout_s, self.close)
@@ -300,6 +302,7 @@ class TcpProxy(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        self.server.tunnels.discard(self)
         if self.timer is not None:
             self.timer.cancel()
         if self.counted is not None:
