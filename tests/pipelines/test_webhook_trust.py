@@ -117,3 +117,30 @@ def test_a_signed_timestamp_must_be_recent(served: Served) -> None:
     signed = sign(body, prefix=f"{now}.".encode())
     ok = hook(served, body, **{"X-Graylane-Timestamp": now, "X-Hub-Signature-256": signed})
     assert ok.status_code == 202, ok.text
+
+
+def test_deliveries_older_than_the_retention_are_forgotten(served: Served) -> None:
+    """The replay guard does not grow forever: a delivery older than 30 days is pruned (at most hourly, when a
+    new delivery arrives) and its id would start a run again; recent ones still refuse replays."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from graylane.pipelines.triggers import _pruned, webhook_deliveries
+
+    served.operator().post("/api/v1/pipelines", json=pipeline("signed", {"secret": SECRET}))
+    body = json.dumps({"ref": "main"}).encode()
+    for delivery in ("old", "recent"):
+        assert hook(served, body, **{"X-Hub-Signature-256": sign(body), "X-GitHub-Delivery": delivery}) \
+            .status_code == 202
+    engine = served.store.engine
+    with engine.begin() as conn:  # the first one was received 31 days ago
+        conn.execute(webhook_deliveries.update().where(webhook_deliveries.c.delivery_key == "delivery:old")
+                     .values(received_at=datetime.now(UTC) - timedelta(days=31)))
+    _pruned.pop(str(engine.url), None)  # an hour has passed since the last pruning
+    assert hook(served, body, **{"X-Hub-Signature-256": sign(body), "X-GitHub-Delivery": "new"}).status_code == 202
+    with engine.connect() as conn:
+        kept = {r[0] for r in conn.execute(sa.select(webhook_deliveries.c.delivery_key))}
+    assert kept == {"delivery:recent", "delivery:new"}
+    assert hook(served, body, **{"X-Hub-Signature-256": sign(body), "X-GitHub-Delivery": "recent"}) \
+        .json()["duplicate"] is True

@@ -180,13 +180,33 @@ webhook_deliveries = sa.Table(  # migration 0005_trust
 )
 
 
+DELIVERY_RETENTION = timedelta(days=30)  # replays older than this start again (GitHub redelivers up to 3 days)
+_PRUNE_EVERY = timedelta(hours=1)
+_pruned: dict[str, datetime] = {}  # engine url -> when its old deliveries were last deleted
+
+
+def prune_deliveries(engine: sa.Engine, now: datetime | None = None) -> int:
+    """Forget deliveries older than DELIVERY_RETENTION (the table would otherwise grow with every delivery);
+    returns how many were deleted."""
+    now = now or datetime.now(UTC)
+    with engine.begin() as conn:
+        result = conn.execute(webhook_deliveries.delete().where(
+            webhook_deliveries.c.received_at < now - DELIVERY_RETENTION))
+    _pruned[str(engine.url)] = now
+    return int(result.rowcount or 0)
+
+
 def _claim(engine: sa.Engine, source: str, key: str) -> bool:
     """Record the delivery; False when it was recorded before (a replay). The primary key makes two
-    concurrent copies race safely: one insert wins."""
+    concurrent copies race safely: one insert wins. At most once an hour, old deliveries are pruned first."""
+    now = datetime.now(UTC)
+    last = _pruned.get(str(engine.url))
+    if last is None or now - last > _PRUNE_EVERY:
+        prune_deliveries(engine, now)
     try:
         with engine.begin() as conn:
             conn.execute(webhook_deliveries.insert().values(source=source[:256], delivery_key=key[:256],
-                                                            received_at=datetime.now(UTC), executions="[]"))
+                                                            received_at=now, executions="[]"))
     except sa.exc.IntegrityError:
         return False
     return True
