@@ -280,3 +280,25 @@ def test_subset_backed_only_by_zero_replicas_selects_no_pods():
 def test_findings_are_never_reported_on_context_documents():
     context = [DR_V2]  # its v2 subset selects no pods, but it is not part of the input
     assert not any(f.code == "IST0173" for f in analyze(load_text(BASE, "in.yaml"), context=context))
+
+
+def _service(ports: str, extra: str = "") -> str:
+    return f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: shop}}\nspec:\n{extra}  ports: {ports}\n"
+
+
+@pytest.mark.parametrize("ports", [
+    "[{name: http-web, port: 80}]", "[{name: GRPC-Web-x, port: 80}]", "[{name: web, appProtocol: http, port: 80}]",
+    "[{name: web, appProtocol: kubernetes.io/h2c, port: 80}]", "[{name: dns, port: 5353, protocol: UDP}]",
+    "[{port: 3306}]", "[{name: mysql, port: 3307}]",
+])
+def test_port_names_istio_reads_a_protocol_from(ports: str) -> None:
+    assert not any("[IST0118]" in line or "[IST0150]" in line for line in _lines(_service(ports)))
+
+
+def test_port_names_istio_cannot_read() -> None:
+    lines = _lines(_service("[{name: web, port: 80, targetPort: 8080}, {name: http, appProtocol: web, port: 81}]"))
+    assert [line.split(") ", 1)[1] for line in lines if "[IST0118]" in line] == [
+        "Port name web (port: 80, targetPort: 8080) doesn't follow the naming convention of Istio port.",
+        "Port name http (port: 81, targetPort: 81) doesn't follow the naming convention of Istio port."]
+    external = _lines(_service("[{name: tcp, port: 443}, {name: https, port: 8443}]", "  type: ExternalName\n"))
+    assert [line.split(" ", 3)[:2] for line in external if "[IST0150]" in line] == [["Warning", "[IST0150]"]]

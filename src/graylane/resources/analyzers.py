@@ -1,12 +1,12 @@
-"""Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0130, IST0131, IST0132,
-IST0140, IST0165, IST0173, IST0174) and Graylane's GL0002.
+"""Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0118, IST0130, IST0131, IST0132,
+IST0140, IST0150, IST0165, IST0173, IST0174) and Graylane's GL0002.
 
 They look at a whole set of resources: the input documents plus, optionally, what is already live
 (`context`). Findings are reported only on input documents; the context only answers questions such
 as "does this Service exist" or "which Deployments could back this subset". Each finding names the
 istioctl analyzer it mirrors (`Finding.analyzer`), so it can be held against Istio's own test data.
-The checks live in analyzers_virtualservice, analyzers_matches, analyzers_destinationrule and analyzers_gateway; what
-exists (hosts scoped by `exportTo`, subsets, gateways, workloads) in analyzers_index.
+The checks live in analyzers_virtualservice, analyzers_matches, analyzers_destinationrule, analyzers_gateway and
+analyzers_service; what exists (hosts scoped by `exportTo`, subsets, gateways, workloads) in analyzers_index.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from graylane.resources.analyzers_gateway import check_gateway_secrets
 from graylane.resources.analyzers_gatewayapi import analyze_gateway_api
 from graylane.resources.analyzers_index import ISTIO, Index, to_fqdn
 from graylane.resources.analyzers_matches import check_unreachable
+from graylane.resources.analyzers_service import check_port_names
 from graylane.resources.analyzers_virtualservice import (
     check_conflicting_hosts,
     check_destination_hosts,
@@ -39,6 +40,8 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
     latest = {d.key: d for d in inputs}  # the same key twice in one input: the last one is what gets applied
     findings: list[Finding] = []
     for doc in latest.values():
+        if doc.group == "" and doc.kind == "Service":
+            findings += check_port_names(doc)
         if doc.group != ISTIO:
             continue
         if doc.kind == "VirtualService":

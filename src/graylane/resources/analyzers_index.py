@@ -24,6 +24,8 @@ EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 ALL = "*"
 LOCAL = "."
 MESH = "mesh"
+# Namespaces istioctl analyze leaves out altogether (pkg/kube/inject IgnoredNamespaces).
+IGNORED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "local-path-storage"})
 
 _FQDN = re.compile(r"^(.+)\.(.+)\.svc\.cluster\.local$")
 

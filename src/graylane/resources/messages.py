@@ -88,9 +88,16 @@ VS_HOST_NOT_FOUND_IN_GATEWAY = MessageType(
 INGRESS_ROUTE_RULES_NOT_AFFECTED = MessageType(
     "IST0140", "IngressRouteRulesNotAffected", W,
     "Subset in virtual service %s has no effect on ingress gateway %s requests")
+EXTERNAL_NAME_INVALID_PORT_NAME = MessageType(
+    "IST0150", "ExternalNameServiceTypeInvalidPortName", W,
+    "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for "
+    "ports serving TCP protocol from being forwarded correctly")
 REFERENCED_INTERNAL_GATEWAY = MessageType(
     "IST0165", "ReferencedInternalGateway", W,
     "Gateway reference in VirtualService %s is to an implementation-generated internal Gateway: %s.")
+PORT_NAME_NOT_UNDER_CONVENTION = MessageType(
+    "IST0118", "PortNameIsNotUnderNamingConvention", INFO,
+    "Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port.")
 SCHEMA_WARNING = MessageType("IST0133", "SchemaWarning", W, "Schema validation warning: %v")
 DR_SUBSET_SELECTS_NO_PODS = MessageType(
     "IST0173", "DestinationRuleSubsetNotSelectPods", E,
@@ -111,7 +118,8 @@ WEIGHTS_NOT_100 = MessageType(
 
 CATALOG: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
-    VS_DESTINATION_PORT_SELECTOR_REQUIRED, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH, VS_HOST_NOT_FOUND_IN_GATEWAY,
-    SCHEMA_WARNING, INGRESS_ROUTE_RULES_NOT_AFFECTED, REFERENCED_INTERNAL_GATEWAY,
+    VS_DESTINATION_PORT_SELECTOR_REQUIRED, PORT_NAME_NOT_UNDER_CONVENTION, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH,
+    VS_HOST_NOT_FOUND_IN_GATEWAY, SCHEMA_WARNING, INGRESS_ROUTE_RULES_NOT_AFFECTED, EXTERNAL_NAME_INVALID_PORT_NAME,
+    REFERENCED_INTERNAL_GATEWAY,
     DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
 )
