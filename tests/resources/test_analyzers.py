@@ -37,7 +37,7 @@ kind: Gateway
 metadata: {name: bookinfo-gateway}
 spec:
   selector: {istio: ingressgateway}
-  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
 """
 
 
@@ -194,6 +194,22 @@ CASES = [
         "  host: ratings\n",
     ),
     (
+        "IST0101-selector",
+        "Error [IST0101] (Gateway default/shop-gateway in.yaml:36) Referenced selector not found: "
+        '"app=shop-gateway"',
+        SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {app: shop-gateway}\n"),
+        SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {app: shop-gateway}\n")
+        + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: shop-gateway-1, labels: {app: shop-gateway}}\n",
+    ),
+    (
+        "IST0162",
+        "Warning [IST0162] (Gateway default/shop-gateway in.yaml:37) The gateway is listening on a target port "
+        "(port 8080) that is not defined in the Service associated with its workload instances (Pod selector "
+        "istio=ingressgateway).",
+        SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n").replace("80", "8080"),
+        SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n"),
+    ),
+    (
         "GL0001",
         "Warning [GL0001] (HorizontalPodAutoscaler default/reviews in.yaml:32) the local target does not act "
         "on this kind (autoscaling/v2)",
@@ -302,3 +318,23 @@ def test_port_names_istio_cannot_read() -> None:
         "Port name http (port: 81, targetPort: 81) doesn't follow the naming convention of Istio port."]
     external = _lines(_service("[{name: tcp, port: 443}, {name: https, port: 8443}]", "  type: ExternalName\n"))
     assert [line.split(" ", 3)[:2] for line in external if "[IST0150]" in line] == [["Warning", "[IST0150]"]]
+
+
+def test_a_known_ingress_gateway_service_replaces_the_assumed_one() -> None:
+    ingress = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+               "spec": {"selector": {"istio": "ingressgateway"},
+                        "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ingress-1", "namespace": "istio-system",
+                                                             "labels": {"istio": "ingressgateway"}}}
+    gateway = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n"
+               "  selector: {istio: ingressgateway}\n  servers:\n"
+               '  - {port: {number: 80, name: a, protocol: HTTP}, hosts: ["*"]}\n'
+               '  - {port: {number: 8080, name: b, protocol: HTTP}, hosts: ["*"]}\n'
+               '  - {port: {number: 31400, name: c, protocol: TCP}, hosts: ["*"]}\n')
+    docs = load_text(gateway, "gw.yaml")
+    assert [f.code for f in analyze(docs) if f.code == "IST0162"] == ["IST0162"]  # 8080: not on the assumed one
+    lines = [str(f) for f in analyze(docs, context=[ingress, pod]) if f.code == "IST0162"]
+    assert len(lines) == 1 and "(port 31400)" in lines[0], lines
+    lines = [str(f) for f in analyze(docs, context=[ingress]) if f.code == "IST0101"]
+    assert len(lines) == 1 and 'Referenced selector not found: "istio=ingressgateway"' in lines[0], lines

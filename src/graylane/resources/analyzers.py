@@ -1,5 +1,5 @@
 """Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0118, IST0130, IST0131, IST0132,
-IST0140, IST0150, IST0165, IST0173, IST0174) and Graylane's GL0002.
+IST0140, IST0150, IST0162, IST0165, IST0173, IST0174) and Graylane's GL0002.
 
 They look at a whole set of resources: the input documents plus, optionally, what is already live
 (`context`). Findings are reported only on input documents; the context only answers questions such
@@ -12,7 +12,7 @@ analyzers_service; what exists (hosts scoped by `exportTo`, subsets, gateways, w
 from __future__ import annotations
 
 from graylane.resources.analyzers_destinationrule import check_destination_rule
-from graylane.resources.analyzers_gateway import check_gateway_secrets
+from graylane.resources.analyzers_gateway import GatewayWorkloads, check_gateway_ports, check_gateway_secrets
 from graylane.resources.analyzers_gatewayapi import analyze_gateway_api
 from graylane.resources.analyzers_index import ISTIO, Index, to_fqdn
 from graylane.resources.analyzers_matches import check_unreachable
@@ -38,6 +38,7 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
     merged.update({d.key: d for d in inputs})
     index = Index.build(list(merged.values()))
     latest = {d.key: d for d in inputs}  # the same key twice in one input: the last one is what gets applied
+    workloads = GatewayWorkloads.build(index)
     findings: list[Finding] = []
     for doc in latest.values():
         if doc.group == "" and doc.kind == "Service":
@@ -55,6 +56,7 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
             findings += check_destination_rule(doc, index)
         elif doc.kind == "Gateway":
             findings += check_gateway_secrets(doc, merged.values())
+            findings += check_gateway_ports(doc, workloads)
     findings += check_conflicting_hosts(input_keys, index)
     findings += analyze_gateway_api(latest.values(), list(merged.values()), index)
     return findings

@@ -1,28 +1,143 @@
-"""Gateway analyzer: IST0101 for a server's `tls.credentialName` that names no Secret (istioctl's
-gateway.SecretAnalyzer). The Secret is looked for in the Gateway's namespace and in `istio-system`, where the
-local mesh reads it (docs/dataplane.md, Protocols)."""
+"""Istio Gateway analyzers (istioctl's pkg/config/analysis/analyzers/gateway):
+
+- SecretAnalyzer: IST0101 for a server's `tls.credentialName` that names no Secret. The Secret is looked for in the
+  Gateway's namespace and in `istio-system`, where the local mesh reads it (docs/dataplane.md, Protocols).
+- IngressGatewayPortAnalyzer: IST0101 `selector` when the Gateway's selector matches no pod; IST0162 for a server
+  port that no Service selecting those pods exposes (as a TCP `targetPort`, or as a `port` when the Service maps it).
+
+Pods are the known Pods and the pods of Deployments with replicas > 0 (istioctl reads Pods only). When no
+`istio-system/istio-ingressgateway` Service is known, the ingress gateway istioctl assumes for files is assumed too:
+a pod labelled `istio: ingressgateway` (and `app: istio-ingressgateway`, as the local mesh's gateway) behind a
+Service with ports 80, 443, 31400 and 15443.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from graylane.resources.analyzers_index import Index
 from graylane.resources.document import Document
 from graylane.resources.finding import Finding
-from graylane.resources.messages import REFERENCED_RESOURCE_NOT_FOUND
+from graylane.resources.messages import GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_RESOURCE_NOT_FOUND
 
 SECRET_ANALYZER = "gateway.SecretAnalyzer"
+PORT_ANALYZER = "gateway.IngressGatewayPortAnalyzer"
+
+INGRESS_NAMESPACE = "istio-system"
+INGRESS_SERVICE = "istio-ingressgateway"
+INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+INGRESS_PORTS = (80, 443, 31400, 15443)  # istioctl's default ingress Service (pkg/config/analysis/local/defaults.go)
 
 
 def check_gateway_secrets(gw: Document, docs: Iterable[Document]) -> list[Finding]:
     secrets = {(d.namespace, d.name) for d in docs if d.kind == "Secret" and d.group == ""}
     findings = []
-    servers = gw.spec.get("servers")
-    for i, server in enumerate(servers if isinstance(servers, list) else []):
-        tls = server.get("tls") if isinstance(server, dict) else None
+    for i, server in _servers(gw):
+        tls = server.get("tls")
         name = tls.get("credentialName") if isinstance(tls, dict) else None
         if not isinstance(name, str) or not name:
             continue
         if (gw.namespace, name) not in secrets and ("istio-system", name) not in secrets:
             findings.append(REFERENCED_RESOURCE_NOT_FOUND.at(gw, ("spec", "servers", i, "tls", "credentialName"),
                                                              "credentialName", name, analyzer=SECRET_ANALYZER))
+    return findings
+
+
+def _servers(gw: Document) -> list[tuple[int, dict[str, Any]]]:
+    servers = gw.spec.get("servers")
+    return [(i, s) for i, s in enumerate(servers if isinstance(servers, list) else []) if isinstance(s, dict)]
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def selector_of(gw: Document) -> dict[str, str]:
+    return _labels(gw.spec.get("selector"))
+
+
+def selector_text(selector: dict[str, str]) -> str:
+    """A selector as Kubernetes prints a label set: `app=x,istio=ingressgateway` (sorted; "" selects everything)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def selects(selector: dict[str, str], labels: dict[str, Any]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    labels: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GatewayWorkloads:
+    """The pods gateways can select and the Services in front of them."""
+
+    pods: tuple[Pod, ...]
+    services: tuple[Document, ...]
+
+    @classmethod
+    def build(cls, index: Index) -> GatewayWorkloads:
+        pods = [Pod(w.namespace, labels) for w in index.workloads if (labels := index.pod_labels(w)) is not None]
+        services = list(index.services.values())
+        if not any(s.namespace == INGRESS_NAMESPACE and s.name == INGRESS_SERVICE for s in services):
+            pods.append(Pod(INGRESS_NAMESPACE, dict(INGRESS_LABELS)))
+            services.append(Document({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": INGRESS_SERVICE, "namespace": INGRESS_NAMESPACE},
+                "spec": {"selector": {"istio": "ingressgateway"},
+                         "ports": [{"port": p, "protocol": "TCP", "targetPort": p} for p in INGRESS_PORTS]}}))
+        return cls(tuple(pods), tuple(services))
+
+    def selected(self, selector: dict[str, str]) -> list[Pod]:
+        return [p for p in self.pods if selects(selector, p.labels)]
+
+
+def _int_value(target: Any) -> int:
+    """Kubernetes' IntOrString.IntValue: a number, a numeric string, else 0 (a named port)."""
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target
+    return int(target) if isinstance(target, str) and target.isdigit() else 0
+
+
+def _exposed_ports(pods: list[Pod], services: Iterable[Document]) -> tuple[set[int], set[int]]:
+    """(target ports, service ports that map to one) of the TCP ports of Services selecting any of `pods`."""
+    targets: set[int] = set()
+    mapped: set[int] = set()
+    for service in services:
+        selector = _labels(service.spec.get("selector"))
+        if not any(p.namespace == service.namespace and selects(selector, p.labels) for p in pods):
+            continue
+        ports = service.spec.get("ports")
+        for port in ports if isinstance(ports, list) else []:
+            if not isinstance(port, dict) or port.get("protocol", "TCP") != "TCP":
+                continue
+            target = _int_value(port.get("targetPort"))
+            if target:
+                targets.add(target)
+                if isinstance(port.get("port"), int):
+                    mapped.add(port["port"])
+            elif isinstance(port.get("port"), int):
+                targets.add(port["port"])
+    return targets, mapped
+
+
+def check_gateway_ports(gw: Document, workloads: GatewayWorkloads) -> list[Finding]:
+    selector = selector_of(gw)
+    pods = workloads.selected(selector)
+    if not pods:
+        return [REFERENCED_RESOURCE_NOT_FOUND.at(gw, ("spec", "selector"), "selector", selector_text(selector),
+                                                 analyzer=PORT_ANALYZER)]
+    targets, mapped = _exposed_ports(pods, workloads.services)
+    findings = []
+    for i, server in _servers(gw):
+        port = server.get("port")
+        number = port.get("number") if isinstance(port, dict) else None
+        if isinstance(number, int) and number not in targets and number not in mapped:
+            findings.append(GATEWAY_PORT_NOT_DEFINED_ON_SERVICE.at(
+                gw, ("spec", "servers", i, "port", "number"), number, selector_text(selector), analyzer=PORT_ANALYZER))
     return findings

@@ -92,6 +92,11 @@ EXTERNAL_NAME_INVALID_PORT_NAME = MessageType(
     "IST0150", "ExternalNameServiceTypeInvalidPortName", W,
     "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for "
     "ports serving TCP protocol from being forwarded correctly")
+GATEWAY_PORT_NOT_DEFINED_ON_SERVICE = MessageType(
+    "IST0162", "GatewayPortNotDefinedOnService", W,
+    "The gateway is listening on a target port (port %d) that is not defined in the Service associated with its "
+    "workload instances (Pod selector %s). If you need to access the gateway port through the gateway Service, it "
+    "will not be available.")
 REFERENCED_INTERNAL_GATEWAY = MessageType(
     "IST0165", "ReferencedInternalGateway", W,
     "Gateway reference in VirtualService %s is to an implementation-generated internal Gateway: %s.")
@@ -120,6 +125,6 @@ CATALOG: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
     VS_DESTINATION_PORT_SELECTOR_REQUIRED, PORT_NAME_NOT_UNDER_CONVENTION, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH,
     VS_HOST_NOT_FOUND_IN_GATEWAY, SCHEMA_WARNING, INGRESS_ROUTE_RULES_NOT_AFFECTED, EXTERNAL_NAME_INVALID_PORT_NAME,
-    REFERENCED_INTERNAL_GATEWAY,
+    GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_INTERNAL_GATEWAY,
     DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
 )
