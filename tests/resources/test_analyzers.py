@@ -210,6 +210,14 @@ CASES = [
         SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n"),
     ),
     (
+        "IST0145",
+        "Error [IST0145] (Gateway default/shop-gateway in.yaml:37) Conflict with gateways default/bookinfo-gateway "
+        "(workload selector istio=ingressgateway, port 80, hosts *).",
+        SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n")
+        .replace("*/shop.example.com", "*"),
+        SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n"),
+    ),
+    (
         "GL0001",
         "Warning [GL0001] (HorizontalPodAutoscaler default/reviews in.yaml:32) the local target does not act "
         "on this kind (autoscaling/v2)",

@@ -1,5 +1,5 @@
 """Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0118, IST0130, IST0131, IST0132,
-IST0140, IST0150, IST0162, IST0165, IST0173, IST0174) and Graylane's GL0002.
+IST0140, IST0145, IST0150, IST0162, IST0165, IST0173, IST0174) and Graylane's GL0002.
 
 They look at a whole set of resources: the input documents plus, optionally, what is already live
 (`context`). Findings are reported only on input documents; the context only answers questions such
@@ -12,7 +12,12 @@ analyzers_service; what exists (hosts scoped by `exportTo`, subsets, gateways, w
 from __future__ import annotations
 
 from graylane.resources.analyzers_destinationrule import check_destination_rule
-from graylane.resources.analyzers_gateway import GatewayWorkloads, check_gateway_ports, check_gateway_secrets
+from graylane.resources.analyzers_gateway import (
+    GatewayWorkloads,
+    check_conflicting_gateways,
+    check_gateway_ports,
+    check_gateway_secrets,
+)
 from graylane.resources.analyzers_gatewayapi import analyze_gateway_api
 from graylane.resources.analyzers_index import ISTIO, Index, to_fqdn
 from graylane.resources.analyzers_matches import check_unreachable
@@ -57,6 +62,7 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
         elif doc.kind == "Gateway":
             findings += check_gateway_secrets(doc, merged.values())
             findings += check_gateway_ports(doc, workloads)
+            findings += check_conflicting_gateways(doc, index, workloads)
     findings += check_conflicting_hosts(input_keys, index)
     findings += analyze_gateway_api(latest.values(), list(merged.values()), index)
     return findings

@@ -4,6 +4,9 @@
   Gateway's namespace and in `istio-system`, where the local mesh reads it (docs/dataplane.md, Protocols).
 - IngressGatewayPortAnalyzer: IST0101 `selector` when the Gateway's selector matches no pod; IST0162 for a server
   port that no Service selecting those pods exposes (as a TCP `targetPort`, or as a `port` when the Service maps it).
+- ConflictingGatewayAnalyzer: IST0145 for a server whose port, `bind` and one of whose hosts (as written) another
+  Gateway's server repeats, when both Gateways select the same workload: the same selector, or a known pod both
+  select (istioctl looks for that pod only when one selector's text contains the other's).
 
 Pods are the known Pods and the pods of Deployments with replicas > 0 (istioctl reads Pods only). When no
 `istio-system/istio-ingressgateway` Service is known, the ingress gateway istioctl assumes for files is assumed too:
@@ -20,10 +23,15 @@ from typing import Any
 from graylane.resources.analyzers_index import Index
 from graylane.resources.document import Document
 from graylane.resources.finding import Finding
-from graylane.resources.messages import GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_RESOURCE_NOT_FOUND
+from graylane.resources.messages import (
+    CONFLICTING_GATEWAYS,
+    GATEWAY_PORT_NOT_DEFINED_ON_SERVICE,
+    REFERENCED_RESOURCE_NOT_FOUND,
+)
 
 SECRET_ANALYZER = "gateway.SecretAnalyzer"
 PORT_ANALYZER = "gateway.IngressGatewayPortAnalyzer"
+CONFLICT_ANALYZER = "gateway.ConflictingGatewayAnalyzer"
 
 INGRESS_NAMESPACE = "istio-system"
 INGRESS_SERVICE = "istio-ingressgateway"
@@ -140,4 +148,41 @@ def check_gateway_ports(gw: Document, workloads: GatewayWorkloads) -> list[Findi
         if isinstance(number, int) and number not in targets and number not in mapped:
             findings.append(GATEWAY_PORT_NOT_DEFINED_ON_SERVICE.at(
                 gw, ("spec", "servers", i, "port", "number"), number, selector_text(selector), analyzer=PORT_ANALYZER))
+    return findings
+
+
+def _port_number(server: dict[str, Any]) -> int:
+    port = server.get("port")
+    number = port.get("number") if isinstance(port, dict) else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else 0
+
+
+def _hosts(server: dict[str, Any]) -> list[str]:
+    hosts = server.get("hosts")
+    return [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
+
+
+def _bind(server: dict[str, Any]) -> str:
+    bind = server.get("bind")
+    return bind if isinstance(bind, str) else ""
+
+
+def _same_workload(a: dict[str, str], b: dict[str, str], workloads: GatewayWorkloads) -> bool:
+    return a == b or any(selects(a, p.labels) and selects(b, p.labels) for p in workloads.pods)
+
+
+def check_conflicting_gateways(gw: Document, index: Index, workloads: GatewayWorkloads) -> list[Finding]:
+    """IST0145, once per server of `gw` that another Gateway on the same workload repeats (port, bind, a host)."""
+    selector = selector_of(gw)
+    others = [o for o in index.gateways.values()
+              if o.key != gw.key and _same_workload(selector, selector_of(o), workloads)]
+    findings = []
+    for i, server in _servers(gw):
+        number, bind, hosts = _port_number(server), _bind(server), set(_hosts(server))
+        names = sorted({f"{o.namespace}/{o.name}" for o in others for _, theirs in _servers(o)
+                        if _port_number(theirs) == number and _bind(theirs) == bind and hosts & set(_hosts(theirs))})
+        if names:
+            findings.append(CONFLICTING_GATEWAYS.at(gw, ("spec", "servers", i), ",".join(names),
+                                                    selector_text(selector), str(number), ",".join(_hosts(server)),
+                                                    analyzer=CONFLICT_ANALYZER))
     return findings
