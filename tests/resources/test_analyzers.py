@@ -49,6 +49,14 @@ SHOP_GATEWAY = (
     "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: shop-gateway}\nspec:\n"
     '  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*/shop.example.com"]}]\n'
 )
+
+
+def tls_gateway(name: str, credential: str) -> str:
+    return (f"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n"
+            "  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n"
+            f"    tls: {{mode: SIMPLE, credentialName: {credential}}}\n    hosts: [{name}.example.com]\n")
+
+
 ROUTE_V1 = "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n"
 
 # (id, expected line start + message, input that triggers it, input that does not)
@@ -216,6 +224,13 @@ CASES = [
         SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n")
         .replace("*/shop.example.com", "*"),
         SHOP_GATEWAY.replace("spec:\n", "spec:\n  selector: {istio: ingressgateway}\n"),
+    ),
+    (
+        "IST0138",
+        "Warning [IST0138] (Gateway default/a in.yaml:34) Duplicate certificate in multiple gateways "
+        "[default/a default/b] may cause 404s if clients re-use HTTP2 connections.",
+        tls_gateway("a", "shared") + tls_gateway("b", "shared"),
+        tls_gateway("a", "shared") + tls_gateway("b", "other"),
     ),
     (
         "GL0001",

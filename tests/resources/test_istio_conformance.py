@@ -31,6 +31,7 @@ PortNameIsNotUnderNamingConvention = "IST0118"
 VirtualServiceUnreachableRule = "IST0130"
 VirtualServiceIneffectiveMatch = "IST0131"
 VirtualServiceHostNotFoundInGateway = "IST0132"
+GatewayDuplicateCertificate = "IST0138"
 IngressRouteRulesNotAffected = "IST0140"
 ConflictingGateways = "IST0145"
 ExternalNameServiceTypeInvalidPortName = "IST0150"
@@ -194,6 +195,19 @@ CASES = (
              (ConflictingGateways, "Gateway alpha"),
              (ConflictingGateways, "Gateway alpha-l"),
              (ConflictingGateways, "Gateway beta-l"))),
+    Case("certificate duplication in Gateway", ("gateway-duplicate-certificate.yaml",), "gateway.CertificateAnalyzer", (
+        (GatewayDuplicateCertificate, "Gateway istio-system/gateway-01-test-01"),
+        (GatewayDuplicateCertificate, "Gateway istio-system/gateway-02-test-01"),
+        (GatewayDuplicateCertificate, "Gateway istio-system/gateway-01-test-02"),
+        (GatewayDuplicateCertificate, "Gateway default/gateway-01-test-03"))),
+    Case("gatewaySecret", ("gateway-secrets.yaml",), "gateway.SecretAnalyzer", (
+        (ReferencedResourceNotFound, "Gateway defaultgateway-bogusCredentialName"),
+        (ReferencedResourceNotFound, "Gateway customgateway-wrongnamespace"),
+        (ReferencedResourceNotFound, "Gateway bogusgateway")),
+         graylane=((ReferencedResourceNotFound, "Gateway defaultgateway-bogusCredentialName"),),
+         why="a Gateway selector that matches no pod is reported once, by gateway.IngressGatewayPortAnalyzer "
+             "(istioctl's SecretAnalyzer repeats it), and a credentialName is looked for in the Gateway's namespace "
+             "and istio-system, where the local mesh reads it, not in the selected pods' namespace"),
 )
 
 
@@ -225,4 +239,4 @@ def test_matches_istio_expectations(case: Case) -> None:
 def test_departures_are_few_and_explained() -> None:
     departures = [c for c in CASES if c.graylane is not None]
     assert all(c.why for c in departures)
-    assert len(CASES) - len(departures) == 35, "conformance figure changed: update docs/validation.md"
+    assert len(CASES) - len(departures) == 36, "conformance figure changed: update docs/validation.md"

@@ -1,5 +1,5 @@
 """Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0118, IST0130, IST0131, IST0132,
-IST0140, IST0145, IST0150, IST0162, IST0165, IST0173, IST0174) and Graylane's GL0002.
+IST0138, IST0140, IST0145, IST0150, IST0162, IST0165, IST0173, IST0174) and Graylane's GL0002.
 
 They look at a whole set of resources: the input documents plus, optionally, what is already live
 (`context`). Findings are reported only on input documents; the context only answers questions such
@@ -15,6 +15,7 @@ from graylane.resources.analyzers_destinationrule import check_destination_rule
 from graylane.resources.analyzers_gateway import (
     GatewayWorkloads,
     check_conflicting_gateways,
+    check_duplicate_certificates,
     check_gateway_ports,
     check_gateway_secrets,
 )
@@ -63,6 +64,7 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
             findings += check_gateway_secrets(doc, merged.values())
             findings += check_gateway_ports(doc, workloads)
             findings += check_conflicting_gateways(doc, index, workloads)
+            findings += check_duplicate_certificates(doc, index)
     findings += check_conflicting_hosts(input_keys, index)
     findings += analyze_gateway_api(latest.values(), list(merged.values()), index)
     return findings

@@ -7,6 +7,9 @@
 - ConflictingGatewayAnalyzer: IST0145 for a server whose port, `bind` and one of whose hosts (as written) another
   Gateway's server repeats, when both Gateways select the same workload: the same selector, or a known pod both
   select (istioctl looks for that pod only when one selector's text contains the other's).
+- CertificateAnalyzer: IST0138 for TLS servers of two Gateways with the same certificate (the same `credentialName`,
+  or, neither having one, the same `serverCertificate` and `privateKey`) when the other Gateway's selector holds
+  every label of this one's (an empty selector: every Gateway), in any namespace.
 
 Pods are the known Pods and the pods of Deployments with replicas > 0 (istioctl reads Pods only). When no
 `istio-system/istio-ingressgateway` Service is known, the ingress gateway istioctl assumes for files is assumed too:
@@ -25,6 +28,7 @@ from graylane.resources.document import Document
 from graylane.resources.finding import Finding
 from graylane.resources.messages import (
     CONFLICTING_GATEWAYS,
+    GATEWAY_DUPLICATE_CERTIFICATE,
     GATEWAY_PORT_NOT_DEFINED_ON_SERVICE,
     REFERENCED_RESOURCE_NOT_FOUND,
 )
@@ -32,6 +36,7 @@ from graylane.resources.messages import (
 SECRET_ANALYZER = "gateway.SecretAnalyzer"
 PORT_ANALYZER = "gateway.IngressGatewayPortAnalyzer"
 CONFLICT_ANALYZER = "gateway.ConflictingGatewayAnalyzer"
+CERTIFICATE_ANALYZER = "gateway.CertificateAnalyzer"
 
 INGRESS_NAMESPACE = "istio-system"
 INGRESS_SERVICE = "istio-ingressgateway"
@@ -185,4 +190,34 @@ def check_conflicting_gateways(gw: Document, index: Index, workloads: GatewayWor
             findings.append(CONFLICTING_GATEWAYS.at(gw, ("spec", "servers", i), ",".join(names),
                                                     selector_text(selector), str(number), ",".join(_hosts(server)),
                                                     analyzer=CONFLICT_ANALYZER))
+    return findings
+
+
+def _tls_text(tls: dict[str, Any], key: str) -> str:
+    value = tls.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def same_certificate(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two servers' `tls` serve one certificate: one credentialName, or one serverCertificate and privateKey."""
+    name_a, name_b = _tls_text(a, "credentialName"), _tls_text(b, "credentialName")
+    if name_a or name_b:
+        return bool(name_a and name_b) and name_a == name_b
+    cert_a, cert_b = _tls_text(a, "serverCertificate"), _tls_text(b, "serverCertificate")
+    key_a, key_b = _tls_text(a, "privateKey"), _tls_text(b, "privateKey")
+    return bool(cert_a and key_a and key_b) and cert_a == cert_b and key_a == key_b
+
+
+def check_duplicate_certificates(gw: Document, index: Index) -> list[Finding]:
+    """IST0138, once per pair of TLS servers sharing a certificate with a Gateway whose selector covers this one's."""
+    selector = selector_of(gw)
+    mine = [tls for _, server in _servers(gw) if isinstance(tls := server.get("tls"), dict)]
+    findings = []
+    for other in sorted(index.gateways.values(), key=lambda d: (d.namespace, d.name)):
+        if other.key == gw.key or not selects(selector, selector_of(other)):
+            continue
+        theirs = [tls for _, server in _servers(other) if isinstance(tls := server.get("tls"), dict)]
+        names = f"[{gw.namespace}/{gw.name} {other.namespace}/{other.name}]"
+        findings += [GATEWAY_DUPLICATE_CERTIFICATE.at(gw, ("metadata", "name"), names, analyzer=CERTIFICATE_ANALYZER)
+                     for a in mine for b in theirs if same_certificate(a, b)]
     return findings
