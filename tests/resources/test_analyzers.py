@@ -57,6 +57,11 @@ def tls_gateway(name: str, credential: str) -> str:
             f"    tls: {{mode: SIMPLE, credentialName: {credential}}}\n    hosts: [{name}.example.com]\n")
 
 
+def entry(name: str, port: str, extra: str = "") -> str:
+    return (f"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  hosts: [db.example.com]\n{extra}  ports: [{port}]\n  resolution: DNS\n")
+
+
 ROUTE_V1 = "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n"
 
 # (id, expected line start + message, input that triggers it, input that does not)
@@ -231,6 +236,24 @@ CASES = [
         "[default/a default/b] may cause 404s if clients re-use HTTP2 connections.",
         tls_gateway("a", "shared") + tls_gateway("b", "shared"),
         tls_gateway("a", "shared") + tls_gateway("b", "other"),
+    ),
+    (
+        "IST0134",
+        "Warning [IST0134] (ServiceEntry default/db in.yaml:37) ServiceEntry addresses are required for this "
+        "protocol.",
+        entry("db", "{number: 5432, name: tcp, protocol: tcp}"),
+        entry("db", "{number: 5432, name: tcp, protocol: TCP}", "  addresses: [240.0.0.1]\n")
+        + entry("web", "{number: 443, name: https, protocol: HTTPS}"),
+    ),
+    (
+        "IST0177",
+        "Warning [IST0177] (ServiceEntry default/db-http in.yaml:42) Multiple ServiceEntries (default/db-http, "
+        'default/db-https) define the same host "db.example.com" and port 8443 with conflicting protocols (HTTP, '
+        "HTTPS).",
+        entry("db-https", "{number: 8443, name: https, protocol: HTTPS}")
+        + entry("db-http", "{number: 8443, name: http, protocol: HTTP}"),
+        entry("db-https", "{number: 8443, name: https, protocol: HTTPS}")
+        + entry("db-http", "{number: 8443, name: https, protocol: https}"),
     ),
     (
         "GL0001",

@@ -36,8 +36,8 @@ def codes(lines: list[str]) -> list[str]:
 SVC = ("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}{extra}}}\nspec:\n"
        "  ports: [{{port: 80, name: http}}]\n")
 WILDCARD_ENTRY = ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: any, namespace: egress}\n"
-                  "spec:\n  hosts: ['*.example.com']\n  exportTo: ['.']\n  ports: [{number: 80, name: http}]\n"
-                  "  resolution: NONE\n")
+                  "spec:\n  hosts: ['*.example.com']\n  exportTo: ['.']\n"
+                  "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: NONE\n")
 
 
 def test_several_paths_after_one_f(tmp_path: Path) -> None:

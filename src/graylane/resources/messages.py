@@ -85,6 +85,8 @@ VS_INEFFECTIVE_MATCH = MessageType(
 VS_HOST_NOT_FOUND_IN_GATEWAY = MessageType(
     "IST0132", "VirtualServiceHostNotFoundInGateway", W,
     "one or more host %v defined in VirtualService %s not found in Gateway %s.")
+SERVICE_ENTRY_ADDRESSES_REQUIRED = MessageType("IST0134", "ServiceEntryAddressesRequired", W,
+                                               "ServiceEntry addresses are required for this protocol.")
 GATEWAY_DUPLICATE_CERTIFICATE = MessageType(
     "IST0138", "GatewayDuplicateCertificate", W,
     "Duplicate certificate in multiple gateways %v may cause 404s if clients re-use HTTP2 connections.")
@@ -117,6 +119,9 @@ DR_SUBSET_SELECTS_NO_PODS = MessageType(
 UNKNOWN_DR_HOST = MessageType(
     "IST0174", "UnknownDestinationRuleHost", W,
     "The host %s defined in the DestinationRule does not match any services in the mesh.")
+CONFLICTING_SERVICE_ENTRY_PROTOCOL = MessageType(
+    "IST0177", "ConflictingServiceEntryProtocol", W,
+    "Multiple ServiceEntries (%s) define the same host %q and port %d with conflicting protocols (%s).")
 
 # Graylane's own codes.
 KIND_NOT_ACTED_ON_LOCALLY = MessageType(
@@ -130,8 +135,8 @@ WEIGHTS_NOT_100 = MessageType(
 CATALOG: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
     VS_DESTINATION_PORT_SELECTOR_REQUIRED, PORT_NAME_NOT_UNDER_CONVENTION, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH,
-    VS_HOST_NOT_FOUND_IN_GATEWAY, SCHEMA_WARNING, GATEWAY_DUPLICATE_CERTIFICATE, INGRESS_ROUTE_RULES_NOT_AFFECTED,
-    CONFLICTING_GATEWAYS,
-    EXTERNAL_NAME_INVALID_PORT_NAME, GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_INTERNAL_GATEWAY,
-    DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
+    VS_HOST_NOT_FOUND_IN_GATEWAY, SCHEMA_WARNING, SERVICE_ENTRY_ADDRESSES_REQUIRED, GATEWAY_DUPLICATE_CERTIFICATE,
+    INGRESS_ROUTE_RULES_NOT_AFFECTED, CONFLICTING_GATEWAYS, EXTERNAL_NAME_INVALID_PORT_NAME,
+    GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_INTERNAL_GATEWAY, DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST,
+    CONFLICTING_SERVICE_ENTRY_PROTOCOL, KIND_NOT_ACTED_ON_LOCALLY, WEIGHTS_NOT_100,
 )
