@@ -125,6 +125,28 @@ CASES = [
         + vs(ROUTE_V1.replace("subset: v1", "subset: v1, port: {number: 9080}")),
     ),
     (
+        "IST0128",
+        "Warning [IST0128] (DestinationRule default/db in.yaml:38) DestinationRule default/db in namespace default "
+        "has TLS mode set to SIMPLE but no caCertificates are set to validate server identity for host: "
+        "db.example.com",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n"
+        "  host: db.example.com\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n"
+        "  host: db.example.com\n  trafficPolicy:\n    tls: {mode: SIMPLE, caCertificates: /etc/ca.pem}\n",
+    ),
+    (
+        "IST0129",
+        "Warning [IST0129] (DestinationRule default/db in.yaml:39) DestinationRule default/db in namespace default "
+        "has TLS mode set to MUTUAL but no caCertificates are set to validate server identity for host: "
+        "db.example.com at port 5432",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n"
+        "  host: db.example.com\n  trafficPolicy:\n    portLevelSettings:\n"
+        "    - {port: {number: 5432}, tls: {mode: MUTUAL}}\n",
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: db}\nspec:\n"
+        "  host: db.example.com\n  trafficPolicy:\n    portLevelSettings:\n"
+        "    - {port: {number: 5432}, tls: {mode: ISTIO_MUTUAL}}\n",
+    ),
+    (
         "IST0130-catch-all",
         "Warning [IST0130] (VirtualService default/reviews in.yaml:40) "
         "VirtualService rule #1 not used (only the last rule can have no matches).",

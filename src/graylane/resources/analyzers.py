@@ -1,5 +1,6 @@
-"""Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0118, IST0130, IST0131, IST0132,
-IST0134, IST0138, IST0140, IST0145, IST0150, IST0162, IST0165, IST0173, IST0174, IST0177) and Graylane's GL0002.
+"""Cross-resource analyzers with istioctl's codes (IST0101, IST0109, IST0112, IST0118, IST0128, IST0129, IST0130,
+IST0131, IST0132, IST0134, IST0138, IST0140, IST0145, IST0150, IST0162, IST0165, IST0173, IST0174, IST0177) and
+Graylane's GL0002.
 
 They look at a whole set of resources: the input documents plus, optionally, what is already live
 (`context`). Findings are reported only on input documents; the context only answers questions such
@@ -12,7 +13,7 @@ workloads) in analyzers_index.
 
 from __future__ import annotations
 
-from graylane.resources.analyzers_destinationrule import check_destination_rule
+from graylane.resources.analyzers_destinationrule import check_ca_certificates, check_destination_rule
 from graylane.resources.analyzers_gateway import (
     GatewayWorkloads,
     check_conflicting_gateways,
@@ -64,6 +65,7 @@ def analyze_set(inputs: list[Document], context: list[Document]) -> list[Finding
             findings += check_addresses(doc)
         elif doc.kind == "DestinationRule":
             findings += check_destination_rule(doc, index)
+            findings += check_ca_certificates(doc)
         elif doc.kind == "Gateway":
             findings += check_gateway_secrets(doc, merged.values())
             findings += check_gateway_ports(doc, workloads)

@@ -77,6 +77,14 @@ VS_DESTINATION_PORT_SELECTOR_REQUIRED = MessageType(
     "IST0112", "VirtualServiceDestinationPortSelectorRequired", E,
     "This VirtualService routes to a service %q that exposes multiple ports %s. Specifying a port in the "
     "destination is required to disambiguate.")
+NO_SERVER_CERT_VERIFICATION_DR = MessageType(
+    "IST0128", "NoServerCertificateVerificationDestinationLevel", W,
+    "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server "
+    "identity for host: %s")
+NO_SERVER_CERT_VERIFICATION_PORT = MessageType(
+    "IST0129", "NoServerCertificateVerificationPortLevel", W,
+    "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server "
+    "identity for host: %s at port %s")
 VS_UNREACHABLE_RULE = MessageType("IST0130", "VirtualServiceUnreachableRule", W,
                                   "VirtualService rule %v not used (%s).")
 VS_INEFFECTIVE_MATCH = MessageType(
@@ -134,7 +142,8 @@ WEIGHTS_NOT_100 = MessageType(
 
 CATALOG: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_VALIDATION_ERROR, CONFLICTING_MESH_GATEWAY_VS_HOSTS,
-    VS_DESTINATION_PORT_SELECTOR_REQUIRED, PORT_NAME_NOT_UNDER_CONVENTION, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH,
+    VS_DESTINATION_PORT_SELECTOR_REQUIRED, PORT_NAME_NOT_UNDER_CONVENTION, NO_SERVER_CERT_VERIFICATION_DR,
+    NO_SERVER_CERT_VERIFICATION_PORT, VS_UNREACHABLE_RULE, VS_INEFFECTIVE_MATCH,
     VS_HOST_NOT_FOUND_IN_GATEWAY, SCHEMA_WARNING, SERVICE_ENTRY_ADDRESSES_REQUIRED, GATEWAY_DUPLICATE_CERTIFICATE,
     INGRESS_ROUTE_RULES_NOT_AFFECTED, CONFLICTING_GATEWAYS, EXTERNAL_NAME_INVALID_PORT_NAME,
     GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_INTERNAL_GATEWAY, DR_SUBSET_SELECTS_NO_PODS, UNKNOWN_DR_HOST,
