@@ -16,7 +16,7 @@ from graylane.resources.analyzers import analyze_set
 from graylane.resources.document import ISTIO_NETWORKING, Document, Source, format_path
 from graylane.resources.finding import STORE_SOURCE, Finding, Severity
 from graylane.resources.kinds import kind_info
-from graylane.resources.messages import KIND_NOT_ACTED_ON_LOCALLY
+from graylane.resources.messages import GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, KIND_NOT_ACTED_ON_LOCALLY
 from graylane.resources.model import schema_problems
 
 
@@ -90,13 +90,19 @@ def validate(docs: Iterable[Document], context: list[dict[str, Any]] | None = No
     return sorted(admission_errors(docs) + analyze(docs, context), key=_sort_key)
 
 
+# Not said when applying to the local mesh: GL0001 is worded by the caller, and the local gateway listens on every
+# Gateway server's port, so IST0162 (a port its Service does not expose) is untrue there (`graylane validate`
+# still reports it, as istioctl does for a cluster).
+_NOT_LOCAL = frozenset({KIND_NOT_ACTED_ON_LOCALLY.code, GATEWAY_PORT_NOT_DEFINED_ON_SERVICE.code})
+
+
 def apply_warnings(docs: Iterable[Document], context: list[dict[str, Any]] | None = None) -> list[str]:
     """What `graylane apply` prints as `Warning: ...` (as kubectl prints admission warnings) without refusing:
     analyzer findings and validation warnings of severity Error or Warning, judged with `context` (the store).
     GL0001 is left to the caller, which words it for the target it applies to."""
     out = []
     for f in sorted(analyze(docs, context), key=_sort_key):
-        if f.severity is Severity.INFO or f.code == KIND_NOT_ACTED_ON_LOCALLY.code:
+        if f.severity is Severity.INFO or f.code in _NOT_LOCAL:
             continue
         origin = " ".join(p for p in (f.resource, f.where) if p)
         out.append(f"[{f.code}] ({origin}) {f.message}" if origin else f"[{f.code}] {f.message}")
