@@ -115,6 +115,10 @@ class RootContext(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         if key in self.precomputed:
             return self.precomputed[key]
+        if key == "deployedServerGroups":  # orca rewrites this bare name to #deployedServerGroups()
+            execution = self.precomputed.get("execution")
+            stages = _as_stages(execution) if isinstance(execution, Mapping) else []
+            return deployed_server_groups(stages)
         if key in self.stage_context:
             return self.stage_context[key]
         for stage in self.ancestors:
@@ -180,6 +184,60 @@ def ancestors_of(stages: list[Mapping[str, Any]], stage: Mapping[str, Any]) -> l
         if parent_id is not None and str(parent_id) in by_id:
             queue.append(by_id[str(parent_id)])
     return order
+
+
+DEPLOY_STAGE_TYPES = ("deploy", "createServerGroup", "cloneServerGroup", "rollingPush")
+
+
+def deployed_server_groups(stages: list[Mapping[str, Any]], ids: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """`#deployedServerGroups(ids...)` (and the bare `deployedServerGroups`), as orca's provider computes it.
+
+    One entry per SUCCEEDED deploy-type stage (`deploy`, `createServerGroup`, `cloneServerGroup`,
+    `rollingPush`) whose context has `deploy.server.groups`, limited to the stages named or with the ids given:
+    `account`, `capacity`, `parentStage`, `region` (the context's, else the first availability-zone region), the
+    fields of the `deploymentDetails` entry for that region (read like the stage's context, so a bake upstream
+    supplies them through its outputs), `serverGroup` (the first one in that region) and `deployments` (from the
+    `kato.tasks` result objects).
+    """
+    out: list[dict[str, Any]] = []
+    for stage in stages:
+        context = stage.get("context")
+        if stage.get("type") not in DEPLOY_STAGE_TYPES or stage.get("status") != "SUCCEEDED" \
+                or not isinstance(context, Mapping) or "deploy.server.groups" not in context:
+            continue
+        if ids and stage.get("name") not in ids and str(stage.get("id")) not in ids:
+            continue
+        region = context.get("region")
+        zones = context.get("availabilityZones")
+        if region is None and isinstance(zones, Mapping) and zones:
+            region = next(iter(zones))
+        if region is None:
+            continue
+        details: dict[str, Any] = {"account": context.get("account"), "capacity": context.get("capacity"),
+                                   "parentStage": context.get("parentStage"), "region": region}
+        existing: Any = context.get("deploymentDetails")
+        if existing is None:  # a StageContext: the nearest ancestor's output
+            for ancestor in ancestors_of(stages, stage)[1:]:
+                outputs = ancestor.get("outputs")
+                if isinstance(outputs, Mapping) and "deploymentDetails" in outputs:
+                    existing = outputs["deploymentDetails"]
+                    break
+        for entry in existing if isinstance(existing, list) else []:
+            if isinstance(entry, Mapping) and entry.get("region") == region:
+                details.update(entry)
+        groups = context.get("deploy.server.groups")
+        in_region = groups.get(region) if isinstance(groups, Mapping) else None
+        if isinstance(in_region, list) and in_region:
+            details["serverGroup"] = in_region[0]
+        deployments: list[Any] = []
+        for task in context.get("kato.tasks") or []:
+            results = task.get("resultObjects") if isinstance(task, Mapping) else None
+            for result in results if isinstance(results, list) else []:
+                found = result.get("deployments") if isinstance(result, Mapping) else None
+                deployments += found if isinstance(found, list) else []
+        details["deployments"] = deployments
+        out.append(details)
+    return out
 
 
 @dataclass

@@ -37,6 +37,13 @@ from graylane.expressions.statics import JavaType, call_static, resolve_type, st
 log = logging.getLogger(__name__)
 
 
+# orca's helpers that read services Graylane does not have (front50 applications, Kayenta's config store)
+SPINNAKER_ONLY = {
+    "applicationMetadata": "Front50's application metadata (Graylane has no application objects)",
+    "canaryConfigNameToId": "Kayenta's stored canary configs (kayentaCanary stages name their config directly)",
+}
+
+
 class InternalEvaluationError(EvaluationError):
     """A bug in the evaluator surfaced as an expression error (logged with its traceback)."""
 
@@ -158,6 +165,9 @@ class Evaluator:
         if helper is None:
             if node.name in ("root", "this"):
                 raise EvaluationError(f"#{node.name} is not a function", position=node.pos)
+            if node.name in SPINNAKER_ONLY:
+                raise EvaluationError(f"#{node.name}() is a Spinnaker helper Graylane does not provide: it needs "
+                                      f"{SPINNAKER_ONLY[node.name]}", position=node.pos)
             known = ", ".join(f"#{name}" for name in sorted(self.functions))
             raise EvaluationError(f"unknown function #{node.name}(); functions: {known}", position=node.pos)
         args = [self.eval(a) for a in node.args]

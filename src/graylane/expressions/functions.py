@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from graylane.errors import ValidationError
 from graylane.expressions import urls
-from graylane.expressions.context import EvaluationContext, ExpressionOptions, StageRef
+from graylane.expressions.context import EvaluationContext, ExpressionOptions, StageRef, deployed_server_groups
 from graylane.expressions.errors import FunctionError, LimitExceeded
 from graylane.expressions.methods import INT_MAX, INT_MIN
 from graylane.expressions.plain import to_plain
@@ -189,10 +189,18 @@ def judgment(call: Call, name: Any) -> Any:
 
 @helper("manifestLabelValue", args=3)
 def manifest_label_value(call: Call, stage_name: Any, kind: Any, label: Any) -> Any:
-    """A pod-template label of the `kind` manifest a deployManifest stage deployed."""
+    """A pod-template label of the `kind` (Deployment or ReplicaSet) manifest a SUCCEEDED deployManifest deployed."""
     stage_name = _need_str(call, stage_name, "the stage name")
+    if kind not in ("Deployment", "ReplicaSet"):  # orca's ManifestLabelValueExpressionFunctionProvider
+        raise call.fail(f"only Deployments and ReplicaSets are valid kinds for this function, not {quote(kind)}")
+    if label is None:
+        raise call.fail("a label key is required")
     deploys = [s for s in call.stages if s.get("type") == "deployManifest"]
-    found = next((s for s in deploys if s.get("name") == stage_name), None)
+    named = [s for s in deploys if s.get("name") == stage_name]
+    found = next((s for s in named if s.get("status") == "SUCCEEDED"), None)
+    if found is None and named:
+        raise call.fail(f"the deployManifest stage {quote(stage_name)} has not SUCCEEDED (status "
+                        f"{named[0].get('status', 'NOT_STARTED')}); only a succeeded deploy counts")
     if found is None:
         raise call.fail(f"no deployManifest stage named {quote(stage_name)} in {call.execution_label}; "
                         f"deploy stages are: {call.stage_names(deploys)}")
@@ -212,46 +220,84 @@ def manifest_label_value(call: Call, stage_name: Any, kind: Any, label: Any) -> 
     return labels[label]
 
 
+@helper("deployedServerGroups", args=(0, 64))
+def deployed_server_groups_helper(call: Call, *ids: Any) -> list[dict[str, Any]]:
+    """The server groups SUCCEEDED deploy stages created (all of them, or those of the stage names or ids given)."""
+    return deployed_server_groups(call.stages, tuple(to_string(i) for i in ids if i is not None))
+
+
+@helper("cfServiceKey", args=1)
+def cf_service_key(call: Call, key: Any) -> Mapping[str, Any]:
+    """The `serviceKey` a SUCCEEDED Cloud Foundry createServiceKey stage (name or id) created; {} when none."""
+    for s in call.stages:
+        if s.get("type") != "createServiceKey" or s.get("status") != "SUCCEEDED":
+            continue
+        if s.get("name") != key and (s.get("id") is None or str(s.get("id")) != key):
+            continue
+        raw = s.get("context")
+        context: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        tasks = context.get("kato.tasks")
+        if tasks is None:
+            return {}
+        results = tasks[0].get("resultObjects") if isinstance(tasks, list) and tasks and \
+            isinstance(tasks[0], Mapping) else None
+        if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
+            raise call.fail(f"the createServiceKey stage {quote(key)} has no result objects in its kato.tasks")
+        service_key = results[0].get("serviceKey")
+        return service_key if isinstance(service_key, Mapping) else {}
+    return {}
+
+
 # -- trigger artifacts and pipelines --------------------------------------------------------------
 
-def _resolved_artifacts(call: Call) -> list[Mapping[str, Any]]:
-    trigger = call.evaluator.ctx.trigger
+def _bound_artifacts(call: Call) -> list[Mapping[str, Any]]:
+    """The `boundArtifact` of each of the trigger's resolvedExpectedArtifacts (orca searches nothing else)."""
     found: list[Mapping[str, Any]] = []
-    for expected in trigger.get("resolvedExpectedArtifacts") or []:
+    for expected in call.evaluator.ctx.trigger.get("resolvedExpectedArtifacts") or []:
         if isinstance(expected, Mapping) and isinstance(expected.get("boundArtifact"), Mapping):
             found.append(expected["boundArtifact"])
-    for artifact in trigger.get("artifacts") or []:
-        if isinstance(artifact, Mapping) and artifact not in found:
-            found.append(artifact)
     return found
 
 
 @helper("resolvedArtifacts", args=0)
 def resolved_artifacts(call: Call) -> list[Mapping[str, Any]]:
-    """All artifacts the trigger resolved."""
-    return _resolved_artifacts(call)
+    """Every artifact the execution's stages output (`outputs.artifacts` of each stage, in stage order)."""
+    found: list[Mapping[str, Any]] = []
+    for s in call.stages:
+        outputs = s.get("outputs")
+        artifacts = outputs.get("artifacts") if isinstance(outputs, Mapping) else None
+        if isinstance(artifacts, list):
+            found += [a for a in artifacts if isinstance(a, Mapping)]
+    return found
+
+
+def _no_bound_artifact(call: Call, what: str, artifacts: list[Mapping[str, Any]]) -> FunctionError:
+    listed = ", ".join(f"{quote(a.get('name'))} ({a.get('type')})" for a in artifacts) or "none"
+    loose = call.evaluator.ctx.trigger.get("artifacts")
+    hint = ("the trigger's own `artifacts` are not searched (as in Spinnaker): declare an expected artifact that "
+            "matches it") if isinstance(loose, list) and loose else None
+    return call.fail(f"no resolved artifact {what} in the trigger of {call.execution_label} (only the bound "
+                     f"artifacts of trigger.resolvedExpectedArtifacts count); bound artifacts: {listed}", hint=hint)
 
 
 @helper("triggerResolvedArtifact", args=1)
 def trigger_resolved_artifact(call: Call, name: Any) -> Mapping[str, Any]:
-    """The trigger's resolved artifact with this name (`["reference"]`, `["version"]`)."""
-    artifacts = _resolved_artifacts(call)
+    """The trigger's bound expected artifact with this name (`["reference"]`, `["version"]`)."""
+    artifacts = _bound_artifacts(call)
     for artifact in artifacts:
         if artifact.get("name") == name:
             return artifact
-    names = ", ".join(quote(a.get("name")) for a in artifacts) or "none"
-    raise call.fail(f"no resolved artifact named {quote(name)} in the trigger; artifacts are: {names}")
+    raise _no_bound_artifact(call, f"named {quote(name)}", artifacts)
 
 
 @helper("triggerResolvedArtifactByType", args=1)
 def trigger_resolved_artifact_by_type(call: Call, kind: Any) -> Mapping[str, Any]:
-    """The trigger's first resolved artifact of this type (e.g. "docker/image")."""
-    artifacts = _resolved_artifacts(call)
+    """The trigger's first bound expected artifact of this type (e.g. "docker/image")."""
+    artifacts = _bound_artifacts(call)
     for artifact in artifacts:
         if artifact.get("type") == kind:
             return artifact
-    kinds = ", ".join(sorted({quote(a.get("type")) for a in artifacts})) or "none"
-    raise call.fail(f"no resolved artifact of type {quote(kind)} in the trigger; types are: {kinds}")
+    raise _no_bound_artifact(call, f"of type {quote(kind)}", artifacts)
 
 
 def _pipeline_id(call: Call, name: Any, application: Any) -> str | None:
@@ -452,3 +498,66 @@ def json_from_url(call: Call, url: Any) -> Any:
 def yaml_from_url(call: Call, url: Any) -> Any:
     """#fromUrl, parsed as YAML."""
     return read_yaml(call, from_url(call, url))
+
+
+_PROPERTY_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape_property(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[i + 2:i + 6]):
+                out.append(chr(int(text[i + 2:i + 6], 16)))
+                i += 6
+                continue
+            out.append(_PROPERTY_ESCAPES.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """java.util.Properties.load: `#`/`!` comments, `key=value`, `key: value` or `key value`, `\\` line
+    continuations, `\\t \\n \\uXXXX` escapes; a later key wins."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.lstrip(" \t\f")
+        if not pending and (not line or line[0] in "#!"):
+            continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            pending += line[:-1]
+            continue
+        logical.append(pending + line)
+        pending = ""
+    if pending:
+        logical.append(pending)
+    out: dict[str, str] = {}
+    for line in logical:
+        i = 0
+        while i < len(line):
+            if line[i] == "\\":
+                i += 2
+                continue
+            if line[i] in "=: \t\f":
+                break
+            i += 1
+        key, rest = line[:i], line[i:]
+        rest = rest.lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        out[_unescape_property(key)] = _unescape_property(rest)
+    return out
+
+
+@helper("propertiesFromUrl", args=1)
+def properties_from_url(call: Call, url: Any) -> dict[str, str]:
+    """#fromUrl, parsed as Java properties (`key=value` lines) into a map."""
+    return parse_properties(from_url(call, url))
