@@ -296,3 +296,40 @@ def test_properties_are_read_as_java_properties_load_reads_them() -> None:
     assert parse_properties(text) == {"version": "1.2.3", "image": "repo/app", "branch": "main",
                                       "long": "first second", "escaped=key": "v", "unicode": "café\tend",
                                       "empty": ""}
+
+
+# Expressions from public pipelines (stageEnabled gates, precondition checks, child-pipeline parameters), each
+# evaluated as orca evaluates it in that field; SpEL reads a keyword after a dot as a method name.
+PUBLIC_EXECUTION: dict[str, Any] = {
+    "id": "01PUBLIC000000000000000000", "application": "svc", "name": "deploy", "status": "RUNNING",
+    "trigger": {"type": "docker", "user": "ci", "parameters": {"deployToTest": "true", "testRequiresApproval": "false",
+                                                               "target": "qa"},
+                "artifacts": [{"type": "docker/image", "name": "svc", "reference": "svc:release-1.4",
+                               "version": "release-1.4"}]},
+    "stages": [
+        _stage("p", "1", "runJobManifest", "plan", outputs={"jobStatus": {"logs": "Plan: 0 to add\nPLAN_EXITSTATUS0"}}),
+        _stage("m", "2", "manualJudgment", "Manual Judgment", requisites=("1",),
+               context={"judgmentStatus": "continue", "judgmentInput": "Continue"}),
+        _stage("g", "3", "pipeline", "Deploy Application Test", status="RUNNING", requisites=("2",)),
+    ],
+}
+
+PUBLIC = [
+    E("trigger['artifacts'][0]['version'].matches(\"(pull-|master-|release-).*\") && "
+      "trigger['parameters']['deployToTest'] == \"true\"", True, id="public-artifact-version-matches"),
+    E("${trigger['parameters']['testRequiresApproval']}", "false", id="public-child-parameter"),
+    E('${#stage("plan")["outputs"]["jobStatus"]["logs"].toString().split("PLAN_EXITSTATUS")[1].equals("0")}', True,
+      id="public-terraform-plan-exit-status"),
+    E('${ #judgment("Manual Judgment").equals("Continue")}', True, id="public-judgment-equals"),
+    E("${parameters.target == 'qa'}", True, id="public-target-leg"),
+    E("\"${ #stage('Manual Judgment')['status'].toString() == 'SUCCEEDED'}\"", '"true"',
+      id="public-quoted-gate-is-text-first"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PUBLIC)
+def test_public_pipeline_expression(text: str, expected: Any) -> None:
+    ctx = EvaluationContext(execution=copy.deepcopy(PUBLIC_EXECUTION), stage_id="g", options=ExpressionOptions())
+    wrapped = text if "${" in text else "${" + text + "}"  # a bare stageEnabled expression: orca wraps it
+    res = evaluate_templated({"v": wrapped}, ctx)
+    assert res.value["v"] == expected, res.summary
