@@ -56,6 +56,23 @@ RUNS: dict[str, tuple[str, dict[str, str]]] = {
     # pipeline succeed (stage failPipeline false + precondition failPipeline true)
     "graylane/halt-this-branch.json": ("SUCCEEDED", {"Check Preconditions": "STOPPED",
                                                      "Only for webhooks": "NOT_STARTED", "Other branch": "SUCCEEDED"}),
+    # the same diamond as example-expected, with an email notification (logged, not sent)
+    "orca/exampleCombined-expected.json": ("SUCCEEDED", {n: "SUCCEEDED" for n in (
+        "wait1", "waitChild1", "waitChild2", "finalWait")}),
+    # two parallel roots join, then fan out again; refIds with dots
+    "orca/loops-expected.json": ("SUCCEEDED", {n: "SUCCEEDED" for n in (
+        "Wait with loop variable", "joinWait", "Wait 5 seconds", "Wait 10 seconds")}),
+    "orca/modularStageConfig-expected.json": ("SUCCEEDED", {"wait": "SUCCEEDED"}),
+    "orca/nestedConditionalStage-expected.json": ("SUCCEEDED", {"wait": "SUCCEEDED"}),
+    # a branch (wait3) beside a chain (beforeWait2 -> wait2 -> afterWait2) that both join at `last`
+    "orca/stageInjection-expected.json": ("SUCCEEDED", {n: "SUCCEEDED" for n in (
+        "first", "wait", "wait3", "beforeWait2", "wait2", "afterWait2", "last")}),
+    # a legacy pipeline (no refIds) whose saved trigger is a pipelineRef
+    "orca/pipeline-with-pipelineRef-trigger.json": ("SUCCEEDED", {"Wait": "SUCCEEDED"}),
+    # no stages: orca's StartExecutionHandler finds no initial stage and ends the execution TERMINAL
+    **{f"orca/{name}-expected.json": ("TERMINAL", {}) for name in (
+        "conditionalStage", "simple", "parameterInheritance", "variableParameters", "triggerInheritance",
+        "expectedArtifactsInheritance")},
 }
 
 # file -> what the refusal says
@@ -72,6 +89,17 @@ REFUSED: dict[str, list[str]] = {
         "'deploy' needs a cloud provider server group (Clouddriver)", "Graylane runs: analysis, blueGreen,"],
     "orca/save-pipeline-permitted-user.json": ["'savePipeline' needs Front50 (use `graylane pipeline import`)"],
     "orca/deploy-manifest.json": ["stages[0].manifests[0]: stages[0]: manifests[0] is empty (nothing to deploy)"],
+    "orca/modules-expected.json": ["stages[1] ('deploy'): 'deploy' needs a cloud provider server group (Clouddriver)"],
+    "orca/partialsAndModules-expected.json": ["stages[1] ('Build chrome'): 'jenkins' needs a Jenkins master (Igor)"],
+    "orca/save-pipeline-blocked-user.json": ["stages[0]: 'savePipeline' needs Front50"],
+    "orca/update-application.json": [
+        "stages[0]: 'updateApplication' needs Front50 applications (Graylane has no application objects)"],
+    # Netflix's AWS deployment strategy: every cloud stage is named with what it needs, the wait is not
+    "orca/pipelinetrigger.json": [
+        "'scaleDownCluster' needs a cloud provider cluster (Clouddriver)",
+        "'createServerGroup' needs a cloud provider server group (Clouddriver)",
+        "'disableCluster' needs a cloud provider cluster (Clouddriver)",
+        "'shrinkCluster' needs a cloud provider cluster (Clouddriver)"],
     "graylane/v2-template-instance.json": [
         "this is an instance of a v2 pipeline template (spinnaker://newSpelTemplate): Graylane does not render "
         "managed pipeline templates"],

@@ -15,7 +15,12 @@ from graylane.pipelines import artifacts, compat, evaluation, release_checks
 
 # Keys Deck puts on a new pipeline; kept so export -> import round-trips unchanged.
 PIPELINE_DEFAULTS: dict[str, Any] = {"limitConcurrent": True, "keepWaitingPipelines": False, "spelEvaluator": "v4"}
-TRIGGER_TYPES = frozenset({"manual", "webhook", "pipeline", "cron", "git", "docker", "jenkins"})
+# Graylane fires manual, webhook, pipeline and cron triggers; the others are Spinnaker's trigger types (Deck's
+# trigger registry: Igor's CI and repository pollers, Echo's Pub/Sub, plugins, CDEvents): they import, are kept,
+# and never fire here.
+FIRED_TRIGGER_TYPES = frozenset({"manual", "webhook", "pipeline", "cron"})
+TRIGGER_TYPES = FIRED_TRIGGER_TYPES | frozenset({"git", "docker", "jenkins", "travis", "wercker", "concourse", "pubsub",
+                                                 "artifactory", "nexus", "helm", "plugin", "cdevents"})
 PARAM_TYPES = frozenset({"string", "int", "float", "bool", "enum"})
 
 
@@ -147,8 +152,9 @@ def _check_triggers(triggers: list[Any]) -> list[Finding]:
             out.append(Finding(("triggers", i), "each trigger needs a `type`"))
             continue
         if trig["type"] not in TRIGGER_TYPES:
-            out.append(Finding(("triggers", i, "type"), f"unknown trigger type {trig['type']!r} "
-                                                        f"(supported: {', '.join(sorted(TRIGGER_TYPES))})"))
+            out.append(Finding(("triggers", i, "type"), f"unknown trigger type {trig['type']!r} (Spinnaker's types: "
+                                                        f"{', '.join(sorted(TRIGGER_TYPES))}; Graylane fires "
+                                                        f"{', '.join(sorted(FIRED_TRIGGER_TYPES))})"))
         if trig["type"] == "webhook" and not trig.get("source"):
             out.append(Finding(("triggers", i, "source"), "a webhook trigger needs a `source`"))
         if trig["type"] == "cron" and not trig.get("cronExpression"):
