@@ -78,3 +78,21 @@ def test_durations(text, seconds):
 def test_bad_duration_names_the_field():
     with pytest.raises(ValidationError, match=r"VirtualService default/reviews: spec.http\[0\].timeout"):
         compile_([vs("reviews", ["reviews"], [{"route": [{"destination": {"host": "reviews"}}], "timeout": "soon"}])])
+
+
+def test_a_gateway_server_with_certificate_files_is_left_out_with_a_warning_and_the_rest_is_served():
+    """istio.io's egress TLS origination: MUTUAL with files mounted in Istio's egress gateway pod (no Secret)."""
+    gw = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+          "metadata": {"name": "istio-egressgateway", "namespace": "default"},
+          "spec": {"selector": {"istio": "egressgateway"}, "servers": [
+              {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["nginx.example.com"],
+               "tls": {"mode": "MUTUAL", "serverCertificate": "/etc/certs/cert-chain.pem",
+                       "privateKey": "/etc/certs/key.pem", "caCertificates": "/etc/certs/root-cert.pem"}},
+              {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["nginx.example.com"]}]}}
+    snap = compile_([gw])
+    assert snap["rejected"] == []
+    assert [w for w in snap["warnings"] if "servers[0]" in w] == [
+        "Gateway default/istio-egressgateway: spec.servers[0]: tls.serverCertificate/privateKey name files in Istio's "
+        "gateway pod, which the local gateway does not read; this server is not served locally (use "
+        "tls.credentialName)"]
+    assert [lst["server_port"] for lst in snap["listeners"] if lst["kind"] == "gateway"] == [80]

@@ -105,6 +105,12 @@ def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: s
     tls_server = None
     if mode in TERMINATE:
         cred_name = str(tls.get("credentialName") or "")
+        if not cred_name and (tls.get("serverCertificate") or tls.get("privateKey")):
+            # Istio accepts certificate files mounted in the gateway's pod (istio.io's egress TLS origination task);
+            # the local gateway has no such files: this server is not served, the Gateway's others are.
+            warnings.append(f"{where}: tls.serverCertificate/privateKey name files in Istio's gateway pod, which the "
+                            "local gateway does not read; this server is not served locally (use tls.credentialName)")
+            return
         if not cred_name:
             raise ValidationError(f"tls.mode {mode} needs tls.credentialName (a kubernetes.io/tls Secret); "
                                   "file paths (serverCertificate/privateKey) are not read locally",
