@@ -406,3 +406,20 @@ def test_a_known_ingress_gateway_service_replaces_the_assumed_one() -> None:
     assert len(lines) == 1 and "(port 31400)" in lines[0], lines
     lines = [str(f) for f in analyze(docs, context=[ingress]) if f.code == "IST0101"]
     assert len(lines) == 1 and 'Referenced selector not found: "istio=ingressgateway"' in lines[0], lines
+
+
+def test_the_egress_gateway_of_istio_demo_profile_is_assumed_as_the_local_gateway_serves_it() -> None:
+    egress = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: istio-egressgateway}\nspec:\n"
+              "  selector: {istio: egressgateway}\n  servers:\n"
+              "  - {port: {number: 80, name: http, protocol: HTTP}, hosts: [edition.cnn.com]}\n"
+              "  - {port: {number: 443, name: tls, protocol: TLS}, hosts: [a.com], tls: {mode: PASSTHROUGH}}\n"
+              "  - {port: {number: 9443, name: other, protocol: TLS}, hosts: [x.com], tls: {mode: PASSTHROUGH}}\n")
+    docs = load_text(egress, "egress.yaml")
+    lines = [str(f) for f in analyze(docs) if f.code in ("IST0101", "IST0162")]
+    assert len(lines) == 1 and "[IST0162]" in lines[0] and "(port 9443)" in lines[0], lines
+    known = {"apiVersion": "v1", "kind": "Service",  # a cluster's own egress Service replaces the assumed one
+             "metadata": {"name": "istio-egressgateway", "namespace": "istio-system"},
+             "spec": {"selector": {"istio": "egressgateway"}, "ports": [{"name": "http2", "port": 80}]}}
+    lines = [str(f) for f in analyze(docs, context=[known]) if f.code == "IST0101"]
+    assert len(lines) == 1 and 'Referenced selector not found: "istio=egressgateway"' in lines[0], lines
+

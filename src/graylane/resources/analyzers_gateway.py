@@ -14,7 +14,10 @@
 Pods are the known Pods and the pods of Deployments with replicas > 0 (istioctl reads Pods only). When no
 `istio-system/istio-ingressgateway` Service is known, the ingress gateway istioctl assumes for files is assumed too:
 a pod labelled `istio: ingressgateway` (and `app: istio-ingressgateway`, as the local mesh's gateway) behind a
-Service with ports 80, 443, 31400 and 15443.
+Service with ports 80, 443, 31400 and 15443. Likewise, when no `istio-system/istio-egressgateway` Service is known,
+the egress gateway of Istio's demo profile is assumed (istioctl assumes none): the local mesh's one gateway serves
+every Gateway, the egress Gateways of istio.io's egress tasks (`selector: {istio: egressgateway}`) included; a pod
+labelled `istio: egressgateway` and `app: istio-egressgateway` behind a Service mapping 80 -> 8080 and 443 -> 8443.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ INGRESS_NAMESPACE = "istio-system"
 INGRESS_SERVICE = "istio-ingressgateway"
 INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 INGRESS_PORTS = (80, 443, 31400, 15443)  # istioctl's default ingress Service (pkg/config/analysis/local/defaults.go)
+EGRESS_SERVICE = "istio-egressgateway"
+EGRESS_LABELS = {"istio": "egressgateway", "app": "istio-egressgateway"}
+EGRESS_PORTS = ((80, 8080), (443, 8443))  # the demo profile's istio-egressgateway Service (port -> targetPort)
 
 
 def check_gateway_secrets(gw: Document, docs: Iterable[Document]) -> list[Finding]:
@@ -104,6 +110,13 @@ class GatewayWorkloads:
                 "metadata": {"name": INGRESS_SERVICE, "namespace": INGRESS_NAMESPACE},
                 "spec": {"selector": {"istio": "ingressgateway"},
                          "ports": [{"port": p, "protocol": "TCP", "targetPort": p} for p in INGRESS_PORTS]}}))
+        if not any(s.namespace == INGRESS_NAMESPACE and s.name == EGRESS_SERVICE for s in services):
+            pods.append(Pod(INGRESS_NAMESPACE, dict(EGRESS_LABELS)))
+            services.append(Document({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": EGRESS_SERVICE, "namespace": INGRESS_NAMESPACE},
+                "spec": {"selector": {"istio": "egressgateway"},
+                         "ports": [{"port": p, "protocol": "TCP", "targetPort": t} for p, t in EGRESS_PORTS]}}))
         return cls(tuple(pods), tuple(services))
 
     def selected(self, selector: dict[str, str]) -> list[Pod]:
