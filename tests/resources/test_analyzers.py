@@ -423,3 +423,14 @@ def test_the_egress_gateway_of_istio_demo_profile_is_assumed_as_the_local_gatewa
     lines = [str(f) for f in analyze(docs, context=[known]) if f.code == "IST0101"]
     assert len(lines) == 1 and 'Referenced selector not found: "istio=egressgateway"' in lines[0], lines
 
+
+def test_a_backend_ref_to_the_service_istiod_generates_for_a_gateway_exists_with_the_gateway() -> None:
+    route = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: to-egress}\nspec:\n"
+             "  rules: [{backendRefs: [{name: cnn-egress-gateway-istio, port: 80}]}]\n")
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "cnn-egress-gateway", "namespace": "default"},
+               "spec": {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
+    docs = load_text(route, "route.yaml")
+    assert [f.code for f in analyze(docs, context=[gateway])] == []
+    lines = [str(f) for f in analyze(docs)]
+    assert len(lines) == 1 and 'backendRef Service not found: "default/cnn-egress-gateway-istio"' in lines[0], lines

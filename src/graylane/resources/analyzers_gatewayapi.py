@@ -1,7 +1,7 @@
 """Cross-resource checks of Gateway API routes, as istiod reports them in status (and istioctl's
 ReferencedResourceNotFound, IST0101): backendRefs to Services that do not exist or lack the port, parentRefs to
-Gateways or Services that do not exist, cross-namespace backendRefs without a ReferenceGrant, Gateways of a
-class no controller here handles.
+Gateways or Services that do not exist (a Gateway's generated `<name>-istio` Service exists with its Gateway),
+cross-namespace backendRefs without a ReferenceGrant, Gateways of a class no controller here handles.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from graylane.resources.messages import REFERENCED_RESOURCE_NOT_FOUND, SCHEMA_WA
 
 ANALYZER = "gatewayapi.RouteAnalyzer"
 CONTROLLER = "istio.io/gateway-controller"
+GENERATED_SUFFIX = "-istio"
 
 
 def _ports(service: Document) -> list[Any]:
@@ -35,12 +36,22 @@ def _granted(grants: list[Document], route_kind: str, route_ns: str, target_ns: 
     return False
 
 
+def _generated_service(name: str, ns: str, index: Index) -> bool:
+    """`<gateway>-istio`: the Service istiod's gateway deployment controller creates in front of each Gateway of
+    class `istio` (istio.io's egress task routes to `cnn-egress-gateway-istio`); it exists once the Gateway does."""
+    gateway = index.k8s_gateways.get(f"{ns}/{name.removesuffix(GENERATED_SUFFIX)}")
+    return (name.endswith(GENERATED_SUFFIX) and gateway is not None
+            and gateway.spec.get("gatewayClassName") == "istio")
+
+
 def _backend(route: Document, path: tuple[Any, ...], ref: dict[str, Any], index: Index, grants: list[Document],
              gateway_parent: bool) -> list[Finding]:
     if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
         return []
     name, ns = str(ref.get("name", "")), str(ref.get("namespace") or route.namespace)
     service = index.services.get(to_fqdn(name, ns))
+    if service is None and _generated_service(name, ns, index):
+        return []
     if service is None:
         return [REFERENCED_RESOURCE_NOT_FOUND.at(route, (*path, "name"), "backendRef Service", f"{ns}/{name}",
                                                  analyzer=ANALYZER)]
