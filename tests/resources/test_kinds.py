@@ -28,6 +28,17 @@ from graylane.resources.order import apply_order, delete_order
     ("po", "Pod", ""),
     ("pods", "Pod", ""),
     ("localimage", "LocalImage", "graylane.io"),
+    # Istio's other kinds, stored without being acted on, with the CRDs' short names
+    ("ap", "AuthorizationPolicy", "security.istio.io"),
+    ("authorizationpolicy.security.istio.io", "AuthorizationPolicy", "security.istio.io"),
+    ("pa", "PeerAuthentication", "security.istio.io"),
+    ("ra", "RequestAuthentication", "security.istio.io"),
+    ("sidecar", "Sidecar", "networking.istio.io"),
+    ("we", "WorkloadEntry", "networking.istio.io"),
+    ("wg", "WorkloadGroup", "networking.istio.io"),
+    ("proxyconfigs", "ProxyConfig", "networking.istio.io"),
+    ("telemetry", "Telemetry", "telemetry.istio.io"),
+    ("wasmplugin", "WasmPlugin", "extensions.istio.io"),
 ])
 def test_resolve_kind(name: str, kind: str, group: str):
     info = resolve_kind(name)
@@ -39,6 +50,13 @@ def test_kind_info_knows_scope_and_versions():
     vs = resolve_kind("vs")
     assert vs.namespaced and vs.api_versions == (
         "networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
+
+
+def test_istio_kinds_are_served_in_the_versions_of_istios_crds():
+    assert resolve_kind("ef").api_versions == ("networking.istio.io/v1alpha3",)
+    assert resolve_kind("ap").api_versions == ("security.istio.io/v1", "security.istio.io/v1beta1")
+    assert resolve_kind("proxyconfig").api_versions == ("networking.istio.io/v1beta1",)
+    assert not resolve_kind("pa").acted_on_locally and resolve_kind("pa").model is None
 
 
 def test_unknown_kind_lists_known_kinds():

@@ -51,6 +51,19 @@ def test_unserved_version_is_refused():
     assert line.startswith("networking/vs.yaml:1: apiVersion: no matches for kind \"VirtualService\" in version")
 
 
+@pytest.mark.parametrize(("text", "refused"), [
+    ("apiVersion: networking.istio.io/v1\nkind: EnvoyFilter\nmetadata: {name: ef}\nspec: {}\n", True),
+    ("apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: ef}\nspec: {}\n", False),
+    ("apiVersion: security.istio.io/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: pa}\nspec: {}\n", True),
+    ("apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: pa}\n"
+     "spec: {portLevelMtls: {80: {mode: DISABLE}}, anything: kept}\n", False),
+])
+def test_istio_kinds_are_refused_only_in_versions_istios_crds_do_not_serve(text: str, refused: bool):
+    lines = _plain(text)
+    assert bool(lines) == refused, lines
+    assert all(line.startswith("networking/vs.yaml:1: apiVersion: no matches for kind") for line in lines)
+
+
 def test_wrong_type_names_the_field_and_value():
     text = VS.format(version="v1").replace("wieght: 10", "weight: ten")
     assert _plain(text) == ["networking/vs.yaml:17: spec.http[0].route[1].weight: must be an integer (got 'ten')"]

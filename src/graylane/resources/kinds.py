@@ -57,9 +57,17 @@ def _gateway_api(kind: str, plural: str, short: tuple[str, ...], model: type[Bas
                     plural, short, model, strict=True)
 
 
-def _istio(kind: str, plural: str, short: tuple[str, ...], model: type[BaseModel]) -> KindInfo:
-    return KindInfo(ISTIO_NETWORKING, kind, True, tuple(f"{ISTIO_NETWORKING}/{v}" for v in ISTIO_VERSIONS),
+def _istio(kind: str, plural: str, short: tuple[str, ...], model: type[BaseModel],
+           versions: tuple[str, ...] = ISTIO_VERSIONS) -> KindInfo:
+    return KindInfo(ISTIO_NETWORKING, kind, True, tuple(f"{ISTIO_NETWORKING}/{v}" for v in versions),
                     plural, short, model, strict=True)
+
+
+def _istio_stored(group: str, kind: str, plural: str, short: tuple[str, ...], versions: tuple[str, ...]) -> KindInfo:
+    """An Istio kind the local target stores and lists without acting on it (GL0001), as Istio's CRDs serve it:
+    its apiVersion is checked, its fields are kept as written."""
+    return KindInfo(group, kind, True, tuple(f"{group}/{v}" for v in versions), plural, short, None,
+                    acted_on_locally=False)
 
 
 KINDS: tuple[KindInfo, ...] = (
@@ -75,7 +83,17 @@ KINDS: tuple[KindInfo, ...] = (
     _istio("VirtualService", "virtualservices", ("vs",), model_virtualservice.VirtualService),
     _istio("DestinationRule", "destinationrules", ("dr",), model_destinationrule.DestinationRule),
     _istio("ServiceEntry", "serviceentries", ("se",), model_serviceentry.ServiceEntry),
-    _istio("EnvoyFilter", "envoyfilters", ("ef",), model_serviceentry.EnvoyFilter),
+    _istio("EnvoyFilter", "envoyfilters", ("ef",), model_serviceentry.EnvoyFilter, ("v1alpha3",)),  # its only one
+    # Istio's other kinds (manifests/charts/base/files/crd-all.gen.yaml): stored, not acted on locally.
+    _istio_stored(ISTIO_NETWORKING, "Sidecar", "sidecars", (), ISTIO_VERSIONS),
+    _istio_stored(ISTIO_NETWORKING, "WorkloadEntry", "workloadentries", ("we",), ISTIO_VERSIONS),
+    _istio_stored(ISTIO_NETWORKING, "WorkloadGroup", "workloadgroups", ("wg",), ISTIO_VERSIONS),
+    _istio_stored(ISTIO_NETWORKING, "ProxyConfig", "proxyconfigs", (), ("v1beta1",)),
+    _istio_stored("security.istio.io", "AuthorizationPolicy", "authorizationpolicies", ("ap",), ("v1", "v1beta1")),
+    _istio_stored("security.istio.io", "PeerAuthentication", "peerauthentications", ("pa",), ("v1", "v1beta1")),
+    _istio_stored("security.istio.io", "RequestAuthentication", "requestauthentications", ("ra",), ("v1", "v1beta1")),
+    _istio_stored("telemetry.istio.io", "Telemetry", "telemetries", ("telemetry",), ("v1", "v1alpha1")),
+    _istio_stored("extensions.istio.io", "WasmPlugin", "wasmplugins", (), ("v1alpha1",)),
     # Kubernetes Gateway API: `gateway` / `gw` stay Istio's Gateway (as kubectl resolves them with Istio installed).
     _gateway_api("GatewayClass", "gatewayclasses", ("gc",), model_gatewayapi.GatewayClass, namespaced=False),
     _gateway_api("Gateway", "gateways", (), model_gatewayapi.Gateway),

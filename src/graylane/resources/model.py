@@ -84,11 +84,13 @@ def schema_problems(doc: Document) -> list[tuple[FieldPath, str]]:
     if problems:
         return problems
     info = kind_info(doc.group, doc.kind)
-    if info is None or info.model is None:
+    if info is None:
         return []
     bad_version = version_problem(doc, info)
     if bad_version:
         return [(("apiVersion",), bad_version)]
+    if info.model is None:
+        return []
     try:
         info.model.model_validate(doc.body)
     except pydantic.ValidationError as exc:
