@@ -167,3 +167,17 @@ def test_a_young_recorder_counts_from_the_data_plane_start_only_inside_the_windo
     old.add(parse_text(exposition([(lab, 30, 1.0)]), KEPT), at=100.0)
     old.add(parse_text(exposition([(lab, 32, 1.0)]), KEPT), at=101.0)
     assert list(old.increase("istio_requests_total", 60.0)[0].values()) == [2.0]
+
+
+def test_the_recorder_keeps_one_label_tuple_per_series_across_scrapes() -> None:
+    """Memory: a second's scrape adds values, not another copy of every series' labels (benchmarks/promql.py
+    measures what that saves); counting is unchanged."""
+    rec = Recorder()
+    for i in range(3):
+        rec.add(parse_text(exposition([(labels("source", PP, R1, "reviews", 200), 10 * i, 5.0)]), KEPT),
+                at=100.0 + i)
+    _, scrapes = rec.snapshot()
+    first, last = (next(iter(s["istio_requests_total"])) for s in (scrapes[0], scrapes[-1]))
+    assert first == last and first is last
+    increase, _ = rec.increase("istio_requests_total", 2.0)
+    assert list(increase.values()) == [20.0]

@@ -102,7 +102,10 @@ class Evaluation:
         self.max_samples = max_samples
         self.start, self.end, self.lookback = start, end, lookback
         self.deadline = time.monotonic() + deadline
-        self._labels: dict[tuple[int, str, Labels], Labels | None] = {}
+        # (selector, metric name, id of a label tuple) -> the series' labels with its name, or None when the selector
+        # does not match it. Ids are stable while this evaluation's snapshot holds the scrapes, and the recorder
+        # shares one tuple per series across scrapes, so each series is matched once per query.
+        self._labels: dict[tuple[int, str, int], Labels | None] = {}
         self.samples = 0
 
     def count(self, n: int) -> None:
@@ -128,7 +131,7 @@ class Evaluation:
             if not rows:
                 continue
             for labels, value in rows.items():
-                key = (id(sel), name, labels)
+                key = (id(sel), name, id(labels))
                 full = self._labels.get(key, ())
                 if full == ():
                     full = tuple(sorted(labels + ((NAME, name),)))

@@ -28,9 +28,24 @@ class Recorder:
         self._times: deque[float] = deque()
         self._scrapes: deque[Series] = deque()
         self._resets: deque[dict[str, frozenset[Labels]]] = deque()  # per scrape: series reset since the previous
+        # One label tuple per series, shared by every scrape that has it: the scrapes hold floats and pointers,
+        # not a copy of each series' labels a second (a quarter of the memory at 1,000 series and 15 minutes).
+        self._keys: dict[Labels, Labels] = {}
+        self._adds = 0
+
+    def _shared(self, series: Series) -> Series:
+        keys = self._keys
+        out: Series = {}
+        for name, rows in series.items():
+            out[name] = {keys.setdefault(labels, labels): value for labels, value in rows.items()}
+        self._adds += 1
+        if self._adds % 60 == 0:  # forget series gone from the newest scrape (they get a new tuple if they return)
+            self._keys = {labels: labels for rows in out.values() for labels in rows}
+        return out
 
     def add(self, series: Series, at: float | None = None) -> None:
         now = time.time() if at is None else at
+        series = self._shared(series)
         resets: dict[str, frozenset[Labels]] = {}
         if self._scrapes:
             previous = self._scrapes[-1]

@@ -13,7 +13,8 @@ GET      /prometheus/api/v1/label/{name}/values
 
 Answers and errors are Prometheus' envelopes (`{"status": "success", "data": ...}`;
 `{"status": "error", "errorType": "bad_data", "error": ...}` with 400, 422 for execution errors, 503 on
-timeout). Queries are reads: a viewer may POST them (auth.required_role); loopback reads need no token.
+timeout); Prometheus documents them, so they are not in /openapi.json. Queries are reads: a viewer may POST
+them (auth.required_role); loopback reads need no token.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def _envelope(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request
     return route
 
 
-@router.api_route("/query", methods=["GET", "POST"])
+@router.api_route("/query", methods=["GET", "POST"], include_in_schema=False)
 @_envelope
 async def query(request: Request) -> Any:
     params = await _params(request)
@@ -134,7 +135,7 @@ async def query(request: Request) -> Any:
     return await _evaluate(request, engine_of(request).query, text, at)
 
 
-@router.api_route("/query_range", methods=["GET", "POST"])
+@router.api_route("/query_range", methods=["GET", "POST"], include_in_schema=False)
 @_envelope
 async def query_range(request: Request) -> Any:
     params = await _params(request)
@@ -146,7 +147,7 @@ async def query_range(request: Request) -> Any:
     return await _evaluate(request, engine_of(request).query_range, text, start, end, step)
 
 
-@router.api_route("/series", methods=["GET", "POST"])
+@router.api_route("/series", methods=["GET", "POST"], include_in_schema=False)
 @_envelope
 async def series(request: Request) -> Any:
     params = await _params(request)
@@ -157,13 +158,13 @@ async def series(request: Request) -> Any:
     return await _evaluate(request, engine_of(request).series, selectors[:64], at)
 
 
-@router.api_route("/labels", methods=["GET", "POST"])
+@router.api_route("/labels", methods=["GET", "POST"], include_in_schema=False)
 @_envelope
 async def labels(request: Request) -> Any:
     return engine_of(request).label_names()
 
 
-@router.get("/label/{name}/values")
+@router.get("/label/{name}/values", include_in_schema=False)
 @_envelope
 async def label_values(request: Request) -> Any:
     return engine_of(request).label_values(str(request.path_params["name"]))
