@@ -235,10 +235,6 @@ def test_armory_scale_pipeline_imports_warning_of_its_account(engine: sa.Engine,
     assert trigger["parameters"] == {"replicas": "", "namespace": "staging"}
 
 
-@pytest.mark.xfail(strict=True, reason="triggers.build_trigger binds every expected artifact on a manual start; "
-                                       "orca binds only those a trigger names (expectedArtifactIds) or that use a "
-                                       "default or prior artifact, so this start is refused here (outside this "
-                                       "change: pipelines/triggers.py)")
 def test_an_expected_artifact_nothing_asks_for_does_not_block_a_manual_start(engine: sa.Engine) -> None:
     config = load("orca/expectedArtifactsInheritance-expected.json")
     trigger = triggers.build_trigger(config, {"type": "manual", "user": "compat", "parameters": {}})

@@ -85,8 +85,9 @@ def _matches(expected: dict[str, Any], artifact: dict[str, Any]) -> bool:
 
 
 def bind_expected(expected: list[dict[str, Any]], received: list[dict[str, Any]],
-                  prior: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """`resolvedExpectedArtifacts`: each expected artifact with its `boundArtifact`, or a ValidationError."""
+                  prior: list[dict[str, Any]] | None = None, *, optional: bool = False) -> list[dict[str, Any]]:
+    """`resolvedExpectedArtifacts`: each expected artifact with its `boundArtifact`, or a ValidationError
+    (`optional`: one that cannot be bound is left out instead)."""
     out: list[dict[str, Any]] = []
     prior_by_id = {p.get("id"): p.get("boundArtifact") for p in prior or []}
     for ea in expected:
@@ -97,6 +98,8 @@ def bind_expected(expected: list[dict[str, Any]], received: list[dict[str, Any]]
         if bound is None and ea.get("useDefaultArtifact", ea.get("defaultArtifact") is not None) \
                 and ea.get("defaultArtifact"):
             bound = dict(ea["defaultArtifact"])
+        if bound is None and optional:
+            continue
         if bound is None:
             raise ValidationError(f"Unmatched expected artifact {ea.get('displayName') or ea.get('id')!r} could not "
                                   f"be resolved (match: {match})",

@@ -68,7 +68,12 @@ def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Sta
     out["parameters"] = params.resolve(config.get("parameterConfig") or [], trigger.get("parameters") or {}, where)
     received = list(trigger.get("artifacts") or [])
     expected = list(config.get("expectedArtifacts") or [])
-    wanted = set(trigger.get("expectedArtifactIds") or [e.get("id") for e in expected])
+    asked = trigger.get("expectedArtifactIds")
+    # A trigger binds the expected artifacts it names (orca's ArtifactUtils.resolveArtifacts; a name that cannot be
+    # bound refuses the start). A manual start names none: orca then binds nothing; Graylane binds those that can
+    # be bound (a sent artifact, a default, a prior one), so `pipeline run --artifact` works, and leaves the rest.
+    optional = not asked and trigger.get("type") == "manual"
+    wanted = set(asked or [e.get("id") for e in expected])
     expected = [e for e in expected if e.get("id") in wanted]
     prior: list[dict[str, Any]] = []
     if executor is not None and any(e.get("usePriorArtifact") for e in expected) and config.get("id"):
@@ -76,7 +81,8 @@ def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Sta
                                        limit=1):
             prior = (head.get("trigger") or {}).get("resolvedExpectedArtifacts") or []
     out["artifacts"] = received
-    out["resolvedExpectedArtifacts"] = artifacts.bind_expected(expected, received, prior) if expected else []
+    out["resolvedExpectedArtifacts"] = artifacts.bind_expected(expected, received, prior, optional=optional) \
+        if expected else []
     return out
 
 
