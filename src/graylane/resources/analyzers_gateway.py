@@ -42,12 +42,13 @@ CONFLICT_ANALYZER = "gateway.ConflictingGatewayAnalyzer"
 CERTIFICATE_ANALYZER = "gateway.CertificateAnalyzer"
 
 INGRESS_NAMESPACE = "istio-system"
-INGRESS_SERVICE = "istio-ingressgateway"
-INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
-INGRESS_PORTS = (80, 443, 31400, 15443)  # istioctl's default ingress Service (pkg/config/analysis/local/defaults.go)
-EGRESS_SERVICE = "istio-egressgateway"
-EGRESS_LABELS = {"istio": "egressgateway", "app": "istio-egressgateway"}
-EGRESS_PORTS = ((80, 8080), (443, 8443))  # the demo profile's istio-egressgateway Service (port -> targetPort)
+# Gateways assumed when no such Service is known: (Service name, pod labels, (port, targetPort)...). The ingress one
+# is istioctl's default for files (pkg/config/analysis/local/defaults.go); the egress one the demo profile's.
+ASSUMED_GATEWAYS = (
+    ("istio-ingressgateway", {"istio": "ingressgateway", "app": "istio-ingressgateway"},
+     ((80, 80), (443, 443), (31400, 31400), (15443, 15443))),
+    ("istio-egressgateway", {"istio": "egressgateway", "app": "istio-egressgateway"}, ((80, 8080), (443, 8443))),
+)
 
 
 def check_gateway_secrets(gw: Document, docs: Iterable[Document]) -> list[Finding]:
@@ -103,20 +104,14 @@ class GatewayWorkloads:
     def build(cls, index: Index) -> GatewayWorkloads:
         pods = [Pod(w.namespace, labels) for w in index.workloads if (labels := index.pod_labels(w)) is not None]
         services = list(index.services.values())
-        if not any(s.namespace == INGRESS_NAMESPACE and s.name == INGRESS_SERVICE for s in services):
-            pods.append(Pod(INGRESS_NAMESPACE, dict(INGRESS_LABELS)))
+        for name, labels, ports in ASSUMED_GATEWAYS:
+            if any(s.namespace == INGRESS_NAMESPACE and s.name == name for s in services):
+                continue
+            pods.append(Pod(INGRESS_NAMESPACE, dict(labels)))
             services.append(Document({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": INGRESS_SERVICE, "namespace": INGRESS_NAMESPACE},
-                "spec": {"selector": {"istio": "ingressgateway"},
-                         "ports": [{"port": p, "protocol": "TCP", "targetPort": p} for p in INGRESS_PORTS]}}))
-        if not any(s.namespace == INGRESS_NAMESPACE and s.name == EGRESS_SERVICE for s in services):
-            pods.append(Pod(INGRESS_NAMESPACE, dict(EGRESS_LABELS)))
-            services.append(Document({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": EGRESS_SERVICE, "namespace": INGRESS_NAMESPACE},
-                "spec": {"selector": {"istio": "egressgateway"},
-                         "ports": [{"port": p, "protocol": "TCP", "targetPort": t} for p, t in EGRESS_PORTS]}}))
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": INGRESS_NAMESPACE},
+                "spec": {"selector": {"istio": labels["istio"]},
+                         "ports": [{"port": p, "protocol": "TCP", "targetPort": t} for p, t in ports]}}))
         return cls(tuple(pods), tuple(services))
 
     def selected(self, selector: dict[str, str]) -> list[Pod]:
