@@ -87,6 +87,13 @@ def test_labels_values_and_series(prom: TestClient) -> None:
     assert sorted(s["response_code"] for s in found) == ["200", "503"]
 
 
+def test_what_grafana_asks_before_it_queries(prom: TestClient) -> None:
+    assert prom.get("/prometheus/api/v1/status/buildinfo").json()["data"]["version"] == "2.42.0"
+    meta = prom.get("/prometheus/api/v1/metadata").json()["data"]
+    assert meta["istio_requests_total"][0]["type"] == "counter"
+    assert set(meta) == {"istio_requests_total"}  # what the recorder holds, by family
+
+
 def test_queries_are_reads_a_viewer_may_post_and_loopback_may_get(prom: TestClient, api_store: object) -> None:
     from graylane.server.auth import create_token
 

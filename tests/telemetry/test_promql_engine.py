@@ -280,6 +280,10 @@ def test_labels_and_series_for_dashboards(engine: Engine, recording: Recording) 
     assert "istio_requests_total" in engine.label_values("__name__")
     found = engine.series(['istio_requests_total{reporter="source",destination_version="v2"}'], recording.end)
     assert {s["response_code"] for s in found} == {"200", "503"}
+    meta = engine.metadata()  # a histogram's _bucket, _sum and _count are one family
+    assert meta["istio_request_duration_milliseconds"] == [{"type": "histogram", "unit": "",
+                                                            "help": "Duration of requests, in milliseconds."}]
+    assert set(meta) == {"istio_requests_total", "istio_request_duration_milliseconds"}
 
 
 def test_a_recording_holds_what_the_engine_is_fed(recording: Recording) -> None:

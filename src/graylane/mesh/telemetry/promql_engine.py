@@ -349,6 +349,19 @@ class Evaluation:
         return tuple(sorted(labels.items()))
 
 
+# Istio's standard metrics as its docs describe them (/api/v1/metadata: Grafana's metrics browser shows these).
+ISTIO_HELP = {
+    "istio_requests_total": ("counter", "Requests handled by an Istio proxy (both reporters count each one)."),
+    "istio_request_duration_milliseconds": ("histogram", "Duration of requests, in milliseconds."),
+    "istio_request_bytes": ("histogram", "HTTP request body sizes."),
+    "istio_response_bytes": ("histogram", "HTTP response body sizes."),
+    "istio_tcp_sent_bytes_total": ("counter", "Bytes sent during a response in a TCP connection."),
+    "istio_tcp_received_bytes_total": ("counter", "Bytes received during a request in a TCP connection."),
+    "istio_tcp_connections_opened_total": ("counter", "TCP connections opened."),
+    "istio_tcp_connections_closed_total": ("counter", "TCP connections closed."),
+}
+
+
 # ---- the engine --------------------------------------------------------------------------------------------
 
 class Engine:
@@ -402,6 +415,18 @@ class Engine:
         if name == NAME:
             return sorted(latest)
         return sorted({v for rows in latest.values() for labels in rows for k, v in labels if k == name})
+
+    def metadata(self) -> dict[str, list[dict[str, str]]]:
+        """Prometheus' /api/v1/metadata for the families the recorder holds (a histogram's _bucket, _sum and _count
+        samples are one family)."""
+        out: dict[str, list[dict[str, str]]] = {}
+        for name in self.recorder.latest:
+            family = next((f for f in ISTIO_HELP if name == f or name.removeprefix(f) in ("_bucket", "_sum",
+                                                                                           "_count")), None)
+            if family is not None:
+                kind, text = ISTIO_HELP[family]
+                out[family] = [{"type": kind, "help": text, "unit": ""}]
+        return out
 
     def series(self, selectors: list[str], at: float) -> list[dict[str, str]]:
         out: dict[Labels, None] = {}

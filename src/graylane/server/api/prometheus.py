@@ -10,6 +10,9 @@ GET|POST /prometheus/api/v1/query_range    query, start, end, step (seconds or a
 GET|POST /prometheus/api/v1/series         match[] (repeatable), time
 GET|POST /prometheus/api/v1/labels
 GET      /prometheus/api/v1/label/{name}/values
+GET      /prometheus/api/v1/metadata             Istio's help and type of each recorded family
+GET      /prometheus/api/v1/status/buildinfo     the Prometheus API level answered (2.42, what the engine is
+                                                 checked against), for clients that look before they ask
 
 Answers and errors are Prometheus' envelopes (`{"status": "success", "data": ...}`;
 `{"status": "error", "errorType": "bad_data", "error": ...}` with 400, 422 for execution errors, 503 on
@@ -38,6 +41,7 @@ from graylane.resources.durations import query_seconds
 prefix = "/prometheus/api/v1"
 router = APIRouter(tags=["prometheus"])
 _STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "unavailable": 503}
+PROMETHEUS_API_LEVEL = "2.42.0"  # the Prometheus the engine's answers are compared with (tests/telemetry)
 CONCURRENT_QUERIES = 2  # evaluations at once (each holds the GIL; the rest wait their turn), as --query.max-concurrency
 
 
@@ -168,3 +172,19 @@ async def labels(request: Request) -> Any:
 @_envelope
 async def label_values(request: Request) -> Any:
     return engine_of(request).label_values(str(request.path_params["name"]))
+
+
+@router.get("/metadata", include_in_schema=False)
+@_envelope
+async def metadata(request: Request) -> Any:
+    return engine_of(request).metadata()
+
+
+@router.get("/status/buildinfo", include_in_schema=False)
+@_envelope
+async def buildinfo(request: Request) -> Any:
+    from graylane import __version__
+
+    return {"version": PROMETHEUS_API_LEVEL, "revision": f"graylane-{__version__}", "branch": "",
+            "buildUser": "graylane", "buildDate": "", "goVersion": ""}
+
