@@ -138,3 +138,17 @@ def test_any_query_gets_a_prometheus_answer_never_a_crash(prom: TestClient, quer
         assert body["status"] == "success" and "resultType" in body["data"]
     else:
         assert body["status"] == "error" and body["errorType"] and isinstance(body["error"], str)
+
+
+@pytest.mark.parametrize("query", ["istio_requests_total @ -1", "rate(istio_requests_total[1m] @ -5)",
+                                   "vector(1)[1m:1s] @ -1", "istio_requests_total @ 1e16",
+                                   "istio_requests_total offset 1y @ 1e12", "istio_requests_total offset 1000000000y",
+                                   "istio_requests_total offset -1000000000y", "vector(1)[100000000y:1s]",
+                                   "vector(1)[1m:100000000y]", "vector(1)[1m:1s] offset 100000000y"])
+def test_an_at_or_offset_out_of_range_is_bad_data_not_a_crash(prom: TestClient, query: str) -> None:
+    # the parser's bindings raised ValueError or OverflowError, or panicked (a BaseException) converting these times
+    resp = prom.get("/prometheus/api/v1/query", params={"query": query, "time": NOW - 1})
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert body["errorType"] == "bad_data" and "out of range" in body["error"], body
+

@@ -120,16 +120,37 @@ class Binary:
 Node = Num | Str | Neg | Selector | RangeSel | Subquery | Call | Aggregate | Binary
 
 
-def _seconds(delta: Any) -> float:
+def _read(node: Any, name: str, what: str) -> Any:
+    """A time or duration of the parser's node. Its bindings raise ValueError or OverflowError for one past what
+    Python's datetime holds, and panic (a BaseException) for an `@` time before 1970: both are the query's fault."""
+    try:
+        return getattr(node, name)
+    except (ValueError, OverflowError):
+        pass
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+    raise PromQLError(f"invalid parameter \"query\": the {what} is out of range (Graylane's engine takes times "
+                      "from 1970 to 9999 and durations that reach no further)")
+
+
+def _seconds(node: Any, name: str, what: str) -> float:
+    delta = _read(node, name, what)
     return 0.0 if delta is None else float(delta.total_seconds())
 
 
-def _at(modifier: Any) -> tuple[str, float] | None:
+def _at(node: Any) -> tuple[str, float] | None:
+    modifier = _read(node, "at", "@ modifier's time")
     if modifier is None:
         return None
     kind = str(modifier.type).rsplit(".", 1)[-1].lower()
     if kind == "at":
-        return ("at", modifier.at.timestamp())
+        at = _read(modifier, "at", "@ modifier's time")
+        try:
+            return ("at", at.timestamp())
+        except (ValueError, OverflowError):
+            raise PromQLError("invalid parameter \"query\": the @ modifier's time is out of range (Graylane's "
+                              "engine takes times from 1970 to 9999)") from None
     return (kind, 0.0)
 
 
@@ -151,7 +172,7 @@ def _selector(node: Any) -> Selector:
     matchers = tuple(_matcher(m) for m in node.matchers.matchers)
     if node.matchers.or_matchers:
         raise PromQLError("`or` inside a selector's braces is not supported; write two selectors joined by `or`")
-    return Selector(str(node.name or ""), matchers, _seconds(node.offset), _at(node.at))
+    return Selector(str(node.name or ""), matchers, _seconds(node, "offset", "offset"), _at(node))
 
 
 def _card(modifier: Any) -> str:
@@ -175,11 +196,11 @@ def compile_tree(node: Any) -> Node:
     if kind == "VectorSelector":
         return _selector(node)
     if kind == "MatrixSelector":
-        return RangeSel(_selector(node.vector_selector), _seconds(node.range))
+        return RangeSel(_selector(node.vector_selector), _seconds(node, "range", "range selector's duration"))
     if kind == "SubqueryExpr":
-        step = _seconds(node.step) if node.step is not None else None
-        return Subquery(compile_tree(node.expr), _seconds(node.range), step or None, _seconds(node.offset),
-                        _at(node.at))
+        step = _seconds(node, "step", "subquery's step") or None
+        return Subquery(compile_tree(node.expr), _seconds(node, "range", "subquery's duration"), step,
+                        _seconds(node, "offset", "offset"), _at(node))
     if kind == "Call":
         return Call(str(node.func.name), tuple(compile_tree(a) for a in node.args))
     if kind == "AggregateExpr":
