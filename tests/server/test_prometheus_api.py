@@ -152,3 +152,16 @@ def test_an_at_or_offset_out_of_range_is_bad_data_not_a_crash(prom: TestClient, 
     body = resp.json()
     assert body["errorType"] == "bad_data" and "out of range" in body["error"], body
 
+
+@pytest.mark.parametrize(("path", "params", "name"), [
+    ("/query", {"query": "1", "time": "1e308"}, "time"),
+    ("/query", {"query": "1", "time": "-1e300"}, "time"),
+    ("/query_range", {"query": "1", "start": "1e308", "end": "1e308", "step": "1"}, "start"),
+    ("/series", {"match[]": "istio_requests_total", "end": "1e308"}, "end"),
+])
+def test_a_time_beyond_what_prometheus_represents_is_refused_naming_it(prom: TestClient, path: str,
+                                                                      params: dict[str, str], name: str) -> None:
+    resp = prom.get("/prometheus/api/v1" + path, params=params)
+    assert resp.status_code == 400, resp.text
+    assert f'"{name}"' in resp.json()["error"]
+

@@ -82,6 +82,10 @@ def _one(params: dict[str, list[str]], name: str, default: str | None = None) ->
     return values[-1]
 
 
+# Prometheus' API minTime/maxTime: the unix seconds of Go's time range in int64 milliseconds
+MAX_TIME_S = 9_223_309_901_257_974
+
+
 def parse_time(text: str, name: str) -> float:
     try:
         value = float(text)
@@ -92,6 +96,9 @@ def parse_time(text: str, name: str) -> float:
             raise PromQLError(f"invalid parameter \"{name}\": cannot parse {text!r} to a valid timestamp") from None
     if not math.isfinite(value):
         raise PromQLError(f"invalid parameter \"{name}\": cannot parse {text!r} to a valid timestamp")
+    if abs(value) > MAX_TIME_S:
+        raise PromQLError(f"invalid parameter \"{name}\": {text!r} is out of range (at most {MAX_TIME_S} seconds "
+                          "from 1970, as Prometheus)")
     return value
 
 
