@@ -165,3 +165,13 @@ def test_a_time_beyond_what_prometheus_represents_is_refused_naming_it(prom: Tes
     assert resp.status_code == 400, resp.text
     assert f'"{name}"' in resp.json()["error"]
 
+
+def test_more_match_selectors_than_answered_are_refused_not_dropped(prom: TestClient) -> None:
+    selectors = ['istio_requests_total{destination_version="v1"}'] * 64 + [
+        'istio_requests_total{destination_version="v2"}']
+    resp = prom.get("/prometheus/api/v1/series", params={"match[]": selectors, "time": NOW - 1})
+    assert resp.status_code == 400, resp.text
+    assert '"match[]"' in resp.json()["error"] and "64" in resp.json()["error"]
+    resp = prom.get("/prometheus/api/v1/series", params={"match[]": selectors[-64:], "time": NOW - 1})
+    assert resp.status_code == 200 and len(resp.json()["data"]) == 3
+

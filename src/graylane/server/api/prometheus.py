@@ -42,6 +42,7 @@ prefix = "/prometheus/api/v1"
 router = APIRouter(tags=["prometheus"])
 _STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "unavailable": 503}
 PROMETHEUS_API_LEVEL = "2.42.0"  # the Prometheus the engine's answers are compared with (tests/telemetry)
+MAX_MATCHERS = 64  # match[] selectors in one /series request
 CONCURRENT_QUERIES = 2  # evaluations at once (each holds the GIL; the rest wait their turn), as --query.max-concurrency
 
 
@@ -165,8 +166,11 @@ async def series(request: Request) -> Any:
     selectors = params.get("match[]") or []
     if not selectors:
         raise PromQLError("no match[] parameter provided")
+    if len(selectors) > MAX_MATCHERS:
+        raise PromQLError(f"invalid parameter \"match[]\": {len(selectors)} selectors; at most {MAX_MATCHERS} are "
+                          "answered in one request")
     at = parse_time(_one(params, "end", _one(params, "time", str(time.time()))), "end")
-    return await _evaluate(request, engine_of(request).series, selectors[:64], at)
+    return await _evaluate(request, engine_of(request).series, selectors, at)
 
 
 @router.api_route("/labels", methods=["GET", "POST"], include_in_schema=False)
