@@ -175,3 +175,27 @@ def test_more_match_selectors_than_answered_are_refused_not_dropped(prom: TestCl
     resp = prom.get("/prometheus/api/v1/series", params={"match[]": selectors[-64:], "time": NOW - 1})
     assert resp.status_code == 200 and len(resp.json()["data"]) == 3
 
+
+def test_label_functions_cannot_grow_a_label_without_bound(prom: TestClient) -> None:
+    # each label_join repeats the label ten times: ten levels would be 10^10 characters per sample
+    query = 'label_replace(vector(1), "a", "xxxxxxxxxx", "", "")'
+    sources = ", ".join(['"a"'] * 10)
+    for _ in range(10):
+        query = f'label_join({query}, "a", "", {sources})'
+    started = time.monotonic()
+    resp = prom.get("/prometheus/api/v1/query", params={"query": query, "time": NOW - 1})
+    assert time.monotonic() - started < 5
+    assert resp.status_code == 422, resp.text
+    assert "label_join" in resp.json()["error"] and '"a"' in resp.json()["error"]
+    # label_replace's $1 repeated: the same bound
+    query = 'label_replace(vector(1), "a", "xxxxxxxxxx", "", "")'
+    replacement = "$1" * 10
+    for _ in range(10):
+        query = f'label_replace({query}, "a", "{replacement}", "a", "(.*)")'
+    resp = prom.get("/prometheus/api/v1/query", params={"query": query, "time": NOW - 1})
+    assert resp.status_code == 422 and "label_replace" in resp.json()["error"], resp.text
+    # ordinary use is untouched
+    ok = prom.get("/prometheus/api/v1/query", params={"query": 'label_join(istio_requests_total, "x", "-", '
+                                                                '"destination_version", "response_code")',
+                                                      "time": NOW - 1})
+    assert sorted(s["metric"]["x"] for s in ok.json()["data"]["result"]) == ["v1-200", "v2-200", "v2-503"]

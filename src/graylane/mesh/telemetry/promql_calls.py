@@ -21,6 +21,7 @@ from graylane.mesh.telemetry.promql_values import (
     Value,
     Vector,
     format_value,
+    label,
     without_name,
 )
 
@@ -51,6 +52,13 @@ def _absent_labels(node: object) -> Labels:
         if m.op == "=" and m.name != NAME:
             seen[m.name] = m.value
     return tuple(sorted(seen.items()))
+
+
+def _built(ev: Evaluator, vector: Vector, dst: str) -> Vector:
+    """A label function's result, its new label values counted against the query's samples (each sample holds its
+    own copy, and nested calls keep every level's)."""
+    ev.count(sum(len(label(s.labels, dst)) for s in vector) // fn.LABEL_CHARS_PER_SAMPLE)
+    return vector
 
 
 def call(ev: Evaluator, node: Call, ts: float) -> Value:  # noqa: C901, PLR0911, PLR0912 (one dispatch table)
@@ -117,11 +125,12 @@ def call(ev: Evaluator, node: Call, ts: float) -> Value:  # noqa: C901, PLR0911,
                          reverse=name == "sort_desc")
         return ordered + [s for s in vector if math.isnan(s.value)]
     if name == "label_replace":
-        return fn.label_replace(ev.vector(args[0], ts, where), *(ev.string(a, ts, where) for a in args[1:5]))
+        dst, replacement, src, regex = (ev.string(a, ts, where) for a in args[1:5])
+        return _built(ev, fn.label_replace(ev.vector(args[0], ts, where), dst, replacement, src, regex), dst)
     if name == "label_join":
         vector = ev.vector(args[0], ts, where)
         dst, sep, *sources = (ev.string(a, ts, where) for a in args[1:])
-        return fn.label_join(vector, dst, sep, sources)
+        return _built(ev, fn.label_join(vector, dst, sep, sources), dst)
     if name == "histogram_quantile":
         return fn.histogram_quantile(ev.scalar(args[0], ts, where), ev.vector(args[1], ts, where))
     if name in _CLOCK:

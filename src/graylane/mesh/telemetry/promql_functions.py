@@ -20,6 +20,8 @@ from graylane.mesh.telemetry.quantile import histogram_quantile as _bucket_quant
 
 Points = list[tuple[float, float]]
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+MAX_LABEL_VALUE = 16_384  # characters of one label value label_replace/label_join build (as long as a query may be)
+LABEL_CHARS_PER_SAMPLE = 64  # built label text counts against the query's samples: a sample per this many characters
 
 
 # ---- over a range -----------------------------------------------------------------------------------------
@@ -227,9 +229,18 @@ def histogram_quantile(q: float, vector: Vector) -> Vector:
     return out
 
 
-def _expand(template: str, match: Any) -> str:
-    """Go's Regexp.Expand: $1, ${1}, $name, ${name}; $$ is a dollar; an unknown group expands to nothing."""
+def _too_long(function: str, dst: str, size: int) -> PromQLError:
+    return PromQLError(f"{function}(): the value of label \"{dst}\" would be {size} characters or more; at most "
+                       f"{MAX_LABEL_VALUE} are accepted", "execution")
+
+
+def _expand(template: str, match: Any, dst: str) -> str:
+    """Go's Regexp.Expand: $1, ${1}, $name, ${name}; $$ is a dollar; an unknown group expands to nothing.
+    Stops as soon as the value would pass MAX_LABEL_VALUE (`$1` repeated copies the group each time)."""
+    size = len(template)
+
     def one(m: re.Match[str]) -> str:
+        nonlocal size
         if m.group(0) == "$$":
             return "$"
         name = m.group(1) or m.group(2)
@@ -237,6 +248,9 @@ def _expand(template: str, match: Any) -> str:
             group = match.group(int(name) if name.isdigit() else name)
         except (IndexError, KeyError, ValueError, re2.error):
             return ""
+        size += len(group or "")
+        if size > MAX_LABEL_VALUE:
+            raise _too_long("label_replace", dst, size)
         return group or ""
     return re.sub(r"\$(?:\{(\w+)\}|(\w+))|\$\$", one, template)
 
@@ -264,14 +278,20 @@ def label_replace(vector: Vector, dst: str, replacement: str, src: str, regex: s
     out: Vector = []
     for s in vector:
         m = pattern.search(label(s.labels, src))
-        out.append(Sample(_set(s.labels, dst, _expand(replacement, m)), s.value, s.at) if m else s)
+        out.append(Sample(_set(s.labels, dst, _expand(replacement, m, dst)), s.value, s.at) if m else s)
     _unique(out, "label_replace")
     return out
 
 
 def label_join(vector: Vector, dst: str, sep: str, sources: list[str]) -> Vector:
     _checked_label(dst, "destination")
-    out = [Sample(_set(s.labels, dst, sep.join(label(s.labels, n) for n in sources)), s.value, s.at) for s in vector]
+    out: Vector = []
+    for s in vector:
+        values = [label(s.labels, n) for n in sources]
+        size = sum(map(len, values)) + len(sep) * max(len(values) - 1, 0)
+        if size > MAX_LABEL_VALUE:
+            raise _too_long("label_join", dst, size)
+        out.append(Sample(_set(s.labels, dst, sep.join(values)), s.value, s.at))
     _unique(out, "label_join")
     return out
 
