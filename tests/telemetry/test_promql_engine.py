@@ -344,3 +344,28 @@ def test_any_well_formed_or_ill_typed_query_gets_an_answer_or_a_reason(engine: E
         except PromQLError:
             refused += 1
     assert answered > 200 and refused > 200  # both paths were exercised
+
+
+
+def test_the_deadline_stops_a_range_selector_within_a_scrape(engine: Engine, recording: Recording,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range selector over fifteen minutes of a big recorder reads every scrape; the deadline must not wait for
+    the whole range (a selector matching nothing loads no samples, so the sample bound never stops it)."""
+    from types import SimpleNamespace
+
+    from graylane.mesh.telemetry import promql_engine
+
+    times, scrapes = engine.recorder.snapshot()
+    read: list[int] = []
+
+    class Counted(list):  # type: ignore[type-arg]
+        def __getitem__(self, i: Any) -> Any:
+            read.append(i)
+            return super().__getitem__(i)
+
+    counted = Engine(SimpleNamespace(snapshot=lambda: (times, Counted(scrapes))))  # type: ignore[arg-type]
+    clock = iter([0.0] + [100.0] * 10_000)  # the evaluation starts at 0; every later look is past its deadline
+    monkeypatch.setattr(promql_engine.time, "monotonic", lambda: next(clock))
+    with pytest.raises(PromQLError, match="timed out"):
+        counted.query('count_over_time({__name__=~"nothing_matches"}[15m])', recording.end)
+    assert len(read) <= 2, f"{len(read)} scrapes read after the deadline passed"

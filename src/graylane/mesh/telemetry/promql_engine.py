@@ -157,12 +157,12 @@ class Evaluation:
         hi = bisect.bisect_right(self.times, ts)
         series: dict[Labels, list[tuple[float, float]]] = {}
         for i in range(lo, hi):
+            self.check_time()  # each scrape may hold many series, and a range reads up to the recorder's 15 minutes
             points = 0
             for full, v in self._rows(sel, self.scrapes[i]):
                 series.setdefault(full, []).append((self.times[i], v))
                 points += 1
             self.count(points)
-        self.check_time()
         return Matrix([Series(k, pts) for k, pts in series.items()])
 
     def subquery(self, node: Subquery, ts: float) -> Matrix:
