@@ -369,3 +369,13 @@ def test_the_deadline_stops_a_range_selector_within_a_scrape(engine: Engine, rec
     with pytest.raises(PromQLError, match="timed out"):
         counted.query('count_over_time({__name__=~"nothing_matches"}[15m])', recording.end)
     assert len(read) <= 2, f"{len(read)} scrapes read after the deadline passed"
+
+
+def test_label_text_built_counts_against_the_samples(engine: Engine, recording: Recording) -> None:
+    """Every sample label_replace rewrites holds its own copy of the new value: long values count as samples."""
+    small = Engine(engine.recorder, max_samples=1_000)
+    long_value = "x" * 16_000  # 250 samples' worth for each of the 8 series
+    with pytest.raises(PromQLError, match="too many samples"):
+        small.query(f'label_replace(istio_requests_total, "big", "{long_value}", "", "")', recording.end)
+    assert len(small.query('label_replace(istio_requests_total, "big", "short", "", "")',
+                           recording.end)["result"]) == 8
