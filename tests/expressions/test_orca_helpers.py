@@ -333,3 +333,30 @@ def test_public_pipeline_expression(text: str, expected: Any) -> None:
     wrapped = text if "${" in text else "${" + text + "}"  # a bare stageEnabled expression: orca wraps it
     res = evaluate_templated({"v": wrapped}, ctx)
     assert res.value["v"] == expected, res.summary
+
+
+
+_SG = {"account": None, "capacity": None, "parentStage": None, "region": "r", "serverGroup": "a", "deployments": []}
+
+
+@pytest.mark.parametrize(("context", "text", "expected"), [
+    # malformed entries are skipped, as the helper skips the others (a non-list resultObjects, a non-map task)
+    E({"region": "r", "deploy.server.groups": {"r": ["a"]}, "kato.tasks": 5}, "${#deployedServerGroups()}", [_SG],
+      id="dsg-kato-tasks-a-number"),
+    E({"region": "r", "deploy.server.groups": {"r": ["a"]}, "kato.tasks": True}, "${deployedServerGroups}", [_SG],
+      id="dsg-bare-name"),
+    E({"region": ["r"], "deploy.server.groups": {"r": ["a"]}}, "${#deployedServerGroups()}", [],
+      id="dsg-region-a-list"),
+])
+def test_hostile_stage_contexts_and_arguments_get_an_answer_not_an_internal_error(
+        context: dict[str, Any], text: str, expected: Any) -> None:
+    kind = "deployManifest" if "manifestLabelValue" in text else "deploy"
+    execution = {"id": "x", "stages": [_stage("1", "1", kind, "D", context=context)]}
+    res = evaluate_templated({"v": text}, EvaluationContext(execution=execution, stage_id=None))
+    described = [e["exceptionType"] for entries in res.summary.values() for e in entries]
+    assert "InternalEvaluationError" not in described, res.summary
+    if isinstance(expected, str):
+        [entries] = res.summary.values()
+        assert expected in entries[0]["description"], entries[0]["description"]
+    else:
+        assert res.value["v"] == expected, res.summary

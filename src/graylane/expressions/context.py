@@ -207,7 +207,7 @@ def deployed_server_groups(stages: list[Mapping[str, Any]], ids: tuple[str, ...]
             continue
         if ids and stage.get("name") not in ids and str(stage.get("id")) not in ids:
             continue
-        region = context.get("region")
+        region = context.get("region") if isinstance(context.get("region"), str) else None
         zones = context.get("availabilityZones")
         if region is None and isinstance(zones, Mapping) and zones:
             region = next(iter(zones))
@@ -230,7 +230,8 @@ def deployed_server_groups(stages: list[Mapping[str, Any]], ids: tuple[str, ...]
         if isinstance(in_region, list) and in_region:
             details["serverGroup"] = in_region[0]
         deployments: list[Any] = []
-        for task in context.get("kato.tasks") or []:
+        tasks = context.get("kato.tasks")
+        for task in tasks if isinstance(tasks, list) else []:
             results = task.get("resultObjects") if isinstance(task, Mapping) else None
             for result in results if isinstance(results, list) else []:
                 found = result.get("deployments") if isinstance(result, Mapping) else None
