@@ -337,6 +337,8 @@ def test_public_pipeline_expression(text: str, expected: Any) -> None:
 
 
 _SG = {"account": None, "capacity": None, "parentStage": None, "region": "r", "serverGroup": "a", "deployments": []}
+_MANIFESTS = {"outputs.manifests": [{"kind": "Deployment",
+                                     "spec": {"template": {"metadata": {"labels": {"a": "b"}}}}}]}
 
 
 @pytest.mark.parametrize(("context", "text", "expected"), [
@@ -347,6 +349,10 @@ _SG = {"account": None, "capacity": None, "parentStage": None, "region": "r", "s
       id="dsg-bare-name"),
     E({"region": ["r"], "deploy.server.groups": {"r": ["a"]}}, "${#deployedServerGroups()}", [],
       id="dsg-region-a-list"),
+    E(_MANIFESTS, '${#manifestLabelValue("D", "Deployment", {1})}', "the label key must be a String",
+      id="mlv-label-a-list"),
+    E(_MANIFESTS, '${#manifestLabelValue("D", "Deployment", {"a": 1})}', "the label key must be a String",
+      id="mlv-label-a-map"),
 ])
 def test_hostile_stage_contexts_and_arguments_get_an_answer_not_an_internal_error(
         context: dict[str, Any], text: str, expected: Any) -> None:

@@ -195,6 +195,7 @@ def manifest_label_value(call: Call, stage_name: Any, kind: Any, label: Any) -> 
         raise call.fail(f"only Deployments and ReplicaSets are valid kinds for this function, not {quote(kind)}")
     if label is None:
         raise call.fail("a label key is required")
+    label = _need_str(call, label, "the label key")
     deploys = [s for s in call.stages if s.get("type") == "deployManifest"]
     named = [s for s in deploys if s.get("name") == stage_name]
     found = next((s for s in named if s.get("status") == "SUCCEEDED"), None)
