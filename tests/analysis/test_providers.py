@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -517,3 +518,28 @@ async def test_local_range_and_a_kayenta_interval_on_the_local_mesh(recorder: Re
     assert interval.series["error-rate"].control == (0.0, 0.0)
     assert interval.series["error-rate"].experiment == (pytest.approx(0.1), pytest.approx(0.1))
     assert interval.series["latency-p99"].experiment == (pytest.approx(475.0), pytest.approx(475.0))
+
+
+@pytest.mark.parametrize(("query", "said"), [
+    ({"type": "prometheus", "metricName": "cpu", "resourceType": "aws_ec2_instance", "customInlineTemplate": ["a"]},
+     "customInlineTemplate must be a string, not a list"),
+    ({"type": "prometheus", "metricName": "cpu", "resourceType": "gce_instance", "customFilterTemplate": {"a": 1}},
+     "customFilterTemplate must be a string, not an object"),
+    ({"type": "prometheus", "metricName": 5, "customInlineTemplate": 'a="b"'}, "metricName must be a string, not a "
+                                                                                "number"),
+    ({"type": "prometheus", "metricName": "cpu", "customInlineTemplate": 'a="b"',
+      "labelBindings": ['c="' + "d" * 20_000 + '"']}, "the query built for metric m is 20"),
+    ({"type": "prometheus", "metricName": "cpu", "customInlineTemplate": 'a="b"',
+      "groupByFields": ["g"] * 10_000}, "the query built for metric m is"),
+])
+def test_kayenta_query_fields_of_the_wrong_type_or_size_are_refused_naming_them(query: dict[str, Any],
+                                                                                said: str) -> None:
+    # before: a wrong-typed template was ignored (the resourceType's default filter was used instead), a number
+    # metricName was reported as missing, and a query of any size was built
+    from graylane.analysis.judge import parse_canary_config
+    from graylane.analysis.kayenta import query_for
+    from graylane.errors import GraylaneError
+
+    c = parse_canary_config({"name": "c", "metrics": [{"name": "m", "query": query, "groups": ["g"]}]})
+    with pytest.raises(GraylaneError, match=re.escape(said)):
+        query_for(c.metrics[0], c.templates)

@@ -27,6 +27,7 @@ from graylane.analysis.local import LocalQuery
 from graylane.analysis.measurement import Measurement, Scope, error
 from graylane.analysis.prometheus_provider import PrometheusQuery
 from graylane.errors import GraylaneError
+from graylane.mesh.telemetry.promql_tree import MAX_QUERY_BYTES
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,28 @@ def _strings(value: Any, where: str) -> list[str]:
     return list(value)
 
 
+def _string(q: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = q.get(key)
+    if value is not None and not isinstance(value, str):
+        kind = {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), "a number")
+        raise GraylaneError(f"{where}: {key} must be a string, not {kind}")
+    return value
+
+
 def _promql(metric: MetricConfig, q: Mapping[str, Any], templates: Mapping[str, str]) -> str:
+    query = _built_promql(metric, q, templates)
+    size = len(query.encode())
+    if size > MAX_QUERY_BYTES:
+        raise GraylaneError(f"the query built for metric {metric.name} is {size} bytes; at most {MAX_QUERY_BYTES} "
+                            "are accepted (its metricName, custom filter, labelBindings and groupByFields)")
+    return query
+
+
+def _built_promql(metric: MetricConfig, q: Mapping[str, Any], templates: Mapping[str, str]) -> str:
     where = f"metric {metric.name}"
     if q.get("customFilter"):
         raise GraylaneError(f"{where}: customFilter is deprecated in Kayenta; use customInlineTemplate")
-    inline, named = q.get("customInlineTemplate"), q.get("customFilterTemplate")
+    inline, named = _string(q, "customInlineTemplate", where), _string(q, "customFilterTemplate", where)
     custom: str | None = None
     if isinstance(inline, str) and inline.strip():
         custom = inline.strip()
@@ -99,7 +117,7 @@ def _promql(metric: MetricConfig, q: Mapping[str, Any], templates: Mapping[str, 
             raise GraylaneError(f"{where}: custom filter template {named!r} was not found"
                                 + ("" if templates else " (the config defines no templates)"))
         custom = templates[named].strip()
-    name = q.get("metricName")
+    name = _string(q, "metricName", where)
     if custom is not None and (custom.startswith("PromQL:") or not name):
         return custom  # a whole query (Graylane also takes one without the prefix when no metricName is given)
     if not isinstance(name, str) or not name:
