@@ -235,6 +235,9 @@ def test_what_prometheus_refuses_is_refused_with_its_reason(engine: Engine, reco
         with pytest.raises(PromQLError) as caught:
             engine.query(query, at)
         assert reason in caught.value.message, (query, caught.value.message)
+    with pytest.raises(PromQLError, match="more than 10,000 points"):  # every series, every second: the answer
+        Engine(engine.recorder, max_points=10_000).query_range('{__name__=~".+"}', recording.end - 890,
+                                                               recording.end, 1)
     with pytest.raises(PromQLError, match="11,000 points"):
         engine.query_range("vector(1)", at - 86_400, at, 1)
     with pytest.raises(PromQLError, match="invalid expression type \"range vector\""):

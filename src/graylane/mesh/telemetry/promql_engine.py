@@ -58,6 +58,7 @@ from graylane.mesh.telemetry.series import Series as Scrape
 MAX_POINTS = 11_000
 LOOKBACK_S = 300.0
 DEADLINE_S = 10.0
+MAX_RESULT_POINTS = 1_000_000  # points a range query or subquery may answer
 MAX_SAMPLES = 5_000_000  # samples a query may load or produce (Prometheus' --query.max-samples is 50M on a server)
 
 
@@ -97,9 +98,11 @@ class Evaluation:
     """One query over one snapshot of the recorder; `start`/`end` are what `@ start()`/`@ end()` mean."""
 
     def __init__(self, times: list[float], scrapes: list[Scrape], *, start: float, end: float,
-                 lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S, max_samples: int = MAX_SAMPLES) -> None:
+                 lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S, max_samples: int = MAX_SAMPLES,
+                 max_points: int = MAX_RESULT_POINTS) -> None:
         self.times, self.scrapes = times, scrapes
         self.max_samples = max_samples
+        self.max_points = max_points
         self.start, self.end, self.lookback = start, end, lookback
         self.deadline = time.monotonic() + deadline
         # (selector, metric name, id of a label tuple) -> the series' labels with its name, or None when the selector
@@ -179,16 +182,22 @@ class Evaluation:
     def stepped(self, node: Node, times: list[float], what: str) -> Matrix:
         """`node` evaluated at each of `times` (a range query, a subquery): one series per label set."""
         series: dict[Labels, list[tuple[float, float]]] = {}
+        points = 0
         for t in times:
             value = self.eval(node, t)
             if isinstance(value, Scalar):
                 series.setdefault((), []).append((t, value.value))
+                points += 1
             elif isinstance(value, list):
                 for s in value:
                     series.setdefault(s.labels, []).append((t, s.value))
+                points += len(value)
             else:
                 raise PromQLError(f"invalid expression type \"{type_name(value)}\" for {what}, must be Scalar or "
                                   "instant Vector")
+            if points > self.max_points:  # the answer itself (JSON of ~30 bytes a point) stays tens of MB
+                raise PromQLError(f"the {what} would answer more than {self.max_points:,} points; ask for fewer "
+                                  "series or a coarser step", "execution")
             self.check_time()
         return Matrix([Series(k, pts) for k, pts in series.items()])
 
@@ -368,16 +377,17 @@ class Engine:
     """Instant and range queries over a Recorder, answered in Prometheus' HTTP API `data` shapes."""
 
     def __init__(self, recorder: Recorder, *, lookback: float = LOOKBACK_S, deadline: float = DEADLINE_S,
-                 max_samples: int = MAX_SAMPLES) -> None:
+                 max_samples: int = MAX_SAMPLES, max_points: int = MAX_RESULT_POINTS) -> None:
         self.recorder = recorder
         self.lookback = lookback
         self.deadline = deadline
         self.max_samples = max_samples
+        self.max_points = max_points
 
     def _evaluation(self, start: float, end: float) -> Evaluation:
         times, scrapes = self.recorder.snapshot()
         return Evaluation(times, scrapes, start=start, end=end, lookback=self.lookback, deadline=self.deadline,
-                          max_samples=self.max_samples)
+                          max_samples=self.max_samples, max_points=self.max_points)
 
     def evaluate(self, query: str, at: float) -> Value:
         node = parse(query)
