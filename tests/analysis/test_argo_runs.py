@@ -441,6 +441,15 @@ def test_args_and_merging() -> None:
     assert resolve([local], {"x": "v2"}).metrics[0].spec["filter"] == {"destination_version": "v2"}
 
 
+def test_args_cannot_grow_a_metric_without_bound() -> None:
+    """A template naming a long arg many times is refused, not expanded into gigabytes."""
+    query = " or ".join(['up{x="{{args.x}}"}'] * 2000)
+    t = load_template(template(provider={"prometheus": {"address": "http://p:9090", "query": query}}))
+    with pytest.raises(ValidationError, match="grows past 1,048,576 characters"):
+        resolve([t], {"x": "9" * 1000})
+    assert resolve([t], {"x": "9"}).metrics[0].spec["query"].count('up{x="9"}') == 2000
+
+
 # -- Flagger built-ins on the local mesh and on Prometheus -----------------------------------------------------
 
 @pytest.fixture

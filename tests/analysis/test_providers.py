@@ -18,7 +18,7 @@ import pytest
 from tests.prometheus_server import backfilled_prometheus, free_port
 
 from graylane.analysis.local import DURATION, LocalProvider, LocalQuery
-from graylane.analysis.measurement import Scope, substitute
+from graylane.analysis.measurement import Scope, TemplateTooLarge, substitute
 from graylane.analysis.prometheus_provider import PrometheusProvider, PrometheusQuery
 from graylane.analysis.web import WebProvider, WebQuery, parse_jsonpath
 from graylane.mesh.proxy.stats import LABELS, Stats
@@ -145,6 +145,22 @@ def test_substitute_names_missing_variables() -> None:
     assert substitute("a{${scope}}{{ args.x-y }}", {"scope": "v2", "x-y": "1"}) == "a{v2}1"
     with pytest.raises(KeyError, match="location"):
         substitute("${location}", {})
+
+
+@pytest.mark.asyncio
+async def test_a_query_that_grows_past_the_bound_is_an_error_measurement(web_server: str) -> None:
+    """`${scope}` named 2,000 times with a 1,000-character scope would be 2 MB of query: an error outcome naming
+    the bound, from every provider."""
+    with pytest.raises(TemplateTooLarge, match="1,048,576"):
+        substitute("${scope}" * 2000, {"scope": "x" * 1000})
+    huge = Scope(scope="x" * 1000)
+    for provider, query in ((PrometheusProvider(default_address="http://127.0.0.1:9"),
+                             PrometheusQuery(query="up{v='${scope}'}" * 2000)),
+                            (WebProvider(allowed_networks=LOOPBACK),
+                             WebQuery(url=web_server + "/?q=" + "${scope}" * 2000)),
+                            (LocalProvider(Recorder()), LocalQuery(filter={"destination_version": "${scope}" * 2000}))):
+        m = await provider.measure(query, huge, T0)  # type: ignore[attr-defined]
+        assert m.outcome == "error" and "grows past 1,048,576 characters" in m.message, (provider, m.message)
 
 
 # -- prometheus: a real server over promtool-created blocks --------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 from graylane.analysis.conditions import ConditionError, evaluate, parse_condition
 from graylane.analysis.local import LocalQuery
+from graylane.analysis.measurement import MAX_SUBSTITUTED_CHARS
 from graylane.analysis.prometheus_provider import PrometheusQuery
 from graylane.analysis.web import WebQuery, parse_jsonpath
 from graylane.errors import ValidationError
@@ -304,19 +305,27 @@ def resolve(templates: Sequence[Template], args: Mapping[str, str] | None = None
     return ResolvedRun(tuple(metrics), values, tuple(s for s in secret_values if s))
 
 
-def _substitute(value: Any, values: Mapping[str, str], name: str) -> Any:
-    """`{{args.x}}` replaced in every string of a metric (a copy); any other `{{...}}` is an error, as in Argo."""
+def _substitute(value: Any, values: Mapping[str, str], name: str, room: list[int] | None = None) -> Any:
+    """`{{args.x}}` replaced in every string of a metric (a copy); any other `{{...}}` is an error, as in Argo.
+
+    What the substitutions add is bounded by MAX_SUBSTITUTED_CHARS over the whole metric (`room` carries it).
+    """
+    room = [MAX_SUBSTITUTED_CHARS] if room is None else room
     if isinstance(value, str):
         def one(match: re.Match[str]) -> str:
             tag = match.group(1).strip()
             if tag.startswith("args.") and tag[5:] in values:
+                room[0] -= len(values[tag[5:]])
+                if room[0] < 0:
+                    raise ValidationError(f"metric {name}: its text grows past {MAX_SUBSTITUTED_CHARS:,} "
+                                          f"characters once the args are substituted")
                 return values[tag[5:]]
             raise ValidationError(f"metric {name}: failed to resolve {{{{{match.group(1)}}}}}")
         return _TAG.sub(one, value)
     if isinstance(value, Mapping):
-        return {k: _substitute(v, values, name) for k, v in value.items()}
+        return {k: _substitute(v, values, name, room) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, values, name) for v in value]
+        return [_substitute(v, values, name, room) for v in value]
     return copy.deepcopy(value)
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from graylane.analysis.measurement import Measurement, Scope, classify, error, substitute
+from graylane.analysis.measurement import Measurement, Scope, TemplateTooLarge, classify, error, substitute
 from graylane.mesh.telemetry.quantile import histogram_quantile
 from graylane.mesh.telemetry.recorder import Recorder
 from graylane.mesh.telemetry.series import Labels
@@ -135,6 +135,8 @@ class LocalProvider:
                          at=now)
         except re.error as exc:
             return error(self.name, query.metric, f"a filter's regular expression is invalid: {exc}", at=now)
+        except TemplateTooLarge as exc:
+            return error(self.name, query.metric, str(exc), at=now)
         recorder = self.recorder()
         if recorder is None or recorder.latest_time is None:
             return error(self.name, text, "the local mesh has recorded no metrics yet (is the data plane running "

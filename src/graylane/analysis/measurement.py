@@ -142,18 +142,33 @@ _DOLLAR = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}")
 _ARGS = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
 
 
+MAX_SUBSTITUTED_CHARS = 1 << 20
+"""A query, URL or header value once its variables are in: a template that names a long variable many times
+must not grow without bound (both come from stored resources and pipeline parameters)."""
+
+
+class TemplateTooLarge(ValueError):
+    """The substituted text would pass MAX_SUBSTITUTED_CHARS."""
+
+
 def substitute(template: str, variables: Mapping[str, str], *, strict: bool = True) -> str:
     """Replace `${name}` (Kayenta's customInlineTemplate) and `{{args.name}}` (Argo) with their values.
 
     With `strict`, a variable without a value is an error naming it (a query with a hole in it would
-    silently match nothing).
+    silently match nothing). Text that would grow past MAX_SUBSTITUTED_CHARS raises TemplateTooLarge.
     """
     missing: list[str] = []
+    room = [MAX_SUBSTITUTED_CHARS - len(template)]
 
     def one(m: re.Match[str]) -> str:
         name = m.group(1)
         if name in variables:
-            return str(variables[name])
+            value = str(variables[name])
+            room[0] -= len(value)
+            if room[0] < 0:
+                raise TemplateTooLarge(f"the query grows past {MAX_SUBSTITUTED_CHARS:,} characters once "
+                                       f"its variables are substituted (${{{name}}} is {len(value):,} long)")
+            return value
         missing.append(name)
         return m.group(0)
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from graylane import addresses
-from graylane.analysis.measurement import Measurement, Scope, classify, error, substitute
+from graylane.analysis.measurement import Measurement, Scope, TemplateTooLarge, classify, error, substitute
 from graylane.errors import GraylaneError
 from graylane.mesh.telemetry.promql_engine import Engine
 from graylane.mesh.telemetry.promql_values import PromQLError
@@ -99,6 +99,8 @@ class PrometheusProvider:
             promql = substitute(raw, scope.values())
         except KeyError as exc:
             return error(self.name, raw, f"the query names variable(s) without a value: {exc.args[0]}", at=now)
+        except TemplateTooLarge as exc:
+            return error(self.name, raw[:200], str(exc), at=now)
         start, end = query.start, query.end
         if query.lookback is not None:
             start, end = now - query.lookback, now

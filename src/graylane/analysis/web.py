@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from graylane import addresses
-from graylane.analysis.measurement import Measurement, Scope, describe, error, substitute
+from graylane.analysis.measurement import Measurement, Scope, TemplateTooLarge, describe, error, substitute
 from graylane.errors import GraylaneError
 
 MAX_BYTES = 1_000_000
@@ -56,6 +56,8 @@ class WebProvider:
         except KeyError as exc:
             return error(self.name, query.url, f"the request names variable(s) without a value: {exc.args[0]}",
                          at=now)
+        except TemplateTooLarge as exc:
+            return error(self.name, query.url[:200], str(exc), at=now)
         shown = f"{query.method} {url}" + (f" {query.json_path}" if query.json_path else "")
         method = query.method.upper()
         if method not in ("GET", "POST", "PUT"):
