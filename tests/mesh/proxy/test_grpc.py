@@ -3,6 +3,7 @@ h2c, a grpcio client in front. Routing by :path, weights, retries on grpc-status
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -291,3 +292,39 @@ def test_a_client_that_does_not_read_holds_only_its_own_stream(mesh, echo):
                     got += len(ev.data)
         # The stalled stream holds its window's worth; another call on the same upstream connection goes through.
         assert say(b"still", timeout=5) == b"echo-v1:still"
+
+
+def test_grpc_over_tls_at_the_gateway_negotiates_h2_by_alpn(mesh):
+    """A grpcio client with TLS credentials (which insists on ALPN h2) calls through an HTTPS gateway server; an
+    HTTP/1.1 client on the same port is offered h2 and http/1.1 and gets what it asks for."""
+    from .l4support import CA, client_ssl, gateway, tls_secret
+    ca, host = CA(), "grpc.example.com"
+    cert, key = ca.issue(host)
+    server = GrpcServer("echo-v1")
+    port = free_port()
+    try:
+        https = {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": [host],
+                 "tls": {"mode": "SIMPLE", "credentialName": "echo-cert"}}
+        mesh.push([grpc_svc("echo"), tls_secret("echo-cert", cert, key), gateway("echo-gateway", [https]),
+                   vs("echo", [host], [{"route": [{"destination": {"host": "echo"}}]}], gateways=["echo-gateway"])],
+                  [mesh.endpoint(server, "echo", "v1")], [], MeshOptions(gateway_port_map={443: port}))
+        creds = grpc.ssl_channel_credentials(root_certificates=ca.pem.encode())
+        with grpc.secure_channel(f"127.0.0.1:{port}", creds, options=[("grpc.ssl_target_name_override", host),
+                                                                       ("grpc.enable_http_proxy", 0)]) as ch:
+            reply, call = ch.unary_unary("/demo.Echo/Say").with_call(b"over tls", timeout=5)
+            assert reply == b"echo-v1:over tls"
+            assert dict(call.trailing_metadata())["x-served-by"] == "echo-v1"
+            assert list(ch.unary_stream("/demo.Echo/Count")(b"3", timeout=5)) == [b"echo-v1:%d" % i for i in range(3)]
+        assert server.metadata[-1]["x-forwarded-proto"] == "https"
+        ctx = client_ssl(ca)
+        ctx.set_alpn_protocols(["http/1.1"])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname=host) as s:
+            assert s.selected_alpn_protocol() == "http/1.1"
+        ctx = client_ssl(ca)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname=host) as s:
+            assert s.selected_alpn_protocol() == "h2"
+    finally:
+        server.server.stop(0)

@@ -24,6 +24,7 @@ from graylane.mesh.tlscred import server_context
 
 log = logging.getLogger(__name__)
 
+ALPN_HTTP = ["h2", "http/1.1"]  # what an HTTPS listener offers (Envoy's gateway default): gRPC and browsers pick h2
 MAX_HELLO = 16 * 1024 + 5  # one TLS record: a ClientHello larger than this is refused (Envoy's tls_inspector: 64 KiB)
 
 
@@ -32,26 +33,31 @@ class TlsListeners:
 
     def __init__(self) -> None:
         self.servers: dict[tuple[str, int], tuple[TlsServer, ...]] = {}
-        self.contexts: dict[str, ssl.SSLContext] = {}  # by credential key
+        self.contexts: dict[str, ssl.SSLContext] = {}  # by `_context_key`
         self.base: dict[tuple[str, int], ssl.SSLContext] = {}
-        self._built: dict[str, tuple[str, ssl.SSLContext]] = {}  # credential key -> (content hash, context)
-        self._saved: tuple[Any, ...] = ({}, {}, {})  # the state before the last `follow`, for `rollback`
+        self.http: set[tuple[str, int]] = set()  # addresses that serve HTTP behind TLS: they offer ALPN h2
+        self._built: dict[str, tuple[str, ssl.SSLContext]] = {}  # context key -> (content hash, context)
+        self._saved: tuple[Any, ...] = ({}, {}, {}, set())  # the state before the last `follow`, for `rollback`
 
     def follow(self, listeners: Iterable[Listener], credentials: Mapping[str, TlsCredential]) -> str:
         """Build the contexts a snapshot needs; '' or why it cannot be served (the snapshot is then NACKed)."""
         servers: dict[tuple[str, int], tuple[TlsServer, ...]] = {}
         contexts: dict[str, ssl.SSLContext] = {}
         built: dict[str, tuple[str, ssl.SSLContext]] = {}
+        http: set[tuple[str, int]] = set()
         for lst in listeners:
             if not lst.tls_servers:
                 continue
             servers[lst.address] = lst.tls_servers
+            if lst.protocol == "http":
+                http.add(lst.address)
             for s in lst.tls_servers:
                 cred = credentials.get(s.credential)
                 if cred is None:
                     return f"listener {lst.name}: credential {s.credential} is not in the snapshot"
+                key = _context_key(s.credential, lst.protocol == "http")
                 digest = hashlib.sha256(f"{cred.cert}\0{cred.key}\0{cred.ca}".encode()).hexdigest()
-                old = self._built.get(s.credential) or built.get(s.credential)
+                old = self._built.get(key) or built.get(key)
                 if old is not None and old[0] == digest:
                     ctx = old[1]
                 else:
@@ -60,15 +66,17 @@ class TlsListeners:
                                              f"credential {s.credential}")
                     except ValidationError as exc:
                         return f"listener {lst.name}: {exc}"
-                built[s.credential] = (digest, ctx)
-                contexts[s.credential] = ctx
-        self._saved = (self.servers, self.contexts, self._built)
-        self.servers, self.contexts, self._built = servers, contexts, built
+                    if lst.protocol == "http":
+                        ctx.set_alpn_protocols(ALPN_HTTP)
+                built[key] = (digest, ctx)
+                contexts[key] = ctx
+        self._saved = (self.servers, self.contexts, self._built, self.http)
+        self.servers, self.contexts, self._built, self.http = servers, contexts, built, http
         return ""
 
     def rollback(self) -> None:
         """The snapshot was NACKed after `follow` (a listener could not bind): serve the previous one's servers."""
-        self.servers, self.contexts, self._built = self._saved
+        self.servers, self.contexts, self._built, self.http = self._saved
 
     def context_for(self, addr: tuple[str, int]) -> ssl.SSLContext | None:
         """The base context to bind `addr` with (None: not a TLS listener)."""
@@ -80,6 +88,7 @@ class TlsListeners:
             ctx = self.base[addr] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.sni_callback = lambda obj, name, _ctx, a=addr: self._choose(a, obj, name)
+        ctx.set_alpn_protocols(ALPN_HTTP if addr in self.http else [])  # the context chosen by SNI answers too
         # The verify mode stays the base context's when the callback switches contexts (OpenSSL); the compiler
         # keeps SIMPLE and MUTUAL servers on separate ports, so the first server's mode is every server's.
         ctx.verify_mode = ssl.CERT_REQUIRED if servers[0].mode == "MUTUAL" else ssl.CERT_NONE
@@ -87,7 +96,7 @@ class TlsListeners:
 
     def _choose(self, addr: tuple[str, int], obj: ssl.SSLObject | ssl.SSLSocket, name: str | None) -> int | None:
         server = select_tls_server(self.servers.get(addr, ()), name)
-        ctx = self.contexts.get(server.credential) if server is not None else None
+        ctx = self.contexts.get(_context_key(server.credential, addr in self.http)) if server is not None else None
         if ctx is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         obj.context = ctx
@@ -99,6 +108,12 @@ class TlsListeners:
         if ctx is None:
             return {}
         return {"ssl": ctx, "ssl_handshake_timeout": handshake_timeout_s or 60.0}
+
+
+def _context_key(credential: str, http: bool) -> str:
+    """One context per credential and use: an HTTPS listener's offers ALPN h2, a TLS-terminating TCP one's offers
+    nothing (the bytes behind it are not ours to read)."""
+    return credential + ("\0h2" if http else "")
 
 
 class HelloError(ValueError):
