@@ -63,6 +63,10 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("networking.istio.io", "Sidecar"): ("v1", "sidecars"),
     ("security.istio.io", "PeerAuthentication"): ("v1", "peerauthentications"),
     ("security.istio.io", "AuthorizationPolicy"): ("v1", "authorizationpolicies"),
+    ("gateway.networking.k8s.io", "Gateway"): ("v1", "gateways"),
+    ("gateway.networking.k8s.io", "HTTPRoute"): ("v1", "httproutes"),
+    ("gateway.networking.k8s.io", "GRPCRoute"): ("v1", "grpcroutes"),
+    ("gateway.networking.k8s.io", "ReferenceGrant"): ("v1beta1", "referencegrants"),
 }
 
 # Groups the API server itself serves (strategic merge patch works there; custom resources only take
@@ -314,8 +318,29 @@ class KubernetesTarget:
 
     async def resource(self, group: str, kind: str, version: str | None = None,
                        *, where: str | None = None) -> ApiResource:
-        """Resolve a kind to its plural and scope through discovery (with a built-in table as fallback)."""
-        version = version or await self.preferred_version(group)
+        """Resolve a kind to its plural and scope through discovery (with a built-in table as fallback).
+
+        Without a version: the group's preferred one, or the first other served version that has the kind (the
+        Gateway API serves ReferenceGrant at v1beta1 only, beside v1 for the routes)."""
+        if version is None:
+            version = await self.preferred_version(group)
+            try:
+                return await self._resource_at(group, kind, version, where)
+            except NotFound:
+                for other in await self._served_versions(group):
+                    if other != version:
+                        try:
+                            return await self._resource_at(group, kind, other, where)
+                        except NotFound:
+                            continue
+                raise
+        return await self._resource_at(group, kind, version, where)
+
+    async def _served_versions(self, group: str) -> list[str]:
+        info = await self._cached_get(f"/apis/{group}") if group else None
+        return [str(v.get("version")) for v in (info or {}).get("versions") or [] if v.get("version")]
+
+    async def _resource_at(self, group: str, kind: str, version: str, where: str | None) -> ApiResource:
         cache_key = (group, version, kind)
         if cache_key in self._resources:
             return self._resources[cache_key]

@@ -197,6 +197,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 self.resources[f"networking.istio.io/{version}/{plural}"] = kmock.ResourceInfo(
                     kind=kind, namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"})
 
+    def install_gateway_api(self) -> None:
+        """The Gateway API CRDs (standard channel) as Istio's docs install them."""
+        for res, kind in (("v1/gateways", "Gateway"), ("v1/httproutes", "HTTPRoute"), ("v1/grpcroutes", "GRPCRoute"),
+                          ("v1beta1/gateways", "Gateway"), ("v1beta1/httproutes", "HTTPRoute"),
+                          ("v1beta1/referencegrants", "ReferenceGrant")):
+            self.resources[f"gateway.networking.k8s.io/{res}"] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"})
+
     def add_namespace(self, name: str) -> None:
         self.objects["v1/namespaces", None, name] = self._stamp({"apiVersion": "v1", "kind": "Namespace",
                                                                   "metadata": {"name": name}}, None)
@@ -208,6 +216,14 @@ class ApiServer(kmock.KubernetesEmulator):
         return copy.deepcopy(self.objects[key].raw)
 
     # ---- request handling ----------------------------------------------------------------------
+    async def _serve_group(self, request: rendering.Request) -> rendering.Payload:
+        """/apis/GROUP as kube-apiserver answers it: the preferred version is the stable one (kmock picks any)."""
+        group = await super()._serve_group(request)
+        versions = [v["version"] for v in group["versions"]]
+        if "v1" in versions:
+            group["preferredVersion"] = {"groupVersion": f"{group['name']}/v1", "version": "v1"}
+        return group
+
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
         if isinstance(exc, kmock.KubernetesError):
             return respond({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",

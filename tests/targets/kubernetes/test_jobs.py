@@ -51,11 +51,15 @@ async def _finish(api: Any, job: dict[str, Any], *, succeeded: bool) -> None:
 @pytest.mark.parametrize("succeeded", [True, False], ids=["complete", "failed"])
 async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, state_dir: Path, tmp_path: Path,
                                                                succeeded: bool) -> None:
+    from tests.targets.kubernetes.test_deploy import cluster_role
+
     from graylane.pipelines.repository import PipelineRepository
     from graylane.pipelines.status import ExecutionStatus as S
     from graylane.pipelines.triggers import start_manual
 
-    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    cluster.api.tokens["sa-token"] = cluster_role()  # what deploy/rbac.yaml grants an in-cluster Graylane
+    accounts.add_account("staging", kubeconfig=cluster.write_kubeconfig(tmp_path / "sa", token="sa-token"),
+                         namespace="default")
     run = await started_executor(tmp_path)
     engine, ex = run.engine, run.ex
     try:
@@ -81,6 +85,7 @@ async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, sta
             assert stage.context["exception"]["details"]["error"] == (
                 f"Job: '{job['metadata']['name']}' failed. Reason: BackoffLimitExceeded. "
                 "Details: Job has reached the specified backoff limit.")
+        assert {("batch", "jobs", "create"), ("", "pods", "list")} <= cluster.api.used
     finally:
         await run.close()
 

@@ -13,6 +13,7 @@ import kmock
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+import yaml
 from tests import system
 from tests.targets.kubernetes.executors import started_executor
 
@@ -23,6 +24,7 @@ from graylane.pipelines.services import TaskServices
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tables import metadata
 from graylane.pipelines.triggers import build_trigger, start_manual
+from graylane.resources.document import ResourceKey
 from graylane.resources.load import load_text
 from graylane.targets import accounts
 
@@ -186,3 +188,55 @@ async def test_shipped_release_pipelines_with_only_the_account_changed(cluster: 
         await ex.cancel(progressive, user="a")
     finally:
         await run.close()
+
+
+async def test_traffic_shift_through_an_httproute_with_deploys_cluster_role(cluster: Any, executor: Executor,
+                                                                           tmp_path: Path) -> None:
+    """A Graylane running in the cluster under deploy/rbac.yaml's ClusterRole applies Gateway API kinds unchanged
+    and moves an HTTPRoute's backendRef weights; the stage ends once every parent's Accepted condition has seen
+    the new generation."""
+    from tests.pipelines.test_release_httproute import HTTPROUTE, services
+    from tests.targets.kubernetes.test_deploy import cluster_role
+
+    cluster.api.install_gateway_api()
+    cluster.api.tokens["sa-token"] = cluster_role()
+    accounts.add_account("in-cluster", kubeconfig=cluster.write_kubeconfig(tmp_path / "sa", token="sa-token"),
+                         namespace="default")
+    target = accounts.get_target("in-cluster", None, namespace=None)
+    await target.apply(load_text(services() + HTTPROUTE), actor="user:setup")
+    routes = "gateway.networking.k8s.io/v1/httproutes"
+    key = (kmock.resource(routes), "default", "reviews")
+
+    def accept(generation: int) -> dict[str, Any]:
+        return {"parents": [{"parentRef": {"group": "", "kind": "Service", "name": "reviews", "port": 9080},
+                             "controllerName": "istio.io/gateway-controller",
+                             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                             "observedGeneration": generation}]}]}
+
+    generation = int(cluster.api.object(routes, "default", "reviews")["metadata"]["generation"])
+    assert await cluster.api._set_status(key, generation, accept(generation))
+    exe = await run(executor, {"type": "trafficShift", "service": "reviews", "httpRoute": "reviews",
+                               "account": "in-cluster", "weights": {"reviews-v1": 90, "reviews-v2": 10}})
+    for _ in range(200):
+        route = cluster.api.object(routes, "default", "reviews")
+        if int(route["metadata"]["generation"]) > generation:
+            break
+        await asyncio.sleep(0.05)
+    assert route["spec"]["rules"][1]["backendRefs"] == [{"name": "reviews-v1", "port": 9080, "weight": 90},
+                                                        {"name": "reviews-v2", "port": 9080, "weight": 10}]
+    assert route["spec"]["rules"][0]["matches"] == [{"headers": [{"name": "end-user", "value": "tester"}]}]
+    await asyncio.sleep(0.5)  # give a wrong implementation time to finish early
+    assert executor.get(exe).status == S.RUNNING  # Istio has not accepted the new generation yet
+    new = int(route["metadata"]["generation"])
+    assert await cluster.api._set_status(key, new, accept(new))
+    done = await executor.wait_until_complete(exe, timeout=30)
+    assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+    assert ("gateway.networking.k8s.io", "httproutes", "patch") in cluster.api.used
+    # ReferenceGrant is served at v1beta1 only, beside v1 for the routes: found by key without a version too.
+    grant = {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+             "metadata": {"name": "allow-gateways", "namespace": "default"},
+             "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                "namespace": "istio-ingress"}], "to": [{"group": "", "kind": "Service"}]}}
+    await target.apply(load_text(yaml.safe_dump(grant)), actor="user:setup")
+    got = await target.get(ResourceKey("gateway.networking.k8s.io", "ReferenceGrant", "default", "allow-gateways"))
+    assert got is not None and got["spec"]["to"] == [{"group": "", "kind": "Service"}]
