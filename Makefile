@@ -34,7 +34,8 @@ PIPELINES_CORE = $(addprefix src/graylane/pipelines/,executor.py scheduling.py c
                    model.py service.py)
 
 # System parts (PostgreSQL, Prometheus, Chromium, git) are installed and started by scripts/test-system.
-# The proxy tests (tests/mesh/proxy) run twice: in-process proxy, then a `--concurrency 2` proxy process
+# The proxy tests (tests/mesh/proxy, and the delta pushes of tests/mesh/test_push_delta.py) run twice: in-process
+# proxy, then a `--concurrency 2` proxy process
 # (GRAYLANE_TEST_PROXY_WORKERS=2; docs/dataplane.md, Workers).
 test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
@@ -44,7 +45,8 @@ test: install-test
 	  $(STEP) "import layers" $(BIN)/lint-imports && \
 	  $(BIN)/pytest && \
 	  $(STEP) "data-plane tests again, proxy as 2 worker processes" \
-	    env GRAYLANE_TEST_PROXY_WORKERS=2 $(BIN)/pytest -q -p no:cacheprovider tests/mesh/proxy
+	    env GRAYLANE_TEST_PROXY_WORKERS=2 $(BIN)/pytest -q -p no:cacheprovider tests/mesh/proxy \
+	      tests/mesh/test_push_delta.py
 
 lint:
 	$(BIN)/ruff check src tests

@@ -4,7 +4,6 @@ applied with `graylane apply` from the demo's networking/ files onto the local m
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import socket
@@ -18,18 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graylane.demos.bookinfo import demo
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
-
-NEEDED = {
-    "graylane.runtime.daemons": "the local runtime (graylane up)",
-    "graylane.mesh.proxy.listener": "the data plane",
-    "graylane.server.api.resources": "the resources API",
-}
-_missing = [what for mod, what in NEEDED.items() if importlib.util.find_spec(mod) is None]
-if _missing:
-    pytest.skip(f"needs {', '.join(_missing)}", allow_module_level=True)
-
-from graylane.demos.bookinfo import demo  # noqa: E402
 
 KUBE = demo.DEMO_ROOT / "platform" / "kube"
 NET = demo.DEMO_ROOT / "networking"
