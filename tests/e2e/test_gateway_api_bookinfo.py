@@ -74,9 +74,34 @@ def test_gateway_and_reviews_v1(local: Local) -> None:
         assert client.get("/nothing-here").status_code == 404
 
 
+REVIEWS_CALLS = ('sum by (destination_workload) (istio_requests_total{reporter="source",'
+                 'source_workload="productpage-v1",destination_app="reviews"})')
+
+
+def reviews_calls(local: Local) -> dict[str, float]:
+    """productpage's calls to reviews by destination workload, from `graylane query` (PromQL on the local mesh)."""
+    data = json.loads(local.cli("query", REVIEWS_CALLS, "-o", "json").stdout)
+    return {r["metric"]["destination_workload"]: float(r["value"][1]) for r in data["result"]}
+
+
 def test_reviews_90_10_exactly_over_100_pages(local: Local) -> None:
+    """The split an HTTPRoute makes is measured and drawn as a VirtualService's is: istio_requests_total by
+    destination workload, and the topology's productpage -> reviews-v1 / reviews-v2 edges."""
     local.apply(GAPI / "route-reviews-90-10.yaml")
+    before = reviews_calls(local)
     assert local.pages(100) == {"none": 90, "black": 10}
+    deadline = time.monotonic() + 20
+    while True:  # the telemetry recorder scrapes the data plane every few seconds
+        after = reviews_calls(local)
+        delta = {w: after.get(w, 0) - before.get(w, 0) for w in after}
+        if sum(delta.values()) >= 100 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert {w: round(v) for w, v in delta.items() if v} == {"reviews-v1": 90, "reviews-v2": 10}
+    graph = json.loads(local.cli("graph", "--window", "1m", "-o", "json").stdout)
+    label = {n["id"]: n.get("label") or n["id"] for n in graph["nodes"]}
+    edges = {(label.get(e["source"], e["source"]), label.get(e["target"], e["target"])) for e in graph["edges"]}
+    assert {("productpage-v1", "reviews-v1"), ("productpage-v1", "reviews-v2")} <= edges, edges
 
 
 def test_reviews_50_v3_then_v3(local: Local) -> None:

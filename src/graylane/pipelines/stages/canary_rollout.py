@@ -18,7 +18,13 @@
   `pause: {duration}` waits (`s`, `m`, `h`); `pause: {}` waits for a person: a judgment (this stage's PATCH,
   as manualJudgment's) with `judgmentInput` **Promote** (next step), **Promote full** (straight to 100%) or
   **Abort**; `setHeaderRoute` / `setMirrorRoute` add (or, with only `name`, remove) Graylane's managed routes
-  above the weighted one; `analysis` runs the `analysis`/`kayentaCanary` stage type inline when one exists.
+  above the weighted one; `analysis` runs the `analysis`/`kayentaCanary` stage type inline (the step ends when it
+  passes; a failure aborts).
+- Background analysis, as Argo Rollouts' `strategy.canary.analysis`: `"analysis": {"templates": [...], "args": [...],
+  "startingStep": 1}` on the stage (or `{"type": "kayentaCanary", ...}`, or Flagger-style `builtins`) starts when
+  the rollout reaches step `startingStep` (default 0) and keeps measuring across the later steps and pauses; its
+  failure aborts the rollout at once, whatever step it is on; promotion stops it (`Terminated`). Its state is
+  `context.rollout.backgroundAnalysis` (phase Running / Successful / Failed / Terminated, and the run's outputs).
 - After the last step the canary gets 100% and the managed routes go, in one snapshot. With `scaleDownDelay`
   (seconds) the stage then keeps the previous version warm: an Abort within the window is one snapshot back to
   the stable subset (no redeploy); after it, `scaleDown` Deployments (names) are scaled to 0.
@@ -53,6 +59,7 @@ OPTIONS = [PROMOTE, PROMOTE_FULL, ABORT]
 STEP_KINDS = ("setWeight", "pause", "setHeaderRoute", "setMirrorRoute", "analysis")
 ANALYSIS_TYPES = ("analysis", "kayentaCanary")
 JUDGMENT_POLL_S = 15.0
+BACKGROUND = "backgroundAnalysis"  # context.rollout's slot for the stage-level (background) analysis
 
 
 def seconds(raw: Any, where: str) -> float:
@@ -210,6 +217,9 @@ class _Run:
         index = int(st.get("stepIndex") or 0)
         if index >= len(self.steps):
             return await self.promote()
+        background = await self.background()
+        if st.get("phase") == "Aborting":  # the background analysis failed
+            return await self.abort()
         step = self.steps[index]
         kind = next(k for k in step if k in STEP_KINDS)
         st["step"] = {"index": index, "kind": kind, "config": step[kind]}
@@ -221,7 +231,7 @@ class _Run:
             st.pop("analysis", None)
             st["message"] = f"step {index + 1}/{len(self.steps)} ({kind}) done"
             return TaskResult.running(retry_after_s=0)
-        return TaskResult.running(retry_after_s=retry)
+        return TaskResult.running(retry_after_s=retry if background is None else min(retry, background))
 
     async def do_setWeight(self, raw: Any, action: str | None) -> tuple[bool, float]:
         weight = int(raw)
@@ -270,35 +280,78 @@ class _Run:
         if action == PROMOTE:
             self.st["message"] = "analysis skipped by a promotion"
             return True, 0
+        outcome, retry, stage_type = await self.advance("analysis", raw, self.stage.stage_id)
+        if outcome == "running":
+            self.st["message"] = f"analysis ({stage_type}) running"
+            return False, retry
+        return outcome == "passed", 0
+
+    async def advance(self, slot: str, raw: Any, stage_id: str) -> tuple[str, float, str]:
+        """One turn of the `analysis`/`kayentaCanary` stage type's tasks, its state in `st[slot]`: ("running",
+        seconds to the next turn), ("passed", 0) once its last task succeeded, or ("failed", 0) with the rollout set
+        to abort. `stage_id` keeps an inline step's run apart from the background one."""
         cfg = dict(raw or {})
+        cfg.pop("startingStep", None)
         stage_type = str(cfg.pop("type", "") or ("kayentaCanary" if "canaryConfig" in cfg else "analysis"))
         if stage_type not in ANALYSIS_TYPES:
-            raise ValidationError(f"{self.where}: an analysis step runs {' or '.join(ANALYSIS_TYPES)}, not "
-                                  f"{stage_type!r}")
-        if stage_type not in MODULES:
-            raise GraylaneError(f"analysis steps are not yet available: no {stage_type!r} stage type in this "
-                                "Graylane (the analysis/kayentaCanary stages are being added)",
-                                hint="remove the analysis step, or use a pause with a judgment")
-        sub = dict(self.st.get("analysis") or {"task": 0, "context": {}})
+            raise ValidationError(f"{self.where}: an analysis runs {' or '.join(ANALYSIS_TYPES)}, not {stage_type!r}")
+        if stage_type not in MODULES:  # a build without that stage type (tests remove it to check the message)
+            raise GraylaneError(f"analysis is not yet available here: no {stage_type!r} stage type in this Graylane",
+                                hint="remove the analysis, or use a pause with a judgment")
+        sub = dict(self.st.get(slot) or {"task": 0, "context": {}})
         tasks = definition(stage_type).tasks(cfg)
         index = int(sub["task"])
-        view = dataclasses.replace(self.stage, context={**self.ctx, **cfg, **sub["context"]}, type=stage_type)
+        view = dataclasses.replace(self.stage, context={**self.ctx, **cfg, **sub["context"]}, type=stage_type,
+                                   stage_id=stage_id)
         result = await tasks[index].run(view)
         sub["context"] = {**sub["context"], **result.context}
-        self.st["analysis"] = {**sub, "type": stage_type, "outputs": result.outputs}
+        self.st[slot] = {**sub, "type": stage_type, "outputs": result.outputs}
         if result.status == S.RUNNING:
-            self.st["message"] = f"analysis ({stage_type}) running"
-            return False, result.retry_after_s or 1.0
+            return "running", result.retry_after_s or 1.0, stage_type
         if result.status == S.SUCCEEDED:
-            sub["task"] = index + 1
-            self.st["analysis"]["task"] = index + 1
-            return (index + 1 >= len(tasks)), 0
+            self.st[slot]["task"] = index + 1
+            return ("passed" if index + 1 >= len(tasks) else "running"), 0, stage_type
         self.st["abortReason"] = f"analysis ({stage_type}) failed: {result.error or result.status}"
         self.st["phase"] = "Aborting"
-        return False, 0
+        return "failed", 0, stage_type
+
+    async def background(self) -> float | None:
+        """Argo's background analysis (`analysis` on the stage, from `startingStep`): one turn when due; the
+        seconds until the next, or None when it is not running (not started yet, passed, or the rollout is
+        aborting because it failed)."""
+        raw = self.ctx.get("analysis")
+        st = self.st
+        if not isinstance(raw, dict) or int(st.get("stepIndex") or 0) < int(raw.get("startingStep") or 0) \
+                or (st.get(BACKGROUND) or {}).get("phase") in ("Successful", "Failed"):
+            return None
+        now = self.stage.now_ms
+        due = int((st.get(BACKGROUND) or {}).get("due") or 0)
+        if now < due:
+            return (due - now) / 1000
+        outcome, retry, _ = await self.advance(BACKGROUND, raw, f"{self.stage.stage_id}:background")
+        bg = st[BACKGROUND]
+        if outcome == "running":
+            bg["phase"], bg["due"] = "Running", now + int(retry * 1000)
+            return retry
+        bg["phase"] = "Successful" if outcome == "passed" else "Failed"
+        return None
+
+    async def stop_background(self) -> None:
+        """The rollout ended (promoted or aborted): a background analysis still measuring stops (Argo terminates
+        it; it counts as passed when nothing failed)."""
+        raw = self.ctx.get("analysis")
+        bg = self.st.get(BACKGROUND)
+        if not isinstance(raw, dict) or not bg or bg.get("phase") != "Running":
+            return
+        stage_type = bg.get("type") or "analysis"
+        view = dataclasses.replace(self.stage, stage_id=f"{self.stage.stage_id}:background", type=stage_type)
+        for task in definition(stage_type).tasks(dict(raw)):
+            await task.on_cancel(view)
+        bg["phase"] = "Terminated"
 
     async def promote(self) -> TaskResult:
         """100% to the canary and no managed routes, in one snapshot; then the warm window, if any."""
+        await self.stop_background()
         await self.set_weight(100, clear_routes=True)
         self.st.update(phase="Promoted", promotedAt=self.stage.now_ms, stepIndex=len(self.steps))
         self.st.pop("step", None)
@@ -338,6 +391,7 @@ class _Run:
             st["message"] = f"aborting stepwise: canary at {weight}%"
             return TaskResult.running(retry_after_s=seconds(abort_cfg.get("interval", "5s"), f"{self.where} abort"))
         await self.set_weight(0, clear_routes=True, checked=False)
+        await self.stop_background()
         stables = ", ".join(sorted({s for _, s, _ in self.release.members}))
         st.update(phase="Aborted", message=f"{st['abortReason']}; all traffic is back on {stables}")
         return TaskResult.terminal(f"{self.where}: rollout {st['message']}", {"rollout": st})
