@@ -102,3 +102,19 @@ def test_background_analysis_waits_for_its_starting_step_and_stops_at_promotion(
 
     asyncio.run(go())
     store.close()
+
+
+def test_release_status_shows_the_background_analysis() -> None:
+    from graylane.cli import release
+
+    shown = {"service": "reviews", "execution": "01X", "pipeline": "bookinfo/bg", "executionStatus": "RUNNING",
+             "stage": {"id": "1", "name": "reviews canary", "type": "canaryRollout", "status": "RUNNING"},
+             "phase": "Paused", "message": "", "step": {"index": 2, "total": 3, "kind": "pause", "config": {}},
+             "weights": {"reviews": {"v1": 60, "v2": 40}}, "canaryWeight": 40, "analysis": None,
+             "backgroundAnalysis": {"type": "analysis", "phase": "Running",
+                                    "message": "request-success-rate: 3 measurements, all passed"},
+             "lastAction": None, "pods": []}
+    with release.out.capture() as captured:
+        release.render(shown)
+    assert ("Background analysis: analysis Running  request-success-rate: 3 measurements, all passed"
+            in captured.get())

@@ -87,6 +87,7 @@ def status_of(client: ApiClient, service: str) -> dict[str, Any]:
     step = st.get("step") or {}
     error = ((ctx.get("exception") or {}).get("details") or {}).get("error")
     analysis = st.get("analysis") or {}
+    background = st.get("backgroundAnalysis") or {}
     return {
         "service": service, "execution": exe["id"], "pipeline": f"{exe['application']}/{exe['name']}",
         "executionStatus": exe["status"], "stage": {"id": stage["id"], "name": stage["name"], "type": stage["type"],
@@ -96,6 +97,9 @@ def status_of(client: ApiClient, service: str) -> dict[str, Any]:
                  "config": step.get("config")},
         "weights": weights, "canaryWeight": st.get("canaryWeight"),
         "analysis": {"type": analysis.get("type"), "outputs": analysis.get("outputs")} if analysis else None,
+        "backgroundAnalysis": {"type": background.get("type"), "phase": background.get("phase"),
+                               "message": (background.get("outputs") or {}).get("analysisMessage")}
+        if background else None,
         "lastAction": st.get("lastAction"),
         "pods": _pods(client, service, str(ctx.get("namespace") or "default")),
     }
@@ -119,6 +123,10 @@ def render(s: dict[str, Any]) -> None:
     if s["analysis"]:
         out.print(f"Analysis:  {escape(str(s['analysis'].get('type')))} "
                   f"{escape(json.dumps(s['analysis'].get('outputs'))[:200])}")
+    if s.get("backgroundAnalysis"):
+        bg = s["backgroundAnalysis"]
+        out.print(f"Background analysis: {escape(str(bg.get('type')))} {escape(str(bg.get('phase')))}"
+                  + (f"  {escape(str(bg['message']))[:200]}" if bg.get("message") else ""))
     if s["pods"]:
         out.print("Pods:")
         for pod in s["pods"]:
