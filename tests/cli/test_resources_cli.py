@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from graylane.cli.apply_wait import rollout_message
 from graylane.cli.resources import human_duration
 
 DR = """\
@@ -173,6 +174,21 @@ def test_human_duration_matches_kubectl() -> None:
              3600 * 30: "30h", 86400 * 3: "3d", 86400 * 3 + 3600 * 4: "3d4h", 86400 * 30: "30d",
              86400 * 365 * 3: "3y"}
     assert {s: human_duration(s) for s in cases} == cases
+
+
+def test_rollout_message_is_kubectls_wording() -> None:
+    """`apply --wait` and `rollout status` word the runtime's status as targets.rollout does (kubectl's)."""
+    status = {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 3}
+    assert rollout_message("r", status, 3) == ('Waiting for deployment "r" rollout to finish: '
+                                               "1 out of 3 new replicas have been updated...")
+    status.update(updatedReplicas=2)
+    assert rollout_message("r", status, 2) == ('Waiting for deployment "r" rollout to finish: '
+                                               "1 old replicas are pending termination...")
+    status.update(replicas=2, availableReplicas=1)
+    assert rollout_message("r", status, 2) == ('Waiting for deployment "r" rollout to finish: '
+                                               "1 of 2 updated replicas are available...")
+    status.update(availableReplicas=2)  # the counts add up, but the runtime has not caught up with the spec
+    assert rollout_message("r", status, 2) == 'Waiting for deployment "r" spec update to be observed...'
 
 
 def test_apply_wait_without_a_mesh_says_so_after_applying(cli: Callable[..., object],

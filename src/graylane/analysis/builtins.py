@@ -18,16 +18,13 @@ from typing import Any
 
 from graylane.analysis.argo import Metric, ResolvedRun
 from graylane.analysis.local import DURATION, REQUESTS, LocalQuery
-
-
-def _window_text(window: float) -> str:
-    return f"{int(window // 60)}m" if window >= 60 and window % 60 == 0 else f"{window:g}s"
+from graylane.resources.durations import format_window
 
 
 def _metric(name: str, query: LocalQuery, condition: str, *, interval: float, count: int | None,
             failure_limit: int, prometheus_address: str | None) -> Metric:
     local_spec: dict[str, Any] = {"metric": query.metric, "aggregation": query.aggregation,
-                                  "filter": dict(query.filter), "window": _window_text(query.window),
+                                  "filter": dict(query.filter), "window": format_window(query.window),
                                   "quantile": query.quantile}
     if prometheus_address:
         provider, spec = "prometheus", {"address": prometheus_address, "query": query.render({})}

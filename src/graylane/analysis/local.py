@@ -34,6 +34,7 @@ from graylane.analysis.measurement import Measurement, Scope, TemplateTooLarge, 
 from graylane.mesh.telemetry.quantile import histogram_quantile
 from graylane.mesh.telemetry.recorder import Recorder
 from graylane.mesh.telemetry.series import Labels
+from graylane.resources.durations import format_window
 from graylane.resources.durations import query_seconds as parse_duration
 
 REQUESTS = "istio_requests_total"
@@ -83,7 +84,7 @@ class LocalQuery:
     def render(self, variables: Mapping[str, str]) -> str:
         """The PromQL this query stands for, with variables substituted (what a measurement shows)."""
         sel = _selector(self._matchers(variables))
-        window = _window_text(self.window)
+        window = format_window(self.window)
         by = f" by ({', '.join(self.by)})" if self.by else ""
         if self.aggregation in ("rate", "increase"):
             return f"sum{by}({self.aggregation}({REQUESTS}{sel}[{window}]))"
@@ -248,9 +249,3 @@ def _selector(matchers: Mapping[str, str]) -> str:
         else:
             parts.append(f'{label}{"!=" if negate else "="}"{body}"')
     return "{" + ",".join(parts) + "}"
-
-
-def _window_text(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"

@@ -32,6 +32,7 @@ from graylane.errors import GraylaneError
 from graylane.mesh.telemetry.promql_engine import Engine
 from graylane.mesh.telemetry.promql_values import PromQLError
 from graylane.promql import PrometheusClient
+from graylane.resources.durations import format_window
 
 LOCAL_ACCOUNT = "local"
 
@@ -111,7 +112,7 @@ class PrometheusProvider:
             step = query.step or scope.step or 60.0
             params: dict[str, Any] = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                       "step": f"{step:g}"}
-            path, what = "/api/v1/query_range", f"the range query ({_ago(end - start)} ending at {end:.0f})"
+            path, what = "/api/v1/query_range", f"the range query ({format_window(end - start)} ending at {end:.0f})"
         else:
             params = {"query": promql, "time": f"{now:.3f}"}
             path, what = "/api/v1/query", "the query"
@@ -187,9 +188,3 @@ def _float(text: Any) -> float:
         return float(text)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _ago(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"

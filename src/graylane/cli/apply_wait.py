@@ -17,6 +17,7 @@ from rich.markup import escape
 from graylane.cli.client import ApiClient
 from graylane.cli.exit_codes import StillWaiting
 from graylane.errors import GraylaneError, NotFound
+from graylane.targets.rollout import rollout_status
 
 ApplyWaiter = Callable[[ApiClient, dict[str, Any], float], None]
 POLL_S = 0.2
@@ -55,9 +56,10 @@ def wait_for_rollout(client: ApiClient, namespace: str, name: str, generation: A
     with err.status(f'Waiting for deployment "{name}" rollout to finish') as spinner:
         while True:
             try:
-                status = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")["status"]
+                body = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")
             except NotFound:  # the runtime has not loaded the new Deployment yet
-                status = None
+                body = None
+            status = None if body is None else body["status"]
             # Only a status of the applied spec counts (kubectl checks observedGeneration too).
             if status is not None and (generation is None or str(status.get("observedGeneration")) == str(generation)):
                 failure = rollout_failure(status)
@@ -66,7 +68,7 @@ def wait_for_rollout(client: ApiClient, namespace: str, name: str, generation: A
                                         hint=f"fix the Deployment and apply again; graylane pods -n {namespace}")
                 if status.get("complete"):
                     break
-                message = rollout_message(name, status)
+                message = rollout_message(name, status, body.get("spec_replicas") if body else None)
                 spinner.update(message)
             if time.monotonic() > deadline:
                 raise StillWaiting(f'deployment "{name}" not rolled out after {time.monotonic() - started:.0f}s: '
@@ -75,18 +77,24 @@ def wait_for_rollout(client: ApiClient, namespace: str, name: str, generation: A
     out.print(escape(f'deployment "{name}" successfully rolled out'))
 
 
-def rollout_message(name: str, status: dict[str, Any]) -> str:
-    """Where a Deployment's rollout stands, in kubectl's words (kubectl/pkg/polymorphichelpers/rollout_status.go);
-    `apply --wait` and `rollout status` both print it."""
-    updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
-    available = status.get("availableReplicas", 0)
-    if updated < replicas:
-        return (f'Waiting for deployment "{name}" rollout to finish: {replicas - updated} old replicas are '
-                "pending termination...")
-    if available < updated:
-        return (f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas '
-                "are available...")
-    return f'Waiting for deployment "{name}" rollout to finish: {updated} updated replicas...'
+def rollout_message(name: str, status: dict[str, Any], spec_replicas: int | None = None) -> str:
+    """Where a Deployment's rollout stands, in kubectl's words: `targets.rollout.rollout_status`, the one wording,
+    over the runtime's status and the spec's desired `spec_replicas` (the status endpoint's; without it, the
+    status's own count). `apply --wait` and `rollout status` both print it.
+
+    >>> rollout_message("r", {"replicas": 3, "updatedReplicas": 1, "availableReplicas": 3}, 3)
+    'Waiting for deployment "r" rollout to finish: 1 out of 3 new replicas have been updated...'
+    """
+    want = spec_replicas if spec_replicas is not None else status.get("replicas", 1)
+    meta: dict[str, Any] = {"name": name}
+    deployment = {"kind": "Deployment", "metadata": meta, "spec": {"replicas": want}, "status": status}
+    done, message = rollout_status(deployment)
+    if done and not status.get("complete"):
+        # The counts add up but the runtime has not acted on the spec yet: in kubectl's terms, a generation the
+        # controller has not observed.
+        meta["generation"] = int(status.get("observedGeneration") or 0) + 1
+        done, message = rollout_status(deployment)
+    return message
 
 
 def wait_for_mesh(client: ApiClient, response: dict[str, Any], timeout: float) -> None:

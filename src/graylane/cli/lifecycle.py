@@ -445,17 +445,17 @@ def rollout_status(target: str, namespace: str, timeout: float) -> None:
                   transient=True) as progress:
         task = progress.add_task(f'Waiting for deployment "{name}" rollout to finish', total=None)
         while True:
-            status = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")["status"]
-            want = status.get("replicas", 0)
+            body = client.get(f"/api/v1/namespaces/{namespace}/deployments/{name}/status")
+            status, want = body["status"], body.get("spec_replicas")
             failure = rollout_failure(status)  # fail fast with the replica's reason, as `apply --wait` does
             if failure is not None:
                 raise GraylaneError(f"deployment {namespace}/{name}: {failure}",
                                     hint=f"graylane pods; graylane logs deploy/{name}")
             if status.get("complete"):
                 break
-            msg = rollout_message(name, status)
+            msg = rollout_message(name, status, want)
             if msg != last:
-                progress.update(task, description=msg, total=max(want, 1),
+                progress.update(task, description=msg, total=max(want or status.get("replicas", 0), 1),
                                 completed=status.get("updatedReplicas", 0))
                 last = msg
             if time.monotonic() > deadline:

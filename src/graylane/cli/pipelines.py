@@ -21,6 +21,7 @@ from graylane.cli.client import ApiClient
 from graylane.cli.execution_ids import resolve_execution_id
 from graylane.cli.execution_watch import follow_lines, judge_commands
 from graylane.errors import GraylaneError, ValidationError
+from graylane.resources.durations import elapsed_between
 from graylane.settings import current_user
 
 EXIT_OK = exit_codes.OK
@@ -48,17 +49,6 @@ def _h() -> dict[str, str]:
 
 def _status(text: str) -> Text:
     return Text(text, style=_COLOURS.get(text, ""))
-
-
-def _duration(start: int | None, end: int | None) -> str:
-    if not start:
-        return ""
-    seconds = ((end or int(time.time() * 1000)) - start) / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 def _when(ms: int | None) -> str:
@@ -271,13 +261,13 @@ def stage_table(exe: dict[str, Any]) -> Table:
         elif ctx.get("stageEnabledResult"):
             note = str(ctx["stageEnabledResult"])
         table.add_row(str(st["refId"]), escape(st["name"]), st["type"], _status(st["status"]),
-                      _duration(st.get("startTime"), st.get("endTime")), escape(note))
+                      elapsed_between(st.get("startTime"), st.get("endTime")), escape(note))
     return table
 
 
 def _header(exe: dict[str, Any]) -> Text:
     text = Text.assemble((f"{exe['application']}/{exe['name']} ", "bold"), f"{exe['id']} ", _status(exe["status"]),
-                         f"  {_duration(exe.get('startTime') or exe.get('buildTime'), exe.get('endTime'))}")
+                         f"  {elapsed_between(exe.get('startTime') or exe.get('buildTime'), exe.get('endTime'))}")
     return text
 
 
@@ -319,7 +309,7 @@ def execution_list(pipeline: str = typer.Option(None, "--pipeline", "-p"),
         trig = e.get("trigger") or {}
         table.add_row(e["id"], f"{e['application']}/{e['name']}", _status(e["status"]),
                       f"{trig.get('type', '')} by {trig.get('user', '?')}", _when(e.get("startTime") or e["buildTime"]),
-                      _duration(e.get("startTime"), e.get("endTime")))
+                      elapsed_between(e.get("startTime"), e.get("endTime")))
     out.print(table)
 
 

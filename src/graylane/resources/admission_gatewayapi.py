@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from graylane.resources.admission_base import Checks, as_map, items_of, regex_error
-from graylane.resources.durations import duration_seconds
+from graylane.resources.durations import parse_duration
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -70,7 +70,7 @@ def _duration(c: Checks, path: tuple[Any, ...], value: Any) -> float | None:
     if not _GEP2257.match(value):
         c.error(path, f"invalid duration {value!r}: GEP-2257 form such as 10s, 500ms, 1h30m (units h, m, s, ms)")
         return None
-    return duration_seconds(value)
+    return float(parse_duration(value))
 
 
 def _filters(c: Checks, path: tuple[Any, ...], filters: list[Any], rule: dict[str, Any]) -> None:

@@ -1,13 +1,16 @@
-"""The one duration grammar and the one age formatter.
+"""The one duration grammar and the one set of duration formatters.
 
 Parsing: Go's `time.ParseDuration` syntax as Istio's CRDs accept it (1.5s, 300ms, 1m30s, 2h), exact as Decimal
 (`parse_duration`), or as float seconds for compiled config and queries (`to_seconds`, which also takes `d`, and
-bare numbers where a query language allows them). Formatting: kubectl's AGE (`format_age`).
+bare numbers where a query language allows them). Formatting: kubectl's AGE (`format_age`), how long a pipeline
+stage or execution ran (`format_elapsed`, `elapsed_between`), and a query window as PromQL writes it
+(`format_window`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal, InvalidOperation
 
 from graylane.errors import ValidationError
@@ -107,9 +110,48 @@ def format_age(seconds: float) -> str:
     return f"{y}y"
 
 
-def duration_seconds(text: str) -> float:
-    """Convenience for runtime/mesh code: a duration string as float seconds."""
-    return float(parse_duration(text))
+def format_elapsed(seconds: float) -> str:
+    """How long a stage or execution ran: tenths of a second under a minute, then minutes and seconds, then hours
+    and minutes (the CLI's and the console's execution views).
+
+    >>> [format_elapsed(s) for s in (2, 59.94, 59.96, 245, 3599, 4500, 90061)]
+    ['2.0s', '59.9s', '1m00s', '4m05s', '59m59s', '1h15m', '25h01m']
+    """
+    tenths = round(max(0.0, seconds), 1)
+    if tenths < 60:
+        return f"{tenths:.1f}s"
+    s = max(int(seconds), 60)  # 59.96s rounds up to a minute
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def elapsed_between(start_ms: object, end_ms: object, *, now: float | None = None) -> str:
+    """`format_elapsed` from epoch-millisecond stamps (Spinnaker's startTime/endTime): "" when there is no start;
+    with no end yet, up to `now` (epoch seconds, default the clock)."""
+    if isinstance(start_ms, bool) or not isinstance(start_ms, int | float) or start_ms <= 0:
+        return ""
+    if isinstance(end_ms, int | float) and not isinstance(end_ms, bool) and end_ms > 0:
+        stop = float(end_ms)
+    else:
+        stop = (time.time() if now is None else now) * 1000
+    return format_elapsed((stop - start_ms) / 1000)
+
+
+def format_window(seconds: float) -> str:
+    """A query window or range as PromQL writes durations: whole minutes as `5m` or `1h30m`, whole seconds as `90s`,
+    finer in milliseconds (`1500ms`: PromQL takes no fractions). The local provider's PromQL, the built-in checks'
+    `window` and the Prometheus provider's messages.
+
+    >>> [format_window(s) for s in (60, 300, 90, 5400, 7200, 30, 1.5, 0)]
+    ['1m', '5m', '90s', '1h30m', '2h', '30s', '1500ms', '0s']
+    """
+    if seconds >= 60 and seconds % 60 == 0:
+        hours, minutes = divmod(int(seconds) // 60, 60)
+        return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
 
 
 def validate_duration(text: str) -> str | None:

@@ -519,15 +519,20 @@ class Runtime:
                                  caught_up=caught_up, stalled=stalled,
                                  problem=Problem(problem.reason, problem.message) if problem else None)
 
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Deployment as `deployments()` lists it: namespace, name, spec_replicas (the desired count, which
+        `kubectl rollout status` compares with the status) and status. None if the runtime does not know it."""
+        body = self.res.deployments.get((namespace, name))
+        status = self.deployment_status(namespace, name)
+        if body is None or status is None:
+            return None
+        return {"namespace": namespace, "name": name,
+                "spec_replicas": int((body.get("spec") or {}).get("replicas", 1)), "status": status}
+
     def deployments(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for (ns, name) in sorted(self.res.deployments):
-            if namespace and ns != namespace:
-                continue
-            out.append({"namespace": ns, "name": name, "spec_replicas":
-                        int((self.res.deployments[(ns, name)].get("spec") or {}).get("replicas", 1)),
-                        "status": self.deployment_status(ns, name)})
-        return out
+        items = (self.deployment(ns, name) for (ns, name) in sorted(self.res.deployments)
+                 if not namespace or ns == namespace)
+        return [item for item in items if item is not None]
 
     async def wait_ready(self, keys: Sequence[Any], timeout: float,
                          progress: Callable[[str, dict[str, Any]], None] | None = None) -> None:

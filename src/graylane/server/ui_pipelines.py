@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from graylane.resources.durations import elapsed_between
 from graylane.server import ui_timeline
 from graylane.server.ui import api, api_json, error_text, render, running_executions, user_of
 from graylane.server.ui_timeline import timeline_of
@@ -25,16 +26,6 @@ from graylane.ui.release import ReleaseView, release_view, released_services
 from graylane.ui.views import option_consequences, parse_time, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
-
-
-def duration(start: Any, end: Any) -> str:
-    if not isinstance(start, int | float) or start <= 0:
-        return ""
-    stop = end if isinstance(end, int | float) and end > 0 else time.time() * 1000
-    secs = max(0.0, (stop - start) / 1000)
-    if secs < 60:
-        return f"{secs:.1f}s"
-    return f"{int(secs // 60)}m{int(secs % 60):02d}s"
 
 
 def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +49,7 @@ def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
                                        allow_unicode=True) if outputs else "",
         "manifests_yaml": yaml.safe_dump_all(manifests, sort_keys=False, allow_unicode=True) if manifests else "",
         "summary": summary, "messages": messages,
-        "duration": duration(stage.get("startTime"), stage.get("endTime")),
+        "duration": elapsed_between(stage.get("startTime"), stage.get("endTime")),
         "analysis": analysis_view(stage),
     }
 
@@ -92,7 +83,7 @@ def graph_elements(execution: dict[str, Any]) -> list[dict[str, Any]]:
     els: list[dict[str, Any]] = []
     for s in stages:
         els.append({"group": "nodes", "data": {"id": s["id"], "label": s.get("name") or s.get("type"),
-                                               "status": s.get("status"), "duration": duration(
+                                               "status": s.get("status"), "duration": elapsed_between(
                                                    s.get("startTime"), s.get("endTime"))}})
         for req in s.get("requisiteStageRefIds") or []:
             parent = by_ref.get(str(req))
@@ -321,7 +312,7 @@ async def _execution_rows(request: Request) -> list[dict[str, Any]]:
     waiting = {exe["id"] for exe, _ in waiting_judgments(await running_executions(request, items),
                                                          user_of(request).role)}
     for e in items:
-        e["_duration"] = duration(e.get("startTime"), e.get("endTime"))
+        e["_duration"] = elapsed_between(e.get("startTime"), e.get("endTime"))
         e["_waiting"] = e.get("id") in waiting
     return list(items)
 
@@ -338,4 +329,4 @@ def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
             "options": {s["id"]: judgment_options(s) for s in judgments},
             "consequences": {s["id"]: option_consequences(exe, s) for s in judgments},
             "graph": graph, "stage_table": stage_rows(graph),
-            "exe_duration": duration(exe.get("startTime"), exe.get("endTime"))}
+            "exe_duration": elapsed_between(exe.get("startTime"), exe.get("endTime"))}

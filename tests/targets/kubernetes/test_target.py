@@ -291,14 +291,14 @@ async def test_rollout_that_does_not_finish_times_out(cluster: Any) -> None:
 def test_rollout_status_messages() -> None:
     dep = {"kind": "Deployment", "metadata": {"name": "r", "generation": 3},
            "spec": {"replicas": 3}, "status": {"observedGeneration": 3, "replicas": 4, "updatedReplicas": 1}}
-    assert rollout_status(dep) == (False, "Waiting for deployment 'r' rollout to finish: "
+    assert rollout_status(dep) == (False, 'Waiting for deployment "r" rollout to finish: '
                                           "1 out of 3 new replicas have been updated...")
     dep["status"].update(updatedReplicas=3)
     assert "1 old replicas are pending termination" in rollout_status(dep)[1]
     dep["status"].update(replicas=3, availableReplicas=2)
     assert "2 of 3 updated replicas are available" in rollout_status(dep)[1]
     dep["status"].update(availableReplicas=3)
-    assert rollout_status(dep)[0] is True
+    assert rollout_status(dep) == (True, 'deployment "r" successfully rolled out')  # kubectl's %q quoting
 
 
 async def test_bad_documents_change_nothing(cluster: Any) -> None:

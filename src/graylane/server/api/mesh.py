@@ -47,10 +47,11 @@ def deployment_statuses(request: Request, namespace: str | None = None) -> dict[
 
 @router.get("/namespaces/{namespace}/deployments/{name}/status")
 def deployment_status(request: Request, namespace: str, name: str) -> dict[str, Any]:
-    status = _runtime(request).deployment_status(namespace, name)
-    if status is None:
+    """One Deployment's `status`, with `spec_replicas` (what `rollout status` compares the replicas with)."""
+    item: dict[str, Any] | None = _runtime(request).deployment(namespace, name)
+    if item is None:
         raise NotFound(f"Deployment {namespace}/{name} not found", hint="graylane get deploy -A")
-    return {"namespace": namespace, "name": name, "status": status}
+    return item
 
 
 @router.post("/runtime/shutdown")
