@@ -440,6 +440,8 @@ def test_an_analysis_step_measures_the_canary_then_goes_on_or_aborts(tmp_path: P
             st = done.stage("0").context["rollout"]
             assert done.status == S.TERMINAL and st["phase"] == "Aborted" and st["stepIndex"] == 1
             assert st["message"] == FAILED_GATE + "; all traffic is back on v1"
+            run = st["analysis"]["outputs"]["analysisRun"]  # what `graylane release status` shows as Analysis
+            assert run["phase"] == "Failed" and run["metricResults"][0]["measurements"][0]["value"] == [0.5]
             assert rig.weights() == [("v1", 100), ("v2", 0)]
             return
         await rig.rollout(exe, "Progressing", 1, showing=_measured(1.0))  # the first of two measurements

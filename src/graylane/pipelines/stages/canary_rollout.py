@@ -285,7 +285,8 @@ class _Run:
         view = dataclasses.replace(self.stage, context={**self.ctx, **cfg, **sub["context"]}, type=stage_type)
         result = await tasks[index].run(view)
         sub["context"] = {**sub["context"], **result.context}
-        self.st["analysis"] = {**sub, "type": stage_type, "outputs": result.outputs}
+        # a task without outputs (completeAnalysis) keeps what the run showed: release status explains a failure
+        self.st["analysis"] = {**sub, "type": stage_type, "outputs": {**(sub.get("outputs") or {}), **result.outputs}}
         if result.status == S.RUNNING:
             self.st["message"] = f"analysis ({stage_type}) running"
             return False, result.retry_after_s or 1.0
