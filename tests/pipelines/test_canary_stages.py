@@ -7,22 +7,24 @@ the VirtualService and Deployments after a failed analysis rolled back, and `gra
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from graylane.analysis.exposition import analysis_metrics
 from graylane.analysis.report_text import stage_lines
 from graylane.analysis.resources import wrap_canary_config
 from graylane.mesh.proxy.stats import LABELS, Stats
 from graylane.mesh.telemetry.component import KEPT
+from graylane.mesh.telemetry.metrics import ControlPlaneMetrics
 from graylane.mesh.telemetry.recorder import Recorder
 from graylane.mesh.telemetry.series import parse_text
+from graylane.pipelines import metrics as pipelines_metrics
 from graylane.pipelines.component import ControlPlaneAnalysis
 from graylane.pipelines.executor import Executor
 from graylane.pipelines.services import TaskServices
@@ -177,6 +179,16 @@ def _deployment(store: Store, name: str) -> bool:
     return store.get(ResourceKey("apps", "Deployment", "default", name)) is not None
 
 
+def scrape(store: Store, stage: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The analysis series of `stage` on the control plane's /metrics (the pipelines' tables as assembly.py registers
+    them), parsed as Prometheus parses a scrape: {(name, labels but `stage`): value}."""
+    exposition = ControlPlaneMetrics()
+    exposition.add_source(partial(pipelines_metrics.collect, store.engine))
+    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "stage"))): s.value
+            for family in text_string_to_metric_families(exposition.render()) for s in family.samples
+            if s.name.startswith(("graylane_canary_", "graylane_analysis_")) and s.labels.get("stage") == stage}
+
+
 def test_realtime_intervals_pass_and_each_keeps_its_score(tmp_path: Path, state_dir: Path) -> None:
     traffic = Traffic()
     store, ex = _setup(tmp_path, traffic)
@@ -256,11 +268,17 @@ def test_failing_canary_rolls_back_then_the_stage_is_terminal(tmp_path: Path, st
                 '"reviews",destination_version="v2",response_code=~"5.*"}[2s]))') in text
         assert "-> ok [0.3, 0.3, 0.3" in text
         assert "failed: Canary score 0 of interval 1/2 is below the marginal score threshold 50" in text
-        exposed = {(m.name, tuple(sorted(s.labels.items())), s.value)
-                   for m in analysis_metrics([("TERMINAL", json.dumps(stage_json))]) for s in m.samples}
-        assert ("graylane_canary_score", (("execution", ""), ("stage", "canary 10%")), 0.0) in exposed
-        assert ("graylane_analysis_metric_phase", (("metric", "error-rate"), ("phase", "High"),
-                                                   ("stage", "canary 10%"), ("type", "kayentaCanary")), 1.0) in exposed
+
+        # /metrics: the score, each metric's last value (the canary's mean in the last interval) and its
+        # classification, one phase per metric
+        kayenta = (("type", "kayentaCanary"),)
+        assert scrape(store, "canary 10%") == {
+            ("graylane_canary_score", (("execution", done.id),)): 0.0,
+            ("graylane_analysis_metric_value", (("metric", "error-rate"), *kayenta)): pytest.approx(0.3),
+            # every request took 8 ms: the p99 is the 5-10 ms bucket interpolated, as histogram_quantile does
+            ("graylane_analysis_metric_value", (("metric", "latency-p99"), *kayenta)): pytest.approx(9.95),
+            ("graylane_analysis_metric_phase", (("metric", "error-rate"), ("phase", "High"), *kayenta)): 1.0,
+            ("graylane_analysis_metric_phase", (("metric", "latency-p99"), ("phase", "Pass"), *kayenta)): 1.0}
 
     asyncio.run(go())
     store.close()
@@ -433,6 +451,10 @@ def test_a_prometheus_template_runs_on_the_local_mesh_without_a_prometheus(
         assert taken["phase"] == phase
         assert taken["value"] == [pytest.approx(value)]
         assert 'destination_service=~"reviews.default.svc.cluster.local"' in taken["query"]
+        # /metrics: the metric's last measured value and its phase (no canary score: that is Kayenta's)
+        metric, argo = ("metric", "success-rate"), ("type", "analysis")
+        assert scrape(store, "gate") == {("graylane_analysis_metric_value", (metric, argo)): pytest.approx(value),
+                                         ("graylane_analysis_metric_phase", (metric, ("phase", phase), argo)): 1.0}
 
     asyncio.run(go())
     store.close()

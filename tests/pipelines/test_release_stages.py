@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.pipelines.test_canary_stages import FakeControlPlane, FakeTelemetry, Traffic
 
+from graylane.pipelines.component import ControlPlaneAnalysis
 from graylane.pipelines.executor import Executor
 from graylane.pipelines.services import TaskServices
 from graylane.pipelines.status import ExecutionStatus as S
@@ -95,13 +98,15 @@ class Rig:
     async def done(self, execution_id: str) -> Any:
         return await self.ex.wait_until_complete(execution_id, timeout=30)
 
-    async def rollout(self, execution_id: str, phase: str, step: int | None = None) -> dict[str, Any]:
-        """Wait until the rollout stage's state shows `phase` (and step index)."""
+    async def rollout(self, execution_id: str, phase: str, step: int | None = None,
+                      showing: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Wait until the rollout stage's state shows `phase` (and step index, and whatever `showing` looks for)."""
         async with self.ex.bus.subscribe() as q:
             for _ in range(400):
                 exe = self.ex.get(execution_id)
                 st = exe.stage("0").context.get("rollout") or {}
-                if st.get("phase") == phase and (step is None or st.get("stepIndex") == step):
+                if st.get("phase") == phase and (step is None or st.get("stepIndex") == step) and \
+                        (showing is None or showing(st)):
                     return st  # type: ignore[no-any-return]
                 assert not exe.status.is_complete or phase in ("Aborted", "Healthy"), (exe.status, st)
                 try:
@@ -111,7 +116,8 @@ class Rig:
         raise AssertionError(f"rollout never reached {phase}: {st}")
 
 
-def run_rig(tmp_path: Path, setup: str, test: Callable[[Rig], Awaitable[None]]) -> None:
+def run_rig(tmp_path: Path, setup: str, test: Callable[[Rig], Awaitable[None]], traffic: Traffic | None = None) -> None:
+    """`traffic`: the local mesh's telemetry the analysis steps measure (test_canary_stages' recorder)."""
     async def go() -> None:
         store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
         store.apply(load_text(setup), "user:setup")
@@ -120,7 +126,10 @@ def run_rig(tmp_path: Path, setup: str, test: Callable[[Rig], Awaitable[None]]) 
         async def get_target(account: str | None, namespace: str | None = None) -> Any:
             return target
 
-        ex = Executor(store.engine, services=TaskServices(get_target=get_target))
+        analysis = None
+        if traffic is not None:
+            analysis = ControlPlaneAnalysis(FakeControlPlane({"telemetry": FakeTelemetry(traffic.recorder)}))
+        ex = Executor(store.engine, services=TaskServices(get_target=get_target, analysis=analysis))
         await ex.start()
         try:
             await test(Rig(store, ex))
@@ -376,6 +385,107 @@ def test_analysis_step_calls_the_analysis_stage_type(tmp_path: Path, state_dir: 
             assert rig.weights() == [("v1", 100), ("v2", 0)]  # back on the baseline
 
     run_rig(tmp_path, REVIEWS + USER_VS, test)
+
+
+# An Argo AnalysisTemplate on the local mesh's telemetry: the version's success rate, measured twice a second apart.
+SUCCESS_RATE = """
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-rate}
+spec:
+  args: [{name: version}]
+  metrics:
+  - name: success-rate
+    successCondition: result[0] >= 0.95
+    count: 2
+    interval: 1s
+    provider:
+      plugin:
+        graylane.io/local:
+          metric: istio_requests_total
+          aggregation: success-rate
+          window: 5s
+          filter: {destination_service_name: reviews, destination_version: "{{args.version}}"}
+"""
+GATE = {"type": "analysis", "templates": [{"templateName": "success-rate"}], "args": [{"name": "version",
+                                                                                       "value": "v2"}]}
+FAILED_GATE = ('analysis (analysis) failed: AnalysisRun Failed: Metric "success-rate" assessed Failed due to '
+               "failed (1) > failureLimit (0); last measurement: result = [0.5]; successCondition "
+               "`result[0] >= 0.95` is false, so the measurement Failed")
+
+
+def _measured(value: float) -> Callable[[dict[str, Any]], bool]:
+    """A rollout state whose running analysis step shows a Successful measurement of `value` (release status)."""
+    def check(st: dict[str, Any]) -> bool:
+        run = ((st.get("analysis") or {}).get("outputs") or {}).get("analysisRun") or {}
+        taken = [m for r in run.get("metricResults") or [] for m in r.get("measurements") or []]
+        return any(m.get("phase") == "Successful" and m.get("value") == [value] for m in taken)
+    return check
+
+
+@pytest.mark.parametrize("errors", [0.0, 0.5], ids=["passes", "fails"])
+def test_an_analysis_step_measures_the_canary_then_goes_on_or_aborts(tmp_path: Path, state_dir: Path,
+                                                                     errors: float) -> None:
+    """A real `analysis` stage inline in a rollout: the Argo template above over the local mesh's telemetry."""
+    traffic = Traffic(canary_error_share=errors)
+
+    async def test(rig: Rig) -> None:
+        traffic.fill(time.time() - 10, time.time())
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                             "canarySubset": "v2", "steps": [{"setWeight": 20}, {"analysis": GATE},
+                                                             {"setWeight": 50}, {"pause": {}}]})
+        if errors:
+            done = await rig.done(exe)
+            st = done.stage("0").context["rollout"]
+            assert done.status == S.TERMINAL and st["phase"] == "Aborted" and st["stepIndex"] == 1
+            assert st["message"] == FAILED_GATE + "; all traffic is back on v1"
+            run = st["analysis"]["outputs"]["analysisRun"]  # what `graylane release status` shows as Analysis
+            assert run["phase"] == "Failed" and run["metricResults"][0]["measurements"][0]["value"] == [0.5]
+            assert rig.weights() == [("v1", 100), ("v2", 0)]
+            return
+        await rig.rollout(exe, "Progressing", 1, showing=_measured(1.0))  # the first of two measurements
+        assert rig.weights() == [("v1", 80), ("v2", 20)]
+        st = await rig.rollout(exe, "Paused", 3)
+        assert st["weights"] == {"reviews": {"v1": 50, "v2": 50}} and rig.weights() == [("v1", 50), ("v2", 50)]
+        await rig.ex.update_stage(exe, "0", {"judgmentInput": "Promote"}, user="dave")
+        done = await rig.done(exe)
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        assert rig.weights() == [("v2", 100)]
+
+    run_rig(tmp_path, REVIEWS + USER_VS + SUCCESS_RATE, test, traffic)
+
+
+@pytest.mark.parametrize("errors", [0.0, 0.5], ids=["passes", "fails"])
+def test_blue_green_pre_promotion_analysis_gates_the_switch(tmp_path: Path, state_dir: Path, errors: float) -> None:
+    traffic = Traffic(canary_error_share=errors)
+
+    async def test(rig: Rig) -> None:
+        seen: list[list[tuple[str, int]]] = []
+        rig.store.subscribe(lambda keys: seen.append(rig.weights()) if any(k.kind == "VirtualService" for k in keys)
+                            else None)
+        traffic.fill(time.time() - 10, time.time())
+        exe = await rig.run({"type": "blueGreen", "service": "reviews", "activeSubset": "v1",
+                             "previewSubset": "v2", "preview": {"headers": {"x-preview": "true"}},
+                             "prePromotionAnalysis": GATE, "autoPromotionEnabled": True, "scaleDownDelay": 0})
+        if not errors:  # while the analysis measures the preview version: only x-preview requests reach it
+            await rig.rollout(exe, "Progressing", 2, showing=_measured(1.0))
+            assert rig.vs()["spec"]["http"][0]["name"] == "preview" and rig.weights() == [("v1", 100), ("v2", 0)]
+        done = await rig.done(exe)
+        stage = done.stage("0")
+        assert [r.get("name") for r in rig.vs()["spec"]["http"]] == [None, None]  # the preview route is gone
+        if errors:
+            assert done.status == S.TERMINAL and stage.context["rollout"]["phase"] == "Aborted"
+            assert stage.context["exception"]["details"]["error"] == (
+                f"stage 's0': rollout {FAILED_GATE}; all traffic is back on v1")
+            assert rig.weights() == [("v1", 100), ("v2", 0)]
+            assert all(w == [("v1", 100), ("v2", 0)] for w in seen), seen  # v2 only ever had the preview
+        else:
+            assert done.status == S.SUCCEEDED, stage.context.get("exception")
+            # pinned to v1, preview route added, the analysis, then the switch in one change
+            assert seen == [[("v1", 100), ("v2", 0)]] * 2 + [[("v2", 100)]]
+
+    run_rig(tmp_path, REVIEWS + USER_VS + SUCCESS_RATE, test, traffic)
 
 
 @pytest.mark.parametrize(("stage", "message"), [

@@ -1,7 +1,7 @@
 """Analysis series for the control plane's `/metrics` (argo-rollouts #2276: watch a release's analysis).
 
-From the stored pipeline stages (the rows pipelines/metrics.py reads), the latest analysis stage of
-each name (by start time) gives:
+From the stored pipeline stages (the rows pipelines/metrics.py reads: status, body, execution id), the latest
+analysis stage of each name (by start time) gives:
 
 - `graylane_canary_score{stage, execution}`: the kayentaCanary stage's last interval score (0..100);
 - `graylane_analysis_metric_value{stage, type, metric}`: each metric's last value (an `analysis` stage: the last
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -28,23 +28,27 @@ def _float(value: Any) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def latest_stages(rows: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
-    """The newest analysis stage of each (type, name) among `(status, body JSON)` rows."""
+def latest_stages(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The newest analysis stage of each (type, name) among `(status, body JSON[, execution id])` rows (a stage's
+    body does not carry its execution's id: the row's third column gives it)."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for _status, raw in rows:
+    for row in rows:
+        raw = row[1]
         try:
             stage = json.loads(raw) if isinstance(raw, str | bytes) else raw
         except ValueError:
             continue
         if not isinstance(stage, dict) or stage.get("type") not in ANALYSIS_TYPES:
             continue
+        if len(row) > 2 and row[2] and not stage.get("executionId"):
+            stage = {**stage, "executionId": str(row[2])}
         key = (str(stage["type"]), str(stage.get("name") or ""))
         if key not in latest or (stage.get("startTime") or 0) >= (latest[key].get("startTime") or 0):
             latest[key] = stage
     return list(latest.values())
 
 
-def analysis_metrics(rows: Iterable[tuple[Any, Any]]) -> Iterator[Metric]:
+def analysis_metrics(rows: Iterable[Sequence[Any]]) -> Iterator[Metric]:
     score = GaugeMetricFamily("graylane_canary_score", "Latest canary score of a kayentaCanary stage (0-100)",
                               labels=["stage", "execution"])
     value = GaugeMetricFamily("graylane_analysis_metric_value", "Last value of each analysis metric",

@@ -28,7 +28,8 @@ def pipeline_metrics(engine: Engine) -> Iterator[Metric]:
                                            pipeline_executions.c.status, sa.func.count())
                                  .group_by(pipeline_executions.c.application, pipeline_executions.c.name,
                                            pipeline_executions.c.status)).all()
-        stage_rows = conn.execute(sa.select(pipeline_stages.c.status, pipeline_stages.c.body)).all()
+        stage_rows = conn.execute(sa.select(pipeline_stages.c.status, pipeline_stages.c.body,
+                                            pipeline_stages.c.execution_id)).all()
     executions = GaugeMetricFamily("graylane_executions", "Pipeline executions by status",
                                    labels=["application", "pipeline", "status"])
     for app, name, status, count in by_status:
@@ -37,7 +38,7 @@ def pipeline_metrics(engine: Engine) -> Iterator[Metric]:
 
     waiting = Counter[tuple[str, str]]()
     durations: dict[str, list[float]] = {}
-    for status, raw in stage_rows:
+    for status, raw, _execution in stage_rows:
         try:
             stage = json.loads(raw)
         except ValueError:
@@ -62,7 +63,7 @@ def pipeline_metrics(engine: Engine) -> Iterator[Metric]:
         hist.add_metric([stage_type], buckets, sum(values))
     yield hist
 
-    yield from analysis_metrics(stage_rows)  # canary scores, analysis metrics' last value and phase
+    yield from analysis_metrics(stage_rows)  # canary scores (by execution), analysis metrics' last value and phase
 
 
 def collect(engine: Engine) -> list[Metric]:

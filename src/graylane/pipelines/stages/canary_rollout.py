@@ -305,7 +305,8 @@ class _Run:
                                    stage_id=stage_id)
         result = await tasks[index].run(view)
         sub["context"] = {**sub["context"], **result.context}
-        self.st[slot] = {**sub, "type": stage_type, "outputs": result.outputs}
+        # a task without outputs (completeAnalysis) keeps what the run showed: release status explains a failure
+        self.st[slot] = {**sub, "type": stage_type, "outputs": {**(sub.get("outputs") or {}), **result.outputs}}
         if result.status == S.RUNNING:
             return "running", result.retry_after_s or 1.0, stage_type
         if result.status == S.SUCCEEDED:
