@@ -341,6 +341,31 @@ def test_gateway_merges_virtual_services_for_one_host_with_catch_alls_last():
     assert d.destination.subset == "v1" and d.virtual_service.name == "a+b"
 
 
+def test_gateway_serves_a_host_from_its_most_specific_virtual_host_without_merging_wildcards():
+    """A VirtualService for `*` and one for `shop.example` on one gateway make two virtual hosts (Istio merges only
+    VirtualServices sharing a host): shop.example is served by its own rules only, every other host by the `*`
+    one; `*.example` sits between them, and a server host narrows a `*` VirtualService to itself."""
+    gateway = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+               "metadata": {"name": "gw", "namespace": "default"},
+               "spec": {"servers": [{"port": {"number": 80, "protocol": "HTTP", "name": "http"}, "hosts": ["*"]}]}}
+    catch_all = vs("everything", ["*"], [{"match": [{"uri": {"prefix": "/"}}], "route": [to("v1")]}],
+                   gateways=["gw"])
+    suffix = vs("suffix", ["*.example"], [{"route": [to("v3")]}], gateways=["gw"])
+    shop = vs("shop", ["shop.example"], [{"match": [{"uri": {"prefix": "/new"}}], "route": [to("v2")]}],
+              gateways=["gw"])
+    t = table([*BASE, gateway, catch_all, suffix, shop], gateway_port_map={80: 18082})
+    new = route(t, req("shop.example", path="/new"), "gateway~18082")
+    assert new.destination.subset == "v2" and new.virtual_service.name == "shop"
+    assert route(t, req("shop.example", path="/old"), "gateway~18082").outcome is Outcome.NO_ROUTE
+    assert route(t, req("bar.example", path="/old"), "gateway~18082").destination.subset == "v3"
+    assert route(t, req("other.org", path="/old"), "gateway~18082").destination.subset == "v1"
+    narrow = dict(gateway, spec={"servers": [{"port": {"number": 80, "protocol": "HTTP", "name": "http"},
+                                              "hosts": ["shop.example"]}]})
+    t = table([*BASE, narrow, catch_all, shop], gateway_port_map={80: 18083})
+    merged = route(t, req("shop.example", path="/old"), "gateway~18083")
+    assert merged.destination.subset == "v1" and merged.virtual_service.name in ("everything+shop", "shop+everything")
+
+
 def test_delegate_rules_are_spliced_into_the_root_with_matches_anded():
     root = vs("root", ["reviews"], [
         {"match": [{"uri": {"prefix": "/api"}}], "delegate": {"name": "api", "namespace": "default"}},

@@ -94,7 +94,12 @@ async def check(target: Any, docs: list[Document]) -> None:
 async def apply(target: Any, edits: Sequence[tuple[Member, Edit]], *, actor: str, checked: bool = True,
                 timeout: float = DEFAULT_WAIT_S) -> list[dict[str, Any]]:
     """Plan, check, apply all members at once and wait for the data plane; returns what was applied."""
-    docs = await plan(target, edits)
+    return await apply_documents(target, await plan(target, edits), actor=actor, checked=checked, timeout=timeout)
+
+
+async def apply_documents(target: Any, docs: list[Document], *, actor: str, checked: bool = True,
+                          timeout: float = DEFAULT_WAIT_S) -> list[dict[str, Any]]:
+    """Check (unless told not to), apply at once and wait for the data plane (or Istio); returns what was applied."""
     if checked:
         await check(target, docs)
     applied = await target.apply(docs, actor=actor)

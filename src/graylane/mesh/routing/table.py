@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -54,6 +54,25 @@ class Listener:
     @property
     def address(self) -> tuple[str, int]:
         return (self.bind, self.port)
+
+
+def vhost_names(vs_hosts: Sequence[str], server_hosts: Sequence[str]) -> list[str]:
+    """The gateway virtual hosts a VirtualService's hosts make: each intersected with each server host (the more
+    specific of the two when one covers the other, as Istio's host.Names.Intersection)."""
+    out: list[str] = []
+    for v in vs_hosts:
+        for s in server_hosts:
+            name = v if host_matches(s, v) else s if host_matches(v, s) else None
+            if name is not None and name not in out:
+                out.append(name)
+    return out
+
+
+def vhost_specificity(name: str) -> tuple[int, int]:
+    """Envoy's virtual host order: an exact domain, then wildcards by suffix length, then `*`."""
+    if name == "*":
+        return (0, 0)
+    return (1, len(name)) if name.startswith("*") else (2, len(name))
 
 
 # --------------------------------------------------------------------------------------------- decisions
@@ -250,12 +269,23 @@ class RouteTable:
         return None
 
     def _gateway_vs(self, listener: Listener, host: str) -> VirtualService | None:
+        """Istio builds one virtual host per VirtualService host (intersected with the servers' hosts) and merges
+        the VirtualServices sharing it; Envoy then serves a request from its most specific virtual host (exact
+        name, then the longest wildcard suffix, then `*`): a VirtualService for `*` does not join one for
+        `a.example.com` (pilot's buildGatewayHTTPRouteConfig, Envoy's virtual host selection)."""
         if not any(host_matches(h, host) for h in listener.server_hosts):
             return None
-        group = [vs for vs in self.virtual_services
-                 if any(g in vs.gateways for g in listener.gateways) and any(host_matches(h, host) for h in vs.hosts)]
-        if len(group) <= 1:
-            return group[0] if group else None
+        by_vhost: dict[str, list[VirtualService]] = {}
+        for vs in self.virtual_services:
+            if any(g in vs.gateways for g in listener.gateways):
+                for name in vhost_names(vs.hosts, listener.server_hosts):
+                    if host_matches(name, host) and vs not in by_vhost.setdefault(name, []):
+                        by_vhost[name].append(vs)
+        if not by_vhost:
+            return None
+        group = by_vhost[max(by_vhost, key=vhost_specificity)]
+        if len(group) == 1:
+            return group[0]
         # Gateways merge VirtualServices for one host: rules in creation order, catch-all rules moved to the end
         # (istio.io traffic-management best practices; pilot mergeVirtualServicesIfNeeded).
         rules = [r for vs in group for r in vs.rules]

@@ -6,6 +6,11 @@
  "scaleDown": ["reviews-v1"]}
 ```
 
+`"preview": {"hosts": ["preview.bookinfo.example.com"], "gateways": ["bookinfo-gateway"]}` previews on a second
+host instead (or as well): a Graylane-managed VirtualService `SERVICE-preview` sends everything arriving at the
+gateway for those hosts to the new subset (for a service the gateway routes to, e.g. productpage); it is removed
+after the switch and on abort.
+
 Argo Rollouts' blue/green (`activeService`/`previewService`, `autoPromotionEnabled`, `autoPromotionSeconds`,
 `prePromotionAnalysis`, `scaleDownDelaySeconds`) over subsets of one service: the stage runs canaryRollout's
 machinery with these steps: keep 100% on the active subset, add the preview route (requests matching
@@ -30,11 +35,21 @@ PREVIEW_ROUTE = "preview"
 
 def blue_green_steps(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     preview = ctx.get("preview") or {}
-    if not isinstance(preview, dict) or not ({"headers", "cookie", "match"} & set(preview)):
+    if not isinstance(preview, dict) or not ({"headers", "cookie", "match", "hosts"} & set(preview)):
         raise ValidationError("blueGreen: `preview` needs headers (e.g. {headers: {x-preview: \"true\"}}), a "
-                              "cookie or an Argo-style match")
-    route = {"name": PREVIEW_ROUTE, **preview}
-    steps: list[dict[str, Any]] = [{"setWeight": 0}, {"setHeaderRoute": route}]
+                              "cookie, an Argo-style match, or hosts and gateways (a second host)")
+    steps: list[dict[str, Any]] = [{"setWeight": 0}]
+    if "hosts" in preview:
+        hosts, gateways = preview.get("hosts"), preview.get("gateways")
+        if not _names(hosts) or not _names(gateways):
+            raise ValidationError("blueGreen: a preview host needs `hosts` and `gateways`, each a list of names "
+                                  "(e.g. {hosts: [preview.bookinfo.example.com], gateways: [bookinfo-gateway]})")
+        if len(ctx.get("services") or [None]) > 1:
+            raise ValidationError("blueGreen: a preview host previews one service; use a header preview for several")
+        steps.append({"setPreviewHost": {"hosts": hosts, "gateways": gateways}})
+    if {"headers", "cookie", "match"} & set(preview):
+        route = {"name": PREVIEW_ROUTE, **{k: v for k, v in preview.items() if k not in ("hosts", "gateways")}}
+        steps.append({"setHeaderRoute": route})
     if ctx.get("prePromotionAnalysis"):
         steps.append({"analysis": ctx["prePromotionAnalysis"]})
     auto = ctx.get("autoPromotionEnabled", False)
@@ -43,6 +58,10 @@ def blue_green_steps(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     elif not auto:
         steps.append({"pause": {}})
     return steps
+
+
+def _names(raw: Any) -> bool:
+    return isinstance(raw, list) and bool(raw) and all(isinstance(x, str) and x for x in raw)
 
 
 def _as_rollout(ctx: dict[str, Any]) -> dict[str, Any]:

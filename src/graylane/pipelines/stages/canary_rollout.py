@@ -51,12 +51,12 @@ from graylane.pipelines.stages import MODULES, definition
 from graylane.pipelines.stages.manual_judgment import validate_judgment
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
-from graylane.resources.document import ResourceKey
+from graylane.resources.document import Document, ResourceKey, Source
 from graylane.resources.sticky import parse_sticky
 
 PROMOTE, PROMOTE_FULL, ABORT = "Promote", "Promote full", "Abort"
 OPTIONS = [PROMOTE, PROMOTE_FULL, ABORT]
-STEP_KINDS = ("setWeight", "pause", "setHeaderRoute", "setMirrorRoute", "analysis")
+STEP_KINDS = ("setWeight", "pause", "setHeaderRoute", "setMirrorRoute", "analysis", "setPreviewHost")
 ANALYSIS_TYPES = ("analysis", "kayentaCanary")
 JUDGMENT_POLL_S = 15.0
 BACKGROUND = "backgroundAnalysis"  # context.rollout's slot for the stage-level (background) analysis
@@ -276,6 +276,35 @@ class _Run:
         await self.apply(edits)
         return True, 0
 
+    async def do_setPreviewHost(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        """A VirtualService of its own (`SERVICE-preview`, Graylane-managed) binding the preview hosts on the named
+        gateways to the canary subset: everything arriving for those hosts reaches the new version, as Argo's
+        previewService behind a second host does. Removed at promotion and abort."""
+        docs, keys = [], []
+        for member, _, canary in self.release.members:
+            if member.http_route:
+                raise ValidationError(f"{self.where}: a preview host needs a VirtualService, not an HTTPRoute")
+            name = f"{member.service}-preview"
+            docs.append(Document(body={
+                "apiVersion": edit.ISTIO_API, "kind": "VirtualService",
+                "metadata": {"name": name, "namespace": member.namespace,
+                             "annotations": {edit.MANAGED_BY: "graylane"}},
+                "spec": {"hosts": list(raw["hosts"]), "gateways": list(raw["gateways"]),
+                         "http": [{"route": [{"destination": {"host": member.service, "subset": canary}}]}]}},
+                source=Source(f"<preview host of {member.service}>", 1, 0)))
+            keys.append([member.namespace, name])
+        await traffic.apply_documents(await self.target(), docs, actor=self.stage.actor,
+                                      checked=not self.ctx.get(route_check.OPTION))
+        self.st["previewVirtualServices"] = keys
+        return True, 0
+
+    async def drop_previews(self) -> None:
+        """The preview hosts' VirtualServices go (after the switch, or once traffic is back on the stable subset)."""
+        keys = [ResourceKey(edit.ISTIO_API.split("/")[0], "VirtualService", ns, name)
+                for ns, name in self.st.pop("previewVirtualServices", None) or []]
+        if keys:
+            await (await self.target()).delete(keys, actor=self.stage.actor)
+
     async def do_analysis(self, raw: Any, action: str | None) -> tuple[bool, float]:
         if action == PROMOTE:
             self.st["message"] = "analysis skipped by a promotion"
@@ -354,6 +383,7 @@ class _Run:
         """100% to the canary and no managed routes, in one snapshot; then the warm window, if any."""
         await self.stop_background()
         await self.set_weight(100, clear_routes=True)
+        await self.drop_previews()
         self.st.update(phase="Promoted", promotedAt=self.stage.now_ms, stepIndex=len(self.steps))
         self.st.pop("step", None)
         return await self.warm()
@@ -392,6 +422,7 @@ class _Run:
             st["message"] = f"aborting stepwise: canary at {weight}%"
             return TaskResult.running(retry_after_s=seconds(abort_cfg.get("interval", "5s"), f"{self.where} abort"))
         await self.set_weight(0, clear_routes=True, checked=False)
+        await self.drop_previews()
         await self.stop_background()
         stables = ", ".join(sorted({s for _, s, _ in self.release.members}))
         st.update(phase="Aborted", message=f"{st['abortReason']}; all traffic is back on {stables}")
