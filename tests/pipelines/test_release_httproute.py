@@ -115,17 +115,64 @@ def test_canary_rollout_steps_through_httproute_weights_then_promotes(tmp_path: 
     run_rig(tmp_path, WORLD, test)
 
 
-def test_canary_rollout_refuses_header_routes_on_an_httproute(tmp_path: Path, state_dir: Path) -> None:
+def _explain(rig: Rig, headers: list[tuple[str, str]]) -> str:
+    """The backend Service a request to reviews (from a reviews-v1 sidecar) reaches, as the proxy would route it."""
+    from graylane.cli.route import explain
+
+    out = explain([dict(r.body) for r in rig.store.list()], "http://reviews:9080/reviews/1", source="reviews-v1",
+                  headers=headers)
+    return str(out["destination"]["host"]).split(".")[0]
+
+
+def test_header_and_mirror_routes_on_an_httproute(tmp_path: Path, state_dir: Path) -> None:
+    """As Argo Rollouts' Gateway API plugin: setHeaderRoute adds a named rule (the managed rule's matches ANDed with
+    the header) to the canary Service, above the tester's; setMirrorRoute a RequestMirror filter; both go at the
+    end, and the tester's rule is untouched throughout."""
+    async def test(rig: Rig) -> None:
+        tester = _route(rig)["spec"]["rules"][0]
+        exe = await rig.run({
+            "type": "canaryRollout", "service": "reviews", "httpRoute": "reviews", "stableService": "reviews-v1",
+            "canaryService": "reviews-v2",
+            "steps": [{"setHeaderRoute": {"name": "jason", "match": [{"headerName": "end-user",
+                                                                       "headerValue": {"exact": "jason"}}]}},
+                      {"setWeight": 10}, {"setMirrorRoute": {"name": "shadow", "percentage": 50}}, {"pause": {}}]})
+        await rig.rollout(exe, "Paused", 3)
+        rules = _route(rig)["spec"]["rules"]
+        assert rules[0] == {"name": "jason", "matches": [{"headers": [{"name": "end-user", "type": "Exact",
+                                                                        "value": "jason"}]}],
+                            "backendRefs": [{"name": "reviews-v2", "port": 9080}], "timeouts": {"request": "3s"}}
+        assert rules[1] == tester
+        assert rules[2]["filters"] == [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"name": "reviews-v2", "port": 9080}, "percent": 50}}]
+        assert _explain(rig, [("end-user", "jason")]) == "reviews-v2"
+        assert _explain(rig, [("end-user", "tester")]) == "reviews-v1"
+        snap = compile_snapshot([dict(r.body) for r in rig.store.list()], [], [], MeshOptions(), 1, isolate=True)
+        [vs] = [v for v in snap["virtual_services"] if v["hosts"] == ["reviews.default.svc.cluster.local"]]
+        mirrored = [r for r in vs["http"] if r.get("mirrors")]
+        assert [(m["host"], m["percent"]) for m in mirrored[0]["mirrors"]] == [
+            ("reviews-v2.default.svc.cluster.local", 50.0)]
+        await rig.ex.update_stage(exe, "0", {"judgmentStatus": "continue", "judgmentInput": "Promote"}, user="bob")
+        done = await rig.done(exe)
+        assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+        after = _route(rig)
+        assert after["spec"]["rules"][0] == tester and len(after["spec"]["rules"]) == 2
+        assert "filters" not in after["spec"]["rules"][1]
+        assert not {"graylane.io/managed-routes", "graylane.io/managed-mirror"} & set(
+            after["metadata"].get("annotations") or {})
+        assert _mesh_split(rig) == [("reviews-v2", 100)]
+
+    run_rig(tmp_path, WORLD, test)
+
+
+def test_sticky_canary_is_refused_on_an_httproute(tmp_path: Path, state_dir: Path) -> None:
     async def test(rig: Rig) -> None:
         revision = rig.store.revision()
         done = await rig.done(await rig.run({
             "type": "canaryRollout", "service": "reviews", "httpRoute": "reviews", "stableService": "reviews-v1",
-            "canaryService": "reviews-v2",
-            "steps": [{"setHeaderRoute": {"name": "jason", "match": [{"headerName": "end-user",
-                                                                       "headerValue": {"exact": "jason"}}]}}]}))
+            "canaryService": "reviews-v2", "steps": [{"setWeight": 10, "sticky": {"cookie": {"name": "c"}}}]}))
         assert done.status == S.TERMINAL
         error = done.stage("0").context["exception"]["details"]["error"]
-        assert "a header route is not supported on an HTTPRoute" in error, error
+        assert "sticky canary is not supported on an HTTPRoute" in error, error
         assert rig.store.revision() == revision
 
     run_rig(tmp_path, WORLD, test)

@@ -8,11 +8,19 @@ backendRefs). Weights change there, in place; the user's other rules, filters, t
 fields (port, filters) stay as they were. Weights name backend Services: `{"reviews-v1": 90, "reviews-v2": 10}`;
 a Service named for the first time gets the port of the rule's other backendRefs; a Service left out of the map
 is dropped from the rule; weight 0 keeps it listed with no traffic.
+
+Header and mirror routes, as Argo Rollouts' Gateway API plugin adds them: a header route is a rule named by
+Graylane (`rules[].name`) placed first, whose matches are the managed rule's matches each ANDed with the header
+conditions (so it is more specific than the managed rule under the Gateway API's precedence), sending them to the
+canary Service; a mirror is a RequestMirror filter on the managed rule (or on a named rule for matching requests)
+with `percent` (or `fraction` for a non-whole percentage). Which rules are Graylane's is kept by the caller
+(routes_edit's annotation).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,7 +86,112 @@ def set_weights(route: Mapping[str, Any], weights: Mapping[str, int]) -> dict[st
     return out
 
 
+def _managed(route: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    idx = managed_rule_index(route)
+    if idx is None:
+        raise ValidationError(f"HTTPRoute {(route.get('metadata') or {}).get('name')}: no rule with backendRefs",
+                              hint="give the route a rule with backendRefs (the stable Service, with its port)")
+    return route["spec"]["rules"][idx], idx
+
+
+def _port(rule: Mapping[str, Any]) -> Any:
+    return next((b.get("port") for b in rule.get("backendRefs") or [] if isinstance(b, dict) and b.get("port")), None)
+
+
+def gateway_matches(base: list[Any] | None, istio_match: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Istio header match blocks (`[{headers: {name: {exact|regex|prefix: v}}}]`) as Gateway API matches, each
+    ANDed into every match of `base` (the managed rule's; none: match everything)."""
+    out = []
+    for block in istio_match:
+        headers = []
+        for name, cond in (block.get("headers") or {}).items():
+            kind, value = next(iter(cond.items()))
+            if kind == "exact":
+                headers.append({"name": name, "type": "Exact", "value": value})
+            else:  # the Gateway API has no prefix header match: a regex says it
+                headers.append({"name": name, "type": "RegularExpression",
+                                "value": value if kind == "regex" else f"^{re.escape(value)}.*"})
+        for m in base or [{}]:
+            merged = copy.deepcopy(dict(m))
+            merged["headers"] = [*(merged.get("headers") or []), *headers]
+            out.append(merged)
+    return out
+
+
+def _place(out: dict[str, Any], rule: dict[str, Any], managed: list[str]) -> None:
+    """Graylane's rule first (after its earlier ones); a same-named one replaced in place."""
+    rules = out["spec"]["rules"]
+    for i, existing in enumerate(rules):
+        if isinstance(existing, dict) and existing.get("name") == rule["name"]:
+            rules[i] = rule
+            return
+    rules.insert(sum(1 for r in rules if isinstance(r, dict) and r.get("name") in managed), rule)
+
+
+def set_header_rule(route: Mapping[str, Any], name: str, match: list[dict[str, Any]], canary: str,
+                    managed: list[str]) -> dict[str, Any]:
+    """Requests matching `match` (Istio header blocks) to the canary Service, in a rule named `name`."""
+    out = copy.deepcopy(dict(route))
+    base, _ = _managed(out)
+    rule: dict[str, Any] = {"name": name, "matches": gateway_matches(base.get("matches"), match),
+                            "backendRefs": [{"name": canary, "port": _port(base)}]}
+    if base.get("timeouts"):
+        rule["timeouts"] = copy.deepcopy(base["timeouts"])
+    _place(out, rule, managed)
+    return out
+
+
+def _mirror_filter(canary: str, port: Any, percentage: float) -> dict[str, Any]:
+    mirror: dict[str, Any] = {"backendRef": {"name": canary, "port": port}}
+    if float(percentage).is_integer():
+        mirror["percent"] = int(percentage)
+    else:
+        mirror["fraction"] = {"numerator": round(percentage * 1000), "denominator": 100_000}
+    return {"type": "RequestMirror", "requestMirror": mirror}
+
+
+def set_mirror(route: Mapping[str, Any], name: str, percentage: float, canary: str,
+               match: list[dict[str, Any]] | None, managed: list[str]) -> dict[str, Any]:
+    """Mirror `percentage`% to the canary Service: on the managed rule itself (no match), or in a rule named
+    `name` for the matching requests, which routes as the managed rule does."""
+    out = copy.deepcopy(dict(route))
+    base, idx = _managed(out)
+    mirror = _mirror_filter(canary, _port(base), percentage)
+    if not match:
+        filters = [f for f in base.get("filters") or [] if not _is_our_mirror(f, canary)]
+        out["spec"]["rules"][idx]["filters"] = [*filters, mirror]
+        return out
+    rule = {"name": name, "matches": gateway_matches(base.get("matches"), match),
+            "backendRefs": copy.deepcopy(base["backendRefs"]), "filters": [mirror]}
+    _place(out, rule, managed)
+    return out
+
+
+def _is_our_mirror(f: Any, canary: str) -> bool:
+    return isinstance(f, dict) and f.get("type") == "RequestMirror" and \
+        ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name") == canary
+
+
+def remove_rule(route: Mapping[str, Any], name: str) -> dict[str, Any]:
+    out = copy.deepcopy(dict(route))
+    out["spec"]["rules"] = [r for r in out["spec"].get("rules") or [] if not (isinstance(r, dict)
+                                                                              and r.get("name") == name)]
+    return out
+
+
+def remove_mirror(route: Mapping[str, Any], canary: str) -> dict[str, Any]:
+    """The managed rule's RequestMirror to `canary` goes (the user's other filters stay)."""
+    out = copy.deepcopy(dict(route))
+    idx = managed_rule_index(out)
+    if idx is not None:
+        rule = out["spec"]["rules"][idx]
+        rule["filters"] = [f for f in rule.get("filters") or [] if not _is_our_mirror(f, canary)]
+        if not rule["filters"]:
+            rule.pop("filters")
+    return out
+
+
 def refuse(what: str, name: Any) -> ValidationError:
-    """A managed-route operation the Gateway API path does not offer (header, mirror routes; sticky canary)."""
-    return ValidationError(f"HTTPRoute {name}: {what} is not supported on an HTTPRoute (weights only)",
-                           hint="route the service with a VirtualService for header and mirror routes")
+    """An operation the Gateway API path does not offer (sticky canary)."""
+    return ValidationError(f"HTTPRoute {name}: {what} is not supported on an HTTPRoute",
+                           hint="route the service with a VirtualService for sticky canary")

@@ -234,7 +234,10 @@ def set_header_route(vs: Mapping[str, Any], service: str, name: str, match: list
                      subset: str) -> dict[str, Any]:
     """Add (or replace) the named rule sending matching requests to `subset`, above the weighted route."""
     if _is_httproute(vs):
-        raise httproute_edit.refuse("a header route", (vs.get("metadata") or {}).get("name"))
+        names = managed_names(vs)
+        out = httproute_edit.set_header_rule(vs, name, match, subset, names)
+        _set_managed(out, [*names, name] if name not in names else names)
+        return out
     out = copy.deepcopy(dict(vs))
     host = _host_of(out, service)
     rule = {"name": name, "match": match, **_policies(out, service),
@@ -249,7 +252,14 @@ def set_mirror_route(vs: Mapping[str, Any], service: str, name: str, percentage:
     (the weights are kept); with one, a named rule for the matching requests routes as the managed route does and
     mirrors."""
     if _is_httproute(vs):
-        raise httproute_edit.refuse("a mirror route", (vs.get("metadata") or {}).get("name"))
+        names = managed_names(vs)
+        out = httproute_edit.set_mirror(vs, name, percentage, subset, match, names)
+        if match:
+            _set_managed(out, [*names, name] if name not in names else names)
+        else:
+            out.setdefault("metadata", {}).setdefault("annotations", {})[MIRROR_ON_MANAGED] = \
+                json.dumps({"name": name, "backend": subset})
+        return out
     out = copy.deepcopy(dict(vs))
     host = _host_of(out, service)
     mirror = {"mirror": {"host": host, "subset": subset}, "mirrorPercentage": {"value": float(percentage)}}
@@ -269,6 +279,8 @@ def set_mirror_route(vs: Mapping[str, Any], service: str, name: str, percentage:
 
 def remove_route(vs: Mapping[str, Any], service: str, name: str) -> dict[str, Any]:
     """Remove Graylane's rule (or managed-route mirror) called `name`; the user's rules stay."""
+    if _is_httproute(vs):
+        return _remove_httproute_rule(vs, name)
     out = copy.deepcopy(dict(vs))
     names = managed_names(out)
     rules = (out.get("spec") or {}).get("http") or []
@@ -286,14 +298,37 @@ def remove_route(vs: Mapping[str, Any], service: str, name: str) -> dict[str, An
     return out
 
 
+def _remove_httproute_rule(route: Mapping[str, Any], name: str) -> dict[str, Any]:
+    out = dict(route)
+    names = managed_names(out)
+    if name in names:
+        out = httproute_edit.remove_rule(out, name)
+        names.remove(name)
+        _set_managed(out, names)
+    notes = (out.get("metadata") or {}).get("annotations") or {}
+    try:
+        mirror = json.loads(notes.get(MIRROR_ON_MANAGED) or "null")
+    except ValueError:
+        mirror = None
+    if isinstance(mirror, dict) and mirror.get("name") == name:
+        out = httproute_edit.remove_mirror(out, str(mirror.get("backend")))
+        out["metadata"]["annotations"].pop(MIRROR_ON_MANAGED, None)
+    return out
+
+
 def remove_managed_routes(vs: Mapping[str, Any], service: str) -> dict[str, Any]:
     """Remove every rule and mirror Graylane added (abort, promotion)."""
     out = copy.deepcopy(dict(vs))
     for name in managed_names(out):
         out = remove_route(out, service, name)
     mirror = ((out.get("metadata") or {}).get("annotations") or {}).get(MIRROR_ON_MANAGED)
+    if mirror and _is_httproute(out):  # {"name", "backend"} there: the filter is found by its backend
+        try:
+            mirror = (json.loads(mirror) or {}).get("name")
+        except (ValueError, AttributeError):
+            mirror = None
     if mirror:
-        out = remove_route(out, service, mirror)
+        out = remove_route(out, service, str(mirror))
     return out
 
 

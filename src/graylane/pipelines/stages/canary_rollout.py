@@ -10,8 +10,9 @@
 ```
 
 - With the Gateway API, `"httpRoute": "reviews", "stableService": "reviews-v1", "canaryService": "reviews-v2"`
-  moves the HTTPRoute's backendRef weights instead (as Argo Rollouts' Gateway API plugin); header and mirror
-  routes and sticky canary need a VirtualService and are refused on an HTTPRoute.
+  moves the HTTPRoute's backendRef weights instead (as Argo Rollouts' Gateway API plugin), and header and mirror
+  routes become named rules and RequestMirror filters (pipelines/httproute_edit.py); sticky canary needs a
+  VirtualService and is refused on an HTTPRoute.
 - `setWeight: N` moves every member to `{stable: 100-N, canary: N}` in one apply (one snapshot) and waits for the
   data plane; `{"setWeight": 50, "sticky": {"cookie": {"name": "gl-canary"}}}` (or `{"header": "x-user-id"}`)
   turns on sticky canary in the same apply (the `graylane.io/sticky` annotation; `"sticky": false` removes it);
