@@ -21,12 +21,16 @@ from .support import to
 
 class GrpcServer:
     """A real grpcio server: demo.Echo/Say answers `<name>:<request>`; demo.Echo/Count streams N replies;
-    demo.Echo/Flaky fails UNAVAILABLE while `fail` > 0; demo.Echo/Slow sleeps the request's seconds."""
+    demo.Echo/Flaky fails UNAVAILABLE while `fail` > 0; demo.Echo/Slow sleeps the request's seconds. Records each
+    call's method and `:authority` (`calls`, `authorities`), Say's metadata and requests and Chat's messages
+    (`bodies`: a Say request, or a Chat's messages joined by `|`)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.fail = 0
         self.calls: list[str] = []
+        self.authorities: list[str] = []
+        self.bodies: list[bytes] = []
         self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -39,23 +43,27 @@ class GrpcServer:
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
-    def _called(self, what: str) -> None:
+    def _called(self, what: str, context: Any) -> None:
+        # grpcio has no public accessor for the call's :authority; its server context keeps it here.
+        host = context._rpc_event.call_details.host
         with self.lock:
             self.calls.append(what)
+            self.authorities.append(host.decode() if isinstance(host, bytes) else str(host))
 
     def say(self, request: bytes, context: Any) -> bytes:
-        self._called("Say")
+        self._called("Say", context)
         self.metadata.append(dict(context.invocation_metadata()))
+        self.bodies.append(request)
         context.set_trailing_metadata((("x-served-by", self.name),))
         return self.name.encode() + b":" + request
 
     def count(self, request: bytes, context: Any) -> Iterator[bytes]:
-        self._called("Count")
+        self._called("Count", context)
         for i in range(int(request)):
             yield b"%s:%d" % (self.name.encode(), i)
 
     def flaky(self, request: bytes, context: Any) -> bytes:
-        self._called("Flaky")
+        self._called("Flaky", context)
         with self.lock:
             failing = self.fail > 0
             self.fail -= 1
@@ -64,12 +72,15 @@ class GrpcServer:
         return self.name.encode() + b":ok"
 
     def chat(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
-        self._called("Chat")
+        self._called("Chat", context)
+        got = []
         for msg in requests:
+            got.append(msg)
             yield self.name.encode() + b":" + msg
+        self.bodies.append(b"|".join(got))
 
     def slow(self, request: bytes, context: Any) -> bytes:
-        self._called("Slow")
+        self._called("Slow", context)
         time.sleep(float(request))
         return b"slept"
 

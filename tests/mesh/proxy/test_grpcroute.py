@@ -1,9 +1,11 @@
 """A Gateway API GRPCRoute carrying real gRPC: grpcio servers per version (their own Services, as Istio's
 bookinfo-versions.yaml does it) behind a sidecar (GAMMA: the route's parent is the Service) and behind a Gateway
-listener, a grpcio client in front. Method matches, exact weights over 100 calls, header matches from metadata."""
+listener, a grpcio client in front. Method matches, exact weights over 100 calls, header matches from metadata,
+RequestMirror."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -27,7 +29,7 @@ def backend(name: str, weight: int | None = None) -> dict[str, Any]:
 @pytest.fixture
 def echo(mesh):
     """echo-v1 / echo-v2 grpcio servers, Services echo, echo-v1, echo-v2; returns (push(routes, gateway_port),
-    channel(port, authority))."""
+    channel(port, authority), servers)."""
     servers = {v: GrpcServer(f"echo-{v}") for v in ("v1", "v2")}
     eps = [mesh.endpoint(s, "echo", v) for v, s in servers.items()]
     sc_port = free_port()
@@ -48,7 +50,7 @@ def echo(mesh):
         channels.append(ch)
         return ch
 
-    yield push, channel
+    yield push, channel, servers
     for ch in channels:
         ch.close()
     for s in servers.values():
@@ -64,7 +66,7 @@ MESH_PARENT = [{"group": "", "kind": "Service", "name": "echo", "port": 9080}]
 
 
 def test_mesh_grpcroute_weights_are_exact_and_method_matches_route(mesh, echo):
-    push, channel = echo
+    push, channel, _ = echo
     push([grpc_route([{"matches": [{"method": {"service": "demo.Echo", "method": "Count"}}],
                        "backendRefs": [backend("echo-v2")]},
                       {"backendRefs": [backend("echo-v1", 70), backend("echo-v2", 30)]}], MESH_PARENT)])
@@ -77,7 +79,7 @@ def test_mesh_grpcroute_weights_are_exact_and_method_matches_route(mesh, echo):
 
 
 def test_header_match_from_grpc_metadata_sends_a_tester_to_the_canary(mesh, echo):
-    push, channel = echo
+    push, channel, _ = echo
     push([grpc_route([{"matches": [{"headers": [{"name": "end-user", "value": "jason"}]}],
                        "backendRefs": [backend("echo-v2")]},
                       {"backendRefs": [backend("echo-v1")]}], MESH_PARENT)])
@@ -87,7 +89,7 @@ def test_header_match_from_grpc_metadata_sends_a_tester_to_the_canary(mesh, echo
 
 
 def test_grpcroute_on_a_gateway_listener(mesh, echo):
-    push, channel = echo
+    push, channel, _ = echo
     gw_port = free_port()
     gateway = {"apiVersion": G, "kind": "Gateway", "metadata": {"name": "edge", "namespace": "default"},
                "spec": {"gatewayClassName": "istio",
@@ -100,3 +102,20 @@ def test_grpcroute_on_a_gateway_listener(mesh, echo):
     with pytest.raises(grpc.RpcError) as err:
         ch.unary_unary("/other.Svc/Call")(b"", timeout=5)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # no route: 404 NR, seen by gRPC as UNIMPLEMENTED
+
+
+def test_request_mirror_copies_each_call_to_the_mirror_backend(mesh, echo):
+    push, channel, servers = echo
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "echo-v2", "port": 9080}}}
+    push([grpc_route([{"filters": [mirror], "backendRefs": [backend("echo-v1")]}], MESH_PARENT)])
+    ch = channel()
+    say = ch.unary_unary("/demo.Echo/Say")
+    assert [say(b"m%d" % i, timeout=5) for i in range(5)] == [b"echo-v1:m%d" % i for i in range(5)]
+    assert list(ch.unary_stream("/demo.Echo/Count")(b"3", timeout=5)) == [b"echo-v1:%d" % i for i in range(3)]
+    deadline = time.monotonic() + 10
+    while len(servers["v2"].calls) < 6:
+        assert time.monotonic() < deadline, servers["v2"].calls
+        time.sleep(0.02)
+    assert sorted(servers["v2"].calls) == ["Count"] + ["Say"] * 5
+    assert sorted(servers["v2"].bodies) == [b"m%d" % i for i in range(5)]
+    assert set(servers["v2"].authorities) == {"echo:9080"}

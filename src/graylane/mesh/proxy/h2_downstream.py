@@ -23,6 +23,7 @@ import h2.settings
 from graylane.mesh.proxy import grpc
 from graylane.mesh.proxy.errors import FaultAbort, ProxyError, StreamIdleTimeout
 from graylane.mesh.proxy.h2_exchange import Exchanges, Layers
+from graylane.mesh.proxy.h2_mirror import Copy
 from graylane.mesh.proxy.h2_upstream import CONNECTION_WINDOW, STREAM_WINDOW, Body, H2Peer, H2Pools, Headers
 from graylane.mesh.proxy.listener import Request
 from graylane.mesh.proxy.telemetry import Ctx
@@ -41,7 +42,7 @@ MAX_CONTROL = 1000  # SETTINGS and PING frames a client may send per 10 s (each 
 class DStream:
     """One downstream request stream: its head and body as they arrive."""
 
-    __slots__ = ("sid", "headers", "body", "task", "responded", "last", "timed_out")
+    __slots__ = ("sid", "headers", "body", "task", "responded", "last", "timed_out", "copy")
 
     def __init__(self, server: H2Server, sid: int, headers: Headers, ended: bool) -> None:
         self.sid = sid
@@ -53,6 +54,7 @@ class DStream:
         self.responded = False
         self.last = server.loop.time()  # the last bytes either way (the stream idle timeout)
         self.timed_out = False
+        self.copy: Copy | None = None  # the body as it arrives, for the route's mirrors (h2_mirror.py)
 
 
 class H2Server(H2Peer):
@@ -118,12 +120,16 @@ class H2Server(H2Peer):
             if ds is not None and not ds.body.ended:
                 ds.last = self.loop.time()
                 ds.body.feed(ev.data, ev.flow_controlled_length)
+                if ds.copy is not None:
+                    ds.copy.keep(ev.data)
             else:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
         elif isinstance(ev, h2.events.TrailersReceived) and ds is not None:
             ds.body.trailers = list(ev.headers)
         elif isinstance(ev, h2.events.StreamEnded) and ds is not None:
             ds.body.end()
+            if ds.copy is not None:
+                ds.copy.end(ds.body.trailers)
         elif isinstance(ev, h2.events.StreamReset):
             if ds is not None:
                 self.resets += 1

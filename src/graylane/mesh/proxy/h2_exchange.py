@@ -25,7 +25,15 @@ from graylane.mesh.proxy.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
-from graylane.mesh.proxy.h2_upstream import Body, H2ClientConnection, H2Pools, Headers, UpStream
+from graylane.mesh.proxy.h2_mirror import Copy, H2Mirrors
+from graylane.mesh.proxy.h2_upstream import (
+    CONNECTION_SPECIFIC,
+    Body,
+    H2ClientConnection,
+    H2Pools,
+    Headers,
+    UpStream,
+)
 from graylane.mesh.proxy.listener import RequestBody
 from graylane.mesh.proxy.respond import RESPONSE_HOP
 from graylane.mesh.proxy.timeout import Deadline
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.balance import LoadState
     from graylane.mesh.proxy.faults import Faults
     from graylane.mesh.proxy.listener import DownstreamProtocol, Request
+    from graylane.mesh.proxy.mirror import Mirrors
     from graylane.mesh.proxy.outlier import OutlierDetectors
     from graylane.mesh.proxy.ratelimit import RateLimits
     from graylane.mesh.proxy.respond import Responder
@@ -44,9 +53,6 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.telemetry import Ctx, Telemetry
     from graylane.mesh.routing import Cluster, ClusterEndpoint, RequestView, RouteDecision, RouteTable
 
-# Request headers HTTP/2 forbids (connection-specific) besides the HTTP/1 hop-by-hop ones route.py drops.
-_H2_DROP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
-                      b"http2-settings"))
 DEFAULT_RETRIES = RetryPolicy.istio_default()
 H1_BODY_LIMIT = 1024 * 1024  # an h2 request body sent to an HTTP/1.1 upstream is buffered whole, up to this
 
@@ -63,6 +69,7 @@ class Stream(Protocol):
     sid: int
     body: Body
     responded: bool
+    copy: Copy | None
 
 
 class Downstream(Protocol):
@@ -110,6 +117,8 @@ class Layers(Protocol):
     def telemetry(self) -> Telemetry: ...
     @property
     def respond(self) -> Responder: ...
+    @property
+    def mirrors(self) -> Mirrors: ...
 
 
 class Replay:
@@ -136,6 +145,7 @@ class Exchanges:
         self.fw = fw
         self.loop = fw.loop
         self.pools = pools
+        self.mirrors = H2Mirrors(fw.mirrors, pools, self.speaks_h2)
 
     def speaks_h2(self, cluster: Cluster) -> bool:
         svc = self.fw.server.table.services.get(cluster.service)
@@ -150,6 +160,9 @@ class Exchanges:
         assert d.cluster is not None and d.endpoint is not None
         out = fw.route.outbound(d, view, req, ctx)
         rule = d.rule
+        if rule is not None and rule.mirrors:
+            te = req.hmap.get("te", "").strip().lower() == "trailers"
+            self.mirrors.attach(ds, fw.server.table, rule.mirrors, view, out, te)
         policy = rule.retries if rule is not None else DEFAULT_RETRIES
         route_s = rule.timeout_s if rule is not None else None
         if is_grpc:
@@ -214,8 +227,8 @@ class Exchanges:
             ctx.attempts, ctx.endpoint = attempt, ep
             tried.append(ep)
             fw.limits.check_inbound(ep, self.loop.time())
-            headers = pseudo + [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in
-                                out.try_headers(attempt, ctx) if k.lower().encode("latin-1") not in _H2_DROP] + te
+            headers = pseudo + [(name, v.encode("latin-1")) for k, v in out.try_headers(attempt, ctx)
+                                if (name := k.lower().encode("latin-1")) not in CONNECTION_SPECIFIC] + te
             host = fw.server.load.host(ep)
             host.active += 1
             ctx.upstream_start = time.perf_counter()

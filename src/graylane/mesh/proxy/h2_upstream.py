@@ -25,6 +25,9 @@ MAX_WRITE_BUFFER = 4 * 2**20  # a peer that does not read its control frames (SE
 STREAM_WINDOW = 65_535  # per stream (the protocol's default): what one stream may have in flight to us
 CONNECTION_WINDOW = 100 * STREAM_WINDOW  # the connection's: one slow stream cannot starve the others
 Headers = list[tuple[bytes, bytes]]
+# Request headers HTTP/2 forbids (connection-specific) besides the HTTP/1 hop-by-hop ones route.py drops.
+CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                                 b"upgrade", b"http2-settings"))
 
 
 class Body:
