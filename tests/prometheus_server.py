@@ -1,6 +1,6 @@
-"""A real Prometheus over recorded samples, for tests: OpenMetrics text -> `promtool tsdb create-blocks-from
-openmetrics` -> `prometheus` on a free loopback port (the recipe docs/kubernetes.md gives for replaying a
-recording). Needs the `prometheus` system part (tests/system.py).
+"""A real Prometheus for tests: over recorded samples (OpenMetrics text -> `promtool tsdb create-blocks-from
+openmetrics` -> `prometheus` on a free loopback port, the recipe docs/kubernetes.md gives for replaying a
+recording), or scraping a live target. Needs the `prometheus` system part (tests/system.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,23 @@ def backfilled_prometheus(root: Path, openmetrics: str, port: int | None = None)
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"), str(data)],
                    check=True, capture_output=True, timeout=120)
     (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    with _prometheus(root, data, port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def scraping_prometheus(root: Path, target: str, interval: str = "1s", port: int | None = None) -> Iterator[str]:
+    """Yield the URL of a Prometheus scraping `target` (host:port, path /metrics) every `interval`, live."""
+    system.require_program("prometheus", "prometheus", "promtool")
+    (root / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        f"scrape_configs:\n- job_name: mesh\n  static_configs:\n  - targets: ['{target}']\n")
+    with _prometheus(root, root / "data", port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _prometheus(root: Path, data: Path, port: int | None) -> Iterator[str]:
     port = port or free_port()
     log = (root / "prometheus.log").open("w")
     proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}",
