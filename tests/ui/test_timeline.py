@@ -108,3 +108,16 @@ def test_the_fragment_escapes_what_it_renders(templates: Any) -> None:
     assert "<img" not in html and "<script>" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert 'data-lane="Judgments"' in html and "The timeline as a table" in html
+
+
+def test_the_release_account_is_the_first_release_stages_account() -> None:
+    """A Kubernetes account's release reads its observed traffic from that account's Prometheus."""
+    from graylane.ui.release import release_account
+
+    stages = [{"type": "manualJudgment", "context": {"account": "ignored"}},
+              {"type": "deployManifest", "context": {"account": "staging", "manifests": []}},
+              {"type": "trafficShift", "context": {"account": "prod"}}]
+    assert release_account({"stages": stages}) == "staging"
+    assert release_account({"stages": stages[:1]}) == "local"
+    assert release_account({"stages": [{"type": "canaryRollout", "context": {"account": "${parameters.acct}"}}]}) \
+        == "local"  # not evaluated yet: the local mesh until the stage runs

@@ -22,7 +22,7 @@ from graylane.server.ui_timeline import timeline_of
 from graylane.server.ui_traces import version_traces
 from graylane.ui.analysis import analysis_view
 from graylane.ui.preview import preview, spec_diff
-from graylane.ui.release import ReleaseView, release_view, released_services
+from graylane.ui.release import ReleaseView, release_account, release_view, released_services
 from graylane.ui.views import option_consequences, parse_time, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
@@ -257,7 +257,8 @@ async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView 
     services = released_services(exe)
     vs = await api_json(request, "/api/v1/resources/VirtualService", {"items": []}) if services else {"items": []}
     dr = await api_json(request, "/api/v1/resources/DestinationRule", {"items": []}) if services else {"items": []}
-    graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m"}) if services else {}
+    graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m", "account": release_account(exe)}) \
+        if services else {}
     routes: dict[str, Any] = {"items": []}
     kube_services: dict[str, Any] = {"items": []}
     if services and any(s.get("type") == "deployManifest" and "HTTPRoute" in json.dumps(s.get("context") or {})

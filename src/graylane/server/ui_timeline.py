@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from graylane.server.ui import api_json, render
 from graylane.server.ui_traces import version_traces
-from graylane.ui.release import released_services
+from graylane.ui.release import release_account, released_services
 from graylane.ui.timeline import ROUTE_KINDS, Timeline, buckets, build_timeline, window_of
 
 RETENTION_S = 900  # the local mesh's recorder keeps 15 minutes of scrapes (mesh.telemetry.recorder)
@@ -72,16 +72,19 @@ async def _revisions(request: Request, execution: dict[str, Any]) -> list[dict[s
     return out
 
 
-async def _samples(request: Request, start_ms: float, end_ms: float) -> list[tuple[float, float, dict[str, Any]]]:
-    """The topology graph of each bucket of the window the recorder still covers."""
-    oldest = (time.time() - RETENTION_S) * 1000
+async def _samples(request: Request, start_ms: float, end_ms: float,
+                   account: str = "local") -> list[tuple[float, float, dict[str, Any]]]:
+    """The topology graph of each bucket of the window the recorder still covers (a Kubernetes account: its
+    Prometheus, whose retention is its own)."""
+    oldest = (time.time() - RETENTION_S) * 1000 if account == "local" else 0
     out = []
     for b_start, b_end in buckets(start_ms, end_ms):
         if b_end < oldest:
             continue
         window = max(int(round((b_end - b_start) / 1000)), 1)
         graph = await api_json(request, "/api/v1/graph", None,
-                               params={"window": f"{window}s", "queryTime": f"{b_end / 1000:.3f}"})
+                               params={"window": f"{window}s", "queryTime": f"{b_end / 1000:.3f}",
+                                       "account": account})
         if graph and graph.get("edges"):
             out.append((b_start, b_end, graph))
     return out
@@ -93,7 +96,7 @@ async def timeline_of(request: Request, execution: dict[str, Any] | None) -> Tim
     start, end = window_of(execution)
     services = released_services(execution)
     revisions = await _revisions(request, execution)
-    samples = await _samples(request, start, end) if services else []
+    samples = await _samples(request, start, end, release_account(execution)) if services else []
     versions = sorted({(e.get("service"), n.get("version"))
                        for _, _, g in samples for e in g.get("edges") or [] for n in g.get("nodes") or []
                        if n.get("id") == e.get("target") and e.get("service") in services and n.get("version")})

@@ -44,6 +44,21 @@ def _short(host: Any) -> str:
     return str(host).split(".")[0]
 
 
+def release_account(execution: dict[str, Any]) -> str:
+    """The account the execution releases to: the first deploy or traffic stage's `account` ("local" when none
+    names one). A Kubernetes account's observed traffic comes from its Prometheus, as `graylane graph --account`."""
+    for stage in execution.get("stages") or []:
+        if stage.get("type") in RELEASE_STAGE_TYPES:
+            account = (stage.get("context") or {}).get("account")
+            if isinstance(account, str) and account and "${" not in account:
+                return account
+    return "local"
+
+
+RELEASE_STAGE_TYPES = ("deployManifest", "trafficShift", "canaryRollout", "blueGreen", "patchManifest",
+                       "kayentaCanary", "analysis")
+
+
 def released_services(execution: dict[str, Any]) -> list[str]:
     """Hosts of the VirtualServices and DestinationRules the execution's deploy stages apply, in order."""
     out: list[str] = []
