@@ -28,6 +28,7 @@ from graylane.resources.durations import format_age
 from graylane.runtime import daemons, supervisor
 from graylane.runtime.process import RecordStore, log_path, stop_recorded
 from graylane.settings import server_address, state_dir
+from graylane.targets.local_jobs import stop_recorded_jobs
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -246,6 +247,7 @@ def down(keep_workloads: bool) -> None:
             stopped.append(f"control plane (pid {cp.pid})")
         if not keep_workloads:
             stopped += [f"pod {k}" for k in stop_recorded(state)]
+            stopped += [f"job {k}" for k in stop_recorded_jobs(state)]
         dp = daemons.data_plane(state)
         if dp is not None and daemons.stop_daemon(state, dp):
             stopped.append(f"data plane (pid {dp.pid})")
@@ -493,7 +495,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("down")
     def down_cmd(
-        keep_workloads: bool = typer.Option(False, "--keep-workloads", help="Leave replica processes running."),
+        keep_workloads: bool = typer.Option(False, "--keep-workloads", help="Leave replica and job processes running."),
     ) -> None:
         """Stop the supervisor, then the control plane, the data plane and every workload replica."""
         down(keep_workloads)
