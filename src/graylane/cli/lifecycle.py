@@ -26,7 +26,7 @@ from graylane.mesh.control import read_options, save_options
 from graylane.mesh.state import MeshOptions
 from graylane.resources.durations import format_age
 from graylane.runtime import daemons, supervisor
-from graylane.runtime.process import RecordStore, log_path, stop_recorded
+from graylane.runtime.process import RecordStore, init_log_path, log_path, stop_recorded
 from graylane.settings import server_address, state_dir
 from graylane.targets.local_jobs import stop_recorded_jobs
 
@@ -381,13 +381,29 @@ def _pods_of(state: Path, namespace: str, kind: str, name: str) -> list[str]:
         return [r.name for r in live]
     folder = state / "logs" / "pods" / namespace
     found = sorted(p.name.removesuffix(".log") for p in folder.glob(f"{name}-*.log")
-                   if not p.name.endswith(".previous.log"))
+                   if not p.name.endswith((".previous.log", ".init.log")))
     if not found:
         raise NotFound(f"no pods found for deployment {namespace}/{name}", hint="graylane pods")
     return found
 
 
-def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | None, all_pods: bool) -> None:
+def _container_log(state: Path, namespace: str, pod: str, container: str, previous: bool) -> Path:
+    """`-c NAME`: an init container's log (`<pod>.<NAME>.init.log`), or the main container's."""
+    init = init_log_path(state, namespace, pod, container)
+    if init.exists():
+        if previous:
+            raise ValidationError("--previous is for the main container: an init container's log holds every run "
+                                  "of it, one after another")
+        return init
+    rec = next((r for r in RecordStore(state).load_all() if r.namespace == namespace and r.name == pod), None)
+    if rec is not None and rec.container and rec.container != container:
+        raise NotFound(f"container {container} is not valid for pod {namespace}/{pod}",
+                       hint=f"its main container is {rec.container}; init containers have a log once they ran")
+    return log_path(state, namespace, pod, previous=previous)
+
+
+def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | None, all_pods: bool,
+         container: str | None = None) -> None:
     state = state_dir()
     part = _PART_ALIASES.get(target)
     if part is not None:  # the control plane, data plane or supervisor (before a pod of that name, as no pod has one)
@@ -398,7 +414,8 @@ def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | 
         pods = _pods_of(state, namespace, kind, name)
         if not all_pods:
             pods = pods[:1]
-        files = [(p, log_path(state, namespace, p, previous=previous)) for p in pods]
+        files = [(p, _container_log(state, namespace, p, container, previous) if container
+                  else log_path(state, namespace, p, previous=previous)) for p in pods]
     prefix = len(files) > 1
     for pod, path in files:
         if not path.exists():
@@ -514,9 +531,11 @@ def register(app: typer.Typer) -> None:
                                       help="The previous (crashed) container's or part's log."),
         tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
         all_pods: bool = typer.Option(False, "--all-pods", help="Every pod of the deployment, prefixed."),
+        container: str | None = typer.Option(None, "-c", "--container",
+                                             help="An init container's log (default: the main container's)."),
     ) -> None:
         """Print a workload's or a part's logs (kept in the state folder, rotated)."""
-        logs(target, namespace, follow, previous, tail, all_pods)
+        logs(target, namespace, follow, previous, tail, all_pods, container)
 
     rollout = typer.Typer(help="Manage rollouts.", no_args_is_help=True)
 

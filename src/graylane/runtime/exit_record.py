@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class ExitRecord:
     message: str = ""
 
 
-def wrapped(argv: list[str] | tuple[str, ...], record: Path) -> list[str]:
+def wrapped(argv: Sequence[str], record: Path) -> list[str]:
     """The argv that runs `argv` through this wrapper, recording its end in `record`."""
     return [sys.executable, "-I", "-S", str(Path(__file__).resolve()), str(record), *argv]
 

@@ -218,7 +218,7 @@ class LocalJobs:
                                annotations=(job.template.get("metadata") or {}).get("annotations") or {},
                                port=0, sidecar_port=job.sidecar_port, service_account=job.service_account)
         res = await asyncio.to_thread(self._resources)
-        launch = build_launch({**job.template, "spec": {**spec, "containers": [container]}}, identity, res)
+        launch = build_launch(job.template, identity, res, container=container)
         if isinstance(launch, LaunchProblem):
             c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", f"{launch.reason}: {launch.message}"
             self._save(job)
