@@ -213,7 +213,8 @@ class LocalJobs:
             return
         spec = job.template.get("spec") or {}
         pool = spec.get("initContainers" if c.init else "containers") or []
-        container = next((x for x in pool if str(x.get("name") or ("init" if c.init else "main")) == c.name), {})
+        default = "init" if c.init else "main"
+        container: dict[str, Any] = next((x for x in pool if str(x.get("name") or default) == c.name), {})
         identity = PodIdentity(namespace=job.key.namespace, name=job.pod, labels=job.labels,
                                annotations=(job.template.get("metadata") or {}).get("annotations") or {},
                                port=0, sidecar_port=job.sidecar_port, service_account=job.service_account)
