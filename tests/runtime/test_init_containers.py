@@ -128,3 +128,19 @@ async def test_a_restarted_runtime_adopts_a_running_init_container_and_goes_on(
         assert second.pods()[0]["restarts"] == 0
     finally:
         await second.shutdown_workloads()
+
+
+async def test_an_init_container_no_local_image_runs_is_a_replica_failure(store: Store, runtime: Runtime,
+                                                                          tmp_path: Path) -> None:
+    body = with_inits(tmp_path / "trace", "init-x")
+    body["spec"]["template"]["spec"]["initContainers"][0] = {"name": "init-x", "image": "example.com/migrator:1"}
+    store.apply([body], actor="user:test")
+
+    def failure() -> Any:
+        status = runtime.deployment_status("default", "echo") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == "ReplicaFailure"), None)
+
+    condition = await eventually(failure, what="ReplicaFailure")
+    assert condition["reason"] == "ImageNotRunnableLocally"
+    assert condition["message"].startswith('init container init-x: no LocalImage matches "example.com/migrator:1"')
+    assert runtime.pods()[0]["status"] == "Init:Error"
