@@ -5,17 +5,21 @@ plane), which reports their real outcome. Real processes throughout."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from tests.pipelines.test_job_stages import run, stage, start
+from typer.testing import CliRunner
 
+from graylane.cli.main import app
 from graylane.pipelines.executor import Executor
 from graylane.resources.document import Document, ResourceKey, Source
 from graylane.store import Store
-from graylane.targets.local_jobs import LocalJobs, stop_recorded_jobs
+from graylane.targets.local_jobs import LocalJobs
 
 STEP = """
 import os, sys, time
@@ -191,7 +195,7 @@ def test_a_restarted_runner_adopts_a_running_job_and_reports_its_real_outcome(
     asyncio.run(go())
 
 
-def test_a_job_killed_while_no_runner_watched_is_reported_so(tmp_path: Path, state_dir: Path) -> None:
+def test_graylane_down_stops_a_running_job_and_the_next_runner_reports_it(tmp_path: Path, state_dir: Path) -> None:
     flag = tmp_path / "never"
     manifest = job([], [waiting("main", flag)], name="orphan-a1b2c")
     key = ResourceKey("batch", "Job", "default", "orphan-a1b2c")
@@ -203,7 +207,8 @@ def test_a_job_killed_while_no_runner_watched_is_reported_so(tmp_path: Path, sta
             await first.run(Document(body=manifest, source=Source("<test>", 1, 0)))
             await until(lambda: _pid_in_log(state_dir, "main", name="orphan-a1b2c"), "main")
             await first.stop()
-            assert await asyncio.to_thread(stop_recorded_jobs, state_dir, 2.0) == ["default/orphan-a1b2c"]
+            down = await asyncio.to_thread(CliRunner().invoke, app, ["down"])  # no control plane: from the records
+            assert "stopped job default/orphan-a1b2c" in down.output, down.output
             second = LocalJobs(store, state_dir)
             status = await until(lambda: _done(second, key), "the job's end")
             assert (status.state, status.exit_code, status.reason) == ("Failed", -15, "Error")  # SIGTERM, recorded
@@ -233,3 +238,26 @@ async def _pid_in_log(state_dir: Path, container: str, name: str = "migrate-x1y2
             assert os.path.exists(f"/proc/{pid}")
             return pid
     return None
+
+
+def test_a_job_sigkilled_while_no_runner_watched_is_reported_as_lost(tmp_path: Path, state_dir: Path) -> None:
+    manifest = job([], [waiting("main", tmp_path / "never")], name="lost-a1b2c")
+    key = ResourceKey("batch", "Job", "default", "lost-a1b2c")
+
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
+        try:
+            first = LocalJobs(store, state_dir)
+            await first.run(Document(body=manifest, source=Source("<test>", 1, 0)))
+            await until(lambda: _pid_in_log(state_dir, "main", name="lost-a1b2c"), "main")
+            await first.stop()
+            record = json.loads((state_dir / "jobs" / "default" / "lost-a1b2c" / "job.json").read_text())
+            os.killpg(record["containers"][0]["pid"], signal.SIGKILL)  # the wrapper too: no exit record
+            second = LocalJobs(store, state_dir)
+            status = await until(lambda: _done(second, key), "the job's end")
+            assert (status.state, status.exit_code, status.reason) == ("Failed", 137, "ContainerStatusUnknown")
+            assert status.message.startswith("container main: it ended while no control plane watched it")
+        finally:
+            store.close()
+
+    asyncio.run(go())
