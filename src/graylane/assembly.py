@@ -20,6 +20,7 @@ from graylane.pipelines import metrics as pipelines_metrics
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.reconciler import Runtime
 from graylane.settings import state_dir
+from graylane.targets.local_jobs import LocalJobs
 
 log = logging.getLogger(__name__)
 LOCAL_RUNTIME_ENV = "GRAYLANE_LOCAL_RUNTIME"  # "off": no local runtime and mesh control in this process
@@ -34,33 +35,41 @@ class Component(Protocol):
 
 
 class LocalMesh:
-    """The local runtime (workload processes) and the mesh control fed by its endpoints."""
+    """The local runtime (workload processes), the local account's Job runner and the mesh control fed by the
+    runtime's endpoints."""
 
-    def __init__(self, runtime: Runtime, mesh: MeshControl) -> None:
+    def __init__(self, runtime: Runtime, mesh: MeshControl, jobs: LocalJobs) -> None:
         self.runtime = runtime
         self.mesh = mesh
+        self.jobs = jobs
 
     async def stop(self) -> None:
-        # Workloads keep running: a restarted control plane re-adopts them (`graylane down` stops them).
+        # Workloads and jobs keep running: a restarted control plane re-adopts them (`graylane down` stops them).
+        await self.jobs.stop()
         await self.mesh.stop()
         await self.runtime.stop()
 
 
 async def start_local_mesh(cp: Any) -> LocalMesh | None:
-    """Registers `cp.components["runtime"]` (Runtime) and `cp.components["mesh"]` (MeshControl)."""
+    """Registers `cp.components["runtime"]` (Runtime), `cp.components["jobs"]` (LocalJobs, which re-adopts the
+    jobs an earlier control plane left running) and `cp.components["mesh"]` (MeshControl)."""
     if cp.settings.get("runtime") is False or os.environ.get(LOCAL_RUNTIME_ENV, "").lower() in ("off", "0", "false"):
         return None  # e.g. control-plane replicas in Kubernetes: no local workloads, no local data plane
     state = state_dir()
     backoff = BackoffPolicy(initial_s=float(cp.settings.get("runtime.backoff_initial_s", 10.0)))
     runtime = Runtime(cp.store, state, backoff=backoff)
     await runtime.start()
+    jobs = LocalJobs(cp.store, state, runtime=runtime)
+    adopted_jobs = await jobs.adopt_all()  # before the mesh's first snapshot: their sidecar listeners stay
     publish = getattr(getattr(cp, "bus", None), "publish", None)
     mesh = MeshControl(cp.store, runtime, state, compiler=load_compiler(), publish=publish)
     await mesh.start()
     cp.components["runtime"] = runtime
     cp.components["mesh"] = mesh
-    log.info("local runtime started in %s (%d replicas adopted)", state, len(runtime.replicas))
-    return LocalMesh(runtime, mesh)
+    cp.components["jobs"] = jobs
+    log.info("local runtime started in %s (%d replicas, %d jobs adopted)", state, len(runtime.replicas),
+             adopted_jobs)
+    return LocalMesh(runtime, mesh, jobs)
 
 
 async def start_telemetry(cp: Any) -> telemetry_component.Telemetry:

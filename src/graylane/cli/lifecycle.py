@@ -26,8 +26,9 @@ from graylane.mesh.control import read_options, save_options
 from graylane.mesh.state import MeshOptions
 from graylane.resources.durations import format_age
 from graylane.runtime import daemons, supervisor
-from graylane.runtime.process import RecordStore, log_path, stop_recorded
+from graylane.runtime.process import RecordStore, init_log_path, log_path, stop_recorded
 from graylane.settings import server_address, state_dir
+from graylane.targets.local_jobs import stop_recorded_jobs
 
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -246,6 +247,7 @@ def down(keep_workloads: bool) -> None:
             stopped.append(f"control plane (pid {cp.pid})")
         if not keep_workloads:
             stopped += [f"pod {k}" for k in stop_recorded(state)]
+            stopped += [f"job {k}" for k in stop_recorded_jobs(state)]
         dp = daemons.data_plane(state)
         if dp is not None and daemons.stop_daemon(state, dp):
             stopped.append(f"data plane (pid {dp.pid})")
@@ -379,13 +381,29 @@ def _pods_of(state: Path, namespace: str, kind: str, name: str) -> list[str]:
         return [r.name for r in live]
     folder = state / "logs" / "pods" / namespace
     found = sorted(p.name.removesuffix(".log") for p in folder.glob(f"{name}-*.log")
-                   if not p.name.endswith(".previous.log"))
+                   if not p.name.endswith((".previous.log", ".init.log")))
     if not found:
         raise NotFound(f"no pods found for deployment {namespace}/{name}", hint="graylane pods")
     return found
 
 
-def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | None, all_pods: bool) -> None:
+def _container_log(state: Path, namespace: str, pod: str, container: str, previous: bool) -> Path:
+    """`-c NAME`: an init container's log (`<pod>.<NAME>.init.log`), or the main container's."""
+    init = init_log_path(state, namespace, pod, container)
+    if init.exists():
+        if previous:
+            raise ValidationError("--previous is for the main container: an init container's log holds every run "
+                                  "of it, one after another")
+        return init
+    rec = next((r for r in RecordStore(state).load_all() if r.namespace == namespace and r.name == pod), None)
+    if rec is not None and rec.container and rec.container != container:
+        raise NotFound(f"container {container} is not valid for pod {namespace}/{pod}",
+                       hint=f"its main container is {rec.container}; init containers have a log once they ran")
+    return log_path(state, namespace, pod, previous=previous)
+
+
+def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | None, all_pods: bool,
+         container: str | None = None) -> None:
     state = state_dir()
     part = _PART_ALIASES.get(target)
     if part is not None:  # the control plane, data plane or supervisor (before a pod of that name, as no pod has one)
@@ -396,7 +414,8 @@ def logs(target: str, namespace: str, follow: bool, previous: bool, tail: int | 
         pods = _pods_of(state, namespace, kind, name)
         if not all_pods:
             pods = pods[:1]
-        files = [(p, log_path(state, namespace, p, previous=previous)) for p in pods]
+        files = [(p, _container_log(state, namespace, p, container, previous) if container
+                  else log_path(state, namespace, p, previous=previous)) for p in pods]
     prefix = len(files) > 1
     for pod, path in files:
         if not path.exists():
@@ -493,7 +512,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("down")
     def down_cmd(
-        keep_workloads: bool = typer.Option(False, "--keep-workloads", help="Leave replica processes running."),
+        keep_workloads: bool = typer.Option(False, "--keep-workloads", help="Leave replica and job processes running."),
     ) -> None:
         """Stop the supervisor, then the control plane, the data plane and every workload replica."""
         down(keep_workloads)
@@ -512,9 +531,11 @@ def register(app: typer.Typer) -> None:
                                       help="The previous (crashed) container's or part's log."),
         tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
         all_pods: bool = typer.Option(False, "--all-pods", help="Every pod of the deployment, prefixed."),
+        container: str | None = typer.Option(None, "-c", "--container",
+                                             help="An init container's log (default: the main container's)."),
     ) -> None:
         """Print a workload's or a part's logs (kept in the state folder, rotated)."""
-        logs(target, namespace, follow, previous, tail, all_pods)
+        logs(target, namespace, follow, previous, tail, all_pods, container)
 
     rollout = typer.Typer(help="Manage rollouts.", no_args_is_help=True)
 

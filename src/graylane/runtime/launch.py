@@ -63,6 +63,11 @@ def main_container(template: Mapping[str, Any]) -> Mapping[str, Any]:
     return containers[0]
 
 
+def init_containers(template: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pod's `initContainers`, which run first, one after another, each to exit 0."""
+    return list((template.get("spec") or {}).get("initContainers") or [])
+
+
 def container_port(container: Mapping[str, Any]) -> int:
     ports = container.get("ports") or []
     return int(ports[0].get("containerPort", 9080)) if ports else 9080
@@ -73,10 +78,13 @@ def grace_period_s(template: Mapping[str, Any]) -> float:
 
 
 def build_launch(template: Mapping[str, Any], pod: PodIdentity, res: Resources,
-                 base_env: Mapping[str, str] | None = None, *,
-                 source_dir: str | None = None) -> LaunchSpec | LaunchProblem:
-    """What to run for `pod` from its template, or why it cannot run (`source_dir`: see images.resolve)."""
-    container = main_container(template)
+                 base_env: Mapping[str, str] | None = None, *, source_dir: str | None = None,
+                 container: Mapping[str, Any] | None = None) -> LaunchSpec | LaunchProblem:
+    """What to run for `pod` from its template, or why it cannot run (`source_dir`: see images.resolve).
+
+    `container`: one of the template's containers (an init container, a Job's second container); default the first
+    of `containers`."""
+    container = container if container is not None else main_container(template)
     resolved = resolve(container, res.images, base_dir=source_dir)
     if isinstance(resolved, ImageNotRunnable):
         return LaunchProblem(resolved.reason, resolved.message)

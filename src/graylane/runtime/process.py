@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from graylane.runtime import exit_record
+
 LOG_MAX_BYTES = 10 * 1024 * 1024
 
 
@@ -54,6 +56,9 @@ class PodRecord:
     restarts: int = 0
     crashes: int = 0
     last_exit: str = ""
+    container: str = ""  # the main container's name
+    init_total: int = 0  # the pod's init containers...
+    init_done: int = 0  # ...of which this many exited 0; while fewer, `pid` is init container number `init_done`
 
     @property
     def key(self) -> str:
@@ -77,8 +82,13 @@ class RecordStore:
         os.replace(tmp, path)
 
     def remove(self, rec: PodRecord) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(rec.namespace, rec.name).unlink()
+        for path in (self._path(rec.namespace, rec.name), self.exit_path(rec)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def exit_path(self, rec: PodRecord) -> Path:
+        """Where the running init container's exit is recorded (graylane.runtime.exit_record)."""
+        return self.root / f"{rec.namespace}__{rec.name}.exit"
 
     def load_all(self) -> list[PodRecord]:
         out = []
@@ -94,6 +104,11 @@ def log_path(state: Path, namespace: str, pod: str, *, previous: bool = False) -
     folder = state / "logs" / "pods" / namespace
     folder.mkdir(parents=True, exist_ok=True)
     return folder / (f"{pod}.previous.log" if previous else f"{pod}.log")
+
+
+def init_log_path(state: Path, namespace: str, pod: str, container: str) -> Path:
+    """An init container's log (every run of it, appended): `<pod>.<container>.init.log`."""
+    return log_path(state, namespace, pod).with_name(f"{pod}.{container}.init.log")
 
 
 def rotate_if_large(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
@@ -117,13 +132,20 @@ class Process:
         self._popen = popen
 
     @classmethod
-    def spawn(cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None, log: Path) -> Process:
-        """Start in a new session so it outlives the control plane; stdout+stderr append to `log`."""
+    def spawn(cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None, log: Path,
+              exit_to: Path | None = None) -> Process:
+        """Start in a new session so it outlives the control plane; stdout+stderr append to `log`.
+
+        `exit_to`: run it through graylane.runtime.exit_record, which writes its exit there (readable by a control
+        plane that re-adopted it, which cannot wait for it)."""
         with open(log, "ab") as out:
             out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} starting: "
                       f"{' '.join(argv)}\n".encode())
             out.flush()
-            popen = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+            if exit_to is not None:
+                exit_record.clear(exit_to)
+            command = exit_record.wrapped(argv, exit_to) if exit_to is not None else list(argv)
+            popen = subprocess.Popen(command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return cls(popen.pid, start_ticks(popen.pid) or 0, popen)
 
@@ -153,6 +175,11 @@ class Process:
         if self._popen is not None:
             return self._popen.poll()
         return None if start_ticks(self.pid) == self.ticks else -1
+
+    @property
+    def is_child(self) -> bool:
+        """Started by this control plane (its exit status is known), not adopted."""
+        return self._popen is not None
 
     @property
     def running(self) -> bool:

@@ -3,6 +3,11 @@
 One asyncio task reconciles (store changes wake it; a short tick supervises processes); one task
 per replica runs its probes. Pods are recorded in the state folder and re-adopted on restart.
 Endpoint changes are announced to listeners (mesh control), whose ACKs gate rollouts.
+
+A pod's `initContainers` run first, one after another, each to exit 0, before its main container
+starts (the replica is `Init:N/M`, out of the endpoints); a failing one is restarted with the
+crash-loop backoff (`Init:Error`, `Init:CrashLoopBackOff`), as the kubelet does under
+`restartPolicy: Always`. A main container that crashes later is restarted alone.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from graylane.errors import GraylaneError, NotFound
+from graylane.runtime import exit_record
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.env import PodIdentity
 from graylane.runtime.launch import (
@@ -27,13 +33,22 @@ from graylane.runtime.launch import (
     container_port,
     grace_period_s,
     index_resources,
+    init_containers,
     main_container,
     pod_name,
     template_hash,
 )
 from graylane.runtime.plan import ActionKind, ObservedPod, desired_from, plan
 from graylane.runtime.probes import ProbeSpec, ProbeTracker, readiness_spec, run_probe
-from graylane.runtime.process import PodRecord, Process, RecordStore, describe_exit, log_path, rotate_if_large
+from graylane.runtime.process import (
+    PodRecord,
+    Process,
+    RecordStore,
+    describe_exit,
+    init_log_path,
+    log_path,
+    rotate_if_large,
+)
 from graylane.runtime.replica import Phase, Replica, free_port
 from graylane.runtime.status import PodState, Problem, deployment_status
 from graylane.workloads import Endpoint, Sidecar
@@ -188,7 +203,9 @@ class Runtime:
         for rec in self.records.load_all():
             r = Replica(rec=rec, adopted=True)
             r.proc = Process.adopt(rec.pid, rec.ticks)
-            if r.proc is None:
+            if _initializing(r):
+                self._adopt_init(r)
+            elif r.proc is None:
                 r.reason = "ContainerExited"  # died while the control plane was away: restart it
                 r.phase = Phase.FAILED
                 rec.last_exit = "exited while the control plane was down"
@@ -215,6 +232,24 @@ class Runtime:
             self._bump()
             for r in probes:
                 r.ready_seq = self.seq
+
+    def _adopt_init(self, r: Replica) -> None:
+        """A pod that was running an init container: wait for it, or act on how it ended (its exit record)."""
+        rec = r.rec
+        if r.proc is not None:
+            r.phase, r.reason = Phase.PENDING, f"Init:{rec.init_done}/{rec.init_total}"
+            r.proc.watch(asyncio.get_running_loop(), self._wake.set)
+            r.started_mono = time.monotonic() - max(0.0, time.time() - rec.started)
+            return
+        ended = exit_record.read(self.records.exit_path(rec))
+        if ended is not None and ended.exit_code == 0:
+            rec.init_done += 1  # completed while the control plane was away: the next one starts
+            r.phase, r.reason = Phase.PENDING, f"Init:{rec.init_done}/{rec.init_total}"
+        else:
+            r.phase, r.reason = Phase.FAILED, "Init:Error"
+            rec.last_exit = (f"init container {describe_exit(ended.exit_code)}" if ended is not None
+                             else "init container exited while the control plane was down, leaving no exit record")
+        self.records.save(rec)
 
     async def res_reload_quiet(self) -> None:
         with contextlib.suppress(Exception):
@@ -249,13 +284,34 @@ class Runtime:
                 self._on_exit(r, r.proc.exit_status())
             if r.proc is None and r.phase in (Phase.FAILED, Phase.CRASH_LOOP) and now >= r.next_start:
                 self._start_process(r, restart=True)
+            elif r.proc is None and r.phase is Phase.PENDING and _initializing(r):  # adopted between two
+                self._start_process(r, restart=False)
             if r.proc is not None:
-                rotate_if_large(log_path(self.state, r.rec.namespace, r.rec.name))
+                rotate_if_large(init_log_path(self.state, r.rec.namespace, r.rec.name,
+                                              self._init_name(r, r.rec.init_done)) if _initializing(r)
+                                else log_path(self.state, r.rec.namespace, r.rec.name))
 
     def _on_exit(self, r: Replica, code: int | None) -> None:
+        init = _initializing(r)
+        if init:
+            ended = exit_record.read(self.records.exit_path(r.rec))
+            if ended is not None:
+                code = ended.exit_code
+            elif r.proc is not None and not r.proc.is_child:
+                code = None  # adopted, and it left no record (SIGKILLed with its wrapper): unknown
+            if code == 0:
+                r.proc = None
+                r.rec.init_done += 1
+                r.logger().info("init container %s completed (%d/%d)", self._init_name(r, r.rec.init_done - 1),
+                                r.rec.init_done, r.rec.init_total)
+                self.records.save(r.rec)
+                self._start_process(r, restart=False)  # the next init container, or the main one
+                return
         ran_s = time.monotonic() - r.started_mono
         r.rec.crashes = self.backoff.next_crash_count(r.rec.crashes, ran_s)
         r.rec.last_exit = describe_exit(code) or "exited"
+        if init:
+            r.rec.last_exit = f"init container {self._init_name(r, r.rec.init_done)} {r.rec.last_exit}"
         delay = self.backoff.delay_s(r.rec.crashes)
         r.proc = None
         if r.probe_task:
@@ -263,9 +319,10 @@ class Runtime:
             r.probe_task = None
         r.next_start = time.monotonic() + delay
         r.phase = Phase.CRASH_LOOP if delay > 0 else Phase.FAILED
-        r.reason = (f"back-off {delay:g}s restarting failed container ({r.rec.last_exit})" if delay
+        what = "init container" if init else "container"
+        r.reason = (f"back-off {delay:g}s restarting failed {what} ({r.rec.last_exit})" if delay
                     else r.rec.last_exit)
-        r.logger().warning("container %s; restart in %gs", r.rec.last_exit, delay)
+        r.logger().warning("%s%s; restart in %gs", "" if init else "container ", r.rec.last_exit, delay)
         r.ready = False
         self.records.save(r.rec)
         self._bump()
@@ -275,6 +332,9 @@ class Runtime:
         template = self._template(r)
         if body is None or template is None:
             return  # outdated or orphaned: the controller will remove it
+        if _initializing(r):
+            self._start_init(r, template, retry=restart)
+            return
         launch = build_launch(template, self._identity(r.rec, template), self.res, self.base_env,
                               source_dir=self._source_dir(r))
         if isinstance(launch, LaunchProblem):
@@ -305,6 +365,48 @@ class Runtime:
         r.logger().info("started pid %s: %s", r.proc.pid, " ".join(launch.argv))
         r.probe_task = asyncio.create_task(self._probe_loop(r, launch))
         self._bump()
+
+    def _start_init(self, r: Replica, template: Mapping[str, Any], *, retry: bool) -> None:
+        """Start init container number `init_done` (through exit_record: its exit code survives a restart)."""
+        rec = r.rec
+        inits = init_containers(template)
+        container = inits[rec.init_done]
+        name = self._init_name(r, rec.init_done)
+        key = (rec.namespace, rec.deployment)
+        launch = build_launch(template, self._identity(rec, template), self.res, self.base_env,
+                              source_dir=self._source_dir(r), container=container)
+        if isinstance(launch, LaunchProblem):
+            problem = LaunchProblem(launch.reason, f"init container {name}: {launch.message}")
+            self.problems[key] = problem
+            r.phase, r.reason = Phase.FAILED, f"Init:{problem.reason}: {problem.message}"
+            r.next_start = time.monotonic() + 2.0
+            return
+        self.problems.pop(key, None)
+        try:
+            r.proc = Process.spawn(launch.argv, env=launch.env, cwd=launch.cwd,
+                                   log=init_log_path(self.state, rec.namespace, rec.name, name),
+                                   exit_to=self.records.exit_path(rec))
+        except OSError as exc:
+            problem = LaunchProblem("CreateContainerError", f"cannot start {launch.argv[0]}: {exc.strerror}")
+            self.problems[key] = problem
+            r.phase, r.reason = Phase.FAILED, f"Init:{problem.reason}: {problem.message}"
+            r.next_start = time.monotonic() + self.backoff.initial_s
+            return
+        if retry:
+            rec.restarts += 1
+        r.proc.watch(asyncio.get_running_loop(), self._wake.set)
+        r.launch = None
+        rec.pid, rec.ticks, rec.started = r.proc.pid, r.proc.ticks, time.time()
+        r.started_mono = time.monotonic()
+        r.phase, r.ready, r.reason = Phase.PENDING, False, f"Init:{rec.init_done}/{rec.init_total}"
+        self.records.save(rec)
+        r.logger().info("init container %s started, pid %s: %s", name, r.proc.pid, " ".join(launch.argv))
+
+    def _init_name(self, r: Replica, index: int) -> str:
+        template = self._template(r)
+        inits = init_containers(template) if template is not None else []
+        name = str(inits[index].get("name") or "") if index < len(inits) else ""
+        return name or f"#{index + 1}"
 
     def _source_dir(self, r: Replica) -> str | None:
         return self.res.source_dirs.get((r.rec.namespace, r.rec.deployment))
@@ -425,7 +527,8 @@ class Runtime:
         rec = PodRecord(namespace=key[0], name=pod_name(key[1], hash_), deployment=key[1], template_hash=hash_,
                         labels=labels, port=port, sidecar_port=sidecar, container_port=container_port(container),
                         service_account=str(spec.get("serviceAccountName") or "default"),
-                        grace_s=grace_period_s(template))
+                        grace_s=grace_period_s(template), container=str(container.get("name") or ""),
+                        init_total=len(init_containers(template)))
         r = Replica(rec=rec)
         self.replicas[rec.key] = r
         self._start_process(r, restart=False)
@@ -460,7 +563,7 @@ class Runtime:
         return [Endpoint(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels), host="127.0.0.1",
                          port=r.rec.port, container_port=r.rec.container_port, ready=r.ready,
                          workload=r.rec.deployment, service_account=r.rec.service_account)
-                for r in self.replicas.values() if not r.terminating and r.proc is not None]
+                for r in self.replicas.values() if not r.terminating and r.proc is not None and not _initializing(r)]
 
     def sidecars(self) -> list[Sidecar]:
         return [Sidecar(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels),
@@ -489,7 +592,7 @@ class Runtime:
                 continue
             out.append({
                 "namespace": r.rec.namespace, "name": r.rec.name, "deployment": r.rec.deployment,
-                "ready": "1/1" if r.ready else "0/1", "isReady": r.ready, "status": r.phase.value,
+                "ready": "1/1" if r.ready else "0/1", "isReady": r.ready, "status": _pod_status(r),
                 "reason": r.reason, "restarts": r.rec.restarts, "age_s": round(now - r.rec.created, 1),
                 "port": r.rec.port, "containerPort": r.rec.container_port, "sidecarPort": r.rec.sidecar_port,
                 "pid": r.rec.pid if r.proc is not None else None, "ip": "127.0.0.1",
@@ -576,6 +679,21 @@ class Runtime:
         if item is None:
             return None
         return str(getattr(item, "generation", None) or getattr(item, "resource_version", "") or "")
+
+
+def _initializing(r: Replica) -> bool:
+    return r.rec.init_done < r.rec.init_total
+
+
+def _pod_status(r: Replica) -> str:
+    """kubectl's STATUS column: `Init:1/2`, `Init:Error`, `Init:CrashLoopBackOff` while init containers run."""
+    if not _initializing(r) or r.phase is Phase.TERMINATING:
+        return r.phase.value
+    if r.phase is Phase.CRASH_LOOP:
+        return "Init:CrashLoopBackOff"
+    if r.phase is Phase.FAILED:
+        return "Init:Error"
+    return f"Init:{r.rec.init_done}/{r.rec.init_total}"
 
 
 def _int_or(value: str | None) -> int | str | None:

@@ -187,7 +187,7 @@ def get_target(account: str, cp: Any = None, *, namespace: str | None = None) ->
 
             return LocalTarget(Store.open())
         return LocalTarget(cp.store, runtime=cp.component("runtime"), mesh=cp.component("mesh"),
-                           telemetry=cp.component("telemetry"))
+                           telemetry=cp.component("telemetry"), jobs=cp.component("jobs"))
     if cp is None:
         return kubernetes_target(acc, namespace=namespace)
     cache: dict[tuple[Any, ...], Any] = cp.settings.setdefault("kubernetes_targets", {})

@@ -34,12 +34,16 @@ def status_from(body: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str
     st = body.get("status") or {}
     name, namespace = str(md.get("name")), str(md.get("namespace") or "default")
     exit_code, reason, message = None, "", ""
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+    for pod in pods:  # the last pod that ran says; in a pod, its first failed container, else its last one
+        pod_status = pod.get("status") or {}
+        failed = False
+        # Init containers first: one that failed is why the main containers never ran (their state: waiting).
+        for cs in (pod_status.get("initContainerStatuses") or []) + (pod_status.get("containerStatuses") or []):
             term = (cs.get("state") or {}).get("terminated") or {}
-            if term:
+            if term and not failed:
                 exit_code = term.get("exitCode", exit_code)
                 reason, message = term.get("reason", reason) or reason, term.get("message", message) or message
+                failed = exit_code not in (None, 0)
     conditions = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == "True"}
     completions = int((body.get("spec") or {}).get("completions") or 1)
     state = "Running"
@@ -75,7 +79,7 @@ async def job_status(target: Any, key: ResourceKey) -> JobStatus:
     state = status_from(body, pods, {}, target.account).state
     if state != "Running":
         template = ((body.get("spec") or {}).get("template") or {}).get("spec") or {}
-        for container in template.get("containers") or []:
+        for container in (template.get("initContainers") or []) + (template.get("containers") or []):
             cname = str(container.get("name"))
             for pod in pods:
                 logs[cname] = logs.get(cname, "") + await pod_logs(

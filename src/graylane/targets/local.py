@@ -203,12 +203,15 @@ class LocalTarget:
 
     account = "local"
 
-    def __init__(self, store: Any, runtime: Any = None, mesh: Any = None, telemetry: Any = None) -> None:
+    def __init__(self, store: Any, runtime: Any = None, mesh: Any = None, telemetry: Any = None,
+                 jobs: Any = None) -> None:
         self.store = store
         self.runtime = runtime
         self.mesh = mesh
         self.telemetry = telemetry  # graylane.mesh.telemetry.component.Telemetry: the mesh's scraped counters
-        self._jobs: Any = None  # graylane.targets.local_jobs.LocalJobs, made on the first Job
+        # graylane.targets.local_jobs.LocalJobs: the control plane's (which re-adopted running jobs at start), or
+        # one made on the first Job
+        self._jobs: Any = jobs
 
     def _job_runner(self) -> Any:
         if self._jobs is None:

@@ -115,3 +115,19 @@ async def test_canceling_deletes_the_job_from_the_cluster(cluster: Any, state_di
         assert cluster.api.object("batch/v1/jobs", "default", job["metadata"]["name"]) is None
     finally:
         await run.close()
+
+
+def test_a_failed_init_container_is_the_jobs_exit_code_and_its_log_is_read() -> None:
+    from graylane.targets.kubernetes_jobs import status_from
+
+    job = {"metadata": {"name": "migrate", "namespace": "default"},
+           "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                   "message": "Job has reached the specified backoff limit"}]}}
+    pod = {"metadata": {"name": "migrate-x7k2p"}, "status": {
+        "phase": "Failed",
+        "initContainerStatuses": [
+            {"name": "init-ok", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+            {"name": "init-schema", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+        "containerStatuses": [{"name": "migrate", "state": {"waiting": {"reason": "PodInitializing"}}}]}}
+    status = status_from(job, [pod], {"init-schema": "foo"}, "prod")
+    assert (status.state, status.exit_code, status.reason) == ("Failed", 1, "BackoffLimitExceeded")
