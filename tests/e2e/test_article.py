@@ -214,3 +214,34 @@ def test_canary_full_release(local: Local, demo: str) -> None:
     assert not local.deployment_exists("reviews-v1")
     vs = local.api.get("/api/v1/resources/VirtualService/reviews", params={"namespace": "default"}).json()
     assert vs["spec"]["http"][0]["route"] == [{"destination": {"host": "reviews", "subset": "v2"}, "weight": 100}]
+
+
+def test_the_next_release_from_v2_to_v3_through_the_cli(local: Local, demo: str) -> None:
+    """The same pipeline with other parameters, typed as a user would (issue 20): v2 is the baseline now, v3 the
+    canary; its manifest and a DestinationRule with both subsets are deployed, 50% gives half red pages, the full
+    release leaves v3 alone. A version the repository has no manifest for is refused before anything moves."""
+    out = local.cli("pipeline", "run", "reviews-canary", "-p", "base_version=v2", "-p", "canary_version=v9").stdout
+    match = re.search(r"execution (\w+)", out)
+    assert match, out
+    refused = local.wait_execution(match.group(1))
+    assert refused["status"] == "TERMINAL", refused
+    error = next(s for s in refused["stages"] if s["refId"] == "1")["context"]["exception"]["details"]["error"]
+    assert "platform/kube/bookinfo-reviews-v9.yaml" in error, error
+    assert not local.deployment_exists("reviews-v9")
+    assert local.pages(10) == {"black": 10}  # still all v2
+
+    out = local.cli("pipeline", "run", "reviews-canary", "-p", "base_version=v2", "-p", "canary_version=v3").stdout
+    execution = re.search(r"execution (\w+)", out)
+    assert execution, out
+    local.wait_stage(execution.group(1), "设置灰度比例", "RUNNING")
+    assert local.deployment_exists("reviews-v3")
+    dr = local.api.get("/api/v1/resources/DestinationRule/reviews", params={"namespace": "default"}).json()
+    assert {s["name"] for s in dr["spec"]["subsets"]} >= {"v2", "v3"}, dr
+    local.cli("judge", execution.group(1), "--stage", "设置灰度比例", "--continue", "-P", "canary_ratio=50")
+    local.wait_stage(execution.group(1), "是否全量发布", "RUNNING")
+    assert local.pages(100) == {"black": 50, "red": 50}
+    local.cli("judge", execution.group(1), "--stage", "是否全量发布", "--continue", "--input", "全量发布")
+    done = local.wait_execution(execution.group(1))
+    assert done["status"] == "SUCCEEDED", done
+    assert local.pages(20) == {"red": 20}
+    assert not local.deployment_exists("reviews-v2")

@@ -236,3 +236,57 @@ def test_a_warm_standby_data_plane_serves_once_activated(state_dir: Path) -> Non
     assert standby.proc is not None
     standby.discard()  # the supervisor stops: so does its standby
     assert standby.proc is None
+
+
+HEALTHY = """
+import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header('content-length', '2'); self.end_headers(); self.wfile.write(b'ok')
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(('127.0.0.1', PORT), H)
+server.allow_reuse_address = True
+print('running', os.getpid(), flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_hung_part_is_killed_by_its_liveness_check_and_restarted(
+        state_dir: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
+    """A part that stops answering without exiting (SIGSTOP: alive, silent) fails its liveness check and is
+    restarted as after a crash, its last exit saying why; while it answers, nothing happens to it."""
+    from tests.prometheus_server import free_port
+
+    from graylane.runtime.supervisor import Liveness
+
+    port = free_port()
+    part = stand_in(state_dir, spawned, HEALTHY.replace("PORT", str(port)))
+    check = Liveness(f"http://127.0.0.1:{port}/healthz", period_s=0.1, timeout_s=0.3, failure_threshold=3,
+                     initial_delay_s=0.0)
+    sup = Supervisor(state_dir, [Part(part.name, part.record_file, part.log, part.start, liveness=check)],
+                     clock=Clock())
+    sup.begin()
+    try:
+        sup.step(wait=False)
+        first = spawned[0].pid
+        assert f"running {first}" in text_of(part.log)
+        prober = sup.slots["data-plane"].prober
+        assert prober is not None
+        step_until(sup, lambda: prober.pid == first and prober.misses == 0 and prober.last_error == "",
+                   "the first answered check")
+        deadline = time.monotonic() + 1.0  # ten periods of answered checks: the part is left alone
+        while time.monotonic() < deadline:
+            sup.step(wait=False)
+            sup.poller.poll(50)
+        assert len(spawned) == 1
+        os.kill(first, signal.SIGSTOP)  # hangs: the process is there, the port accepts, nothing answers
+        step_until(sup, lambda: len(spawned) == 2, "the restart after the failed liveness checks")
+        assert spawned[0].wait(10) == -signal.SIGKILL
+        _, parts = read_status(state_dir)
+        assert parts["data-plane"].restarts == 1 and parts["data-plane"].pid == spawned[1].pid
+        assert parts["data-plane"].last_exit.startswith(
+            f"killed after 3 failed liveness checks (http://127.0.0.1:{port}/healthz: "), parts["data-plane"].last_exit
+    finally:
+        for slot in sup.slots.values():
+            if slot.prober is not None:
+                slot.prober.stop()

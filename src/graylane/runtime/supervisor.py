@@ -9,6 +9,11 @@ the data plane's listening sockets (`socket_keeper.py`), so connections arriving
 dead wait for the next one instead of being refused, and a warm standby data plane (`standby.py`), so the
 next one is already started and has its imports done.
 
+A part that hangs without exiting is found by its liveness check, as a kubelet's livenessProbe: its health
+URL (the data plane's admin `/ready`, the control plane's `/healthz`) is asked every 10 s from a thread of its
+own; three unanswered in a row (5 s each) and the part is SIGKILLed and restarted as after a crash, its last exit
+saying why.
+
 Restarts are recorded in `<state>/supervisor.json` (count, last exit, last restart time) for
 `graylane status`. From its third crash in a row the data plane starts without its kept snapshot (it
 may be what crashes it) and waits for the control plane's push. SIGTERM/SIGINT stop the supervisor
@@ -27,7 +32,10 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +76,18 @@ def describe_exit(returncode: int | None) -> str:
 
 
 @dataclass(frozen=True)
+class Liveness:
+    """A part's liveness check: GET `url` every `period_s`, answered (any status below 500) within `timeout_s`,
+    from `initial_delay_s` after the process started; `failure_threshold` misses in a row kill it."""
+
+    url: str
+    period_s: float = 10.0
+    timeout_s: float = 5.0
+    failure_threshold: int = 3
+    initial_delay_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Part:
     """One supervised process: how to start it and where its record and log live."""
 
@@ -78,6 +98,48 @@ class Part:
     on_crash: Callable[[int], None] | None = None  # called with the consecutive-crash count before a restart
     while_running: Callable[[float], None] | None = None  # called every step with the seconds it has run
     close: Callable[[], None] | None = None  # called when the supervisor stops
+    liveness: Liveness | None = None
+
+
+class _Prober:
+    """Asks one part's liveness URL from a daemon thread (a hung part must not stall the supervisor's loop);
+    the loop reads `misses` for the pid it saw and acts."""
+
+    def __init__(self, check: Liveness, running: Callable[[], int | None]) -> None:
+        self.check = check
+        self.running = running  # the pid of the part's current process, or None
+        self.pid = 0
+        self.misses = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._thread = threading.Thread(target=self._run, name="liveness", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        since = time.monotonic()
+        while not self._stop.wait(self.check.period_s):
+            pid = self.running()
+            if pid != self.pid:  # a new process (or none): its initial delay starts now
+                self.pid, self.misses, since = pid or 0, 0, time.monotonic()
+                continue
+            if not pid or time.monotonic() - since < self.check.initial_delay_s:
+                continue
+            try:
+                with self._opener.open(self.check.url, timeout=self.check.timeout_s) as resp:
+                    resp.read(4096)
+                self.misses = 0
+            except urllib.error.HTTPError as exc:
+                self.misses = 0 if exc.code < 500 else self.misses + 1
+                self.last_error = f"HTTP {exc.code}"
+            except (OSError, ValueError) as exc:
+                self.misses += 1
+                self.last_error = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
 
 
 @dataclass
@@ -108,6 +170,8 @@ class _Slot:
     status: PartStatus = field(default_factory=PartStatus)
     running: _Running | None = None
     due_mono: float | None = 0.0  # when to start; None while running
+    prober: _Prober | None = None
+    killed_because: str = ""  # the liveness check's verdict, reported as the exit's reason
 
 
 def previous_log(path: Path) -> Path:
@@ -121,6 +185,10 @@ class Supervisor:
         self.policy = policy
         self.clock = clock
         self.slots = {p.name: _Slot(p) for p in parts}
+        for slot in self.slots.values():
+            if slot.part.liveness is not None:
+                slot.prober = _Prober(slot.part.liveness,
+                                      lambda s=slot: s.running.pid if s.running is not None else None)
         self.poller = select.poll()
         self.keeper = keeper  # the data plane's listening sockets, kept across its restarts
         if keeper is not None:
@@ -157,6 +225,8 @@ class Supervisor:
         finally:
             signal.set_wakeup_fd(-1)
             for slot in self.slots.values():
+                if slot.prober is not None:
+                    slot.prober.stop()
                 if slot.part.close is not None:
                     slot.part.close()
             if self.keeper is not None:
@@ -169,6 +239,8 @@ class Supervisor:
         """Adopt the parts already running (the others start on the first step) and write the record."""
         for slot in self.slots.values():
             self._adopt(slot)
+            if slot.prober is not None:
+                slot.prober.start()
         self._write()
 
     def step(self, wait: bool = True) -> None:
@@ -179,6 +251,7 @@ class Supervisor:
             for slot in self.slots.values():
                 if slot.running is None:
                     slot.due_mono = self.clock()
+        self._kill_unresponsive()
         if self._reap() | self._start_due():
             self._write()
         for slot in self.slots.values():
@@ -188,6 +261,21 @@ class Supervisor:
             for fd, _event in self.poller.poll(self._timeout_ms()):
                 if self.keeper is not None and self.keeper.owns(fd):
                     self.keeper.drain()
+
+    def _kill_unresponsive(self) -> None:
+        """SIGKILL a part whose liveness check failed `failure_threshold` times in a row; the reap restarts it."""
+        for slot in self.slots.values():
+            probe, run = slot.prober, slot.running
+            if probe is None or run is None or probe.pid != run.pid or not slot.part.liveness \
+                    or probe.misses < slot.part.liveness.failure_threshold:
+                continue
+            check = slot.part.liveness
+            slot.killed_because = (f"killed after {probe.misses} failed liveness checks ({check.url}: "
+                                   f"{probe.last_error or 'no answer'} within {check.timeout_s:g}s)")
+            probe.misses = 0
+            log.warning("%s: pid %s %s", slot.part.name, run.pid, slot.killed_because)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, signal.SIGKILL)
 
     def _timeout_ms(self) -> int:
         now = self.clock()
@@ -256,6 +344,8 @@ class Supervisor:
             if run.pidfd is not None:
                 self.poller.unregister(run.pidfd)
                 os.close(run.pidfd)
+            if slot.killed_because:
+                reason, slot.killed_because = slot.killed_because, ""
             slot.running = None
             changed = True
             self._rotate_log(slot.part.log)
@@ -343,10 +433,13 @@ def standard_parts(state: Path, admin_port: int, host: str | None, port: int | N
     parts = [Part(DATA_PLANE, daemons.DATAPLANE_FILE, logs / "dataplane.log", start_data_plane,
                   on_crash=lambda crashes: set_aside_kept_snapshot(state, crashes),
                   while_running=standby.maintain if standby else None,
-                  close=standby.discard if standby else None)]
+                  close=standby.discard if standby else None,
+                  liveness=Liveness(f"http://127.0.0.1:{admin_port}/ready", initial_delay_s=10.0))]
     if host is not None and port is not None:
+        ask = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
         parts.append(Part(CONTROL_PLANE, daemons.SERVER_FILE, logs / "server.log",
-                          lambda: daemons.start_control_plane(state, host, port)))
+                          lambda: daemons.start_control_plane(state, host, port),
+                          liveness=Liveness(f"http://{ask}:{port}/healthz")))
     return parts
 
 
