@@ -15,7 +15,11 @@ pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 from tests.ui.canary_pipeline import RATIO, judgments_only  # noqa: E402
 from tests.ui.console_server import Browser, ConsoleServer, chromium, running_server  # noqa: E402
 
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+from graylane.ui.vendor import node_modules  # noqa: E402
+
+# The console's own node_modules lookup: $GRAYLANE_NODE_MODULES (a worktree sharing another checkout's), else the
+# checkout's node_modules/.
+AXE = (node_modules() or Path(__file__).resolve().parents[2] / "node_modules") / "axe-core" / "axe.min.js"
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: flags}\ndata: {canary: 'on'}\n"
 
 
