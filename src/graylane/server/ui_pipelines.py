@@ -22,7 +22,7 @@ from graylane.server.ui_timeline import timeline_of
 from graylane.server.ui_traces import version_traces
 from graylane.ui.analysis import analysis_view
 from graylane.ui.preview import preview, spec_diff
-from graylane.ui.release import ReleaseView, release_view, released_services
+from graylane.ui.release import ReleaseView, cancel_questions, release_view, released_services
 from graylane.ui.views import option_consequences, parse_time, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
@@ -212,7 +212,8 @@ def mount(app: FastAPI) -> None:
     async def execution_graph(request: Request, execution_id: str) -> Response:
         exe = await _execution(request, execution_id)
         els = graph_elements(exe) if exe else []
-        return Response(json.dumps({"status": exe.get("status") if exe else None, "elements": els}),
+        return Response(json.dumps({"status": exe.get("status") if exe else None, "elements": els,
+                                    "questions": cancel_questions(exe) if exe else {}}),
                         media_type="application/json")
 
     @app.post("/ui/executions/{execution_id}/stages/{stage_id}/judge", response_class=HTMLResponse,
@@ -320,7 +321,7 @@ async def _execution_rows(request: Request) -> list[dict[str, Any]]:
 def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
     if not exe:
         return {"stages": [], "views": {}, "fields": {}, "options": {}, "consequences": {}, "graph": [],
-                "stage_table": []}
+                "stage_table": [], "questions": {}}
     stages = exe.get("stages", [])
     judgments = [s for s in stages if s.get("type") == "manualJudgment"]
     graph = graph_elements(exe)
@@ -328,5 +329,5 @@ def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
             "fields": {s["id"]: judgment_fields(s) for s in judgments},
             "options": {s["id"]: judgment_options(s) for s in judgments},
             "consequences": {s["id"]: option_consequences(exe, s) for s in judgments},
-            "graph": graph, "stage_table": stage_rows(graph),
+            "graph": graph, "stage_table": stage_rows(graph), "questions": cancel_questions(exe),
             "exe_duration": elapsed_between(exe.get("startTime"), exe.get("endTime"))}
