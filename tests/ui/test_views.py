@@ -177,3 +177,12 @@ def test_cancel_asks_naming_what_stays_deployed_as_the_execution_stands_now():
     assert cancel_questions(exe)["cancel"] == "Cancel this execution? What it deployed stays deployed: " \
                                               "VirtualService reviews."
     assert cancel_questions({"stages": []}) == {"cancel": "Cancel this execution? What it deployed stays deployed."}
+
+
+def test_a_stage_exception_reads_as_its_error_text_not_json():
+    from graylane.server.ui_pipelines import stage_view
+
+    error = "stage hold: waitTime 'soon' is not a number of seconds"
+    stage = {"context": {"exception": {"details": {"error": error, "errors": [error]}, "taskName": "wait"},
+                         "skipReason": {"why": "没有"}}}
+    assert stage_view(stage)["messages"] == [f"exception: {error}", 'skipReason: {"why": "没有"}']

@@ -28,6 +28,19 @@ from graylane.ui.views import option_consequences, parse_time, stage_rows, waiti
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
 
 
+def _message_text(value: Any) -> str:
+    """A stage message as a person reads it: an exception's error texts (orca's {"details": {"errors": [...]}}),
+    not its JSON; other structures stay JSON."""
+    if isinstance(value, str):
+        return value
+    details = value.get("details") if isinstance(value, dict) else None
+    if isinstance(details, dict):
+        errors = details.get("errors") or ([details["error"]] if details.get("error") else [])
+        if isinstance(errors, list) and errors:
+            return "; ".join(str(e) for e in errors)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
     """What the stage panel shows: context without runtime noise, manifests, expression summary, messages."""
     ctx = dict(stage.get("context") or {})
@@ -37,7 +50,7 @@ def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
     messages = []
     for key in ("exception", "failureMessage", "skipReason", "stageEnabledReason", "reason"):
         if ctx.get(key):
-            messages.append(f"{key}: {ctx[key] if isinstance(ctx[key], str) else json.dumps(ctx[key])}")
+            messages.append(f"{key}: {_message_text(ctx[key])}")
     for task in stage.get("tasks") or []:
         if isinstance(task, dict) and task.get("status") not in (None, "SUCCEEDED", "NOT_STARTED"):
             messages.append(f"task {task.get('name')}: {task.get('status')}")
