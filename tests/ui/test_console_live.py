@@ -1,6 +1,8 @@
 """The console in Chromium against a real control plane: pages update live (SSE), times are formatted
 after live updates too, the navigation counts judgments waiting, the judgment form says what is wrong,
-focus follows the result, irreversible choices ask first, and a 390 px phone gets a usable page.
+focus follows the result, irreversible choices ask first, Cancel says what stays deployed, Pause/Resume/Cancel
+show only where they apply, a normal wait reads as a note and a failure as an error, and a 390 px phone gets a
+usable page.
 
 One `graylane server` per module (tests/ui/console_server.py); waits are Playwright's, not sleeps.
 """
@@ -461,3 +463,34 @@ def test_pause_resume_and_cancel_are_offered_only_where_they_apply(server: Conso
     expect(page.locator("#exe-status")).to_have_text("SUCCEEDED")
     assert actions(page) == {"Pause": False, "Resume": False, "Cancel": False, "Cancel and return": False}
 
+
+WAITS = {"application": "bookinfo", "name": "waits-and-a-failure", "limitConcurrent": False, "stages": [
+    {"refId": "1", "type": "wait", "name": "hold ten minutes", "waitTime": 600},
+    {"refId": "2", "type": "manualJudgment", "name": "sign-off", "instructions": "Look, then continue."},
+    {"refId": "3", "type": "wait", "name": "misconfigured wait", "waitTime": "soon", "continuePipeline": True}]}
+NOTE, ERROR = "rgb(90, 98, 114)", "rgb(180, 35, 24)"  # console.css: --muted and --bad
+
+
+def test_a_normal_wait_reads_as_a_note_and_a_failure_as_an_error(server: ConsoleServer, browser: Browser) -> None:
+    execution_id = server.start_pipeline(server.import_pipeline(WAITS))
+    server.wait_stage(execution_id, "misconfigured wait", "FAILED_CONTINUE")
+    ids = {s["name"]: s["id"] for s in server.execution(execution_id)["stages"]}
+    for name in ("hold ten minutes", "sign-off"):
+        server.wait_stage(execution_id, name, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    for name, task in (("hold ten minutes", "wait"), ("sign-off", "waitForJudgment")):
+        stage = page.locator(f"#stage-{ids[name]}")
+        message = stage.get_by_text(f"task {task}: RUNNING", exact=True)
+        expect(message).to_be_visible()
+        expect(message).to_have_class("note")
+        expect(message).to_have_css("color", NOTE)
+        expect(stage.locator(".error")).to_have_count(0)
+    failed = page.locator(f"#stage-{ids['misconfigured wait']}")
+    expect(failed.locator(".note")).to_have_count(0)
+    reason = failed.get_by_text("exception: stage misconfigured wait: waitTime 'soon' is not a number of seconds",
+                                exact=True)  # the error's text, not its JSON
+    expect(reason).to_be_visible()
+    expect(reason).to_have_class("error")
+    expect(reason).to_have_css("color", ERROR)
+    expect(failed.get_by_role("button", name="Restart stage")).to_be_visible()
