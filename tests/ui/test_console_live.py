@@ -160,7 +160,8 @@ def test_the_irreversible_choice_asks_first_and_lists_what_it_does(server: Conso
         dialog.dismiss()
 
     page.once("dialog", dismiss)
-    full.click()
+    with page.expect_event("dialog"):  # handled (dismissed) before the assertions below read `asked`
+        full.click()
     expect(page.locator(".consequence")).to_be_visible()
     assert asked and "delete deployment reviews-v1" in asked[0] and "100% to reviews v2" in asked[0], asked
     assert server.stage(execution_id, RELEASE)["status"] == "RUNNING"  # dismissed: nothing sent
@@ -396,7 +397,8 @@ def test_cancel_says_what_stays_deployed_and_asks_first(server: ConsoleServer, b
         dialog.dismiss()
 
     page.once("dialog", dismiss)
-    cancel.click()
+    with page.expect_event("dialog"):  # handled (dismissed) before `asked` is read
+        cancel.click()
     expect(page.locator("#exe-status")).to_have_text("RUNNING")
     assert asked == ["Cancel this execution? What it deployed stays deployed."], asked  # nothing yet
 
@@ -408,7 +410,8 @@ def test_cancel_says_what_stays_deployed_and_asks_first(server: ConsoleServer, b
     expect(page.locator("form[data-confirm-of='cancel']")).to_have_attribute(
         "hx-confirm", re.compile("VirtualService reviews"))  # the page has heard of it (SSE or its 3 s poll)
     page.once("dialog", dismiss)
-    cancel.click()
+    with page.expect_event("dialog"):
+        cancel.click()
     expect(page.locator("#action-result")).to_be_empty()  # dismissed: nothing sent, nothing said
     assert asked[1:] == ["Cancel this execution? What it deployed stays deployed: VirtualService reviews."], asked
     expect(page.locator("#exe-status")).to_have_text("RUNNING")
