@@ -12,10 +12,15 @@ import pytest
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 
+from playwright.sync_api import expect  # noqa: E402
 from tests.ui.canary_pipeline import RATIO, judgments_only  # noqa: E402
 from tests.ui.console_server import Browser, ConsoleServer, chromium, running_server  # noqa: E402
 
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+from graylane.ui.vendor import node_modules  # noqa: E402
+
+# The console's own node_modules lookup: $GRAYLANE_NODE_MODULES (a worktree sharing another checkout's), else the
+# checkout's node_modules/.
+AXE = (node_modules() or Path(__file__).resolve().parents[2] / "node_modules") / "axe-core" / "axe.min.js"
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: flags}\ndata: {canary: 'on'}\n"
 
 
@@ -92,3 +97,121 @@ def test_the_sign_in_page_has_no_serious_violations(server: ConsoleServer, page:
     signed_out = page.context.browser.new_context().new_page()  # no session cookie
     signed_out.goto(f"{server.base}/login")
     assert serious_violations(signed_out) == []
+
+
+# The focused element's ring as Chromium paints it: its computed outline, and the colour behind the ring on each side
+# (what document.elementsFromPoint finds at the middle of the ring, its contents aside, composited over the canvas),
+# so a ring over the dark header is measured against the header, whatever the DOM parent's colour.
+FOCUS_RING = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body || el === document.documentElement) return null;
+  const parse = (c) => {
+    const n = (c.match(/[\\d.]+/g) || []).map(Number);
+    return [n[0], n[1], n[2], n.length > 3 ? n[3] : 1];
+  };
+  const cs = getComputedStyle(el);
+  const width = parseFloat(cs.outlineWidth) || 0, offset = parseFloat(cs.outlineOffset) || 0;
+  const r = el.getBoundingClientRect(), mid = offset + width / 2;
+  const points = {top: [r.left + r.width / 2, r.top - mid], bottom: [r.left + r.width / 2, r.bottom + mid],
+                  left: [r.left - mid, r.top + r.height / 2], right: [r.right + mid, r.top + r.height / 2]};
+  const behind = {};
+  for (const [side, [x, y]] of Object.entries(points)) {
+    if (x < 0 || y < 0 || x >= innerWidth || y >= innerHeight) continue;
+    const layers = [];
+    for (const under of document.elementsFromPoint(x, y)) {
+      if (under !== el && el.contains(under)) continue;  // an inset ring lies over the element's own colour
+      const bg = parse(getComputedStyle(under).backgroundColor);
+      if (bg[3] > 0) layers.push(bg);
+      if (bg[3] >= 1) break;
+    }
+    let out = [255, 255, 255];
+    for (const [rr, g, b, a] of layers.reverse()) out = [rr, g, b].map((c, i) => c * a + out[i] * (1 - a));
+    behind[side] = out;
+  }
+  const text = (el.getAttribute("aria-label") || el.textContent || el.name || "").trim().slice(0, 40);
+  const label = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + " " + text;
+  return {label, style: cs.outlineStyle, width, color: parse(cs.outlineColor), behind};
+}"""
+
+
+def luminance(rgb: list[float]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour (0-255 channels)."""
+    def channel(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: list[float], b: list[float]) -> float:
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_contrast_ratio_matches_wcag() -> None:
+    assert round(contrast([0, 0, 0], [255, 255, 255]), 2) == 21.0
+    assert round(contrast([0x27, 0x43, 0xB8], [0x14, 0x1A, 0x2A]), 2) == 2.13  # the blue ring over the header
+
+
+def ring_problems(ring: dict[str, Any]) -> list[str]:
+    """Why a focused element's ring is not a WCAG AA focus indicator: none painted, thinner than 2 px, or under 3:1
+    against the colour behind it on some side."""
+    name = ring["label"]
+    if ring["style"] in ("none", "hidden") or ring["width"] < 2:
+        return [f"{name}: no focus ring ({ring['style']} {ring['width']}px)"]
+    if ring["color"][3] < 1:
+        return [f"{name}: a translucent focus ring {ring['color']}"]
+    if not ring["behind"]:
+        return [f"{name}: its ring is outside the viewport"]
+    return [f"{name}: ring {ring['color'][:3]} over {[round(c) for c in bg]} ({side}) is "
+            f"{contrast(ring['color'], bg):.2f}:1" for side, bg in ring["behind"].items()
+            if contrast(ring["color"], bg) < 3.0]
+
+
+def tab_through(page: Any, limit: int = 200) -> list[dict[str, Any]]:
+    """Every element the keyboard reaches, in Tab order from the top of the page, with its ring."""
+    page.locator("body").focus()
+    seen, rings = set(), []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        key = page.evaluate("() => { const ids = window.tabWalk = window.tabWalk || new Map();"
+                            " const e = document.activeElement; if (!ids.has(e)) ids.set(e, ids.size);"
+                            " return ids.get(e); }")
+        if key in seen:  # back at the start
+            break
+        seen.add(key)
+        ring = page.evaluate(FOCUS_RING)
+        if ring is not None:
+            rings.append(ring)
+    return rings
+
+
+FOCUS_PAGES = [pytest.param("/executions/{execution}", id="execution-with-judgment"),
+               pytest.param("/resources/ConfigMap/default/flags?diff=2", id="resource-history-diff"),
+               pytest.param("/pipelines", id="pipelines")]
+
+
+@pytest.mark.parametrize("path", FOCUS_PAGES)
+def test_every_focus_ring_contrasts_3_to_1_with_what_is_behind_it(server: ConsoleServer, page: Any, path: str) -> None:
+    """WCAG 2.2 AA for a focus indicator (1.4.11, 2.4.13): 3:1 against the adjacent colours. Walked with the
+    keyboard, so :focus-visible applies as it does for a person tabbing."""
+    page.goto(server.base + path.format(execution=server.execution_id))  # type: ignore[attr-defined]
+    page.wait_for_load_state("networkidle")
+    rings = tab_through(page)
+    assert len(rings) >= 10, rings  # the header's links, the page's controls
+    assert any(r["label"].startswith("a Skip to content") for r in rings)
+    problems = [p for r in rings for p in ring_problems(r)]
+    assert problems == [], problems
+
+
+def test_the_result_a_submit_focuses_has_a_ring_that_contrasts(server: ConsoleServer, page: Any) -> None:
+    execution_id = server.start_pipeline(server.pipeline_id)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page.goto(f"{server.base}/executions/{execution_id}")
+    page.get_by_label("灰度比例 (%)").fill("30")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Continued")).to_be_visible()
+    expect(page.locator("[data-result]:focus, [data-result] :focus")).to_have_count(1)
+    ring = page.evaluate(FOCUS_RING)
+    assert ring is not None and ring["style"] != "none", ring
+    assert ring_problems(ring) == [], ring

@@ -1,6 +1,8 @@
 """The console in Chromium against a real control plane: pages update live (SSE), times are formatted
 after live updates too, the navigation counts judgments waiting, the judgment form says what is wrong,
-focus follows the result, irreversible choices ask first, and a 390 px phone gets a usable page.
+focus follows the result, irreversible choices ask first, Cancel says what stays deployed, Pause/Resume/Cancel
+show only where they apply, a normal wait reads as a note and a failure as an error, and a 390 px phone gets a
+usable page.
 
 One `graylane server` per module (tests/ui/console_server.py); waits are Playwright's, not sleeps.
 """
@@ -158,7 +160,8 @@ def test_the_irreversible_choice_asks_first_and_lists_what_it_does(server: Conso
         dialog.dismiss()
 
     page.once("dialog", dismiss)
-    full.click()
+    with page.expect_event("dialog"):  # handled (dismissed) before the assertions below read `asked`
+        full.click()
     expect(page.locator(".consequence")).to_be_visible()
     assert asked and "delete deployment reviews-v1" in asked[0] and "100% to reviews v2" in asked[0], asked
     assert server.stage(execution_id, RELEASE)["status"] == "RUNNING"  # dismissed: nothing sent
@@ -368,3 +371,129 @@ def test_the_ratio_previews_the_split_and_the_change_before_it_is_sent(
     expect(preview.locator("pre.diff .add")).to_contain_text(["weight: 60", "weight: 40"])
     assert server.stage(execution_id, RATIO)["status"] == "RUNNING"  # a preview sends nothing
     header.screenshot(path=str(ARTIFACTS / "judgment-ratio-preview.png"))
+
+
+def actions(page: Any) -> dict[str, bool]:
+    """Which of the execution's actions the page offers (visible), by their buttons' names."""
+    names = {"Pause": "Pause", "Resume": "Resume", "Cancel": "Cancel",
+             "Cancel and return": "Cancel and return traffic to the baseline"}
+    return {key: page.get_by_role("button", name=name, exact=True).is_visible() for key, name in names.items()}
+
+
+def test_cancel_says_what_stays_deployed_and_asks_first(server: ConsoleServer, browser: Browser) -> None:
+    """Opened as the release starts (as the start form leaves you), the page's Cancel later names what the
+    execution has deployed since: the question follows the execution, not the moment the page was loaded."""
+    assert server.api.post("/api/v1/apply", content=ROUTING_70_30).status_code == 200
+    pipeline = server.import_pipeline(judgments_only("reviews-cancel", apply_ratio=True))
+    execution_id = server.start_pipeline(pipeline)
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    cancel = page.get_by_role("button", name="Cancel", exact=True)
+    asked: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    with page.expect_event("dialog"):  # handled (dismissed) before `asked` is read
+        cancel.click()
+    expect(page.locator("#exe-status")).to_have_text("RUNNING")
+    assert asked == ["Cancel this execution? What it deployed stays deployed."], asked  # nothing yet
+
+    header = page.locator("#release")
+    header.get_by_label("灰度比例 (%)").fill("20")
+    header.get_by_role("button", name="Continue").click()
+    expect(header.get_by_role("status").filter(has_text="Continued")).to_be_visible()
+    # 灰度比例生效 applies reviews at 80/20 (then waits for workloads this test has none of): its manifest is out.
+    expect(page.locator("form[data-confirm-of='cancel']")).to_have_attribute(
+        "hx-confirm", re.compile("VirtualService reviews"))  # the page has heard of it (SSE or its 3 s poll)
+    page.once("dialog", dismiss)
+    with page.expect_event("dialog"):
+        cancel.click()
+    expect(page.locator("#action-result")).to_be_empty()  # dismissed: nothing sent, nothing said
+    assert asked[1:] == ["Cancel this execution? What it deployed stays deployed: VirtualService reviews."], asked
+    expect(page.locator("#exe-status")).to_have_text("RUNNING")
+    assert server.execution(execution_id)["status"] == "RUNNING"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_label("reason").fill("the canary's latency")
+    cancel.click()
+    expect(page.get_by_role("status").filter(has_text="Cancel requested.")).to_be_visible()
+    expect(page.locator("#exe-status")).to_have_text("CANCELED")
+    exe = server.execution(execution_id)
+    assert exe["status"] == "CANCELED" and exe["cancellationReason"] == "the canary's latency", exe
+    vs = server.api.get("/api/v1/resources/VirtualService/reviews").json()  # what it said stays, stayed
+    assert [r["weight"] for r in vs["spec"]["http"][0]["route"]] == [80, 20]
+    # Finished: nothing left to pause, resume or cancel, live and on a fresh load.
+    expect(cancel).to_be_hidden()
+    assert actions(page) == {"Pause": False, "Resume": False, "Cancel": False, "Cancel and return": False}
+    page.reload()
+    expect(page.locator("#exe-status")).to_have_text("CANCELED")
+    assert actions(page) == {"Pause": False, "Resume": False, "Cancel": False, "Cancel and return": False}
+
+
+def test_pause_resume_and_cancel_are_offered_only_where_they_apply(server: ConsoleServer, browser: Browser) -> None:
+    execution_id = server.start_pipeline(server.pipeline)  # type: ignore[attr-defined]
+    server.wait_stage(execution_id, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    expect(page.locator("#exe-status")).to_have_text("RUNNING")
+    assert actions(page) == {"Pause": True, "Resume": False, "Cancel": True, "Cancel and return": True}
+
+    page.get_by_role("button", name="Pause", exact=True).click()
+    expect(page.locator("#exe-status")).to_have_text("PAUSED")
+    expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Pause", exact=True)).to_be_hidden()
+    assert actions(page) == {"Pause": False, "Resume": True, "Cancel": True, "Cancel and return": True}
+    page.reload()  # the server renders the same choice
+    expect(page.locator("#exe-status")).to_have_text("PAUSED")
+    assert actions(page) == {"Pause": False, "Resume": True, "Cancel": True, "Cancel and return": True}
+
+    page.get_by_role("button", name="Resume", exact=True).click()
+    expect(page.locator("#exe-status")).to_have_text("RUNNING")
+    expect(page.get_by_role("button", name="Pause", exact=True)).to_be_visible()
+    assert actions(page) == {"Pause": True, "Resume": False, "Cancel": True, "Cancel and return": True}
+
+    server.judge(execution_id, RATIO, customParams={"canary_ratio": "30"})  # then end the release: it succeeds
+    server.wait_stage(execution_id, RELEASE, "RUNNING")
+    server.judge(execution_id, RELEASE, judgmentInput=END)
+    expect(page.locator("#exe-status")).to_have_text("SUCCEEDED")
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_hidden()
+    assert actions(page) == {"Pause": False, "Resume": False, "Cancel": False, "Cancel and return": False}
+    page.reload()
+    expect(page.locator("#exe-status")).to_have_text("SUCCEEDED")
+    assert actions(page) == {"Pause": False, "Resume": False, "Cancel": False, "Cancel and return": False}
+
+
+WAITS = {"application": "bookinfo", "name": "waits-and-a-failure", "limitConcurrent": False, "stages": [
+    {"refId": "1", "type": "wait", "name": "hold ten minutes", "waitTime": 600},
+    {"refId": "2", "type": "manualJudgment", "name": "sign-off", "instructions": "Look, then continue."},
+    {"refId": "3", "type": "wait", "name": "misconfigured wait", "waitTime": "soon", "continuePipeline": True}]}
+NOTE, ERROR = "rgb(90, 98, 114)", "rgb(180, 35, 24)"  # console.css: --muted and --bad
+
+
+def test_a_normal_wait_reads_as_a_note_and_a_failure_as_an_error(server: ConsoleServer, browser: Browser) -> None:
+    execution_id = server.start_pipeline(server.import_pipeline(WAITS))
+    server.wait_stage(execution_id, "misconfigured wait", "FAILED_CONTINUE")
+    ids = {s["name"]: s["id"] for s in server.execution(execution_id)["stages"]}
+    for name in ("hold ten minutes", "sign-off"):
+        server.wait_stage(execution_id, name, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution_id}")
+    for name, task in (("hold ten minutes", "wait"), ("sign-off", "waitForJudgment")):
+        stage = page.locator(f"#stage-{ids[name]}")
+        message = stage.get_by_text(f"task {task}: RUNNING", exact=True)
+        expect(message).to_be_visible()
+        expect(message).to_have_class("note")
+        expect(message).to_have_css("color", NOTE)
+        expect(stage.locator(".error")).to_have_count(0)
+    failed = page.locator(f"#stage-{ids['misconfigured wait']}")
+    expect(failed.locator(".note")).to_have_count(0)
+    reason = failed.get_by_text("exception: stage misconfigured wait: waitTime 'soon' is not a number of seconds",
+                                exact=True)  # the error's text, not its JSON
+    expect(reason).to_be_visible()
+    expect(reason).to_have_class("error")
+    expect(reason).to_have_css("color", ERROR)
+    expect(failed.get_by_role("button", name="Restart stage")).to_be_visible()

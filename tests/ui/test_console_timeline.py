@@ -1,6 +1,7 @@
 """The release at a glance, over time, in Chromium: the execution page's timeline (judgments, revisions, route
-weights and each version's error rate on one axis, live), the evidence's sample traces of each version opening a
-trace of that version, and the topology's traffic animation (its option in the URL, off for reduced motion).
+weights and each version's error rate on one axis, live), the evidence beside a judgment (each version's 5xx rate
+and p95, and sample traces opening a trace of that version), and the topology's traffic animation (its option in
+the URL, off for reduced motion).
 
 The control plane scrapes a stand-in data plane admin port (tests/ui/dataplane_standin.py): productpage-v1 calls
 reviews v1 and v2, a quarter of v2's requests fail, and spans carry each version's Istio revision tag.
@@ -9,17 +10,21 @@ reviews v1 and v2, a quarter of v2's requests fail, and spans carry each version
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 
 from playwright.sync_api import expect  # noqa: E402
-from tests.ui.canary_pipeline import RATIO, RELEASE, judgments_only, reviews_routing  # noqa: E402
+from tests.ui.canary_pipeline import FULL, RATIO, RELEASE, judgments_only, reviews_routing  # noqa: E402
 from tests.ui.console_server import ARTIFACTS, Browser, ConsoleServer, chromium, running_server  # noqa: E402
 from tests.ui.dataplane_standin import DataPlaneStandIn  # noqa: E402
 from tests.ui.test_console_a11y import AXE, serious_violations  # noqa: E402
+
+from graylane.ui.release import Observed, version_traffic  # noqa: E402
 
 ROUTING_100_0 = reviews_routing(100)
 
@@ -166,6 +171,49 @@ def test_the_evidence_links_sample_traces_of_each_version(server: ConsoleServer,
     expect(page.get_by_role("heading", name="Traces of reviews v1")).to_be_visible()
     page.locator("table.list tbody a").first.click()
     expect(page.locator("tr[data-service='reviews.default']")).to_have_attribute("data-version", "v1")
+
+
+def reviews_traffic(server: ConsoleServer) -> Observed:
+    """What the release header's view model makes of the last minute's graph for reviews (graylane.ui.release)."""
+    return version_traffic("reviews", server.api.get("/api/v1/graph", params={"window": "1m"}).json())
+
+
+def evidence_cell(table: Any, version: str, column: str) -> Any:
+    """The cell of `version`'s row under the column headed `column`, as a reader finds it."""
+    headers = [h.strip() for h in table.locator("thead th").all_text_contents()]
+    return table.get_by_role("row", name=re.compile(rf"^{version} ")).locator("th, td").nth(headers.index(column))
+
+
+def test_the_evidence_beside_the_judgment_gives_each_versions_error_rate_and_p95(
+        server: ConsoleServer, browser: Browser) -> None:
+    """The stand-in's canary (v2) fails a quarter of its requests in 12 ms, the baseline (v1) none in 4 ms: the
+    release header shows both, next to the form that decides, as the view model computes them from the graph."""
+    execution = server.start_pipeline(server.import_pipeline(judgments_only("reviews-evidence-numbers")))
+    server.wait_stage(execution, RATIO, "RUNNING")
+    server.judge(execution, RATIO, customParams={"canary_ratio": "30"})
+    server.wait_stage(execution, RELEASE, "RUNNING")
+    deadline = time.monotonic() + 30  # a freshly started control plane has scraped no failure of v2 yet
+    while not reviews_traffic(server).error_rate.get("v2"):
+        assert time.monotonic() < deadline, f"no 5xx of reviews v2 in the last minute: {reviews_traffic(server)}"
+        time.sleep(0.2)
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution}")
+    header = page.locator("#release")
+    expect(header.get_by_role("heading", name=f"Waiting for you: {RELEASE}")).to_be_visible()
+    expect(header.locator("form.judgment").get_by_role("button", name=FULL, exact=True)).to_be_visible()
+    table = header.get_by_role("table", name=re.compile("^reviews"))
+    expect(table.get_by_role("columnheader", name="5xx")).to_be_visible()
+    expect(table.get_by_role("columnheader", name="p95")).to_be_visible()
+    seen = reviews_traffic(server)
+    assert seen.p95_ms["v2"] > seen.p95_ms["v1"] > 0, seen  # 12 ms and 4 ms requests, read through histograms
+    expect(evidence_cell(table, "v1", "5xx")).to_have_text("0%")
+    expect(evidence_cell(table, "v1", "p95")).to_have_text(f"{seen.p95_ms['v1']:g} ms")
+    expect(evidence_cell(table, "v2", "p95")).to_have_text(f"{seen.p95_ms['v2']:g} ms")
+    canary = evidence_cell(table, "v2", "5xx")
+    expect(canary).to_have_text(re.compile(r"^([5-9]|[1-4]\d)(\.\d+)?%$"))  # about a quarter
+    shown = float(canary.inner_text().rstrip("%"))
+    assert abs(shown - seen.error_rate["v2"]) < 5, (shown, seen)  # the same window, read a moment apart
+    header.screenshot(path=str(ARTIFACTS / "judgment-evidence.png"))
 
 
 FRAMES = "() => new Promise((done) => { let n = 0; const step = () => (++n < 20 ? requestAnimationFrame(step) : done(n)); requestAnimationFrame(step); })"  # noqa: E501

@@ -162,3 +162,27 @@ def test_a_ratio_previews_the_split_its_next_deploy_would_apply():
     assert "+    weight: 30" in spec_diff(live, p.manifests[0])
     [bad] = preview(exe, ratio, {"canary_ratio": "abc"}, "alice")
     assert bad.failed and bad.splits == []  # the expression says why; no split is guessed
+
+
+def test_cancel_asks_naming_what_stays_deployed_as_the_execution_stands_now():
+    from graylane.ui.release import cancel_questions
+
+    vs = {"kind": "VirtualService", "metadata": {"name": "reviews"}, "spec": {"hosts": ["reviews"]}}
+    exe = {"stages": [{"type": "deployManifest", "status": "NOT_STARTED", "context": {"manifests": [vs]}}]}
+    assert cancel_questions(exe) == {
+        "cancel": "Cancel this execution? What it deployed stays deployed.",
+        "return": "Cancel this execution and put reviews traffic back as it was before it started? "
+                  "Its other changes stay deployed."}
+    exe["stages"][0].update(status="RUNNING", outputs={"manifests": [vs]})
+    assert cancel_questions(exe)["cancel"] == "Cancel this execution? What it deployed stays deployed: " \
+                                              "VirtualService reviews."
+    assert cancel_questions({"stages": []}) == {"cancel": "Cancel this execution? What it deployed stays deployed."}
+
+
+def test_a_stage_exception_reads_as_its_error_text_not_json():
+    from graylane.server.ui_pipelines import stage_view
+
+    error = "stage hold: waitTime 'soon' is not a number of seconds"
+    stage = {"context": {"exception": {"details": {"error": error, "errors": [error]}, "taskName": "wait"},
+                         "skipReason": {"why": "没有"}}}
+    assert stage_view(stage)["messages"] == [f"exception: {error}", 'skipReason: {"why": "没有"}']

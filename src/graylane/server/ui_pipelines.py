@@ -22,10 +22,23 @@ from graylane.server.ui_timeline import timeline_of
 from graylane.server.ui_traces import version_traces
 from graylane.ui.analysis import analysis_view
 from graylane.ui.preview import preview, spec_diff
-from graylane.ui.release import ReleaseView, release_account, release_view, released_services
+from graylane.ui.release import ReleaseView, cancel_questions, release_account, release_view, released_services
 from graylane.ui.views import option_consequences, parse_time, stage_rows, waiting_judgments
 
 STRUCTURAL = {"refId", "requisiteStageRefIds", "type", "name"}
+
+
+def _message_text(value: Any) -> str:
+    """A stage message as a person reads it: an exception's error texts (orca's {"details": {"errors": [...]}}),
+    not its JSON; other structures stay JSON."""
+    if isinstance(value, str):
+        return value
+    details = value.get("details") if isinstance(value, dict) else None
+    if isinstance(details, dict):
+        errors = details.get("errors") or ([details["error"]] if details.get("error") else [])
+        if isinstance(errors, list) and errors:
+            return "; ".join(str(e) for e in errors)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +50,7 @@ def stage_view(stage: dict[str, Any]) -> dict[str, Any]:
     messages = []
     for key in ("exception", "failureMessage", "skipReason", "stageEnabledReason", "reason"):
         if ctx.get(key):
-            messages.append(f"{key}: {ctx[key] if isinstance(ctx[key], str) else json.dumps(ctx[key])}")
+            messages.append(f"{key}: {_message_text(ctx[key])}")
     for task in stage.get("tasks") or []:
         if isinstance(task, dict) and task.get("status") not in (None, "SUCCEEDED", "NOT_STARTED"):
             messages.append(f"task {task.get('name')}: {task.get('status')}")
@@ -212,7 +225,8 @@ def mount(app: FastAPI) -> None:
     async def execution_graph(request: Request, execution_id: str) -> Response:
         exe = await _execution(request, execution_id)
         els = graph_elements(exe) if exe else []
-        return Response(json.dumps({"status": exe.get("status") if exe else None, "elements": els}),
+        return Response(json.dumps({"status": exe.get("status") if exe else None, "elements": els,
+                                    "questions": cancel_questions(exe) if exe else {}}),
                         media_type="application/json")
 
     @app.post("/ui/executions/{execution_id}/stages/{stage_id}/judge", response_class=HTMLResponse,
@@ -321,7 +335,7 @@ async def _execution_rows(request: Request) -> list[dict[str, Any]]:
 def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
     if not exe:
         return {"stages": [], "views": {}, "fields": {}, "options": {}, "consequences": {}, "graph": [],
-                "stage_table": []}
+                "stage_table": [], "questions": {}}
     stages = exe.get("stages", [])
     judgments = [s for s in stages if s.get("type") == "manualJudgment"]
     graph = graph_elements(exe)
@@ -329,5 +343,5 @@ def _exe_ctx(exe: dict[str, Any] | None) -> dict[str, Any]:
             "fields": {s["id"]: judgment_fields(s) for s in judgments},
             "options": {s["id"]: judgment_options(s) for s in judgments},
             "consequences": {s["id"]: option_consequences(exe, s) for s in judgments},
-            "graph": graph, "stage_table": stage_rows(graph),
+            "graph": graph, "stage_table": stage_rows(graph), "questions": cancel_questions(exe),
             "exe_duration": elapsed_between(exe.get("startTime"), exe.get("endTime"))}

@@ -100,6 +100,20 @@ def deployed_objects(execution: dict[str, Any]) -> list[str]:
     return out
 
 
+def cancel_questions(execution: dict[str, Any]) -> dict[str, str]:
+    """What Cancel ("cancel") and "cancel and return traffic to the baseline" ("return", for an execution that
+    routes a service) ask first: what stays deployed, as the execution stands now. The page renders them and
+    takes them again from each live update, so a page opened before a deploy does not forget it."""
+    deployed = deployed_objects(execution)
+    stays = f": {', '.join(deployed)}" if deployed else ""
+    out = {"cancel": f"Cancel this execution? What it deployed stays deployed{stays}."}
+    services = released_services(execution)
+    if services:
+        out["return"] = (f"Cancel this execution and put {', '.join(services)} traffic back as it was before it "
+                         f"started? Its other changes stay deployed{stays}.")
+    return out
+
+
 def route_weights(service: str, virtual_services: list[dict[str, Any]],
                 subset_version: dict[str, str]) -> tuple[dict[str, float], str | None]:
     """version -> % of the first HTTP rule's weight, from the VirtualService whose hosts name the service."""

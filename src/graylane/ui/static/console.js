@@ -373,6 +373,11 @@
       const badge = document.getElementById("exe-status");
       if (badge && data.status) { badge.textContent = data.status; badge.className = "badge s-" + data.status; }
       if (data.status) for (const form of document.querySelectorAll("form[data-when]")) form.hidden = !form.dataset.when.split(" ").includes(data.status);
+      // What Cancel says stays deployed, as of now (htmx reads hx-confirm when the request is made).
+      for (const el of document.querySelectorAll("[data-confirm-of]")) {
+        const question = (data.questions || {})[el.dataset.confirmOf];
+        if (question) el.setAttribute("hx-confirm", question);
+      }
       const els = paint(data.elements);
       if (cy) for (const x of els) if (x.group === "nodes") cy.getElementById(x.data.id).data(x.data);
       const sig = data.elements.filter((x) => x.group === "nodes").map((x) => x.data.status).join(",");
