@@ -10,8 +10,12 @@ PIP_INSTALL = $(shell [ -x $(BIN)/uv ] && echo "$(BIN)/uv pip install -q --pytho
 
 .PHONY: demo test install install-test lint console-libs
 
+# The venv is made without pip (ensurepip is most of `python -m venv`'s time) and uv is put in it by the outer
+# interpreter's pip (`pip --python`, pip >= 22.3); where that fails, the venv gets its own pip (the fallback).
 $(BIN)/python:
-	@$(STEP) "virtual environment ($(VENV), uv)" sh -c '$(PY) -m venv $(VENV) && ($(BIN)/pip install -q uv || true)'
+	@$(STEP) "virtual environment ($(VENV), uv)" sh -c '$(PY) -m venv --without-pip $(VENV) && \
+	  { $(PY) -m pip --python $(BIN)/python install -q uv 2>/dev/null || \
+	    { $(BIN)/python -m ensurepip --default-pip >/dev/null && { $(BIN)/pip install -q uv || true; }; }; }'
 
 console-libs:
 	@if [ -f package-lock.json ] && command -v npm >/dev/null; then \
