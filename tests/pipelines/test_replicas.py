@@ -9,6 +9,7 @@ and its judgment recorded once. It prints the takeover times (SIGKILL -> the oth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests import system
+from tests.pipelines.alertmanager import alert, notification
 
 from graylane.errors import Conflict, NotFound
 from graylane.pipelines import concurrency, triggers
@@ -43,8 +45,8 @@ GRAYLANE = [sys.executable, "-m", "graylane.cli.main"]
 EXECUTIONS = int(os.environ.get("GRAYLANE_TEST_REPLICA_EXECUTIONS", "200"))
 
 
-@pytest.fixture
-def schema_url() -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_schema() -> Iterator[str]:
     """A fresh schema of the test PostgreSQL (migrated by whoever opens it first), dropped afterwards."""
     base = system.postgres_url()
     schema = f"r_{uuid.uuid4().hex[:12]}"
@@ -58,6 +60,12 @@ def schema_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def schema_url() -> Iterator[str]:
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -363,6 +371,79 @@ class Judge(threading.Thread):
                     self.pool.submit(self._send, eid, other)
             self.done.wait(0.2)
         self.pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="module")
+def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Replica, Replica, sa.Engine]]:
+    """Two `graylane server` processes on one fresh schema, shared by the tests below (each its own pipeline)."""
+    with fresh_schema() as url:
+        root = tmp_path_factory.mktemp("replicas")
+        a, b = Replica("a", root, url), Replica("b", root, url)
+        db = sa.create_engine(url)
+        try:
+            a.launch()
+            b.launch()  # starting together: one migrates the schema, the other waits for it
+            a.wait_healthy()
+            b.wait_healthy()
+            yield a, b, db
+        finally:
+            a.stop()
+            b.stop()
+            db.dispose()
+
+
+def _until(check: Any, what: str, timeout: float = 20) -> Any:
+    """Poll `check()` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def test_an_alertmanager_notification_sent_to_both_replicas_starts_one_execution(
+        two_replicas: tuple[Replica, Replica, sa.Engine]) -> None:
+    """Alertmanager retries a notification, or two HA peers send it, and the load balancer spreads the copies
+    over the replicas: the copies race on PostgreSQL's primary key of `webhook_deliveries`; one starts the
+    pipeline, every other copy answers `duplicate`. A notification with another alert set is a new event."""
+    a, b, db = two_replicas
+    on_alert = {"application": "replicas", "name": "on-alert",
+                "triggers": [{"type": "webhook", "source": "alertmanager", "enabled": True}],
+                "stages": [{"refId": "1", "type": "wait", "name": "w", "waitTime": 0}]}
+    assert a.http.post("/api/v1/pipelines", json=on_alert).status_code == 200
+    hook = "/api/v1/webhooks/webhook/alertmanager"
+
+    def send_everywhere(body: dict[str, Any], copies: int = 3) -> list[dict[str, Any]]:
+        gate = threading.Barrier(2 * copies)
+
+        def send(replica: Replica) -> dict[str, Any]:
+            gate.wait(10)
+            with httpx.Client(base_url=str(replica.http.base_url), trust_env=False, timeout=30) as anonymous:
+                r = anonymous.post(hook, json=body)  # Alertmanager sends no token
+            assert r.status_code in (200, 202), r.text
+            return dict(r.json())
+
+        with ThreadPoolExecutor(2 * copies) as pool:
+            return list(pool.map(send, [a, b] * copies))
+
+    def started() -> list[dict[str, Any]]:
+        return [e for e in a.http.get("/api/v1/executions", params={"pipeline": "on-alert"}).json()
+                if e["name"] == "on-alert"]
+
+    first = alert("3f9c2a61d0b4e7a8", pod="reviews-v2-0")
+    answers = send_everywhere(notification(first))
+    assert sorted(len(x["executions"]) for x in answers) == [0, 0, 0, 0, 0, 1], answers
+    assert sum(1 for x in answers if x.get("duplicate")) == 5
+    assert len({x["dedupeKey"] for x in answers if x.get("duplicate")}) == 1
+    answers = send_everywhere(notification(first, alert("77d0e5b3c2a19f40", pod="reviews-v2-1")))
+    assert sorted(len(x["executions"]) for x in answers) == [0, 0, 0, 0, 0, 1], answers
+    runs = started()
+    assert len(runs) == 2 and [len(e["trigger"]["payload"]["alerts"]) for e in runs] in ([1, 2], [2, 1])
+    with db.connect() as conn:
+        keys = conn.exec_driver_sql("SELECT delivery_key FROM webhook_deliveries WHERE source = 'alertmanager'")
+        assert all(k.startswith("alertmanager:") for (k,) in keys)
 
 
 @pytest.mark.slow
