@@ -446,6 +446,58 @@ def test_an_alertmanager_notification_sent_to_both_replicas_starts_one_execution
         assert all(k.startswith("alertmanager:") for (k,) in keys)
 
 
+def test_cancel_pause_and_resume_through_the_replica_that_does_not_drive_the_execution(
+        two_replicas: tuple[Replica, Replica, sa.Engine]) -> None:
+    """An execution waiting at a judgment, driven by `a`: pause, resume and cancel are sent to `b`, which queues
+    them for `a` (`pipeline_commands`); each is applied once by `a`, which keeps the lease throughout, `b` answers
+    with `a`'s result (or its refusal), and the audit trail has each once."""
+    a, b, db = two_replicas
+    held = _pipeline("held") | {"stages": [
+        {"refId": "judge", "type": "manualJudgment", "name": "approve"},
+        {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 2, "requisiteStageRefIds": ["judge"]}]}
+    assert a.http.post("/api/v1/pipelines", json=held).status_code == 200
+    r = a.http.post("/api/v1/pipelines/held/start", json={"parameters": {"cm": "held"}})
+    assert r.status_code == 200, r.text
+    eid = r.json()["id"]
+
+    def execution() -> dict[str, Any]:
+        res = b.http.get(f"/api/v1/executions/{eid}")  # reads the database: current on every replica
+        assert res.status_code == 200, res.text
+        return dict(res.json())
+
+    def stage(exe: dict[str, Any], name: str) -> str:
+        return str(next(st["status"] for st in exe["stages"] if st["name"] == name))
+
+    _until(lambda: stage(execution(), "approve") == "RUNNING", "the judgment did not start waiting")
+    owner = _owners(db)[eid]
+    assert owner is not None and owner.startswith("a#")  # the replica that started it drives it
+
+    paused = b.http.post(f"/api/v1/executions/{eid}/pause")
+    assert paused.status_code == 200 and paused.json()["status"] == "PAUSED", paused.text
+    exe = execution()
+    assert exe["status"] == "PAUSED" and stage(exe, "approve") == "PAUSED"
+    lease_during = [_owners(db)[eid]]
+    again = b.http.post(f"/api/v1/executions/{eid}/pause")
+    assert again.status_code == 409 and "only a RUNNING execution can be paused" in again.text
+    resumed = b.http.post(f"/api/v1/executions/{eid}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "RUNNING", resumed.text
+    assert stage(execution(), "approve") == "RUNNING"
+    lease_during.append(_owners(db)[eid])
+
+    canceled = b.http.post(f"/api/v1/executions/{eid}/cancel", json={"reason": "wrong build"})
+    assert canceled.status_code == 200 and canceled.json()["canceled"] is True, canceled.text
+    exe = _until(lambda: (e := execution())["status"] == "CANCELED" and e, "the execution did not end CANCELED")
+    assert stage(exe, "approve") == "CANCELED" and stage(exe, "soak") == "NOT_STARTED"
+    late = b.http.post(f"/api/v1/executions/{eid}/cancel")  # a client's retry
+    assert late.status_code == 409 and "already CANCELED" in late.text
+    actions = [entry["action"] for entry in execution()["audit"]]
+    assert actions.count("cancel") == 1 and actions.count("pause") == 1 and actions.count("resume") == 1, actions
+    assert "judgment" not in actions
+    cancel = next(entry for entry in execution()["audit"] if entry["action"] == "cancel")
+    assert cancel["details"].get("reason") == "wrong build"
+    assert lease_during == [owner, owner]  # a drove it throughout: b queued the commands, a applied them
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: Path, schema_url: str) -> None:
