@@ -89,6 +89,11 @@ def _pipeline(name: str = "replicated") -> dict[str, Any]:
                 {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 2, "requisiteStageRefIds": ["judge"]}]}
 
 
+def _count(db: sa.Engine, sql: str, **params: Any) -> int:
+    with db.connect() as conn:
+        return int(conn.exec_driver_sql(sql, params).scalar() or 0)
+
+
 # ---------------------------------------------------------------------------------------------- unit: fencing
 
 
@@ -194,6 +199,39 @@ def test_a_command_sent_to_the_other_replica_is_applied_by_the_owner(pg: sa.Engi
             assert two.leases.remote_sent == 2 and one.leases.remote_applied == 2
             with pytest.raises(Conflict):  # finished: its lease is free, so two applies (refuses) it itself
                 await two.cancel(exe.id, user="bob")
+        finally:
+            await one.stop()
+            await two.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_command_its_owner_never_answered_is_answered_by_its_sender(pg: sa.Engine) -> None:
+    """`one` applied a judgment `two` sent and died before writing the answer; the execution finished before any
+    replica picked the command up again. Once no live replica drives the execution, `two` takes the command back
+    and answers with the refusal (the judgment was recorded once) instead of waiting out its 45 s timeout."""
+    async def scenario() -> None:
+        one, two = Executor(pg), Executor(pg)
+        for ex, name in ((one, "one"), (two, "two")):
+            Leases(pg, replica=name, ttl_s=5, poll_s=0.05).install(ex)
+            await ex.start()
+        try:
+            saved = one.pipelines.save(_pipeline("unanswered") | {"stages": [
+                {"refId": "judge", "type": "manualJudgment", "name": "approve"}]}, actor="ci")
+            exe = await one.start_execution(one.pipelines.get(saved.id), {"parameters": {"cm": "u"}}, user="ci")
+            await one.wait_for_stage(exe.id, "approve", {S.RUNNING}, timeout=10)
+            assert one.leases is not None and one.leases._loop_task is not None
+            one.leases._loop_task.cancel()  # one no longer picks commands up nor answers them
+            judgment = {"judgmentStatus": "continue"}
+            sent = asyncio.create_task(two.update_stage(exe.id, "approve", judgment, user="bob"))
+            while not _count(pg, "SELECT count(*) FROM pipeline_commands WHERE execution_id = %(e)s", e=exe.id):
+                await asyncio.sleep(0.02)
+            await one.leases._local["update_stage"](exe.id, "approve", judgment, user="bob")  # applied, unanswered
+            assert (await one.wait_until_complete(exe.id, timeout=10)).status == S.SUCCEEDED  # lease released
+            with pytest.raises(Conflict, match="stage 'approve' is SUCCEEDED, not running"):
+                await asyncio.wait_for(sent, 5)
+            assert two.leases is not None and two.leases.taken_back == 1
+            assert [e["action"] for e in one.repo.audit(exe.id)].count("judgment") == 1
         finally:
             await one.stop()
             await two.stop()
