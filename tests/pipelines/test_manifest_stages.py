@@ -145,6 +145,48 @@ def test_failed_manifest_expressions_fail_the_stage_when_asked(tmp_path: Path) -
     run(tmp_path, scenario)
 
 
+def test_a_deploy_task_run_again_applies_only_what_its_first_run_did_not(tmp_path: Path) -> None:
+    """The apply committed and the replica died before the task's result did: the next owner runs the task again.
+    Its manifest (an artifact, evaluated by the task) gives another value on each evaluation, so a second apply
+    would be a second revision; the run again applies only the document the first run did not write. A restarted
+    stage (a new attempt) applies again."""
+    text = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: once}\n"
+            "data: {apply: '${T(java.util.UUID).randomUUID().toString()}'}\n")
+    body = {"application": "app", "name": "once", "stages": [
+        stage("1", "deployManifest", "deploy", source="artifact", manifestArtifact={
+            "type": "embedded/base64", "name": "once.yaml", "reference": base64.b64encode(text.encode()).decode()}),
+        stage("2", "manualJudgment", "approve", ("1",))]}
+    once = ResourceKey("", "ConfigMap", "default", "once")
+    later = ResourceKey("", "ConfigMap", "default", "later")
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        from graylane.pipelines.scheduling import view
+        from graylane.pipelines.stages.deploy_manifest import DeployManifestTask
+
+        eid = await _start(ex, body)
+        await ex.wait_for_stage(eid, "approve", {S.RUNNING})
+        exe = ex.repo.load(eid)
+        deploy = exe.stage("deploy")
+        assert [h.revision for h in store.history(once)] == [1]
+        written = store.get(once).body["data"]["apply"]
+        # the run again sees one more document (the artifact's second one): that one is new, the first is not
+        deploy.context["manifestArtifact"]["reference"] = base64.b64encode(
+            (text + "---\n" + text.replace("once", "later")).encode()).decode()
+        again = await DeployManifestTask().run(view(exe, deploy, ex.services, ex.now_ms(), detached=True))
+        assert again.status == S.SUCCEEDED
+        assert [(a["key"][3], a["action"]) for a in again.context["deploy.applied"]] == [
+            ("once", "created"), ("later", "created")]
+        assert [h.revision for h in store.history(once)] == [1] and [h.revision for h in store.history(later)] == [1]
+        assert store.get(once).body["data"]["apply"] == written
+        assert again.outputs["manifests"][0]["data"]["apply"] == written  # the stage records what is live
+        deploy.attempt += 1  # restarted: everything is applied again
+        restarted = await DeployManifestTask().run(view(exe, deploy, ex.services, ex.now_ms(), detached=True))
+        assert [a["action"] for a in restarted.context["deploy.applied"]] == ["configured", "configured"]
+        assert [h.revision for h in store.history(once)] == [1, 2]
+
+    run(tmp_path, scenario)
+
+
 def test_artifact_manifest_patch_scale_undo_and_delete(tmp_path: Path) -> None:
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-config}\ndata: {version: '${parameters.v}'}\n"
     body = {"application": "app", "name": "ops", "parameterConfig": [{"name": "v", "default": "1"}],

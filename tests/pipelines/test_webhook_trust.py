@@ -1,6 +1,6 @@
 """Webhook triggers against hostile callers, through the real server on a socket: unset secretEnv,
-replays, the wrong signature algorithm, what a refusal tells, and timestamps. Each refusal checks that
-no execution started."""
+replays (signed deliveries, Alertmanager's retries and HA copies), the wrong signature algorithm, what a
+refusal tells, and timestamps. Each refusal checks that no execution started."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.pipelines.alertmanager import alert, notification
 from tests.server.serve import Served, serving
 
 from graylane.store import Store
@@ -83,6 +84,46 @@ def test_a_replayed_signed_delivery_starts_nothing(served: Served) -> None:
     # A new delivery of the same body is a new event.
     assert hook(served, body, **{"X-Hub-Signature-256": sign(body), "X-GitHub-Delivery": "d-2"}).status_code == 202
     assert len(executions(served)) == 3
+
+
+def test_an_alertmanager_notification_starts_once_per_alert_event(served: Served) -> None:
+    """Alertmanager sends no delivery id and no signature: its alert group and alerts are the key. Its retry and
+    the copy a second HA peer sends start nothing; a new alert in the group, the resolved notification and an
+    alert firing again each start one execution."""
+    on_alert = pipeline("on-alert", {"source": "alertmanager"})
+    assert served.operator().post("/api/v1/pipelines", json=on_alert).status_code == 200
+
+    def send(body: dict[str, Any]) -> httpx.Response:
+        resp = served.client().post("/api/v1/webhooks/webhook/alertmanager", json=body)  # as Alertmanager: no token
+        assert resp.status_code in (200, 202), resp.text
+        return resp
+
+    a1 = alert("3f9c2a61d0b4e7a8", pod="reviews-v2-0")
+    first = send(notification(a1))
+    assert first.status_code == 202 and len(first.json()["executions"]) == 1
+    retry = send(notification(a1))
+    assert retry.json()["duplicate"] is True and retry.json()["executions"] == []
+    key = retry.json()["dedupeKey"]
+    assert key.startswith("alertmanager:")
+    peer_copy = notification(a1, peer="am-1")
+    peer_copy["alerts"][0]["endsAt"] = "2025-05-01T10:04:00.000Z"  # a firing alert's endsAt moves
+    assert send(peer_copy).json() == {"eventProcessed": False, "source": "alertmanager", "executions": [],
+                                      "duplicate": True, "dedupeKey": key}
+    assert len(executions(served)) == 1
+
+    a2 = alert("77d0e5b3c2a19f40", pod="reviews-v2-1")
+    assert send(notification(a1, a2)).status_code == 202  # a new alert in the group: a new event
+    assert send(notification(a2, a1)).json()["duplicate"] is True  # the same alerts in another order
+    ended = "2025-05-01T10:09:00.000Z"
+    resolved = notification(alert(a1["fingerprint"], pod="reviews-v2-0", ends=ended),
+                            alert(a2["fingerprint"], pod="reviews-v2-1", ends=ended))
+    assert send(resolved).status_code == 202
+    assert send(resolved).json()["duplicate"] is True
+    again = alert(a1["fingerprint"], pod="reviews-v2-0", starts="2025-05-01T11:00:00.000Z")
+    assert send(notification(again)).status_code == 202  # fired again: a new startsAt
+    started = executions(served)
+    assert sorted(e["trigger"]["payload"]["status"] for e in started) == ["firing", "firing", "firing", "resolved"]
+    assert len({e["id"] for e in started}) == 4
 
 
 def test_the_signature_algorithm_must_be_the_headers(served: Served) -> None:

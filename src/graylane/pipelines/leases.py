@@ -18,7 +18,10 @@ claimed the execution since, the transaction rolls back and this replica drops t
   are written to `pipeline_commands`; the owner applies them through its driver and writes the result, which
   the sender polls. A command applied and committed by an owner that dies before writing the result is
   applied again by the next owner: every command checks the state first (a judgment on a stage that is no
-  longer running is refused), so the state changes once and that sender is answered with the refusal.
+  longer running is refused), so the state changes once and that sender is answered with the refusal. When no
+  live replica drives the execution any more (it finished before another replica picked the command up) the
+  sender takes the command back and applies it itself. A replica that is stopping answers none: it leaves
+  them to the next owner.
 
 SQLite is single-replica: leases are not installed (`enabled_for`), see docs/operations.md.
 """
@@ -114,7 +117,7 @@ class Leases:
         self.poll_s = poll_s if poll_s is not None else _env_float(POLL_ENV, DEFAULT_POLL_S)
         self.held: dict[str, int] = {}  # execution id -> fencing token
         self.executor: Any = None
-        self.claims = self.takeovers = self.lost = self.remote_sent = self.remote_applied = 0
+        self.claims = self.takeovers = self.lost = self.remote_sent = self.remote_applied = self.taken_back = 0
         self._local: dict[str, Callable[..., Awaitable[Any]]] = {}
         self._applying: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -316,14 +319,25 @@ class Leases:
     async def send(self, execution_id: str, method: str, args: list[Any], kwargs: dict[str, Any],
                    timeout_s: float | None = None) -> Any:
         """Queue a command for the replica driving the execution and wait for its answer (polled: the
-        owner picks commands up every poll_s, so the answer takes up to about two poll intervals)."""
+        owner picks commands up every poll_s, so the answer takes up to about two poll intervals).
+
+        A command still pending when no live replica drives the execution any more is taken back and applied
+        here: its owner died before answering and the execution finished (or was released) before another
+        replica picked the command up, so nobody else would answer it."""
         self.remote_sent += 1
         command_id = self._send_nowait(execution_id, method, args, kwargs)
         limit = timeout_s if timeout_s is not None else 3 * self.ttl_ms / 1000 + 30
         deadline = time.monotonic() + limit
+        next_check = time.monotonic() + self.poll_s
         while True:
             with self.engine.connect() as conn:
                 row = conn.execute(sa.select(_cmd.state, _cmd.result, _cmd.error).where(_cmd.id == command_id)).first()
+            if row is not None and row.state == "pending" and time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.poll_s
+                if not self.executor._stopping and self.driven_elsewhere(execution_id) is None \
+                        and self._take_back(command_id):
+                    self.taken_back += 1
+                    return await getattr(self.executor, method)(execution_id, *args, **kwargs)
             if row is not None and row.state == "done":
                 with self.engine.begin() as conn:
                     conn.execute(pipeline_commands.delete().where(_cmd.id == command_id))
@@ -336,6 +350,12 @@ class Leases:
                 raise GraylaneError(f"execution {execution_id}: the replica driving it did not answer within "
                                     f"{limit:g}s", hint="try again; `graylane execution show` says what happened")
             await asyncio.sleep(min(0.05, self.poll_s / 4))  # another process answers: no event to await
+
+    def _take_back(self, command_id: int) -> bool:
+        """Withdraw a command nobody has answered; False when an owner answered (or withdrew) it meanwhile."""
+        with self.engine.begin() as conn:
+            return conn.execute(pipeline_commands.delete().where(_cmd.id == command_id, _cmd.state == "pending")
+                                .returning(_cmd.id)).first() is not None
 
     def _pending(self) -> list[Any]:
         owned = sa.select(_ex.id).where(_ex.lease_owner == self.owner)
@@ -374,6 +394,8 @@ class Leases:
         except GraylaneError as exc:
             if row.execution_id not in self.held and self.driven_elsewhere(row.execution_id):
                 return  # refused because the lease went meanwhile (nothing committed): the new owner applies it
+            if self.executor is not None and self.executor._stopping:
+                return  # this replica is stopping (its driver was canceled): the next owner applies it
             error = json.dumps({"type": type(exc).__name__, "message": exc.message, "where": exc.where,
                                 "hint": exc.hint})
         except Exception as exc:  # boundary: the sender gets an answer whatever went wrong

@@ -1,4 +1,5 @@
-"""Triggers: manual starts (parameters checked), webhooks (constraints, HMAC), pipeline completion, cron.
+"""Triggers: manual starts (parameters checked), webhooks (constraints, HMAC, replays: delivery ids and Alertmanager
+alert groups), pipeline completion, cron.
 
 Each builds Spinnaker's trigger map (type, user, parameters, artifacts, resolvedExpectedArtifacts) and
 hands it to the executor; none of them writes execution state.
@@ -225,6 +226,36 @@ def _remember(engine: sa.Engine, source: str, key: str, started: list[dict[str, 
                      .values(executions=json.dumps(started)))
 
 
+def alertmanager_key(payload: Any) -> str | None:
+    """The dedupe key of an Alertmanager webhook notification (`version` "4" with `groupKey`, `status` and
+    `alerts[].fingerprint`/`startsAt`), None for any other body.
+
+    `alertmanager:` + hex SHA-256 of the compact JSON of `[groupKey, status, truncatedAlerts, alerts]`, the
+    alerts as sorted `[fingerprint, status, startsAt, endsAt]` lists with endsAt "" unless the alert is
+    resolved. What Alertmanager changes between copies of one event is left out: its retries, its
+    `repeat_interval` re-sends, the copy each HA peer sends (another `externalURL`) and a firing alert's
+    moving `endsAt` are the same key; a new alert in the group, an alert that fired again (a new
+    `startsAt`) or resolved, and the group's resolved notification are new keys."""
+    if not isinstance(payload, dict) or str(payload.get("version")) != "4":
+        return None
+    group, status, alerts = payload.get("groupKey"), payload.get("status"), payload.get("alerts")
+    if not isinstance(group, str) or status not in ("firing", "resolved") or not isinstance(alerts, list):
+        return None
+    seen: list[list[str]] = []
+    for alert in alerts:
+        if not isinstance(alert, dict):
+            return None
+        fingerprint, state, starts = alert.get("fingerprint"), alert.get("status"), alert.get("startsAt")
+        if not isinstance(fingerprint, str) or not isinstance(starts, str):
+            return None
+        ends = alert.get("endsAt") if state == "resolved" else ""
+        seen.append([fingerprint, str(state or ""), starts, str(ends or "")])
+    truncated = payload.get("truncatedAlerts")
+    canonical = [group, status, truncated if isinstance(truncated, int) else 0, sorted(seen)]
+    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+    return f"alertmanager:{digest}"
+
+
 def _timestamp_ok(timestamp: str, window_s: float, now_s: float) -> bool:
     try:
         sent = float(timestamp)
@@ -239,9 +270,11 @@ async def handle_webhook(executor: Starter, source: str, payload: Any, raw_body:
     """Start every pipeline whose enabled webhook trigger has this `source` and whose constraints hold.
 
     A trigger with a secret (`secret`, or `secretEnv` naming a set variable) starts only on a matching
-    signature. A signed request is processed once: its dedupe key is the delivery id
-    (X-GitHub-Delivery, X-Graylane-Delivery or Idempotency-Key) when sent, else the SHA-256 of the raw
-    body; a copy with a key already seen starts nothing. A timestamp, when sent, must be within
+    signature. A request is processed once per dedupe key: the delivery id (X-GitHub-Delivery,
+    X-Graylane-Delivery or Idempotency-Key) when sent, else for an Alertmanager notification the key of its
+    alert group and alerts (`alertmanager_key`, signed or not), else for a signed request the SHA-256 of the
+    raw body; a copy with a key already seen (by any replica: `webhook_deliveries`) starts nothing. Other
+    unsigned requests have no key. A timestamp, when sent, must be within
     `window_s` of now. Refusals never name the pipelines (the caller is not authenticated)."""
     delivery = delivery or WebhookDelivery()
     accepted: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -278,6 +311,8 @@ async def handle_webhook(executor: Starter, source: str, payload: Any, raw_body:
     outcome = WebhookOutcome()
     if delivery.delivery_id:
         outcome.dedupe_key = f"delivery:{delivery.delivery_id}"
+    elif alert_key := alertmanager_key(payload):
+        outcome.dedupe_key = alert_key
     elif signed:
         outcome.dedupe_key = f"sha256:{hashlib.sha256(raw_body).hexdigest()}"
     engine = executor.repo.engine

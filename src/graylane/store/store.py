@@ -249,6 +249,18 @@ class Store:
         known = ", ".join(str(r.revision) for r in revisions)
         raise NotFound(f"{key} has no revision {revision}", hint=f"revisions: {known}")
 
+    def written_by(self, keys: Sequence[ResourceKey], actor: str) -> dict[ResourceKey, Revision]:
+        """The newest revision `actor` wrote of each of `keys` that it wrote at all (deletions included)."""
+        out: dict[ResourceKey, Revision] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._reading() as conn:
+            for i in range(0, len(unique), _CHUNK):
+                q = (sa.select(t.history).where(_key_filter(t.history, unique[i:i + _CHUNK]),
+                                                t.history.c.actor == actor[:255]).order_by(t.history.c.revision))
+                for row in conn.execute(q):
+                    out[_key_of(row)] = self._revision(row)
+        return out
+
     def changes_since(self, resource_version: int) -> list[Revision]:
         """History rows written after global revision `resource_version`, in commit order."""
         q = (sa.select(t.history).where(t.history.c.resource_version > resource_version)

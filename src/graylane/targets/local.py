@@ -245,6 +245,20 @@ class LocalTarget:
         results = await asyncio.to_thread(self.store.apply, batch, actor, dry_run)
         return [Applied(r.key, str(r.action), r.resource_version, r.body) for r in results]  # type: ignore[arg-type]
 
+    async def applied_by(self, docs: Sequence[Document], *, actor: str,
+                         namespace_override: str | None = None) -> list[Applied | None]:
+        """For each document (placed as `apply` places it), what `actor` last wrote to its resource, from the
+        store's history: None where it wrote nothing (or last deleted it). An apply and its history rows commit
+        together, so this says whether an apply by `actor` happened, even one whose caller never saw the answer."""
+        batch = [d.with_namespace(namespace_override) if namespace_override else d for d in docs]
+        written = await asyncio.to_thread(self.store.written_by, [d.key for d in batch], actor)
+        out: list[Applied | None] = []
+        for d in batch:
+            rev = written.get(d.key)
+            out.append(None if rev is None or rev.deleted else
+                       Applied(rev.key, str(rev.action), rev.resource_version, rev.body))  # type: ignore[arg-type]
+        return out
+
     async def delete(self, keys: Sequence[ResourceKey], *, actor: str, cascade: bool = True,
                      grace_period_seconds: int | None = None) -> list[ResourceKey]:
         """Delete; the runtime stops what belonged to them. Missing keys are not an error."""

@@ -1,11 +1,17 @@
 """`deployManifest`: validate every document, apply them make-before-break, wait until ready and ACKed.
 
-Idempotent on resume: the apply task's result (what was applied) is committed before the wait starts, and
-re-applying identical documents is `unchanged` in the store, so a crash never applies twice.
+Once per stage on resume: the apply task's result (what was applied) is committed before the wait starts. The
+apply itself commits before that result, so a replica that dies (or loses its lease) between the two leaves the
+task to run again on the next owner: on the local account it first asks the store's history what this stage
+wrote (`LocalTarget.applied_by`, by the stage's actor) and applies only the documents it has not, so each is
+applied once even when its expressions give another value on the second evaluation. A restarted stage (a new
+attempt, same actor) cannot tell its writes from the earlier attempt's and applies everything; other accounts
+re-apply, which is `unchanged` for identical documents.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from graylane.errors import GraylaneError
@@ -15,6 +21,7 @@ from graylane.resources.document import Document, ResourceKey
 from graylane.resources.order import apply_order
 from graylane.resources.validate import check_apply
 
+log = logging.getLogger(__name__)
 DEFAULT_READY_TIMEOUT_S = 600.0
 
 
@@ -51,6 +58,16 @@ async def _manifest_docs(stage: StageView) -> list[Document]:
     return manifests.documents_from(raw, where)
 
 
+async def _applied_before(target: Any, stage: StageView, docs: list[Document], ns: str | None) -> list[Any]:
+    """What an earlier run of this task wrote, per document (None: nothing): the task runs again after a
+    takeover when its apply committed and its result did not. Only the first attempt of the stage can tell (a
+    restarted stage writes with the same actor) and only a target that keeps the actor of its writes."""
+    finder = getattr(target, "applied_by", None)
+    if finder is None or stage.attempt:
+        return [None] * len(docs)
+    return list(await finder(docs, actor=stage.actor, namespace_override=ns))
+
+
 class DeployManifestTask(Task):
     name = "deployManifest"
 
@@ -70,7 +87,13 @@ class DeployManifestTask(Task):
                     f"stage {stage.name}: nothing was applied: the routes would send traffic to nothing: "
                     f"{route_check.describe(blocking)}{ready} (set {route_check.OPTION}: true on the stage to apply "
                     "anyway)", {"routeCheck": [f.message for f in blocking]})
-        applied = await target.apply(docs, actor=stage.actor, namespace_override=ns)
+        before = await _applied_before(target, stage, docs, ns)
+        todo = [d for d, b in zip(docs, before, strict=True) if b is None]
+        if len(todo) < len(docs):
+            log.info("execution %s stage %s: %d of %d documents were applied by an earlier run of this task; "
+                     "not applied again", stage.execution_id, stage.name, len(docs) - len(todo), len(docs))
+        fresh = iter(await target.apply(todo, actor=stage.actor, namespace_override=ns) if todo else [])
+        applied = [b if b is not None else next(fresh) for b in before]
         keys = [a.key for a in applied]
         outputs = {
             "manifests": [a.body or d.body for a, d in zip(applied, docs, strict=False)],
