@@ -8,6 +8,9 @@ A pod's `initContainers` run first, one after another, each to exit 0, before it
 starts (the replica is `Init:N/M`, out of the endpoints); a failing one is restarted with the
 crash-loop backoff (`Init:Error`, `Init:CrashLoopBackOff`), as the kubelet does under
 `restartPolicy: Always`. A main container that crashes later is restarted alone.
+
+Around it: `init_containers` (the init-container sequence and the `Init:N/M` status), `prober` (one
+replica's readiness and liveness probes), `views` (the kubectl-shaped pods and Deployments it answers with).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from graylane.errors import GraylaneError, NotFound
-from graylane.runtime import exit_record
+from graylane.runtime import views
 from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.env import PodIdentity
+from graylane.runtime.init_containers import InitContainers, init_name, initializing
 from graylane.runtime.launch import (
     LaunchProblem,
     LaunchSpec,
@@ -39,18 +43,9 @@ from graylane.runtime.launch import (
     template_hash,
 )
 from graylane.runtime.plan import ActionKind, ObservedPod, desired_from, plan
-from graylane.runtime.probes import ProbeSpec, ProbeTracker, readiness_spec, run_probe
-from graylane.runtime.process import (
-    PodRecord,
-    Process,
-    RecordStore,
-    describe_exit,
-    init_log_path,
-    log_path,
-    rotate_if_large,
-)
+from graylane.runtime.prober import probe_loop, probe_once
+from graylane.runtime.process import PodRecord, Process, RecordStore, describe_exit, log_path, rotate_if_large
 from graylane.runtime.replica import Phase, Replica, free_port
-from graylane.runtime.status import PodState, Problem, deployment_status
 from graylane.workloads import Endpoint, Sidecar
 
 log = logging.getLogger(__name__)
@@ -82,6 +77,7 @@ class Runtime:
         self.extra_sidecars: dict[tuple[str, str], Sidecar] = {}  # processes started elsewhere (Jobs)
         self._published: Callable[[int], bool] = lambda seq: True
         self._wake = asyncio.Event()
+        self.inits = InitContainers(state, self.records, wake=self._wake.set, retry_s=self.backoff.initial_s)
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -203,8 +199,8 @@ class Runtime:
         for rec in self.records.load_all():
             r = Replica(rec=rec, adopted=True)
             r.proc = Process.adopt(rec.pid, rec.ticks)
-            if _initializing(r):
-                self._adopt_init(r)
+            if initializing(r):
+                self.inits.adopt(r)
             elif r.proc is None:
                 r.reason = "ContainerExited"  # died while the control plane was away: restart it
                 r.phase = Phase.FAILED
@@ -217,54 +213,24 @@ class Runtime:
             self.replicas[rec.key] = r
         # One probe round first, so the first snapshot after a restart keeps serving them.
         await self.res_reload_quiet()
-        results = await asyncio.gather(*(self._probe_once(r) for r in probes))
+        results = await asyncio.gather(*(probe_once(self._template(r), r.rec.port) for r in probes))
         for r, ok in zip(probes, results, strict=True):
             if ok:
                 r.ready, r.reason = True, ""
             log.info("re-adopted %s (pid %s, %s)", r.rec.key, r.rec.pid, "ready" if ok else "not ready")
             template = self._template(r)
-            launch = (build_launch(template, self._identity(r.rec, template), self.res, self.base_env,
-                                   source_dir=self._source_dir(r)) if template else None)
+            launch = self._launch(r, template) if template else None
             if isinstance(launch, LaunchSpec):
                 r.launch = launch
-                r.probe_task = asyncio.create_task(self._probe_loop(r, launch, adopted=True))
+                r.probe_task = asyncio.create_task(probe_loop(r, launch, self._ready_changed, adopted=True))
         if self.replicas:
             self._bump()
             for r in probes:
                 r.ready_seq = self.seq
 
-    def _adopt_init(self, r: Replica) -> None:
-        """A pod that was running an init container: wait for it, or act on how it ended (its exit record)."""
-        rec = r.rec
-        if r.proc is not None:
-            r.phase, r.reason = Phase.PENDING, f"Init:{rec.init_done}/{rec.init_total}"
-            r.proc.watch(asyncio.get_running_loop(), self._wake.set)
-            r.started_mono = time.monotonic() - max(0.0, time.time() - rec.started)
-            return
-        ended = exit_record.read(self.records.exit_path(rec))
-        if ended is not None and ended.exit_code == 0:
-            rec.init_done += 1  # completed while the control plane was away: the next one starts
-            r.phase, r.reason = Phase.PENDING, f"Init:{rec.init_done}/{rec.init_total}"
-        else:
-            r.phase, r.reason = Phase.FAILED, "Init:Error"
-            rec.last_exit = (f"init container {describe_exit(ended.exit_code)}" if ended is not None
-                             else "init container exited while the control plane was down, leaving no exit record")
-        self.records.save(rec)
-
     async def res_reload_quiet(self) -> None:
         with contextlib.suppress(Exception):
             await self._reload()
-
-    async def _probe_once(self, r: Replica) -> bool:
-        template = self._template(r)
-        if template is None:
-            return False
-        container = main_container(template)
-        spec = readiness_spec(container)
-        if spec is None:  # no probe, no port: Ready while it runs
-            return True
-        result = await run_probe(spec, container, r.rec.port)
-        return result.ok
 
     def _template(self, r: Replica) -> Mapping[str, Any] | None:
         body = self.res.deployments.get((r.rec.namespace, r.rec.deployment))
@@ -284,34 +250,26 @@ class Runtime:
                 self._on_exit(r, r.proc.exit_status())
             if r.proc is None and r.phase in (Phase.FAILED, Phase.CRASH_LOOP) and now >= r.next_start:
                 self._start_process(r, restart=True)
-            elif r.proc is None and r.phase is Phase.PENDING and _initializing(r):  # adopted between two
+            elif r.proc is None and r.phase is Phase.PENDING and initializing(r):  # adopted between two
                 self._start_process(r, restart=False)
             if r.proc is not None:
-                rotate_if_large(init_log_path(self.state, r.rec.namespace, r.rec.name,
-                                              self._init_name(r, r.rec.init_done)) if _initializing(r)
+                rotate_if_large(self.inits.log_path(r, self._template(r)) if initializing(r)
                                 else log_path(self.state, r.rec.namespace, r.rec.name))
 
     def _on_exit(self, r: Replica, code: int | None) -> None:
-        init = _initializing(r)
+        init = initializing(r)
         if init:
-            ended = exit_record.read(self.records.exit_path(r.rec))
-            if ended is not None:
-                code = ended.exit_code
-            elif r.proc is not None and not r.proc.is_child:
-                code = None  # adopted, and it left no record (SIGKILLed with its wrapper): unknown
+            code = self.inits.exit_code(r, code)
             if code == 0:
-                r.proc = None
-                r.rec.init_done += 1
-                r.logger().info("init container %s completed (%d/%d)", self._init_name(r, r.rec.init_done - 1),
-                                r.rec.init_done, r.rec.init_total)
-                self.records.save(r.rec)
+                self.inits.completed(r, self._template(r))
                 self._start_process(r, restart=False)  # the next init container, or the main one
                 return
         ran_s = time.monotonic() - r.started_mono
         r.rec.crashes = self.backoff.next_crash_count(r.rec.crashes, ran_s)
         r.rec.last_exit = describe_exit(code) or "exited"
         if init:
-            r.rec.last_exit = f"init container {self._init_name(r, r.rec.init_done)} {r.rec.last_exit}"
+            name = init_name(self._template(r), r.rec.init_done)
+            r.rec.last_exit = f"init container {name} {r.rec.last_exit}"
         delay = self.backoff.delay_s(r.rec.crashes)
         r.proc = None
         if r.probe_task:
@@ -332,11 +290,15 @@ class Runtime:
         template = self._template(r)
         if body is None or template is None:
             return  # outdated or orphaned: the controller will remove it
-        if _initializing(r):
-            self._start_init(r, template, retry=restart)
+        if initializing(r):
+            launch = self._launch(r, template, init_containers(template)[r.rec.init_done])
+            problem = self.inits.start(r, template, launch, retry=restart)
+            if problem is None:
+                self.problems.pop((r.rec.namespace, r.rec.deployment), None)
+            else:
+                self.problems[(r.rec.namespace, r.rec.deployment)] = problem
             return
-        launch = build_launch(template, self._identity(r.rec, template), self.res, self.base_env,
-                              source_dir=self._source_dir(r))
+        launch = self._launch(r, template)
         if isinstance(launch, LaunchProblem):
             self.problems[(r.rec.namespace, r.rec.deployment)] = launch
             r.phase, r.reason = Phase.FAILED, f"{launch.reason}: {launch.message}"
@@ -363,108 +325,25 @@ class Runtime:
         r.phase, r.ready, r.reason = Phase.RUNNING, False, "ContainersNotReady"
         self.records.save(r.rec)
         r.logger().info("started pid %s: %s", r.proc.pid, " ".join(launch.argv))
-        r.probe_task = asyncio.create_task(self._probe_loop(r, launch))
+        r.probe_task = asyncio.create_task(probe_loop(r, launch, self._ready_changed))
         self._bump()
 
-    def _start_init(self, r: Replica, template: Mapping[str, Any], *, retry: bool) -> None:
-        """Start init container number `init_done` (through exit_record: its exit code survives a restart)."""
-        rec = r.rec
-        inits = init_containers(template)
-        container = inits[rec.init_done]
-        name = self._init_name(r, rec.init_done)
-        key = (rec.namespace, rec.deployment)
-        launch = build_launch(template, self._identity(rec, template), self.res, self.base_env,
-                              source_dir=self._source_dir(r), container=container)
-        if isinstance(launch, LaunchProblem):
-            problem = LaunchProblem(launch.reason, f"init container {name}: {launch.message}")
-            self.problems[key] = problem
-            r.phase, r.reason = Phase.FAILED, f"Init:{problem.reason}: {problem.message}"
-            r.next_start = time.monotonic() + 2.0
-            return
-        self.problems.pop(key, None)
-        try:
-            r.proc = Process.spawn(launch.argv, env=launch.env, cwd=launch.cwd,
-                                   log=init_log_path(self.state, rec.namespace, rec.name, name),
-                                   exit_to=self.records.exit_path(rec))
-        except OSError as exc:
-            problem = LaunchProblem("CreateContainerError", f"cannot start {launch.argv[0]}: {exc.strerror}")
-            self.problems[key] = problem
-            r.phase, r.reason = Phase.FAILED, f"Init:{problem.reason}: {problem.message}"
-            r.next_start = time.monotonic() + self.backoff.initial_s
-            return
-        if retry:
-            rec.restarts += 1
-        r.proc.watch(asyncio.get_running_loop(), self._wake.set)
-        r.launch = None
-        rec.pid, rec.ticks, rec.started = r.proc.pid, r.proc.ticks, time.time()
-        r.started_mono = time.monotonic()
-        r.phase, r.ready, r.reason = Phase.PENDING, False, f"Init:{rec.init_done}/{rec.init_total}"
-        self.records.save(rec)
-        r.logger().info("init container %s started, pid %s: %s", name, r.proc.pid, " ".join(launch.argv))
-
-    def _init_name(self, r: Replica, index: int) -> str:
-        template = self._template(r)
-        inits = init_containers(template) if template is not None else []
-        name = str(inits[index].get("name") or "") if index < len(inits) else ""
-        return name or f"#{index + 1}"
-
-    def _source_dir(self, r: Replica) -> str | None:
-        return self.res.source_dirs.get((r.rec.namespace, r.rec.deployment))
-
-    def _identity(self, rec: PodRecord, template: Mapping[str, Any]) -> PodIdentity:
+    def _launch(self, r: Replica, template: Mapping[str, Any],
+                container: Mapping[str, Any] | None = None) -> LaunchSpec | LaunchProblem:
+        """What to run for `container` of `r` (default its main container), or why it cannot run."""
         md = template.get("metadata") or {}
-        return PodIdentity(namespace=rec.namespace, name=rec.name, labels=rec.labels,
-                           annotations=dict(md.get("annotations") or {}), port=rec.port,
-                           sidecar_port=rec.sidecar_port, service_account=rec.service_account)
+        identity = PodIdentity(namespace=r.rec.namespace, name=r.rec.name, labels=r.rec.labels,
+                               annotations=dict(md.get("annotations") or {}), port=r.rec.port,
+                               sidecar_port=r.rec.sidecar_port, service_account=r.rec.service_account)
+        return build_launch(template, identity, self.res, self.base_env,
+                            source_dir=self.res.source_dirs.get((r.rec.namespace, r.rec.deployment)),
+                            container=container)
 
-    async def _probe_loop(self, r: Replica, launch: LaunchSpec, *, adopted: bool = False) -> None:
-        container = launch.container
-        explicit = container.get("readinessProbe")
-        spec = readiness_spec(container)
-        readiness = ProbeTracker(spec or ProbeSpec(), healthy=r.ready)
-        if spec is None and not r.ready and not r.terminating:  # Kubernetes: Ready as soon as it runs
-            r.ready, r.reason = True, ""
-            r.logger().info("ready (running; no readinessProbe and no ports)")
-            self._bump()
-            r.ready_seq = self.seq
-            self._wake.set()
-        liveness_raw = container.get("livenessProbe")
-        liveness = ProbeTracker(ProbeSpec.from_k8s(liveness_raw), healthy=True) if liveness_raw else None
-        started = time.monotonic() - (3600.0 if adopted else 0.0)
-        due_ready = started + readiness.spec.initial_delay_s
-        due_live = started + (liveness.spec.initial_delay_s if liveness else 0)
-        try:
-            while r.proc is not None and not r.terminating:
-                now = time.monotonic()
-                if spec is not None and now >= due_ready and (explicit or not r.ready):
-                    result = await run_probe(readiness.spec, container, r.rec.port, launch.env, launch.cwd)
-                    due_ready = time.monotonic() + readiness.spec.period_s
-                    if readiness.record(result) and not r.terminating and r.proc is not None:
-                        r.ready = readiness.healthy
-                        r.reason = "" if r.ready else f"Readiness probe failed: {readiness.reason}"
-                        r.logger().info("%s", "ready" if r.ready else r.reason)
-                        self._bump()
-                        r.ready_seq = self.seq
-                        self._wake.set()
-                    elif not result.ok and not r.ready:
-                        r.reason = f"Readiness probe failed: {result.reason}" if explicit else "ContainersNotReady"
-                if liveness is not None and now >= due_live:
-                    result = await run_probe(liveness.spec, container, r.rec.port, launch.env, launch.cwd)
-                    due_live = time.monotonic() + liveness.spec.period_s
-                    liveness.record(result)
-                    if not liveness.healthy and r.proc is not None:
-                        r.logger().warning("Liveness probe failed: %s; restarting", liveness.reason)
-                        await r.proc.stop(r.rec.grace_s)
-                        return
-                waits = [due_ready] if spec is not None and (explicit or not r.ready) else []
-                if liveness is not None:
-                    waits.append(due_live)
-                delay = max(0.02, min(waits) - time.monotonic()) if waits else 1.0
-                await asyncio.sleep(min(delay, 1.0))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            r.logger().exception("probe loop failed")
+    def _ready_changed(self, r: Replica) -> None:
+        """The prober changed `r.ready`: publish it (endpoints as of the new seq) and re-evaluate rollouts."""
+        self._bump()
+        r.ready_seq = self.seq
+        self._wake.set()
 
     # === the Deployment controller ===
 
@@ -480,7 +359,7 @@ class Runtime:
             hash_ = template_hash(template)
             desired = desired_from(spec, hash_)
             live = [r for r in by_deploy.get(key, []) if not r.terminating]
-            observed = [ObservedPod(r.rec.name, r.rec.template_hash, self._available(r), r.rec.created)
+            observed = [ObservedPod(r.rec.name, r.rec.template_hash, self.available(r), r.rec.created)
                         for r in live]
             before = self.observed.get(key)
             for action in plan(desired, observed):
@@ -505,7 +384,8 @@ class Runtime:
                 self.observed.pop(key, None)
                 self.first_seen.pop(key, None)
 
-    def _available(self, r: Replica) -> bool:
+    def available(self, r: Replica) -> bool:
+        """Ready, and in the endpoints the data plane serves (what a rollout counts)."""
         return r.ready and r.proc is not None and self._published(r.ready_seq)
 
     def _create(self, key: tuple[str, str], template: Mapping[str, Any], hash_: str) -> bool:
@@ -563,7 +443,7 @@ class Runtime:
         return [Endpoint(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels), host="127.0.0.1",
                          port=r.rec.port, container_port=r.rec.container_port, ready=r.ready,
                          workload=r.rec.deployment, service_account=r.rec.service_account)
-                for r in self.replicas.values() if not r.terminating and r.proc is not None and not _initializing(r)]
+                for r in self.replicas.values() if not r.terminating and r.proc is not None and not initializing(r)]
 
     def sidecars(self) -> list[Sidecar]:
         return [Sidecar(namespace=r.rec.namespace, pod=r.rec.name, labels=dict(r.rec.labels),
@@ -585,57 +465,23 @@ class Runtime:
             sc.port for sc in self.extra_sidecars.values()}
 
     def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        now = time.time()
-        out = []
-        for r in sorted(self.replicas.values(), key=lambda r: (r.rec.namespace, r.rec.name)):
-            if namespace and r.rec.namespace != namespace:
-                continue
-            out.append({
-                "namespace": r.rec.namespace, "name": r.rec.name, "deployment": r.rec.deployment,
-                "ready": "1/1" if r.ready else "0/1", "isReady": r.ready, "status": _pod_status(r),
-                "reason": r.reason, "restarts": r.rec.restarts, "age_s": round(now - r.rec.created, 1),
-                "port": r.rec.port, "containerPort": r.rec.container_port, "sidecarPort": r.rec.sidecar_port,
-                "pid": r.rec.pid if r.proc is not None else None, "ip": "127.0.0.1",
-                "templateHash": r.rec.template_hash, "labels": dict(r.rec.labels), "lastExit": r.rec.last_exit,
-                "adopted": r.adopted,
-            })
-        return out
+        return views.pods(self.replicas.values(), namespace)
 
     def deployment_status(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Kubernetes-shaped `status` for a Deployment (None if the runtime does not know it)."""
-        key = (namespace, name)
-        body = self.res.deployments.get(key)
-        if body is None:
-            return None
-        spec = body.get("spec") or {}
-        hash_ = template_hash(spec.get("template") or {})
-        pods = [PodState(r.rec.template_hash, r.ready, self._available(r)) for r in self.replicas.values()
-                if (r.rec.namespace, r.rec.deployment) == key and not r.terminating]
-        # A spec the controller has not loaded and acted on yet is not "rolled out" (kubectl checks
-        # observedGeneration for the same reason).
-        caught_up = (self._loaded_count == self._change_count
-                     and self.observed.get(key) == self.res.versions.get(key))
-        deadline = float(spec.get("progressDeadlineSeconds", 600))
-        stalled = time.monotonic() - self.progress_at.get(key, time.monotonic()) > deadline
-        problem = self.problems.get(key)
-        return deployment_status(name, spec, hash_, pods, observed_generation=_int_or(self.observed.get(key)),
-                                 caught_up=caught_up, stalled=stalled,
-                                 problem=Problem(problem.reason, problem.message) if problem else None)
+        return views.deployment_status(self, namespace, name)
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """One Deployment as `deployments()` lists it: namespace, name, spec_replicas (the desired count, which
-        `kubectl rollout status` compares with the status) and status. None if the runtime does not know it."""
-        body = self.res.deployments.get((namespace, name))
-        status = self.deployment_status(namespace, name)
-        if body is None or status is None:
-            return None
-        return {"namespace": namespace, "name": name,
-                "spec_replicas": int((body.get("spec") or {}).get("replicas", 1)), "status": status}
+        """One Deployment as `deployments()` lists it (see views.deployment); None if the runtime does not know it."""
+        return views.deployment(self, namespace, name)
 
     def deployments(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        items = (self.deployment(ns, name) for (ns, name) in sorted(self.res.deployments)
-                 if not namespace or ns == namespace)
-        return [item for item in items if item is not None]
+        return views.deployments(self, namespace)
+
+    @property
+    def loaded_every_change(self) -> bool:
+        """The loaded resources include every store change seen so far."""
+        return self._loaded_count == self._change_count
 
     async def wait_ready(self, keys: Sequence[Any], timeout: float,
                          progress: Callable[[str, dict[str, Any]], None] | None = None) -> None:
@@ -679,25 +525,3 @@ class Runtime:
         if item is None:
             return None
         return str(getattr(item, "generation", None) or getattr(item, "resource_version", "") or "")
-
-
-def _initializing(r: Replica) -> bool:
-    return r.rec.init_done < r.rec.init_total
-
-
-def _pod_status(r: Replica) -> str:
-    """kubectl's STATUS column: `Init:1/2`, `Init:Error`, `Init:CrashLoopBackOff` while init containers run."""
-    if not _initializing(r) or r.phase is Phase.TERMINATING:
-        return r.phase.value
-    if r.phase is Phase.CRASH_LOOP:
-        return "Init:CrashLoopBackOff"
-    if r.phase is Phase.FAILED:
-        return "Init:Error"
-    return f"Init:{r.rec.init_done}/{r.rec.init_total}"
-
-
-def _int_or(value: str | None) -> int | str | None:
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
-

@@ -1,6 +1,6 @@
 """One replica as the runtime tracks it: its record, process, phase, readiness and probe task.
 
-State only; `graylane.runtime.reconciler` decides what happens to it.
+State only; `graylane.runtime.reconciler` decides what happens to it (`init_containers` and `prober` do their part).
 """
 
 from __future__ import annotations
