@@ -165,3 +165,32 @@ def test_precondition_fail_pipeline_combines_with_the_stage_options(
     assert statuses["sibling"] == ("CANCELED" if stage_status == "TERMINAL" else "SUCCEEDED")
     assert context["preconditionResults"][0]["passed"] is False
     assert "precondition 0 of stage under test failed" in context["exception"]["details"]["error"]
+
+
+def test_a_stage_whose_upstream_completed_as_the_pipeline_halted_ends_canceled(engine: sa.Engine) -> None:
+    """orca: CompleteStageHandler.startNext() queues StartStage for the downstream stages of a stage that completes,
+    whatever the execution's status; StartStageHandler starts them and RunTaskHandler completes their first task
+    CANCELED once the execution is complete. So a branch that completed in the same moment another branch halted the
+    pipeline shows its next stage CANCELED, never NOT_STARTED (recorded in Spinnaker's execution
+    01EH5F35DVKYEFEFBX2B93YKGF, tests/pipelines/compat). Here both inline stages run in one scheduler step."""
+    body = {"application": "app", "name": "p", "stages": [
+        _stage("1", "evaluateVariables", "ok branch", variables=[{"key": "x", "value": "1"}]),
+        _stage("2", "wait", "after ok", ("1",), waitTime=0),
+        _stage("3", "checkPreconditions", "halting branch", **FAILING["checkPreconditions"]),
+        _stage("4", "wait", "after halt", ("3",), waitTime=0)]}
+
+    async def go() -> tuple[dict[str, str], str]:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            exe = await ex.start_execution(repo.get(repo.save(body, actor="user:test").id), {}, user="test")
+            done = await ex.wait_until_complete(exe.id, timeout=20)
+            return {s.name: str(s.status) for s in done.stages}, str(done.status)
+        finally:
+            await ex.stop()
+
+    statuses, execution = asyncio.run(go())
+    assert execution == "TERMINAL"
+    assert statuses == {"ok branch": "SUCCEEDED", "after ok": "CANCELED", "halting branch": "TERMINAL",
+                        "after halt": "NOT_STARTED"}

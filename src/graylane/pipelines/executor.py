@@ -318,6 +318,7 @@ class Executor:
                     self._finish(exe, status, tx)
         if _halted(exe):
             await self._cancel_running(d, exe, tx, S.CANCELED)
+            self._cancel_started(exe, tx)
         return launch
 
     # ---- execution level
@@ -370,6 +371,18 @@ class Executor:
                         await impls[current].on_cancel(self._view(exe, st))
                     except Exception:
                         log.warning("execution %s stage %s: on_cancel failed", exe.id, st.name, exc_info=True)
+
+    def _cancel_started(self, exe: Execution, tx: Tx) -> None:
+        """Stages the halt caught with every upstream stage complete end CANCELED, not NOT_STARTED: in orca the
+        upstream stage's CompleteStageHandler.startNext() already queued their StartStage (whatever the
+        execution's status), StartStageHandler starts them, and RunTaskHandler completes their first task CANCELED
+        because the execution is complete. A recorded Spinnaker execution shows it (tests/pipelines/compat)."""
+        now = self.now_ms()
+        for st in exe.stages:
+            if st.status == S.NOT_STARTED and is_startable(exe, st):
+                st.status, st.start_time, st.end_time = S.CANCELED, now, now
+                tx.touch(st)
+                tx.events.append(stage_event(exe, st, now))
 
     # ---- stage level
 
