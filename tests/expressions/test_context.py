@@ -84,3 +84,30 @@ def test_pipeline_lookup_is_injected(make_ctx: Any) -> None:
     assert evaluate_expression("#pipelineId('deploy-prod')", ctx) == "cfg-prod"
     assert evaluate_expression("#pipelineIdInApplication('deploy-prod', 'bookinfo')", ctx) == "cfg-prod"
     assert evaluate_expression("#pipelineIdOrNull('other')", ctx) is None
+
+
+@pytest.mark.parametrize("expression", [
+    "execution.stagess", "execution['stagess']", "execution.stages[0].contxt", "execution.stages[0]['contxt']",
+    "#stage('deploy canary').contxt", "#stage('deploy canary')['contxt']", "execution.stages.![contxt]",
+])
+def test_execution_and_stage_objects_fail_on_a_name_they_do_not_have(make_ctx: Any, expression: str) -> None:
+    """orca's `execution` and its stages are Java objects (PipelineExecutionImpl, StageExecutionImpl): SpEL reads
+    their getters, and a name with none fails ("requested getter stagess not found on type class ...
+    PipelineExecutionImpl", recorded by a Spinnaker expression tester, tests/expressions/test_real_world.py)."""
+    with pytest.raises(ExpressionError, match="requested getter 'stagess|requested getter 'contxt'"):
+        evaluate_expression(expression, make_ctx())
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ("execution.templateVariables", None),  # a getter the JSON leaves out reads null
+    ("execution.stages[0].scheduledTime", None),
+    ("#stage('deploy canary').parentStageId", None),
+    ("execution.stages[0].name", "deploy canary"),
+    ("execution.stages.?[type == 'manualJudgment'].![name]", ["设置灰度比例", "是否全量发布"]),
+    ("#stage('deploy canary')['context']['nothing']", None),  # context, outputs and trigger are maps
+    ("#stage('deploy canary').outputs.nothing", None),
+    ("trigger.nothing", None),
+])
+def test_getters_and_maps_of_the_execution_read_null_when_absent(make_ctx: Any, expression: str,
+                                                                  expected: Any) -> None:
+    assert evaluate_expression(expression, make_ctx()) == expected

@@ -10,6 +10,10 @@ has completeOtherBranchesThenFail.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -165,3 +169,145 @@ def test_precondition_fail_pipeline_combines_with_the_stage_options(
     assert statuses["sibling"] == ("CANCELED" if stage_status == "TERMINAL" else "SUCCEEDED")
     assert context["preconditionResults"][0]["passed"] is False
     assert "precondition 0 of stage under test failed" in context["exception"]["details"]["error"]
+
+
+def test_a_stage_whose_upstream_completed_as_the_pipeline_halted_ends_canceled(engine: sa.Engine) -> None:
+    """orca: CompleteStageHandler.startNext() queues StartStage for the downstream stages of a stage that completes,
+    whatever the execution's status; StartStageHandler starts them and RunTaskHandler completes their first task
+    CANCELED once the execution is complete. So a branch that completed in the same moment another branch halted the
+    pipeline shows its next stage CANCELED, never NOT_STARTED (recorded in Spinnaker's execution
+    01EH5F35DVKYEFEFBX2B93YKGF, tests/pipelines/compat). Here both inline stages run in one scheduler step."""
+    body = {"application": "app", "name": "p", "stages": [
+        _stage("1", "evaluateVariables", "ok branch", variables=[{"key": "x", "value": "1"}]),
+        _stage("2", "wait", "after ok", ("1",), waitTime=0),
+        _stage("3", "checkPreconditions", "halting branch", **FAILING["checkPreconditions"]),
+        _stage("4", "wait", "after halt", ("3",), waitTime=0)]}
+
+    async def go() -> tuple[dict[str, str], str]:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            exe = await ex.start_execution(repo.get(repo.save(body, actor="user:test").id), {}, user="test")
+            done = await ex.wait_until_complete(exe.id, timeout=20)
+            return {s.name: str(s.status) for s in done.stages}, str(done.status)
+        finally:
+            await ex.stop()
+
+    statuses, execution = asyncio.run(go())
+    assert execution == "TERMINAL"
+    assert statuses == {"ok branch": "SUCCEEDED", "after ok": "CANCELED", "halting branch": "TERMINAL",
+                        "after halt": "NOT_STARTED"}
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """Answers 200 after `delay_s`: a webhook call still under way when the other branch halts the pipeline."""
+
+    delay_s = 0.6
+    calls = 0
+    arrived = threading.Event()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).calls += 1
+        type(self).arrived.set()
+        time.sleep(type(self).delay_s)
+        data = b'{"done": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    _Slow.calls, _Slow.arrived = 0, threading.Event()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _halt_during_a_call(url: str) -> dict[str, Any]:
+    """Branch `call` (a webhook still waiting for its answer, then `after call`) beside a branch that halts the
+    pipeline once the call has reached the server."""
+    return {"application": "app", "name": "p", "stages": [
+        _stage("1", "webhook", "call", url=url, method="GET"),
+        _stage("2", "wait", "after call", ("1",), waitTime=0),
+        _stage("3", "manualJudgment", "halt", failPipeline=True)]}
+
+
+def test_a_task_call_under_way_when_the_pipeline_halts_completes_with_its_own_result(
+        engine: sa.Engine, slow_server: str) -> None:
+    """orca: CompleteExecutionHandler's CancelStage does not interrupt a task that is executing (it re-queues RunTask,
+    which cancels tasks of a complete execution only before they run): the call completes, its stage ends with its
+    result, and the stage that result lets start ends CANCELED. Recorded in Spinnaker's execution
+    01EH5F35DVKYEFEFBX2B93YKGF (tests/pipelines/compat): the webhook branch ended FAILED_CONTINUE after the other
+    branch's TERMINAL, and its Evaluate Variables stage CANCELED."""
+
+    async def go() -> None:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            config = repo.get(repo.save(_halt_during_a_call(f"{slow_server}/slow"), actor="user:test").id)
+            exe = await ex.start_execution(config, {}, user="test")
+            await ex.wait_for_stage(exe.id, "halt", {S.RUNNING}, timeout=10)
+            assert await asyncio.to_thread(_Slow.arrived.wait, 10)
+            await ex.update_stage(exe.id, "halt", {"judgmentStatus": "stop"}, user="alice")
+            halted = await ex.wait_until_complete(exe.id, timeout=10)
+            assert str(halted.status) == "TERMINAL"
+            assert str(halted.stage("1").status) == "RUNNING"  # the call is still under way, as in orca
+            call = await ex.wait_for_stage(exe.id, "call", {S.SUCCEEDED, S.CANCELED, S.TERMINAL}, timeout=10)
+            assert str(call.status) == "SUCCEEDED" and call.context["webhook"]["statusCodeValue"] == 200
+            done = ex.get(exe.id)
+            assert {s.name: str(s.status) for s in done.stages} == {
+                "call": "SUCCEEDED", "after call": "CANCELED", "halt": "TERMINAL"}
+            assert str(done.status) == "TERMINAL" and _Slow.calls == 1
+        finally:
+            await ex.stop()
+
+    asyncio.run(go())
+
+
+def test_a_call_lost_with_the_control_plane_after_the_halt_ends_canceled_on_resume(
+        engine: sa.Engine, slow_server: str) -> None:
+    """The control plane stops while the call is under way after the halt: the store has a TERMINAL execution with a
+    RUNNING stage. The next start cancels it (orca's RunTaskHandler cancels a task of a complete execution)."""
+    _Slow.delay_s = 5.0
+
+    async def halt_and_stop() -> str:
+        ex = Executor(engine)
+        await ex.start()
+        try:
+            repo = PipelineRepository(engine)
+            config = repo.get(repo.save(_halt_during_a_call(f"{slow_server}/slow"), actor="user:test").id)
+            exe = await ex.start_execution(config, {}, user="test")
+            await ex.wait_for_stage(exe.id, "halt", {S.RUNNING}, timeout=10)
+            assert await asyncio.to_thread(_Slow.arrived.wait, 10)
+            await ex.update_stage(exe.id, "halt", {"judgmentStatus": "stop"}, user="alice")
+            await ex.wait_until_complete(exe.id, timeout=10)
+            return exe.id
+        finally:
+            await ex.stop()  # the call is dropped with the process
+
+    async def resume(execution_id: str) -> dict[str, str]:
+        ex = Executor(engine)  # a new control plane on the same store
+        assert str(ex.get(execution_id).stage("1").status) == "RUNNING"
+        await ex.start()
+        try:
+            await ex.wait_for_stage(execution_id, "call", {S.CANCELED}, timeout=10)
+            return {s.name: str(s.status) for s in ex.get(execution_id).stages}
+        finally:
+            await ex.stop()
+
+    try:
+        execution_id = asyncio.run(halt_and_stop())
+        assert asyncio.run(resume(execution_id)) == {"call": "CANCELED", "after call": "NOT_STARTED",
+                                                     "halt": "TERMINAL"}
+    finally:
+        _Slow.delay_s = 0.6

@@ -196,6 +196,63 @@ def test_webhook_retries_then_polls_status_until_done(engine: sa.Engine, hook_se
     run(engine, scenario)
 
 
+class _Artifacts(BaseHTTPRequestHandler):
+    """GET /<name> answers 200 with the JSON body registered under that name."""
+
+    bodies: dict[str, Any] = {}
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        data = json.dumps(type(self).bodies[self.path.lstrip("/")]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_webhook_expected_artifacts_bind_to_the_artifacts_its_answer_carries(engine: sa.Engine) -> None:
+    """orca WebhookResponseProcessor + WebhookStage: with expectedArtifacts a 2xx answer must carry `artifacts`, and
+    BindProducedArtifactsTask binds the expected artifacts to them (or to a default); unmatched is TERMINAL."""
+    nginx = {"type": "gcs/object", "name": "gs://sbws/manifests/nginx.yaml", "reference": "gs://sbws/manifests/nginx.yaml"}
+    _Artifacts.bodies = {"nginx": {"artifacts": [nginx]}, "other": {"artifacts": [{**nginx, "name": "gs://x/y"}]},
+                         "none": {"status": "ok"}}
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Artifacts)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    expected = [{"id": "manifest", "matchArtifact": {"type": "gcs/object", "name": "gs://sbws/manifests/nginx.yaml"},
+                 "useDefaultArtifact": False, "usePriorArtifact": False}]
+    body = {"application": "app", "name": "artifacts", "stages": [
+        stage(ref, "webhook", name, url=f"{base}/{name}", method="GET", expectedArtifacts=expected, failPipeline=False)
+        for ref, name in (("1", "nginx"), ("2", "other"), ("3", "none"))] + [
+        stage("4", "webhook", "defaulted", url=f"{base}/none", method="GET", expectedArtifacts=[
+            {**expected[0], "useDefaultArtifact": True, "defaultArtifact": nginx}], failPipeline=False)]}
+
+    async def scenario(ex: Executor) -> None:
+        exe = await ex.wait_until_complete(await _start(ex, body), timeout=30)
+        ok = exe.stage("nginx")
+        assert ok.status == S.SUCCEEDED, ok.context
+        assert [t.name for t in ok.tasks] == ["createWebhook", "bindProducedArtifacts"]
+        assert ok.outputs["artifacts"] == [nginx]
+        assert ok.outputs["resolvedExpectedArtifacts"][0]["boundArtifact"] == nginx
+        other = exe.stage("other")
+        assert other.status == S.STOPPED
+        assert "Unmatched expected artifact 'manifest'" in other.context["exception"]["details"]["error"]
+        none = exe.stage("none")
+        assert none.status == S.STOPPED
+        assert "has no `artifacts` list" in none.context["exception"]["details"]["error"]
+        # the response carries no artifacts, so the create task fails before any default is considered (orca)
+        assert exe.stage("defaulted").status == S.STOPPED
+
+    try:
+        run(engine, scenario)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_child_pipeline_runs_with_parameters_and_parent_waits(engine: sa.Engine) -> None:
     child = {"application": "app", "name": "child", "parameterConfig": [{"name": "who", "required": True}],
              "stages": [stage("1", "evaluateVariables", "greet",

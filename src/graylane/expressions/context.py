@@ -43,10 +43,31 @@ class ExpressionOptions:
 DEFAULT_OPTIONS = ExpressionOptions()
 
 
+# orca's `execution` and its stages are Java objects (PipelineExecutionImpl, StageExecutionImpl), not maps: SpEL reads
+# their getters, and a name with no getter fails ("requested getter stagess not found on type class
+# ...PipelineExecutionImpl", as a recorded Spinnaker evaluation shows, tests/expressions/test_real_world.py) where
+# a map's unknown key reads as null. A getter whose value the JSON leaves out reads as null. Their `context`,
+# `outputs` and the root `trigger` are maps. (orca-api PipelineExecution / StageExecution and the Impl classes.)
+EXECUTION_PROPERTIES = frozenset({
+    "type", "id", "application", "name", "buildTime", "canceled", "canceledBy", "cancellationReason",
+    "limitConcurrent", "maxConcurrentExecutions", "keepWaitingPipelines", "context", "stages", "startTime", "endTime",
+    "startTimeExpiry", "status", "authentication", "paused", "origin", "trigger", "description", "pipelineConfigId",
+    "source", "notifications", "spelEvaluator", "templateVariables", "partition", "size", "totalSize",
+    "initialConfig", "systemNotifications"})
+STAGE_PROPERTIES = frozenset({
+    "id", "refId", "type", "name", "execution", "startTime", "endTime", "startTimeExpiry", "status", "context",
+    "outputs", "tasks", "syntheticStageOwner", "parentStageId", "requisiteStageRefIds", "scheduledTime",
+    "lastModified", "additionalMetricTags", "allowSiblingStagesToContinueOnFailure", "continuePipelineOnFailure",
+    "parent", "topLevelStage", "parentWithTimeout", "timeout", "backoffPeriod", "join", "manualJudgmentType",
+    "size", "allowedAccounts", "hasSucceeded", "hasFailed"})
+
+
 class StageRef(Mapping[str, Any]):
-    """A stage as `#stage(...)` returns it: its JSON fields plus `hasSucceeded` / `hasFailed`."""
+    """A stage as `#stage(...)` and `execution.stages` give it: its JSON fields plus `hasSucceeded` / `hasFailed`;
+    a name that is no StageExecution property fails (EXECUTION_PROPERTIES above)."""
 
     java_type = "StageExecution"
+    pojo_properties = STAGE_PROPERTIES
     __slots__ = ("stage",)
 
     def __init__(self, stage: Mapping[str, Any]) -> None:
@@ -69,6 +90,34 @@ class StageRef(Mapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         return key in self.stage or key in ("hasSucceeded", "hasFailed")
+
+
+class ExecutionRef(Mapping[str, Any]):
+    """`execution`: the execution JSON as orca's PipelineExecution object, its stages as StageRef."""
+
+    java_type = "PipelineExecution"
+    pojo_properties = EXECUTION_PROPERTIES
+    __slots__ = ("execution", "_stages")
+
+    def __init__(self, execution: Mapping[str, Any]) -> None:
+        self.execution = execution
+        self._stages: list[Any] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "stages" and isinstance(self.execution.get("stages"), list):
+            if self._stages is None:
+                self._stages = [StageRef(s) if isinstance(s, Mapping) else s for s in self.execution["stages"]]
+            return self._stages
+        return self.execution[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.execution)
+
+    def __len__(self) -> int:
+        return len(self.execution)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.execution
 
 
 def _stringify_parameters(params: Any) -> dict[str, Any]:
@@ -287,7 +336,7 @@ class EvaluationContext:
     def _build_root(self) -> RootContext:
         trigger = self.trigger
         precomputed: dict[str, Any] = {
-            "execution": self.execution,
+            "execution": ExecutionRef(self.execution),
             "trigger": trigger,
             "parameters": _stringify_parameters(trigger.get("parameters")),
         }

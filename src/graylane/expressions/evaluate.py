@@ -241,6 +241,12 @@ class Evaluator:
         raise EvaluationError(f"{type_name(target)} has no property {name!r}", position=pos)
 
     def unknown_key(self, target: Mapping[Any, Any], key: Any, pos: int) -> None:
+        known = getattr(target, "pojo_properties", None)
+        if known is not None:  # orca's execution / stage objects: a getter reads null, any other name fails
+            if key in known:
+                return None
+            raise EvaluationError(f"requested getter {key!r} not found on {type_name(target)} (an object, not a map: "
+                                  f"its properties are {_short_keys(sorted(known), limit=40)})", position=pos)
         where = "the root" if target is self.root else f"this {type_name(target)}"
         if not self.options.allow_unknown_keys:
             raise EvaluationError(f"no key {key!r} in {where}; keys: {_short_keys(target.keys())}", position=pos)

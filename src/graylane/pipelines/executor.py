@@ -76,8 +76,9 @@ class Executor:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        """Resume every execution the store says is still active (after a restart or a SIGKILL)."""
-        active: list[str] = list(self.repo.active_ids())
+        """Resume every execution the store says is still active (after a restart or a SIGKILL), and cancel the
+        stages of halted ones whose task call was lost with the process (_after_halt)."""
+        active: list[str] = list(self.repo.active_ids()) + self.repo.halted_with_running_ids()
         for execution_id in active:
             self._ensure_driver(execution_id)
 
@@ -294,6 +295,9 @@ class Executor:
             await self._cancel_running(d, exe, tx, S.CANCELED)
             self._finish(exe, S.CANCELED, tx)
             return launch
+        if _halted(exe):
+            await self._after_halt(d, exe, tx)
+            return launch
         if exe.status != S.RUNNING:
             return launch
         self._collect_inflight(d, exe, tx)
@@ -317,7 +321,7 @@ class Executor:
                 if status is not None:
                     self._finish(exe, status, tx)
         if _halted(exe):
-            await self._cancel_running(d, exe, tx, S.CANCELED)
+            await self._after_halt(d, exe, tx)
         return launch
 
     # ---- execution level
@@ -350,10 +354,25 @@ class Executor:
     def _finish(self, exe: Execution, status: S, tx: Tx) -> None:
         finish(exe, status, tx, self.now_ms())
 
-    async def _cancel_running(self, d: Driver, exe: Execution, tx: Tx, status: S) -> None:
+    async def _after_halt(self, d: Driver, exe: Execution, tx: Tx) -> None:
+        """The pipeline halted (TERMINAL, or a stage CANCELED): as orca after CompleteExecutionHandler.
+
+        A task call under way is not interrupted (orca's CancelStage only re-queues RunTask; a task already executing
+        completes): its result is applied when it returns, so its stage ends with what the call did. Every other
+        RUNNING stage ends CANCELED (RunTaskHandler cancels a task of a complete execution): one that was waiting to
+        run its task again, one whose call just succeeded with tasks left, and one whose call was lost with a
+        stopped control plane. Then the stages their completion let start end CANCELED too (_cancel_started)."""
+        self._collect_inflight(d, exe, tx)
+        await self._cancel_running(d, exe, tx, S.CANCELED, interrupt=False)
+        self._cancel_started(exe, tx)
+
+    async def _cancel_running(self, d: Driver, exe: Execution, tx: Tx, status: S, *, interrupt: bool = True) -> None:
+        """RUNNING/PAUSED stages end `status`; `interrupt=False` leaves the ones with a task call under way."""
         now = self.now_ms()
         for st in exe.stages:
             if st.status in (S.RUNNING, S.PAUSED):
+                if not interrupt and st.id in d.inflight:
+                    continue
                 inf = d.inflight.pop(st.id, None)
                 if inf is not None:
                     inf.job.cancel()
@@ -370,6 +389,18 @@ class Executor:
                         await impls[current].on_cancel(self._view(exe, st))
                     except Exception:
                         log.warning("execution %s stage %s: on_cancel failed", exe.id, st.name, exc_info=True)
+
+    def _cancel_started(self, exe: Execution, tx: Tx) -> None:
+        """Stages the halt caught with every upstream stage complete end CANCELED, not NOT_STARTED: in orca the
+        upstream stage's CompleteStageHandler.startNext() already queued their StartStage (whatever the
+        execution's status), StartStageHandler starts them, and RunTaskHandler completes their first task CANCELED
+        because the execution is complete. A recorded Spinnaker execution shows it (tests/pipelines/compat)."""
+        now = self.now_ms()
+        for st in exe.stages:
+            if st.status == S.NOT_STARTED and is_startable(exe, st):
+                st.status, st.start_time, st.end_time = S.CANCELED, now, now
+                tx.touch(st)
+                tx.events.append(stage_event(exe, st, now))
 
     # ---- stage level
 
@@ -526,6 +557,8 @@ class Executor:
         stage.status, stage.end_time = status, self.now_ms()
         tx.touch(stage)
         tx.events.append(stage_event(exe, stage, self.now_ms()))
+        if exe.status.is_complete:  # a call that was under way when the pipeline halted: it ends, nothing else
+            return
         if status == S.TERMINAL:
             self._finish(exe, S.TERMINAL, tx)
         elif status == S.CANCELED:

@@ -212,10 +212,13 @@ class Leases:
         return lost
 
     def claimable(self, limit: int = 500) -> list[str]:
-        """Active executions no live replica drives (a BUFFERED one released by its driver waits for its wake)."""
+        """Active executions no live replica drives (a BUFFERED one released by its driver waits for its wake), and
+        complete ones whose driver died before releasing them (a task call under way when the pipeline halted: the
+        new driver cancels its stage, executor._after_halt)."""
         active = [str(s) for s in (S.NOT_STARTED, S.RUNNING, S.PAUSED)]
         q = sa.select(_ex.id).where(sa.or_(_ex.status.in_(active), sa.and_(
-            _ex.status == str(S.BUFFERED), _ex.lease_owner.is_not(None))),
+            _ex.status == str(S.BUFFERED), _ex.lease_owner.is_not(None)), sa.and_(
+            _ex.status.not_in([*active, str(S.BUFFERED)]), _ex.lease_owner.is_not(None))),
             self._mine(), sa.or_(_ex.lease_owner.is_(None), _ex.lease_owner != self.owner)) \
             .order_by(_ex.build_time).limit(limit)
         with self.engine.connect() as conn:

@@ -323,6 +323,17 @@ class ExecutionRepository:
                 pipeline_executions.c.build_time))
             return [r.id for r in rows]
 
+    def halted_with_running_ids(self) -> list[str]:
+        """Complete executions with a stage still RUNNING: a task call was under way when the pipeline halted and
+        the control plane stopped before it returned (the executor's _after_halt cancels it on resume)."""
+        running = sa.select(pipeline_stages.c.execution_id).where(
+            pipeline_stages.c.status == str(ExecutionStatus.RUNNING))
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(pipeline_executions.c.id).where(
+                pipeline_executions.c.status.not_in([str(s) for s in ACTIVE]),
+                pipeline_executions.c.id.in_(running)).order_by(pipeline_executions.c.build_time))
+            return [r.id for r in rows]
+
     def count_by_status(self, pipeline_config_id: str, statuses: Iterable[ExecutionStatus],
                         exclude: str | None = None) -> list[tuple[str, int, str]]:
         """(id, build_time, status) of this config's executions in `statuses`, oldest first."""

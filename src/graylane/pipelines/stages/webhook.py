@@ -1,5 +1,10 @@
 """`webhook`: call a URL (retrying what is retryable), then optionally poll a status URL until it completes.
 
+With `expectedArtifacts`, as orca's WebhookResponseProcessor and WebhookStage: a 2xx answer (without
+waitForCompletion) must carry `artifacts` (TERMINAL otherwise), and a last task binds the expected artifacts to
+them, to upstream stages' and to the trigger's (BindProducedArtifactsTask): one that binds nothing and has no
+default ends the stage TERMINAL.
+
 Every request carries `Idempotency-Key: <execution>/<stage>/<attempt>` (unless customHeaders set one): retries,
 and a task resumed by another replica or after a crash, send the same key (docs/pipelines.md, at-least-once).
 """
@@ -96,7 +101,14 @@ class CreateWebhookTask(Task):
         info = {"attempts": attempts, "statusCode": str(code), "statusCodeValue": code,
                 "headers": dict(resp.headers), "body": _body(resp)}
         if 200 <= code < 300:
-            return TaskResult.succeeded({"webhook": info}, {"webhook": info})
+            update: dict[str, Any] = {"webhook": info}
+            if ctx.get("expectedArtifacts") and not ctx.get("waitForCompletion"):
+                produced = info["body"].get("artifacts") if isinstance(info["body"], dict) else None
+                if not isinstance(produced, list):
+                    return TaskResult.terminal(f"stage {stage.name}: expected artifacts in the webhook response "
+                                               "couldn't be read: the response has no `artifacts` list", update)
+                update["artifacts"] = produced
+            return TaskResult.succeeded(update, {"webhook": info})
         if code in _codes(ctx.get("failFastStatusCodes"), DEFAULT_FAIL_FAST):
             return TaskResult.terminal(f"stage {stage.name}: {method} {url} returned {code} "
                                        "(a fail-fast status code)", {"webhook": info})
@@ -150,6 +162,45 @@ class MonitorWebhookTask(Task):
         return TaskResult.running(interval, update)
 
 
+def _ancestors(execution: dict[str, Any], ref_id: str) -> list[dict[str, Any]]:
+    """The stages upstream of `ref_id`, nearest first (orca StageExecution.ancestors())."""
+    by_ref = {str(s.get("refId")): s for s in execution.get("stages") or []}
+    out: list[dict[str, Any]] = []
+    frontier, seen = [ref_id], {ref_id}
+    while frontier:
+        nxt: list[str] = []
+        for ref in frontier:
+            for up in (by_ref.get(ref) or {}).get("requisiteStageRefIds") or []:
+                if str(up) not in seen and str(up) in by_ref:
+                    seen.add(str(up))
+                    out.append(by_ref[str(up)])
+                    nxt.append(str(up))
+        frontier = nxt
+    return out
+
+
+class BindProducedArtifactsTask(Task):
+    """orca BindProducedArtifactsTask: the stage's `expectedArtifacts` bound to the artifacts it produced (its
+    context's `artifacts`), its ancestors' output `artifacts` and the trigger's, or to their defaults."""
+
+    name = "bindProducedArtifacts"
+    inline = True
+
+    async def run(self, stage: StageView) -> TaskResult:
+        from graylane.pipelines.artifacts import bind_expected
+
+        expected = [e for e in stage.context.get("expectedArtifacts") or [] if isinstance(e, dict)]
+        if not expected:
+            return TaskResult.succeeded()
+        candidates = [a for a in stage.context.get("artifacts") or [] if isinstance(a, dict)]
+        for up in _ancestors(stage.execution, stage.ref_id):
+            candidates += [a for a in (up.get("outputs") or {}).get("artifacts") or [] if isinstance(a, dict)]
+        candidates += [a for a in (stage.execution.get("trigger") or {}).get("artifacts") or [] if isinstance(a, dict)]
+        resolved = bind_expected(expected, candidates)  # a ValidationError ends the stage TERMINAL with its reason
+        bound = {"artifacts": [r["boundArtifact"] for r in resolved], "resolvedExpectedArtifacts": resolved}
+        return TaskResult.succeeded(bound, bound)
+
+
 class WebhookStage(StageDefinition):
     type = "webhook"
 
@@ -157,6 +208,8 @@ class WebhookStage(StageDefinition):
         tasks: list[Task] = [] if context.get("monitorOnly") else [CreateWebhookTask()]
         if context.get("waitForCompletion") or context.get("monitorOnly"):
             tasks.append(MonitorWebhookTask())
+        if "expectedArtifacts" in context:
+            tasks.append(BindProducedArtifactsTask())
         return tasks
 
 
