@@ -27,8 +27,10 @@ from graylane.pipelines.evaluation import Evaluator
 from graylane.pipelines.execution import Execution, Stage, Task, new_execution
 from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, audit_entry
 from graylane.pipelines.scheduling import (
+    cancel_started,
     completion_status,
     duration,
+    halted,
     is_startable,
     task_impls,
     timeout,
@@ -254,12 +256,12 @@ class Executor:
             try:
                 result = fn(exe, own, self.now_ms())
             except GraylaneError as exc:
-                _restore(exe, snapshot)
+                exe.__dict__.update(snapshot.__dict__)  # the command's changes undone
                 fut.set_exception(exc)
                 continue
             except Exception as exc:
                 log.exception("execution %s: command failed", exe.id)
-                _restore(exe, snapshot)
+                exe.__dict__.update(snapshot.__dict__)  # the command's changes undone
                 fut.set_exception(exc)
                 continue
             for stage_id in own.run_now:
@@ -295,7 +297,7 @@ class Executor:
             await self._cancel_running(d, exe, tx, S.CANCELED)
             self._finish(exe, S.CANCELED, tx)
             return launch
-        if _halted(exe):
+        if halted(exe):
             await self._after_halt(d, exe, tx)
             return launch
         if exe.status != S.RUNNING:
@@ -320,7 +322,7 @@ class Executor:
                 status = None if d.inflight else completion_status(exe)
                 if status is not None:
                     self._finish(exe, status, tx)
-        if _halted(exe):
+        if halted(exe):
             await self._after_halt(d, exe, tx)
         return launch
 
@@ -361,10 +363,10 @@ class Executor:
         completes): its result is applied when it returns, so its stage ends with what the call did. Every other
         RUNNING stage ends CANCELED (RunTaskHandler cancels a task of a complete execution): one that was waiting to
         run its task again, one whose call just succeeded with tasks left, and one whose call was lost with a
-        stopped control plane. Then the stages their completion let start end CANCELED too (_cancel_started)."""
+        stopped control plane. Then the stages their completion let start end CANCELED too (cancel_started)."""
         self._collect_inflight(d, exe, tx)
         await self._cancel_running(d, exe, tx, S.CANCELED, interrupt=False)
-        self._cancel_started(exe, tx)
+        cancel_started(exe, tx, self.now_ms())
 
     async def _cancel_running(self, d: Driver, exe: Execution, tx: Tx, status: S, *, interrupt: bool = True) -> None:
         """RUNNING/PAUSED stages end `status`; `interrupt=False` leaves the ones with a task call under way."""
@@ -389,18 +391,6 @@ class Executor:
                         await impls[current].on_cancel(self._view(exe, st))
                     except Exception:
                         log.warning("execution %s stage %s: on_cancel failed", exe.id, st.name, exc_info=True)
-
-    def _cancel_started(self, exe: Execution, tx: Tx) -> None:
-        """Stages the halt caught with every upstream stage complete end CANCELED, not NOT_STARTED: in orca the
-        upstream stage's CompleteStageHandler.startNext() already queued their StartStage (whatever the
-        execution's status), StartStageHandler starts them, and RunTaskHandler completes their first task CANCELED
-        because the execution is complete. A recorded Spinnaker execution shows it (tests/pipelines/compat)."""
-        now = self.now_ms()
-        for st in exe.stages:
-            if st.status == S.NOT_STARTED and is_startable(exe, st):
-                st.status, st.start_time, st.end_time = S.CANCELED, now, now
-                tx.touch(st)
-                tx.events.append(stage_event(exe, st, now))
 
     # ---- stage level
 
@@ -607,12 +597,3 @@ class Executor:
     async def _supersede(self, execution_id: str) -> None:
         with contextlib.suppress(GraylaneError):
             await self.cancel(execution_id, user="system", reason=concurrency.SUPERSEDED)
-
-
-def _halted(exe: Execution) -> bool:
-    """The execution ended otherwise than SUCCEEDED (what is still running is canceled)."""
-    return exe.status.is_complete and exe.status != S.SUCCEEDED
-
-
-def _restore(exe: Execution, snapshot: Execution) -> None:
-    exe.__dict__.update(snapshot.__dict__)

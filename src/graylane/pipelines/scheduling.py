@@ -16,6 +16,7 @@ from graylane.pipelines.stages import definition
 from graylane.pipelines.status import ExecutionStatus
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageView, Task
+from graylane.pipelines.tx import Tx, stage_event
 from graylane.pipelines.window import TimeWindowTask
 
 
@@ -100,3 +101,20 @@ def completion_status(exe: Execution) -> ExecutionStatus | None:
     if any(st.status == S.STOPPED and st.complete_other_branches_then_fail for st in exe.stages):
         return S.TERMINAL
     return S.SUCCEEDED
+
+
+def halted(exe: Execution) -> bool:
+    """The execution ended otherwise than SUCCEEDED (what is still running is canceled)."""
+    return exe.status.is_complete and exe.status != S.SUCCEEDED
+
+
+def cancel_started(exe: Execution, tx: Tx, now: int) -> None:
+    """Stages the halt caught with every upstream stage complete end CANCELED, not NOT_STARTED: in orca the
+    upstream stage's CompleteStageHandler.startNext() already queued their StartStage (whatever the
+    execution's status), StartStageHandler starts them, and RunTaskHandler completes their first task CANCELED
+    because the execution is complete. A recorded Spinnaker execution shows it (tests/pipelines/compat)."""
+    for st in exe.stages:
+        if st.status == S.NOT_STARTED and is_startable(exe, st):
+            st.status, st.start_time, st.end_time = S.CANCELED, now, now
+            tx.touch(st)
+            tx.events.append(stage_event(exe, st, now))
