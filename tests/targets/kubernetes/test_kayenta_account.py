@@ -4,10 +4,11 @@ series); a healthy window passes, a window where v2 answers 503s fails and rolls
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,15 +116,16 @@ def _stage(start: float, end: float) -> dict[str, Any]:
     return {**stage, "analysisType": "retrospective", "rollback": ROLLBACK, "account": "staging"}
 
 
-@pytest.mark.asyncio
-async def test_kayenta_canary_on_a_kubernetes_account(cluster: Any, state_dir: Path, tmp_path: Path,
-                                                      prometheus: tuple[str, float]) -> None:
-    url, end = prometheus
-    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default", prometheus=url)
+@contextlib.asynccontextmanager
+async def canary_runs(cluster: Any, tmp_path: Path, prometheus_url: str,
+                      config: dict[str, Any]) -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[Any]]]:
+    """Account `staging` (the emulated cluster, with `prometheus_url`), the reviews world applied and rolled out,
+    the canary config stored, an executor running: yields run(stage) -> the finished execution."""
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default", prometheus=prometheus_url)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
     metadata.create_all(engine)
     store = Store.open(f"sqlite:///{tmp_path / 'local.db'}")  # the stored CanaryConfig the stage names
-    store.apply([Document(wrap_canary_config(CONFIG), Source("cc", 1, 0))], "user:t")
+    store.apply([Document(wrap_canary_config(config), Source("cc", 1, 0))], "user:t")
 
     class ControlPlane:
         settings: dict[str, Any] = {}
@@ -147,12 +149,24 @@ async def test_kayenta_canary_on_a_kubernetes_account(cluster: Any, state_dir: P
 
     async def run(stage: dict[str, Any]) -> Any:
         body = {"application": "bookinfo", "name": f"k{len(ex.pipelines.list())}", "stages": [stage]}
-        config = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
-        trigger = build_trigger(config, {"type": "manual", "user": "t", "parameters": {}}, ex)
-        exe = await ex.start_execution(config, trigger, user="t")
+        saved = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
+        trigger = build_trigger(saved, {"type": "manual", "user": "t", "parameters": {}}, ex)
+        exe = await ex.start_execution(saved, trigger, user="t")
         return await ex.wait_until_complete(exe.id, timeout=90)
 
     try:
+        yield run
+    finally:
+        await ex.stop()
+        engine.dispose()
+        store.close()
+
+
+@pytest.mark.asyncio
+async def test_kayenta_canary_on_a_kubernetes_account(cluster: Any, state_dir: Path, tmp_path: Path,
+                                                      prometheus: tuple[str, float]) -> None:
+    url, end = prometheus
+    async with canary_runs(cluster, tmp_path, url, CONFIG) as run:
         healthy = await run(_stage(end - SPAN + 60, end - SPAN + 100))  # before v2's 503s
         [stage] = healthy.stages
         assert healthy.status == S.SUCCEEDED, stage.context.get("exception")
@@ -176,7 +190,3 @@ async def test_kayenta_canary_on_a_kubernetes_account(cluster: Any, state_dir: P
         assert "error-rate High (critical)" in error and "rolled back" in error, error
         assert weights(cluster) == [("v1", 100)]
         assert cluster.api.object(DEPLOYMENTS, "default", "reviews-v2") is None
-    finally:
-        await ex.stop()
-        engine.dispose()
-        store.close()

@@ -5,6 +5,7 @@ series as a sidecar would export them, counted as time passes): a healthy canary
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import threading
@@ -17,20 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from tests.prometheus_server import scraping_prometheus
-from tests.targets.kubernetes.test_kayenta_account import CONFIG, DEPLOYMENTS, REVIEWS, ROLLBACK, canary_stage, weights
+from tests.targets.kubernetes.test_kayenta_account import (
+    CONFIG,
+    DEPLOYMENTS,
+    ROLLBACK,
+    canary_runs,
+    canary_stage,
+    weights,
+)
 
-from graylane.analysis.resources import wrap_canary_config
-from graylane.pipelines.executor import Executor
-from graylane.pipelines.services import TaskServices
 from graylane.pipelines.status import ExecutionStatus as S
-from graylane.pipelines.tables import metadata
-from graylane.pipelines.triggers import build_trigger
-from graylane.resources.document import Document, Source
-from graylane.resources.load import load_text
-from graylane.store import Store
-from graylane.targets import accounts
 
 INTERVAL_S = 6  # one real-time interval, one value a second: enough points for the judge's Mann-Whitney test
 
@@ -128,43 +126,10 @@ def config() -> dict[str, Any]:
 async def test_real_time_kayenta_canary_on_a_kubernetes_account(cluster: Any, state_dir: Path, tmp_path: Path,
                                                                 live: tuple[LiveReviews, str]) -> None:
     mesh, url = live
-    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default", prometheus=url)
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pipelines.db'}")
-    metadata.create_all(engine)
-    store = Store.open(f"sqlite:///{tmp_path / 'local.db'}")  # the stored CanaryConfig the stage names
-    store.apply([Document(wrap_canary_config(config()), Source("cc", 1, 0))], "user:t")
-
-    class ControlPlane:
-        settings: dict[str, Any] = {}
-
-        def __init__(self) -> None:
-            self.store = store
-
-        def component(self, name: str) -> None:
-            return None
-
-    cp = ControlPlane()
-
-    async def get_target(account: str | None, namespace: str | None) -> Any:
-        return accounts.get_target(account or "local", cp, namespace=namespace)
-
-    target = await get_target("staging", None)
-    await target.apply(load_text(REVIEWS), actor="user:setup")
-    await target.wait_ready([d.key for d in load_text(REVIEWS) if d.kind == "Deployment"], timeout=30)
-    ex = Executor(engine, services=TaskServices(get_target=get_target))
-    await ex.start()
     stage = {**canary_stage(lifetimeDuration=f"PT{INTERVAL_S}S", canaryAnalysisIntervalSeconds=INTERVAL_S),
              "rollback": ROLLBACK, "account": "staging"}
-
-    async def run() -> Any:
-        body = {"application": "bookinfo", "name": f"k{len(ex.pipelines.list())}", "stages": [stage]}
-        saved = ex.pipelines.get(ex.pipelines.save(body, actor="user:t").id)
-        trigger = build_trigger(saved, {"type": "manual", "user": "t", "parameters": {}}, ex)
-        exe = await ex.start_execution(saved, trigger, user="t")
-        return await ex.wait_until_complete(exe.id, timeout=90)
-
-    try:
-        healthy = await run()
+    async with canary_runs(cluster, tmp_path, url, config()) as run:
+        healthy = await run(stage)
         [canary] = healthy.stages
         assert healthy.status == S.SUCCEEDED, canary.context.get("exception")
         assert canary.outputs["canaryScores"] == [100.0]
@@ -175,9 +140,9 @@ async def test_real_time_kayenta_canary_on_a_kubernetes_account(cluster: Any, st
         assert weights(cluster) == [("v1", 90), ("v2", 10)]
 
         mesh.bad = True  # v2 starts failing 3 requests in 13: once Prometheus's 5 s windows see only that, judge
-        seen(url, 'min_over_time(rate(istio_requests_total{destination_version="v2",response_code="503"}[5s])'
-                  '[2s:1s]) > 2.5')
-        failing = await run()
+        await asyncio.to_thread(seen, url, 'min_over_time(rate(istio_requests_total{destination_version="v2",'
+                                           'response_code="503"}[5s])[2s:1s]) > 2.5')
+        failing = await run(stage)
         [canary] = failing.stages
         assert failing.status == S.TERMINAL
         assert canary.outputs["canaryScores"] == [0.0]
@@ -185,7 +150,3 @@ async def test_real_time_kayenta_canary_on_a_kubernetes_account(cluster: Any, st
         assert "error-rate High (critical)" in error and "rolled back" in error, error
         assert weights(cluster) == [("v1", 100)]
         assert cluster.api.object(DEPLOYMENTS, "default", "reviews-v2") is None
-    finally:
-        await ex.stop()
-        engine.dispose()
-        store.close()
