@@ -2,11 +2,11 @@
 
 Gateway servers with protocol TCP (or any non-HTTP protocol, which Istio proxies as TCP), TLS and HTTPS become
 gateway listeners with a `protocol` (tcp, tls passthrough, or http behind terminated TLS) and `tls_servers`
-(SIMPLE/MUTUAL, certificates from the Secret named by `credentialName`, PEM carried in `tls_credentials`); HTTP
-servers with `tls.httpsRedirect` mark their listener's hosts for a 301 to https. VirtualService `tcp` and `tls`
-routes become `l4_routes`. A server whose credential is unusable is left out and named on its Gateway (the rest of
-the Gateway is served); a VirtualService whose tcp/tls routes are malformed is named the same way. Pure functions
-over resource bodies; no sockets.
+(SIMPLE/MUTUAL/OPTIONAL_MUTUAL, certificates from the Secret named by `credentialName`, PEM carried in
+`tls_credentials`); HTTP servers with `tls.httpsRedirect` mark their listener's hosts for a 301 to https.
+VirtualService `tcp` and `tls` routes become `l4_routes`. A server whose credential is unusable is left out and
+named on its Gateway (the rest of the Gateway is served); a VirtualService whose tcp/tls routes are malformed is
+named the same way. Pure functions over resource bodies; no sockets.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from graylane.mesh.tlscred import credential
 HTTP_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 # Server protocols compiled here: TLS-terminating HTTP, TLS, and what Istio proxies as opaque TCP.
 PROTOCOLS = {"HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"}
-TERMINATE = ("SIMPLE", "MUTUAL")
+TERMINATE = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+VERIFIES_CLIENTS = ("MUTUAL", "OPTIONAL_MUTUAL")  # a CA is needed; OPTIONAL_MUTUAL lets a client without one in
 
 
 def _fqdn(host: str, namespace: str, suffix: str) -> str:
@@ -94,7 +95,8 @@ def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: s
         raise ValidationError(f"server protocol {protocol} needs tls.mode (SIMPLE, MUTUAL or PASSTHROUGH)",
                               where=f"{where}.tls")
     if mode and mode not in (*TERMINATE, "PASSTHROUGH"):
-        warnings.append(f"{where}: tls.mode {mode} is not served locally (SIMPLE, MUTUAL, PASSTHROUGH are)")
+        warnings.append(f"{where}: tls.mode {mode} is not served locally (SIMPLE, MUTUAL, OPTIONAL_MUTUAL and "
+                        "PASSTHROUGH are)")
         return
     if mode == "PASSTHROUGH":
         kind = "tls"
@@ -117,12 +119,12 @@ def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: s
                                   where=f"{where}.tls.credentialName")
         namespaces = (ns,) if ns == "istio-system" else (ns, "istio-system")
         try:
-            cred_key, pem = credential(secrets, namespaces, cred_name, mode == "MUTUAL", f"{where}.tls")
+            cred_key, pem = credential(secrets, namespaces, cred_name, mode in VERIFIES_CLIENTS, f"{where}.tls")
         except ValidationError as exc:  # name the server's field as well as the Secret's key
             if str(exc).startswith(where):
                 raise
             raise ValidationError(str(exc), where=f"{where}.tls.credentialName") from None
-        if mode == "MUTUAL":
+        if mode in VERIFIES_CLIENTS:
             cred_key += "#mutual"
         credentials[cred_key] = pem
         tls_server = {"hosts": hosts, "mode": mode, "credential": cred_key}
@@ -140,8 +142,8 @@ def _server(key: str, gw: Mapping[str, Any], server: Mapping[str, Any], where: s
                               where=f"{where}.port")
     elif tls_server is not None and entry["tls_servers"][0]["mode"] != mode:
         # One port, one client-certificate policy locally (the handshake's verify mode is the port's).
-        raise ValidationError(f"port {number} already has {entry['tls_servers'][0]['mode']} servers; SIMPLE and "
-                              "MUTUAL servers need separate ports locally", where=f"{where}.tls.mode")
+        raise ValidationError(f"port {number} already has {entry['tls_servers'][0]['mode']} servers; servers of "
+                              "different TLS modes need separate ports locally", where=f"{where}.tls.mode")
     if key not in entry["gateways"]:
         entry["gateways"].append(key)
     entry["server_hosts"].extend(h for h in hosts if h not in entry["server_hosts"])

@@ -103,6 +103,19 @@ def test_mutual_refuses_a_client_without_certificate(bookinfo, ca, tmp_path):
     assert request(ports[443], HOST, ctx=client_ssl(ca, client, tmp_path))[0] == 200
 
 
+def test_optional_mutual_lets_a_client_without_certificate_in_and_checks_one_that_is_sent(bookinfo, ca, tmp_path):
+    cert, key = ca.issue(HOST)
+    ports = bookinfo([https_server([HOST], "bookinfo-cert", mode="OPTIONAL_MUTUAL")],
+                     [tls_secret("bookinfo-cert", cert, key, ca=ca.pem)])
+    assert request(ports[443], HOST, ctx=client_ssl(ca))[0] == 200  # no client certificate: let in
+    client = ca.issue("client.example.com", client=True)
+    assert request(ports[443], HOST, ctx=client_ssl(ca, client, tmp_path))[0] == 200
+    intruder = CA("Intruder")
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, ValueError)):
+        status, *_ = request(ports[443], HOST, ctx=client_ssl(ca, intruder.issue("client", client=True), tmp_path))
+        raise ValueError(f"answered {status} to a certificate of another CA")
+
+
 def test_mutual_ca_from_a_cacert_secret(bookinfo, ca, tmp_path):
     cert, key = ca.issue(HOST)
     cacert = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",

@@ -3,7 +3,8 @@
 Terminate (SIMPLE/MUTUAL): each TLS listener address has one base `SSLContext` whose `sni_callback` switches the
 handshake to the context of the server the SNI selects (`routing.l4.select_tls_server`), so a new snapshot's
 certificates apply to the next handshake without re-binding. A handshake no server takes is refused
-(unrecognized_name). MUTUAL requires a client certificate signed by the server's CA.
+(unrecognized_name). MUTUAL requires a client certificate signed by the server's CA; OPTIONAL_MUTUAL checks one
+when the client sends it and lets a client without one in.
 
 Passthrough: `client_hello_sni` reads the server name from the first TLS records, bounded in size; the bytes are
 then forwarded untouched (`tcp.py`).
@@ -24,6 +25,8 @@ from graylane.mesh.tlscred import server_context
 
 log = logging.getLogger(__name__)
 
+# Client certificates by mode: MUTUAL requires one signed by the server's CA; OPTIONAL_MUTUAL checks one if sent.
+VERIFIES = {"MUTUAL": ssl.CERT_REQUIRED, "OPTIONAL_MUTUAL": ssl.CERT_OPTIONAL}
 ALPN_HTTP = ["h2", "http/1.1"]  # what an HTTPS listener offers (Envoy's gateway default): gRPC and browsers pick h2
 MAX_HELLO = 16 * 1024 + 5  # one TLS record: a ClientHello larger than this is refused (Envoy's tls_inspector: 64 KiB)
 
@@ -62,7 +65,7 @@ class TlsListeners:
                     ctx = old[1]
                 else:
                     try:
-                        ctx = server_context(cred.cert, cred.key, cred.ca if s.mode == "MUTUAL" else "",
+                        ctx = server_context(cred.cert, cred.key, cred.ca if s.mode in VERIFIES else "",
                                              f"credential {s.credential}")
                     except ValidationError as exc:
                         return f"listener {lst.name}: {exc}"
@@ -90,8 +93,8 @@ class TlsListeners:
             ctx.sni_callback = lambda obj, name, _ctx, a=addr: self._choose(a, obj, name)
         ctx.set_alpn_protocols(ALPN_HTTP if addr in self.http else [])  # the context chosen by SNI answers too
         # The verify mode stays the base context's when the callback switches contexts (OpenSSL); the compiler
-        # keeps SIMPLE and MUTUAL servers on separate ports, so the first server's mode is every server's.
-        ctx.verify_mode = ssl.CERT_REQUIRED if servers[0].mode == "MUTUAL" else ssl.CERT_NONE
+        # keeps servers of different modes on separate ports, so the first server's mode is every server's.
+        ctx.verify_mode = VERIFIES.get(servers[0].mode, ssl.CERT_NONE)
         return ctx
 
     def _choose(self, addr: tuple[str, int], obj: ssl.SSLObject | ssl.SSLSocket, name: str | None) -> int | None:

@@ -85,7 +85,7 @@ class TlsServer:
     """A gateway server that terminates TLS: its hosts (SNI), SIMPLE or MUTUAL, and its credential's key."""
 
     hosts: tuple[str, ...]
-    mode: str  # SIMPLE | MUTUAL
+    mode: str  # SIMPLE | MUTUAL | OPTIONAL_MUTUAL
     credential: str  # key into the snapshot's `tls_credentials`
 
     def serves(self, sni: str) -> bool:
