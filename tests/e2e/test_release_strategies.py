@@ -40,6 +40,19 @@ def load_pages(env: Local, n: int, user: str | None = None, workers: int = 2) ->
         return Counter(pool.map(one, range(n)))
 
 
+READERS = [f"reader{i:02d}" for i in range(20)]  # by the end-user hash: 1 on v2 at 10%, 11 at 50%
+
+
+def readers_versions(env: Local) -> dict[str, str]:
+    """Each signed-in reader's version over 2 page loads: one kind each (sticky), else the test fails."""
+    out = {}
+    for user in READERS:
+        kinds = load_pages(env, 2, user=user, workers=1)
+        assert len(kinds) == 1, (user, kinds)
+        out[user] = next(iter(kinds))
+    return out
+
+
 def release_status(env: Local, service: str = "reviews") -> dict[str, Any]:
     return json.loads(env.cli("release", "status", service, "-o", "json").stdout)  # type: ignore[no-any-return]
 
@@ -70,12 +83,18 @@ def test_progressive_steps_header_route_and_weights_together(local: Local, demo:
     assert "Paused" in text and "reviews: v1=90%  v2=10%" in text and "Step:      3/5" in text
     assert load_pages(local, 20, user="jason") == {"black": 20}  # pinned to v2 by the header route
     assert load_pages(local, 100) == {"none": 90, "black": 10}  # everyone else follows the weights
+    at_10 = readers_versions(local)  # sticky by the end-user header from this step on
+    assert release_status(local)["step"]["index"] == 2  # still inside the 30 s pause at 10%
 
     local.cli("release", "promote", "reviews")  # skip the rest of the 30 s pause
     s = wait_phase(local, "Paused", step=4)  # the judgment after 50%
     assert s["weights"] == {"reviews": {"v1": 50, "v2": 50}}
     assert load_pages(local, 20, user="jason") == {"black": 20}
     assert load_pages(local, 100) == {"none": 50, "black": 50}
+    at_50 = readers_versions(local)
+    on_v2 = {u for u, v in at_10.items() if v == "black"}
+    assert on_v2 and all(at_50[u] == "black" for u in on_v2), (at_10, at_50)  # canary readers stay on it
+    assert len([u for u, v in at_50.items() if v == "black"]) > len(on_v2)  # and the canary's share grows
 
     watch = subprocess.Popen([sys.executable, "-m", "graylane.cli.main", "release", "status", "reviews", "--watch"],
                              env=local.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
