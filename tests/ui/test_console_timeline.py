@@ -263,3 +263,24 @@ def test_reduced_motion_turns_the_animation_off_unless_the_url_asks(server: Cons
     page.goto(f"{server.base}/topology?animate=true")  # a shared link that asks for it
     expect(page.locator("#g-animate")).to_be_checked()
     expect(page.locator("#g-traffic circle.traffic-dot").first).to_be_attached()
+
+
+def test_the_release_tables_refresh_on_their_own_beside_a_waiting_judgment(server: ConsoleServer,
+                                                                          browser: Browser) -> None:
+    """While the execution runs, the shares, 5xx and p95 tables poll their own fragment every 15 s (a long wait at a
+    judgment keeps showing the last minute); the judgment form beside them is not part of what is swapped."""
+    execution = server.start_pipeline(server.import_pipeline(judgments_only("reviews-refresh")))
+    server.wait_stage(execution, RATIO, "RUNNING")
+    page = browser.new_page()
+    page.goto(f"{server.base}/executions/{execution}")
+    shares = page.locator("#release-shares")
+    expect(shares).to_have_attribute("hx-trigger", "every 15s")
+    expect(shares).to_have_attribute("hx-get", f"/ui/executions/{execution}/release/shares")
+    assert page.locator("#release-shares form").count() == 0  # the judgment form stays outside the swap
+    fragment = page.request.get(f"{server.base}/ui/executions/{execution}/release/shares")
+    assert fragment.status == 200
+    html = fragment.text()
+    assert 'id="release-shares"' in html and "<caption>reviews" in html and ">5xx<" in html, html[:500]
+    assert server.api.post(f"/api/v1/executions/{execution}/cancel", json={}).status_code == 200
+    page.goto(f"{server.base}/executions/{execution}")
+    expect(page.locator("#release-shares")).not_to_have_attribute("hx-trigger", "every 15s")  # finished: no polling

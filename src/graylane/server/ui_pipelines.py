@@ -187,6 +187,13 @@ def mount(app: FastAPI) -> None:
         return _fragment(request, "fragments/release_header.html", exe=exe, release=await _release(request, exe),
                          **_exe_ctx(exe))
 
+    @app.get("/ui/executions/{execution_id}/release/shares", response_class=HTMLResponse, include_in_schema=False)
+    async def execution_release_shares(request: Request, execution_id: str) -> HTMLResponse:
+        """The release header's tables alone (configured and observed shares, 5xx, p95, sample traces): they
+        refresh every 15 s while the execution runs, leaving the judgment form beside them as it is."""
+        exe = await _execution(request, execution_id)
+        return _fragment(request, "fragments/release_shares.html", exe=exe, release=await _release(request, exe))
+
     @app.get("/ui/topology/releases", include_in_schema=False)
     async def topology_releases(request: Request) -> Response:
         """Services that running executions release: the execution, its judgment waiting for the reader,
