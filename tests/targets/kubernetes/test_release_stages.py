@@ -132,6 +132,42 @@ async def test_the_stage_waits_for_istio_to_reconcile(cluster: Any, executor: Ex
     assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
 
 
+async def test_a_lockstep_shift_waits_until_istio_reconciled_every_member(cluster: Any, executor: Executor) -> None:
+    """reviews and ratings moved in one pass: the stage ends only once Istio reports both VirtualServices."""
+    target = accounts.get_target("staging", None, namespace=None)
+    await target.apply(load_text("""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http: [{route: [{destination: {host: ratings, subset: v1}}]}]
+"""), actor="user:setup")
+    reconciled = [{"type": "Reconciled", "status": "True"}]
+    keys = {name: (kmock.resource(VS), "default", name) for name in ("reviews", "ratings")}
+    generations = {name: int(cluster.api.object(VS, "default", name)["metadata"]["generation"]) for name in keys}
+    for name, key in keys.items():
+        assert await cluster.api._set_status(key, generations[name], {"observedGeneration": generations[name],
+                                                                       "conditions": reconciled})
+    exe = await run(executor, {"type": "trafficShift", "services": [
+        {"service": "reviews", "weights": {"v1": 60, "v2": 40}},
+        {"service": "ratings", "weights": {"v1": 60, "v2": 40}}]})
+    for _ in range(200):
+        now = {name: int(cluster.api.object(VS, "default", name)["metadata"]["generation"]) for name in keys}
+        if all(now[n] > generations[n] for n in keys):
+            break
+        await asyncio.sleep(0.05)
+    assert weights(cluster, "reviews") == weights(cluster, "ratings") == [("v1", 60), ("v2", 40)]
+    assert await cluster.api._set_status(keys["reviews"], now["reviews"], {"observedGeneration": now["reviews"],
+                                                                           "conditions": reconciled})
+    await asyncio.sleep(0.5)  # give a wrong implementation time to finish early
+    assert executor.get(exe).status == S.RUNNING  # ratings not reconciled yet
+    assert await cluster.api._set_status(keys["ratings"], now["ratings"], {"observedGeneration": now["ratings"],
+                                                                           "conditions": reconciled})
+    done = await executor.wait_until_complete(exe, timeout=30)
+    assert done.status == S.SUCCEEDED, done.stage("0").context.get("exception")
+
+
 async def test_shipped_release_pipelines_with_only_the_account_changed(cluster: Any, state_dir: Path,
                                                                       tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
