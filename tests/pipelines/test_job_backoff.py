@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from tests.pipelines.test_job_init_containers import until
 from tests.pipelines.test_job_stages import run, stage, start
+from typer.testing import CliRunner
 
+from graylane.cli.main import app
 from graylane.errors import ValidationError
 from graylane.pipelines.executor import Executor
 from graylane.resources.document import Document, ResourceKey, Source
@@ -266,6 +268,30 @@ def test_a_deadline_or_a_cancel_during_the_back_off_ends_the_job_with_no_new_pod
     asyncio.run(go())
 
 
+def test_graylane_down_during_the_back_off_stops_the_job_for_good(tmp_path: Path, state_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAYLANE_JOB_BACKOFF_S", "30")
+    key = ResourceKey("batch", "Job", "default", "down-a1b2c")
+
+    async def go() -> None:
+        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
+        try:
+            first = LocalJobs(store, state_dir)
+            await first.run(Document(body=counter_job(tmp_path, 5, name="down-a1b2c"), source=Source("<test>", 1, 0)))
+            await until(lambda: _async(_record(state_dir, "down-a1b2c")["retry_at_ms"]), "the retry")
+            await first.stop()
+            down = await asyncio.to_thread(CliRunner().invoke, app, ["down"])  # no control plane: from the records
+            assert "stopped job default/down-a1b2c" in down.output, down.output
+            second = LocalJobs(store, state_dir)
+            status = await until(lambda: _done(second, key), "the job's end")
+            assert (status.state, status.reason, status.failed, len(status.pods)) == ("Failed", "Error", 1, 1)
+            assert (tmp_path / "counter").read_text() == "1"  # the retry never ran
+        finally:
+            store.close()
+
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ({"backoffLimit": -1}, "spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0"),
     ({"activeDeadlineSeconds": "10"},
@@ -294,3 +320,18 @@ def test_a_job_the_api_server_would_refuse_is_refused(tmp_path: Path, state_dir:
 
 async def _async(value: Any) -> Any:
     return value
+
+
+def test_a_record_from_before_retries_reads_as_one_pod_run_once() -> None:
+    from graylane.targets.local_job_record import JobRecord
+
+    old = {"namespace": "default", "name": "m-1a2b3", "pod": "m-1a2b3-abcde", "created_ms": 1, "template": {},
+           "labels": {"job-name": "m-1a2b3"}, "service_account": "default", "sidecar_port": 4000, "stopped": False,
+           "finished": False, "containers": [{"name": "main", "init": False, "pid": 0, "ticks": 0, "exit_code": 3,
+                                              "reason": "", "message": ""}]}
+    job = JobRecord.from_record(old)
+    assert (job.backoff_limit, job.active_deadline_s, job.restart_policy, job.failed) == (0, None, "Never", 0)
+    assert [(p.name, p.sidecar_port, [c.exit_code for c in p.containers]) for p in job.pods] == [
+        ("m-1a2b3-abcde", 4000, [3])]
+    again = JobRecord.from_record(json.loads(json.dumps(job.record())))
+    assert again.record() == job.record()

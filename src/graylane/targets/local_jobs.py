@@ -306,6 +306,8 @@ class LocalJobs:
                                annotations=(job.template.get("metadata") or {}).get("annotations") or {},
                                port=0, sidecar_port=pod.sidecar_port, service_account=job.service_account)
         res = await asyncio.to_thread(self._resources)
+        if job.stopped:  # halted meanwhile
+            return
         launch = build_launch(job.template, identity, res, container=container)
         if isinstance(launch, LaunchProblem):
             c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", f"{launch.reason}: {launch.message}"
@@ -327,6 +329,9 @@ class LocalJobs:
         job.procs[c.name] = proc
         c.pid, c.ticks = proc.pid, start_ticks(proc.pid) or 0
         self._save(job)
+        if job.stopped:  # halted while it was being started: it gets the SIGTERM the others got
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
         log.info("job %s/%s pod %s: %scontainer %s started (pid %s)", job.key.namespace, job.key.name, pod.name,
                  "init " if c.init else "", c.name, proc.pid)
 
