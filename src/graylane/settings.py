@@ -52,6 +52,22 @@ def current_user() -> str:
     return os.environ.get("GRAYLANE_USER") or os.environ.get("USER") or "cli"
 
 
+def job_backoff_s() -> float:
+    """The base of a local Job's back-off (`$GRAYLANE_JOB_BACKOFF_S`, default 10 s, as the Job controller's): a
+    failed pod's successor starts after 1, 2, 4 ... times it (capped at 6 min), a failed container of an
+    `OnFailure` pod restarts after 0, 1, 2 ... times it (capped at 5 min). Read at each failure."""
+    raw = os.environ.get("GRAYLANE_JOB_BACKOFF_S", "").strip()
+    if not raw:
+        return 10.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"$GRAYLANE_JOB_BACKOFF_S={raw!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise ValueError(f"$GRAYLANE_JOB_BACKOFF_S={raw!r} is negative")
+    return value
+
+
 # -- the local operator's token ----------------------------------------------------------------
 
 CLI_TOKEN_FILE = "cli-token"

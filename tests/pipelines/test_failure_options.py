@@ -42,8 +42,8 @@ FAILING: dict[str, dict[str, Any]] = {
     "undoRolloutManifest": {"manifestName": "deployment d", "location": "default"},
     "runJobManifest": {"source": "text", "manifest": {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "main", "image": "busybox"}]}}}}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                                                          "containers": [{"name": "main", "image": "busybox"}]}}}}},
     "findArtifactFromExecution": {"application": "nowhere", "pipeline": "no-such-pipeline",
                                   "expectedArtifact": {"id": "a", "matchArtifact": {"type": "docker/image"}},
                                   "executionOptions": {"successful": True}},

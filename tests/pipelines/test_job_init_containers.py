@@ -88,14 +88,17 @@ def test_a_failing_init_container_fails_the_pod_and_the_main_containers_never_st
         done = await start(ex, body)
         migrate = done.stage("migrate")
         assert str(done.status) == "TERMINAL"
+        pod_name = migrate.context["jobStatus"]["mostRecentPodName"]
         assert migrate.context["exception"]["details"]["error"] == (
-            f"Job: '{migrate.context['jobName']}' failed. Reason: Init:Error. "
-            "Details: init container init-schema exited with code 2.")
+            f"Job: '{migrate.context['jobName']}' failed. Reason: BackoffLimitExceeded. "
+            "Details: Job has reached the specified backoff limit. "
+            f"Additional Details: Pod: '{pod_name}' had errors.\n Container: 'init-schema' exited with code: 2.\n "
+            "Status: Error.")
         assert trace.read_text().split() == ["init-ok", "start", "init-ok", "end", "init-schema", "start",
                                              "init-schema", "end"]  # neither the next init nor main ran
         status = migrate.context["jobStatus"]
-        assert status["completionDetails"] == {"exitCode": 2, "reason": "Init:Error",
-                                               "message": "init container init-schema exited with code 2"}
+        assert status["completionDetails"] == {"exitCode": 2, "reason": "BackoffLimitExceeded",
+                                               "message": "Job has reached the specified backoff limit"}
         assert list(status["logs"]) == ["init-ok", "init-schema"]
         assert "init-schema ran as" in status["logs"]["init-schema"]
         pod = status["pods"][0]["status"]
@@ -104,7 +107,7 @@ def test_a_failing_init_container_fails_the_pod_and_the_main_containers_never_st
             ("init-ok", 0), ("init-schema", 2), ("init-never", None)]
         assert pod["initContainerStatuses"][1]["state"]["terminated"]["reason"] == "Error"
         assert pod["containerStatuses"] == [
-            {"name": "main", "exitCode": None, "state": {"waiting": {"reason": "PodInitializing"}}}]
+            {"name": "main", "exitCode": None, "state": {"waiting": {"reason": "PodInitializing"}}, "restartCount": 0}]
 
     run(tmp_path, scenario)
 
@@ -117,9 +120,13 @@ def test_an_init_container_that_cannot_start_says_so(tmp_path: Path, state_dir: 
 
     async def scenario(ex: Executor, store: Store) -> None:
         done = await start(ex, body)
-        details = done.stage("migrate").context["jobStatus"]["completionDetails"]
-        assert (details["exitCode"], details["reason"]) == (128, "Init:StartError")
-        assert details["message"].startswith(f"init container init-tool could not start: {tmp_path}/no-such-tool")
+        status = done.stage("migrate").context["jobStatus"]
+        assert status["completionDetails"]["exitCode"] == 128
+        assert status["failureDetails"].startswith(
+            f"Pod: '{status['mostRecentPodName']}' had errors.\n Container: 'init-tool' exited with code: 128.\n "
+            f"Status: StartError.\n Logs: {tmp_path}/no-such-tool")
+        init = status["pods"][0]["status"]["initContainerStatuses"][0]["state"]["terminated"]
+        assert (init["exitCode"], init["reason"]) == (128, "StartError")
         assert not trace.exists()
 
     run(tmp_path, scenario)
@@ -180,8 +187,9 @@ def test_a_restarted_runner_adopts_a_running_job_and_reports_its_real_outcome(
             assert status.state == "Running"
             main_flag.write_text("3")  # main fails with 3, while a runner that did not start it watches
             status = await until(lambda: _done(third, key), "the job's end")
-            assert (status.state, status.exit_code, status.reason) == ("Failed", 3, "Error")
-            assert status.message == "container main exited with code 3"
+            assert (status.state, status.exit_code, status.reason) == ("Failed", 3, "BackoffLimitExceeded")
+            assert status.failure_details == (f"Pod: '{status.most_recent_pod}' had errors.\n "
+                                              "Container: 'main' exited with code: 3.\n Status: Error.")
             assert status.logs["init-wait"].count("init-wait pid") == 1  # the same process throughout, adopted
             assert f"init-wait pid {init_pid}" in status.logs["init-wait"]
             assert f"main pid {main_pid}" in status.logs["main"] and "main released" in status.logs["main"]
@@ -252,11 +260,13 @@ def test_a_job_sigkilled_while_no_runner_watched_is_reported_as_lost(tmp_path: P
             await until(lambda: _pid_in_log(state_dir, "main", name="lost-a1b2c"), "main")
             await first.stop()
             record = json.loads((state_dir / "jobs" / "default" / "lost-a1b2c" / "job.json").read_text())
-            os.killpg(record["containers"][0]["pid"], signal.SIGKILL)  # the wrapper too: no exit record
+            os.killpg(record["pods"][-1]["containers"][0]["pid"], signal.SIGKILL)  # the wrapper too: no exit record
             second = LocalJobs(store, state_dir)
             status = await until(lambda: _done(second, key), "the job's end")
-            assert (status.state, status.exit_code, status.reason) == ("Failed", 137, "ContainerStatusUnknown")
-            assert status.message.startswith("container main: it ended while no control plane watched it")
+            assert (status.state, status.exit_code, status.reason) == ("Failed", 137, "BackoffLimitExceeded")
+            main = status.pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+            assert (main["exitCode"], main["reason"]) == (137, "ContainerStatusUnknown")
+            assert main["message"].startswith("it ended while no control plane watched it")
         finally:
             store.close()
 

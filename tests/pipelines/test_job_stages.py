@@ -113,9 +113,13 @@ def test_a_failing_job_fails_the_stage_with_its_exit_code_and_follows_failure_op
         assert (str(migrate.status), str(done.status), str(done.stage("after").status)) == (
             "FAILED_CONTINUE", "SUCCEEDED", "SUCCEEDED")
         error = migrate.context["exception"]["details"]["error"]
-        assert error == (f"Job: '{migrate.context['jobName']}' failed. Reason: Error. "
-                         "Details: container migrate exited with code 3.")
+        pod = migrate.context["jobStatus"]["mostRecentPodName"]
+        assert error == (f"Job: '{migrate.context['jobName']}' failed. Reason: BackoffLimitExceeded. "  # backoffLimit 0
+                         "Details: Job has reached the specified backoff limit. "
+                         f"Additional Details: Pod: '{pod}' had errors.\n Container: 'migrate' exited with code: 3.\n "
+                         "Status: Error.")  # orca's message, clouddriver's failureDetails
         assert migrate.context["jobStatus"]["completionDetails"]["exitCode"] == 3
+        assert migrate.context["jobStatus"]["failed"] == 1
         assert migrate.context["propertyFileContents"]["schema_version"] == "42"  # read from failed jobs too
 
     run(tmp_path, scenario)

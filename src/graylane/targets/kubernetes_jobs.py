@@ -11,7 +11,7 @@ from typing import Any
 
 from graylane.errors import GraylaneError
 from graylane.resources.document import ResourceKey
-from graylane.targets.jobs import JobStatus
+from graylane.targets.jobs import JobStatus, failure_details
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def status_from(body: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str
     st = body.get("status") or {}
     name, namespace = str(md.get("name")), str(md.get("namespace") or "default")
     exit_code, reason, message = None, "", ""
+    # oldest first, as clouddriver sorts them by start time
+    pods = sorted(pods, key=lambda p: str((p.get("status") or {}).get("startTime") or ""))
     for pod in pods:  # the last pod that ran says; in a pod, its first failed container, else its last one
         pod_status = pod.get("status") or {}
         failed = False
@@ -53,10 +55,12 @@ def status_from(body: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str
         message = conditions["Failed"].get("message") or message
     elif "Complete" in conditions or int(st.get("succeeded") or 0) >= completions:
         state = "Succeeded"
-    slim = [{"name": (p.get("metadata") or {}).get("name"), "status": {"phase": (p.get("status") or {}).get("phase")}}
-            for p in pods]
+    named = [{"name": (p.get("metadata") or {}).get("name"), "status": p.get("status") or {}} for p in pods]
+    slim = [{"name": p["name"], "status": {"phase": p["status"].get("phase")}} for p in named]
     return JobStatus(name, namespace, account, state, exit_code, reason, message,  # type: ignore[arg-type]
-                     _created_ms(body), logs, slim)
+                     _created_ms(body), logs, slim, failed=int(st.get("failed") or 0),
+                     failure_details=failure_details(named) if state == "Failed" else "",
+                     most_recent_pod=str(named[-1]["name"] or "") if named else "")
 
 
 async def pod_logs(target: Any, namespace: str, pod: str, container: str) -> str:

@@ -1,22 +1,31 @@
-"""Jobs on the local target: the pod template's containers run as processes, to completion, as the kubelet runs
-a Job's pod with `restartPolicy: Never`.
+"""Jobs on the local target: the pod template's containers run as processes, to completion, as the Job controller
+and the kubelet run a Job (one pod at a time: `completions`/`parallelism` 1).
 
-`initContainers` run first, one after another, each to completion; the next starts only once the previous exited
-0. An init container that fails fails the pod (and the Job: there are no retries, as with `backoffLimit: 0`), and
-the main containers never start. Then every container of `containers` runs once, in parallel.
+A pod: `initContainers` run first, one after another, each to completion; the next starts only once the previous
+exited 0. Then every container of `containers` runs at once. With `restartPolicy: Never` (the default here) a
+failed container fails the pod (an init one before the main containers start); with `OnFailure` it restarts in
+place after the kubelet's back-off, in the same pod.
+
+The Job: a failed pod is followed by a new pod (a new name, a fresh run of every container) after the Job
+controller's back-off (`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until one succeeds or the
+failures exceed `spec.backoffLimit` (default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure`
+the failed runs count instead, and the Job fails once they reach the limit (the controller's
+`pastBackoffLimitOnFailure`). Once the Job has been active `spec.activeDeadlineSeconds`, its running containers
+get SIGTERM (SIGKILL after the pod's `terminationGracePeriodSeconds`), nothing more starts, and it fails with
+`DeadlineExceeded`.
 
 The pod's environment comes from the runtime's own launch rules (`graylane.runtime.launch.build_launch`: image
 resolution, env/envFrom/valueFrom, Service variables), so a Job sees what a Deployment's replica would. With the
-local runtime running, the job's pod gets its own sidecar listener on the data plane (the runtime's
-`add_sidecar`), so its calls go through the mesh (`HTTP_PROXY`) as a replica's do; without one (a bare store)
-its processes reach services directly.
+local runtime running, each pod gets its own sidecar listener on the data plane (the runtime's `add_sidecar`), so
+its calls go through the mesh (`HTTP_PROXY`) as a replica's do; without one (a bare store) its processes reach
+services directly.
 
-Jobs are not stored resources, but each has a record in the state folder (`jobs/<ns>/<job>/job.json`: the pod
-template, each container's pid and kernel start time, exit codes), and each container runs through
-`graylane.runtime.exit_record`, which writes the container's exit code next to its log. Processes run in their own
-session, so they outlive the control plane; a restarted control plane re-adopts a running job from its record
-(`adopt_all`, before the first mesh snapshot, so the job's sidecar listener stays), waits for the running
-container, starts the containers whose turn comes, and reports the real outcome.
+Jobs are not stored resources, but each has a record in the state folder (`graylane.targets.local_job_record`),
+and each container runs through `graylane.runtime.exit_record`, which writes the container's exit code next to its
+log. Processes run in their own session, so they outlive the control plane; a restarted control plane re-adopts a
+job from its record (`adopt_all`, before the first mesh snapshot, so the pod's sidecar listener stays): it waits
+for the running containers, starts those whose turn comes, keeps a pending retry's time and the deadline, and
+reports the real outcome.
 """
 
 from __future__ import annotations
@@ -26,92 +35,50 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from graylane.errors import GraylaneError, ValidationError
 from graylane.resources.document import Document, ResourceKey
 from graylane.runtime import exit_record
+from graylane.runtime.backoff import BackoffPolicy
 from graylane.runtime.env import PodIdentity
-from graylane.runtime.launch import LaunchProblem, build_launch, index_resources
+from graylane.runtime.launch import LaunchProblem, build_launch, grace_period_s, index_resources
 from graylane.runtime.process import start_ticks
+from graylane.settings import job_backoff_s
 from graylane.targets.jobs import JobStatus
+from graylane.targets.local_job_record import (
+    BACKOFF_LIMIT_EXCEEDED,
+    DEADLINE_EXCEEDED,
+    RECORD,
+    ContainerRecord,
+    JobRecord,
+    PodRecord,
+    alive,
+    job_folder,
+    job_policy,
+    pod_backoff_s,
+    safe,
+    signal_running,
+    stop_recorded_jobs,
+)
+from graylane.targets.local_job_status import job_status, not_tracked
+
+__all__ = ["LocalJobs", "job_folder", "stop_recorded_jobs"]
 
 log = logging.getLogger(__name__)
 _KINDS = ("ConfigMap", "Secret", "Service", "LocalImage")
 _PROXY_VARS = ("HTTP_PROXY", "http_proxy")
 SIDECAR_TIMEOUT_S = 10.0
-RECORD = "job.json"
 ADOPTED_POLL_S = 0.2  # how often an adopted container (not our child) is checked for its exit
 LOST_EXIT_CODE = 137  # what the kubelet reports for a container it lost track of (ContainerStatusUnknown)
+RESTART_BACKOFF_CAP_S = 300.0  # the kubelet's CrashLoopBackOff cap (OnFailure restarts in place)
 
 
-@dataclass
-class _Container:
-    name: str
-    init: bool = False
-    pid: int = 0  # the exit_record wrapper's pid (it leads the container's process group)
-    ticks: int = 0  # its kernel start time: a recycled pid is never taken for it
-    exit_code: int | None = None  # negative: killed by that signal
-    reason: str = ""  # why it ended, if not by a plain exit: StartError, ContainerCannotRun, ContainerStatusUnknown
-    message: str = ""
-
-    @property
-    def started(self) -> bool:
-        return self.pid > 0 or self.exit_code is not None
-
-    @property
-    def running(self) -> bool:
-        return self.pid > 0 and self.exit_code is None
-
-
-@dataclass
-class _Job:
-    key: ResourceKey
-    pod: str
-    created_ms: int
-    template: dict[str, Any]  # the pod template as run (a restarted control plane starts the rest from it)
-    labels: dict[str, str]
-    service_account: str
-    sidecar_port: int = 0
-    containers: list[_Container] = field(default_factory=list)
-    stopped: bool = False  # canceled: start nothing more
-    finished: bool = False
-    adopted: bool = False  # started by an earlier control plane
-    driver: asyncio.Task[None] | None = field(default=None, repr=False)
-    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict, repr=False)
-    first_wave: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    def record(self) -> dict[str, Any]:
-        return {"namespace": self.key.namespace, "name": self.key.name, "pod": self.pod,
-                "created_ms": self.created_ms, "template": self.template, "labels": self.labels,
-                "service_account": self.service_account, "sidecar_port": self.sidecar_port,
-                "stopped": self.stopped, "finished": self.finished,
-                "containers": [asdict(c) for c in self.containers]}
-
-    @classmethod
-    def from_record(cls, raw: dict[str, Any]) -> _Job:
-        key = ResourceKey("batch", "Job", str(raw["namespace"]), str(raw["name"]))
-        return cls(key, str(raw["pod"]), int(raw["created_ms"]), dict(raw["template"]), dict(raw["labels"]),
-                   str(raw["service_account"]), int(raw.get("sidecar_port") or 0),
-                   [_Container(**c) for c in raw["containers"]], bool(raw.get("stopped")),
-                   bool(raw.get("finished")), adopted=True)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def job_folder(state_dir: Path, namespace: str, name: str) -> Path:
-    return state_dir / "jobs" / _safe(namespace) / _safe(name)
-
-
-def _alive(c: _Container) -> bool:
-    return c.pid > 0 and c.ticks > 0 and start_ticks(c.pid) == c.ticks
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class LocalJobs:
@@ -122,7 +89,7 @@ class LocalJobs:
         self.runtime = runtime
         self.state_dir = state_dir
         self.account = account
-        self._jobs: dict[ResourceKey, _Job] = {}
+        self._jobs: dict[ResourceKey, JobRecord] = {}
 
     def _resources(self) -> Any:
         return index_resources({kind: self.store.list(kind) for kind in _KINDS})
@@ -130,13 +97,13 @@ class LocalJobs:
     def _folder(self, key: ResourceKey) -> Path:
         return job_folder(self.state_dir, key.namespace, key.name)
 
-    def _log(self, job: _Job, c: _Container) -> Path:
-        return self._folder(job.key) / f"{_safe(c.name)}.log"
+    def _log(self, job: JobRecord, c: ContainerRecord) -> Path:
+        return self._folder(job.key) / f"{safe(c.name)}.log"
 
-    def _exit_path(self, job: _Job, c: _Container) -> Path:
-        return self._folder(job.key) / f"{_safe(c.name)}.exit"
+    def _exit_path(self, job: JobRecord, c: ContainerRecord) -> Path:
+        return self._folder(job.key) / f"{safe(c.name)}.exit"
 
-    def _save(self, job: _Job) -> None:
+    def _save(self, job: JobRecord) -> None:
         path = self._folder(job.key) / RECORD
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(job.record(), sort_keys=True))
@@ -145,9 +112,9 @@ class LocalJobs:
     # === starting ===
 
     async def run(self, doc: Document, namespace_override: str | None = None) -> ResourceKey:
-        """Start the Job's pod; returns once its first containers started (the first init container, or every
-        container without init containers). A Job already started under this name, by this control plane or one
-        before it, is left as it is."""
+        """Start the Job's first pod; returns once its first containers started (the first init container, or
+        every container without init containers). A Job already started under this name, by this control plane or
+        one before it, is left as it is."""
         if doc.kind != "Job":
             raise ValidationError(f"runJobManifest runs a Job, not a {doc.kind or 'document without kind'}",
                                   where=doc.where(("kind",)))
@@ -157,19 +124,20 @@ class LocalJobs:
             return key
         template = (doc.spec.get("template") or {}) if isinstance(doc.spec.get("template"), dict) else {}
         spec = template.get("spec") or {}
-        containers = spec.get("containers") or []
-        if not containers:
+        if not spec.get("containers"):
             raise ValidationError(f"Job {namespace}/{doc.name} has no containers",
                                   where=doc.where(("spec", "template", "spec")))
-        pod = f"{doc.name}-{os.urandom(3).hex()[:5]}"
+        backoff_limit, deadline_s, restart_policy = job_policy(doc, namespace)
+        try:
+            job_backoff_s()  # a bad setting refuses the job now, not at its first failure
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
         labels = {**{str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()},
                   "job-name": doc.name}
         account = str(spec.get("serviceAccountName") or "default")
-        sidecar = await self._sidecar(namespace, pod, labels, doc.name, account)
-        job = _Job(key, pod, int(time.time() * 1000), template, labels, account, sidecar)
-        inits = spec.get("initContainers") or []
-        job.containers = ([_Container(str(c.get("name") or "init"), init=True) for c in inits]
-                          + [_Container(str(c.get("name") or "main")) for c in containers])
+        job = JobRecord(key, _now_ms(), template, labels, account, backoff_limit, deadline_s, restart_policy)
+        pod = _pod_name(doc.name)
+        job.pods.append(PodRecord.fresh(pod, await self._sidecar(job, pod), template))
         self._folder(key).mkdir(parents=True, exist_ok=True)
         self._jobs[key] = job
         self._save(job)
@@ -177,54 +145,175 @@ class LocalJobs:
         await job.first_wave.wait()
         return key
 
-    async def _drive(self, job: _Job) -> None:
+    async def _drive(self, job: JobRecord) -> None:
         try:
-            await self._run_pod(job)
+            await self._control(job)
         except asyncio.CancelledError:
             raise  # this control plane is stopping: the processes run on, and the next one adopts them
         except Exception:  # a boundary: the job must end, not hang Running
             log.exception("job %s/%s failed in the runner", job.key.namespace, job.key.name)
-            for c in job.containers:
-                if c.exit_code is None and not _alive(c):
+            for c in job.pod.containers:
+                if c.exit_code is None and not alive(c):
                     c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", "the job runner failed"
         finally:
             job.first_wave.set()
         job.finished = True
         self._save(job)
-        if self.runtime is not None and hasattr(self.runtime, "remove_sidecar"):
-            self.runtime.remove_sidecar(job.key.namespace, job.pod)
+        self._remove_sidecar(job)
         log.info("job %s/%s finished: %s", job.key.namespace, job.key.name, self.status(job.key).state)
 
-    async def _run_pod(self, job: _Job) -> None:
-        """Init containers one after another, each to exit 0; then every container at once."""
-        for c in (c for c in job.containers if c.init):
+    # === the Job controller ===
+
+    async def _control(self, job: JobRecord) -> None:
+        """Run the job's pods, and end it at its activeDeadlineSeconds."""
+        deadline = job.deadline_ms
+        if deadline is None:
+            await self._pods(job)
+            return
+        loop = asyncio.get_running_loop()
+        work = loop.create_task(self._pods(job))
+        timer = loop.create_task(asyncio.sleep(max(0.0, (deadline - _now_ms()) / 1000)))
+        try:
+            await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done() or job.stopped:  # done, or already stopping (canceled, backoff limit): not a deadline
+                timer.cancel()
+                await work
+                return
+            log.info("job %s/%s: active longer than %ss, terminating it", job.key.namespace, job.key.name,
+                     job.active_deadline_s)
+            self._halt(job, DEADLINE_EXCEEDED)
+            try:
+                await asyncio.wait_for(asyncio.shield(work), grace_period_s(job.template))
+            except TimeoutError:
+                signal_running(job, signal.SIGKILL)
+                await work
+        except asyncio.CancelledError:
+            work.cancel()
+            timer.cancel()
+            await asyncio.gather(work, timer, return_exceptions=True)
+            raise
+
+    async def _pods(self, job: JobRecord) -> None:
+        """Pods one after another: a failed pod's successor starts after the back-off, until a pod succeeds, the
+        failures exceed backoffLimit or the job is stopped. `retry_at_ms` says the current pod's failure is counted
+        and when its successor starts, so a restarted control plane neither counts it twice nor starts early."""
+        while True:
+            if not job.retry_at_ms:
+                if await self._run_pod(job) or job.stopped:
+                    return
+                job.failed += 1
+                if job.failed > job.backoff_limit:
+                    job.condition, job.stopped = BACKOFF_LIMIT_EXCEEDED, True
+                    self._save(job)
+                    log.info("job %s/%s: pod %s failed, backoff limit %s exceeded", job.key.namespace,
+                             job.key.name, job.pod.name, job.backoff_limit)
+                    return
+                delay = pod_backoff_s(job.failed, job_backoff_s())
+                job.retry_at_ms = _now_ms() + int(delay * 1000)
+                self._save(job)
+                self._remove_sidecar(job)
+                log.info("job %s/%s: pod %s failed (%s of %s allowed), next pod in %gs", job.key.namespace,
+                         job.key.name, job.pod.name, job.failed, job.backoff_limit, delay)
+            if not await self._sleep_until(job, job.retry_at_ms):
+                return
+            await self._next_pod(job)
+
+    async def _next_pod(self, job: JobRecord) -> None:
+        """The failed pod's files go to its own folder; a new pod (new name, fresh containers) becomes current."""
+        old = job.pod
+        archive = self._folder(job.key) / safe(old.name)
+        archive.mkdir(exist_ok=True)
+        for c in old.containers:
+            for suffix in (".log", ".exit", ".previous.log"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self._folder(job.key) / f"{safe(c.name)}{suffix}", archive / f"{safe(c.name)}{suffix}")
+        old.archived = True
+        job.procs.clear()
+        pod = _pod_name(job.key.name)
+        job.pods.append(PodRecord.fresh(pod, await self._sidecar(job, pod), job.template))
+        job.retry_at_ms = 0
+        self._save(job)
+        log.info("job %s/%s: pod %s created", job.key.namespace, job.key.name, pod)
+
+    async def _sleep_until(self, job: JobRecord, at_ms: int) -> bool:
+        """Wait until `at_ms` (epoch ms) unless the job is stopped meanwhile; False if it was."""
+        left = (at_ms - _now_ms()) / 1000
+        if left > 0 and not job.stopped:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.wake.wait(), left)
+        return not job.stopped
+
+    def _halt(self, job: JobRecord, condition: tuple[str, str] | None = None) -> None:
+        """Start nothing more (a pending retry or restart included); SIGTERM every running container's group."""
+        if condition is not None and job.condition is None:
+            job.condition = condition
+        job.stopped = True
+        self._save(job)
+        job.wake.set()
+        signal_running(job, signal.SIGTERM)
+
+    # === the kubelet: one pod ===
+
+    async def _run_pod(self, job: JobRecord) -> bool:
+        """Init containers one after another, each to exit 0; then every container at once. True if the pod
+        succeeded."""
+        pod = job.pod
+        for c in (c for c in pod.containers if c.init):
             await self._start(job, c)
             job.first_wave.set()
-            if not await self._finish(job, c):
-                return  # the pod failed (or was stopped): nothing more starts
-        mains = [c for c in job.containers if not c.init]
+            if not await self._run_container(job, c):
+                return False  # the pod failed (or was stopped): nothing more starts
+        mains = [c for c in pod.containers if not c.init]
         for c in mains:
             await self._start(job, c)
         job.first_wave.set()
-        await asyncio.gather(*(self._finish(job, c) for c in mains))
+        return all(await asyncio.gather(*(self._run_container(job, c) for c in mains)))
 
-    async def _start(self, job: _Job, c: _Container) -> None:
+    async def _run_container(self, job: JobRecord, c: ContainerRecord) -> bool:
+        """Wait for `c` (started) to end; with OnFailure restart it in place after each failure (the kubelet's
+        back-off), each counted against backoffLimit. True once it exited 0."""
+        while True:
+            if c.restart_at_ms:
+                if not await self._sleep_until(job, c.restart_at_ms):
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self._log(job, c), self._log(job, c).with_suffix(".previous.log"))
+                c.restart()
+                await self._start(job, c)
+            if await self._finish(job, c):
+                return True
+            if job.stopped or job.restart_policy != "OnFailure" or not c.failed:
+                return False
+            job.failed += 1
+            if job.failed >= max(job.backoff_limit, 1):
+                log.info("job %s/%s: container %s failed, backoff limit %s reached", job.key.namespace,
+                         job.key.name, c.name, job.backoff_limit)
+                self._halt(job, BACKOFF_LIMIT_EXCEEDED)
+                return False
+            policy = BackoffPolicy(initial_s=job_backoff_s(), cap_s=RESTART_BACKOFF_CAP_S)
+            c.restart_at_ms = _now_ms() + int(policy.delay_s(c.restarts + 1) * 1000)
+            self._save(job)
+
+    async def _start(self, job: JobRecord, c: ContainerRecord) -> None:
         if c.started or job.stopped:
             return
+        pod = job.pod
         spec = job.template.get("spec") or {}
         pool = spec.get("initContainers" if c.init else "containers") or []
         default = "init" if c.init else "main"
         container: dict[str, Any] = next((x for x in pool if str(x.get("name") or default) == c.name), {})
-        identity = PodIdentity(namespace=job.key.namespace, name=job.pod, labels=job.labels,
+        identity = PodIdentity(namespace=job.key.namespace, name=pod.name, labels=job.labels,
                                annotations=(job.template.get("metadata") or {}).get("annotations") or {},
-                               port=0, sidecar_port=job.sidecar_port, service_account=job.service_account)
+                               port=0, sidecar_port=pod.sidecar_port, service_account=job.service_account)
         res = await asyncio.to_thread(self._resources)
+        if job.stopped:  # halted meanwhile
+            return
         launch = build_launch(job.template, identity, res, container=container)
         if isinstance(launch, LaunchProblem):
             c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", f"{launch.reason}: {launch.message}"
             self._save(job)
             return
-        env = dict(launch.env) if job.sidecar_port else {k: v for k, v in launch.env.items() if k not in _PROXY_VARS}
+        env = dict(launch.env) if pod.sidecar_port else {k: v for k, v in launch.env.items() if k not in _PROXY_VARS}
         env.pop("PORT", None)
         record = self._exit_path(job, c)
         exit_record.clear(record)
@@ -240,10 +329,13 @@ class LocalJobs:
         job.procs[c.name] = proc
         c.pid, c.ticks = proc.pid, start_ticks(proc.pid) or 0
         self._save(job)
-        log.info("job %s/%s %scontainer %s started (pid %s)", job.key.namespace, job.key.name,
+        if job.stopped:  # halted while it was being started: it gets the SIGTERM the others got
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        log.info("job %s/%s pod %s: %scontainer %s started (pid %s)", job.key.namespace, job.key.name, pod.name,
                  "init " if c.init else "", c.name, proc.pid)
 
-    async def _finish(self, job: _Job, c: _Container) -> bool:
+    async def _finish(self, job: JobRecord, c: ContainerRecord) -> bool:
         """Wait for `c` to end (our child, or a process adopted from an earlier control plane); True if it
         exited 0."""
         if c.exit_code is None and c.pid > 0:
@@ -252,7 +344,7 @@ class LocalJobs:
             if proc is not None:
                 code = await proc.wait()
             else:
-                while _alive(c):
+                while alive(c):
                     await asyncio.sleep(ADOPTED_POLL_S)
             ended = exit_record.read(self._exit_path(job, c))
             if ended is not None:
@@ -264,19 +356,21 @@ class LocalJobs:
                 c.message = ("it ended while no control plane watched it, and left no exit record "
                              "(its process group was SIGKILLed?)")
             self._save(job)
-            log.info("job %s/%s %scontainer %s exited with code %s", job.key.namespace, job.key.name,
-                     "init " if c.init else "", c.name, c.exit_code)
+            log.info("job %s/%s pod %s: %scontainer %s exited with code %s", job.key.namespace, job.key.name,
+                     job.pod.name, "init " if c.init else "", c.name, c.exit_code)
         return c.exit_code == 0
 
-    async def _sidecar(self, namespace: str, pod: str, labels: dict[str, Any], workload: str, account: str) -> int:
-        """The port of the job pod's data-plane listener once it accepts connections; 0 without a runtime."""
+    # === the pod's sidecar listener ===
+
+    async def _sidecar(self, job: JobRecord, pod: str) -> int:
+        """The port of the pod's data-plane listener once it accepts connections; 0 without a runtime."""
         runtime = self.runtime
         if runtime is None or not hasattr(runtime, "add_sidecar"):
             return 0
         from graylane.runtime.replica import free_port
 
         port = free_port(runtime.ports_in_use())
-        self._add_sidecar(namespace, pod, labels, port, workload, account)
+        self._add_sidecar(job, pod, port)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SIDECAR_TIMEOUT_S
         while loop.time() < deadline:
@@ -289,43 +383,49 @@ class LocalJobs:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return port
-        runtime.remove_sidecar(namespace, pod)
-        raise GraylaneError(f"job pod {namespace}/{pod}: the data plane opened no sidecar listener on port {port} "
-                            f"within {SIDECAR_TIMEOUT_S:g}s", hint="is the data plane running? `graylane status`")
+        runtime.remove_sidecar(job.key.namespace, pod)
+        raise GraylaneError(f"job pod {job.key.namespace}/{pod}: the data plane opened no sidecar listener on port "
+                            f"{port} within {SIDECAR_TIMEOUT_S:g}s",
+                            hint="is the data plane running? `graylane status`")
 
-    def _add_sidecar(self, namespace: str, pod: str, labels: dict[str, Any], port: int, workload: str,
-                     account: str) -> None:
+    def _add_sidecar(self, job: JobRecord, pod: str, port: int) -> None:
         from graylane.mesh.state import Sidecar
 
-        self.runtime.add_sidecar(Sidecar(namespace=namespace, pod=pod, labels={k: str(v) for k, v in labels.items()},
-                                         port=port, workload=workload, service_account=account))
+        self.runtime.add_sidecar(Sidecar(namespace=job.key.namespace, pod=pod,
+                                         labels={k: str(v) for k, v in job.labels.items()}, port=port,
+                                         workload=job.key.name, service_account=job.service_account))
+
+    def _remove_sidecar(self, job: JobRecord) -> None:
+        if self.runtime is not None and hasattr(self.runtime, "remove_sidecar"):
+            self.runtime.remove_sidecar(job.key.namespace, job.pod.name)
 
     # === re-adoption ===
 
-    def _get(self, key: ResourceKey) -> _Job | None:
+    def _get(self, key: ResourceKey) -> JobRecord | None:
         job = self._jobs.get(key)
         return job if job is not None else self._adopt(key)
 
-    def _adopt(self, key: ResourceKey) -> _Job | None:
+    def _adopt(self, key: ResourceKey) -> JobRecord | None:
         """The job a control plane before this one started, from its record; an unfinished one is driven on."""
         path = self._folder(key) / RECORD
         try:
-            job = _Job.from_record(json.loads(path.read_text()))
+            job = JobRecord.from_record(json.loads(path.read_text()))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("job record %s unreadable (%s): ignored", path, exc)
             return None
         self._jobs[key] = job
         job.first_wave.set()
         if job.finished:
             return job
-        running = [c.name for c in job.containers if c.running and _alive(c)]
-        if job.sidecar_port and self.runtime is not None and hasattr(self.runtime, "add_sidecar"):
-            self._add_sidecar(key.namespace, job.pod, job.labels, job.sidecar_port, key.name, job.service_account)
+        running = [c.name for c in job.pod.containers if c.running and alive(c)]
+        if job.pod.sidecar_port and not job.retry_at_ms and self.runtime is not None \
+                and hasattr(self.runtime, "add_sidecar"):
+            self._add_sidecar(job, job.pod.name, job.pod.sidecar_port)
         job.driver = asyncio.get_running_loop().create_task(self._drive(job), name=f"job {key.namespace}/{key.name}")
-        log.info("re-adopted job %s/%s (pod %s; running: %s)", key.namespace, key.name, job.pod,
-                 ", ".join(running) or "none")
+        log.info("re-adopted job %s/%s (pod %s; running: %s%s)", key.namespace, key.name, job.pod.name,
+                 ", ".join(running) or "none", "; next pod pending" if job.retry_at_ms else "")
         return job
 
     async def adopt_all(self) -> int:
@@ -356,114 +456,16 @@ class LocalJobs:
     def status(self, key: ResourceKey) -> JobStatus:
         job = self._get(key)
         if job is None:
-            return JobStatus(key.name, key.namespace, self.account, "Failed", None, "NotTracked",
-                             f"no record of job {key.namespace}/{key.name} in {self._folder(key)}: no control plane "
-                             "using this state folder started it")
-        logs = {}
-        for c in job.containers:
-            if c.started:
-                path = self._log(job, c)
-                text = path.read_text(errors="replace") if path.exists() else ""
-                logs[c.name] = text + (c.message if c.reason == "ContainerCannotRun" else "")
-        running = any(c.running for c in job.containers)
-        failed = next((c for c in job.containers if c.exit_code not in (None, 0)), None)
-        inits = [c for c in job.containers if c.init]
-        initializing = any(c.exit_code != 0 for c in inits)
-        if running or (failed is None and not job.stopped and not job.finished
-                       and not all(c.exit_code is not None for c in job.containers)):
-            state, phase = "Running", ("Pending" if initializing else "Running")
-        elif failed is not None or job.stopped or not all(c.exit_code == 0 for c in job.containers):
-            state = phase = "Failed"
-        else:
-            state = phase = "Succeeded"
-        status: dict[str, Any] = {"phase": phase, "containerStatuses": [_container_status(c, initializing)
-                                                                        for c in job.containers if not c.init]}
-        if inits:
-            status["initContainerStatuses"] = [_container_status(c, False) for c in inits]
-        pods = [{"name": job.pod, "status": status}]
-        if state == "Running":
-            return JobStatus(key.name, key.namespace, self.account, "Running", None, "", "", job.created_ms, logs,
-                             pods)
-        if state == "Succeeded":
-            return JobStatus(key.name, key.namespace, self.account, "Succeeded", 0, "Completed", "", job.created_ms,
-                             logs, pods)
-        if failed is None:  # stopped before anything failed
-            waiting = next((c.name for c in job.containers if not c.started), "")
-            return JobStatus(key.name, key.namespace, self.account, "Failed", None, "Stopped",
-                             f"the job was stopped before container {waiting} started", job.created_ms, logs, pods)
-        reason, message = _failure(failed)
-        return JobStatus(key.name, key.namespace, self.account, "Failed", failed.exit_code, reason, message,
-                         job.created_ms, logs, pods)
+            return not_tracked(key, self._folder(key), self.account)
+        return job_status(job, self._folder(key), self.account)
 
     async def cancel(self, key: ResourceKey) -> None:
-        """SIGTERM every running container's process group (as a deleted Job's pod gets); start nothing more."""
+        """SIGTERM every running container's process group (as a deleted Job's pod gets); start nothing more, not
+        even a pending retry."""
         job = self._get(key)
-        if job is None:
-            return
-        job.stopped = True
-        self._save(job)
-        for c in job.containers:
-            if c.running and _alive(c):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(c.pid, signal.SIGTERM)
+        if job is not None:
+            self._halt(job)
 
 
-def _container_status(c: _Container, pod_initializing: bool) -> dict[str, Any]:
-    """A container's entry in the pod's status, with its Kubernetes-shaped `state`."""
-    if c.exit_code is not None:
-        state: dict[str, Any] = {"terminated": {"exitCode": c.exit_code,
-                                                "reason": c.reason or ("Completed" if c.exit_code == 0 else "Error"),
-                                                **({"message": c.message} if c.message else {})}}
-    elif c.running:
-        state = {"running": {}}
-    else:
-        state = {"waiting": {"reason": "PodInitializing" if pod_initializing else "ContainerCreating"}}
-    return {"name": c.name, "exitCode": c.exit_code, "state": state}
-
-
-def _failure(c: _Container) -> tuple[str, str]:
-    """The reason and message of a failed pod, from its failed container (kubectl's `Init:Error` for an init one)."""
-    what = f"init container {c.name}" if c.init else f"container {c.name}"
-    prefix = "Init:" if c.init else ""
-    if c.reason == "ContainerCannotRun":
-        return prefix + c.reason, (f"{what}: {c.message}" if c.init else c.message)
-    if c.reason == "StartError":
-        return prefix + c.reason, f"{what} could not start: {c.message}"
-    if c.reason:
-        return prefix + c.reason, f"{what}: {c.message}"
-    return prefix + "Error", f"{what} exited with code {c.exit_code}"
-
-
-def stop_recorded_jobs(state_dir: Path, grace_s: float = 5.0) -> list[str]:
-    """Stop every recorded job still running (`graylane down` once the control plane is gone): SIGTERM, grace,
-    SIGKILL, each container's process group; the record says stopped, so nothing more of it starts."""
-    stopped: list[str] = []
-    victims: list[_Container] = []
-    for path in sorted((state_dir / "jobs").glob(f"*/*/{RECORD}")):
-        try:
-            raw = json.loads(path.read_text())
-            job = _Job.from_record(raw)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if job.finished:
-            continue
-        running = [c for c in job.containers if c.running and _alive(c)]
-        for c in running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(c.pid, signal.SIGTERM)
-        victims += running
-        if not job.stopped:
-            raw["stopped"] = True
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(raw, sort_keys=True))
-            os.replace(tmp, path)
-        if running:
-            stopped.append(f"{job.key.namespace}/{job.key.name}")
-    deadline = time.monotonic() + grace_s
-    while any(_alive(c) for c in victims) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for c in victims:
-        if _alive(c):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(c.pid, signal.SIGKILL)
-    return stopped
+def _pod_name(job: str) -> str:
+    return f"{job}-{os.urandom(3).hex()[:5]}"

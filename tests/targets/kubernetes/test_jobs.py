@@ -84,7 +84,10 @@ async def test_run_job_manifest_creates_the_job_and_follows_it(cluster: Any, sta
             assert status["jobState"] == "Failed" and status["completionDetails"]["exitCode"] == 22
             assert stage.context["exception"]["details"]["error"] == (
                 f"Job: '{job['metadata']['name']}' failed. Reason: BackoffLimitExceeded. "
-                "Details: Job has reached the specified backoff limit.")
+                "Details: Job has reached the specified backoff limit. "
+                f"Additional Details: Pod: '{job['metadata']['name']}-x7k2p' had errors.\n "
+                "Container: 'smoke' exited with code: 22.\n Status: Error.")  # clouddriver's failureDetails
+            assert (status["failed"], status["mostRecentPodName"]) == (1, f"{job['metadata']['name']}-x7k2p")
         assert {("batch", "jobs", "create"), ("", "pods", "list")} <= cluster.api.used
     finally:
         await run.close()
@@ -131,3 +134,23 @@ def test_a_failed_init_container_is_the_jobs_exit_code_and_its_log_is_read() -> 
         "containerStatuses": [{"name": "migrate", "state": {"waiting": {"reason": "PodInitializing"}}}]}}
     status = status_from(job, [pod], {"init-schema": "foo"}, "prod")
     assert (status.state, status.exit_code, status.reason) == ("Failed", 1, "BackoffLimitExceeded")
+    assert status.failure_details == ("Pod: 'migrate-x7k2p' had errors.\n Container: 'init-schema' exited with code: "
+                                      "1.\n Status: Error.")  # init containers first, as clouddriver reads them
+
+
+async def test_pods_are_read_oldest_first_the_last_one_says_and_the_first_failed_one_is_detailed() -> None:
+    from graylane.targets.kubernetes_jobs import status_from
+
+    job = {"metadata": {"name": "flaky", "namespace": "default"},
+           "status": {"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                   "message": "Job has reached the specified backoff limit"}]}}
+
+    def pod(name: str, started: str, code: int) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "status": {"phase": "Failed", "startTime": started, "containerStatuses": [
+            {"name": "main", "state": {"terminated": {"exitCode": code, "reason": "Error", "message": f"m{code}"}}}]}}
+
+    status = status_from(job, [pod("flaky-b", "2024-01-01T00:00:20Z", 4), pod("flaky-a", "2024-01-01T00:00:00Z", 3)],
+                         {}, "prod")
+    assert (status.exit_code, status.failed, status.most_recent_pod) == (4, 2, "flaky-b")
+    assert status.failure_details == ("Pod: 'flaky-a' had errors.\n Container: 'main' exited with code: 3.\n "
+                                      "Status: Error.\n Logs: m3")

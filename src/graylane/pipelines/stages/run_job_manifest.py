@@ -2,10 +2,12 @@
 
 Tasks as orca's RunJobStage: `runJob` creates the Job (name + a suffix derived from the stage, as clouddriver
 suffixes run-job names; deterministic here so a resumed task finds its job), `waitOnJobCompletion` polls it.
-Outputs: `jobStatus` (clouddriver's shape: jobState, completionDetails.exitCode, pods, plus each container's
-`logs`), `completionDetails`, and with `propertyFile` (a container name) the properties that container printed
-as `SPINNAKER_PROPERTY_<NAME>=value` lines (names lower-cased) or `SPINNAKER_CONFIG_JSON={...}`, merged into the
-outputs and kept in `propertyFileContents`, as clouddriver's PropertyParser reads them.
+Outputs: `jobStatus` (clouddriver's shape: jobState, completionDetails.exitCode, pods, failureDetails,
+mostRecentPodName, plus the Job's `failed` count and the last pod's `logs` per container), `completionDetails`,
+and with `propertyFile` (a container name) the properties that container printed as `SPINNAKER_PROPERTY_<NAME>=value`
+lines (names lower-cased) or `SPINNAKER_CONFIG_JSON={...}`, merged into the outputs and kept in
+`propertyFileContents`, as clouddriver's PropertyParser reads them. A failed job's error is orca's: `Job: 'NAME'
+failed. Reason: R. Details: M. Additional Details: FAILUREDETAILS`.
 On `local` the containers run as processes (graylane.targets.local_jobs); on Kubernetes the Job is created and
 watched through the account.
 """
@@ -118,6 +120,8 @@ class WaitOnJobCompletionTask(Task):
                 error += f" Reason: {status.reason}."
             if status.message:
                 error += f" Details: {status.message}."
+            if status.failure_details:  # orca's processFailure
+                error += f" Additional Details: {status.failure_details}"
             return TaskResult(TaskResult.terminal(error).status, outputs, outputs, error=error)
         return TaskResult.succeeded(outputs, outputs)
 

@@ -1,0 +1,119 @@
+"""A local Job's status as clouddriver reports a Kubernetes one (`graylane.targets.jobs.JobStatus`), from its record.
+
+Running while its current pod runs or a retry is pending; Succeeded once a pod's containers all exited 0; Failed
+with the Job's condition (`BackoffLimitExceeded`, `DeadlineExceeded`) once its last pod is over, or, for a job
+stopped (canceled, stage timeout, `graylane down`), with its pod's own reason (`Error`, `Init:Error`, ...). The
+exit code and logs are the last pod's; `pods` lists every pod, oldest first, and `failureDetails` names the first
+failed container as clouddriver's captureFailureDetails does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from graylane.resources.document import ResourceKey
+from graylane.targets.jobs import JobStatus, failure_details
+from graylane.targets.local_job_record import ContainerRecord, JobRecord, PodRecord, safe
+
+
+def not_tracked(key: ResourceKey, folder: Path, account: str) -> JobStatus:
+    return JobStatus(key.name, key.namespace, account, "Failed", None, "NotTracked",
+                     f"no record of job {key.namespace}/{key.name} in {folder}: no control plane using this state "
+                     "folder started it")
+
+
+def job_status(job: JobRecord, folder: Path, account: str) -> JobStatus:
+    key, pod = job.key, job.pod
+    logs = {}
+    for c in pod.containers:
+        if c.started or c.restarts:
+            path = folder / f"{safe(c.name)}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            logs[c.name] = text + (c.message if c.reason == "ContainerCannotRun" else "")
+    running = pod.running
+    if job.condition is not None and not running:
+        state = "Failed"
+    elif pod.succeeded:
+        state = "Succeeded"
+    elif (job.finished or job.stopped) and not running:
+        state = "Failed"
+    else:
+        state = "Running"
+    over = state != "Running" or job.retry_at_ms > 0
+    pods = [_pod_status(p, over if p is pod else True) for p in job.pods]
+    common: dict[str, Any] = {"created_ms": job.created_ms, "logs": logs, "pods": pods, "failed": job.failed,
+                              "most_recent_pod": pod.name}
+    if state == "Running":
+        return JobStatus(key.name, key.namespace, account, "Running", **common)
+    if state == "Succeeded":
+        return JobStatus(key.name, key.namespace, account, "Succeeded", 0, "Completed", "", **common)
+    common["failure_details"] = failure_details(pods)
+    failed = next((c for c in pod.containers if c.failed), None)
+    if job.condition is not None:
+        reason, message = job.condition
+        return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code if failed else None, reason,
+                         message, **common)
+    if failed is None:  # stopped before anything failed
+        waiting = next((c.name for c in pod.containers if not c.started), "")
+        return JobStatus(key.name, key.namespace, account, "Failed", None, "Stopped",
+                         f"the job was stopped before container {waiting} started", **common)
+    reason, message = _failure(failed)
+    return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code, reason, message, **common)
+
+
+def _pod_status(p: PodRecord, over: bool) -> dict[str, Any]:
+    inits = [c for c in p.containers if c.init]
+    initializing = any(c.exit_code != 0 for c in inits)
+    if p.succeeded:
+        phase = "Succeeded"
+    elif over:
+        phase = "Failed"
+    else:
+        phase = "Pending" if initializing else "Running"
+    status: dict[str, Any] = {"phase": phase, "containerStatuses": [_container_status(c, p.name, initializing)
+                                                                    for c in p.containers if not c.init]}
+    if inits:
+        status["initContainerStatuses"] = [_container_status(c, p.name, False) for c in inits]
+    return {"name": p.name, "status": status}
+
+
+def _terminated(code: int | None, reason: str, message: str = "") -> dict[str, Any]:
+    return {"terminated": {"exitCode": code, "reason": reason or ("Completed" if code == 0 else "Error"),
+                           **({"message": message} if message else {})}}
+
+
+def _container_status(c: ContainerRecord, pod: str, pod_initializing: bool) -> dict[str, Any]:
+    """A container's entry in the pod's status, with its Kubernetes-shaped `state` (and `lastState` once it
+    restarted in place)."""
+    exit_code = c.exit_code
+    last: dict[str, Any] | None = None
+    if c.restart_at_ms and c.exit_code is not None:  # OnFailure: its restart is pending
+        state: dict[str, Any] = {"waiting": {"reason": "CrashLoopBackOff",
+                                             "message": f"back-off restarting failed container={c.name} pod={pod}"}}
+        last, exit_code = _terminated(c.exit_code, c.reason, c.message), None
+    elif c.exit_code is not None:
+        state = _terminated(c.exit_code, c.reason, c.message)
+    elif c.running:
+        state = {"running": {}}
+    else:
+        state = {"waiting": {"reason": "PodInitializing" if pod_initializing else "ContainerCreating"}}
+    if last is None and c.restarts:
+        last = _terminated(c.last_exit_code, c.last_reason)
+    out = {"name": c.name, "exitCode": exit_code, "state": state, "restartCount": c.restarts}
+    if last is not None:
+        out["lastState"] = last
+    return out
+
+
+def _failure(c: ContainerRecord) -> tuple[str, str]:
+    """The reason and message of a failed pod, from its failed container (kubectl's `Init:Error` for an init one)."""
+    what = f"init container {c.name}" if c.init else f"container {c.name}"
+    prefix = "Init:" if c.init else ""
+    if c.reason == "ContainerCannotRun":
+        return prefix + c.reason, (f"{what}: {c.message}" if c.init else c.message)
+    if c.reason == "StartError":
+        return prefix + c.reason, f"{what} could not start: {c.message}"
+    if c.reason:
+        return prefix + c.reason, f"{what}: {c.message}"
+    return prefix + "Error", f"{what} exited with code {c.exit_code}"
