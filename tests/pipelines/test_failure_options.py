@@ -241,6 +241,18 @@ def _halt_during_a_call(url: str) -> dict[str, Any]:
         _stage("3", "manualJudgment", "halt", failPipeline=True)]}
 
 
+async def _halt_while_the_call_is_under_way(ex: Executor, engine: sa.Engine, slow_server: str) -> Any:
+    """Start the halt-during-a-call pipeline, wait until its webhook call reached the slow server, then stop the
+    other branch's judgment: the execution halts while the call is under way."""
+    repo = PipelineRepository(engine)
+    config = repo.get(repo.save(_halt_during_a_call(f"{slow_server}/slow"), actor="user:test").id)
+    exe = await ex.start_execution(config, {}, user="test")
+    await ex.wait_for_stage(exe.id, "halt", {S.RUNNING}, timeout=10)
+    assert await asyncio.to_thread(_Slow.arrived.wait, 10)
+    await ex.update_stage(exe.id, "halt", {"judgmentStatus": "stop"}, user="alice")
+    return exe
+
+
 def test_a_task_call_under_way_when_the_pipeline_halts_completes_with_its_own_result(
         engine: sa.Engine, slow_server: str) -> None:
     """orca: CompleteExecutionHandler's CancelStage does not interrupt a task that is executing (it re-queues RunTask,
@@ -253,12 +265,7 @@ def test_a_task_call_under_way_when_the_pipeline_halts_completes_with_its_own_re
         ex = Executor(engine)
         await ex.start()
         try:
-            repo = PipelineRepository(engine)
-            config = repo.get(repo.save(_halt_during_a_call(f"{slow_server}/slow"), actor="user:test").id)
-            exe = await ex.start_execution(config, {}, user="test")
-            await ex.wait_for_stage(exe.id, "halt", {S.RUNNING}, timeout=10)
-            assert await asyncio.to_thread(_Slow.arrived.wait, 10)
-            await ex.update_stage(exe.id, "halt", {"judgmentStatus": "stop"}, user="alice")
+            exe = await _halt_while_the_call_is_under_way(ex, engine, slow_server)
             halted = await ex.wait_until_complete(exe.id, timeout=10)
             assert str(halted.status) == "TERMINAL"
             assert str(halted.stage("1").status) == "RUNNING"  # the call is still under way, as in orca
@@ -284,12 +291,7 @@ def test_a_call_lost_with_the_control_plane_after_the_halt_ends_canceled_on_resu
         ex = Executor(engine)
         await ex.start()
         try:
-            repo = PipelineRepository(engine)
-            config = repo.get(repo.save(_halt_during_a_call(f"{slow_server}/slow"), actor="user:test").id)
-            exe = await ex.start_execution(config, {}, user="test")
-            await ex.wait_for_stage(exe.id, "halt", {S.RUNNING}, timeout=10)
-            assert await asyncio.to_thread(_Slow.arrived.wait, 10)
-            await ex.update_stage(exe.id, "halt", {"judgmentStatus": "stop"}, user="alice")
+            exe = await _halt_while_the_call_is_under_way(ex, engine, slow_server)
             await ex.wait_until_complete(exe.id, timeout=10)
             return exe.id
         finally:

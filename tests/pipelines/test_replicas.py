@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -194,17 +194,28 @@ def test_a_start_that_lost_the_slot_race_waits_buffered(pg: sa.Engine, monkeypat
     asyncio.run(scenario())
 
 
+@contextlib.asynccontextmanager
+async def _leased_pair(pg: sa.Engine, name: str, cm: str) -> AsyncIterator[tuple[Executor, Executor, Any]]:
+    """Two in-process replicas `one` and `two` on one database (5 s leases), and an execution of a one-judgment
+    pipeline `name` started by `one` and waiting at its judgment `approve`."""
+    one, two = Executor(pg), Executor(pg)
+    for ex, replica in ((one, "one"), (two, "two")):
+        Leases(pg, replica=replica, ttl_s=5, poll_s=0.05).install(ex)
+        await ex.start()
+    try:
+        saved = one.pipelines.save(_pipeline(name) | {"stages": [
+            {"refId": "judge", "type": "manualJudgment", "name": "approve"}]}, actor="ci")
+        exe = await one.start_execution(one.pipelines.get(saved.id), {"parameters": {"cm": cm}}, user="ci")
+        await one.wait_for_stage(exe.id, "approve", {S.RUNNING}, timeout=10)
+        yield one, two, exe
+    finally:
+        await one.stop()
+        await two.stop()
+
+
 def test_a_command_sent_to_the_other_replica_is_applied_by_the_owner(pg: sa.Engine) -> None:
     async def scenario() -> None:
-        one, two = Executor(pg), Executor(pg)
-        for ex, name in ((one, "one"), (two, "two")):
-            Leases(pg, replica=name, ttl_s=5, poll_s=0.05).install(ex)
-            await ex.start()
-        try:
-            saved = one.pipelines.save(_pipeline("judged") | {"stages": [
-                {"refId": "judge", "type": "manualJudgment", "name": "approve"}]}, actor="ci")
-            exe = await one.start_execution(one.pipelines.get(saved.id), {"parameters": {"cm": "y"}}, user="ci")
-            await one.wait_for_stage(exe.id, "approve", {S.RUNNING}, timeout=10)
+        async with _leased_pair(pg, "judged", "y") as (one, two, exe):
             with pytest.raises(NotFound, match="has no stage 'nope'"):  # the owner's refusal, as the same error
                 await two.update_stage(exe.id, "nope", {"judgmentStatus": "continue"}, user="bob")
             stage = await two.update_stage(exe.id, "approve", {"judgmentStatus": "continue"}, user="bob")
@@ -214,9 +225,6 @@ def test_a_command_sent_to_the_other_replica_is_applied_by_the_owner(pg: sa.Engi
             assert two.leases.remote_sent == 2 and one.leases.remote_applied == 2
             with pytest.raises(Conflict):  # finished: its lease is free, so two applies (refuses) it itself
                 await two.cancel(exe.id, user="bob")
-        finally:
-            await one.stop()
-            await two.stop()
 
     asyncio.run(scenario())
 
@@ -226,15 +234,7 @@ def test_a_command_its_owner_never_answered_is_answered_by_its_sender(pg: sa.Eng
     replica picked the command up again. Once no live replica drives the execution, `two` takes the command back
     and answers with the refusal (the judgment was recorded once) instead of waiting out its 45 s timeout."""
     async def scenario() -> None:
-        one, two = Executor(pg), Executor(pg)
-        for ex, name in ((one, "one"), (two, "two")):
-            Leases(pg, replica=name, ttl_s=5, poll_s=0.05).install(ex)
-            await ex.start()
-        try:
-            saved = one.pipelines.save(_pipeline("unanswered") | {"stages": [
-                {"refId": "judge", "type": "manualJudgment", "name": "approve"}]}, actor="ci")
-            exe = await one.start_execution(one.pipelines.get(saved.id), {"parameters": {"cm": "u"}}, user="ci")
-            await one.wait_for_stage(exe.id, "approve", {S.RUNNING}, timeout=10)
+        async with _leased_pair(pg, "unanswered", "u") as (one, two, exe):
             assert one.leases is not None and one.leases._loop_task is not None
             one.leases._loop_task.cancel()  # one no longer picks commands up nor answers them
             judgment = {"judgmentStatus": "continue"}
@@ -247,9 +247,6 @@ def test_a_command_its_owner_never_answered_is_answered_by_its_sender(pg: sa.Eng
                 await asyncio.wait_for(sent, 5)
             assert two.leases is not None and two.leases.taken_back == 1
             assert [e["action"] for e in one.repo.audit(exe.id)].count("judgment") == 1
-        finally:
-            await one.stop()
-            await two.stop()
 
     asyncio.run(scenario())
 
