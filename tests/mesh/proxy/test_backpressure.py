@@ -74,7 +74,10 @@ def test_pipelined_requests_without_reading_keep_the_proxy_rss_bounded():
             base = {pid: status_kb(pid, "VmRSS") for pid in pids}
             paused_before = admin_counter(admin, PAUSED_WRITING)
 
-            request = b"GET http://reviews:9080/p HTTP/1.1\r\nhost: reviews\r\n\r\n"
+            # 4 KiB replies: the proxy's kernel send buffer (autotuned up to tcp_wmem's 4 MiB) fills after ~1000 of
+            # them, so the proxy itself must hold back. With ~900-byte replies the kernel took ~4400 and the client's
+            # own stack stopped sending mid-head before the proxy ever had to wait (seen under load, 2 workers).
+            request = b"GET http://reviews:9080/chunks/4 HTTP/1.1\r\nhost: reviews\r\n\r\n"
             payload = request * (N - 1) + request.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n")
             s = socket.socket()
             # Small fixed buffers (no autotuning): the replies cannot all hide in the kernel of a non-reading client.

@@ -120,7 +120,7 @@ async def test_canceling_deletes_the_job_from_the_cluster(cluster: Any, state_di
         await run.close()
 
 
-def test_a_failed_init_container_is_the_jobs_exit_code_and_its_log_is_read() -> None:
+async def test_a_failed_init_container_is_the_jobs_exit_code_and_its_log_is_read() -> None:
     from graylane.targets.kubernetes_jobs import status_from
 
     job = {"metadata": {"name": "migrate", "namespace": "default"},

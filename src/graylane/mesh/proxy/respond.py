@@ -204,7 +204,7 @@ class Responder:
 
 def _sink(proto: DownstreamProtocol, transport: asyncio.Transport, chunked: bool) -> Callable[[bytes], None]:
     """Where the upstream's body bytes go as they come: to the client (re-chunked when needed), pausing the
-    upstream while the client does not read."""
+    upstream while the client does not read (counted as the listener counts a reply held back)."""
 
     def sink(chunk: bytes) -> None:
         if chunked:
@@ -214,5 +214,6 @@ def _sink(proto: DownstreamProtocol, transport: asyncio.Transport, chunked: bool
         if proto.writing_paused and transport not in proto.on_resume:
             transport.pause_reading()
             proto.on_resume.append(transport)
+            proto.server.stats.bump("graylane_proxy_downstream_flow_control_paused_writing_total")
 
     return sink
