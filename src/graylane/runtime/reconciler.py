@@ -367,9 +367,9 @@ class Runtime:
                     if not self._create(key, template, hash_):
                         break
                 else:
-                    r = self.replicas.get(f"{key[0]}/{action.pod}")
-                    if r is not None:
-                        self._terminate(r)
+                    doomed = self.replicas.get(f"{key[0]}/{action.pod}")
+                    if doomed is not None:
+                        self._terminate(doomed)
             self.observed[key] = self.res.versions.get(key, "")
             if before != self.observed[key]:
                 self.progress_at[key] = now
