@@ -276,3 +276,28 @@ async def test_traffic_shift_through_an_httproute_with_deploys_cluster_role(clus
     await target.apply(load_text(yaml.safe_dump(grant)), actor="user:setup")
     got = await target.get(ResourceKey("gateway.networking.k8s.io", "ReferenceGrant", "default", "allow-gateways"))
     assert got is not None and got["spec"]["to"] == [{"group": "", "kind": "Service"}]
+
+
+async def test_set_canary_scale_on_kubernetes_then_abort_scales_it_down(cluster: Any, executor: Executor) -> None:
+    """The same setCanaryScale steps as on the local mesh: the cluster's canary Deployment is scaled (and ready)
+    before the step ends; an abort puts traffic back on v1, then scales the canary to 0."""
+    deployments = "apps/v1/deployments"
+    exe = await run(executor, {"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                               "canarySubset": "v2", "steps": [{"setCanaryScale": {"replicas": 3}}, {"setWeight": 20},
+                                                               {"pause": {}}]})
+    for _ in range(400):
+        st = executor.get(exe).stage("0").context.get("rollout") or {}
+        if st.get("phase") == "Paused":
+            break
+        assert not executor.get(exe).status.is_complete, executor.get(exe).stage("0").context
+        await asyncio.sleep(0.05)
+    canary = cluster.api.object(deployments, "default", "reviews-v2")
+    assert canary["spec"]["replicas"] == 3 and canary["status"]["readyReplicas"] == 3  # waited for
+    assert weights(cluster, "reviews") == [("v1", 80), ("v2", 20)]
+    assert st["canaryScale"]["deployments"]["default/reviews-v2"]["desired"] == 3
+    await executor.update_stage(exe, "0", {"judgmentInput": "Abort"}, user="bob")
+    done = await executor.wait_until_complete(exe, timeout=30)
+    assert done.status == S.TERMINAL and done.stage("0").context["rollout"]["phase"] == "Aborted"
+    assert weights(cluster, "reviews") == [("v1", 100), ("v2", 0)]
+    assert cluster.api.object(deployments, "default", "reviews-v2")["spec"]["replicas"] == 0
+    assert cluster.api.object(deployments, "default", "reviews-v1")["spec"]["replicas"] == 1
