@@ -142,3 +142,23 @@ def test_set_canary_scale_refused_at_import_naming_the_field(raw: Any, message: 
                                                           "steps": [{"setWeight": 10}, {"setCanaryScale": raw}]}]}
     problems = [str(p) for p in find_problems(body)]
     assert any(message in p and "steps[1]" in p for p in problems), problems
+
+
+def test_through_an_httproute_the_deployments_are_found_by_the_version_services(tmp_path: Path,
+                                                                                state_dir: Path) -> None:
+    """With `httpRoute` the versions are Services (reviews-v1, reviews-v2): their selectors find the Deployments."""
+    from tests.pipelines.test_release_httproute import HTTPROUTE, services
+    from tests.pipelines.test_release_stages import deployment
+
+    async def test(rig: Rig) -> None:
+        exe = await rig.run({"type": "canaryRollout", "service": "reviews", "httpRoute": "reviews",
+                             "stableService": "reviews-v1", "canaryService": "reviews-v2",
+                             "steps": [{"setCanaryScale": {"weight": 50}}, {"setWeight": 25}, {"pause": {}}]})
+        st = await rig.rollout(exe, "Paused", 2)
+        assert replicas(rig, "reviews-v2") == 2  # ceil(50% of 3)
+        assert st["canaryScale"]["deployments"]["default/reviews-v2"]["stable"] == "default/reviews-v1"
+        await rig.ex.update_stage(exe, "0", {"judgmentInput": "Promote full"}, user="bob")
+        assert (await rig.done(exe)).status == S.SUCCEEDED
+        assert replicas(rig, "reviews-v2") == 3
+
+    run_rig(tmp_path, deployment("reviews", "v1", 3) + deployment("reviews", "v2") + services() + HTTPROUTE, test)
