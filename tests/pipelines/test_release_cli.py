@@ -78,3 +78,26 @@ def test_release_status_promote_abort_retry(api: str, tmp_path: Path) -> None:  
     code, out = cli("release", "status", "reviews", "--watch", "--timeout", "20")
     assert code == 0 and "Healthy" in out
     assert status()["weights"] == {"reviews": {"v2": 100}}
+
+
+def test_release_status_shows_the_canary_scale(api: str, tmp_path: Path) -> None:  # noqa: F811
+    from tests.pipelines.test_release_stages import world
+
+    (tmp_path / "world.yaml").write_text(world("reviews", {"v1": 4, "v2": 1}, ["v1", "v2"]) + USER_VS)
+    assert cli("apply", "-f", str(tmp_path / "world.yaml"))[0] == 0
+    pipeline = {**ROLLOUT, "stages": [{**ROLLOUT["stages"][0], "steps": [
+        {"setCanaryScale": {"weight": 50}}, {"setWeight": 20}, {"pause": {}}]}]}
+    (tmp_path / "p.json").write_text(json.dumps(pipeline))
+    assert cli("pipeline", "import", str(tmp_path / "p.json"))[0] == 0
+    assert cli("pipeline", "run", "reviews-release")[0] == 0
+    s = wait_for("Paused", 2)
+    # no local runtime in this control plane: how many are ready is not known
+    assert s["canary"] == {"mode": {"weight": 50}, "deployments": [
+        {"deployment": "default/reviews-v2", "desired": 2, "replicas": 2, "ready": None}]}
+    code, out = cli("release", "status", "reviews")
+    assert code == 0 and 'Canary:    default/reviews-v2  desired 2  ready ?  (setCanaryScale {"weight": 50})' in out
+    assert "reviews-v2  version=v2  ready ?/2" in out
+    assert cli("release", "abort", "reviews")[0] == 0
+    s = wait_for("Aborted")
+    assert s["canary"]["deployments"] == [{"deployment": "default/reviews-v2", "desired": 0, "replicas": 0,
+                                           "ready": None}]

@@ -2,10 +2,11 @@
 
 A service's release is the newest execution with a `canaryRollout`, `blueGreen` or `trafficShift` stage naming it
 (`service`, or a member of `services`). `status` shows the phase (Progressing, Paused, Promoted, Healthy,
-Aborted), the step, the weights, the analysis and the service's Deployments; `--watch` follows it and exits 0
-when Healthy, 1 when it aborted or failed, 3 when `--timeout` runs out: a CI gate. `promote [--full]` and `abort`
-answer the rollout's judgment (as `graylane judge ... --input Promote` would); `retry` restarts an aborted
-rollout stage from its first step.
+Aborted), the step, the weights, the analysis, the canary's desired/ready replicas (setCanaryScale) and the
+service's Deployments (read where the release runs: the local mesh, or a Kubernetes account's cluster); `--watch`
+follows it and exits 0 when Healthy, 1 when it aborted or failed, 3 when `--timeout` runs out: a CI gate.
+`promote [--full]` and `abort` answer the rollout's judgment (as `graylane judge ... --input Promote` would);
+`retry` restarts an aborted rollout stage from its first step.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.markup import escape
 
 from graylane.cli import exit_codes
 from graylane.cli.client import ApiClient
-from graylane.errors import Conflict, NotFound
+from graylane.errors import Conflict, GraylaneError, NotFound
 from graylane.settings import current_user
 
 RELEASE_TYPES = ("canaryRollout", "blueGreen", "trafficShift")
@@ -59,21 +60,51 @@ def _phase(stage: dict[str, Any]) -> str:
             "CANCELED": "Degraded", "STOPPED": "Degraded"}.get(stage["status"], str(stage["status"]))
 
 
-def _pods(client: ApiClient, service: str, namespace: str) -> list[dict[str, Any]]:
+def _deployments(client: ApiClient, account: str, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's Deployments where the release runs, each with its `status`: a Kubernetes account's cluster
+    (its readyReplicas), or the local store with the local runtime's status (no runtime: no status)."""
+    if account != "local":
+        items = client.get(f"/api/v1/accounts/{account}/live", params={"namespace": namespace})["items"]
+        return [b for b in items if b.get("kind") == "Deployment"]
     try:
         items = client.get("/api/v1/resources/Deployment", params={"namespace": namespace})["items"]
     except NotFound:
         return []
+    try:
+        live = {d["name"]: d.get("status") or {}
+                for d in client.get("/api/v1/deployments/status", params={"namespace": namespace})["items"]}
+    except GraylaneError:  # the control plane runs no local runtime
+        live = {}
+    return [{**b, "status": b.get("status") or live.get(b["metadata"]["name"]) or {}} for b in items]
+
+
+def _pods(deployments: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
     out_: list[dict[str, Any]] = []
-    for body in items:
+    for body in deployments:
         labels = ((body.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
         if labels.get("app") != service:
             continue
         status = body.get("status") or {}
         out_.append({"name": body["metadata"]["name"], "version": labels.get("version"),
                      "replicas": (body.get("spec") or {}).get("replicas", 1),
-                     "ready": status.get("readyReplicas")})
+                     "ready": status.get("readyReplicas", 0 if status else None)})
     return out_
+
+
+def _canary(st: dict[str, Any], deployments: list[dict[str, Any]], namespace: str) -> dict[str, Any] | None:
+    """setCanaryScale's canary Deployments: the replicas the stage asked for and how many are ready now."""
+    scale = st.get("canaryScale")
+    if not scale:
+        return None
+    live = {f"{(b['metadata'].get('namespace') or namespace)}/{b['metadata']['name']}": b for b in deployments}
+    out_ = []
+    for key, want in (scale.get("deployments") or {}).items():
+        body = live.get(key) or {}
+        status = body.get("status") or {}
+        out_.append({"deployment": key, "desired": want.get("desired"),
+                     "replicas": (body.get("spec") or {}).get("replicas"),
+                     "ready": status.get("readyReplicas", 0 if status else None)})
+    return {"mode": scale.get("mode"), "deployments": out_}
 
 
 def status_of(client: ApiClient, service: str) -> dict[str, Any]:
@@ -88,6 +119,9 @@ def status_of(client: ApiClient, service: str) -> dict[str, Any]:
     error = ((ctx.get("exception") or {}).get("details") or {}).get("error")
     analysis = st.get("analysis") or {}
     background = st.get("backgroundAnalysis") or {}
+    namespace = str(ctx.get("namespace") or "default")
+    account = str(ctx.get("account") or "local")
+    deployments = _deployments(client, account, namespace)
     return {
         "service": service, "execution": exe["id"], "pipeline": f"{exe['application']}/{exe['name']}",
         "executionStatus": exe["status"], "stage": {"id": stage["id"], "name": stage["name"], "type": stage["type"],
@@ -101,7 +135,8 @@ def status_of(client: ApiClient, service: str) -> dict[str, Any]:
                                "message": (background.get("outputs") or {}).get("analysisMessage")}
         if background else None,
         "lastAction": st.get("lastAction"),
-        "pods": _pods(client, service, str(ctx.get("namespace") or "default")),
+        "canary": _canary(st, deployments, namespace),
+        "pods": _pods(deployments, service),
     }
 
 
@@ -127,6 +162,12 @@ def render(s: dict[str, Any]) -> None:
         bg = s["backgroundAnalysis"]
         out.print(f"Background analysis: {escape(str(bg.get('type')))} {escape(str(bg.get('phase')))}"
                   + (f"  {escape(str(bg['message']))[:200]}" if bg.get("message") else ""))
+    if s.get("canary"):
+        mode = s["canary"].get("mode")
+        how = f"setCanaryScale {json.dumps(mode)}" if mode else "set by the stage"
+        for c in s["canary"]["deployments"]:
+            ready = "?" if c["ready"] is None else c["ready"]
+            out.print(f"Canary:    {escape(c['deployment'])}  desired {c['desired']}  ready {ready}  ({escape(how)})")
     if s["pods"]:
         out.print("Pods:")
         for pod in s["pods"]:

@@ -272,28 +272,54 @@ def mount(app: FastAPI) -> None:
 
 
 async def _release(request: Request, exe: dict[str, Any] | None) -> ReleaseView | None:
-    """The release header's data: live VirtualServices and DestinationRules, and the last minute's graph."""
+    """The release header's data: the VirtualServices and DestinationRules where the execution releases (the
+    local store, or a Kubernetes account's cluster: what its stages changed), and the last minute's graph."""
     if not exe:
         return None
     services = released_services(exe)
-    vs = await api_json(request, "/api/v1/resources/VirtualService", {"items": []}) if services else {"items": []}
-    dr = await api_json(request, "/api/v1/resources/DestinationRule", {"items": []}) if services else {"items": []}
-    graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m", "account": release_account(exe)}) \
+    account = release_account(exe)
+    graph = await api_json(request, "/api/v1/graph", {}, params={"window": "1m", "account": account}) \
         if services else {}
-    routes: dict[str, Any] = {"items": []}
-    kube_services: dict[str, Any] = {"items": []}
-    if services and any(s.get("type") == "deployManifest" and "HTTPRoute" in json.dumps(s.get("context") or {})
-                        for s in exe.get("stages") or []):
-        routes = await api_json(request, "/api/v1/resources/HTTPRoute", None) or routes
-        kube_services = await api_json(request, "/api/v1/resources/Service", None) or kube_services
-    view = release_view(exe, vs.get("items", []), dr.get("items", []), graph or {}, user_of(request).role,
-                        routes.get("items", []), kube_services.get("items", []))
+    if services and account != "local":
+        vs, dr, routes, kube_services = await _account_routing(request, account)
+    else:
+        vs, dr, routes, kube_services = await _local_routing(request, exe, services)
+    view = release_view(exe, vs, dr, graph or {}, user_of(request).role, routes, kube_services)
     # Sample traces of each version, from this execution's window: the evidence beside the judgment.
     started = (parse_time(exe.get("startTime")) or datetime.now(UTC)).timestamp()
     lookback = min(max(time.time() - started, 60.0), 900.0)  # at most the 15 minutes the mesh's telemetry keeps
     traces = {(svc.service, v.version): await version_traces(request, svc.service, v.version, lookback_s=lookback)
               for svc in view.services for v in svc.versions}
     return replace(view, traces=traces)
+
+
+async def _local_routing(request: Request, exe: dict[str, Any],
+                         services: list[str]) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """VirtualServices, DestinationRules, HTTPRoutes and Services from the local store."""
+    if not services:
+        return [], [], [], []
+    vs = await api_json(request, "/api/v1/resources/VirtualService", {"items": []})
+    dr = await api_json(request, "/api/v1/resources/DestinationRule", {"items": []})
+    routes: dict[str, Any] = {"items": []}
+    kube_services: dict[str, Any] = {"items": []}
+    if any(s.get("type") == "deployManifest" and "HTTPRoute" in json.dumps(s.get("context") or {})
+           for s in exe.get("stages") or []):
+        routes = await api_json(request, "/api/v1/resources/HTTPRoute", None) or routes
+        kube_services = await api_json(request, "/api/v1/resources/Service", None) or kube_services
+    return vs.get("items", []), dr.get("items", []), routes.get("items", []), kube_services.get("items", [])
+
+
+async def _account_routing(request: Request,
+                           account: str) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """The same from a Kubernetes account's cluster (`/api/v1/accounts/NAME/live`); nothing when it cannot be
+    read (the header then shows no configured weights rather than the local store's)."""
+    live = await api_json(request, f"/api/v1/accounts/{quote(account, safe='')}/live", {"items": []})
+    items = [b for b in (live or {}).get("items", []) if isinstance(b, dict)]
+
+    def kind(name: str) -> list[Any]:
+        return [b for b in items if b.get("kind") == name]
+
+    return kind("VirtualService"), kind("DestinationRule"), kind("HTTPRoute"), kind("Service")
 
 
 async def _cancel_and_return(request: Request, execution_id: str, reason: str) -> HTMLResponse:

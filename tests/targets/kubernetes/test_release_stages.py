@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 import yaml
 from tests import system
+from tests.pipelines.test_cli import api  # noqa: F401  (the control plane API fixture)
 from tests.targets.kubernetes.executors import started_executor
 
 from graylane.demos.bookinfo.demo import BASELINE, RELEASES, load_pipeline, prepare_repository
@@ -276,3 +278,61 @@ async def test_traffic_shift_through_an_httproute_with_deploys_cluster_role(clus
     await target.apply(load_text(yaml.safe_dump(grant)), actor="user:setup")
     got = await target.get(ResourceKey("gateway.networking.k8s.io", "ReferenceGrant", "default", "allow-gateways"))
     assert got is not None and got["spec"]["to"] == [{"group": "", "kind": "Service"}]
+
+
+async def test_set_canary_scale_on_kubernetes_then_abort_scales_it_down(cluster: Any, executor: Executor) -> None:
+    """The same setCanaryScale steps as on the local mesh: the cluster's canary Deployment is scaled (and ready)
+    before the step ends; an abort puts traffic back on v1, then scales the canary to 0."""
+    deployments = "apps/v1/deployments"
+    exe = await run(executor, {"type": "canaryRollout", "service": "reviews", "stableSubset": "v1",
+                               "canarySubset": "v2", "steps": [{"setCanaryScale": {"replicas": 3}}, {"setWeight": 20},
+                                                               {"pause": {}}]})
+    for _ in range(400):
+        st = executor.get(exe).stage("0").context.get("rollout") or {}
+        if st.get("phase") == "Paused":
+            break
+        assert not executor.get(exe).status.is_complete, executor.get(exe).stage("0").context
+        await asyncio.sleep(0.05)
+    canary = cluster.api.object(deployments, "default", "reviews-v2")
+    assert canary["spec"]["replicas"] == 3 and canary["status"]["readyReplicas"] == 3  # waited for
+    assert weights(cluster, "reviews") == [("v1", 80), ("v2", 20)]
+    assert st["canaryScale"]["deployments"]["default/reviews-v2"]["desired"] == 3
+    await executor.update_stage(exe, "0", {"judgmentInput": "Abort"}, user="bob")
+    done = await executor.wait_until_complete(exe, timeout=30)
+    assert done.status == S.TERMINAL and done.stage("0").context["rollout"]["phase"] == "Aborted"
+    assert weights(cluster, "reviews") == [("v1", 100), ("v2", 0)]
+    assert cluster.api.object(deployments, "default", "reviews-v2")["spec"]["replicas"] == 0
+    assert cluster.api.object(deployments, "default", "reviews-v1")["spec"]["replicas"] == 1
+
+
+async def test_release_status_reads_the_canary_from_the_cluster(cluster: Any, state_dir: Path,
+                                                                api: str, tmp_path: Path) -> None:  # noqa: F811
+    """`graylane release status` of a release on a Kubernetes account: the canary's desired and ready replicas (and
+    the pods' readiness) are the cluster's Deployments', read through the account."""
+    from tests.pipelines.test_release_cli import cli
+
+    accounts.add_account("staging", kubeconfig=cluster.kubeconfig, namespace="default")
+    target = accounts.get_target("staging", None, namespace=None)
+    await target.apply(load_text(REVIEWS + USER_VS), actor="user:setup")
+    await target.wait_ready([d.key for d in load_text(REVIEWS) if d.kind == "Deployment"], timeout=30)
+    pipeline = {"application": "bookinfo", "name": "reviews-staging", "stages": [
+        {"refId": "1", "type": "canaryRollout", "name": "reviews canary", "account": "staging", "service": "reviews",
+         "stableSubset": "v1", "canarySubset": "v2",
+         "steps": [{"setCanaryScale": {"replicas": 2}}, {"setWeight": 20}, {"pause": {}}]}]}
+    (tmp_path / "p.json").write_text(json.dumps(pipeline))
+    assert (await asyncio.to_thread(cli, "pipeline", "import", str(tmp_path / "p.json")))[0] == 0
+    assert (await asyncio.to_thread(cli, "pipeline", "run", "reviews-staging"))[0] == 0
+    for _ in range(400):
+        code, out = await asyncio.to_thread(cli, "release", "status", "reviews", "-o", "json")
+        assert code == 0, out
+        s = json.loads(out)
+        if s["phase"] == "Paused":
+            break
+        await asyncio.sleep(0.05)
+    assert s["canary"]["deployments"] == [{"deployment": "default/reviews-v2", "desired": 2, "replicas": 2,
+                                           "ready": 2}]
+    assert {p["name"]: (p["ready"], p["replicas"]) for p in s["pods"]} == {
+        "reviews-v1": (1, 1), "reviews-v2": (2, 2), "reviews-v3": (0, 0)}
+    code, out = await asyncio.to_thread(cli, "release", "status", "reviews")
+    assert 'Canary:    default/reviews-v2  desired 2  ready 2  (setCanaryScale {"replicas": 2})' in out
+    assert (await asyncio.to_thread(cli, "release", "abort", "reviews"))[0] == 0

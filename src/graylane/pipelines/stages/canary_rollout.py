@@ -20,7 +20,9 @@
   as manualJudgment's) with `judgmentInput` **Promote** (next step), **Promote full** (straight to 100%) or
   **Abort**; `setHeaderRoute` / `setMirrorRoute` add (or, with only `name`, remove) Graylane's managed routes
   above the weighted one; `analysis` runs the `analysis`/`kayentaCanary` stage type inline (the step ends when it
-  passes; a failure aborts).
+  passes; a failure aborts); `setCanaryScale` (`{replicas}` | `{weight}` | `{matchTrafficWeight: true}`) scales the
+  canary Deployments apart from the weight (stages/canary_scale.py), which then go to the stable's replicas at
+  promotion and to 0 on abort.
 - Background analysis, as Argo Rollouts' `strategy.canary.analysis`: `"analysis": {"templates": [...], "args": [...],
   "startingStep": 1}` on the stage (or `{"type": "kayentaCanary", ...}`, or Flagger-style `builtins`) starts when
   the rollout reaches step `startingStep` (default 0) and keeps measuring across the later steps and pauses; its
@@ -48,7 +50,7 @@ from typing import Any
 from graylane.errors import GraylaneError, ValidationError
 from graylane.pipelines import route_check, traffic
 from graylane.pipelines import routes_edit as edit
-from graylane.pipelines.stages import MODULES, definition
+from graylane.pipelines.stages import MODULES, canary_scale, definition
 from graylane.pipelines.stages.manual_judgment import validate_judgment
 from graylane.pipelines.status import ExecutionStatus as S
 from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
@@ -57,7 +59,8 @@ from graylane.resources.sticky import parse_sticky
 
 PROMOTE, PROMOTE_FULL, ABORT = "Promote", "Promote full", "Abort"
 OPTIONS = [PROMOTE, PROMOTE_FULL, ABORT]
-STEP_KINDS = ("setWeight", "pause", "setHeaderRoute", "setMirrorRoute", "analysis", "setPreviewHost")
+STEP_KINDS = ("setWeight", "pause", "setHeaderRoute", "setMirrorRoute", "analysis", "setPreviewHost",
+              "setCanaryScale")
 ANALYSIS_TYPES = ("analysis", "kayentaCanary")
 JUDGMENT_POLL_S = 15.0
 BACKGROUND = "backgroundAnalysis"  # context.rollout's slot for the stage-level (background) analysis
@@ -119,6 +122,8 @@ def check_steps(steps: Any, where: str) -> list[dict[str, Any]]:
         if kinds[0] == "setWeight":
             edit.check_weights({"canary": step["setWeight"], "stable": 100 - int(step["setWeight"])},
                                f"{where} steps[{i}] setWeight")
+        if kinds[0] == "setCanaryScale":
+            canary_scale.check(step["setCanaryScale"], f"{where} steps[{i}]")
         if "sticky" in step:
             _check_sticky(step["sticky"], f"{where} steps[{i}] sticky")
     return steps
@@ -238,7 +243,25 @@ class _Run:
         weight = int(raw)
         await self.set_weight(weight, sticky=self.steps[int(self.st.get("stepIndex") or 0)].get("sticky"))
         self.st.setdefault("history", []).append(weight)
+        mode = (self.st.get("canaryScale") or {}).get("mode") or {}
+        if mode.get("matchTrafficWeight"):  # the canary's replicas follow the weight just set
+            await self.scale_canary(mode)
         return True, 0
+
+    async def do_setCanaryScale(self, raw: Any, action: str | None) -> tuple[bool, float]:
+        await self.scale_canary(canary_scale.check(raw, f"{self.where} setCanaryScale"))
+        return True, 0
+
+    async def scale_canary(self, mode: dict[str, Any] | None, to: int | None = None) -> None:
+        """Scale every member's canary Deployment (canary_scale.scale); the result is `rollout.canaryScale`."""
+        items = self.ctx.get("services") if isinstance(self.ctx.get("services"), list) else [self.ctx]
+        members = [(m, s, c, item if isinstance(item, dict) else {})
+                   for (m, s, c), item in zip(self.release.members, items, strict=False)]
+        deployments = await canary_scale.scale(await self.target(), members, mode,
+                                               int(self.st.get("canaryWeight") or 0), actor=self.stage.actor,
+                                               where=self.where, to=to)
+        previous = (self.st.get("canaryScale") or {}).get("mode")
+        self.st["canaryScale"] = {"mode": mode if to is None else previous, "deployments": deployments}
 
     async def do_pause(self, raw: Any, action: str | None) -> tuple[bool, float]:
         now = self.stage.now_ms - self.stage.paused_ms  # time the execution spent paused does not count
@@ -383,6 +406,8 @@ class _Run:
     async def promote(self) -> TaskResult:
         """100% to the canary and no managed routes, in one snapshot; then the warm window, if any."""
         await self.stop_background()
+        if self.st.get("canaryScale"):  # managed: the canary gets the stable's replicas before all the traffic
+            await self.scale_canary(None, to=-1)
         await self.set_weight(100, clear_routes=True)
         await self.drop_previews()
         self.st.update(phase="Promoted", promotedAt=self.stage.now_ms, stepIndex=len(self.steps))
@@ -425,6 +450,8 @@ class _Run:
         await self.set_weight(0, clear_routes=True, checked=False)
         await self.drop_previews()
         await self.stop_background()
+        if st.get("canaryScale"):  # as Argo: setCanaryScale no longer applies; the canary follows weight 0
+            await self.scale_canary(None, to=0)
         stables = ", ".join(sorted({s for _, s, _ in self.release.members}))
         st.update(phase="Aborted", message=f"{st['abortReason']}; all traffic is back on {stables}")
         return TaskResult.terminal(f"{self.where}: rollout {st['message']}", {"rollout": st})
