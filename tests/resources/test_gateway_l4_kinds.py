@@ -40,6 +40,30 @@ def test_routes_apply_after_gateways_and_grants() -> None:
 
 
 GOOD = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: tcp-31400, port: 31400, protocol: TCP}
+  - {name: tls, port: 443, protocol: TLS, tls: {mode: Passthrough}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-echo-v1}
+spec: {selector: {app: tcp-echo, version: v1}, ports: [{port: 9000, name: tcp}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-echo-v2}
+spec: {selector: {app: tcp-echo, version: v2}, ports: [{port: 9000, name: tcp}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {selector: {app: a}, ports: [{port: 9443, name: tls}]}
+---
 apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
 metadata: {name: tcp-echo}
@@ -83,7 +107,7 @@ def test_schema_and_crd_rules_name_the_field(doc: str, expected: str) -> None:
 
 def test_tlsroute_hostnames_are_required_from_v1alpha3() -> None:
     body = "kind: TLSRoute\nmetadata: {name: r}\nspec: {rules: [{backendRefs: [{name: a, port: 9443}]}]}\n"
-    assert findings(f"apiVersion: {G}/v1alpha2\n{body}") == []
+    assert not [f for f in findings(f"apiVersion: {G}/v1alpha2\n{body}") if "hostname" in f]
     assert any("spec.hostnames: TLSRoute needs at least one hostname" in f
                for f in findings(f"apiVersion: {G}/v1alpha3\n{body}"))
 
@@ -92,3 +116,33 @@ def test_an_unserved_version_is_refused() -> None:
     text = findings(f"apiVersion: {G}/v1beta1\nkind: TCPRoute\nmetadata: {{name: r}}\n"
                     "spec: {rules: [{backendRefs: [{name: a, port: 1}]}]}\n")
     assert any('no matches for kind "TCPRoute" in version' in f for f in text), text
+
+
+def test_references_are_checked_as_for_httproutes() -> None:
+    """IST0101 for a parent Gateway and a backendRef Service that do not exist, and a port the Service lacks; a
+    warning for a cross-namespace backendRef no ReferenceGrant opens to TCPRoutes."""
+    text = findings(f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: tcp-echo, namespace: default}}
+spec: {{selector: {{app: tcp-echo}}, ports: [{{port: 9000, name: tcp}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: prod}}
+spec: {{selector: {{app: db}}, ports: [{{port: 5432, name: tcp}}]}}
+---
+apiVersion: {G}/v1alpha2
+kind: TCPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: nowhere}}]
+  rules:
+  - backendRefs: [{{name: tcp-echo, port: 9001}}, {{name: ghost, port: 1}}, {{name: db, namespace: prod, port: 5432}}]
+""")
+    joined = "\n".join(text)
+    for expected in ("spec.parentRefs[0].name: Referenced parent Gateway not found: \"default/nowhere\"",
+                     "spec.rules[0].backendRefs[0].port: Referenced backendRef Service port not found",
+                     "spec.rules[0].backendRefs[1].name: Referenced backendRef Service not found: \"default/ghost\"",
+                     "no ReferenceGrant in prod allows TCPRoutes from default: its share of the traffic is refused"):
+        assert expected in joined, joined
