@@ -16,7 +16,7 @@ from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
 from ..helpers import free_port, proxy_workers
-from .l4support import CA, EchoServer, client_ssl, echo_endpoint, server_ssl, service
+from .l4support import CA, EchoServer, client_ssl, echo_endpoint, server_ssl, service, tls_secret
 
 ALPHA = "gateway.networking.k8s.io/v1alpha2"
 
@@ -214,3 +214,37 @@ def test_tlsroute_passthrough_routes_by_sni_to_two_backends(mesh, ca, tmp_path):
     with pytest.raises((ssl.SSLError, ConnectionResetError)):  # outside the listener's hostname: closed
         client_ssl(ca).wrap_socket(raw, server_hostname="other.org")
     raw.close()
+
+
+def test_tls_terminated_listener_takes_a_tcproute(tcp_echo, ca, tmp_path):
+    """A TLS listener in Terminate mode (certificateRefs) decrypts and proxies the bytes as TCP to a TCPRoute's
+    backends; a TLSRoute is not allowed there."""
+    apply, _, v1, _ = tcp_echo
+    cert, key = ca.issue("echo.example.com")
+    secret = tls_secret("echo-cert", cert, key)
+    listener = {"name": "tls", "port": 8443, "protocol": "TLS", "hostname": "echo.example.com",
+                "tls": {"mode": "Terminate", "certificateRefs": [{"name": "echo-cert"}]}}
+    snap = apply([secret, k8s_gateway([listener]),
+                  l4_route("TCPRoute", "echo", [{"name": "tcp-echo-v1", "port": 9000}]),
+                  l4_route("TLSRoute", "sni", [{"name": "tcp-echo-v1", "port": 9000}], hostnames=["echo.example.com"])])
+    assert conditions(status_of(snap, "TCPRoute", "echo")["parents"][0])["Accepted"] == ("True", "Accepted")
+    assert conditions(status_of(snap, "TLSRoute", "sni")["parents"][0])["Accepted"] == \
+        ("False", "NotAllowedByListeners")
+    port = next(x["port"] for x in snap["listeners"] if x.get("server_port") == 8443)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with client_ssl(ca).wrap_socket(raw, server_hostname="echo.example.com") as s:
+        assert s.getpeercert()["subjectAltName"] == (("DNS", "echo.example.com"),)  # the listener's certificate
+        s.sendall(b"secret\n")
+        assert s.recv(100) == b"one secret\n"
+    assert v1.connections == 1 and v1.sni == []  # the upstream got plain TCP
+
+
+def test_a_second_protocol_on_a_port_is_conflicted(tcp_echo):
+    apply, port, *_ = tcp_echo
+    snap = apply([k8s_gateway([TCP_LISTENER, {"name": "http", "port": 31400, "protocol": "HTTP"}]),
+                  l4_route("TCPRoute", "echo", [{"name": "tcp-echo-v1", "port": 9000}])])
+    listeners = {x["name"]: x for x in status_of(snap, "Gateway", "gw")["listeners"]}
+    assert conditions(listeners["http"])["Conflicted"] == ("True", "ProtocolConflict")
+    assert conditions(listeners["http"])["Accepted"] == ("False", "ProtocolConflict")
+    assert conditions(listeners["tcp-31400"])["Conflicted"] == ("False", "NoConflicts")
+    assert talk(port, b"still tcp") == b"one still tcp\n"
