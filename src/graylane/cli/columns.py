@@ -69,6 +69,7 @@ COLUMNS: dict[str, list[Column]] = {
     # Kubernetes Gateway API (kubectl's printer columns of the CRDs)
     "HTTPRoute": [("HOSTNAMES", lambda b: _json_list(dig(b, "spec", "hostnames")))],
     "GRPCRoute": [("HOSTNAMES", lambda b: _json_list(dig(b, "spec", "hostnames")))],
+    "TLSRoute": [("HOSTNAMES", lambda b: _json_list(dig(b, "spec", "hostnames")))],
     "GatewayClass": [("CONTROLLER", lambda b: str(dig(b, "spec", "controllerName", default=""))),
                      ("ACCEPTED", lambda b: _condition(b, "Accepted"))],
 }

@@ -213,12 +213,13 @@ def _destinations(route: Any, ns: str, suffix: str, where: str) -> list[dict[str
 
 def listener_certificate(tls: Mapping[str, Any] | None, namespace: str,
                          secrets: Mapping[tuple[str, str], Mapping[str, Any]], where: str) -> tuple[str, str, str]:
-    """A Gateway API HTTPS listener's `tls` (mode Terminate, the first certificateRef to a core Secret in the
-    Gateway's namespace): (Secret name, "", "") when usable, else ("", ResolvedRefs reason, message)."""
+    """A Gateway API HTTPS (or TLS Terminate) listener's `tls` (mode Terminate, the first certificateRef to a core
+    Secret in the Gateway's namespace): (Secret name, "", "") when usable, else ("", ResolvedRefs reason, message)."""
     tls = tls or {}
     mode = str(tls.get("mode") or "Terminate")
     if mode != "Terminate":
-        return "", "UnsupportedValue", f"tls.mode {mode} needs a TLSRoute, which the local mesh does not serve"
+        return "", "UnsupportedValue", f"tls.mode {mode} on an HTTPS listener: Passthrough is for a TLS listener " \
+            "(protocol: TLS) with TLSRoutes"
     refs = list(tls.get("certificateRefs") or ())
     if not refs:
         return "", "InvalidCertificateRef", "tls.certificateRefs is required for an HTTPS listener"

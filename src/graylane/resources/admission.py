@@ -20,6 +20,7 @@ from graylane.resources.admission_gatewayapi import (
     check_grpc_route,
     check_http_route,
     check_k8s_gateway,
+    check_l4_route,
     check_reference_grant,
 )
 from graylane.resources.admission_networking import check_envoy_filter, check_gateway, check_service_entry
@@ -46,6 +47,8 @@ CHECKS: dict[tuple[str, str], Check] = {
     ("gateway.networking.k8s.io", "Gateway"): check_k8s_gateway,
     ("gateway.networking.k8s.io", "HTTPRoute"): check_http_route,
     ("gateway.networking.k8s.io", "GRPCRoute"): check_grpc_route,
+    ("gateway.networking.k8s.io", "TCPRoute"): check_l4_route,
+    ("gateway.networking.k8s.io", "TLSRoute"): check_l4_route,
     ("gateway.networking.k8s.io", "ReferenceGrant"): check_reference_grant,
 }
 

@@ -240,12 +240,23 @@ def check_k8s_gateway(c: Checks, spec: dict[str, Any]) -> None:
             c.error(path, "tls mode must be set for protocol HTTPS")
         if protocol in ("HTTP", "TCP", "UDP") and lst.get("hostname") and protocol != "HTTP":
             c.error((*path, "hostname"), "hostname must not be specified for protocols ['TCP', 'UDP']")
-        if protocol not in ("HTTP",):
-            c.warn((*path, "protocol"), f"protocol {protocol} is not served by the local mesh yet (HTTP only): the "
-                                        "listener is reported Accepted=False, UnsupportedProtocol")
+        if protocol not in ("HTTP", "HTTPS", "TCP", "TLS"):
+            c.warn((*path, "protocol"), f"protocol {protocol} is not served by the local mesh (HTTP, HTTPS, TCP and "
+                                        "TLS are): the listener is reported Accepted=False, UnsupportedProtocol")
         nss = as_map(as_map(lst.get("allowedRoutes")).get("namespaces"))
         if nss.get("from") == "Selector" and nss.get("selector") is None:
             c.error((*path, "allowedRoutes", "namespaces"), "selector must be specified when from is Selector")
+
+
+def check_l4_route(c: Checks, spec: dict[str, Any]) -> None:
+    """TCPRoute and TLSRoute (apis/v1alpha2/tcproute_types.go, tlsroute_types.go): hostnames (TLSRoute), distinct
+    parentRefs, Service backendRefs with a port."""
+    _route_common(c, spec)
+    for ri, rule in items_of(spec.get("rules")):
+        for bi, b in items_of(as_map(rule).get("backendRefs")):
+            _backend_ref(c, ("spec", "rules", ri, "backendRefs", bi), as_map(b))
+    if c.doc.kind == "TLSRoute" and c.doc.api_version.endswith(("/v1alpha3", "/v1")) and not spec.get("hostnames"):
+        c.error(("spec", "hostnames"), "TLSRoute needs at least one hostname (required from v1alpha3)")
 
 
 def check_reference_grant(c: Checks, spec: dict[str, Any]) -> None:

@@ -61,7 +61,9 @@ def _backend(route: Document, path: tuple[Any, ...], ref: dict[str, Any], index:
                                                     f"{ns}/{name}:{ref['port']}", analyzer=ANALYZER))
     if ns != route.namespace and gateway_parent and not _granted(grants, route.kind, route.namespace, ns, name):
         msg = (f"backendRef {ns}/{name} is in another namespace and no ReferenceGrant in {ns} allows {route.kind}s "
-               f"from {route.namespace}: its share of the traffic gets 500 (ResolvedRefs=False, RefNotPermitted)")
+               f"from {route.namespace}: its share of the traffic "
+               f"{'is refused' if route.kind in ('TCPRoute', 'TLSRoute') else 'gets 500'} "
+               "(ResolvedRefs=False, RefNotPermitted)")
         out.append(SCHEMA_WARNING.at(route, path, msg, detail=msg, analyzer=ANALYZER))
     return out
 
@@ -119,7 +121,7 @@ def analyze_gateway_api(inputs: Iterable[Document], everything: list[Document], 
     for doc in inputs:
         if doc.group != GATEWAY_API:
             continue
-        if doc.kind in ("HTTPRoute", "GRPCRoute"):
+        if doc.kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute"):
             findings += check_http_route(doc, index, grants)
         elif doc.kind == "Gateway":
             findings += check_gateway_class(doc, classes)

@@ -51,9 +51,10 @@ class KindInfo:
 
 
 def _gateway_api(kind: str, plural: str, short: tuple[str, ...], model: type[BaseModel],
-                 namespaced: bool = True) -> KindInfo:
+                 namespaced: bool = True,
+                 versions: tuple[str, ...] = model_gatewayapi.GATEWAY_API_VERSIONS) -> KindInfo:
     group = model_gatewayapi.GATEWAY_API_GROUP
-    return KindInfo(group, kind, namespaced, tuple(f"{group}/{v}" for v in model_gatewayapi.GATEWAY_API_VERSIONS),
+    return KindInfo(group, kind, namespaced, tuple(f"{group}/{v}" for v in versions),
                     plural, short, model, strict=True)
 
 
@@ -99,6 +100,9 @@ KINDS: tuple[KindInfo, ...] = (
     _gateway_api("Gateway", "gateways", (), model_gatewayapi.Gateway),
     _gateway_api("HTTPRoute", "httproutes", (), model_gatewayapi.HTTPRoute),
     _gateway_api("GRPCRoute", "grpcroutes", (), model_gatewayapi.GRPCRoute),
+    # Experimental-channel v1alpha2 preferred: the version every cluster serving these kinds has (v1 from v1.5/v1.6).
+    _gateway_api("TCPRoute", "tcproutes", (), model_gatewayapi.TCPRoute, versions=model_gatewayapi.TCP_ROUTE_VERSIONS),
+    _gateway_api("TLSRoute", "tlsroutes", (), model_gatewayapi.TLSRoute, versions=model_gatewayapi.TLS_ROUTE_VERSIONS),
     _gateway_api("ReferenceGrant", "referencegrants", ("refgrant",), model_gatewayapi.ReferenceGrant),
     KindInfo(GRAYLANE_GROUP, "LocalImage", True, (f"{GRAYLANE_GROUP}/v1alpha1",), "localimages", ("li",),
              model_graylane.LocalImage, strict=True),

@@ -1,6 +1,7 @@
-"""pydantic models for the Kubernetes Gateway API (gateway.networking.k8s.io v1, v1beta1 accepted).
+"""pydantic models for the Kubernetes Gateway API (gateway.networking.k8s.io v1, v1beta1 accepted; TCPRoute and
+TLSRoute in their alpha versions too).
 
-GatewayClass, Gateway, HTTPRoute, GRPCRoute and ReferenceGrant, with field names and nesting of
+GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, TCPRoute and TLSRoute, with field names and nesting of
 kubernetes-sigs/gateway-api `apis/v1/*_types.go`. Types, enums and ranges are the CRD schema's; the CRD's
 CEL rules (path values, filter combinations, timeouts) are admission checks in `admission_gatewayapi.py`.
 """
@@ -315,3 +316,41 @@ class ReferenceGrantSpec(StrictSpec):
 
 class ReferenceGrant(Resource):
     spec: ReferenceGrantSpec
+
+
+# --------------------------------------------------------------------------------------------- TCPRoute / TLSRoute
+# Experimental channel `v1alpha2` (TLSRoute also `v1alpha3`), standard `v1` from Gateway API v1.5 (TLSRoute) and
+# v1.6 (TCPRoute): apis/v1alpha2/tcproute_types.go, tlsroute_types.go. Rules carry backendRefs only.
+
+TCP_ROUTE_VERSIONS = ("v1alpha2", "v1")
+TLS_ROUTE_VERSIONS = ("v1alpha2", "v1alpha3", "v1")
+
+
+class L4BackendRef(BackendObjectReference):
+    weight: int | None = Field(default=None, ge=0, le=1000000)
+
+
+class L4RouteRule(StrictSpec):
+    name: str | None = Field(default=None, max_length=253)
+    backend_refs: list[L4BackendRef] = Field(min_length=1, max_length=16)
+
+
+class TCPRouteSpec(StrictSpec):
+    parent_refs: list[ParentReference] | None = Field(default=None, max_length=32)
+    rules: list[L4RouteRule] = Field(min_length=1, max_length=16)
+    use_default_gateways: str | None = None
+
+
+class TCPRoute(Resource):
+    spec: TCPRouteSpec
+
+
+class TLSRouteSpec(StrictSpec):
+    parent_refs: list[ParentReference] | None = Field(default=None, max_length=32)
+    hostnames: list[str] | None = Field(default=None, max_length=16)
+    rules: list[L4RouteRule] = Field(min_length=1, max_length=16)
+    use_default_gateways: str | None = None
+
+
+class TLSRoute(Resource):
+    spec: TLSRouteSpec

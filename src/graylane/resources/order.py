@@ -18,7 +18,8 @@ APPLY_ORDER: tuple[str, ...] = (
     "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Secret",
     "PersistentVolumeClaim", "LocalImage", "Service", "Deployment", "StatefulSet", "DaemonSet", "Job",
     "PodDisruptionBudget", "DestinationRule", "ServiceEntry", "GatewayClass", "Gateway", "ReferenceGrant", "Sidecar",
-    "PeerAuthentication", "AuthorizationPolicy", "VirtualService", "HTTPRoute", "GRPCRoute", "EnvoyFilter",
+    "PeerAuthentication", "AuthorizationPolicy", "VirtualService", "HTTPRoute", "GRPCRoute", "TCPRoute",
+    "TLSRoute", "EnvoyFilter",
 )
 _RANK = {kind: i for i, kind in enumerate(APPLY_ORDER)}
 

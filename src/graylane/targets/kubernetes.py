@@ -66,6 +66,8 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("gateway.networking.k8s.io", "Gateway"): ("v1", "gateways"),
     ("gateway.networking.k8s.io", "HTTPRoute"): ("v1", "httproutes"),
     ("gateway.networking.k8s.io", "GRPCRoute"): ("v1", "grpcroutes"),
+    ("gateway.networking.k8s.io", "TCPRoute"): ("v1alpha2", "tcproutes"),  # experimental channel: every release
+    ("gateway.networking.k8s.io", "TLSRoute"): ("v1alpha2", "tlsroutes"),
     ("gateway.networking.k8s.io", "ReferenceGrant"): ("v1beta1", "referencegrants"),
 }
 
