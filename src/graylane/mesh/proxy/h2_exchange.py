@@ -308,7 +308,7 @@ class Exchanges:
             if rule is not None:
                 text = rule.headers_response.apply(text)
             rest = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in text if k.lower() != "server"]
-        return out + rest
+        return out + rest + route_cookies(d)
 
     async def _respond_h2(self, conn: Downstream, ds: Stream, ctx: Ctx, d: RouteDecision, us: UpStream,
                           resp: Headers, resp_ended: bool, gstatus: int | None) -> None:
@@ -376,6 +376,21 @@ class Exchanges:
         finally:
             host.active -= 1
         fw.telemetry.report(ctx)
+
+
+def route_cookies(d: RouteDecision) -> Headers:
+    """The Set-Cookie headers routing asked for, as respond.py writes them on HTTP/1.1: the consistent-hash
+    `httpCookie` a request came without (Envoy's hash policy cookie) and a sticky canary's subset cookie."""
+    out: Headers = []
+    c = d.cluster.policy.lb.hash_cookie if d.cluster is not None else None
+    if d.set_cookie and c is not None:
+        cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
+        if c.path:
+            cookie += f"; Path={c.path}"
+        out.append((b"set-cookie", (cookie + "; HttpOnly").encode("latin-1")))
+    if d.sticky_cookie is not None:  # routing/sticky.py
+        out.append((b"set-cookie", d.sticky_cookie.encode("latin-1")))
+    return out
 
 
 async def _when_complete(complete: asyncio.Future[None], sink: Body) -> None:

@@ -1,0 +1,196 @@
+"""HTTP/1.1 clients to Services whose port speaks HTTP/2 (grpcio servers behind the sidecar, as in test_grpc):
+the request goes upstream as an h2 stream and the answer comes back as HTTP/1.1; Set-Cookie of sticky canaries
+and consistent-hash cookies on h2 answers; the h2c preface split across reads."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import h2.events
+import httpx
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+
+from ..helpers import dr, series, sidecar, svc, vs
+from .support import to
+from .test_grpc import echo, grpc_svc  # noqa: F401  # echo: the grpcio upstreams fixture
+from .test_h2 import h2_client, read_events
+
+GRPC = {"host": "echo:9080", "content-type": "application/grpc", "te": "trailers"}
+
+
+def frame(msg: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(msg)) + msg
+
+
+def h1(port: int) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False)
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send `request` on a fresh connection; everything the proxy answers until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def test_http1_request_goes_upstream_as_h2_and_back_as_http1(mesh, echo):  # noqa: F811
+    push, channel, servers = echo
+    push([{"route": [to("v1", host="echo")]}])
+    port = channel.port
+    before = series(mesh, reporter="source", destination_service_name="echo", request_protocol="grpc",
+                    grpc_response_status="0", response_code="200")
+    with h1(port) as c:
+        r = c.post("/demo.Echo/Say", headers=GRPC, content=frame(b"hello"))
+        assert r.http_version == "HTTP/1.1" and r.status_code == 200
+        assert r.content == frame(b"echo-v1:hello") and r.headers["content-type"] == "application/grpc"
+        assert r.headers["transfer-encoding"] == "chunked" and "content-length" not in r.headers
+        assert r.headers["server"] == "istio-envoy" and "x-envoy-upstream-service-time" in r.headers
+        assert servers["v1"].calls == ["Say"] and servers["v1"].authorities == ["echo:9080"]  # Host -> :authority
+        assert servers["v1"].metadata[-1]["x-request-id"] and servers["v1"].bodies == [b"hello"]
+        # A body beyond every flow-control window on the way (and the 64 KiB the listener holds): streamed.
+        big = b"x" * (3 * 2**20)
+        r = c.post("/demo.Echo/Say", headers=GRPC, content=frame(big))
+        assert r.content == frame(b"echo-v1:" + big) and servers["v1"].bodies[-1] == big
+        # A client-streaming body sent chunked, message by message; a server-streaming answer, chunk by chunk.
+
+        def messages() -> Iterator[bytes]:
+            for i in range(5):
+                yield frame(b"m%d" % i)
+
+        r = c.post("/demo.Echo/Chat", headers=GRPC, content=messages())
+        assert r.content == b"".join(frame(b"echo-v1:m%d" % i) for i in range(5))
+        assert servers["v1"].bodies[-1] == b"m0|m1|m2|m3|m4"
+        r = c.post("/demo.Echo/Count", headers=GRPC, content=frame(b"30"))
+        assert r.content == b"".join(frame(b"echo-v1:%d" % i) for i in range(30))
+    assert series(mesh, reporter="source", destination_service_name="echo", request_protocol="grpc",
+                  grpc_response_status="0", response_code="200") - before == 4
+    entry = [e for e in mesh.get("/access_log").json()["entries"] if e["authority"] == "echo:9080"][-1]
+    assert (entry["path"], entry["status"], entry["grpc_status"]) == ("/demo.Echo/Count", 200, "0")
+
+
+def test_trailers_are_chunked_trailers_only_when_the_client_asked(mesh, echo):  # noqa: F811
+    push, channel, servers = echo
+    push([{"route": [to("v2", host="echo")]}])
+    body = frame(b"t")
+    head = (b"POST /demo.Echo/Say HTTP/1.1\r\nHost: echo:9080\r\ncontent-type: application/grpc\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n" % len(body))
+    with_te = raw_exchange(channel.port, head + b"te: trailers\r\n\r\n" + body)
+    assert with_te.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked\r\n" in with_te
+    tail = with_te[with_te.rindex(b"\r\n0\r\n") + 2:]
+    assert b"grpc-status: 0\r\n" in tail and b"x-served-by: echo-v2\r\n" in tail and tail.endswith(b"\r\n\r\n")
+    without = raw_exchange(channel.port, head + b"\r\n" + body)  # trailers dropped: nowhere to put them
+    assert without.startswith(b"HTTP/1.1 200 OK\r\n") and without.endswith(b"\r\n0\r\n\r\n")
+    assert b"grpc-status" not in without
+
+
+def test_retries_and_timeouts_apply_to_http1_requests_over_h2(mesh, echo):  # noqa: F811
+    push, channel, servers = echo
+    push([{"route": [to("v1", host="echo")], "timeout": "0.3s",
+           "retries": {"attempts": 2, "retryOn": "unavailable"}}])
+    servers["v1"].fail = 1  # the first try answers UNAVAILABLE (trailers-only): retried on the same version
+    timed_out = series(mesh, reporter="source", destination_service_name="echo", response_code="504",
+                       response_flags="UT")
+    with h1(channel.port) as c:
+        r = c.post("/demo.Echo/Flaky", headers=GRPC, content=frame(b""))
+        assert r.status_code == 200 and r.content == frame(b"echo-v1:ok")
+        assert servers["v1"].calls == ["Flaky", "Flaky"]
+        started = time.monotonic()
+        r = c.post("/demo.Echo/Slow", headers=GRPC, content=frame(b"2"))
+        assert (r.status_code, r.text) == (504, "upstream request timeout")
+        assert time.monotonic() - started < 1.5
+        # The connection stays usable for the next request.
+        assert c.post("/demo.Echo/Say", headers=GRPC, content=frame(b"again")).content == frame(b"echo-v1:again")
+    assert series(mesh, reporter="source", destination_service_name="echo", response_code="504",
+                  response_flags="UT") - timed_out == 1
+
+
+def sticky(doc: dict) -> dict:
+    doc["metadata"]["annotations"] = {"graylane.io/sticky": json.dumps({"cookie": {"name": "gl-canary"}})}
+    return doc
+
+
+def test_sticky_canary_cookie_on_h2_answers(mesh, echo, reviews):  # noqa: F811
+    push, channel, servers = echo
+    # An HTTP/1.1 client to the h2 upstream: the answer carries the subset's cookie, which then keeps the subset.
+    routes = [{"route": [to("v1", 50, host="echo"), to("v2", 50, host="echo")]}]
+    mesh.push([grpc_svc("echo"), dr("echo", ["v1", "v2"]), sticky(vs("echo", ["echo"], routes))],
+              [mesh.endpoint(s, "echo", v) for v, s in servers.items()], [sidecar(channel.port)])
+    with h1(channel.port) as c:
+        r = c.post("/demo.Echo/Say", headers=GRPC, content=frame(b"s"))
+        served = r.content[5:].split(b":")[0].decode().removeprefix("echo-")
+        assert r.headers["set-cookie"].startswith(f"gl-canary={served};")
+        for _ in range(4):
+            r = c.post("/demo.Echo/Say", headers=GRPC, content=frame(b"s"))  # the jar sends the cookie back
+            assert r.content[5:].startswith(b"echo-" + served.encode()) and "set-cookie" not in r.headers
+    # An h2 client (to HTTP/1.1 and to h2 upstreams): the same cookie on the h2 answer.
+    rpush, rport, _ = reviews
+    rpush([sticky(vs("reviews", ["reviews"], [{"route": [to("v1", 50), to("v2", 50)]}]))])
+    with h2_client(rport) as c:
+        r = c.get("/", headers={"host": "reviews:9080"})
+        assert r.http_version == "HTTP/2"
+        name = r.json()["name"].removeprefix("reviews-")
+        assert r.headers["set-cookie"].startswith(f"gl-canary={name};")
+        r = c.get("/", headers={"host": "reviews:9080", "cookie": f"gl-canary={name}"})
+        assert r.json()["name"] == f"reviews-{name}" and "set-cookie" not in r.headers
+
+
+def test_consistent_hash_cookie_on_h2_answers(mesh, reviews):
+    push, port, _ = reviews
+    extra = [mesh.endpoint(mesh.upstream(f"v1-{i}"), "reviews", "v1") for i in range(3)]
+    policy = {"loadBalancer": {"consistentHash": {"httpCookie": {"name": "user", "ttl": "3600s", "path": "/"}}}}
+    mesh.push([svc("reviews"), dr("reviews", ["v1"], policy=policy),
+               vs("reviews", ["reviews"], [{"route": [to("v1")]}])], extra, [sidecar(port)])
+    with h2_client(port) as c:
+        first = c.get("/", headers={"host": "reviews:9080"})
+        assert first.http_version == "HTTP/2"
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith('user="') and "Max-Age=3600" in cookie and "Path=/" in cookie
+        value = cookie.split('"')[1]
+        c.cookies.clear()
+        names = set()
+        for _ in range(10):
+            r = c.get("/", headers={"host": "reviews:9080", "cookie": f"user={value}"})
+            assert "set-cookie" not in r.headers
+            names.add(r.json()["name"])
+    assert names == {first.json()["name"]}
+
+
+def test_h2_preface_split_across_reads(mesh, reviews):
+    push, port, _ = reviews
+    push([vs("reviews", ["reviews"], [{"route": [to("v2")]}])])
+    for cut in ((2, 9), (5, 14), (14, 18), (18, 23)):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+            conn.initiate_connection()
+            conn.send_headers(1, [(":method", "GET"), (":path", "/x"), (":scheme", "http"),
+                                  (":authority", "reviews:9080")], end_stream=True)
+            data = conn.data_to_send()
+            a, b = cut
+            for piece in (data[:a], data[a:b], data[b:]):
+                s.sendall(piece)
+                time.sleep(0.05)  # separate reads on the proxy's side (nothing to await: it answers nothing yet)
+            events = read_events(s, conn, h2.events.StreamEnded)
+            head = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+            assert dict(head.headers)[":status"] == "200", cut
+            body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+            assert json.loads(body)["name"] == "reviews-v2"
+    # An HTTP/1.1 request whose first read is a prefix of the preface ("P" of POST/PUT) is parsed as before.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"P")
+        time.sleep(0.05)
+        s.sendall(b"OST /echo HTTP/1.1\r\nHost: reviews:9080\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nhi")
