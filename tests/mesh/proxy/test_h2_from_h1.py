@@ -4,6 +4,7 @@ and consistent-hash cookies on h2 answers; the h2c preface split across reads.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
@@ -15,7 +16,9 @@ import httpx
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 
-from ..helpers import dr, series, sidecar, svc, vs
+from graylane.mesh.state import MeshOptions
+
+from ..helpers import dr, free_port, series, sidecar, svc, vs
 from .support import to
 from .test_grpc import echo, grpc_svc  # noqa: F401  # echo: the grpcio upstreams fixture
 from .test_h2 import h2_client, read_events
@@ -43,7 +46,7 @@ def raw_exchange(port: int, request: bytes) -> bytes:
 
 def test_http1_request_goes_upstream_as_h2_and_back_as_http1(mesh, echo):  # noqa: F811
     push, channel, servers = echo
-    push([{"route": [to("v1", host="echo")]}])
+    push([{"route": [to("v1", host="echo")]}], options=MeshOptions(access_log="json"))
     port = channel.port
     before = series(mesh, reporter="source", destination_service_name="echo", request_protocol="grpc",
                     grpc_response_status="0", response_code="200")
@@ -72,11 +75,114 @@ def test_http1_request_goes_upstream_as_h2_and_back_as_http1(mesh, echo):  # noq
         assert r.content == b"".join(frame(b"echo-v1:%d" % i) for i in range(30))
     assert series(mesh, reporter="source", destination_service_name="echo", request_protocol="grpc",
                   grpc_response_status="0", response_code="200") - before == 4
-    entry = [e for e in mesh.get("/access_log").json()["entries"] if e["authority"] == "echo:9080"][-1]
-    assert (entry["path"], entry["status"], entry["grpc_status"]) == ("/demo.Echo/Count", 200, "0")
+    entries = [e for e in mesh.get("/access_log").json()["entries"] if e["authority"] == "echo:9080"]
+    assert [(e["path"], e["status"], e["flags"], e["grpc_status"]) for e in entries[-4:]] == [
+        *[("/demo.Echo/Say", 200, "-", "0")] * 2, ("/demo.Echo/Chat", 200, "-", "0"),
+        ("/demo.Echo/Count", 200, "-", "0")]  # each once, also when the client closes as soon as it has all
 
 
-def test_trailers_are_chunked_trailers_only_when_the_client_asked(mesh, echo):  # noqa: F811
+class H2Web(asyncio.Protocol):
+    """A plain HTTP/2 (h2c) server: records each request (`up.requests`: headers, body) and answers by path:
+    /trailers: "abc" without content-length, then the trailer `x-sum: 42`; /len: "12345" with content-length;
+    /empty: 200 ending at headers; /flaky: 503 while `up.fail` > 0, then 200; /echo: the body back."""
+
+    def __init__(self, up: H2Up) -> None:
+        self.up = up
+        self.conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.bodies: dict[int, bytes] = {}
+        self.heads: dict[int, dict[str, str]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conn.initiate_connection()
+        self.transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        for ev in self.conn.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                self.heads[ev.stream_id], self.bodies[ev.stream_id] = dict(ev.headers), b""
+            elif isinstance(ev, h2.events.DataReceived):
+                self.bodies[ev.stream_id] += ev.data
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.answer(ev.stream_id)
+        self.transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
+
+    def answer(self, sid: int) -> None:
+        head, body = self.heads.pop(sid), self.bodies.pop(sid)
+        self.up.requests.append({"headers": head, "body": body})
+        path, c = head[":path"], self.conn
+        if head[":method"] == "HEAD":
+            c.send_headers(sid, [(":status", "200"), ("content-length", "5")], end_stream=True)
+        elif path == "/trailers":
+            c.send_headers(sid, [(":status", "200"), ("content-type", "text/plain")])
+            c.send_data(sid, b"abc")
+            c.send_headers(sid, [("x-sum", "42")], end_stream=True)
+        elif path == "/len":
+            c.send_headers(sid, [(":status", "200"), ("content-length", "5")])
+            c.send_data(sid, b"12345", end_stream=True)
+        elif path == "/flaky" and self.up.fail > 0:
+            self.up.fail -= 1
+            c.send_headers(sid, [(":status", "503")], end_stream=True)
+        elif path == "/echo":
+            c.send_headers(sid, [(":status", "200")])
+            for i in range(0, len(body), 16_384):  # the test keeps bodies within the default windows
+                c.send_data(sid, body[i:i + 16_384])
+            c.end_stream(sid)
+        else:
+            c.send_headers(sid, [(":status", "200")], end_stream=True)
+
+
+class H2Up:
+    def __init__(self) -> None:
+        self.name = "h2web"
+        self.port = 0
+        self.fail = 0
+        self.requests: list[dict] = []
+
+    async def start(self) -> None:
+        server = await asyncio.get_running_loop().create_server(lambda: H2Web(self), "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+
+
+def test_plain_http_over_h2_headers_framing_trailers_and_retries(mesh):
+    up = H2Up()
+    mesh.lt.run(up.start())
+    port = free_port()
+    mesh.push([grpc_svc("h2web", "http2-web"), dr("h2web", ["v1"]),
+               vs("h2web", ["h2web"], [{"route": [to("v1", host="h2web")], "retries": {"attempts": 2,
+                                                                                     "retryOn": "5xx"}}])],
+              [mesh.endpoint(up, "h2web", "v1")], [sidecar(port)])
+    with h1(port) as c:
+        r = c.get("/len", headers={"host": "h2web:9080", "x-custom": "1", "te": "trailers"})
+        assert (r.status_code, r.content, r.headers["content-length"]) == (200, b"12345", "5")
+        seen = up.requests[-1]["headers"]
+        assert (seen[":authority"], seen[":scheme"], seen[":method"], seen[":path"]) == (
+            "h2web:9080", "http", "GET", "/len")
+        assert seen["x-custom"] == "1" and seen["te"] == "trailers" and seen["x-request-id"]
+        assert not {"host", "connection", "keep-alive", "transfer-encoding"} & set(seen)
+        r = c.get("/empty", headers={"host": "h2web:9080"})
+        assert (r.status_code, r.content, r.headers["content-length"]) == (200, b"", "0")
+        r = c.head("/len", headers={"host": "h2web:9080"})
+        assert (r.status_code, r.content, r.headers["content-length"]) == (200, b"", "5")
+        r = c.post("/echo", headers={"host": "h2web:9080"}, content=b"e" * 30_000)
+        assert r.content == b"e" * 30_000 and up.requests[-1]["body"] == b"e" * 30_000
+        up.fail = 1  # 503, then 200: retried on 5xx
+        r = c.get("/flaky", headers={"host": "h2web:9080"})
+        assert r.status_code == 200 and [q["headers"][":path"] for q in up.requests[-2:]] == ["/flaky", "/flaky"]
+        assert up.requests[-1]["headers"]["x-envoy-attempt-count"] == "2"
+    get = b"GET /trailers HTTP/1.1\r\nHost: h2web:9080\r\nconnection: close\r\n"
+    asked = raw_exchange(port, get + b"te: trailers\r\n\r\n")
+    assert asked.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked\r\n" in asked
+    assert asked.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 42\r\n\r\n")
+    plain = raw_exchange(port, get + b"\r\n")  # trailers dropped: the client did not ask for them
+    assert plain.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    old = raw_exchange(port, b"GET /trailers HTTP/1.0\r\nHost: h2web:9080\r\n\r\n")  # no chunked in HTTP/1.0
+    assert old.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close\r\n" in old
+    assert b"transfer-encoding" not in old and old.endswith(b"\r\n\r\nabc")
+
+
+def test_grpc_trailers_are_chunked_trailers(mesh, echo):  # noqa: F811
     push, channel, servers = echo
     push([{"route": [to("v2", host="echo")]}])
     body = frame(b"t")
@@ -86,9 +192,6 @@ def test_trailers_are_chunked_trailers_only_when_the_client_asked(mesh, echo):  
     assert with_te.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked\r\n" in with_te
     tail = with_te[with_te.rindex(b"\r\n0\r\n") + 2:]
     assert b"grpc-status: 0\r\n" in tail and b"x-served-by: echo-v2\r\n" in tail and tail.endswith(b"\r\n\r\n")
-    without = raw_exchange(channel.port, head + b"\r\n" + body)  # trailers dropped: nowhere to put them
-    assert without.startswith(b"HTTP/1.1 200 OK\r\n") and without.endswith(b"\r\n0\r\n\r\n")
-    assert b"grpc-status" not in without
 
 
 def test_retries_and_timeouts_apply_to_http1_requests_over_h2(mesh, echo):  # noqa: F811

@@ -176,6 +176,8 @@ async def forward_h1_to_h2(exchanges: Exchanges, respond: Responder, telemetry: 
         proto.close()
         return False
     except asyncio.CancelledError:  # the client went away (the listener cancels the request's task)
+        if work.done() and not work.cancelled() and work.exception() is None:
+            raise  # it had its whole answer already (reported): it closed its connection before we woke up
         work.cancel()
         ctx.flags.append("DC")
         telemetry.report(ctx)
