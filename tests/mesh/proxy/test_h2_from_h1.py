@@ -167,6 +167,7 @@ def test_plain_http_over_h2_headers_framing_trailers_and_retries(mesh):
         assert (r.status_code, r.content, r.headers["content-length"]) == (200, b"", "5")
         r = c.post("/echo", headers={"host": "h2web:9080"}, content=b"e" * 30_000)
         assert r.content == b"e" * 30_000 and up.requests[-1]["body"] == b"e" * 30_000
+        assert up.requests[-1]["headers"]["content-length"] == "30000"
         up.fail = 1  # 503, then 200: retried on 5xx
         r = c.get("/flaky", headers={"host": "h2web:9080"})
         assert r.status_code == 200 and [q["headers"][":path"] for q in up.requests[-2:]] == ["/flaky", "/flaky"]

@@ -219,6 +219,8 @@ class Exchanges:
         pseudo: Headers = [(b":method", out.method.encode()), (b":scheme", b"http"),
                            (b":authority", out.authority.encode("latin-1")), (b":path", out.path.encode("latin-1"))]
         te: Headers = [(b"te", b"trailers")] if req.hmap.get("te", "").strip().lower() == "trailers" else []
+        if req.content_length is not None:  # kept as Envoy keeps it (route.py drops it for HTTP/1.1's own framing)
+            te.append((b"content-length", b"%d" % req.content_length))
         replay = Replay()
         tried: list[ClusterEndpoint] = []
         retries_left, attempt = policy.attempts, 0
