@@ -18,9 +18,10 @@ from h2.connection import H2Connection
 
 from graylane.mesh.state import MeshOptions
 
-from ..helpers import dr, free_port, series, sidecar, svc, vs
+from ..helpers import dr, free_port, running_mesh, series, sidecar, svc, vs
 from .support import to
 from .test_grpc import echo, grpc_svc  # noqa: F401  # echo: the grpcio upstreams fixture
+from .test_grpc_mirror import wait_for
 from .test_h2 import h2_client, read_events
 
 GRPC = {"host": "echo:9080", "content-type": "application/grpc", "te": "trailers"}
@@ -298,3 +299,40 @@ def test_h2_preface_split_across_reads(mesh, reviews):
         while chunk := s.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nhi")
+
+
+def test_mirror_of_an_http1_request_to_an_h2_service(mesh):
+    ups = {v: H2Up() for v in ("v1", "v2")}
+    for up in ups.values():
+        mesh.lt.run(up.start())
+    port = free_port()
+    rule = {"route": [to("v1", host="h2web")], "mirror": {"host": "h2web", "subset": "v2"},
+            "mirrorPercentage": {"value": 100}}
+    mesh.push([grpc_svc("h2web", "h2c-web"), dr("h2web", ["v1", "v2"]), vs("h2web", ["h2web"], [rule])],
+              [mesh.endpoint(up, "h2web", v) for v, up in ups.items()], [sidecar(port)])
+    with h1(port) as c:
+        r = c.post("/echo", headers={"host": "h2web:9080"}, content=b"copy me")
+        assert r.content == b"copy me" and [q["body"] for q in ups["v1"].requests] == [b"copy me"]
+    wait_for(lambda: len(ups["v2"].requests) == 1)
+    copy = ups["v2"].requests[0]
+    assert copy["body"] == b"copy me" and copy["headers"][":path"] == "/echo"
+    assert copy["headers"]["x-request-id"] == ups["v1"].requests[0]["headers"]["x-request-id"]
+
+
+def test_a_request_body_that_stops_is_answered_408():
+    with running_mesh(stream_idle_timeout_s=0.3) as mesh:
+        up = H2Up()
+        mesh.lt.run(up.start())
+        port = free_port()
+        mesh.push([grpc_svc("h2web", "http2"), dr("h2web", ["v1"]),
+                   vs("h2web", ["h2web"], [{"route": [to("v1", host="h2web")]}])],
+                  [mesh.endpoint(up, "h2web", "v1")], [sidecar(port)])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: h2web:9080\r\ncontent-length: 10\r\n\r\nab")  # 8 bytes short
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and data.endswith(b"\r\n\r\nstream timeout")
+        assert up.requests == []  # the upstream never saw the end of the stream (it was reset)
+        with h1(port) as c:  # a request whose body arrives is served
+            assert c.post("/echo", headers={"host": "h2web:9080"}, content=b"whole").content == b"whole"
