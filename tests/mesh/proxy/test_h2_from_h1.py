@@ -173,6 +173,16 @@ def test_plain_http_over_h2_headers_framing_trailers_and_retries(mesh):
         r = c.get("/flaky", headers={"host": "h2web:9080"})
         assert r.status_code == 200 and [q["headers"][":path"] for q in up.requests[-2:]] == ["/flaky", "/flaky"]
         assert up.requests[-1]["headers"]["x-envoy-attempt-count"] == "2"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # Expect: answered here, not forwarded
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: h2web:9080\r\nexpect: 100-continue\r\ncontent-length: 3\r\n"
+                  b"connection: close\r\n\r\n")
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"abc")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert "expect" not in up.requests[-1]["headers"] and up.requests[-1]["body"] == b"abc"
     get = b"GET /trailers HTTP/1.1\r\nHost: h2web:9080\r\nconnection: close\r\n"
     asked = raw_exchange(port, get + b"te: trailers\r\n\r\n")
     assert asked.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked\r\n" in asked
