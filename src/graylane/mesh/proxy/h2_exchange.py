@@ -218,9 +218,9 @@ class Exchanges:
         assert cluster is not None and ep is not None
         pseudo: Headers = [(b":method", out.method.encode()), (b":scheme", b"http"),
                            (b":authority", out.authority.encode("latin-1")), (b":path", out.path.encode("latin-1"))]
-        te: Headers = [(b"te", b"trailers")] if req.hmap.get("te", "").strip().lower() == "trailers" else []
+        extra: Headers = [(b"te", b"trailers")] if req.hmap.get("te", "").strip().lower() == "trailers" else []
         if req.content_length is not None:  # kept as Envoy keeps it (route.py drops it for HTTP/1.1's own framing)
-            te.append((b"content-length", b"%d" % req.content_length))
+            extra.append((b"content-length", b"%d" % req.content_length))
         replay = Replay()
         tried: list[ClusterEndpoint] = []
         retries_left, attempt = policy.attempts, 0
@@ -230,7 +230,7 @@ class Exchanges:
             tried.append(ep)
             fw.limits.check_inbound(ep, self.loop.time())
             headers = pseudo + [(name, v.encode("latin-1")) for k, v in out.try_headers(attempt, ctx)
-                                if (name := k.lower().encode("latin-1")) not in CONNECTION_SPECIFIC] + te
+                                if (name := k.lower().encode("latin-1")) not in CONNECTION_SPECIFIC] + extra
             host = fw.server.load.host(ep)
             host.active += 1
             ctx.upstream_start = time.perf_counter()
