@@ -101,7 +101,7 @@ class Forwarder:
             return
         ctx, view, d = step
         rule = d.rule
-        if rule is not None and (rule.fault is not None or rule.mirrors):
+        if rule is not None and (rule.fault is not None or rule.mirrors) or self.h2.speaks_h2(d.cluster):
             proto.spawn(self.finish(proto, req, ctx, view, d))
             return
         try:
@@ -156,6 +156,8 @@ class Forwarder:
                     return answered
             if proto.upgraded is not None:  # a WebSocket upgrade: spliced, not forwarded (websocket.py)
                 return await self.websockets.forward(proto, req, ctx, d, self.route.outbound(d, view, req, ctx))
+            if self.h2.speaks_h2(d.cluster):  # the Service port speaks HTTP/2: sent as an h2 stream (h2_from_h1.py)
+                return await self.h2.from_h1(proto, req, ctx, view, d)
             body = await read_body(proto, req) if req.has_body else b""
             out, policy, deadline = self.plan(req, ctx, view, d)
             if rule is not None and rule.mirrors and body is not None:

@@ -23,16 +23,18 @@ import h2.settings
 from graylane.mesh.proxy import grpc
 from graylane.mesh.proxy.errors import FaultAbort, ProxyError, StreamIdleTimeout
 from graylane.mesh.proxy.h2_exchange import Exchanges, Layers
+from graylane.mesh.proxy.h2_from_h1 import forward_h1_to_h2
 from graylane.mesh.proxy.h2_mirror import Copy
 from graylane.mesh.proxy.h2_upstream import CONNECTION_WINDOW, STREAM_WINDOW, Body, H2Peer, H2Pools, Headers
+from graylane.mesh.proxy.listener import H2_PREFACE as PREFACE
 from graylane.mesh.proxy.listener import Request
 from graylane.mesh.proxy.telemetry import Ctx
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.listener import DownstreamProtocol
+    from graylane.mesh.routing import Cluster, RequestView, RouteDecision
 
 log = logging.getLogger(__name__)
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_STREAMS = 100
 MAX_HEADER_LIST = 60 * 1024  # as HTTP/1's MAX_HEADERS (Envoy's max_request_headers_kb)
 MAX_RESETS = 1000  # streams a client may cancel on one connection before it is told to calm down (CVE-2023-44487)
@@ -240,6 +242,16 @@ class H2Streams:
             return False
         H2Server(self, proto).start(data)
         return True
+
+    def speaks_h2(self, cluster: Cluster | None) -> bool:
+        """Whether a routed request to `cluster` goes upstream as HTTP/2 (its Service port speaks it)."""
+        return cluster is not None and self.exchanges.speaks_h2(cluster)
+
+    async def from_h1(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
+                      d: RouteDecision) -> bool:
+        """A routed HTTP/1.1 request to such a cluster, over h2 (h2_from_h1.py)."""
+        fw = self.fw
+        return await forward_h1_to_h2(self.exchanges, fw.respond, fw.telemetry, proto, req, ctx, view, d)
 
     async def serve(self, conn: H2Server, ds: DStream) -> None:
         fw = self.fw

@@ -218,7 +218,9 @@ class Exchanges:
         assert cluster is not None and ep is not None
         pseudo: Headers = [(b":method", out.method.encode()), (b":scheme", b"http"),
                            (b":authority", out.authority.encode("latin-1")), (b":path", out.path.encode("latin-1"))]
-        te: Headers = [(b"te", b"trailers")] if req.hmap.get("te", "").strip().lower() == "trailers" else []
+        extra: Headers = [(b"te", b"trailers")] if req.hmap.get("te", "").strip().lower() == "trailers" else []
+        if req.content_length is not None:  # kept as Envoy keeps it (route.py drops it for HTTP/1.1's own framing)
+            extra.append((b"content-length", b"%d" % req.content_length))
         replay = Replay()
         tried: list[ClusterEndpoint] = []
         retries_left, attempt = policy.attempts, 0
@@ -228,7 +230,7 @@ class Exchanges:
             tried.append(ep)
             fw.limits.check_inbound(ep, self.loop.time())
             headers = pseudo + [(name, v.encode("latin-1")) for k, v in out.try_headers(attempt, ctx)
-                                if (name := k.lower().encode("latin-1")) not in CONNECTION_SPECIFIC] + te
+                                if (name := k.lower().encode("latin-1")) not in CONNECTION_SPECIFIC] + extra
             host = fw.server.load.host(ep)
             host.active += 1
             ctx.upstream_start = time.perf_counter()
@@ -308,7 +310,7 @@ class Exchanges:
             if rule is not None:
                 text = rule.headers_response.apply(text)
             rest = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in text if k.lower() != "server"]
-        return out + rest
+        return out + rest + route_cookies(d)
 
     async def _respond_h2(self, conn: Downstream, ds: Stream, ctx: Ctx, d: RouteDecision, us: UpStream,
                           resp: Headers, resp_ended: bool, gstatus: int | None) -> None:
@@ -376,6 +378,21 @@ class Exchanges:
         finally:
             host.active -= 1
         fw.telemetry.report(ctx)
+
+
+def route_cookies(d: RouteDecision) -> Headers:
+    """The Set-Cookie headers routing asked for, as respond.py writes them on HTTP/1.1: the consistent-hash
+    `httpCookie` a request came without (Envoy's hash policy cookie) and a sticky canary's subset cookie."""
+    out: Headers = []
+    c = d.cluster.policy.lb.hash_cookie if d.cluster is not None else None
+    if d.set_cookie and c is not None:
+        cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
+        if c.path:
+            cookie += f"; Path={c.path}"
+        out.append((b"set-cookie", (cookie + "; HttpOnly").encode("latin-1")))
+    if d.sticky_cookie is not None:  # routing/sticky.py
+        out.append((b"set-cookie", d.sticky_cookie.encode("latin-1")))
+    return out
 
 
 async def _when_complete(complete: asyncio.Future[None], sink: Body) -> None:

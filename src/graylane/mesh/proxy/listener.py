@@ -49,6 +49,7 @@ PAUSE_PIPELINE = 2  # the next request waits (unparsed) for the current response
 SERVER_HEADER = b"server: istio-envoy\r\n"  # Istio's server_name on every listener
 REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the h2c prior-knowledge client preface (h2_downstream.py)
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 __all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
@@ -198,6 +199,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.framer = Framer()
         self.unparsed = b""  # bytes of the next request(s), kept while the current one is answered
+        self.opening: bytes | None = b""  # the first bytes while they may be a split h2 preface (`_opening`)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.paused = 0  # PAUSE_* reasons
@@ -243,10 +245,22 @@ class DownstreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.opening is not None and not (data := self._opening(data)):
+            return
         if self.unparsed:  # arrived while the next request was held back: keep the order
             self.unparsed += data
             return
         self._consume(data)
+
+    def _opening(self, data: bytes) -> bytes:
+        """The connection's first bytes: while they are a strict prefix of the h2 preface (a client that writes
+        `PRI * HTTP/2.0...` in pieces) they are held, at most 23 bytes; what to parse once they are not."""
+        data = self.opening + data if self.opening else data
+        if len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+            self.opening = data
+            return b""
+        self.opening = None
+        return data
 
     def pause_writing(self) -> None:
         self.writing_paused = True
