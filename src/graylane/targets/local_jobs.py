@@ -1,18 +1,23 @@
 """Jobs on the local target: the pod template's containers run as processes, to completion, as the Job controller
-and the kubelet run a Job (one pod at a time: `completions`/`parallelism` 1).
+and the kubelet run a Job.
 
 A pod: `initContainers` run first, one after another, each to completion; the next starts only once the previous
 exited 0. Then every container of `containers` runs at once. With `restartPolicy: Never` (the default here) a
 failed container fails the pod (an init one before the main containers start); with `OnFailure` it restarts in
 place after the kubelet's back-off, in the same pod.
 
-The Job: a failed pod is followed by a new pod (a new name, a fresh run of every container) after the Job
-controller's back-off (`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until one succeeds or the
-failures exceed `spec.backoffLimit` (default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure`
-the failed runs count instead, and the Job fails once they reach the limit (the controller's
-`pastBackoffLimitOnFailure`). Once the Job has been active `spec.activeDeadlineSeconds`, its running containers
-get SIGTERM (SIGKILL after the pod's `terminationGracePeriodSeconds`), nothing more starts, and it fails with
-`DeadlineExceeded`.
+The Job (`_control`): up to `parallelism` pods at once, never more than the completions still to come, until
+`completions` pods succeeded (`completionMode: Indexed`: one per index, each pod with its `JOB_COMPLETION_INDEX`
+and `batch.kubernetes.io/job-completion-index` annotation). A failed pod is checked against the
+`podFailurePolicy` (`graylane.targets.local_job_policy`: `FailJob` fails the Job with `PodFailurePolicy`, `Ignore`
+leaves it uncounted); otherwise it counts, and new pods wait for the Job controller's back-off
+(`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until the failures exceed `spec.backoffLimit`
+(default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure` the failed runs count instead, and the
+Job fails once they reach the limit (the controller's `pastBackoffLimitOnFailure`). Once the Job has been active
+`spec.activeDeadlineSeconds`, nothing more starts and it fails with `DeadlineExceeded`. A Job that fails terminates
+its running pods: SIGTERM, SIGKILL after the pod's `terminationGracePeriodSeconds`. `suspend` (changed by applying
+the Job again under its name) terminates the running pods, uncounted, and starts none until resumed;
+`ttlSecondsAfterFinished` deletes the finished Job's record and files.
 
 The pod's environment comes from the runtime's own launch rules (`graylane.runtime.launch.build_launch`: image
 resolution, env/envFrom/valueFrom, Service variables), so a Job sees what a Deployment's replica would. With the
