@@ -199,6 +199,11 @@ def test_a_suspended_job_starts_no_pod_and_a_running_one_is_terminated_until_res
             status = await until(lambda: _done(jobs, key), "the resumed job's end")
             assert (status.state, len(status.pods), status.conditions) == ("Succeeded", 1, [{"type": "Complete",
                                                                                            "status": "True"}])
+            idle = await jobs.run(_doc(pod_job(tmp_path / "i", "idle", suspend=True)))
+            await jobs.cancel(idle)  # a stage canceled while its job is suspended
+            status = await until(lambda: _done(jobs, idle), "the canceled suspended job's end")
+            assert (status.state, status.reason, status.message) == ("Failed", "Stopped",
+                                                                     "the job was stopped before any pod started")
 
             key = await jobs.run(_doc(pod_job(waiting, "paused", wait_for=99)))  # waits for its release file
             first = await until(lambda: _pid(jobs, key), "the first pod running")

@@ -46,7 +46,7 @@ def job_status(job: JobRecord, folder: Path, account: str) -> JobStatus:
     conditions = _conditions(job, state)
     common: dict[str, Any] = {"created_ms": job.created_ms, "logs": logs, "pods": pods, "failed": job.failed,
                               "most_recent_pod": pod.name if pod is not None else "", "conditions": conditions,
-                              "active": sum(1 for p in job.active if p.running), "succeeded": job.succeeded}
+                              "active": len(job.active) if state == "Running" else 0, "succeeded": job.succeeded}
     if state == "Running":
         return JobStatus(key.name, key.namespace, account, "Running", **common)
     if state == "Succeeded":
@@ -61,7 +61,8 @@ def job_status(job: JobRecord, folder: Path, account: str) -> JobStatus:
     if failed is None:  # stopped before anything failed
         waiting = next((c.name for c in pod.containers if not c.started), "") if pod is not None else ""
         return JobStatus(key.name, key.namespace, account, "Failed", None, "Stopped",
-                         f"the job was stopped before container {waiting} started", **common)
+                         f"the job was stopped before container {waiting} started" if waiting
+                         else "the job was stopped before any pod started", **common)
     reason, message = _failure(failed)
     return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code, reason, message, **common)
 
