@@ -328,3 +328,15 @@ def test_a_pod_failure_policy_needs_restart_policy_never(tmp_path: Path, state_d
             store.close()
 
     asyncio.run(go())
+
+
+def test_a_rule_matches_only_its_container_and_a_signal_reads_as_128_plus_it() -> None:
+    from graylane.targets.local_job_policy import match_failure_policy
+
+    rules = [{"action": "Ignore", "containerName": "sidecar", "operator": "In", "values": [1]},
+             {"action": "FailJob", "containerName": None, "operator": "In", "values": [137]}]
+    assert match_failure_policy(rules, "p", "default", [("main", 1), ("sidecar", 0)]) is None
+    assert match_failure_policy(rules, "p", "default", [("main", 0), ("sidecar", 1)]) == (
+        "Ignore", "Container sidecar for pod default/p failed with exit code 1 matching Ignore rule at index 0")
+    assert match_failure_policy(rules, "p", "default", [("main", -9)]) == (
+        "FailJob", "Container main for pod default/p failed with exit code 137 matching FailJob rule at index 1")
