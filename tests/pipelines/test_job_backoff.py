@@ -153,7 +153,7 @@ def test_on_failure_restarts_the_container_in_place_counted_against_the_limit(
     body = {"application": "shop", "name": "flaky", "stages": [
         stage("1", "runJobManifest", "ok", source="text",
               manifest=counter_job(tmp_path / "a", 2, name="ok", policy="OnFailure", backoffLimit=3)),
-        stage("2", "runJobManifest", "over", source="text",
+        stage("2", "runJobManifest", "over", ("1",), source="text",  # after "ok": its failure would cancel "ok"
               manifest=counter_job(tmp_path / "b", 2, name="over", policy="OnFailure", backoffLimit=2))]}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

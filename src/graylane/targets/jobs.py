@@ -3,7 +3,8 @@
 `JobStatus.to_json()` is what a runJobManifest stage keeps as `jobStatus`: `jobState` Running / Succeeded /
 Failed as clouddriver spells it, `completionDetails` (exitCode, reason, message), clouddriver's `failureDetails`
 (the first pod with a failed container, as its `captureFailureDetails` words it) and `mostRecentPodName`, the
-Job's count of `failed` pods, and each container's logs.
+Job's counts of `failed`, `active` and `succeeded` pods and its `conditions` (Complete, Failed, Suspended), and
+each container's logs.
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ class JobStatus:
     failed: int = 0  # the Job's status.failed: pods that failed (OnFailure on local: container runs that failed)
     failure_details: str = ""  # clouddriver's failureDetails: "Pod: 'p' had errors.\n Container: 'c' exited ..."
     most_recent_pod: str = ""
+    active: int = 0  # the Job's status.active and status.succeeded
+    succeeded: int = 0
+    conditions: list[dict[str, Any]] = field(default_factory=list)  # the Job's status.conditions (local target)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "location": self.namespace, "account": self.account, "provider": "kubernetes",
                 "createdTime": self.created_ms, "jobState": self.state,
                 "completionDetails": {"exitCode": self.exit_code, "reason": self.reason, "message": self.message},
                 "message": self.message, "reason": self.reason, "failureDetails": self.failure_details,
-                "mostRecentPodName": self.most_recent_pod, "failed": self.failed, "pods": self.pods,
+                "mostRecentPodName": self.most_recent_pod, "failed": self.failed, "active": self.active,
+                "succeeded": self.succeeded, "conditions": self.conditions, "pods": self.pods,
                 "logs": {name: text[-LOG_TAIL_BYTES:] for name, text in self.logs.items()}}
 
 

@@ -60,7 +60,9 @@ def status_from(body: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str
     return JobStatus(name, namespace, account, state, exit_code, reason, message,  # type: ignore[arg-type]
                      _created_ms(body), logs, slim, failed=int(st.get("failed") or 0),
                      failure_details=failure_details(named) if state == "Failed" else "",
-                     most_recent_pod=str(named[-1]["name"] or "") if named else "")
+                     most_recent_pod=str(named[-1]["name"] or "") if named else "",
+                     active=int(st.get("active") or 0), succeeded=int(st.get("succeeded") or 0),
+                     conditions=[c for c in st.get("conditions") or [] if isinstance(c, dict)])
 
 
 async def pod_logs(target: Any, namespace: str, pod: str, container: str) -> str:

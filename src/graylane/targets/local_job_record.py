@@ -3,12 +3,16 @@
 What a control plane needs to take over a job it did not start (`graylane.targets.local_jobs`): the pod template,
 the Job's policy (`backoffLimit`, `activeDeadlineSeconds`, `restartPolicy`), every pod created so far (the last
 one is the current pod; each container's pid, kernel start time, exit code and restarts), the count of failures,
-when a pending retry is due (`retry_at_ms`; a container of an `OnFailure` pod: its `restart_at_ms`), and the Job's
-`Failed` condition once it has one. Also `stop_recorded_jobs`, which `graylane down` uses with no control plane.
+when new pods may start again after a failure (`retry_at_ms`; a container of an `OnFailure` pod: its
+`restart_at_ms`), `completions`/`parallelism`/`completionMode` (each pod's completion index, whether it ended and
+whether its failure was ignored by the `podFailurePolicy`), `suspend` (and `started_ms`, reset on resume, from
+which `activeDeadlineSeconds` counts), `ttlSecondsAfterFinished` with `finished_ms`, and the Job's `Failed`
+condition once it has one. Also `stop_recorded_jobs`, which `graylane down` uses with no control plane.
 
-The current pod's files are `<container>.log` and `<container>.exit` in the job's folder; a pod replaced by a
-retry has its files moved to `<job folder>/<pod name>/`; a container restarted in place keeps its previous run's
-log as `<container>.previous.log`.
+One pod at a time (`completions` and `parallelism` 1, not Indexed): the current pod's files are `<container>.log`
+and `<container>.exit` in the job's folder, and a pod replaced by a retry has its files moved to
+`<job folder>/<pod name>/`. Otherwise (`several_pods`) every pod's files are in `<job folder>/<pod name>/` from its
+start. A container restarted in place keeps its previous run's log as `<container>.previous.log`.
 """
 
 from __future__ import annotations
@@ -24,15 +28,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graylane.errors import ValidationError
-from graylane.resources.document import Document, ResourceKey
+from graylane.resources.document import ResourceKey
 from graylane.runtime.process import start_ticks
+from graylane.targets.local_job_policy import DEFAULT_BACKOFF_LIMIT, JobSpec
 
 RECORD = "job.json"
-DEFAULT_BACKOFF_LIMIT = 6  # the Job API's default
 POD_BACKOFF_CAP_S = 360.0  # the Job controller's MaxJobPodFailureBackOff
 BACKOFF_LIMIT_EXCEEDED = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
 DEADLINE_EXCEEDED = ("DeadlineExceeded", "Job was active longer than specified deadline")
+POD_FAILURE_POLICY = "PodFailurePolicy"
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
 @dataclass
@@ -77,21 +82,29 @@ class PodRecord:
     created_ms: int = 0
     containers: list[ContainerRecord] = field(default_factory=list)
     archived: bool = False  # replaced by a newer pod: its files are in <job folder>/<name>/
+    index: int | None = None  # completionMode Indexed: its completion index
+    ended: bool = False  # over (succeeded, failed or terminated) and counted by the Job controller
+    ignored: bool = False  # its failure matched an Ignore rule of the podFailurePolicy: not counted
+    terminated: bool = False  # terminated by the Job controller (suspend): neither a success nor a failure
 
     @property
     def succeeded(self) -> bool:
         return all(c.exit_code == 0 for c in self.containers)
 
     @property
+    def failed(self) -> bool:
+        return self.ended and not self.succeeded and not self.terminated
+
+    @property
     def running(self) -> bool:
         return any(c.running for c in self.containers)
 
     @classmethod
-    def fresh(cls, name: str, sidecar_port: int, template: dict[str, Any]) -> PodRecord:
+    def fresh(cls, name: str, sidecar_port: int, template: dict[str, Any], index: int | None = None) -> PodRecord:
         spec = template.get("spec") or {}
         inits = [ContainerRecord(str(c.get("name") or "init"), init=True) for c in spec.get("initContainers") or []]
         containers = inits + [ContainerRecord(str(c.get("name") or "main")) for c in spec.get("containers") or []]
-        return cls(name, sidecar_port, int(time.time() * 1000), containers)
+        return cls(name, sidecar_port, int(time.time() * 1000), containers, index=index)
 
 
 @dataclass
@@ -104,25 +117,67 @@ class JobRecord:
     backoff_limit: int = DEFAULT_BACKOFF_LIMIT
     active_deadline_s: int | None = None
     restart_policy: str = "Never"
-    pods: list[PodRecord] = field(default_factory=list)  # oldest first; the last is the current pod
+    pods: list[PodRecord] = field(default_factory=list)  # oldest first; the last is the most recent pod
     failed: int = 0  # pods that failed (Never); container runs that failed (OnFailure)
-    retry_at_ms: int = 0  # the current pod failed and its successor starts then (0: none pending)
+    retry_at_ms: int = 0  # a pod failed: no new pod starts before then (0: none pending)
     condition: tuple[str, str] | None = None  # the Job's Failed condition (reason, message)
+    completions: int = 1
+    parallelism: int = 1
+    indexed: bool = False
+    suspended: bool = False
+    started_ms: int = 0  # the Job's startTime (0 while it was created suspended); reset on resume
+    ttl_s: int | None = None
+    finished_ms: int = 0
+    failure_rules: list[dict[str, Any]] = field(default_factory=list)
     stopped: bool = False  # canceled, stopped or failed: start nothing more
     finished: bool = False
     adopted: bool = False  # started by an earlier control plane
     driver: asyncio.Task[None] | None = field(default=None, repr=False)
-    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict, repr=False)
+    reaper: asyncio.Task[None] | None = field(default=None, repr=False)  # ttlSecondsAfterFinished
+    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict, repr=False)  # "<pod>/<container>"
     first_wave: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # ends a back-off wait (stopped)
+    nudge: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # the controller looks again (resume)
 
     @property
     def pod(self) -> PodRecord:
         return self.pods[-1]
 
     @property
+    def several_pods(self) -> bool:
+        return self.completions > 1 or self.parallelism > 1 or self.indexed
+
+    @property
+    def active(self) -> list[PodRecord]:
+        return [p for p in self.pods if not p.ended]
+
+    @property
+    def succeeded_indexes(self) -> set[int]:
+        return {p.index for p in self.pods if p.ended and p.succeeded and p.index is not None}
+
+    @property
+    def succeeded(self) -> int:
+        if self.indexed:
+            return len(self.succeeded_indexes)
+        return sum(1 for p in self.pods if p.succeeded and (p.ended or not self.several_pods))
+
+    @property
+    def complete(self) -> bool:
+        return self.succeeded >= self.completions
+
+    @property
     def deadline_ms(self) -> int | None:
-        return None if self.active_deadline_s is None else self.created_ms + self.active_deadline_s * 1000
+        if self.active_deadline_s is None or self.suspended or not self.started_ms:
+            return None
+        return self.started_ms + self.active_deadline_s * 1000
+
+    def apply(self, spec: JobSpec) -> None:
+        self.backoff_limit, self.active_deadline_s = spec.backoff_limit, spec.active_deadline_s
+        self.restart_policy, self.completions, self.parallelism = spec.restart_policy, spec.completions, \
+            spec.parallelism
+        self.indexed, self.suspended, self.ttl_s = spec.indexed, spec.suspend, spec.ttl_s
+        self.failure_rules = spec.failure_rules
+        self.started_ms = 0 if spec.suspend else self.created_ms
 
     def record(self) -> dict[str, Any]:
         return {"namespace": self.key.namespace, "name": self.key.name, "created_ms": self.created_ms,
@@ -130,48 +185,38 @@ class JobRecord:
                 "backoff_limit": self.backoff_limit, "active_deadline_s": self.active_deadline_s,
                 "restart_policy": self.restart_policy, "failed": self.failed, "retry_at_ms": self.retry_at_ms,
                 "condition": list(self.condition) if self.condition else None,
-                "stopped": self.stopped, "finished": self.finished, "pods": [asdict(p) for p in self.pods]}
+                "stopped": self.stopped, "finished": self.finished, "pods": [asdict(p) for p in self.pods],
+                "completions": self.completions, "parallelism": self.parallelism, "indexed": self.indexed,
+                "suspended": self.suspended, "started_ms": self.started_ms, "ttl_s": self.ttl_s,
+                "finished_ms": self.finished_ms, "failure_rules": self.failure_rules}
 
     @classmethod
     def from_record(cls, raw: dict[str, Any]) -> JobRecord:
         key = ResourceKey("batch", "Job", str(raw["namespace"]), str(raw["name"]))
         if "pods" in raw:
             pods = [PodRecord(str(p["name"]), int(p.get("sidecar_port") or 0), int(p.get("created_ms") or 0),
-                              [ContainerRecord(**c) for c in p["containers"]], bool(p.get("archived")))
+                              [ContainerRecord(**c) for c in p["containers"]], bool(p.get("archived")),
+                              None if p.get("index") is None else int(p["index"]),
+                              bool(p.get("ended", p.get("archived"))), bool(p.get("ignored")),
+                              bool(p.get("terminated")))
                     for p in raw["pods"]]
         else:  # a record from before retries: one pod, which ran once (as backoffLimit 0)
             pods = [PodRecord(str(raw["pod"]), int(raw.get("sidecar_port") or 0), int(raw["created_ms"]),
                               [ContainerRecord(**c) for c in raw["containers"]])]
         condition = raw.get("condition")
-        deadline = raw.get("active_deadline_s")
+        deadline, ttl = raw.get("active_deadline_s"), raw.get("ttl_s")
+        if "ended" not in (raw.get("pods") or [{}])[-1] and int(raw.get("retry_at_ms") or 0):
+            pods[-1].ended = True  # a record from before several pods: a pending retry said its pod was over
         return cls(key, int(raw["created_ms"]), dict(raw["template"]), dict(raw["labels"]),
                    str(raw["service_account"]), int(raw.get("backoff_limit") or 0),
                    None if deadline is None else int(deadline), str(raw.get("restart_policy") or "Never"), pods,
                    int(raw.get("failed") or 0), int(raw.get("retry_at_ms") or 0),
                    (str(condition[0]), str(condition[1])) if condition else None,
-                   bool(raw.get("stopped")), bool(raw.get("finished")), adopted=True)
-
-
-def job_policy(doc: Document, namespace: str) -> tuple[int, int | None, str]:
-    """The Job's backoffLimit (default 6), activeDeadlineSeconds and restartPolicy (Never or OnFailure; absent:
-    Never), refused as the API server refuses them."""
-    spec = doc.spec or {}
-    pod_spec = ((spec.get("template") or {}).get("spec") or {}) if isinstance(spec.get("template"), dict) else {}
-    out: list[int | None] = []
-    for name in ("backoffLimit", "activeDeadlineSeconds"):
-        value = spec.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValidationError(f"Job {namespace}/{doc.name} is invalid: spec.{name}: Invalid value: "
-                                  f"{json.dumps(value)}: must be greater than or equal to 0",
-                                  where=doc.where(("spec", name)))
-        out.append(value)
-    policy = pod_spec.get("restartPolicy") or "Never"
-    if policy not in ("Never", "OnFailure"):
-        raise ValidationError(f"Job {namespace}/{doc.name} is invalid: spec.template.spec.restartPolicy: Unsupported "
-                              f"value: {json.dumps(policy)}: supported values: \"OnFailure\", \"Never\"",
-                              where=doc.where(("spec", "template", "spec", "restartPolicy")))
-    limit, deadline = out
-    return (DEFAULT_BACKOFF_LIMIT if limit is None else limit), deadline, str(policy)
+                   int(raw.get("completions", 1)), int(raw.get("parallelism", 1)), bool(raw.get("indexed")),
+                   bool(raw.get("suspended")), int(raw.get("started_ms", raw["created_ms"])),
+                   None if ttl is None else int(ttl), int(raw.get("finished_ms") or 0),
+                   list(raw.get("failure_rules") or []), bool(raw.get("stopped")), bool(raw.get("finished")),
+                   adopted=True)
 
 
 def pod_backoff_s(failures: int, base_s: float) -> float:
@@ -188,16 +233,22 @@ def job_folder(state_dir: Path, namespace: str, name: str) -> Path:
     return state_dir / "jobs" / safe(namespace) / safe(name)
 
 
+def pod_folder(folder: Path, job: JobRecord, pod: PodRecord) -> Path:
+    """Where a pod's files are: its own folder once archived or when the job runs several pods."""
+    return folder / safe(pod.name) if job.several_pods or pod.archived else folder
+
+
 def alive(c: ContainerRecord) -> bool:
     return c.pid > 0 and c.ticks > 0 and start_ticks(c.pid) == c.ticks
 
 
-def signal_running(job: JobRecord, sig: signal.Signals) -> None:
-    """Send `sig` to the process group of each running container of the current pod."""
-    for c in job.pod.containers:
-        if c.running and alive(c):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(c.pid, sig)
+def signal_running(job: JobRecord, sig: signal.Signals, pods: list[PodRecord] | None = None) -> None:
+    """Send `sig` to the process group of each running container of the job's pods not over (or of `pods`)."""
+    for p in job.active if pods is None else pods:
+        for c in p.containers:
+            if c.running and alive(c):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(c.pid, sig)
 
 
 def stop_recorded_jobs(state_dir: Path, grace_s: float = 5.0) -> list[str]:
@@ -213,7 +264,7 @@ def stop_recorded_jobs(state_dir: Path, grace_s: float = 5.0) -> list[str]:
             continue
         if job.finished:
             continue
-        running = [c for c in job.pod.containers if c.running and alive(c)]
+        running = [c for p in job.pods for c in p.containers if c.running and alive(c)]
         signal_running(job, signal.SIGTERM)
         victims += running
         if not job.stopped:
@@ -221,7 +272,7 @@ def stop_recorded_jobs(state_dir: Path, grace_s: float = 5.0) -> list[str]:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(raw, sort_keys=True))
             os.replace(tmp, path)
-        pending = job.retry_at_ms > 0 or any(c.restart_at_ms > 0 for c in job.pod.containers)
+        pending = job.retry_at_ms > 0 or any(c.restart_at_ms > 0 for p in job.active for c in p.containers)
         if running or pending:
             stopped.append(f"{job.key.namespace}/{job.key.name}")
     deadline = time.monotonic() + grace_s

@@ -1,10 +1,11 @@
 """A local Job's status as clouddriver reports a Kubernetes one (`graylane.targets.jobs.JobStatus`), from its record.
 
-Running while its current pod runs or a retry is pending; Succeeded once a pod's containers all exited 0; Failed
-with the Job's condition (`BackoffLimitExceeded`, `DeadlineExceeded`) once its last pod is over, or, for a job
-stopped (canceled, stage timeout, `graylane down`), with its pod's own reason (`Error`, `Init:Error`, ...). The
-exit code and logs are the last pod's; `pods` lists every pod, oldest first, and `failureDetails` names the first
-failed container as clouddriver's captureFailureDetails does.
+Running while a pod runs, a retry is pending or the job is suspended; Succeeded once `completions` pods succeeded
+(Indexed: one per index); Failed with the Job's condition (`BackoffLimitExceeded`, `DeadlineExceeded`,
+`PodFailurePolicy`) once no pod runs, or, for a job stopped (canceled, stage timeout, `graylane down`), with its
+pod's own reason (`Error`, `Init:Error`, ...). The exit code is the most recent failed pod's, the logs the most
+recent pod's; `pods` lists every pod, oldest first, `failureDetails` names the first failed container as
+clouddriver's captureFailureDetails does, and `conditions` are the Job's (Complete, Failed, Suspended).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from graylane.resources.document import ResourceKey
 from graylane.targets.jobs import JobStatus, failure_details
-from graylane.targets.local_job_record import ContainerRecord, JobRecord, PodRecord, safe
+from graylane.targets.local_job_record import ContainerRecord, JobRecord, PodRecord, pod_folder, safe
 
 
 def not_tracked(key: ResourceKey, folder: Path, account: str) -> JobStatus:
@@ -24,42 +25,57 @@ def not_tracked(key: ResourceKey, folder: Path, account: str) -> JobStatus:
 
 
 def job_status(job: JobRecord, folder: Path, account: str) -> JobStatus:
-    key, pod = job.key, job.pod
+    key = job.key
+    pod = job.pods[-1] if job.pods else None
     logs = {}
-    for c in pod.containers:
+    for c in pod.containers if pod is not None else []:
         if c.started or c.restarts:
-            path = folder / f"{safe(c.name)}.log"
+            path = pod_folder(folder, job, pod) / f"{safe(c.name)}.log"  # type: ignore[arg-type]
             text = path.read_text(errors="replace") if path.exists() else ""
             logs[c.name] = text + (c.message if c.reason == "ContainerCannotRun" else "")
-    running = pod.running
+    running = any(p.running for p in job.pods)
     if job.condition is not None and not running:
         state = "Failed"
-    elif pod.succeeded:
+    elif job.complete:
         state = "Succeeded"
     elif (job.finished or job.stopped) and not running:
         state = "Failed"
     else:
         state = "Running"
-    over = state != "Running" or job.retry_at_ms > 0
-    pods = [_pod_status(p, over if p is pod else True) for p in job.pods]
+    pods = [_pod_status(p, p.ended or p.archived or state != "Running") for p in job.pods]
+    conditions = _conditions(job, state)
     common: dict[str, Any] = {"created_ms": job.created_ms, "logs": logs, "pods": pods, "failed": job.failed,
-                              "most_recent_pod": pod.name}
+                              "most_recent_pod": pod.name if pod is not None else "", "conditions": conditions,
+                              "active": len(job.active) if state == "Running" else 0, "succeeded": job.succeeded}
     if state == "Running":
         return JobStatus(key.name, key.namespace, account, "Running", **common)
     if state == "Succeeded":
         return JobStatus(key.name, key.namespace, account, "Succeeded", 0, "Completed", "", **common)
     common["failure_details"] = failure_details(pods)
-    failed = next((c for c in pod.containers if c.failed), None)
+    failed_pod = next((p for p in reversed(job.pods) if any(c.failed for c in p.containers)), pod)
+    failed = next((c for c in failed_pod.containers if c.failed), None) if failed_pod is not None else None
     if job.condition is not None:
         reason, message = job.condition
         return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code if failed else None, reason,
                          message, **common)
     if failed is None:  # stopped before anything failed
-        waiting = next((c.name for c in pod.containers if not c.started), "")
+        waiting = next((c.name for c in pod.containers if not c.started), "") if pod is not None else ""
         return JobStatus(key.name, key.namespace, account, "Failed", None, "Stopped",
-                         f"the job was stopped before container {waiting} started", **common)
+                         f"the job was stopped before container {waiting} started" if waiting
+                         else "the job was stopped before any pod started", **common)
     reason, message = _failure(failed)
     return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code, reason, message, **common)
+
+
+def _conditions(job: JobRecord, state: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if job.suspended and state == "Running":
+        out.append({"type": "Suspended", "status": "True", "reason": "JobSuspended", "message": "Job suspended"})
+    if state == "Succeeded":
+        out.append({"type": "Complete", "status": "True"})
+    elif job.condition is not None and state == "Failed":
+        out.append({"type": "Failed", "status": "True", "reason": job.condition[0], "message": job.condition[1]})
+    return out
 
 
 def _pod_status(p: PodRecord, over: bool) -> dict[str, Any]:

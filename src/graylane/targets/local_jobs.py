@@ -1,18 +1,23 @@
 """Jobs on the local target: the pod template's containers run as processes, to completion, as the Job controller
-and the kubelet run a Job (one pod at a time: `completions`/`parallelism` 1).
+and the kubelet run a Job.
 
 A pod: `initContainers` run first, one after another, each to completion; the next starts only once the previous
 exited 0. Then every container of `containers` runs at once. With `restartPolicy: Never` (the default here) a
 failed container fails the pod (an init one before the main containers start); with `OnFailure` it restarts in
 place after the kubelet's back-off, in the same pod.
 
-The Job: a failed pod is followed by a new pod (a new name, a fresh run of every container) after the Job
-controller's back-off (`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until one succeeds or the
-failures exceed `spec.backoffLimit` (default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure`
-the failed runs count instead, and the Job fails once they reach the limit (the controller's
-`pastBackoffLimitOnFailure`). Once the Job has been active `spec.activeDeadlineSeconds`, its running containers
-get SIGTERM (SIGKILL after the pod's `terminationGracePeriodSeconds`), nothing more starts, and it fails with
-`DeadlineExceeded`.
+The Job (`_control`): up to `parallelism` pods at once, never more than the completions still to come, until
+`completions` pods succeeded (`completionMode: Indexed`: one per index, each pod with its `JOB_COMPLETION_INDEX`
+and `batch.kubernetes.io/job-completion-index` annotation). A failed pod is checked against the
+`podFailurePolicy` (`graylane.targets.local_job_policy`: `FailJob` fails the Job with `PodFailurePolicy`, `Ignore`
+leaves it uncounted); otherwise it counts, and new pods wait for the Job controller's back-off
+(`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until the failures exceed `spec.backoffLimit`
+(default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure` the failed runs count instead, and the
+Job fails once they reach the limit (the controller's `pastBackoffLimitOnFailure`). Once the Job has been active
+`spec.activeDeadlineSeconds`, nothing more starts and it fails with `DeadlineExceeded`. A Job that fails terminates
+its running pods: SIGTERM, SIGKILL after the pod's `terminationGracePeriodSeconds`. `suspend` (changed by applying
+the Job again under its name) terminates the running pods, uncounted, and starts none until resumed;
+`ttlSecondsAfterFinished` deletes the finished Job's record and files.
 
 The pod's environment comes from the runtime's own launch rules (`graylane.runtime.launch.build_launch`: image
 resolution, env/envFrom/valueFrom, Service variables), so a Job sees what a Deployment's replica would. With the
@@ -35,6 +40,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -49,17 +55,20 @@ from graylane.runtime.launch import LaunchProblem, build_launch, grace_period_s,
 from graylane.runtime.process import start_ticks
 from graylane.settings import job_backoff_s
 from graylane.targets.jobs import JobStatus
+from graylane.targets.local_job_policy import job_spec, match_failure_policy
 from graylane.targets.local_job_record import (
     BACKOFF_LIMIT_EXCEEDED,
     DEADLINE_EXCEEDED,
+    INDEX_ANNOTATION,
+    POD_FAILURE_POLICY,
     RECORD,
     ContainerRecord,
     JobRecord,
     PodRecord,
     alive,
     job_folder,
-    job_policy,
     pod_backoff_s,
+    pod_folder,
     safe,
     signal_running,
     stop_recorded_jobs,
@@ -97,11 +106,11 @@ class LocalJobs:
     def _folder(self, key: ResourceKey) -> Path:
         return job_folder(self.state_dir, key.namespace, key.name)
 
-    def _log(self, job: JobRecord, c: ContainerRecord) -> Path:
-        return self._folder(job.key) / f"{safe(c.name)}.log"
+    def _log(self, job: JobRecord, pod: PodRecord, c: ContainerRecord) -> Path:
+        return pod_folder(self._folder(job.key), job, pod) / f"{safe(c.name)}.log"
 
-    def _exit_path(self, job: JobRecord, c: ContainerRecord) -> Path:
-        return self._folder(job.key) / f"{safe(c.name)}.exit"
+    def _exit_path(self, job: JobRecord, pod: PodRecord, c: ContainerRecord) -> Path:
+        return pod_folder(self._folder(job.key), job, pod) / f"{safe(c.name)}.exit"
 
     def _save(self, job: JobRecord) -> None:
         path = self._folder(job.key) / RECORD
@@ -120,14 +129,16 @@ class LocalJobs:
                                   where=doc.where(("kind",)))
         namespace = namespace_override or doc.namespace or "default"
         key = ResourceKey("batch", "Job", namespace, doc.name)
-        if self._get(key) is not None:
+        known = self._get(key)
+        wanted = job_spec(doc, namespace)
+        if known is not None:
+            self._resume_or_suspend(known, wanted.suspend)
             return key
         template = (doc.spec.get("template") or {}) if isinstance(doc.spec.get("template"), dict) else {}
         spec = template.get("spec") or {}
         if not spec.get("containers"):
             raise ValidationError(f"Job {namespace}/{doc.name} has no containers",
                                   where=doc.where(("spec", "template", "spec")))
-        backoff_limit, deadline_s, restart_policy = job_policy(doc, namespace)
         try:
             job_backoff_s()  # a bad setting refuses the job now, not at its first failure
         except ValueError as exc:
@@ -135,9 +146,8 @@ class LocalJobs:
         labels = {**{str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()},
                   "job-name": doc.name}
         account = str(spec.get("serviceAccountName") or "default")
-        job = JobRecord(key, _now_ms(), template, labels, account, backoff_limit, deadline_s, restart_policy)
-        pod = _pod_name(doc.name)
-        job.pods.append(PodRecord.fresh(pod, await self._sidecar(job, pod), template))
+        job = JobRecord(key, _now_ms(), template, labels, account)
+        job.apply(wanted)
         self._folder(key).mkdir(parents=True, exist_ok=True)
         self._jobs[key] = job
         self._save(job)
@@ -152,88 +162,142 @@ class LocalJobs:
             raise  # this control plane is stopping: the processes run on, and the next one adopts them
         except Exception:  # a boundary: the job must end, not hang Running
             log.exception("job %s/%s failed in the runner", job.key.namespace, job.key.name)
-            for c in job.pod.containers:
-                if c.exit_code is None and not alive(c):
-                    c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", "the job runner failed"
+            for pod in job.active:
+                for c in pod.containers:
+                    if c.exit_code is None and not alive(c):
+                        c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", "the job runner failed"
         finally:
             job.first_wave.set()
-        job.finished = True
+        job.finished, job.finished_ms = True, _now_ms()
         self._save(job)
-        self._remove_sidecar(job)
+        for pod in job.pods:
+            self._remove_sidecar(job, pod)
         log.info("job %s/%s finished: %s", job.key.namespace, job.key.name, self.status(job.key).state)
+        self._schedule_ttl(job)
 
     # === the Job controller ===
 
+    def _wanted(self, job: JobRecord) -> list[int | None]:
+        """The pods to create now (their completion indexes; None when NonIndexed), as the controller sizes them:
+        at most `parallelism` active, and no more than the completions still to come."""
+        if job.stopped or job.suspended or job.complete or job.retry_at_ms > _now_ms():
+            return []
+        active = job.active
+        room = job.parallelism - len(active)
+        if not job.indexed:
+            return [None] * max(0, min(room, job.completions - job.succeeded - len(active)))
+        taken = job.succeeded_indexes | {p.index for p in active}
+        return [i for i in range(job.completions) if i not in taken][:max(0, room)]  # type: ignore[return-value]
+
     async def _control(self, job: JobRecord) -> None:
-        """Run the job's pods, and end it at its activeDeadlineSeconds."""
-        deadline = job.deadline_ms
-        if deadline is None:
-            await self._pods(job)
-            return
+        """The Job controller's loop: pods up to `parallelism` until `completions` succeeded; each failed pod
+        counted (or not, by the podFailurePolicy) against backoffLimit, with the back-off before new pods; suspend
+        and resume; the end at activeDeadlineSeconds."""
         loop = asyncio.get_running_loop()
-        work = loop.create_task(self._pods(job))
-        timer = loop.create_task(asyncio.sleep(max(0.0, (deadline - _now_ms()) / 1000)))
+        tasks: dict[str, asyncio.Task[bool]] = {}
         try:
-            await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done() or job.stopped:  # done, or already stopping (canceled, backoff limit): not a deadline
-                timer.cancel()
-                await work
-                return
-            log.info("job %s/%s: active longer than %ss, terminating it", job.key.namespace, job.key.name,
-                     job.active_deadline_s)
-            self._halt(job, DEADLINE_EXCEEDED)
-            try:
-                await asyncio.wait_for(asyncio.shield(work), grace_period_s(job.template))
-            except TimeoutError:
-                signal_running(job, signal.SIGKILL)
-                await work
+            while True:
+                for pod in job.active:  # started here or by an earlier control plane
+                    if pod.name not in tasks:
+                        tasks[pod.name] = loop.create_task(self._run_pod(job, pod))
+                if job.stopped or job.complete:
+                    break
+                deadline = job.deadline_ms
+                if deadline is not None and _now_ms() >= deadline:
+                    log.info("job %s/%s: active longer than %ss, terminating it", job.key.namespace, job.key.name,
+                             job.active_deadline_s)
+                    self._halt(job, DEADLINE_EXCEEDED)
+                    break
+                if job.suspended and tasks:
+                    signal_running(job, signal.SIGTERM)
+                    for pod in job.active:
+                        pod.terminated = True
+                wanted = self._wanted(job)
+                if wanted and job.retry_at_ms:
+                    job.retry_at_ms = 0  # the back-off is over
+                for index in wanted:
+                    pod = await self._new_pod(job, index)
+                    tasks[pod.name] = loop.create_task(self._run_pod(job, pod))
+                if not tasks:
+                    job.first_wave.set()  # nothing to start now (suspended, back-off): run() returns
+                times = [t for t in (deadline, job.retry_at_ms) if t]
+                timeout = max(0.0, (min(times) - _now_ms()) / 1000) if times else None
+                job.nudge.clear()
+                wakers = {loop.create_task(job.nudge.wait()), loop.create_task(job.wake.wait())}
+                done, _ = await asyncio.wait(wakers | set(tasks.values()), timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for waker in wakers:
+                    waker.cancel()
+                for name, task in list(tasks.items()):
+                    if task in done:
+                        del tasks[name]
+                        self._pod_over(job, next(p for p in job.pods if p.name == name), task.result())
+            if tasks:  # stopped (backoff limit, FailJob, deadline, cancel): the running pods are terminated
+                signal_running(job, signal.SIGTERM)
+                _, late = await asyncio.wait(tasks.values(), timeout=grace_period_s(job.template))
+                if late:
+                    signal_running(job, signal.SIGKILL)
+                for name, task in tasks.items():
+                    self._pod_over(job, next(p for p in job.pods if p.name == name), await task)
         except asyncio.CancelledError:
-            work.cancel()
-            timer.cancel()
-            await asyncio.gather(work, timer, return_exceptions=True)
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
             raise
 
-    async def _pods(self, job: JobRecord) -> None:
-        """Pods one after another: a failed pod's successor starts after the back-off, until a pod succeeds, the
-        failures exceed backoffLimit or the job is stopped. `retry_at_ms` says the current pod's failure is counted
-        and when its successor starts, so a restarted control plane neither counts it twice nor starts early."""
-        while True:
-            if not job.retry_at_ms:
-                if await self._run_pod(job) or job.stopped:
-                    return
-                job.failed += 1
-                if job.failed > job.backoff_limit:
-                    job.condition, job.stopped = BACKOFF_LIMIT_EXCEEDED, True
-                    self._save(job)
-                    log.info("job %s/%s: pod %s failed, backoff limit %s exceeded", job.key.namespace,
-                             job.key.name, job.pod.name, job.backoff_limit)
-                    return
-                delay = pod_backoff_s(job.failed, job_backoff_s())
-                job.retry_at_ms = _now_ms() + int(delay * 1000)
-                self._save(job)
-                self._remove_sidecar(job)
-                log.info("job %s/%s: pod %s failed (%s of %s allowed), next pod in %gs", job.key.namespace,
-                         job.key.name, job.pod.name, job.failed, job.backoff_limit, delay)
-            if not await self._sleep_until(job, job.retry_at_ms):
-                return
-            await self._next_pod(job)
-
-    async def _next_pod(self, job: JobRecord) -> None:
-        """The failed pod's files go to its own folder; a new pod (new name, fresh containers) becomes current."""
-        old = job.pod
-        archive = self._folder(job.key) / safe(old.name)
-        archive.mkdir(exist_ok=True)
-        for c in old.containers:
-            for suffix in (".log", ".exit", ".previous.log"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(self._folder(job.key) / f"{safe(c.name)}{suffix}", archive / f"{safe(c.name)}{suffix}")
-        old.archived = True
-        job.procs.clear()
-        pod = _pod_name(job.key.name)
-        job.pods.append(PodRecord.fresh(pod, await self._sidecar(job, pod), job.template))
-        job.retry_at_ms = 0
+    def _pod_over(self, job: JobRecord, pod: PodRecord, succeeded: bool) -> None:
+        """Count a pod that ended: a success, a failure (the podFailurePolicy's action, else counted against
+        backoffLimit, with the back-off before new pods), or a pod the controller terminated (neither)."""
+        pod.ended = True
+        self._remove_sidecar(job, pod)
+        if succeeded or pod.terminated or job.stopped or job.restart_policy == "OnFailure":
+            self._save(job)
+            return
+        ruled = match_failure_policy(job.failure_rules, pod.name, job.key.namespace,
+                                     [(c.name, c.exit_code) for c in pod.containers])
+        action, message = ruled or ("Count", "")
+        if action == "FailJob":
+            job.failed += 1  # a failed pod (status.failed), though not for backoffLimit: the job fails now
+            log.info("job %s/%s: %s", job.key.namespace, job.key.name, message)
+            self._halt(job, (POD_FAILURE_POLICY, message))
+            return
+        if action == "Ignore":
+            pod.ignored = True
+            self._save(job)
+            return
+        job.failed += 1
+        if job.failed > job.backoff_limit:
+            log.info("job %s/%s: pod %s failed, backoff limit %s exceeded", job.key.namespace, job.key.name,
+                     pod.name, job.backoff_limit)
+            self._halt(job, BACKOFF_LIMIT_EXCEEDED)
+            return
+        delay = pod_backoff_s(job.failed, job_backoff_s())
+        job.retry_at_ms = _now_ms() + int(delay * 1000)
         self._save(job)
-        log.info("job %s/%s: pod %s created", job.key.namespace, job.key.name, pod)
+        log.info("job %s/%s: pod %s failed (%s of %s allowed), next pod in %gs", job.key.namespace, job.key.name,
+                 pod.name, job.failed, job.backoff_limit, delay)
+
+    async def _new_pod(self, job: JobRecord, index: int | None) -> PodRecord:
+        """A new pod (new name, fresh containers). One pod at a time: the previous pod's files go to its own
+        folder first; several pods: each pod's files are in its own folder from the start."""
+        if not job.several_pods and job.pods:
+            old = job.pod
+            archive = self._folder(job.key) / safe(old.name)
+            archive.mkdir(exist_ok=True)
+            for c in old.containers:
+                for suffix in (".log", ".exit", ".previous.log"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(self._folder(job.key) / f"{safe(c.name)}{suffix}",
+                                   archive / f"{safe(c.name)}{suffix}")
+            old.archived = True
+        name = _pod_name(job.key.name if index is None else f"{job.key.name}-{index}")
+        pod = PodRecord.fresh(name, await self._sidecar(job, name), job.template, index)
+        if job.several_pods:
+            (self._folder(job.key) / safe(name)).mkdir(parents=True, exist_ok=True)
+        job.pods.append(pod)
+        self._save(job)
+        log.info("job %s/%s: pod %s created", job.key.namespace, job.key.name, name)
+        return pod
 
     async def _sleep_until(self, job: JobRecord, at_ms: int) -> bool:
         """Wait until `at_ms` (epoch ms) unless the job is stopped meanwhile; False if it was."""
@@ -242,6 +306,36 @@ class LocalJobs:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(job.wake.wait(), left)
         return not job.stopped
+
+    def _resume_or_suspend(self, job: JobRecord, suspend: bool) -> None:
+        """The Job applied again with `spec.suspend` changed (as `kubectl apply` changes it): suspended, its
+        running pods are terminated (not counted as failures) and none start; resumed, pods start again and
+        activeDeadlineSeconds counts from now (the Job's startTime is reset)."""
+        if job.finished or job.stopped or job.suspended == suspend:
+            return
+        job.suspended = suspend
+        if not suspend:
+            job.started_ms = _now_ms()
+        self._save(job)
+        log.info("job %s/%s %s", job.key.namespace, job.key.name, "suspended" if suspend else "resumed")
+        job.nudge.set()
+
+    def _schedule_ttl(self, job: JobRecord) -> None:
+        """ttlSecondsAfterFinished: the finished job, its pods' files and record, deleted that long after it
+        finished."""
+        if job.ttl_s is None or not job.finished:
+            return
+        left = max(0.0, (job.finished_ms + job.ttl_s * 1000 - _now_ms()) / 1000)
+        job.reaper = asyncio.get_running_loop().create_task(self._reap(job, left),
+                                                            name=f"job ttl {job.key.namespace}/{job.key.name}")
+
+    async def _reap(self, job: JobRecord, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        if self._jobs.get(job.key) is job:
+            del self._jobs[job.key]
+        await asyncio.to_thread(shutil.rmtree, self._folder(job.key), True)
+        log.info("job %s/%s deleted %ss after it finished (ttlSecondsAfterFinished)", job.key.namespace,
+                 job.key.name, job.ttl_s)
 
     def _halt(self, job: JobRecord, condition: tuple[str, str] | None = None) -> None:
         """Start nothing more (a pending retry or restart included); SIGTERM every running container's group."""
@@ -254,22 +348,30 @@ class LocalJobs:
 
     # === the kubelet: one pod ===
 
-    async def _run_pod(self, job: JobRecord) -> bool:
+    async def _run_pod(self, job: JobRecord, pod: PodRecord) -> bool:
         """Init containers one after another, each to exit 0; then every container at once. True if the pod
         succeeded."""
-        pod = job.pod
-        for c in (c for c in pod.containers if c.init):
-            await self._start(job, c)
+        try:
+            for c in (c for c in pod.containers if c.init):
+                await self._start(job, pod, c)
+                job.first_wave.set()
+                if not await self._run_container(job, pod, c):
+                    return False  # the pod failed (or was stopped): nothing more starts
+            mains = [c for c in pod.containers if not c.init]
+            for c in mains:
+                await self._start(job, pod, c)
             job.first_wave.set()
-            if not await self._run_container(job, c):
-                return False  # the pod failed (or was stopped): nothing more starts
-        mains = [c for c in pod.containers if not c.init]
-        for c in mains:
-            await self._start(job, c)
-        job.first_wave.set()
-        return all(await asyncio.gather(*(self._run_container(job, c) for c in mains)))
+            return all(await asyncio.gather(*(self._run_container(job, pod, c) for c in mains)))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a boundary: the pod must end, not hang the job
+            log.exception("job %s/%s: pod %s failed in the runner", job.key.namespace, job.key.name, pod.name)
+            for c in pod.containers:
+                if c.exit_code is None and not alive(c):
+                    c.exit_code, c.reason, c.message = 128, "ContainerCannotRun", "the job runner failed"
+            return False
 
-    async def _run_container(self, job: JobRecord, c: ContainerRecord) -> bool:
+    async def _run_container(self, job: JobRecord, pod: PodRecord, c: ContainerRecord) -> bool:
         """Wait for `c` (started) to end; with OnFailure restart it in place after each failure (the kubelet's
         back-off), each counted against backoffLimit. True once it exited 0."""
         while True:
@@ -277,10 +379,10 @@ class LocalJobs:
                 if not await self._sleep_until(job, c.restart_at_ms):
                     return False
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(self._log(job, c), self._log(job, c).with_suffix(".previous.log"))
+                    os.replace(self._log(job, pod, c), self._log(job, pod, c).with_suffix(".previous.log"))
                 c.restart()
-                await self._start(job, c)
-            if await self._finish(job, c):
+                await self._start(job, pod, c)
+            if await self._finish(job, pod, c):
                 return True
             if job.stopped or job.restart_policy != "OnFailure" or not c.failed:
                 return False
@@ -294,19 +396,21 @@ class LocalJobs:
             c.restart_at_ms = _now_ms() + int(policy.delay_s(c.restarts + 1) * 1000)
             self._save(job)
 
-    async def _start(self, job: JobRecord, c: ContainerRecord) -> None:
-        if c.started or job.stopped:
+    async def _start(self, job: JobRecord, pod: PodRecord, c: ContainerRecord) -> None:
+        if c.started or job.stopped or pod.terminated:
             return
-        pod = job.pod
         spec = job.template.get("spec") or {}
         pool = spec.get("initContainers" if c.init else "containers") or []
         default = "init" if c.init else "main"
         container: dict[str, Any] = next((x for x in pool if str(x.get("name") or default) == c.name), {})
+        annotations = dict((job.template.get("metadata") or {}).get("annotations") or {})
+        if pod.index is not None:
+            annotations[INDEX_ANNOTATION] = str(pod.index)
         identity = PodIdentity(namespace=job.key.namespace, name=pod.name, labels=job.labels,
-                               annotations=(job.template.get("metadata") or {}).get("annotations") or {},
+                               annotations=annotations,
                                port=0, sidecar_port=pod.sidecar_port, service_account=job.service_account)
         res = await asyncio.to_thread(self._resources)
-        if job.stopped:  # halted meanwhile
+        if job.stopped or pod.terminated:  # halted meanwhile
             return
         launch = build_launch(job.template, identity, res, container=container)
         if isinstance(launch, LaunchProblem):
@@ -315,10 +419,12 @@ class LocalJobs:
             return
         env = dict(launch.env) if pod.sidecar_port else {k: v for k, v in launch.env.items() if k not in _PROXY_VARS}
         env.pop("PORT", None)
-        record = self._exit_path(job, c)
+        if pod.index is not None:
+            env["JOB_COMPLETION_INDEX"] = str(pod.index)
+        record = self._exit_path(job, pod, c)
         exit_record.clear(record)
         try:
-            with self._log(job, c).open("wb") as out:
+            with self._log(job, pod, c).open("wb") as out:
                 proc = await asyncio.create_subprocess_exec(
                     *exit_record.wrapped(launch.argv, record), env=env, cwd=launch.cwd, stdout=out,
                     stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
@@ -326,27 +432,27 @@ class LocalJobs:
             c.exit_code, c.reason, c.message = exit_record.START_ERROR_CODE, "StartError", str(exc)
             self._save(job)
             return
-        job.procs[c.name] = proc
+        job.procs[f"{pod.name}/{c.name}"] = proc
         c.pid, c.ticks = proc.pid, start_ticks(proc.pid) or 0
         self._save(job)
-        if job.stopped:  # halted while it was being started: it gets the SIGTERM the others got
+        if job.stopped or pod.terminated:  # halted while it was being started: it gets the SIGTERM the others got
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
         log.info("job %s/%s pod %s: %scontainer %s started (pid %s)", job.key.namespace, job.key.name, pod.name,
                  "init " if c.init else "", c.name, proc.pid)
 
-    async def _finish(self, job: JobRecord, c: ContainerRecord) -> bool:
+    async def _finish(self, job: JobRecord, pod: PodRecord, c: ContainerRecord) -> bool:
         """Wait for `c` to end (our child, or a process adopted from an earlier control plane); True if it
         exited 0."""
         if c.exit_code is None and c.pid > 0:
-            proc = job.procs.get(c.name)
+            proc = job.procs.pop(f"{pod.name}/{c.name}", None)
             code: int | None = None
             if proc is not None:
                 code = await proc.wait()
             else:
                 while alive(c):
                     await asyncio.sleep(ADOPTED_POLL_S)
-            ended = exit_record.read(self._exit_path(job, c))
+            ended = exit_record.read(self._exit_path(job, pod, c))
             if ended is not None:
                 c.exit_code, c.reason, c.message = ended.exit_code, ended.reason, ended.message
             elif code is not None:  # SIGKILLed with its wrapper: the wrapper's status says so
@@ -357,7 +463,7 @@ class LocalJobs:
                              "(its process group was SIGKILLed?)")
             self._save(job)
             log.info("job %s/%s pod %s: %scontainer %s exited with code %s", job.key.namespace, job.key.name,
-                     job.pod.name, "init " if c.init else "", c.name, c.exit_code)
+                     pod.name, "init " if c.init else "", c.name, c.exit_code)
         return c.exit_code == 0
 
     # === the pod's sidecar listener ===
@@ -395,9 +501,9 @@ class LocalJobs:
                                          labels={k: str(v) for k, v in job.labels.items()}, port=port,
                                          workload=job.key.name, service_account=job.service_account))
 
-    def _remove_sidecar(self, job: JobRecord) -> None:
-        if self.runtime is not None and hasattr(self.runtime, "remove_sidecar"):
-            self.runtime.remove_sidecar(job.key.namespace, job.pod.name)
+    def _remove_sidecar(self, job: JobRecord, pod: PodRecord) -> None:
+        if pod.sidecar_port and self.runtime is not None and hasattr(self.runtime, "remove_sidecar"):
+            self.runtime.remove_sidecar(job.key.namespace, pod.name)
 
     # === re-adoption ===
 
@@ -418,13 +524,14 @@ class LocalJobs:
         self._jobs[key] = job
         job.first_wave.set()
         if job.finished:
+            self._schedule_ttl(job)
             return job
-        running = [c.name for c in job.pod.containers if c.running and alive(c)]
-        if job.pod.sidecar_port and not job.retry_at_ms and self.runtime is not None \
-                and hasattr(self.runtime, "add_sidecar"):
-            self._add_sidecar(job, job.pod.name, job.pod.sidecar_port)
+        running = [f"{p.name}/{c.name}" for p in job.active for c in p.containers if c.running and alive(c)]
+        for pod in job.active:
+            if pod.sidecar_port and self.runtime is not None and hasattr(self.runtime, "add_sidecar"):
+                self._add_sidecar(job, pod.name, pod.sidecar_port)
         job.driver = asyncio.get_running_loop().create_task(self._drive(job), name=f"job {key.namespace}/{key.name}")
-        log.info("re-adopted job %s/%s (pod %s; running: %s%s)", key.namespace, key.name, job.pod.name,
+        log.info("re-adopted job %s/%s (running: %s%s)", key.namespace, key.name,
                  ", ".join(running) or "none", "; next pod pending" if job.retry_at_ms else "")
         return job
 
@@ -437,16 +544,16 @@ class LocalJobs:
                 raw = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if not isinstance(raw, dict) or raw.get("finished"):
+            if not isinstance(raw, dict) or (raw.get("finished") and raw.get("ttl_s") is None):
                 continue
             key = ResourceKey("batch", "Job", str(raw.get("namespace")), str(raw.get("name")))
-            if key not in self._jobs and self._adopt(key) is not None:
+            if key not in self._jobs and self._adopt(key) is not None and not raw.get("finished"):
                 count += 1
         return count
 
     async def stop(self) -> None:
         """This control plane stops: stop driving jobs; their processes run on (the next one adopts them)."""
-        drivers = [j.driver for j in self._jobs.values() if j.driver is not None and not j.driver.done()]
+        drivers = [t for j in self._jobs.values() for t in (j.driver, j.reaper) if t is not None and not t.done()]
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)

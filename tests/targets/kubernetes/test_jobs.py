@@ -152,5 +152,6 @@ async def test_pods_are_read_oldest_first_the_last_one_says_and_the_first_failed
     status = status_from(job, [pod("flaky-b", "2024-01-01T00:00:20Z", 4), pod("flaky-a", "2024-01-01T00:00:00Z", 3)],
                          {}, "prod")
     assert (status.exit_code, status.failed, status.most_recent_pod) == (4, 2, "flaky-b")
+    assert (status.to_json()["conditions"], status.active, status.succeeded) == (job["status"]["conditions"], 0, 0)
     assert status.failure_details == ("Pod: 'flaky-a' had errors.\n Container: 'main' exited with code: 3.\n "
                                       "Status: Error.\n Logs: m3")

@@ -1,0 +1,144 @@
+"""A Job's spec as the local target runs it (`graylane.targets.local_jobs`): read and refused as the API server
+refuses it, and its `podFailurePolicy` applied to a failed pod as the Job controller applies it.
+
+`job_spec` reads `backoffLimit`, `activeDeadlineSeconds`, the pod's `restartPolicy`, `completions`, `parallelism`,
+`completionMode`, `suspend`, `ttlSecondsAfterFinished` and `podFailurePolicy`. Rules with `onPodConditions` are
+refused: the local runtime runs pods as processes and has no pod conditions (DisruptionTarget, ...) to match.
+`match_failure_policy` finds the first rule a failed pod matches (`onExitCodes`, `containerName`, `In`/`NotIn`) and
+words the Job's `PodFailurePolicy` message as the controller does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from graylane.errors import ValidationError
+from graylane.resources.document import Document
+
+DEFAULT_BACKOFF_LIMIT = 6  # the Job API's default
+MAX_COMPLETIONS = 1000  # bounds on what one local job may ask for (the API allows more; local pods are processes)
+MAX_PARALLELISM = 100
+MAX_RULES = 20  # the API's limits on podFailurePolicy
+MAX_EXIT_CODES = 255
+ACTIONS = ("FailJob", "Ignore", "Count")
+
+
+@dataclass
+class JobSpec:
+    backoff_limit: int = DEFAULT_BACKOFF_LIMIT
+    active_deadline_s: int | None = None
+    restart_policy: str = "Never"
+    completions: int = 1
+    parallelism: int = 1
+    indexed: bool = False
+    suspend: bool = False
+    ttl_s: int | None = None
+    failure_rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+def job_spec(doc: Document, namespace: str) -> JobSpec:
+    """The Job's spec, each field checked as the API server checks it (the error names the field)."""
+    spec = doc.spec or {}
+    pod_spec = ((spec.get("template") or {}).get("spec") or {}) if isinstance(spec.get("template"), dict) else {}
+
+    def refuse(path: tuple[str, ...], what: str) -> ValidationError:
+        return ValidationError(f"Job {namespace}/{doc.name} is invalid: {'.'.join(path)}: {what}",
+                               where=doc.where(path))
+
+    def count(name: str, bound: int | None = None) -> int | None:
+        value = spec.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise refuse(("spec", name), f"Invalid value: {json.dumps(value)}: must be greater than or equal to 0")
+        if bound is not None and value > bound:
+            raise refuse(("spec", name), f"Invalid value: {value}: must be less than or equal to {bound} on the "
+                                         "local target")
+        return value
+
+    limit, deadline = count("backoffLimit"), count("activeDeadlineSeconds")
+    completions, parallelism = count("completions", MAX_COMPLETIONS), count("parallelism", MAX_PARALLELISM)
+    ttl = count("ttlSecondsAfterFinished")
+    policy = pod_spec.get("restartPolicy") or "Never"
+    if policy not in ("Never", "OnFailure"):
+        raise refuse(("spec", "template", "spec", "restartPolicy"),
+                     f"Unsupported value: {json.dumps(policy)}: supported values: \"OnFailure\", \"Never\"")
+    mode = spec.get("completionMode") or "NonIndexed"
+    if mode not in ("NonIndexed", "Indexed"):
+        raise refuse(("spec", "completionMode"),
+                     f"Unsupported value: {json.dumps(mode)}: supported values: \"NonIndexed\", \"Indexed\"")
+    if mode == "Indexed" and completions is None:
+        raise refuse(("spec", "completions"), "Required value: when completion mode is Indexed")
+    suspend = spec.get("suspend", False)
+    if not isinstance(suspend, bool):
+        raise refuse(("spec", "suspend"), f"Invalid value: {json.dumps(suspend)}: must be true or false")
+    rules = _failure_rules(spec.get("podFailurePolicy"), str(policy), refuse)
+    return JobSpec(DEFAULT_BACKOFF_LIMIT if limit is None else limit, deadline, str(policy),
+                   1 if completions is None else completions, 1 if parallelism is None else parallelism,
+                   mode == "Indexed", suspend, ttl, rules)
+
+
+def _failure_rules(raw: Any, restart_policy: str, refuse: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    base = ("spec", "podFailurePolicy")
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
+        raise refuse(base + ("rules",), "Required value: a list of rules")
+    if restart_policy != "Never":
+        raise refuse(("spec", "template", "spec", "restartPolicy"),
+                     f"Invalid value: {json.dumps(restart_policy)}: only \"Never\" is supported when "
+                     "podFailurePolicy is specified")
+    rules = raw["rules"]
+    if len(rules) > MAX_RULES:
+        raise refuse(base + ("rules",), f"Too many: {len(rules)}: must have at most {MAX_RULES} items")
+    out: list[dict[str, Any]] = []
+    for i, rule in enumerate(rules):
+        at = base + (f"rules[{i}]",)
+        if not isinstance(rule, dict):
+            raise refuse(at, "Invalid value: must be an object")
+        action = rule.get("action")
+        if action not in ACTIONS:
+            raise refuse(at + ("action",), f"Unsupported value: {json.dumps(action)}: supported values: "
+                                           + ", ".join(f'"{a}"' for a in ACTIONS))
+        if rule.get("onPodConditions") is not None:
+            raise refuse(at + ("onPodConditions",), "Unsupported: the local target runs pods as processes and "
+                                                    "observes no pod conditions; use onExitCodes")
+        codes = rule.get("onExitCodes")
+        if not isinstance(codes, dict):
+            raise refuse(at + ("onExitCodes",), "Required value: specify one of onExitCodes and onPodConditions")
+        operator = codes.get("operator")
+        if operator not in ("In", "NotIn"):
+            raise refuse(at + ("onExitCodes", "operator"),
+                         f"Unsupported value: {json.dumps(operator)}: supported values: \"In\", \"NotIn\"")
+        values = codes.get("values")
+        if not isinstance(values, list) or not values or len(values) > MAX_EXIT_CODES \
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+            raise refuse(at + ("onExitCodes", "values"),
+                         f"Invalid value: {json.dumps(values)[:200]}: 1 to {MAX_EXIT_CODES} integer exit codes")
+        if len(set(values)) != len(values):
+            raise refuse(at + ("onExitCodes", "values"), f"Duplicate value: {json.dumps(values)[:200]}")
+        if operator == "In" and 0 in values:
+            raise refuse(at + ("onExitCodes", "values"), "Invalid value: 0: must not be 0 for the In operator")
+        name = codes.get("containerName")
+        if name is not None and not isinstance(name, str):
+            raise refuse(at + ("onExitCodes", "containerName"), f"Invalid value: {json.dumps(name)[:100]}")
+        out.append({"action": action, "operator": operator, "values": list(values), "containerName": name})
+    return out
+
+
+def match_failure_policy(rules: list[dict[str, Any]], pod: str, namespace: str,
+                         containers: list[tuple[str, int | None]]) -> tuple[str, str] | None:
+    """The first rule the failed pod matches: (action, message), or None (the default: Count). `containers` are
+    (name, exit code) of its init and main containers; a code < 0 (killed by that signal) is read as the kubelet
+    reports it, 128 + the signal. Containers that exited 0 or did not end are left out, as the controller does."""
+    ended = [(name, 128 - code if code < 0 else code) for name, code in containers if code not in (None, 0)]
+    for i, rule in enumerate(rules):
+        for name, code in ended:
+            if rule["containerName"] not in (None, name):
+                continue
+            if (code in rule["values"]) == (rule["operator"] == "In"):
+                return rule["action"], (f"Container {name} for pod {namespace}/{pod} failed with exit code {code} "
+                                        f"matching {rule['action']} rule at index {i}")
+    return None
