@@ -1,14 +1,19 @@
 """Control-plane replicas on one PostgreSQL (pipelines/leases.py): fencing, commands through any replica, takeover.
 
-The system test runs two real `graylane server` processes (own state folder and port, one fresh Postgres schema),
-starts 200 executions through both, answers each judgment through the replica that does NOT drive the execution,
-and SIGKILLs one replica again and again; every execution must finish SUCCEEDED with its ConfigMap applied once
-and its judgment recorded once. It prints the takeover times (SIGKILL -> the other replica drives them).
+The system tests run two real `graylane server` processes (own state folder and port, one fresh Postgres schema).
+One Alertmanager notification sent to both at once starts one execution; pause, resume and cancel sent to the
+replica that does not drive an execution are applied once by the one that does. The big one starts 200
+executions through both before anything else, answers each judgment through the replica that does NOT drive the
+execution, a third at a time, and SIGKILLs one replica after each third (the other one rolling-restarted in
+between, so the killed one always drives executions); every execution must finish SUCCEEDED with its ConfigMap
+applied once (each apply writes a new value, so a second apply would be a second revision) and its judgment
+recorded once. It prints the takeover times (SIGKILL -> the other replica drives them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -77,21 +82,31 @@ def pg(schema_url: str) -> Iterator[sa.Engine]:
     store.close()
 
 
+# The ConfigMap each execution's deploy stage applies: its execution, its stage and a value new on every apply.
+# An embedded artifact's expressions are evaluated by the deploy task when it applies (a `text` manifest is
+# evaluated once, at stage start), so a second apply of the same stage (its task run again after a takeover)
+# writes another `apply` and leaves a second revision in the resource history, instead of an identical
+# document the store answers `unchanged` without a trace.
+CONFIGMAP = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "${parameters.cm}", namespace: default}
+data:
+  execution: "${execution.id}"
+  stage: "${#stage('deploy')['id']}"
+  apply: "${T(java.util.UUID).randomUUID().toString()}"
+"""
+
+
 def _pipeline(name: str = "replicated") -> dict[str, Any]:
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "${parameters.cm}", "namespace": "default"},
-          "data": {"execution": "${execution.id}"}}
+    manifest = {"type": "embedded/base64", "name": "configmap.yaml",
+                "reference": base64.b64encode(CONFIGMAP.encode()).decode()}
     return {"application": "replicas", "name": name, "limitConcurrent": False,
             "parameterConfig": [{"name": "cm", "required": True}],
             "stages": [
                 {"refId": "deploy", "type": "deployManifest", "name": "deploy", "account": "local",
-                 "source": "text", "manifests": [cm]},
+                 "source": "artifact", "manifestArtifact": manifest},
                 {"refId": "judge", "type": "manualJudgment", "name": "approve", "requisiteStageRefIds": ["deploy"]},
                 {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 2, "requisiteStageRefIds": ["judge"]}]}
-
-
-def _count(db: sa.Engine, sql: str, **params: Any) -> int:
-    with db.connect() as conn:
-        return int(conn.exec_driver_sql(sql, params).scalar() or 0)
 
 
 # ---------------------------------------------------------------------------------------------- unit: fencing
@@ -348,6 +363,14 @@ class Replica:
         self.proc.wait(10)
         return killed
 
+    def terminate(self) -> float:
+        """SIGTERM, as a rolling update stops a pod: the replica releases its leases and exits."""
+        assert self.proc is not None
+        self.proc.terminate()
+        stopped = time.monotonic()
+        self.proc.wait(15)
+        return stopped
+
     def stop(self) -> None:
         if self.alive:
             assert self.proc is not None
@@ -368,21 +391,27 @@ def _owners(db: sa.Engine) -> dict[str, str | None]:
 
 
 class Judge(threading.Thread):
-    """Answers each waiting judgment once, through the replica that does not drive the execution."""
+    """Answers each waiting judgment once, through the replica that does not drive the execution; of at most
+    `allowed` executions (the test releases them in batches, so executions still wait at every kill)."""
 
     def __init__(self, db: sa.Engine, replicas: dict[str, Replica], done: threading.Event) -> None:
         super().__init__(daemon=True)
         self.db, self.replicas, self.done = db, replicas, done
+        self.allowed = 0
         self.sent: dict[str, float] = {}
+        self.keys: dict[str, str] = {}  # one Idempotency-Key per judgment, sent again with each re-send
+        self.duplicates = 0
         self.errors: list[str] = []
         self.pool = ThreadPoolExecutor(8)
 
     def _send(self, eid: str, other: Replica) -> None:
         try:
             r = other.http.patch(f"/api/v1/executions/{eid}/stages/approve", json={"judgmentStatus": "continue"},
-                                 timeout=40)
-            if r.status_code not in (200, 409):
+                                 headers={"Idempotency-Key": self.keys[eid]}, timeout=40)
+            if r.status_code != 200:  # a re-send is answered as the first send was (duplicate: true)
                 self.errors.append(f"{eid} via {other.name}: {r.status_code} {r.text[:200]}")
+            elif r.json().get("duplicate"):
+                self.duplicates += 1
         except httpx.HTTPError:
             pass  # the replica was killed mid-request: looked at again later
 
@@ -396,13 +425,17 @@ class Judge(threading.Thread):
                     "SELECT execution_id FROM pipeline_audit WHERE action = 'judgment'")}
             for row in rows:
                 eid = row.execution_id
-                # send once; again only if nothing was recorded long after a send that may have been lost
-                if eid in judged or time.monotonic() - self.sent.get(eid, -1e9) < 15 or not row.lease_owner:
+                # send once; again (with the same key) if nothing was recorded 5 s after a send that may have
+                # been lost (a replica killed mid-request) or is still queued: the judgment is recorded once
+                if eid in judged or time.monotonic() - self.sent.get(eid, -1e9) < 5 or not row.lease_owner:
+                    continue
+                if eid not in self.sent and len(self.sent) >= self.allowed:
                     continue
                 owner = row.lease_owner.split("#")[0]
                 other = next(r for name, r in self.replicas.items() if name != owner)
                 if other.alive:
                     self.sent[eid] = time.monotonic()
+                    self.keys.setdefault(eid, str(uuid.uuid4()))
                     self.pool.submit(self._send, eid, other)
             self.done.wait(0.2)
         self.pool.shutdown(wait=True)
@@ -533,15 +566,77 @@ def test_cancel_pause_and_resume_through_the_replica_that_does_not_drive_the_exe
     assert lease_during == [owner, owner]  # a drove it throughout: b queued the commands, a applied them
 
 
+def test_one_judgment_sent_to_both_replicas_at_once_and_again_is_recorded_once(
+        two_replicas: tuple[Replica, Replica, sa.Engine]) -> None:
+    """A client that re-sends a judgment before it heard back, through a load balancer that spreads the copies
+    over both replicas: three copies to each at once, all with the judgment's Idempotency-Key. Every copy is
+    answered 200, one applies it and the other five say `duplicate`; the audit trail and `pipeline_judgments`
+    hold it once. A re-send after the stage moved on is still answered as a duplicate; another judgment is
+    refused (409) naming the stage and who judged it."""
+    a, b, db = two_replicas
+    twice = _pipeline("judged-once") | {"stages": [
+        {"refId": "judge", "type": "manualJudgment", "name": "approve"},
+        {"refId": "wait", "type": "wait", "name": "soak", "waitTime": 1, "requisiteStageRefIds": ["judge"]}]}
+    assert a.http.post("/api/v1/pipelines", json=twice).status_code == 200
+    r = b.http.post("/api/v1/pipelines/judged-once/start", json={"parameters": {"cm": "judged-once"}})
+    assert r.status_code == 200, r.text
+    eid = r.json()["id"]
+
+    def execution() -> dict[str, Any]:
+        return dict(a.http.get(f"/api/v1/executions/{eid}").json())
+
+    _until(lambda: execution()["stages"][0]["status"] == "RUNNING", "the judgment did not start waiting")
+    key = str(uuid.uuid4())
+    path = f"/api/v1/executions/{eid}/stages/approve"
+    gate = threading.Barrier(6)
+
+    def send(replica: Replica) -> httpx.Response:
+        gate.wait(10)
+        return replica.http.patch(path, json={"judgmentStatus": "continue"}, headers={"Idempotency-Key": key})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(send, [a, b] * 3))
+    assert [x.status_code for x in answers] == [200] * 6, [x.text for x in answers]
+    assert sorted(bool(x.json().get("duplicate")) for x in answers) == [False] + [True] * 5
+    done = _until(lambda: (e := execution())["status"] == "SUCCEEDED" and e, "the execution did not succeed")
+    late = b.http.patch(path, json={"judgmentStatus": "continue"}, headers={"Idempotency-Key": key})
+    assert late.status_code == 200 and late.json()["duplicate"] is True, late.text
+    other = a.http.patch(path, json={"judgmentStatus": "stop"})
+    assert other.status_code == 409 and "stage 'approve' was judged already: continue by " in other.text
+    judged = [x for x in done["audit"] if x["action"] == "judgment"]
+    assert len(judged) == 1 and judged[0]["details"]["idempotencyKey"] == key
+    assert _count(db, "SELECT count(*) FROM pipeline_judgments WHERE execution_id = %(e)s", e=eid) == 1
+
+
+def _count(db: sa.Engine, sql: str, **params: Any) -> int:
+    with db.connect() as conn:
+        return int(conn.exec_driver_sql(sql, params).scalar() or 0)
+
+
+def _driven_by(db: sa.Engine, owner: str, ids: list[str]) -> bool:
+    """Whether each of the executions is driven by replica `owner` (`a#`) or finished."""
+    owners = _owners(db)
+    return all((owners.get(eid) or f"{owner}done").startswith(owner) for eid in ids)
+
+
+ACTIVE = "SELECT count(*) FROM pipeline_executions WHERE status IN ('NOT_STARTED', 'RUNNING', 'PAUSED', 'BUFFERED')"
+JUDGED = "SELECT count(*) FROM pipeline_audit WHERE action = 'judgment'"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: Path, schema_url: str) -> None:
+    """All 200 start (through both replicas) before the first kill and wait at their judgment; the judgments are
+    released in thirds, and right after each third's first judgment is recorded replica `a` is SIGKILLed (and
+    started again at once). Between kills `b` is restarted with SIGTERM, as a rolling update would, so `a`
+    drives every active execution at the next kill."""
     db = sa.create_engine(schema_url)
     a, b = Replica("a", tmp_path, schema_url), Replica("b", tmp_path, schema_url)
     replicas = {"a": a, "b": b}
     done = threading.Event()
     judge = Judge(db, replicas, done)
     takeovers: list[tuple[int, int, float | None, float]] = []
+    handbacks: list[tuple[int, float]] = []
     restarts: list[float] = []
     started_at = time.monotonic()
     try:
@@ -551,34 +646,26 @@ def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: 
         assert r.status_code == 200, r.text
 
         def start(i: int) -> str:
-            replica = (a, b)[i % 2]
-            for _ in range(20):
-                if replica.alive:
-                    try:
-                        res = replica.http.post("/api/v1/pipelines/replicated/start",
-                                                json={"parameters": {"cm": f"cm-{i:03d}"}})
-                        assert res.status_code == 200, res.text
-                        return str(res.json()["id"])
-                    except httpx.HTTPError:
-                        pass
-                replica = b  # b is never killed
-            raise AssertionError(f"execution {i} did not start")
+            res = (a, b)[i % 2].http.post("/api/v1/pipelines/replicated/start",
+                                          json={"parameters": {"cm": f"cm-{i:03d}"}})
+            assert res.status_code == 200, res.text
+            return str(res.json()["id"])
 
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(start, range(EXECUTIONS)))
+        start_s = time.monotonic() - t0
+        assert len(set(ids)) == EXECUTIONS
+        assert _count(db, ACTIVE) == EXECUTIONS  # all running at once: each waits for its judgment
         judge.start()
 
-        def wave(first: int, count: int) -> list[str]:
-            with ThreadPoolExecutor(8) as pool:
-                return list(pool.map(start, range(first, first + count)))
-
-        ids: list[str] = []
-        start_s = 0.0
-        waves = 3
-        for n in range(waves):  # start a wave through both; SIGKILL a; b takes a's executions over; restart a
-            t0 = time.monotonic()
-            size = EXECUTIONS // waves
-            ids += wave(n * size, size if n < waves - 1 else EXECUTIONS - n * size)
-            start_s += time.monotonic() - t0
+        kills = 3
+        for n in range(kills):
+            judged = _count(db, JUDGED)
+            judge.allowed = EXECUTIONS * (n + 1) // kills  # the next third of the judgments
+            _until(lambda judged=judged: _count(db, JUDGED) > judged, "no judgment of the third was recorded", 30)
             mine = {eid: owner for eid, owner in _owners(db).items() if owner and owner.startswith("a#")}
+            assert mine, f"kill {n + 1}: a drives no execution"
             killed = a.kill()
             a.launch()  # restarted at once; it reclaims what b has not taken yet when it is up
             first, by_b = None, 0
@@ -595,19 +682,16 @@ def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: 
             takeovers.append((len(mine), by_b, first, time.monotonic() - killed))
             a.wait_healthy()
             restarts.append(time.monotonic() - killed)
+            if n < kills - 1:  # a rolling restart of b: it hands its executions to a at once
+                theirs = [eid for eid, owner in _owners(db).items() if owner and owner.startswith("b#")]
+                stopped = b.terminate()
+                _until(lambda theirs=theirs: _driven_by(db, "a#", theirs), "a did not take b's executions over", 15)
+                handbacks.append((len(theirs), time.monotonic() - stopped))
+                b.start()
         assert any(t[1] for t in takeovers), "b never took over an execution of a"
-        kills = waves
-        waves_s = time.monotonic() - started_at
-        assert len(set(ids)) == EXECUTIONS
+        kills_s = time.monotonic() - started_at
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with db.connect() as conn:
-                left = conn.exec_driver_sql("SELECT count(*) FROM pipeline_executions WHERE status IN "
-                                            "('NOT_STARTED', 'RUNNING', 'PAUSED', 'BUFFERED')").scalar()
-            if not left:
-                break
-            time.sleep(0.2)
+        _until(lambda: _count(db, ACTIVE) == 0, "executions were still active", 120)
         done.set()
         judge.join(10)
         wall = time.monotonic() - started_at
@@ -617,6 +701,12 @@ def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: 
             stages = conn.exec_driver_sql("SELECT execution_id, ref_id, status FROM pipeline_stages").all()
             audit = conn.exec_driver_sql("SELECT execution_id, action, count(*) AS n FROM pipeline_audit "
                                          "GROUP BY execution_id, action").all()
+            deploys = {r.execution_id: r.body for r in conn.exec_driver_sql(
+                "SELECT execution_id, body FROM pipeline_stages WHERE ref_id = 'deploy'")}
+            history: dict[str, list[Any]] = {}
+            for row in conn.exec_driver_sql("SELECT name, revision, action, actor, body FROM resource_history "
+                                            "WHERE kind = 'ConfigMap' ORDER BY name, revision"):
+                history.setdefault(row.name, []).append(row)
         assert sorted(statuses) == sorted(ids)
         assert {eid: s for eid, s in statuses.items() if s != "SUCCEEDED"} == {}
         assert all(st.status == "SUCCEEDED" for st in stages), [st for st in stages if st.status != "SUCCEEDED"]
@@ -624,30 +714,34 @@ def test_two_replicas_200_executions_one_replica_sigkilled_repeatedly(tmp_path: 
         assert {eid: counts.get((eid, "judgment")) for eid in ids if counts.get((eid, "judgment")) != 1} == {}
         assert all(counts.get((eid, "start")) == 1 for eid in ids)
         assert not judge.errors, judge.errors[:5]
-        # every stage's side effect once: one ConfigMap revision per execution (the store's resource history),
-        # written by that execution
+        # each judgment recorded once (the store's pipeline_judgments), with the key its sender chose
         with db.connect() as conn:
-            history = {r.name: (r.n, r.actor) for r in conn.exec_driver_sql(
-                "SELECT name, count(*) AS n, min(actor) AS actor FROM resource_history WHERE kind = 'ConfigMap' "
-                "GROUP BY name")}
+            keys = {r.execution_id: r.idempotency_key for r in conn.exec_driver_sql(
+                "SELECT execution_id, idempotency_key FROM pipeline_judgments")}
+        assert keys == {eid: judge.keys.get(eid) for eid in ids}
+        # Every stage's side effect once: each apply writes a new `apply` value, so the ConfigMap's revisions
+        # count the deploy stage's applies. One revision, written by that execution's deploy stage, holding the
+        # apply the stage recorded in its outputs.
+        applies = set()
         for i, eid in enumerate(ids):
-            n, actor = history.get(f"cm-{i:03d}", (0, ""))
-            if not (n == 1 and actor.startswith(f"pipeline:{eid}/")):
-                with db.connect() as conn:
-                    deploy = conn.exec_driver_sql("SELECT body FROM pipeline_stages WHERE execution_id = %(e)s AND "
-                                                  "ref_id = 'deploy'", {"e": eid}).scalar()
-                    actors = conn.exec_driver_sql("SELECT name, actor FROM resource_history WHERE actor LIKE "
-                                                  "%(a)s", {"a": f"pipeline:{eid}/%"}).all()
-                raise AssertionError(f"cm-{i:03d}: {n} revisions by {actor!r}; its execution {eid} wrote "
-                                     f"{actors}; deploy stage: {deploy}")
+            deploy = deploys[eid] if isinstance(deploys[eid], dict) else json.loads(deploys[eid])
+            recorded = deploy["outputs"]["manifests"][0]["data"]
+            revisions = [(rev.revision, rev.action, rev.actor, rev.body["data"])
+                         for rev in history.get(f"cm-{i:03d}", [])]
+            assert revisions == [(1, "created", f"pipeline:{eid}/{deploy['id']}", recorded)], \
+                f"cm-{i:03d} (execution {eid}): {len(revisions)} applies: {revisions}"
+            assert recorded["execution"] == eid and recorded["stage"] == deploy["id"]
+            applies.add(recorded["apply"])
+        assert len(applies) == EXECUTIONS and all(str(uuid.UUID(x)) == x for x in applies)  # evaluated at apply
         r = b.http.get("/api/v1/resources/configmaps/cm-007/history", params={"namespace": "default"})
         assert r.status_code == 200 and len(r.json()["items"]) == 1, r.text  # what `graylane history` shows
         report = {"executions": EXECUTIONS, "kills": kills, "wall_s": round(wall, 1), "starts_s": round(start_s, 1),
-                  "waves_s": round(waves_s, 1), "kill_to_a_healthy_s": [round(x, 1) for x in restarts],
-                  "load": round(os.getloadavg()[0], 1),
+                  "kills_s": round(kills_s, 1), "kill_to_a_healthy_s": [round(x, 1) for x in restarts],
+                  "load": round(os.getloadavg()[0], 1), "judgments_resent_answered_duplicate": judge.duplicates,
                   "takeovers": [{"executions_of_a": n, "taken_by_b": b_n,
                                  "first_taken_by_b_s": None if f is None else round(f, 2), "all_moved_s": round(e, 2)}
-                                for n, b_n, f, e in takeovers]}
+                                for n, b_n, f, e in takeovers],
+                  "handbacks": [{"executions_of_b": n, "all_taken_by_a_s": round(t, 2)} for n, t in handbacks]}
         print("\nreplicas:", json.dumps(report))
     finally:
         done.set()
