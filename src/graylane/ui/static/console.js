@@ -339,7 +339,9 @@
   document.addEventListener("htmx:configRequest", (evt) => {
     const form = evt.target.closest && evt.target.closest("form.judgment");
     if (!form || evt.detail.verb !== "post") return;
-    const sent = JSON.stringify(evt.detail.parameters || {});
+    const data = evt.detail.formData ? Array.from(evt.detail.formData.entries())
+      : Object.entries(evt.detail.parameters || {});  // htmx 2 hands the FormData (with the clicked button)
+    const sent = JSON.stringify(data);
     if (form.dataset.judgmentSent !== sent || !form.dataset.judgmentKey) {
       form.dataset.judgmentSent = sent;
       form.dataset.judgmentKey = newKey();
