@@ -114,6 +114,9 @@ def test_the_judgment_form_says_what_is_wrong_and_focus_follows_the_result(
     result = page.get_by_role("status").filter(has_text="Continued")
     expect(result).to_be_visible()
     expect(page.locator("[data-result]:focus, [data-result] :focus")).to_have_count(1)
+    # console.js sent the judgment with an Idempotency-Key of its own (a UUID), recorded with it
+    key = server.stage(execution_id, RATIO)["context"]["judgmentRecord"]["idempotencyKey"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", key), key
     # The panel refreshes live; the judged line carries a formatted time, not epoch milliseconds.
     expect(page.locator(f"#stage-{server.stage(execution_id, RATIO)['id']}")).to_contain_text("Judged continue")
     expect(page.locator("#stage-table-box")).to_contain_text(RELEASE)

@@ -80,10 +80,16 @@ def test_start_judge_and_see_the_result_through_the_console(console):
                            data={"judgmentStatus": "continue", "cp_canary_ratio": "150"})
     assert 'role="alert"' in refused.text and "150" in refused.text
     assert stage(console.get(f"/api/v1/executions/{execution_id}").json(), "设置灰度比例")["status"] == "RUNNING"
+    key = "5b0f0c52-4a3e-4f0e-9d8a-2c1d7e6f9a10"  # console.js: one per judgment, the same when it is sent again
     ok = console.post(f"/ui/executions/{execution_id}/stages/{sid}/judge",
-                      data={"judgmentStatus": "continue", "cp_canary_ratio": "30"})
-    assert "Continued" in ok.text
+                      data={"judgmentStatus": "continue", "cp_canary_ratio": "30"}, headers={"Idempotency-Key": key})
+    assert "Continued. The pipeline moves on." in ok.text
+    again = console.post(f"/ui/executions/{execution_id}/stages/{sid}/judge",
+                         data={"judgmentStatus": "continue", "cp_canary_ratio": "30"}, headers={"Idempotency-Key": key})
+    assert "Continued already: this judgment was recorded before" in again.text and 'role="alert"' not in again.text
     exe = wait_for(console, execution_id, lambda e: e["status"] == "SUCCEEDED")
+    judged = [a for a in exe["audit"] if a["action"] == "judgment"]
+    assert len(judged) == 1 and judged[0]["details"]["idempotencyKey"] == key
     assert stage(exe, "compute")["outputs"]["weight"] == 70
     panel = console.get(f"/ui/executions/{execution_id}/panel").text
     assert "Judged <strong>continue</strong>" in panel and "canary_ratio=30" in panel

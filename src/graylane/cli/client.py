@@ -6,6 +6,7 @@ to the state folder (`$GRAYLANE_STATE/cli-token`), sent only to a loopback addre
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,10 @@ from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, Valida
 from graylane.settings import read_cli_token, server_address
 
 _BY_STATUS: dict[int, type[GraylaneError]] = {403: Forbidden, 404: NotFound, 409: Conflict, 422: ValidationError}
+
+
+class _Unreachable(GraylaneError):
+    """No connection to the control plane (nothing was sent)."""
 
 
 class ApiClient:
@@ -28,7 +33,7 @@ class ApiClient:
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.ConnectError:
-            raise GraylaneError(f"cannot reach the Graylane control plane at {self.base_url}",
+            raise _Unreachable(f"cannot reach the Graylane control plane at {self.base_url}",
                                 hint="start it with `graylane up`, or set GRAYLANE_SERVER") from None
         if resp.status_code >= 400:
             raise error_from_response(resp)
@@ -37,6 +42,18 @@ class ApiClient:
         if resp.headers.get("content-type", "").startswith("application/json"):
             return resp.json()
         return resp.text
+
+    def idempotent(self, method: str, path: str, *, attempts: int = 3, **kw: Any) -> Any:
+        """A request sent with a fresh `Idempotency-Key` (one per user action) and sent again with the same key
+        when the connection failed before an answer came (the server records the action once)."""
+        headers = {**(kw.pop("headers", None) or {}), "Idempotency-Key": str(uuid.uuid4())}
+        for attempt in range(attempts):
+            try:
+                return self.request(method, path, headers=headers, **kw)
+            except (httpx.TransportError, _Unreachable):
+                if attempt == attempts - 1:
+                    raise
+        return None
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)

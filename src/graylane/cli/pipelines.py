@@ -422,9 +422,11 @@ def judge(execution_id: str = typer.Argument(..., help="execution id (or a uniqu
         body["customParams"] = _kv(custom, "-P")
     client = _client()
     execution_id = resolve_execution_id(client, execution_id)
-    st = client.patch(f"/api/v1/executions/{execution_id}/stages/{stage}", json=body, headers=_h())
+    # one Idempotency-Key for this judgment, sent again with it when the connection broke before the answer
+    st = client.idempotent("PATCH", f"/api/v1/executions/{execution_id}/stages/{stage}", json=body, headers=_h())
     verdict = body.get("judgmentStatus", "updated")
-    out.print(f"judgment {escape(st['name'])}: {verdict}" + (f" ({escape(option)})" if option else ""))
+    again = " (recorded already: nothing changed)" if st.get("duplicate") else ""
+    out.print(f"judgment {escape(st['name'])}: {verdict}" + (f" ({escape(option)})" if option else "") + again)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from graylane.errors import Conflict, NotFound, ValidationError
 from graylane.pipelines.execution import Execution, Stage
-from graylane.pipelines.repository import audit_entry
+from graylane.pipelines.repository import audit_entry, judgment_record
 from graylane.pipelines.stages import definition
 from graylane.pipelines.status import ExecutionStatus as S
+from graylane.pipelines.tasks import ANSWER_RECORD
 from graylane.pipelines.tx import Tx, exec_event, finish, stage_event
 
 T = TypeVar("T")
@@ -31,20 +32,28 @@ def find_stage(exe: Execution, ref: str) -> Stage:
     return stage
 
 
-def update_stage(stage_ref: str, body: dict[str, Any], *, user: str,
-                 roles: list[str] | None = None) -> Command[dict[str, Any]]:
+def update_stage(stage_ref: str, body: dict[str, Any], *, user: str, roles: list[str] | None = None,
+                 idempotency_key: str | None = None) -> Command[dict[str, Any]]:
     """PATCH a running stage; its type's definition validates the body (judgments, skipRemainingWait), and
-    `manualSkip` is allowed where the type says it can be skipped."""
+    `manualSkip` is allowed where the type says it can be skipped. A stage answered once (a manual judgment)
+    answers a re-send of its recorded answer with it and `duplicate: true`, writing nothing, and refuses any
+    other (StageDefinition.answered); the answer's record goes to the store with the audit entry, whose
+    table refuses a second (repository.judgment_record)."""
     if not isinstance(body, dict) or not body:
         raise ValidationError("the stage update is empty",
                               hint="e.g. {\"judgmentStatus\": \"continue\"} or {\"skipRemainingWait\": true}")
 
     def apply(exe: Execution, tx: Tx, now: int) -> dict[str, Any]:
         stage = find_stage(exe, stage_ref)
-        if stage.status not in (S.RUNNING, S.PAUSED):
-            raise Conflict(f"stage {stage.name!r} is {stage.status}, not running", where=f"execution {exe.id}")
         stage_def = definition(stage.type)
         fields = {k: v for k, v in body.items() if k != "manualSkip"}
+        recorded = stage_def.answered(stage.name, stage.context, fields, user=user, key=idempotency_key) \
+            if fields else None
+        if recorded is not None:
+            return {**stage.to_json(), "duplicate": True,
+                    "message": f"this judgment of stage {stage.name!r} was recorded already; nothing changed"}
+        if stage.status not in (S.RUNNING, S.PAUSED):
+            raise Conflict(f"stage {stage.name!r} is {stage.status}, not running", where=f"execution {exe.id}")
         unknown = sorted(set(fields) - stage_def.patch_fields())
         if unknown:
             takes = ", ".join(sorted(stage_def.patch_fields() | {"manualSkip"}))
@@ -52,9 +61,14 @@ def update_stage(stage_ref: str, body: dict[str, Any], *, user: str,
                                   hint=f"a {stage.type} stage takes: {takes}")
         updates: dict[str, Any] = {}
         action = "update"
+        record = None
         if fields:
             updates, action = stage_def.validate_patch(stage.name, stage.context, fields, user=user,
                                                        roles=roles or [])
+            record = stage_def.answer_record(stage.context, updates, fields, user=user, key=idempotency_key,
+                                             now=now)
+            if record is not None:
+                updates[ANSWER_RECORD] = record
         if body.get("manualSkip") is not None:
             if not stage_def.can_skip(stage.context):
                 raise ValidationError("Cannot manually skip stage.", where=f"stage {stage.name!r}")
@@ -63,7 +77,13 @@ def update_stage(stage_ref: str, body: dict[str, Any], *, user: str,
         stage.context.update(updates)
         stage.last_modified = {"user": user, "allowedAccounts": [], "lastModifiedTime": now}
         tx.touch(stage)
-        tx.audit.append(audit_entry(user, action, now, stage.id, stage=stage.name, **dict(body.items())))
+        details = {**body, **({"idempotencyKey": idempotency_key} if idempotency_key else {})}
+        entry = audit_entry(user, action, now, stage.id, stage=stage.name, **details)
+        if record is not None:
+            entry["judgment"] = judgment_record(attempt=stage.attempt, user=user, now=now,
+                                                status=str(updates.get("judgmentStatus")), key=idempotency_key,
+                                                request=record["request"])
+        tx.audit.append(entry)
         tx.events.append(stage_event(exe, stage, now, "context"))
         tx.run_now.add(stage.id)  # run the waiting task now, not after its backoff
         return stage.to_json()

@@ -145,9 +145,10 @@ class Executor:
         return self.get(exe.id)
 
     async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
-                           roles: list[str] | None = None) -> dict[str, Any]:
+                           roles: list[str] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
         """PATCH a running stage (judgment, skipRemainingWait, manualSkip): see commands.update_stage."""
-        return dict(await self._submit(execution_id, commands.update_stage(stage_ref, body, user=user, roles=roles)))
+        return dict(await self._submit(execution_id, commands.update_stage(stage_ref, body, user=user, roles=roles,
+                                                                           idempotency_key=idempotency_key)))
 
     async def cancel(self, execution_id: str, *, user: str, reason: str | None = None) -> dict[str, Any]:
         return dict(await self._submit(execution_id, commands.cancel(user=user, reason=reason)))

@@ -17,8 +17,9 @@ claimed the execution since, the transaction rolls back and this replica drops t
 - Commands (judge, cancel, pause, resume, restart, delete) sent to a replica that does not drive the execution
   are written to `pipeline_commands`; the owner applies them through its driver and writes the result, which
   the sender polls. A command applied and committed by an owner that dies before writing the result is
-  applied again by the next owner: every command checks the state first (a judgment on a stage that is no
-  longer running is refused), so the state changes once and that sender is answered with the refusal. When no
+  applied again by the next owner: every command checks the state first (a judgment of a stage judged already is
+  answered `duplicate: true` when it is the same one, else refused; a cancel of a finished execution is refused),
+  so the state changes once. When no
   live replica drives the execution any more (it finished before another replica picked the command up) the
   sender takes the command back and applies it itself. A replica that is stopping answers none: it leaves
   them to the next owner.

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from graylane.errors import NotFound, ValidationError
+from graylane.errors import Conflict, NotFound, ValidationError
 from graylane.pipelines import model
 from graylane.pipelines.execution import Execution, Stage
 from graylane.pipelines.status import ACTIVE, ExecutionStatus
@@ -24,6 +24,7 @@ from graylane.pipelines.tables import (
     pipeline_config_versions,
     pipeline_configs,
     pipeline_executions,
+    pipeline_judgments,
     pipeline_stages,
     pipeline_trigger_state,
 )
@@ -263,16 +264,26 @@ class ExecutionRepository:
         row = self._exec_row(exe)
         stage_rows = [{"_id": st.id, "status": str(st.status), "body": _dumps(st.to_json(with_config=True))}
                       for st in stages]
-        entries = [{"execution_id": exe.id, **entry} for entry in audit]
-        with self.engine.begin() as conn:
-            if self.guard is not None:
-                self.guard.fence(conn, exe.id, exe)
-            conn.execute(_UPDATE_EXECUTION, {"_id": exe.id, "status": row["status"], "start_time": row["start_time"],
-                                             "end_time": row["end_time"], "body": row["body"]})
-            if stage_rows:
-                conn.execute(_UPDATE_STAGE, stage_rows)
-            if entries:
-                conn.execute(pipeline_audit.insert(), entries)
+        entries, judgments = _audit_rows(exe.id, audit)
+        try:
+            with self.engine.begin() as conn:
+                if self.guard is not None:
+                    self.guard.fence(conn, exe.id, exe)
+                if judgments:  # the primary key (execution, stage, attempt) refuses a second judgment
+                    conn.execute(pipeline_judgments.insert(), judgments)
+                conn.execute(_UPDATE_EXECUTION, {"_id": exe.id, "status": row["status"],
+                                                 "start_time": row["start_time"], "end_time": row["end_time"],
+                                                 "body": row["body"]})
+                if stage_rows:
+                    conn.execute(_UPDATE_STAGE, stage_rows)
+                if entries:
+                    conn.execute(pipeline_audit.insert(), entries)
+        except sa.exc.IntegrityError as exc:
+            if not judgments:
+                raise
+            raise JudgmentRecorded(f"execution {exe.id}: a judgment of stage(s) "
+                                   f"{', '.join(j['stage_id'] for j in judgments)} is recorded already; "
+                                   "nothing was written") from exc
 
     def load(self, execution_id: str) -> Execution:
         with self.engine.connect() as conn:
@@ -292,6 +303,7 @@ class ExecutionRepository:
             if self.guard is not None:
                 self.guard.fence(conn, execution_id)
             conn.execute(pipeline_audit.delete().where(pipeline_audit.c.execution_id == execution_id))
+            conn.execute(pipeline_judgments.delete().where(pipeline_judgments.c.execution_id == execution_id))
             conn.execute(pipeline_stages.delete().where(pipeline_stages.c.execution_id == execution_id))
             conn.execute(pipeline_executions.delete().where(pipeline_executions.c.id == execution_id))
 
@@ -389,6 +401,31 @@ class WriteGuard(Protocol):
     def inserted(self, conn: Connection, execution_id: str) -> None: ...
 
     def fence(self, conn: Connection, execution_id: str, exe: Execution | None = None) -> None: ...
+
+
+class JudgmentRecorded(Conflict):
+    """The store refused a second judgment of a stage attempt (table pipeline_judgments)."""
+
+
+def _audit_rows(execution_id: str, audit: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                                             list[dict[str, Any]]]:
+    """(audit rows, pipeline_judgments rows): an audit entry carrying `judgment` (judgment_record) records
+    the judgment of its stage attempt as well."""
+    entries, judgments = [], []
+    for entry in audit:
+        row = {"execution_id": execution_id, **entry}
+        record = row.pop("judgment", None)
+        if record is not None:
+            judgments.append({"execution_id": execution_id, "stage_id": row["stage_id"], **record})
+        entries.append(row)
+    return entries, judgments
+
+
+def judgment_record(*, attempt: int, user: str, now: int, status: str, key: str | None,
+                    request: dict[str, Any]) -> dict[str, Any]:
+    """What an audit entry carries (as `judgment`) to record a stage attempt's one judgment."""
+    return {"attempt": attempt, "judged_by": user[:255], "judged_at": now, "status": status,
+            "idempotency_key": key, "request": _dumps(request)}
 
 
 def audit_entry(user: str, action: str, now: int, stage_id: str | None = None,

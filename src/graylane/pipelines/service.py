@@ -110,8 +110,9 @@ class PipelinesService:
                 "reason": scheduler.buffered_reason(exe), "parameters": exe.trigger.get("parameters") or {}}
 
     async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
-                           roles: list[str]) -> dict[str, Any]:
-        return await self._scheduler().update_stage(execution_id, stage_ref, body, user=user, roles=roles)
+                           roles: list[str], idempotency_key: str | None = None) -> dict[str, Any]:
+        return await self._scheduler().update_stage(execution_id, stage_ref, body, user=user, roles=roles,
+                                                    idempotency_key=idempotency_key)
 
     async def cancel(self, execution_id: str, *, user: str, reason: str | None = None) -> dict[str, Any]:
         return await self._scheduler().cancel(execution_id, user=user, reason=reason)

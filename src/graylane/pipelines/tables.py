@@ -85,3 +85,15 @@ pipeline_commands = sa.Table(  # migration 0006_leases: commands for the replica
     sa.Column("error", sa.Text),
     sa.Column("applied_by", sa.String(255)),
 )
+
+pipeline_judgments = sa.Table(  # migration 0007_judgments: a manual judgment is recorded once per stage attempt
+    "pipeline_judgments", metadata,
+    sa.Column("execution_id", sa.String(64), primary_key=True),
+    sa.Column("stage_id", sa.String(64), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("judged_by", sa.String(255), nullable=False),
+    sa.Column("judged_at", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("request", sa.Text, nullable=False),
+)

@@ -86,6 +86,10 @@ class Task:
         """Stop outside work when the task times out, before the stage fails (orca Task.onTimeout; default: nothing)."""
 
 
+# The stage context key of a one-answer stage's recorded answer (StageDefinition.answered / answer_record).
+ANSWER_RECORD = "judgmentRecord"
+
+
 class StageDefinition:
     """A stage type: its tasks, which config keys are not evaluated at stage start, skip rules."""
 
@@ -110,6 +114,19 @@ class StageDefinition:
 
         raise ValidationError(f"stage {name!r} is a {self.type} stage and takes no input "
                               f"({', '.join(sorted(body))})")
+
+    def answered(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                 key: str | None) -> dict[str, Any] | None:
+        """For a type answered once per stage attempt (manualJudgment): the recorded answer (ANSWER_RECORD in the
+        context) when `body` re-sends it (nothing is written; the sender is told so), a Conflict when the stage
+        was answered otherwise, None while unanswered. Types that take input repeatedly: always None."""
+        return None
+
+    def answer_record(self, context: dict[str, Any], updates: dict[str, Any], body: dict[str, Any], *,
+                      user: str, key: str | None, now: int) -> dict[str, Any] | None:
+        """The record of the one answer this PATCH gives (`{user, time, idempotencyKey, request: {...}}`, kept
+        at ANSWER_RECORD; the store refuses a second per stage attempt), or None when it answers nothing."""
+        return None
 
     def can_skip(self, context: dict[str, Any]) -> bool:
         """Whether `PATCH {"manualSkip": true}` may skip a running stage of this type (orca canManuallySkip)."""

@@ -246,11 +246,15 @@ def mount(app: FastAPI) -> None:
         custom = {k[3:]: str(v) for k, v in form.items() if k.startswith("cp_")}
         if custom:
             body["customParams"] = custom
+        key = request.headers.get("idempotency-key")  # console.js: one per judgment, the same on a re-send
         resp = await api(request, "PATCH", f"/api/v1/executions/{quote(execution_id)}/stages/{quote(stage_id)}",
-                         json=body)
+                         json=body, headers={"Idempotency-Key": key} if key else {})
         if resp.status_code != 200:
             return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
         verb = "Continued" if body["judgmentStatus"] == "continue" else "Stopped"
+        if resp.json().get("duplicate"):
+            return _fragment(request, "fragments/message.html", error=None,
+                             ok=f"{verb} already: this judgment was recorded before; nothing changed.")
         return _fragment(request, "fragments/message.html", error=None, ok=f"{verb}. The pipeline moves on.")
 
     @app.post("/ui/executions/{execution_id}/{action}", response_class=HTMLResponse, include_in_schema=False)

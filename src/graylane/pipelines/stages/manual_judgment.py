@@ -2,16 +2,22 @@
 
 The PATCH body is validated here (`validate_judgment`) before anything is written: a refused value leaves
 the stage waiting. Custom parameter values land at `context.customParams.<name>` as strings.
+
+A judgment (a PATCH with judgmentStatus) is recorded once per stage attempt: at `context.judgmentRecord`
+(`{user, time, idempotencyKey, request}`) and in the store's `pipeline_judgments`, whose primary key refuses a
+second. A re-send of it (the same request by the same user, or the same Idempotency-Key) is answered as the
+first was, with `duplicate: true`, and writes nothing; any other judgment of a judged stage is refused (409).
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
+from graylane.errors import Conflict, ValidationError
 from graylane.errors import Forbidden as _Forbidden
-from graylane.errors import ValidationError
 from graylane.pipelines import params
-from graylane.pipelines.tasks import StageDefinition, StageView, Task, TaskResult
+from graylane.pipelines.tasks import ANSWER_RECORD, StageDefinition, StageView, Task, TaskResult
 
 DEFAULT_TIMEOUT_MS = 72 * 3600 * 1000
 
@@ -69,6 +75,32 @@ def validate_judgment(context: dict[str, Any], body: dict[str, Any], *, user: st
     return updates
 
 
+def judgment_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A judgment PATCH's fields as compared with the recorded one (a re-send is the same request)."""
+    out: dict[str, Any] = {}
+    if body.get("judgmentStatus") is not None:
+        out["judgmentStatus"] = str(body["judgmentStatus"]).lower()
+    if body.get("judgmentInput") is not None:
+        out["judgmentInput"] = str(body["judgmentInput"])
+    custom = body.get("customParams")
+    if isinstance(custom, dict) and custom:
+        out["customParams"] = {str(k): None if v is None else str(v) for k, v in sorted(custom.items())}
+    return out
+
+
+def _said(request: Any) -> str:
+    request = request if isinstance(request, dict) else {}
+    choice = f" {request['judgmentInput']!r}" if request.get("judgmentInput") is not None else ""
+    return f"{request.get('judgmentStatus') or 'an answer'}{choice}"
+
+
+def _when(ms: Any) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(int(ms) / 1000, datetime.UTC).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError):
+        return "an unknown time"
+
+
 class WaitForJudgmentTask(Task):
     name = "waitForJudgment"
     inline = True
@@ -99,9 +131,32 @@ class ManualJudgmentStage(StageDefinition):
         # the judge is recorded with the answer (Deck shows "judged by")
         return {**validate_judgment(context, body, user=user, roles=roles), "lastModifiedBy": user}, "judgment"
 
+    def answered(self, name: str, context: dict[str, Any], body: dict[str, Any], *, user: str,
+                 key: str | None) -> dict[str, Any] | None:
+        record = context.get(ANSWER_RECORD)
+        if not isinstance(record, dict):
+            return None
+        by, when, said = record.get("user"), _when(record.get("time")), _said(record.get("request"))
+        same = judgment_request(body) == record.get("request") and user == by
+        if key is not None and key == record.get("idempotencyKey"):
+            if same:
+                return record
+            raise Conflict(f"stage {name!r}: Idempotency-Key {key!r} was sent with another judgment ({said} by "
+                           f"{by} at {when})", hint="send a new Idempotency-Key with a new judgment")
+        if same:
+            return record
+        raise Conflict(f"stage {name!r} was judged already: {said} by {by} at {when}",
+                       hint="a manual judgment is recorded once; restart the stage to judge it again")
+
+    def answer_record(self, context: dict[str, Any], updates: dict[str, Any], body: dict[str, Any], *,
+                      user: str, key: str | None, now: int) -> dict[str, Any] | None:
+        if not updates.get("judgmentStatus"):
+            return None  # custom parameters or a choice sent ahead of the decision: not the judgment yet
+        return {"user": user, "time": now, "idempotencyKey": key, "request": judgment_request(body)}
+
     def unevaluated_keys(self, config: dict[str, Any]) -> set[str]:
         # runtime answers must never be re-read from config; instructions stay as written (Markdown)
-        return {"judgmentStatus", "judgmentInput", "customParams"} & set(config)
+        return {"judgmentStatus", "judgmentInput", "customParams", ANSWER_RECORD} & set(config)
 
 
 DEFINITION = ManualJudgmentStage()

@@ -170,15 +170,33 @@ async def delete_execution(request: Request, execution_id: str) -> dict[str, Any
     return {"deleted": execution_id}
 
 
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The `Idempotency-Key` header: up to 200 visible ASCII characters (a client's UUID per action)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not all(33 <= ord(c) <= 126 for c in key):
+        raise ValidationError(f"must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters (e.g. a UUID)",
+                              where="Idempotency-Key header")
+    return key
+
+
 @router.patch("/executions/{execution_id}/stages/{stage_id}")
 async def update_stage(request: Request, execution_id: str, stage_id: str) -> JSONResponse:
-    """`{judgmentStatus, judgmentInput, customParams}`, `{skipRemainingWait: true}` or `{manualSkip: true}`."""
+    """`{judgmentStatus, judgmentInput, customParams}`, `{skipRemainingWait: true}` or `{manualSkip: true}`.
+
+    A manual judgment is recorded once: its re-send (same request and user, or the same `Idempotency-Key`)
+    answers 200 with `duplicate: true`; another judgment of a judged stage is refused with 409."""
+    key = _idempotency_key(request)
     body = await _json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     user, roles = _who(request)
     return _json_response(await _pipelines(request).update_stage(execution_id, stage_id, body, user=user,
-                                                                 roles=roles))
+                                                                 roles=roles, idempotency_key=key))
 
 
 @router.post("/executions/{execution_id}/cancel")
