@@ -22,7 +22,9 @@
   above the weighted one; `analysis` runs the `analysis`/`kayentaCanary` stage type inline (the step ends when it
   passes; a failure aborts); `setCanaryScale` (`{replicas}` | `{weight}` | `{matchTrafficWeight: true}`) scales the
   canary Deployments apart from the weight (stages/canary_scale.py), which then go to the stable's replicas at
-  promotion and to 0 on abort.
+  promotion and to 0 on abort (after `abortScaleDownDelaySeconds`, when given; 0 keeps them).
+  `dynamicStableScale: true` shrinks the stable Deployments as the canary's weight grows and restores them before
+  traffic goes back (canary_scale.scale_stable).
 - Background analysis, as Argo Rollouts' `strategy.canary.analysis`: `"analysis": {"templates": [...], "args": [...],
   "startingStep": 1}` on the stage (or `{"type": "kayentaCanary", ...}`, or Flagger-style `builtins`) starts when
   the rollout reaches step `startingStep` (default 0) and keeps measuring across the later steps and pauses; its
@@ -105,6 +107,7 @@ class Release:
             out.append((member, str(stable), str(canary)))
         if not out:
             raise ValidationError(f"{where}: name a `service` (or `services`)")
+        canary_scale.check_options(ctx, where)
         return cls(out)
 
     def weights(self, canary_weight: int) -> dict[str, dict[str, int]]:
@@ -187,6 +190,7 @@ class _Run:
                  where: str) -> None:
         self.stage, self.release, self.steps, self.st, self.where = stage, release, steps, st, where
         self.ctx = stage.context
+        self.dynamic = bool(self.ctx.get("dynamicStableScale"))
 
     async def target(self) -> Any:
         return await self.stage.services.target(self.ctx.get("account"), None)
@@ -196,10 +200,14 @@ class _Run:
                             checked=checked and not self.ctx.get(route_check.OPTION))
 
     async def set_weight(self, weight: int, *, clear_routes: bool = False, checked: bool = True,
-                         sticky: Any = None) -> None:
+                         sticky: Any = None, scale_stable: bool = True) -> None:
         """`sticky` (a setWeight step's field): the sticky-canary annotation set in the same apply; false removes
-        it; absent leaves it as it is."""
+        it; absent leaves it as it is. With dynamicStableScale the stable grows before a lower canary weight and
+        shrinks after a higher one (unless `scale_stable` is false: the abort restored it already)."""
         wanted = self.release.weights(weight)
+        grow_first = self.dynamic and scale_stable and weight < int(self.st.get("canaryWeight") or 0)
+        if grow_first:
+            await self.scale_stable(weight)
 
         def change(service: str, body: dict[str, Any]) -> dict[str, Any]:
             body = edit.set_weights(body, service, wanted[service])
@@ -209,11 +217,27 @@ class _Run:
 
         await self.apply([(m, partial(change, m.service)) for m, _, _ in self.release.members], checked)
         self.st["weights"], self.st["canaryWeight"] = wanted, weight
+        if self.dynamic and scale_stable and not grow_first:
+            await self.scale_stable(weight)
+
+    def members(self) -> list[tuple[traffic.Member, str, str, dict[str, Any]]]:
+        """(member, stable, canary, its config item) per member, for canary_scale."""
+        items = self.ctx.get("services") if isinstance(self.ctx.get("services"), list) else [self.ctx]
+        return [(m, s, c, item if isinstance(item, dict) else {})
+                for (m, s, c), item in zip(self.release.members, items, strict=False)]
+
+    async def scale_stable(self, canary_weight: int) -> None:
+        """dynamicStableScale: the stables at 100 - canary_weight percent; the result is `rollout.stableScale`."""
+        self.st["stableScale"] = await canary_scale.scale_stable(
+            await self.target(), self.members(), canary_weight, self.st.get("stableScale") or {},
+            actor=self.stage.actor, where=self.where)
 
     # ---- the state machine
 
     async def step(self, action: str | None) -> TaskResult:
         st = self.st
+        if st.get("phase") == "Aborted" and st.get("scaleDownAt"):  # abortScaleDownDelaySeconds running
+            return await self.aborted()
         if st.get("phase") == "Aborting" or action == ABORT:
             return await self.abort()
         if st.get("phase") == "Promoted":
@@ -241,10 +265,14 @@ class _Run:
 
     async def do_setWeight(self, raw: Any, action: str | None) -> tuple[bool, float]:
         weight = int(raw)
+        mode = (self.st.get("canaryScale") or {}).get("mode") or {}
+        follow = bool(mode.get("matchTrafficWeight"))  # the canary's replicas follow the weight
+        up = weight > int(self.st.get("canaryWeight") or 0)
+        if follow and up:  # as Argo: the canary's pods are there before its traffic
+            await self.scale_canary(mode, weight=weight)
         await self.set_weight(weight, sticky=self.steps[int(self.st.get("stepIndex") or 0)].get("sticky"))
         self.st.setdefault("history", []).append(weight)
-        mode = (self.st.get("canaryScale") or {}).get("mode") or {}
-        if mode.get("matchTrafficWeight"):  # the canary's replicas follow the weight just set
+        if follow and not up:
             await self.scale_canary(mode)
         return True, 0
 
@@ -252,14 +280,14 @@ class _Run:
         await self.scale_canary(canary_scale.check(raw, f"{self.where} setCanaryScale"))
         return True, 0
 
-    async def scale_canary(self, mode: dict[str, Any] | None, to: int | None = None) -> None:
-        """Scale every member's canary Deployment (canary_scale.scale); the result is `rollout.canaryScale`."""
-        items = self.ctx.get("services") if isinstance(self.ctx.get("services"), list) else [self.ctx]
-        members = [(m, s, c, item if isinstance(item, dict) else {})
-                   for (m, s, c), item in zip(self.release.members, items, strict=False)]
-        deployments = await canary_scale.scale(await self.target(), members, mode,
-                                               int(self.st.get("canaryWeight") or 0), actor=self.stage.actor,
-                                               where=self.where, to=to)
+    async def scale_canary(self, mode: dict[str, Any] | None, to: int | None = None,
+                           weight: int | None = None) -> None:
+        """Scale every member's canary Deployment (canary_scale.scale) for the traffic `weight` (default: the
+        current one); the result is `rollout.canaryScale`."""
+        base = {k: int(v["replicas"]) for k, v in (self.st.get("stableScale") or {}).items()}
+        deployments = await canary_scale.scale(await self.target(), self.members(), mode,
+                                               int(self.st.get("canaryWeight") or 0) if weight is None else weight,
+                                               actor=self.stage.actor, where=self.where, to=to, stable_base=base)
         previous = (self.st.get("canaryScale") or {}).get("mode")
         self.st["canaryScale"] = {"mode": mode if to is None else previous, "deployments": deployments}
 
@@ -406,7 +434,7 @@ class _Run:
     async def promote(self) -> TaskResult:
         """100% to the canary and no managed routes, in one snapshot; then the warm window, if any."""
         await self.stop_background()
-        if self.st.get("canaryScale"):  # managed: the canary gets the stable's replicas before all the traffic
+        if self.st.get("canaryScale") or self.dynamic:  # the canary gets the stable's replicas before the traffic
             await self.scale_canary(None, to=-1)
         await self.set_weight(100, clear_routes=True)
         await self.drop_previews()
@@ -440,20 +468,42 @@ class _Run:
             history = [w for w in st.get("history") or [] if 0 < w < int(st.get("canaryWeight") or 0)]
             st["abortPlan"] = sorted(set(history), reverse=True) if abort_cfg.get("stepwise") else []
             st.setdefault("abortReason", f"aborted by {(st.get('lastAction') or {}).get('by') or 'someone'}")
+            if self.dynamic and st.get("stableScale"):  # the stable at full size before any traffic returns
+                await self.scale_stable(0)
         plan = list(st.get("abortPlan") or [])
         if plan:
             weight = plan.pop(0)
             st["abortPlan"] = plan
-            await self.set_weight(weight, checked=False)
+            await self.set_weight(weight, checked=False, scale_stable=False)
             st["message"] = f"aborting stepwise: canary at {weight}%"
             return TaskResult.running(retry_after_s=seconds(abort_cfg.get("interval", "5s"), f"{self.where} abort"))
-        await self.set_weight(0, clear_routes=True, checked=False)
+        await self.set_weight(0, clear_routes=True, checked=False, scale_stable=False)
         await self.drop_previews()
         await self.stop_background()
-        if st.get("canaryScale"):  # as Argo: setCanaryScale no longer applies; the canary follows weight 0
-            await self.scale_canary(None, to=0)
         stables = ", ".join(sorted({s for _, s, _ in self.release.members}))
         st.update(phase="Aborted", message=f"{st['abortReason']}; all traffic is back on {stables}")
+        delay = self.ctx.get("abortScaleDownDelaySeconds")
+        if st.get("canaryScale") and delay:  # the canary's replicas stay that long, then follow weight 0
+            st["scaleDownAt"] = self.stage.now_ms + int(delay) * 1000
+            return await self.aborted()
+        if st.get("canaryScale") and delay is None:  # as Argo: setCanaryScale no longer applies (weight 0)
+            await self.scale_canary(None, to=0)
+        elif st.get("canaryScale"):
+            st["message"] += "; the canary keeps its replicas (abortScaleDownDelaySeconds: 0)"
+        return TaskResult.terminal(f"{self.where}: rollout {st['message']}", {"rollout": st})
+
+    async def aborted(self) -> TaskResult:
+        """Traffic is back on the stable version; the canary keeps its replicas until `scaleDownAt`, then goes to
+        0 and the stage fails as an abort does."""
+        st = self.st
+        left = int(st["scaleDownAt"]) - self.stage.now_ms
+        base = str(st["message"]).split("; the canary scales down")[0]
+        if left > 0:
+            st["message"] = f"{base}; the canary scales down in {left / 1000:.0f}s (abortScaleDownDelaySeconds)"
+            return TaskResult.running(retry_after_s=left / 1000)
+        await self.scale_canary(None, to=0)
+        st.pop("scaleDownAt", None)
+        st["message"] = base
         return TaskResult.terminal(f"{self.where}: rollout {st['message']}", {"rollout": st})
 
 

@@ -12,6 +12,15 @@ was deployed before the stage). Once it has run, the stage manages them: at prom
 replicas (Argo: the finished canary runs spec.replicas), and on abort it is scaled to 0 once traffic is back on the
 stable version (Argo ignores setCanaryScale on abort, so the canary follows weight 0).
 
+Two stage options (Argo Rollouts' `strategy.canary` fields), checked by `check_options`:
+
+- `dynamicStableScale: true`: the stable Deployment's replicas follow 100 - the canary's weight, ceil((100 - w)% of
+  its replicas when the rollout first moved it), shrinking after the traffic has moved to the canary and growing
+  back before traffic returns to it (on abort: restored in full before any route change). `scale_stable`.
+- `abortScaleDownDelaySeconds: N`: on abort, a canary whose replicas the stage manages keeps them N seconds after
+  traffic is back on the stable version, then goes to 0; `0` keeps them (Argo: "does not scale down"); absent,
+  it goes to 0 at once, as before the option existed (the abort has already waited for the data plane's ACK).
+
 The Deployments: `canaryDeployment` / `stableDeployment` (on the stage or a `services` member), else the one
 Deployment in the member's namespace whose pod labels carry the Service's selector and the subset's labels (the
 DestinationRule's subset; with `httpRoute`, the canary/stable Service's selector).
@@ -28,6 +37,7 @@ from graylane.resources.document import ResourceKey
 KEYS = ("replicas", "weight", "matchTrafficWeight")
 MAX_REPLICAS = 10_000
 WAIT_S = 600.0
+MAX_ABORT_DELAY_S = 86_400
 ISTIO = "networking.istio.io"
 
 
@@ -52,6 +62,22 @@ def check(raw: Any, where: str) -> dict[str, Any]:
     if key == "matchTrafficWeight" and value is not True:
         raise ValidationError(f"{where}: setCanaryScale.matchTrafficWeight must be true (got {value!r})")
     return {key: value}
+
+
+def check_options(ctx: dict[str, Any], where: str) -> None:
+    """`dynamicStableScale` and `abortScaleDownDelaySeconds` on the stage: a ValidationError naming the field."""
+    delay = ctx.get("abortScaleDownDelaySeconds")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int)
+                              or not 0 <= delay <= MAX_ABORT_DELAY_S):
+        raise ValidationError(f"{where}: abortScaleDownDelaySeconds must be whole seconds from 0 to "
+                              f"{MAX_ABORT_DELAY_S} (got {delay!r})")
+    dynamic = ctx.get("dynamicStableScale")
+    if dynamic is not None and not isinstance(dynamic, bool):
+        raise ValidationError(f"{where}: dynamicStableScale must be true or false (got {dynamic!r})")
+    if dynamic and ctx.get("scaleDownDelay") not in (None, 0, "", "0", "0s"):
+        raise ValidationError(f"{where}: dynamicStableScale cannot be used with scaleDownDelay: the stable is "
+                              f"scaled down as the canary's weight grows, so no warm stable is left to keep",
+                              hint="remove scaleDownDelay (as Argo Rollouts refuses scaleDownDelaySeconds)")
 
 
 def desired(mode: dict[str, Any], stable_replicas: int, traffic_weight: int) -> int:
@@ -111,11 +137,12 @@ async def replicas_of(target: Any, namespace: str, name: str, where: str) -> int
 
 async def scale(target: Any, members: list[tuple[Any, str, str, dict[str, Any]]], mode: dict[str, Any] | None,
                 traffic_weight: int, *, actor: str, where: str, to: int | None = None,
-                wait: bool = True) -> dict[str, Any]:
+                wait: bool = True, stable_base: dict[str, int] | None = None) -> dict[str, Any]:
     """Scale every member's canary Deployment: under `mode`, or to `to`, or (`to` = -1) to its stable's replicas.
 
-    `members`: (member, stable, canary, its item) per member. Returns `context.rollout.canaryScale`'s
-    `deployments`: {"namespace/name": {"desired": N, "stable": "namespace/name"}}."""
+    `members`: (member, stable, canary, its item) per member. `stable_base`: {"namespace/name": replicas} of
+    stables that dynamicStableScale has resized, counted at their size before the rollout. Returns
+    `context.rollout.canaryScale`'s `deployments`: {"namespace/name": {"desired": N, "stable": "namespace/name"}}."""
     out: dict[str, Any] = {}
     keys = []
     for member, stable, canary, item in members:
@@ -123,7 +150,9 @@ async def scale(target: Any, members: list[tuple[Any, str, str, dict[str, Any]]]
         canary_name = await deployment(target, member, canary, item.get("canaryDeployment"), where)
         stable_name = await deployment(target, member, stable, item.get("stableDeployment"), where)
         await replicas_of(target, ns, canary_name, where)  # it exists: a named one may not
-        stable_replicas = await replicas_of(target, ns, stable_name, where)
+        stable_replicas = (stable_base or {}).get(f"{ns}/{stable_name}")
+        if stable_replicas is None:
+            stable_replicas = await replicas_of(target, ns, stable_name, where)
         if to is None:
             assert mode is not None
             want = desired(mode, stable_replicas, traffic_weight)
@@ -135,5 +164,30 @@ async def scale(target: Any, members: list[tuple[Any, str, str, dict[str, Any]]]
         out[f"{ns}/{canary_name}"] = {"desired": want, "stable": f"{ns}/{stable_name}",
                                       "stableReplicas": stable_replicas}
     if wait and keys:
+        await target.wait_ready(keys, timeout=WAIT_S)
+    return out
+
+
+async def scale_stable(target: Any, members: list[tuple[Any, str, str, dict[str, Any]]], canary_weight: int,
+                       known: dict[str, Any], *, actor: str, where: str) -> dict[str, Any]:
+    """dynamicStableScale: every member's stable Deployment to ceil((100 - canary_weight)% of its replicas before
+    the rollout), then waits for it. `known`: the previous result (each stable's `replicas` before the rollout is
+    read from it, or from the Deployment the first time). Returns `context.rollout.stableScale`:
+    {"namespace/name": {"desired": N, "replicas": its replicas before the rollout}}."""
+    out: dict[str, Any] = {}
+    keys = []
+    for member, stable, _canary, item in members:
+        ns = member.namespace
+        name = await deployment(target, member, stable, item.get("stableDeployment"), where)
+        full = f"{ns}/{name}"
+        base = int((known.get(full) or {}).get("replicas", -1))
+        if base < 0:
+            base = await replicas_of(target, ns, name, where)
+        want = math.ceil((100 - canary_weight) * base / 100)
+        key = ResourceKey("apps", "Deployment", ns, name)
+        await target.patch(key, {"spec": {"replicas": want}}, "merge", actor=actor)
+        keys.append(key)
+        out[full] = {"desired": want, "replicas": base}
+    if keys:
         await target.wait_ready(keys, timeout=WAIT_S)
     return out
