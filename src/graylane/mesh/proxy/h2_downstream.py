@@ -294,10 +294,12 @@ class H2Streams:
         body = err.body.encode()
         if ds.responded:
             conn.reset(ds.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
-        elif is_grpc:
+        elif is_grpc:  # trailers-only; counted as Envoy counts it: response_code 200 with the grpc-status
             code = grpc.local_reply_status(err)
-            ctx.grpc_status = str(code)
-            conn.send_headers(ds, [*grpc.trailers_only(code, err.body), (b"server", b"istio-envoy")], end=True)
+            ctx.status, ctx.grpc_status = 200, str(code)
+            headers = [*grpc.trailers_only(code, err.body), (b"server", b"istio-envoy")]
+            headers += [(k.encode(), v.encode()) for k, v in err.headers]
+            conn.send_headers(ds, headers, end=True)
         else:
             headers = [(b":status", b"%d" % status), (b"server", b"istio-envoy")]
             headers += [(k.encode(), v.encode()) for k, v in err.headers]
