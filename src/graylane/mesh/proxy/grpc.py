@@ -20,7 +20,10 @@ _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
 def is_grpc(content_type: str | None) -> bool:
-    return content_type is not None and content_type.startswith("application/grpc")
+    """Envoy's Grpc::Common::hasGrpcContentType: `application/grpc` exactly or `application/grpc+<codec>`
+    (`application/grpc-web` is not gRPC: a gRPC-Web client would not understand a trailers-only answer)."""
+    return content_type is not None and content_type.startswith("application/grpc") and (
+        len(content_type) == 16 or content_type[16] == "+")
 
 
 def parse_timeout(value: str | None) -> float | None:
@@ -70,11 +73,27 @@ def local_reply_status(err: ProxyError) -> int:
 
 
 def trailers_only(grpc_status: int, message: str) -> list[tuple[bytes, bytes]]:
-    """A gRPC trailers-only response head (:status 200 as gRPC requires, whatever the HTTP-level code)."""
+    """A gRPC trailers-only response head (:status 200 as gRPC requires, whatever the HTTP-level code).
+
+    Envoy records the status it encoded, so the request counts as `response_code="200"` with the
+    grpc-status in `grpc_response_status` (its access log shows 200 with the flag, e.g. `UH`)."""
     out = [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-status", b"%d" % grpc_status)]
     if message:
         out.append((b"grpc-message", _percent_encode(message)))
     return out
+
+
+def h1_trailers_only(grpc_status: int, message: str, extra: Iterable[tuple[str, str]], keep: bool) -> bytes:
+    """The trailers-only answer as Envoy's HTTP/1 codec writes it for an HTTP/1.1 gRPC client: `200`, the gRPC
+    headers as response headers and `content-length: 0` (a head that ends the stream)."""
+    lines = [b"HTTP/1.1 200 OK\r\nserver: istio-envoy\r\n"]
+    lines += [b"%s: %s\r\n" % (k, v) for k, v in trailers_only(grpc_status, message)[1:]]
+    lines += [f"{k}: {v}\r\n".encode("latin-1") for k, v in extra if k != "server"]
+    lines.append(b"content-length: 0\r\n")
+    if not keep:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def _percent_encode(text: str) -> bytes:

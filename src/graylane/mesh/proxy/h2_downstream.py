@@ -1,6 +1,8 @@
 """Downstream HTTP/2 cleartext (h2c, prior knowledge) on sidecar and gateway listeners: the listener sees the client
 preface (`PRI * HTTP/2.0`) on a connection's first bytes and hands the transport to `H2Server`; each stream is then
-served by `H2Streams` with the proxy's own layers (route, rate limit, faults, retries, timeouts, telemetry).
+served by `H2Streams` with the proxy's own layers (route, rate limit, faults, retries, timeouts, telemetry); an
+RFC 8441 extended CONNECT (`:protocol websocket`) stream is routed as an HTTP/1.1 upgrade and spliced by
+`h2_websocket.py`.
 
 Bounds against hostile peers: 100 concurrent streams, a 60 KiB header list, 64 KiB flow-control windows (request
 data is acknowledged only once the upstream took it), a write buffer cap (unread SETTINGS/PING acks), a cap on
@@ -21,14 +23,16 @@ import h2.exceptions
 import h2.settings
 
 from graylane.mesh.proxy import grpc
-from graylane.mesh.proxy.errors import FaultAbort, ProxyError, StreamIdleTimeout
+from graylane.mesh.proxy.errors import BadRequest, FaultAbort, ProxyError, StreamIdleTimeout
 from graylane.mesh.proxy.h2_exchange import Exchanges, Layers
 from graylane.mesh.proxy.h2_from_h1 import forward_h1_to_h2
 from graylane.mesh.proxy.h2_mirror import Copy
 from graylane.mesh.proxy.h2_upstream import CONNECTION_WINDOW, STREAM_WINDOW, Body, H2Peer, H2Pools, Headers
+from graylane.mesh.proxy.h2_websocket import H2WebSockets, as_upgrade, is_extended_connect
 from graylane.mesh.proxy.listener import H2_PREFACE as PREFACE
 from graylane.mesh.proxy.listener import Request
 from graylane.mesh.proxy.telemetry import Ctx
+from graylane.mesh.routing import Outcome
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.listener import DownstreamProtocol
@@ -84,7 +88,7 @@ class H2Server(H2Peer):
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
-            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 0})
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})  # RFC 8441 WebSockets (h2_websocket.py)
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - STREAM_WINDOW)  # bounded by the streams'
         self.flush()
@@ -235,6 +239,7 @@ class H2Streams:
         self.loop = fw.loop
         self.pools = H2Pools(fw.loop)
         self.exchanges = Exchanges(fw, self.pools)
+        self.websockets = H2WebSockets(fw.websockets)
 
     def take_over(self, proto: DownstreamProtocol, data: bytes) -> bool:
         """Called by the listener when a connection's first bytes are the h2 preface."""
@@ -258,8 +263,11 @@ class H2Streams:
         table, loop = fw.server.table, self.loop
         conn.listener = conn.proto.server.listener_at(conn.proto.listener_key) or conn.listener
         req = request_of(ds)
+        protocol = is_extended_connect(ds.headers)
+        if protocol is not None:
+            as_upgrade(req, protocol.decode("latin-1"))
         ctx = Ctx(conn.listener, req.start, req)
-        is_grpc = grpc.is_grpc(req.hmap.get("content-type"))
+        is_grpc = protocol is None and grpc.is_grpc(req.hmap.get("content-type"))
         if is_grpc:
             ctx.grpc_status = "-"  # until an answer carries one
         try:
@@ -269,6 +277,11 @@ class H2Streams:
                 d = fw.route.decide(table, view, conn.listener, ctx, loop.time())
                 if d.rule is not None and d.rule.fault is not None:
                     await fw.faults.apply(d.rule.fault, ctx)
+                if protocol is not None and d.outcome is Outcome.ROUTED:
+                    if protocol.lower() != b"websocket":
+                        raise BadRequest(f"upgrade {protocol!r} not supported")  # as HTTP/1.1's other upgrades
+                    await self.websockets.forward(conn, ds, req, ctx, d, fw.route.outbound(d, view, req, ctx))
+                    return
                 await self.exchanges.run(conn, ds, req, ctx, d, view, is_grpc)
             except ProxyError as err:
                 self.local_reply(conn, ds, ctx, err, is_grpc)
@@ -290,15 +303,17 @@ class H2Streams:
         if err.flag:
             ctx.flags.append(err.flag)
         status = err.abort_status if isinstance(err, FaultAbort) else err.status
-        ctx.status = status
         body = err.body.encode()
-        if ds.responded:
+        if ds.responded:  # the client saw the answer's status (a WebSocket tunnel's 200): it stays the count's
             conn.reset(ds.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
-        elif is_grpc:
+        elif is_grpc:  # trailers-only; counted as Envoy counts it: response_code 200 with the grpc-status
             code = grpc.local_reply_status(err)
-            ctx.grpc_status = str(code)
-            conn.send_headers(ds, [*grpc.trailers_only(code, err.body), (b"server", b"istio-envoy")], end=True)
+            ctx.status, ctx.grpc_status = 200, str(code)
+            headers = [*grpc.trailers_only(code, err.body), (b"server", b"istio-envoy")]
+            headers += [(k.encode(), v.encode()) for k, v in err.headers]
+            conn.send_headers(ds, headers, end=True)
         else:
+            ctx.status = status
             headers = [(b":status", b"%d" % status), (b"server", b"istio-envoy")]
             headers += [(k.encode(), v.encode()) for k, v in err.headers]
             if body:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.route import Outbound, Router
     from graylane.mesh.proxy.stats import Stats
     from graylane.mesh.proxy.telemetry import Ctx, Telemetry
+    from graylane.mesh.proxy.websocket import WebSockets
     from graylane.mesh.routing import Cluster, ClusterEndpoint, RequestView, RouteDecision, RouteTable
 
 DEFAULT_RETRIES = RetryPolicy.istio_default()
@@ -119,6 +120,8 @@ class Layers(Protocol):
     def respond(self) -> Responder: ...
     @property
     def mirrors(self) -> Mirrors: ...
+    @property
+    def websockets(self) -> WebSockets: ...
 
 
 class Replay:

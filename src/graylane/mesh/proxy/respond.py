@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from graylane.mesh.proxy import grpc
 from graylane.mesh.proxy.connect import Upstream
 from graylane.mesh.proxy.errors import ClusterNotFound, FaultAbort, NoHealthyUpstream, NoRoute, ProxyError
 from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
@@ -80,10 +81,21 @@ class Responder:
         """The one place a failure becomes a response: status, Envoy's body, its flag and extra headers."""
         if err.flag:
             ctx.flags.append(err.flag)
+        if grpc.is_grpc(req.hmap.get("content-type")):  # a gRPC client: Envoy's trailers-only answer
+            return self.grpc_error(proto, req, ctx, err)
         headers = [("content-type", "text/plain")] if err.body else []
         headers += err.headers
         status = err.abort_status if isinstance(err, FaultAbort) else err.status
         return self.send(proto, req, ctx, status, err.body.encode(), headers)
+
+    def grpc_error(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, err: ProxyError) -> bool:
+        keep = req.keep_alive and req.body.done
+        code = grpc.local_reply_status(err)
+        proto.write(grpc.h1_trailers_only(code, err.body, err.headers, keep))
+        ctx.status, ctx.grpc_status, ctx.response_bytes = 200, str(code), 0
+        ctx.request_bytes = req.body.received
+        self.report.report(ctx)
+        return keep
 
     def decision(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
                        view: RequestView) -> bool:

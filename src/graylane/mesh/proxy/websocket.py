@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 _DROP = frozenset((b"server", b"connection", b"keep-alive", b"proxy-connection"))
 
 
-class _UpstreamSide(asyncio.Protocol):
+class UpstreamSide(asyncio.Protocol):
     """The upstream connection: parses the upgrade response head, then relays bytes to the tunnel."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -219,14 +219,14 @@ class WebSockets:
         head = head[:-2] + b"connection: upgrade\r\nupgrade: websocket\r\n\r\n"
         deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
                                   req.hmap.get("x-envoy-upstream-rq-timeout-ms"), None)
-        side = _UpstreamSide(self.loop)
+        side = UpstreamSide(self.loop)
         host = self.load.host(ep)
         host.active += 1
         counters.connections += 1
         ctx.upstream_start = time.perf_counter()
         try:
             rest = await within(deadline, self.loop.time(), cluster.name,
-                                partial(self._handshake, side, ep.host, ep.port,
+                                partial(self.handshake, side, ep.host, ep.port,
                                         cluster.policy.pool.connect_timeout_s, head))
             self.outliers.record(cluster, ep, side.status)
             if side.status != 101:
@@ -240,7 +240,7 @@ class WebSockets:
             host.active -= 1
             counters.connections -= 1
 
-    async def _handshake(self, side: _UpstreamSide, host: str, port: int, connect_s: float, head: bytes) -> bytes:
+    async def handshake(self, side: UpstreamSide, host: str, port: int, connect_s: float, head: bytes) -> bytes:
         try:
             await asyncio.wait_for(self.loop.create_connection(lambda: side, host, port), connect_s)
         except (TimeoutError, OSError) as exc:
@@ -250,7 +250,7 @@ class WebSockets:
         rest: bytes = await side.head
         return rest
 
-    def _response_head(self, d: RouteDecision, side: _UpstreamSide, upgraded: bool) -> bytes:
+    def _response_head(self, d: RouteDecision, side: UpstreamSide, upgraded: bool) -> bytes:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in side.headers
                    if k.lower() not in _DROP]
         if d.destination is not None:
@@ -262,7 +262,7 @@ class WebSockets:
         lines.append(b"connection: upgrade\r\n" if upgraded else b"connection: close\r\n")
         return b"".join(lines) + b"\r\n"
 
-    async def _refused(self, proto: DownstreamProtocol, ctx: Ctx, d: RouteDecision, side: _UpstreamSide,
+    async def _refused(self, proto: DownstreamProtocol, ctx: Ctx, d: RouteDecision, side: UpstreamSide,
                        rest: bytes) -> bool:
         """The upstream answered the upgrade with an ordinary response: pass it on, then close."""
         assert side.transport is not None
@@ -300,7 +300,7 @@ class WebSockets:
         self.report.report(ctx)
         return False
 
-    async def _splice(self, proto: DownstreamProtocol, ctx: Ctx, d: RouteDecision, side: _UpstreamSide,
+    async def _splice(self, proto: DownstreamProtocol, ctx: Ctx, d: RouteDecision, side: UpstreamSide,
                       rest: bytes) -> bool:
         assert side.transport is not None and proto.transport is not None
         ctx.status = 101
