@@ -20,15 +20,14 @@ import os
 import time
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from graylane.mesh.proxy.errors import UpstreamOverflow
-from graylane.mesh.proxy.h2_exchange import route_cookies
+from graylane.mesh.proxy.h2_exchange import Downstream, Stream, route_cookies
 from graylane.mesh.proxy.timeout import Deadline, within
 from graylane.mesh.proxy.websocket import UpstreamSide, WebSockets
 
 if TYPE_CHECKING:
-    from graylane.mesh.proxy.h2_downstream import DStream, H2Server
     from graylane.mesh.proxy.h2_upstream import Headers
     from graylane.mesh.proxy.listener import Request
     from graylane.mesh.proxy.route import Outbound
@@ -63,6 +62,18 @@ def as_upgrade(req: Request, protocol: str) -> None:
     req.has_body = False
     req.content_length = None
 
+
+
+class DStream(Stream, Protocol):
+    """A downstream h2 stream as a tunnel reads it (`h2_downstream.DStream`)."""
+
+    last: float  # the last bytes either way (the stream idle timeout)
+
+
+class H2Server(Downstream, Protocol):
+    """A downstream h2 connection as a tunnel reads it (`h2_downstream.H2Server`)."""
+
+    loop: asyncio.AbstractEventLoop
 
 class H2Tunnel:
     """One h2 stream spliced to one upstream socket (the `Tunnel` `UpstreamSide` relays to)."""
