@@ -208,8 +208,7 @@ def _wait_parts(state: Path, progress: Progress, started: subprocess.Popen[bytes
 
 
 def _serve_foreground(state: Path, host: str, port: int) -> None:
-    import uvicorn
-
+    from graylane.server import draining
     from graylane.server.app import create_app
 
     os.environ["GRAYLANE_SERVER"] = f"{host}:{port}"
@@ -218,7 +217,7 @@ def _serve_foreground(state: Path, host: str, port: int) -> None:
         "host": host, "port": port, "foreground": True}))
     err.print(f"control plane in the foreground on http://{host}:{port} (Ctrl-C stops it; workloads keep running)")
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        draining.run(create_app(), host=host, port=port, log_level="info")
     finally:
         (state / daemons.SERVER_FILE).unlink(missing_ok=True)
 

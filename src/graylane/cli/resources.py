@@ -499,8 +499,7 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", "--log-level"),
     ) -> None:
         """Run the control plane (API, UI, background parts) in the foreground."""
-        import uvicorn
-
+        from graylane.server import draining
         from graylane.server.app import create_app
 
         addr = server_address()
@@ -509,8 +508,8 @@ def register(app: typer.Typer) -> None:
         # which trusts callers without a token only when the server listens on loopback.
         os.environ["GRAYLANE_SERVER"] = f"{host}:{port}"
         os.environ["GRAYLANE_BIND_HOST"] = host
-        uvicorn.run(create_app(start_components=components), host=host, port=port, log_level=log_level,
-                    timeout_graceful_shutdown=5)
+        # SIGTERM drains first: graylane.server.draining (docs/operations.md, "Stopping a control plane").
+        draining.run(create_app(start_components=components), host=host, port=port, log_level=log_level)
 
 
 def _action(h: dict[str, Any]) -> str:

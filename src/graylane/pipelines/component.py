@@ -14,6 +14,7 @@ from typing import Any
 from graylane.pipelines import leases
 from graylane.pipelines.artifacts import ArtifactFetcher
 from graylane.pipelines.executor import Executor
+from graylane.pipelines.fencing import fencing_lookup
 from graylane.pipelines.notifications import Notifier
 from graylane.pipelines.service import PipelinesService
 from graylane.pipelines.services import TaskServices
@@ -58,9 +59,12 @@ class PipelinesComponent:
 
 def build_executor(cp: Any) -> Executor:
     registry = targets_for(cp)
-    services = TaskServices(get_target=registry.get, artifacts=ArtifactFetcher(cp.store),
+    built: list[Executor] = []  # Kubernetes writes of stages check the lease first (pipelines/fencing.py)
+    get_target = fencing_lookup(registry.get, lambda: getattr(built[0], "leases", None) if built else None)
+    services = TaskServices(get_target=get_target, artifacts=ArtifactFetcher(cp.store),
                             analysis=ControlPlaneAnalysis(cp))
     executor = Executor(cp.store.engine, bus=cp.bus, services=services)
+    built.append(executor)
     executor.completion_hooks.append(lambda exe: on_execution_complete(executor, exe))
     leases.install(executor)  # replicas on PostgreSQL: a lease per execution, fenced writes (pipelines/leases.py)
     return executor

@@ -74,6 +74,10 @@ class SlotTaken(GraylaneError):
     """A limitConcurrent pipeline's slot went to an execution another replica started a moment before."""
 
 
+class LeaseNotHeld(GraylaneError):
+    """A stage was about to change something outside the database (a Kubernetes cluster) without the lease."""
+
+
 class NotOwner(GraylaneError):
     """This replica does not drive the execution (the command is sent to the one that does)."""
 
@@ -158,6 +162,25 @@ class Leases:
         self.held.pop(execution_id, None)
         self.lost += 1
         raise LeaseLost(f"execution {execution_id}: lease token {token} is stale (another replica drives it)")
+
+    def check(self, execution_id: str) -> tuple[int, float]:
+        """Before a change outside the database (a stage's write to a Kubernetes cluster): the fence's statement on
+        its own, which also extends the lease. Returns (token, monotonic deadline): no other replica can claim the
+        execution before the deadline, counted from before the statement was sent. LeaseNotHeld otherwise."""
+        started = time.monotonic()
+        token = self.held.get(execution_id)
+        if token is not None:
+            with self.engine.begin() as conn:
+                row = conn.execute(pipeline_executions.update().where(
+                    _ex.id == execution_id, _ex.lease_owner == self.owner, _ex.lease_token == token)
+                    .values(lease_expires=self._expires()).returning(_ex.id)).first()
+            if row is not None:
+                return token, started + self.ttl_ms / 1000
+            self.held.pop(execution_id, None)
+            self.lost += 1
+        raise LeaseNotHeld(f"execution {execution_id}: this replica ({self.replica}) no longer holds its lease "
+                           f"(another replica drives it now): the change was not sent",
+                           hint="the replica that holds the lease runs this task again")
 
     def _take_slot(self, conn: Connection, exe: Execution) -> None:
         """limitConcurrent / maxConcurrentExecutions across replicas: the check the driver made before this write

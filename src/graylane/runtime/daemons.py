@@ -149,6 +149,8 @@ def start_control_plane(state: Path, host: str, port: int) -> subprocess.Popen[b
     env = dict(os.environ)
     env["GRAYLANE_SERVER"] = f"{host}:{port}"
     env["GRAYLANE_STATE"] = str(state)
+    # `graylane down` waits 10 s (stop_daemon) before SIGKILL: drain 5 s, leaving time for the components to stop.
+    env.setdefault("GRAYLANE_DRAIN_S", "5")
     proc = _spawn(graylane_argv("server", "--host", host, "--port", str(port)), state / "logs" / "server.log", env)
     _record(state, SERVER_FILE, proc, url=f"http://{host}:{port}", host=host, port=port)
     return proc

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from graylane import __version__, assembly
 from graylane.errors import Conflict, Forbidden, GraylaneError, NotFound, ValidationError
 from graylane.server.auth import AuthMiddleware
 from graylane.server.context import ControlPlane
+from graylane.server.draining import Drain, DrainMiddleware, Stopping, drain_period, stopping_body
 from graylane.server.limits import BodyLimitMiddleware, PayloadTooLarge
 from graylane.server.sessions import ConsoleSessions
 from graylane.settings import ensure_cli_token, server_limits
@@ -65,13 +66,20 @@ def create_app(cp: ControlPlane | None = None, *, start_components: bool = True)
     app.state.sessions = ConsoleSessions(code_ttl_s=limits.login_link_ttl_s)
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     app.add_middleware(AuthMiddleware, engine_getter=lambda: cp.store.engine, sessions=app.state.sessions,
-                       cli_token=app.state.cli_token, limits=limits)  # outermost: Host check first
+                       cli_token=app.state.cli_token, limits=limits)  # Host check first
+    app.state.drain = drain = Drain(drain_period())
+    app.add_middleware(DrainMiddleware, drain=drain)  # outermost: 503 while stopping (graylane.server.draining)
 
     @app.exception_handler(GraylaneError)
     async def _user_error(request: Request, exc: GraylaneError) -> JSONResponse:
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
         return JSONResponse({"error": {"message": exc.message, "where": exc.where, "hint": exc.hint}},
                             status_code=status)
+
+    @app.exception_handler(Stopping)
+    async def _stopping(request: Request, exc: Stopping) -> Response:
+        return Response(stopping_body(str(exc)), status_code=503, media_type="application/json",
+                        headers={"Retry-After": "1", "Connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:

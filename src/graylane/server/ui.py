@@ -33,6 +33,7 @@ from graylane.server.auth import (
     operator_name,
     user_for_token,
 )
+from graylane.server.draining import event_stream
 from graylane.ui import live, vendor
 from graylane.ui.views import (
     WAITING_STATUSES,
@@ -222,7 +223,7 @@ def mount(app: FastAPI) -> None:
     @app.get("/ui/events", include_in_schema=False)
     async def console_events(request: Request) -> EventSourceResponse:
         """The page's one stream: execution events and resource changes (graylane.ui.live)."""
-        return EventSourceResponse(live.console_events(request.app.state.cp.bus, request.is_disconnected))
+        return event_stream(request, live.console_events(request.app.state.cp.bus, request.is_disconnected))
 
     @app.get("/resources", response_class=HTMLResponse, include_in_schema=False)
     async def resources(request: Request, kind: str = "", namespace: str = "", edit: str = "",

@@ -197,15 +197,17 @@ def get_target(account: str, cp: Any = None, *, namespace: str | None = None) ->
     return cache[key]
 
 
+GATEWAY_API = "gateway.networking.k8s.io"
 LIVE_KINDS: tuple[tuple[str, str], ...] = (
     ("", "Service"), ("apps", "Deployment"), ("networking.istio.io", "DestinationRule"),
-    ("networking.istio.io", "Gateway"), ("networking.istio.io", "VirtualService"),
+    ("networking.istio.io", "Gateway"), ("networking.istio.io", "VirtualService"), (GATEWAY_API, "HTTPRoute"),
 )
 
 
 async def alive_context(account: str, namespace: str | None = None, cp: Any = None) -> list[dict[str, Any]]:
     """What the cluster of `account` holds that manifests refer to: Services, Deployments, DestinationRules,
-    Gateways, VirtualServices (every namespace unless `namespace`). Istio kinds are skipped when Istio is absent.
+    Gateways, VirtualServices, HTTPRoutes (every namespace unless `namespace`). Istio kinds are skipped when Istio
+    is absent, HTTPRoutes when the cluster does not serve the Gateway API (in the version it prefers otherwise).
     """
     acc = get_account(account or LOCAL)
     if acc.type == "local":
@@ -223,7 +225,11 @@ async def alive_context(account: str, namespace: str | None = None, cp: Any = No
         for group, kind in LIVE_KINDS:
             if group == "networking.istio.io" and not istio:
                 continue
-            out += await target.list(kind, namespace or "*", group=group)
+            try:
+                out += await target.list(kind, namespace or "*", group=group)
+            except NotFound:
+                if group != GATEWAY_API:  # the Gateway API's CRDs are optional
+                    raise
         return out
     finally:
         await target.close()

@@ -6,7 +6,9 @@ Actors are strings recorded in history: `user:NAME` or `pipeline:EXECUTION_ID/ST
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -16,7 +18,13 @@ from graylane.resources.document import Document, ResourceKey
 
 PatchType = Literal["strategic", "merge", "json"]
 
-__all__ = ["Applied", "HistoryUnsupported", "ManifestRevision", "PatchType", "Target", "TrafficSample"]
+# Before a write to a cluster: `(actor) -> (annotations for the object, monotonic deadline)`, raising GraylaneError
+# when the write must not be sent. The pipelines install one on Kubernetes targets (graylane.pipelines.fencing):
+# a stage's write is sent only while its replica holds the execution's lease.
+WriteGuard = Callable[[str], Awaitable[tuple[dict[str, str], float]]]
+
+__all__ = ["Applied", "HistoryUnsupported", "ManifestRevision", "PatchType", "Target", "TrafficSample", "WriteGuard",
+           "fenced"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +84,19 @@ class Target(Protocol):
         being 5xx: the local mesh's own telemetry, or a Kubernetes account's Prometheus; `at` ends the window
         (unix seconds, as Kiali's queryTime; default now). GraylaneError when the account has no metrics to read."""
         ...
+
+
+async def fenced(guard: WriteGuard | None, actor: str, body: dict[str, Any] | None = None,
+                 dry_run: bool = False) -> dict[str, Any] | None:
+    """`body` with the guard's annotations, checked immediately before the write that sends it (see WriteGuard)."""
+    if guard is None or dry_run:
+        return body
+    annotations, deadline = await guard(actor)
+    if time.monotonic() > deadline:  # the check itself outlasted the lease: another replica may hold it now
+        raise GraylaneError(f"{actor}: the lease check took longer than the lease; the change was not sent")
+    if body is None or not annotations:
+        return body
+    body = copy.copy(body)
+    meta = body["metadata"] = dict(body.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+    return body

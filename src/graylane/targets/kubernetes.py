@@ -26,7 +26,7 @@ from graylane.promql import PrometheusClient, TrafficSample
 from graylane.resources.document import CLUSTER_SCOPED_KINDS, Document, ResourceKey
 from graylane.resources.order import apply_rank
 from graylane.resources.validate import check_apply
-from graylane.targets.base import Applied, ManifestRevision, PatchType
+from graylane.targets.base import Applied, ManifestRevision, PatchType, WriteGuard, fenced
 from graylane.targets.kubernetes_history import rollout_history
 from graylane.targets.rollout import rollout_status as rollout_status  # re-exported: tests and callers use it here
 
@@ -189,6 +189,7 @@ class KubernetesTarget:
         self._resources: dict[tuple[str, str, str], ApiResource] = {}
         self._preferred: dict[str, str] = {}
         self._discovery: dict[str, dict[str, Any] | None] = {}
+        self.before_write: WriteGuard | None = None  # a pipeline stage's lease check (graylane.pipelines.fencing)
 
     # ---- connection -------------------------------------------------------------------------
     def _load_config(self) -> SingleConfig:
@@ -442,7 +443,7 @@ class KubernetesTarget:
                     continue
                 raise self._translate(exc, verb="apply", what=self._what(res, body), group=res.group,
                                       where=doc.where()) from exc
-        done = {id(doc): await self._apply_one(doc, res, body, force=force, dry_run=dry_run)
+        done = {id(doc): await self._apply_one(doc, res, body, force=force, dry_run=dry_run, actor=actor)
                 for doc, res, body in plans}
         for doc, _, body in local_only:  # LocalImage & co. mean nothing to a cluster: the real image runs
             done[id(doc)] = Applied(key=doc.key, action="unchanged", body=body)
@@ -462,12 +463,13 @@ class KubernetesTarget:
         return dict(obj.to_dict())
 
     async def _apply_one(self, doc: Document, res: ApiResource, body: dict[str, Any], *, force: bool,
-                         dry_run: bool) -> Applied:
+                         dry_run: bool, actor: str = "") -> Applied:
         meta = body["metadata"]
         what = self._what(res, body)
         try:
             before = await self._get_raw(res, meta["name"], meta.get("namespace"))
-            after = await self._ssa(res, body, force=force, dry_run=dry_run)
+            sent = await fenced(self.before_write, actor, body, dry_run)  # just before the write (base.WriteGuard)
+            after = await self._ssa(res, sent or body, force=force, dry_run=dry_run)
         except Exception as exc:
             raise self._translate(exc, verb="apply", what=what, group=res.group, where=doc.where()) from exc
         key = ResourceKey(res.group, res.kind, meta.get("namespace", "") if res.namespaced else "", meta["name"])
@@ -491,6 +493,7 @@ class KubernetesTarget:
             except NotFound:
                 continue  # the cluster does not serve the kind (e.g. Istio not installed): nothing to delete
             ns = (key.namespace or self.namespace) if res.namespaced else None
+            await fenced(self.before_write, actor)
             try:
                 await self.client().delete(res.cls, key.name, namespace=ns, grace_period=grace_period_seconds,
                                            cascade=policy)
@@ -534,6 +537,7 @@ class KubernetesTarget:
         ns = (key.namespace or self.namespace) if res.namespaced else None
         if patch_type == "strategic" and res.group not in BUILTIN_GROUPS:
             patch_type = "merge"  # custom resources have no strategic merge schema
+        await fenced(self.before_write, actor)
         try:
             obj = await self.client().patch(res.cls, key.name, patch, namespace=ns, patch_type=types[patch_type],
                                             field_manager=FIELD_MANAGER)

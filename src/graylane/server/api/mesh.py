@@ -83,7 +83,7 @@ async def mesh_ack(request: Request, revision: int = Query(..., ge=0),
                    timeout: float = Query(30.0, gt=0, le=600)) -> dict[str, Any]:
     """Wait until the data plane ACKed a snapshot holding store `revision` (`graylane apply --wait`)."""
     mesh = _mesh(request)
-    seconds = await mesh.wait_acked(revision, timeout)
+    seconds = await request.app.state.drain.unless_draining(mesh.wait_acked(revision, timeout))
     return {"revision": revision, "acked": True, "seconds": round(seconds, 6),
             "version": mesh.status.acked_version, "ackedRevision": mesh.status.acked_revision}
 

@@ -18,6 +18,7 @@ from graylane.pipelines.status import ExecutionStatus
 from graylane.pipelines.triggers import SignatureMismatch, WebhookDelivery
 from graylane.server import audit
 from graylane.server.auth import caller
+from graylane.server.draining import event_stream
 from graylane.server.limits import parse_json
 
 router = APIRouter(tags=["pipelines"])
@@ -264,12 +265,12 @@ async def _events(request: Request, execution_id: str | None) -> AsyncIterator[d
 @router.get("/executions/{execution_id}/events")
 async def execution_events(request: Request, execution_id: str) -> EventSourceResponse:
     _pipelines(request).execution(execution_id)  # 404 before streaming
-    return EventSourceResponse(_events(request, execution_id))
+    return event_stream(request, _events(request, execution_id))
 
 
 @router.get("/events/executions")
 async def all_execution_events(request: Request) -> EventSourceResponse:
-    return EventSourceResponse(_events(request, None))
+    return event_stream(request, _events(request, None))
 
 
 # ------------------------------------------------------------------ webhooks
