@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.tracing import SpanRing
 
 DEFAULT_RETRIES = RetryPolicy.istio_default()
+_ROUTED = Outcome.ROUTED  # read per request: a module global, not the enum class's slow attribute hook
 
 
 class ForwardHost(Protocol):
@@ -138,7 +139,7 @@ class Forwarder:
     def answer(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
                view: RequestView) -> bool | None:
         """What the route answers itself (redirect, direct response, no route, a CORS preflight), or None."""
-        if d.outcome is not Outcome.ROUTED:
+        if d.outcome is not _ROUTED:
             return self.respond.decision(proto, req, ctx, d, view)
         if (headers := preflight(d, req)) is not None:
             return self.respond.send(proto, req, ctx, 200, b"", headers)
