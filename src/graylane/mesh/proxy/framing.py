@@ -93,7 +93,7 @@ class Framer:
         else:
             buf = data[pos:]
         if not self.line_checked:
-            eol = buf.find(b"\r\n", max(0, seen - 1))
+            eol = buf.find(b"\r\n", seen - 1 if seen else 0)  # max(0, seen - 1) without the builtin's cost
             if eol < 0:
                 if len(buf) > MAX_URL:
                     raise UriTooLong("request line too long")
@@ -103,7 +103,7 @@ class Framer:
                 if not REQUEST_LINE.fullmatch(buf, 0, eol + 2):
                     raise BadRequest("malformed request line")
                 self.line_checked = True
-        end = buf.find(b"\r\n\r\n", max(0, seen - 3))
+        end = buf.find(b"\r\n\r\n", seen - 3 if seen > 3 else 0)
         if end < 0:
             if len(buf) > MAX_URL + MAX_HEADERS:
                 raise HeadersTooLarge("header block too large")
