@@ -77,7 +77,8 @@ class Telemetry:
 
     def __init__(self, server: TelemetryHost) -> None:
         self.server = server
-        self.labels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # (source, destination) label sets as `Stats` handles, per distinct combination (see `report`).
+        self.labels: dict[tuple[Any, ...], tuple[int, int]] = {}
 
     def labels_for(self, ctx: Ctx, src: Any, ep: ClusterEndpoint | None, dsvc: str, code: str,
                    flags: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -109,19 +110,21 @@ class Telemetry:
         ep = ctx.endpoint
         dsvc = ctx.service or "unknown"
         key = (id(ctx.listener), dsvc, ep, code, flags, ctx.grpc_status)  # cleared on every snapshot swap
+        stats = server.stats
         labels = self.labels.get(key)
         if labels is None:
-            labels = self.labels_for(ctx, src, ep, dsvc, code, flags)
+            source, destination = self.labels_for(ctx, src, ep, dsvc, code, flags)
+            labels = (stats.handle(source), stats.handle(destination))
             if len(self.labels) > 50_000:
                 self.labels.clear()
             self.labels[key] = labels
         source_labels, destination_labels = labels
         req_bytes = ctx.request_bytes
-        server.stats.record(source_labels, duration_ms, req_bytes, ctx.response_bytes)
+        stats.record_at(source_labels, duration_ms, req_bytes, ctx.response_bytes)
         reached = ep is not None and ctx.upstream_start and (not ctx.flags or NOT_REACHED.isdisjoint(ctx.flags))
         if reached or (ep is not None and "RL" in ctx.flags):
             up_ms = (now - (ctx.upstream_start or ctx.start)) * 1000
-            server.stats.record(destination_labels, up_ms, req_bytes, ctx.response_bytes)
+            stats.record_at(destination_labels, up_ms, req_bytes, ctx.response_bytes)
         trace = ctx.trace
         if trace is not None and trace.sampled:
             dapp = ep.labels.get("app", "unknown") if ep is not None else "unknown"
