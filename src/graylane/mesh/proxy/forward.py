@@ -127,7 +127,8 @@ class Forwarder:
         ctx = Ctx(listener, req.start, req)
         try:
             view = self.route.view(table, proto, req, ctx)
-            self.limits.check_listener(listener, loop.time())
+            if listener.rate_limit is not None:  # (tested here: no call per request without a local rate limit)
+                self.limits.check_listener(listener, loop.time())
             d = self.route.decide(table, view, listener, ctx, loop.time())
             if d.rule is not None and d.rule.fault is not None:
                 return ctx, view, d  # the fault filter comes before any answer (`finish`)
