@@ -142,7 +142,8 @@ class Forwarder:
         """What the route answers itself (redirect, direct response, no route, a CORS preflight), or None."""
         if d.outcome is not _ROUTED:
             return self.respond.decision(proto, req, ctx, d, view)
-        if (headers := preflight(d, req)) is not None:
+        # A CORS preflight needs the rule's CORS policy: tested here, no call per request without one.
+        if d.rule is not None and d.rule.cors is not None and (headers := preflight(d, req)) is not None:
             return self.respond.send(proto, req, ctx, 200, b"", headers)
         return None
 
@@ -172,8 +173,12 @@ class Forwarder:
         rule = d.rule
         out = self.route.outbound(d, view, req, ctx)
         policy = rule.retries if rule is not None else DEFAULT_RETRIES
-        deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
-                                  req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
+        timeout_ms = req.hmap.get("x-envoy-upstream-rq-timeout-ms")
+        timeout_s = rule.timeout_s if rule is not None else None
+        if not timeout_s and timeout_ms is None and policy.per_try_timeout_s is None:
+            deadline = NO_DEADLINE  # what `Deadline.start` answers here, without the call (the common route)
+        else:
+            deadline = Deadline.start(self.loop.time(), timeout_s, timeout_ms, policy.per_try_timeout_s)
         return out, policy, deadline
 
     async def exchange(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
