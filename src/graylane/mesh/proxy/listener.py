@@ -52,6 +52,10 @@ STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in
 # Per request, builtins cost more than they look on 3.11: `float("inf")` parses a string and `min()` parses its
 # arguments (~300 and ~700 instructions); the timers below use this constant and plain comparisons (issue #17).
 _INF = float("inf")
+# Request header names as they came (bytes) -> lowercase str: clients send the same few names again and again.
+# Bounded: names up to 64 bytes, MAX_NAMES_CACHED of them; others are decoded each time (no client can grow it).
+_HEADER_NAMES: dict[bytes, str] = {}
+MAX_NAMES_CACHED = 512
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 __all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
@@ -351,7 +355,11 @@ class DownstreamProtocol(asyncio.Protocol):
             raise HeadersTooLarge("header block too large")
         if len(headers) >= MAX_HEADER_COUNT:
             raise HeadersTooLarge("too many headers")
-        lname = name.decode("latin-1").lower()
+        lname = _HEADER_NAMES.get(name)  # a name seen before: no decode() and lower() calls (issue #17)
+        if lname is None:
+            lname = name.decode("latin-1").lower()
+            if len(_HEADER_NAMES) < MAX_NAMES_CACHED and len(name) <= 64:
+                _HEADER_NAMES[name] = lname
         val = value.decode("latin-1")
         headers.append((lname, val))
         hmap = req.hmap
