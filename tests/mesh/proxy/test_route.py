@@ -90,3 +90,21 @@ def test_gateway_listener_serves_only_its_virtual_services(mesh, reviews):
     with client(port) as c:
         assert c.get("http://reviews:9080/reviews/1").json()["name"] == "reviews-v1"
     assert series(mesh, **gateway_v2) - before == 1
+
+
+def test_header_names_match_in_any_case_past_the_name_cache(mesh, reviews):
+    """Header names are case-insensitive however many distinct ones clients send: the listener keeps the lowercase
+    form of up to 512 names of up to 64 bytes (issue #17) and lowercases the rest each time."""
+    push, port, _ = reviews
+    push([vs("reviews", ["reviews"], [
+        {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [to("v2")]},
+        {"route": [to("v1")]}])])
+    long_name = "X-" + "Long" * 20  # longer than the names the cache keeps
+    with client(port) as c:
+        for i in range(600):  # more distinct names than the cache holds
+            spelling = ("End-User", "END-USER", "end-user")[i % 3]
+            got = c.get("http://reviews:9080/", headers={spelling: "jason", f"X-Distinct-{i}": str(i),
+                                                         long_name: "l"}).json()
+            assert got["name"] == "reviews-v2"
+            assert got["headers"][f"x-distinct-{i}"] == str(i) and got["headers"][long_name.lower()] == "l"
+        assert c.get("http://reviews:9080/", headers={"End-User": "someone"}).json()["name"] == "reviews-v1"

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.tracing import SpanRing
 
 DEFAULT_RETRIES = RetryPolicy.istio_default()
+_ROUTED = Outcome.ROUTED  # read per request: a module global, not the enum class's slow attribute hook
 
 
 class ForwardHost(Protocol):
@@ -126,7 +127,8 @@ class Forwarder:
         ctx = Ctx(listener, req.start, req)
         try:
             view = self.route.view(table, proto, req, ctx)
-            self.limits.check_listener(listener, loop.time())
+            if listener.rate_limit is not None:  # (tested here: no call per request without a local rate limit)
+                self.limits.check_listener(listener, loop.time())
             d = self.route.decide(table, view, listener, ctx, loop.time())
             if d.rule is not None and d.rule.fault is not None:
                 return ctx, view, d  # the fault filter comes before any answer (`finish`)
@@ -138,9 +140,10 @@ class Forwarder:
     def answer(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
                view: RequestView) -> bool | None:
         """What the route answers itself (redirect, direct response, no route, a CORS preflight), or None."""
-        if d.outcome is not Outcome.ROUTED:
+        if d.outcome is not _ROUTED:
             return self.respond.decision(proto, req, ctx, d, view)
-        if (headers := preflight(d, req)) is not None:
+        # A CORS preflight needs the rule's CORS policy: tested here, no call per request without one.
+        if d.rule is not None and d.rule.cors is not None and (headers := preflight(d, req)) is not None:
             return self.respond.send(proto, req, ctx, 200, b"", headers)
         return None
 
@@ -172,8 +175,12 @@ class Forwarder:
         rule = d.rule
         out = self.route.outbound(d, view, req, ctx)
         policy = rule.retries if rule is not None else DEFAULT_RETRIES
-        deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
-                                  req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
+        timeout_ms = req.hmap.get("x-envoy-upstream-rq-timeout-ms")
+        timeout_s = rule.timeout_s if rule is not None else None
+        if not timeout_s and timeout_ms is None and policy.per_try_timeout_s is None:
+            deadline = NO_DEADLINE  # what `Deadline.start` answers here, without the call (the common route)
+        else:
+            deadline = Deadline.start(self.loop.time(), timeout_s, timeout_ms, policy.per_try_timeout_s)
         return out, policy, deadline
 
     async def exchange(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,

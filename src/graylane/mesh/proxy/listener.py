@@ -50,6 +50,13 @@ SERVER_HEADER = b"server: istio-envoy\r\n"  # Istio's server_name on every liste
 REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the h2c prior-knowledge client preface (h2_downstream.py)
+# Per request, builtins cost more than they look on 3.11: `float("inf")` parses a string and `min()` parses its
+# arguments (~300 and ~700 instructions); the timers below use this constant and plain comparisons (issue #17).
+_INF = float("inf")
+# Request header names as they came (bytes) -> lowercase str: clients send the same few names again and again.
+# Bounded: names up to 64 bytes, MAX_NAMES_CACHED of them; others are decoded each time (no client can grow it).
+_HEADER_NAMES: dict[bytes, str] = {}
+MAX_NAMES_CACHED = 512
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 __all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
@@ -209,8 +216,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.pipeline: deque[Request] = deque()  # the request being served (one at a time)
         self.inflight: Inflight | None = None  # what serves it (a task or an inline try), or waits for a drain
         self.starting = False  # inside `serve`: a request answered there lets the parsing loop go on by itself
-        self.deadline = float("inf")  # idle/header/body timeout, checked by the server's sweeper
-        self.request_deadline = float("inf")  # request_timeout of the request being received
+        self.deadline = _INF  # idle/header/body timeout, checked by the server's sweeper
+        self.request_deadline = _INF  # request_timeout of the request being received
         self.peer = ("127.0.0.1", 0)
         self.upgraded: bytes | None = None  # after a WebSocket upgrade request: the bytes past its head (websocket.py)
         # -- request state
@@ -340,10 +347,11 @@ class DownstreamProtocol(asyncio.Protocol):
         req.start = time.perf_counter()  # uvloop's loop.time() only has millisecond resolution
         now = self.loop.time()
         timeout = self.server.request_timeout_s
-        self.request_deadline = now + timeout if timeout > 0 else float("inf")
+        self.request_deadline = now + timeout if timeout > 0 else _INF
         if not self.busy and not self.pipeline:
             self._arm(self.server.header_timeout_s)
-            self.deadline = min(self.deadline, self.request_deadline)
+            if self.request_deadline < self.deadline:  # the earlier of the two
+                self.deadline = self.request_deadline
 
     def on_url(self, url: bytes) -> None:
         req = self.parsing
@@ -361,7 +369,11 @@ class DownstreamProtocol(asyncio.Protocol):
             raise HeadersTooLarge("header block too large")
         if len(headers) >= MAX_HEADER_COUNT:
             raise HeadersTooLarge("too many headers")
-        lname = name.decode("latin-1").lower()
+        lname = _HEADER_NAMES.get(name)  # a name seen before: no decode() and lower() calls (issue #17)
+        if lname is None:
+            lname = name.decode("latin-1").lower()
+            if len(_HEADER_NAMES) < MAX_NAMES_CACHED and len(name) <= 64:
+                _HEADER_NAMES[name] = lname
         val = value.decode("latin-1")
         headers.append((lname, val))
         hmap = req.hmap
@@ -527,19 +539,21 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- timers --------------------------------------------------------------------------------------
     # A deadline per connection and one sweeper per server: cheaper than a timer handle per request.
     def _arm(self, seconds: float) -> None:
-        self.deadline = self.loop.time() + seconds if seconds > 0 else float("inf")
+        self.deadline = self.loop.time() + seconds if seconds > 0 else _INF
 
     def _arm_body(self) -> None:
         """While a body arrives: stream_idle_timeout since the last bytes, within the request's request_timeout."""
         idle = self.server.stream_idle_timeout_s
-        self.deadline = min(self.loop.time() + idle if idle > 0 else float("inf"), self.request_deadline)
+        idle_deadline = self.loop.time() + idle if idle > 0 else _INF
+        rd = self.request_deadline
+        self.deadline = idle_deadline if idle_deadline < rd else rd
 
     def _disarm(self) -> None:
-        self.deadline = float("inf")
+        self.deadline = _INF
 
     def timeout(self) -> None:
         """Called by the server's sweeper when `deadline` has passed."""
-        self.deadline = float("inf")
+        self.deadline = _INF
         req = self.parsing
         if req is not None and req.body is not None:
             self._body_timeout(req)

@@ -195,7 +195,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
-        if ex is None or ex.ended:
+        if ex is None or ex.finished or ex.error is not None:  # `ex.ended`, without a property call per chunk
             return
         ex.response_bytes += len(body)
         if ex.sink is not None:
@@ -211,7 +211,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- internals
     def _finish(self, ex: Exchange) -> None:
-        if not ex.ended:
+        if not ex.finished and ex.error is None:  # not `ex.ended`: the property call costs more than the test
             ex.finished = True
             if ex._complete is not None and not ex._complete.done():
                 ex._complete.set_result(None)

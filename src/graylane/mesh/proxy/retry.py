@@ -63,7 +63,8 @@ class Retries:
         this try's span id when traced), and the host's stats with the try counted as active."""
         ctx.attempts = attempt
         ctx.endpoint = ep
-        self.limits.check_inbound(ep, self.loop.time())  # as the destination's sidecar would apply it
+        if self.limits.inbound_limits:  # (tested here: no call per try when no inbound limit is configured)
+            self.limits.check_inbound(ep, self.loop.time())  # as the destination's sidecar would apply it
         head = out.head(attempt, ctx, req, body)
         host = self.load.host(ep)
         host.active += 1

@@ -74,7 +74,8 @@ class Router:
         """What routing may look at; adds `x-request-id` when absent and continues or starts the trace."""
         listener = proto.listener
         target = req.target
-        if target.startswith("/"):  # https behind a terminated TLS server (scheme matches, x-forwarded-proto)
+        # `target[:1]`: startswith("/") without a call that parses its arguments (issue #17).
+        if target[:1] == "/":  # https behind a terminated TLS server (scheme matches, x-forwarded-proto)
             scheme, authority, path = "https" if listener.tls_servers else "http", req.hmap.get("host", ""), target
         elif target.startswith(("http://", "https://")):
             scheme, _, rest = target.partition("://")

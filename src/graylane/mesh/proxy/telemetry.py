@@ -77,7 +77,8 @@ class Telemetry:
 
     def __init__(self, server: TelemetryHost) -> None:
         self.server = server
-        self.labels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # (source, destination) label sets as `Stats` handles, per distinct combination (see `report`).
+        self.labels: dict[tuple[Any, ...], tuple[int, int]] = {}
 
     def labels_for(self, ctx: Ctx, src: Any, ep: ClusterEndpoint | None, dsvc: str, code: str,
                    flags: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -105,25 +106,28 @@ class Telemetry:
         duration_ms = (now - ctx.start) * 1000
         src = ctx.listener.source
         flags = ",".join(sorted(set(ctx.flags), key=lambda f: FLAG_ORDER.get(f, 99))) if ctx.flags else "-"
-        code = str(ctx.status)
         ep = ctx.endpoint
         dsvc = ctx.service or "unknown"
-        key = (id(ctx.listener), dsvc, ep, code, flags, ctx.grpc_status)  # cleared on every snapshot swap
+        # Keyed by the status as an int: its str (`code`) is made only for new labels and spans (issue #17).
+        key = (id(ctx.listener), dsvc, ep, ctx.status, flags, ctx.grpc_status)  # cleared on every snapshot swap
+        stats = server.stats
         labels = self.labels.get(key)
         if labels is None:
-            labels = self.labels_for(ctx, src, ep, dsvc, code, flags)
+            source, destination = self.labels_for(ctx, src, ep, dsvc, str(ctx.status), flags)
+            labels = (stats.handle(source), stats.handle(destination))
             if len(self.labels) > 50_000:
                 self.labels.clear()
             self.labels[key] = labels
         source_labels, destination_labels = labels
         req_bytes = ctx.request_bytes
-        server.stats.record(source_labels, duration_ms, req_bytes, ctx.response_bytes)
+        stats.record_at(source_labels, duration_ms, req_bytes, ctx.response_bytes)
         reached = ep is not None and ctx.upstream_start and (not ctx.flags or NOT_REACHED.isdisjoint(ctx.flags))
         if reached or (ep is not None and "RL" in ctx.flags):
             up_ms = (now - (ctx.upstream_start or ctx.start)) * 1000
-            server.stats.record(destination_labels, up_ms, req_bytes, ctx.response_bytes)
+            stats.record_at(destination_labels, up_ms, req_bytes, ctx.response_bytes)
         trace = ctx.trace
         if trace is not None and trace.sampled:
+            code = str(ctx.status)
             dapp = ep.labels.get("app", "unknown") if ep is not None else "unknown"
             dns = (ep.namespace or "unknown") if ep is not None else "unknown"
             start_us = int((time.time() - (now - ctx.start)) * 1_000_000)
