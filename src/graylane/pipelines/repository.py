@@ -257,26 +257,24 @@ class ExecutionRepository:
         StartKeyTaken, so replicas that receive copies of one start at once insert one execution."""
         entries = [{"execution_id": exe.id, **entry} for entry in audit]
         key_row = _start_key_row(exe)
-        try:
-            with self.engine.begin() as conn:
-                if key_row is not None:  # first: a concurrent copy waits on the key, then fails, writing nothing
-                    _k = pipeline_start_keys.c
-                    conn.execute(pipeline_start_keys.delete().where(  # an expired record no longer counts
-                        _k.user == key_row["user"], _k.idempotency_key == key_row["idempotency_key"],
-                        _k.created_at < key_row["created_at"] - START_KEY_TTL_MS))
+        with self.engine.begin() as conn:
+            if key_row is not None:  # first: a concurrent copy waits on the key, then fails, writing nothing
+                _k = pipeline_start_keys.c
+                conn.execute(pipeline_start_keys.delete().where(  # an expired record no longer counts
+                    _k.user == key_row["user"], _k.idempotency_key == key_row["idempotency_key"],
+                    _k.created_at < key_row["created_at"] - START_KEY_TTL_MS))
+                try:
                     conn.execute(pipeline_start_keys.insert().values(**key_row))
-                conn.execute(pipeline_executions.insert().values(**self._exec_row(exe)))
-                if self.guard is not None:
-                    self.guard.inserted(conn, exe.id)
-                if exe.stages:
-                    conn.execute(pipeline_stages.insert(), [self._stage_row(exe.id, s) for s in exe.stages])
-                if entries:
-                    conn.execute(pipeline_audit.insert(), entries)
-        except sa.exc.IntegrityError as exc:
-            if key_row is None:
-                raise
-            raise StartKeyTaken(f"Idempotency-Key {key_row['idempotency_key']!r} started an execution already",
-                                hint="nothing was written") from exc
+                except sa.exc.IntegrityError as exc:  # the transaction rolls back whole
+                    raise StartKeyTaken(f"Idempotency-Key {key_row['idempotency_key']!r} started an execution "
+                                        "already", hint="nothing was written") from exc
+            conn.execute(pipeline_executions.insert().values(**self._exec_row(exe)))
+            if self.guard is not None:
+                self.guard.inserted(conn, exe.id)
+            if exe.stages:
+                conn.execute(pipeline_stages.insert(), [self._stage_row(exe.id, s) for s in exe.stages])
+            if entries:
+                conn.execute(pipeline_audit.insert(), entries)
 
     def started_with_key(self, user: str, key: str, now: int) -> dict[str, Any] | None:
         """The record of the start `user` sent with this Idempotency-Key within START_KEY_TTL_MS, else None:
