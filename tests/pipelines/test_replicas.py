@@ -464,7 +464,8 @@ def test_cancel_pause_and_resume_through_the_replica_that_does_not_drive_the_exe
         two_replicas: tuple[Replica, Replica, sa.Engine]) -> None:
     """An execution waiting at a judgment, driven by `a`: pause, resume and cancel are sent to `b`, which queues
     them for `a` (`pipeline_commands`); each is applied once by `a`, which keeps the lease throughout, `b` answers
-    with `a`'s result (or its refusal), and the audit trail has each once."""
+    with `a`'s result (or its refusal; a cancel's retry is answered as a duplicate), and the audit trail has each
+    once."""
     a, b, db = two_replicas
     held = _pipeline("held") | {"stages": [
         {"refId": "judge", "type": "manualJudgment", "name": "approve"},
@@ -502,8 +503,9 @@ def test_cancel_pause_and_resume_through_the_replica_that_does_not_drive_the_exe
     assert canceled.status_code == 200 and canceled.json()["canceled"] is True, canceled.text
     exe = _until(lambda: (e := execution())["status"] == "CANCELED" and e, "the execution did not end CANCELED")
     assert stage(exe, "approve") == "CANCELED" and stage(exe, "soak") == "NOT_STARTED"
-    late = b.http.post(f"/api/v1/executions/{eid}/cancel")  # a client's retry
-    assert late.status_code == 409 and "already CANCELED" in late.text
+    late = b.http.post(f"/api/v1/executions/{eid}/cancel")  # a client's retry: answered, recorded once
+    assert late.status_code == 200 and late.json()["duplicate"] is True, late.text
+    assert late.json()["status"] == "CANCELED" and "canceled already" in late.json()["message"]
     actions = [entry["action"] for entry in execution()["audit"]]
     assert actions.count("cancel") == 1 and actions.count("pause") == 1 and actions.count("resume") == 1, actions
     assert "judgment" not in actions

@@ -214,7 +214,8 @@ def delete(name: str) -> None:
 def run(name: str, param: list[str] = typer.Option([], "-p", "--param", help="NAME=VALUE (repeatable)"),
         artifact: list[str] = typer.Option([], "--artifact", help="artifact JSON (repeatable)"),
         watch: bool = typer.Option(False, "--watch", "-w", help="follow the stages live until it finishes")) -> None:
-    """Start a pipeline (manual trigger); prints the execution id."""
+    """Start a pipeline (manual trigger); prints the execution id. The start is sent with an Idempotency-Key and
+    re-sent with it when the connection broke before the answer: it starts one execution."""
     arts = []
     for raw in artifact:
         try:
@@ -223,13 +224,16 @@ def run(name: str, param: list[str] = typer.Option([], "-p", "--param", help="NA
             raise ValidationError(f"--artifact {raw!r} is not JSON: {exc}") from None
     client = _client()
     given = _kv(param, "-p")
-    r = client.post(f"/api/v1/pipelines/{name}/start", json={"parameters": given, "artifacts": arts},
-                    headers=_h())
+    # one Idempotency-Key for this start, sent again with it when the connection broke before the answer
+    r = client.idempotent("POST", f"/api/v1/pipelines/{name}/start", json={"parameters": given, "artifacts": arts},
+                          headers=_h())
     used = r.get("parameters") or {}
     shown = ", ".join(f"{k}={v}" + ("" if k in given else " (default)") for k, v in used.items())
     status = r.get("status") or "NOT_STARTED"
     if status == "BUFFERED":
         out.print(f"execution {r['id']} BUFFERED: {escape(r.get('reason') or 'waiting for a running execution')}")
+    elif r.get("duplicate"):
+        out.print(f"execution {r['id']} started (recorded already: nothing new started)")
     else:
         out.print(f"execution {r['id']} started")
     if shown:

@@ -92,7 +92,16 @@ def update_stage(stage_ref: str, body: dict[str, Any], *, user: str, roles: list
 
 
 def cancel(*, user: str, reason: str | None = None) -> Command[dict[str, Any]]:
+    """Cancel recorded once: the execution's driver applies commands one at a time, so of two cancels (queued
+    together, or sent to two replicas and routed to the one driving it) the first records it and the second
+    finds `canceled` set: it answers the execution as it is with `duplicate: true` and writes nothing. A
+    cancel of an execution that ended otherwise is refused (409)."""
+
     def apply(exe: Execution, tx: Tx, now: int) -> dict[str, Any]:
+        if exe.canceled:
+            return {**exe.header_json(), "duplicate": True,
+                    "message": f"execution {exe.id} was canceled already by {exe.canceled_by or 'someone'}; "
+                               "nothing changed"}
         if exe.status.is_complete:
             raise Conflict(f"execution {exe.id} is already {exe.status}")
         exe.canceled, exe.canceled_by, exe.cancellation_reason = True, user, reason

@@ -1,10 +1,12 @@
-"""Durable pipeline state over the store's engine: configs with versions, executions, stages, audit.
+"""Durable pipeline state over the store's engine: configs with versions, executions, stages, audit, and the
+records that make judgments (pipeline_judgments) and keyed manual starts (pipeline_start_keys) happen once.
 
 The only module in `pipelines/` that speaks SQL.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -26,6 +28,7 @@ from graylane.pipelines.tables import (
     pipeline_executions,
     pipeline_judgments,
     pipeline_stages,
+    pipeline_start_keys,
     pipeline_trigger_state,
 )
 
@@ -249,8 +252,22 @@ class ExecutionRepository:
         self.guard: WriteGuard | None = None
 
     def insert(self, exe: Execution, audit: Iterable[dict[str, Any]] = ()) -> None:
+        """Write a new execution. A manual start with an Idempotency-Key (`trigger.idempotencyKey`) records it in
+        pipeline_start_keys in the same transaction; its primary key (user, key) refuses a second start with
+        StartKeyTaken, so replicas that receive copies of one start at once insert one execution."""
         entries = [{"execution_id": exe.id, **entry} for entry in audit]
+        key_row = _start_key_row(exe)
         with self.engine.begin() as conn:
+            if key_row is not None:  # first: a concurrent copy waits on the key, then fails, writing nothing
+                _k = pipeline_start_keys.c
+                conn.execute(pipeline_start_keys.delete().where(  # an expired record no longer counts
+                    _k.user == key_row["user"], _k.idempotency_key == key_row["idempotency_key"],
+                    _k.created_at < key_row["created_at"] - START_KEY_TTL_MS))
+                try:
+                    conn.execute(pipeline_start_keys.insert().values(**key_row))
+                except sa.exc.IntegrityError as exc:  # the transaction rolls back whole
+                    raise StartKeyTaken(f"Idempotency-Key {key_row['idempotency_key']!r} started an execution "
+                                        "already", hint="nothing was written") from exc
             conn.execute(pipeline_executions.insert().values(**self._exec_row(exe)))
             if self.guard is not None:
                 self.guard.inserted(conn, exe.id)
@@ -258,6 +275,22 @@ class ExecutionRepository:
                 conn.execute(pipeline_stages.insert(), [self._stage_row(exe.id, s) for s in exe.stages])
             if entries:
                 conn.execute(pipeline_audit.insert(), entries)
+
+    def started_with_key(self, user: str, key: str, now: int) -> dict[str, Any] | None:
+        """The record of the start `user` sent with this Idempotency-Key within START_KEY_TTL_MS, else None:
+        `{request, pipeline_config_id, execution_id, created_at}`."""
+        _k = pipeline_start_keys.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_k.request, _k.pipeline_config_id, _k.execution_id, _k.created_at).where(
+                _k.user == user[:255], _k.idempotency_key == key, _k.created_at >= now - START_KEY_TTL_MS)).first()
+        return None if row is None else dict(row._mapping)
+
+    def prune_start_keys(self, now: int) -> int:
+        """Forget start keys older than START_KEY_TTL_MS (the table holds one day of keyed starts)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(pipeline_start_keys.delete().where(
+                pipeline_start_keys.c.created_at < now - START_KEY_TTL_MS))
+        return int(result.rowcount or 0)
 
     def store(self, exe: Execution, stages: Iterable[Stage] = (), audit: Iterable[dict[str, Any]] = ()) -> None:
         """Write the execution header and the given stages (and audit entries) in one transaction."""
@@ -304,6 +337,7 @@ class ExecutionRepository:
                 self.guard.fence(conn, execution_id)
             conn.execute(pipeline_audit.delete().where(pipeline_audit.c.execution_id == execution_id))
             conn.execute(pipeline_judgments.delete().where(pipeline_judgments.c.execution_id == execution_id))
+            conn.execute(pipeline_start_keys.delete().where(pipeline_start_keys.c.execution_id == execution_id))
             conn.execute(pipeline_stages.delete().where(pipeline_stages.c.execution_id == execution_id))
             conn.execute(pipeline_executions.delete().where(pipeline_executions.c.id == execution_id))
 
@@ -401,6 +435,29 @@ class WriteGuard(Protocol):
     def inserted(self, conn: Connection, execution_id: str) -> None: ...
 
     def fence(self, conn: Connection, execution_id: str, exe: Execution | None = None) -> None: ...
+
+
+START_KEY_TTL_MS = 24 * 3600 * 1000  # a manual start's Idempotency-Key is remembered one day
+
+
+class StartKeyTaken(Conflict):
+    """The store refused a second start with one user's Idempotency-Key (table pipeline_start_keys)."""
+
+
+def start_request(config_id: str, trigger: dict[str, Any]) -> str:
+    """What a keyed start is compared by: hex SHA-256 of the pipeline id, the trigger's parameters and artifacts."""
+    canonical = json.dumps([config_id, trigger.get("parameters") or {}, trigger.get("artifacts") or []],
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _start_key_row(exe: Execution) -> dict[str, Any] | None:
+    key = exe.trigger.get("idempotencyKey")
+    if exe.trigger.get("type") != "manual" or not isinstance(key, str) or not key:
+        return None
+    return {"user": str(exe.trigger.get("user") or "anonymous")[:255], "idempotency_key": key[:200],
+            "request": start_request(exe.pipeline_config_id, exe.trigger),
+            "pipeline_config_id": exe.pipeline_config_id, "execution_id": exe.id, "created_at": exe.build_time}
 
 
 class JudgmentRecorded(Conflict):

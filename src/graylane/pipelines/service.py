@@ -23,7 +23,14 @@ from graylane.pipelines.repository import (
     export_config,
 )
 from graylane.pipelines.status import ExecutionStatus
-from graylane.pipelines.triggers import WebhookDelivery, WebhookOutcome, handle_webhook, start_manual, webhook_warnings
+from graylane.pipelines.triggers import (
+    WebhookDelivery,
+    WebhookOutcome,
+    handle_webhook,
+    start_manual,
+    start_manual_once,
+    webhook_warnings,
+)
 
 
 class PipelinesService:
@@ -101,13 +108,25 @@ class PipelinesService:
     # ---- executions: commands (through the scheduler)
 
     async def start(self, ref: str, *, user: str, parameters: dict[str, Any], artifacts: list[dict[str, Any]],
-                    application: str | None = None) -> dict[str, Any]:
-        """A manual start: `{id, ref, status, reason, parameters}` (status BUFFERED comes with the reason)."""
+                    application: str | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+        """A manual start: `{id, ref, status, reason, parameters}` (status BUFFERED comes with the reason). With
+        an Idempotency-Key, a copy of a start already made answers its execution with `duplicate: true`
+        (triggers.start_manual_once)."""
         scheduler = self._scheduler()
-        exe = await start_manual(scheduler, ref, user=user, parameters=parameters, artifacts_in=artifacts,
-                                 application=application)
-        return {"id": exe.id, "ref": f"/api/v1/executions/{exe.id}", "status": str(exe.status),
-                "reason": scheduler.buffered_reason(exe), "parameters": exe.trigger.get("parameters") or {}}
+        duplicate = False
+        if idempotency_key is None:
+            exe = await start_manual(scheduler, ref, user=user, parameters=parameters, artifacts_in=artifacts,
+                                     application=application)
+        else:
+            exe, duplicate = await start_manual_once(scheduler, ref, user=user, key=idempotency_key,
+                                                     parameters=parameters, artifacts_in=artifacts,
+                                                     application=application)
+        out = {"id": exe.id, "ref": f"/api/v1/executions/{exe.id}", "status": str(exe.status),
+               "reason": scheduler.buffered_reason(exe), "parameters": exe.trigger.get("parameters") or {}}
+        if duplicate:
+            out.update(duplicate=True, message=f"this start was made already (Idempotency-Key {idempotency_key!r}): "
+                                               f"execution {exe.id}; nothing new was started")
+        return out
 
     async def update_stage(self, execution_id: str, stage_ref: str, body: dict[str, Any], *, user: str,
                            roles: list[str], idempotency_key: str | None = None) -> dict[str, Any]:
@@ -115,6 +134,7 @@ class PipelinesService:
                                                     idempotency_key=idempotency_key)
 
     async def cancel(self, execution_id: str, *, user: str, reason: str | None = None) -> dict[str, Any]:
+        """Recorded once (commands.cancel): a cancel of a canceled execution answers it with `duplicate: true`."""
         return await self._scheduler().cancel(execution_id, user=user, reason=reason)
 
     async def pause(self, execution_id: str, *, user: str) -> dict[str, Any]:

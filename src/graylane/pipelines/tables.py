@@ -97,3 +97,13 @@ pipeline_judgments = sa.Table(  # migration 0007_judgments: a manual judgment is
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("request", sa.Text, nullable=False),
 )
+
+pipeline_start_keys = sa.Table(  # migration 0008_start_keys: a manual start recorded once per Idempotency-Key
+    "pipeline_start_keys", metadata,
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("idempotency_key", sa.String(200), primary_key=True),
+    sa.Column("request", sa.String(64), nullable=False),
+    sa.Column("pipeline_config_id", sa.String(64), nullable=False),
+    sa.Column("execution_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
+)

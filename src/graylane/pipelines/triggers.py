@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from graylane.errors import GraylaneError, ValidationError
+from graylane.errors import Conflict, GraylaneError, ValidationError
 from graylane.pipelines import artifacts, params
 from graylane.pipelines.execution import Execution
 from graylane.pipelines.ids import derived_ulid
-from graylane.pipelines.repository import ExecutionRepository, PipelineRepository
+from graylane.pipelines.repository import ExecutionRepository, PipelineRepository, StartKeyTaken, start_request
 from graylane.pipelines.status import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,63 @@ def build_trigger(config: dict[str, Any], trigger: dict[str, Any], executor: Sta
     return out
 
 
-async def start_manual(executor: Starter, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
-                       artifacts_in: list[dict[str, Any]] | None = None, application: str | None = None) -> Execution:
+def _manual_trigger(executor: Starter, ref: str, *, user: str, parameters: dict[str, Any] | None,
+                    artifacts_in: list[dict[str, Any]] | None,
+                    application: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     config = executor.pipelines.get(ref, application=application)
     check_inputs(parameters, artifacts_in)
     params.check_declared(config, parameters)
     trigger = build_trigger(config, {"type": "manual", "user": user, "parameters": parameters or {},
                                      "artifacts": artifacts_in or []}, executor)
+    return config, trigger
+
+
+async def start_manual(executor: Starter, ref: str, *, user: str, parameters: dict[str, Any] | None = None,
+                       artifacts_in: list[dict[str, Any]] | None = None, application: str | None = None) -> Execution:
+    config, trigger = _manual_trigger(executor, ref, user=user, parameters=parameters, artifacts_in=artifacts_in,
+                                      application=application)
     return await executor.start_execution(config, trigger, user=user)
+
+
+_START_KEYS_PRUNE_MS = 3600 * 1000
+_start_keys_pruned: dict[str, int] = {}  # engine url -> when its expired start keys were last deleted
+
+
+async def start_manual_once(executor: Starter, ref: str, *, user: str, key: str,
+                            parameters: dict[str, Any] | None = None,
+                            artifacts_in: list[dict[str, Any]] | None = None,
+                            application: str | None = None) -> tuple[Execution, bool]:
+    """A manual start sent with an Idempotency-Key: (the execution, whether it was started before).
+
+    The first start with `user`'s key records it with the execution (pipeline_start_keys, one transaction;
+    the key is kept as `trigger.idempotencyKey`); a copy of it (the same pipeline, parameters and artifacts),
+    sent to this replica or another, at once or within a day, answers that execution and starts nothing. The
+    same key with another request is refused (409 naming the key). Keys older than a day are forgotten."""
+    config, trigger = _manual_trigger(executor, ref, user=user, parameters=parameters, artifacts_in=artifacts_in,
+                                      application=application)
+    trigger["idempotencyKey"] = key
+    repo, now = executor.repo, executor.now_ms()
+    url = str(repo.engine.url)
+    if now - _start_keys_pruned.get(url, 0) > _START_KEYS_PRUNE_MS:
+        repo.prune_start_keys(now)
+        _start_keys_pruned[url] = now
+    request = start_request(str(config["id"]), trigger)
+    for _ in range(2):
+        earlier = repo.started_with_key(user, key, now)
+        if earlier is not None:
+            if earlier["request"] != request:
+                what = "another pipeline" if earlier["pipeline_config_id"] != config["id"] else \
+                    "other parameters or artifacts"
+                raise Conflict(f"Idempotency-Key {key!r} was sent with another start ({what}); it started "
+                               f"execution {earlier['execution_id']}",
+                               where="Idempotency-Key header", hint="send a new Idempotency-Key with a new start")
+            return repo.load(str(earlier["execution_id"])), True
+        try:
+            return await executor.start_execution(config, trigger, user=user), False
+        except StartKeyTaken:
+            continue  # a copy sent elsewhere at the same time won: answer its execution
+    raise Conflict(f"Idempotency-Key {key!r}: the start it names could not be read", where="Idempotency-Key header",
+                   hint="try again")
 
 
 # ------------------------------------------------------------------ webhooks

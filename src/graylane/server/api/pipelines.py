@@ -50,6 +50,20 @@ async def _json(request: Request) -> Any:
     return parse_json(raw, request.app.state.limits, "<api>")
 
 
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The `Idempotency-Key` header: up to 200 visible ASCII characters (a client's UUID per action)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not all(33 <= ord(c) <= 126 for c in key):
+        raise ValidationError(f"must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters (e.g. a UUID)",
+                              where="Idempotency-Key header")
+    return key
+
+
 # ------------------------------------------------------------------ pipeline configs
 
 @router.get("/pipelines")
@@ -119,7 +133,12 @@ def restore_pipeline(request: Request, ref: str, version: int) -> dict[str, Any]
 
 @router.post("/pipelines/{ref}/start")
 async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
-    """Manual trigger: `{"parameters": {...}, "artifacts": [...], "application": "..."}` -> the execution id."""
+    """Manual trigger: `{"parameters": {...}, "artifacts": [...], "application": "..."}` -> the execution id.
+
+    With an `Idempotency-Key` header, a copy of the start (same user, pipeline, parameters and artifacts; to any
+    replica, within a day) answers the first one's execution with `duplicate: true` and starts nothing; the same
+    key with another start is refused with 409."""
+    key = _idempotency_key(request)
     body = await _json(request)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object: {parameters, artifacts, application}")
@@ -128,7 +147,8 @@ async def start_pipeline(request: Request, ref: str) -> dict[str, Any]:
         raise ValidationError("must be a string", where="application")
     user, _ = _who(request)
     return await _pipelines(request).start(ref, user=user, parameters=body.get("parameters") or {},
-                                           artifacts=body.get("artifacts") or [], application=application)
+                                           artifacts=body.get("artifacts") or [], application=application,
+                                           idempotency_key=key)
 
 
 # ------------------------------------------------------------------ executions
@@ -171,20 +191,6 @@ async def delete_execution(request: Request, execution_id: str) -> dict[str, Any
     return {"deleted": execution_id}
 
 
-IDEMPOTENCY_KEY_MAX = 200
-
-
-def _idempotency_key(request: Request) -> str | None:
-    """The `Idempotency-Key` header: up to 200 visible ASCII characters (a client's UUID per action)."""
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not all(33 <= ord(c) <= 126 for c in key):
-        raise ValidationError(f"must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters (e.g. a UUID)",
-                              where="Idempotency-Key header")
-    return key
-
-
 @router.patch("/executions/{execution_id}/stages/{stage_id}")
 async def update_stage(request: Request, execution_id: str, stage_id: str) -> JSONResponse:
     """`{judgmentStatus, judgmentInput, customParams}`, `{skipRemainingWait: true}` or `{manualSkip: true}`.
@@ -203,6 +209,7 @@ async def update_stage(request: Request, execution_id: str, stage_id: str) -> JS
 @router.post("/executions/{execution_id}/cancel")
 @router.put("/executions/{execution_id}/cancel", operation_id="cancel_execution_put", include_in_schema=False)
 async def cancel_execution(request: Request, execution_id: str, reason: str | None = None) -> dict[str, Any]:
+    """Recorded once: a cancel of an execution canceled already answers 200 with it, `duplicate: true`."""
     body = await _json(request)
     user, _ = _who(request)
     reason = reason or (body.get("reason") if isinstance(body, dict) else None)
