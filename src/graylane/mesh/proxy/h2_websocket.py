@@ -17,14 +17,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
 from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from graylane.mesh.proxy.errors import UpstreamOverflow
 from graylane.mesh.proxy.h2_exchange import Downstream, Stream, route_cookies
-from graylane.mesh.proxy.timeout import Deadline, within
 from graylane.mesh.proxy.websocket import UpstreamSide, WebSockets
 
 if TYPE_CHECKING:
@@ -164,38 +160,18 @@ class H2WebSockets:
                       out: Outbound) -> None:
         """Handshake with the chosen endpoint; on 101 answer 200 and splice, else pass the answer on. Raises
         `ProxyError` before anything was answered (the caller's local reply)."""
-        ws = self.ws
-        cluster, ep, rule = d.cluster, d.endpoint, d.rule
-        assert cluster is not None and ep is not None
-        counters = ws.load.counters(cluster.name)
-        if counters.connections >= cluster.policy.pool.max_connections:
-            raise UpstreamOverflow(f"cluster {cluster.name} overflow")
-        ctx.endpoint, ctx.attempts = ep, 1
-        head = out.head(1, ctx, req, b"")[:-2] + b"connection: upgrade\r\nupgrade: websocket\r\n"
-        if "sec-websocket-key" not in req.hmap:  # RFC 8441 clients send none; an HTTP/1.1 server requires one
-            head += b"sec-websocket-key: " + base64.b64encode(os.urandom(16)) + b"\r\n"
-        head += b"\r\n"
-        deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
-                                  req.hmap.get("x-envoy-upstream-rq-timeout-ms"), None)
-        side = UpstreamSide(self.loop)
-        host = ws.load.host(ep)
-        host.active += 1
-        counters.connections += 1
-        ctx.upstream_start = time.perf_counter()
-        try:
-            rest = await within(deadline, self.loop.time(), cluster.name,
-                                partial(ws.handshake, side, ep.host, ep.port,
-                                        cluster.policy.pool.connect_timeout_s, head))
-            ws.outliers.record(cluster, ep, side.status)
-            if side.status != 101:
-                await self._refused(conn, ds, ctx, d, side, rest)
-            else:
-                await self._splice(conn, ds, ctx, d, side, rest)
-        finally:
-            if side.transport is not None:
-                side.transport.close()
-            host.active -= 1
-            counters.connections -= 1
+        # RFC 8441 clients send no Sec-WebSocket-Key; an HTTP/1.1 server requires one.
+        key = b"" if "sec-websocket-key" in req.hmap else b"sec-websocket-key: %s\r\n" % base64.b64encode(
+            os.urandom(16))
+        async with self.ws.upstream(req, ctx, d, out, key) as (side, rest):
+            try:
+                if side.status != 101:
+                    await self._refused(conn, ds, ctx, d, side, rest)
+                else:
+                    await self._splice(conn, ds, ctx, d, side, rest)
+            finally:
+                if side.transport is not None:
+                    side.transport.close()
 
     def _headers(self, d: RouteDecision, side: UpstreamSide, status: int) -> Headers:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in side.headers

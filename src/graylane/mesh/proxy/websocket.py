@@ -11,7 +11,9 @@ after its head (`DownstreamProtocol.upgraded`); this module takes over both tran
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -208,6 +210,17 @@ class WebSockets:
                       out: Outbound) -> bool:
         """Send the upgrade request to the decision's endpoint; splice on 101. Returns False (the connection is
         the tunnel's, or closes after a refused upgrade). Raises `ProxyError` before anything was answered."""
+        async with self.upstream(req, ctx, d, out) as (side, rest):
+            if side.status != 101:
+                return await self._refused(proto, ctx, d, side, rest)
+            return await self._splice(proto, ctx, d, side, rest)
+
+    @contextlib.asynccontextmanager
+    async def upstream(self, req: Request, ctx: Ctx, d: RouteDecision, out: Outbound,
+                       extra_head: bytes = b"") -> AsyncIterator[tuple[UpstreamSide, bytes]]:
+        """The upgrade handshake with the decision's endpoint (HTTP/1.1 and h2 clients alike): yields the upstream
+        side, its answer read, and the bytes after the answer's head. The connection counts against the cluster's
+        pool until the block ends; a failure in it aborts the upstream connection."""
         cluster, ep, rule = d.cluster, d.endpoint, d.rule
         assert cluster is not None and ep is not None
         counters = self.load.counters(cluster.name)
@@ -216,7 +229,7 @@ class WebSockets:
         ctx.endpoint = ep
         ctx.attempts = 1
         head = out.head(1, ctx, req, b"")
-        head = head[:-2] + b"connection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        head = head[:-2] + b"connection: upgrade\r\nupgrade: websocket\r\n" + extra_head + b"\r\n"
         deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
                                   req.hmap.get("x-envoy-upstream-rq-timeout-ms"), None)
         side = UpstreamSide(self.loop)
@@ -229,9 +242,7 @@ class WebSockets:
                                 partial(self.handshake, side, ep.host, ep.port,
                                         cluster.policy.pool.connect_timeout_s, head))
             self.outliers.record(cluster, ep, side.status)
-            if side.status != 101:
-                return await self._refused(proto, ctx, d, side, rest)
-            return await self._splice(proto, ctx, d, side, rest)
+            yield side, rest
         except BaseException:
             if side.transport is not None:
                 side.transport.abort()
