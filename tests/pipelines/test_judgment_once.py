@@ -7,9 +7,7 @@ sends an Idempotency-Key and says when the judgment was recorded before."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.pipelines.lossy_proxy import losing_first_answer
 from tests.pipelines.test_api import _client, _wait_done, _wait_stage
 from tests.pipelines.test_cli import api, cli  # noqa: F401 - api: the fixture (a real server on a socket)
 
@@ -179,36 +178,6 @@ def test_the_store_refuses_a_second_judgment_row_for_a_stage_attempt(tmp_path: P
     run(tmp_path, scenario)
 
 
-class _LosesFirstJudgmentAnswer(http.server.BaseHTTPRequestHandler):
-    """A proxy to the control plane that forwards every request, but drops the connection instead of relaying
-    the answer to the first PATCH (the judgment was applied; its sender never heard back)."""
-
-    upstream = ""
-    patches: list[str | None] = []
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        r = httpx.request(self.command, self.upstream + self.path, content=body, headers=headers, trust_env=False)
-        if self.command == "PATCH":
-            self.patches.append(self.headers.get("idempotency-key"))
-            if len(self.patches) == 1:
-                self.close_connection = True
-                return  # no answer: the client sees the connection closed
-        self.send_response(r.status_code)
-        for k, v in r.headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                self.send_header(k, v)
-        self.send_header("content-length", str(len(r.content)))
-        self.end_headers()
-        self.wfile.write(r.content)
-
-    do_GET = do_POST = do_PATCH = _forward
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_graylane_judge_resends_with_its_key_when_the_answer_is_lost(api: str,  # noqa: F811 - the fixture
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     http_ = httpx.Client(base_url=api, trust_env=False,
@@ -219,17 +188,12 @@ def test_graylane_judge_resends_with_its_key_when_the_answer_is_lost(api: str,  
         if http_.get(f"/api/v1/executions/{eid}").json()["stages"][0]["status"] == "RUNNING":
             break
         time.sleep(0.02)
-    handler = type("Proxy", (_LosesFirstJudgmentAnswer,), {"upstream": api, "patches": []})
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("GRAYLANE_SERVER", f"127.0.0.1:{proxy.server_address[1]}")
+    with losing_first_answer(api, lambda method, path: method == "PATCH") as (address, keys):
+        monkeypatch.setenv("GRAYLANE_SERVER", address)
         code, out = cli("judge", eid, "--stage", "approve", "--continue", "--input", "ship")
-    finally:
-        proxy.shutdown()
     assert code == 0, out
     assert "judgment approve: continue (ship) (recorded already: nothing changed)" in out
-    first, again = handler.patches
+    first, again = keys
     assert first and first == again and str(uuid.UUID(first)) == first  # one key, sent again
     audit = http_.get(f"/api/v1/executions/{eid}").json()["audit"]
     assert [(a["user"], a["details"].get("idempotencyKey")) for a in _judgments(audit)] == [("carol", first)]

@@ -8,9 +8,7 @@ PostgreSQL: tests/pipelines/test_replicas_once.py."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.pipelines.lossy_proxy import losing_first_answer
 from tests.pipelines.test_api import _wait_stage
 from tests.pipelines.test_cli import api, cli  # noqa: F401 - api: the fixture (a real server on a socket)
 from tests.pipelines.test_judgment_once import run
@@ -156,52 +155,17 @@ def test_two_cancels_are_recorded_once(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-class _LosesFirstStartAnswer(http.server.BaseHTTPRequestHandler):
-    """A proxy to the control plane that forwards every request but drops the connection instead of relaying
-    the answer to the first start (the execution was started; its sender never heard back)."""
-
-    upstream = ""
-    starts: list[str | None] = []
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        r = httpx.request(self.command, self.upstream + self.path, content=body, headers=headers, trust_env=False)
-        if self.command == "POST" and self.path.endswith("/start"):
-            self.starts.append(self.headers.get("idempotency-key"))
-            if len(self.starts) == 1:
-                self.close_connection = True
-                return  # no answer: the client sees the connection closed
-        self.send_response(r.status_code)
-        for k, v in r.headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                self.send_header(k, v)
-        self.send_header("content-length", str(len(r.content)))
-        self.end_headers()
-        self.wfile.write(r.content)
-
-    do_GET = do_POST = _forward
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_graylane_pipeline_run_resends_with_its_key_when_the_answer_is_lost(
         api: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811 - the fixture
     http_ = httpx.Client(base_url=api, trust_env=False,
                          headers={"Authorization": f"Bearer {os.environ['GRAYLANE_TOKEN']}"})
     assert http_.post("/api/v1/pipelines", json=PIPELINE).status_code == 200
-    handler = type("Proxy", (_LosesFirstStartAnswer,), {"upstream": api, "starts": []})
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("GRAYLANE_SERVER", f"127.0.0.1:{proxy.server_address[1]}")
+    with losing_first_answer(api, lambda method, path: method == "POST" and path.endswith("/start")) as (address, keys):
+        monkeypatch.setenv("GRAYLANE_SERVER", address)
         code, out = cli("pipeline", "run", "start-once", "-p", "version=v7")
-    finally:
-        proxy.shutdown()
     assert code == 0, out
     assert "started (recorded already: nothing new started)" in out
-    first, again = handler.starts
+    first, again = keys
     assert first and first == again and str(uuid.UUID(first)) == first  # one key, sent again
     runs = http_.get("/api/v1/executions", params={"pipeline": "start-once"}).json()
     assert len(runs) == 1 and runs[0]["trigger"]["idempotencyKey"] == first
