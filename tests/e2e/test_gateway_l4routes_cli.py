@@ -4,12 +4,11 @@ as the control plane writes them, read with `graylane get ... -o yaml`, and the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from tests.e2e.test_gateway_api_bookinfo import conditions, resource_yaml
 from tests.e2e.test_istio_tasks import Local, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -45,20 +44,6 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
         yield env
     finally:
         env.cli("down", check=False)
-
-
-def resource_yaml(local: Local, kind: str, name: str, ready: str, timeout: float = 30) -> dict:
-    """`graylane get KIND NAME -o yaml`, polled until `ready` appears in it (the status is written after the ACK)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = local.cli("get", kind, name, "-o", "yaml").stdout
-        if ready in text or time.monotonic() > deadline:
-            return yaml.safe_load(text)
-        time.sleep(0.3)
-
-
-def conditions(conds: list[dict]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in conds}
 
 
 def test_tcp_echo_sample_and_a_refused_tlsroute(local: Local, tmp_path: Path) -> None:
