@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import socket
 import ssl
 from typing import Any
 
@@ -144,3 +145,16 @@ def client_ssl(ca: CA, cert: tuple[str, str] | None = None, tmp_path: Any = None
         keyfile.write_text(cert[1])
         ctx.load_cert_chain(certfile, keyfile)
     return ctx
+
+
+def talk(port: int, message: bytes = b"hello") -> bytes:
+    """One line to a TCP listener, the echo's line back (b"" when the proxy closed the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(message + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data

@@ -16,7 +16,7 @@ from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
 from ..helpers import free_port, proxy_workers
-from .l4support import CA, EchoServer, client_ssl, echo_endpoint, server_ssl, service, tls_secret
+from .l4support import CA, EchoServer, client_ssl, echo_endpoint, server_ssl, service, talk, tls_secret
 
 ALPHA = "gateway.networking.k8s.io/v1alpha2"
 
@@ -46,18 +46,6 @@ def push(mesh, resources: list[dict], endpoints: list, ports: dict[int, int]) ->
                             isolate=True)
     mesh.put(snap)
     return snap
-
-
-def talk(port: int, message: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(message + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
 
 
 @pytest.fixture

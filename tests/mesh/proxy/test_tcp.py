@@ -10,7 +10,7 @@ from graylane.mesh.config import compile_snapshot
 from graylane.mesh.state import MeshOptions
 
 from ..helpers import dr, free_port, proxy_workers
-from .l4support import EchoServer, echo_endpoint, gateway, service
+from .l4support import EchoServer, echo_endpoint, gateway, service, talk
 
 
 def tcp_vs(weights: tuple[int, int] = (80, 20), port: int = 31400) -> dict:
@@ -36,18 +36,6 @@ def setup(mesh, weights=(80, 20), policy=None):
               [echo_endpoint(v1, "tcp-echo", "v1"), echo_endpoint(v2, "tcp-echo", "v2")], [],
               MeshOptions(gateway_port_map={31400: port}))
     return port, v1, v2
-
-
-def talk(port: int, message: bytes = b"hello") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(message + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
 
 
 def tcp_series(mesh, name: str, **labels: str) -> float:
