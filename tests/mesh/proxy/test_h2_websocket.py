@@ -195,38 +195,13 @@ def test_stream_idle_timeout_ends_a_quiet_h2_tunnel():
 def test_a_client_that_does_not_read_stalls_the_upstream_through_the_h2_windows(mesh):
     """Back-pressure through the h2 splice: without WINDOW_UPDATEs from the client the proxy sends a window's
     worth and stops reading the upstream, whose sends then block; everything flows once the client reads."""
-    from websockets.asyncio.server import serve
+    from .test_websocket import flooded_chat
 
-    from ..helpers import dr, sidecar, svc, vs
-    from .test_websocket import WsServer
-
-    port = free_port()
-    sent = {"bytes": 0}
-
-    class Flood(WsServer):
-        async def start(self) -> None:
-            async def handler(ws) -> None:  # type: ignore[no-untyped-def]
-                chunk = b"z" * 2**20
-                for _ in range(64):  # 64 MiB if nothing held it back
-                    await ws.send(chunk)
-                    sent["bytes"] += len(chunk)
-
-            self.server = await serve(handler, "127.0.0.1", 0, max_size=None, write_limit=2**16)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-    flood = Flood("flood")
-    mesh.lt.run(flood.start())
-    mesh.push([svc("chat"), dr("chat", ["v1"]), vs("chat", ["chat"], [{"route": [to("v1", host="chat")]}])],
-              [mesh.endpoint(flood, "chat", "v1")], [sidecar(port)])
+    port, flood = flooded_chat(mesh)
     ws = H2Ws(port)
     try:
         assert ws.open("/chat")[":status"] == "200"  # from here on the client neither reads nor acknowledges
-        last, still = -1, 0
-        while still < 5:  # the sender stalled: no progress over 5 looks 0.1 s apart
-            time.sleep(0.1)
-            still = still + 1 if sent["bytes"] == last else 0
-            last = sent["bytes"]
-        stalled_at = sent["bytes"]
+        stalled_at = flood.stalled()
         got = 0
         while got < 64:
             assert len(ws.recv()) == 2**20
@@ -234,4 +209,4 @@ def test_a_client_that_does_not_read_stalls_the_upstream_through_the_h2_windows(
     finally:
         ws.close()
     assert stalled_at < 32 * 2**20  # held back by the windows and the paused socket, not 64 MiB in the proxy
-    assert sent["bytes"] == 64 * 2**20
+    assert flood.sent == 64 * 2**20

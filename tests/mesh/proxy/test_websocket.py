@@ -45,6 +45,41 @@ class WsServer:
         self.port = self.server.sockets[0].getsockname()[1]
 
 
+class FloodServer(WsServer):
+    """A WebSocket server that sends 64 messages of 1 MiB as fast as they are taken; `sent` counts what left it."""
+
+    sent = 0
+
+    async def start(self) -> None:
+        async def handler(ws: Any) -> None:
+            chunk = b"z" * 2**20
+            for _ in range(64):  # 64 MiB if nothing held it back
+                await ws.send(chunk)
+                self.sent += len(chunk)
+
+        self.server = await serve(handler, "127.0.0.1", 0, max_size=None, write_limit=2**16)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def stalled(self) -> int:
+        """What it had sent once it stopped: no progress over 5 looks 0.1 s apart."""
+        last, still = -1, 0
+        while still < 5:
+            time.sleep(0.1)
+            still = still + 1 if self.sent == last else 0
+            last = self.sent
+        return self.sent
+
+
+def flooded_chat(mesh: Any) -> tuple[int, FloodServer]:
+    """A sidecar port whose `chat` service is one FloodServer."""
+    port = free_port()
+    flood = FloodServer("flood")
+    mesh.lt.run(flood.start())
+    mesh.push([svc("chat"), dr("chat", ["v1"]), vs("chat", ["chat"], [{"route": [to("v1", host="chat")]}])],
+              [mesh.endpoint(flood, "chat", "v1")], [sidecar(port)])
+    return port, flood
+
+
 def ws_upstreams(mesh: Any, port: int, http: list[dict], idle: float | None = None) -> dict[str, WsServer]:
     ups = {v: WsServer(f"chat-{v}") for v in ("v1", "v2")}
     for up in ups.values():
@@ -142,24 +177,7 @@ def test_refused_upgrade_is_passed_on_and_a_dead_upstream_is_503(mesh):
 
 def test_a_client_that_does_not_read_stalls_the_upstream_not_the_proxy_memory(mesh):
     """Back-pressure through the splice: the upstream's sends block once the socket buffers on the way are full."""
-    port = free_port()
-    sent = {"bytes": 0}
-
-    class Flood(WsServer):
-        async def start(self) -> None:
-            async def handler(ws: Any) -> None:
-                chunk = b"z" * 2**20
-                for _ in range(64):  # 64 MiB if nothing held it back
-                    await ws.send(chunk)
-                    sent["bytes"] += len(chunk)
-
-            self.server = await serve(handler, "127.0.0.1", 0, max_size=None, write_limit=2**16)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-    flood = Flood("flood")
-    mesh.lt.run(flood.start())
-    mesh.push([svc("chat"), dr("chat", ["v1"]), vs("chat", ["chat"], [{"route": [to("v1", host="chat")]}])],
-              [mesh.endpoint(flood, "chat", "v1")], [sidecar(port)])
+    port, flood = flooded_chat(mesh)
 
     def run() -> int:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -170,12 +188,7 @@ def test_a_client_that_does_not_read_stalls_the_upstream_not_the_proxy_memory(me
             while b"\r\n\r\n" not in data:
                 data += s.recv(1)  # byte by byte: nothing past the head is read yet
             assert data.startswith(b"HTTP/1.1 101")
-            last, still = -1, 0
-            while still < 5:  # the sender stalled: no progress over 5 looks 0.1 s apart
-                time.sleep(0.1)
-                still = still + 1 if sent["bytes"] == last else 0
-                last = sent["bytes"]
-            stalled_at = sent["bytes"]
+            stalled_at = flood.stalled()
             want, got = 64 * (2**20 + 10), 0  # 64 frames, each a 10-byte head and 1 MiB
             while got < want:
                 chunk = s.recv(2**20)
@@ -185,4 +198,4 @@ def test_a_client_that_does_not_read_stalls_the_upstream_not_the_proxy_memory(me
 
     stalled_at = run()
     assert stalled_at < 32 * 2**20  # held back: kernel buffers and the transports' limits, not 64 MiB in memory
-    assert sent["bytes"] == 64 * 2**20  # and everything flows once the client reads
+    assert flood.sent == 64 * 2**20  # and everything flows once the client reads
