@@ -21,7 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from graylane.mesh.proxy.h2_exchange import Downstream, Stream, route_cookies
-from graylane.mesh.proxy.websocket import UpstreamSide, WebSockets
+from graylane.mesh.proxy.websocket import UpstreamSide, WebSockets, answer_headers
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.h2_upstream import Headers
@@ -174,12 +174,7 @@ class H2WebSockets:
                     side.transport.close()
 
     def _headers(self, d: RouteDecision, side: UpstreamSide, status: int) -> Headers:
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in side.headers
-                   if k.lower() not in _DROP]
-        if d.destination is not None:
-            headers = d.destination.headers_response.apply(headers)
-        if d.rule is not None:
-            headers = d.rule.headers_response.apply(headers)
+        headers = answer_headers(d, side, _DROP)
         out: Headers = [(b":status", b"%d" % status), (b"server", b"istio-envoy")]
         out += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
                 if k.lower() not in ("server", "content-length") or status != 200]

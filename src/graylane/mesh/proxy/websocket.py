@@ -262,12 +262,7 @@ class WebSockets:
         return rest
 
     def _response_head(self, d: RouteDecision, side: UpstreamSide, upgraded: bool) -> bytes:
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in side.headers
-                   if k.lower() not in _DROP]
-        if d.destination is not None:
-            headers = d.destination.headers_response.apply(headers)
-        if d.rule is not None:
-            headers = d.rule.headers_response.apply(headers)
+        headers = answer_headers(d, side, _DROP)
         lines = [status_line(side.status), SERVER_HEADER]
         lines += [f"{k}: {v}\r\n".encode("latin-1") for k, v in headers if k != "server"]
         lines.append(b"connection: upgrade\r\n" if upgraded else b"connection: close\r\n")
@@ -341,3 +336,14 @@ class WebSockets:
 def req_bytes(proto: DownstreamProtocol) -> int:
     req = proto.pipeline[0] if proto.pipeline else None
     return req.body.received if req is not None and req.body is not None else 0
+
+
+def answer_headers(d: RouteDecision, side: UpstreamSide, drop: frozenset[bytes]) -> list[tuple[str, str]]:
+    """The upstream's answer to the upgrade as the client gets it: without the `drop` names, with the
+    destination's and the route's response header operations."""
+    headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in side.headers if k.lower() not in drop]
+    if d.destination is not None:
+        headers = d.destination.headers_response.apply(headers)
+    if d.rule is not None:
+        headers = d.rule.headers_response.apply(headers)
+    return headers
