@@ -180,14 +180,7 @@ def test_the_store_refuses_a_second_judgment_row_for_a_stage_attempt(tmp_path: P
 
 def test_graylane_judge_resends_with_its_key_when_the_answer_is_lost(api: str,  # noqa: F811 - the fixture
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    http_ = httpx.Client(base_url=api, trust_env=False,
-                         headers={"Authorization": f"Bearer {os.environ['GRAYLANE_TOKEN']}"})
-    assert http_.post("/api/v1/pipelines", json=PIPELINE).status_code == 200
-    eid = http_.post("/api/v1/pipelines/approve-once/start", json={}).json()["id"]
-    for _ in range(300):
-        if http_.get(f"/api/v1/executions/{eid}").json()["stages"][0]["status"] == "RUNNING":
-            break
-        time.sleep(0.02)
+    http_, eid = _waiting_for_judgment(api)
     with losing_first_answer(api, lambda method, path: method == "PATCH") as (address, keys):
         monkeypatch.setenv("GRAYLANE_SERVER", address)
         code, out = cli("judge", eid, "--stage", "approve", "--continue", "--input", "ship")
@@ -197,3 +190,32 @@ def test_graylane_judge_resends_with_its_key_when_the_answer_is_lost(api: str,  
     assert first and first == again and str(uuid.UUID(first)) == first  # one key, sent again
     audit = http_.get(f"/api/v1/executions/{eid}").json()["audit"]
     assert [(a["user"], a["details"].get("idempotencyKey")) for a in _judgments(audit)] == [("carol", first)]
+
+
+def test_graylane_judge_sends_again_when_the_replica_says_it_is_stopping(api: str,  # noqa: F811 - the fixture
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control plane draining for a rolling restart answers 503 with Retry-After; the CLI waits that long and sends
+    the judgment again with its key (behind a Service, to another replica): recorded once, no error shown."""
+    http_, eid = _waiting_for_judgment(api)
+    with losing_first_answer(api, lambda method, path: method == "PATCH", stopping=True) as (address, keys):
+        monkeypatch.setenv("GRAYLANE_SERVER", address)
+        code, out = cli("judge", eid, "--stage", "approve", "--continue", "--input", "ship")
+    assert code == 0, out
+    assert "judgment approve: continue (ship)" in out and "recorded already" not in out
+    first, again = keys
+    assert first and first == again
+    audit = http_.get(f"/api/v1/executions/{eid}").json()["audit"]
+    assert [a["details"].get("idempotencyKey") for a in _judgments(audit)] == [first]
+
+
+def _waiting_for_judgment(base_url: str) -> tuple[httpx.Client, str]:
+    """A client of the real server and an execution of PIPELINE waiting at its judgment."""
+    http_ = httpx.Client(base_url=base_url, trust_env=False,
+                         headers={"Authorization": f"Bearer {os.environ['GRAYLANE_TOKEN']}"})
+    assert http_.post("/api/v1/pipelines", json=PIPELINE).status_code == 200
+    eid = http_.post("/api/v1/pipelines/approve-once/start", json={}).json()["id"]
+    for _ in range(300):
+        if http_.get(f"/api/v1/executions/{eid}").json()["stages"][0]["status"] == "RUNNING":
+            break
+        time.sleep(0.02)
+    return http_, eid

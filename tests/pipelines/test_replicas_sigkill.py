@@ -52,6 +52,8 @@ class Judge(threading.Thread):
         try:
             r = other.http.patch(f"/api/v1/executions/{eid}/stages/approve", json={"judgmentStatus": "continue"},
                                  headers={"Idempotency-Key": self.keys[eid]}, timeout=40)
+            if r.status_code == 503 and "retry-after" in r.headers:
+                return  # that replica is stopping (a rolling restart): sent again later, as `graylane judge` does
             if r.status_code != 200:  # a re-send is answered as the first send was (duplicate: true)
                 self.errors.append(f"{eid} via {other.name}: {r.status_code} {r.text[:200]}")
             elif r.json().get("duplicate"):

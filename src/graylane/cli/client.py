@@ -6,6 +6,7 @@ to the state folder (`$GRAYLANE_STATE/cli-token`), sent only to a loopback addre
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,12 @@ class _Unreachable(GraylaneError):
     """No connection to the control plane (nothing was sent)."""
 
 
+class _Stopping(GraylaneError):
+    """503 with Retry-After: the control plane that answered is stopping (draining); another replica answers."""
+
+    retry_after_s = 1.0
+
+
 class ApiClient:
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 60.0) -> None:
         self.base_url = base_url or server_address().url
@@ -35,6 +42,11 @@ class ApiClient:
         except httpx.ConnectError:
             raise _Unreachable(f"cannot reach the Graylane control plane at {self.base_url}",
                                 hint="start it with `graylane up`, or set GRAYLANE_SERVER") from None
+        if resp.status_code == 503 and resp.headers.get("retry-after", "").isdigit():
+            err = error_from_response(resp)
+            stopping = _Stopping(err.message, where=err.where, hint=err.hint)
+            stopping.retry_after_s = min(float(resp.headers["retry-after"]), 5.0)
+            raise stopping
         if resp.status_code >= 400:
             raise error_from_response(resp)
         if not resp.content:
@@ -45,14 +57,18 @@ class ApiClient:
 
     def idempotent(self, method: str, path: str, *, attempts: int = 3, **kw: Any) -> Any:
         """A request sent with a fresh `Idempotency-Key` (one per user action) and sent again with the same key
-        when the connection failed before an answer came (the server records the action once)."""
+        when the connection failed before an answer came, or the control plane answered that it is stopping
+        (503 with Retry-After, after that wait: behind a Service the next try reaches another replica). The server
+        records the action once."""
         headers = {**(kw.pop("headers", None) or {}), "Idempotency-Key": str(uuid.uuid4())}
         for attempt in range(attempts):
             try:
                 return self.request(method, path, headers=headers, **kw)
-            except (httpx.TransportError, _Unreachable):
+            except (httpx.TransportError, _Unreachable, _Stopping) as exc:
                 if attempt == attempts - 1:
                     raise
+                if isinstance(exc, _Stopping):
+                    time.sleep(exc.retry_after_s)
         return None
 
     def get(self, path: str, **kw: Any) -> Any:
