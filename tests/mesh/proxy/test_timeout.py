@@ -32,10 +32,15 @@ def test_per_try_timeout_retries_then_fails(mesh, reviews):
 
 
 def test_deadline_takes_the_tighter_limit_and_the_header_replaces_the_route_timeout():
-    from graylane.mesh.proxy.timeout import Deadline
+    from graylane.mesh.proxy.timeout import NO_DEADLINE, Deadline
 
-    d = Deadline.start(100.0, 2.0, None, 0.5)
+    def clock() -> float:
+        return 100.0
+
+    d = Deadline.start(clock, 2.0, None, 0.5)
     assert d.limit(100.0) == (0.5, True) and d.limit(101.8) == (pytest.approx(0.2), False)
-    assert Deadline.start(100.0, 2.0, "3000", None).at == 103.0
-    assert Deadline.start(100.0, 2.0, "0", None).limit(100.0) == (None, False)  # 0 disables
+    assert Deadline.start(clock, 2.0, "3000", None).at == 103.0
+    assert Deadline.start(clock, 2.0, "0", None).limit(100.0) == (None, False)  # 0 disables
+    assert Deadline.start(clock, None, None, None) is NO_DEADLINE  # the common route: no limit at all
+    assert Deadline.start(clock, None, "250", None).at == 100.25  # the header alone sets one
     assert d.clamp(5.0, 101.0) == pytest.approx(0.999)

@@ -30,7 +30,7 @@ from graylane.mesh.proxy.route import Outbound, Router
 from graylane.mesh.proxy.telemetry import Ctx, Telemetry
 from graylane.mesh.proxy.timeout import NO_DEADLINE, Deadline
 from graylane.mesh.proxy.websocket import WebSockets
-from graylane.mesh.routing import Outcome, RequestView, RetryPolicy, RouteDecision, RouteTable
+from graylane.mesh.routing import ROUTED, RequestView, RetryPolicy, RouteDecision, RouteTable
 
 if TYPE_CHECKING:
     from graylane.mesh.proxy.balance import LoadState
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.tracing import SpanRing
 
 DEFAULT_RETRIES = RetryPolicy.istio_default()
-_ROUTED = Outcome.ROUTED  # read per request: a module global, not the enum class's slow attribute hook
 
 
 class ForwardHost(Protocol):
@@ -102,8 +101,11 @@ class Forwarder:
             return
         ctx, view, d = step
         rule = d.rule
-        if rule is not None and (rule.fault is not None or rule.mirrors) or self.h2.speaks_h2(d.cluster):
+        if rule is not None and (rule.fault is not None or rule.mirrors):
             proto.spawn(self.finish(proto, req, ctx, view, d))
+            return
+        if self.h2.speaks_h2(d.cluster):  # asked once: `finish` would ask again
+            proto.spawn(self.h2.from_h1(proto, req, ctx, view, d))
             return
         try:
             out, policy, deadline = self.plan(req, ctx, view, d)
@@ -140,7 +142,7 @@ class Forwarder:
     def answer(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, d: RouteDecision,
                view: RequestView) -> bool | None:
         """What the route answers itself (redirect, direct response, no route, a CORS preflight), or None."""
-        if d.outcome is not _ROUTED:
+        if d.outcome is not ROUTED:
             return self.respond.decision(proto, req, ctx, d, view)
         # A CORS preflight needs the rule's CORS policy: tested here, no call per request without one.
         if d.rule is not None and d.rule.cors is not None and (headers := preflight(d, req)) is not None:
@@ -175,12 +177,8 @@ class Forwarder:
         rule = d.rule
         out = self.route.outbound(d, view, req, ctx)
         policy = rule.retries if rule is not None else DEFAULT_RETRIES
-        timeout_ms = req.hmap.get("x-envoy-upstream-rq-timeout-ms")
-        timeout_s = rule.timeout_s if rule is not None else None
-        if not timeout_s and timeout_ms is None and policy.per_try_timeout_s is None:
-            deadline = NO_DEADLINE  # what `Deadline.start` answers here, without the call (the common route)
-        else:
-            deadline = Deadline.start(self.loop.time(), timeout_s, timeout_ms, policy.per_try_timeout_s)
+        deadline = Deadline.start(self.loop.time, rule.timeout_s if rule is not None else None,
+                                  req.hmap.get("x-envoy-upstream-rq-timeout-ms"), policy.per_try_timeout_s)
         return out, policy, deadline
 
     async def exchange(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,

@@ -35,7 +35,7 @@ from graylane.mesh.proxy.h2_upstream import (
     UpStream,
 )
 from graylane.mesh.proxy.listener import RequestBody
-from graylane.mesh.proxy.respond import RESPONSE_HOP
+from graylane.mesh.proxy.respond import RESPONSE_HOP, route_cookie_values
 from graylane.mesh.proxy.timeout import Deadline
 from graylane.mesh.routing import Outcome, RetryPolicy
 
@@ -178,7 +178,7 @@ class Exchanges:
         route_s = rule.timeout_s if rule is not None else None
         if is_grpc:
             route_s = grpc.effective_timeout(route_s, grpc.parse_timeout(req.hmap.get("grpc-timeout")))
-        deadline = Deadline.start(self.loop.time(), route_s, req.hmap.get("x-envoy-upstream-rq-timeout-ms"),
+        deadline = Deadline.start(self.loop.time, route_s, req.hmap.get("x-envoy-upstream-rq-timeout-ms"),
                                   policy.per_try_timeout_s)
         if self.speaks_h2(d.cluster):
             stream_at = deadline.at if is_grpc else None
@@ -392,18 +392,8 @@ class Exchanges:
 
 
 def route_cookies(d: RouteDecision) -> Headers:
-    """The Set-Cookie headers routing asked for, as respond.py writes them on HTTP/1.1: the consistent-hash
-    `httpCookie` a request came without (Envoy's hash policy cookie) and a sticky canary's subset cookie."""
-    out: Headers = []
-    c = d.cluster.policy.lb.hash_cookie if d.cluster is not None else None
-    if d.set_cookie and c is not None:
-        cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
-        if c.path:
-            cookie += f"; Path={c.path}"
-        out.append((b"set-cookie", (cookie + "; HttpOnly").encode("latin-1")))
-    if d.sticky_cookie is not None:  # routing/sticky.py
-        out.append((b"set-cookie", d.sticky_cookie.encode("latin-1")))
-    return out
+    """The Set-Cookie headers routing asked for (`respond.route_cookie_values`), as h2 header pairs."""
+    return [(b"set-cookie", v.encode("latin-1")) for v in route_cookie_values(d, d.cluster)]
 
 
 async def _when_complete(complete: asyncio.Future[None], sink: Body) -> None:

@@ -166,14 +166,7 @@ class Responder:
                 headers = rule.headers_response.apply(headers)
                 if rule.cors is not None and origin and rule.cors.is_allowed(origin):
                     headers += cors_headers(rule.cors, origin, preflight=False)
-            c = cluster.policy.lb.hash_cookie
-            if d.set_cookie and c is not None:
-                cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
-                if c.path:
-                    cookie += f"; Path={c.path}"
-                headers.append(("set-cookie", cookie + "; HttpOnly"))
-            if d.sticky_cookie is not None:  # sticky canary: the subset this user keeps (routing/sticky.py)
-                headers.append(("set-cookie", d.sticky_cookie))
+            headers += [("set-cookie", v) for v in route_cookie_values(d, cluster)]
             headers = [(k, v) for k, v in headers if k != "server"]
         chunked = False
         if not no_body and not has_length:
@@ -212,6 +205,21 @@ class Responder:
                            (ex.keep_alive and sent_all and status in (204, 304)))
         self.report.report(ctx)
         return keep and req.body.done
+
+
+def route_cookie_values(d: RouteDecision, cluster: Cluster | None) -> list[str]:
+    """The Set-Cookie values routing asked for, on HTTP/1.1 and h2 answers alike: the consistent-hash `httpCookie`
+    a request came without (Envoy's hash policy cookie) and a sticky canary's subset cookie (routing/sticky.py)."""
+    out: list[str] = []
+    c = cluster.policy.lb.hash_cookie if cluster is not None else None
+    if d.set_cookie and c is not None:
+        cookie = f"{c.name}=\"{d.set_cookie}\"; Max-Age={int(c.ttl_s)}"
+        if c.path:
+            cookie += f"; Path={c.path}"
+        out.append(cookie + "; HttpOnly")
+    if d.sticky_cookie is not None:
+        out.append(d.sticky_cookie)
+    return out
 
 
 def _sink(proto: DownstreamProtocol, transport: asyncio.Transport, chunked: bool) -> Callable[[bytes], None]:

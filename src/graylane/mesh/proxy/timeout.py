@@ -24,15 +24,18 @@ class Deadline:
     per_try_s: float | None
 
     @classmethod
-    def start(cls, now: float, route_timeout_s: float | None, header_ms: str | None,
+    def start(cls, clock: Callable[[], float], route_timeout_s: float | None, header_ms: str | None,
               per_try_s: float | None) -> Deadline:
-        """`header_ms` is the request's `x-envoy-upstream-rq-timeout-ms` (it replaces the route's; 0 disables)."""
+        """`header_ms` is the request's `x-envoy-upstream-rq-timeout-ms` (it replaces the route's; 0 disables).
+        `clock` (the loop's) is read only when there is a deadline: the common route has none."""
+        if header_ms is None and not route_timeout_s and per_try_s is None:
+            return NO_DEADLINE
         timeout_s = route_timeout_s
         if header_ms and header_ms.isdigit():
             timeout_s = int(header_ms) / 1000 or None
         if not timeout_s and per_try_s is None:
             return NO_DEADLINE
-        return cls(now + timeout_s if timeout_s else None, per_try_s)
+        return cls(clock() + timeout_s if timeout_s else None, per_try_s)
 
     def limit(self, now: float) -> tuple[float | None, bool]:
         """(seconds this try may take, whether the per-try timeout is the tighter one)."""

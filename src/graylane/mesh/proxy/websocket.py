@@ -230,7 +230,7 @@ class WebSockets:
         ctx.attempts = 1
         head = out.head(1, ctx, req, b"")
         head = head[:-2] + b"connection: upgrade\r\nupgrade: websocket\r\n" + extra_head + b"\r\n"
-        deadline = Deadline.start(self.loop.time(), rule.timeout_s if rule is not None else None,
+        deadline = Deadline.start(self.loop.time, rule.timeout_s if rule is not None else None,
                                   req.hmap.get("x-envoy-upstream-rq-timeout-ms"), None)
         side = UpstreamSide(self.loop)
         host = self.load.host(ep)

@@ -61,6 +61,7 @@ from graylane.mesh.routing.rules import (
 from graylane.mesh.routing.sticky import StickyChoice, sticky_choice
 from graylane.mesh.routing.table import (
     PASSTHROUGH,
+    ROUTED,
     Listener,
     Outcome,
     RouteDecision,
@@ -71,8 +72,8 @@ from graylane.mesh.routing.table import (
 
 __all__ = [
     "BalancerState", "Cluster", "ClusterEndpoint", "ClusterPolicy", "Cors", "DEFAULT_RETRY_CODES", "DEFAULT_RETRY_ON",
-    "Destination", "DirectResponse", "Fault", "HashCookie", "HeaderOps", "InboundRateLimit", "Listener",
-    "LoadBalancer", "Match", "Mirror", "Miss", "Outcome", "OutlierPolicy", "PASSTHROUGH", "PoolPolicy", "RING_SIZE",
+    "Destination", "DirectResponse", "Fault", "HashCookie", "HeaderOps", "InboundRateLimit", "Listener", "LoadBalancer",
+    "Match", "Mirror", "Miss", "Outcome", "OutlierPolicy", "PASSTHROUGH", "PoolPolicy", "RING_SIZE", "ROUTED",
     "RateLimit", "Redirect", "RequestView", "RetryPolicy", "Rewrite", "RouteDecision", "RouteTable", "RoutingSnapshot",
     "Rule", "Service", "Source", "StickyChoice", "StickyPolicy", "StringMatch", "VirtualService", "compile_regex",
     "hash_ring", "host_matches", "is_catch_all", "pfair_pick", "random_pick", "redirect_location", "rewritten_path",
