@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from graylane.mesh.proxy.errors import ProxyError, UpstreamReset
+from graylane.mesh.proxy.errors import ProxyError, UpstreamProtocolError, UpstreamReset
 from graylane.mesh.proxy.listener import DownstreamProtocol, Request
 from graylane.mesh.proxy.pool import Exchange, Pools, UpstreamConnection
 from graylane.mesh.routing import Cluster, ClusterEndpoint
@@ -88,9 +88,9 @@ class Connector:
                 ex, sender = self.write(conn, head, body, req)
             try:
                 await ex.headers_done()
-            except UpstreamReset:
+            except UpstreamReset as err:
                 conn.abort()
-                if reused and body is not None and ex.status == 0:
+                if reused and body is not None and ex.status == 0 and not isinstance(err, UpstreamProtocolError):
                     conn = ex = None
                     continue  # a stale keep-alive connection: try once on a fresh one
                 if sender is not None:

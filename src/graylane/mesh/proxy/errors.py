@@ -24,6 +24,12 @@ class UpstreamReset(ProxyError):
     status, flag, body = 503, "UC", _RESET + "connection termination"
 
 
+class UpstreamProtocolError(UpstreamReset):
+    """A response Envoy's codec refuses (malformed, over 100 headers or 60 KiB of head): a reset for retries."""
+
+    status, flag, body = 502, "UPE", _RESET + "protocol error"
+
+
 class UpstreamOverflow(ProxyError):
     status, flag, body = 503, "UO", _RESET + "overflow"
 

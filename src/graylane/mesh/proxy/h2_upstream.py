@@ -19,7 +19,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamReset
+from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamProtocolError, UpstreamReset
 
 MAX_WRITE_BUFFER = 4 * 2**20  # a peer that does not read its control frames (SETTINGS/PING acks) is dropped
 STREAM_WINDOW = 65_535  # per stream (the protocol's default): what one stream may have in flight to us
@@ -210,7 +210,7 @@ class H2ClientConnection(H2Peer):
             events = self.conn.receive_data(data)
         except h2.exceptions.H2Error as exc:
             for s in list(self.streams.values()):
-                s.fail(UpstreamReset(f"upstream protocol error: {exc}"))
+                s.fail(UpstreamProtocolError(f"upstream protocol error: {exc}"))
             self.abort()  # no GOAWAY of ours: a server going away sends PING after its GOAWAY, which h2 refuses
             return
         for ev in events:

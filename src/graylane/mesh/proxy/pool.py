@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httptools
 
 from graylane.mesh.proxy.balance import ClusterCounters, LoadState
-from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamReset
+from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamProtocolError, UpstreamReset
 from graylane.mesh.routing import Cluster, ClusterEndpoint
 
 # Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
@@ -20,6 +20,10 @@ from graylane.mesh.routing import Cluster, ClusterEndpoint
 RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                           b"upgrade", b"server", b"x-envoy-upstream-service-time"))
 _NOTED = RESPONSE_HOP | {b"content-length"}  # headers `on_header` looks at more closely
+# Envoy's limits on an upstream's response head, as on requests (max_headers_count, 60 KiB): beyond them the
+# response is a protocol error (502 UPE), and a hostile upstream cannot grow the proxy's memory with headers.
+MAX_RESPONSE_HEADERS = 100
+MAX_RESPONSE_HEAD = 60 * 1024
 
 
 class Exchange:
@@ -31,7 +35,7 @@ class Exchange:
 
     __slots__ = ("status", "got_headers", "finished", "_headers_done", "_complete", "loop", "keep_alive",
                  "sink", "held", "response_bytes", "error", "has_length", "no_body", "passed", "content_length",
-                 "watcher")
+                 "watcher", "dropped", "dropped_size", "head_size")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, no_body: bool) -> None:
         self.status = 0
@@ -49,6 +53,9 @@ class Exchange:
         self.no_body = no_body
         # Built while parsing (one pass over the headers): the lines passed on as they came, minus RESPONSE_HOP ones.
         self.passed: list[bytes] = []
+        # Header lines not passed on (hop-by-hop), and their bytes: with `passed`, what Envoy's limits count.
+        self.dropped = self.dropped_size = 0
+        self.head_size = 0  # bytes received while the head was incomplete (a head trickled over many reads)
         self.content_length = False
         # Called once when the final response's headers are parsed or the exchange fails (an inline try's).
         self.watcher: Callable[[], None] | None = None
@@ -120,11 +127,17 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None:  # unsolicited bytes on an idle connection: it cannot be reused
             self.close()
             return
+        headers_due = not ex.got_headers
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamReset(f"bad upstream response: {exc}"))
+            self._fail(UpstreamProtocolError(f"bad upstream response: {exc}"))
             self.close()
+        if headers_due and not ex.got_headers and ex.error is None:
+            ex.head_size += len(data)  # every byte so far is head: the response's headers are not complete yet
+            if ex.head_size > MAX_RESPONSE_HEAD:
+                self._fail(UpstreamProtocolError("upstream response headers over 60 KiB"))
+                self.close()
         if ex.watcher is not None and (ex.status or ex.error is not None):
             watcher, ex.watcher = ex.watcher, None
             watcher()  # outside the parser: it may answer, release this connection and send the next request
@@ -171,13 +184,22 @@ class UpstreamConnection(asyncio.Protocol):
             ex.has_length = True
         if lname not in RESPONSE_HOP:
             ex.passed.append(b"%s: %s\r\n" % (name, value))
+        else:
+            ex.dropped += 1
+            ex.dropped_size += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
         assert ex is not None
+        passed = ex.passed
+        if len(passed) + ex.dropped > MAX_RESPONSE_HEADERS or \
+                sum(map(len, passed)) + ex.dropped_size > MAX_RESPONSE_HEAD:
+            self._fail(UpstreamProtocolError("upstream response headers over Envoy's limits (100, 60 KiB)"))
+            raise httptools.HttpParserError("headers over limits")  # stops `feed_data`; `data_received` closes
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # interim response (100 Continue): drop it
             ex.passed = []
+            ex.dropped = ex.dropped_size = 0
             ex.has_length = ex.content_length = False
             return
         ex.status = status

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamReset
+from graylane.mesh.proxy.errors import UpstreamConnectFailure, UpstreamOverflow, UpstreamProtocolError, UpstreamReset
 from graylane.mesh.proxy.framing import MAX_HEADERS
 from graylane.mesh.proxy.listener import SERVER_HEADER, DownstreamProtocol, Request, status_line
 from graylane.mesh.proxy.timeout import Deadline, within
@@ -65,14 +65,14 @@ class UpstreamSide(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamReset(f"bad upstream response: {exc}"))
+            self._fail(UpstreamProtocolError(f"bad upstream response: {exc}"))
             return
         if self.status:
             end = self.buf.find(b"\r\n\r\n")
             self.head.set_result(bytes(self.buf[end + 4:]) if end >= 0 else b"")
             self.buf = bytearray()
         elif len(self.buf) > MAX_HEADERS:
-            self._fail(UpstreamReset("upstream response head too large"))
+            self._fail(UpstreamProtocolError("upstream response head too large"))
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
