@@ -376,3 +376,17 @@ def test_delegate_rules_are_spliced_into_the_root_with_matches_anded():
     assert route(t, req(path="/api/x", x_beta="1")).destination.subset == "v3"
     assert route(t, req(path="/api/x")).destination.subset == "v2"
     assert route(t, req(path="/other", x_beta="1")).destination.subset == "v1"
+
+
+@pytest.mark.parametrize(("retry_on", "codes", "retried", "not_retried"), [
+    ({"5xx"}, set(), {500, 502, 503, 599}, {200, 404, 409, 499}),
+    ({"gateway-error"}, set(), {502, 503, 504}, {500, 501, 409}),
+    ({"retriable-4xx"}, set(), {409}, {400, 404, 503}),
+    ({"retriable-status-codes"}, {429, 503}, {429, 503}, {500, 502}),
+    ({"connect-failure"}, {503}, set(), {503, 500}),  # the codes count only with retriable-status-codes
+])
+def test_the_statuses_a_retry_policy_retries_are_envoys_retry_on(retry_on, codes, retried, not_retried):
+    from graylane.mesh.routing import RetryPolicy
+
+    policy = RetryPolicy(2, None, frozenset(retry_on), frozenset(codes))
+    assert {s for s in retried | not_retried if policy.retries_status(s)} == retried

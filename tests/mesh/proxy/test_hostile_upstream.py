@@ -97,3 +97,20 @@ def test_a_malformed_response_is_a_protocol_error_not_a_connection_termination(m
     answer, port, _ = upstream
     answer(b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok")
     assert _is_upe(_get(port))
+
+
+def test_trailers_of_a_chunked_response_are_dropped_not_promoted_to_headers(mesh, upstream):
+    answer, port, _ = upstream
+    answer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-trailer: late\r\n\r\n")
+    r = _get(port)
+    assert r.status_code == 200 and r.text == "ok"
+    assert "x-trailer" not in r.headers  # Envoy's HTTP/1 codec drops trailers unless enable_trailers is set
+
+
+def test_endless_trailers_end_the_response_and_the_connection(mesh, upstream):
+    answer, port, closes = upstream
+    trailers = b"".join(b"x-t%d: %s\r\n" % (i, b"v" * 1000) for i in range(80))  # ~80 KiB, never ended
+    answer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" + trailers, pieces=16)
+    with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=10) as c, pytest.raises(httpx.HTTPError):
+        c.get("http://reviews:9080/reviews/0").read()
+    assert closes, "the proxy kept reading trailers past Envoy's limits"

@@ -60,7 +60,7 @@ class InlineTry:
         ex, d, proto = self.ex, self.d, self.proto
         fw = self.fw
         try:
-            if ex.error is None and ex.finished and not self.policy.retries_status(ex.status):
+            if ex.error is None and ex.finished and ex.status not in self.policy.statuses:  # (retries_status, no call)
                 cluster = d.cluster
                 assert cluster is not None and d.endpoint is not None
                 fw.retries.outliers.record(cluster, d.endpoint, ex.status)

@@ -55,7 +55,7 @@ class Exchange:
         self.passed: list[bytes] = []
         # Header lines not passed on (hop-by-hop), and their bytes: with `passed`, what Envoy's limits count.
         self.dropped = self.dropped_size = 0
-        self.head_size = 0  # bytes received while the head was incomplete (a head trickled over many reads)
+        self.head_size = 0  # bytes received until the head was complete (an upper bound of the head's size)
         self.content_length = False
         # Called once when the final response's headers are parsed or the exchange fails (an inline try's).
         self.watcher: Callable[[], None] | None = None
@@ -127,17 +127,17 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None:  # unsolicited bytes on an idle connection: it cannot be reused
             self.close()
             return
-        headers_due = not ex.got_headers
+        if not ex.got_headers:
+            ex.head_size += len(data)  # the bytes since the response began: at least its head so far
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamProtocolError(f"bad upstream response: {exc}"))
             self.close()
-        if headers_due and not ex.got_headers and ex.error is None:
-            ex.head_size += len(data)  # every byte so far is head: the response's headers are not complete yet
-            if ex.head_size > MAX_RESPONSE_HEAD:
-                self._fail(UpstreamProtocolError("upstream response headers over 60 KiB"))
-                self.close()
+        if not ex.got_headers and ex.head_size > MAX_RESPONSE_HEAD and ex.error is None:
+            # A head still incomplete after 60 KiB (trickled, or never ending): refused as it comes.
+            self._fail(UpstreamProtocolError("upstream response headers over 60 KiB"))
+            self.close()
         if ex.watcher is not None and (ex.status or ex.error is not None):
             watcher, ex.watcher = ex.watcher, None
             watcher()  # outside the parser: it may answer, release this connection and send the next request
@@ -174,6 +174,9 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         ex: Exchange = self.exchange  # type: ignore[assignment]  # parsing only happens during an exchange
+        if ex.got_headers:
+            self._trailer(ex, name, value)
+            return
         lname = name.lower()
         if lname not in _NOTED:  # the common header: passed on as it came
             ex.passed.append(b"%s: %s\r\n" % (name, value))
@@ -191,11 +194,12 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         ex = self.exchange
         assert ex is not None
-        passed = ex.passed
-        if len(passed) + ex.dropped > MAX_RESPONSE_HEADERS or \
-                sum(map(len, passed)) + ex.dropped_size > MAX_RESPONSE_HEAD:
-            self._fail(UpstreamProtocolError("upstream response headers over Envoy's limits (100, 60 KiB)"))
-            raise httptools.HttpParserError("headers over limits")  # stops `feed_data`; `data_received` closes
+        # Fewer than 400 bytes (the common small answer, body included) cannot hold 100 headers or 60 KiB of them:
+        # the exact count only for bigger ones.
+        if ex.head_size > 400 and (len(ex.passed) + ex.dropped > MAX_RESPONSE_HEADERS or
+                                   sum(map(len, ex.passed)) + ex.dropped_size > MAX_RESPONSE_HEAD):
+            self._over_limits("headers")
+        ex.dropped = ex.dropped_size = 0  # from here on: the trailers' count (`_trailer`)
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # interim response (100 Continue): drop it
             ex.passed = []
@@ -230,6 +234,18 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None or ex.status == 0:  # end of an interim response
             return
         self._finish(ex)
+
+    def _trailer(self, ex: Exchange, name: bytes, value: bytes) -> None:
+        """A chunked response's trailer field: dropped, as Envoy's HTTP/1 codec does without `enable_trailers`,
+        but within the same limits as the headers."""
+        ex.dropped += 1
+        ex.dropped_size += len(name) + len(value)
+        if ex.dropped > MAX_RESPONSE_HEADERS or ex.dropped_size > MAX_RESPONSE_HEAD:
+            self._over_limits("trailers")
+
+    def _over_limits(self, what: str) -> None:
+        self._fail(UpstreamProtocolError(f"upstream response {what} over Envoy's limits (100, 60 KiB)"))
+        raise httptools.HttpParserError(f"{what} over limits")  # stops `feed_data`; `data_received` closes
 
     # -- internals
     def _finish(self, ex: Exchange) -> None:

@@ -65,6 +65,18 @@ class Outbound:
         return headers
 
 
+_PORTS: dict[str, int] = {}  # authority -> its port (80 when it names none), for sidecar listeners
+_PORTS_MAX = 1024  # Host values are the client's: the cache starts over when full
+
+
+def _port_of(authority: str) -> int:
+    port = split_host_port(authority, 80)[1]
+    if len(_PORTS) >= _PORTS_MAX:
+        _PORTS.clear()
+    _PORTS[authority] = port
+    return port
+
+
 class Router:
     def __init__(self, rng: random.Random, load: LoadState) -> None:
         self.rng = rng
@@ -86,7 +98,10 @@ class Router:
         if not authority:
             raise BadRequest("missing Host header")
         ctx.authority, ctx.path = authority, path
-        port = listener.server_port if listener.kind == "gateway" else split_host_port(authority, 80)[1]
+        if listener.kind == "gateway":
+            port = listener.server_port
+        elif (port := _PORTS.get(authority)) is None:  # most requests: one dict read for the authority's port
+            port = _port_of(authority)
         hmap = req.hmap
         rid = hmap.get("x-request-id")
         if not rid:

@@ -56,6 +56,21 @@ class RetryPolicy:
     codes: frozenset[int]
     backoff_s: float = 0.025
     is_default: bool = False
+    # The response statuses `retry_on` retries (5xx, gateway-error, retriable-4xx, retriable-status-codes), as a set
+    # read once per response on the hot path.
+    statuses: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        on, statuses = self.retry_on, set()
+        if "5xx" in on:
+            statuses.update(range(500, 1000))  # httptools reads any three-digit status
+        if "gateway-error" in on:
+            statuses.update((502, 503, 504))
+        if "retriable-4xx" in on:
+            statuses.add(409)
+        if "retriable-status-codes" in on:
+            statuses.update(self.codes)
+        object.__setattr__(self, "statuses", frozenset(statuses))
 
     @classmethod
     def istio_default(cls) -> RetryPolicy:
@@ -63,14 +78,7 @@ class RetryPolicy:
         return cls(2, None, frozenset(DEFAULT_RETRY_ON), frozenset(DEFAULT_RETRY_CODES), is_default=True)
 
     def retries_status(self, status: int) -> bool:
-        on = self.retry_on
-        if "5xx" in on and status >= 500:
-            return True
-        if "gateway-error" in on and status in (502, 503, 504):
-            return True
-        if "retriable-4xx" in on and status == 409:
-            return True
-        return "retriable-status-codes" in on and status in self.codes
+        return status in self.statuses
 
     def retries_connect_failure(self) -> bool:
         return bool(self.retry_on & {"connect-failure", "5xx", "gateway-error", "reset", "reset-before-request",
@@ -120,10 +128,11 @@ class LoadBalancer:
     hash_source_ip: bool = False
     hash_query: str | None = None
     ring_size: int = RING_SIZE
+    is_hash: bool = field(init=False, repr=False, compare=False)  # any hash key (read per request by the balancer)
 
-    @property
-    def is_hash(self) -> bool:
-        return bool(self.hash_header or self.hash_cookie or self.hash_source_ip or self.hash_query)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_hash", bool(self.hash_header or self.hash_cookie or self.hash_source_ip or
+                                                 self.hash_query))
 
 @dataclass(frozen=True, slots=True)
 class PoolPolicy:
