@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import h2.config
@@ -239,6 +240,9 @@ class H2Streams:
         self.loop = fw.loop
         self.pools = H2Pools(fw.loop)
         self.exchanges = Exchanges(fw, self.pools)
+        # Whether a routed request to a cluster goes upstream as HTTP/2 (its Service port speaks it): asked for
+        # every HTTP/1.1 request, so the exchanges' own method, not a method calling it.
+        self.speaks_h2: Callable[[Cluster | None], bool] = self.exchanges.speaks_h2
         self.websockets = H2WebSockets(fw.websockets)
 
     def take_over(self, proto: DownstreamProtocol, data: bytes) -> bool:
@@ -247,10 +251,6 @@ class H2Streams:
             return False
         H2Server(self, proto).start(data)
         return True
-
-    def speaks_h2(self, cluster: Cluster | None) -> bool:
-        """Whether a routed request to `cluster` goes upstream as HTTP/2 (its Service port speaks it)."""
-        return cluster is not None and self.exchanges.speaks_h2(cluster)
 
     async def from_h1(self, proto: DownstreamProtocol, req: Request, ctx: Ctx, view: RequestView,
                       d: RouteDecision) -> bool:
