@@ -194,10 +194,9 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         ex = self.exchange
         assert ex is not None
-        # Fewer than 400 bytes (the common small answer, body included) cannot hold 100 headers or 60 KiB of them:
-        # the exact count only for bigger ones.
-        if ex.head_size > 400 and (len(ex.passed) + ex.dropped > MAX_RESPONSE_HEADERS or
-                                   sum(map(len, ex.passed)) + ex.dropped_size > MAX_RESPONSE_HEAD):
+        # The head's bytes are summed only when what arrived so far (body included) could hold over 60 KiB of it.
+        if len(ex.passed) + ex.dropped > MAX_RESPONSE_HEADERS or (
+                ex.head_size > MAX_RESPONSE_HEAD and sum(map(len, ex.passed)) + ex.dropped_size > MAX_RESPONSE_HEAD):
             self._over_limits("headers")
         ex.dropped = ex.dropped_size = 0  # from here on: the trailers' count (`_trailer`)
         status = self.parser.get_status_code()
