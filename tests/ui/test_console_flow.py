@@ -100,7 +100,10 @@ def test_the_article_release_through_the_console(mesh, browser) -> None:  # type
         .get_by_role("link", name="Start…").click()  # not reviews-canary-httproute
     assert page.get_by_label("基准版本 (base version)").input_value() == "v1"
     page.get_by_label("灰度版本 (canary version)").fill("v2")
-    page.get_by_role("button", name="Start").click()
+    with page.expect_request("**/ui/pipelines/*/start") as sent:
+        page.get_by_role("button", name="Start").click()
+    # console.js sends the start with an Idempotency-Key of its own (a UUID): a re-send starts nothing new
+    assert re.fullmatch(r"[0-9a-f-]{36}", sent.value.headers.get("idempotency-key", "")), sent.value.headers
     page.wait_for_url("**/executions/*")
     execution_id = page.url.rsplit("/", 1)[-1]
 

@@ -67,9 +67,15 @@ def test_start_judge_and_see_the_result_through_the_console(console):
     form = console.get(f"/pipelines/{console.get('/api/v1/pipelines').json()[0]['id']}/start").text
     assert 'name="p_canary_version"' in form and 'value="v2"' in form and "required" in form
     pid = console.get("/api/v1/pipelines").json()[0]["id"]
-    started = console.post(f"/ui/pipelines/{pid}/start", data={"p_canary_version": "v3"})
+    start_key = "0d8e7c55-8f3a-4b1e-9c2d-6a5b4c3d2e1f"  # console.js: one per start, the same on a re-send
+    started = console.post(f"/ui/pipelines/{pid}/start", data={"p_canary_version": "v3"},
+                           headers={"Idempotency-Key": start_key})
     assert started.status_code == 204
     execution_id = started.headers["HX-Redirect"].rsplit("/", 1)[-1]
+    resent = console.post(f"/ui/pipelines/{pid}/start", data={"p_canary_version": "v3"},
+                          headers={"Idempotency-Key": start_key})
+    assert resent.status_code == 204 and resent.headers["HX-Redirect"] == started.headers["HX-Redirect"]
+    assert [e["id"] for e in console.get("/api/v1/executions").json()] == [execution_id]  # one start, not two
     exe = wait_for(console, execution_id, lambda e: stage(e, "设置灰度比例")["status"] == "RUNNING")
     page = console.get(f"/executions/{execution_id}").text
     assert "Type the ratio" in page and 'data-number="int"' in page and 'data-max="100"' in page

@@ -151,10 +151,12 @@ def mount(app: FastAPI) -> None:
     async def start(request: Request, ref: str) -> Response:
         form = await request.form()
         parameters = {k[2:]: str(v) for k, v in form.items() if k.startswith("p_") and str(v) != ""}
-        resp = await api(request, "POST", f"/api/v1/pipelines/{quote(ref)}/start", json={"parameters": parameters})
+        key = request.headers.get("idempotency-key")  # console.js: one per start, the same on a re-send
+        resp = await api(request, "POST", f"/api/v1/pipelines/{quote(ref)}/start", json={"parameters": parameters},
+                         headers={"Idempotency-Key": key} if key else {})
         if resp.status_code != 200:
             return _fragment(request, "fragments/message.html", error=error_text(resp), ok=None)
-        execution_id = resp.json()["id"]
+        execution_id = resp.json()["id"]  # a re-sent start: the execution the first one started
         response = Response(status_code=204)
         response.headers["HX-Redirect"] = f"/executions/{execution_id}"
         return response

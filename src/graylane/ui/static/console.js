@@ -328,25 +328,25 @@
     }
   });
 
-  /* Each judgment sent from a form carries an Idempotency-Key: a fresh one per judgment, the same one when that
-     very judgment (same button, same values) is sent again, e.g. clicked twice or after a failed request, so
-     the control plane records it once. */
+  /* Each judgment or start sent from a form carries an Idempotency-Key: a fresh one per judgment or start, the
+     same one when that very action (same button, same values) is sent again, e.g. clicked twice or after a failed
+     request, so the control plane records it once. */
   function newKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
     const b = crypto.getRandomValues(new Uint8Array(16));
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
   document.addEventListener("htmx:configRequest", (evt) => {
-    const form = evt.target.closest && evt.target.closest("form.judgment");
+    const form = evt.target.closest && evt.target.closest("form.judgment, form[data-idempotent]");
     if (!form || evt.detail.verb !== "post") return;
     const data = evt.detail.formData ? Array.from(evt.detail.formData.entries())
       : Object.entries(evt.detail.parameters || {});  // htmx 2 hands the FormData (with the clicked button)
     const sent = JSON.stringify(data);
-    if (form.dataset.judgmentSent !== sent || !form.dataset.judgmentKey) {
-      form.dataset.judgmentSent = sent;
-      form.dataset.judgmentKey = newKey();
+    if (form.dataset.keySent !== sent || !form.dataset.idempotencyKey) {
+      form.dataset.keySent = sent;
+      form.dataset.idempotencyKey = newKey();
     }
-    evt.detail.headers["Idempotency-Key"] = form.dataset.judgmentKey;
+    evt.detail.headers["Idempotency-Key"] = form.dataset.idempotencyKey;
   });
 
   function execution(id, elements) {
