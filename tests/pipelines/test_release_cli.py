@@ -101,3 +101,24 @@ def test_release_status_shows_the_canary_scale(api: str, tmp_path: Path) -> None
     s = wait_for("Aborted")
     assert s["canary"]["deployments"] == [{"deployment": "default/reviews-v2", "desired": 0, "replicas": 0,
                                            "ready": None}]
+
+
+def test_release_status_shows_the_stable_scale(api: str, tmp_path: Path) -> None:  # noqa: F811
+    from tests.pipelines.test_release_stages import world
+
+    (tmp_path / "world.yaml").write_text(world("reviews", {"v1": 4, "v2": 1}, ["v1", "v2"]) + USER_VS)
+    assert cli("apply", "-f", str(tmp_path / "world.yaml"))[0] == 0
+    pipeline = {**ROLLOUT, "stages": [{**ROLLOUT["stages"][0], "dynamicStableScale": True,
+                                       "steps": [{"setWeight": 25}, {"pause": {}}]}]}
+    (tmp_path / "p.json").write_text(json.dumps(pipeline))
+    assert cli("pipeline", "import", str(tmp_path / "p.json"))[0] == 0
+    assert cli("pipeline", "run", "reviews-release")[0] == 0
+    s = wait_for("Paused", 1)
+    # the stable shrank to ceil(75% of the 4 replicas it had before the rollout); no runtime: readiness unknown
+    assert s["stable"] == [{"deployment": "default/reviews-v1", "desired": 3, "before": 4, "replicas": 3,
+                            "ready": None}]
+    code, out = cli("release", "status", "reviews")
+    assert code == 0 and "Stable:    default/reviews-v1  desired 3 of 4  ready ?  (dynamicStableScale)" in out
+    assert cli("release", "abort", "reviews")[0] == 0
+    s = wait_for("Aborted")
+    assert s["stable"][0]["desired"] == 4 and s["stable"][0]["replicas"] == 4  # back in full before traffic

@@ -2,9 +2,10 @@
 
 A service's release is the newest execution with a `canaryRollout`, `blueGreen` or `trafficShift` stage naming it
 (`service`, or a member of `services`). `status` shows the phase (Progressing, Paused, Promoted, Healthy,
-Aborted), the step, the weights, the analysis, the canary's desired/ready replicas (setCanaryScale) and the
-service's Deployments (read where the release runs: the local mesh, or a Kubernetes account's cluster); `--watch`
-follows it and exits 0 when Healthy, 1 when it aborted or failed, 3 when `--timeout` runs out: a CI gate.
+Aborted), the step, the weights, the analysis, the canary's desired/ready replicas (setCanaryScale), the stable's
+(dynamicStableScale) and the service's Deployments (read where the release runs: the local mesh, or a Kubernetes
+account's cluster); `--watch` follows it and exits 0 when Healthy, 1 when it aborted or failed, 3 when `--timeout`
+runs out: a CI gate.
 `promote [--full]` and `abort` answer the rollout's judgment (as `graylane judge ... --input Promote` would);
 `retry` restarts an aborted rollout stage from its first step.
 """
@@ -107,6 +108,23 @@ def _canary(st: dict[str, Any], deployments: list[dict[str, Any]], namespace: st
     return {"mode": scale.get("mode"), "deployments": out_}
 
 
+def _stable(st: dict[str, Any], deployments: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]] | None:
+    """dynamicStableScale's stable Deployments: the replicas the stage asked for, how many they had before the
+    rollout, and how many are ready now."""
+    scale = st.get("stableScale")
+    if not scale:
+        return None
+    live = {f"{(b['metadata'].get('namespace') or namespace)}/{b['metadata']['name']}": b for b in deployments}
+    out_ = []
+    for key, want in scale.items():
+        body = live.get(key) or {}
+        status = body.get("status") or {}
+        out_.append({"deployment": key, "desired": want.get("desired"), "before": want.get("replicas"),
+                     "replicas": (body.get("spec") or {}).get("replicas"),
+                     "ready": status.get("readyReplicas", 0 if status else None)})
+    return out_
+
+
 def status_of(client: ApiClient, service: str) -> dict[str, Any]:
     """What `release status` shows, as JSON (`-o json` prints this)."""
     exe, stage = find_release(client, service)
@@ -136,6 +154,7 @@ def status_of(client: ApiClient, service: str) -> dict[str, Any]:
         if background else None,
         "lastAction": st.get("lastAction"),
         "canary": _canary(st, deployments, namespace),
+        "stable": _stable(st, deployments, namespace),
         "pods": _pods(deployments, service),
     }
 
@@ -168,6 +187,10 @@ def render(s: dict[str, Any]) -> None:
         for c in s["canary"]["deployments"]:
             ready = "?" if c["ready"] is None else c["ready"]
             out.print(f"Canary:    {escape(c['deployment'])}  desired {c['desired']}  ready {ready}  ({escape(how)})")
+    for c in s.get("stable") or []:
+        ready = "?" if c["ready"] is None else c["ready"]
+        out.print(f"Stable:    {escape(c['deployment'])}  desired {c['desired']} of {c['before']}  ready {ready}  "
+                  "(dynamicStableScale)")
     if s["pods"]:
         out.print("Pods:")
         for pod in s["pods"]:
