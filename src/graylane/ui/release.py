@@ -35,7 +35,6 @@ class ReleaseView:
     waiting: dict[str, Any] | None  # the first running judgment the reader may judge
     status: str
     actions: list[str] = field(default_factory=list)  # pause / resume / cancel where they apply
-    deployed: list[str] = field(default_factory=list)  # "Kind name" of what its deploy stages applied
     # (service, version) -> recent trace summaries of requests that version handled (the evidence's samples)
     traces: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -229,4 +228,4 @@ def release_view(execution: dict[str, Any], virtual_services: list[dict[str, Any
     status = str(execution.get("status") or "")
     actions = {"RUNNING": ["pause", "cancel"], "PAUSED": ["resume", "cancel"],
                "NOT_STARTED": ["cancel"], "BUFFERED": ["cancel"], "SUSPENDED": ["cancel"]}.get(status, [])
-    return ReleaseView(services, current, waiting, status, actions, deployed_objects(execution))
+    return ReleaseView(services, current, waiting, status, actions)
