@@ -139,6 +139,33 @@ def test_a_restarted_judgment_is_judged_again_once(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_a_keyed_resend_that_outlives_a_restart_does_not_judge_the_new_attempt(tmp_path: Path) -> None:
+    async def scenario(client: httpx.AsyncClient, cp: Any) -> None:
+        eid = await _started(client)
+        key = str(uuid.uuid4())
+        stop = {"judgmentStatus": "stop", "judgmentInput": "hold"}
+        r = await client.patch(PATH.format(eid=eid), json=stop, headers={"Idempotency-Key": key})
+        assert r.status_code == 200, r.text
+        assert (await _wait_done(client, eid))["status"] == "TERMINAL"
+        assert (await client.post(f"/api/v1/executions/{eid}/stages/approve/restart")).status_code == 200
+        await _wait_stage(client, eid, "approve", "RUNNING")
+        # the first click's answer was lost; its client sends it again, late: the new attempt stays unjudged
+        late = await client.patch(PATH.format(eid=eid), json=stop, headers={"Idempotency-Key": key})
+        assert late.status_code == 200 and late.json()["duplicate"] is True, late.text
+        assert "earlier attempt" in late.json()["message"]
+        reused = await client.patch(PATH.format(eid=eid), json={"judgmentStatus": "continue", "judgmentInput": "ship"},
+                                    headers={"Idempotency-Key": key})
+        assert reused.status_code == 409 and key in reused.text
+        exe = await _wait_stage(client, eid, "approve", "RUNNING")
+        assert [j["details"]["judgmentStatus"] for j in _judgments(exe["audit"])] == ["stop"]
+        r = await client.patch(PATH.format(eid=eid), json={"judgmentStatus": "continue", "judgmentInput": "ship"},
+                               headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 200 and not r.json().get("duplicate"), r.text
+        await _wait_stage(client, eid, "soak", "RUNNING")
+
+    run(tmp_path, scenario)
+
+
 @pytest.mark.parametrize("key", ["", "x" * 201, "has space", "ключ"])
 def test_a_bad_idempotency_key_is_refused_naming_the_header(tmp_path: Path, key: str) -> None:
     async def scenario(client: httpx.AsyncClient, cp: Any) -> None:

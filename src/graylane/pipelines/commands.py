@@ -21,6 +21,7 @@ from graylane.pipelines.tasks import ANSWER_RECORD
 from graylane.pipelines.tx import Tx, exec_event, finish, stage_event
 
 T = TypeVar("T")
+EARLIER_ANSWERS = 20  # the judgment records of earlier attempts a stage keeps (Stage.earlier_answers)
 Command = Callable[[Execution, Tx, int], T]
 
 
@@ -52,6 +53,13 @@ def update_stage(stage_ref: str, body: dict[str, Any], *, user: str, roles: list
         if recorded is not None:
             return {**stage.to_json(), "duplicate": True,
                     "message": f"this judgment of stage {stage.name!r} was recorded already; nothing changed"}
+        earlier = next((a for a in reversed(stage.earlier_answers)
+                        if idempotency_key is not None and a.get("idempotencyKey") == idempotency_key), None)
+        if fields and earlier is not None:  # a re-send that outlived a restart: the old attempt's, answered so
+            stage_def.answered(stage.name, {ANSWER_RECORD: earlier}, fields, user=user, key=idempotency_key)
+            return {**stage.to_json(), "duplicate": True,
+                    "message": f"this judgment was recorded for an earlier attempt of stage {stage.name!r} (before "
+                               "it was restarted); nothing changed: judge the new attempt with a new request"}
         if stage.status not in (S.RUNNING, S.PAUSED):
             raise Conflict(f"stage {stage.name!r} is {stage.status}, not running", where=f"execution {exe.id}")
         unknown = sorted(set(fields) - stage_def.patch_fields())
@@ -181,6 +189,8 @@ def restart_stage(stage_ref: str, *, user: str) -> Command[dict[str, Any]]:
                 if other.status == S.CANCELED:
                     reset.update({st.id: st for st in [other, *exe.downstream_closure(other)]})
         for st in sorted(reset.values(), key=lambda x: x.seq):
+            if isinstance(answer := st.context.get(ANSWER_RECORD), dict):
+                st.earlier_answers = [*st.earlier_answers, {**answer, "attempt": st.attempt}][-EARLIER_ANSWERS:]
             st.status, st.context, st.outputs, st.tasks = S.NOT_STARTED, {}, {}, []
             st.start_time = st.end_time = st.pause_time = None
             st.paused_ms, st.last_modified = 0, None

@@ -64,6 +64,9 @@ class Stage:
     paused_ms: int = 0
     pause_time: int | None = None
     attempt: int = 0  # bumps on restart so stale task results are discarded
+    # The answers (judgment records) of its earlier attempts, newest last: a keyed re-send that arrives after a
+    # restart is known as the old attempt's, not taken as the new attempt's judgment.
+    earlier_answers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failure_status(self) -> ExecutionStatus:
@@ -103,6 +106,8 @@ class Stage:
             out["pausedMs"] = self.paused_ms
             out["pauseTime"] = self.pause_time
             out["attempt"] = self.attempt
+            if self.earlier_answers:
+                out["earlierAnswers"] = self.earlier_answers
         return out
 
     @classmethod
@@ -112,7 +117,8 @@ class Stage:
                    seq=d.get("seq", 0), status=ExecutionStatus(d["status"]), context=d.get("context") or {},
                    outputs=d.get("outputs") or {}, tasks=[Task.from_json(t) for t in d.get("tasks") or []],
                    start_time=d.get("startTime"), end_time=d.get("endTime"), last_modified=d.get("lastModified"),
-                   paused_ms=d.get("pausedMs", 0), pause_time=d.get("pauseTime"), attempt=d.get("attempt", 0))
+                   paused_ms=d.get("pausedMs", 0), pause_time=d.get("pauseTime"), attempt=d.get("attempt", 0),
+                   earlier_answers=list(d.get("earlierAnswers") or []))
 
 
 def _config_context(config: dict[str, Any]) -> dict[str, Any]:

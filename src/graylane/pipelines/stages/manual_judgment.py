@@ -7,6 +7,8 @@ A judgment (a PATCH with judgmentStatus) is recorded once per stage attempt: at 
 (`{user, time, idempotencyKey, request}`) and in the store's `pipeline_judgments`, whose primary key refuses a
 second. A re-send of it (the same request by the same user, or the same Idempotency-Key) is answered as the
 first was, with `duplicate: true`, and writes nothing; any other judgment of a judged stage is refused (409).
+A restart keeps the earlier attempts' records (`Stage.earlier_answers`): a re-send with the same Idempotency-Key
+that arrives after it is answered as that earlier attempt's (`duplicate: true`), never taken as the new one's.
 """
 
 from __future__ import annotations
