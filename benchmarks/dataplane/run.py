@@ -20,9 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ALL_CPUS, Nginx, Proxy, canary_snapshot, free_port, wait_port, wrk  # noqa: E402
 from push import PushResult, push_sizes  # noqa: E402
 
+Latency = tuple[list[float], list[float]]  # (ms from the request's write, ms from its scheduled time)
 
-async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int = 16) -> list[float]:
-    """Open-loop client: one request every 1/rate s over keep-alive connections; latency from the scheduled time."""
+
+async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int = 16) -> Latency:
+    """Open-loop client: one request every 1/rate s over keep-alive connections. Each latency twice: from the
+    moment the request is written (as Fortio, Istio's load tool, measures its published figures), and from the
+    time it was due (which adds the client's own lateness: uvloop's timers wake on whole milliseconds)."""
     import uvloop  # noqa: F401
 
     request = f"GET /reviews/0 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
@@ -30,10 +34,12 @@ async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int
     for _ in range(conns):
         idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
     lat: list[float] = []
+    late: list[float] = []
     clock = time.perf_counter  # uvloop's loop.time() has millisecond resolution
 
     async def one(due: float) -> None:
         r, w = await idle.get()
+        sent = clock()
         w.write(request)
         head = await r.readuntil(b"\r\n\r\n")
         length = 0
@@ -41,7 +47,9 @@ async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
         await r.readexactly(length)
-        lat.append((clock() - due) * 1000)
+        done = clock()
+        lat.append((done - sent) * 1000)
+        late.append((done - due) * 1000)
         idle.put_nowait((r, w))
 
     start = clock() + 0.05
@@ -54,7 +62,7 @@ async def fixed_rate(port: int, host: str, rate: int, seconds: float, conns: int
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(due)))
     await asyncio.gather(*tasks)
-    return lat[int(len(lat) * 0.1):]  # drop warm-up
+    return lat[int(len(lat) * 0.1):], late[int(len(late) * 0.1):]  # drop warm-up
 
 
 def pct(values: list[float], p: float) -> float:
@@ -62,7 +70,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p / 100))]
 
 
-def latency(port: int, host: str, rate: int, seconds: float) -> list[float]:
+def latency(port: int, host: str, rate: int, seconds: float) -> Latency:
     import uvloop
 
     os.sched_setaffinity(0, {1})
@@ -112,7 +120,8 @@ def main() -> None:
     print(f"\nGraylane data plane benchmark — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}; Python "
           f"{platform.python_version()}; nginx 1 worker; wrk -t1 -c50 -d{args.seconds}s; latency at "
-          f"{args.rate} req/s (open loop, 16 keep-alive connections); load average {os.getloadavg()[0]:.1f}")
+          f"{args.rate} req/s (open loop, 16 keep-alive connections, from each request's write); "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("layout: subject on CPU 0; wrk, latency client and upstream nginx on CPU 1; except the "
           f"'{n_workers} workers' row: its workers on CPUs {ALL_CPUS}, sharing CPU 1 with wrk, client and upstream")
     print(f"load: wrk -t1 -c50 -d{args.seconds}s --latency -H 'Host: reviews:9080' http://127.0.0.1:PORT/reviews/0\n")
@@ -120,14 +129,15 @@ def main() -> None:
            f"{'+p50':>7} {'+p90':>7} {'+p99':>7}")
     print(hdr)
     print("-" * len(hdr))
-    for name, res, lat in rows:
-        added = [pct(lat, p) - pct(direct, p) for p in (50, 90, 99)]
+    for name, res, (lat, _) in rows:
+        added = [pct(lat, p) - pct(direct[0], p) for p in (50, 90, 99)]
         cpu = f"{res['cpu_us']:.0f}" if res.get("cpu_us") else "-"
         print(f"{name:<40} {res['rps']:>9.0f} {cpu:>9} {pct(lat, 50):>8.3f} {pct(lat, 90):>8.3f} "
               f"{pct(lat, 99):>8.3f} {added[0]:>7.3f} {added[1]:>7.3f} {added[2]:>7.3f}")
     ratio = rows[2][1]["rps"] / rows[1][1]["rps"]
     g = rows[2][2]
-    p90, p99 = pct(g, 90) - pct(direct, 90), pct(g, 99) - pct(direct, 99)
+    p90, p99 = pct(g[0], 90) - pct(direct[0], 90), pct(g[0], 99) - pct(direct[0], 99)
+    late90, late99 = pct(g[1], 90) - pct(direct[1], 90), pct(g[1], 99) - pct(direct[1], 99)
     print()
     print(f"cpu per proxied request           : {rows[2][1].get('cpu_us', 0):.0f} us   (target <= 40 us; "
           f"nginx {rows[1][1].get('cpu_us', 0):.0f} us)")
@@ -136,6 +146,8 @@ def main() -> None:
           f"({rows[-1][1]['rps'] / rows[2][1]['rps']:.2f}x; the whole data plane on every core)")
     print(f"added latency p90 / p99 vs direct : {p90:.3f} / {p99:.3f} ms   (target <= 0.3 / 1 ms; "
           "Istio 1.20 publishes 0.228 / 0.298 ms for two Envoy hops)")
+    print(f"  the same from the scheduled time: {late90:.3f} / {late99:.3f} ms   (direct p90 {pct(direct[1], 90):.3f} "
+          f"ms against {pct(direct[0], 90):.3f} ms from the write: the client's own timer lateness)")
     print(f"proxy RSS                         : {rss:.1f} MB after load   (target <= 60 MB per worker at 100 "
           "services)")
     print_pushes(pushes)
@@ -155,7 +167,7 @@ def print_pushes(pushes: list[PushResult]) -> None:
           "time; RSS: the proxy with that mesh, target <= 60 MB at 100)")
 
 
-def workers_row(up1: int, up2: int, args: argparse.Namespace, n: int) -> tuple[str, dict, list[float]]:
+def workers_row(up1: int, up2: int, args: argparse.Namespace, n: int) -> tuple[str, dict, Latency]:
     """The benchmark's route through `--concurrency n` on every CPU; CPU per request summed over its processes."""
     many = Proxy(cpu=ALL_CPUS, concurrency=n)
     try:
