@@ -129,6 +129,12 @@ def test_an_http_route_release_reads_backend_weights_by_the_services_version():
     [svc] = release_view(exe, [], [], {}, "admin", [route], services).services
     assert svc.route == "HTTPRoute default/reviews"
     assert [(v.version, v.configured) for v in svc.versions] == [("v1", 80.0), ("v2", 20.0)]
+    # a header route placed first (setHeaderRoute, as Argo's Gateway API plugin adds it) is not the split shown
+    header = {"name": "canary-testers", "matches": [{"headers": [{"name": "x-canary", "value": "yes"}]}],
+              "backendRefs": [{"name": "reviews-v2", "port": 9080}]}
+    route["spec"]["rules"].insert(0, header)
+    [svc] = release_view(exe, [], [], {}, "admin", [route], services).services
+    assert [(v.version, v.configured) for v in svc.versions] == [("v1", 80.0), ("v2", 20.0)]
 
 
 def test_a_pipeline_revision_is_approved_by_the_nearest_judgment_upstream():

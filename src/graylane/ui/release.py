@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graylane.pipelines.httproute_edit import managed_rule_index
 from graylane.ui.views import may_judge
 
 
@@ -140,8 +141,9 @@ def route_weights(service: str, virtual_services: list[dict[str, Any]],
 
 def http_route_weights(service: str, routes: list[dict[str, Any]],
                         services: list[dict[str, Any]]) -> tuple[dict[str, float], str | None]:
-    """version -> % of the first rule's backendRefs weight, from the HTTPRoute whose parent is the Service;
-    a backend Service's version is its selector's `version` label (else its name)."""
+    """version -> % of the managed rule's backendRefs weight (the rule a release moves: the default route, not a
+    header route placed above it; httproute_edit.managed_rule_index), from the HTTPRoute whose parent is the
+    Service; a backend Service's version is its selector's `version` label (else its name)."""
     selector_version = {(s.get("metadata") or {}).get("name"): ((s.get("spec") or {}).get("selector") or {})
                         .get("version") for s in services}
     for route in routes:
@@ -150,8 +152,9 @@ def http_route_weights(service: str, routes: list[dict[str, Any]],
             continue
         meta = route.get("metadata") or {}
         rules = spec.get("rules") or []
+        managed = managed_rule_index(route)
         weights: dict[str, float] = {}
-        for ref in (rules[0].get("backendRefs") or []) if rules else []:
+        for ref in (rules[managed].get("backendRefs") or []) if managed is not None else []:
             try:
                 weight = float(ref.get("weight", 1))
             except (TypeError, ValueError):
