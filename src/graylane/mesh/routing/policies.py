@@ -61,7 +61,7 @@ class RetryPolicy:
     statuses: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        on, statuses = self.retry_on, set()
+        on, statuses = self.retry_on, set[int]()
         if "5xx" in on:
             statuses.update(range(500, 1000))  # httptools reads any three-digit status
         if "gateway-error" in on:
