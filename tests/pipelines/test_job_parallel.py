@@ -134,18 +134,25 @@ NOT_IN = {"rules": [{"action": "Count", "onExitCodes": {"operator": "In", "value
                     {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [1, 3]}}]}
 
 
+# The Kubernetes docs' example rule first: accepted, and matching no local pod (nothing evicts a local pod).
+DISRUPTION = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+
+
+@pytest.mark.parametrize(("rules", "index"), [(RULES, 0), ({"rules": [DISRUPTION, *RULES["rules"]]}, 1)])
 def test_the_pod_failure_policy_ignores_a_failure_then_fails_the_job_by_exit_code(
-        tmp_path: Path, state_dir: Path, short_backoff: float) -> None:  # noqa: F811
+        tmp_path: Path, state_dir: Path, short_backoff: float, rules: dict[str, Any],  # noqa: F811
+        index: int) -> None:
     body = {"application": "shop", "name": "batch", "stages": [
         stage("1", "runJobManifest", "fail", source="text",  # exit 3 ignored (backoffLimit 0), then 42: FailJob
-              manifest=pod_job(tmp_path / "f", "fail", exits="-:1:3,-:2:42", backoffLimit=0, podFailurePolicy=RULES))]}
+              manifest=pod_job(tmp_path / "f", "fail", exits="-:1:3,-:2:42", backoffLimit=0, podFailurePolicy=rules))]}
 
     async def scenario(ex: Executor, store: Store) -> None:
         done = await start(ex, body)
         assert str(done.status) == "TERMINAL"
         fail = done.stage("fail").context["jobStatus"]
         [ignored, failing] = [r[0] for r in trace(tmp_path / "f")]
-        message = f"Container main for pod default/{failing} failed with exit code 42 matching FailJob rule at index 0"
+        message = (f"Container main for pod default/{failing} failed with exit code 42 matching FailJob rule at index "
+                   f"{index}")
         assert (fail["jobState"], fail["reason"], fail["message"], fail["failed"]) == (
             "Failed", "PodFailurePolicy", message, 1)  # the ignored pod is not counted, the FailJob one is
         assert [p["name"] for p in fail["pods"]] == [ignored, failing]
@@ -287,8 +294,12 @@ def test_no_more_than_parallelism_pods_run_and_those_running_when_the_control_pl
     ({"parallelism": 101}, "spec.parallelism: Invalid value: 101: must be less than or equal to 100 on the local"),
     ({"completions": -1}, "spec.completions: Invalid value: -1: must be greater than or equal to 0"),
     ({"suspend": "yes"}, 'spec.suspend: Invalid value: "yes": must be true or false'),
-    ({"podFailurePolicy": {"rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]}]}},
-     "spec.podFailurePolicy.rules[0].onPodConditions: Unsupported: the local target runs pods as processes"),
+    ({"podFailurePolicy": {"rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget",
+                                                                                 "status": "Maybe"}]}]}},
+     'spec.podFailurePolicy.rules[0].onPodConditions[0].status: Unsupported value: "Maybe"'),
+    ({"podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}],
+                                      "onExitCodes": {"operator": "In", "values": [1]}}]}},
+     "spec.podFailurePolicy.rules[0]: Invalid value: specify one of onExitCodes and onPodConditions, but not both"),
     ({"podFailurePolicy": {"rules": [{"action": "Retry", "onExitCodes": {"operator": "In", "values": [1]}}]}},
      'spec.podFailurePolicy.rules[0].action: Unsupported value: "Retry"'),
     ({"podFailurePolicy": {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [0]}}]}},

@@ -2,10 +2,12 @@
 refuses it, and its `podFailurePolicy` applied to a failed pod as the Job controller applies it.
 
 `job_spec` reads `backoffLimit`, `activeDeadlineSeconds`, the pod's `restartPolicy`, `completions`, `parallelism`,
-`completionMode`, `suspend`, `ttlSecondsAfterFinished` and `podFailurePolicy`. Rules with `onPodConditions` are
-refused: the local runtime runs pods as processes and has no pod conditions (DisruptionTarget, ...) to match.
-`match_failure_policy` finds the first rule a failed pod matches (`onExitCodes`, `containerName`, `In`/`NotIn`) and
-words the Job's `PodFailurePolicy` message as the controller does.
+`completionMode`, `suspend`, `ttlSecondsAfterFinished` and `podFailurePolicy`. Rules with `onPodConditions` (the
+Kubernetes docs' own example ignores `DisruptionTarget`) are checked as the API server checks them and kept, but
+match no local pod: the local runtime runs pods as processes that nothing evicts, preempts or drains, so a failed
+local pod never carries such a condition. `match_failure_policy` finds the first rule a failed pod matches
+(`onExitCodes`, `containerName`, `In`/`NotIn`) and words the Job's `PodFailurePolicy` message as the controller
+does.
 """
 
 from __future__ import annotations
@@ -102,10 +104,12 @@ def _failure_rules(raw: Any, restart_policy: str, refuse: Any) -> list[dict[str,
         if action not in ACTIONS:
             raise refuse(at + ("action",), f"Unsupported value: {json.dumps(action)}: supported values: "
                                            + ", ".join(f'"{a}"' for a in ACTIONS))
-        if rule.get("onPodConditions") is not None:
-            raise refuse(at + ("onPodConditions",), "Unsupported: the local target runs pods as processes and "
-                                                    "observes no pod conditions; use onExitCodes")
-        codes = rule.get("onExitCodes")
+        conditions, codes = rule.get("onPodConditions"), rule.get("onExitCodes")
+        if conditions is not None and codes is not None:
+            raise refuse(at, "Invalid value: specify one of onExitCodes and onPodConditions, but not both")
+        if conditions is not None:
+            out.append({"action": action, "conditions": _pod_conditions(conditions, at, refuse)})
+            continue
         if not isinstance(codes, dict):
             raise refuse(at + ("onExitCodes",), "Required value: specify one of onExitCodes and onPodConditions")
         operator = codes.get("operator")
@@ -128,6 +132,26 @@ def _failure_rules(raw: Any, restart_policy: str, refuse: Any) -> list[dict[str,
     return out
 
 
+def _pod_conditions(raw: Any, at: tuple[str, ...], refuse: Any) -> list[dict[str, str]]:
+    """`onPodConditions`: 1 to 20 `{type, status}` patterns (status True, False or Unknown; True when absent)."""
+    where = at + ("onPodConditions",)
+    if not isinstance(raw, list) or not raw:
+        raise refuse(where, "Required value: at least one pod condition pattern")
+    if len(raw) > MAX_RULES:
+        raise refuse(where, f"Too many: {len(raw)}: must have at most {MAX_RULES} items")
+    out = []
+    for j, pattern in enumerate(raw):
+        here = where[:-1] + (f"onPodConditions[{j}]",)
+        if not isinstance(pattern, dict) or not isinstance(pattern.get("type"), str) or not pattern["type"]:
+            raise refuse(here + ("type",), "Required value: a pod condition type, e.g. DisruptionTarget")
+        status = pattern.get("status", "True")
+        if status not in ("True", "False", "Unknown"):
+            raise refuse(here + ("status",), f"Unsupported value: {json.dumps(status)[:100]}: supported values: "
+                                             "\"True\", \"False\", \"Unknown\"")
+        out.append({"type": pattern["type"], "status": status})
+    return out
+
+
 def match_failure_policy(rules: list[dict[str, Any]], pod: str, namespace: str,
                          containers: list[tuple[str, int | None]]) -> tuple[str, str] | None:
     """The first rule the failed pod matches: (action, message), or None (the default: Count). `containers` are
@@ -135,6 +159,8 @@ def match_failure_policy(rules: list[dict[str, Any]], pod: str, namespace: str,
     reports it, 128 + the signal. Containers that exited 0 or did not end are left out, as the controller does."""
     ended = [(name, 128 - code if code < 0 else code) for name, code in containers if code not in (None, 0)]
     for i, rule in enumerate(rules):
+        if "conditions" in rule:
+            continue  # onPodConditions: a local pod has no such condition (see the module's docstring)
         for name, code in ended:
             if rule["containerName"] not in (None, name):
                 continue
