@@ -83,6 +83,27 @@ def test_completions_run_parallelism_pods_at_once_until_enough_succeeded(tmp_pat
     run(tmp_path, scenario)
 
 
+def test_a_work_queue_job_runs_parallelism_pods_and_none_new_once_one_succeeded(tmp_path: Path,
+                                                                                state_dir: Path) -> None:
+    # completions unset, parallelism 3: three workers at once; the second fails, the others succeed; the failure
+    # is counted but not replaced (a worker succeeded: the queue is empty), and the Job completes
+    body = {"application": "shop", "name": "batch", "stages": [
+        stage("1", "runJobManifest", "queue", source="text",
+              manifest=pod_job(tmp_path / "q", "queue", wait_for=3, exits="-:2:1", parallelism=3))]}
+
+    async def scenario(ex: Executor, store: Store) -> None:
+        done = await start(ex, body)
+        queue = done.stage("queue")
+        assert str(done.status) == "SUCCEEDED", queue.context.get("exception")
+        status = queue.outputs["jobStatus"]
+        assert (status["jobState"], status["succeeded"], status["failed"], status["active"]) == ("Succeeded", 2, 1, 0)
+        ran = trace(tmp_path / "q")
+        assert len(ran) == len(status["pods"]) == 3  # no fourth pod
+        assert max(int(r[3]) for r in ran) == 3  # the three ran at once
+
+    run(tmp_path, scenario)
+
+
 def test_indexed_pods_get_their_index_and_a_failed_index_is_retried_alone(tmp_path: Path, state_dir: Path,
                                                                          short_backoff: float) -> None:  # noqa: F811
     body = {"application": "shop", "name": "batch", "stages": [

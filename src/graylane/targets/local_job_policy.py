@@ -38,6 +38,7 @@ class JobSpec:
     suspend: bool = False
     ttl_s: int | None = None
     failure_rules: list[dict[str, Any]] = field(default_factory=list)
+    work_queue: bool = False  # `completions` unset, `parallelism` > 1 (JobRecord.work_queue)
 
 
 def job_spec(doc: Document, namespace: str) -> JobSpec:
@@ -77,9 +78,10 @@ def job_spec(doc: Document, namespace: str) -> JobSpec:
     if not isinstance(suspend, bool):
         raise refuse(("spec", "suspend"), f"Invalid value: {json.dumps(suspend)}: must be true or false")
     rules = _failure_rules(spec.get("podFailurePolicy"), str(policy), refuse)
+    parallel = 1 if parallelism is None else parallelism
     return JobSpec(DEFAULT_BACKOFF_LIMIT if limit is None else limit, deadline, str(policy),
-                   1 if completions is None else completions, 1 if parallelism is None else parallelism,
-                   mode == "Indexed", suspend, ttl, rules)
+                   1 if completions is None else completions, parallel, mode == "Indexed", suspend, ttl, rules,
+                   work_queue=completions is None and parallel > 1)
 
 
 def _failure_rules(raw: Any, restart_policy: str, refuse: Any) -> list[dict[str, Any]]:

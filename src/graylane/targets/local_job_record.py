@@ -132,6 +132,9 @@ class JobRecord:
     stopped: bool = False  # canceled, stopped or failed: start nothing more
     finished: bool = False
     adopted: bool = False  # started by an earlier control plane
+    # `completions` unset with `parallelism` > 1: the work queue pattern (`parallelism` pods; once one succeeded no
+    # new pod starts, and the Job completes when all have ended)
+    work_queue: bool = False
     driver: asyncio.Task[None] | None = field(default=None, repr=False)
     reaper: asyncio.Task[None] | None = field(default=None, repr=False)  # ttlSecondsAfterFinished
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict, repr=False)  # "<pod>/<container>"
@@ -163,6 +166,8 @@ class JobRecord:
 
     @property
     def complete(self) -> bool:
+        if self.work_queue:
+            return self.succeeded > 0 and not self.active
         return self.succeeded >= self.completions
 
     @property
@@ -176,7 +181,7 @@ class JobRecord:
         self.restart_policy, self.completions, self.parallelism = spec.restart_policy, spec.completions, \
             spec.parallelism
         self.indexed, self.suspended, self.ttl_s = spec.indexed, spec.suspend, spec.ttl_s
-        self.failure_rules = spec.failure_rules
+        self.failure_rules, self.work_queue = spec.failure_rules, spec.work_queue
         self.started_ms = 0 if spec.suspend else self.created_ms
 
     def record(self) -> dict[str, Any]:
@@ -188,7 +193,7 @@ class JobRecord:
                 "stopped": self.stopped, "finished": self.finished, "pods": [asdict(p) for p in self.pods],
                 "completions": self.completions, "parallelism": self.parallelism, "indexed": self.indexed,
                 "suspended": self.suspended, "started_ms": self.started_ms, "ttl_s": self.ttl_s,
-                "finished_ms": self.finished_ms, "failure_rules": self.failure_rules}
+                "finished_ms": self.finished_ms, "failure_rules": self.failure_rules, "work_queue": self.work_queue}
 
     @classmethod
     def from_record(cls, raw: dict[str, Any]) -> JobRecord:
@@ -216,7 +221,7 @@ class JobRecord:
                    bool(raw.get("suspended")), int(raw.get("started_ms", raw["created_ms"])),
                    None if ttl is None else int(ttl), int(raw.get("finished_ms") or 0),
                    list(raw.get("failure_rules") or []), bool(raw.get("stopped")), bool(raw.get("finished")),
-                   adopted=True)
+                   adopted=True, work_queue=bool(raw.get("work_queue")))
 
 
 def pod_backoff_s(failures: int, base_s: float) -> float:

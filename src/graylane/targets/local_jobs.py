@@ -8,9 +8,11 @@ place after the kubelet's back-off, in the same pod.
 
 The Job (`_control`): up to `parallelism` pods at once, never more than the completions still to come, until
 `completions` pods succeeded (`completionMode: Indexed`: one per index, each pod with its `JOB_COMPLETION_INDEX`
-and `batch.kubernetes.io/job-completion-index` annotation). A failed pod is checked against the
-`podFailurePolicy` (`graylane.targets.local_job_policy`: `FailJob` fails the Job with `PodFailurePolicy`, `Ignore`
-leaves it uncounted); otherwise it counts, and new pods wait for the Job controller's back-off
+and `batch.kubernetes.io/job-completion-index` annotation). Without `completions` and with `parallelism` above 1
+(the work queue pattern): `parallelism` pods, none new once one succeeded, and the Job completes when all ended.
+A failed pod is checked against the `podFailurePolicy` (`graylane.targets.local_job_policy`: `FailJob` fails the
+Job with `PodFailurePolicy`, `Ignore` leaves it uncounted); otherwise it counts, and new pods wait for the Job
+controller's back-off
 (`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until the failures exceed `spec.backoffLimit`
 (default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure` the failed runs count instead, and the
 Job fails once they reach the limit (the controller's `pastBackoffLimitOnFailure`). Once the Job has been active
@@ -184,6 +186,8 @@ class LocalJobs:
             return []
         active = job.active
         room = job.parallelism - len(active)
+        if job.work_queue:  # no new pod once one succeeded: the queue is empty
+            return [] if job.succeeded else [None] * max(0, room)
         if not job.indexed:
             return [None] * max(0, min(room, job.completions - job.succeeded - len(active)))
         taken = job.succeeded_indexes | {p.index for p in active}
