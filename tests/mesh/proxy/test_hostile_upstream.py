@@ -93,10 +93,17 @@ def test_a_response_head_over_60_kib_is_a_protocol_error_and_the_connection_is_d
     assert closes
 
 
-def test_a_malformed_response_is_a_protocol_error_not_a_connection_termination(mesh, upstream):
-    answer, port, _ = upstream
-    answer(b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok")
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: other\r\nconnection: upgrade\r\n\r\nbytes of another protocol",
+], ids=["bad-status", "length-and-chunked", "two-lengths", "unasked-101"])
+def test_a_malformed_response_is_a_protocol_error_not_a_connection_termination(mesh, upstream, answer, caplog):
+    set_answer, port, _ = upstream
+    set_answer(answer)
     assert _is_upe(_get(port))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # no "Fatal error on transport"
 
 
 def test_trailers_of_a_chunked_response_are_dropped_not_promoted_to_headers(mesh, upstream):

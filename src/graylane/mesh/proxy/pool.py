@@ -134,6 +134,9 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamProtocolError(f"bad upstream response: {exc}"))
             self.close()
+        except httptools.HttpParserUpgrade:  # 101 to a request that asked for no upgrade (WebSockets: websocket.py)
+            self._fail(UpstreamProtocolError("upstream switched protocols unasked"))
+            self.close()
         if not ex.got_headers and ex.head_size > MAX_RESPONSE_HEAD and ex.error is None:
             # A head still incomplete after 60 KiB (trickled, or never ending): refused as it comes.
             self._fail(UpstreamProtocolError("upstream response headers over 60 KiB"))
