@@ -205,7 +205,6 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # interim response (100 Continue): drop it
             ex.passed = []
-            ex.dropped = ex.dropped_size = 0
             ex.has_length = ex.content_length = False
             return
         ex.status = status
