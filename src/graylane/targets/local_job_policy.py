@@ -2,12 +2,13 @@
 refuses it, and its `podFailurePolicy` applied to a failed pod as the Job controller applies it.
 
 `job_spec` reads `backoffLimit`, `activeDeadlineSeconds`, the pod's `restartPolicy`, `completions`, `parallelism`,
-`completionMode`, `suspend`, `ttlSecondsAfterFinished` and `podFailurePolicy`. Rules with `onPodConditions` (the
-Kubernetes docs' own example ignores `DisruptionTarget`) are checked as the API server checks them and kept, but
-match no local pod: the local runtime runs pods as processes that nothing evicts, preempts or drains, so a failed
-local pod never carries such a condition. `match_failure_policy` finds the first rule a failed pod matches
-(`onExitCodes`, `containerName`, `In`/`NotIn`) and words the Job's `PodFailurePolicy` message as the controller
-does.
+`completionMode`, `suspend`, `ttlSecondsAfterFinished`, `podFailurePolicy` and, for an Indexed Job with
+`restartPolicy: Never`, `backoffLimitPerIndex` and `maxFailedIndexes` (the rule action `FailIndex` needs the
+first; `backoffLimit` then defaults to the largest int32). Rules with `onPodConditions` (the Kubernetes docs' own
+example ignores `DisruptionTarget`) are checked as the API server checks them and kept, but match no local pod:
+the local runtime runs pods as processes that nothing evicts, preempts or drains, so a failed local pod never
+carries such a condition. `match_failure_policy` finds the first rule a failed pod matches (`onExitCodes`,
+`containerName`, `In`/`NotIn`) and words the Job's `PodFailurePolicy` message as the controller does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ MAX_COMPLETIONS = 1000  # bounds on what one local job may ask for (the API allo
 MAX_PARALLELISM = 100
 MAX_RULES = 20  # the API's limits on podFailurePolicy
 MAX_EXIT_CODES = 255
-ACTIONS = ("FailJob", "Ignore", "Count")
+ACTIONS = ("FailJob", "Ignore", "Count", "FailIndex")
+MAX_INT32 = 2**31 - 1  # backoffLimit's default when backoffLimitPerIndex is set
+MAX_FAILED_INDEXES = 100_000  # the API's cap on maxFailedIndexes
 
 
 @dataclass
@@ -39,6 +42,8 @@ class JobSpec:
     ttl_s: int | None = None
     failure_rules: list[dict[str, Any]] = field(default_factory=list)
     work_queue: bool = False  # `completions` unset, `parallelism` > 1 (JobRecord.work_queue)
+    backoff_limit_per_index: int | None = None  # Indexed only: each index's own failure budget
+    max_failed_indexes: int | None = None  # with backoff_limit_per_index: more failed indexes fail the Job
 
 
 def job_spec(doc: Document, namespace: str) -> JobSpec:
@@ -77,14 +82,32 @@ def job_spec(doc: Document, namespace: str) -> JobSpec:
     suspend = spec.get("suspend", False)
     if not isinstance(suspend, bool):
         raise refuse(("spec", "suspend"), f"Invalid value: {json.dumps(suspend)}: must be true or false")
-    rules = _failure_rules(spec.get("podFailurePolicy"), str(policy), refuse)
+    per_index, max_failed = count("backoffLimitPerIndex"), count("maxFailedIndexes")
+    if per_index is not None and mode != "Indexed":
+        raise refuse(("spec", "backoffLimitPerIndex"), "Forbidden: requires indexed completion mode")
+    if max_failed is not None:
+        if per_index is None:
+            raise refuse(("spec", "backoffLimitPerIndex"), "Required value: when maxFailedIndexes is specified")
+        if max_failed > MAX_FAILED_INDEXES:
+            raise refuse(("spec", "maxFailedIndexes"),
+                         f"Invalid value: {max_failed}: must be less than or equal to {MAX_FAILED_INDEXES}")
+        if completions is not None and max_failed > completions:
+            raise refuse(("spec", "maxFailedIndexes"),
+                         f"Invalid value: {max_failed}: must be less than or equal to completions")
+    if per_index is not None and policy != "Never":
+        raise refuse(("spec", "template", "spec", "restartPolicy"),
+                     f"Invalid value: {json.dumps(policy)}: only \"Never\" is supported when backoffLimitPerIndex "
+                     "is specified")
+    rules = _failure_rules(spec.get("podFailurePolicy"), str(policy), refuse, per_index is not None)
     parallel = 1 if parallelism is None else parallelism
-    return JobSpec(DEFAULT_BACKOFF_LIMIT if limit is None else limit, deadline, str(policy),
-                   1 if completions is None else completions, parallel, mode == "Indexed", suspend, ttl, rules,
-                   work_queue=completions is None and parallel > 1)
+    if limit is None:
+        limit = DEFAULT_BACKOFF_LIMIT if per_index is None else MAX_INT32
+    return JobSpec(limit, deadline, str(policy), 1 if completions is None else completions, parallel,
+                   mode == "Indexed", suspend, ttl, rules, work_queue=completions is None and parallel > 1,
+                   backoff_limit_per_index=per_index, max_failed_indexes=max_failed)
 
 
-def _failure_rules(raw: Any, restart_policy: str, refuse: Any) -> list[dict[str, Any]]:
+def _failure_rules(raw: Any, restart_policy: str, refuse: Any, per_index: bool) -> list[dict[str, Any]]:
     if raw is None:
         return []
     base = ("spec", "podFailurePolicy")
@@ -106,6 +129,8 @@ def _failure_rules(raw: Any, restart_policy: str, refuse: Any) -> list[dict[str,
         if action not in ACTIONS:
             raise refuse(at + ("action",), f"Unsupported value: {json.dumps(action)}: supported values: "
                                            + ", ".join(f'"{a}"' for a in ACTIONS))
+        if action == "FailIndex" and not per_index:
+            raise refuse(at + ("action",), 'Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set')
         conditions, codes = rule.get("onPodConditions"), rule.get("onExitCodes")
         if conditions is not None and codes is not None:
             raise refuse(at, "Invalid value: specify one of onExitCodes and onPodConditions, but not both")

@@ -5,7 +5,8 @@ the Job's policy (`backoffLimit`, `activeDeadlineSeconds`, `restartPolicy`), eve
 one is the current pod; each container's pid, kernel start time, exit code and restarts), the count of failures,
 when new pods may start again after a failure (`retry_at_ms`; a container of an `OnFailure` pod: its
 `restart_at_ms`), `completions`/`parallelism`/`completionMode` (each pod's completion index, whether it ended and
-whether its failure was ignored by the `podFailurePolicy`), `suspend` (and `started_ms`, reset on resume, from
+whether its failure was ignored by the `podFailurePolicy`; with `backoffLimitPerIndex`, each index's failures,
+when its next pod may start and the indexes failed), `suspend` (and `started_ms`, reset on resume, from
 which `activeDeadlineSeconds` counts), `ttlSecondsAfterFinished` with `finished_ms`, and the Job's `Failed`
 condition once it has one. Also `stop_recorded_jobs`, which `graylane down` uses with no control plane.
 
@@ -37,6 +38,9 @@ POD_BACKOFF_CAP_S = 360.0  # the Job controller's MaxJobPodFailureBackOff
 BACKOFF_LIMIT_EXCEEDED = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
 DEADLINE_EXCEEDED = ("DeadlineExceeded", "Job was active longer than specified deadline")
 POD_FAILURE_POLICY = "PodFailurePolicy"
+MAX_FAILED_INDEXES_EXCEEDED = ("MaxFailedIndexesExceeded",
+                               "Job has exceeded the specified maximal number of failed indexes")
+FAILED_INDEXES = ("FailedIndexes", "Job has failed indexes")
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
@@ -135,6 +139,12 @@ class JobRecord:
     # `completions` unset with `parallelism` > 1: the work queue pattern (`parallelism` pods; once one succeeded no
     # new pod starts, and the Job completes when all have ended)
     work_queue: bool = False
+    # backoffLimitPerIndex (Indexed): each index's failed pods, when its next pod may start, the indexes failed
+    backoff_limit_per_index: int | None = None
+    max_failed_indexes: int | None = None
+    index_failures: dict[int, int] = field(default_factory=dict)
+    index_retry_at_ms: dict[int, int] = field(default_factory=dict)
+    failed_indexes: list[int] = field(default_factory=list)  # ascending
     driver: asyncio.Task[None] | None = field(default=None, repr=False)
     reaper: asyncio.Task[None] | None = field(default=None, repr=False)  # ttlSecondsAfterFinished
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict, repr=False)  # "<pod>/<container>"
@@ -171,6 +181,42 @@ class JobRecord:
         return self.succeeded >= self.completions
 
     @property
+    def per_index(self) -> bool:
+        return self.backoff_limit_per_index is not None
+
+    def held_indexes(self, now_ms: int) -> set[int]:
+        """Indexes that get no new pod now: failed, or in their own back-off after a failure."""
+        return set(self.failed_indexes) | {i for i, at in self.index_retry_at_ms.items() if at > now_ms}
+
+    def next_index_retry_ms(self, now_ms: int) -> int:
+        """When the first index in back-off may have its next pod (0: none waits)."""
+        return min((at for at in self.index_retry_at_ms.values() if at > now_ms), default=0)
+
+    def index_failed(self, pod: PodRecord, fail_index: bool, now_ms: int, base_s: float) -> tuple[str, str] | None:
+        """A counted failure of an index's pod (backoffLimitPerIndex): the index fails once its failures exceed
+        the limit (at once with a FailIndex rule), else its next pod waits for the index's own back-off. Returns the
+        Job's Failed condition when the failed indexes now exceed maxFailedIndexes."""
+        index = pod.index if pod.index is not None else 0
+        failures = self.index_failures[index] = self.index_failures.get(index, 0) + 1
+        if fail_index or failures > (self.backoff_limit_per_index or 0):
+            self.failed_indexes = sorted(set(self.failed_indexes) | {index})
+            self.index_retry_at_ms.pop(index, None)
+            if self.max_failed_indexes is not None and len(self.failed_indexes) > self.max_failed_indexes:
+                return MAX_FAILED_INDEXES_EXCEEDED
+            return None
+        self.index_retry_at_ms[index] = now_ms + int(pod_backoff_s(failures, base_s) * 1000)
+        return None
+
+    @property
+    def indexes_failed(self) -> tuple[str, str] | None:
+        """The Job's `FailedIndexes` condition once every index succeeded or failed, and one failed."""
+        if not self.failed_indexes:
+            return None
+        if len(self.succeeded_indexes | set(self.failed_indexes)) < self.completions:
+            return None
+        return FAILED_INDEXES
+
+    @property
     def deadline_ms(self) -> int | None:
         if self.active_deadline_s is None or self.suspended or not self.started_ms:
             return None
@@ -182,6 +228,7 @@ class JobRecord:
             spec.parallelism
         self.indexed, self.suspended, self.ttl_s = spec.indexed, spec.suspend, spec.ttl_s
         self.failure_rules, self.work_queue = spec.failure_rules, spec.work_queue
+        self.backoff_limit_per_index, self.max_failed_indexes = spec.backoff_limit_per_index, spec.max_failed_indexes
         self.started_ms = 0 if spec.suspend else self.created_ms
 
     def record(self) -> dict[str, Any]:
@@ -193,7 +240,12 @@ class JobRecord:
                 "stopped": self.stopped, "finished": self.finished, "pods": [asdict(p) for p in self.pods],
                 "completions": self.completions, "parallelism": self.parallelism, "indexed": self.indexed,
                 "suspended": self.suspended, "started_ms": self.started_ms, "ttl_s": self.ttl_s,
-                "finished_ms": self.finished_ms, "failure_rules": self.failure_rules, "work_queue": self.work_queue}
+                "finished_ms": self.finished_ms, "failure_rules": self.failure_rules, "work_queue": self.work_queue,
+                "backoff_limit_per_index": self.backoff_limit_per_index,
+                "max_failed_indexes": self.max_failed_indexes,
+                "index_failures": {str(i): n for i, n in self.index_failures.items()},
+                "index_retry_at_ms": {str(i): at for i, at in self.index_retry_at_ms.items()},
+                "failed_indexes": self.failed_indexes}
 
     @classmethod
     def from_record(cls, raw: dict[str, Any]) -> JobRecord:
@@ -210,6 +262,7 @@ class JobRecord:
                               [ContainerRecord(**c) for c in raw["containers"]])]
         condition = raw.get("condition")
         deadline, ttl = raw.get("active_deadline_s"), raw.get("ttl_s")
+        per_index, max_failed = raw.get("backoff_limit_per_index"), raw.get("max_failed_indexes")
         if "ended" not in (raw.get("pods") or [{}])[-1] and int(raw.get("retry_at_ms") or 0):
             pods[-1].ended = True  # a record from before several pods: a pending retry said its pod was over
         return cls(key, int(raw["created_ms"]), dict(raw["template"]), dict(raw["labels"]),
@@ -221,7 +274,24 @@ class JobRecord:
                    bool(raw.get("suspended")), int(raw.get("started_ms", raw["created_ms"])),
                    None if ttl is None else int(ttl), int(raw.get("finished_ms") or 0),
                    list(raw.get("failure_rules") or []), bool(raw.get("stopped")), bool(raw.get("finished")),
-                   adopted=True, work_queue=bool(raw.get("work_queue")))
+                   adopted=True, work_queue=bool(raw.get("work_queue")),
+                   backoff_limit_per_index=None if per_index is None else int(per_index),
+                   max_failed_indexes=None if max_failed is None else int(max_failed),
+                   index_failures={int(i): int(n) for i, n in (raw.get("index_failures") or {}).items()},
+                   index_retry_at_ms={int(i): int(at) for i, at in (raw.get("index_retry_at_ms") or {}).items()},
+                   failed_indexes=sorted(int(i) for i in raw.get("failed_indexes") or []))
+
+
+def index_ranges(indexes: set[int] | list[int]) -> str:
+    """Indexes as the Job's status writes them (`completedIndexes`, `failedIndexes`): ascending, a run of
+    consecutive ones as `first-last` ("1,3-5")."""
+    runs: list[list[int]] = []
+    for i in sorted(indexes):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def pod_backoff_s(failures: int, base_s: float) -> float:

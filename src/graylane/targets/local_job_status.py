@@ -5,17 +5,34 @@ Running while a pod runs, a retry is pending or the job is suspended; Succeeded 
 `PodFailurePolicy`) once no pod runs, or, for a job stopped (canceled, stage timeout, `graylane down`), with its
 pod's own reason (`Error`, `Init:Error`, ...). The exit code is the most recent failed pod's, the logs the most
 recent pod's; `pods` lists every pod, oldest first, `failureDetails` names the first failed container as
-clouddriver's captureFailureDetails does, and `conditions` are the Job's (Complete, Failed, Suspended).
+clouddriver's captureFailureDetails does, and `conditions` are the Job's (Complete, Failed, Suspended). An Indexed
+Job's status also has `completedIndexes` and, with `backoffLimitPerIndex`, `failedIndexes` (`IndexedJobStatus`);
+with that limit a Job also fails with `FailedIndexes` or `MaxFailedIndexesExceeded`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from graylane.resources.document import ResourceKey
 from graylane.targets.jobs import JobStatus, failure_details
-from graylane.targets.local_job_record import ContainerRecord, JobRecord, PodRecord, pod_folder, safe
+from graylane.targets.local_job_record import ContainerRecord, JobRecord, PodRecord, index_ranges, pod_folder, safe
+
+
+@dataclass(frozen=True)
+class IndexedJobStatus(JobStatus):
+    """An Indexed Job's status: also the Job's `status.completedIndexes` and (with `backoffLimitPerIndex`)
+    `status.failedIndexes`, as the Job controller writes them ("0,2-4")."""
+    completed_indexes: str = ""
+    failed_indexes: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {**super().to_json(), "completedIndexes": self.completed_indexes}
+        if self.failed_indexes is not None:
+            out["failedIndexes"] = self.failed_indexes
+        return out
 
 
 def not_tracked(key: ResourceKey, folder: Path, account: str) -> JobStatus:
@@ -47,24 +64,29 @@ def job_status(job: JobRecord, folder: Path, account: str) -> JobStatus:
     common: dict[str, Any] = {"created_ms": job.created_ms, "logs": logs, "pods": pods, "failed": job.failed,
                               "most_recent_pod": pod.name if pod is not None else "", "conditions": conditions,
                               "active": len(job.active) if state == "Running" else 0, "succeeded": job.succeeded}
+    make: type[JobStatus] = JobStatus
+    if job.indexed:
+        make = IndexedJobStatus
+        common["completed_indexes"] = index_ranges(job.succeeded_indexes)
+        common["failed_indexes"] = index_ranges(job.failed_indexes) if job.per_index else None
     if state == "Running":
-        return JobStatus(key.name, key.namespace, account, "Running", **common)
+        return make(key.name, key.namespace, account, "Running", **common)
     if state == "Succeeded":
-        return JobStatus(key.name, key.namespace, account, "Succeeded", 0, "Completed", "", **common)
+        return make(key.name, key.namespace, account, "Succeeded", 0, "Completed", "", **common)
     common["failure_details"] = failure_details(pods)
     failed_pod = next((p for p in reversed(job.pods) if any(c.failed for c in p.containers)), pod)
     failed = next((c for c in failed_pod.containers if c.failed), None) if failed_pod is not None else None
     if job.condition is not None:
         reason, message = job.condition
-        return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code if failed else None, reason,
+        return make(key.name, key.namespace, account, "Failed", failed.exit_code if failed else None, reason,
                          message, **common)
     if failed is None:  # stopped before anything failed
         waiting = next((c.name for c in pod.containers if not c.started), "") if pod is not None else ""
-        return JobStatus(key.name, key.namespace, account, "Failed", None, "Stopped",
+        return make(key.name, key.namespace, account, "Failed", None, "Stopped",
                          f"the job was stopped before container {waiting} started" if waiting
                          else "the job was stopped before any pod started", **common)
     reason, message = _failure(failed)
-    return JobStatus(key.name, key.namespace, account, "Failed", failed.exit_code, reason, message, **common)
+    return make(key.name, key.namespace, account, "Failed", failed.exit_code, reason, message, **common)
 
 
 def _conditions(job: JobRecord, state: str) -> list[dict[str, Any]]:

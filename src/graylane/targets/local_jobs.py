@@ -12,14 +12,16 @@ and `batch.kubernetes.io/job-completion-index` annotation). Without `completions
 (the work queue pattern): `parallelism` pods, none new once one succeeded, and the Job completes when all ended.
 A failed pod is checked against the `podFailurePolicy` (`graylane.targets.local_job_policy`: `FailJob` fails the
 Job with `PodFailurePolicy`, `Ignore` leaves it uncounted); otherwise it counts, and new pods wait for the Job
-controller's back-off
-(`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until the failures exceed `spec.backoffLimit`
-(default 6): the Job then fails with `BackoffLimitExceeded`. With `OnFailure` the failed runs count instead, and the
-Job fails once they reach the limit (the controller's `pastBackoffLimitOnFailure`). Once the Job has been active
-`spec.activeDeadlineSeconds`, nothing more starts and it fails with `DeadlineExceeded`. A Job that fails terminates
-its running pods: SIGTERM, SIGKILL after the pod's `terminationGracePeriodSeconds`. `suspend` (changed by applying
-the Job again under its name) terminates the running pods, uncounted, and starts none until resumed;
-`ttlSecondsAfterFinished` deletes the finished Job's record and files.
+controller's back-off (`graylane.settings.job_backoff_s`, 10 s doubling, 6 min cap), until the failures exceed
+`spec.backoffLimit` (default 6): the Job then fails with `BackoffLimitExceeded`. With `backoffLimitPerIndex`
+(Indexed) each index counts its own failures and back-off (`JobRecord.index_failed`; `FailIndex` fails the index at
+once); the Job fails with `MaxFailedIndexesExceeded` past `maxFailedIndexes`, else with `FailedIndexes` once every
+index succeeded or failed. With `OnFailure` the failed runs count instead, and the Job fails once they reach the
+limit (the controller's `pastBackoffLimitOnFailure`). Once the Job has been active `spec.activeDeadlineSeconds`,
+nothing more starts and it fails with `DeadlineExceeded`. A Job that fails terminates its running pods: SIGTERM,
+SIGKILL after the pod's `terminationGracePeriodSeconds`. `suspend` (changed by applying the Job again under its
+name) terminates the running pods, uncounted, and starts none until resumed; `ttlSecondsAfterFinished` deletes the
+finished Job's record and files.
 
 The pod's environment comes from the runtime's own launch rules (`graylane.runtime.launch.build_launch`: image
 resolution, env/envFrom/valueFrom, Service variables), so a Job sees what a Deployment's replica would. With the
@@ -190,7 +192,7 @@ class LocalJobs:
             return [] if job.succeeded else [None] * max(0, room)
         if not job.indexed:
             return [None] * max(0, min(room, job.completions - job.succeeded - len(active)))
-        taken = job.succeeded_indexes | {p.index for p in active}
+        taken = job.succeeded_indexes | {p.index for p in active} | job.held_indexes(_now_ms())
         return [i for i in range(job.completions) if i not in taken][:max(0, room)]  # type: ignore[return-value]
 
     async def _control(self, job: JobRecord) -> None:
@@ -205,6 +207,9 @@ class LocalJobs:
                     if pod.name not in tasks:
                         tasks[pod.name] = loop.create_task(self._run_pod(job, pod))
                 if job.stopped or job.complete:
+                    break
+                if job.indexes_failed is not None:  # backoffLimitPerIndex: each index succeeded or failed
+                    self._halt(job, job.indexes_failed)
                     break
                 deadline = job.deadline_ms
                 if deadline is not None and _now_ms() >= deadline:
@@ -224,7 +229,7 @@ class LocalJobs:
                     tasks[pod.name] = loop.create_task(self._run_pod(job, pod))
                 if not tasks:
                     job.first_wave.set()  # nothing to start now (suspended, back-off): run() returns
-                times = [t for t in (deadline, job.retry_at_ms) if t]
+                times = [t for t in (deadline, job.retry_at_ms, job.next_index_retry_ms(_now_ms())) if t]
                 timeout = max(0.0, (min(times) - _now_ms()) / 1000) if times else None
                 job.nudge.clear()
                 wakers = {loop.create_task(job.nudge.wait()), loop.create_task(job.wake.wait())}
@@ -270,6 +275,14 @@ class LocalJobs:
             self._save(job)
             return
         job.failed += 1
+        if job.per_index and job.failed <= job.backoff_limit:  # the index's own budget (local_job_record)
+            halt = job.index_failed(pod, action == "FailIndex", _now_ms(), job_backoff_s())
+            if halt is not None:
+                self._halt(job, halt)
+            self._save(job)
+            log.info("job %s/%s: pod %s of index %s failed (%s)", job.key.namespace, job.key.name, pod.name,
+                     pod.index, "index failed" if pod.index in job.failed_indexes else "retried after its back-off")
+            return
         if job.failed > job.backoff_limit:
             log.info("job %s/%s: pod %s failed, backoff limit %s exceeded", job.key.namespace, job.key.name,
                      pod.name, job.backoff_limit)
