@@ -32,7 +32,13 @@ open(os.path.join(d, "running-" + me), "w").close()
 with open(os.path.join(d, "trace"), "a") as f:
     f.write(f"{me} {index} {os.environ.get('ANNOTATED') or '-'} "
             f"{len([n for n in os.listdir(d) if n.startswith('running-')])}\\n")
-attempt = len([line for line in open(os.path.join(d, "trace")) if line.split()[1] == index])
+attempt = 1  # this index's pods in the order they claimed a slot (atomic: pods starting together race on the trace)
+while True:
+    try:
+        os.close(os.open(os.path.join(d, f"slot-{index}-{attempt}"), os.O_CREAT | os.O_EXCL))
+        break
+    except FileExistsError:
+        attempt += 1
 print("pod", me, "index", index, "attempt", attempt, "pid", os.getpid(), flush=True)
 wait_for = int(os.environ.get("WAIT_FOR", "1"))
 for _ in range(400):
