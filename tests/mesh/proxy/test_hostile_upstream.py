@@ -5,6 +5,7 @@ connection instead of buffering whatever the upstream keeps sending."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ class ScriptedUpstream(asyncio.Protocol):
 
     answer: bytes = b""
     pieces = 1
-    closed: list[bool]
+    closed: threading.Event
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -31,13 +32,14 @@ class ScriptedUpstream(asyncio.Protocol):
                 self.transport.write(self.answer[i:i + step])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.append(True)
+        self.closed.set()
 
 
 @pytest.fixture
 def upstream(mesh):
-    """(set(answer, pieces), proxy port, closes): one upstream behind a productpage sidecar."""
-    closes: list[bool] = []
+    """(set(answer, pieces), proxy port, closed): one upstream behind a productpage sidecar; `closed` is set when
+    a connection to it ends (in the upstream's loop, after the proxy closed it)."""
+    closes = threading.Event()
     proto = type("Up", (ScriptedUpstream,), {"closed": closes})
 
     async def start() -> int:
@@ -86,11 +88,11 @@ def test_a_response_head_over_60_kib_is_a_protocol_error_and_the_connection_is_d
     assert _get(port).status_code == 200
     answer(_head(42, b"v" * 1500))  # ~62 KiB of head in 42 headers, in one write
     assert _is_upe(_get(port))
-    assert closes, "the proxy kept the connection of an upstream whose head it refused"
+    assert closes.wait(10), "the proxy kept the connection of an upstream whose head it refused"
     closes.clear()
     answer(_head(42, b"v" * 1500) * 2, pieces=64)  # and trickled over many writes, then more of it
     assert _is_upe(_get(port))
-    assert closes
+    assert closes.wait(10)
 
 
 @pytest.mark.parametrize("answer", [
@@ -120,4 +122,4 @@ def test_endless_trailers_end_the_response_and_the_connection(mesh, upstream):
     answer(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" + trailers, pieces=16)
     with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=10) as c, pytest.raises(httpx.HTTPError):
         c.get("http://reviews:9080/reviews/0").read()
-    assert closes, "the proxy kept reading trailers past Envoy's limits"
+    assert closes.wait(10), "the proxy kept reading trailers past Envoy's limits"
