@@ -216,6 +216,23 @@ def _doc(body: dict[str, Any]) -> Document:
     return Document(body=body, source=Source("<test>", 1, 0))
 
 
+def refusal(tmp_path: Path, state_dir: Path, manifest: dict[str, Any]) -> str:
+    """The message a Job the local target refuses gets; nothing of it may be left in the state folder."""
+    name = manifest["metadata"]["name"]
+
+    async def go() -> str:
+        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
+        try:
+            with pytest.raises(ValidationError) as refused:
+                await LocalJobs(store, state_dir).run(_doc(manifest))
+            assert not (state_dir / "jobs" / "default" / name).exists()
+            return refused.value.message
+        finally:
+            store.close()
+
+    return asyncio.run(go())
+
+
 def test_a_suspended_job_starts_no_pod_and_a_running_one_is_terminated_until_resumed(tmp_path: Path,
                                                                                      state_dir: Path) -> None:
     waiting = tmp_path / "w"
@@ -338,34 +355,15 @@ def test_no_more_than_parallelism_pods_run_and_those_running_when_the_control_pl
 def test_a_job_spec_the_api_server_would_refuse_is_refused_naming_the_field(tmp_path: Path, state_dir: Path,
                                                                             spec: dict[str, Any],
                                                                             message: str) -> None:
-    async def go() -> None:
-        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
-        try:
-            with pytest.raises(ValidationError) as refused:
-                await LocalJobs(store, state_dir).run(_doc(pod_job(tmp_path / "b", "bad", **spec)))
-            assert refused.value.message.startswith(f"Job default/bad is invalid: {message}")
-            assert not (state_dir / "jobs" / "default" / "bad").exists()
-        finally:
-            store.close()
-
-    asyncio.run(go())
+    assert refusal(tmp_path, state_dir, pod_job(tmp_path / "b", "bad", **spec)).startswith(
+        f"Job default/bad is invalid: {message}")
 
 
 def test_a_pod_failure_policy_needs_restart_policy_never(tmp_path: Path, state_dir: Path) -> None:
     manifest = counter_job(tmp_path, 0, name="bad", policy="OnFailure", podFailurePolicy={"rules": []})
-
-    async def go() -> None:
-        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
-        try:
-            with pytest.raises(ValidationError) as refused:
-                await LocalJobs(store, state_dir).run(_doc(manifest))
-            assert refused.value.message == ('Job default/bad is invalid: spec.template.spec.restartPolicy: Invalid '
-                                             'value: "OnFailure": only "Never" is supported when podFailurePolicy '
-                                             'is specified')
-        finally:
-            store.close()
-
-    asyncio.run(go())
+    assert refusal(tmp_path, state_dir, manifest) == (
+        'Job default/bad is invalid: spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is '
+        'supported when podFailurePolicy is specified')
 
 
 def test_a_rule_matches_only_its_container_and_a_signal_reads_as_128_plus_it() -> None:

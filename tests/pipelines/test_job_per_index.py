@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from tests.pipelines.test_job_backoff import short_backoff  # noqa: F401 (a fixture)
 from tests.pipelines.test_job_init_containers import until
-from tests.pipelines.test_job_parallel import pod_job, trace
+from tests.pipelines.test_job_parallel import _doc, pod_job, refusal, trace
 from tests.pipelines.test_job_stages import run, stage, start
 
-from graylane.errors import ValidationError
 from graylane.pipelines.executor import Executor
-from graylane.resources.document import Document, ResourceKey, Source
+from graylane.resources.document import ResourceKey
 from graylane.store import Store
 from graylane.targets.local_job_record import JobRecord
 from graylane.targets.local_jobs import LocalJobs
@@ -133,8 +132,6 @@ async def _failed_once(jobs: LocalJobs, key: ResourceKey) -> Any:
     return True if jobs.status(key).failed == 1 else None
 
 
-def _doc(body: dict[str, Any]) -> Document:
-    return Document(body=body, source=Source("<test>", 1, 0))
 
 
 def test_a_failed_index_stays_failed_across_a_control_plane_restart(tmp_path: Path, state_dir: Path) -> None:
@@ -180,35 +177,16 @@ INDEXED = {"completionMode": "Indexed", "completions": 2}
 ])
 def test_per_index_fields_the_api_server_would_refuse_are_refused_naming_the_field(
         tmp_path: Path, state_dir: Path, spec: dict[str, Any], message: str) -> None:
-    async def go() -> None:
-        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
-        try:
-            with pytest.raises(ValidationError) as refused:
-                await LocalJobs(store, state_dir).run(_doc(pod_job(tmp_path / "b", "bad", **spec)))
-            assert refused.value.message == f"Job default/bad is invalid: {message}"
-            assert not (state_dir / "jobs" / "default" / "bad").exists()
-        finally:
-            store.close()
-
-    asyncio.run(go())
+    assert refusal(tmp_path, state_dir, pod_job(tmp_path / "b", "bad", **spec)) == \
+        f"Job default/bad is invalid: {message}"
 
 
 def test_per_index_needs_restart_policy_never(tmp_path: Path, state_dir: Path) -> None:
     manifest = pod_job(tmp_path / "b", "bad", backoffLimitPerIndex=1, **INDEXED)
     manifest["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
-
-    async def go() -> None:
-        store = Store.open(f"sqlite:///{tmp_path / 'j.db'}")
-        try:
-            with pytest.raises(ValidationError) as refused:
-                await LocalJobs(store, state_dir).run(_doc(manifest))
-            assert refused.value.message == ('Job default/bad is invalid: spec.template.spec.restartPolicy: Invalid '
-                                             'value: "OnFailure": only "Never" is supported when '
-                                             'backoffLimitPerIndex is specified')
-        finally:
-            store.close()
-
-    asyncio.run(go())
+    assert refusal(tmp_path, state_dir, manifest) == (
+        'Job default/bad is invalid: spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is '
+        'supported when backoffLimitPerIndex is specified')
 
 
 def test_indexes_read_as_the_job_status_writes_them() -> None:
