@@ -8,7 +8,7 @@ STEP = scripts/step
 PIP_INSTALL = $(shell [ -x $(BIN)/uv ] && echo "$(BIN)/uv pip install -q --python $(BIN)/python" \
                        || echo "$(BIN)/pip install -q")
 
-.PHONY: demo test install install-test lint console-libs
+.PHONY: demo test install install-test lint console-libs native
 
 # The venv is made without pip (ensurepip is most of `python -m venv`'s time) and uv is put in it by the outer
 # interpreter's pip (`pip --python`, pip >= 22.3); where that fails, the venv gets its own pip (the fallback).
@@ -24,10 +24,17 @@ console-libs:
 	else echo "  ! npm not found: the console will serve no JavaScript (install Node.js, then make install)" >&2; fi
 
 install: $(BIN)/python console-libs
-	@$(STEP) "python packages" $(PIP_INSTALL) -e .
+	@$(STEP) "python packages" $(PIP_INSTALL) -e '.[native]'
+	@$(MAKE) -s native
 
 install-test: $(BIN)/python console-libs
-	@$(STEP) "python packages (with test tools)" $(PIP_INSTALL) -e '.[test]'
+	@$(STEP) "python packages (with test tools)" $(PIP_INSTALL) -e '.[test,native]'
+	@$(MAKE) -s native
+
+# The data plane's hot modules compiled with mypyc (graylane.mesh.native), rebuilt only when a source changed;
+# without a C compiler the proxy runs as Python (the same code) and says so.
+native:
+	@$(STEP) "compiled data plane (mypyc)" $(BIN)/python -m graylane.mesh.native build --if-stale
 
 demo: install
 	@$(BIN)/graylane demo bookinfo

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
+from graylane.mesh import native
 from graylane.mesh.proxy.listener import status_line
 from graylane.mesh.snapshot import SnapshotError
 
@@ -63,8 +64,9 @@ async def respond(srv: ProxyServer, method: str, url: str, body: bytes) -> Reply
         if method != "GET":
             return _json(405, {"error": f"{method} not allowed on {path}"})
         if path == "/ready":
+            compiled, how = native.status()
             return _json(200, {"ready": True, "version": srv.table.version, "acked": srv.acked,
-                               "last_nack": srv.last_nack or None})
+                               "last_nack": srv.last_nack or None, "compiled": compiled, "code": how})
         if path == "/config_dump":
             return _json(200, {"version": srv.table.version, "snapshot": redacted(srv.snapshot.document)})
         if path == "/stats/prometheus":
@@ -217,7 +219,7 @@ async def run(admin_host: str, admin_port: int, state_dir: str | None = None, re
     server = ProxyServer(state_dir=state_dir, handoff=Handoff.from_environ(os.environ), **timeouts)
     await server.restore()
     admin = await serve_admin(server, admin_host, admin_port)
-    log.info("data plane admin on %s:%s", admin_host, admin_port)
+    log.info("data plane admin on %s:%s; hot path %s", admin_host, admin_port, native.status()[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -272,7 +272,7 @@ class H2Streams:
             ctx.grpc_status = "-"  # until an answer carries one
         try:
             try:
-                view = fw.route.view(table, conn, req, ctx)  # type: ignore[arg-type]  # .listener, .peer
+                view = fw.route.view(table, conn, req, ctx)
                 fw.limits.check_listener(conn.listener, loop.time())
                 d = fw.route.decide(table, view, conn.listener, ctx, loop.time())
                 if d.rule is not None and d.rule.fault is not None:

@@ -329,7 +329,8 @@ class DownstreamProtocol(asyncio.Protocol):
             self.closed = True  # from here on the connection is a TCP tunnel (tcp.py), no longer HTTP/1.1
             self.pipeline.clear()
             self.server.connections.discard(self)
-            take_over_connect(self.server, self.listener_key, self.transport, req.target, bytes(rest))
+            take_over_connect(self.server, self.listener_key, self.transport, req.target,  # type: ignore[arg-type]
+                              bytes(rest))  # the server is a TcpHost too (ProxyServer)
         else:
             self.reject(BadRequest("upgrade/CONNECT is not supported"))
 
@@ -554,8 +555,11 @@ class DownstreamProtocol(asyncio.Protocol):
     def timeout(self) -> None:
         """Called by the server's sweeper when `deadline` has passed."""
         self.deadline = _INF
-        req = self.parsing
-        if req is not None and req.body is not None:
+        req: Request | None = self.parsing  # annotated: mypyc infers None from the class's first assignment
+        # `body` is None until the head is complete, which its type does not say: tested apart from `req`, or
+        # the type checker (and the compiled build's casts) would take `req` below for None.
+        body: RequestBody | None = req.body if req is not None else None
+        if req is not None and body is not None:
             self._body_timeout(req)
             return
         if not self.busy:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
 from graylane.mesh.proxy.balance import LoadState
 from graylane.mesh.proxy.connect import request_head
 from graylane.mesh.proxy.errors import BadRequest
-from graylane.mesh.proxy.listener import DownstreamProtocol, Request
+from graylane.mesh.proxy.listener import Request
 from graylane.mesh.proxy.telemetry import Ctx
 from graylane.mesh.proxy.tracing import TRACE_HEADERS, TraceContext, new_id, request_id
 from graylane.mesh.routing import (
@@ -24,6 +25,17 @@ from graylane.mesh.routing import (
     rewritten_path,
     split_host_port,
 )
+
+
+class Downstream(Protocol):
+    """What `Router.view` reads of the connection a request came on: HTTP/1.1's `DownstreamProtocol`, HTTP/2's
+    `H2Server` (a structural type: the compiled build checks a class-typed argument at run time)."""
+
+    @property
+    def listener(self) -> Listener | None: ...
+    @property
+    def peer(self) -> tuple[str, int]: ...
+
 
 # Request headers not passed upstream as they came (the proxy writes its own framing and Host).
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
@@ -82,13 +94,14 @@ class Router:
         self.rng = rng
         self.load = load
 
-    def view(self, table: RouteTable, proto: DownstreamProtocol, req: Request, ctx: Ctx) -> RequestView:
+    def view(self, table: RouteTable, proto: Downstream, req: Request, ctx: Ctx) -> RequestView:
         """What routing may look at; adds `x-request-id` when absent and continues or starts the trace."""
         listener = proto.listener
         target = req.target
         # `target[:1]`: startswith("/") without a call that parses its arguments (issue #17).
         if target[:1] == "/":  # https behind a terminated TLS server (scheme matches, x-forwarded-proto)
-            scheme, authority, path = "https" if listener.tls_servers else "http", req.hmap.get("host", ""), target
+            scheme = "https" if listener.tls_servers else "http"  # type: ignore[union-attr]  # set when accepted
+            authority, path = req.hmap.get("host", ""), target
         elif target.startswith(("http://", "https://")):
             scheme, _, rest = target.partition("://")
             slash = rest.find("/")
@@ -98,8 +111,8 @@ class Router:
         if not authority:
             raise BadRequest("missing Host header")
         ctx.authority, ctx.path = authority, path
-        if listener.kind == "gateway":
-            port = listener.server_port
+        if listener.kind == "gateway":  # type: ignore[union-attr]
+            port = listener.server_port  # type: ignore[union-attr]
         elif (port := _PORTS.get(authority)) is None:  # most requests: one dict read for the authority's port
             port = _port_of(authority)
         hmap = req.hmap

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from typing import Any
 
 # Istio's label set (istio_stats.cc all_tags_), in order.
 LABELS = (
@@ -47,12 +48,14 @@ class Stats:
     BATCH = 2048
 
     def __init__(self) -> None:
-        self.series: dict[tuple[str, ...], list[float]] = {}
+        # Counts stay ints and sums floats (Prometheus text shows `3`, not `3.0`): the cells are typed Any, which
+        # the compiled build (graylane.mesh.native) keeps as Python objects rather than converting to float.
+        self.series: dict[tuple[str, ...], list[Any]] = {}
         self.counters: dict[str, int] = {}  # proxy-internal counters (graylane_proxy_*)
         self.tcp: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in TCP_COUNTERS}  # proxy/tcp.py
         self.handles: dict[tuple[str, ...], int] = {}  # label set -> handle (its index in the two lists below)
         self.labels: list[tuple[str, ...]] = []  # by handle
-        self.cells: list[list[float] | None] = []  # by handle: the label set's series, None until observed
+        self.cells: list[list[Any] | None] = []  # by handle: the label set's series, None until observed
         self.pending: list[tuple[int, int, int]] = []  # (handle, request bytes, response bytes)
         self.durations: list[tuple[int, float]] = []  # (handle, duration ms), in the same order
 

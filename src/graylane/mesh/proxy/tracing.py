@@ -90,8 +90,8 @@ class TraceContext:
         if single and single not in ("0", "1", "d"):
             parts = single.split("-")
             if len(parts) >= 2:
-                sampled = parts[2] in ("1", "d") if len(parts) > 2 else rng.random() * 100 < sampling_percent
-                return cls(parts[0].rjust(32, "0"), parts[1], sampled)
+                decided = parts[2] in ("1", "d") if len(parts) > 2 else rng.random() * 100 < sampling_percent
+                return cls(parts[0].rjust(32, "0"), parts[1], decided)
         if single == "0" or headers.get("x-b3-sampled") in ("0", "false"):
             return cls(None, None, False)  # the caller decided (B3 sampling-state only): passed on, no ids
         if rng.random() * 100 < sampling_percent:

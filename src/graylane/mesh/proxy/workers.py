@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from graylane.dataplane_contract import ENV_CHANNEL, ENV_FDS
+from graylane.mesh import native
 from graylane.mesh.proxy.admin import Reply, respond, serve_admin
 from graylane.mesh.proxy.fanout import (
     ChannelClosed,
@@ -386,7 +387,8 @@ async def run_primary(admin_host: str, admin_port: int, state_dir: str | None, c
     except BaseException:
         await primary.close()
         raise
-    log.info("data plane admin on %s:%s, %d workers", admin_host, admin_port, concurrency)
+    log.info("data plane admin on %s:%s, %d workers; hot path %s", admin_host, admin_port, concurrency,
+             native.status()[1])
     await stop.wait()
     admin.close()
     await primary.close()

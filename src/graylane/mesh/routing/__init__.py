@@ -10,6 +10,11 @@ rewrites, redirects as data), balancing (weighted picks, endpoint choice, hash r
 locations), table (the route table and its decisions). This package re-exports their public names.
 """
 
+# ruff: noqa: E402  # the submodules are imported after the compiled build is put on the path
+from graylane.mesh import native as _native
+
+_native.activate(__name__, __path__)  # the compiled modules when current (graylane.mesh.native)
+
 from graylane.mesh.routing.balancing import (
     BalancerState,
     Cluster,
