@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import weakref
 from collections import Counter
 
 import pytest
@@ -39,12 +38,14 @@ def req(authority: str = "reviews:9080", path: str = "/", method: str = "GET", *
 
 
 _RNG = random.Random(0)
-_STATES: weakref.WeakKeyDictionary[RouteTable, LoadState] = weakref.WeakKeyDictionary()
+# By identity, the table kept alive with it (a test makes a few dozen): the compiled RouteTable (a native class,
+# graylane.mesh.native) takes no weak references.
+_STATES: dict[int, tuple[RouteTable, LoadState]] = {}
 
 
 def state(t: RouteTable) -> LoadState:
     """The balancer state of one table (what the proxy keeps across requests)."""
-    return _STATES.setdefault(t, LoadState())
+    return _STATES.setdefault(id(t), (t, LoadState()))[1]
 
 
 def route(t: RouteTable, r: RequestView, listener: str = "sidecar~default~productpage-v1-0", explain: bool = False):

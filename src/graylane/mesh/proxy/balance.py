@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Iterable
 from functools import lru_cache
+from typing import Final
 
 from graylane.mesh.routing import Cluster, ClusterEndpoint, pfair_pick, random_pick
 
@@ -39,7 +40,7 @@ class ClusterCounters:
         self.rr_cursor = 0
 
 
-SCHEDULE_MAX = 10_000  # a split's whole cycle is computed once when its weights sum to at most this
+SCHEDULE_MAX: Final = 10_000  # a split's whole cycle is computed once when its weights sum to at most this
 
 
 @lru_cache(maxsize=1024)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Final
 
 from graylane.mesh.proxy.errors import ProxyError, UpstreamProtocolError, UpstreamReset
 from graylane.mesh.proxy.listener import DownstreamProtocol, Request
 from graylane.mesh.proxy.pool import Exchange, Pools, UpstreamConnection
 from graylane.mesh.routing import Cluster, ClusterEndpoint
 
-REPLAY_LIMIT = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
+REPLAY_LIMIT: Final = 64 * 1024  # Envoy buffers request bodies up to its per-request limit for retries and mirrors
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from graylane.mesh.proxy.connect import Connector, read_body
 from graylane.mesh.proxy.errors import ProxyError
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from graylane.mesh.proxy.stats import Stats
     from graylane.mesh.proxy.tracing import SpanRing
 
-DEFAULT_RETRIES = RetryPolicy.istio_default()
+DEFAULT_RETRIES: Final = RetryPolicy.istio_default()
 
 
 class ForwardHost(Protocol):
@@ -104,7 +104,7 @@ class Forwarder:
         if rule is not None and (rule.fault is not None or rule.mirrors):
             proto.spawn(self.finish(proto, req, ctx, view, d))
             return
-        if self.h2.speaks_h2(d.cluster):  # asked once: `finish` would ask again
+        if self.server.table.speaks_h2(d.cluster):  # asked once: `finish` would ask again
             proto.spawn(self.h2.from_h1(proto, req, ctx, view, d))
             return
         try:
@@ -161,7 +161,7 @@ class Forwarder:
                     return answered
             if proto.upgraded is not None:  # a WebSocket upgrade: spliced, not forwarded (websocket.py)
                 return await self.websockets.forward(proto, req, ctx, d, self.route.outbound(d, view, req, ctx))
-            if self.h2.speaks_h2(d.cluster):  # the Service port speaks HTTP/2: sent as an h2 stream (h2_from_h1.py)
+            if table.speaks_h2(d.cluster):  # the Service port speaks HTTP/2: sent as an h2 stream (h2_from_h1.py)
                 return await self.h2.from_h1(proto, req, ctx, view, d)
             body = await read_body(proto, req) if req.has_body else b""
             out, policy, deadline = self.plan(req, ctx, view, d)

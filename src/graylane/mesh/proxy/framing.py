@@ -10,16 +10,17 @@ for well-formed input both agree on the boundaries; on malformed input httptools
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from graylane.mesh.proxy.errors import BadRequest, HeadersTooLarge, UriTooLong
 
-MAX_URL = 16 * 1024  # request line beyond this gets 414
-MAX_HEADERS = 60 * 1024  # Envoy's max_request_headers_kb default: 60 KiB, beyond it 431
-MAX_CHUNK_LINE = 4 * 1024
+MAX_URL: Final = 16 * 1024  # request line beyond this gets 414
+MAX_HEADERS: Final = 60 * 1024  # Envoy's max_request_headers_kb default: 60 KiB, beyond it 431
+MAX_CHUNK_LINE: Final = 4 * 1024
 
 # RFC 9112 §3: method SP request-target SP HTTP-version CRLF, one space each (Envoy's balsa parser is as strict).
-REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r\n")
-CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(;[^\r\n]*)?\r\n")
+REQUEST_LINE: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r\n")
+CHUNK_SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,15})(;[^\r\n]*)?\r\n")
 
 HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, TRAILERS = range(5)
 

@@ -149,18 +149,10 @@ class Exchanges:
         self.loop = fw.loop
         self.pools = pools
         self.mirrors = H2Mirrors(fw.mirrors, pools, self.speaks_h2)
-        self._h2_table: object = None  # the route table `_h2_ports` was read from
-        self._h2_ports: frozenset[tuple[str, int]] = frozenset()
 
     def speaks_h2(self, cluster: Cluster | None) -> bool:
-        """Whether the cluster's Service port speaks HTTP/2 upstream. Asked for every HTTP/1.1 request: the
-        (service, port) pairs are read once per route table, so most requests pay one identity check."""
-        table = self.fw.server.table
-        if table is not self._h2_table:
-            self._h2_ports = frozenset((name, port) for name, svc in table.services.items()
-                                       for port, _ in svc.protocols)
-            self._h2_table = table
-        return bool(self._h2_ports) and cluster is not None and (cluster.service, cluster.port) in self._h2_ports
+        """Whether the cluster's Service port speaks HTTP/2 upstream (the current route table says)."""
+        return self.fw.server.table.speaks_h2(cluster)
 
     async def run(self, conn: Downstream, ds: Stream, req: Request, ctx: Ctx, d: RouteDecision, view: RequestView,
                   is_grpc: bool) -> None:

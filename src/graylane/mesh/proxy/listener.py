@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httptools
 
@@ -40,24 +40,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_HEADER_COUNT = 100  # Envoy's max_headers_count default; HTTP/1 requests beyond it get 431
-BODY_HIGH = 64 * 1024
-BODY_LOW = 16 * 1024
+MAX_HEADER_COUNT: Final = 100  # Envoy's max_headers_count default; HTTP/1 requests beyond it get 431
+BODY_HIGH: Final = 64 * 1024
+BODY_LOW: Final = 16 * 1024
 # Why reading is paused (reading resumes when no reason is left).
-PAUSE_BODY = 1  # a request body is held faster than the upstream takes it
-PAUSE_PIPELINE = 2  # the next request waits (unparsed) for the current response
-SERVER_HEADER = b"server: istio-envoy\r\n"  # Istio's server_name on every listener
-REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
-STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the h2c prior-knowledge client preface (h2_downstream.py)
+PAUSE_BODY: Final = 1  # a request body is held faster than the upstream takes it
+PAUSE_PIPELINE: Final = 2  # the next request waits (unparsed) for the current response
+SERVER_HEADER: Final = b"server: istio-envoy\r\n"  # Istio's server_name on every listener
+REASONS: Final = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+STATUS_LINES: Final = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
+H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the h2c prior-knowledge client preface (h2_downstream.py)
 # Per request, builtins cost more than they look on 3.11: `float("inf")` parses a string and `min()` parses its
 # arguments (~300 and ~700 instructions); the timers below use this constant and plain comparisons (issue #17).
-_INF = float("inf")
+_INF: Final = float("inf")
 # Request header names as they came (bytes) -> lowercase str: clients send the same few names again and again.
 # Bounded: names up to 64 bytes, MAX_NAMES_CACHED of them; others are decoded each time (no client can grow it).
-_HEADER_NAMES: dict[bytes, str] = {}
-MAX_NAMES_CACHED = 512
-METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_HEADER_NAMES: Final[dict[bytes, str]] = {}
+MAX_NAMES_CACHED: Final = 512
+METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 __all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
 
@@ -132,7 +132,7 @@ class _NoBody(RequestBody):
         pass  # no body to time out
 
 
-NO_BODY: RequestBody = _NoBody(None, done=True)  # type: ignore[arg-type]  # never reads its protocol
+NO_BODY: Final[RequestBody] = _NoBody(None, done=True)  # type: ignore[arg-type]  # never reads its protocol
 
 
 class Request:
@@ -192,8 +192,12 @@ class ConnectionHost(Protocol):
     def stats(self) -> Stats: ...
     @property
     def forwarder(self) -> RequestHandler: ...
+    # Read per request as plain attributes (a call into the uncompiled server costs ~1,500 instructions):
+    @property
+    def listeners_by_addr(self) -> dict[tuple[str, int], Listener]: ...  # replaced whole by each snapshot
+    @property
+    def draining_addrs(self) -> set[tuple[str, int]]: ...  # addresses of listeners a snapshot removed
     def listener_at(self, key: tuple[str, int]) -> Listener | None: ...
-    def draining(self, key: tuple[str, int]) -> bool: ...
 
 
 class DownstreamProtocol(asyncio.Protocol):
@@ -436,7 +440,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.busy = True
         self.responded = False
         # The listener may have been replaced by a newer snapshot: use the current one.
-        self.listener = self.server.listener_at(self.listener_key) or self.listener
+        self.listener = self.server.listeners_by_addr.get(self.listener_key) or self.listener
         self.starting = True
         try:
             self.server.forwarder.serve(self, req)
@@ -471,7 +475,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.inflight = None
         self.busy = False
         req = self.pipeline[0]
-        if not keep or not req.keep_alive or not req.body.done or self.server.draining(self.listener_key):
+        if not keep or not req.keep_alive or not req.body.done or self.listener_key in self.server.draining_addrs:
             self.pipeline.popleft()
             self.close()
             return

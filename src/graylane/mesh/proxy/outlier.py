@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from graylane.mesh.proxy.balance import LoadState
 from graylane.mesh.routing import Cluster, ClusterEndpoint, OutlierPolicy
 
-GATEWAY_ERRORS = frozenset((502, 503, 504))
-MAX_EJECTION_S = 300.0  # Envoy's max_ejection_time default; Istio does not set it
+GATEWAY_ERRORS: Final = frozenset((502, 503, 504))
+MAX_EJECTION_S: Final = 300.0  # Envoy's max_ejection_time default; Istio does not set it
 
 
 class Clock(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 import httptools
 
@@ -17,13 +18,13 @@ from graylane.mesh.routing import Cluster, ClusterEndpoint
 
 # Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
 # `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
-RESPONSE_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
+RESPONSE_HOP: Final = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                           b"upgrade", b"server", b"x-envoy-upstream-service-time"))
-_NOTED = RESPONSE_HOP | {b"content-length"}  # headers `on_header` looks at more closely
+_NOTED: Final = RESPONSE_HOP | {b"content-length"}  # headers `on_header` looks at more closely
 # Envoy's limits on an upstream's response head, as on requests (max_headers_count, 60 KiB): beyond them the
 # response is a protocol error (502 UPE), and a hostile upstream cannot grow the proxy's memory with headers.
-MAX_RESPONSE_HEADERS = 100
-MAX_RESPONSE_HEAD = 60 * 1024
+MAX_RESPONSE_HEADERS: Final = 100
+MAX_RESPONSE_HEAD: Final = 60 * 1024
 
 
 class Exchange:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Final
 
 from graylane.mesh.proxy import grpc
 from graylane.mesh.proxy.connect import Upstream
@@ -20,7 +21,7 @@ from graylane.mesh.proxy.telemetry import Ctx, Telemetry
 from graylane.mesh.routing import Cluster, Cors, Outcome, RequestView, RouteDecision, redirect_location
 
 __all__ = ["RESPONSE_HOP", "Responder", "cors_headers", "preflight"]  # RESPONSE_HOP: pool.py's, for h2_exchange
-_OUTCOME_ERRORS: dict[Outcome, type[ProxyError]] = {
+_OUTCOME_ERRORS: Final[dict[Outcome, type[ProxyError]]] = {
     Outcome.NO_ROUTE: NoRoute, Outcome.CLUSTER_NOT_FOUND: ClusterNotFound,
     Outcome.NO_HEALTHY_UPSTREAM: NoHealthyUpstream}
 

@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Final
 
 from graylane.mesh.proxy.balance import HostStats, LoadState
 from graylane.mesh.proxy.connect import Connector, Upstream
@@ -34,7 +35,7 @@ from graylane.mesh.proxy.telemetry import Ctx
 from graylane.mesh.proxy.timeout import Deadline, within
 from graylane.mesh.routing import Cluster, ClusterEndpoint, RequestView, RetryPolicy
 
-BACKOFF_BASE_S = 0.025
+BACKOFF_BASE_S: Final = 0.025
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from graylane.mesh.proxy.balance import LoadState
 from graylane.mesh.proxy.connect import request_head
@@ -38,15 +38,15 @@ class Downstream(Protocol):
 
 
 # Request headers not passed upstream as they came (the proxy writes its own framing and Host).
-HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+HOP_BY_HOP: Final = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authorization", "content-length", "host",
                         "x-envoy-upstream-rq-timeout-ms", "expect"))
 # Headers the trace layer rewrites on each try (`tracestate` passes through as it came).
-TRACE_REWRITTEN = frozenset(TRACE_HEADERS) - {"tracestate"}
-UNSAMPLED_HEADERS = [("x-b3-sampled", "0")]
+TRACE_REWRITTEN: Final = frozenset(TRACE_HEADERS) - {"tracestate"}
+UNSAMPLED_HEADERS: Final = [("x-b3-sampled", "0")]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outbound:
     """The request as it goes upstream: path and authority after rewrites, headers after the header operations."""
 
@@ -54,7 +54,16 @@ class Outbound:
     path: str
     authority: str
     headers: list[tuple[str, str]]
-    traced: bool = False  # the request came with trace headers (they are rewritten per try)
+    traced: bool  # the request came with trace headers (they are rewritten per try)
+
+    # Written out: compiled (graylane.mesh.native), a dataclass's generated __init__ stays interpreted Python.
+    def __init__(self, method: str, path: str, authority: str, headers: list[tuple[str, str]],
+                 traced: bool = False) -> None:
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.headers = headers
+        self.traced = traced
 
     def head(self, attempt: int, ctx: Ctx, req: Request, body: bytes | None) -> bytes:
         """One try's request head: trace headers for this try's span, `x-envoy-attempt-count` on retries."""
@@ -77,8 +86,8 @@ class Outbound:
         return headers
 
 
-_PORTS: dict[str, int] = {}  # authority -> its port (80 when it names none), for sidecar listeners
-_PORTS_MAX = 1024  # Host values are the client's: the cache starts over when full
+_PORTS: Final[dict[str, int]] = {}  # authority -> its port (80 when it names none), for sidecar listeners
+_PORTS_MAX: Final = 1024  # Host values are the client's: the cache starts over when full
 
 
 def _port_of(authority: str) -> int:

@@ -92,9 +92,6 @@ class ProxyServer:
     def listener_at(self, key: tuple[str, int]) -> Listener | None:
         return self.listeners_by_addr.get(key)
 
-    def draining(self, key: tuple[str, int]) -> bool:
-        return key in self.draining_addrs
-
     def _accept(self, addr: tuple[str, int], protocol: str) -> asyncio.Protocol:
         """The protocol object of a connection accepted on `addr`: HTTP/1.1, or layer 4 (tcp.py) on tcp/tls."""
         return TcpProxy(self, addr, protocol) if protocol in L4_PROTOCOLS else DownstreamProtocol(self, addr)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from typing import Any
+from typing import Any, Final
 
 # Istio's label set (istio_stats.cc all_tags_), in order.
-LABELS = (
+LABELS: Final = (
     "reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version",
     "source_canonical_service", "source_canonical_revision", "source_cluster", "destination_workload",
     "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
@@ -16,23 +16,23 @@ LABELS = (
     "response_flags", "connection_security_policy", "response_code", "grpc_response_status",
 )
 # Envoy's default histogram buckets (source/common/stats/histogram_impl.cc), used by Istio unless overridden.
-BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
+BUCKETS: Final = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
            3600000)
-HISTOGRAMS = ("istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes")
+HISTOGRAMS: Final = ("istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes")
 # Istio's TCP metrics carry the same labels without response_code and grpc_response_status (request_protocol "tcp").
-TCP_LABELS = tuple(k for k in LABELS if k not in ("response_code", "grpc_response_status"))
-TCP_COUNTERS = ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+TCP_LABELS: Final = tuple(k for k in LABELS if k not in ("response_code", "grpc_response_status"))
+TCP_COUNTERS: Final = ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
                 "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
 
 
-NB = len(BUCKETS) + 1  # buckets per histogram, +Inf last
+NB: Final = len(BUCKETS) + 1  # buckets per histogram, +Inf last
 # One list per label set: [requests, duration sum, request-bytes sum, response-bytes sum, then NB bucket counts
 # for each histogram in HISTOGRAMS order]. Flat lists of numbers: the fold below is a few index operations.
-_SUMS = 1
-_BUCKETS_AT = 4
+_SUMS: Final = 1
+_BUCKETS_AT: Final = 4
 # The same bounds as floats, for the per-request duration (a float): bisect compares float to float, not float to
 # int (CPython's mixed comparison is several times slower). Same positions: float(b) == b for every bound.
-_DURATION_BUCKETS = tuple(float(b) for b in BUCKETS)
+_DURATION_BUCKETS: Final = tuple(float(b) for b in BUCKETS)
 
 
 class Stats:

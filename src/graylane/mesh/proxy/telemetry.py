@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from graylane.mesh.proxy.accesslog import format_entry
 from graylane.mesh.routing import ClusterEndpoint, Listener, RouteDecision, RouteTable
@@ -22,10 +22,10 @@ if TYPE_CHECKING:
 access_log = logging.getLogger("graylane.access")
 
 # Envoy prints response flags in its enum order (ResponseFlagUtils).
-FLAG_ORDER = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
+FLAG_ORDER: Final = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
                                            "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "DT", "UPE",
                                            "NC"))}
-NOT_REACHED = frozenset(("UF", "UT", "UO", "UC", "NC", "UH", "NR"))  # the destination's sidecar never saw it
+NOT_REACHED: Final = frozenset(("UF", "UT", "UO", "UC", "NC", "UH", "NR"))  # the destination's sidecar never saw it
 
 
 class TelemetryHost(Protocol):

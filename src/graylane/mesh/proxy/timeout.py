@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from graylane.mesh.proxy.errors import PerTryTimeout, UpstreamTimeout
 
@@ -49,7 +49,7 @@ class Deadline:
         return delay_s if self.at is None else max(0.0, min(delay_s, self.at - now - 0.001))
 
 
-NO_DEADLINE = Deadline(None, None)
+NO_DEADLINE: Final = Deadline(None, None)
 
 
 async def within(deadline: Deadline, now: float, what: str, attempt: Callable[[], Awaitable[T]]) -> T:

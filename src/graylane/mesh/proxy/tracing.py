@@ -7,9 +7,9 @@ import os
 import random
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-TRACE_HEADERS = ("traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+TRACE_HEADERS: Final = ("traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
                  "x-b3-sampled", "x-b3-flags")
 
 
@@ -23,12 +23,12 @@ def new_id(bits: int = 64) -> str:
 
 _request_ids: list[str] = []
 # RFC 9562 UUID version 4: the version nibble is 4, the variant's two top bits are 10.
-_VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
-_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))
-_BATCH = 256
+_VERSION: Final = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT: Final = bytes((b & 0x3F) | 0x80 for b in range(256))
+_BATCH: Final = 256
 # Where each of a UUID's 32 hex digits goes in its 36-character form (dashes at 8, 13, 18, 23), plus a space.
-_DIGIT_AT = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]
-_TEMPLATE = b"-" * 36 + b" "
+_DIGIT_AT: Final = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]
+_TEMPLATE: Final = b"-" * 36 + b" "
 
 
 def request_id() -> str:

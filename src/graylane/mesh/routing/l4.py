@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from graylane.mesh.routing.matching import host_matches
 from graylane.mesh.routing.rules import Destination
 
 # Listener protocols: what a listener's accepted connections speak.
-HTTP = "http"  # HTTP/1.1 (behind a terminated TLS server when the listener has `tls_servers`)
-TCP = "tcp"  # raw TCP, routed by VirtualService `tcp` routes
-TLS_PASSTHROUGH = "tls"  # TLS not terminated: routed by the ClientHello's SNI through `tls` routes
+HTTP: Final = "http"  # HTTP/1.1 (behind a terminated TLS server when the listener has `tls_servers`)
+TCP: Final = "tcp"  # raw TCP, routed by VirtualService `tcp` routes
+TLS_PASSTHROUGH: Final = "tls"  # TLS not terminated: routed by the ClientHello's SNI through `tls` routes
 
 
 @dataclass(frozen=True, slots=True)

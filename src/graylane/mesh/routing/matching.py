@@ -19,7 +19,7 @@ from graylane.errors import ValidationError
 # ----------------------------------------------------------------------------------------------- requests
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestView:
     """What routing may look at. `headers` has lowercase names; repeated headers joined with ','."""
 
@@ -27,9 +27,20 @@ class RequestView:
     path: str  # origin-form path, query string included
     authority: str  # Host (or absolute-form authority), maybe with :port
     headers: Mapping[str, str]
-    scheme: str = "http"
-    port: int = 80  # destination port the request was addressed to
-    source_ip: str = "127.0.0.1"
+    scheme: str
+    port: int  # destination port the request was addressed to
+    source_ip: str
+
+    # Written out: compiled (graylane.mesh.native), a dataclass's generated __init__ stays interpreted Python.
+    def __init__(self, method: str, path: str, authority: str, headers: Mapping[str, str], scheme: str = "http",
+                 port: int = 80, source_ip: str = "127.0.0.1") -> None:
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.headers = headers
+        self.scheme = scheme
+        self.port = port
+        self.source_ip = source_ip
 
 
 def split_path(path: str) -> tuple[str, str]:

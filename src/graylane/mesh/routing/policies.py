@@ -8,14 +8,15 @@ balancing.py and table.py, the enforcement in the proxy's layers. Knows no dicts
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from graylane.mesh.routing.matching import StringMatch
 
 # Istio's default retry policy when a route sets none (pilot/pkg/networking/core/route/retry/retry.go):
 # 2 retries on connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes (503).
-DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes")
-DEFAULT_RETRY_CODES = (503,)
-RING_SIZE = 1024  # ringHash.minimumRingSize default
+DEFAULT_RETRY_ON: Final = ("connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes")
+DEFAULT_RETRY_CODES: Final = (503,)
+RING_SIZE: Final = 1024  # ringHash.minimumRingSize default
 
 
 @dataclass(frozen=True, slots=True)

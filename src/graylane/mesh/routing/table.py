@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Final, Protocol
 
 from graylane.mesh.routing.balancing import BalancerState, Cluster, ClusterEndpoint
 from graylane.mesh.routing.l4 import L4Route, TlsServer, select_l4
@@ -20,11 +20,11 @@ from graylane.mesh.routing.policies import ClusterPolicy, HeaderOps, InboundRate
 from graylane.mesh.routing.rules import Destination, Redirect, Rule, VirtualService, is_catch_all
 from graylane.mesh.routing.sticky import sticky_choice, subset_name
 
-PASSTHROUGH = "PassthroughCluster"
+PASSTHROUGH: Final = "PassthroughCluster"
 # A gateway server's tls.httpsRedirect as a route: 301 to the same host and path over https, default port.
-_HTTPS_REDIRECT = Rule(-1, "https-redirect", (), (), Redirect(scheme="https", derive_port="FROM_PROTOCOL_DEFAULT"),
-                       None, None, None, RetryPolicy(0, None, frozenset(), frozenset()), None, (), None, HeaderOps(),
-                       HeaderOps())
+_HTTPS_REDIRECT: Final = Rule(-1, "https-redirect", (), (),
+                              Redirect(scheme="https", derive_port="FROM_PROTOCOL_DEFAULT"), None, None, None,
+                              RetryPolicy(0, None, frozenset(), frozenset()), None, (), None, HeaderOps(), HeaderOps())
 
 
 class Outcome(enum.StrEnum):
@@ -84,25 +84,49 @@ def vhost_specificity(name: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------- decisions
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RouteDecision:
     """What happens to one request, explaining itself (proxy and `graylane route` read the same value)."""
 
     outcome: Outcome
-    host: str = ""  # destination service FQDN (or the Host when unresolved)
-    virtual_service: VirtualService | None = None
-    rule: Rule | None = None
-    match_index: int | None = None
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (rule index, why it did not match)
-    destination: Destination | None = None
-    share: float = 1.0
-    cluster: Cluster | None = None
-    cluster_name: str = ""
-    endpoint: ClusterEndpoint | None = None
-    set_cookie: str | None = None
-    sticky_cookie: str | None = None  # a sticky canary's Set-Cookie value (routing/sticky.py)
-    sticky: str = ""  # how stickiness chose, e.g. "cookie gl-canary=v2 kept"
-    detail: str = ""
+    host: str  # destination service FQDN (or the Host when unresolved)
+    virtual_service: VirtualService | None
+    rule: Rule | None
+    match_index: int | None
+    skipped: list[tuple[int, str]]  # (rule index, why it did not match)
+    destination: Destination | None
+    share: float
+    cluster: Cluster | None
+    cluster_name: str
+    endpoint: ClusterEndpoint | None
+    set_cookie: str | None
+    sticky_cookie: str | None  # a sticky canary's Set-Cookie value (routing/sticky.py)
+    sticky: str  # how stickiness chose, e.g. "cookie gl-canary=v2 kept"
+    detail: str
+
+    # Written out: compiled (graylane.mesh.native), a dataclass's generated __init__ stays interpreted Python
+    # (one per request: ~2,800 instructions of attribute stores for these 15 fields).
+    def __init__(self, outcome: Outcome, host: str = "", virtual_service: VirtualService | None = None,
+                 rule: Rule | None = None, match_index: int | None = None,
+                 skipped: list[tuple[int, str]] | None = None, destination: Destination | None = None,
+                 share: float = 1.0, cluster: Cluster | None = None, cluster_name: str = "",
+                 endpoint: ClusterEndpoint | None = None, set_cookie: str | None = None,
+                 sticky_cookie: str | None = None, sticky: str = "", detail: str = "") -> None:
+        self.outcome = outcome
+        self.host = host
+        self.virtual_service = virtual_service
+        self.rule = rule
+        self.match_index = match_index
+        self.skipped = [] if skipped is None else skipped
+        self.destination = destination
+        self.share = share
+        self.cluster = cluster
+        self.cluster_name = cluster_name
+        self.endpoint = endpoint
+        self.set_cookie = set_cookie
+        self.sticky_cookie = sticky_cookie
+        self.sticky = sticky
+        self.detail = detail
 
     @property
     def flags(self) -> str:
@@ -199,6 +223,7 @@ class RouteTable:
         # meshConfig.outboundTrafficPolicy.mode: ALLOW_ANY (Istio's default) or REGISTRY_ONLY.
         self.allow_any = options.outbound_traffic_policy != "REGISTRY_ONLY"
         self.services: Mapping[str, Service] = snapshot.services
+        self._h2_ports: frozenset[tuple[str, int]] | None = None  # made by the first `speaks_h2`
         self.virtual_services: tuple[VirtualService, ...] = snapshot.virtual_services
         self.subsets: Mapping[str, frozenset[str]] = snapshot.subsets
         self.clusters: Mapping[str, Cluster] = snapshot.clusters
@@ -302,6 +327,15 @@ class RouteTable:
                               first.namespace, first.hosts, first.gateways, first.export_to, merged, first.sticky)
 
     # -- routing ---------------------------------------------------------------------------------------
+
+    def speaks_h2(self, cluster: Cluster | None) -> bool:
+        """Whether the cluster's Service port speaks HTTP/2 upstream (`appProtocol`/port name grpc, http2, h2c).
+        Asked for every HTTP/1.1 request: the (service, port) pairs are gathered once per table."""
+        ports = self._h2_ports
+        if ports is None:
+            ports = self._h2_ports = frozenset((name, port) for name, svc in self.services.items()
+                                               for port, _ in svc.protocols)
+        return bool(ports) and cluster is not None and (cluster.service, cluster.port) in ports
 
     def route(self, req: RequestView, listener: Listener, rng: random.Random, state: BalancerState,
               now: float = 0.0, explain: bool = False, pick_endpoint: bool = True) -> RouteDecision:
