@@ -46,8 +46,8 @@ PIPELINES_CORE = $(addprefix src/graylane/pipelines/,executor.py scheduling.py c
 
 # System parts (PostgreSQL, Prometheus, Chromium, git) are installed and started by scripts/test-system.
 # The proxy tests (tests/mesh/proxy, and the delta pushes of tests/mesh/test_push_delta.py) run twice: in-process
-# proxy, then a `--concurrency 2` proxy process
-# (GRAYLANE_TEST_PROXY_WORKERS=2; docs/dataplane.md, Workers).
+# proxy with the compiled hot path (graylane.mesh.native), then a `--concurrency 2` proxy process running the same
+# modules as Python (GRAYLANE_TEST_PROXY_WORKERS=2 GRAYLANE_NATIVE=0; docs/dataplane.md, Workers, Compiled).
 test: install-test
 	@env_lines=$$(scripts/test-system) && eval "$$env_lines" && \
 	  $(STEP) "ruff" $(BIN)/ruff check src tests && \
@@ -55,8 +55,8 @@ test: install-test
 	    $(PIPELINES_CORE) && \
 	  $(STEP) "import layers" $(BIN)/lint-imports && \
 	  $(BIN)/pytest && \
-	  $(STEP) "data-plane tests again, proxy as 2 worker processes" \
-	    env GRAYLANE_TEST_PROXY_WORKERS=2 $(BIN)/pytest -q -p no:cacheprovider tests/mesh/proxy \
+	  $(STEP) "data-plane tests again, proxy as 2 worker processes, as Python" \
+	    env GRAYLANE_TEST_PROXY_WORKERS=2 GRAYLANE_NATIVE=0 $(BIN)/pytest -q -p no:cacheprovider tests/mesh/proxy \
 	      tests/mesh/test_push_delta.py
 
 lint:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter
-from typing import Any, Final
+from typing import Final
 
 # Istio's label set (istio_stats.cc all_tags_), in order.
 LABELS: Final = (
@@ -26,36 +25,58 @@ TCP_COUNTERS: Final = ("istio_tcp_connections_opened_total", "istio_tcp_connecti
 
 
 NB: Final = len(BUCKETS) + 1  # buckets per histogram, +Inf last
-# One list per label set: [requests, duration sum, request-bytes sum, response-bytes sum, then NB bucket counts
-# for each histogram in HISTOGRAMS order]. Flat lists of numbers: the fold below is a few index operations.
-_SUMS: Final = 1
-_BUCKETS_AT: Final = 4
-# The same bounds as floats, for the per-request duration (a float): bisect compares float to float, not float to
-# int (CPython's mixed comparison is several times slower). Same positions: float(b) == b for every bound.
+# The same bounds as floats, for the per-request duration (a float): compared float to float, not float to int
+# (CPython's mixed comparison is several times slower). Same positions: float(b) == b for every bound.
 _DURATION_BUCKETS: Final = tuple(float(b) for b in BUCKETS)
+
+
+def _bucket(bounds: tuple[float, ...], value: float) -> int:
+    """bisect_left: the first bucket whose bound is >= value (NB - 1, +Inf, past them all). A scan from the
+    smallest: durations and small bodies end within the first few; compiled (graylane.mesh.native) it is a C
+    loop, where bisect would be a call through the module dict."""
+    i = 0
+    n = len(bounds)
+    while i < n and bounds[i] < value:
+        i += 1
+    return i
+
+
+class Series:
+    """One label set's istio_requests_total and its three histograms (HISTOGRAMS order in `buckets`, NB each).
+    Typed fields: compiled, the fold is native integer and float arithmetic; counts stay ints in the text."""
+
+    __slots__ = ("count", "duration_sum", "request_bytes", "response_bytes", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.duration_sum = 0.0
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.buckets: list[int] = [0] * (3 * NB)
+
+    def sums(self) -> tuple[float, int, int]:
+        return self.duration_sum, self.request_bytes, self.response_bytes
 
 
 class Stats:
     """istio_requests_total plus three histograms, keyed by the label tuple.
 
     Batched (issue #17): a request appends its observation to `pending` and `durations`; the series take the
-    batch on the next read (`render`) or every `BATCH` observations, in tight loops over flat lists.
+    batch on the next read (`render`) or every `BATCH` observations, in tight loops over typed fields (`Series`).
     A batch names a label set by its handle (a small int, `handle`), not by the 25-string tuple: tuples do not
     cache their hash, and counting the batch hashed each observation's labels again (~2,000 instructions a
     request). A label set's series is made on its first observation, so render shows only observed ones.
     """
 
-    BATCH = 2048
+    BATCH: Final = 2048  # Final: compiled too, a class constant (`Stats.BATCH`)
 
     def __init__(self) -> None:
-        # Counts stay ints and sums floats (Prometheus text shows `3`, not `3.0`): the cells are typed Any, which
-        # the compiled build (graylane.mesh.native) keeps as Python objects rather than converting to float.
-        self.series: dict[tuple[str, ...], list[Any]] = {}
+        self.series: dict[tuple[str, ...], Series] = {}
         self.counters: dict[str, int] = {}  # proxy-internal counters (graylane_proxy_*)
         self.tcp: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in TCP_COUNTERS}  # proxy/tcp.py
         self.handles: dict[tuple[str, ...], int] = {}  # label set -> handle (its index in the two lists below)
         self.labels: list[tuple[str, ...]] = []  # by handle
-        self.cells: list[list[Any] | None] = []  # by handle: the label set's series, None until observed
+        self.cells: list[Series | None] = []  # by handle: the label set's series, None until observed
         self.pending: list[tuple[int, int, int]] = []  # (handle, request bytes, response bytes)
         self.durations: list[tuple[int, float]] = []  # (handle, duration ms), in the same order
 
@@ -89,20 +110,22 @@ class Stats:
         batch, self.pending = self.pending, []
         durations, self.durations = self.durations, []
         series, cells = self.series, self.cells
-        rq_at, rs_at = _BUCKETS_AT + NB, _BUCKETS_AT + 2 * NB
+        req_at, resp_at = NB, 2 * NB
         for (h, request_bytes, response_bytes), n in Counter(batch).items():
             s = cells[h]
             if s is None:
-                s = cells[h] = series[self.labels[h]] = [0] * (_BUCKETS_AT + 3 * NB)
-            s[0] += n
-            s[2] += request_bytes * n
-            s[3] += response_bytes * n
-            s[rq_at + bisect_left(BUCKETS, request_bytes)] += n
-            s[rs_at + bisect_left(BUCKETS, response_bytes)] += n
+                s = cells[h] = series[self.labels[h]] = Series()
+            s.count += n
+            s.request_bytes += request_bytes * n
+            s.response_bytes += response_bytes * n
+            buckets = s.buckets
+            buckets[req_at + _bucket(_DURATION_BUCKETS, float(request_bytes))] += n
+            buckets[resp_at + _bucket(_DURATION_BUCKETS, float(response_bytes))] += n
         for h, duration_ms in durations:
             s = cells[h]
-            s[1] += duration_ms  # type: ignore[index]  # made above: every duration has its pending entry
-            s[_BUCKETS_AT + bisect_left(_DURATION_BUCKETS, duration_ms)] += 1  # type: ignore[index]
+            assert s is not None  # made above: every duration has its pending entry
+            s.duration_sum += duration_ms
+            s.buckets[_bucket(_DURATION_BUCKETS, duration_ms)] += 1
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by
@@ -111,19 +134,19 @@ class Stats:
         self.flush()
         out: list[str] = ["# TYPE istio_requests_total counter"]
         for labels, s in self.series.items():
-            out.append(f"istio_requests_total{{{_fmt(labels)}}} {s[0]}")
+            out.append(f"istio_requests_total{{{_fmt(labels)}}} {s.count}")
         for i, name in enumerate(HISTOGRAMS):
             out.append(f"# TYPE {name} histogram")
-            at = _BUCKETS_AT + i * NB
+            at = i * NB
             for labels, s in self.series.items():
                 base = _fmt(labels)
                 acc = 0
-                for le, c in zip(BUCKETS, s[at:at + NB], strict=False):
+                for le, c in zip(BUCKETS, s.buckets[at:at + NB], strict=False):
                     acc += c
                     out.append(f'{name}_bucket{{{base},le="{le:g}"}} {acc}')
-                out.append(f'{name}_bucket{{{base},le="+Inf"}} {s[0]}')
-                out.append(f"{name}_sum{{{base}}} {s[_SUMS + i]:g}")
-                out.append(f"{name}_count{{{base}}} {s[0]}")
+                out.append(f'{name}_bucket{{{base},le="+Inf"}} {s.count}')
+                out.append(f"{name}_sum{{{base}}} {s.sums()[i]:g}")
+                out.append(f"{name}_count{{{base}}} {s.count}")
         for name in TCP_COUNTERS:
             if self.tcp[name]:
                 out.append(f"# TYPE {name} counter")
