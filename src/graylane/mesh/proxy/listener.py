@@ -133,6 +133,9 @@ class _NoBody(RequestBody):
 
 
 NO_BODY: Final[RequestBody] = _NoBody(None, done=True)  # type: ignore[arg-type]  # never reads its protocol
+# A request's body until its head is complete: a real object, never None, so that compiled code (which trusts
+# the declared type, graylane.mesh.native) can never call a method on None; tested by identity.
+HEAD_PENDING: Final[RequestBody] = _NoBody(None, done=True)  # type: ignore[arg-type]  # nor does this one
 
 
 class Request:
@@ -151,7 +154,7 @@ class Request:
         self.has_body = False
         self.chunked = False
         self.content_length: int | None = None
-        self.body: RequestBody = None  # type: ignore[assignment]  # set when the head is complete
+        self.body: RequestBody = HEAD_PENDING  # replaced when the head is complete
 
 
 class Inflight(Protocol):
@@ -243,7 +246,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._disarm()
         if self.inflight is not None and self.busy:
             self.inflight.cancel()  # the client is gone: stop waiting on the upstream (Envoy's DC)
-        if self.parsing is not None and self.parsing.body is not None:  # None while the head was incomplete
+        if self.parsing is not None and self.parsing.body is not HEAD_PENDING:
             self.parsing.body._wake()
         for req in self.pipeline:
             req.body._wake()
@@ -560,10 +563,7 @@ class DownstreamProtocol(asyncio.Protocol):
         """Called by the server's sweeper when `deadline` has passed."""
         self.deadline = _INF
         req: Request | None = self.parsing  # annotated: mypyc infers None from the class's first assignment
-        # `body` is None until the head is complete, which its type does not say: tested apart from `req`, or
-        # the type checker (and the compiled build's casts) would take `req` below for None.
-        body: RequestBody | None = req.body if req is not None else None
-        if req is not None and body is not None:
+        if req is not None and req.body is not HEAD_PENDING:
             self._body_timeout(req)
             return
         if not self.busy:

@@ -335,7 +335,7 @@ class WebSockets:
 
 def req_bytes(proto: DownstreamProtocol) -> int:
     req = proto.pipeline[0] if proto.pipeline else None
-    return req.body.received if req is not None and req.body is not None else 0
+    return req.body.received if req is not None else 0
 
 
 def answer_headers(d: RouteDecision, side: UpstreamSide, drop: frozenset[bytes]) -> list[tuple[str, str]]:
