@@ -195,7 +195,15 @@ def main() -> None:
     if missing:
         print(f"compiled data plane not built: {missing}; the data plane runs as Python", file=sys.stderr)
         sys.exit(0 if args.if_stale else 1)
-    build()
+    try:
+        build(quiet=args.if_stale)
+    except RuntimeError as exc:
+        if not args.if_stale:
+            raise
+        # An install goes on without it (the data plane runs as Python); tests/mesh/test_native.py fails on a
+        # machine that could build but did not, so CI still sees it.
+        print(f"compiled data plane not built, the data plane runs as Python: {exc}", file=sys.stderr)
+        return
     print(f"compiled data plane: {len(HOT)} modules into {OUT}")
 
 
