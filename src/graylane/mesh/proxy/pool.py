@@ -19,7 +19,7 @@ from graylane.mesh.routing import Cluster, ClusterEndpoint
 # Upstream response headers not passed on: hop-by-hop ones, and the two Envoy sets itself (the HCM overwrites
 # `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
 RESPONSE_HOP: Final = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
-                          b"upgrade", b"server", b"x-envoy-upstream-service-time"))
+                                 b"upgrade", b"server", b"x-envoy-upstream-service-time"))
 _NOTED: Final = RESPONSE_HOP | {b"content-length"}  # headers `on_header` looks at more closely
 # Envoy's limits on an upstream's response head, as on requests (max_headers_count, 60 KiB): beyond them the
 # response is a protocol error (502 UPE), and a hostile upstream cannot grow the proxy's memory with headers.

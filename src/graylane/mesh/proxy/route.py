@@ -39,8 +39,8 @@ class Downstream(Protocol):
 
 # Request headers not passed upstream as they came (the proxy writes its own framing and Host).
 HOP_BY_HOP: Final = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-                        "upgrade", "proxy-authorization", "content-length", "host",
-                        "x-envoy-upstream-rq-timeout-ms", "expect"))
+                               "upgrade", "proxy-authorization", "content-length", "host",
+                               "x-envoy-upstream-rq-timeout-ms", "expect"))
 # Headers the trace layer rewrites on each try (`tracestate` passes through as it came).
 TRACE_REWRITTEN: Final = frozenset(TRACE_HEADERS) - {"tracestate"}
 UNSAMPLED_HEADERS: Final = [("x-b3-sampled", "0")]

@@ -16,12 +16,12 @@ LABELS: Final = (
 )
 # Envoy's default histogram buckets (source/common/stats/histogram_impl.cc), used by Istio unless overridden.
 BUCKETS: Final = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
-           3600000)
+                  3600000)
 HISTOGRAMS: Final = ("istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes")
 # Istio's TCP metrics carry the same labels without response_code and grpc_response_status (request_protocol "tcp").
 TCP_LABELS: Final = tuple(k for k in LABELS if k not in ("response_code", "grpc_response_status"))
 TCP_COUNTERS: Final = ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
-                "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
+                       "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
 
 
 NB: Final = len(BUCKETS) + 1  # buckets per histogram, +Inf last

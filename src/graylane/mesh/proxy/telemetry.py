@@ -23,8 +23,8 @@ access_log = logging.getLogger("graylane.access")
 
 # Envoy prints response flags in its enum order (ResponseFlagUtils).
 FLAG_ORDER: Final = {f: i for i, f in enumerate(("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL",
-                                           "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "DT", "UPE",
-                                           "NC"))}
+                                                  "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "DT", "UPE",
+                                                  "NC"))}
 NOT_REACHED: Final = frozenset(("UF", "UT", "UO", "UC", "NC", "UH", "NR"))  # the destination's sidecar never saw it
 
 

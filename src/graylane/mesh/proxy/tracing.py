@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 TRACE_HEADERS: Final = ("traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
-                 "x-b3-sampled", "x-b3-flags")
+                        "x-b3-sampled", "x-b3-flags")
 
 
 _ids = random.Random(os.urandom(16))
