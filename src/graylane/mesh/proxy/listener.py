@@ -396,7 +396,8 @@ class DownstreamProtocol(asyncio.Protocol):
         p = self.parser
         method = p.get_method()
         req.method = METHODS.get(method) or method.decode("latin-1")
-        req.version = p.get_http_version()
+        version = self.framer.version  # the request line's, as httptools read it (framing.Framer.version)
+        req.version = "1.1" if version == b"1.1" else version.decode("ascii")
         req.keep_alive = p.should_keep_alive()
         hmap = req.hmap
         if "content-length" not in hmap and "transfer-encoding" not in hmap:  # the common bodyless request
