@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 
 
@@ -41,3 +43,13 @@ def envoy_filter(context: str, labels: dict, max_tokens: int = 3) -> dict:
                                   "response_headers_to_add": [{"append_action": "APPEND_IF_EXISTS_OR_ADD",
                                                                "header": {"key": "x-local-rate-limit",
                                                                           "value": "true"}}]}}}}}]}}
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send `request` on a fresh connection; everything the proxy answers until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data

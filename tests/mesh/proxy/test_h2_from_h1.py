@@ -19,7 +19,7 @@ from h2.connection import H2Connection
 from graylane.mesh.state import MeshOptions
 
 from ..helpers import dr, free_port, running_mesh, series, sidecar, svc, vs
-from .support import to
+from .support import raw_exchange, to
 from .test_grpc import echo, grpc_svc  # noqa: F401  # echo: the grpcio upstreams fixture
 from .test_grpc_mirror import wait_for
 from .test_h2 import h2_client, read_events
@@ -33,16 +33,6 @@ def frame(msg: bytes) -> bytes:
 
 def h1(port: int) -> httpx.Client:
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False)
-
-
-def raw_exchange(port: int, request: bytes) -> bytes:
-    """Send `request` on a fresh connection; everything the proxy answers until it closes the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(request)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
 
 
 def test_http1_request_goes_upstream_as_h2_and_back_as_http1(mesh, echo):  # noqa: F811

@@ -3,12 +3,12 @@ Envoy's HTTP/1 codec does (no chunked encoding to an HTTP/1.0 client: the body e
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from ..helpers import Mesh, free_port, running_mesh, sidecar, svc, vs
+from .support import raw_exchange
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +25,8 @@ def _push(mesh: Mesh) -> int:
     return port
 
 
-def _until_closed(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out
-
-
 def test_an_http10_client_gets_a_close_delimited_body_not_chunks(port: int) -> None:
-    out = _until_closed(port, b"GET http://reviews:9080/chunks/3 HTTP/1.0\r\nhost: reviews\r\n\r\n")
+    out = raw_exchange(port, b"GET http://reviews:9080/chunks/3 HTTP/1.0\r\nhost: reviews\r\n\r\n")
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"transfer-encoding" not in head.lower()
@@ -46,7 +37,7 @@ def test_an_http10_client_gets_a_close_delimited_body_not_chunks(port: int) -> N
 def test_an_http11_client_gets_the_chunks_reframed_and_a_second_request_on_the_same_connection(port: int) -> None:
     request = b"GET http://reviews:9080/chunks/2 HTTP/1.1\r\nhost: reviews\r\n\r\n"
     last = b"GET http://reviews:9080/ok HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n"
-    out = _until_closed(port, request + last)
+    out = raw_exchange(port, request + last)
     first, _, rest = out.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in first.lower()
     assert rest.startswith(b"400\r\n" + b"x" * 1024 + b"\r\n400\r\n")
