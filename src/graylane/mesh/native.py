@@ -40,9 +40,9 @@ GROUP = "graylane_native"  # mypyc's shared library: `graylane_native__mypyc.<ta
 HOT: tuple[str, ...] = (
     *(f"mesh/routing/{m}.py" for m in ("balancing", "l4", "matching", "policies", "rewrites", "rules", "sticky",
                                        "table")),
-    *(f"mesh/proxy/{m}.py" for m in ("balance", "connect", "forward", "framing", "inline", "listener", "outlier",
-                                     "pool", "respond", "retry", "route", "stats", "telemetry", "timeout",
-                                     "tracing")),
+    *(f"mesh/proxy/{m}.py" for m in ("balance", "connect", "forward", "framing", "heads", "inline", "listener",
+                                     "outlier", "pool", "request", "respond", "retry", "route", "stats", "telemetry",
+                                     "timeout", "tracing")),
 )
 
 _state: dict[str, object] = {}  # "active": bool, "reason": str, "dir": Path (cached per process)

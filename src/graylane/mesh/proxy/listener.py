@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httptools
 
+from graylane.mesh.proxy import heads
 from graylane.mesh.proxy.errors import (
     BadRequest,
     HeadersTooLarge,
@@ -32,6 +33,7 @@ from graylane.mesh.proxy.errors import (
     UriTooLong,
 )
 from graylane.mesh.proxy.framing import MAX_HEADERS, MAX_URL, Framer
+from graylane.mesh.proxy.request import HEAD_PENDING, NO_BODY, PAUSE_BODY, PAUSE_PIPELINE, Request, RequestBody
 from graylane.mesh.proxy.tcp import take_over_connect
 
 if TYPE_CHECKING:
@@ -41,11 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_HEADER_COUNT: Final = 100  # Envoy's max_headers_count default; HTTP/1 requests beyond it get 431
-BODY_HIGH: Final = 64 * 1024
-BODY_LOW: Final = 16 * 1024
-# Why reading is paused (reading resumes when no reason is left).
-PAUSE_BODY: Final = 1  # a request body is held faster than the upstream takes it
-PAUSE_PIPELINE: Final = 2  # the next request waits (unparsed) for the current response
 SERVER_HEADER: Final = b"server: istio-envoy\r\n"  # Istio's server_name on every listener
 REASONS: Final = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 STATUS_LINES: Final = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
@@ -53,108 +50,12 @@ H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # the h2c prior-knowled
 # Per request, builtins cost more than they look on 3.11: `float("inf")` parses a string and `min()` parses its
 # arguments (~300 and ~700 instructions); the timers below use this constant and plain comparisons (issue #17).
 _INF: Final = float("inf")
-# Request header names as they came (bytes) -> lowercase str: clients send the same few names again and again.
-# Bounded: names up to 64 bytes, MAX_NAMES_CACHED of them; others are decoded each time (no client can grow it).
-_HEADER_NAMES: Final[dict[bytes, str]] = {}
-MAX_NAMES_CACHED: Final = 512
-METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 __all__ = ["MAX_HEADERS", "MAX_URL", "DownstreamProtocol", "Request", "RequestBody", "status_line"]
 
 
 def status_line(code: int) -> bytes:
     return STATUS_LINES.get(code) or b"HTTP/1.1 %d Unknown\r\n" % code
-
-
-class RequestBody:
-    """Request body chunks from the parser to the forwarding task, pausing the socket when too much is held."""
-
-    __slots__ = ("chunks", "held", "done", "waiter", "protocol", "received", "error")
-
-    def __init__(self, protocol: DownstreamProtocol, done: bool) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.held = 0
-        self.done = done
-        self.waiter: asyncio.Future[None] | None = None
-        self.protocol = protocol
-        self.received = 0
-        self.error: ProxyError | None = None  # set when the body timed out: readers get it raised
-
-    def feed(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-        self.held += len(chunk)
-        self.received += len(chunk)
-        if self.held > BODY_HIGH:
-            self.protocol.pause_reading(PAUSE_BODY)
-        self._wake()
-
-    def finish(self) -> None:
-        self.done = True
-        self._wake()
-
-    def fail(self, err: ProxyError) -> None:
-        self.error = err
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def read(self) -> bytes | None:
-        """The next chunk, or None at the end of the body. Raises the body's timeout, if it had one."""
-        while not self.chunks:
-            if self.error is not None:
-                raise self.error
-            if self.done:
-                return None
-            if self.protocol.closed:
-                raise ConnectionResetError("client went away during the request body")
-            self.waiter = self.protocol.loop.create_future()
-            await self.waiter
-        if self.error is not None:
-            raise self.error
-        chunk = self.chunks.popleft()
-        self.held -= len(chunk)
-        if self.held < BODY_LOW:
-            self.protocol.resume_reading(PAUSE_BODY)
-        return chunk
-
-
-class _NoBody(RequestBody):
-    """The body of every bodyless request: one shared, always done, never fed (nothing to allocate per request)."""
-
-    __slots__ = ()
-
-    def feed(self, chunk: bytes) -> None:
-        raise AssertionError("a bodyless request was fed a body")
-
-    def fail(self, err: ProxyError) -> None:
-        pass  # no body to time out
-
-
-NO_BODY: Final[RequestBody] = _NoBody(None, done=True)  # type: ignore[arg-type]  # never reads its protocol
-# A request's body until its head is complete: a real object, never None, so that compiled code (which trusts
-# the declared type, graylane.mesh.native) can never call a method on None; tested by identity.
-HEAD_PENDING: Final[RequestBody] = _NoBody(None, done=True)  # type: ignore[arg-type]  # nor does this one
-
-
-class Request:
-    __slots__ = ("method", "target", "version", "headers", "hmap", "body", "keep_alive", "start", "header_bytes",
-                 "has_body", "chunked", "content_length")
-
-    def __init__(self) -> None:
-        self.method = ""
-        self.target = ""
-        self.version = "1.1"
-        self.headers: list[tuple[str, str]] = []
-        self.hmap: dict[str, str] = {}
-        self.keep_alive = True
-        self.start = 0.0
-        self.header_bytes = 0
-        self.has_body = False
-        self.chunked = False
-        self.content_length: int | None = None
-        self.body: RequestBody = HEAD_PENDING  # replaced when the head is complete
 
 
 class Inflight(Protocol):
@@ -291,14 +192,27 @@ class DownstreamProtocol(asyncio.Protocol):
     def _consume(self, data: bytes) -> None:
         try:
             pos, n = 0, len(data)
+            framer = self.framer
             while pos < n and not self.closed:
-                if self.pipeline and self.parsing is None and self.framer.between_requests:
-                    # A whole request waits for its response: the next one stays unparsed and we stop reading,
-                    # so a client that pipelines without reading replies fills its own socket, not our memory.
-                    self.unparsed = data[pos:]
-                    self.pause_reading(PAUSE_PIPELINE)
-                    return
-                end = self.framer.advance(data, pos)
+                if self.parsing is None and framer.between_requests:
+                    if self.pipeline:
+                        # A whole request waits for its response: the next one stays unparsed and we stop reading,
+                        # so a client that pipelines without reading replies fills its own socket, not our memory.
+                        self.unparsed = data[pos:]
+                        self.pause_reading(PAUSE_PIPELINE)
+                        return
+                    end = data.find(b"\r\n\r\n", pos) + 4
+                    req = heads.request(data, pos, end) if end > 3 else None
+                    if req is not None:  # a plain bodyless head, whole in this read: httptools is not needed
+                        pos = end
+                        req.start = time.perf_counter()
+                        if not self.busy:
+                            self._disarm()  # no body to time: the header timeout ends here
+                        self.pipeline.append(req)
+                        if not self.busy:
+                            self._start()
+                        continue
+                end = framer.advance(data, pos)
                 self.parser.feed_data(data if pos == 0 and end == n else memoryview(data)[pos:end])
                 pos = end
                 if self.pipeline and not self.busy:
@@ -377,11 +291,7 @@ class DownstreamProtocol(asyncio.Protocol):
             raise HeadersTooLarge("header block too large")
         if len(headers) >= MAX_HEADER_COUNT:
             raise HeadersTooLarge("too many headers")
-        lname = _HEADER_NAMES.get(name)  # a name seen before: no decode() and lower() calls (issue #17)
-        if lname is None:
-            lname = name.decode("latin-1").lower()
-            if len(_HEADER_NAMES) < MAX_NAMES_CACHED and len(name) <= 64:
-                _HEADER_NAMES[name] = lname
+        lname = heads.header_name(name)
         val = value.decode("latin-1")
         headers.append((lname, val))
         hmap = req.hmap
@@ -395,7 +305,7 @@ class DownstreamProtocol(asyncio.Protocol):
         assert req is not None
         p = self.parser
         method = p.get_method()
-        req.method = METHODS.get(method) or method.decode("latin-1")
+        req.method = heads.METHODS.get(method) or method.decode("latin-1")
         version = self.framer.version  # the request line's, as httptools read it (framing.Framer.version)
         req.version = "1.1" if version == b"1.1" else version.decode("ascii")
         req.keep_alive = p.should_keep_alive()

@@ -20,7 +20,27 @@ from graylane.mesh.routing import Cluster, ClusterEndpoint
 # `server` with Istio's server_name; the router adds `x-envoy-upstream-service-time`).
 RESPONSE_HOP: Final = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"trailer",
                                  b"upgrade", b"server", b"x-envoy-upstream-service-time"))
-_NOTED: Final = RESPONSE_HOP | {b"content-length"}  # headers `on_header` looks at more closely
+# What `on_header` does with a response header, by its name as it came (bytes): upstreams send the same few names
+# again and again, so the kind is cached per spelling (bounded: names up to 64 bytes, 512 of them; no upstream can
+# grow it), which spares a `lower()` and two set look-ups per header (issue #17).
+PASS: Final = 0  # passed on as it came
+LENGTH: Final = 1  # content-length: passed on, and the body has a length
+CHUNKED: Final = 2  # transfer-encoding: dropped (hop-by-hop), and the body has a length
+HOP: Final = 3  # other hop-by-hop headers and the two Envoy sets itself: dropped
+_KINDS: Final[dict[bytes, int]] = {}
+MAX_KINDS_CACHED: Final = 512
+
+
+def header_kind(name: bytes) -> int:
+    """PASS, LENGTH, CHUNKED or HOP for a response header's name (cached per spelling)."""
+    kind = _KINDS.get(name)
+    if kind is None:
+        lname = name.lower()
+        kind = (LENGTH if lname == b"content-length" else CHUNKED if lname == b"transfer-encoding"
+                else HOP if lname in RESPONSE_HOP else PASS)
+        if len(_KINDS) < MAX_KINDS_CACHED and len(name) <= 64:
+            _KINDS[name] = kind
+    return kind
 # Envoy's limits on an upstream's response head, as on requests (max_headers_count, 60 KiB): beyond them the
 # response is a protocol error (502 UPE), and a hostile upstream cannot grow the proxy's memory with headers.
 MAX_RESPONSE_HEADERS: Final = 100
@@ -181,19 +201,18 @@ class UpstreamConnection(asyncio.Protocol):
         if ex.got_headers:
             self._trailer(ex, name, value)
             return
-        lname = name.lower()
-        if lname not in _NOTED:  # the common header: passed on as it came
+        kind = header_kind(name)
+        if kind == PASS:  # the common header: passed on as it came
             ex.passed.append(b"%s: %s\r\n" % (name, value))
             return
-        if lname == b"content-length":
+        if kind == LENGTH:
             ex.content_length = ex.has_length = True
-        elif lname == b"transfer-encoding":
-            ex.has_length = True
-        if lname not in RESPONSE_HOP:
             ex.passed.append(b"%s: %s\r\n" % (name, value))
-        else:
-            ex.dropped += 1
-            ex.dropped_size += len(name) + len(value)
+            return
+        if kind == CHUNKED:
+            ex.has_length = True
+        ex.dropped += 1
+        ex.dropped_size += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
