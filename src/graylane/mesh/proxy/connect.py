@@ -49,7 +49,11 @@ async def read_body(proto: DownstreamProtocol, req: Request) -> bytes | None:
 def request_head(method: str, path: str, authority: str, headers: list[tuple[str, str]], req: Request,
                  body: bytes | None) -> bytes:
     parts = [f"{method} {path} HTTP/1.1\r\nhost: {authority}\r\n"]
-    parts += [f"{k}: {v}\r\n" for k, v in headers]
+    for k, v in headers:  # the pieces, joined once below: no string built per header line (issue #17)
+        parts.append(k)
+        parts.append(": ")
+        parts.append(v)
+        parts.append("\r\n")
     if body is not None:
         if body or req.content_length is not None or method in ("POST", "PUT", "PATCH"):
             parts.append(f"content-length: {len(body)}\r\n")

@@ -6,7 +6,6 @@ import itertools
 import os
 import random
 from collections import deque
-from collections.abc import Mapping
 from typing import Any, Final
 
 TRACE_HEADERS: Final = ("traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
@@ -73,7 +72,7 @@ class TraceContext:
         return self._trace_id
 
     @classmethod
-    def extract(cls, headers: Mapping[str, str], sampling_percent: float, rng: random.Random) -> TraceContext:
+    def extract(cls, headers: dict[str, str], sampling_percent: float, rng: random.Random) -> TraceContext:
         """Continue the caller's trace (W3C first, then B3) or start one, sampled at `sampling_percent`."""
         tp = headers.get("traceparent")
         if tp:
