@@ -64,6 +64,7 @@ def _assert_same_request(raw: bytes) -> bool:
 
 
 COMMON_REQUESTS = [
+    b"GET http://reviews:9080/reviews/0 HTTP/1.1\r\nHost: reviews:9080\r\nUser-Agent: python-httpx/0.27\r\n\r\n",
     b"GET /reviews/0 HTTP/1.1\r\nHost: reviews:9080\r\nUser-Agent: wrk\r\n\r\n",
     b"GET /productpage?u=normal HTTP/1.1\r\nhost: productpage\r\naccept: */*\r\nx-request-id: 1-2-3\r\n"
     b"x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7\r\nx-b3-spanid: e457b5a2e4d86bd1\r\nx-b3-sampled: 1\r\n\r\n",
@@ -77,7 +78,9 @@ OTHER_REQUESTS = [  # heads heads.py leaves to httptools (each for one reason)
     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n",
     b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
-    b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET https://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://[::1]:80/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://user@x/ HTTP/1.1\r\nHost: x\r\n\r\n",
     b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
     b"PROPFIND / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /#frag HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -105,7 +108,7 @@ def test_other_request_heads_are_left_to_httptools(raw):
 
 
 def test_a_head_is_read_from_its_place_in_a_larger_read():
-    first, second = COMMON_REQUESTS[0], COMMON_REQUESTS[2]
+    first, second = COMMON_REQUESTS[1], COMMON_REQUESTS[3]
     data = first + second
     req = heads.request(data, len(first), len(data))
     assert req is not None and req.method == "DELETE" and req.keep_alive is False
@@ -127,6 +130,10 @@ _connection = st.sampled_from([b""] * 3 + [b"Connection: close\r\n", b"connectio
 _targets = st.lists(st.sampled_from([b"/", b"a", b"b", b"%2F", b"?", b"=", b"&", b";", b"@", b"~"] * 3
                                     + [b"#", b"*", b"http://x", b"\x80", b" ", b"[", b'"', b"\\", b"{"]),
                     max_size=6).map(lambda parts: b"/" + b"".join(parts))
+_authorities = st.lists(st.sampled_from([b"reviews", b"a.b", b":9080", b":", b"-", b"_", b"@", b"%", b"[::1]", b"x"]),
+                        max_size=3).map(b"".join)
+_targets = st.one_of(_targets, st.tuples(st.sampled_from([b"http://", b"http://", b"https://", b"HTTP://"]),
+                                         _authorities, st.sampled_from([b""]) | _targets).map(b"".join))
 
 
 @settings(max_examples=400, deadline=None)

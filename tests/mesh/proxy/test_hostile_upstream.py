@@ -123,3 +123,30 @@ def test_endless_trailers_end_the_response_and_the_connection(mesh, upstream):
     with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=10) as c, pytest.raises(httpx.HTTPError):
         c.get("http://reviews:9080/reviews/0").read()
     assert closes.wait(10), "the proxy kept reading trailers past Envoy's limits"
+
+
+@pytest.mark.parametrize("spelling", ["lower", "UPPER"])
+def test_hop_by_hop_response_headers_are_dropped_in_any_letter_case_and_the_rest_pass_as_they_came(mesh, upstream,
+                                                                                                  spelling):
+    answer, port, _ = upstream
+    head = (b"HTTP/1.1 200 OK\r\nServer: upstream\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+            b"Proxy-Connection: x\r\nX-Custom: a\r\nContent-Length: 2\r\n\r\nok")
+    answer(head.upper().replace(b"\r\nOK", b"\r\nok") if spelling == "UPPER" else head)
+    for _ in range(2):  # the second time, each name's kind comes from the proxy's cache of spellings
+        r = _get(port)
+        names = [n for n, _ in r.headers.raw]
+        assert r.status_code == 200 and r.text == "ok"
+        assert r.headers["server"] == "istio-envoy" and r.headers.get_list("server") == ["istio-envoy"]
+        assert not {b"connection", b"keep-alive", b"proxy-connection"} & {n.lower() for n in names}
+        custom = b"X-Custom" if spelling == "lower" else b"X-CUSTOM"
+        assert custom in names and r.headers["x-custom"].lower() == "a"
+        assert (b"Content-Length" if spelling == "lower" else b"CONTENT-LENGTH") in names
+
+
+def test_a_chunked_response_in_capitals_is_read_as_chunked(mesh, upstream):
+    answer, port, _ = upstream
+    answer(b"HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: CHUNKED\r\n\r\n2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n")
+    for _ in range(2):
+        r = _get(port)
+        assert r.status_code == 200 and r.text == "ok!!!"
+        assert r.headers.get_list("transfer-encoding") == ["chunked"]

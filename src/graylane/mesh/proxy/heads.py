@@ -2,16 +2,17 @@
 
 httptools (llhttp) calls back into Python for a message's start, its URL, every header and the end of its head,
 and the listener's callbacks then do their part: ~1,300 instructions per header line and ~4,000 more per head.
-Most requests a mesh carries are plain: a known method, an origin-form target, HTTP/1.1, header lines of
-printable ASCII, no body. Such a head, whole in one read, is checked here with a few C loops over its bytes and
-split into its lines; the listener then skips httptools for that request (listener.py `_consume`).
+Most requests a mesh carries are plain: a known method, an origin-form target (or the absolute-form `http://...`
+an app sends its sidecar as its HTTP_PROXY), HTTP/1.1, header lines of printable ASCII, no body. Such a head,
+whole in one read, is checked here with a few C loops over its bytes and split into its lines; the listener then
+skips httptools for that request (listener.py `_consume`).
 
 Anything else returns None and the listener feeds httptools as before: a head split across reads, a body
 (Content-Length, Transfer-Encoding), an upgrade, a Connection header other than `keep-alive` or `close`, obs-text
-or any control byte, a bare CR or LF, an absolute-form or non-ASCII target, a method outside `METHODS`, another
-HTTP version, a head over `MAX_HEAD`. So the subset is narrower than what httptools accepts, never wider, and means
-the same: leading whitespace is stripped from values and trailing kept, as llhttp does, and keep-alive follows
-the same rule. tests/mesh/proxy/test_heads.py reads heads both ways and compares.
+or any control byte, a bare CR or LF, a target with other bytes or another scheme, a method outside `METHODS`,
+another HTTP version, a head over `MAX_HEAD`. So the subset is narrower than what httptools accepts, never wider,
+and means the same: leading whitespace is stripped from values and trailing kept, as llhttp does, and keep-alive
+follows the same rule. tests/mesh/proxy/test_heads.py reads heads both ways and compares.
 
 Responses stay with httptools: the same approach measured slower there (an upstream head is larger, and its
 lines are re-emitted as bytes, where llhttp's per-byte work is cheaper than Python's bytes methods).
@@ -32,9 +33,11 @@ MAX_FIELDS: Final = 100  # Envoy's max_headers_count: more lines take httptools'
 # allowed: one pass and an identity test, no table built per call (as `translate(None, delete)` does).
 _PLAIN: Final = bytes(b if 0x20 <= b < 0x7F or b in (9, 10, 13) else (0x20 if b == 0 else 0) for b in range(256))
 _TOKEN: Final = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # RFC 9110 tchar
-# An origin-form target's bytes: RFC 3986 pchar, "/" and "?" (no fragment, no space, no obs-text).
+# A target's bytes: RFC 3986 pchar, "/" and "?" (no fragment, no space, no obs-text, no IPv6 brackets).
 _TARGET_BYTES: Final = b"-._~!$&'()*+,;=:@/?%0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TARGET: Final = bytes(b if b in _TARGET_BYTES else (0x20 if b == 0 else 0) for b in range(256))
+_AUTHORITY_BYTES: Final = b"-._:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_AUTHORITY: Final = bytes(b if b in _AUTHORITY_BYTES else (0x20 if b == 0 else 0) for b in range(256))
 
 # Request header names as they came -> lowercase str: clients send the same few names
 # again and again. Only valid names are kept; bounded: names up to 64 bytes, MAX_NAMES_CACHED of them (no client
@@ -81,8 +84,17 @@ def request(data: bytes, pos: int, end: int) -> Request | None:
         return None
     method = METHODS.get(parts[0])
     target = parts[1]
-    if method is None or not target or target[0] != 47 or target.translate(_TARGET) is not target:
-        return None  # not origin-form ("/..."), or a byte outside it
+    if method is None or not target:
+        return None
+    if target[0] != 47:  # not origin-form ("/..."): absolute-form, what an app sends its sidecar (HTTP_PROXY)?
+        if not target.startswith(b"http://"):
+            return None
+        slash = target.find(b"/", 7)
+        authority = target[7:] if slash < 0 else target[7:slash]
+        if authority.translate(_AUTHORITY) is not authority:
+            return None  # host[:port] of letters, digits, ".", "-", "_" only (no userinfo, no IPv6 literal)
+    if target.translate(_TARGET) is not target:
+        return None  # a byte outside RFC 3986's path and query characters (and ":", "@")
     req = Request()
     headers = req.headers
     hmap = req.hmap
