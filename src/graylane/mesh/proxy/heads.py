@@ -45,6 +45,7 @@ _AUTHORITY: Final = bytes(b if b in _AUTHORITY_BYTES else (0x20 if b == 0 else 0
 HEADER_NAMES: Final[dict[bytes, str]] = {}
 MAX_NAMES_CACHED: Final = 512
 METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_FRAMING: Final = frozenset(("content-length", "transfer-encoding", "upgrade"))  # headers a plain head has not
 
 
 def header_name(name: bytes) -> str:
@@ -108,6 +109,8 @@ def request(data: bytes, pos: int, end: int) -> Request | None:
             if not colon or not name or name.translate(None, _TOKEN):
                 return None
             lname = header_name(name)
+        if lname in _FRAMING:
+            return None  # a body or an upgrade: httptools' path, without reading the rest here first
         if value[0] == 32 or value[0] == 9:  # (value ends with CRLF: never empty)
             value = value.lstrip(b" \t")  # leading whitespace is not the value's; llhttp keeps the trailing
         val = value[:-2].decode("latin-1")
@@ -116,8 +119,6 @@ def request(data: bytes, pos: int, end: int) -> Request | None:
             hmap[lname] = f"{hmap[lname]},{val}"
         else:
             hmap[lname] = val
-    if "content-length" in hmap or "transfer-encoding" in hmap or "upgrade" in hmap:
-        return None
     connection = hmap.get("connection")
     if connection is not None:
         token = connection.lower()

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from graylane.mesh.proxy.errors import ProxyError
-
-if TYPE_CHECKING:
-    from graylane.mesh.proxy.listener import DownstreamProtocol
 
 BODY_HIGH: Final = 64 * 1024
 BODY_LOW: Final = 16 * 1024
@@ -22,12 +19,24 @@ PAUSE_BODY: Final = 1  # a request body is held faster than the upstream takes i
 PAUSE_PIPELINE: Final = 2  # the next request waits (unparsed) for the current response
 
 
+class BodySource(Protocol):
+    """What a request body reads of the connection it arrives on (listener.DownstreamProtocol): a structural type,
+    so that this module does not import the listener, which imports it."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def closed(self) -> bool: ...
+    def pause_reading(self, reason: int = PAUSE_BODY) -> None: ...
+    def resume_reading(self, reason: int = PAUSE_BODY) -> None: ...
+
+
 class RequestBody:
     """Request body chunks from the parser to the forwarding task, pausing the socket when too much is held."""
 
     __slots__ = ("chunks", "held", "done", "waiter", "protocol", "received", "error")
 
-    def __init__(self, protocol: DownstreamProtocol, done: bool) -> None:
+    def __init__(self, protocol: BodySource, done: bool) -> None:
         self.chunks: deque[bytes] = deque()
         self.held = 0
         self.done = done
